@@ -1,0 +1,447 @@
+"""The ``enclave`` command: the seed's flags, one action per run.
+
+Rules:
+- Only argparse, os, sys and the standard-library-only ``enclave.errors`` are imported
+  at the top. Each command imports what it needs, so ``enclave --help`` and
+  ``--version`` never load cryptography, the store, asyncio or the protocol.
+- One action per run (an argparse mutually exclusive group). Every other flag is a
+  modifier valid only with the actions listed in ``_MODIFIERS``; any other use is an error.
+- Everything a person typed is checked before the store is opened or a file written,
+  so a mistake leaves the home folder as it was.
+- ``UserError`` is printed as one line, ``enclave: error: ...``, exit status 2.
+  Ctrl-C exits with 130 and no traceback. Anything else is a bug and keeps its traceback.
+- Passwords never come from argv: a terminal prompt, ``ENCLAVE_PASSWORD`` or
+  ``--password-file`` (``enclave.passwords``).
+- ``--listen``, ``--web`` and ``send`` are run by ``enclave.repl``, ``enclave.web`` and
+  ``enclave.sendcmd`` (``run(args) -> int``). They find the home folder with
+  ``home_of(args)`` and unlock the identity with ``unlock(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from enclave import __version__
+from enclave.errors import UserError
+
+DEFAULT_PORT = 8000
+DEFAULT_WEB_PORT = 5000
+DEFAULT_LISTEN_HOST = "0.0.0.0"
+MAX_PEER_KEY_BYTES = 64 * 1024
+MAX_NAME_LENGTH = 32
+
+EPILOG = """\
+examples:
+  enclave --generate                       create your identity (asks a password twice)
+  enclave --public-key > alice.pem         write your public key to share with peers
+  enclave --add-peer bob.pem --peer-address 192.168.1.101:8000 --name bob
+  enclave --peers                          list known peers
+  enclave --fingerprint                    show your fingerprint, to compare out of band
+  enclave --listen --port 8000             chat in the terminal
+  enclave --web                            chat in the browser (http://localhost:5000)
+  enclave send bob "See you at 5"          send one message and exit
+  enclave --import-key keys/private_key.pem
+                                           bring in the original client's identity
+
+environment:
+  ENCLAVE_HOME       home folder (default: the platform's user data folder,
+                     e.g. ~/.local/share/enclave)
+  ENCLAVE_PASSWORD   identity password for scripts and services (or --password-file)
+"""
+
+# action (dest) -> the flag a person typed
+_ACTIONS = {
+    "generate": "--generate",
+    "import_key": "--import-key",
+    "change_password": "--change-password",
+    "add_peer": "--add-peer",
+    "peers": "--peers",
+    "fingerprint": "--fingerprint",
+    "public_key": "--public-key",
+    "listen": "--listen",
+    "web": "--web",
+}
+_PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen", "web"}
+# modifier (dest) -> (flag, the actions it goes with)
+_MODIFIERS = {
+    "peer_address": ("--peer-address", {"add_peer"}),
+    "name": ("--name", {"add_peer"}),
+    "force": ("--force", {"generate", "import_key"}),
+    "password_file": ("--password-file", _PASSWORD_ACTIONS),
+    "port": ("--port", {"listen", "web"}),
+    "host": ("--host", {"listen", "web"}),
+    "web_port": ("--web-port", {"web"}),
+}
+# the later parts of Enclave, imported only when their action runs
+_LATER = {"listen": "enclave.repl", "web": "enclave.web"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one-line ``UserError``s like every other mistake."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="enclave",
+        usage="%(prog)s ACTION [options]\n       %(prog)s send PEER MESSAGE [--home DIR]",
+        description="Enclave: secure peer-to-peer messaging with no server in between.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        add_help=False,
+    )
+    group = parser.add_argument_group("actions (one per run)").add_mutually_exclusive_group()
+    add = group.add_argument
+    add("--generate", action="store_true", help="create your RSA-4096 identity")
+    add("--import-key", metavar="FILE", help="import the original client's private key PEM")
+    add(
+        "--change-password",
+        action="store_true",
+        help="re-encrypt your identity under a new password",
+    )
+    add("--add-peer", metavar="FILE", help="add or update a peer from their public key PEM")
+    add("--peers", action="store_true", help="list known peers")
+    add("--fingerprint", action="store_true", help="print your fingerprint")
+    add("--public-key", action="store_true", help="print your public key (PEM) to share")
+    add("--listen", action="store_true", help="start the terminal chat, listening for peers")
+    add("--web", action="store_true", help="start the local web page")
+    add = parser.add_argument_group("options").add_argument
+    add("-h", "--help", action="help", help="show this help and exit")
+    add("--peer-address", metavar="HOST:PORT", help="the peer's address, with --add-peer")
+    add("--name", help="a short name for the peer, with --add-peer")
+    add("--force", action="store_true", help="replace an existing identity")
+    add(
+        "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
+    )
+    add("--password-file", metavar="FILE", help="read the password from the first line of FILE")
+    add("--port", metavar="PORT", help=f"port to listen on for peers (default {DEFAULT_PORT})")
+    add(
+        "--host",
+        metavar="HOST",
+        help=f"address to listen on for peers (default {DEFAULT_LISTEN_HOST})",
+    )
+    add(
+        "--web-port",
+        metavar="PORT",
+        help=f"port of the local web page (default {DEFAULT_WEB_PORT})",
+    )
+    add("--version", action="version", version=f"enclave {__version__}", help="print the version")
+    return parser
+
+
+def build_send_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="enclave send",
+        description="Send one message to a known peer and exit.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)"
+    )
+    parser.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
+    parser.add_argument("--home", metavar="DIR", help="home folder")
+    parser.add_argument("--password-file", metavar="FILE", help="read the password from FILE")
+    return parser
+
+
+# --- entry points -------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``enclave`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _run(argv)
+    except UserError as err:
+        print(f"enclave: error: {_one_line(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``enclave --peers | head``): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def main_web(argv: list[str] | None = None) -> int:
+    """``enclave-web``: the same as ``enclave --web``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return main(["--web", *argv])
+
+
+def _run(argv: list[str]) -> int:
+    if argv[:1] == ["send"]:
+        args = _parse(build_send_parser(), argv[1:])
+        if args is None:
+            return 0
+        args.message = " ".join(args.message)
+        return _run_later("enclave.sendcmd", "enclave send", args)
+    args = _parse(build_parser(), argv)
+    if args is None:
+        return 0
+    action = _check_combination(args)
+    if action in _LATER:
+        _normalize_network_flags(args, action)
+        return _run_later(_LATER[action], _ACTIONS[action], args)
+    return _COMMANDS[action](args)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:
+    """Parse; ``None`` when argparse already answered (``--help``, ``--version``)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise
+        return None
+
+
+def _check_combination(args: argparse.Namespace) -> str:
+    chosen = [dest for dest in _ACTIONS if getattr(args, dest) not in (None, False)]
+    if not chosen:
+        given = [flag for dest, (flag, _) in _MODIFIERS.items() if getattr(args, dest)]
+        if given:
+            raise UserError(f"{given[0]} needs an action such as --add-peer; see enclave --help")
+        raise UserError("nothing to do; start with enclave --generate, or see enclave --help")
+    action = chosen[0]
+    for dest, (flag, allowed) in _MODIFIERS.items():
+        if getattr(args, dest) not in (None, False) and action not in allowed:
+            goes_with = " or ".join(sorted(_ACTIONS[a] for a in allowed))
+            raise UserError(f"{flag} goes with {goes_with}, not with {_ACTIONS[action]}")
+    return action
+
+
+def _normalize_network_flags(args: argparse.Namespace, action: str) -> None:
+    from enclave.addresses import parse_host, parse_port
+
+    args.port = DEFAULT_PORT if args.port is None else parse_port(args.port)
+    args.host = DEFAULT_LISTEN_HOST if args.host is None else parse_host(args.host)
+    if action == "web":
+        args.web_port = DEFAULT_WEB_PORT if args.web_port is None else parse_port(args.web_port)
+
+
+def _run_later(module: str, flag: str, args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        part = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name != module:
+            raise
+        raise UserError(f"{flag} is not available in this build yet") from None
+    return part.run(args) or 0
+
+
+# --- helpers for every part of Enclave ----------------------------------------------
+
+
+def home_of(args: argparse.Namespace):
+    """The home folder chosen by ``--home`` / ``ENCLAVE_HOME`` / the platform default."""
+    from enclave import home
+
+    return home.resolve(getattr(args, "home", None))
+
+
+def unlock(args: argparse.Namespace):
+    """Ask for the password (or read it) and return the unlocked ``keys.Identity``."""
+    from enclave import home, keys, passwords
+
+    place = home.require_identity(home_of(args))
+    password = passwords.existing(
+        f"Password for {place.key_path}: ", password_file=getattr(args, "password_file", None)
+    )
+    return keys.load_identity(place, password)
+
+
+# --- the commands -------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from enclave import keys, passwords
+
+    place = home_of(args)
+    _refuse_existing_identity(place, args.force)
+    password = passwords.new(password_file=args.password_file)
+    print("Generating an RSA-4096 key; this takes a few seconds...", file=sys.stderr)
+    identity = keys.save_identity(place, keys.generate(), password, force=args.force)
+    print(f"Identity saved in {place.path}")
+    print(f"Fingerprint: {keys.group(identity.fingerprint)}")
+    print("Share your public key with: enclave --public-key > my-key.pem")
+    return 0
+
+
+def cmd_import_key(args: argparse.Namespace) -> int:
+    from enclave import home, keys, passwords
+
+    source = args.import_key
+    data = home.read_file(_path(source), "private key", keys.MAX_FILE_BYTES)
+    place = home_of(args)
+    _refuse_existing_identity(place, args.force)
+    old = None
+    if keys.is_encrypted_pem(data):
+        old = passwords.existing(f"Password of {source}: ", password_file=args.password_file)
+    private_key = keys.import_private_key(data, old, source=source)
+    password = passwords.new(password_file=args.password_file)
+    identity = keys.save_identity(place, private_key, password, force=args.force)
+    print(f"Identity imported into {place.path}, re-encrypted with scrypt")
+    print(f"Fingerprint: {keys.group(identity.fingerprint)}")
+    print(f"{source} is weakly protected; delete it once Enclave works for you")
+    return 0
+
+
+def cmd_change_password(args: argparse.Namespace) -> int:
+    from enclave import home, keys, passwords
+
+    identity = unlock(args)
+    password = passwords.new(password_file=args.password_file)
+    place = home.require_identity(home_of(args))
+    keys.save_identity(place, identity.private_key, password, force=True)
+    print(f"Identity {keys.group(identity.fingerprint, 4)}... re-encrypted under the new password")
+    return 0
+
+
+def cmd_add_peer(args: argparse.Namespace) -> int:
+    import time
+
+    from enclave import home, keys
+    from enclave.addresses import parse_address
+
+    if args.peer_address is None:
+        raise UserError("--add-peer needs --peer-address HOST:PORT, e.g. 192.168.1.100:8000")
+    address = parse_address(args.peer_address)
+    name = _check_name(args.name)
+    data = home.read_file(_path(args.add_peer), "peer key", MAX_PEER_KEY_BYTES)
+    peer = keys.load_peer_key(data, source=args.add_peer)
+    own = keys.read_public_identity(home_of(args))
+    if peer.fingerprint == own.fingerprint:
+        raise UserError(f"{args.add_peer} is your own public key; add your peer's key instead")
+    if peer.weak:
+        print(
+            f"enclave: warning: {args.add_peer} is a {peer.bits}-bit key; "
+            f"{keys.WARN_PEER_BITS} or more is recommended",
+            file=sys.stderr,
+        )
+    from enclave.store import Store
+
+    place = home_of(args)
+    with Store.open(place.db_path) as store:
+        added = store.upsert_peer(peer.fingerprint, peer.pem, str(address), name, now=time.time())
+        saved = store.get_peer(peer.fingerprint)
+    label = saved.name if saved and saved.name else keys.group(peer.fingerprint, 2)
+    print(f"{'Added' if added else 'Updated'} peer {label} at {address}")
+    print(f"Fingerprint: {keys.group(peer.fingerprint)}")
+    if added:
+        print(
+            "Compare this fingerprint with your peer over a channel you trust before relying on it."
+        )
+    return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    from enclave import home, keys
+
+    place = home_of(args)
+    if not place.path.exists() or not place.db_path.exists():
+        print("No peers yet. Add one: enclave --add-peer FILE --peer-address HOST:PORT")
+        return 0
+    home.check(place)
+    from enclave.store import Store
+
+    with Store.open(place.db_path) as store:
+        peers = store.list_peers()
+    if not peers:
+        print("No peers yet. Add one: enclave --add-peer FILE --peer-address HOST:PORT")
+        return 0
+    rows = [("NAME", "FINGERPRINT", "ADDRESS", "VERIFIED", "PROTO")]
+    for p in peers:
+        name = (p.name or "-") + (" (blocked)" if p.blocked else "")
+        verified = "yes" if p.verified else "no"
+        rows.append(
+            (name, keys.group(p.fingerprint, 4), p.address or "-", verified, p.proto or "-")
+        )
+    _print_table(rows)
+    return 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    from enclave import keys
+
+    print(keys.group(keys.read_public_identity(home_of(args)).fingerprint))
+    return 0
+
+
+def cmd_public_key(args: argparse.Namespace) -> int:
+    from enclave import keys
+
+    sys.stdout.write(keys.read_public_identity(home_of(args)).public_pem.decode("ascii"))
+    return 0
+
+
+_COMMANDS = {
+    "generate": cmd_generate,
+    "import_key": cmd_import_key,
+    "change_password": cmd_change_password,
+    "add_peer": cmd_add_peer,
+    "peers": cmd_peers,
+    "fingerprint": cmd_fingerprint,
+    "public_key": cmd_public_key,
+}
+
+
+# --- small checks -------------------------------------------------------------------
+
+
+def _refuse_existing_identity(place, force: bool) -> None:
+    from enclave import home
+
+    if not place.path.exists():
+        return
+    home.check(place)
+    if place.has_identity() and not force:
+        raise UserError(
+            f"an identity already exists in {place.path}; --force replaces it "
+            "(peers who know the old fingerprint will no longer recognize you)"
+        )
+
+
+def _check_name(name: str | None) -> str | None:
+    """Peer names are one word, so ``/send NAME text`` in the REPL stays unambiguous."""
+    if name is None:
+        return None
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise UserError(f"a peer name must be 1 to {MAX_NAME_LENGTH} characters")
+    if not all(ch.isalnum() or ch in "._-" for ch in name):
+        raise UserError(f"invalid peer name {name!r}: use letters, digits, '.', '_' or '-'")
+    if len(name) >= 8 and all(ch in "0123456789abcdefABCDEF" for ch in name):
+        raise UserError(f"invalid peer name {name!r}: it looks like a fingerprint prefix")
+    return name
+
+
+def _path(text: str):
+    from pathlib import Path
+
+    if not text:
+        raise UserError("an empty file name was given")
+    return Path(text).expanduser()
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    rows = [tuple(_printable(cell) for cell in row) for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in str(text))
+
+
+def _one_line(text: str) -> str:
+    return _printable(" ".join(text.split("\n")))

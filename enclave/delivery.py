@@ -1,0 +1,321 @@
+"""Message fate: the outbox, dispatch onto sessions, acks, dedupe, group commits.
+
+Rules:
+- A message gets its 16-byte ID once, in ``send``. It is committed to the outbox
+  before it is dispatched, and it leaves the outbox only when that recipient acks it
+  (or the user gives up on it): delivered exactly once in effect, never silently lost.
+- For each peer at most one link carries unacked messages at a time (the "carrier"),
+  so the receiver gets them in outbox order. When a carrier dies, its unacked
+  messages go back to the front of the queue and go out again on the next session.
+- Received chats are stored in group commits by one writer thread; a session is acked
+  only after the commit that stored its chats. A duplicate (same peer, same ID) is
+  acked and never published twice.
+- A failed commit (disk full) acks nothing, pauses reading on the links whose chats
+  wait, tells the user, and is retried until it succeeds; nothing waiting is dropped.
+- Every store write runs on the writer thread; the event loop never waits on SQLite.
+"""
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from ._fast import ReplayRing
+from .node_events import DeliveryChanged, MessageReceived, NodeProblem
+from .protocol.crypto import sha256
+from .protocol.messages import Chat
+
+MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
+DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
+RETRY_DELAY = 1.0  # seconds between attempts at a commit that failed (disk full)
+
+
+class Out:
+    """An outgoing message held in memory while it is owed to its recipient."""
+
+    __slots__ = ("rowid", "peer", "id", "body", "created_ms")
+
+    def __init__(self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int) -> None:
+        self.rowid, self.peer, self.id, self.body, self.created_ms = rowid, peer, id, body, created_ms
+
+
+class Carried:
+    """What one established link carries for delivery: its unacked messages."""
+
+    __slots__ = ("peer", "base", "items")
+
+    def __init__(self, peer: bytes) -> None:
+        self.peer = peer
+        self.base = 0  # the session index of items[0]
+        self.items: deque[Out] = deque()
+
+
+class _Batch:
+    """Everything one commit writes."""
+
+    __slots__ = ("enqueue", "incoming", "sent", "delivered")
+
+    def __init__(self) -> None:
+        self.enqueue: list[tuple[Out, asyncio.Future]] = []
+        self.incoming: list[tuple] = []  # (link, chats, upto or None, legacy)
+        self.sent: list[int] = []
+        self.delivered: dict[bytes, list[Out]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.enqueue or self.incoming or self.sent or self.delivered)
+
+
+class Delivery:
+    def __init__(self, store, own_fp: bytes, sessions, publish, *, ring_capacity: int = 10_000):
+        self.store = store
+        self.own = own_fp
+        self.sessions = sessions  # pick(peer) -> link | None, dial(peer)
+        self.publish = publish
+        self.queues: dict[bytes, deque[Out]] = {}
+        self.carriers: dict[bytes, object] = {}
+        self.ring = ReplayRing(ring_capacity)
+        self.stats = {"commits": 0, "rows_in": 0, "rows_out": 0, "acks": 0, "dupes": 0}
+        self._next = _Batch()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="enclave-store")
+        self._paused: set = set()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    # --- life ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for peer_hex in self.store.outbox_peers():
+            peer = bytes.fromhex(peer_hex)
+            items = self.store.outbox_for(peer_hex)
+            self.queues[peer] = deque(Out(i.rowid, peer, i.id, i.body, i.created_ms) for i in items)
+        self._task = asyncio.get_running_loop().create_task(self._committer(), name="enclave-commits")
+        for peer in list(self.queues):
+            self.dispatch(peer)
+
+    async def stop(self) -> None:
+        """Commit what is pending, then stop the writer."""
+        await self.flush()
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        self._writer.shutdown(wait=True)
+
+    async def flush(self) -> None:
+        """Return when everything handed to delivery so far is committed."""
+        while self._next or not self._idle.is_set():
+            self._wake.set()
+            await self._idle.wait()
+            await asyncio.sleep(0)
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def submit(self, peer: bytes, body: str, created_ms: int | None = None) -> asyncio.Future:
+        """Queue one message; the future gives its ``Out`` once it is durable."""
+        created = int(time.time() * 1000) if created_ms is None else created_ms
+        fut = asyncio.get_running_loop().create_future()
+        self._next.enqueue.append((Out(0, peer, os.urandom(16), body, created), fut))
+        self._wake.set()
+        return fut
+
+    def dispatch(self, peer: bytes) -> None:
+        queue = self.queues.get(peer)
+        if not queue:
+            return
+        link = self.carriers.get(peer) or self.sessions.pick(peer)
+        if link is None:
+            self.sessions.dial(peer)
+            return
+        carried: Carried = link.state
+        room = min(DISPATCH_CHUNK, MAX_UNACKED - len(carried.items))
+        if not link.writable or room <= 0:
+            return
+        take = [queue.popleft() for _ in range(min(room, len(queue)))]
+        chats = [Chat(o.id, self.own, peer, o.created_ms, o.body) for o in take]
+        first = link.conn.send_chats(chats)
+        if not carried.items:
+            carried.base = first
+        carried.items.extend(take)
+        self.carriers[peer] = link
+        self._next.sent.extend(o.rowid for o in take)
+        self._wake.set()
+        link.schedule_flush()
+        peer_hex = peer.hex()
+        for o in take:
+            self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent"))
+        if queue:
+            asyncio.get_running_loop().call_soon(self.dispatch, peer)
+
+    def queued(self) -> int:
+        return sum(len(q) for q in self.queues.values()) + sum(
+            len(link.state.items) for link in self.carriers.values()
+        )
+
+    # --- session life ------------------------------------------------------------------------
+
+    def session_up(self, link, peer: bytes) -> None:
+        link.state = Carried(peer)
+        self.dispatch(peer)
+
+    def session_down(self, link) -> None:
+        carried: Carried | None = link.state
+        if not isinstance(carried, Carried):
+            return
+        peer = carried.peer
+        if self.carriers.get(peer) is link:
+            del self.carriers[peer]
+        if carried.items:
+            # Unacked: back to the front of the queue, in order, for the next session.
+            self.queues.setdefault(peer, deque()).extendleft(reversed(carried.items))
+            carried.items.clear()
+        self._paused.discard(link)
+        self.dispatch(peer)
+
+    def link_writable(self, link) -> None:
+        if isinstance(link.state, Carried):
+            self.dispatch(link.state.peer)
+
+    # --- acks and incoming ----------------------------------------------------------------------
+
+    def on_acked(self, link, upto: int) -> None:
+        carried: Carried = link.state
+        n = upto - carried.base + 1
+        if n <= 0:
+            return
+        done = [carried.items.popleft() for _ in range(min(n, len(carried.items)))]
+        carried.base += n
+        self._next.delivered.setdefault(carried.peer, []).extend(done)
+        self.stats["acks"] += 1
+        self._wake.set()
+        if not carried.items and self.carriers.get(carried.peer) is link:
+            del self.carriers[carried.peer]
+        self.dispatch(carried.peer)
+
+    def on_chats(self, link, chats, upto: int | None, legacy: bool = False) -> None:
+        """Chats from one authenticated frame (or one v1 envelope, ``upto`` None)."""
+        self._next.incoming.append((link, chats, upto, legacy))
+        self._wake.set()
+
+    # --- the writer ------------------------------------------------------------------------------
+
+    async def _committer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._next:
+                batch, self._next = self._next, _Batch()
+                self._idle.clear()
+                try:
+                    done = await loop.run_in_executor(self._writer, self._write, batch)
+                finally:
+                    self._idle.set()
+                self._apply(batch, done)
+                if done.get("error"):
+                    await asyncio.sleep(RETRY_DELAY)
+            if self._stopping:
+                return
+
+    def _write(self, batch: _Batch) -> dict:
+        """On the writer thread: each part in its own transaction, in order; stop at
+        the first failure and report which parts were done."""
+        store, done = self.store, {}
+        try:
+            if batch.enqueue:
+                rows = [(o.peer.hex(), o.id, o.body, o.created_ms) for o, _ in batch.enqueue]
+                done["enqueue"] = store.enqueue_outgoing(rows)
+            if batch.incoming:
+                done["incoming"] = self._store_incoming(batch.incoming)
+            if batch.sent:
+                store.mark_sent(batch.sent)
+                done["sent"] = True
+            if batch.delivered:
+                now_ms = int(time.time() * 1000)
+                for peer, outs in batch.delivered.items():
+                    store.mark_delivered(peer.hex(), [o.rowid for o in outs], now_ms)
+                done["delivered"] = True
+        except sqlite3.Error as err:
+            done["error"] = err
+        return done
+
+    def _store_incoming(self, incoming) -> list[bool]:
+        """Store the chats; a chat whose key is in the ring is a known duplicate and
+        costs no SQL. Only committed keys ever enter the ring (in ``_received``)."""
+        now_ms = int(time.time() * 1000)
+        rows, where, ring = [], [], self.ring
+        for _, chats, _, legacy in incoming:
+            peer_hex = chats[0].sender.hex() if chats else ""
+            for c in chats:
+                if sha256(c.sender + c.id)[:16] in ring:
+                    where.append(-1)
+                else:
+                    where.append(len(rows))
+                    rows.append((peer_hex, c.id, c.body, c.created_ms, now_ms, legacy))
+        flags = self.store.store_incoming(rows) if rows else []
+        return [w >= 0 and flags[w] for w in where]
+
+    def _apply(self, batch: _Batch, done: dict) -> None:
+        self.stats["commits"] += 1
+        if "enqueue" in done:
+            self._enqueued(batch.enqueue, done["enqueue"])
+        else:
+            self._next.enqueue[:0] = batch.enqueue
+        if "incoming" in done:
+            self._received(batch.incoming, done["incoming"])
+        else:
+            self._next.incoming[:0] = batch.incoming
+        if "sent" not in done:
+            self._next.sent[:0] = batch.sent
+        if "delivered" in done:
+            for peer, outs in batch.delivered.items():
+                peer_hex = peer.hex()
+                for o in outs:
+                    self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "delivered"))
+        else:
+            for peer, outs in batch.delivered.items():
+                self._next.delivered.setdefault(peer, [])[:0] = outs
+        if "error" in done:
+            self._stalled(batch, done["error"])
+        elif self._paused:
+            for link in self._paused:
+                link.resume_reading()
+            self._paused.clear()
+            self.publish(NodeProblem("the store accepts writes again; receiving resumed"))
+
+    def _enqueued(self, entries, rowids: list[int]) -> None:
+        touched = set()
+        for (o, fut), rowid in zip(entries, rowids, strict=True):
+            o.rowid = rowid
+            self.queues.setdefault(o.peer, deque()).append(o)
+            touched.add(o.peer)
+            self.stats["rows_out"] += 1
+            if not fut.done():
+                fut.set_result(o)
+            self.publish(DeliveryChanged(o.peer.hex(), rowid, o.id, "queued"))
+        for peer in touched:
+            self.dispatch(peer)
+
+    def _received(self, incoming, flags: list[bool]) -> None:
+        k = 0
+        for link, chats, upto, legacy in incoming:
+            for c in chats:
+                if flags[k]:
+                    self.ring.check_and_insert(sha256(c.sender + c.id)[:16])
+                    self.publish(MessageReceived(c.sender.hex(), c.id, c.body, c.created_ms, legacy))
+                else:
+                    self.stats["dupes"] += 1
+                k += 1
+            self.stats["rows_in"] += len(chats)
+            self.sessions.stored(link, upto)
+
+    def _stalled(self, batch: _Batch, err: Exception) -> None:
+        for link, *_ in batch.incoming:
+            if link not in self._paused:
+                self._paused.add(link)
+                link.pause_reading()
+        self.publish(NodeProblem(f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"))

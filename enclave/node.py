@@ -1,0 +1,184 @@
+"""The Node: the one API both faces use. It wires the parts and publishes events.
+
+Rules:
+- The faces call only this class: ``send``, ``broadcast``, ``peers``, ``history``,
+  ``add_peer``, ``resolve``, ``stats`` and the event stream (``subscribe`` or
+  ``events()``). They never touch sockets, keys or SQL.
+- Sessions live in ``peers.Sessions``; the fate of each message lives in
+  ``delivery.Delivery``; the Node holds no rule of either.
+- Several nodes may live in one process, each with its own home and store.
+- A person's mistake (unknown peer, ambiguous prefix, empty or too long message)
+  raises ``UserError`` with a one-line explanation.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import settings as settings_mod
+from .delivery import Delivery, Out
+from .errors import UserError
+from .peers import Sessions
+from .protocol.crypto import Identity
+from .protocol.messages import MAX_BODY_CHARS
+from .store import Peer, Store
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    peer: Peer
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A message accepted into the outbox (durable)."""
+
+    peer: str
+    rowid: int
+    id: bytes
+
+
+class Node:
+    def __init__(self, home: str | Path, private_key, settings=None) -> None:
+        self.home = Path(home)
+        self.identity = Identity(private_key)
+        self.fingerprint = self.identity.fingerprint.hex()
+        self.settings = settings if settings is not None else settings_mod.load(self.home)
+        self.address: tuple[str, int] | None = None
+        self.store: Store | None = None
+        self.sessions: Sessions | None = None
+        self.delivery: Delivery | None = None
+        self._subscribers: list = []
+        self._started = 0.0
+
+    # --- life ---------------------------------------------------------------------------
+
+    async def start(self, host: str = "0.0.0.0", port: int = 8000) -> tuple[str, int]:
+        from .home import Home, prepare
+
+        self.store = Store.open(prepare(Home(self.home)).db_path)
+        self.sessions = Sessions(self.identity, self.store, self.settings, self._publish)
+        self.delivery = Delivery(self.store, self.identity.fingerprint, self.sessions, self._publish)
+        self.sessions.delivery = self.delivery
+        try:
+            self.address = await self.sessions.listen(host, port)
+        except OSError as err:
+            self.store.close()
+            raise UserError(f"cannot listen on {host}:{port} ({err.strerror}); is another node using it? try --port") from None
+        self.delivery.start()
+        self._started = time.monotonic()
+        return self.address
+
+    async def stop(self) -> None:
+        """Close sessions cleanly and commit everything; queued messages stay queued."""
+        if self.sessions is None:
+            return
+        await self.sessions.close()
+        await self.delivery.stop()
+        self.store.close()
+        self.sessions = None
+
+    # --- events -------------------------------------------------------------------------
+
+    def subscribe(self, callback) -> callable:
+        """Call ``callback(event)`` for every event; returns the unsubscribe function."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    async def events(self):
+        """Every event from now on, as an async iterator."""
+        queue: asyncio.Queue = asyncio.Queue()
+        unsubscribe = self.subscribe(queue.put_nowait)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            unsubscribe()
+
+    def _publish(self, event) -> None:
+        for callback in list(self._subscribers):
+            callback(event)
+
+    # --- peers ----------------------------------------------------------------------------
+
+    def resolve(self, query: str) -> Peer:
+        """The one peer a name or fingerprint prefix (≥ 8 hex characters) names."""
+        found = self.store.find_peers(query)
+        if not found:
+            raise UserError(f"no peer matches {query!r} (use a name or at least 8 hex characters of a fingerprint)")
+        if len(found) > 1:
+            names = ", ".join(f"{p.name or '-'} {p.fingerprint[:16]}" for p in found)
+            raise UserError(f"{query!r} matches {len(found)} peers ({names}); type more of the fingerprint")
+        return found[0]
+
+    def peers(self) -> list[PeerStatus]:
+        online = self.sessions.online
+        return [PeerStatus(p, online(bytes.fromhex(p.fingerprint))) for p in self.store.list_peers()]
+
+    def add_peer(self, public_key_pem: str, address: str | None, name: str | None = None) -> Peer:
+        from . import keys
+        from .addresses import parse_address
+
+        key = keys.load_peer_key(public_key_pem.encode(), source="the public key")
+        if key.fingerprint == self.fingerprint:
+            raise UserError("that is your own public key; add your peer's key instead")
+        canonical = str(parse_address(address)) if address else None
+        self.store.upsert_peer(key.fingerprint, key.pem, canonical, name, time.time())
+        self.sessions.policy.reload()
+        return self.store.get_peer(key.fingerprint)
+
+    def history(self, query: str, limit: int = 50, before_rowid: int | None = None):
+        return self.store.history(self.resolve(query).fingerprint, limit, before_rowid)
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def send(self, query: str, text: str) -> Sent:
+        """Queue ``text`` for one peer; returns once it is durable in the outbox."""
+        _check_text(text)
+        peer = self.resolve(query)
+        out = await self.delivery.submit(bytes.fromhex(peer.fingerprint), text)
+        return _sent(out)
+
+    def submit(self, peer_fp: bytes, text: str) -> asyncio.Future:
+        """Fast path for benchmarks and bulk senders: no lookup; a future of ``Out``."""
+        return self.delivery.submit(peer_fp, text)
+
+    async def broadcast(self, text: str, queries: list[str] | None = None) -> list[Sent]:
+        """One outbox row per recipient, all queued at once; missing sessions are
+        dialled concurrently. Every known, unblocked peer unless ``queries`` names some."""
+        _check_text(text)
+        if queries is None:
+            targets = [p for p in self.store.list_peers() if not p.blocked]
+        else:
+            targets = [self.resolve(q) for q in queries]
+        futures = [self.delivery.submit(bytes.fromhex(p.fingerprint), text) for p in targets]
+        return [_sent(out) for out in await asyncio.gather(*futures)]
+
+    # --- numbers --------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        s, d = self.sessions, self.delivery
+        return {
+            "sessions": len(s.pool),
+            "links": len(s.links),
+            "queued": d.queued(),
+            "handshakes": s.stats["handshakes"],
+            "refused": s.stats["refused"],
+            "closed": dict(s.stats["closed"]),
+            "private_ops": self.identity.private_ops,
+            **d.stats,
+            "uptime": time.monotonic() - self._started,
+        }
+
+
+def _check_text(text: str) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise UserError("the message is empty")
+    if len(text) > MAX_BODY_CHARS:
+        raise UserError(f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}")
+
+
+def _sent(out: Out) -> Sent:
+    return Sent(out.peer.hex(), out.rowid, out.id)

@@ -1,0 +1,47 @@
+"""What a Node tells its faces. Small frozen dataclasses; fingerprints are hex strings."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    peer: str
+    id: bytes
+    body: str
+    created_ms: int
+    rowid: int
+    legacy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryChanged:
+    """An outgoing message moved to ``state``: queued, sent, delivered or failed."""
+
+    peer: str
+    rowid: int
+    id: bytes
+    state: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOnline:
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOffline:
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    peer: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProblem:
+    """Something the user should know (disk full, a refused legacy message...)."""
+
+    text: str

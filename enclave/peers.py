@@ -1,0 +1,316 @@
+"""Sessions per peer: listening, dialing, the pool, budgets and the crypto pool.
+
+Rules:
+- ``Sessions`` is the hub every ``Link`` reports to. It owns the connection caps, the
+  budgets of PROTOCOL.md b.4 (through ``NodePolicy``), the bounded thread pool for RSA
+  private work, and the per-peer pool (``enclave._fast.Pool``: at most N sessions per
+  peer, idle ones expire).
+- A session counts only once its Connection is established (the peer's Finished
+  verified): only then is it pooled, the peer reported online and the outbox
+  started. A session that closes requeues what it carried (delivery's job).
+- Dialing retries with exponential backoff and jitter while anything is owed to the
+  peer; the first established session resets the backoff.
+- Responder private work is admitted only while a slot is free ("busy" otherwise);
+  our own handshakes (we dialled) queue on the same threads.
+"""
+
+import asyncio
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ._fast import Pool
+from .budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
+from .node_events import PeerOffline, PeerOnline, TypingChanged
+from .protocol.connection import Connection, Limits, State
+from .protocol.crypto import PeerKey
+from .protocol.events import Acked, Established, LegacyReceived, MessagesReceived
+from .protocol.events import TypingChanged as WireTyping
+from .protocol.messages import Chat
+from .protocol.policy import HANDSHAKE_SEEN_TTL_MS, Policy
+from .transport import Link
+
+log = logging.getLogger("enclave.peers")
+_ADMITTED_STATES = (State.RESPONDING, State.LEGACY_OPENING)
+
+
+class NodePolicy(Policy):
+    """The handshake's questions, answered from the store and the node's budgets."""
+
+    def __init__(self, store, own_fp: bytes, settings, now: float) -> None:
+        self.store, self.own, self.s = store, own_fp, settings
+        self.keys: dict[bytes, PeerKey] = {}
+        self.floors: dict[bytes, int] = {}
+        self.proto: dict[bytes, tuple[str, bool, bool]] = {}  # proto, v2_seen, blocked
+        self.seen: dict[tuple[bytes, bytes], int] = {}
+        self.verify_global = TokenBucket(settings.verify_rate, settings.verify_burst, now)
+        self.verify_per_address = KeyedBuckets(settings.verify_rate_per_address, settings.verify_burst_per_address)
+        self.handshakes_per_peer = KeyedBuckets(settings.handshake_rate_per_peer, settings.handshake_burst_per_peer)
+        self.slots = Slots(settings.crypto_queue)
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the address book (after a peer was added or changed)."""
+        for peer in self.store.list_peers():
+            fp = bytes.fromhex(peer.fingerprint)
+            if fp not in self.keys:
+                try:
+                    self.keys[fp] = PeerKey.from_pem(peer.public_key)
+                except ValueError as err:
+                    log.warning("peer %s has an unusable key: %s", peer.fingerprint[:16], err)
+                    continue
+                self.floors[fp] = peer.hwm_ms  # the boot floor: the hwm persisted before this start
+            self.proto[fp] = (peer.proto, peer.v2_seen, peer.blocked)
+
+    def peer_key(self, fp):
+        info = self.proto.get(fp)
+        return None if info is None or info[2] else self.keys.get(fp)
+
+    def boot_floor(self, fp):
+        return self.floors.get(fp, 0)
+
+    def handshake_seen(self, fp, hs_id):
+        return (fp, hs_id) in self.seen
+
+    def take_verify_token(self, source):
+        now = time.monotonic()
+        return self.verify_per_address.take(source, now) and self.verify_global.take(now)
+
+    def record_handshake(self, fp, hs_id, ts_ms):
+        self.seen[(fp, hs_id)] = ts_ms + HANDSHAKE_SEEN_TTL_MS
+        self.store.raise_hwm(fp.hex(), ts_ms)
+
+    def admit_private_op(self, fp):
+        if not self.handshakes_per_peer.take(fp, time.monotonic()):
+            return False
+        return self.slots.try_acquire()
+
+    def prune(self, now_ms: int) -> None:
+        for key in [k for k, expiry in self.seen.items() if expiry < now_ms]:
+            del self.seen[key]
+
+    # legacy v1 (PROTOCOL.md d)
+    def v1_sender(self, fp):
+        info = self.proto.get(fp)
+        if info is None or info[2] or info[1] or info[0] == "v2" or fp == self.own:
+            return None
+        return self.keys.get(fp)
+
+    def v1_seen(self, fp, message_id):
+        return self.store.v1_seen(fp.hex(), message_id)
+
+    def v1_record(self, fp, message_id, ts, key_hash):
+        other = self.store.v1_record(fp.hex(), message_id, ts, key_hash)
+        return bytes.fromhex(other) if other else None
+
+
+class Sessions:
+    def __init__(self, identity, store, settings, publish) -> None:
+        self.identity = identity  # protocol.crypto.Identity
+        self.store = store
+        self.s = settings
+        self.publish = publish
+        self.delivery = None  # set by the node
+        now = time.monotonic()
+        self.policy = NodePolicy(store, identity.fingerprint, settings, now)
+        self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
+        self.pool = Pool(settings.connections_per_peer, settings.idle_timeout)
+        self.links: dict[int, Link] = {}
+        self.limits = Limits(keepalive_interval=settings.keepalive_interval, dead_after=settings.dead_after)
+        self.crypto = ThreadPoolExecutor(settings.crypto_workers, thread_name_prefix="enclave-crypto")
+        self.stats = {"handshakes": 0, "refused": 0, "closed": {}}
+        self._dialing: dict[bytes, asyncio.Task] = {}
+        self._backoff: dict[bytes, float] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._housekeeping: asyncio.Task | None = None
+
+    # --- life ------------------------------------------------------------------------
+
+    async def listen(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Link(self, self._responder), host, port, reuse_address=True)
+        self._housekeeping = loop.create_task(self._tick(), name="enclave-housekeeping")
+        return self._server.sockets[0].getsockname()[:2]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        for task in list(self._dialing.values()):
+            task.cancel()
+        for link in list(self.links.values()):
+            link.close("shutdown")
+        await asyncio.sleep(0)  # let the CLOSE records flush
+        for link in list(self.links.values()):
+            if link.transport is not None:
+                link.transport.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        self.crypto.shutdown(wait=True, cancel_futures=True)
+
+    def _responder(self, link: Link, now: float) -> Connection:
+        return Connection(
+            self.identity, self.policy, now, source=link.address,
+            v1_enabled=self.s.legacy_v1, limits=self.limits,
+        )
+
+    def _initiator(self, peer_key: PeerKey):
+        def make(link: Link, now: float) -> Connection:
+            return Connection(self.identity, self.policy, now, peer=peer_key, limits=self.limits)
+
+        return make
+
+    # --- choosing and opening sessions -------------------------------------------------
+
+    def pick(self, peer: bytes) -> Link | None:
+        conn_id = self.pool.pick(peer)
+        return None if conn_id is None else self.links.get(conn_id)
+
+    def online(self, peer: bytes) -> bool:
+        return self.pool.count(peer) > 0
+
+    def dial(self, peer: bytes) -> None:
+        if peer in self._dialing or self.online(peer):
+            return
+        task = asyncio.get_running_loop().create_task(self._dial(peer), name=f"dial-{peer.hex()[:8]}")
+        self._dialing[peer] = task
+
+    async def _dial(self, peer: bytes) -> None:
+        try:
+            while self.delivery.queues.get(peer) and not self.online(peer):
+                if await self._dial_once(peer):
+                    self._backoff.pop(peer, None)
+                    return
+                delay = min(self.s.reconnect_max, self._backoff.get(peer, self.s.reconnect_min / 2) * 2)
+                self._backoff[peer] = delay
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # backoff, not synchronisation
+        finally:
+            self._dialing.pop(peer, None)
+
+    async def _dial_once(self, peer: bytes) -> bool:
+        record = self.store.get_peer(peer.hex())
+        key = self.policy.keys.get(peer)
+        if record is None or record.address is None or key is None or record.blocked:
+            return False
+        host, _, port = record.address.rpartition(":")
+        host = host.strip("[]")
+        loop = asyncio.get_running_loop()
+        try:
+            _, link = await asyncio.wait_for(
+                loop.create_connection(lambda: Link(self, self._initiator(key), dialled=peer), host, int(port)),
+                timeout=self.limits.handshake_timeout,
+            )
+        except (OSError, asyncio.TimeoutError) as err:
+            log.info("dial %s at %s failed: %s", peer.hex()[:16], record.address, err)
+            return False
+        return await link.established
+
+    # --- what links report ----------------------------------------------------------------
+
+    def link_opened(self, link: Link) -> bool:
+        if not self.caps.admit(link.address):
+            self.stats["refused"] += 1
+            return False
+        self.links[link.id] = link
+        return True
+
+    def link_closed(self, link: Link) -> None:
+        self.caps.release(link.address)
+        self.links.pop(link.id, None)
+        reason = link.close_reason or "closed"
+        closed = self.stats["closed"]
+        closed[reason] = closed.get(reason, 0) + 1
+        self._leave_pool(link)
+
+    def _leave_pool(self, link: Link) -> None:
+        peer = self.pool.remove(link.id)
+        if peer is not None:
+            self._session_gone(link, peer)
+
+    def _session_gone(self, link: Link, peer: bytes) -> None:
+        self.delivery.session_down(link)
+        if not self.online(peer):
+            self.publish(PeerOffline(peer.hex()))
+
+    def link_writable(self, link: Link) -> None:
+        self.delivery.link_writable(link)
+
+    def on_closed(self, link: Link, event) -> None:
+        log.info("link %d (%s) closed: %s %s", link.id, link.address, event.reason, event.detail)
+        self._leave_pool(link)
+
+    def run_crypto(self, link: Link, job) -> None:
+        admitted = link.conn.state in _ADMITTED_STATES
+        loop = asyncio.get_running_loop()
+
+        def done(_fut) -> None:
+            if admitted:
+                self.policy.slots.release()
+            link.resume(job)
+
+        try:
+            loop.run_in_executor(self.crypto, job.run).add_done_callback(done)
+        except RuntimeError:  # the pool is shut down: the node is stopping
+            if admitted:
+                self.policy.slots.release()
+
+    def on_event(self, link: Link, ev) -> None:
+        kind = type(ev)
+        if kind is MessagesReceived:
+            self.pool.touch(link.id, time.monotonic())
+            self.delivery.on_chats(link, ev.messages, ev.first_index + ev.chat_count - 1)
+        elif kind is Acked:
+            self.pool.touch(link.id, time.monotonic())
+            self.delivery.on_acked(link, ev.upto)
+        elif kind is Established:
+            self._session_up(link, ev.peer)
+        elif kind is WireTyping:
+            self.publish(TypingChanged(link.conn.peer.hex(), ev.active))
+        elif kind is LegacyReceived:
+            chat = Chat(ev.message_id.encode(), ev.sender, self.identity.fingerprint, int(ev.timestamp * 1000), ev.text)
+            self.delivery.on_chats(link, [chat], None, legacy=True)
+
+    def stored(self, link: Link, upto: int | None) -> None:
+        """Delivery committed a link's chats: ack them (v2) or end the envelope's connection (v1)."""
+        if upto is None:
+            link.close("legacy_done")
+        elif link.conn is not None and link.conn.established:
+            link.conn.ack(upto)
+            link.schedule_flush()
+
+    def _session_up(self, link: Link, peer: bytes) -> None:
+        self.stats["handshakes"] += 1
+        now = time.monotonic()
+        was_online = self.online(peer)
+        if self.pool.count(peer) >= self.pool.max_per_peer:
+            # Pool replacement happens only now, after the new session authenticated.
+            oldest = self.pool.connections(peer)[0]
+            self.pool.remove(oldest)
+            old = self.links.get(oldest)
+            if old is not None:
+                self.delivery.session_down(old)
+                old.close("replaced")
+        self.pool.add(peer, link.id, now)
+        if not self.policy.proto.get(peer, ("auto", False, False))[1]:
+            self.store.mark_v2_seen(peer.hex())
+            proto = self.policy.proto.get(peer, ("auto", False, False))
+            self.policy.proto[peer] = (proto[0], True, proto[2])
+        if not link.established.done():
+            link.established.set_result(True)
+        self.delivery.session_up(link, peer)
+        if not was_online:
+            self.publish(PeerOnline(peer.hex()))
+
+    async def _tick(self) -> None:
+        """Once a second: expire idle sessions and forget old handshake IDs."""
+        while True:
+            await asyncio.sleep(1.0)  # a periodic timer, not synchronisation
+            now = time.monotonic()
+            for peer, conn_id in self.pool.expire(now):
+                link = self.links.get(conn_id)
+                if link is not None:
+                    self._session_gone(link, peer)
+                    link.close("idle")
+            self.policy.prune(int(time.time() * 1000))

@@ -1,0 +1,615 @@
+"""One Enclave connection, sans-IO: bytes in, bytes and events out.
+
+Rules of this module:
+- Every input method (``initiate``, ``receive_data``, ``resume``, ``handle_timer``)
+  returns the events it produced; ``data_to_send(now)`` drains the bytes to write.
+  Time comes in as ``now`` (seconds since the Unix epoch); ``next_deadline()`` says
+  when ``handle_timer`` must be called.
+- All state transitions are listed in ``_TRANSITIONS`` below; a frame that arrives
+  in a state with no frame handler closes the connection.
+- Any ``PeerError`` raised while handling input becomes a ``ConnectionClosed`` event
+  carrying its reason; nothing the peer sends can raise out of this class. Before
+  authentication a refusal may send an advisory ALERT.
+- RSA private work never runs inline: the connection emits ``CryptoNeeded(job)``
+  and waits, accepting no frames, until the owner calls ``resume``. Cheap checks
+  come before public-key verifies, and verifies before any private work
+  (PROTOCOL.md b.4). ``Established`` is emitted only after the peer's Finished MAC
+  verified. When it is, every handshake secret (ephemeral key, k_I, k_R, PRK) is
+  dropped: only the traffic secrets inside the record layer remain.
+- Frame limits: 4 KiB before authentication (48 KiB for the first frame when
+  legacy v1 is enabled), 1 MiB after.
+"""
+
+import enum
+import hmac
+from dataclasses import dataclass
+
+from .._fast import FrameSplitter
+from ..errors import PeerError, UsageError
+from . import handshake as hs
+from . import legacy, schedule
+from .crypto import Identity, PeerKey, X25519Keypair, random_bytes
+from .events import (
+    Acked,
+    ConnectionClosed,
+    CryptoNeeded,
+    Established,
+    LegacyReceived,
+    MessagesReceived,
+    TypingChanged,
+)
+from .messages import MAX_BATCH, Ack, Chat, Ping, Pong, Typing, decode_batch, encode_batch
+from .policy import Policy
+from .records import APP, CLOSE, KEY_UPDATE, MAX_RECORD, RecordReceiver, RecordSender
+
+# Reasons that earn a specific advisory ALERT code; every other refusal sends "generic".
+_ALERT_FOR = {"clock_skew": hs.ALERT_SKEW, "busy": hs.ALERT_BUSY}
+_V1_FIRST_BYTES = (0x88, 0x89)  # a msgpack map of 8 or 9 entries
+_BATCH_BYTES = 900 * 1024  # stay well under MAX_RECORD with msgpack overhead
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    first_frame_timeout: float = 5.0
+    handshake_timeout: float = 10.0
+    keepalive_interval: float = 15.0
+    dead_after: float = 45.0
+    pre_auth_frame: int = 4096
+    v1_frame: int = legacy.MAX_ENVELOPE
+    time_window_ms: int = 300_000
+    key_update_frames: int = 1 << 23  # PROTOCOL.md c.2: update well before the hard limits
+    key_update_bytes: int = 1 << 35
+    key_update_age: float = 3600.0
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class State(enum.Enum):
+    START = "start"  # initiator, before initiate()
+    SIGNING_HS1 = "signing_hs1"  # initiator, job: sign HS1
+    AWAIT_HS2 = "await_hs2"
+    FINISHING = "finishing"  # initiator, job: unwrap k_R
+    LISTEN = "listen"  # responder, before the first frame
+    RESPONDING = "responding"  # responder, job: unwrap k_I and sign HS2
+    AWAIT_HS3 = "await_hs3"
+    LEGACY_OPENING = "legacy_opening"  # responder, job: open a v1 envelope
+    LEGACY_DONE = "legacy_done"  # waiting for the owner to commit and close
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+S = State
+# state -> the states it may move to. Frame handlers exist only for the states that
+# expect a frame; job results are accepted only in the three job states.
+_TRANSITIONS = {
+    S.START: {S.SIGNING_HS1, S.CLOSED},
+    S.SIGNING_HS1: {S.AWAIT_HS2, S.CLOSED},
+    S.AWAIT_HS2: {S.FINISHING, S.CLOSED},
+    S.FINISHING: {S.ESTABLISHED, S.CLOSED},
+    S.LISTEN: {S.RESPONDING, S.LEGACY_OPENING, S.CLOSED},
+    S.RESPONDING: {S.AWAIT_HS3, S.CLOSED},
+    S.AWAIT_HS3: {S.ESTABLISHED, S.CLOSED},
+    S.LEGACY_OPENING: {S.LEGACY_DONE, S.CLOSED},
+    S.LEGACY_DONE: {S.CLOSED},
+    S.ESTABLISHED: {S.CLOSED},
+    S.CLOSED: set(),
+}
+_PRE_AUTH = {S.START, S.SIGNING_HS1, S.AWAIT_HS2, S.FINISHING, S.LISTEN, S.RESPONDING, S.AWAIT_HS3}
+
+
+class Job:
+    """RSA private work, runnable on any thread; it touches no connection state."""
+
+    __slots__ = ("_fn", "result", "error")
+
+    def __init__(self, fn) -> None:
+        self._fn = fn
+        self.result = None
+        self.error: PeerError | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._fn()
+        except PeerError as err:
+            self.error = err
+
+
+class _Handshake:
+    """Secrets that live only until the session is established (then dropped)."""
+
+    __slots__ = ("e", "k_i", "k_r", "dh", "hs1", "hs1_prefix", "hs2", "prk", "th3", "wrap", "peer")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, None)
+
+
+class Connection:
+    def __init__(
+        self,
+        identity: Identity,
+        policy: Policy,
+        now: float,
+        *,
+        peer: PeerKey | None = None,
+        source: object = None,
+        v1_enabled: bool = False,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.identity = identity
+        self.policy = policy
+        self.limits = limits
+        self.source = source
+        self.initiator = peer is not None
+        self.peer_key = peer
+        self.peer: bytes | None = peer.fingerprint if peer is not None else None
+        self.session_id: bytes | None = None
+        self.state = S.START if self.initiator else S.LISTEN
+        self.close_reason: str | None = None
+        self._v1_enabled = v1_enabled and not self.initiator
+        first_limit = limits.v1_frame if self._v1_enabled else limits.pre_auth_frame
+        self._splitter = FrameSplitter(first_limit)
+        self._hs: _Handshake | None = _Handshake()
+        self._job: Job | None = None
+        self._out: list[bytes] = []
+        self._events: list = []
+        self._started = now
+        self._got_first_frame = False
+        # traffic state, set when established
+        self._tx: RecordSender | None = None
+        self._rx: RecordReceiver | None = None
+        self._pending: list = []  # messages waiting for the next data_to_send
+        self._chats_sent = 0
+        self._chats_received = 0
+        self._acked_upto = -1  # highest upto the peer acked
+        self._ack_out = -1  # highest upto we have been told to ack
+        self._ack_sent = -1
+        self._last_rx = now
+        self._ping_out: bytes | None = None
+        self._legacy_env = None
+
+    # --- public API ----------------------------------------------------------------
+
+    @property
+    def established(self) -> bool:
+        return self.state is S.ESTABLISHED
+
+    @property
+    def closed(self) -> bool:
+        return self.state is S.CLOSED
+
+    @property
+    def chats_sent(self) -> int:
+        return self._chats_sent
+
+    def initiate(self, now: float) -> list:
+        """Initiator: build HS1 (its signature is a job)."""
+        if self.state is not S.START:
+            raise UsageError("initiate() is for a new initiator connection")
+        h = self._hs
+        h.e = X25519Keypair()
+        h.k_i = random_bytes(32)
+        wrap_i = self.peer_key.wrap_v2(h.k_i, hs.LABEL_I)
+        ts_ms = int(now * 1000)
+        h.hs1_prefix = hs.hs1_body(
+            ts_ms, random_bytes(16), self.identity.fingerprint, self.peer, h.e.public, wrap_i
+        )
+        signed = hs.hs1_signed_data(h.hs1_prefix)
+        self._start_job(S.SIGNING_HS1, lambda: self.identity.sign_v2(signed))
+        return self._drain_events()
+
+    def receive_data(self, data: bytes, now: float) -> list:
+        if self.state is S.CLOSED:
+            return []
+        try:
+            if self._job is not None or self.state is S.LEGACY_DONE:
+                if data:
+                    raise PeerError("unexpected_data", f"in state {self.state.value}")
+                return self._drain_events()
+            if self.state is S.START:
+                raise UsageError("call initiate() first")
+            self._feed(data, now)
+        except PeerError as err:
+            self._fail(err)
+        return self._drain_events()
+
+    def resume(self, job: Job, now: float) -> list:
+        """Continue after the owner ran ``job``."""
+        if job is not self._job:
+            return []  # a job for a connection that has since closed: ignore its result
+        self._job = None
+        try:
+            if job.error is not None:
+                raise job.error
+            _JOB_HANDLERS[self.state](self, job.result, now)
+            if self.state in _PRE_AUTH and self._job is None and self._splitter.buffered:
+                self._feed(b"", now)
+        except PeerError as err:
+            self._fail(err)
+        return self._drain_events()
+
+    def send_chats(self, chats) -> int:
+        """Queue Chats for the next ``data_to_send``; returns the session index of the
+        first one (indices are consecutive; acks refer to them)."""
+        self._require_established()
+        first = self._chats_sent
+        for chat in chats:
+            self._pending.append(chat)
+            self._chats_sent += 1
+        return first
+
+    def ack(self, upto: int) -> None:
+        """Tell the peer that its Chats 0..upto of this session are durable."""
+        self._require_established()
+        if upto >= self._chats_received:
+            raise UsageError(f"cannot ack {upto}: only {self._chats_received} chats received")
+        self._ack_out = max(self._ack_out, upto)
+
+    def send_typing(self, active: bool) -> None:
+        self._require_established()
+        self._pending.append(Typing(bool(active)))
+
+    def close(self, now: float, reason: str = "local_close") -> list:
+        """Close from our side; an established session says CLOSE to the peer first."""
+        if self.state is S.ESTABLISHED:
+            self.data_to_send(now)
+            self._out.append(self._tx.seal(CLOSE, b"\x00", now))
+        if self.state is not S.CLOSED:
+            self._set_state(S.CLOSED)
+            self.close_reason = reason
+            self._events.append(ConnectionClosed(reason))
+        return self._drain_events()
+
+    def data_to_send(self, now: float) -> bytes:
+        if self.state is S.ESTABLISHED:
+            self._flush_messages(now)
+        if not self._out:
+            return b""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def next_deadline(self) -> float | None:
+        if self.state is S.CLOSED or self.state is S.LEGACY_DONE:
+            return None
+        if self.state is S.ESTABLISHED:
+            if self._ping_out is None:
+                return self._last_rx + self.limits.keepalive_interval
+            return self._last_rx + self.limits.dead_after
+        deadline = self._started + self.limits.handshake_timeout
+        if not self.initiator and not self._got_first_frame:
+            deadline = min(deadline, self._started + self.limits.first_frame_timeout)
+        return deadline
+
+    def handle_timer(self, now: float) -> list:
+        deadline = self.next_deadline()
+        if deadline is None or now < deadline:
+            return []
+        if self.state is S.ESTABLISHED and self._ping_out is None:
+            self._ping_out = random_bytes(8)
+            self._pending.append(Ping(self._ping_out))
+            return []
+        reason = "keepalive_timeout" if self.state is S.ESTABLISHED else "handshake_timeout"
+        if self.state is S.LISTEN and not self._got_first_frame:
+            reason = "first_frame_timeout"
+        self._job = None
+        self._fail(PeerError(reason))
+        return self._drain_events()
+
+    # --- input plumbing --------------------------------------------------------------
+
+    def _feed(self, data: bytes, now: float) -> None:
+        splitter = self._splitter
+        while self.state in _PRE_AUTH and self._job is None:
+            frames = splitter.feed(data, 1)
+            data = b""
+            if not frames:
+                return
+            self._got_first_frame = True
+            handler = _FRAME_HANDLERS.get(self.state)
+            if handler is None:
+                raise PeerError("unexpected_frame", f"in state {self.state.value}")
+            handler(self, frames[0], now)
+        if self._job is not None:
+            if data or splitter.buffered:
+                raise PeerError("unexpected_data", "while a handshake step is running")
+            return
+        if self.state is S.ESTABLISHED:
+            for frame in splitter.feed(data):
+                self._on_record(frame, now)
+                if self.state is not S.ESTABLISHED:
+                    return
+        elif data or splitter.buffered:
+            raise PeerError("unexpected_data", f"in state {self.state.value}")
+
+    def _start_job(self, state: State, fn) -> None:
+        self._set_state(state)
+        self._job = Job(fn)
+        self._events.append(CryptoNeeded(self._job))
+
+    def _set_state(self, new: State) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise UsageError(f"transition {self.state.value} -> {new.value} is not allowed")
+        self.state = new
+
+    def _drain_events(self) -> list:
+        events, self._events = self._events, []
+        return events
+
+    def _fail(self, err: PeerError) -> None:
+        if self.state is S.CLOSED:
+            return
+        if self.state in _PRE_AUTH and not self.initiator:
+            self._out.append(_framed(hs.alert(_ALERT_FOR.get(err.reason, hs.ALERT_GENERIC))))
+        self._job = None
+        self._hs = None
+        self._set_state(S.CLOSED)
+        self.close_reason = err.reason
+        self._events.append(ConnectionClosed(err.reason, err.detail))
+
+    # --- responder: HS1 or a v1 envelope ---------------------------------------------
+
+    def _on_first_frame(self, frame: bytes, now: float) -> None:
+        if frame[:4] == hs.MAGIC:
+            if len(frame) > self.limits.pre_auth_frame:
+                raise PeerError("frame_too_large", f"{len(frame)} bytes before authentication")
+            self._splitter.max_frame = self.limits.pre_auth_frame
+            self._on_hs1(frame, now)
+        elif self._v1_enabled and frame[:1] and frame[0] in _V1_FIRST_BYTES:
+            self._on_v1(frame, now)
+        else:
+            raise PeerError("bad_first_frame")
+
+    def _on_hs1(self, frame: bytes, now: float) -> None:
+        head = hs.parse_hs1_head(frame)  # check 3
+        own = self.identity.fingerprint
+        if head.fp_r != own:  # check 4
+            raise PeerError("misdirected", "HS1 is for another fingerprint")
+        if head.fp_i == own:
+            raise PeerError("reflected", "HS1 claims our own fingerprint")
+        now_ms = int(now * 1000)  # check 5
+        if abs(head.ts_ms - now_ms) > self.limits.time_window_ms:
+            raise PeerError("clock_skew", f"{(head.ts_ms - now_ms) / 1000:+.0f} s")
+        if head.ts_ms <= self.policy.boot_floor(head.fp_i):
+            raise PeerError("stale_handshake")
+        peer = self.policy.peer_key(head.fp_i)  # check 6
+        if peer is None:
+            raise PeerError("unknown_peer")
+        prefix, wrap_i, sig_i = hs.split_hs1(frame, self.identity.modulus_bytes, peer.modulus_bytes)
+        if self.policy.handshake_seen(head.fp_i, head.hs_id):  # check 7
+            raise PeerError("replayed_handshake")
+        if not self.policy.take_verify_token(self.source):  # check 8
+            raise PeerError("verify_budget")
+        if not peer.verify_v2(sig_i, hs.hs1_signed_data(prefix)):  # check 9
+            raise PeerError("bad_signature", "HS1")
+        self.policy.record_handshake(head.fp_i, head.hs_id, head.ts_ms)  # check 10
+        # A low-order e_I is refused here, before any private work (the spec puts it
+        # in step 13; doing it first costs one X25519 and saves two RSA operations).
+        h = self._hs
+        h.e = X25519Keypair()
+        h.dh = h.e.exchange(head.e_i)
+        if h.dh is None:
+            raise PeerError("bad_ephemeral", "HS1")
+        if not self.policy.admit_private_op(head.fp_i):  # check 11
+            raise PeerError("busy")
+        self.peer, self.peer_key, h.hs1 = head.fp_i, peer, frame
+        h.k_r = random_bytes(32)
+        prefix2 = hs.hs2_body(own, head.fp_i, h.e.public, peer.wrap_v2(h.k_r, hs.LABEL_R))
+        h.hs2 = prefix2
+        signed = hs.hs2_signed_data(frame, prefix2)
+        identity = self.identity
+
+        def respond():  # checks 12-13: private op #1 only if it can succeed, then #2
+            k_i = identity.unwrap_v2(wrap_i, hs.LABEL_I)
+            if k_i is None or len(k_i) != 32:
+                raise PeerError("bad_wrap", "HS1")
+            return k_i, identity.sign_v2(signed)
+
+        self._start_job(S.RESPONDING, respond)
+
+    def _responded(self, result, now: float) -> None:
+        h = self._hs
+        h.k_i, sig_r = result
+        hs2_unfinished = h.hs2 + sig_r
+        h.prk = schedule.handshake_prk(h.dh, h.k_i, h.k_r)
+        th2 = hs.transcript(h.hs1, hs2_unfinished)
+        fin_r = hs.finished(schedule.finished_key_r(h.prk, th2), th2)
+        h.hs2 = hs2_unfinished + fin_r
+        h.th3 = hs.transcript(h.hs1, h.hs2)
+        self._out.append(_framed(h.hs2))
+        self._set_state(S.AWAIT_HS3)
+
+    def _on_hs3(self, frame: bytes, now: float) -> None:
+        fin_i = hs.parse_hs3(frame)
+        h = self._hs
+        expected = hs.finished(schedule.finished_key_i(h.prk, h.th3), h.th3)
+        if not hmac.compare_digest(fin_i, expected):
+            raise PeerError("bad_finished", "HS3")
+        self._establish(now)
+
+    # --- initiator: HS2 ------------------------------------------------------------------
+
+    def _signed_hs1(self, signature: bytes, now: float) -> None:
+        h = self._hs
+        h.hs1 = h.hs1_prefix + signature
+        h.hs1_prefix = None
+        self._out.append(_framed(h.hs1))
+        self._set_state(S.AWAIT_HS2)
+
+    def _on_hs2(self, frame: bytes, now: float) -> None:
+        if hs.frame_type(frame) == hs.T_ALERT:
+            code = hs.alert_code(frame)
+            raise PeerError(
+                "peer_alert", {1: "generic", 2: "clock skew", 3: "busy"}.get(code, str(code))
+            )
+        n_i, n_r = self.identity.modulus_bytes, self.peer_key.modulus_bytes
+        head, signed_prefix, sig_r, fin_r = hs.parse_hs2(frame, n_i, n_r)
+        if head.fp_r != self.peer or head.fp_i != self.identity.fingerprint:
+            raise PeerError("misdirected", "HS2 fingerprints")
+        h = self._hs
+        if not self.peer_key.verify_v2(sig_r, hs.hs2_signed_data(h.hs1, signed_prefix)):
+            raise PeerError("bad_signature", "HS2")
+        h.dh = h.e.exchange(head.e_r)
+        if h.dh is None:
+            raise PeerError("bad_ephemeral", "HS2")
+        h.hs2, h.wrap = frame, fin_r
+        wrap_r = hs.wrap_r_of(frame, n_i)
+        identity = self.identity
+
+        def finish():
+            k_r = identity.unwrap_v2(wrap_r, hs.LABEL_R)
+            if k_r is None or len(k_r) != 32:
+                raise PeerError("bad_wrap", "HS2")
+            return k_r
+
+        self._start_job(S.FINISHING, finish)
+
+    def _finished(self, k_r: bytes, now: float) -> None:
+        h = self._hs
+        h.prk = schedule.handshake_prk(h.dh, h.k_i, k_r)
+        th2 = hs.transcript(h.hs1, h.hs2[:-32])
+        expected = hs.finished(schedule.finished_key_r(h.prk, th2), th2)
+        if not hmac.compare_digest(h.wrap, expected):
+            raise PeerError("bad_finished", "HS2")
+        h.th3 = hs.transcript(h.hs1, h.hs2)
+        self._out.append(_framed(hs.hs3(hs.finished(schedule.finished_key_i(h.prk, h.th3), h.th3))))
+        self._establish(now)
+
+    # --- both: the session begins --------------------------------------------------------
+
+    def _establish(self, now: float) -> None:
+        h = self._hs
+        i2r, r2i = schedule.traffic_secrets(h.prk, h.th3)
+        self.session_id = schedule.session_id(h.prk, h.th3)
+        send, recv = (i2r, r2i) if self.initiator else (r2i, i2r)
+        lim = self.limits
+        self._tx = RecordSender(
+            send,
+            now,
+            max_frames=lim.key_update_frames,
+            max_bytes=lim.key_update_bytes,
+            max_age=lim.key_update_age,
+        )
+        self._rx = RecordReceiver(recv, now)
+        self._hs = None  # forward secrecy: no handshake secret outlives this line
+        self._splitter.max_frame = MAX_RECORD
+        self._last_rx = now
+        self._set_state(S.ESTABLISHED)
+        self._events.append(Established(self.peer, self.session_id, self.initiator))
+
+    # --- legacy v1 (PROTOCOL.md d; one envelope per connection) ------------------------------
+
+    def _on_v1(self, frame: bytes, now: float) -> None:
+        env = legacy.parse(frame, self.identity.modulus_bytes)  # steps 1-3
+        sender_fp = bytes.fromhex(env.sender)
+        sender = self.policy.v1_sender(sender_fp)  # step 4
+        if sender is None or sender_fp == self.identity.fingerprint:
+            raise PeerError("v1_unknown_sender")
+        legacy.check_time(env, now)  # step 5
+        if self.policy.v1_seen(sender_fp, env.message_id):  # step 6
+            raise PeerError("v1_replay")
+        if not self.policy.take_verify_token(self.source):  # step 7
+            raise PeerError("verify_budget")
+        legacy.verify(env, sender)  # step 8
+        other = self.policy.v1_record(sender_fp, env.message_id, env.timestamp, env.key_hash)
+        if other is not None:  # step 9: another sender already presented this wrapped key
+            raise PeerError("v1_resigned", f"key first seen from {other.hex()[:16]}")
+        if not self.policy.admit_private_op(sender_fp):  # step 10
+            raise PeerError("busy")
+        self.peer = sender_fp
+        identity = self.identity
+        self._start_job(S.LEGACY_OPENING, lambda: legacy.open_text(identity, env))  # step 11
+        self._legacy_env = env
+
+    def _legacy_opened(self, text: str, now: float) -> None:
+        env = self._legacy_env
+        self._legacy_env = None
+        self._set_state(S.LEGACY_DONE)  # step 12: the owner commits, then closes
+        self._events.append(LegacyReceived(self.peer, env.message_id, env.timestamp, text))
+
+    # --- traffic ---------------------------------------------------------------------------
+
+    def _on_record(self, frame: bytes, now: float) -> None:
+        rtype, body = self._rx.open(frame)
+        self._last_rx = now
+        self._ping_out = None
+        if rtype == APP:
+            self._on_batch(decode_batch(body))
+        elif rtype == CLOSE:
+            self._set_state(S.CLOSED)
+            self.close_reason = "peer_closed"
+            self._events.append(ConnectionClosed("peer_closed", f"code {body[0]}", by_peer=True))
+        elif rtype != KEY_UPDATE:
+            raise PeerError("bad_record_type")
+
+    def _on_batch(self, messages: list) -> None:
+        # Validate the whole batch before acting on any of it (all or nothing).
+        own, peer = self.identity.fingerprint, self.peer
+        chats = []
+        ack = None
+        for msg in messages:
+            if type(msg) is Chat:
+                if msg.sender != peer or msg.recipient != own:
+                    raise PeerError("misaddressed_chat")
+                chats.append(msg)
+            elif type(msg) is Ack:
+                if msg.upto >= self._chats_sent or msg.upto <= (
+                    self._acked_upto if ack is None else ack
+                ):
+                    raise PeerError("bad_ack", f"upto {msg.upto} of {self._chats_sent} sent")
+                ack = msg.upto
+        for msg in messages:
+            kind = type(msg)
+            if kind is Ping:
+                self._pending.append(Pong(msg.data))
+            elif kind is Typing:
+                self._events.append(TypingChanged(msg.active))
+        if ack is not None:
+            self._acked_upto = ack
+            self._events.append(Acked(ack))
+        if chats:
+            first = self._chats_received
+            self._chats_received += len(chats)
+            self._events.append(MessagesReceived(tuple(chats), first, len(chats)))
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _flush_messages(self, now: float) -> None:
+        if self._ack_out > self._ack_sent:
+            self._pending.insert(0, Ack(self._ack_out))
+            self._ack_sent = self._ack_out
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        bodies = []
+        start, size = 0, 0
+        for i, msg in enumerate(pending):
+            size += 120 + (4 * len(msg.body) if type(msg) is Chat else 0)
+            if i - start + 1 == MAX_BATCH or size >= _BATCH_BYTES:
+                bodies.append(encode_batch(pending[start : i + 1]))
+                start, size = i + 1, 0
+        if start < len(pending):
+            bodies.append(encode_batch(pending[start:]))
+        self._out.append(self._tx.seal_many(APP, bodies, now))
+
+    def _require_established(self) -> None:
+        if self.state is not S.ESTABLISHED:
+            raise UsageError(f"the connection is {self.state.value}, not established")
+
+
+def _framed(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload
+
+
+_FRAME_HANDLERS = {
+    S.LISTEN: Connection._on_first_frame,
+    S.AWAIT_HS2: Connection._on_hs2,
+    S.AWAIT_HS3: Connection._on_hs3,
+}
+_JOB_HANDLERS = {
+    S.SIGNING_HS1: Connection._signed_hs1,
+    S.RESPONDING: Connection._responded,
+    S.FINISHING: Connection._finished,
+    S.LEGACY_OPENING: Connection._legacy_opened,
+}

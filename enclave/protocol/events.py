@@ -1,0 +1,63 @@
+"""What a Connection tells its owner. Small frozen dataclasses, nothing else."""
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CryptoNeeded:
+    """Run ``job.run()`` on any thread, then call ``Connection.resume(job, now)``.
+
+    The job touches only the identity's private key and immutable inputs, so the
+    owner may place it in a worker pool; until it resumes, the connection accepts
+    no frames.
+    """
+
+    job: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    peer: bytes  # the peer's raw 32-byte fingerprint, authenticated by its Finished MAC
+    session_id: bytes
+    initiator: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesReceived:
+    """One authenticated batch, validated whole. ``first_index`` is the session's
+    CHAT index of the first Chat in it (acks count Chats, see ``Connection.ack``)."""
+
+    messages: tuple
+    first_index: int
+    chat_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """The peer stored this session's Chats 0..upto durably (duplicates included)."""
+
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyReceived:
+    """A v1 envelope that passed every check and decrypted. The owner commits it to
+    the store and only then closes the connection (PROTOCOL.md d.12)."""
+
+    sender: bytes
+    message_id: str
+    timestamp: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    reason: str
+    detail: str = ""
+    by_peer: bool = False

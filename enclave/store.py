@@ -1,0 +1,537 @@
+"""The one durable place for peers, history, the outbox and v1 seen IDs (SQLite, WAL).
+
+Rules:
+- One store: nothing else in Enclave writes state to disk, and nothing else speaks SQL.
+- Short transactions. Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT``; batch
+  methods take many rows in one transaction with ``executemany`` (no per-row commit,
+  no per-row query), so the node can group-commit thousands of messages at once.
+- Durability promise: once a write method returns, its transaction is on disk. An ack
+  is sent only after ``store_incoming`` returns, so ``synchronous=FULL``: WAL with
+  NORMAL survives a process crash but can lose the last commits on power loss. If a
+  method raises, its whole transaction was rolled back and nothing of it is stored
+  (``store_incoming`` raises the sqlite3 error itself; the caller must then not ack).
+- Never overwrite. An existing file is first read through a read-only connection: a
+  corrupt file, a foreign SQLite file, or one from a newer Enclave raises ``UserError``
+  and is left byte for byte as it was. A file is created only where none exists, by us,
+  with mode 0600, before SQLite opens it. Schema changes are forward migrations only
+  (``enclave.store_schema``).
+- Time always comes in as arguments; the store never reads a clock.
+- Errors: ``UserError`` for a person's mistake or a file they must deal with;
+  ``ValueError``/``TypeError`` for a caller's programming error.
+- One connection per Store; a lock serialises calls, so any one thread at a time may use it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from enclave.errors import UserError
+from enclave.store_schema import (
+    BUSY_TIMEOUT_S,
+    check_file,
+    configure,
+    create_private,
+    migrate,
+    user_version,
+)
+
+PROTOS = ("auto", "v1", "v2")
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Peer:
+    fingerprint: str
+    name: str | None
+    public_key: str
+    address: str | None
+    verified: bool
+    proto: str
+    v2_seen: bool
+    blocked: bool
+    hwm_ms: int
+    added_at: float
+    last_seen: float | None
+
+
+@dataclass(frozen=True)
+class Message:
+    rowid: int
+    peer: str
+    direction: str  # 'in' | 'out'
+    id: bytes
+    body: str | None  # None once deleted
+    created_ms: int
+    stored_ms: int
+    state: str
+    delivered_ms: int | None
+    reason: str | None
+    legacy: bool
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    rowid: int
+    peer: str
+    id: bytes
+    body: str
+    created_ms: int
+    state: str  # 'queued' | 'sent'
+    legacy: bool
+
+
+_PEER_COLS = (
+    "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
+    "hwm_ms, added_at, last_seen"
+)
+_MSG_COLS = (
+    "rowid, peer, direction, id, body, created_ms, stored_ms, state, delivered_ms, reason, legacy"
+)
+
+
+def _peer(r: tuple) -> Peer:
+    return Peer(r[0], r[1], r[2], r[3], bool(r[4]), r[5], bool(r[6]), bool(r[7]), r[8], r[9], r[10])
+
+
+def _message(r: tuple) -> Message:
+    return Message(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]))
+
+
+class Store:
+    """Open with ``Store.open(path)``; close with ``close()`` or a ``with`` block."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._lock = threading.RLock()
+        self.path = path
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Store:
+        path = Path(path)
+        create_private(path)
+        check_file(path)
+        try:
+            db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+            )
+        except sqlite3.Error as err:
+            raise UserError(f"cannot open {path}: {err}") from None
+        try:
+            configure(db, path)
+            migrate(db)
+        except sqlite3.OperationalError as err:
+            db.close()
+            raise UserError(f"cannot write {path}: {err}") from None
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return user_version(self._db)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on return, rolled back on any exception."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite rolls back by itself on some errors
+                    db.execute("ROLLBACK")
+                raise
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _update(self, sql: str, args: tuple) -> int:
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount
+
+    # -- peers ---------------------------------------------------------------------
+
+    def upsert_peer(
+        self, fingerprint: str, public_key: str, address: str | None, name: str | None, now: float
+    ) -> bool:
+        """Add a peer (True) or update the address/name given for a known one (False)."""
+        fp = _fingerprint(fingerprint)
+        name = _name(name)
+        address = _address(address)
+        if not isinstance(public_key, str) or "BEGIN PUBLIC KEY" not in public_key:
+            raise ValueError("public_key must be an SPKI PEM string")
+        with self._tx() as db:
+            self._check_name_free(db, name, fp)
+            row = db.execute("SELECT public_key FROM peers WHERE fingerprint = ?", (fp,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO peers (fingerprint, name, public_key, address, added_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (fp, name, public_key, address, now),
+                )
+                return True
+            if row[0].split() != public_key.split():  # same PEM up to whitespace
+                raise ValueError(f"peer {fp[:8]}… is already known with a different public key")
+            db.execute(
+                "UPDATE peers SET address = coalesce(?, address), name = coalesce(?, name)"
+                " WHERE fingerprint = ?",
+                (address, name, fp),
+            )
+            return False
+
+    @staticmethod
+    def _check_name_free(db: sqlite3.Connection, name: str | None, fp: str) -> None:
+        if name is None:
+            return
+        row = db.execute(
+            "SELECT fingerprint FROM peers WHERE name = ? AND fingerprint != ?", (name, fp)
+        ).fetchone()
+        if row is not None:
+            raise UserError(f"the name '{name}' is already used by peer {row[0][:8]}…")
+
+    def get_peer(self, fingerprint: str) -> Peer | None:
+        rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE fingerprint = ?", (fingerprint,))
+        return _peer(rows[0]) if rows else None
+
+    def list_peers(self) -> list[Peer]:
+        sql = f"SELECT {_PEER_COLS} FROM peers ORDER BY name IS NULL, name, fingerprint"
+        return [_peer(r) for r in self._rows(sql)]
+
+    def find_peers(self, query: str) -> list[Peer]:
+        """The peer named ``query`` (any case); else peers whose fingerprint starts with
+        it (at least 8 hex digits, any case, spaces and colons ignored); else []."""
+        query = query.strip()
+        rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE name = ?", (query,))
+        if rows:
+            return [_peer(rows[0])]
+        prefix = "".join(query.split()).replace(":", "").lower()
+        if len(prefix) < 8 or len(prefix) > 64 or not _HEX.issuperset(prefix):
+            return []
+        sql = f"SELECT {_PEER_COLS} FROM peers WHERE substr(fingerprint, 1, ?) = ? ORDER BY fingerprint"
+        return [_peer(r) for r in self._rows(sql, (len(prefix), prefix))]
+
+    def remove_peer(self, fingerprint: str) -> bool:
+        """Forget a peer together with its history and outbox. True if it existed."""
+        return self._update("DELETE FROM peers WHERE fingerprint = ?", (fingerprint,)) > 0
+
+    def set_verified(self, fingerprint: str, verified: bool) -> None:
+        self._set_user_flag(fingerprint, "verified", int(bool(verified)))
+
+    def set_proto(self, fingerprint: str, proto: str) -> None:
+        if proto not in PROTOS:
+            raise ValueError(f"proto must be one of {PROTOS}, not {proto!r}")
+        self._set_user_flag(fingerprint, "proto", proto)
+
+    def set_blocked(self, fingerprint: str, blocked: bool) -> None:
+        self._set_user_flag(fingerprint, "blocked", int(bool(blocked)))
+
+    def _set_user_flag(self, fingerprint: str, column: str, value: object) -> None:
+        # The user named this peer a moment ago; it may have been removed meanwhile.
+        if not self._update(
+            f"UPDATE peers SET {column} = ? WHERE fingerprint = ?", (value, fingerprint)
+        ):
+            raise UserError(f"no peer {fingerprint[:8]}… (was it removed?)")
+
+    # The node calls these for a peer it is talking to; a peer removed meanwhile is ignored.
+
+    def mark_v2_seen(self, fingerprint: str) -> None:
+        self._update("UPDATE peers SET v2_seen = 1 WHERE fingerprint = ?", (fingerprint,))
+
+    def touch_peer(self, fingerprint: str, now: float) -> None:
+        self._update("UPDATE peers SET last_seen = ? WHERE fingerprint = ?", (now, fingerprint))
+
+    def raise_hwm(self, fingerprint: str, ts_ms: int) -> None:
+        sql = "UPDATE peers SET hwm_ms = max(hwm_ms, ?) WHERE fingerprint = ?"
+        self._update(sql, (int(ts_ms), fingerprint))
+
+    # -- incoming messages (PROTOCOL.md c.3, receiver) ---------------------------------
+
+    def store_incoming(self, rows: Iterable[tuple[str, bytes, str, int, int, bool]]) -> list[bool]:
+        """Store (peer_fp, id, body, created_ms, stored_ms, legacy) rows in one transaction.
+
+        Returns, per row, whether it was new; a (peer, id) already stored, or earlier in
+        the same batch, gives False. Any failure rolls the whole batch back and raises.
+        """
+        params = [
+            (fp, _msg_id(mid), body, created, stored, int(bool(legacy)))
+            for fp, mid, body, created, stored, legacy in rows
+        ]
+        with self._tx() as db:
+            last = _last_rowid(db)
+            db.executemany(
+                "INSERT INTO messages (peer, direction, id, body, created_ms, stored_ms, state, legacy)"
+                " VALUES (?, 'in', ?, ?, ?, ?, 'received', ?)"
+                " ON CONFLICT (peer, direction, id) DO NOTHING",
+                params,
+            )
+            new = set(db.execute("SELECT peer, id FROM messages WHERE rowid > ?", (last,)))
+        flags = []
+        for p in params:
+            key = (p[0], p[1])
+            flags.append(key in new)
+            new.discard(key)  # a second copy in the same batch is a duplicate
+        return flags
+
+    # -- outgoing messages and the outbox (PROTOCOL.md c.3, sender) ----------------------
+
+    def enqueue_outgoing(self, rows: Iterable[tuple[str, bytes, str, int]]) -> list[int]:
+        """Queue (recipient_fp, id, body, created_ms) rows; return their rowids in order.
+
+        Each row enters the outbox. An id of 36 bytes (a v1 UUID string) marks it legacy.
+        """
+        params = [
+            (fp, _msg_id(mid), _body(body), created, len(mid) == 36)
+            for fp, mid, body, created in rows
+        ]
+        with self._tx() as db:
+            last = _last_rowid(db)
+            db.executemany(
+                "INSERT INTO messages (peer, direction, id, body, created_ms, stored_ms, state, legacy)"
+                " VALUES (?1, 'out', ?2, ?3, ?4, ?4, 'queued', ?5)",
+                params,
+            )
+            db.execute(
+                "INSERT INTO outbox (message, peer)"
+                " SELECT rowid, peer FROM messages WHERE rowid > ? ORDER BY rowid",
+                (last,),
+            )
+            return [
+                r[0]
+                for r in db.execute(
+                    "SELECT rowid FROM messages WHERE rowid > ? ORDER BY rowid", (last,)
+                )
+            ]
+
+    def outbox_for(self, fingerprint: str, limit: int | None = None) -> list[OutboxItem]:
+        sql = (
+            "SELECT m.rowid, m.peer, m.id, m.body, m.created_ms, m.state, m.legacy"
+            " FROM outbox o JOIN messages m ON m.rowid = o.message"
+            " WHERE o.peer = ? ORDER BY o.seq LIMIT ?"
+        )
+        rows = self._rows(sql, (fingerprint, -1 if limit is None else limit))
+        return [OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    def outbox_peers(self) -> list[str]:
+        """Recipients that are owed messages, the longest-waiting first."""
+        sql = "SELECT peer FROM outbox GROUP BY peer ORDER BY min(seq)"
+        return [r[0] for r in self._rows(sql)]
+
+    def mark_sent(self, rowids: Iterable[int]) -> None:
+        """queued -> sent; the rows stay in the outbox until the recipient acks."""
+        sql = "UPDATE messages SET state = 'sent' WHERE rowid = ? AND state = 'queued'"
+        with self._tx() as db:
+            db.executemany(sql, _rowid_params(rowids))
+
+    def mark_delivered(self, fingerprint: str, rowids: Iterable[int], now_ms: int) -> int:
+        """``fingerprint`` acked these rows: only its own copies become delivered and
+        leave the outbox. A late ack also settles a failed row. Returns rows changed."""
+        params = [(now_ms, r, fingerprint) for r in _rowids(rowids)]
+        with self._tx() as db:
+            changed = db.executemany(
+                "UPDATE messages SET state = 'delivered', delivered_ms = ?, reason = NULL"
+                " WHERE rowid = ? AND peer = ? AND direction = 'out'"
+                " AND state IN ('queued', 'sent', 'failed')",
+                params,
+            ).rowcount
+            db.executemany(
+                "DELETE FROM outbox WHERE message = ? AND peer = ?", [p[1:] for p in params]
+            )
+            return changed
+
+    def mark_failed(self, rowids: Iterable[int], reason: str) -> None:
+        """Give up on rows not yet delivered: they leave the outbox with ``reason``."""
+        params = [(reason, r) for r in _rowids(rowids)]
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE messages SET state = 'failed', reason = ?"
+                " WHERE rowid = ? AND direction = 'out' AND state IN ('queued', 'sent')",
+                params,
+            )
+            db.executemany("DELETE FROM outbox WHERE message = ?", [p[1:] for p in params])
+
+    def requeue(self, rowids: Iterable[int]) -> None:
+        """failed -> queued, appended to the outbox in rowid order (the user's /retry)."""
+        params = _rowid_params(sorted(set(_rowids(rowids))))
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO outbox (message, peer) SELECT rowid, peer FROM messages"
+                " WHERE rowid = ? AND state = 'failed' ON CONFLICT DO NOTHING",
+                params,
+            )
+            db.executemany(
+                "UPDATE messages SET state = 'queued', reason = NULL"
+                " WHERE rowid = ? AND state = 'failed'",
+                params,
+            )
+
+    # -- history -------------------------------------------------------------------
+
+    def failed_messages(self, fingerprint: str | None = None) -> list[Message]:
+        sql = f"SELECT {_MSG_COLS} FROM messages WHERE state = 'failed'"
+        if fingerprint is None:
+            return [_message(r) for r in self._rows(sql + " ORDER BY rowid")]
+        return [
+            _message(r) for r in self._rows(sql + " AND peer = ? ORDER BY rowid", (fingerprint,))
+        ]
+
+    def history(
+        self, fingerprint: str, limit: int = 50, before_rowid: int | None = None
+    ) -> list[Message]:
+        """The newest ``limit`` messages with this peer (older than ``before_rowid`` if
+        given), oldest first. Deleted messages are not shown."""
+        sql = (
+            f"SELECT {_MSG_COLS} FROM messages WHERE peer = ? AND rowid < ?"
+            " AND state != 'deleted' ORDER BY rowid DESC LIMIT ?"
+        )
+        before = (1 << 63) - 1 if before_rowid is None else before_rowid
+        rows = self._rows(sql, (fingerprint, before, limit))
+        return [_message(r) for r in reversed(rows)]
+
+    def search_messages(self, text: str, limit: int = 50) -> list[Message]:
+        """The newest ``limit`` messages containing ``text`` (ASCII case ignored), oldest first."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql = (
+            f"SELECT {_MSG_COLS} FROM messages WHERE body LIKE ? ESCAPE '\\'"
+            " ORDER BY rowid DESC LIMIT ?"
+        )
+        return [_message(r) for r in reversed(self._rows(sql, (pattern, limit)))]
+
+    def delete_history(self, fingerprint: str) -> int:
+        """Erase the bodies of all messages with this peer, keeping (peer, id) tombstones
+        so a late resend is not shown again. Unsent messages leave the outbox. Returns
+        how many messages were erased."""
+        with self._tx() as db:
+            db.execute("DELETE FROM outbox WHERE peer = ?", (fingerprint,))
+            erased = db.execute(
+                "UPDATE messages SET body = NULL, state = 'deleted', reason = NULL"
+                " WHERE peer = ? AND state != 'deleted'",
+                (fingerprint,),
+            ).rowcount
+        self._scrub_wal()
+        return erased
+
+    def _scrub_wal(self) -> None:
+        # secure_delete zeroes the freed text in the database pages; a truncating
+        # checkpoint also drops the WAL's old copies. A busy reader may postpone that.
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    # -- v1 seen tables (PROTOCOL.md d, receive steps 6 and 9) ---------------------------
+
+    def v1_seen(self, sender: str, message_id: str) -> bool:
+        sql = "SELECT 1 FROM v1_seen WHERE sender = ? AND message_id = ?"
+        return bool(self._rows(sql, (sender, message_id)))
+
+    def v1_record(self, sender: str, message_id: str, ts: float, key_hash: bytes) -> str | None:
+        """Record a verified v1 envelope. Returns None, or -- inserting nothing -- the
+        fingerprint of another sender that already presented this wrapped key."""
+        if not isinstance(message_id, str) or not isinstance(key_hash, bytes):
+            raise TypeError("message_id must be str and key_hash bytes")
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT sender FROM v1_wrapped WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+            if row is not None and row[0] != sender:
+                return row[0]
+            db.execute(
+                "INSERT INTO v1_seen (sender, message_id, ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (sender, message_id, ts),
+            )
+            db.execute(
+                "INSERT INTO v1_wrapped (key_hash, sender, ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (key_hash, sender, ts),
+            )
+            return None
+
+    def v1_prune(self, older_than: float) -> int:
+        """Forget v1 entries recorded with ts < older_than; returns how many seen IDs went."""
+        with self._tx() as db:
+            db.execute("DELETE FROM v1_wrapped WHERE ts < ?", (older_than,))
+            return db.execute("DELETE FROM v1_seen WHERE ts < ?", (older_than,)).rowcount
+
+
+# -- argument checks ---------------------------------------------------------------------
+
+
+def _fingerprint(fp: str) -> str:
+    if not isinstance(fp, str):
+        raise TypeError("fingerprint must be a str")
+    fp = fp.lower()
+    if len(fp) != 64 or not _HEX.issuperset(fp):
+        raise ValueError(f"fingerprint must be 64 hex digits, not {fp!r}")
+    return fp
+
+
+def _name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip()
+    if not name or not name.isprintable():
+        raise UserError("a peer name must be non-empty printable text")
+    return name
+
+
+def _address(address: str | None) -> str | None:
+    """``host:port``, with an IPv6 host in brackets: ``[::1]:9000``."""
+    if address is None:
+        return None
+    host, _, port = address.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host_ok = len(host) > 2 and "[" not in host[1:-1] and "]" not in host[1:-1]
+    else:
+        host_ok = host != "" and not any(c in host for c in ":[]")
+    ok = host_ok and port.isascii() and port.isdigit() and 0 < int(port) < 65536
+    if not ok:
+        raise UserError(f"'{address}' is not an address: use host:port, or [ipv6]:port")
+    return f"{host}:{int(port)}"
+
+
+def _msg_id(mid: bytes) -> bytes:
+    if not isinstance(mid, bytes):
+        raise TypeError(f"message id must be bytes, not {type(mid).__name__}")
+    if len(mid) not in (16, 36):
+        raise ValueError(f"message id must be 16 bytes (v2) or 36 (v1 UUID), not {len(mid)}")
+    return mid
+
+
+def _body(body: str) -> str:
+    if not isinstance(body, str):
+        raise TypeError(f"message body must be str, not {type(body).__name__}")
+    return body
+
+
+def _rowids(rowids: Iterable[int]) -> list[int]:
+    return [int(r) for r in rowids]
+
+
+def _rowid_params(rowids: Iterable[int]) -> list[tuple[int]]:
+    return [(int(r),) for r in rowids]
+
+
+def _last_rowid(db: sqlite3.Connection) -> int:
+    """Rows a batch inserts get rowids above this (AUTOINCREMENT never reuses one)."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    return row[0] if row else 0

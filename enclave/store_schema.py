@@ -1,0 +1,214 @@
+"""The store's file: its schema, forward migrations, and the checks made before writing.
+
+Rules:
+- The schema version lives in ``PRAGMA user_version``. ``MIGRATIONS[n]`` takes a
+  database from version n to n + 1, so ``SCHEMA_VERSION == len(MIGRATIONS)``.
+- Steps are only ever appended. A released step is never edited: a database that
+  already ran it would not run it again, and two Enclaves would disagree on the schema.
+- Each step runs in its own ``BEGIN IMMEDIATE`` transaction together with the version
+  bump, so a crash leaves the database at n or at n + 1, never in between. The version
+  is re-read inside that transaction, so two processes opening the same file at once
+  apply each step exactly once.
+- Steps are plain SQL statements run one by one (never ``executescript``, which commits
+  on its own). Python may be used where SQL cannot express a step.
+- Version 1 stamps ``PRAGMA application_id`` so a foreign SQLite file is recognised and
+  refused instead of being migrated.
+- Before anything writes to an existing file, ``check_file`` reads it through a read-only
+  connection and refuses (``UserError``, file untouched) a corrupt file, a foreign one,
+  or one from a newer Enclave. A read-write connection is not used for that because
+  closing it could checkpoint a leftover WAL into the file.
+"""
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from enclave.errors import UserError
+
+Migration = Callable[[sqlite3.Connection], None]
+
+APPLICATION_ID = 0x456E636C  # "Encl"
+BUSY_TIMEOUT_S = 5.0
+
+_V1 = (
+    f"PRAGMA application_id = {APPLICATION_ID}",
+    # Fingerprints are lowercase hex of SHA-256 over the canonical SPKI PEM.
+    # Names are unique ignoring ASCII case; several peers may have no name.
+    """CREATE TABLE peers (
+        fingerprint TEXT PRIMARY KEY
+            CHECK (length(fingerprint) = 64 AND fingerprint NOT GLOB '*[^0-9a-f]*'),
+        name        TEXT COLLATE NOCASE UNIQUE,
+        public_key  TEXT NOT NULL,
+        address     TEXT,
+        verified    INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
+        proto       TEXT NOT NULL DEFAULT 'auto' CHECK (proto IN ('auto', 'v1', 'v2')),
+        v2_seen     INTEGER NOT NULL DEFAULT 0 CHECK (v2_seen IN (0, 1)),
+        blocked     INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1)),
+        hwm_ms      INTEGER NOT NULL DEFAULT 0,
+        added_at    REAL NOT NULL,
+        last_seen   REAL
+    )""",
+    # id: 16 random bytes (v2), or the 36 ASCII bytes of a v1 UUID string.
+    # body NULL = deleted; the row stays as a tombstone so a late resend is not shown again.
+    # AUTOINCREMENT: rowids only grow, so a batch can find the rows it inserted.
+    """CREATE TABLE messages (
+        rowid        INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer         TEXT NOT NULL REFERENCES peers (fingerprint) ON DELETE CASCADE,
+        direction    TEXT NOT NULL,
+        id           BLOB NOT NULL CHECK (typeof(id) = 'blob' AND length(id) IN (16, 36)),
+        body         TEXT CHECK (typeof(body) IN ('text', 'null')),
+        created_ms   INTEGER NOT NULL CHECK (typeof(created_ms) = 'integer'),
+        stored_ms    INTEGER NOT NULL CHECK (typeof(stored_ms) = 'integer'),
+        state        TEXT NOT NULL,
+        delivered_ms INTEGER,
+        reason       TEXT,
+        legacy       INTEGER NOT NULL DEFAULT 0 CHECK (legacy IN (0, 1)),
+        UNIQUE (peer, direction, id),
+        CHECK ((direction = 'in' AND state IN ('received', 'deleted'))
+            OR (direction = 'out' AND state IN ('queued', 'sent', 'delivered', 'failed', 'deleted'))),
+        CHECK ((body IS NULL) = (state = 'deleted'))
+    )""",
+    "CREATE INDEX messages_by_peer ON messages (peer)",  # history pages (rowid is implied)
+    "CREATE INDEX messages_failed ON messages (state) WHERE state = 'failed'",
+    # Messages still owed to a recipient, in insertion order (seq).
+    """CREATE TABLE outbox (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        message INTEGER NOT NULL UNIQUE REFERENCES messages (rowid) ON DELETE CASCADE,
+        peer    TEXT NOT NULL REFERENCES peers (fingerprint) ON DELETE CASCADE
+    )""",
+    "CREATE INDEX outbox_by_peer ON outbox (peer, seq)",
+    # v1 (seed) replay protection, kept at least 15 minutes (PROTOCOL.md d, step 9).
+    """CREATE TABLE v1_seen (
+        sender     TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        ts         REAL NOT NULL,
+        PRIMARY KEY (sender, message_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX v1_seen_by_ts ON v1_seen (ts)",
+    # H(encrypted_key) -> the sender that first presented it (re-signing detector).
+    """CREATE TABLE v1_wrapped (
+        key_hash BLOB PRIMARY KEY,
+        sender   TEXT NOT NULL,
+        ts       REAL NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX v1_wrapped_by_ts ON v1_wrapped (ts)",
+)
+
+
+def sql_step(*statements: str) -> Migration:
+    """A migration made of SQL statements, run in order inside the step's transaction."""
+
+    def step(db: sqlite3.Connection) -> None:
+        for statement in statements:
+            db.execute(statement)
+
+    return step
+
+
+MIGRATIONS: list[Migration] = [
+    sql_step(*_V1),  # 0 -> 1
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes
+
+
+def user_version(db: sqlite3.Connection) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def known_version() -> int:
+    return len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] | None = None) -> int:
+    """Apply the steps (default ``MIGRATIONS``) this database has not run yet; return
+    the final version.
+
+    ``db`` must be in autocommit mode (``isolation_level=None``). A failing step rolls
+    back and raises, leaving the database at the last completed version.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    while (version := user_version(db)) < len(migrations):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if user_version(db) == version:  # another process may have just done it
+                migrations[version](db)
+                db.execute(f"PRAGMA user_version = {version + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return version
+
+
+# -- before and after SQLite opens the file ---------------------------------------------
+
+
+def create_private(path: Path) -> None:
+    """Create an empty database file with mode 0600 unless one exists (never truncate)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise UserError(f"cannot create {path}: {err.strerror}") from None
+
+
+def check_file(path: Path) -> None:
+    """Refuse a file we must not write to, reading it through a read-only connection
+    (a read-write one could checkpoint a leftover WAL into it on close)."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as err:
+        raise UserError(f"cannot open {path}: {err}") from None
+    try:
+        version = user_version(db)
+        if version > known_version():
+            raise UserError(
+                f"{path} was written by a newer Enclave (schema {version}, this one knows"
+                f" {known_version()}); upgrade Enclave — the file was left untouched"
+            )
+        check_ours(db, path, version)
+        problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            lines = [x for p in problems for x in p.splitlines() if not x.startswith("***")]
+            raise sqlite3.DatabaseError(lines[0] if lines else "integrity check failed")
+    except sqlite3.OperationalError as err:  # locked, unreadable, I/O error: not corruption
+        raise UserError(f"cannot read {path}: {err}; the file was left untouched") from None
+    except sqlite3.DatabaseError as err:
+        raise UserError(
+            f"{path} is corrupt or not a database ({err}); the file was left untouched"
+            " — restore it from a backup, or move it away to start an empty one"
+        ) from None
+    finally:
+        db.close()
+
+
+def check_ours(db: sqlite3.Connection, path: Path, version: int) -> None:
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    if version == 0:
+        foreign = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] > 0
+    else:
+        foreign = app_id != APPLICATION_ID
+    if foreign:
+        raise UserError(
+            f"{path} is an SQLite database of another program, not Enclave's;"
+            " the file was left untouched — choose another Enclave home"
+        )
+
+
+def configure(db: sqlite3.Connection, path: Path) -> None:
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise UserError(f"{path}: SQLite cannot use WAL mode here (got {mode}); use a local disk")
+    for pragma in (
+        "synchronous = FULL",  # WAL + NORMAL can lose the last commits on power loss
+        "foreign_keys = ON",
+        f"busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}",
+        "secure_delete = ON",  # deleted history is zeroed, not just unlinked
+        "trusted_schema = OFF",
+        "journal_size_limit = 67108864",
+    ):
+        db.execute(f"PRAGMA {pragma}")

@@ -1,0 +1,167 @@
+"""The thin adapter between asyncio (uvloop or not) and the sans-IO Connection.
+
+Rules:
+- A ``Link`` moves bytes between one TCP transport and one ``Connection`` and arms
+  one timer from ``Connection.next_deadline()``. It holds no protocol rule.
+- Writes are coalesced: whatever the connection has to say is written once per
+  event-loop iteration (``schedule_flush``), so a burst of messages, acks and pongs
+  leaves in one ``transport.write``.
+- RSA private work (``CryptoNeeded``) goes to the owner (``hub.run_crypto``), which
+  decides the thread; every other event goes to ``hub.on_event``.
+- A closed connection gets its last bytes (an ALERT or CLOSE record) written, then the
+  transport is closed. The hub hears about every link exactly twice: opened, closed.
+"""
+
+import asyncio
+import itertools
+import math
+import socket
+import time
+
+from .protocol.events import ConnectionClosed, CryptoNeeded
+
+_ids = itertools.count(1)
+
+
+class Link(asyncio.Protocol):
+    """One TCP connection and the protocol Connection it carries."""
+
+    def __init__(self, hub, make_conn, *, dialled: bytes | None = None) -> None:
+        self.hub = hub
+        self.id = next(_ids)
+        self.dialled = dialled  # the peer we dialled, or None for an accepted link
+        self.conn = None
+        self.transport: asyncio.Transport | None = None
+        self.address = "?"
+        self.writable = True
+        self.reading = True
+        self.close_reason: str | None = None
+        self.established = asyncio.get_running_loop().create_future()
+        self.state: object = None  # owned by delivery: what this link carries
+        self._make_conn = make_conn
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._admitted = False
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peername = transport.get_extra_info("peername")
+        self.address = peername[0] if peername else "?"
+        self._admitted = self.hub.link_opened(self)
+        if not self._admitted:
+            self.close_reason = "connection_cap"
+            transport.abort()
+            return
+        now = time.time()
+        self.conn = self._make_conn(self, now)
+        if self.dialled is not None:
+            self.handle(self.conn.initiate(now))
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn is not None:
+            self.handle(self.conn.receive_data(data, time.time()))
+
+    def eof_received(self):
+        return False  # close our side too
+
+    def connection_lost(self, exc) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close(time.time(), "connection_lost")
+            self.close_reason = "connection_lost"
+        if not self.established.done():
+            self.established.set_result(False)
+        if self._admitted:
+            self._admitted = False
+            self.hub.link_closed(self)
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self.hub.link_writable(self)
+
+    # --- what the hub calls -------------------------------------------------------------
+
+    def handle(self, events: list) -> None:
+        hub = self.hub
+        for ev in events:
+            if type(ev) is CryptoNeeded:
+                hub.run_crypto(self, ev.job)
+            elif type(ev) is ConnectionClosed:
+                self.close_reason = ev.reason
+                hub.on_closed(self, ev)
+            else:
+                hub.on_event(self, ev)
+        self.schedule_flush()
+        self._arm()
+
+    def resume(self, job) -> None:
+        if self.conn is not None:
+            self.handle(self.conn.resume(job, time.time()))
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def pause_reading(self) -> None:
+        if self.reading and self.transport is not None and not self.transport.is_closing():
+            self.reading = False
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.reading and self.transport is not None and not self.transport.is_closing():
+            self.reading = True
+            self.transport.resume_reading()
+
+    def close(self, reason: str = "local_close") -> None:
+        """Say goodbye (a CLOSE record if established) and close the transport."""
+        if self.conn is not None and not self.conn.closed:
+            self.handle(self.conn.close(time.time(), reason))
+        self.schedule_flush()
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        transport, conn = self.transport, self.conn
+        if transport is None or conn is None or transport.is_closing():
+            return
+        data = conn.data_to_send(time.time())
+        if data:
+            transport.write(data)
+        if conn.closed:
+            transport.close()
+
+    def _arm(self) -> None:
+        conn = self.conn
+        deadline = conn.next_deadline() if conn is not None else None
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer, self._timer_at = None, math.inf
+            return
+        # Deadlines only move later with traffic, so an early timer just re-arms; a
+        # handle is replaced only when the new deadline is earlier.
+        if deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_later(max(0.0, deadline - time.time()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        if self.conn is not None and not self.conn.closed:
+            self.handle(self.conn.handle_timer(time.time()))

@@ -1,0 +1,580 @@
+"""The ``enclave`` command for keys and peers, in process and as a real process.
+
+Identities are written with the tests' cheap KDF cost (tests/keyfactory.py) except in
+the few tests marked ``slow``, which go through the real ``--generate``,
+``--import-key`` and ``--change-password`` paths at Enclave's real cost.
+"""
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from keyfactory import (
+    PASSWORD,
+    ec_key,
+    ed25519_key,
+    make_identity,
+    private_pem,
+    public_pem,
+    small_rsa,
+)
+
+import enclave
+from enclave import cli, home, keys, passwords
+from enclave.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+BOB_ADDRESS = "192.168.1.101:8000"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_process(*argv: str, env_extra: dict | None = None, input_text: str | None = None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "enclave", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=input_text,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("enclave: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``folder`` with its mode and bytes."""
+    if not folder.exists():
+        return {}
+    return {
+        str(p.relative_to(folder)): (stat.S_IMODE(p.stat().st_mode), p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def home_dir(tmp_path, monkeypatch) -> Path:
+    """An empty home chosen through ENCLAVE_HOME, with ENCLAVE_PASSWORD set."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("ENCLAVE_HOME", str(path))
+    monkeypatch.setenv("ENCLAVE_PASSWORD", PASSWORD)
+    return path
+
+
+@pytest.fixture
+def alice_home(home_dir, rsa_keys) -> Path:
+    make_identity(home_dir, rsa_keys["alice"])
+    return home_dir
+
+
+@pytest.fixture
+def key_files(tmp_path, rsa_keys) -> dict[str, str]:
+    files = {
+        "bob": public_pem(rsa_keys["bob"]),
+        "carol": public_pem(rsa_keys["carol"]),
+        "alice": public_pem(rsa_keys["alice"]),
+        "garbage": b"this is not a key\n",
+        "private": private_pem(small_rsa(2048)),
+        "small": public_pem(small_rsa(1024)),
+        "weak": public_pem(small_rsa(2048)),
+        "ec": public_pem(ec_key()),
+        "ed25519": public_pem(ed25519_key()),
+    }
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / f"{name}.pem").write_bytes(data)
+    return {name: str(folder / f"{name}.pem") for name in [*files, "missing"]}
+
+
+@pytest.fixture
+def with_carol(alice_home, key_files, capsys) -> Path:
+    """Alice's home with one peer, carol, so the database exists."""
+    code, _, _ = run(
+        capsys,
+        "--add-peer",
+        key_files["carol"],
+        "--peer-address",
+        "10.0.0.3:8000",
+        "--name",
+        "carol",
+    )
+    assert code == 0
+    return alice_home
+
+
+# --- help and version -----------------------------------------------------------------
+
+
+def test_help_lists_the_seed_flags_and_examples(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for flag in (
+        "--generate", "--add-peer", "--peer-address", "--listen", "--port", "--host",
+        "--web", "--web-port", "--peers", "--fingerprint", "--public-key", "--import-key",
+        "--home", "--password-file", "--force", "--name", "--version", "ENCLAVE_HOME",
+        "ENCLAVE_PASSWORD", "examples:",
+    ):  # fmt: skip
+        assert flag in out
+
+
+def test_version(capsys):
+    assert run(capsys, "--version") == (0, f"enclave {enclave.__version__}\n", "")
+
+
+def test_help_and_version_import_nothing_heavy():
+    probe = (
+        "import sys, io, contextlib\n"
+        "from enclave.cli import main\n"
+        "for flag in ('--help', '--version'):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        assert main([flag]) == 0\n"
+        "heavy = ('cryptography', 'msgpack', 'uvloop', 'asyncio', 'enclave.protocol',\n"
+        "         'enclave.keys', 'enclave.store', 'sqlite3', 'platformdirs', 'prompt_toolkit')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_as_a_process():
+    result = run_process("--help")
+    assert result.returncode == 0 and "usage: enclave" in result.stdout
+
+
+# --- generating an identity -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_identity(tmp_path_factory) -> tuple[Path, str]:
+    """One identity made by the real ``enclave --generate`` in a separate process."""
+    path = tmp_path_factory.mktemp("real") / "home"
+    result = run_process(
+        "--generate", "--home", str(path), env_extra={"ENCLAVE_PASSWORD": PASSWORD}
+    )
+    assert result.returncode == 0, result.stderr
+    return path, result.stdout
+
+
+@pytest.mark.slow
+def test_generate_real_cost(real_identity):
+    path, out = real_identity
+    place = home.Home(path)
+    fp = keys.read_public_identity(place).fingerprint
+    assert f"Fingerprint: {keys.group(fp)}" in out
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(place.key_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(place.pub_path.stat().st_mode) == 0o644
+    assert keys.read_header(place.key_path.read_bytes()).kdf == keys.DEFAULT_KDF
+    assert PASSWORD not in out
+
+
+@pytest.mark.slow
+def test_wrong_password_is_one_line_as_a_process(real_identity, tmp_path):
+    place = tmp_path / "copy"
+    shutil.copytree(real_identity[0], place)
+    before = snapshot(place)
+    result = run_process(
+        "--change-password",
+        "--home",
+        str(place),
+        env_extra={"ENCLAVE_PASSWORD": "not the password"},
+    )
+    assert_one_line_error(
+        result.returncode,
+        result.stdout,
+        result.stderr,
+        f"wrong password for {place / 'identity.key'}",
+    )
+    assert snapshot(place) == before
+
+
+@pytest.mark.slow
+def test_change_password_at_a_terminal(real_identity, tmp_path, capsys, monkeypatch):
+    place = tmp_path / "copy"
+    shutil.copytree(real_identity[0], place)
+    old_fp = keys.read_public_identity(home.Home(place)).fingerprint
+    answers = iter([PASSWORD, "a brand new password", "a brand new password"])
+    at_terminal(monkeypatch, answers)
+    code, out, err = run(capsys, "--change-password", "--home", str(place))
+    assert code == 0, err
+    assert "re-encrypted" in out and "brand new" not in out + err
+    assert keys.load_identity(home.Home(place), "a brand new password").fingerprint == old_fp
+
+
+def at_terminal(monkeypatch, answers) -> None:
+    """Pretend a person types ``answers`` at hidden password prompts."""
+    monkeypatch.delenv("ENCLAVE_PASSWORD", raising=False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(passwords.getpass, "getpass", lambda prompt: next(answers))
+
+
+def test_generate_refuses_to_overwrite(alice_home, capsys):
+    before = snapshot(alice_home)
+    code, out, err = run(capsys, "--generate")
+    assert_one_line_error(code, out, err, "already exists", "--force")
+    assert snapshot(alice_home) == before
+
+
+@pytest.mark.slow
+def test_generate_force_replaces(alice_home, capsys, monkeypatch, rsa_keys):
+    monkeypatch.setattr(keys, "generate", lambda: rsa_keys["bob"])  # saves a key generation
+    code, out, err = run(capsys, "--generate", "--force")
+    assert code == 0, err
+    bob_fp = keys.fingerprint(rsa_keys["bob"].public_key())
+    assert f"Fingerprint: {keys.group(bob_fp)}" in out
+    assert keys.read_public_identity(home.Home(alice_home)).fingerprint == bob_fp
+
+
+def test_generate_without_terminal_or_password_says_how(home_dir, capsys, monkeypatch):
+    monkeypatch.delenv("ENCLAVE_PASSWORD")
+    code, out, err = run(capsys, "--generate")
+    assert_one_line_error(code, out, err, "ENCLAVE_PASSWORD", "--password-file")
+    assert not home_dir.exists() or snapshot(home_dir) == {}
+
+
+def test_generate_passwords_must_match(home_dir, capsys, monkeypatch):
+    at_terminal(monkeypatch, iter(["first password!!", "second password!"]))
+    code, out, err = run(capsys, "--generate")
+    assert_one_line_error(code, out, err, "do not match")
+    assert snapshot(home_dir) == {}
+
+
+def test_generate_refuses_an_empty_password(home_dir, capsys, monkeypatch):
+    monkeypatch.setenv("ENCLAVE_PASSWORD", "")
+    assert_one_line_error(*run(capsys, "--generate"), "ENCLAVE_PASSWORD is set but empty")
+
+
+def test_generate_refuses_a_home_open_to_others(home_dir, capsys):
+    home_dir.mkdir(mode=0o755)
+    os.chmod(home_dir, 0o755)
+    assert_one_line_error(*run(capsys, "--generate"), f"chmod 700 {home_dir}")
+
+
+# --- password sources -------------------------------------------------------------------
+
+
+def test_password_file_first_line(tmp_path):
+    path = tmp_path / "pw"
+    path.write_bytes(b"secret line one\r\nsecond line\n")
+    assert passwords.existing("?", password_file=str(path), environ={}) == "secret line one"
+    assert passwords.new(password_file=str(path), environ={"ENCLAVE_PASSWORD": "other"}) == (
+        "secret line one"
+    )
+
+
+@pytest.mark.parametrize(("content", "why"), [(b"", "empty"), (b"\n", "empty"), (b"\xff", "UTF-8")])
+def test_password_file_refusals(tmp_path, content, why):
+    path = tmp_path / "pw"
+    path.write_bytes(content)
+    with pytest.raises(passwords.UserError, match=why):
+        passwords.existing("?", password_file=str(path), environ={})
+
+
+def test_password_file_missing(tmp_path):
+    with pytest.raises(passwords.UserError, match="no such file"):
+        passwords.existing("?", password_file=str(tmp_path / "nope"), environ={})
+
+
+def test_short_new_password_warns(capsys):
+    assert passwords.new(environ={"ENCLAVE_PASSWORD": "short"}) == "short"
+    assert "warning" in capsys.readouterr().err
+
+
+# --- importing the original client's key --------------------------------------------
+
+
+@pytest.mark.slow
+def test_import_seed_key(home_dir, tmp_path, capsys, rsa_keys):
+    seed = tmp_path / "private_key.pem"
+    seed.write_bytes(private_pem(rsa_keys["carol"], PASSWORD.encode()))
+    code, out, err = run(capsys, "--import-key", str(seed))
+    assert code == 0, err
+    fp = keys.fingerprint(rsa_keys["carol"].public_key())
+    assert f"Fingerprint: {keys.group(fp)}" in out
+    place = home.Home(home_dir)
+    assert keys.read_header(place.key_path.read_bytes()).kdf == keys.DEFAULT_KDF
+    assert keys.load_identity(place, PASSWORD).fingerprint == fp
+    assert stat.S_IMODE(place.key_path.stat().st_mode) == 0o600
+
+
+def test_import_wrong_password_changes_nothing(home_dir, tmp_path, capsys, rsa_keys):
+    seed = tmp_path / "private_key.pem"
+    seed.write_bytes(private_pem(rsa_keys["carol"], b"the seed password"))
+    assert_one_line_error(*run(capsys, "--import-key", str(seed)), f"wrong password for {seed}")
+    assert not home_dir.exists()
+
+
+def test_import_refuses_to_overwrite(alice_home, tmp_path, capsys, rsa_keys):
+    seed = tmp_path / "private_key.pem"
+    seed.write_bytes(private_pem(rsa_keys["carol"], PASSWORD.encode()))
+    before = snapshot(alice_home)
+    assert_one_line_error(*run(capsys, "--import-key", str(seed)), "already exists")
+    assert snapshot(alice_home) == before
+
+
+@pytest.mark.parametrize("which", ["missing", "bob", "garbage"])
+def test_import_bad_files(home_dir, key_files, capsys, which):
+    assert_one_line_error(*run(capsys, "--import-key", key_files[which]))
+    assert not home_dir.exists()
+
+
+# --- own fingerprint and public key -----------------------------------------------------
+
+
+def test_fingerprint_and_public_key(alice_home, capsys, rsa_keys):
+    fp = keys.fingerprint(rsa_keys["alice"].public_key())
+    assert run(capsys, "--fingerprint") == (0, keys.group(fp) + "\n", "")
+    assert run(capsys, "--public-key") == (0, public_pem(rsa_keys["alice"]).decode(), "")
+
+
+def test_fingerprint_as_a_process(alice_home, rsa_keys):
+    result = run_process("--fingerprint", "--home", str(alice_home))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == keys.group(keys.fingerprint(rsa_keys["alice"].public_key()))
+
+
+@pytest.mark.parametrize("action", ["--fingerprint", "--public-key", "--change-password"])
+def test_no_identity_yet(home_dir, capsys, action):
+    assert_one_line_error(*run(capsys, action), "no identity yet", "enclave --generate")
+    assert not home_dir.exists()
+
+
+def test_readable_private_key_is_refused(alice_home, capsys):
+    key_path = alice_home / "identity.key"
+    os.chmod(key_path, 0o644)
+    assert_one_line_error(*run(capsys, "--fingerprint"), f"chmod 600 {key_path}")
+
+
+# --- adding and listing peers -------------------------------------------------------------
+
+
+def test_add_peer_and_readd_updates_address(alice_home, key_files, capsys, rsa_keys):
+    bob_fp = keys.fingerprint(rsa_keys["bob"].public_key())
+    code, out, err = run(
+        capsys, "--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS, "--name", "bob"
+    )
+    assert code == 0, err
+    assert f"Added peer bob at {BOB_ADDRESS}" in out
+    assert f"Fingerprint: {keys.group(bob_fp)}" in out
+    code, out, err = run(capsys, "--add-peer", key_files["bob"], "--peer-address", "[FE80::1]:8001")
+    assert code == 0, err
+    assert "Updated peer bob at [fe80::1]:8001" in out
+    with Store.open(alice_home / "enclave.db") as store:
+        peers = store.list_peers()
+    assert [(p.fingerprint, p.name, p.address) for p in peers] == [
+        (bob_fp, "bob", "[fe80::1]:8001")
+    ]
+    assert peers[0].public_key == public_pem(rsa_keys["bob"]).decode()
+    assert stat.S_IMODE((alice_home / "enclave.db").stat().st_mode) == 0o600
+
+
+def test_add_peer_as_a_process(alice_home, key_files):
+    result = run_process(
+        "--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS, "--home", str(alice_home)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Added peer" in result.stdout and result.stderr == ""
+
+
+def test_add_weak_peer_warns(alice_home, key_files, capsys):
+    code, out, err = run(capsys, "--add-peer", key_files["weak"], "--peer-address", BOB_ADDRESS)
+    assert code == 0
+    assert "warning" in err and "2048-bit" in err
+
+
+BAD_ADD_PEER = [
+    pytest.param(["--add-peer", "{missing}", "--peer-address", BOB_ADDRESS], "no such file", id="missing-file"),
+    pytest.param(["--add-peer", "{garbage}", "--peer-address", BOB_ADDRESS], "not a PEM public key", id="not-pem"),
+    pytest.param(["--add-peer", "{private}", "--peer-address", BOB_ADDRESS], "is a private key", id="private-key"),
+    pytest.param(["--add-peer", "{small}", "--peer-address", BOB_ADDRESS], "1024-bit", id="rsa-1024"),
+    pytest.param(["--add-peer", "{ec}", "--peer-address", BOB_ADDRESS], "an EC key", id="ec-key"),
+    pytest.param(["--add-peer", "{ed25519}", "--peer-address", BOB_ADDRESS], "an Ed25519 key", id="ed25519-key"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", "192.168.1.101"], "port is missing", id="no-port"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", "192.168.1.101:0"], "outside 1-65535", id="port-0"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", "192.168.1.101:65536"], "outside 1-65535", id="port-65536"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", "192.168.1.101:http"], "not a number", id="port-text"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", "fe80::1:8000"], "needs brackets", id="bare-ipv6"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", ":8000"], "host is empty", id="empty-host"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", "my host:8000"], "spaces", id="space-in-host"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", "b@d!:8000"], "not a valid host name", id="bad-host-chars"),
+    pytest.param(["--add-peer", "{bob}"], "needs --peer-address", id="no-address"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--name", "carol"], "already used", id="name-taken"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--name", "bo b"], "invalid peer name", id="bad-name"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--name", ""], "1 to 32", id="empty-name"),
+    pytest.param(["--add-peer", "{alice}", "--peer-address", BOB_ADDRESS], "your own public key", id="own-key"),
+    pytest.param(["--add-peer", "", "--peer-address", BOB_ADDRESS], "empty file name", id="empty-path"),
+    pytest.param(["--peer-address", BOB_ADDRESS], "--peer-address needs an action", id="address-alone"),
+    pytest.param(["--peers", "--peer-address", BOB_ADDRESS], "--peer-address goes with --add-peer", id="address-with-peers"),
+    pytest.param(["--add-peer", "{bob}", "--peers"], "not allowed with", id="two-actions"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--force"], "--force goes with", id="force"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "why"), BAD_ADD_PEER)
+def test_bad_add_peer_input_changes_nothing(with_carol, key_files, capsys, argv, why):
+    before = snapshot(with_carol)
+    argv = [arg.format(**key_files) for arg in argv]
+    assert_one_line_error(*run(capsys, *argv), why)
+    assert snapshot(with_carol) == before
+    with Store.open(with_carol / "enclave.db") as store:
+        assert [p.name for p in store.list_peers()] == ["carol"]
+
+
+def test_bad_add_peer_as_a_process_changes_nothing(with_carol, key_files):
+    before = snapshot(with_carol)
+    result = run_process(
+        "--add-peer", key_files["private"], "--peer-address", BOB_ADDRESS, "--home", str(with_carol)
+    )
+    assert_one_line_error(result.returncode, result.stdout, result.stderr, "is a private key")
+    assert snapshot(with_carol) == before
+
+
+def test_add_peer_without_identity(home_dir, key_files, capsys):
+    assert_one_line_error(
+        *run(capsys, "--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS),
+        "no identity yet",
+    )
+    assert not home_dir.exists()
+
+
+def test_peers_listing(with_carol, key_files, capsys, rsa_keys):
+    run(capsys, "--add-peer", key_files["bob"], "--peer-address", "[::1]:9000")
+    code, out, err = run(capsys, "--peers")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "FINGERPRINT", "ADDRESS", "VERIFIED", "PROTO"]
+    carol_fp = keys.fingerprint(rsa_keys["carol"].public_key())
+    bob_fp = keys.fingerprint(rsa_keys["bob"].public_key())
+    assert lines[1].split() == [
+        "carol",
+        *keys.group(carol_fp, 4).split(),
+        "10.0.0.3:8000",
+        "no",
+        "auto",
+    ]
+    assert lines[2].split() == ["-", *keys.group(bob_fp, 4).split(), "[::1]:9000", "no", "auto"]
+
+
+def test_peers_when_there_are_none(home_dir, capsys):
+    code, out, _ = run(capsys, "--peers")
+    assert code == 0 and "No peers yet" in out
+    assert not home_dir.exists()
+
+
+# --- the guard and the later parts --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        ([], "nothing to do"),
+        (["--bogus"], "unrecognized arguments"),
+        (["--gen"], "unrecognized arguments"),
+        (["--generate", "--name", "x"], "--name goes with --add-peer"),
+        (["--web-port", "5001", "--listen"], "--web-port goes with --web"),
+        (["--listen", "--port", "0"], "invalid port"),
+        (["--listen", "--port", "http"], "invalid port"),
+        (["--web", "--web-port", "70000"], "invalid port"),
+        (["--listen", "--host", "bad host"], "spaces"),
+        (["send"], "required"),
+    ],
+)
+def test_usage_mistakes_are_one_line(home_dir, capsys, monkeypatch, argv, why):
+    monkeypatch.setitem(cli._LATER, "listen", "enclave._not_built_for_test")
+    monkeypatch.setitem(cli._LATER, "web", "enclave._not_built_for_test")
+    assert_one_line_error(*run(capsys, *argv), why)
+
+
+def test_missing_part_says_not_available(home_dir, capsys, monkeypatch):
+    monkeypatch.setitem(cli._LATER, "listen", "enclave._not_built_for_test")
+    assert_one_line_error(*run(capsys, "--listen"), "--listen is not available in this build yet")
+
+
+def test_a_part_missing_a_dependency_is_a_bug_not_a_user_error(monkeypatch):
+    import importlib
+
+    def import_module(name):
+        raise ModuleNotFoundError("No module named 'quart'", name="quart")
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    with pytest.raises(ModuleNotFoundError):
+        cli._run_later("enclave.web", "--web", types.SimpleNamespace())
+
+
+def fake_part(monkeypatch, name: str) -> list:
+    seen = []
+    part = types.ModuleType(name)
+    part.run = lambda args: seen.append(args) or 0
+    monkeypatch.setitem(sys.modules, name, part)
+    return seen
+
+
+def test_listen_and_web_get_normalized_flags(home_dir, capsys, monkeypatch):
+    seen = fake_part(monkeypatch, "enclave._fake_part")
+    monkeypatch.setitem(cli._LATER, "listen", "enclave._fake_part")
+    monkeypatch.setitem(cli._LATER, "web", "enclave._fake_part")
+    assert run(capsys, "--listen")[0] == 0
+    assert cli.main_web(["--port", "8001", "--host", "::"]) == 0
+    listen, web = seen
+    assert (listen.listen, listen.port, listen.host) == (True, 8000, "0.0.0.0")
+    assert (web.web, web.port, web.host, web.web_port) == (True, 8001, "::", 5000)
+
+
+def test_send_subcommand(home_dir, monkeypatch):
+    seen = fake_part(monkeypatch, "enclave.sendcmd")
+    assert cli.main(["send", "bob", "hello", "there", "--home", "/x"]) == 0
+    assert (seen[0].peer, seen[0].message, seen[0].home) == ("bob", "hello there", "/x")
+
+
+def test_user_error_from_a_part_is_one_line(home_dir, capsys, monkeypatch):
+    part = types.ModuleType("enclave.sendcmd")
+
+    def fail(args):
+        raise cli.UserError("no peer named 'bob'\nsecond line \x1b[31m")
+
+    part.run = fail
+    monkeypatch.setitem(sys.modules, "enclave.sendcmd", part)
+    code, out, err = run(capsys, "send", "bob", "hi")
+    assert_one_line_error(code, out, err, "no peer named 'bob' second line ?[31m")
+
+
+def test_ctrl_c_exits_130_quietly(alice_home, capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli._COMMANDS, "fingerprint", interrupted)
+    code, out, err = run(capsys, "--fingerprint")
+    assert code == 130 and "Traceback" not in err
+
+
+def test_unlock_helper_for_later_parts(alice_home):
+    # The later parts unlock through cli.unlock; at Enclave's floor a test-cost file is refused.
+    args = types.SimpleNamespace(home=None, password_file=None)
+    with pytest.raises(cli.UserError, match="below Enclave's minimum"):
+        cli.unlock(args)
+    assert cli.home_of(args).path == alice_home

@@ -1,0 +1,171 @@
+"""ReplayRing: every test body runs against the compiled and the pure twin."""
+
+import uuid
+from collections import deque
+
+import pytest
+from fast_twins import twin_fixture
+
+twin = twin_fixture("ring")
+
+
+def test_new_key_is_inserted_once(twin):
+    ring = twin.ReplayRing(10)
+    assert ring.check_and_insert(b"id-1") is True
+    assert ring.check_and_insert(b"id-1") is False
+    assert len(ring) == 1
+    assert b"id-1" in ring
+
+
+def test_full_ring_evicts_oldest_first(twin):
+    ring = twin.ReplayRing(3)
+    for key in (b"a", b"b", b"c", b"d"):
+        assert ring.check_and_insert(key)
+    assert len(ring) == 3
+    assert [k in ring for k in (b"a", b"b", b"c", b"d")] == [False, True, True, True]
+    assert ring.check_and_insert(b"a")  # forgotten, so new again; evicts b
+    assert [k in ring for k in (b"b", b"c", b"d", b"a")] == [False, True, True, True]
+
+
+def test_seeing_a_key_again_does_not_refresh_it(twin):
+    ring = twin.ReplayRing(2)
+    ring.check_and_insert(b"a")
+    ring.check_and_insert(b"b")
+    assert ring.check_and_insert(b"a") is False
+    ring.check_and_insert(b"c")  # evicts a: the oldest inserted, even though seen last
+    assert b"a" not in ring and b"b" in ring and b"c" in ring
+
+
+def test_capacity_one(twin):
+    ring = twin.ReplayRing(1)
+    assert ring.check_and_insert(b"a")
+    assert not ring.check_and_insert(b"a")
+    assert ring.check_and_insert(b"b")
+    assert b"a" not in ring and b"b" in ring and len(ring) == 1
+
+
+def test_str_is_its_utf8_bytes(twin):
+    ring = twin.ReplayRing(10)
+    text = str(uuid.UUID(int=7))
+    assert len(text) == 36
+    assert ring.check_and_insert(text)
+    assert not ring.check_and_insert(text.encode())
+    assert ring.check_and_insert(b"caf\xc3\xa9")
+    assert not ring.check_and_insert("café")
+    assert "café" in ring and text in ring
+
+
+@pytest.mark.parametrize(
+    "wrap", [bytes, bytearray, memoryview, lambda b: memoryview(b"..." + b)[3:]]
+)
+def test_buffer_types_are_the_same_key(twin, wrap):
+    ring = twin.ReplayRing(10)
+    assert ring.check_and_insert(b"0123456789abcdef")
+    assert wrap(b"0123456789abcdef") in ring
+    assert not ring.check_and_insert(wrap(b"0123456789abcdef"))
+    assert ring.check_and_insert(wrap(b"fedcba9876543210"))
+    assert b"fedcba9876543210" in ring
+
+
+def test_contains_does_not_insert(twin):
+    ring = twin.ReplayRing(10)
+    assert b"x" not in ring
+    assert len(ring) == 0
+    assert ring.check_and_insert(b"x")
+
+
+def test_key_length_limits(twin):
+    ring = twin.ReplayRing(10)
+    assert ring.check_and_insert(b"k" * 64)
+    assert ring.check_and_insert("é" * 32)  # 32 characters, 64 bytes
+    for bad in (b"", "", bytearray(), b"k" * 65, "é" * 33):  # "é" * 33 is 66 bytes
+        with pytest.raises(ValueError):
+            ring.check_and_insert(bad)
+        with pytest.raises(ValueError):
+            bad in ring  # noqa: B015
+    assert len(ring) == 2
+
+
+@pytest.mark.parametrize("bad", [12, None, 1.5, [b"a"], (b"a",), object()])
+def test_key_types(twin, bad):
+    ring = twin.ReplayRing(10)
+    with pytest.raises(TypeError):
+        ring.check_and_insert(bad)
+    with pytest.raises(TypeError):
+        bad in ring  # noqa: B015
+
+
+def test_non_contiguous_memoryview_is_refused(twin):
+    ring = twin.ReplayRing(10)
+    with pytest.raises(BufferError):
+        ring.check_and_insert(memoryview(b"abcdef")[::2])
+    assert len(ring) == 0
+
+
+def test_key_is_copied(twin):
+    ring = twin.ReplayRing(10)
+    key = bytearray(b"mutable")
+    ring.check_and_insert(key)
+    key[0:1] = b"M"
+    assert b"mutable" in ring and b"Mutable" not in ring
+
+
+def test_str_that_is_not_utf8_encodable(twin):
+    ring = twin.ReplayRing(10)
+    with pytest.raises(UnicodeEncodeError):
+        ring.check_and_insert("\ud800")
+
+
+def test_capacity_range(twin):
+    for bad in (0, -1, twin.MAX_CAPACITY + 1):
+        with pytest.raises(ValueError):
+            twin.ReplayRing(bad)
+    with pytest.raises(TypeError):
+        twin.ReplayRing(10.0)
+    assert twin.ReplayRing(1).capacity == 1
+
+
+def test_capacity_is_read_only(twin):
+    ring = twin.ReplayRing()
+    assert ring.capacity == 10000
+    with pytest.raises(AttributeError):
+        ring.capacity = 5
+
+
+def test_clear(twin):
+    ring = twin.ReplayRing(3)
+    for key in (b"a", b"b", b"c", b"d"):
+        ring.check_and_insert(key)
+    ring.clear()
+    assert len(ring) == 0 and b"c" not in ring
+    assert ring.check_and_insert(b"c")
+    for key in (b"e", b"f", b"g"):
+        ring.check_and_insert(key)
+    assert b"c" not in ring and len(ring) == 3
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3, 5, 8, 100])
+def test_long_churn_matches_a_model(twin, capacity):
+    # Many evictions with a small table: probe runs wrap around the table end and
+    # deletions shift entries back; the ring must still agree with a plain FIFO set.
+    ring = twin.ReplayRing(capacity)
+    model: deque[bytes] = deque()
+    for i in range(20_000):
+        key = str(i % (capacity * 3 + 1)).encode()  # repeats, so duplicates happen
+        fresh = key not in model
+        assert ring.check_and_insert(key) is fresh
+        if fresh:
+            if len(model) == capacity:
+                model.popleft()
+            model.append(key)
+    assert len(ring) == len(model)
+    assert all(k in ring for k in model)
+
+
+def test_full_ring_of_uuid_ids(twin):
+    ring = twin.ReplayRing(10000)
+    ids = [uuid.UUID(int=i).bytes for i in range(25000)]
+    assert all(ring.check_and_insert(i) for i in ids)
+    assert len(ring) == 10000
+    assert not any(i in ring for i in ids[:15000])
+    assert all(i in ring for i in ids[15000:])

@@ -1,0 +1,243 @@
+"""The compiled and pure twins agree on random operation sequences.
+
+Each property drives both twins with the same operations and compares every answer,
+exception (type and message) and observable attribute after every step. The last
+test fails when the compiled twin should have loaded but did not.
+"""
+
+import os
+import struct
+
+import pytest
+from fast_twins import load_twin
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import enclave._fast
+
+AGREE = settings(max_examples=1000, deadline=None)
+
+
+def outcome(call, *args):
+    """What a call returned, or which exception it raised, in a comparable form."""
+    try:
+        return ("ok", call(*args))
+    except Exception as exc:  # noqa: BLE001 - the point is comparing any failure
+        return ("raised", type(exc), str(exc), getattr(exc, "declared", None))
+
+
+def both(stem):
+    return load_twin(stem, "native"), load_twin(stem, "pure")
+
+
+# --- FrameSplitter ---------------------------------------------------------------------
+
+limits = st.integers(0, 64) | st.sampled_from([0xFFFFFFFF, 1 << 20])
+payloads = st.lists(st.binary(max_size=48), max_size=12)
+splitter_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("feed"),
+            st.integers(0, 80),
+            st.integers(0, 3),
+            st.sampled_from(["bytes", "bytearray", "memoryview"]),
+        ),
+        st.tuples(st.just("limit"), limits),
+    ),
+    max_size=30,
+)
+WRAP = {"bytes": bytes, "bytearray": bytearray, "memoryview": memoryview}
+
+
+@AGREE
+@given(
+    limit=limits,
+    frames=payloads,
+    garbage=st.binary(max_size=8),
+    ops=splitter_ops,
+)
+def test_splitter_twins_agree(limit, frames, garbage, ops):
+    stream = b"".join(struct.pack(">I", len(f)) + f for f in frames) + garbage
+    native, pure = (mod.FrameSplitter(limit) for mod in both("frames"))
+    pos = 0
+    for op in ops:
+        if op[0] == "limit":
+            native.max_frame = pure.max_frame = op[1]
+            continue
+        _, size, max_frames, kind = op
+        chunk = WRAP[kind](stream[pos : pos + size])
+        pos += size
+        assert outcome(native.feed, chunk, max_frames) == outcome(pure.feed, chunk, max_frames)
+        assert (native.buffered, native.max_frame) == (pure.buffered, pure.max_frame)
+    assert outcome(native.feed, b"") == outcome(pure.feed, b"")
+
+
+@AGREE
+@given(frames=payloads, cuts=st.lists(st.integers(0, 600), max_size=10))
+def test_splitter_twins_return_the_frames_under_any_chunking(frames, cuts):
+    stream = b"".join(struct.pack(">I", len(f)) + f for f in frames)
+    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+    for mod in both("frames"):
+        splitter = mod.FrameSplitter(48)
+        out = []
+        for start, stop in zip(bounds, bounds[1:], strict=False):
+            out += splitter.feed(stream[start:stop])
+        assert out == frames and splitter.buffered == 0
+
+
+# --- ReplayRing ------------------------------------------------------------------------
+
+ring_keys = st.one_of(
+    st.sampled_from([b"a", b"b", b"c", b"d", b"e", "a", "é", b"\xc3\xa9", b"k" * 64]),
+    st.binary(min_size=1, max_size=3),
+    st.sampled_from([b"", b"k" * 65, 7, None]),  # invalid: length or type
+)
+ring_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "contains", "clear"]),
+        ring_keys,
+        st.sampled_from(["same", "bytearray", "memoryview"]),
+    ),
+    max_size=60,
+)
+
+
+def as_key(key, kind):
+    if kind == "same" or not isinstance(key, bytes):
+        return key
+    return bytearray(key) if kind == "bytearray" else memoryview(key)
+
+
+@AGREE
+@given(capacity=st.integers(1, 6), ops=ring_ops)
+def test_ring_twins_agree(capacity, ops):
+    native, pure = (mod.ReplayRing(capacity) for mod in both("ring"))
+    for name, key, kind in ops:
+        key = as_key(key, kind)
+        if name == "insert":
+            assert outcome(native.check_and_insert, key) == outcome(pure.check_and_insert, key)
+        elif name == "contains":
+            assert outcome(native.__contains__, key) == outcome(pure.__contains__, key)
+        else:
+            native.clear()
+            pure.clear()
+        assert len(native) == len(pure)
+
+
+# --- Pool ------------------------------------------------------------------------------
+
+pool_ops = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "add",
+                "add",
+                "remove",
+                "pick",
+                "acquire",
+                "acquire",
+                "release",
+                "release",
+                "touch",
+                "expire",
+                "expire",
+                "next_expiry",
+                "in_flight",
+                "count",
+                "connections",
+                "peer_of",
+                "contains",
+                "len",
+            ]
+        ),
+        st.sampled_from([b"p1", b"p2", b"p3"]),
+        st.integers(0, 7),
+        st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0, 2.5, 7.0]),
+    ),
+    max_size=60,
+)
+
+
+def pool_call(pool, name, peer, conn_id, now):
+    calls = {
+        "add": lambda: pool.add(peer, conn_id, now),
+        "remove": lambda: pool.remove(conn_id),
+        "pick": lambda: pool.pick(peer),
+        "acquire": lambda: pool.acquire(conn_id, now),
+        "release": lambda: pool.release(conn_id, now),
+        "touch": lambda: pool.touch(conn_id, now),
+        "expire": lambda: pool.expire(now),
+        "next_expiry": pool.next_expiry,
+        "in_flight": lambda: pool.in_flight(conn_id),
+        "count": lambda: pool.count(peer),
+        "connections": lambda: pool.connections(peer),
+        "peer_of": lambda: pool.peer_of(conn_id),
+        "contains": lambda: conn_id in pool,
+        "len": lambda: len(pool),
+    }
+    return outcome(calls[name])
+
+
+@AGREE
+@given(
+    max_per_peer=st.integers(1, 3),
+    idle_timeout=st.sampled_from([0.0, 0.3, 1.0, 2.0]),
+    ops=pool_ops,
+)
+def test_pool_twins_agree(max_per_peer, idle_timeout, ops):
+    native, pure = (mod.Pool(max_per_peer, idle_timeout) for mod in both("pool"))
+    now = 0.0
+    for name, peer, conn_id, step in ops:
+        now += step  # a monotonic clock: never decreasing
+        assert pool_call(native, name, peer, conn_id, now) == pool_call(
+            pure, name, peer, conn_id, now
+        )
+        assert (len(native), native.next_expiry()) == (len(pure), pure.next_expiry())
+
+
+# --- one API ---------------------------------------------------------------------------
+
+API = [("frames", "FrameSplitter"), ("ring", "ReplayRing"), ("pool", "Pool")]
+SLOTS = ("__len__", "__contains__", "__sizeof__")
+
+
+def public_api(cls) -> set[str]:
+    return {n for n in dir(cls) if not n.startswith("_")} | {n for n in SLOTS if hasattr(cls, n)}
+
+
+@pytest.mark.parametrize("stem, name", API)
+def test_twins_expose_the_same_api(stem, name):
+    native, pure = both(stem)
+    assert public_api(getattr(native, name)) == public_api(getattr(pure, name))
+
+
+@pytest.mark.parametrize(
+    "stem, constants", [("frames", ["MAX_FRAME_LIMIT"]), ("ring", ["MAX_KEY_LEN", "MAX_CAPACITY"])]
+)
+def test_twins_share_their_constants(stem, constants):
+    native, pure = both(stem)
+    for constant in constants:
+        assert getattr(native, constant) == getattr(pure, constant)
+
+
+# --- the selector ----------------------------------------------------------------------
+
+
+def pure_forced() -> bool:
+    return os.environ.get("ENCLAVE_PURE", "") not in ("", "0")
+
+
+def test_native_loaded():
+    """Fails when the compiled twins should have loaded but did not."""
+    if pure_forced():
+        assert enclave._fast.NATIVE is False
+    else:
+        assert enclave._fast.NATIVE is True, "compiled enclave._fast twins did not load"
+
+
+@pytest.mark.parametrize(
+    "name, stem", [("FrameSplitter", "frames"), ("ReplayRing", "ring"), ("Pool", "pool")]
+)
+def test_selector_exports_the_loaded_twin(name, stem):
+    twin = "native" if enclave._fast.NATIVE else "pure"
+    assert getattr(enclave._fast, name) is getattr(load_twin(stem, twin), name)

@@ -1,0 +1,445 @@
+"""The strict message codec (PROTOCOL.md c.1, c.3; finding F7's all-or-nothing batches).
+
+Hostile batches are built with plain ``msgpack.packb`` so that they can break every rule
+the codec enforces; the fuzz tests' one claim is that only PeerError escapes decoding.
+"""
+
+import dataclasses
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from enclave.errors import PeerError, UsageError
+from enclave.protocol.messages import (
+    MAX_BATCH,
+    MAX_BODY_CHARS,
+    Ack,
+    Chat,
+    Ping,
+    Pong,
+    Typing,
+    decode_batch,
+    encode_batch,
+    encode_chat_batch,
+)
+
+ID = bytes(range(16))
+ALICE = bytes(range(32))
+BOB = bytes(range(32, 64))
+U64_MAX = (1 << 64) - 1
+
+
+def chat(body: str = "hello", created_ms: int = 1_700_000_000_000, mid: bytes = ID) -> Chat:
+    return Chat(mid, ALICE, BOB, created_ms, body)
+
+
+def chat_fields(**changes) -> list:
+    fields = {"code": 1, "id": ID, "from": ALICE, "to": BOB, "ms": 5, "body": "hi"}
+    fields.update(changes)
+    return list(fields.values())
+
+
+def pack(value) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def refused(body: bytes, reason: str | None = None) -> PeerError:
+    with pytest.raises(PeerError) as err:
+        decode_batch(body)
+    if reason is not None:
+        assert err.value.reason == reason, err.value
+    return err.value
+
+
+# --- round trips ---
+
+EVERY_TYPE = [
+    chat(),
+    Ack(0),
+    Ack(U64_MAX),
+    Ping(b"\x00" * 8),
+    Pong(b"pongpong"),
+    Typing(True),
+    Typing(False),
+    Chat(ID, ALICE, BOB, 0, ""),
+    Chat(ID, ALICE, BOB, U64_MAX, "x"),
+]
+
+
+@pytest.mark.parametrize("message", EVERY_TYPE, ids=repr)
+def test_round_trip_each_type(message):
+    assert decode_batch(encode_batch([message])) == [message]
+
+
+def test_round_trip_mixed_batch_keeps_order():
+    assert decode_batch(encode_batch(EVERY_TYPE)) == EVERY_TYPE
+
+
+def test_decoded_messages_are_exact_frozen_instances():
+    decoded = decode_batch(encode_batch(EVERY_TYPE))
+    for original, copy in zip(EVERY_TYPE, decoded, strict=True):
+        assert type(copy) is type(original)
+        assert hash(copy) == hash(original)
+        assert dataclasses.astuple(copy) == dataclasses.astuple(original)
+        field = dataclasses.fields(copy)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(copy, field, None)
+
+
+def test_chat_fields_are_what_the_fast_decoder_sets():
+    # decode_batch builds Chats through the slot descriptors: a new field, a default or a
+    # __post_init__ would be skipped there, so this pins the shape it relies on.
+    assert [f.name for f in dataclasses.fields(Chat)] == [
+        "id",
+        "sender",
+        "recipient",
+        "created_ms",
+        "body",
+    ]
+    assert not hasattr(Chat, "__post_init__")
+    assert Chat.__slots__ == ("id", "sender", "recipient", "created_ms", "body")
+
+
+def test_wire_layout():
+    raw = msgpack.unpackb(encode_batch([chat("b", 7), Ack(3), Ping(b"p" * 8), Typing(True)]))
+    assert raw == [[1, ID, ALICE, BOB, 7, "b"], [2, 3], [3, b"p" * 8], [5, True]]
+
+
+def test_largest_batch_and_longest_bodies():
+    assert len(decode_batch(encode_batch([Ack(n) for n in range(MAX_BATCH)]))) == MAX_BATCH
+    for body in ("a" * MAX_BODY_CHARS, "é" * MAX_BODY_CHARS, "\U0001f600" * MAX_BODY_CHARS):
+        assert decode_batch(encode_batch([chat(body)])) == [chat(body)]
+
+
+def test_fast_chat_encoder_matches_the_general_one():
+    chats = [chat(str(n) * n, n, bytes([n]) * 16) for n in range(200)]
+    assert encode_chat_batch(chats) == encode_batch(chats)
+
+
+# --- all or nothing ---
+
+
+def test_a_bad_fifth_message_refuses_the_whole_batch():
+    good = [chat_fields(id=bytes([n]) * 16) for n in range(10)]
+    good[4] = chat_fields(id=b"short")
+    err = refused(pack(good), "bad_message")
+    assert "message 4" in err.detail
+
+
+def test_a_bad_last_message_refuses_the_whole_batch():
+    refused(pack([[2, n] for n in range(MAX_BATCH - 1)] + [[2, -1]]), "bad_message")
+
+
+# --- each message rule ---
+
+BAD_MESSAGES = {
+    # CHAT arity and fields
+    "chat-5": chat_fields()[:5],
+    "chat-7": chat_fields() + [None],
+    "chat-id-15": chat_fields(id=b"x" * 15),
+    "chat-id-17": chat_fields(id=b"x" * 17),
+    "chat-id-str": chat_fields(id="x" * 16),
+    "chat-from-31": chat_fields(**{"from": b"x" * 31}),
+    "chat-from-33": chat_fields(**{"from": b"x" * 33}),
+    "chat-to-31": chat_fields(to=b"x" * 31),
+    "chat-to-str": chat_fields(to="x" * 32),
+    "chat-ms-negative": chat_fields(ms=-1),
+    "chat-ms-min": chat_fields(ms=-(1 << 63)),
+    "chat-ms-float": chat_fields(ms=5.0),
+    "chat-ms-true": chat_fields(ms=True),
+    "chat-ms-false": chat_fields(ms=False),
+    "chat-ms-str": chat_fields(ms="5"),
+    "chat-ms-nil": chat_fields(ms=None),
+    "chat-body-bin": chat_fields(body=b"hi"),
+    "chat-body-nil": chat_fields(body=None),
+    "chat-body-long": chat_fields(body="a" * (MAX_BODY_CHARS + 1)),
+    "chat-body-long-2byte": chat_fields(body="é" * (MAX_BODY_CHARS + 1)),
+    "chat-nested-body": chat_fields(body=["hi"]),
+    "chat-nested-id": chat_fields(id=[ID]),
+    # ACK
+    "ack-0": [2],
+    "ack-2": [2, 1, 2],
+    "ack-negative": [2, -1],
+    "ack-true": [2, True],
+    "ack-false": [2, False],
+    "ack-float": [2, 1.0],
+    "ack-str": [2, "1"],
+    "ack-nested": [2, [1]],
+    # PING / PONG
+    "ping-7": [3, b"x" * 7],
+    "ping-9": [3, b"x" * 9],
+    "ping-str": [3, "x" * 8],
+    "ping-arity": [3, b"x" * 8, b"x" * 8],
+    "pong-7": [4, b"x" * 7],
+    "pong-int": [4, 8],
+    # TYPING: an int is not a bool
+    "typing-1": [5, 1],
+    "typing-0": [5, 0],
+    "typing-nil": [5, None],
+    "typing-str": [5, "true"],
+    "typing-arity": [5],
+    # type codes
+    "code-true": [True, 7],
+    "code-true-chat": [True, *chat_fields()[1:]],
+    "code-false": [False],
+    "code-0": [0, 1],
+    "code-6": [6, 1],
+    "code-negative": [-1, 1],
+    "code-huge": [U64_MAX, 1],
+    "code-float": [2.0, 1],
+    "code-str": ["2", 1],
+    "code-nil": [None, 1],
+    "code-bin": [b"\x02", 1],
+    # not an array
+    "empty-array": [],
+    "int": 2,
+    "nil": None,
+    "str": "hi",
+    "bin": b"\x02\x01",
+    "bool": True,
+    "float": 1.5,
+    "depth-3": [[2, 1]],
+}
+
+
+@pytest.mark.parametrize("message", BAD_MESSAGES.values(), ids=BAD_MESSAGES.keys())
+def test_each_message_rule(message):
+    refused(pack([[2, 0], message]), "bad_message")
+
+
+# --- batch rules ---
+
+BAD_BATCHES = {
+    "empty-input": b"",
+    "empty-batch": pack([]),
+    "too-many": pack([[2, n] for n in range(MAX_BATCH + 1)]),
+    "not-an-array-int": pack(2),
+    "not-an-array-bin": pack(b"x"),
+    "top-map": pack({"a": 1}),
+    "top-empty-map": pack({}),
+    "map-as-message": pack([{}]),
+    "map-in-message": pack([[2, {}]]),
+    "map-in-chat": pack([chat_fields(body={"a": "b"})]),
+    "ext": pack([[2, msgpack.ExtType(5, b"x")]]),
+    "ext-empty": b"\x91\x92\x02\xc7\x00\x05",
+    "ext-timestamp": pack([[2, msgpack.Timestamp(1)]]),
+    "ext-top": pack(msgpack.ExtType(1, b"")),
+    "trailing-byte": pack([[2, 0]]) + b"\x00",
+    "trailing-batch": pack([[2, 0]]) * 2,
+    "truncated": pack([[2, 0], [2, 1]])[:-1],
+    "reserved-byte": b"\x91\xc1",
+    "bad-utf8": pack([chat_fields(body="")])[:-1] + b"\xa1\xff",  # body = 1 byte, 0xff
+    "body-over-40000-bytes": pack([chat_fields(body="\U0001f600" * (MAX_BODY_CHARS + 1))]),
+    "bin-over-64": pack([[3, b"x" * 65]]),
+    "deep-nesting": b"\x91" * 5000 + b"\xc0",
+    "huge-array-header": b"\xdd\xff\xff\xff\xff",
+    "huge-str-header": b"\x91\xdb\xff\xff\xff\xff",
+}
+
+
+@pytest.mark.parametrize("body", BAD_BATCHES.values(), ids=BAD_BATCHES.keys())
+def test_each_batch_rule(body):
+    refused(body, "bad_batch")
+
+
+def test_a_bare_message_is_not_a_batch():
+    refused(pack([2, 0]), "bad_message")
+
+
+def test_nested_depth_three_inside_a_batch():
+    refused(pack([[2, 0], [[5, True]]]), "bad_message")
+    refused(pack([[[[2, 0]]]]), "bad_message")
+
+
+def test_uint64_bounds():
+    assert decode_batch(pack([[2, U64_MAX]])) == [Ack(U64_MAX)]
+    assert decode_batch(pack([chat_fields(ms=U64_MAX)]))[0].created_ms == U64_MAX
+    refused(pack([[2, -(1 << 63)]]), "bad_message")
+
+
+def test_non_canonical_but_valid_encodings_are_accepted():
+    # An int in a wider format than needed decodes to the same value: the AEAD
+    # authenticates the peer, and only decoded values are used.
+    assert decode_batch(b"\xdc\x00\x01\x92\xcf" + (2).to_bytes(8, "big") + b"\x07") == [Ack(7)]
+
+
+# --- local misuse on encode ---
+
+BAD_LOCAL = {
+    "empty": [],
+    "too-many": [Ack(0)] * (MAX_BATCH + 1),
+    "id-15": [Chat(b"x" * 15, ALICE, BOB, 0, "")],
+    "id-bytearray": [Chat(bytearray(16), ALICE, BOB, 0, "")],
+    "from-31": [Chat(ID, b"x" * 31, BOB, 0, "")],
+    "to-str": [Chat(ID, ALICE, "x" * 32, 0, "")],
+    "ms-negative": [Chat(ID, ALICE, BOB, -1, "")],
+    "ms-2^64": [Chat(ID, ALICE, BOB, 1 << 64, "")],
+    "ms-bool": [Chat(ID, ALICE, BOB, True, "")],
+    "ms-float": [Chat(ID, ALICE, BOB, 1.0, "")],
+    "body-long": [chat("a" * (MAX_BODY_CHARS + 1))],
+    "body-bytes": [Chat(ID, ALICE, BOB, 0, b"hi")],
+    "body-surrogate": [chat("\ud800")],
+    "ack-negative": [Ack(-1)],
+    "ack-bool": [Ack(True)],
+    "ping-7": [Ping(b"x" * 7)],
+    "pong-str": [Pong("x" * 8)],
+    "typing-int": [Typing(1)],
+    "not-a-message": [("chat", "hi")],
+    "a-dict": [{"type": 2, "upto": 0}],
+}
+
+
+@pytest.mark.parametrize("messages", BAD_LOCAL.values(), ids=BAD_LOCAL.keys())
+def test_encode_refuses_local_misuse(messages):
+    with pytest.raises(UsageError):
+        encode_batch(messages)
+    if all(type(m) is Chat for m in messages):
+        with pytest.raises(UsageError):
+            encode_chat_batch(messages)
+
+
+def test_fast_chat_encoder_refuses_other_messages():
+    with pytest.raises(UsageError):
+        encode_chat_batch([chat(), Ack(0)])
+
+
+# --- property tests ---
+
+chats = st.builds(
+    Chat,
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, U64_MAX),
+    st.text(max_size=60),
+)
+messages = st.one_of(
+    chats,
+    st.builds(Ack, st.integers(0, U64_MAX)),
+    st.builds(Ping, st.binary(min_size=8, max_size=8)),
+    st.builds(Pong, st.binary(min_size=8, max_size=8)),
+    st.builds(Typing, st.booleans()),
+)
+batches = st.lists(messages, min_size=1, max_size=40)
+
+# Any msgpack value, biased toward message-like arrays that start with a type code.
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(1 << 63), U64_MAX)
+    | st.integers(0, 6)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.binary(max_size=70)
+    | st.sampled_from([ID, ALICE, BOB, b"p" * 8])
+)
+valid_raw = messages.map(lambda message: msgpack.unpackb(encode_batch([message]))[0])
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=7)
+        | st.tuples(st.integers(0, 6), inner)
+        | st.tuples(st.integers(0, 6), inner, inner, inner, inner, inner)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+    ),
+    max_leaves=40,
+)
+
+
+def decode_or_peer_error(body: bytes) -> list | None:
+    try:
+        decoded = decode_batch(body)
+    except PeerError:
+        return None
+    # Whatever is accepted is a valid batch: it re-encodes and decodes to itself.
+    assert 1 <= len(decoded) <= MAX_BATCH
+    assert decode_batch(encode_batch(decoded)) == decoded
+    return decoded
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_raise_only_peer_error(body):
+    decode_or_peer_error(body)
+
+
+def is_uint64(value) -> bool:
+    return type(value) is int and 0 <= value <= U64_MAX
+
+
+def is_bin(value, size: int) -> bool:
+    return type(value) is bytes and len(value) == size
+
+
+def expected(message):
+    """The rules of PROTOCOL.md c.3, written out independently of the codec."""
+    if not isinstance(message, list | tuple) or not message or type(message[0]) is not int:
+        return None
+    code, fields = message[0], tuple(message[1:])
+    if code == 1 and len(fields) == 5:
+        mid, sender, recipient, created_ms, body = fields
+        if (
+            is_bin(mid, 16)
+            and is_bin(sender, 32)
+            and is_bin(recipient, 32)
+            and is_uint64(created_ms)
+            and type(body) is str
+            and len(body) <= MAX_BODY_CHARS
+        ):
+            return Chat(*fields)
+    elif len(fields) != 1:
+        return None
+    elif code == 2 and is_uint64(fields[0]):
+        return Ack(fields[0])
+    elif code in (3, 4) and is_bin(fields[0], 8):
+        return (Ping if code == 3 else Pong)(fields[0])
+    elif code == 5 and type(fields[0]) is bool:
+        return Typing(fields[0])
+    return None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(values | valid_raw, max_size=6))
+def test_random_structures_raise_only_peer_error(batch):
+    decoded = decode_or_peer_error(msgpack.packb(batch, use_bin_type=True))
+    wanted = [expected(message) for message in batch]
+    if batch and None not in wanted:
+        assert decoded == wanted
+    else:
+        assert decoded is None
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches, st.data())
+def test_mutated_valid_batches_raise_only_peer_error(batch, data):
+    body = bytearray(encode_batch(batch))
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(body)))
+        action = data.draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
+        if action == "insert":
+            body[position:position] = data.draw(st.binary(min_size=1, max_size=9))
+        elif position == len(body):
+            continue
+        elif action == "flip":
+            body[position] ^= 1 << data.draw(st.integers(0, 7))
+        elif action == "set":
+            body[position] = data.draw(st.integers(0, 255))
+        elif action == "delete":
+            del body[position]
+        else:
+            del body[position:]
+    decode_or_peer_error(bytes(body))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(batches)
+def test_random_valid_batches_round_trip(batch):
+    assert decode_batch(encode_batch(batch)) == batch
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(chats, min_size=1, max_size=40))
+def test_random_chat_batches_encode_alike(batch):
+    assert encode_chat_batch(batch) == encode_batch(batch)
