@@ -23,6 +23,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ._fast import ReplayRing
+from .legacy_send import LegacySender
 from .node_events import DeliveryChanged, MessageReceived, NodeProblem
 from .protocol.crypto import sha256
 from .protocol.messages import Chat
@@ -38,7 +39,13 @@ class Out:
     __slots__ = ("rowid", "peer", "id", "body", "created_ms")
 
     def __init__(self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int) -> None:
-        self.rowid, self.peer, self.id, self.body, self.created_ms = rowid, peer, id, body, created_ms
+        self.rowid, self.peer, self.id, self.body, self.created_ms = (
+            rowid,
+            peer,
+            id,
+            body,
+            created_ms,
+        )
 
 
 class Carried:
@@ -82,6 +89,7 @@ class Delivery:
         self._idle = asyncio.Event()
         self._idle.set()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="enclave-store")
+        self.legacy = LegacySender(sessions.identity, store, sessions.crypto, self._writer, publish)
         self._paused: set = set()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -93,12 +101,15 @@ class Delivery:
             peer = bytes.fromhex(peer_hex)
             items = self.store.outbox_for(peer_hex)
             self.queues[peer] = deque(Out(i.rowid, peer, i.id, i.body, i.created_ms) for i in items)
-        self._task = asyncio.get_running_loop().create_task(self._committer(), name="enclave-commits")
+        self._task = asyncio.get_running_loop().create_task(
+            self._committer(), name="enclave-commits"
+        )
         for peer in list(self.queues):
             self.dispatch(peer)
 
     async def stop(self) -> None:
         """Commit what is pending, then stop the writer."""
+        await self.legacy.close()
         await self.flush()
         self._stopping = True
         self._wake.set()
@@ -126,6 +137,10 @@ class Delivery:
     def dispatch(self, peer: bytes) -> None:
         queue = self.queues.get(peer)
         if not queue:
+            return
+        legacy = self.sessions.legacy_target(peer)
+        if legacy is not None:  # the user marked this peer v1: envelopes, never a v2 session
+            self.legacy.kick(peer, queue, *legacy)
             return
         link = self.carriers.get(peer) or self.sessions.pick(peer)
         if link is None:
@@ -306,7 +321,9 @@ class Delivery:
             for c in chats:
                 if flags[k]:
                     self.ring.check_and_insert(sha256(c.sender + c.id)[:16])
-                    self.publish(MessageReceived(c.sender.hex(), c.id, c.body, c.created_ms, legacy))
+                    self.publish(
+                        MessageReceived(c.sender.hex(), c.id, c.body, c.created_ms, legacy)
+                    )
                 else:
                     self.stats["dupes"] += 1
                 k += 1
@@ -318,4 +335,8 @@ class Delivery:
             if link not in self._paused:
                 self._paused.add(link)
                 link.pause_reading()
-        self.publish(NodeProblem(f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"))
+        self.publish(
+            NodeProblem(
+                f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
+            )
+        )

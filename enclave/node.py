@@ -60,13 +60,17 @@ class Node:
 
         self.store = Store.open(prepare(Home(self.home)).db_path)
         self.sessions = Sessions(self.identity, self.store, self.settings, self._publish)
-        self.delivery = Delivery(self.store, self.identity.fingerprint, self.sessions, self._publish)
+        self.delivery = Delivery(
+            self.store, self.identity.fingerprint, self.sessions, self._publish
+        )
         self.sessions.delivery = self.delivery
         try:
             self.address = await self.sessions.listen(host, port)
         except OSError as err:
             self.store.close()
-            raise UserError(f"cannot listen on {host}:{port} ({err.strerror}); is another node using it? try --port") from None
+            raise UserError(
+                f"cannot listen on {host}:{port} ({err.strerror}); is another node using it? try --port"
+            ) from None
         self.delivery.start()
         self._started = time.monotonic()
         return self.address
@@ -107,15 +111,21 @@ class Node:
         """The one peer a name or fingerprint prefix (≥ 8 hex characters) names."""
         found = self.store.find_peers(query)
         if not found:
-            raise UserError(f"no peer matches {query!r} (use a name or at least 8 hex characters of a fingerprint)")
+            raise UserError(
+                f"no peer matches {query!r} (use a name or at least 8 hex characters of a fingerprint)"
+            )
         if len(found) > 1:
             names = ", ".join(f"{p.name or '-'} {p.fingerprint[:16]}" for p in found)
-            raise UserError(f"{query!r} matches {len(found)} peers ({names}); type more of the fingerprint")
+            raise UserError(
+                f"{query!r} matches {len(found)} peers ({names}); type more of the fingerprint"
+            )
         return found[0]
 
     def peers(self) -> list[PeerStatus]:
         online = self.sessions.online
-        return [PeerStatus(p, online(bytes.fromhex(p.fingerprint))) for p in self.store.list_peers()]
+        return [
+            PeerStatus(p, online(bytes.fromhex(p.fingerprint))) for p in self.store.list_peers()
+        ]
 
     def add_peer(self, public_key_pem: str, address: str | None, name: str | None = None) -> Peer:
         from . import keys
@@ -128,6 +138,16 @@ class Node:
         self.store.upsert_peer(key.fingerprint, key.pem, canonical, name, time.time())
         self.sessions.policy.reload()
         return self.store.get_peer(key.fingerprint)
+
+    def set_protocol(self, query: str, proto: str) -> Peer:
+        """'v1' marks a peer legacy (the original client): it is sent v1 envelopes only.
+        'auto' (the default) speaks v2 and accepts v1 until the peer first speaks v2."""
+        if proto not in ("auto", "v1", "v2"):
+            raise UserError(f"unknown protocol {proto!r}; use auto, v1 or v2")
+        peer = self.resolve(query)
+        self.store.set_proto(peer.fingerprint, proto)
+        self.sessions.policy.reload()
+        return self.store.get_peer(peer.fingerprint)
 
     def history(self, query: str, limit: int = 50, before_rowid: int | None = None):
         return self.store.history(self.resolve(query).fingerprint, limit, before_rowid)
@@ -177,7 +197,9 @@ def _check_text(text: str) -> None:
     if not isinstance(text, str) or not text.strip():
         raise UserError("the message is empty")
     if len(text) > MAX_BODY_CHARS:
-        raise UserError(f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}")
+        raise UserError(
+            f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}"
+        )
 
 
 def _sent(out: Out) -> Sent:

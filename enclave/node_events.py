@@ -9,7 +9,6 @@ class MessageReceived:
     id: bytes
     body: str
     created_ms: int
-    rowid: int
     legacy: bool = False
 
 

@@ -45,8 +45,12 @@ class NodePolicy(Policy):
         self.proto: dict[bytes, tuple[str, bool, bool]] = {}  # proto, v2_seen, blocked
         self.seen: dict[tuple[bytes, bytes], int] = {}
         self.verify_global = TokenBucket(settings.verify_rate, settings.verify_burst, now)
-        self.verify_per_address = KeyedBuckets(settings.verify_rate_per_address, settings.verify_burst_per_address)
-        self.handshakes_per_peer = KeyedBuckets(settings.handshake_rate_per_peer, settings.handshake_burst_per_peer)
+        self.verify_per_address = KeyedBuckets(
+            settings.verify_rate_per_address, settings.verify_burst_per_address
+        )
+        self.handshakes_per_peer = KeyedBuckets(
+            settings.handshake_rate_per_peer, settings.handshake_burst_per_peer
+        )
         self.slots = Slots(settings.crypto_queue)
         self.reload()
 
@@ -75,6 +79,9 @@ class NodePolicy(Policy):
 
     def take_verify_token(self, source):
         now = time.monotonic()
+        # The global bucket is peeked first so a refusal spends no per-source token.
+        if self.verify_global.peek(now) < 1:
+            return False
         return self.verify_per_address.take(source, now) and self.verify_global.take(now)
 
     def record_handshake(self, fp, hs_id, ts_ms):
@@ -82,9 +89,12 @@ class NodePolicy(Policy):
         self.store.raise_hwm(fp.hex(), ts_ms)
 
     def admit_private_op(self, fp):
-        if not self.handshakes_per_peer.take(fp, time.monotonic()):
+        if not self.slots.try_acquire():
             return False
-        return self.slots.try_acquire()
+        if not self.handshakes_per_peer.take(fp, time.monotonic()):
+            self.slots.release()
+            return False
+        return True
 
     def prune(self, now_ms: int) -> None:
         for key in [k for k, expiry in self.seen.items() if expiry < now_ms]:
@@ -117,8 +127,12 @@ class Sessions:
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
         self.pool = Pool(settings.connections_per_peer, settings.idle_timeout)
         self.links: dict[int, Link] = {}
-        self.limits = Limits(keepalive_interval=settings.keepalive_interval, dead_after=settings.dead_after)
-        self.crypto = ThreadPoolExecutor(settings.crypto_workers, thread_name_prefix="enclave-crypto")
+        self.limits = Limits(
+            keepalive_interval=settings.keepalive_interval, dead_after=settings.dead_after
+        )
+        self.crypto = ThreadPoolExecutor(
+            settings.crypto_workers, thread_name_prefix="enclave-crypto"
+        )
         self.stats = {"handshakes": 0, "refused": 0, "closed": {}}
         self._dialing: dict[bytes, asyncio.Task] = {}
         self._backoff: dict[bytes, float] = {}
@@ -129,7 +143,9 @@ class Sessions:
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Link(self, self._responder), host, port, reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: Link(self, self._responder), host, port, reuse_address=True
+        )
         self._housekeeping = loop.create_task(self._tick(), name="enclave-housekeeping")
         return self._server.sockets[0].getsockname()[:2]
 
@@ -152,8 +168,12 @@ class Sessions:
 
     def _responder(self, link: Link, now: float) -> Connection:
         return Connection(
-            self.identity, self.policy, now, source=link.address,
-            v1_enabled=self.s.legacy_v1, limits=self.limits,
+            self.identity,
+            self.policy,
+            now,
+            source=link.address,
+            v1_enabled=self.s.legacy_v1,
+            limits=self.limits,
         )
 
     def _initiator(self, peer_key: PeerKey):
@@ -168,13 +188,23 @@ class Sessions:
         conn_id = self.pool.pick(peer)
         return None if conn_id is None else self.links.get(conn_id)
 
+    def legacy_target(self, peer: bytes) -> tuple[PeerKey, str | None] | None:
+        """(key, address) for a peer the user marked v1; None for everyone else."""
+        info = self.policy.proto.get(peer)
+        if info is None or info[0] != "v1":
+            return None
+        record = self.store.get_peer(peer.hex())
+        return self.policy.keys.get(peer), record.address if record else None
+
     def online(self, peer: bytes) -> bool:
         return self.pool.count(peer) > 0
 
     def dial(self, peer: bytes) -> None:
         if peer in self._dialing or self.online(peer):
             return
-        task = asyncio.get_running_loop().create_task(self._dial(peer), name=f"dial-{peer.hex()[:8]}")
+        task = asyncio.get_running_loop().create_task(
+            self._dial(peer), name=f"dial-{peer.hex()[:8]}"
+        )
         self._dialing[peer] = task
 
     async def _dial(self, peer: bytes) -> None:
@@ -183,9 +213,13 @@ class Sessions:
                 if await self._dial_once(peer):
                     self._backoff.pop(peer, None)
                     return
-                delay = min(self.s.reconnect_max, self._backoff.get(peer, self.s.reconnect_min / 2) * 2)
+                delay = min(
+                    self.s.reconnect_max, self._backoff.get(peer, self.s.reconnect_min / 2) * 2
+                )
                 self._backoff[peer] = delay
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # backoff, not synchronisation
+                await asyncio.sleep(
+                    delay * random.uniform(0.8, 1.2)
+                )  # backoff, not synchronisation
         finally:
             self._dialing.pop(peer, None)
 
@@ -199,7 +233,9 @@ class Sessions:
         loop = asyncio.get_running_loop()
         try:
             _, link = await asyncio.wait_for(
-                loop.create_connection(lambda: Link(self, self._initiator(key), dialled=peer), host, int(port)),
+                loop.create_connection(
+                    lambda: Link(self, self._initiator(key), dialled=peer), host, int(port)
+                ),
                 timeout=self.limits.handshake_timeout,
             )
         except (OSError, asyncio.TimeoutError) as err:
@@ -269,7 +305,13 @@ class Sessions:
         elif kind is WireTyping:
             self.publish(TypingChanged(link.conn.peer.hex(), ev.active))
         elif kind is LegacyReceived:
-            chat = Chat(ev.message_id.encode(), ev.sender, self.identity.fingerprint, int(ev.timestamp * 1000), ev.text)
+            chat = Chat(
+                ev.message_id.encode(),
+                ev.sender,
+                self.identity.fingerprint,
+                int(ev.timestamp * 1000),
+                ev.text,
+            )
             self.delivery.on_chats(link, [chat], None, legacy=True)
 
     def stored(self, link: Link, upto: int | None) -> None:

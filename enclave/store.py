@@ -372,6 +372,18 @@ class Store:
             )
             db.executemany("DELETE FROM outbox WHERE message = ?", [p[1:] for p in params])
 
+    def mark_legacy_sent(self, rowids: Iterable[int]) -> None:
+        """A legacy (v1) envelope was handed to the peer's socket: it leaves the outbox
+        as 'sent' and stays so, since v1 has no acknowledgement."""
+        params = [(r,) for r in _rowids(rowids)]
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE messages SET state = 'sent', legacy = 1, reason = 'legacy, unconfirmed'"
+                " WHERE rowid = ? AND direction = 'out' AND state IN ('queued', 'sent')",
+                params,
+            )
+            db.executemany("DELETE FROM outbox WHERE message = ?", params)
+
     def requeue(self, rowids: Iterable[int]) -> None:
         """failed -> queued, appended to the outbox in rowid order (the user's /retry)."""
         params = _rowid_params(sorted(set(_rowids(rowids))))

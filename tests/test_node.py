@@ -45,7 +45,9 @@ async def test_message_to_a_down_peer_waits_and_survives_sender_restart(rsa_keys
     await b.start("127.0.0.1", b_port)
     rb, ra = Recorder(b), Recorder(a)
     try:
-        a.sessions.dial(bytes.fromhex(b.fingerprint))  # the next attempt, without waiting for backoff
+        a.sessions.dial(
+            bytes.fromhex(b.fingerprint)
+        )  # the next attempt, without waiting for backoff
         await ra.until(lambda r: len(r.states("delivered")) == 1)
         assert [m.body for m in rb.received()] == ["are you there?"]
     finally:

@@ -1,0 +1,99 @@
+"""Sending to peers the user marked legacy (v1): one sealed envelope per TCP connection.
+
+Rules (PROTOCOL.md d, "Send"):
+- Only peers whose protocol the user set to ``v1`` get v1. Nothing else ever falls
+  back to v1, whatever happens to a v2 handshake.
+- Each message is sealed once (the RSA signature runs on the crypto pool). A retry
+  sends the same bytes, and only within 5 minutes of the first attempt (the original
+  client deduplicates by message ID within its ±5 minute window); after that the
+  message is marked failed and the user may resend it.
+- v1 has no acknowledgement: a written envelope ends as "sent (legacy, unconfirmed)",
+  never "delivered".
+"""
+
+import asyncio
+import time
+import uuid
+
+from .node_events import DeliveryChanged
+from .protocol import legacy
+
+RETRY_WINDOW = 300.0
+CONNECT_TIMEOUT = 5.0
+
+
+class LegacySender:
+    def __init__(self, identity, store, crypto, writer, publish) -> None:
+        self.identity = identity
+        self.store = store
+        self.crypto = crypto  # executor for the RSA signature
+        self.writer = writer  # delivery's store writer thread
+        self.publish = publish
+        self._tasks: dict[bytes, asyncio.Task] = {}
+        self._sealed: dict[int, tuple[bytes, float]] = {}  # rowid -> (envelope, first attempt)
+
+    def kick(self, peer: bytes, queue, key, address: str | None) -> None:
+        if peer not in self._tasks and queue:
+            task = asyncio.get_running_loop().create_task(self._drain(peer, queue, key, address))
+            self._tasks[peer] = task
+            task.add_done_callback(lambda _t: self._tasks.pop(peer, None))
+
+    async def close(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+    async def _drain(self, peer: bytes, queue, key, address: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while queue:
+            out = queue[0]
+            envelope, first = await self._envelope(out, key, loop)
+            ok = address is not None and await _send(address, envelope)
+            if ok or time.time() - first > RETRY_WINDOW:
+                queue.popleft()
+                self._sealed.pop(out.rowid, None)
+                await self._settle(out, peer, ok, loop)
+                delay = 0.5
+            else:
+                await asyncio.sleep(delay)  # retry backoff, not synchronisation
+                delay = min(delay * 2, 30.0)
+
+    async def _envelope(self, out, key, loop) -> tuple[bytes, float]:
+        if out.rowid not in self._sealed:
+            message_id = str(uuid.UUID(bytes=out.id, version=4))
+            now = time.time()
+            envelope = await loop.run_in_executor(
+                self.crypto, lambda: legacy.seal(self.identity, key, out.body, now, message_id)
+            )
+            self._sealed[out.rowid] = (envelope, now)
+        return self._sealed[out.rowid]
+
+    async def _settle(self, out, peer: bytes, ok: bool, loop) -> None:
+        if ok:
+            await loop.run_in_executor(self.writer, self.store.mark_legacy_sent, [out.rowid])
+            self.publish(
+                DeliveryChanged(peer.hex(), out.rowid, out.id, "sent", "legacy, unconfirmed")
+            )
+        else:
+            reason = "legacy peer unreachable for 5 minutes; resend it if you wish"
+            await loop.run_in_executor(self.writer, self.store.mark_failed, [out.rowid], reason)
+            self.publish(DeliveryChanged(peer.hex(), out.rowid, out.id, "failed", reason))
+
+
+async def _send(address: str, envelope: bytes) -> bool:
+    """Connect, write one framed envelope, close. True if it was written and closed."""
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host.strip("[]"), int(port)), CONNECT_TIMEOUT
+        )
+    except (OSError, asyncio.TimeoutError):
+        return False
+    try:
+        writer.write(len(envelope).to_bytes(4, "big") + envelope)
+        await asyncio.wait_for(writer.drain(), CONNECT_TIMEOUT)
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    return True

@@ -1,0 +1,136 @@
+"""Legacy v1 at the node (PROTOCOL.md d; rows F9 and F10, node parts)."""
+
+import asyncio
+import time
+
+import pytest
+import seed_client
+from nodes import Recorder, introduce, public_pem, start
+
+from enclave.node_events import MessageReceived
+
+
+async def seed_send(port: int, payload: bytes) -> bytes:
+    """What the original client does: connect, write one framed envelope, close.
+    Returns whatever the node wrote back before closing (nothing, for a v1 accept)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(seed_client.frame(payload))
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return reply
+
+
+class SeedReceiver:
+    """A receiver that implements only the original client's layout."""
+
+    def __init__(self, private_key, sender_public) -> None:
+        self.key, self.sender = private_key, sender_public
+        self.texts: list[str] = []
+        self.first_bytes: list[bytes] = []
+        self.got = asyncio.Event()
+
+    async def handle(self, reader, writer) -> None:
+        try:
+            head = await reader.readexactly(4)
+            payload = await reader.readexactly(int.from_bytes(head, "big"))
+            self.first_bytes.append(payload[:4])
+            self.texts.append(seed_client.read(self.key, self.sender, payload, time.time()))
+            self.got.set()
+        except (asyncio.IncompleteReadError, seed_client.SeedReject, ConnectionError):
+            self.first_bytes.append(b"?")
+            self.got.set()
+        finally:
+            writer.close()
+
+
+@pytest.mark.asyncio
+async def test_seed_envelope_is_accepted_and_shown_as_legacy(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    b = await start(tmp_path / "b", kb)
+    try:
+        b.add_peer(public_pem(ka), "127.0.0.1:9", "alice")
+        rb = Recorder(b)
+        envelope = seed_client.seal(ka, kb.public_key(), "hello from the seed")
+        assert await seed_send(b.address[1], envelope) == b""
+        await rb.until(lambda r: r.received())
+        [msg] = rb.received()
+        assert (msg.body, msg.legacy) == ("hello from the seed", True)
+        [stored] = b.history("alice")
+        assert stored.legacy and stored.body == "hello from the seed"
+        # The same envelope again (a replay) is refused and not shown twice.
+        await seed_send(b.address[1], envelope)
+        await b.delivery.flush()
+        assert len(rb.received()) == 1 and len(b.history("alice")) == 1
+    finally:
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_v1_send_to_a_peer_marked_v1_is_read_by_a_seed_receiver(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    seed = SeedReceiver(kb, ka.public_key())
+    server = await asyncio.start_server(seed.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    a = await start(tmp_path / "a", ka)
+    try:
+        a.add_peer(public_pem(kb), f"127.0.0.1:{port}", "bob")
+        a.set_protocol("bob", "v1")
+        ra = Recorder(a)
+        await a.send("bob", "hi seed")
+        await asyncio.wait_for(seed.got.wait(), 20)
+        assert seed.texts == ["hi seed"]
+        await ra.until(lambda r: any(e.reason == "legacy, unconfirmed" for e in r.states("sent")))
+        [row] = a.history("bob")
+        assert (row.state, row.legacy, row.reason) == ("sent", True, "legacy, unconfirmed")
+        assert not ra.states("delivered")
+    finally:
+        await a.stop()
+        server.close()
+
+
+@pytest.mark.asyncio
+async def test_v2_capable_peer_is_never_sent_v1(rsa_keys, tmp_path):
+    """The peer's listener answers every connection with a reset: Enclave keeps
+    trying v2 and the message stays queued; no v1 envelope is ever written."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    seen: list[bytes] = []
+    attempts = asyncio.Event()
+
+    async def refuse(reader, writer):
+        seen.append(await reader.read(4 + 4))
+        attempts.set()
+        writer.transport.abort()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    a = await start(tmp_path / "a", ka)
+    try:
+        a.add_peer(public_pem(kb), f"127.0.0.1:{port}", "bob")
+        await a.send("bob", "only over v2")
+        await asyncio.wait_for(attempts.wait(), 20)
+        assert all(chunk[4:8] == b"ENC2" for chunk in seen), seen
+        assert [m.state for m in a.history("bob")] in (["queued"], ["sent"])
+        assert a.stats()["queued"] == 1
+    finally:
+        await a.stop()
+        server.close()
+
+
+@pytest.mark.asyncio
+async def test_after_a_v2_session_v1_from_that_peer_is_refused(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    try:
+        introduce(a, b, ka, kb)
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send("bob", "v2 first")
+        await ra.until(lambda r: r.states("delivered"))
+        envelope = seed_client.seal(ka, kb.public_key(), "a v1 afterwards")
+        await seed_send(b.address[1], envelope)
+        await b.delivery.flush()
+        assert [m.body for m in rb.received()] == ["v2 first"]
+        assert not any(isinstance(e, MessageReceived) and e.legacy for e in rb.events)
+    finally:
+        await a.stop()
+        await b.stop()
