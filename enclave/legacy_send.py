@@ -87,13 +87,13 @@ async def _send(address: str, envelope: bytes) -> bool:
         _, writer = await asyncio.wait_for(
             asyncio.open_connection(host.strip("[]"), int(port)), CONNECT_TIMEOUT
         )
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     try:
         writer.write(len(envelope).to_bytes(4, "big") + envelope)
         await asyncio.wait_for(writer.drain(), CONNECT_TIMEOUT)
         writer.close()
         await asyncio.wait_for(writer.wait_closed(), CONNECT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     return True

@@ -238,7 +238,7 @@ class Sessions:
                 ),
                 timeout=self.limits.handshake_timeout,
             )
-        except (OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, OSError) as err:
             log.info("dial %s at %s failed: %s", peer.hex()[:16], record.address, err)
             return False
         return await link.established
