@@ -73,6 +73,7 @@ _MODIFIERS = {
     "port": ("--port", {"listen", "web"}),
     "host": ("--host", {"listen", "web"}),
     "web_port": ("--web-port", {"web"}),
+    "set_overrides": ("--set", {"listen", "web"}),
 }
 # the later parts of Enclave, imported only when their action runs
 _LATER = {"listen": "enclave.repl", "web": "enclave.web"}
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"port of the local web page (default {DEFAULT_WEB_PORT})",
     )
     add("--version", action="version", version=f"enclave {__version__}", help="print the version")
+    from enclave import settings  # standard library only, like this module
+
+    settings.add_arguments(add.__self__)  # the "options" group
+    parser.set_defaults(set_overrides=None)  # None, not [], so "not given" reads as unset
     return parser
 
 

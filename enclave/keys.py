@@ -49,6 +49,7 @@ KEY_BITS = 4096
 PUBLIC_EXPONENT = 65537
 MIN_PEER_BITS = 2048
 WARN_PEER_BITS = 3072
+MAX_PEER_BITS = 8192  # larger keys would not fit a handshake in the 4 KiB pre-auth limit
 MAX_FILE_BYTES = 64 * 1024
 SALT_BYTES = 16
 NONCE_BYTES = 12
@@ -385,6 +386,10 @@ def load_peer_key(data: bytes, *, source: str) -> PeerKey:
         raise UserError(
             f"{source} holds a {key.key_size}-bit RSA key; "
             f"Enclave needs at least {MIN_PEER_BITS} bits"
+        )
+    if key.key_size > MAX_PEER_BITS:
+        raise UserError(
+            f"{source} holds a {key.key_size}-bit RSA key; Enclave accepts at most {MAX_PEER_BITS} bits"
         )
     if key.public_numbers().e != PUBLIC_EXPONENT:
         raise UserError(

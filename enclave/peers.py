@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ._fast import Pool
 from .budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
 from .node_events import PeerOffline, PeerOnline, TypingChanged
-from .protocol.connection import Connection, Limits, State
+from .protocol.connection import Connection, Limits
 from .protocol.crypto import PeerKey
 from .protocol.events import Acked, Established, LegacyReceived, MessagesReceived
 from .protocol.events import TypingChanged as WireTyping
@@ -32,7 +32,6 @@ from .protocol.policy import HANDSHAKE_SEEN_TTL_MS, Policy
 from .transport import Link
 
 log = logging.getLogger("enclave.peers")
-_ADMITTED_STATES = (State.RESPONDING, State.LEGACY_OPENING)
 
 
 class NodePolicy(Policy):
@@ -96,6 +95,9 @@ class NodePolicy(Policy):
             return False
         return True
 
+    def release_private_op(self, fp):
+        self.slots.release()
+
     def prune(self, now_ms: int) -> None:
         for key in [k for k, expiry in self.seen.items() if expiry < now_ms]:
             del self.seen[key]
@@ -125,6 +127,8 @@ class Sessions:
         now = time.monotonic()
         self.policy = NodePolicy(store, identity.fingerprint, settings, now)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
+        self.preauth = ConnectionCaps(settings.max_connections, settings.preauth_per_address)
+        self._unauthenticated: set[int] = set()  # links still holding a pre-auth slot
         self.pool = Pool(settings.connections_per_peer, settings.idle_timeout)
         self.links: dict[int, Link] = {}
         self.limits = Limits(
@@ -249,11 +253,22 @@ class Sessions:
         if not self.caps.admit(link.address):
             self.stats["refused"] += 1
             return False
+        if not self.preauth.admit(link.address):
+            self.caps.release(link.address)
+            self.stats["refused"] += 1
+            return False
+        self._unauthenticated.add(link.id)
         self.links[link.id] = link
         return True
 
+    def _authenticated(self, link: Link) -> None:
+        if link.id in self._unauthenticated:
+            self._unauthenticated.discard(link.id)
+            self.preauth.release(link.address)
+
     def link_closed(self, link: Link) -> None:
         self.caps.release(link.address)
+        self._authenticated(link)
         self.links.pop(link.id, None)
         reason = link.close_reason or "closed"
         closed = self.stats["closed"]
@@ -278,7 +293,7 @@ class Sessions:
         self._leave_pool(link)
 
     def run_crypto(self, link: Link, job) -> None:
-        admitted = link.conn.state in _ADMITTED_STATES
+        admitted = job.admitted
         loop = asyncio.get_running_loop()
 
         def done(_fut) -> None:
@@ -324,6 +339,7 @@ class Sessions:
 
     def _session_up(self, link: Link, peer: bytes) -> None:
         self.stats["handshakes"] += 1
+        self._authenticated(link)
         now = time.monotonic()
         was_online = self.online(peer)
         if self.pool.count(peer) >= self.pool.max_per_peer:

@@ -45,6 +45,8 @@ README section (for README.md):
     commit_batch = 4096          # most messages written per store transaction
     reconnect_min = 0.5          # reconnect backoff, seconds
     reconnect_max = 30.0
+    first_frame_timeout = 5.0    # a new connection must send its first frame by then
+    handshake_timeout = 10.0     # ... and complete the handshake by then
     ```
 
     No section header: the keys sit at the top level of the file. Any flag
@@ -98,6 +100,8 @@ class Settings:
     commit_batch: int = 4096  # most messages per store transaction
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
+    first_frame_timeout: float = 5.0  # a new connection must send its first frame by then
+    handshake_timeout: float = 10.0  # ... and finish the handshake by then
     # Where the values came from, for ``summary``; not a knob.
     source: str = field(default="defaults", compare=False)
 
@@ -145,6 +149,8 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "commit_batch": (1, True, 1_000_000),
     "reconnect_min": (0.0, False, None),
     "reconnect_max": (0.0, False, None),
+    "first_frame_timeout": (0.0, False, 60.0),
+    "handshake_timeout": (0.0, False, 120.0),
 }
 
 # Relations between knobs: (key, relation, other key). Checked after every key alone.
@@ -154,6 +160,7 @@ _RELATIONS: tuple[tuple[str, str, str], ...] = (
     ("crypto_queue", ">=", "crypto_workers"),
     ("dead_after", ">", "keepalive_interval"),
     ("reconnect_max", ">=", "reconnect_min"),
+    ("handshake_timeout", ">=", "first_frame_timeout"),
 )
 _RELATION_WORDS = {"<=": "at most", ">=": "at least", ">": "more than"}
 

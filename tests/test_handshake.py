@@ -197,7 +197,12 @@ def test_f2_replayed_hs1_after_state_loss_never_establishes(rsa_keys):
     events += victim.handle_timer(T0 + 10)
     assert closed_reason(events) == "handshake_timeout"  # ... but never establishes
     assert not any(isinstance(e, Established) for e in events)
-    assert p.i.established and p.r.established  # the existing session is untouched
+    # The existing session is untouched and keeps delivering.
+    from enclave.protocol.messages import Chat
+
+    p.i.send_chats([Chat(bytes(16), p.ida.fingerprint, p.idb.fingerprint, 1, "still here")])
+    p.pump()
+    assert [m.body for e in p.ev_r if hasattr(e, "messages") for m in e.messages] == ["still here"]
 
 
 def test_f2_flipped_fin_r_aborts_initiator(rsa_keys):
@@ -449,6 +454,7 @@ def test_f6_no_handshake_secret_survives_establishment(rsa_keys):
     feed(p.r, hs1_of(p))
     k_i, e_i = p.i._hs.k_i, p.i._hs.e
     k_r, e_r = p.r._hs.k_r, p.r._hs.e
+    dh, prk = p.r._hs.dh, p.r._hs.prk
     feed(p.i, p.r.data_to_send(T0))
     feed(p.r, p.i.data_to_send(T0))
     assert p.i.established and p.r.established
@@ -456,7 +462,7 @@ def test_f6_no_handshake_secret_survives_establishment(rsa_keys):
         objs = reachable(conn)
         assert not any(o is e_i or o is e_r or isinstance(o, X25519Keypair) for o in objs)
         blobs = {bytes(o) for o in objs if isinstance(o, bytes | bytearray)}
-        assert k_i not in blobs and k_r not in blobs
+        assert k_i not in blobs and k_r not in blobs and dh not in blobs and prk not in blobs
         assert not any(type(o).__name__ == "X25519PrivateKey" for o in objs)
 
 
@@ -466,6 +472,7 @@ def test_f6_recorded_session_cannot_be_decrypted_with_both_rsa_keys(rsa_keys):
     hs1 = hs1_of(p)
     feed(p.r, hs1)
     hs2 = p.r.data_to_send(T0)
+    real_dh = p.r._hs.dh
     feed(p.i, hs2)
     hs3 = p.i.data_to_send(T0)
     feed(p.r, hs3)
@@ -478,7 +485,10 @@ def test_f6_recorded_session_cannot_be_decrypted_with_both_rsa_keys(rsa_keys):
     assert len(k_i) == len(k_r) == 32
     th3 = hs.transcript(hs1[4:], hs2[4:])
     payload = frame0[4:]
-    # ... but without the X25519 secret no guess at dh opens frame 0.
+    # Positive control: with the real X25519 secret the recorded frame opens ...
+    i2r, _ = schedule.traffic_secrets(schedule.handshake_prk(real_dh, k_i, k_r), th3)
+    assert AESGCM(schedule.traffic_key(i2r)).decrypt(schedule.traffic_iv(i2r), payload, frame0[:4])
+    # ... but without it no guess at dh does.
     for dh_guess in (bytes(32), hs1[4 + 96 : 4 + 128], hs2[4 + 72 : 4 + 104]):
         prk = schedule.handshake_prk(dh_guess, k_i, k_r)
         i2r, _ = schedule.traffic_secrets(prk, th3)

@@ -98,11 +98,12 @@ def test_f7_batch_with_one_malformed_message_delivers_none(rsa_keys):
 
 @pytest.mark.parametrize("field", ["sender", "recipient"])
 def test_f8_misaddressed_chat_closes(rsa_keys, field):
-    p = Pair(rsa_keys).handshake()
-    mallory = rsa_keys["mallory"]
+    from enclave.errors import UsageError
     from enclave.protocol.crypto import fingerprint_of
+    from enclave.protocol.messages import encode_batch
 
-    other = fingerprint_of(mallory.public_key())
+    p = Pair(rsa_keys).handshake()
+    other = fingerprint_of(rsa_keys["mallory"].public_key())
     base = chats(p, 3)
     bad = Chat(
         base[1].id,
@@ -111,10 +112,13 @@ def test_f8_misaddressed_chat_closes(rsa_keys, field):
         1,
         "x",
     )
-    p.i.send_chats([base[0], bad, base[2]])
-    p.pump()
-    assert p.r.closed and p.r.close_reason == "misaddressed_chat"
-    assert received(p) == []
+    with pytest.raises(UsageError):  # our own side never sends one ...
+        p.i.send_chats([bad])
+    # ... and a peer that does loses its session, with nothing of the batch delivered.
+    frame = p.i._tx.seal(APP, encode_batch([base[0], bad, base[2]]), T0)
+    events = run(p.r, p.r.receive_data(frame, T0), T0)
+    assert closed_reason(events) == "misaddressed_chat"
+    assert not any(isinstance(e, MessagesReceived) for e in events)
 
 
 @pytest.mark.parametrize("upto", [3, 5, 100])

@@ -38,7 +38,17 @@ from .events import (
     MessagesReceived,
     TypingChanged,
 )
-from .messages import MAX_BATCH, Ack, Chat, Ping, Pong, Typing, decode_batch, encode_batch
+from .messages import (
+    MAX_BATCH,
+    Ack,
+    Chat,
+    Ping,
+    Pong,
+    Typing,
+    _chat_fields,
+    decode_batch,
+    encode_batch,
+)
 from .policy import Policy
 from .records import APP, CLOSE, KEY_UPDATE, MAX_RECORD, RecordReceiver, RecordSender
 
@@ -57,6 +67,7 @@ class Limits:
     pre_auth_frame: int = 4096
     v1_frame: int = legacy.MAX_ENVELOPE
     time_window_ms: int = 300_000
+    max_session_age: float = 86_400.0  # then a new handshake restores forward secrecy
     key_update_frames: int = 1 << 23  # PROTOCOL.md c.2: update well before the hard limits
     key_update_bytes: int = 1 << 35
     key_update_age: float = 3600.0
@@ -95,24 +106,43 @@ _TRANSITIONS = {
     S.ESTABLISHED: {S.CLOSED},
     S.CLOSED: set(),
 }
+_ALONE = {S.LISTEN, S.AWAIT_HS2}  # states whose frame must come alone
 _PRE_AUTH = {S.START, S.SIGNING_HS1, S.AWAIT_HS2, S.FINISHING, S.LISTEN, S.RESPONDING, S.AWAIT_HS3}
 
 
 class Job:
-    """RSA private work, runnable on any thread; it touches no connection state."""
+    """RSA private work, runnable on any thread; it touches no connection state.
 
-    __slots__ = ("_fn", "result", "error")
+    ``admitted`` is True when the work holds one of the owner's private-op slots
+    (responder work admitted by ``Policy.admit_private_op``): the owner releases the
+    slot when ``run`` returns, whatever happened to the connection meanwhile. A job
+    whose connection closed first is ``cancelled`` and does nothing when run.
+    """
+
+    __slots__ = ("_fn", "result", "error", "admitted", "cancelled", "finished")
 
     def __init__(self, fn) -> None:
         self._fn = fn
         self.result = None
         self.error: PeerError | None = None
+        self.admitted = False
+        self.cancelled = False
+        self.finished = False
 
     def run(self) -> None:
         try:
-            self.result = self._fn()
+            if not self.cancelled:
+                self.result = self._fn()
         except PeerError as err:
             self.error = err
+        finally:
+            self._fn = None  # drop the captured inputs (wrapped secrets among them)
+            self.finished = True
+
+    def take(self):
+        """The result, handed over once (so the job object keeps no secret)."""
+        result, self.result = self.result, None
+        return result
 
 
 class _Handshake:
@@ -161,6 +191,9 @@ class Connection:
         self._rx: RecordReceiver | None = None
         self._pending: list = []  # messages waiting for the next data_to_send
         self._chats_sent = 0
+        self._chats_flushed = 0
+        self._after_update = False  # the last record was a KEY_UPDATE
+        self._established_at = now
         self._chats_received = 0
         self._acked_upto = -1  # highest upto the peer acked
         self._ack_out = -1  # highest upto we have been told to ack
@@ -216,13 +249,16 @@ class Connection:
 
     def resume(self, job: Job, now: float) -> list:
         """Continue after the owner ran ``job``."""
-        if job is not self._job:
+        if job is not self._job or self.state is S.CLOSED:
+            job.take()
             return []  # a job for a connection that has since closed: ignore its result
+        if not job.finished:
+            raise UsageError("resume() before the job ran")
         self._job = None
         try:
             if job.error is not None:
                 raise job.error
-            _JOB_HANDLERS[self.state](self, job.result, now)
+            _JOB_HANDLERS[self.state](self, job.take(), now)
             if self.state in _PRE_AUTH and self._job is None and self._splitter.buffered:
                 self._feed(b"", now)
         except PeerError as err:
@@ -233,10 +269,15 @@ class Connection:
         """Queue Chats for the next ``data_to_send``; returns the session index of the
         first one (indices are consecutive; acks refer to them)."""
         self._require_established()
+        chats = list(chats)
+        own, peer = self.identity.fingerprint, self.peer
+        for chat in chats:  # refuse here what the peer would refuse (and close) there
+            _chat_fields(chat)
+            if chat.sender != own or chat.recipient != peer:
+                raise UsageError("a Chat on this session must be from us and to its peer")
         first = self._chats_sent
-        for chat in chats:
-            self._pending.append(chat)
-            self._chats_sent += 1
+        self._pending.extend(chats)
+        self._chats_sent += len(chats)
         return first
 
     def ack(self, upto: int) -> None:
@@ -256,8 +297,7 @@ class Connection:
             self.data_to_send(now)
             self._out.append(self._tx.seal(CLOSE, b"\x00", now))
         if self.state is not S.CLOSED:
-            self._set_state(S.CLOSED)
-            self.close_reason = reason
+            self._shut(reason)
             self._events.append(ConnectionClosed(reason))
         return self._drain_events()
 
@@ -274,9 +314,10 @@ class Connection:
         if self.state is S.CLOSED or self.state is S.LEGACY_DONE:
             return None
         if self.state is S.ESTABLISHED:
+            expiry = self._established_at + self.limits.max_session_age
             if self._ping_out is None:
-                return self._last_rx + self.limits.keepalive_interval
-            return self._last_rx + self.limits.dead_after
+                return min(expiry, self._last_rx + self.limits.keepalive_interval)
+            return min(expiry, self._last_rx + self.limits.dead_after)
         deadline = self._started + self.limits.handshake_timeout
         if not self.initiator and not self._got_first_frame:
             deadline = min(deadline, self._started + self.limits.first_frame_timeout)
@@ -286,6 +327,8 @@ class Connection:
         deadline = self.next_deadline()
         if deadline is None or now < deadline:
             return []
+        if self.state is S.ESTABLISHED and now >= self._established_at + self.limits.max_session_age:
+            return self.close(now, "session_expired")
         if self.state is S.ESTABLISHED and self._ping_out is None:
             self._ping_out = random_bytes(8)
             self._pending.append(Ping(self._ping_out))
@@ -310,6 +353,10 @@ class Connection:
             handler = _FRAME_HANDLERS.get(self.state)
             if handler is None:
                 raise PeerError("unexpected_frame", f"in state {self.state.value}")
+            if self.state in _ALONE and splitter.buffered:
+                # No honest peer sends anything after HS1, HS2 or a v1 envelope before
+                # our answer: refuse before any budget is spent on the frame.
+                raise PeerError("unexpected_data", f"after the frame in state {self.state.value}")
             handler(self, frames[0], now)
         if self._job is not None:
             if data or splitter.buffered:
@@ -323,9 +370,10 @@ class Connection:
         elif data or splitter.buffered:
             raise PeerError("unexpected_data", f"in state {self.state.value}")
 
-    def _start_job(self, state: State, fn) -> None:
+    def _start_job(self, state: State, fn, admitted: bool = False) -> None:
         self._set_state(state)
         self._job = Job(fn)
+        self._job.admitted = admitted
         self._events.append(CryptoNeeded(self._job))
 
     def _set_state(self, new: State) -> None:
@@ -342,11 +390,21 @@ class Connection:
             return
         if self.state in _PRE_AUTH and not self.initiator:
             self._out.append(_framed(hs.alert(_ALERT_FOR.get(err.reason, hs.ALERT_GENERIC))))
+        self._shut(err.reason)
+        self._events.append(ConnectionClosed(err.reason, err.detail))
+
+    def _shut(self, reason: str) -> None:
+        """Enter CLOSED: cancel pending work and drop every secret still held. A
+        cancelled job's CryptoNeeded still reaches the owner, so an admitted slot is
+        released when the (now empty) job runs."""
+        if self._job is not None:
+            self._job.cancelled = True
         self._job = None
         self._hs = None
+        self._tx = self._rx = None
+        self._pending.clear()
         self._set_state(S.CLOSED)
-        self.close_reason = err.reason
-        self._events.append(ConnectionClosed(err.reason, err.detail))
+        self.close_reason = reason
 
     # --- responder: HS1 or a v1 envelope ---------------------------------------------
 
@@ -375,6 +433,7 @@ class Connection:
             raise PeerError("stale_handshake")
         peer = self.policy.peer_key(head.fp_i)  # check 6
         if peer is None:
+            self._decoy_verify(frame)
             raise PeerError("unknown_peer")
         prefix, wrap_i, sig_i = hs.split_hs1(frame, self.identity.modulus_bytes, peer.modulus_bytes)
         if self.policy.handshake_seen(head.fp_i, head.hs_id):  # check 7
@@ -406,7 +465,18 @@ class Connection:
                 raise PeerError("bad_wrap", "HS1")
             return k_i, identity.sign_v2(signed)
 
-        self._start_job(S.RESPONDING, respond)
+        self._start_job(S.RESPONDING, respond, admitted=True)
+
+    def _decoy_verify(self, frame: bytes) -> None:
+        """Spend on an unknown fingerprint what a known one with a bad signature costs
+        (a verify token and one public-key verify), so that neither the bytes nor the
+        timing tell a prober whether a fingerprint is in the address book (F13)."""
+        if not self.policy.take_verify_token(self.source):
+            raise PeerError("verify_budget")
+        n = self.identity.modulus_bytes
+        if len(frame) >= hs.HS1_FIXED + 2 * n:
+            prefix = frame[: hs.HS1_FIXED + n]
+            self.identity.peer_key.verify_v2(frame[-n:], hs.hs1_signed_data(prefix))
 
     def _responded(self, result, now: float) -> None:
         h = self._hs
@@ -494,7 +564,7 @@ class Connection:
         self._rx = RecordReceiver(recv, now)
         self._hs = None  # forward secrecy: no handshake secret outlives this line
         self._splitter.max_frame = MAX_RECORD
-        self._last_rx = now
+        self._last_rx = self._established_at = now
         self._set_state(S.ESTABLISHED)
         self._events.append(Established(self.peer, self.session_id, self.initiator))
 
@@ -512,14 +582,17 @@ class Connection:
         if not self.policy.take_verify_token(self.source):  # step 7
             raise PeerError("verify_budget")
         legacy.verify(env, sender)  # step 8
-        other = self.policy.v1_record(sender_fp, env.message_id, env.timestamp, env.key_hash)
-        if other is not None:  # step 9: another sender already presented this wrapped key
-            raise PeerError("v1_resigned", f"key first seen from {other.hex()[:16]}")
+        # Step 10 before step 9: a busy refusal must not record the ID as seen, or the
+        # original client's retry of the same bytes would be refused as a replay.
         if not self.policy.admit_private_op(sender_fp):  # step 10
             raise PeerError("busy")
+        other = self.policy.v1_record(sender_fp, env.message_id, env.timestamp, env.key_hash)
+        if other is not None:  # step 9: another sender already presented this wrapped key
+            self.policy.release_private_op(sender_fp)
+            raise PeerError("v1_resigned", f"key first seen from {other.hex()[:16]}")
         self.peer = sender_fp
         identity = self.identity
-        self._start_job(S.LEGACY_OPENING, lambda: legacy.open_text(identity, env))  # step 11
+        self._start_job(S.LEGACY_OPENING, lambda: legacy.open_text(identity, env), admitted=True)  # step 11
         self._legacy_env = env
 
     def _legacy_opened(self, text: str, now: float) -> None:
@@ -534,13 +607,21 @@ class Connection:
         rtype, body = self._rx.open(frame)
         self._last_rx = now
         self._ping_out = None
+        if rtype == KEY_UPDATE:
+            # A sender updates only right before a frame it then seals under the new key,
+            # so two in a row is a peer burning our CPU on key derivations.
+            if self._after_update:
+                raise PeerError("bad_key_update", "two key updates in a row")
+            self._after_update = True
+            return
+        self._after_update = False
         if rtype == APP:
             self._on_batch(decode_batch(body))
         elif rtype == CLOSE:
             self._set_state(S.CLOSED)
             self.close_reason = "peer_closed"
             self._events.append(ConnectionClosed("peer_closed", f"code {body[0]}", by_peer=True))
-        elif rtype != KEY_UPDATE:
+        else:
             raise PeerError("bad_record_type")
 
     def _on_batch(self, messages: list) -> None:
@@ -554,10 +635,9 @@ class Connection:
                     raise PeerError("misaddressed_chat")
                 chats.append(msg)
             elif type(msg) is Ack:
-                if msg.upto >= self._chats_sent or msg.upto <= (
-                    self._acked_upto if ack is None else ack
-                ):
-                    raise PeerError("bad_ack", f"upto {msg.upto} of {self._chats_sent} sent")
+                floor = self._acked_upto if ack is None else ack
+                if not floor < msg.upto < self._chats_flushed:
+                    raise PeerError("bad_ack", f"upto {msg.upto} of {self._chats_flushed} sent")
                 ack = msg.upto
         for msg in messages:
             kind = type(msg)
@@ -582,6 +662,7 @@ class Connection:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        self._chats_flushed = self._chats_sent  # every queued Chat goes out in this call
         bodies = []
         start, size = 0, 0
         for i, msg in enumerate(pending):

@@ -36,6 +36,9 @@ class Policy:
         """Per-peer authenticated budget and a private-op slot (check 11)."""
         return False
 
+    def release_private_op(self, fp: bytes) -> None:
+        """Give back an admission that will not be used (no job was started)."""
+
     def v1_sender(self, fp: bytes) -> PeerKey | None:
         """A known peer that may still send legacy v1 (never spoke v2, not us)."""
         return None
@@ -92,6 +95,10 @@ class MemoryPolicy(Policy):
             return False
         self.private_admits -= 1
         return True
+
+    def release_private_op(self, fp):
+        if self.private_admits is not None:
+            self.private_admits += 1
 
     def v1_sender(self, fp):
         return self.v1_peers.get(fp)

@@ -1,0 +1,189 @@
+"""The terminal face: ``enclave --listen`` (prompt-toolkit REPL, or headless logging).
+
+Rules:
+- With a terminal on stdin: a prompt-toolkit REPL. Events print above the prompt while
+  the user types (``patch_stdout(raw=True)`` keeps a half-typed line intact). Ctrl-C
+  clears the line; Ctrl-D on an empty line and ``/quit`` leave.
+- Without one (a service, a pipe, stdin closed): headless. Events are logged one line
+  each on stdout until SIGTERM or SIGINT.
+- Either way the node stops cleanly at the end (``runner``); the outbox keeps what is
+  still queued.
+- Input history lives in ``repl_history`` in the home folder, mode 0600. Message text
+  is not written there: a line of ``/send`` or ``/broadcast`` is kept whole for this
+  session but saved as its command and peer only, so erasing history in the store
+  really erases it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from prompt_toolkit.completion import Completer, Completion
+
+from enclave import runner
+from enclave.repl_commands import COMMANDS, PEER_COMMANDS, Commands
+
+HISTORY_NAME = "repl_history"
+HISTORY_MODE = 0o600
+PROMPT = "> "
+
+
+def run(args) -> int:
+    interactive = sys.stdin is not None and _isatty(sys.stdin)
+    face = interactive_face if interactive else headless_face
+    return runner.run(args, face, interactive=interactive)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (ValueError, OSError):  # closed
+        return False
+
+
+# --- interactive -------------------------------------------------------------------------
+
+
+async def interactive_face(node, stop: asyncio.Event) -> int:
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    print("Type /help for commands.", flush=True)
+    with patch_stdout(raw=True):
+        await Repl(node, history_path=node.home / HISTORY_NAME).run()
+    return 0
+
+
+class Repl:
+    """The read-eval-print loop over one node. ``write`` prints one block of text."""
+
+    def __init__(self, node, *, history_path: Path | None = None, write=None) -> None:
+        from prompt_toolkit import PromptSession
+
+        self.node = node
+        self.write = write or _print
+        self.commands = Commands(node, self.write, self.ask)
+        self.session = PromptSession(
+            PROMPT,
+            history=private_history(history_path) if history_path else None,
+            completer=PeerCompleter(node),
+            complete_while_typing=False,
+        )
+
+    async def run(self) -> None:
+        unsubscribe = self.node.subscribe(self._on_event)
+        try:
+            while await self._one():
+                pass
+        finally:
+            unsubscribe()
+
+    async def _one(self) -> bool:
+        try:
+            line = await self.session.prompt_async()
+        except KeyboardInterrupt:
+            return True  # Ctrl-C: the line is cleared, the REPL stays
+        except EOFError:
+            return False  # Ctrl-D
+        return await self.commands.execute(line)
+
+    async def ask(self, question: str, completer=None) -> str:
+        """A follow-up question (``/add``, ``/verify``); its own session, no history."""
+        from prompt_toolkit import PromptSession
+
+        return await PromptSession(question, completer=completer).prompt_async()
+
+    def _on_event(self, event) -> None:
+        try:
+            text = self.commands.render(event)
+        except Exception as err:  # noqa: BLE001 - a rendering bug must not stop the node
+            text = f"note: could not show an event ({type(err).__name__})"
+        if text is not None:
+            self.write(text)
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+class PeerCompleter(Completer):
+    """Commands first; after /send, /history and /verify, peer names and prefixes."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def get_completions(self, document, complete_event):
+        before = document.text_before_cursor
+        words = before.split(" ")
+        if len(words) == 1:
+            for command in COMMANDS:
+                if command.startswith(words[0].lower()):
+                    yield Completion(command + " ", start_position=-len(words[0]))
+            return
+        if len(words) == 2 and words[0].lower() in PEER_COMMANDS:
+            word = words[1]
+            for choice in self._peer_choices():
+                if choice.lower().startswith(word.lower()):
+                    yield Completion(choice + " ", start_position=-len(word))
+
+    def _peer_choices(self) -> list[str]:
+        choices = []
+        for p in self.node.store.list_peers():
+            if p.name:
+                choices.append(p.name)
+            choices.append(p.fingerprint[:16])
+        return choices
+
+
+def private_history(path: Path):
+    """A FileHistory in a 0600 file that keeps message text out of the file."""
+    from prompt_toolkit.history import FileHistory
+
+    class PrivateHistory(FileHistory):
+        def store_string(self, string: str) -> None:
+            super().store_string(redact(string))
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, HISTORY_MODE)
+    os.close(fd)
+    os.chmod(path, HISTORY_MODE)
+    return PrivateHistory(str(path))
+
+
+def redact(line: str) -> str:
+    """``/send bob hello`` is saved as ``/send bob ``; ``/broadcast hi`` as ``/broadcast ``."""
+    words = line.lstrip().split(" ")
+    command = words[0].lower()
+    if command == "/send" and len(words) > 2:
+        return f"{words[0]} {words[1]} "
+    if command == "/broadcast" and len(words) > 1:
+        return f"{words[0]} "
+    return line
+
+
+# --- headless ----------------------------------------------------------------------------
+
+
+async def headless_face(node, stop: asyncio.Event) -> int:
+    """Log every event until a signal sets ``stop`` (the runner cancels this)."""
+    commands = Commands(node, runner.log)
+
+    def on_event(event) -> None:
+        try:
+            text = commands.render(event)
+        except Exception as err:  # noqa: BLE001
+            text = f"could not show an event ({type(err).__name__})"
+        if text is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            for line in text.splitlines():
+                runner.log(f"{stamp} {line.strip()}")
+
+    runner.log("Running without a terminal; events are logged here. Stop with SIGTERM.")
+    unsubscribe = node.subscribe(on_event)
+    try:
+        await stop.wait()
+    finally:
+        unsubscribe()
+    return 0

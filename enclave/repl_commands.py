@@ -1,0 +1,434 @@
+"""The REPL's commands and what it prints: parsing, rendering, no terminal handling.
+
+Rules:
+- ``Commands.execute(line)`` runs one typed line and returns False when the user quits.
+  It prints only through ``write(text)`` and asks follow-up questions only through
+  ``ask(question, completer)``, so tests drive it without a terminal.
+- A person's mistake (``UserError``) prints one line, ``error: ...``. Nothing a person
+  types can end the REPL or print a traceback: anything unexpected is one line too.
+- Peer text is shown as text: control characters, escape sequences and bidi overrides
+  from the network are replaced before they reach the terminal.
+- The seed's wording is kept where it gives one (``Broadcasting to N peer(s)...``,
+  ``Broadcast complete: n/N sent successfully``).
+- Faces call the Node only. The exceptions, until the Node grows them: marking a peer
+  verified (``store.set_verified``) and ``/retry`` (``retry_failed`` below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from enclave import keys
+from enclave.errors import UserError
+from enclave.node_events import (
+    DeliveryChanged,
+    MessageReceived,
+    NodeProblem,
+    PeerOffline,
+    PeerOnline,
+)
+from enclave.protocol.messages import MAX_BODY_CHARS
+
+MAX_PEER_KEY_BYTES = 64 * 1024
+HISTORY_DEFAULT = 20
+HISTORY_MAX = 1000
+
+HELP = """\
+Commands:
+  /send PEER MESSAGE     send to one peer (a name, or 8+ hex digits of its fingerprint)
+  /broadcast MESSAGE     send to every known peer
+  /peers                 known peers: address, online, verified, protocol, unread
+  /add [FILE ADDRESS [NAME]]
+                         add a peer from their public key file (asks if not given)
+  /history PEER [N]      the last N messages with a peer (default 20)
+  /fingerprint           your own fingerprint, grouped for reading aloud
+  /verify PEER           compare fingerprints with a peer and mark them verified
+  /retry                 send failed messages again
+  /stats                 numbers of this node
+  /help                  this list
+  /quit                  leave (Ctrl-D too); queued messages wait in the outbox
+Tab completes commands and peers; Ctrl-C clears the line.
+Messages marked "legacy v1" come from the original client: no forward secrecy and a
+weaker sender binding than Enclave's own protocol."""
+
+COMMANDS = (
+    "/send",
+    "/broadcast",
+    "/peers",
+    "/add",
+    "/history",
+    "/fingerprint",
+    "/verify",
+    "/retry",
+    "/stats",
+    "/help",
+    "/quit",
+)
+PEER_COMMANDS = ("/send", "/history", "/verify")
+
+Write = Callable[[str], None]
+Ask = Callable[..., Awaitable[str]]
+
+
+class Quit(Exception):
+    """Raised by a handler to leave the REPL."""
+
+
+class Commands:
+    def __init__(self, node, write: Write, ask: Ask | None = None) -> None:
+        self.node = node
+        self.write = write
+        self.ask = ask
+        self.unread: Counter[str] = Counter()  # fingerprint -> received since /history
+        self.mine: dict[int, str] = {}  # rowid -> state, for messages sent here
+        self._legacy_noted: set[str] = set()
+
+    # --- running a line ---------------------------------------------------------------
+
+    async def execute(self, line: str) -> bool:
+        """Run one typed line; False when the user asked to quit."""
+        line = line.strip()
+        if not line:
+            return True
+        if not line.startswith("/"):
+            self.write("To send, type /send PEER MESSAGE (or /help for every command)")
+            return True
+        name, _, rest = line.partition(" ")
+        handler = _HANDLERS.get(name.lower())
+        if handler is None:
+            self.write(f"error: unknown command {_clean(name)!r}; type /help for the list")
+            return True
+        try:
+            await handler(self, rest.strip())
+        except Quit:
+            return False
+        except UserError as err:
+            self.write(f"error: {_one_line(str(err))}")
+        except (EOFError, KeyboardInterrupt):
+            self.write(f"{name} cancelled")
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the REPL must outlive any bug
+            self.write(
+                f"error: {name} failed unexpectedly ({type(err).__name__}: "
+                f"{_one_line(str(err))}); the chat keeps running"
+            )
+        return True
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def cmd_send(self, rest: str) -> None:
+        peer, _, text = rest.partition(" ")
+        if not peer:
+            raise UserError("usage: /send PEER MESSAGE")
+        check_text(text)
+        sent = await self.node.send(peer, text)
+        self.mine[sent.rowid] = "queued"
+        label = self.label(sent.peer)
+        self.write(f"[{_clock()}] you -> {label}: {_clean(text)}  (#{sent.rowid} queued)")
+
+    async def cmd_broadcast(self, text: str) -> None:
+        check_text(text)
+        targets = [p for p in self.node.store.list_peers() if not p.blocked]
+        if not targets:
+            self.write("No peers to broadcast to; add one with /add")
+            return
+        self.write(f"Broadcasting to {len(targets)} peer(s)...")
+        sent = await self.node.broadcast(text)
+        for s in sent:
+            self.mine[s.rowid] = "queued"
+        self.write(f"Broadcast complete: {len(sent)}/{len(targets)} sent successfully")
+
+    async def cmd_peers(self, rest: str) -> None:
+        statuses = self.node.peers()
+        if not statuses:
+            self.write("No peers yet. Add one with /add")
+            return
+        rows = [("NAME", "FINGERPRINT", "ADDRESS", "STATUS", "VERIFIED", "PROTOCOL", "UNREAD")]
+        for s in statuses:
+            p = s.peer
+            rows.append(
+                (
+                    _clean(p.name or "-") + (" (blocked)" if p.blocked else ""),
+                    keys.group(p.fingerprint, 4),
+                    _clean(p.address or "-"),
+                    "online" if s.online else "offline",
+                    "yes" if p.verified else "no",
+                    _protocol(p),
+                    str(self.unread[p.fingerprint]),
+                )
+            )
+        self.write(_table(rows))
+
+    async def cmd_add(self, rest: str) -> None:
+        try:
+            given = shlex.split(rest)
+        except ValueError as err:
+            raise UserError(f"cannot read the arguments: {err}") from None
+        if len(given) > 3:
+            raise UserError("usage: /add [FILE ADDRESS [NAME]] (or /add alone to be asked)")
+        if given:
+            path, address, name = (given + [None, None])[:3]
+            if address is None:
+                raise UserError("usage: /add FILE ADDRESS [NAME]")
+        else:
+            path, address, name = await self._ask_peer()
+        add_peer_from_file(self, path, address, name or None)
+
+    async def _ask_peer(self) -> tuple[str, str, str]:
+        if self.ask is None:
+            raise UserError("usage: /add FILE ADDRESS [NAME]")
+        from prompt_toolkit.completion import PathCompleter
+
+        path = await self.ask("Public key file: ", completer=PathCompleter(expanduser=True))
+        address = await self.ask("Address (HOST:PORT): ")
+        name = await self.ask("Name (optional, Enter to skip): ")
+        return path.strip(), address.strip(), name.strip()
+
+    async def cmd_history(self, rest: str) -> None:
+        parts = rest.split()
+        if not parts or len(parts) > 2:
+            raise UserError("usage: /history PEER [N]")
+        limit = HISTORY_DEFAULT
+        if len(parts) == 2:
+            if not parts[1].isdigit() or not 1 <= int(parts[1]) <= HISTORY_MAX:
+                raise UserError(f"N must be a whole number from 1 to {HISTORY_MAX}")
+            limit = int(parts[1])
+        peer = self.node.resolve(parts[0])
+        messages = self.node.history(peer.fingerprint, limit)
+        self.unread.pop(peer.fingerprint, None)
+        label = self.label(peer.fingerprint)
+        if not messages:
+            self.write(f"No messages with {label} yet")
+            return
+        self.write("\n".join(_history_line(m, label) for m in messages))
+
+    async def cmd_fingerprint(self, rest: str) -> None:
+        self.write(f"Your fingerprint: {keys.group(self.node.fingerprint)}")
+
+    async def cmd_verify(self, rest: str) -> None:
+        if not rest or " " in rest:
+            raise UserError("usage: /verify PEER")
+        peer = self.node.resolve(rest)
+        label = self.label(peer.fingerprint)
+        self.write(
+            f"Your fingerprint:  {keys.group(self.node.fingerprint)}\n"
+            f"{label}'s fingerprint: {keys.group(peer.fingerprint)}\n"
+            f"Read both aloud with {label} over a channel you trust (in person, a call)."
+        )
+        if peer.verified:
+            self.write(f"{label} is already marked verified")
+            return
+        if self.ask is None:
+            raise UserError("/verify needs a terminal to confirm")
+        answer = await self.ask(f"Do both match what {label} reads? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            self.write(f"{label} is not marked verified")
+            return
+        self.node.store.set_verified(peer.fingerprint, True)
+        self.write(f"{label} is now marked verified")
+
+    async def cmd_retry(self, rest: str) -> None:
+        fp = self.node.resolve(rest).fingerprint if rest else None
+        retried = await retry_failed(self.node, fp)
+        if not retried:
+            self.write("No failed messages to retry")
+            return
+        for rowid in retried:
+            self.mine[rowid] = "queued"
+        self.write(f"Retrying {len(retried)} message(s)")
+
+    async def cmd_stats(self, rest: str) -> None:
+        stats = self.node.stats()
+        lines = []
+        for key, value in stats.items():
+            if key == "uptime":
+                value = f"{value:.0f} s"
+            elif isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+            lines.append(f"  {key}: {value}")
+        self.write("Node statistics:\n" + "\n".join(lines))
+
+    async def cmd_help(self, rest: str) -> None:
+        self.write(HELP)
+
+    async def cmd_quit(self, rest: str) -> None:
+        raise Quit
+
+    # --- events -------------------------------------------------------------------------
+
+    def label(self, fingerprint: str) -> str:
+        """A peer's name, else the start of its fingerprint."""
+        peer = self.node.store.get_peer(fingerprint)
+        if peer is not None and peer.name:
+            return _clean(peer.name)
+        return keys.group(fingerprint, 2)
+
+    def render(self, event) -> str | None:
+        """The line an event shows above the prompt (None for events not shown)."""
+        if isinstance(event, MessageReceived):
+            return self._render_message(event)
+        if isinstance(event, DeliveryChanged):
+            return self._render_delivery(event)
+        if isinstance(event, PeerOnline):
+            return f"[{_clock()}] {self.label(event.peer)} is online"
+        if isinstance(event, PeerOffline):
+            return f"[{_clock()}] {self.label(event.peer)} went offline"
+        if isinstance(event, NodeProblem):
+            return f"[{_clock()}] note: {_one_line(event.text)}"
+        return None
+
+    def _render_message(self, event: MessageReceived) -> str:
+        self.unread[event.peer] += 1
+        label = self.label(event.peer)
+        mark = " (legacy v1)" if event.legacy else ""
+        line = f"[{_clock(event.created_ms)}] {label}{mark}: {_indent(_clean(event.body))}"
+        if event.legacy and event.peer not in self._legacy_noted:
+            self._legacy_noted.add(event.peer)
+            line += (
+                f"\n  note: {label} uses the original client (v1): no forward secrecy and a "
+                "weaker sender binding"
+            )
+        return line
+
+    def _render_delivery(self, event: DeliveryChanged) -> str | None:
+        if event.state == "queued":
+            return None  # the command that queued it already said so
+        self.mine[event.rowid] = event.state
+        reason = f" ({_one_line(event.reason)})" if event.reason else ""
+        return f"  #{event.rowid} to {self.label(event.peer)}: {event.state}{reason}"
+
+
+_HANDLERS = {
+    "/send": Commands.cmd_send,
+    "/broadcast": Commands.cmd_broadcast,
+    "/peers": Commands.cmd_peers,
+    "/add": Commands.cmd_add,
+    "/history": Commands.cmd_history,
+    "/fingerprint": Commands.cmd_fingerprint,
+    "/verify": Commands.cmd_verify,
+    "/retry": Commands.cmd_retry,
+    "/stats": Commands.cmd_stats,
+    "/help": Commands.cmd_help,
+    "/quit": Commands.cmd_quit,
+    "/exit": Commands.cmd_quit,
+}
+
+
+# --- helpers shared with ``enclave send`` ------------------------------------------------
+
+
+def check_text(text: str) -> None:
+    """The Node's own rule, checked before anything is printed or queued."""
+    if not text.strip():
+        raise UserError("the message is empty")
+    if len(text) > MAX_BODY_CHARS:
+        raise UserError(
+            f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}"
+        )
+
+
+def add_peer_from_file(commands: Commands, path: str, address: str, name: str | None) -> None:
+    from enclave import home
+    from enclave.cli import _check_name
+
+    if not path:
+        raise UserError("no public key file given")
+    if not address:
+        raise UserError("a peer needs an address HOST:PORT, e.g. 192.168.1.100:8000")
+    name = _check_name(name)
+    data = home.read_file(Path(path).expanduser(), "peer key", MAX_PEER_KEY_BYTES)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a PEM public key (it is not text)") from None
+    node = commands.node
+    known = {p.peer.fingerprint for p in node.peers()}
+    try:
+        peer = node.add_peer(text, address, name)
+    except ValueError as err:  # the store: same fingerprint, different key
+        raise UserError(str(err)) from None
+    verb = "Updated" if peer.fingerprint in known else "Added"
+    commands.write(
+        f"{verb} peer {commands.label(peer.fingerprint)} at {_clean(peer.address or '-')}\n"
+        f"Fingerprint: {keys.group(peer.fingerprint)}\n"
+        "Compare it with your peer over a channel you trust (/verify), then rely on it."
+    )
+
+
+async def retry_failed(node, fingerprint: str | None = None) -> list[int]:
+    """Put failed messages back in the outbox and on their way; their rowids.
+
+    Until the Node has ``retry(peer=None)``: the store requeues them (failed -> queued),
+    then they join delivery's in-memory queue exactly as ``Delivery.start`` loads them.
+    """
+    from collections import deque
+
+    from enclave.delivery import Out
+
+    failed = await asyncio.to_thread(node.store.failed_messages, fingerprint)
+    if not failed:
+        return []
+    await asyncio.to_thread(node.store.requeue, [m.rowid for m in failed])
+    delivery, touched = node.delivery, set()
+    for m in failed:
+        peer = bytes.fromhex(m.peer)
+        delivery.queues.setdefault(peer, deque()).append(
+            Out(m.rowid, peer, m.id, m.body, m.created_ms)
+        )
+        touched.add(peer)
+        node._publish(DeliveryChanged(m.peer, m.rowid, m.id, "queued"))
+    for peer in touched:
+        delivery.dispatch(peer)
+    return [m.rowid for m in failed]
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def _history_line(m, label: str) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created_ms / 1000))
+    body = _indent(_clean(m.body or ""))
+    if m.direction == "in":
+        mark = " (legacy v1)" if m.legacy else ""
+        return f"[{when}] {label}{mark}: {body}"
+    reason = f", {_one_line(m.reason)}" if m.reason else ""
+    return f"[{when}] you -> {label}: {body}  ({m.state}{reason})"
+
+
+def _protocol(peer) -> str:
+    if peer.proto == "v1":
+        return "v1 (legacy)"
+    if peer.proto == "v2" or peer.v2_seen:
+        return "v2"
+    return "auto"
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _clock(ms: int | None = None) -> str:
+    return time.strftime("%H:%M", time.localtime(None if ms is None else ms / 1000))
+
+
+def _clean(text: str) -> str:
+    """Text from elsewhere, safe for a terminal: only printable characters and newlines."""
+    return "".join(ch if ch.isprintable() or ch == "\n" else "\ufffd" for ch in text)
+
+
+def _indent(text: str) -> str:
+    return text.replace("\n", "\n    ")
+
+
+def _one_line(text: str) -> str:
+    return _clean(" ".join(str(text).split()))

@@ -1,0 +1,242 @@
+"""Starting a node for a face (the REPL, headless mode, later the web page).
+
+Rules:
+- Everything that can go wrong before the network is up is checked first, in this
+  order: the settings (``enclave.toml`` and ``--set``), the identity (password prompt,
+  ``ENCLAVE_PASSWORD`` or ``--password-file``), then the port. Each failure is a
+  ``UserError`` the CLI prints as one line with a non-zero exit.
+- uvloop is chosen here, once, at the entry point; nothing below imports it.
+- SIGTERM (and SIGINT when no terminal owns the keyboard) ends the face; then the node
+  stops cleanly (sessions closed, pending commits written). Queued messages stay in
+  the outbox for the next start.
+- The node prints where it listens, the user's fingerprint (grouped) and the settings
+  in effect, one line each, before the face takes over.
+- A control socket (``control.sock`` in the home folder, mode 0600, refused to other
+  users by SO_PEERCRED) lets ``enclave send`` hand a message to the running node.
+  A live socket means another node already runs on this home folder: that start is
+  refused, since two nodes must never share one store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from enclave.errors import UserError
+
+CONTROL_NAME = "control.sock"
+CONTROL_MODE = 0o600
+CONTROL_LIMIT = 1 << 20  # one request line: a 10,000-character message, JSON-escaped
+DELIVERY_WAIT = 5.0  # how long ``enclave send`` waits to report "delivered"
+
+Face = Callable[["object", asyncio.Event], Awaitable[int | None]]
+
+
+def run(args, face: Face, *, interactive: bool) -> int:
+    """Unlock, start the node on uvloop, run ``face(node, stop)``, stop; the exit code."""
+    import uvloop
+
+    from enclave import cli, settings
+
+    place = cli.home_of(args)
+    config = settings.load(place.path, settings.overrides_from(args))
+    identity = cli.unlock(args)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(
+            _serve(place.path, identity, config, args, face, interactive=interactive)
+        )
+
+
+async def _serve(home: Path, identity, config, args, face: Face, *, interactive: bool) -> int:
+    from enclave import keys
+    from enclave.node import Node
+
+    control_path = home / CONTROL_NAME
+    _refuse_second_node(control_path)
+    node = Node(home, identity.private_key, config)
+    host, port = await node.start(args.host, args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = [signal.SIGTERM, signal.SIGHUP] + ([] if interactive else [signal.SIGINT])
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    control = None
+    try:
+        control = await start_control(node, control_path)
+        print(f"Listening on {_show_address(host, port)}", flush=True)
+        print(f"Your fingerprint: {keys.group(node.fingerprint)}", flush=True)
+        print(config.summary(), flush=True)
+        if control is None:
+            print(
+                f"note: no control socket ({control_path} is too long a path); "
+                "enclave send will queue messages for the next start",
+                flush=True,
+            )
+        code = await _until_stopped(face(node, stop), stop)
+        queued = node.delivery.queued()
+        print(f"Stopping; {queued} message(s) stay queued in the outbox", flush=True)
+        return code
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        if control is not None:
+            control.close()
+            _unlink(control_path)
+        await node.stop()
+
+
+async def _until_stopped(face: Awaitable[int | None], stop: asyncio.Event) -> int:
+    """Run the face until it returns or a signal sets ``stop`` (then cancel it)."""
+    task = asyncio.ensure_future(face)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if not task.done():
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return 0
+    return task.result() or 0
+
+
+def _show_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --- the control socket ---------------------------------------------------------------
+#
+# One request per connection: a JSON line {"op": "send", "peer": ..., "text": ...}.
+# Answers are JSON lines: {"state": "queued", "peer": ..., "name": ...}, then possibly
+# {"state": "delivered"} or {"state": "failed", "reason": ...}; or {"error": ...}.
+
+
+def _refuse_second_node(path: Path) -> None:
+    if not path.exists():
+        return
+    if _socket_alive(path):
+        raise UserError(
+            f"another Enclave node is already running with {path.parent}; "
+            "stop it first (or use enclave send to reach it)"
+        )
+    _unlink(path)  # left behind by a node that did not stop cleanly
+
+
+def _socket_alive(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+async def start_control(node, path: Path):
+    """Serve the control socket; ``None`` when the path is too long for a Unix socket."""
+    if len(os.fsencode(path)) >= 104:  # sun_path holds 104-108 bytes
+        return None
+
+    async def handle(reader, writer):
+        try:
+            await _handle_control(node, reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(handle, str(path), limit=CONTROL_LIMIT)
+    os.chmod(path, CONTROL_MODE)  # the 0700 home folder already keeps others out
+    return server
+
+
+async def _handle_control(node, reader, writer) -> None:
+    if not _same_user(writer.get_extra_info("socket")):
+        return
+    try:
+        request = json.loads(await reader.readline())
+        if not isinstance(request, dict) or request.get("op") != "send":
+            raise UserError("unknown request")
+        peer, text = request.get("peer"), request.get("text")
+        if not isinstance(peer, str) or not isinstance(text, str):
+            raise UserError("a send request needs peer and text")
+    except (ValueError, UserError, asyncio.LimitOverrunError) as err:
+        await _answer(writer, {"error": f"bad control request ({err})"})
+        return
+    await _control_send(node, peer, text, writer)
+
+
+async def _control_send(node, peer: str, text: str, writer) -> None:
+    from enclave.node_events import DeliveryChanged
+
+    outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+    watched: dict = {}
+
+    def watch(event) -> None:
+        if (
+            isinstance(event, DeliveryChanged)
+            and event.rowid == watched.get("rowid")
+            and event.state in ("delivered", "failed")
+            and not outcome.done()
+        ):
+            outcome.set_result(event)
+
+    unsubscribe = node.subscribe(watch)
+    try:
+        try:
+            sent = await node.send(peer, text)
+        except UserError as err:
+            await _answer(writer, {"error": str(err)})
+            return
+        watched["rowid"] = sent.rowid
+        record = node.store.get_peer(sent.peer)
+        name = record.name if record else None
+        await _answer(writer, {"state": "queued", "peer": sent.peer, "name": name})
+        try:
+            event = await asyncio.wait_for(outcome, DELIVERY_WAIT)
+        except TimeoutError:
+            return
+        await _answer(writer, {"state": event.state, "reason": event.reason})
+    finally:
+        unsubscribe()
+
+
+async def _answer(writer, message: dict) -> None:
+    writer.write(json.dumps(message).encode() + b"\n")
+    try:
+        await writer.drain()
+    except ConnectionError:
+        pass
+
+
+def _same_user(sock) -> bool:
+    """Only the user who runs the node may use its control socket."""
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return True  # no way to ask; the 0700 folder and 0600 socket still apply
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid == os.getuid()
+
+
+def control_path(home: Path) -> Path:
+    return Path(home) / CONTROL_NAME
+
+
+def log(text: str) -> None:
+    """One line on stdout, flushed (headless logs go to a pipe or a journal)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
