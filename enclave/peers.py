@@ -137,7 +137,7 @@ class Sessions:
         self.crypto = ThreadPoolExecutor(
             settings.crypto_workers, thread_name_prefix="enclave-crypto"
         )
-        self.stats = {"handshakes": 0, "refused": 0, "closed": {}}
+        self.stats = {"handshakes": 0, "refused": 0, "closed": {}, "writes": 0, "bytes_out": 0, "crypto_jobs": 0}
         self._dialing: dict[bytes, asyncio.Task] = {}
         self._backoff: dict[bytes, float] = {}
         self._server: asyncio.AbstractServer | None = None
@@ -285,6 +285,11 @@ class Sessions:
         if not self.online(peer):
             self.publish(PeerOffline(peer.hex()))
 
+    def wrote(self, nbytes: int) -> None:
+        stats = self.stats
+        stats["writes"] += 1
+        stats["bytes_out"] += nbytes
+
     def link_writable(self, link: Link) -> None:
         self.delivery.link_writable(link)
 
@@ -294,6 +299,7 @@ class Sessions:
 
     def run_crypto(self, link: Link, job) -> None:
         admitted = job.admitted
+        self.stats["crypto_jobs"] += 1
         loop = asyncio.get_running_loop()
 
         def done(_fut) -> None:

@@ -142,6 +142,7 @@ class Link(asyncio.Protocol):
         data = conn.data_to_send(time.time())
         if data:
             transport.write(data)
+            self.hub.wrote(len(data))
         if conn.closed:
             transport.close()
 

@@ -131,3 +131,29 @@ async def test_peer_going_away_is_reported_offline(rsa_keys, tmp_path):
         await ra.until(lambda r: any(isinstance(e, PeerOffline) for e in r.events))
     finally:
         await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_hot_path_batches_commits_writes_and_crypto(rsa_keys, tmp_path):
+    """10,000 messages: far fewer store commits and transport writes than messages,
+    and no executor hop per message (crypto jobs are the handshake's only)."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    try:
+        introduce(a, b, ka, kb)
+        ra = Recorder(a)
+        fp = bytes.fromhex(b.fingerprint)
+        n = 10_000
+        for k in range(n):
+            a.submit(fp, f"bulk {k:05d} " + "x" * 90)
+        await ra.until(lambda r: len(r.states("delivered")) == n, timeout=60)
+        sa, sb = a.stats(), b.stats()
+        print(f"\nsender: {sa['commits']} commits, {sa['writes']} writes; "
+              f"receiver: {sb['commits']} commits, {sb['writes']} writes for {n} messages")
+        assert sb["rows_in"] == n and sb["dupes"] == 0
+        assert sa["commits"] < n / 50 and sb["commits"] < n / 50
+        assert sa["writes"] < n / 50 and sb["writes"] < n / 50
+        assert sa["crypto_jobs"] <= 3 and sb["crypto_jobs"] <= 3  # one handshake each
+    finally:
+        await a.stop()
+        await b.stop()
