@@ -75,7 +75,16 @@ class _Batch:
 
 
 class Delivery:
-    def __init__(self, store, own_fp: bytes, sessions, publish, *, ring_capacity: int = 10_000):
+    def __init__(
+        self,
+        store,
+        own_fp: bytes,
+        sessions,
+        publish,
+        *,
+        commit_batch: int = 4096,
+        ring_capacity: int = 10_000,
+    ):
         self.store = store
         self.own = own_fp
         self.sessions = sessions  # pick(peer) -> link | None, dial(peer)
@@ -83,6 +92,7 @@ class Delivery:
         self.queues: dict[bytes, deque[Out]] = {}
         self.carriers: dict[bytes, object] = {}
         self.ring = ReplayRing(ring_capacity)
+        self.commit_batch = commit_batch
         self.stats = {"commits": 0, "rows_in": 0, "rows_out": 0, "acks": 0, "dupes": 0}
         self._next = _Batch()
         self._wake = asyncio.Event()
@@ -224,7 +234,7 @@ class Delivery:
             await self._wake.wait()
             self._wake.clear()
             while self._next:
-                batch, self._next = self._next, _Batch()
+                batch = self._take(self.commit_batch)
                 self._idle.clear()
                 try:
                     done = await loop.run_in_executor(self._writer, self._write, batch)
@@ -235,6 +245,20 @@ class Delivery:
                     await asyncio.sleep(RETRY_DELAY)
             if self._stopping:
                 return
+
+    def _take(self, cap: int) -> _Batch:
+        """The next commit: at most ``cap`` new messages each way (so the first ones
+        go out and get acked while later ones wait), and every state update."""
+        batch, rest = self._next, _Batch()
+        if len(batch.enqueue) > cap:
+            batch.enqueue, rest.enqueue = batch.enqueue[:cap], batch.enqueue[cap:]
+        count, k = 0, 0
+        while k < len(batch.incoming) and count < cap:
+            count += len(batch.incoming[k][1])
+            k += 1
+        batch.incoming, rest.incoming = batch.incoming[:k], batch.incoming[k:]
+        self._next = rest
+        return batch
 
     def _write(self, batch: _Batch) -> dict:
         """On the writer thread: each part in its own transaction, in order; stop at

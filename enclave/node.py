@@ -61,7 +61,11 @@ class Node:
         self.store = Store.open(prepare(Home(self.home)).db_path)
         self.sessions = Sessions(self.identity, self.store, self.settings, self._publish)
         self.delivery = Delivery(
-            self.store, self.identity.fingerprint, self.sessions, self._publish
+            self.store,
+            self.identity.fingerprint,
+            self.sessions,
+            self._publish,
+            commit_batch=self.settings.commit_batch,
         )
         self.sessions.delivery = self.delivery
         try:

@@ -128,16 +128,26 @@ class Sessions:
         self.policy = NodePolicy(store, identity.fingerprint, settings, now)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
         self.preauth = ConnectionCaps(settings.max_connections, settings.preauth_per_address)
-        self._unauthenticated: set[int] = set()  # links still holding a pre-auth slot
+        self._unauthenticated: dict[int, Link] = {}  # links holding a pre-auth slot, oldest first
         self.pool = Pool(settings.connections_per_peer, settings.idle_timeout)
         self.links: dict[int, Link] = {}
         self.limits = Limits(
-            keepalive_interval=settings.keepalive_interval, dead_after=settings.dead_after
+            first_frame_timeout=settings.first_frame_timeout,
+            handshake_timeout=settings.handshake_timeout,
+            keepalive_interval=settings.keepalive_interval,
+            dead_after=settings.dead_after,
         )
         self.crypto = ThreadPoolExecutor(
             settings.crypto_workers, thread_name_prefix="enclave-crypto"
         )
-        self.stats = {"handshakes": 0, "refused": 0, "closed": {}, "writes": 0, "bytes_out": 0, "crypto_jobs": 0}
+        self.stats = {
+            "handshakes": 0,
+            "refused": 0,
+            "closed": {},
+            "writes": 0,
+            "bytes_out": 0,
+            "crypto_jobs": 0,
+        }
         self._dialing: dict[bytes, asyncio.Task] = {}
         self._backoff: dict[bytes, float] = {}
         self._server: asyncio.AbstractServer | None = None
@@ -251,25 +261,44 @@ class Sessions:
 
     def link_opened(self, link: Link) -> bool:
         if not self.caps.admit(link.address):
-            self.stats["refused"] += 1
-            return False
+            # Full: make room by dropping the oldest connection that has not
+            # authenticated (unless this address is itself over its share), so idle
+            # or dribbling connections cannot lock honest newcomers out; holding the
+            # node then takes a sustained connection rate, not a few open sockets.
+            if (
+                self.caps.open_from(link.address) >= self.caps.per_address
+                or not self._evict_oldest()
+            ):
+                self.stats["refused"] += 1
+                return False
+            self.caps.admit(link.address)
         if not self.preauth.admit(link.address):
             self.caps.release(link.address)
             self.stats["refused"] += 1
             return False
-        self._unauthenticated.add(link.id)
+        self._unauthenticated[link.id] = link
         self.links[link.id] = link
         return True
 
+    def _evict_oldest(self) -> bool:
+        for old in self._unauthenticated.values():
+            self._forget_link(old)
+            old.evict()
+            return True
+        return False
+
     def _authenticated(self, link: Link) -> None:
-        if link.id in self._unauthenticated:
-            self._unauthenticated.discard(link.id)
+        if self._unauthenticated.pop(link.id, None) is not None:
             self.preauth.release(link.address)
 
+    def _forget_link(self, link: Link) -> None:
+        """Give back a link's caps (exactly once, whether it closed or was evicted)."""
+        if self.links.pop(link.id, None) is not None:
+            self.caps.release(link.address)
+            self._authenticated(link)
+
     def link_closed(self, link: Link) -> None:
-        self.caps.release(link.address)
-        self._authenticated(link)
-        self.links.pop(link.id, None)
+        self._forget_link(link)
         reason = link.close_reason or "closed"
         closed = self.stats["closed"]
         closed[reason] = closed.get(reason, 0) + 1

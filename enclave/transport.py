@@ -13,6 +13,7 @@ Rules:
 """
 
 import asyncio
+import ipaddress
 import itertools
 import math
 import socket
@@ -21,6 +22,20 @@ import time
 from .protocol.events import ConnectionClosed, CryptoNeeded
 
 _ids = itertools.count(1)
+
+
+def source_key(host: str) -> str:
+    """The key budgets and caps count a source by: an IPv4 address (IPv4-mapped IPv6
+    unwrapped), or an IPv6 /64 (one host usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class Link(asyncio.Protocol):
@@ -53,7 +68,7 @@ class Link(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peername = transport.get_extra_info("peername")
-        self.address = peername[0] if peername else "?"
+        self.address = source_key(peername[0]) if peername else "?"
         self._admitted = self.hub.link_opened(self)
         if not self._admitted:
             self.close_reason = "connection_cap"
@@ -125,6 +140,14 @@ class Link(asyncio.Protocol):
         if not self.reading and self.transport is not None and not self.transport.is_closing():
             self.reading = True
             self.transport.resume_reading()
+
+    def evict(self) -> None:
+        """The hub dropped this unauthenticated link to make room: abort it now."""
+        self.close_reason = "evicted"
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close(time.time(), "evicted")
+        if self.transport is not None:
+            self.transport.abort()
 
     def close(self, reason: str = "local_close") -> None:
         """Say goodbye (a CLOSE record if established) and close the transport."""

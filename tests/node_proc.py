@@ -7,6 +7,7 @@ The node listens on 127.0.0.1 (uvloop). Every line on stdout is one JSON object:
 
     {"ev": "ready", "port": 40123, "fp": "ab12...", "pid": 4242}
     {"ev": "progress", "received": n, "delivered": d, "streams": {...}, ...}
+                      (dupes: resent messages the node already had, acked, not shown)
     {"ev": "online" | "offline", "peer": fp}
     {"ev": "problem", "text": "..."}
     {"ev": "reply", "re": tag, "cmd": name, ...}     answer to a command
@@ -26,7 +27,9 @@ reply repeats as ``re``:
 
     {"cmd": "add_peer", "pem": "...", "address": "127.0.0.1:p", "name": "bob"}
     {"cmd": "send", "peer": "bob", "text": "hi"}            reply once durable
-    {"cmd": "send_many", "peer_fp": hex, "count": n, "prefix": "m", "size": 100}
+    {"cmd": "send_many", "peer_fp": hex, "count": n, "prefix": "m", "size": 100,
+     "rate": 0}     bodies PREFIX-000000...; rate > 0 paces the producer (messages/s,
+                    in chunks of "chunk"); the reply comes once all are durable
     {"cmd": "stats"}
     {"cmd": "check_history", "peer": "bob", "prefix": "m"}   see ``history_report``
     {"cmd": "quit"}
@@ -47,16 +50,12 @@ import sys
 import time
 from pathlib import Path
 
-if __name__ == "__main__" and __package__ in (None, ""):
-    # Run as a script from a checkout: import the enclave next to tests/.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cryptography.hazmat.primitives import serialization
 
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-
-from enclave import settings as settings_mod  # noqa: E402
-from enclave.errors import UserError  # noqa: E402
-from enclave.node import Node  # noqa: E402
-from enclave.node_events import (  # noqa: E402
+from enclave import settings as settings_mod
+from enclave.errors import UserError
+from enclave.node import Node
+from enclave.node_events import (
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
@@ -145,11 +144,15 @@ class Runner:
         self.states: dict[str, int] = {}
         self._dirty = False
         self._last_mark = 0
+        self._dupes = 0
         self.done = asyncio.Event()
 
     def emit(self, obj: dict) -> None:
-        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        except OSError:  # the test went away; never let that reach the node's code
+            self.done.set()
 
     # events
 
@@ -164,8 +167,13 @@ class Runner:
                 self.delivered_rowids.add(ev.rowid)
             if self.each:
                 self.emit(
-                    {"ev": ev.state, "peer": ev.peer, "rowid": ev.rowid, "id": ev.id.hex(),
-                     "reason": ev.reason}
+                    {
+                        "ev": ev.state,
+                        "peer": ev.peer,
+                        "rowid": ev.rowid,
+                        "id": ev.id.hex(),
+                        "reason": ev.reason,
+                    }
                 )
             self._changed()
         elif kind is PeerOnline:
@@ -185,7 +193,12 @@ class Runner:
             prefix, seq = parsed
             s = self.streams.get(prefix)
             if s is None:
-                s = self.streams[prefix] = {"count": 0, "first": seq, "last": None, "order_errors": 0}
+                s = self.streams[prefix] = {
+                    "count": 0,
+                    "first": seq,
+                    "last": None,
+                    "order_errors": 0,
+                }
             elif seq != s["last"] + 1:
                 s["order_errors"] += 1
             s["count"] += 1
@@ -203,11 +216,13 @@ class Runner:
 
     def progress(self) -> None:
         self._dirty = False
+        self._dupes = self.node.delivery.stats["dupes"]
         self.emit(
             {
                 "ev": "progress",
                 "received": self.received,
                 "shown_twice": self.shown_twice,
+                "dupes": self._dupes,
                 "streams": self.streams,
                 "delivered": self.delivered,
                 "delivered_rows": len(self.delivered_rowids),
@@ -218,7 +233,7 @@ class Runner:
     async def ticker(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)  # a periodic report, not synchronisation
-            if self._dirty:
+            if self._dirty or self.node.delivery.stats["dupes"] != self._dupes:
                 self.progress()
 
     # commands
@@ -231,7 +246,9 @@ class Runner:
                 raise ValueError(f"unknown command {cmd!r}")
             result = await handler(req)
         except (UserError, ValueError, KeyError, TypeError) as err:
-            self.emit({"ev": "error", "re": tag, "cmd": cmd, "error": f"{type(err).__name__}: {err}"})
+            self.emit(
+                {"ev": "error", "re": tag, "cmd": cmd, "error": f"{type(err).__name__}: {err}"}
+            )
             return
         self.emit({"ev": "reply", "re": tag, "cmd": cmd, **result})
 
@@ -247,8 +264,17 @@ class Runner:
         peer = bytes.fromhex(req["peer_fp"])
         count, prefix = int(req["count"]), req["prefix"]
         start, size = int(req.get("start", 0)), int(req.get("size", 100))
-        t0 = time.perf_counter()
-        futures = [self.node.submit(peer, make_body(prefix, start + k, size)) for k in range(count)]
+        rate, chunk = float(req.get("rate") or 0), int(req.get("chunk", 1000))
+        loop = asyncio.get_running_loop()
+        t0, began = time.perf_counter(), loop.time()
+        futures = []
+        for k in range(0, count, chunk):
+            if rate:  # a steady producer: chunk k leaves at k / rate seconds
+                await asyncio.sleep(max(0.0, began + k / rate - loop.time()))
+            futures += [
+                self.node.submit(peer, make_body(prefix, start + i, size))
+                for i in range(k, min(k + chunk, count))
+            ]
         outs = await asyncio.gather(*futures)
         return {
             "count": len(outs),
@@ -259,13 +285,21 @@ class Runner:
 
     async def cmd_stats(self, req: dict) -> dict:
         stats = self.node.stats()
-        return {"node": stats, "received": self.received, "delivered": self.delivered,
-                "delivered_rows": len(self.delivered_rowids), "shown_twice": self.shown_twice,
-                "streams": self.streams, "states": self.states}
+        return {
+            "node": stats,
+            "received": self.received,
+            "delivered": self.delivered,
+            "delivered_rows": len(self.delivered_rowids),
+            "shown_twice": self.shown_twice,
+            "streams": self.streams,
+            "states": self.states,
+        }
 
     async def cmd_check_history(self, req: dict) -> dict:
         peer = self.node.resolve(req["peer"])
-        return await asyncio.to_thread(history_report, self.node.store, peer.fingerprint, req["prefix"])
+        return await asyncio.to_thread(
+            history_report, self.node.store, peer.fingerprint, req["prefix"]
+        )
 
     async def cmd_quit(self, req: dict) -> dict:
         self.done.set()
@@ -323,7 +357,8 @@ def main(argv=None) -> int:
     settings_mod.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level, stream=sys.stderr,
+        level=args.log_level,
+        stream=sys.stderr,
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
     import uvloop

@@ -46,8 +46,18 @@ class NodeProc:
 
     _tags = itertools.count(1)
 
-    def __init__(self, name: str, home: Path, key_file: Path, port: int, *, each: bool,
-                 settings: dict | None, log_dir: Path, log_level: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        home: Path,
+        key_file: Path,
+        port: int,
+        *,
+        each: bool,
+        settings: dict | None,
+        log_dir: Path,
+        log_level: str | None = None,
+    ) -> None:
         self.name = name
         self.home, self.key_file, self.requested_port = home, key_file, port
         self.events: list[dict] = []
@@ -55,9 +65,18 @@ class NodeProc:
         self.fp: str | None = None
         self._cond = threading.Condition()
         self._eof = False
+        self.reaped = False
         self.stderr_path = log_dir / f"{name}.stderr"
-        cmd = [sys.executable, str(RUNNER), "--home", str(home), "--key-file", str(key_file),
-               "--port", str(port)]
+        cmd = [
+            sys.executable,
+            str(RUNNER),
+            "--home",
+            str(home),
+            "--key-file",
+            str(key_file),
+            "--port",
+            str(port),
+        ]
         if each:
             cmd.append("--each")
         log_level = log_level or os.environ.get("ENCLAVE_TEST_LOG")
@@ -67,20 +86,42 @@ class NodeProc:
             cmd += ["--set", f"{key}={value}"]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        self._stderr = open(self.stderr_path, "ab")  # noqa: SIM115 (closed in _reap)
+        self._stderr = open(self.stderr_path, "ab")  # closed in _reap
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
         )
         self._reader = threading.Thread(target=self._read, name=f"read-{name}", daemon=True)
         self._reader.start()
 
     @classmethod
-    def start(cls, name: str, home: Path, key_file: Path, port: int = 0, *, each: bool = False,
-              settings: dict | None = None, log_dir: Path | None = None,
-              timeout: float = 30.0) -> "NodeProc":
+    def start(
+        cls,
+        name: str,
+        home: Path,
+        key_file: Path,
+        port: int = 0,
+        *,
+        each: bool = False,
+        settings: dict | None = None,
+        log_dir: Path | None = None,
+        log_level: str | None = None,
+        timeout: float = 30.0,
+    ) -> "NodeProc":
         """Start the process and wait for its ``ready`` line."""
-        p = cls(name, home, key_file, port, each=each, settings=settings,
-                log_dir=log_dir or home.parent)
+        p = cls(
+            name,
+            home,
+            key_file,
+            port,
+            each=each,
+            settings=settings,
+            log_dir=log_dir or home.parent,
+            log_level=log_level,
+        )
         try:
             ready = p.wait(lambda e: e["ev"] == "ready", timeout, what="ready")
         except BaseException:
@@ -118,7 +159,9 @@ class NodeProc:
                     raise self._failure(f"exited while waiting for {what or predicate}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise self._failure(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+                    raise self._failure(
+                        f"timed out after {timeout:.0f} s waiting for {what or predicate}"
+                    )
                 self._cond.wait(left)
 
     def mark(self) -> int:
@@ -156,14 +199,20 @@ class NodeProc:
         self.proc.stdin.flush()
         return tag
 
-    def request(self, cmd: str, timeout: float = 30.0, **args) -> dict:
-        """Send a command and wait for its reply; an error reply fails the test."""
-        start = self.mark()
-        tag = self.send_command(cmd, **args)
-        reply = self.wait(lambda e: e.get("re") == tag, timeout, start=start, what=f"reply to {cmd}")
+    def reply(self, tag: str, timeout: float = 30.0) -> dict:
+        """Wait for the reply to the command sent with ``tag``; an error fails the test."""
+        reply = self.wait(lambda e: e.get("re") == tag, timeout, what=f"reply {tag}")
         if reply["ev"] == "error":
-            raise self._failure(f"{cmd} failed: {reply['error']}")
+            raise self._failure(f"{reply['cmd']} failed: {reply['error']}")
         return reply
+
+    def replied(self, tag: str) -> bool:
+        with self._cond:
+            return any(e.get("re") == tag for e in self.events)
+
+    def request(self, cmd: str, timeout: float = 30.0, **args) -> dict:
+        """Send a command and wait for its reply."""
+        return self.reply(self.send_command(cmd, **args), timeout)
 
     # --- ending -------------------------------------------------------------------------
 
@@ -184,6 +233,7 @@ class NodeProc:
         return self._reap(timeout)
 
     def _reap(self, timeout: float) -> int:
+        self.reaped = True
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -214,5 +264,5 @@ class Cluster:
 
     def close(self) -> None:
         for p in self.procs:
-            if p.running:
+            if not p.reaped:
                 p.kill()

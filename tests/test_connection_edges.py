@@ -65,7 +65,9 @@ def test_job_result_does_not_outlive_resume(rsa_keys):
 
 
 def test_session_expires_after_max_age(rsa_keys):
-    p = Pair(rsa_keys, limits=Limits(max_session_age=100, keepalive_interval=1000, dead_after=2000)).handshake()
+    p = Pair(
+        rsa_keys, limits=Limits(max_session_age=100, keepalive_interval=1000, dead_after=2000)
+    ).handshake()
     assert p.i.next_deadline() == T0 + 100
     events = p.i.handle_timer(T0 + 100)
     assert reason(events) == "session_expired"
@@ -87,7 +89,9 @@ def test_key_update_then_data_is_fine(rsa_keys):
     p.i.send_chats([chat])
     wire += p.i.data_to_send(T0)
     events = run(p.r, p.r.receive_data(wire, T0), T0)
-    assert [m.body for e in events if isinstance(e, MessagesReceived) for m in e.messages] == ["after update"]
+    assert [m.body for e in events if isinstance(e, MessagesReceived) for m in e.messages] == [
+        "after update"
+    ]
     assert p.r._rx.key_epoch == 1 and KEY_UPDATE == 2
 
 
@@ -108,7 +112,9 @@ def test_v1_busy_refusal_does_not_burn_the_id(rsa_keys):
     p = Pair(rsa_keys, v1_enabled=True)
     pol = MemoryPolicy(v1_peers=[p.ida.peer_key])
     pol.private_admits = 0
-    env = seed_client.frame(seed_client.seal(rsa_keys["alice"], rsa_keys["bob"].public_key(), "later", timestamp=T0))
+    env = seed_client.frame(
+        seed_client.seal(rsa_keys["alice"], rsa_keys["bob"].public_key(), "later", timestamp=T0)
+    )
     first = Connection(p.idb, pol, T0, v1_enabled=True)
     assert reason(first.receive_data(env, T0)) == "busy"
     pol.private_admits = 1

@@ -148,8 +148,10 @@ async def test_hot_path_batches_commits_writes_and_crypto(rsa_keys, tmp_path):
             a.submit(fp, f"bulk {k:05d} " + "x" * 90)
         await ra.until(lambda r: len(r.states("delivered")) == n, timeout=60)
         sa, sb = a.stats(), b.stats()
-        print(f"\nsender: {sa['commits']} commits, {sa['writes']} writes; "
-              f"receiver: {sb['commits']} commits, {sb['writes']} writes for {n} messages")
+        print(
+            f"\nsender: {sa['commits']} commits, {sa['writes']} writes; "
+            f"receiver: {sb['commits']} commits, {sb['writes']} writes for {n} messages"
+        )
         assert sb["rows_in"] == n and sb["dupes"] == 0
         assert sa["commits"] < n / 50 and sb["commits"] < n / 50
         assert sa["writes"] < n / 50 and sb["writes"] < n / 50
@@ -157,3 +159,19 @@ async def test_hot_path_batches_commits_writes_and_crypto(rsa_keys, tmp_path):
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.mark.parametrize(
+    "host, key",
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+    ],
+)
+def test_sources_are_counted_by_ipv4_address_or_ipv6_64(host, key):
+    from enclave.transport import source_key
+
+    assert source_key(host) == key

@@ -23,14 +23,14 @@ import os
 import time
 
 import pytest
+from node_proc import make_body
 from nodes import public_pem
 from procs import FAST_RECONNECT, Cluster, write_key_file
-
-from node_proc import make_body
 
 BULK_N = 100_000
 CRASH_N = 100_000 if os.environ.get("ENCLAVE_BIG") == "1" else 20_000
 BODY_SIZE = 100
+STREAM_SECONDS = 8.0  # the crash test's stream lasts about this long
 
 
 def _timeout(n: int) -> float:
@@ -53,17 +53,30 @@ def key_files(rsa_keys, tmp_path):
 
 
 def _introduce(a, b, rsa_keys) -> None:
-    a.request("add_peer", pem=public_pem(rsa_keys["bob"]), address=f"127.0.0.1:{b.port}", name="bob")
-    b.request("add_peer", pem=public_pem(rsa_keys["alice"]), address=f"127.0.0.1:{a.port}", name="alice")
+    a.request(
+        "add_peer", pem=public_pem(rsa_keys["bob"]), address=f"127.0.0.1:{b.port}", name="bob"
+    )
+    b.request(
+        "add_peer", pem=public_pem(rsa_keys["alice"]), address=f"127.0.0.1:{a.port}", name="alice"
+    )
 
 
 def _stream(e: dict, prefix: str) -> dict:
-    return e.get("streams", {}).get(prefix) or {"count": 0, "first": None, "last": -1, "order_errors": 0}
+    return e.get("streams", {}).get(prefix) or {
+        "count": 0,
+        "first": None,
+        "last": -1,
+        "order_errors": 0,
+    }
 
 
 def _reached(prefix: str, seq: int):
     """A progress line showing that ``seq`` of stream ``prefix`` was received."""
     return lambda e: e["ev"] == "progress" and _stream(e, prefix)["last"] >= seq
+
+
+def _got_anything(e: dict) -> bool:
+    return e["ev"] == "progress" and (e["received"] > 0 or e["dupes"] > 0)
 
 
 def _delivered(n: int):
@@ -91,7 +104,9 @@ def test_bulk_messages_arrive_exactly_once_in_order_and_acked(cluster, key_files
     _introduce(a, b, rsa_keys)
 
     t0 = time.perf_counter()
-    queued = a.request("send_many", timeout=_timeout(n), peer_fp=b.fp, count=n, prefix="m", size=BODY_SIZE)
+    queued = a.request(
+        "send_many", timeout=_timeout(n), peer_fp=b.fp, count=n, prefix="m", size=BODY_SIZE
+    )
     t_queued = time.perf_counter()
     b.wait(_reached("m", n - 1), _timeout(n), what=f"B received message {n - 1}")
     t_received = time.perf_counter()
@@ -99,18 +114,18 @@ def test_bulk_messages_arrive_exactly_once_in_order_and_acked(cluster, key_files
     t_acked = time.perf_counter()
 
     assert queued["count"] == n
-    # B's event stream: each message shown once, in order.
-    shown = b.last("progress")
-    assert shown["received"] == n and shown["shown_twice"] == 0, shown
-    assert _stream(shown, "m") == {"count": n, "first": 0, "last": n - 1, "order_errors": 0}
     # The stores: B holds each once in send order; A's outbox is empty, all delivered.
     _assert_exactly_once_in_order(b.request("check_history", peer="alice", prefix="m"), n)
     _assert_all_acked(a.request("check_history", peer="bob", prefix="m"), n)
-    delivered = a.last("progress")
-    assert delivered["delivered_rows"] == n and delivered["delivered"] == n, delivered
     assert a.request("stats")["node"]["queued"] == 0
-
     assert a.terminate() == 0 and b.terminate() == 0
+    # The event streams (final progress lines, written at the clean stop): B showed
+    # each message once, in order; A saw each row delivered once.
+    shown = b.last("progress")
+    assert shown["received"] == n and shown["shown_twice"] == 0, shown
+    assert _stream(shown, "m") == {"count": n, "first": 0, "last": n - 1, "order_errors": 0}
+    delivered = a.last("progress")
+    assert delivered["delivered_rows"] == n == delivered["delivered"], delivered
     total = t_acked - t0
     print(
         f"\n[bulk] {n:,} x {BODY_SIZE} B A->B: queued (durable) in {t_queued - t0:.2f} s"
@@ -120,56 +135,75 @@ def test_bulk_messages_arrive_exactly_once_in_order_and_acked(cluster, key_files
     )
 
 
+@pytest.mark.parametrize("stream", ["paced", "burst"])
 def test_receiver_killed_twice_mid_stream_loses_nothing_and_shows_nothing_twice(
-    cluster, key_files, rsa_keys
+    cluster, key_files, rsa_keys, stream
 ):
+    """paced: A produces the N messages steadily over STREAM_SECONDS, so each kill falls
+    while the stream still flows and each new life of B has new messages to receive;
+    B is killed right after a commit, before its ack left (the resend is a duplicate).
+    burst: A queues all N at once and sends at full speed, so at each kill thousands of
+    messages are in flight (committed but unacked, or not yet committed); B is killed
+    past a third of the stream and again as soon as its next life has received anything."""
     n = CRASH_N
     a = cluster.start("a", key_files["alice"], settings=FAST_RECONNECT)
     b = cluster.start("b", key_files["bob"], settings=FAST_RECONNECT)
     _introduce(a, b, rsa_keys)
     port = b.port
+    seconds = max(STREAM_SECONDS, n / 10_000)
+    rate = n / seconds if stream == "paced" else 0
 
     t0 = time.perf_counter()
-    a.request("send_many", timeout=_timeout(n), peer_fp=b.fp, count=n, prefix="m", size=BODY_SIZE)
-    lives = []
+    producing = a.send_command(
+        "send_many", peer_fp=b.fp, count=n, prefix="m", size=BODY_SIZE, rate=rate
+    )
+    lives, a_busy = [], []
     for cut in (n // 3, 2 * n // 3):
-        b.wait(_reached("m", cut), _timeout(n), what=f"B received message {cut}")
+        if stream == "paced" or not lives:
+            b.wait(_reached("m", cut), _timeout(n), what=f"B received message {cut}")
+        else:
+            b.wait(_got_anything, _timeout(n), what="B received anything")
         b.kill()  # SIGKILL: no commit, ack or goodbye after this point
+        acked = (a.last("progress") or {}).get("delivered_rows", 0)
+        a_busy.append(not a.replied(producing) or acked < n)
         lives.append(b)
         b = cluster.start("b", key_files["bob"], port=port, settings=FAST_RECONNECT)
         assert b.port == port
+    lives.append(b)
+    assert a.reply(producing, _timeout(n))["count"] == n
     a.wait(_delivered(n), _timeout(n), what=f"A saw {n} delivered")
     t_acked = time.perf_counter()
-    lives.append(b)
 
-    # Each kill really fell mid-stream.
-    for life in lives[:2]:
-        assert _stream(life.last("progress"), "m")["last"] < n - 1, "the kill came after the end"
-    # No message was shown twice across a crash: each life starts after what the one
-    # before it had shown (its last progress line is a lower bound of what it showed).
-    for before, after in zip(lives, lives[1:], strict=False):
-        shown_before = _stream(before.last("progress"), "m")["last"]
-        first_after = _stream(after.wait(_reached("m", 0), 30, what="B progress"), "m")["first"]
-        assert first_after > shown_before, (before.last("progress"), after.last("progress"))
+    _assert_exactly_once_in_order(b.request("check_history", peer="alice", prefix="m"), n)
+    _assert_all_acked(a.request("check_history", peer="bob", prefix="m"), n)
+    a_stats = a.request("stats")
+    assert a_stats["node"]["queued"] == 0
+    assert a_stats["delivered_rows"] == n == a_stats["delivered"], a_stats
+    assert a.terminate() == 0 and b.terminate() == 0
+
+    # What each life of B showed, from its progress lines (a killed life's last line is
+    # a lower bound of what it showed; the last life wrote its final line at the clean
+    # stop). A later life starts after everything the life before it showed: nothing
+    # is shown twice across a crash.
+    shown = [_stream(life.last("progress") or {}, "m") for life in lives]
+    for before, after in zip(shown, shown[1:], strict=False):
+        assert after["count"] == 0 or after["first"] > before["last"], shown
     for life in lives:
         p = life.last("progress")
         assert p["shown_twice"] == 0 and _stream(p, "m")["order_errors"] == 0, p
+    assert sum(s["count"] for s in shown) <= n
+    assert all(a_busy), f"a kill came after A had everything acked: {a_busy}"
+    if stream == "paced":  # each kill fell mid-stream: every later life got new messages
+        assert all(s["count"] > 0 for s in shown), shown
+        assert shown[-1]["last"] == n - 1, shown
 
-    b_report = b.request("check_history", peer="alice", prefix="m")
-    _assert_exactly_once_in_order(b_report, n)
-    _assert_all_acked(a.request("check_history", peer="bob", prefix="m"), n)
-    a_stats, b_stats = a.request("stats"), b.request("stats")
-    assert a_stats["node"]["queued"] == 0
-    assert a_stats["delivered_rows"] == n == a_stats["delivered"], a_stats
-
-    assert a.terminate() == 0 and b.terminate() == 0
-    per_life = [_stream(life.last("progress"), "m") for life in lives]
+    dupes = [life.last("progress")["dupes"] for life in lives]
+    how = f"produced over {seconds:.0f} s" if rate else "queued at once"
     print(
-        f"\n[crash] {n:,} x {BODY_SIZE} B A->B with B SIGKILLed twice: all acked after"
-        f" {t_acked - t0:.2f} s ({n / (t_acked - t0):,.0f} msg/s);"
-        f" shown per B life (first..last): {[(s['first'], s['last']) for s in per_life]};"
-        f" duplicates B ignored after the last restart: {b_stats['node']['dupes']};"
-        f" A handshakes: {a_stats['node']['handshakes']}"
+        f"\n[crash/{stream}] {n:,} x {BODY_SIZE} B A->B {how}, B SIGKILLed twice: all acked"
+        f" after {t_acked - t0:.2f} s; shown per life of B (first..last):"
+        f" {[(s['first'], s['last']) for s in shown]}; resent duplicates ignored per life:"
+        f" {dupes}; A handshakes: {a_stats['node']['handshakes']}"
     )
 
 
@@ -195,8 +229,11 @@ def test_message_to_a_down_peer_is_delivered_after_sender_restart(
     a = cluster.start("a", key_files["alice"], each=True, settings=FAST_RECONNECT)
     b = cluster.start("b", key_files["bob"], port=b_port, each=True, settings=FAST_RECONNECT)
     for s in sent:
-        a.wait(lambda e, s=s: e["ev"] == "delivered" and e["rowid"] == s["rowid"], 30,
-               what=f"delivered row {s['rowid']}")
+        a.wait(
+            lambda e, s=s: e["ev"] == "delivered" and e["rowid"] == s["rowid"],
+            30,
+            what=f"delivered row {s['rowid']}",
+        )
     b.wait(lambda e: e["ev"] == "received" and e["body"] == texts[-1], 30, what="the last message")
 
     assert [e["body"] for e in b.of("received")] == texts
