@@ -128,8 +128,9 @@ class Delivery:
         self._writer.shutdown(wait=True)
 
     async def flush(self) -> None:
-        """Return when everything handed to delivery so far is committed."""
-        while self._next or not self._idle.is_set():
+        """Return when everything handed to delivery so far is committed, or when the
+        store refuses writes (nothing unacknowledged is lost: senders still hold it)."""
+        while (self._next or not self._idle.is_set()) and not self._paused:
             self._wake.set()
             await self._idle.wait()
             await asyncio.sleep(0)
@@ -242,6 +243,8 @@ class Delivery:
                     self._idle.set()
                 self._apply(batch, done)
                 if done.get("error"):
+                    if self._stopping:
+                        return  # the store refuses writes: what waits is still the sender's
                     await asyncio.sleep(RETRY_DELAY)
             if self._stopping:
                 return
@@ -355,12 +358,14 @@ class Delivery:
             self.sessions.stored(link, upto)
 
     def _stalled(self, batch: _Batch, err: Exception) -> None:
+        first = not self._paused
         for link, *_ in batch.incoming:
             if link not in self._paused:
                 self._paused.add(link)
                 link.pause_reading()
-        self.publish(
-            NodeProblem(
-                f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
+        if first:
+            self.publish(
+                NodeProblem(
+                    f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
+                )
             )
-        )

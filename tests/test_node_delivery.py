@@ -1,0 +1,165 @@
+"""Delivery edges at the node (PROTOCOL.md c.3, row F8 node parts): duplicates,
+tombstones, a full disk, and broadcast to 20 peers."""
+
+import asyncio
+import os
+import time
+
+import pytest
+from attackers import RawPeer
+from nodes import Recorder, introduce, public_pem, small_key, start
+
+from enclave.node_events import NodeProblem
+from enclave.protocol.events import Acked
+from enclave.protocol.messages import Chat
+
+
+def chat(raw: RawPeer, node, body: str, id_: bytes) -> Chat:
+    return Chat(id_, raw.fingerprint, node.identity.fingerprint, int(time.time() * 1000), body)
+
+
+async def acked(raw: RawPeer, upto: int) -> None:
+    await raw.until(lambda p: any(type(e) is Acked and e.upto >= upto for e in p.events))
+
+
+@pytest.mark.asyncio
+async def test_duplicate_is_reacked_and_never_shown_twice(rsa_keys, tmp_path):
+    b = await start(tmp_path / "b", rsa_keys["bob"])
+    b.add_peer(public_pem(rsa_keys["alice"]), "127.0.0.1:9", "alice")
+    rb = Recorder(b)
+    first = RawPeer(rsa_keys["alice"], b, source="127.0.0.1")
+    second = RawPeer(rsa_keys["alice"], b, source="127.0.0.1")
+    try:
+        await first.handshake()
+        x = chat(first, b, "once", os.urandom(16))
+        first.send_chats([x, x])  # the same ID twice in one session
+        await acked(first, 1)
+        await second.handshake()  # a resend on a new session, as after a lost ack
+        second.send_chats([x])
+        await acked(second, 0)
+        assert [m.body for m in rb.received()] == ["once"]
+        assert [m.body for m in b.history("alice")] == ["once"]
+        assert b.stats()["dupes"] == 2
+    finally:
+        await first.close()
+        await second.close()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_late_resend_after_history_was_deleted_is_not_shown_again(rsa_keys, tmp_path):
+    b = await start(tmp_path / "b", rsa_keys["bob"])
+    b.add_peer(public_pem(rsa_keys["alice"]), "127.0.0.1:9", "alice")
+    rb = Recorder(b)
+    first = RawPeer(rsa_keys["alice"], b, source="127.0.0.1")
+    late = RawPeer(rsa_keys["alice"], b, source="127.0.0.1")
+    try:
+        await first.handshake()
+        x = chat(first, b, "delete me", os.urandom(16))
+        first.send_chats([x])
+        await acked(first, 0)
+        assert b.store.delete_history(b.resolve("alice").fingerprint) == 1
+        await late.handshake()
+        late.send_chats([x])
+        await acked(late, 0)  # acked, so the sender stops resending ...
+        assert len(rb.received()) == 1  # ... and never shown again
+        assert b.history("alice") == []
+    finally:
+        await first.close()
+        await late.close()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_full_disk_acks_nothing_then_stores_everything_once(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    loop = asyncio.get_running_loop()
+    try:
+        introduce(a, b, ka, kb)
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send("bob", "before")
+        await ra.until(lambda r: len(r.states("delivered")) == 1)
+
+        def pragma(sql):
+            return b.store._db.execute(sql).fetchone()[0]
+
+        # The disk fills up: the store cannot grow past its current pages.
+        pages = await loop.run_in_executor(b.delivery._writer, pragma, "PRAGMA page_count")
+        await loop.run_in_executor(b.delivery._writer, pragma, f"PRAGMA max_page_count = {pages}")
+        bodies = [f"while full {k} " + "x" * 400 for k in range(300)]
+        for body in bodies:
+            await a.send("bob", body)
+        await rb.until(lambda r: any(isinstance(e, NodeProblem) for e in r.events))
+        # Whatever fitted was stored and acked; nothing that did not fit was acked.
+        await b.delivery.flush()
+        stored = len(b.history("alice", 1000))
+        assert stored < 301 and len(rb.received()) == stored
+        assert len(ra.states("delivered")) <= stored
+        assert len([e for e in rb.events if isinstance(e, NodeProblem)]) == 1  # told once
+        # Space comes back: the waiting messages are stored, shown once and acked.
+        await loop.run_in_executor(b.delivery._writer, pragma, "PRAGMA max_page_count = 1073741823")
+        await ra.until(lambda r: len(r.states("delivered")) == 301, timeout=30)
+        assert [m.body for m in rb.received()] == ["before", *bodies]
+        assert [m.body for m in b.history("alice", 1000)] == ["before", *bodies]
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest.fixture(scope="module")
+def twenty_keys():
+    return [small_key() for _ in range(20)]
+
+
+@pytest.mark.asyncio
+async def test_broadcast_to_twenty_peers(rsa_keys, tmp_path, twenty_keys):
+    ka = rsa_keys["alice"]
+    a = await start(tmp_path / "a", ka)
+    peers = [await start(tmp_path / f"p{k}", key) for k, key in enumerate(twenty_keys)]
+    try:
+        for k, (p, key) in enumerate(zip(peers, twenty_keys, strict=True)):
+            introduce(a, p, ka, key, names=("alice", f"peer{k:02d}"))
+        ra = Recorder(a)
+        recs = [Recorder(p) for p in peers]
+        sent = await a.broadcast("all hands")
+        assert len({s.peer for s in sent}) == 20 and len({s.id for s in sent}) == 20
+        await ra.until(lambda r: len(r.states("delivered")) == 20, timeout=60)
+        for rec in recs:
+            assert [m.body for m in rec.received()] == ["all hands"]
+        # Per-recipient states: each recipient's copy was delivered by that recipient.
+        by_rowid = {s.rowid: s.peer for s in sent}
+        assert all(by_rowid[e.rowid] == e.peer for e in ra.states("delivered"))
+        assert {m.state for p in peers for m in a.history(f"peer{peers.index(p):02d}")} == {
+            "delivered"
+        }
+    finally:
+        await a.stop()
+        for p in peers:
+            await p.stop()
+
+
+@pytest.mark.asyncio
+async def test_stop_while_the_disk_is_full_does_not_hang(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    loop = asyncio.get_running_loop()
+    try:
+        introduce(a, b, ka, kb)
+        rb = Recorder(b)
+        await a.send("bob", "hello")
+        await rb.until(lambda r: r.received())
+
+        def full():
+            pages = b.store._db.execute("PRAGMA page_count").fetchone()[0]
+            b.store._db.execute(f"PRAGMA max_page_count = {pages}")
+
+        await loop.run_in_executor(b.delivery._writer, full)
+        for k in range(300):
+            await a.send("bob", f"{k} " + "y" * 400)
+        await rb.until(lambda r: any(isinstance(e, NodeProblem) for e in r.events))
+        await asyncio.wait_for(b.stop(), 10)
+        assert a.stats()["queued"] > 0  # the sender still owes what was not acknowledged
+    finally:
+        await a.stop()
+        await b.stop()
