@@ -321,7 +321,7 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
     if args.peer_address is None:
         raise UserError("--add-peer needs --peer-address HOST:PORT, e.g. 192.168.1.100:8000")
     address = parse_address(args.peer_address)
-    name = _check_name(args.name)
+    name = check_name(args.name)
     data = home.read_file(_path(args.add_peer), "peer key", MAX_PEER_KEY_BYTES)
     peer = keys.load_peer_key(data, source=args.add_peer)
     own = keys.read_public_identity(home_of(args))
@@ -416,7 +416,7 @@ def _refuse_existing_identity(place, force: bool) -> None:
         )
 
 
-def _check_name(name: str | None) -> str | None:
+def check_name(name: str | None) -> str | None:
     """Peer names are one word, so ``/send NAME text`` in the REPL stays unambiguous."""
     if name is None:
         return None

@@ -177,6 +177,25 @@ class Delivery:
         if queue:
             asyncio.get_running_loop().call_soon(self.dispatch, peer)
 
+    async def retry_failed(self, fingerprint: str | None) -> list[int]:
+        """failed -> queued (the user's retry): back in the outbox, then on their way."""
+        loop = asyncio.get_running_loop()
+        failed = await loop.run_in_executor(self._writer, self.store.failed_messages, fingerprint)
+        if not failed:
+            return []
+        await loop.run_in_executor(self._writer, self.store.requeue, [m.rowid for m in failed])
+        touched = set()
+        for m in failed:
+            peer = bytes.fromhex(m.peer)
+            self.queues.setdefault(peer, deque()).append(
+                Out(m.rowid, peer, m.id, m.body, m.created_ms)
+            )
+            touched.add(peer)
+            self.publish(DeliveryChanged(m.peer, m.rowid, m.id, "queued"))
+        for peer in touched:
+            self.dispatch(peer)
+        return [m.rowid for m in failed]
+
     def queued(self) -> int:
         return sum(len(q) for q in self.queues.values()) + sum(
             len(link.state.items) for link in self.carriers.values()

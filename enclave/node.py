@@ -19,6 +19,7 @@ from pathlib import Path
 from . import settings as settings_mod
 from .delivery import Delivery, Out
 from .errors import UserError
+from .lookup import resolve_peer
 from .peers import Sessions
 from .protocol.crypto import Identity
 from .protocol.messages import MAX_BODY_CHARS
@@ -113,17 +114,7 @@ class Node:
 
     def resolve(self, query: str) -> Peer:
         """The one peer a name or fingerprint prefix (≥ 8 hex characters) names."""
-        found = self.store.find_peers(query)
-        if not found:
-            raise UserError(
-                f"no peer matches {query!r} (use a name or at least 8 hex characters of a fingerprint)"
-            )
-        if len(found) > 1:
-            names = ", ".join(f"{p.name or '-'} {p.fingerprint[:16]}" for p in found)
-            raise UserError(
-                f"{query!r} matches {len(found)} peers ({names}); type more of the fingerprint"
-            )
-        return found[0]
+        return resolve_peer(self.store, query)
 
     def peers(self) -> list[PeerStatus]:
         online = self.sessions.online
@@ -152,6 +143,17 @@ class Node:
         self.store.set_proto(peer.fingerprint, proto)
         self.sessions.policy.reload()
         return self.store.get_peer(peer.fingerprint)
+
+    def set_verified(self, query: str, verified: bool = True) -> Peer:
+        """Record that the user compared fingerprints out of band (or withdraw it)."""
+        peer = self.resolve(query)
+        self.store.set_verified(peer.fingerprint, verified)
+        return self.store.get_peer(peer.fingerprint)
+
+    async def retry(self, query: str | None = None) -> list[int]:
+        """Put failed messages (of one peer, or all) back in the outbox; their rowids."""
+        fingerprint = self.resolve(query).fingerprint if query else None
+        return await self.delivery.retry_failed(fingerprint)
 
     def history(self, query: str, limit: int = 50, before_rowid: int | None = None):
         return self.store.history(self.resolve(query).fingerprint, limit, before_rowid)

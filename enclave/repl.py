@@ -71,6 +71,7 @@ class Repl:
             history=private_history(history_path) if history_path else None,
             completer=PeerCompleter(node),
             complete_while_typing=False,
+            key_bindings=_safe_bindings(),
         )
 
     async def run(self) -> None:
@@ -83,18 +84,22 @@ class Repl:
 
     async def _one(self) -> bool:
         try:
-            line = await self.session.prompt_async()
+            line = await self.session.prompt_async(set_exception_handler=False, handle_sigint=False)
         except KeyboardInterrupt:
             return True  # Ctrl-C: the line is cleared, the REPL stays
         except EOFError:
             return False  # Ctrl-D
+        except Exception as err:  # noqa: BLE001 - e.g. an escape sequence prompt-toolkit cannot parse
+            self.write(f"note: that input could not be read ({type(err).__name__}); type it again")
+            return True
         return await self.commands.execute(line)
 
     async def ask(self, question: str, completer=None) -> str:
         """A follow-up question (``/add``, ``/verify``); its own session, no history."""
         from prompt_toolkit import PromptSession
 
-        return await PromptSession(question, completer=completer).prompt_async()
+        session = PromptSession(question, completer=completer, key_bindings=_safe_bindings())
+        return await session.prompt_async(set_exception_handler=False, handle_sigint=False)
 
     def _on_event(self, event) -> None:
         try:
@@ -103,6 +108,21 @@ class Repl:
             text = f"note: could not show an event ({type(err).__name__})"
         if text is not None:
             self.write(text)
+
+
+def _safe_bindings():
+    """Mouse reports are off, so a typed or pasted ``ESC [ ... m`` is just discarded:
+    prompt-toolkit's own handler would raise on one that is not a well-formed report."""
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.keys import Keys
+
+    bindings = KeyBindings()
+
+    @bindings.add(Keys.Vt100MouseEvent)
+    def _ignore(event) -> None:
+        pass
+
+    return bindings
 
 
 def _print(text: str) -> None:

@@ -230,7 +230,7 @@ class Commands:
         if answer.strip().lower() not in ("y", "yes"):
             self.write(f"{label} is not marked verified")
             return
-        self.node.store.set_verified(peer.fingerprint, True)
+        self.node.set_verified(peer.fingerprint, True)
         self.write(f"{label} is now marked verified")
 
     async def cmd_retry(self, rest: str) -> None:
@@ -335,18 +335,20 @@ def check_text(text: str) -> None:
 
 def add_peer_from_file(commands: Commands, path: str, address: str, name: str | None) -> None:
     from enclave import home
-    from enclave.cli import _check_name
+    from enclave.cli import check_name
 
     if not path:
         raise UserError("no public key file given")
     if not address:
         raise UserError("a peer needs an address HOST:PORT, e.g. 192.168.1.100:8000")
-    name = _check_name(name)
+    name = check_name(name)
     data = home.read_file(Path(path).expanduser(), "peer key", MAX_PEER_KEY_BYTES)
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a PEM public key (it is not text)") from None
+    key = keys.load_peer_key(data, source=path)  # errors that name the file
+    if key.weak:
+        commands.write(
+            f"warning: {path} is a {key.bits}-bit key; {keys.WARN_PEER_BITS} or more is recommended"
+        )
+    text = key.pem
     node = commands.node
     known = {p.peer.fingerprint for p in node.peers()}
     try:
@@ -362,30 +364,8 @@ def add_peer_from_file(commands: Commands, path: str, address: str, name: str | 
 
 
 async def retry_failed(node, fingerprint: str | None = None) -> list[int]:
-    """Put failed messages back in the outbox and on their way; their rowids.
-
-    Until the Node has ``retry(peer=None)``: the store requeues them (failed -> queued),
-    then they join delivery's in-memory queue exactly as ``Delivery.start`` loads them.
-    """
-    from collections import deque
-
-    from enclave.delivery import Out
-
-    failed = await asyncio.to_thread(node.store.failed_messages, fingerprint)
-    if not failed:
-        return []
-    await asyncio.to_thread(node.store.requeue, [m.rowid for m in failed])
-    delivery, touched = node.delivery, set()
-    for m in failed:
-        peer = bytes.fromhex(m.peer)
-        delivery.queues.setdefault(peer, deque()).append(
-            Out(m.rowid, peer, m.id, m.body, m.created_ms)
-        )
-        touched.add(peer)
-        node._publish(DeliveryChanged(m.peer, m.rowid, m.id, "queued"))
-    for peer in touched:
-        delivery.dispatch(peer)
-    return [m.rowid for m in failed]
+    """Put failed messages back in the outbox and on their way; their rowids."""
+    return await node.delivery.retry_failed(fingerprint)
 
 
 # --- rendering ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Rules:
   ``ENCLAVE_PASSWORD`` or ``--password-file``), then the port. Each failure is a
   ``UserError`` the CLI prints as one line with a non-zero exit.
 - uvloop is chosen here, once, at the entry point; nothing below imports it.
-- SIGTERM (and SIGINT when no terminal owns the keyboard) ends the face; then the node
+- SIGTERM, SIGHUP and (headless) SIGINT end the face; then the node
   stops cleanly (sessions closed, pending commits written). Queued messages stay in
   the outbox for the next start.
 - The node prints where it listens, the user's fingerprint (grouped) and the settings
@@ -45,13 +45,13 @@ def run(args, face: Face, *, interactive: bool) -> int:
 
     from enclave import cli, settings
 
+    _fill_standard_fds()
+
     place = cli.home_of(args)
     config = settings.load(place.path, settings.overrides_from(args))
     identity = cli.unlock(args)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(
-            _serve(place.path, identity, config, args, face, interactive=interactive)
-        )
+        return runner.run(_serve(place.path, identity, config, args, face, interactive=interactive))
 
 
 async def _serve(home: Path, identity, config, args, face: Face, *, interactive: bool) -> int:
@@ -64,9 +64,14 @@ async def _serve(home: Path, identity, config, args, face: Face, *, interactive:
     host, port = await node.start(args.host, args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = [signal.SIGTERM, signal.SIGHUP] + ([] if interactive else [signal.SIGINT])
+    loop.set_exception_handler(_one_line_problem)
+    signals = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    if interactive:
+        # At the prompt Ctrl-C is a key (it clears the line); between prompts the
+        # terminal turns it into SIGINT, which must not end the chat either.
+        loop.add_signal_handler(signal.SIGINT, lambda: None)
     control = None
     try:
         control = await start_control(node, control_path)
@@ -108,6 +113,26 @@ async def _until_stopped(face: Awaitable[int | None], stop: asyncio.Event) -> in
             pass
         return 0
     return task.result() or 0
+
+
+def _fill_standard_fds() -> None:
+    """Put /dev/null on a closed stdin/stdout/stderr. Otherwise the next socket or
+    file opened takes fd 0-2, and libuv aborts when it closes one (``enclave --listen
+    <&-`` as a service)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+    if sys.stdin is None:  # Python started without fd 0: let the password code ask it
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - lives as long as the process
+
+
+def _one_line_problem(loop, context: dict) -> None:
+    """A failure in a callback is reported on one line; the node keeps running."""
+    err = context.get("exception")
+    what = f"{type(err).__name__}: {err}" if err else context.get("message", "unknown")
+    print(f"enclave: internal problem ({' '.join(str(what).split())})", file=sys.stderr)
 
 
 def _show_address(host: str, port: int) -> str:

@@ -20,6 +20,7 @@ import time
 
 from enclave import cli, runner
 from enclave.errors import UserError
+from enclave.lookup import resolve_peer
 from enclave.repl_commands import check_text
 
 CONNECT_TIMEOUT = 2.0
@@ -95,7 +96,7 @@ def _into_outbox(place, peer: str, text: str) -> int:
     if not place.db_path.exists():
         raise UserError("no peers yet; add one: enclave --add-peer FILE --peer-address HOST:PORT")
     with Store.open(place.db_path) as store:
-        target = resolve(store, peer)
+        target = resolve_peer(store, peer)
         now_ms = int(time.time() * 1000)
         store.enqueue_outgoing([(target.fingerprint, os.urandom(16), text, now_ms)])
     label = target.name or target.fingerprint[:16]
@@ -104,19 +105,3 @@ def _into_outbox(place, peer: str, text: str) -> int:
         "and leaves at the next enclave --listen"
     )
     return 0
-
-
-def resolve(store, query: str):
-    """The peer ``query`` names, with ``Node.resolve``'s wording (no node runs here)."""
-    found = store.find_peers(query)
-    if not found:
-        raise UserError(
-            f"no peer matches {query!r} (use a name or at least 8 hex characters of a fingerprint)"
-        )
-    if len(found) > 1:
-        names = ", ".join(f"{p.name or '-'} {p.fingerprint[:16]}" for p in found)
-        raise UserError(
-            f"{query!r} matches {len(found)} peers ({names}); type more of the fingerprint"
-        )
-    return found[0]
-

@@ -327,7 +327,10 @@ class Connection:
         deadline = self.next_deadline()
         if deadline is None or now < deadline:
             return []
-        if self.state is S.ESTABLISHED and now >= self._established_at + self.limits.max_session_age:
+        if (
+            self.state is S.ESTABLISHED
+            and now >= self._established_at + self.limits.max_session_age
+        ):
             return self.close(now, "session_expired")
         if self.state is S.ESTABLISHED and self._ping_out is None:
             self._ping_out = random_bytes(8)
@@ -592,7 +595,9 @@ class Connection:
             raise PeerError("v1_resigned", f"key first seen from {other.hex()[:16]}")
         self.peer = sender_fp
         identity = self.identity
-        self._start_job(S.LEGACY_OPENING, lambda: legacy.open_text(identity, env), admitted=True)  # step 11
+        self._start_job(
+            S.LEGACY_OPENING, lambda: legacy.open_text(identity, env), admitted=True
+        )  # step 11
         self._legacy_env = env
 
     def _legacy_opened(self, text: str, now: float) -> None:

@@ -1,0 +1,513 @@
+"""The REPL driven through prompt-toolkit pipe input, over real nodes on loopback.
+
+Every command, every error line and the ambiguous prefix case. The screen is what
+``Repl`` writes; tests wait on it (never on sleeps).
+"""
+
+import asyncio
+import contextlib
+import os
+import stat
+
+import pytest
+import pytest_asyncio
+from keyfactory import private_pem, small_rsa
+from nodes import Recorder, introduce, public_pem, start
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.document import Document
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from enclave import keys
+from enclave.repl import PeerCompleter, Repl, redact
+
+
+class Screen:
+    """What the REPL printed, with a way to wait for some text to appear."""
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+        self._changed = asyncio.Event()
+
+    def write(self, text: str) -> None:
+        self.blocks.append(text)
+        self._changed.set()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.blocks)
+
+    async def until(self, fragment: str, count: int = 1, timeout: float = 20.0) -> str:
+        async def wait():
+            while self.text.count(fragment) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"{fragment!r} never appeared; screen:\n{self.text}") from None
+        return self.text
+
+    def mark(self) -> int:
+        return len(self.blocks)
+
+    def since(self, mark: int) -> str:
+        return "\n".join(self.blocks[mark:])
+
+
+class Driver:
+    def __init__(self, pipe, screen: Screen, task: asyncio.Task) -> None:
+        self.pipe, self.screen, self.task = pipe, screen, task
+
+    async def run(self, line: str, expect: str) -> str:
+        """Type ``line`` + Enter; return what was printed up to and including ``expect``."""
+        mark = self.screen.mark()
+        self.pipe.send_text(line + "\r")
+        await self.screen.until(expect, count=self.screen.text.count(expect) + 1)
+        return self.screen.since(mark)
+
+
+@contextlib.asynccontextmanager
+async def repl(node, tmp_path):
+    with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
+        screen = Screen()
+        loop = Repl(node, history_path=tmp_path / "repl_history", write=screen.write)
+        task = asyncio.create_task(loop.run())
+        driver = Driver(pipe, screen, task)
+        try:
+            yield driver
+        finally:
+            if not task.done():
+                pipe.send_bytes(b"\x04")
+                await asyncio.wait_for(task, 10)
+
+
+@pytest_asyncio.fixture
+async def pair(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    introduce(a, b, ka, kb)
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+@pytest_asyncio.fixture
+async def alone(rsa_keys, tmp_path):
+    a = await start(tmp_path / "a", rsa_keys["alice"])
+    yield a
+    await a.stop()
+
+
+def _queued_rows(node) -> int:
+    return node.stats()["queued"]
+
+
+# --- sending, receiving, quitting -------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_send_shows_queued_then_delivered_and_incoming_messages(pair, tmp_path):
+    a, b = pair
+    rb = Recorder(b)
+    async with repl(a, tmp_path) as r:
+        out = await r.run("/send bob hello  bob", "queued")
+        assert "you -> bob: hello  bob" in out
+        await r.screen.until("to bob: delivered")
+        await rb.until(lambda rec: [m.body for m in rec.received()] == ["hello  bob"])
+        await b.send("alice", "hi alice")
+        await r.screen.until("bob: hi alice")
+        out = await r.run("/peers", "UNREAD")
+        bob_row = next(line for line in out.splitlines() if line.startswith("bob"))
+        assert "online" in bob_row and bob_row.rstrip().endswith("1")
+        r.pipe.send_text("/quit\r")
+        await asyncio.wait_for(r.task, 10)
+
+
+@pytest.mark.asyncio
+async def test_send_by_fingerprint_prefix(pair, tmp_path):
+    a, b = pair
+    async with repl(a, tmp_path) as r:
+        await r.run(f"/send {b.fingerprint[:8].upper()} by prefix", "queued")
+        await r.screen.until("to bob: delivered")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("/send nobody hi", "error: no peer matches 'nobody' (use a name or at least 8 hex"),
+        ("/send abc hi", "error: no peer matches 'abc'"),
+        ("/send", "error: usage: /send PEER MESSAGE"),
+        ("/send bob", "error: the message is empty"),
+        ("/send bob    ", "error: the message is empty"),
+        (
+            "/send bob " + "x" * 10_001,
+            "error: the message has 10,001 characters; the limit is 10,000",
+        ),
+        ("/broadcast", "error: the message is empty"),
+        ("/broadcast " + "y" * 10_001, "the limit is 10,000"),
+    ],
+)
+async def test_send_errors_are_one_line_and_queue_nothing(pair, tmp_path, line, error):
+    a, _ = pair
+    async with repl(a, tmp_path) as r:
+        out = await r.run(line, "error:")
+        assert error in out and len(out.splitlines()) == 1
+    assert _queued_rows(a) == 0 and a.history("bob") == []
+
+
+@pytest.mark.asyncio
+async def test_ambiguous_prefix_lists_candidates_and_sends_nothing(alone, rsa_keys, tmp_path):
+    a = alone
+    pems = [public_pem(rsa_keys["carol"]), public_pem(rsa_keys["mallory"])]
+    fakes = ["abcdef01" + "0" * 56, "abcdef01" + "1" * 56]
+    for fp, pem, name in zip(fakes, pems, ("carol", "dave"), strict=True):
+        a.store.upsert_peer(fp, pem, "127.0.0.1:9", name, 0.0)
+    async with repl(a, tmp_path) as r:
+        out = await r.run("/send abcdef01 which one?", "error:")
+        assert "'abcdef01' matches 2 peers" in out
+        assert "carol abcdef0100000000" in out and "dave abcdef0111111111" in out
+        assert "type more of the fingerprint" in out
+        await r.run("/history abcdef01", "matches 2 peers")
+        await r.run("/verify abcdef01", "matches 2 peers")
+        out = await r.run("/send abcdef011 just dave", "queued")
+        assert "you -> dave" in out
+    assert a.history("carol") == []
+
+
+# --- broadcast --------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_broadcast_to_two_peers_reports_two_of_two(rsa_keys, tmp_path):
+    ka, kb, kc = rsa_keys["alice"], rsa_keys["bob"], rsa_keys["carol"]
+    a, b, c = [await start(tmp_path / n, k) for n, k in (("a", ka), ("b", kb), ("c", kc))]
+    try:
+        introduce(a, b, ka, kb)
+        introduce(a, c, ka, kc, names=("alice", "carol"))
+        rb, rc = Recorder(b), Recorder(c)
+        async with repl(a, tmp_path) as r:
+            out = await r.run("/broadcast Team meeting in 5 minutes!", "Broadcast complete")
+            assert "Broadcasting to 2 peer(s)...\nBroadcast complete: 2/2 sent successfully" in out
+            await r.screen.until("delivered", count=2)
+        for rec in (rb, rc):
+            await rec.until(
+                lambda x: [m.body for m in x.received()] == ["Team meeting in 5 minutes!"]
+            )
+    finally:
+        for node in (a, b, c):
+            await node.stop()
+
+
+@pytest.mark.asyncio
+async def test_broadcast_with_no_peers(alone, tmp_path):
+    async with repl(alone, tmp_path) as r:
+        await r.run("/broadcast anyone?", "No peers to broadcast to; add one with /add")
+
+
+# --- peers and adding them --------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_peers_table_and_empty_list(alone, rsa_keys, tmp_path):
+    a = alone
+    async with repl(a, tmp_path) as r:
+        await r.run("/peers", "No peers yet. Add one with /add")
+        a.add_peer(public_pem(rsa_keys["bob"]), "127.0.0.1:9", "bob")
+        a.set_protocol("bob", "v1")
+        out = await r.run("/peers", "UNREAD")
+        header, row = out.splitlines()
+        assert header.split() == [
+            "NAME",
+            "FINGERPRINT",
+            "ADDRESS",
+            "STATUS",
+            "VERIFIED",
+            "PROTOCOL",
+            "UNREAD",
+        ]
+        bob_fp = keys.fingerprint(rsa_keys["bob"].public_key())
+        assert row.split() == [
+            "bob",
+            *keys.group(bob_fp, 4).split(),
+            "127.0.0.1:9",
+            "offline",
+            "no",
+            "v1",
+            "(legacy)",
+            "0",
+        ]
+
+
+@pytest.fixture
+def key_files(tmp_path, rsa_keys):
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    files = {
+        "bob": public_pem(rsa_keys["bob"]).encode(),
+        "alice": public_pem(rsa_keys["alice"]).encode(),
+        "private": private_pem(small_rsa(2048)),
+        "garbage": b"not a key\n",
+        "weak": public_pem(small_rsa(2048)).encode(),
+    }
+    for name, data in files.items():
+        (folder / f"{name}.pem").write_bytes(data)
+    return {name: str(folder / f"{name}.pem") for name in [*files, "missing"]}
+
+
+@pytest.mark.asyncio
+async def test_add_interactively_with_questions(alone, key_files, tmp_path):
+    a = alone
+    async with repl(a, tmp_path) as r:
+        mark = r.screen.mark()
+        r.pipe.send_text("/add\r")
+        r.pipe.send_text(key_files["bob"] + "\r")
+        r.pipe.send_text("127.0.0.1:9\r")
+        r.pipe.send_text("bob\r")
+        await r.screen.until("Added peer bob at 127.0.0.1:9")
+        assert "Fingerprint: " in r.screen.since(mark)
+        assert [p.peer.name for p in a.peers()] == ["bob"]
+        out = await r.run(f"/add {key_files['bob']} 127.0.0.1:10", "Updated peer bob")
+        assert "127.0.0.1:10" in out
+        out = await r.run(f"/add {key_files['weak']} 127.0.0.1:11 weakling", "Added peer")
+        assert "is a 2048-bit key; 3072 or more is recommended" in out
+
+
+@pytest.mark.asyncio
+async def test_add_cancelled_with_ctrl_c(alone, tmp_path):
+    async with repl(alone, tmp_path) as r:
+        r.pipe.send_text("/add\r")
+        r.pipe.send_bytes(b"\x03")
+        await r.screen.until("/add cancelled")
+        await r.run("/fingerprint", "Your fingerprint")  # still running
+    assert alone.peers() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ("{missing} 127.0.0.1:9", "missing.pem"),
+        ("{private} 127.0.0.1:9", "private.pem is a private key; never share or copy it"),
+        ("{garbage} 127.0.0.1:9", "is not a PEM public key"),
+        ("{alice} 127.0.0.1:9", "that is your own public key"),
+        ("{bob} nowhere", "invalid peer address 'nowhere'"),
+        ("{bob}", "usage: /add FILE ADDRESS [NAME]"),
+        ("{bob} 127.0.0.1:9 'two words'", "invalid peer name"),
+        ("{bob} 127.0.0.1:9 deadbeef00", "looks like a fingerprint prefix"),
+        ("a b c d", "usage: /add"),
+        ("'unclosed", "cannot read the arguments"),
+    ],
+)
+async def test_add_errors(alone, key_files, tmp_path, args, error):
+    async with repl(alone, tmp_path) as r:
+        out = await r.run("/add " + args.format(**key_files), "error:")
+        assert error in out and len(out.splitlines()) == 1
+    assert alone.peers() == []
+
+
+# --- history, fingerprint, verify --------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_history_and_its_errors(pair, tmp_path):
+    a, b = pair
+    rb = Recorder(b)
+    async with repl(a, tmp_path) as r:
+        await r.run("/history bob", "No messages with bob yet")
+        for k in range(3):
+            await r.run(f"/send bob m{k}", "queued")
+        await rb.until(lambda rec: len(rec.received()) == 3)
+        await b.send("alice", "reply")
+        await r.screen.until("bob: reply")
+        out = await r.run("/history bob 2", "bob: reply")
+        lines = out.splitlines()
+        assert len(lines) == 2 and "you -> bob: m2" in lines[0] and "bob: reply" in lines[1]
+        out = await r.run("/peers", "UNREAD")
+        assert out.splitlines()[1].rstrip().endswith(" 0")  # /history read them
+        await r.run("/history", "error: usage: /history PEER [N]")
+        await r.run("/history bob zero", "error: N must be a whole number from 1 to 1000")
+        await r.run("/history bob 1001", "error: N must be a whole number")
+        await r.run("/history nobody", "error: no peer matches 'nobody'")
+
+
+@pytest.mark.asyncio
+async def test_fingerprint_is_grouped(alone, tmp_path):
+    async with repl(alone, tmp_path) as r:
+        out = await r.run("/fingerprint", "Your fingerprint")
+        assert out == f"Your fingerprint: {keys.group(alone.fingerprint)}"
+
+
+@pytest.mark.asyncio
+async def test_verify_marks_verified_only_after_yes(pair, tmp_path):
+    a, b = pair
+    async with repl(a, tmp_path) as r:
+        r.pipe.send_text("/verify bob\r")
+        r.pipe.send_text("n\r")
+        out = await r.screen.until("bob is not marked verified")
+        assert keys.group(a.fingerprint) in out and keys.group(b.fingerprint) in out
+        assert not a.resolve("bob").verified
+        r.pipe.send_text("/verify bob\r")
+        r.pipe.send_text("yes\r")
+        await r.screen.until("bob is now marked verified")
+        assert a.resolve("bob").verified
+        await r.run("/verify bob", "bob is already marked verified")
+        await r.run("/verify", "error: usage: /verify PEER")
+        await r.run("/verify nobody", "error: no peer matches")
+
+
+# --- retry, stats, help, keys ------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_retry_sends_failed_messages_again(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    try:
+        introduce(a, b, ka, kb)
+        # A message that failed earlier (as a legacy send gives up after 5 minutes).
+        rowid = a.store.enqueue_outgoing([(b.fingerprint, os.urandom(16), "again", 1)])[0]
+        a.store.mark_failed([rowid], "peer unreachable")
+        rb = Recorder(b)
+        async with repl(a, tmp_path) as r:
+            out = await r.run("/history bob", "failed")
+            assert "(failed, peer unreachable)" in out
+            await r.run("/retry", "Retrying 1 message(s)")
+            await r.screen.until(f"#{rowid} to bob: delivered")
+            await rb.until(lambda rec: [m.body for m in rec.received()] == ["again"])
+            await r.run("/retry", "No failed messages to retry")
+            await r.run("/retry bob", "No failed messages to retry")
+            await r.run("/retry nobody", "error: no peer matches")
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_stats_help_and_unknown_input(alone, tmp_path):
+    async with repl(alone, tmp_path) as r:
+        out = await r.run("/stats", "uptime")
+        assert out.startswith("Node statistics:") and "queued: 0" in out
+        out = await r.run("/help", "/quit")
+        for command in ("/send", "/broadcast", "/peers", "/add", "/history", "/verify", "/retry"):
+            assert command in out
+        await r.run("/frobnicate", "error: unknown command '/frobnicate'; type /help")
+        await r.run("hello there", "To send, type /send PEER MESSAGE")
+
+
+@pytest.mark.asyncio
+async def test_ctrl_c_clears_the_line_and_ctrl_d_quits(alone, tmp_path):
+    async with repl(alone, tmp_path) as r:
+        r.pipe.send_text("/broadcast half typed")
+        r.pipe.send_bytes(b"\x03")
+        await r.run("/fingerprint", "Your fingerprint")
+        assert "Broadcasting" not in r.screen.text and "No peers" not in r.screen.text
+        r.pipe.send_bytes(b"\x04")
+        await asyncio.wait_for(r.task, 10)
+
+
+@pytest.mark.asyncio
+async def test_no_input_crashes_the_repl(alone, tmp_path, monkeypatch):
+    async with repl(alone, tmp_path) as r:
+        for line in ("/", "//", "/send \x1b[31m red", "/\x00", "/peers extra words", "\u202e/send"):
+            r.pipe.send_text(line + "\r")
+        r.pipe.send_text("/" + "z" * 50_000 + "\r")
+        await r.run("/fingerprint", "Your fingerprint")
+        monkeypatch.setattr(alone, "stats", lambda: 1 / 0)
+        out = await r.run("/stats", "error:")
+        assert out == (
+            "error: /stats failed unexpectedly (ZeroDivisionError: division by zero); "
+            "the chat keeps running"
+        )
+        await r.run("/fingerprint", "Your fingerprint")
+        assert not r.task.done()
+    assert "Traceback" not in r.screen.text
+
+
+@pytest.mark.asyncio
+async def test_peer_text_cannot_drive_the_terminal(pair, tmp_path):
+    a, b = pair
+    async with repl(a, tmp_path) as r:
+        await b.send("alice", "evil\x1b]0;title\x07\x1b[2J\u202etxt\nsecond line")
+        out = await r.screen.until("second line")
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+        assert "bob: evil\ufffd]0;title\ufffd\ufffd[2J\ufffdtxt\n    second line" in out
+
+
+# --- completion and history --------------------------------------------------------------
+
+
+def _complete(node, text: str) -> list[str]:
+    return [c.text for c in PeerCompleter(node).get_completions(Document(text), None)]
+
+
+@pytest.mark.asyncio
+async def test_tab_completion_of_commands_and_peers(pair):
+    a, b = pair
+    assert _complete(a, "/b") == ["/broadcast "]
+    assert "/history " in _complete(a, "/h") and "/help " in _complete(a, "/h")
+    assert _complete(a, "/send b") == ["bob "]
+    assert _complete(a, f"/verify {b.fingerprint[:3]}") == [b.fingerprint[:16] + " "]
+    assert _complete(a, "/send bob hel") == []
+    assert _complete(a, "/peers x") == []
+
+
+@pytest.mark.asyncio
+async def test_input_history_is_private_and_keeps_no_message_text(pair, tmp_path):
+    a, _ = pair
+    async with repl(a, tmp_path) as r:
+        await r.run("/send bob the secret plan", "queued")
+        await r.run("/broadcast another secret", "Broadcast complete")
+        await r.run("/peers", "UNREAD")
+    path = tmp_path / "repl_history"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    saved = path.read_text()
+    assert "secret" not in saved
+    assert "+/send bob \n" in saved and "+/broadcast \n" in saved and "+/peers\n" in saved
+
+
+def test_redact():
+    assert redact("/send bob hi there") == "/send bob "
+    assert redact("/send bob") == "/send bob"
+    assert redact("/broadcast x") == "/broadcast "
+    assert redact("/history bob 5") == "/history bob 5"
+
+
+# --- the control socket (what ``enclave send`` talks to) -----------------------------------
+
+
+async def _ask_control(path, payload: bytes) -> list[dict]:
+    import json
+
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(payload)
+    await writer.drain()
+    answers = [json.loads(line) async for line in reader]
+    writer.close()
+    return answers
+
+
+@pytest.mark.asyncio
+async def test_control_socket_sends_and_reports_delivery(pair, tmp_path):
+    from enclave.runner import start_control
+
+    a, b = pair
+    path = tmp_path / "c.sock"
+    server = await start_control(a, path)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        answers = await _ask_control(path, b'{"op": "send", "peer": "bob", "text": "hi"}\n')
+        assert answers == [
+            {"state": "queued", "peer": b.fingerprint, "name": "bob"},
+            {"state": "delivered", "reason": None},
+        ]
+        answers = await _ask_control(path, b'{"op": "send", "peer": "nobody", "text": "hi"}\n')
+        assert answers[0]["error"].startswith("no peer matches 'nobody'")
+        for bad in (b"not json\n", b'{"op": "delete"}\n', b'{"op": "send", "peer": 1}\n', b"\n"):
+            answers = await _ask_control(path, bad)
+            assert answers[0]["error"].startswith("bad control request")
+    finally:
+        server.close()
+    assert [m.body for m in a.history("bob")] == ["hi"]
