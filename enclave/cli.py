@@ -68,6 +68,7 @@ _PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen", "web
 _MODIFIERS = {
     "peer_address": ("--peer-address", {"add_peer"}),
     "name": ("--name", {"add_peer"}),
+    "protocol": ("--protocol", {"add_peer"}),
     "force": ("--force", {"generate", "import_key"}),
     "password_file": ("--password-file", _PASSWORD_ACTIONS),
     "port": ("--port", {"listen", "web"}),
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("-h", "--help", action="help", help="show this help and exit")
     add("--peer-address", metavar="HOST:PORT", help="the peer's address, with --add-peer")
     add("--name", help="a short name for the peer, with --add-peer")
+    add(
+        "--protocol",
+        choices=("auto", "v1"),
+        help="with --add-peer: v1 for a peer running only the original client "
+        "(legacy, not forward-secret); default auto",
+    )
     add("--force", action="store_true", help="replace an existing identity")
     add(
         "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
@@ -338,9 +345,13 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
     place = home_of(args)
     with Store.open(place.db_path) as store:
         added = store.upsert_peer(peer.fingerprint, peer.pem, str(address), name, now=time.time())
+        if args.protocol is not None:
+            store.set_proto(peer.fingerprint, args.protocol)
         saved = store.get_peer(peer.fingerprint)
     label = saved.name if saved and saved.name else keys.group(peer.fingerprint, 2)
     print(f"{'Added' if added else 'Updated'} peer {label} at {address}")
+    if saved.proto == "v1":
+        print("Marked legacy (v1): messages to it are not forward-secret and are never confirmed.")
     print(f"Fingerprint: {keys.group(peer.fingerprint)}")
     if added:
         print(

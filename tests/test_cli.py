@@ -578,3 +578,16 @@ def test_unlock_helper_for_later_parts(alice_home):
     with pytest.raises(cli.UserError, match="below Enclave's minimum"):
         cli.unlock(args)
     assert cli.home_of(args).path == alice_home
+
+
+def test_add_peer_can_mark_a_legacy_peer(alice_home, key_files, capsys):
+    """--protocol v1 marks a peer that runs only the original client; auto undoes it."""
+    base = ["--add-peer", key_files["bob"], "--peer-address", "127.0.0.1:8000"]
+    code, out, _ = run(capsys, *base, "--protocol", "v1")
+    assert code == 0 and "Marked legacy" in out
+    with Store.open(alice_home / "enclave.db") as store:
+        assert [p.proto for p in store.list_peers()] == ["v1"]
+    code, out, _ = run(capsys, *base, "--protocol", "auto")
+    assert code == 0 and "Marked legacy" not in out
+    with Store.open(alice_home / "enclave.db") as store:
+        assert [p.proto for p in store.list_peers()] == ["auto"]
