@@ -571,3 +571,30 @@ def test_initiator_deadline(rsa_keys):
     p.start()
     assert p.i.next_deadline() == T0 + 3
     assert closed_reason(p.i.handle_timer(T0 + 3)) == "handshake_timeout"
+
+
+def test_f14_replayed_hs1_with_the_victims_key_still_cannot_finish(rsa_keys):
+    """KCI, the real route: the attacker holds Alice's RSA key, records Bob's HS1 to
+    Alice and replays it after Alice lost her seen-set. Alice answers, the attacker can
+    unwrap k_I (it was wrapped to Alice) but lacks Bob's ephemeral key, so no fin_I."""
+    bob_to_alice = Pair(rsa_keys, a="bob", b="alice")
+    bob_to_alice.start()
+    recorded = hs1_of(bob_to_alice)
+    alice = Identity(rsa_keys["alice"])
+    victim = Connection(alice, MemoryPolicy([bob_to_alice.ida.peer_key]), T0)
+    feed(victim, recorded)
+    assert victim.state is State.AWAIT_HS3
+    hs2 = victim.data_to_send(T0)[4:]
+    stolen = Identity(rsa_keys["alice"])  # the attacker's copy of Alice's key
+    k_i = stolen.unwrap_v2(recorded[4 + 128 : 4 + 128 + 512], hs.LABEL_I)
+    assert k_i is not None and len(k_i) == 32
+    th3 = hs.transcript(recorded[4:], hs2)
+    for dh_guess in (bytes(32), recorded[4 + 96 : 4 + 128]):
+        # k_R was wrapped to Bob: the attacker cannot have it either; try zeros.
+        prk = schedule.handshake_prk(dh_guess, k_i, bytes(32))
+        forged = hs.hs3(hs.finished(schedule.finished_key_i(prk, th3), th3))
+        probe = Connection(alice, MemoryPolicy([bob_to_alice.ida.peer_key]), T0)
+        feed(probe, recorded)  # a fresh victim each time (the seen-set is per policy)
+        events = feed(probe, framed(forged))
+        assert closed_reason(events) == "bad_finished"
+        assert not any(isinstance(e, Established) for e in events)
