@@ -16,6 +16,7 @@ Rules:
 """
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -23,29 +24,32 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ._fast import ReplayRing
+from .errors import UserError
 from .legacy_send import LegacySender
 from .node_events import DeliveryChanged, MessageReceived, NodeProblem
 from .protocol.crypto import sha256
 from .protocol.messages import Chat
 
+log = logging.getLogger("enclave.delivery")
+
 MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
 RETRY_DELAY = 1.0  # seconds between attempts at a commit that failed (disk full)
+INT64_MAX = (1 << 63) - 1  # SQLite's largest integer; created_ms is display-only, so clamp
 
 
 class Out:
     """An outgoing message held in memory while it is owed to its recipient."""
 
-    __slots__ = ("rowid", "peer", "id", "body", "created_ms")
+    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent")
 
     def __init__(self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int) -> None:
-        self.rowid, self.peer, self.id, self.body, self.created_ms = (
-            rowid,
-            peer,
-            id,
-            body,
-            created_ms,
-        )
+        self.rowid = rowid
+        self.peer = peer
+        self.id = id
+        self.body = body
+        self.created_ms = created_ms
+        self.sent = False  # "sent" is announced once, not again on every resend
 
 
 class Carried:
@@ -99,8 +103,10 @@ class Delivery:
         self._idle = asyncio.Event()
         self._idle.set()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="enclave-store")
+        sessions.policy.writer = self._writer
         self.legacy = LegacySender(sessions.identity, store, sessions.crypto, self._writer, publish)
         self._paused: set = set()
+        self._store_error: Exception | None = None  # the last commit failed with this
         self._task: asyncio.Task | None = None
         self._stopping = False
 
@@ -130,7 +136,9 @@ class Delivery:
     async def flush(self) -> None:
         """Return when everything handed to delivery so far is committed, or when the
         store refuses writes (nothing unacknowledged is lost: senders still hold it)."""
-        while (self._next or not self._idle.is_set()) and not self._paused:
+        while (self._next or not self._idle.is_set()) and not self._store_error:
+            if self._task is None or self._task.done():
+                return
             self._wake.set()
             await self._idle.wait()
             await asyncio.sleep(0)
@@ -147,7 +155,7 @@ class Delivery:
 
     def dispatch(self, peer: bytes) -> None:
         queue = self.queues.get(peer)
-        if not queue:
+        if not queue or self.sessions.closing:
             return
         legacy = self.sessions.legacy_target(peer)
         if legacy is not None:  # the user marked this peer v1: envelopes, never a v2 session
@@ -173,7 +181,9 @@ class Delivery:
         link.schedule_flush()
         peer_hex = peer.hex()
         for o in take:
-            self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent"))
+            if not o.sent:
+                o.sent = True
+                self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent"))
         if queue:
             asyncio.get_running_loop().call_soon(self.dispatch, peer)
 
@@ -260,7 +270,10 @@ class Delivery:
                     done = await loop.run_in_executor(self._writer, self._write, batch)
                 finally:
                     self._idle.set()
-                self._apply(batch, done)
+                try:
+                    self._apply(batch, done)
+                except Exception:  # a bug must not stop every later commit
+                    log.exception("applying a commit failed")
                 if done.get("error"):
                     if self._stopping:
                         return  # the store refuses writes: what waits is still the sender's
@@ -300,7 +313,9 @@ class Delivery:
                 for peer, outs in batch.delivered.items():
                     store.mark_delivered(peer.hex(), [o.rowid for o in outs], now_ms)
                 done["delivered"] = True
-        except sqlite3.Error as err:
+        except Exception as err:  # noqa: BLE001 - any failure: nothing acked, retried later
+            if not isinstance(err, sqlite3.Error):
+                log.exception("store write failed")
             done["error"] = err
         return done
 
@@ -316,7 +331,9 @@ class Delivery:
                     where.append(-1)
                 else:
                     where.append(len(rows))
-                    rows.append((peer_hex, c.id, c.body, c.created_ms, now_ms, legacy))
+                    rows.append(
+                        (peer_hex, c.id, c.body, min(c.created_ms, INT64_MAX), now_ms, legacy)
+                    )
         flags = self.store.store_incoming(rows) if rows else []
         return [w >= 0 and flags[w] for w in where]
 
@@ -342,7 +359,8 @@ class Delivery:
                 self._next.delivered.setdefault(peer, [])[:0] = outs
         if "error" in done:
             self._stalled(batch, done["error"])
-        elif self._paused:
+        elif self._store_error is not None:
+            self._store_error = None
             for link in self._paused:
                 link.resume_reading()
             self._paused.clear()
@@ -358,8 +376,9 @@ class Delivery:
             if not fut.done():
                 fut.set_result(o)
             self.publish(DeliveryChanged(o.peer.hex(), rowid, o.id, "queued"))
-        for peer in touched:
-            self.dispatch(peer)
+        loop = asyncio.get_running_loop()
+        for peer in touched:  # after the senders hear "queued"
+            loop.call_soon(self.dispatch, peer)
 
     def _received(self, incoming, flags: list[bool]) -> None:
         k = 0
@@ -377,7 +396,18 @@ class Delivery:
             self.sessions.stored(link, upto)
 
     def _stalled(self, batch: _Batch, err: Exception) -> None:
-        first = not self._paused
+        first = self._store_error is None
+        self._store_error = err
+        # New messages cannot be queued durably: say so to whoever is waiting on them
+        # (nothing was promised yet) instead of keeping them waiting indefinitely.
+        refused, self._next.enqueue = self._next.enqueue, []
+        for _, fut in refused:
+            if not fut.done():
+                fut.set_exception(
+                    UserError(
+                        f"the message store refuses writes ({err}); the message was not queued"
+                    )
+                )
         for link, *_ in batch.incoming:
             if link not in self._paused:
                 self._paused.add(link)

@@ -50,7 +50,8 @@ class LegacySender:
             envelope, first = await self._envelope(out, key, loop)
             ok = address is not None and await _send(address, envelope)
             if ok or time.time() - first > RETRY_WINDOW:
-                queue.popleft()
+                if out in queue:  # by identity: the queue may have changed while we waited
+                    queue.remove(out)
                 self._sealed.pop(out.rowid, None)
                 await self._settle(out, peer, ok, loop)
                 delay = 0.5

@@ -12,6 +12,7 @@ Rules:
 """
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,13 @@ from . import settings as settings_mod
 from .delivery import Delivery, Out
 from .errors import UserError
 from .lookup import resolve_peer
+from .node_events import DeliveryChanged
 from .peers import Sessions
 from .protocol.crypto import Identity
 from .protocol.messages import MAX_BODY_CHARS
 from .store import Peer, Store
+
+log = logging.getLogger("enclave.node")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,7 @@ class Node:
         """Close sessions cleanly and commit everything; queued messages stay queued."""
         if self.sessions is None:
             return
+        await self.delivery.legacy.close()  # before the crypto pool goes away
         await self.sessions.close()
         await self.delivery.stop()
         self.store.close()
@@ -108,7 +113,10 @@ class Node:
 
     def _publish(self, event) -> None:
         for callback in list(self._subscribers):
-            callback(event)
+            try:
+                callback(event)
+            except Exception:  # one broken face must not break the node or the others
+                log.exception("an event subscriber failed on %s", type(event).__name__)
 
     # --- peers ----------------------------------------------------------------------------
 
@@ -178,9 +186,34 @@ class Node:
         if queries is None:
             targets = [p for p in self.store.list_peers() if not p.blocked]
         else:
-            targets = [self.resolve(q) for q in queries]
+            targets = list({p.fingerprint: p for p in map(self.resolve, queries)}.values())
         futures = [self.delivery.submit(bytes.fromhex(p.fingerprint), text) for p in targets]
         return [_sent(out) for out in await asyncio.gather(*futures)]
+
+    async def wait_sent(self, sent: list[Sent], timeout: float) -> int:
+        """How many of ``sent`` were handed to a live session (or delivered) within
+        ``timeout`` seconds; the rest wait in the outbox for their peers."""
+        waiting = {s.rowid for s in sent}
+        done = asyncio.Event()
+
+        def on_event(event) -> None:
+            if isinstance(event, DeliveryChanged) and event.state in ("sent", "delivered"):
+                waiting.discard(event.rowid)
+                if not waiting:
+                    done.set()
+
+        unsubscribe = self.subscribe(on_event)
+        try:
+            rows = self.store.outbox_rows_in_state([s.rowid for s in sent], ("sent", "delivered"))
+            waiting.difference_update(rows)
+            if waiting:
+                try:
+                    await asyncio.wait_for(done.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            unsubscribe()
+        return len(sent) - len(waiting)
 
     # --- numbers --------------------------------------------------------------------------
 

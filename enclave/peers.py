@@ -51,6 +51,7 @@ class NodePolicy(Policy):
             settings.handshake_rate_per_peer, settings.handshake_burst_per_peer
         )
         self.slots = Slots(settings.crypto_queue)
+        self.writer = None  # the store's writer thread, set by the node
         self.reload()
 
     def reload(self) -> None:
@@ -85,7 +86,7 @@ class NodePolicy(Policy):
 
     def record_handshake(self, fp, hs_id, ts_ms):
         self.seen[(fp, hs_id)] = ts_ms + HANDSHAKE_SEEN_TTL_MS
-        self.store.raise_hwm(fp.hex(), ts_ms)
+        self.background(self.store.raise_hwm, fp.hex(), ts_ms)
 
     def admit_private_op(self, fp):
         if not self.slots.try_acquire():
@@ -94,6 +95,13 @@ class NodePolicy(Policy):
             self.slots.release()
             return False
         return True
+
+    def background(self, fn, *args) -> None:
+        """A store write that nothing waits for, off the event loop (on the writer)."""
+        if self.writer is None:
+            fn(*args)
+        else:
+            asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
 
     def release_private_op(self, fp):
         self.slots.release()
@@ -151,6 +159,7 @@ class Sessions:
         self._dialing: dict[bytes, asyncio.Task] = {}
         self._backoff: dict[bytes, float] = {}
         self._server: asyncio.AbstractServer | None = None
+        self.closing = False
         self._housekeeping: asyncio.Task | None = None
 
     # --- life ------------------------------------------------------------------------
@@ -164,18 +173,21 @@ class Sessions:
         return self._server.sockets[0].getsockname()[:2]
 
     async def close(self) -> None:
+        self.closing = True  # from here on nothing dials and nothing is dispatched
         if self._server is not None:
             self._server.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
-        for task in list(self._dialing.values()):
-            task.cancel()
         for link in list(self.links.values()):
             link.close("shutdown")
         await asyncio.sleep(0)  # let the CLOSE records flush
         for link in list(self.links.values()):
             if link.transport is not None:
                 link.transport.close()
+        dials = list(self._dialing.values())
+        for task in dials:
+            task.cancel()
+        await asyncio.gather(*dials, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
         self.crypto.shutdown(wait=True, cancel_futures=True)
@@ -214,7 +226,7 @@ class Sessions:
         return self.pool.count(peer) > 0
 
     def dial(self, peer: bytes) -> None:
-        if peer in self._dialing or self.online(peer):
+        if self.closing or peer in self._dialing or self.online(peer):
             return
         task = asyncio.get_running_loop().create_task(
             self._dial(peer), name=f"dial-{peer.hex()[:8]}"
@@ -387,7 +399,7 @@ class Sessions:
                 old.close("replaced")
         self.pool.add(peer, link.id, now)
         if not self.policy.proto.get(peer, ("auto", False, False))[1]:
-            self.store.mark_v2_seen(peer.hex())
+            self.policy.background(self.store.mark_v2_seen, peer.hex())
             proto = self.policy.proto.get(peer, ("auto", False, False))
             self.policy.proto[peer] = (proto[0], True, proto[2])
         if not link.established.done():
@@ -403,7 +415,13 @@ class Sessions:
             now = time.monotonic()
             for peer, conn_id in self.pool.expire(now):
                 link = self.links.get(conn_id)
-                if link is not None:
-                    self._session_gone(link, peer)
-                    link.close("idle")
+                if link is None:
+                    continue
+                if self.pool.count(peer) == 0:
+                    # The peer's last session stays: keepalive tells us when the peer
+                    # is gone, and "online" keeps meaning reachable. Extra ones go.
+                    self.pool.add(peer, conn_id, now)
+                    continue
+                self._session_gone(link, peer)
+                link.close("idle")
             self.policy.prune(int(time.time() * 1000))

@@ -36,6 +36,7 @@ from enclave.protocol.messages import MAX_BODY_CHARS
 
 MAX_PEER_KEY_BYTES = 64 * 1024
 HISTORY_DEFAULT = 20
+BROADCAST_WAIT = 5.0  # seconds /broadcast waits for copies to go out before reporting
 HISTORY_MAX = 1000
 
 HELP = """\
@@ -142,7 +143,13 @@ class Commands:
         sent = await self.node.broadcast(text)
         for s in sent:
             self.mine[s.rowid] = "queued"
-        self.write(f"Broadcast complete: {len(sent)}/{len(targets)} sent successfully")
+        # "Sent" means handed to a live session with that peer; copies for peers that
+        # are offline wait in the outbox and go when the peer is back.
+        n = await self.node.wait_sent(sent, BROADCAST_WAIT)
+        line = f"Broadcast complete: {n}/{len(targets)} sent successfully"
+        if n < len(targets):
+            line += f" ({len(targets) - n} queued for offline peers)"
+        self.write(line)
 
     async def cmd_peers(self, rest: str) -> None:
         statuses = self.node.peers()
@@ -196,7 +203,10 @@ class Commands:
             raise UserError("usage: /history PEER [N]")
         limit = HISTORY_DEFAULT
         if len(parts) == 2:
-            if not parts[1].isdigit() or not 1 <= int(parts[1]) <= HISTORY_MAX:
+            if (
+                not (parts[1].isascii() and parts[1].isdigit())
+                or not 1 <= int(parts[1]) <= HISTORY_MAX
+            ):
                 raise UserError(f"N must be a whole number from 1 to {HISTORY_MAX}")
             limit = int(parts[1])
         peer = self.node.resolve(parts[0])

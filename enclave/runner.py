@@ -262,6 +262,16 @@ def control_path(home: Path) -> Path:
 
 
 def log(text: str) -> None:
-    """One line on stdout, flushed (headless logs go to a pipe or a journal)."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    """One line on stdout, flushed (headless logs go to a pipe or a journal). A closed
+    pipe (the log reader went away) silences the log; it never stops the node."""
+    global _log_broken
+    if _log_broken:
+        return
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _log_broken = True
+
+
+_log_broken = False

@@ -401,6 +401,16 @@ class Store:
 
     # -- history -------------------------------------------------------------------
 
+    def outbox_rows_in_state(self, rowids: Iterable[int], states: Iterable[str]) -> list[int]:
+        """Which of these outgoing rows are now in one of ``states``."""
+        ids, wanted = list(_rowids(rowids)), tuple(states)
+        if not ids or not wanted:
+            return []
+        marks = ",".join("?" * len(ids))
+        state_marks = ",".join("?" * len(wanted))
+        sql = f"SELECT rowid FROM messages WHERE rowid IN ({marks}) AND state IN ({state_marks})"
+        return [r[0] for r in self._rows(sql, (*ids, *wanted))]
+
     def failed_messages(self, fingerprint: str | None = None) -> list[Message]:
         sql = f"SELECT {_MSG_COLS} FROM messages WHERE state = 'failed'"
         if fingerprint is None:

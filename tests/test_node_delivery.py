@@ -163,3 +163,109 @@ async def test_stop_while_the_disk_is_full_does_not_hang(rsa_keys, tmp_path):
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_far_future_created_time_is_stored_and_nothing_stalls(rsa_keys, tmp_path):
+    """A valid but absurd created_ms (2**64 - 1) is clamped for the store; later
+    messages keep flowing and the node stops promptly."""
+    b = await start(tmp_path / "b", rsa_keys["bob"])
+    b.add_peer(public_pem(rsa_keys["alice"]), "127.0.0.1:9", "alice")
+    rb = Recorder(b)
+    raw = RawPeer(rsa_keys["alice"], b, source="127.0.0.1")
+    try:
+        await raw.handshake()
+        odd = Chat(
+            os.urandom(16),
+            raw.fingerprint,
+            b.identity.fingerprint,
+            2**64 - 1,
+            "from the far future",
+        )
+        raw.send_chats([odd, chat(raw, b, "next", os.urandom(16))])
+        await acked(raw, 1)
+        assert [m.body for m in rb.received()] == ["from the far future", "next"]
+    finally:
+        await raw.close()
+        await asyncio.wait_for(b.stop(), 10)
+
+
+@pytest.mark.asyncio
+async def test_sender_with_a_full_store_is_told_at_once(rsa_keys, tmp_path):
+    from enclave.errors import UserError
+
+    a = await start(tmp_path / "a", rsa_keys["alice"])
+    loop = asyncio.get_running_loop()
+    try:
+        a.add_peer(public_pem(rsa_keys["bob"]), "127.0.0.1:9", "bob")
+
+        def full():
+            pages = a.store._db.execute("PRAGMA page_count").fetchone()[0]
+            a.store._db.execute(f"PRAGMA max_page_count = {pages}")
+
+        await loop.run_in_executor(a.delivery._writer, full)
+        with pytest.raises(UserError, match="refuses writes"):
+            for k in range(200):
+                await asyncio.wait_for(a.send("bob", f"{k} " + "z" * 400), 10)
+    finally:
+        await asyncio.wait_for(a.stop(), 10)
+
+
+@pytest.mark.asyncio
+async def test_stop_leaves_no_dialing_or_links_behind(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    introduce(a, b, ka, kb)
+    ra = Recorder(a)
+    await a.send("bob", "one")
+    await ra.until(lambda r: r.states("delivered"))
+    await b.stop()
+    await a.send("bob", "two, while bob is away")
+    sessions = a.sessions
+    await asyncio.wait_for(a.stop(), 10)
+    await asyncio.sleep(0)
+    assert sessions._dialing == {} and sessions.links == {}
+
+
+@pytest.mark.asyncio
+async def test_a_failing_subscriber_does_not_break_the_node(rsa_keys, tmp_path):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    try:
+        introduce(a, b, ka, kb)
+
+        def broken(event):
+            raise BrokenPipeError("the log reader went away")
+
+        a.subscribe(broken)
+        b.subscribe(broken)
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send("bob", "still delivered")
+        await ra.until(lambda r: r.states("delivered"))
+        assert [m.body for m in rb.received()] == ["still delivered"]
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_idle_expiry_keeps_the_last_session_and_the_peer_online(rsa_keys, tmp_path):
+    from enclave.node_events import PeerOffline
+    from enclave.settings import Settings
+
+    quick = Settings(idle_timeout=0.5)
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka, quick), await start(tmp_path / "b", kb, quick)
+    try:
+        introduce(a, b, ka, kb)
+        ra = Recorder(a)
+        await a.send("bob", "hi")
+        await ra.until(lambda r: r.states("delivered"))
+        # An observation window, not synchronisation: the once-a-second expiry runs a
+        # few times, and no PeerOffline may appear meanwhile.
+        await asyncio.sleep(2.5)
+        assert not any(isinstance(e, PeerOffline) for e in ra.events)
+        assert a.sessions.online(bytes.fromhex(b.fingerprint))
+    finally:
+        await a.stop()
+        await b.stop()

@@ -190,7 +190,8 @@ async def test_broadcast_to_two_peers_reports_two_of_two(rsa_keys, tmp_path):
         rb, rc = Recorder(b), Recorder(c)
         async with repl(a, tmp_path) as r:
             out = await r.run("/broadcast Team meeting in 5 minutes!", "Broadcast complete")
-            assert "Broadcasting to 2 peer(s)...\nBroadcast complete: 2/2 sent successfully" in out
+            begun = out.index("Broadcasting to 2 peer(s)...")
+            assert out.index("Broadcast complete: 2/2 sent successfully") > begun
             await r.screen.until("delivered", count=2)
         for rec in (rb, rc):
             await rec.until(
@@ -448,7 +449,7 @@ async def test_tab_completion_of_commands_and_peers(pair):
     a, b = pair
     assert _complete(a, "/b") == ["/broadcast "]
     assert "/history " in _complete(a, "/h") and "/help " in _complete(a, "/h")
-    assert _complete(a, "/send b") == ["bob "]
+    assert _complete(a, "/send bo") == ["bob "]  # "bo" is no hex prefix: only the name
     assert _complete(a, f"/verify {b.fingerprint[:3]}") == [b.fingerprint[:16] + " "]
     assert _complete(a, "/send bob hel") == []
     assert _complete(a, "/peers x") == []
@@ -511,3 +512,21 @@ async def test_control_socket_sends_and_reports_delivery(pair, tmp_path):
     finally:
         server.close()
     assert [m.body for m in a.history("bob")] == ["hi"]
+
+
+@pytest.mark.asyncio
+async def test_broadcast_counts_only_copies_that_went_out(rsa_keys, tmp_path, monkeypatch):
+    """An offline peer's copy waits in the outbox; the count says so."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    try:
+        introduce(a, b, ka, kb)
+        await b.stop()
+        from enclave import repl_commands
+
+        monkeypatch.setattr(repl_commands, "BROADCAST_WAIT", 0.5)  # it cannot go out: don't wait
+        async with repl(a, tmp_path) as r:
+            out = await r.run("/broadcast anyone there?", "Broadcast complete")
+            assert "Broadcast complete: 0/1 sent successfully (1 queued for offline peers)" in out
+    finally:
+        await a.stop()
