@@ -226,6 +226,7 @@ class Node:
             "handshakes": s.stats["handshakes"],
             "refused": s.stats["refused"],
             "writes": s.stats["writes"],
+            "bytes_in": s.stats["bytes_in"],
             "bytes_out": s.stats["bytes_out"],
             "crypto_jobs": s.stats["crypto_jobs"],
             "closed": dict(s.stats["closed"]),

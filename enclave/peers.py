@@ -153,6 +153,7 @@ class Sessions:
             "refused": 0,
             "closed": {},
             "writes": 0,
+            "bytes_in": 0,
             "bytes_out": 0,
             "crypto_jobs": 0,
         }
@@ -325,6 +326,9 @@ class Sessions:
         self.delivery.session_down(link)
         if not self.online(peer):
             self.publish(PeerOffline(peer.hex()))
+
+    def read(self, nbytes: int) -> None:
+        self.stats["bytes_in"] += nbytes
 
     def wrote(self, nbytes: int) -> None:
         stats = self.stats

@@ -255,7 +255,7 @@ class Commands:
 
     async def cmd_stats(self, rest: str) -> None:
         stats = self.node.stats()
-        lines = []
+        lines = [f"  {line}" for line in self._rates(stats)]
         for key, value in stats.items():
             if key == "uptime":
                 value = f"{value:.0f} s"
@@ -263,6 +263,22 @@ class Commands:
                 value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
             lines.append(f"  {key}: {value}")
         self.write("Node statistics:\n" + "\n".join(lines))
+
+    def _rates(self, stats: dict) -> list[str]:
+        """Messages and bytes per second since the previous /stats (or the start)."""
+        now = stats["uptime"]
+        then, before = getattr(self, "_last_stats", (0.0, {}))
+        self._last_stats = (now, stats)
+        span = max(now - then, 1e-9)
+
+        def rate(key: str) -> float:
+            return (stats.get(key, 0) - before.get(key, 0)) / span
+
+        return [
+            f"over the last {span:.0f} s: {rate('rows_in'):.0f} msg/s in, "
+            f"{rate('rows_out'):.0f} msg/s out, {rate('bytes_in'):.0f} B/s in, "
+            f"{rate('bytes_out'):.0f} B/s out"
+        ]
 
     async def cmd_help(self, rest: str) -> None:
         self.write(HELP)

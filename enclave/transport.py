@@ -81,6 +81,7 @@ class Link(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        self.hub.read(len(data))
         if self.conn is not None:
             self.handle(self.conn.receive_data(data, time.time()))
 

@@ -391,6 +391,7 @@ async def test_stats_help_and_unknown_input(alone, tmp_path):
     async with repl(alone, tmp_path) as r:
         out = await r.run("/stats", "uptime")
         assert out.startswith("Node statistics:") and "queued: 0" in out
+        assert "msg/s in" in out and "B/s out" in out and "sessions: 0" in out
         out = await r.run("/help", "/quit")
         for command in ("/send", "/broadcast", "/peers", "/add", "/history", "/verify", "/retry"):
             assert command in out
