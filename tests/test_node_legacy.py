@@ -90,8 +90,13 @@ async def test_v1_send_to_a_peer_marked_v1_is_read_by_a_seed_receiver(rsa_keys, 
 
 
 @pytest.mark.asyncio
-async def test_v2_capable_peer_is_never_sent_v1(rsa_keys, tmp_path):
-    """The peer's listener answers every connection with a reset: Enclave keeps
+@pytest.mark.parametrize(
+    "answer",
+    [None, b"ENC2\x7f\x01\x00\x00", b"ENC2\x7f\x03\x00\x00"],
+    ids=["reset", "alert-generic", "alert-busy"],
+)
+async def test_v2_capable_peer_is_never_sent_v1(rsa_keys, tmp_path, answer):
+    """The peer answers every handshake with a reset or an ALERT: Enclave keeps
     trying v2 and the message stays queued; no v1 envelope is ever written."""
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     seen: list[bytes] = []
@@ -99,8 +104,14 @@ async def test_v2_capable_peer_is_never_sent_v1(rsa_keys, tmp_path):
 
     async def refuse(reader, writer):
         seen.append(await reader.read(4 + 4))
-        attempts.set()
-        writer.transport.abort()
+        if len(seen) >= 2:  # a retry happened too: still v2
+            attempts.set()
+        if answer is not None:
+            writer.write(seed_client.frame(answer))
+            await writer.drain()
+            writer.close()
+        else:
+            writer.transport.abort()
 
     server = await asyncio.start_server(refuse, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
