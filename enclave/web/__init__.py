@@ -122,7 +122,9 @@ def _announce(host: str, port: int, token: str) -> None:
             flush=True,
         )
     print(f"Enclave web page: http://{_show(shown, port)}/#token={token}", flush=True)
-    print("Open that address in your browser; keep it private, it is this launch's key.", flush=True)
+    print(
+        "Open that address in your browser; keep it private, it is this launch's key.", flush=True
+    )
 
 
 def _show(host: str, port: int) -> str:

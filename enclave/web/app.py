@@ -100,7 +100,9 @@ def _guard_requests(app: Quart, guard: security.Guard) -> None:
         if request.path.startswith("/api/") and not guard.bearer_ok(
             request.headers.get("Authorization")
         ):
-            raise ApiError(401, "the launch token is missing or wrong; open the address Enclave printed")
+            raise ApiError(
+                401, "the launch token is missing or wrong; open the address Enclave printed"
+            )
 
     @app.before_websocket
     async def check_websocket():
