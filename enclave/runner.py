@@ -1,10 +1,11 @@
-"""Starting a node for a face (the REPL, headless mode, later the web page).
+"""Starting a node for a face (the REPL, headless mode, the web page).
 
 Rules:
 - Everything that can go wrong before the network is up is checked first, in this
   order: the settings (``enclave.toml`` and ``--set``), the identity (password prompt,
   ``ENCLAVE_PASSWORD`` or ``--password-file``), then the port. Each failure is a
-  ``UserError`` the CLI prints as one line with a non-zero exit.
+  ``UserError`` the CLI prints as one line with a non-zero exit. (The web page may
+  start without the identity: its page unlocks it, then calls ``start_node``.)
 - uvloop is chosen here, once, at the entry point; nothing below imports it.
 - SIGTERM, SIGHUP and (headless) SIGINT end the face; then the node
   stops cleanly (sessions closed, pending commits written). Queued messages stay in

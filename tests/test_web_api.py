@@ -427,3 +427,16 @@ async def test_a_locked_identity_unlocks_from_the_page(rsa_keys, tmp_path, caplo
         assert (status, body) == (200, {"state": "ready"})
         assert (await call(client, "GET", "/api/peers"))[1] == {"peers": []}
     assert PASSWORD not in caplog.text and "guess" not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_page_that_falls_behind_is_told_to_resync(tmp_path):
+    backend = Backend(tmp_path / "h", _no_starter)
+    client = make_app(backend).test_client()
+    async with socket(client) as ws:
+        assert json.loads(await ws.receive())["type"] == "hello"
+        for k in range(1500):  # more than a page's queue holds, with no chance to send
+            backend.announce({"type": "peers", "n": k})
+        assert json.loads(await ws.receive()) == {"type": "resync"}
+        backend.announce({"type": "peers", "n": "after"})
+        assert json.loads(await ws.receive()) == {"type": "peers", "n": "after"}

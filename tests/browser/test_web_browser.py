@@ -8,11 +8,14 @@ of peer. Tests run in file order on the same nodes, as one person's session woul
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from nodes import public_pem, small_key
 from playwright.sync_api import expect
-from webnodes import WebNode, free_port
+from webnodes import PASSWORD, WebNode, add_failed_message, free_port
+
+from enclave import keys
 
 XSS = "<img src=x onerror=alert(1)>"
 WAIT = 30_000  # ms; an upper bound for things that happen in well under a second
@@ -30,7 +33,16 @@ def nodes(rsa_keys, tmp_path_factory):
         a.add_peer(b, b.name)
         b.add_peer(a, a.name)
     alice.add_peer(None, "dave", key=rsa_keys["mallory"], port=free_port())
-    alice.add_peer(None, "erin", key=small_key(), port=free_port(), legacy=True)
+    erin = small_key()
+    alice.add_peer(None, "erin", key=erin, port=free_port(), legacy=True)
+    yesterday = int((time.time() - 86400) * 1000)
+    add_failed_message(
+        alice.home,
+        keys.fingerprint(erin.public_key()),
+        "Erin, are you still on the old client?",
+        "legacy peer unreachable for 5 minutes; resend it if you wish",
+        yesterday,
+    )
     started = []
     try:
         for node in (alice, bob, carol):
@@ -51,6 +63,10 @@ class Watch:
         page.on("dialog", self._dialog)
         page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def script_errors(self) -> list[str]:
+        """Console errors other than the 4xx answers the page handles (a wrong password)."""
+        return [e for e in self.errors if not e.startswith("Failed to load resource")]
 
     def _dialog(self, dialog) -> None:
         self.dialogs.append(dialog.message)
@@ -180,6 +196,19 @@ def test_offline_peers_keep_messages_queued_and_legacy_is_marked(pages):
     expect(peer(alice, "erin").locator(".tag-legacy")).to_have_text("legacy v1")
 
 
+def test_a_failed_message_shows_its_reason_and_retries(pages, shots):
+    alice = pages["alice"]
+    open_chat(alice, "erin")
+    failed = bubble(alice, "out", "old client")
+    expect(failed).to_have_attribute("data-state", "failed")
+    expect(failed.locator(".fail")).to_contain_text("Not delivered: legacy peer unreachable")
+    expect(alice.locator("#message-list .day").first).to_have_text("Yesterday")
+    alice.screenshot(path=shots / "chat-failed.png")
+    failed.locator(".fail button").click()
+    expect(failed).to_have_attribute("data-state", "queued", timeout=WAIT)
+    expect(failed.locator(".fail")).to_have_count(0)
+
+
 def test_verify_dialog_marks_a_peer_verified(pages):
     alice = pages["alice"]
     open_chat(alice, "bob")
@@ -214,6 +243,37 @@ def test_add_peer_dialog_and_search(pages):
     expect(alice.locator("#peer-list .peer")).to_have_count(5)
 
 
+def test_history_pages_in_as_the_user_scrolls_up(pages, nodes):
+    alice, carol = pages["alice"], pages["carol"]
+    alice.evaluate(
+        """async ([peer, n]) => {
+            const token = sessionStorage.getItem("enclave-token");
+            for (let i = 0; i < n; i++) {
+                const r = await fetch("/api/send", {method: "POST", body: JSON.stringify({peer, text: `bulk message ${i}`}),
+                    headers: {"Authorization": `Bearer ${token}`, "Content-Type": "application/json"}});
+                if (!r.ok) throw new Error(await r.text());
+            }
+        }""",
+        [nodes["carol"].fingerprint, 120],
+    )
+    expect(peer(carol, "alice")).to_contain_text("bulk message 119", timeout=WAIT)
+    carol.reload()
+    open_chat(carol, "alice")
+    messages = carol.locator("#message-list .msg")
+    expect(bubble(carol, "in", "bulk message 119")).to_be_visible()
+    assert messages.count() == 50
+    oldest = bubble(carol, "in", re.compile("^bulk message 0$"))
+    for _ in range(10):  # bounded: 120 messages and a few more, 50 a page
+        if oldest.count():
+            break
+        before = messages.count()
+        carol.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+        expect(messages).not_to_have_count(before, timeout=WAIT)
+    expect(oldest).to_have_count(1)
+    expect(bubble(carol, "in", "release at 5 pm")).to_have_count(1)
+    assert messages.count() == 122  # the broadcast, the bulk, and no message twice
+
+
 def no_toasts(page) -> None:
     """Toasts fade by themselves; a screenshot waits for them to go."""
     expect(page.locator(".toast")).to_have_count(0, timeout=WAIT)
@@ -242,6 +302,31 @@ def test_screenshots_of_the_chat(pages, shots):
     alice.set_viewport_size(DESKTOP)
     for page in pages.values():
         assert [e for e in page.watch.errors if "Content Security Policy" in e] == []
+
+
+def test_a_locked_identity_unlocks_in_the_page(browser, rsa_keys, tmp_path, shots):
+    node = WebNode("locked", tmp_path / "home", key=rsa_keys["mallory"])
+    node.start(unlock=False)
+    try:
+        page = browser.new_context(viewport=DESKTOP).new_page()
+        watch = Watch(page)
+        page.goto(node.url)
+        expect(page.locator("#unlock-form")).to_be_visible(timeout=WAIT)
+        page.locator("#unlock-password").fill("not the password")
+        page.locator("#unlock-form button[type=submit]").click()
+        expect(page.locator("#gate-error")).to_contain_text("wrong password", timeout=WAIT)
+        page.screenshot(path=shots / "unlock.png")
+        page.locator("#unlock-password").fill(PASSWORD)
+        page.locator("#unlock-form button[type=submit]").click()
+        expect(page.locator("#app")).to_be_visible(timeout=WAIT)
+        expect(page.locator("#me-fp")).to_contain_text(node.fingerprint[:4])
+        assert PASSWORD not in "".join(node.output) and "not the password" not in "".join(
+            node.output
+        )
+        assert watch.dialogs == [] and watch.script_errors() == []
+        page.context.close()
+    finally:
+        node.stop()
 
 
 def test_first_run_creates_an_identity(browser, tmp_path, shots):

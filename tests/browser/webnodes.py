@@ -57,9 +57,14 @@ class WebNode:
             argv += ["--protocol", "v1"]
         assert cli.main(argv) == 0
 
-    def start(self) -> str:
+    @property
+    def fingerprint(self) -> str:
+        return keys.fingerprint(self.key.public_key())
+
+    def start(self, *, unlock: bool = True) -> str:
+        """Start the process; with ``unlock`` and a key, ENCLAVE_PASSWORD unlocks it."""
         env = {k: v for k, v in os.environ.items() if k != "ENCLAVE_PASSWORD"}
-        if self.key is not None:
+        if self.key is not None and unlock:
             env["ENCLAVE_PASSWORD"] = PASSWORD
         argv = [sys.executable, "-m", "enclave", "--web", "--home", str(self.home)]
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
@@ -97,6 +102,15 @@ class WebNode:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def add_failed_message(home_dir: Path, peer_fp: str, body: str, reason: str, created_ms: int):
+    """A message that already failed, as the store keeps one (the node is not running)."""
+    from enclave.store import Store
+
+    with Store.open(home_dir / "enclave.db") as store:
+        (rowid,) = store.enqueue_outgoing([(peer_fp, os.urandom(16), body, created_ms)])
+        store.mark_failed([rowid], reason)
 
 
 def _pem_file(folder: Path, name: str, key) -> Path:

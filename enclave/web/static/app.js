@@ -171,12 +171,26 @@
       onEvent(event);
     });
     socket.addEventListener("close", () => {
-      if (state.socket !== socket) return;
+      if (state.socket !== socket || !sessionStorage.getItem("enclave-token")) return;
       state.socket = null;
       if (state.everConnected) show($("conn-banner"), true);
       const delay = Math.min(10000, 500 * 2 ** state.socketTries++);
+      if (state.socketTries > 2) checkToken();
       setTimeout(connect, delay);
     });
+  }
+
+  // A restarted Enclave has a new token: say so instead of reconnecting for ever.
+  async function checkToken() {
+    try {
+      await api("GET", "/api/state");
+    } catch (err) {
+      if (err.status === 401) {
+        sessionStorage.removeItem("enclave-token");
+        state.ready = false;
+        gate("token", "Enclave was restarted, so this address's key no longer works. Open the address it printed this time.");
+      }
+    }
   }
 
   function sendSocket(message) {
