@@ -85,6 +85,9 @@ async def serve(home, config, args, identity, sock: socket.socket) -> int:
         guard = security.Guard(security.new_token(), port, args.web_host)
         app = create_app(backend, guard)
         _announce(args.web_host, port, guard.token)
+        if backend.state != "ready":
+            what = "create your identity" if backend.state == "setup" else "unlock your identity"
+            print(f"No node runs yet: {what} on that page.", flush=True)
         await hypercorn_serve(app, _hypercorn_config(sock), shutdown_trigger=stop.wait)
         return 0
     finally:

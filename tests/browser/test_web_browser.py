@@ -209,7 +209,7 @@ def test_a_failed_message_shows_its_reason_and_retries(pages, shots):
     expect(failed.locator(".fail")).to_have_count(0)
 
 
-def test_verify_dialog_marks_a_peer_verified(pages):
+def test_verify_dialog_marks_a_peer_verified(pages, shots):
     alice = pages["alice"]
     open_chat(alice, "bob")
     alice.locator("#btn-verify").click()
@@ -217,17 +217,19 @@ def test_verify_dialog_marks_a_peer_verified(pages):
     expect(dialog).to_be_visible()
     expect(dialog.locator("#verify-theirs span")).to_have_count(16)
     expect(dialog.locator("#verify-mine span")).to_have_count(16)
+    alice.screenshot(path=shots / "verify.png")
     dialog.locator("#btn-mark-verified").click()
     expect(peer(alice, "bob").locator(".badge-verified")).to_be_visible(timeout=WAIT)
     expect(alice.locator("#chat-badges .badge-verified")).to_be_visible()
 
 
-def test_add_peer_dialog_and_search(pages):
+def test_add_peer_dialog_and_search(pages, shots):
     alice = pages["alice"]
     alice.locator("#btn-add").click()
     alice.locator("#add-key").fill(public_pem(small_key()))
     alice.locator("#add-address").fill(f"127.0.0.1:{free_port()}")
     alice.locator("#add-name").fill("frank")
+    alice.screenshot(path=shots / "add-peer.png")
     alice.locator("#add-form button[type=submit]").click()
     expect(alice.locator("#chat-name")).to_have_text("frank", timeout=WAIT)
     expect(peer(alice, "frank")).to_be_visible()
