@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from nodes import public_pem, small_key
@@ -181,6 +182,7 @@ def test_broadcast_reaches_both_peers(pages):
     )
     send(carol, "Great news, thanks Alice!")
     expect(peer(alice, "carol").locator(".unread")).to_have_text("1", timeout=WAIT)
+    expect(alice.locator(".toast", has_text="Great news")).to_contain_text("carol")
 
 
 def test_offline_peers_keep_messages_queued_and_legacy_is_marked(pages):
@@ -281,7 +283,7 @@ def no_toasts(page) -> None:
     expect(page.locator(".toast")).to_have_count(0, timeout=WAIT)
 
 
-def test_screenshots_of_the_chat(pages, shots):
+def test_screenshots_of_the_chat_and_key_sharing(pages, nodes, shots):
     alice, bob = pages["alice"], pages["bob"]
     open_chat(alice, "bob")
     no_toasts(alice)
@@ -293,6 +295,14 @@ def test_screenshots_of_the_chat(pages, shots):
     alice.locator("#btn-share").click()
     expect(alice.locator("#dlg-share")).to_be_visible()
     alice.screenshot(path=shots / "share-key.png")
+    with alice.expect_download() as download:
+        alice.locator("#btn-download").click()
+    pem = Path(download.value.path()).read_text()
+    assert pem == public_pem(nodes["alice"].key)
+    alice.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    alice.locator("#btn-copy-key").click()
+    expect(alice.locator(".toast", has_text="Public key copied")).to_be_visible()
+    assert alice.evaluate("() => navigator.clipboard.readText()") == pem
     alice.keyboard.press("Escape")
     alice.set_viewport_size(PHONE)
     alice.locator("#btn-back").click()
