@@ -39,6 +39,7 @@ from .events import (
     TypingChanged,
 )
 from .messages import (
+    _FIELDS,
     MAX_BATCH,
     Ack,
     Chat,
@@ -47,7 +48,8 @@ from .messages import (
     Typing,
     _chat_fields,
     decode_batch,
-    encode_batch,
+    encode_fields,
+    outgoing_chat_fields,
 )
 from .policy import Policy
 from .records import APP, CLOSE, KEY_UPDATE, MAX_RECORD, RecordReceiver, RecordSender
@@ -269,15 +271,28 @@ class Connection:
         """Queue Chats for the next ``data_to_send``; returns the session index of the
         first one (indices are consecutive; acks refer to them)."""
         self._require_established()
-        chats = list(chats)
         own, peer = self.identity.fingerprint, self.peer
+        fields = []
         for chat in chats:  # refuse here what the peer would refuse (and close) there
-            _chat_fields(chat)
+            fields.append(_chat_fields(chat))
             if chat.sender != own or chat.recipient != peer:
                 raise UsageError("a Chat on this session must be from us and to its peer")
+        return self._queue_chats(fields)
+
+    def send_outgoing(self, items) -> int:
+        """``send_chats`` for our own messages given as objects with ``id``,
+        ``created_ms`` and ``body`` (the outbox's rows): no Chat is built for them."""
+        self._require_established()
+        own, peer = self.identity.fingerprint, self.peer
+        return self._queue_chats(
+            [outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body) for o in items]
+        )
+
+    def _queue_chats(self, fields: list) -> int:
+        # Pending chats are kept as checked field lists, so a flush encodes them as is.
         first = self._chats_sent
-        self._pending.extend(chats)
-        self._chats_sent += len(chats)
+        self._pending.extend(fields)
+        self._chats_sent += len(fields)
         return first
 
     def ack(self, upto: int) -> None:
@@ -671,12 +686,16 @@ class Connection:
         bodies = []
         start, size = 0, 0
         for i, msg in enumerate(pending):
-            size += 120 + (4 * len(msg.body) if type(msg) is Chat else 0)
+            if type(msg) is list:  # a Chat's checked fields (see _queue_chats)
+                size += 120 + 4 * len(msg[5])
+            else:
+                pending[i] = _FIELDS[type(msg)](msg)
+                size += 120
             if i - start + 1 == MAX_BATCH or size >= _BATCH_BYTES:
-                bodies.append(encode_batch(pending[start : i + 1]))
+                bodies.append(encode_fields(pending[start : i + 1]))
                 start, size = i + 1, 0
         if start < len(pending):
-            bodies.append(encode_batch(pending[start:]))
+            bodies.append(encode_fields(pending[start:]))
         self._out.append(self._tx.seal_many(APP, bodies, now))
 
     def _require_established(self) -> None:
