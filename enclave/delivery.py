@@ -1,9 +1,13 @@
 """Message fate: the outbox, dispatch onto sessions, acks, dedupe, group commits.
 
 Rules:
-- A message gets its 16-byte ID once, in ``send``. It is committed to the outbox
-  before it is dispatched, and it leaves the outbox only when that recipient acks it
-  (or the user gives up on it): delivered exactly once in effect, never silently lost.
+- A message gets its 16-byte ID and its rowid once, in ``submit``. It goes to its
+  link at once, while its outbox row is being committed (latency: the sender's commit
+  is off the path); it is reported queued only once that row is committed, and
+  delivered only once the recipient acked it AND a commit after its own marked it so.
+  It leaves the outbox only when that recipient acks it (or the user gives up on it):
+  delivered exactly once in effect, never silently lost once reported queued. A v1
+  (legacy) recipient gets its envelope only after the commit.
 - For each peer at most one link carries unacked messages at a time (the "carrier"),
   so the receiver gets them in outbox order. When a carrier dies, its unacked
   messages go back to the front of the queue and go out again on the next session.
@@ -45,15 +49,20 @@ INT64_MAX = (1 << 63) - 1  # SQLite's largest integer; created_ms is display-onl
 class Out:
     """An outgoing message held in memory while it is owed to its recipient."""
 
-    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent")
+    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken")
 
-    def __init__(self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int) -> None:
+    def __init__(
+        self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int, durable: bool = True
+    ) -> None:
         self.rowid = rowid
         self.peer = peer
         self.id = id
         self.body = body
         self.created_ms = created_ms
-        self.sent = False  # "sent" is announced once, not again on every resend
+        self.sent = False  # handed to a link; "sent" is announced once, not on every resend
+        self.durable = durable  # its outbox row is committed
+        self.listed = durable  # in its peer's queue (or carried)
+        self.taken = durable  # its enqueue is in a commit already running (or done)
 
 
 class Carried:
@@ -100,6 +109,7 @@ class Delivery:
         # "delivered" and "failed" are always published.
         self.progress = lambda: True
         self.announced: set[int] = set()  # rowids announced "sent", not yet delivered
+        self._dispatching: set[bytes] = set()  # peers with a dispatch scheduled
         self.queues: dict[bytes, deque[Out]] = {}
         self.carriers: dict[bytes, object] = {}
         self.ring = ReplayRing(ring_capacity)
@@ -156,9 +166,10 @@ class Delivery:
         """Queue one message; the future gives its ``Out`` once it is durable."""
         created = int(time.time() * 1000) if created_ms is None else created_ms
         fut = asyncio.get_running_loop().create_future()
-        out = Out(self.store.reserve_rowid(), peer, os.urandom(16), body, created)
+        out = Out(self.store.reserve_rowid(), peer, os.urandom(16), body, created, False)
         self._next.enqueue.append((out, fut))
         self._wake.set()
+        self._list_early(peer, (out,))
         return fut
 
     def submit_many(self, peer: bytes, bodies, created_ms: int | None = None) -> asyncio.Future:
@@ -169,7 +180,7 @@ class Delivery:
         fut = asyncio.get_running_loop().create_future()
         reserve, ids = self.store.reserve_rowid, os.urandom(16 * len(bodies))
         outs = [
-            Out(reserve(), peer, ids[16 * i : 16 * i + 16], body, created)
+            Out(reserve(), peer, ids[16 * i : 16 * i + 16], body, created, False)
             for i, body in enumerate(bodies)
         ]
         entries = [(o, None) for o in outs]
@@ -179,7 +190,27 @@ class Delivery:
             fut.set_result([])
         self._next.enqueue.extend(entries)
         self._wake.set()
+        self._list_early(peer, outs)
         return fut
+
+    def _list_early(self, peer: bytes, outs) -> None:
+        """Queue new messages for their link before their commit (see the rules); one
+        dispatch per peer per loop iteration takes whole bursts at once."""
+        if self.sessions.legacy_target(peer) is not None:
+            return  # v1 envelopes go out only after the commit (``_enqueued``)
+        queue = self.queues.get(peer)
+        if queue is None:
+            queue = self.queues[peer] = deque()
+        for o in outs:
+            o.listed = True
+        queue.extend(outs)
+        if peer not in self._dispatching:
+            self._dispatching.add(peer)
+            asyncio.get_running_loop().call_soon(self._dispatch_soon, peer)
+
+    def _dispatch_soon(self, peer: bytes) -> None:
+        self._dispatching.discard(peer)
+        self.dispatch(peer)
 
     def dispatch(self, peer: bytes) -> None:
         queue = self.queues.get(peer)
@@ -232,6 +263,8 @@ class Delivery:
         for o in outs:
             if not o.sent:
                 o.sent = True
+                if not o.durable:
+                    continue  # announced after "queued", in _enqueued
                 announced.add(o.rowid)
                 if progress:
                     peer_hex = peer_hex or peer.hex()
@@ -318,6 +351,20 @@ class Delivery:
         batch, rest = self._next, _Batch()
         if len(batch.enqueue) > cap:
             batch.enqueue, rest.enqueue = batch.enqueue[:cap], batch.enqueue[cap:]
+        for o, _ in batch.enqueue:
+            o.taken = True
+        # An ack may come back before its message's row is in a commit: such rows wait
+        # for a later commit (acked rows are a prefix per peer, taken ones too).
+        for peer, outs in list(batch.delivered.items()):
+            k = len(outs)
+            while k and not outs[k - 1].taken:
+                k -= 1
+            if k < len(outs):
+                rest.delivered[peer] = outs[k:]
+                if k:
+                    batch.delivered[peer] = outs[:k]
+                else:
+                    del batch.delivered[peer]
         count, k = 0, 0
         while k < len(batch.incoming) and count < cap:
             count += len(batch.incoming[k][1])
@@ -391,17 +438,24 @@ class Delivery:
 
     def _enqueued(self, entries) -> None:
         touched = set()
-        queues, progress = self.queues, self.progress()
+        queues, progress, announced = self.queues, self.progress(), self.announced
         for o, fut in entries:
-            queue = queues.get(o.peer)
-            if queue is None:
-                queue = queues[o.peer] = deque()
-            queue.append(o)
-            touched.add(o.peer)
+            o.durable = True
+            if not o.listed:
+                o.listed = True
+                queue = queues.get(o.peer)
+                if queue is None:
+                    queue = queues[o.peer] = deque()
+                queue.append(o)
+                touched.add(o.peer)
             if fut is not None and not fut.done():
                 fut.set_result(o if type(fut) is not _Many else fut.outs)
             if progress:
                 self.publish(DeliveryChanged(o.peer.hex(), o.rowid, o.id, "queued"))
+            if o.sent:  # it went out while its row was being committed
+                announced.add(o.rowid)
+                if progress:
+                    self.publish(DeliveryChanged(o.peer.hex(), o.rowid, o.id, "sent"))
         self.stats["rows_out"] += len(entries)
         loop = asyncio.get_running_loop()
         for peer in touched:  # after the senders hear "queued"
@@ -421,12 +475,26 @@ class Delivery:
             self.stats["rows_in"] += len(chats)
             self.sessions.stored(link, upto)
 
+    def _unlist(self, o: Out) -> None:
+        queue = self.queues.get(o.peer)
+        try:
+            queue.remove(o)
+        except (AttributeError, ValueError):
+            pass  # not there (anymore)
+
     def _stalled(self, batch: _Batch, err: Exception) -> None:
         first = self._store_error is None
         self._store_error = err
         # New messages cannot be queued durably: say so to whoever is waiting on them
         # (nothing was promised yet) instead of keeping them waiting indefinitely.
-        refused, self._next.enqueue = self._next.enqueue, []
+        # Messages already handed to a link stay and are retried: the peer may have them.
+        waiting = self._next.enqueue
+        self._next.enqueue = [(o, fut) for o, fut in waiting if o.sent]
+        refused = [(o, fut) for o, fut in waiting if not o.sent]
+        for o, _ in refused:
+            if o.listed:  # waiting in its queue, not yet sent: it goes no further
+                o.listed = False
+                self._unlist(o)
         for _, fut in refused:
             if fut is not None and not fut.done():
                 fut.set_exception(

@@ -352,6 +352,8 @@ class Store:
         with self._tx() as db:
             flags = self._insert_incoming(db, ins) if ins else []
             if out:
+                if len({(r[1], r[2]) for r in out}) < len(out):  # a caller's bug: say so
+                    raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
                 self._insert_outgoing(db, out)
             for fp, rowids in delivered:
                 self._delivered(db, fp, rowids, now_ms)
@@ -365,7 +367,7 @@ class Store:
         db.executemany(
             "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
             " state, legacy) VALUES (?, ?, 'in', ?, ?, ?, ?, 'received', ?)"
-            " ON CONFLICT (peer, direction, id) DO NOTHING",
+            " ON CONFLICT (peer, id) WHERE direction = 'in' DO NOTHING",
             params,
         )
         # A duplicate (stored before, or earlier in this batch) was not inserted.

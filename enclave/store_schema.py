@@ -143,8 +143,7 @@ _V2_TABLES = (
         state        TEXT NOT NULL,
         delivered_ms INTEGER,
         reason       TEXT,
-        legacy       INTEGER NOT NULL DEFAULT 0,
-        UNIQUE (peer, direction, id)
+        legacy       INTEGER NOT NULL DEFAULT 0
     )""",
     """CREATE TABLE outbox2 (
         seq     INTEGER PRIMARY KEY,
@@ -176,6 +175,9 @@ _V2_SWAP = (
     "ALTER TABLE outbox2 RENAME TO outbox",
     "CREATE INDEX messages_by_peer ON messages (peer)",  # history pages (rowid is implied)
     "CREATE INDEX messages_failed ON messages (state) WHERE state = 'failed'",
+    # Dedupe of what peers send us. Our own IDs are 16 random bytes (or a fresh v1 UUID):
+    # an index over them would cost every outgoing row and catch nothing.
+    "CREATE UNIQUE INDEX messages_in_id ON messages (peer, id) WHERE direction = 'in'",
 )
 
 MIGRATIONS: list[Migration] = [

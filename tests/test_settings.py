@@ -349,7 +349,10 @@ def test_store_sync_is_a_word_from_the_file_or_a_flag(tmp_path):
     write(tmp_path, 'store_sync = "normal"\n')
     assert load(tmp_path).store_sync == "normal"
     assert load(tmp_path, overrides_from(parse("--set", "store_sync=full"))).store_sync == "full"
-    assert 'store_sync="full"' in load(tmp_path, overrides_from(parse("--set", "store_sync=full"))).summary()
+    assert (
+        'store_sync="full"'
+        in load(tmp_path, overrides_from(parse("--set", "store_sync=full"))).summary()
+    )
     write(tmp_path, 'store_sync = "off"\n')
     assert 'store_sync = "off": expected one of "full", "normal"' in one_line_error(tmp_path)
     write(tmp_path, "store_sync = 1\n")
