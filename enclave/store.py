@@ -367,7 +367,7 @@ class Store:
         db.executemany(
             "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
             " state, legacy) VALUES (?, ?, 'in', ?, ?, ?, ?, 'received', ?)"
-            " ON CONFLICT (peer, id) WHERE direction = 'in' DO NOTHING",
+            " ON CONFLICT (peer, created_ms, id) WHERE direction = 'in' DO NOTHING",
             params,
         )
         # A duplicate (stored before, or earlier in this batch) was not inserted.

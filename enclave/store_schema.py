@@ -175,9 +175,13 @@ _V2_SWAP = (
     "ALTER TABLE outbox2 RENAME TO outbox",
     "CREATE INDEX messages_by_peer ON messages (peer)",  # history pages (rowid is implied)
     "CREATE INDEX messages_failed ON messages (state) WHERE state = 'failed'",
-    # Dedupe of what peers send us. Our own IDs are 16 random bytes (or a fresh v1 UUID):
-    # an index over them would cost every outgoing row and catch nothing.
-    "CREATE UNIQUE INDEX messages_in_id ON messages (peer, id) WHERE direction = 'in'",
+    # Dedupe of what peers send us: a resend carries the same created_ms and id. Keyed
+    # by time first, so new entries land at the index's right edge: keyed by the random
+    # id, each row of a commit dirtied its own index page once the index outgrew the
+    # cache (a 4 KiB WAL page per message). A peer that reuses an id with another time
+    # sends a new message, as it could with a new id. Our own ids are 16 random bytes
+    # (or a fresh v1 UUID): an index over them would cost every outgoing row.
+    "CREATE UNIQUE INDEX messages_in_id ON messages (peer, created_ms, id) WHERE direction = 'in'",
 )
 
 MIGRATIONS: list[Migration] = [

@@ -231,7 +231,7 @@ def test_version_1_store_with_data_migrates_to_integer_peer_ids(db_path):
         assert [m.rowid for m in s.failed_messages(A)] == [5]
         assert s.v1_seen(A, "uuid-1")
         # The tombstone still refuses a resend; new rows continue after the old rowids.
-        assert s.store_incoming([incoming(A, 6), incoming(A, 8)]) == [False, True]
+        assert s.store_incoming([incoming(A, 6, created=15), incoming(A, 8)]) == [False, True]
         [new] = s.enqueue_outgoing([(B, mid(9), "after", 50)])
         assert new > 8
         assert s.mark_delivered(A, [3, 7], now_ms=60) == 2
