@@ -5,7 +5,7 @@
 Everything runs on 127.0.0.1, each side in its own process on uvloop:
 
 1. Durable throughput: node A submits N chats of 100 characters to node B through
-   ``Node.submit``; the clock stops when A has seen all N ``delivered`` (each one
+   ``Node.submit_many`` (one call); the clock stops when A has seen all N ``delivered`` (each one
    stored by B, shown to B's application and acked back to A). N = 100,000
    (``--quick``: 5,000).
 2. One-way latency at a paced 1,000 msg/s for about 5 s: A notes ``time.monotonic()``

@@ -16,7 +16,8 @@ Rules:
   acked and never published twice.
 - A failed commit (disk full) acks nothing, pauses reading on the links whose chats
   wait, tells the user, and is retried until it succeeds; nothing waiting is dropped.
-- Every store write runs on the writer thread; the event loop never waits on SQLite.
+- Every store write runs on the writer thread; the event loop never waits on SQLite,
+  except for a small commit without fsync (``inline_rows``, store_sync "normal").
   One commit cycle is one transaction: new outgoing rows, incoming rows and acked rows
   together (one fsync per cycle).
 - "sent" (handed to a session, not yet acked) is a state of this process, not of the
@@ -25,6 +26,7 @@ Rules:
 """
 
 import asyncio
+import hashlib
 import logging
 import os
 import sqlite3
@@ -36,9 +38,9 @@ from ._fast import ReplayRing
 from .errors import UserError
 from .legacy_send import LegacySender
 from .node_events import DeliveryChanged, MessageReceived, NodeProblem
-from .protocol.crypto import sha256
 
 log = logging.getLogger("enclave.delivery")
+_sha256 = hashlib.sha256
 
 MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
@@ -110,6 +112,11 @@ class Delivery:
         self.progress = lambda: True
         self.announced: set[int] = set()  # rowids announced "sent", not yet delivered
         self._dispatching: set[bytes] = set()  # peers with a dispatch scheduled
+        # Commits of at most this many rows run on the event loop itself: without an
+        # fsync (store_sync "normal") such a commit costs less than the two thread
+        # hand-offs around it, which are most of a message's latency. 0: never (with
+        # "full" each commit waits for the disk, so it always runs on the writer).
+        self.inline_rows = 0
         self.queues: dict[bytes, deque[Out]] = {}
         self.carriers: dict[bytes, object] = {}
         self.ring = ReplayRing(ring_capacity)
@@ -168,8 +175,8 @@ class Delivery:
         fut = asyncio.get_running_loop().create_future()
         out = Out(self.store.reserve_rowid(), peer, os.urandom(16), body, created, False)
         self._next.enqueue.append((out, fut))
+        self._list_early(peer, (out,))  # first: its dispatch runs before the commit starts
         self._wake.set()
-        self._list_early(peer, (out,))
         return fut
 
     def submit_many(self, peer: bytes, bodies, created_ms: int | None = None) -> asyncio.Future:
@@ -189,8 +196,8 @@ class Delivery:
         else:
             fut.set_result([])
         self._next.enqueue.extend(entries)
-        self._wake.set()
         self._list_early(peer, outs)
+        self._wake.set()
         return fut
 
     def _list_early(self, peer: bytes, outs) -> None:
@@ -210,9 +217,9 @@ class Delivery:
 
     def _dispatch_soon(self, peer: bytes) -> None:
         self._dispatching.discard(peer)
-        self.dispatch(peer)
+        self.dispatch(peer, flush_now=True)
 
-    def dispatch(self, peer: bytes) -> None:
+    def dispatch(self, peer: bytes, flush_now: bool = False) -> None:
         queue = self.queues.get(peer)
         if not queue or self.sessions.closing:
             return
@@ -234,7 +241,10 @@ class Delivery:
             carried.base = first
         carried.items.extend(take)
         self.carriers[peer] = link
-        link.schedule_flush()
+        if flush_now:  # a burst of submits is complete: write it before the commit starts
+            link.flush_now()
+        else:
+            link.schedule_flush()
         self._announce_sent(peer, take)
         if queue:
             asyncio.get_running_loop().call_soon(self.dispatch, peer)
@@ -331,7 +341,10 @@ class Delivery:
                 batch = self._take(self.commit_batch)
                 self._idle.clear()
                 try:
-                    done = await loop.run_in_executor(self._writer, self._write, batch)
+                    if self.inline_rows and _rows(batch) <= self.inline_rows:
+                        done = self._write(batch)  # see ``inline_rows``
+                    else:
+                        done = await loop.run_in_executor(self._writer, self._write, batch)
                 finally:
                     self._idle.set()
                 try:
@@ -400,7 +413,7 @@ class Delivery:
         for _, chats, _, legacy in incoming:
             peer_hex = chats[0].sender.hex() if chats else ""
             for c in chats:
-                key = sha256(c.sender + c.id)[:16]
+                key = _sha256(c.sender + c.id).digest()[:16]
                 keys.append(key)
                 if key in ring:
                     where.append(-1)
@@ -512,6 +525,14 @@ class Delivery:
                     f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
                 )
             )
+
+
+def _rows(batch: _Batch) -> int:
+    return (
+        len(batch.enqueue)
+        + sum(len(chats) for _, chats, _, _ in batch.incoming)
+        + sum(len(outs) for outs in batch.delivered.values())
+    )
 
 
 class _Many:

@@ -28,6 +28,7 @@ from .protocol.messages import MAX_BODY_CHARS
 from .store import Peer, Store
 
 log = logging.getLogger("enclave.node")
+INLINE_ROWS = 64  # small commits on the loop when they need no fsync (delivery.inline_rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ class Node:
         )
         self.sessions.delivery = self.delivery
         self.delivery.progress = self._wants_progress
+        if self.settings.store_sync == "normal":
+            self.delivery.inline_rows = INLINE_ROWS
         try:
             self.address = await self.sessions.listen(host, port)
         except OSError as err:

@@ -132,6 +132,10 @@ class Link(asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def flush_now(self) -> None:
+        """Write what the connection has queued now, not on the next loop iteration."""
+        self._flush()
+
     def pause_reading(self) -> None:
         if self.reading and self.transport is not None and not self.transport.is_closing():
             self.reading = False

@@ -269,3 +269,30 @@ async def test_idle_expiry_keeps_the_last_session_and_the_peer_online(rsa_keys, 
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_store_sync_normal_delivers_everything_once_both_ways(rsa_keys, tmp_path):
+    """With store_sync "normal" small commits run on the loop: the same outcome."""
+    from enclave.settings import Settings
+
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    normal = Settings(store_sync="normal")
+    a, b = await start(tmp_path / "a", ka, normal), await start(tmp_path / "b", kb, normal)
+    try:
+        introduce(a, b, ka, kb)
+        ra, rb = Recorder(a), Recorder(b)
+        assert a.delivery.inline_rows > 0
+        for k in range(150):  # one at a time (inline commits), then a burst (the writer)
+            await a.send("bob", f"a{k}")
+            await b.send("alice", f"b{k}")
+        await a.submit_many(bytes.fromhex(b.fingerprint), [f"a{k}" for k in range(150, 3000)])
+        await ra.until(lambda r: len(r.states("delivered")) == 3000)
+        await rb.until(lambda r: len(r.states("delivered")) == 150)
+        assert [m.body for m in rb.received()] == [f"a{k}" for k in range(3000)]
+        assert [m.body for m in ra.received()] == [f"b{k}" for k in range(150)]
+        assert {m.state for m in a.history("bob", 5000)} == {"delivered", "received"}
+        assert a.stats()["queued"] == 0 and b.stats()["dupes"] == 0
+    finally:
+        await a.stop()
+        await b.stop()
