@@ -212,7 +212,10 @@ class Delivery:
             o.listed = True
         queue.extend(outs)
         if peer not in self._dispatching:
+            # The first submit of a loop iteration goes out at once; whatever else this
+            # iteration submits rides the one dispatch scheduled here.
             self._dispatching.add(peer)
+            self.dispatch(peer, flush_now=True)
             asyncio.get_running_loop().call_soon(self._dispatch_soon, peer)
 
     def _dispatch_soon(self, peer: bytes) -> None:
