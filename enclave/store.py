@@ -6,8 +6,9 @@ Rules:
   methods take many rows in one transaction with ``executemany`` (no per-row commit,
   no per-row query), so the node can group-commit thousands of messages at once.
 - Durability promise: once a write method returns, its transaction is on disk. An ack
-  is sent only after ``store_incoming`` returns, so ``synchronous=FULL``: WAL with
-  NORMAL survives a process crash but can lose the last commits on power loss. If a
+  is sent only after ``store_incoming`` returns, so ``synchronous=FULL`` by default: WAL
+  with NORMAL survives a process crash but can lose the last commits on power loss
+  (the user may choose it: ``store_sync = "normal"``, ``Store.open(path, sync=...)``). If a
   method raises, its whole transaction was rolled back and nothing of it is stored
   (``store_incoming`` raises the sqlite3 error itself; the caller must then not ack).
 - Never overwrite. An existing file is first read through a read-only connection: a
