@@ -41,6 +41,26 @@ def source_key(host: str) -> str:
 class Link(asyncio.Protocol):
     """One TCP connection and the protocol Connection it carries."""
 
+    __slots__ = (  # one per session: no per-instance __dict__
+        "hub",
+        "id",
+        "dialled",
+        "conn",
+        "transport",
+        "address",
+        "writable",
+        "reading",
+        "close_reason",
+        "established",
+        "state",
+        "_make_conn",
+        "_loop",
+        "_flush_scheduled",
+        "_timer",
+        "_timer_at",
+        "_admitted",
+    )
+
     def __init__(self, hub, make_conn, *, dialled: bytes | None = None) -> None:
         self.hub = hub
         self.id = next(_ids)

@@ -158,6 +158,42 @@ class _Handshake:
 
 
 class Connection:
+    # Slots: a node holds one per session; a __dict__ of these would be ~1 KiB more each.
+    __slots__ = (
+        "_ack_out",
+        "_ack_sent",
+        "_acked_upto",
+        "_after_update",
+        "_chats_flushed",
+        "_chats_received",
+        "_chats_sent",
+        "_established_at",
+        "_events",
+        "_got_first_frame",
+        "_hs",
+        "_job",
+        "_last_rx",
+        "_legacy_env",
+        "_out",
+        "_pending",
+        "_ping_out",
+        "_rx",
+        "_splitter",
+        "_started",
+        "_tx",
+        "_v1_enabled",
+        "close_reason",
+        "identity",
+        "initiator",
+        "limits",
+        "peer",
+        "peer_key",
+        "policy",
+        "session_id",
+        "source",
+        "state",
+    )
+
     def __init__(
         self,
         identity: Identity,
