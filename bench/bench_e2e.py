@@ -37,5 +37,7 @@ def test_e2e_quick(benchmark, tmp_path):
     assert normal["throughput"]["rate"] > 0 and normal["latency"]["count"] == 1000
     assert enclave["idle"]["sessions"] >= enclave["idle"]["peers"] == 3
     assert enclave["idle"]["idle_cpu_share"] >= 0 and result["help"]["median_ms"] > 0
+    assert enclave["sessions"]["sessions"] == enclave["sessions"]["requested"] == 200
     measured = [row for row in result["figures"] if row["enclave"] is not None]
-    assert len(measured) == 11
+    assert enclave["broadcast"]["hub_sessions"] == enclave["broadcast"]["peers"] == 10
+    assert len(measured) == 13

@@ -50,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 NODE_WORKER = HERE / "node_worker.py"
 REF_WORKER = HERE / "ref_worker.py"
+FLEET_WORKER = HERE / "fleet_worker.py"
 
 # Node B also takes the handshake run. Its abuse budgets (per-address verifies, per-peer
 # handshakes: PROTOCOL.md b.4) would otherwise cap one dialer at a few handshakes per
@@ -415,6 +416,63 @@ def idle_sessions(tmp: Path, node_key, count: int) -> dict:
         s.close()
 
 
+FLEETS = 4  # processes holding the broadcast's recipient nodes
+
+
+def small_keys(tmp: Path, count: int) -> list[Path]:
+    """``count`` RSA-2048 private keys as PEM files (recipients of the broadcast case)."""
+    keys_dir = tmp / "fleetkeys"
+    keys_dir.mkdir()
+    with ProcessPoolExecutor(2) as pool:
+        pems = list(pool.map(_gen_small, range(count)))
+    key_files = []
+    for i, (private, _) in enumerate(pems):
+        key_files.append(keys_dir / f"f{i}.pem")
+        key_files[-1].write_bytes(private)
+    return key_files
+
+
+def broadcast_warm(tmp: Path, hub_key, key_files, rounds: int = 5, sync: str = "full") -> dict:
+    """Node ``bhub`` broadcasts to ``count`` warm peers; the time until all acked.
+
+    The recipients are real nodes, FLEETS processes of them (bench/fleet_worker.py), each
+    with its own home and store (defaults: store_sync "full") and an RSA-2048 key (the
+    protocol's minimum; only the first, warming broadcast makes handshakes), each on its
+    own loopback address 127.0.1.N (see fleet_worker). One warming
+    broadcast opens every session; then ``rounds`` measured ones, each timed from the
+    ``Node.broadcast`` call until the hub has seen every copy delivered."""
+    count = len(key_files)
+    settings = {"store_sync": sync}
+    hub = node(f"bhub-{sync}", tmp, hub_key[0], settings)
+    fleets = []
+    try:
+        for f in range(FLEETS):
+            mine = key_files[f::FLEETS]
+            if mine:
+                argv = [FLEET_WORKER, "--dir", tmp / f"fleet-{sync}", "--keys", *mine]
+                argv += ["--settings", json.dumps(settings)]
+                argv += ["--hub-pem", hub_key[1], "--hub-port", hub.port]
+                argv += ["--first-address", 1 + f * (count // FLEETS + 1)]
+                fleets.append(Proc(f"fleet{f}-{sync}", argv, tmp))
+        members = [m for fl in fleets for m in fl.line(120 + count)["nodes"]]
+        for m in members:
+            hub.request("add_peer", pem=m["pem"], address=f"{m['host']}:{m['port']}")
+        warm = hub.request("broadcast", timeout=20 + count)
+        rounds_ms = [1000 * hub.request("broadcast")["seconds"] for _ in range(rounds)]
+        return {
+            "peers": len(members),
+            "warm_ms": 1000 * warm["seconds"],
+            "rounds_ms": rounds_ms,
+            "median_ms": sorted(rounds_ms)[len(rounds_ms) // 2],
+            "hub_sessions": hub.request("stats")["node"]["sessions"],
+        }
+    finally:
+        hub.request("quit")
+        hub.close()
+        for fl in fleets:
+            fl.close()
+
+
 def sync_normal(tmp: Path, keys, n: int, lat_n: int) -> dict:
     """Throughput and latency again between two fresh nodes with store_sync = "normal"
     (safe against a crash of Enclave, not against power loss), for the side-by-side table."""
@@ -745,6 +803,13 @@ def run(args) -> dict:
             enclave["normal"] = sync_normal(tmp, keys, n, lat_n)
             say(f"idle hub with {idle_peers} peers, {idle_seconds:.0f} s; broadcast to them")
             enclave["idle"] = idle_and_broadcast(tmp, keys, keys["hub"], idle_seconds, idle_peers)
+            peers = 10 if quick else 100
+            say(f"broadcast to {peers} warm peers, store_sync full, then normal")
+            fleet_keys = small_keys(tmp, peers)
+            enclave["broadcast"] = broadcast_warm(tmp, keys["hub"], fleet_keys)
+            enclave["broadcast_normal"] = broadcast_warm(
+                tmp, keys["hub"], fleet_keys, sync="normal"
+            )
             count = 200 if quick else 10_000
             say(f"{count:,} idle sessions on one node")
             enclave["sessions"] = idle_sessions(tmp, keys["hub"], count)
@@ -851,14 +916,22 @@ def figures(r: dict) -> list[dict]:
                 "met": value <= target,
             }
         )
-    idle = e["idle"]
-    bc = min(idle["broadcast_ms"][1:])
+    idle, bc = e["idle"], e["broadcast"]
     rows.append(
         {
-            "figure": f"broadcast to {idle['peers']} warm peers, all acked (ms)",
-            "enclave": bc,
-            "target": f"<= {TARGETS['broadcast_ms']} (for 100 peers)",
-            "met": None,
+            "figure": f"broadcast to {bc['peers']} warm peers, all acked (ms, median)",
+            "enclave": bc["median_ms"],
+            "target": f"<= {TARGETS['broadcast_ms']} for 100",
+            "met": bc["peers"] >= 100 and bc["median_ms"] <= TARGETS["broadcast_ms"],
+        }
+    )
+    bcn = e["broadcast_normal"]
+    rows.append(
+        {
+            "figure": f'broadcast to {bcn["peers"]} warm peers, store_sync="normal" (ms)',
+            "enclave": bcn["median_ms"],
+            "target": f"<= {TARGETS['broadcast_ms']} for 100",
+            "met": bcn["peers"] >= 100 and bcn["median_ms"] <= TARGETS["broadcast_ms"],
         }
     )
     rows.append(
@@ -954,6 +1027,12 @@ def print_table(r: dict) -> None:
         f" {idle['idle_seconds']:.1f} s, RSS {idle['hub_rss_kb']:,} KB; broadcasts (ms, first"
         f" is the warm-up): {[round(x, 2) for x in idle['broadcast_ms']]}"
     )
+    for label in ("broadcast", "broadcast_normal"):
+        bc = r["enclave"][label]
+        print(
+            f"{label} to {bc['peers']} warm peers ({bc['hub_sessions']} sessions): rounds (ms)"
+            f" {[round(x, 1) for x in bc['rounds_ms']]}, the warming one {bc['warm_ms']:.0f} ms"
+        )
     ss = r["enclave"]["sessions"]
     print(
         f"idle sessions: {ss['sessions']:,} of {ss['requested']:,} established in"
