@@ -33,5 +33,11 @@ def test_e2e_quick(benchmark, tmp_path):
     for kind in ("raw", "raw-batch", "tls", "v1"):
         assert result["references"][kind]["throughput"]["rate"] > 0
         assert result["references"][kind]["latency"]["p50_us"] > 0
+    normal = enclave["normal"]
+    assert normal["throughput"]["rate"] > 0 and normal["latency"]["count"] == 1000
+    assert enclave["idle"]["sessions"] >= enclave["idle"]["peers"] == 3
+    assert enclave["idle"]["idle_cpu_share"] >= 0 and result["help"]["median_ms"] > 0
+    assert enclave["sessions"]["sessions"] == enclave["sessions"]["requested"] == 200
     measured = [row for row in result["figures"] if row["enclave"] is not None]
-    assert len(measured) == 5
+    assert enclave["broadcast"]["hub_sessions"] == enclave["broadcast"]["peers"] == 10
+    assert len(measured) == 13

@@ -22,6 +22,7 @@ Roles (every role prints JSON lines on stdout; servers first ``{"ev": "ready", "
 - ``dial``: handshakes per second against a node: ``--concurrency`` initiator
   Connections at a time, each closed as soon as it is established, for ``--seconds``;
   the initiator's private operations run on a pool of 2 threads.
+- ``hold``: ``--n`` sessions to a node, each kept open once established (see ``hold``).
 - ``rsa``: RSA-4096 private operations (PSS sign) per second, on 1 and on 2 threads.
 
 Keys arrive as unencrypted PEM files written by the harness into its temporary folder.
@@ -449,6 +450,65 @@ async def dial(args) -> None:
     )
 
 
+class Holder(Dialer):
+    """An initiator that stays connected once established (answering the node's pings)."""
+
+    def handle(self, events: list) -> None:
+        for ev in events:
+            if type(ev) is CryptoNeeded:
+                job = ev.job
+                fut = self.loop.run_in_executor(self.pool, job.run)
+                fut.add_done_callback(
+                    lambda _f, j=job: self.handle(self.conn.resume(j, time.time()))
+                )
+            elif type(ev) is Established and not self.done.done():
+                self.done.set_result("ok")
+            elif type(ev) is ConnectionClosed and not self.done.done():
+                self.done.set_result(f"{ev.reason} {ev.detail or ''}".strip())
+        self._write()
+
+
+async def hold(args) -> None:
+    """Open ``--n`` sessions to a node and keep them until stdin closes. Session k uses
+    key ``k % keys`` of ``--keys-dir`` (k0.pem, k1.pem, ...) and source address
+    127.0.0.(``--first-address`` + k // ``--per-address``), so the node's per-address
+    caps see at most that many from one address."""
+    keys = sorted(Path(args.keys_dir).glob("k*.pem"), key=lambda p: int(p.stem[1:]))
+    identities = [Identity(load_key(str(k))) for k in keys]
+    peer_key = PeerKey.from_pem(Path(args.peer_pem).read_bytes())
+    pool = ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    outcomes: dict[str, int] = {}
+    held = []
+    next_k = iter(range(args.first, args.first + args.n))
+
+    async def worker() -> None:
+        for k in next_k:
+            done = loop.create_future()
+            source = f"127.0.0.{args.first_address + k // args.per_address}"
+            ident = identities[k % len(identities)]
+            try:
+                transport, proto = await loop.create_connection(
+                    lambda d=done, i=ident: Holder(i, peer_key, pool, d),
+                    "127.0.0.1",
+                    args.port,
+                    local_addr=(source, 0),
+                )
+                outcome = await asyncio.wait_for(done, 60)
+            except (OSError, TimeoutError) as err:
+                outcome = type(err).__name__
+            if outcome == "ok":
+                held.append(proto)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    emit({"ev": "held", "ok": len(held), "outcomes": outcomes, "seconds": time.monotonic() - t0})
+    await until_stdin_closes()
+    for proto in held:
+        proto.transport.abort()
+
+
 # --- RSA-4096 private operations -----------------------------------------------------------
 
 
@@ -478,7 +538,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "role",
-        choices=["stream-server", "stream-client", "v1-server", "v1-client", "dial", "rsa"],
+        choices=["stream-server", "stream-client", "v1-server", "v1-client", "dial", "hold", "rsa"],
     )
     parser.add_argument("--kind", choices=["tls", "raw", "raw-batch"], default="raw")
     parser.add_argument("--mode", choices=["throughput", "latency"], default="throughput")
@@ -491,6 +551,10 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", default=".")
     parser.add_argument("--key-file")
     parser.add_argument("--peer-pem")
+    parser.add_argument("--keys-dir")
+    parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--first-address", type=int, default=2)
+    parser.add_argument("--per-address", type=int, default=60)
     args = parser.parse_args(argv)
     if args.role == "rsa":
         rsa_rate(args)
@@ -501,6 +565,7 @@ def main(argv=None) -> int:
         "v1-server": v1_server,
         "v1-client": v1_client,
         "dial": dial,
+        "hold": hold,
     }[args.role]
     import uvloop
 

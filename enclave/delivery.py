@@ -1,9 +1,13 @@
 """Message fate: the outbox, dispatch onto sessions, acks, dedupe, group commits.
 
 Rules:
-- A message gets its 16-byte ID once, in ``send``. It is committed to the outbox
-  before it is dispatched, and it leaves the outbox only when that recipient acks it
-  (or the user gives up on it): delivered exactly once in effect, never silently lost.
+- A message gets its 16-byte ID and its rowid once, in ``submit``. It goes to its
+  link at once, while its outbox row is being committed (latency: the sender's commit
+  is off the path); it is reported queued only once that row is committed, and
+  delivered only once the recipient acked it AND a commit after its own marked it so.
+  It leaves the outbox only when that recipient acks it (or the user gives up on it):
+  delivered exactly once in effect, never silently lost once reported queued. A v1
+  (legacy) recipient gets its envelope only after the commit.
 - For each peer at most one link carries unacked messages at a time (the "carrier"),
   so the receiver gets them in outbox order. When a carrier dies, its unacked
   messages go back to the front of the queue and go out again on the next session.
@@ -12,10 +16,17 @@ Rules:
   acked and never published twice.
 - A failed commit (disk full) acks nothing, pauses reading on the links whose chats
   wait, tells the user, and is retried until it succeeds; nothing waiting is dropped.
-- Every store write runs on the writer thread; the event loop never waits on SQLite.
+- Every store write runs on the writer thread; the event loop never waits on SQLite,
+  except for a small commit without fsync (``inline_rows``, store_sync "normal").
+  One commit cycle is one transaction: new outgoing rows, incoming rows and acked rows
+  together (one fsync per cycle).
+- "sent" (handed to a session, not yet acked) is a state of this process, not of the
+  file: it is announced once per message and kept in ``announced`` for history; after
+  a restart the outbox is resent anyway, so the file says queued until delivered.
 """
 
 import asyncio
+import hashlib
 import logging
 import os
 import sqlite3
@@ -27,10 +38,9 @@ from ._fast import ReplayRing
 from .errors import UserError
 from .legacy_send import LegacySender
 from .node_events import DeliveryChanged, MessageReceived, NodeProblem
-from .protocol.crypto import sha256
-from .protocol.messages import Chat
 
 log = logging.getLogger("enclave.delivery")
+_sha256 = hashlib.sha256
 
 MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
@@ -41,15 +51,20 @@ INT64_MAX = (1 << 63) - 1  # SQLite's largest integer; created_ms is display-onl
 class Out:
     """An outgoing message held in memory while it is owed to its recipient."""
 
-    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent")
+    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken")
 
-    def __init__(self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int) -> None:
+    def __init__(
+        self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int, durable: bool = True
+    ) -> None:
         self.rowid = rowid
         self.peer = peer
         self.id = id
         self.body = body
         self.created_ms = created_ms
-        self.sent = False  # "sent" is announced once, not again on every resend
+        self.sent = False  # handed to a link; "sent" is announced once, not on every resend
+        self.durable = durable  # its outbox row is committed
+        self.listed = durable  # in its peer's queue (or carried)
+        self.taken = durable  # its enqueue is in a commit already running (or done)
 
 
 class Carried:
@@ -66,16 +81,15 @@ class Carried:
 class _Batch:
     """Everything one commit writes."""
 
-    __slots__ = ("enqueue", "incoming", "sent", "delivered")
+    __slots__ = ("enqueue", "incoming", "delivered")
 
     def __init__(self) -> None:
-        self.enqueue: list[tuple[Out, asyncio.Future]] = []
+        self.enqueue: list[tuple[Out, asyncio.Future | None]] = []
         self.incoming: list[tuple] = []  # (link, chats, upto or None, legacy)
-        self.sent: list[int] = []
         self.delivered: dict[bytes, list[Out]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.enqueue or self.incoming or self.sent or self.delivered)
+        return bool(self.enqueue or self.incoming or self.delivered)
 
 
 class Delivery:
@@ -93,6 +107,16 @@ class Delivery:
         self.own = own_fp
         self.sessions = sessions  # pick(peer) -> link | None, dial(peer)
         self.publish = publish
+        # Whether anyone listens to "queued" and "sent" (one event per message each);
+        # "delivered" and "failed" are always published.
+        self.progress = lambda: True
+        self.announced: set[int] = set()  # rowids announced "sent", not yet delivered
+        self._dispatching: set[bytes] = set()  # peers with a dispatch scheduled
+        # Commits of at most this many rows run on the event loop itself: without an
+        # fsync (store_sync "normal") such a commit costs less than the two thread
+        # hand-offs around it, which are most of a message's latency. 0: never (with
+        # "full" each commit waits for the disk, so it always runs on the writer).
+        self.inline_rows = 0
         self.queues: dict[bytes, deque[Out]] = {}
         self.carriers: dict[bytes, object] = {}
         self.ring = ReplayRing(ring_capacity)
@@ -149,11 +173,56 @@ class Delivery:
         """Queue one message; the future gives its ``Out`` once it is durable."""
         created = int(time.time() * 1000) if created_ms is None else created_ms
         fut = asyncio.get_running_loop().create_future()
-        self._next.enqueue.append((Out(0, peer, os.urandom(16), body, created), fut))
+        out = Out(self.store.reserve_rowid(), peer, os.urandom(16), body, created, False)
+        self._next.enqueue.append((out, fut))
+        self._list_early(peer, (out,))  # first: its dispatch runs before the commit starts
         self._wake.set()
         return fut
 
-    def dispatch(self, peer: bytes) -> None:
+    def submit_many(self, peer: bytes, bodies, created_ms: int | None = None) -> asyncio.Future:
+        """Queue many messages to one peer; one future gives their ``Out``s, in order,
+        once all are durable (cheaper than a future per message for bulk senders). If
+        the store refuses writes meanwhile, it fails; rows committed before stay queued."""
+        created = int(time.time() * 1000) if created_ms is None else created_ms
+        fut = asyncio.get_running_loop().create_future()
+        reserve, ids = self.store.reserve_rowid, os.urandom(16 * len(bodies))
+        outs = [
+            Out(reserve(), peer, ids[16 * i : 16 * i + 16], body, created, False)
+            for i, body in enumerate(bodies)
+        ]
+        entries = [(o, None) for o in outs]
+        if entries:
+            entries[-1] = (outs[-1], _Many(fut, outs))  # settled with the last row
+        else:
+            fut.set_result([])
+        self._next.enqueue.extend(entries)
+        self._list_early(peer, outs)
+        self._wake.set()
+        return fut
+
+    def _list_early(self, peer: bytes, outs) -> None:
+        """Queue new messages for their link before their commit (see the rules); one
+        dispatch per peer per loop iteration takes whole bursts at once."""
+        if self.sessions.legacy_target(peer) is not None:
+            return  # v1 envelopes go out only after the commit (``_enqueued``)
+        queue = self.queues.get(peer)
+        if queue is None:
+            queue = self.queues[peer] = deque()
+        for o in outs:
+            o.listed = True
+        queue.extend(outs)
+        if peer not in self._dispatching:
+            # The first submit of a loop iteration goes out at once; whatever else this
+            # iteration submits rides the one dispatch scheduled here.
+            self._dispatching.add(peer)
+            self.dispatch(peer, flush_now=True)
+            asyncio.get_running_loop().call_soon(self._dispatch_soon, peer)
+
+    def _dispatch_soon(self, peer: bytes) -> None:
+        self._dispatching.discard(peer)
+        self.dispatch(peer, flush_now=True)
+
+    def dispatch(self, peer: bytes, flush_now: bool = False) -> None:
         queue = self.queues.get(peer)
         if not queue or self.sessions.closing:
             return
@@ -170,20 +239,16 @@ class Delivery:
         if not link.writable or room <= 0:
             return
         take = [queue.popleft() for _ in range(min(room, len(queue)))]
-        chats = [Chat(o.id, self.own, peer, o.created_ms, o.body) for o in take]
-        first = link.conn.send_chats(chats)
+        first = link.conn.send_outgoing(take)
         if not carried.items:
             carried.base = first
         carried.items.extend(take)
         self.carriers[peer] = link
-        self._next.sent.extend(o.rowid for o in take)
-        self._wake.set()
-        link.schedule_flush()
-        peer_hex = peer.hex()
-        for o in take:
-            if not o.sent:
-                o.sent = True
-                self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent"))
+        if flush_now:  # a burst of submits is complete: write it before the commit starts
+            link.flush_now()
+        else:
+            link.schedule_flush()
+        self._announce_sent(peer, take)
         if queue:
             asyncio.get_running_loop().call_soon(self.dispatch, peer)
 
@@ -205,6 +270,18 @@ class Delivery:
         for peer in touched:
             self.dispatch(peer)
         return [m.rowid for m in failed]
+
+    def _announce_sent(self, peer: bytes, outs) -> None:
+        announced, progress, peer_hex = self.announced, self.progress(), None
+        for o in outs:
+            if not o.sent:
+                o.sent = True
+                if not o.durable:
+                    continue  # announced after "queued", in _enqueued
+                announced.add(o.rowid)
+                if progress:
+                    peer_hex = peer_hex or peer.hex()
+                    self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent"))
 
     def queued(self) -> int:
         return sum(len(q) for q in self.queues.values()) + sum(
@@ -267,7 +344,10 @@ class Delivery:
                 batch = self._take(self.commit_batch)
                 self._idle.clear()
                 try:
-                    done = await loop.run_in_executor(self._writer, self._write, batch)
+                    if self.inline_rows and _rows(batch) <= self.inline_rows:
+                        done = self._write(batch)  # see ``inline_rows``
+                    else:
+                        done = await loop.run_in_executor(self._writer, self._write, batch)
                 finally:
                     self._idle.set()
                 try:
@@ -287,6 +367,20 @@ class Delivery:
         batch, rest = self._next, _Batch()
         if len(batch.enqueue) > cap:
             batch.enqueue, rest.enqueue = batch.enqueue[:cap], batch.enqueue[cap:]
+        for o, _ in batch.enqueue:
+            o.taken = True
+        # An ack may come back before its message's row is in a commit: such rows wait
+        # for a later commit (acked rows are a prefix per peer, taken ones too).
+        for peer, outs in list(batch.delivered.items()):
+            k = len(outs)
+            while k and not outs[k - 1].taken:
+                k -= 1
+            if k < len(outs):
+                rest.delivered[peer] = outs[k:]
+                if k:
+                    batch.delivered[peer] = outs[:k]
+                else:
+                    del batch.delivered[peer]
         count, k = 0, 0
         while k < len(batch.incoming) and count < cap:
             count += len(batch.incoming[k][1])
@@ -296,113 +390,129 @@ class Delivery:
         return batch
 
     def _write(self, batch: _Batch) -> dict:
-        """On the writer thread: each part in its own transaction, in order; stop at
-        the first failure and report which parts were done."""
-        store, done = self.store, {}
+        """On the writer thread: the whole batch in one transaction."""
+        done = {}
         try:
-            if batch.enqueue:
-                rows = [(o.peer.hex(), o.id, o.body, o.created_ms) for o, _ in batch.enqueue]
-                done["enqueue"] = store.enqueue_outgoing(rows)
-            if batch.incoming:
-                done["incoming"] = self._store_incoming(batch.incoming)
-            if batch.sent:
-                store.mark_sent(batch.sent)
-                done["sent"] = True
-            if batch.delivered:
-                now_ms = int(time.time() * 1000)
-                for peer, outs in batch.delivered.items():
-                    store.mark_delivered(peer.hex(), [o.rowid for o in outs], now_ms)
-                done["delivered"] = True
+            now_ms = int(time.time() * 1000)
+            enqueue = [
+                (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms) for o, _ in batch.enqueue
+            ]
+            rows, where, keys = self._incoming_rows(batch.incoming, now_ms)
+            delivered = [(p.hex(), [o.rowid for o in outs]) for p, outs in batch.delivered.items()]
+            flags = self.store.write_cycle(enqueue, rows, delivered, now_ms)
+            done["incoming"] = [w >= 0 and flags[w] for w in where]
+            done["keys"] = keys
         except Exception as err:  # noqa: BLE001 - any failure: nothing acked, retried later
             if not isinstance(err, sqlite3.Error):
                 log.exception("store write failed")
             done["error"] = err
         return done
 
-    def _store_incoming(self, incoming) -> list[bool]:
-        """Store the chats; a chat whose key is in the ring is a known duplicate and
-        costs no SQL. Only committed keys ever enter the ring (in ``_received``)."""
-        now_ms = int(time.time() * 1000)
-        rows, where, ring = [], [], self.ring
+    def _incoming_rows(self, incoming, now_ms: int):
+        """The rows to store; a chat whose key is in the ring is a known duplicate and
+        costs no SQL. Only committed keys ever enter the ring (in ``_received``), and
+        each chat's key is computed once, here."""
+        rows, where, keys, ring = [], [], [], self.ring
         for _, chats, _, legacy in incoming:
             peer_hex = chats[0].sender.hex() if chats else ""
             for c in chats:
-                if sha256(c.sender + c.id)[:16] in ring:
+                key = _sha256(c.sender + c.id).digest()[:16]
+                keys.append(key)
+                if key in ring:
                     where.append(-1)
                 else:
                     where.append(len(rows))
                     rows.append(
                         (peer_hex, c.id, c.body, min(c.created_ms, INT64_MAX), now_ms, legacy)
                     )
-        flags = self.store.store_incoming(rows) if rows else []
-        return [w >= 0 and flags[w] for w in where]
+        return rows, where, keys
 
     def _apply(self, batch: _Batch, done: dict) -> None:
         self.stats["commits"] += 1
-        if "enqueue" in done:
-            self._enqueued(batch.enqueue, done["enqueue"])
-        else:
-            self._next.enqueue[:0] = batch.enqueue
-        if "incoming" in done:
-            self._received(batch.incoming, done["incoming"])
-        else:
-            self._next.incoming[:0] = batch.incoming
-        if "sent" not in done:
-            self._next.sent[:0] = batch.sent
-        if "delivered" in done:
+        if "error" in done:  # nothing of the batch is stored: all of it waits again
+            nxt = self._next
+            nxt.enqueue[:0] = batch.enqueue
+            nxt.incoming[:0] = batch.incoming
             for peer, outs in batch.delivered.items():
-                peer_hex = peer.hex()
-                for o in outs:
-                    self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "delivered"))
-        else:
-            for peer, outs in batch.delivered.items():
-                self._next.delivered.setdefault(peer, [])[:0] = outs
-        if "error" in done:
+                nxt.delivered.setdefault(peer, [])[:0] = outs
             self._stalled(batch, done["error"])
-        elif self._store_error is not None:
+            return
+        self._enqueued(batch.enqueue)
+        self._received(batch.incoming, done["incoming"], done["keys"])
+        announced = self.announced
+        for peer, outs in batch.delivered.items():
+            peer_hex = peer.hex()
+            for o in outs:
+                announced.discard(o.rowid)
+                self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "delivered"))
+        if self._store_error is not None:
             self._store_error = None
             for link in self._paused:
                 link.resume_reading()
             self._paused.clear()
             self.publish(NodeProblem("the store accepts writes again; receiving resumed"))
 
-    def _enqueued(self, entries, rowids: list[int]) -> None:
+    def _enqueued(self, entries) -> None:
         touched = set()
-        for (o, fut), rowid in zip(entries, rowids, strict=True):
-            o.rowid = rowid
-            self.queues.setdefault(o.peer, deque()).append(o)
-            touched.add(o.peer)
-            self.stats["rows_out"] += 1
-            if not fut.done():
-                fut.set_result(o)
-            self.publish(DeliveryChanged(o.peer.hex(), rowid, o.id, "queued"))
+        queues, progress, announced = self.queues, self.progress(), self.announced
+        for o, fut in entries:
+            o.durable = True
+            if not o.listed:
+                o.listed = True
+                queue = queues.get(o.peer)
+                if queue is None:
+                    queue = queues[o.peer] = deque()
+                queue.append(o)
+                touched.add(o.peer)
+            if fut is not None and not fut.done():
+                fut.set_result(o if type(fut) is not _Many else fut.outs)
+            if progress:
+                self.publish(DeliveryChanged(o.peer.hex(), o.rowid, o.id, "queued"))
+            if o.sent:  # it went out while its row was being committed
+                announced.add(o.rowid)
+                if progress:
+                    self.publish(DeliveryChanged(o.peer.hex(), o.rowid, o.id, "sent"))
+        self.stats["rows_out"] += len(entries)
         loop = asyncio.get_running_loop()
         for peer in touched:  # after the senders hear "queued"
             loop.call_soon(self.dispatch, peer)
 
-    def _received(self, incoming, flags: list[bool]) -> None:
+    def _received(self, incoming, flags: list[bool], keys: list[bytes]) -> None:
         k = 0
+        insert, publish = self.ring.check_and_insert, self.publish
         for link, chats, upto, legacy in incoming:
             for c in chats:
                 if flags[k]:
-                    self.ring.check_and_insert(sha256(c.sender + c.id)[:16])
-                    self.publish(
-                        MessageReceived(c.sender.hex(), c.id, c.body, c.created_ms, legacy)
-                    )
+                    insert(keys[k])
+                    publish(MessageReceived(c.sender.hex(), c.id, c.body, c.created_ms, legacy))
                 else:
                     self.stats["dupes"] += 1
                 k += 1
             self.stats["rows_in"] += len(chats)
             self.sessions.stored(link, upto)
 
+    def _unlist(self, o: Out) -> None:
+        queue = self.queues.get(o.peer)
+        try:
+            queue.remove(o)
+        except (AttributeError, ValueError):
+            pass  # not there (anymore)
+
     def _stalled(self, batch: _Batch, err: Exception) -> None:
         first = self._store_error is None
         self._store_error = err
         # New messages cannot be queued durably: say so to whoever is waiting on them
         # (nothing was promised yet) instead of keeping them waiting indefinitely.
-        refused, self._next.enqueue = self._next.enqueue, []
+        # Messages already handed to a link stay and are retried: the peer may have them.
+        waiting = self._next.enqueue
+        self._next.enqueue = [(o, fut) for o, fut in waiting if o.sent]
+        refused = [(o, fut) for o, fut in waiting if not o.sent]
+        for o, _ in refused:
+            if o.listed:  # waiting in its queue, not yet sent: it goes no further
+                o.listed = False
+                self._unlist(o)
         for _, fut in refused:
-            if not fut.done():
+            if fut is not None and not fut.done():
                 fut.set_exception(
                     UserError(
                         f"the message store refuses writes ({err}); the message was not queued"
@@ -418,3 +528,29 @@ class Delivery:
                     f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
                 )
             )
+
+
+def _rows(batch: _Batch) -> int:
+    return (
+        len(batch.enqueue)
+        + sum(len(chats) for _, chats, _, _ in batch.incoming)
+        + sum(len(outs) for outs in batch.delivered.values())
+    )
+
+
+class _Many:
+    """The future of ``submit_many``, riding on its last row; it resolves to all rows."""
+
+    __slots__ = ("fut", "outs")
+
+    def __init__(self, fut: asyncio.Future, outs: list[Out]) -> None:
+        self.fut, self.outs = fut, outs
+
+    def done(self) -> bool:
+        return self.fut.done()
+
+    def set_result(self, result) -> None:
+        self.fut.set_result(result)
+
+    def set_exception(self, err) -> None:
+        self.fut.set_exception(err)

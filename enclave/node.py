@@ -14,7 +14,7 @@ Rules:
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import settings as settings_mod
@@ -28,6 +28,7 @@ from .protocol.messages import MAX_BODY_CHARS
 from .store import Peer, Store
 
 log = logging.getLogger("enclave.node")
+INLINE_ROWS = 64  # small commits on the loop when they need no fsync (delivery.inline_rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class Node:
         self.sessions: Sessions | None = None
         self.delivery: Delivery | None = None
         self._subscribers: list = []
+        self._quiet: list = []  # subscribers that skip per-message "queued"/"sent"
         self._started = 0.0
 
     # --- life ---------------------------------------------------------------------------
@@ -63,7 +65,7 @@ class Node:
     async def start(self, host: str = "0.0.0.0", port: int = 8000) -> tuple[str, int]:
         from .home import Home, prepare
 
-        self.store = Store.open(prepare(Home(self.home)).db_path)
+        self.store = Store.open(prepare(Home(self.home)).db_path, self.settings.store_sync)
         self.sessions = Sessions(self.identity, self.store, self.settings, self._publish)
         self.delivery = Delivery(
             self.store,
@@ -73,6 +75,9 @@ class Node:
             commit_batch=self.settings.commit_batch,
         )
         self.sessions.delivery = self.delivery
+        self.delivery.progress = self._wants_progress
+        if self.settings.store_sync == "normal":
+            self.delivery.inline_rows = INLINE_ROWS
         try:
             self.address = await self.sessions.listen(host, port)
         except OSError as err:
@@ -96,10 +101,25 @@ class Node:
 
     # --- events -------------------------------------------------------------------------
 
-    def subscribe(self, callback) -> callable:
-        """Call ``callback(event)`` for every event; returns the unsubscribe function."""
+    def subscribe(self, callback, progress: bool = True) -> callable:
+        """Call ``callback(event)`` for every event; returns the unsubscribe function.
+
+        ``progress=False``: no ``DeliveryChanged`` "queued" or "sent" events (two per
+        message that a bulk sender may not need; when no subscriber wants them, the
+        node does not make them at all). "delivered" and "failed" always come."""
         self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        if not progress:
+            self._quiet.append(callback)
+
+        def unsubscribe() -> None:
+            self._subscribers.remove(callback)
+            if not progress:
+                self._quiet.remove(callback)
+
+        return unsubscribe
+
+    def _wants_progress(self) -> bool:
+        return len(self._subscribers) > len(self._quiet)
 
     async def events(self):
         """Every event from now on, as an async iterator."""
@@ -112,7 +132,12 @@ class Node:
             unsubscribe()
 
     def _publish(self, event) -> None:
-        for callback in list(self._subscribers):
+        quiet = self._quiet
+        if quiet and type(event) is DeliveryChanged and event.state in ("queued", "sent"):
+            callbacks = [c for c in self._subscribers if c not in quiet]
+        else:
+            callbacks = list(self._subscribers)
+        for callback in callbacks:
             try:
                 callback(event)
             except Exception:  # one broken face must not break the node or the others
@@ -164,7 +189,14 @@ class Node:
         return await self.delivery.retry_failed(fingerprint)
 
     def history(self, query: str, limit: int = 50, before_rowid: int | None = None):
-        return self.store.history(self.resolve(query).fingerprint, limit, before_rowid)
+        """Messages with a peer, oldest first. An outgoing row the file still calls
+        queued is shown as sent once this node handed it to a session (see delivery)."""
+        rows = self.store.history(self.resolve(query).fingerprint, limit, before_rowid)
+        announced = self.delivery.announced if self.delivery is not None else ()
+        return [
+            replace(m, state="sent") if m.state == "queued" and m.rowid in announced else m
+            for m in rows
+        ]
 
     def search(self, text: str, limit: int = 50):
         """The newest ``limit`` messages (any peer) containing ``text``, oldest first."""
@@ -190,6 +222,10 @@ class Node:
         (typing hints are never queued)."""
         peer = self.resolve(query)
         return self.sessions.send_typing(bytes.fromhex(peer.fingerprint), bool(active))
+
+    def submit_many(self, peer_fp: bytes, texts: list[str]) -> asyncio.Future:
+        """Many messages to one peer (no lookup); one future of their ``Out``s, in order."""
+        return self.delivery.submit_many(peer_fp, texts)
 
     async def broadcast(self, text: str, queries: list[str] | None = None) -> list[Sent]:
         """One outbox row per recipient, all queued at once; missing sessions are
@@ -218,6 +254,7 @@ class Node:
         try:
             rows = self.store.outbox_rows_in_state([s.rowid for s in sent], ("sent", "delivered"))
             waiting.difference_update(rows)
+            waiting.difference_update(self.delivery.announced)
             if waiting:
                 try:
                     await asyncio.wait_for(done.wait(), timeout)

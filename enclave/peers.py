@@ -246,7 +246,9 @@ class Sessions:
 
     async def _dial(self, peer: bytes) -> None:
         try:
-            while self.delivery.queues.get(peer) and not self.online(peer):
+            # ``closing`` too: on 3.11 a cancel that lands as the connect fails is
+            # swallowed by wait_for, and the loop would sleep into the shutdown.
+            while not self.closing and self.delivery.queues.get(peer) and not self.online(peer):
                 if await self._dial_once(peer):
                     self._backoff.pop(peer, None)
                     return

@@ -43,6 +43,7 @@ README section (for README.md):
     handshake_burst_per_peer = 6.0   # ... after a burst of this many
     legacy_v1 = true             # accept messages from the original client
     commit_batch = 4096          # most messages written per store transaction
+    store_sync = "full"          # "normal": safe against a crash of Enclave, not against power loss
     reconnect_min = 0.5          # reconnect backoff, seconds
     reconnect_max = 30.0
     first_frame_timeout = 5.0    # a new connection must send its first frame by then
@@ -98,6 +99,9 @@ class Settings:
     handshake_burst_per_peer: float = 6.0
     legacy_v1: bool = True  # accept the original client's envelopes (48 KiB pre-auth frames)
     commit_batch: int = 4096  # most messages per store transaction
+    # "full": every commit (and so every ack we send) survives power loss; "normal"
+    # (SQLite WAL synchronous=NORMAL): safe against a crash of Enclave, not power loss.
+    store_sync: str = "full"
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
     first_frame_timeout: float = 5.0  # a new connection must send its first frame by then
@@ -123,7 +127,7 @@ class Settings:
 
 KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Settings) if f.name != "source")
 _KINDS: dict[str, type] = {
-    f.name: {"int": int, "float": float, "bool": bool}[str(f.type)]
+    f.name: {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
     for f in fields(Settings)
     if f.name != "source"
 }
@@ -152,6 +156,9 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "first_frame_timeout": (0.0, False, 60.0),
     "handshake_timeout": (0.0, False, 120.0),
 }
+
+# Text knobs take one of these words.
+_CHOICES: dict[str, tuple[str, ...]] = {"store_sync": ("full", "normal")}
 
 # Relations between knobs: (key, relation, other key). Checked after every key alone.
 _RELATIONS: tuple[tuple[str, str, str], ...] = (
@@ -244,6 +251,8 @@ def overrides_from(args: Any) -> dict[str, object]:
 
 def _parse_scalar(key: str, text: str) -> object:
     where = f"{FLAG_ORIGIN} {_one_line(key)}={_one_line(text)}"
+    if _KINDS.get(key) is str and text.isidentifier():
+        return text  # a word knob: --set store_sync=normal, no TOML quotes needed
     if not text or "\n" in text or "\r" in text:
         raise UserError(f"{where}: expected a value such as 4, 2.5 or true")
     try:
@@ -305,6 +314,8 @@ def _typed(key: str, value: object, origin: str) -> object:
 def _type_problem(kind: type, value: object) -> str | None:
     if kind is bool:
         return None if isinstance(value, bool) else "expected true or false"
+    if kind is str:
+        return None if isinstance(value, str) else "expected a quoted word"
     if isinstance(value, bool):
         return f"expected {'an integer' if kind is int else 'a number'}, not true/false"
     if kind is int:
@@ -323,6 +334,8 @@ def _check_all(values: dict[str, Any], origins: dict[str, str]) -> tuple[str, st
         problem = _type_problem(kind, values[key])
         if problem is None and key in _RANGES:
             problem = _range_problem(kind, values[key], *_RANGES[key])
+        if problem is None and key in _CHOICES and values[key] not in _CHOICES[key]:
+            problem = "expected one of " + ", ".join(f'"{c}"' for c in _CHOICES[key])
         if problem is not None:
             return key, problem
     for key, relation, other in _RELATIONS:
@@ -357,6 +370,8 @@ def _show(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, str) and value.isidentifier():
+        return f'"{value}"'
     text = _one_line(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 

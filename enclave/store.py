@@ -6,8 +6,9 @@ Rules:
   methods take many rows in one transaction with ``executemany`` (no per-row commit,
   no per-row query), so the node can group-commit thousands of messages at once.
 - Durability promise: once a write method returns, its transaction is on disk. An ack
-  is sent only after ``store_incoming`` returns, so ``synchronous=FULL``: WAL with
-  NORMAL survives a process crash but can lose the last commits on power loss. If a
+  is sent only after ``store_incoming`` returns, so ``synchronous=FULL`` by default: WAL
+  with NORMAL survives a process crash but can lose the last commits on power loss
+  (the user may choose it: ``store_sync = "normal"``, ``Store.open(path, sync=...)``). If a
   method raises, its whole transaction was rolled back and nothing of it is stored
   (``store_incoming`` raises the sqlite3 error itself; the caller must then not ack).
 - Never overwrite. An existing file is first read through a read-only connection: a
@@ -23,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -34,6 +36,7 @@ from pathlib import Path
 from enclave.errors import UserError
 from enclave.store_schema import (
     BUSY_TIMEOUT_S,
+    SYNC_MODES,
     check_file,
     configure,
     create_private,
@@ -91,8 +94,11 @@ _PEER_COLS = (
     "hwm_ms, added_at, last_seen"
 )
 _MSG_COLS = (
-    "rowid, peer, direction, id, body, created_ms, stored_ms, state, delivered_ms, reason, legacy"
+    "m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms, m.stored_ms, m.state,"
+    " m.delivered_ms, m.reason, m.legacy"
 )
+_MSG_FROM = "messages m JOIN peers p ON p.id = m.peer"
+_NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named peers by text
 
 
 def _peer(r: tuple) -> Peer:
@@ -110,11 +116,20 @@ class Store:
         self._db = db
         self._lock = threading.RLock()
         self.path = path
+        self._ids: dict[str, int] = {}  # fingerprint -> peers.id, filled on use
+        # Rowids of new messages come from here (the store is the file's one writer), so
+        # a caller can know a message's rowid before the row is written (``reserve_rowid``).
+        last = db.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()[0]
+        self._rowids = itertools.count(last + 1)
 
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Store:
+    def open(cls, path: str | os.PathLike, sync: str = "full") -> Store:
+        """``sync``: "full" (each commit survives power loss) or "normal" (survives a
+        crash of Enclave, not power loss)."""
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
         path = Path(path)
         create_private(path)
         check_file(path)
@@ -125,7 +140,7 @@ class Store:
         except sqlite3.Error as err:
             raise UserError(f"cannot open {path}: {err}") from None
         try:
-            configure(db, path)
+            configure(db, path, sync)
             migrate(db)
         except sqlite3.OperationalError as err:
             db.close()
@@ -171,6 +186,28 @@ class Store:
     def _update(self, sql: str, args: tuple) -> int:
         with self._tx() as db:
             return db.execute(sql, args).rowcount
+
+    def _peer_id(self, db: sqlite3.Connection, fingerprint: str) -> int | None:
+        pid = self._ids.get(fingerprint)
+        if pid is None:
+            row = db.execute(
+                "SELECT id FROM peers WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            if row is None:
+                return None
+            pid = self._ids[fingerprint] = row[0]
+        return pid
+
+    def _known_peer_id(self, db: sqlite3.Connection, fingerprint: str) -> int:
+        """The id of a peer a row is written for; an unknown one fails the transaction."""
+        pid = self._peer_id(db, fingerprint)
+        if pid is None:
+            raise sqlite3.IntegrityError(_NO_PEER)
+        return pid
+
+    def reserve_rowid(self) -> int:
+        """The rowid the next outgoing message will be written with (any thread)."""
+        return next(self._rowids)
 
     # -- peers ---------------------------------------------------------------------
 
@@ -235,7 +272,9 @@ class Store:
 
     def remove_peer(self, fingerprint: str) -> bool:
         """Forget a peer together with its history and outbox. True if it existed."""
-        return self._update("DELETE FROM peers WHERE fingerprint = ?", (fingerprint,)) > 0
+        with self._lock:
+            self._ids.pop(fingerprint, None)
+            return self._update("DELETE FROM peers WHERE fingerprint = ?", (fingerprint,)) > 0
 
     def set_verified(self, fingerprint: str, verified: bool) -> None:
         self._set_user_flag(fingerprint, "verified", int(bool(verified)))
@@ -275,25 +314,7 @@ class Store:
         Returns, per row, whether it was new; a (peer, id) already stored, or earlier in
         the same batch, gives False. Any failure rolls the whole batch back and raises.
         """
-        params = [
-            (fp, _msg_id(mid), body, created, stored, int(bool(legacy)))
-            for fp, mid, body, created, stored, legacy in rows
-        ]
-        with self._tx() as db:
-            last = _last_rowid(db)
-            db.executemany(
-                "INSERT INTO messages (peer, direction, id, body, created_ms, stored_ms, state, legacy)"
-                " VALUES (?, 'in', ?, ?, ?, ?, 'received', ?)"
-                " ON CONFLICT (peer, direction, id) DO NOTHING",
-                params,
-            )
-            new = set(db.execute("SELECT peer, id FROM messages WHERE rowid > ?", (last,)))
-        flags = []
-        for p in params:
-            key = (p[0], p[1])
-            flags.append(key in new)
-            new.discard(key)  # a second copy in the same batch is a duplicate
-        return flags
+        return self.write_cycle(incoming=rows)
 
     # -- outgoing messages and the outbox (PROTOCOL.md c.3, sender) ----------------------
 
@@ -302,41 +323,135 @@ class Store:
 
         Each row enters the outbox. An id of 36 bytes (a v1 UUID string) marks it legacy.
         """
-        params = [
-            (fp, _msg_id(mid), _body(body), created, len(mid) == 36)
-            for fp, mid, body, created in rows
-        ]
+        rows = [(self.reserve_rowid(), *row) for row in rows]
+        self.write_cycle(enqueue=rows)
+        return [r[0] for r in rows]
+
+    def write_cycle(
+        self,
+        enqueue: Iterable[tuple[int, str, bytes, str, int]] = (),
+        incoming: Iterable[tuple[str, bytes, str, int, int, bool]] = (),
+        delivered: Iterable[tuple[str, list[int]]] = (),
+        now_ms: int = 0,
+    ) -> list[bool]:
+        """One transaction for everything a commit cycle of the node writes; returns
+        the ``store_incoming`` flags of ``incoming``.
+
+        ``enqueue``: (rowid from ``reserve_rowid``, recipient_fp, id, body, created_ms)
+        rows for the outbox. ``delivered``: (recipient_fp, rowids) it acked, each a prefix
+        of what it was sent from the outbox (acks are cumulative); the rows become
+        delivered and leave the outbox (see ``_delivered``).
+        """
+        incoming, enqueue = list(incoming), list(enqueue)
         with self._tx() as db:
-            last = _last_rowid(db)
-            db.executemany(
-                "INSERT INTO messages (peer, direction, id, body, created_ms, stored_ms, state, legacy)"
-                " VALUES (?1, 'out', ?2, ?3, ?4, ?4, 'queued', ?5)",
-                params,
+            flags = self._insert_incoming(db, incoming) if incoming else []
+            if enqueue:
+                self._insert_outgoing(db, enqueue)
+            for fp, rowids in delivered:
+                self._delivered(db, fp, rowids, now_ms)
+        return flags
+
+    # Rows are checked here (once each, in one expression: the hot path) instead of by
+    # CHECK constraints; a row that fails goes through the explaining checks.
+
+    def _insert_incoming(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
+        params, ids, rowid = [], self._ids, self._rowids.__next__
+        for fp, mid, body, created, stored, legacy in rows:
+            if not (
+                type(mid) is bytes
+                and (len(mid) == 16 or len(mid) == 36)
+                and type(body) is str
+                and type(created) is int
+                and type(stored) is int
+            ):
+                _explain_row(mid, body, created, stored)
+            pid = ids.get(fp) or self._known_peer_id(db, fp)
+            params.append((rowid(), pid, mid, body, created, stored, 1 if legacy else 0))
+        db.executemany(
+            "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
+            " state, legacy) VALUES (?, ?, 'in', ?, ?, ?, ?, 'received', ?)"
+            " ON CONFLICT (peer, created_ms, id) WHERE direction = 'in' DO NOTHING",
+            params,
+        )
+        # A duplicate (stored before, or earlier in this batch) was not inserted.
+        sql = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
+        new = {r[0] for r in db.execute(sql, (params[0][0], params[-1][0]))}
+        return [p[0] in new for p in params]
+
+    def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
+        params, ids = [], self._ids
+        for rowid, fp, mid, body, created in rows:
+            if not (
+                type(mid) is bytes
+                and (len(mid) == 16 or len(mid) == 36)
+                and type(body) is str
+                and type(created) is int
+            ):
+                _explain_row(mid, body, created, 0)
+            pid = ids.get(fp) or self._known_peer_id(db, fp)
+            params.append((rowid, pid, mid, body, created, len(mid) == 36))
+        if len({(p[1], p[2]) for p in params}) < len(params):  # a caller's bug: say so
+            raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
+        db.executemany(
+            "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
+            " state, legacy) VALUES (?1, ?2, 'out', ?3, ?4, ?5, ?5, 'queued', ?6)",
+            params,
+        )
+        db.executemany(
+            "INSERT INTO outbox (message, peer) VALUES (?, ?)", [(p[0], p[1]) for p in params]
+        )
+
+    def _delivered(self, db: sqlite3.Connection, fp: str, rowids: list[int], now_ms: int) -> None:
+        """Mark acked rows delivered: by range when the outbox holds exactly these rows
+        of this peer between the first and the last (the common case: acks come in
+        outbox order), else row by row."""
+        if not rowids:
+            return
+        pid = self._peer_id(db, fp)
+        if pid is None:
+            return  # removed meanwhile: its rows are gone
+        lo, hi = min(rowids), max(rowids)
+        sql = "SELECT count(*) FROM outbox WHERE message BETWEEN ? AND ? AND peer = ?"
+        if db.execute(sql, (lo, hi, pid)).fetchone()[0] == len(rowids):
+            db.execute(
+                "UPDATE messages SET state = 'delivered', delivered_ms = ?, reason = NULL"
+                " WHERE rowid BETWEEN ? AND ? AND peer = ? AND direction = 'out'"
+                " AND state IN ('queued', 'sent')",
+                (now_ms, lo, hi, pid),
             )
             db.execute(
-                "INSERT INTO outbox (message, peer)"
-                " SELECT rowid, peer FROM messages WHERE rowid > ? ORDER BY rowid",
-                (last,),
+                "DELETE FROM outbox WHERE message BETWEEN ? AND ? AND peer = ?", (lo, hi, pid)
             )
-            return [
-                r[0]
-                for r in db.execute(
-                    "SELECT rowid FROM messages WHERE rowid > ? ORDER BY rowid", (last,)
-                )
-            ]
+        else:
+            self._delivered_rows(db, pid, rowids, now_ms)
+
+    @staticmethod
+    def _delivered_rows(db: sqlite3.Connection, pid: int, rowids: list[int], now_ms: int) -> int:
+        params = [(now_ms, r, pid) for r in _rowids(rowids)]
+        changed = db.executemany(
+            "UPDATE messages SET state = 'delivered', delivered_ms = ?, reason = NULL"
+            " WHERE rowid = ? AND peer = ? AND direction = 'out'"
+            " AND state IN ('queued', 'sent', 'failed')",
+            params,
+        ).rowcount
+        db.executemany("DELETE FROM outbox WHERE message = ? AND peer = ?", [p[1:] for p in params])
+        return changed
 
     def outbox_for(self, fingerprint: str, limit: int | None = None) -> list[OutboxItem]:
         sql = (
-            "SELECT m.rowid, m.peer, m.id, m.body, m.created_ms, m.state, m.legacy"
-            " FROM outbox o JOIN messages m ON m.rowid = o.message"
-            " WHERE o.peer = ? ORDER BY o.seq LIMIT ?"
+            "SELECT m.rowid, p.fingerprint, m.id, m.body, m.created_ms, m.state, m.legacy"
+            " FROM outbox o JOIN messages m ON m.rowid = o.message JOIN peers p ON p.id = o.peer"
+            " WHERE p.fingerprint = ? ORDER BY o.seq LIMIT ?"
         )
         rows = self._rows(sql, (fingerprint, -1 if limit is None else limit))
         return [OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
 
     def outbox_peers(self) -> list[str]:
         """Recipients that are owed messages, the longest-waiting first."""
-        sql = "SELECT peer FROM outbox GROUP BY peer ORDER BY min(seq)"
+        sql = (
+            "SELECT p.fingerprint FROM outbox o JOIN peers p ON p.id = o.peer"
+            " GROUP BY o.peer ORDER BY min(o.seq)"
+        )
         return [r[0] for r in self._rows(sql)]
 
     def mark_sent(self, rowids: Iterable[int]) -> None:
@@ -348,18 +463,9 @@ class Store:
     def mark_delivered(self, fingerprint: str, rowids: Iterable[int], now_ms: int) -> int:
         """``fingerprint`` acked these rows: only its own copies become delivered and
         leave the outbox. A late ack also settles a failed row. Returns rows changed."""
-        params = [(now_ms, r, fingerprint) for r in _rowids(rowids)]
         with self._tx() as db:
-            changed = db.executemany(
-                "UPDATE messages SET state = 'delivered', delivered_ms = ?, reason = NULL"
-                " WHERE rowid = ? AND peer = ? AND direction = 'out'"
-                " AND state IN ('queued', 'sent', 'failed')",
-                params,
-            ).rowcount
-            db.executemany(
-                "DELETE FROM outbox WHERE message = ? AND peer = ?", [p[1:] for p in params]
-            )
-            return changed
+            pid = self._peer_id(db, fingerprint)
+            return 0 if pid is None else self._delivered_rows(db, pid, rowids, now_ms)
 
     def mark_failed(self, rowids: Iterable[int], reason: str) -> None:
         """Give up on rows not yet delivered: they leave the outbox with ``reason``."""
@@ -412,12 +518,11 @@ class Store:
         return [r[0] for r in self._rows(sql, (*ids, *wanted))]
 
     def failed_messages(self, fingerprint: str | None = None) -> list[Message]:
-        sql = f"SELECT {_MSG_COLS} FROM messages WHERE state = 'failed'"
+        sql = f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.state = 'failed'"
         if fingerprint is None:
-            return [_message(r) for r in self._rows(sql + " ORDER BY rowid")]
-        return [
-            _message(r) for r in self._rows(sql + " AND peer = ? ORDER BY rowid", (fingerprint,))
-        ]
+            return [_message(r) for r in self._rows(sql + " ORDER BY m.rowid")]
+        sql += " AND p.fingerprint = ? ORDER BY m.rowid"
+        return [_message(r) for r in self._rows(sql, (fingerprint,))]
 
     def history(
         self, fingerprint: str, limit: int = 50, before_rowid: int | None = None
@@ -425,8 +530,8 @@ class Store:
         """The newest ``limit`` messages with this peer (older than ``before_rowid`` if
         given), oldest first. Deleted messages are not shown."""
         sql = (
-            f"SELECT {_MSG_COLS} FROM messages WHERE peer = ? AND rowid < ?"
-            " AND state != 'deleted' ORDER BY rowid DESC LIMIT ?"
+            f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE p.fingerprint = ? AND m.rowid < ?"
+            " AND m.state != 'deleted' ORDER BY m.rowid DESC LIMIT ?"
         )
         before = (1 << 63) - 1 if before_rowid is None else before_rowid
         rows = self._rows(sql, (fingerprint, before, limit))
@@ -436,8 +541,8 @@ class Store:
         """The newest ``limit`` messages containing ``text`` (ASCII case ignored), oldest first."""
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         sql = (
-            f"SELECT {_MSG_COLS} FROM messages WHERE body LIKE ? ESCAPE '\\'"
-            " ORDER BY rowid DESC LIMIT ?"
+            f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.body LIKE ? ESCAPE '\\'"
+            " ORDER BY m.rowid DESC LIMIT ?"
         )
         return [_message(r) for r in reversed(self._rows(sql, (pattern, limit)))]
 
@@ -446,11 +551,12 @@ class Store:
         so a late resend is not shown again. Unsent messages leave the outbox. Returns
         how many messages were erased."""
         with self._tx() as db:
-            db.execute("DELETE FROM outbox WHERE peer = ?", (fingerprint,))
+            pid = self._peer_id(db, fingerprint)
+            db.execute("DELETE FROM outbox WHERE peer = ?", (pid,))
             erased = db.execute(
                 "UPDATE messages SET body = NULL, state = 'deleted', reason = NULL"
                 " WHERE peer = ? AND state != 'deleted'",
-                (fingerprint,),
+                (pid,),
             ).rowcount
         self._scrub_wal()
         return erased
@@ -545,15 +651,22 @@ def _body(body: str) -> str:
     return body
 
 
+def _explain_row(mid: bytes, body: str, created: int, stored: int) -> None:
+    _msg_id(mid)
+    _body(body)
+    _ms(created)
+    _ms(stored)
+
+
+def _ms(value: int) -> int:
+    if type(value) is not int:  # bool is refused too; SQLite would store a float or text
+        raise TypeError(f"a time must be integer milliseconds, not {value!r:.40}")
+    return value
+
+
 def _rowids(rowids: Iterable[int]) -> list[int]:
     return [int(r) for r in rowids]
 
 
 def _rowid_params(rowids: Iterable[int]) -> list[tuple[int]]:
     return [(int(r),) for r in rowids]
-
-
-def _last_rowid(db: sqlite3.Connection) -> int:
-    """Rows a batch inserts get rowids above this (AUTOINCREMENT never reuses one)."""
-    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-    return row[0] if row else 0

@@ -106,8 +106,87 @@ def sql_step(*statements: str) -> Migration:
     return step
 
 
+# Version 2, the lean hot path (PERFORMANCE.md): messages and the outbox name their peer
+# by an INTEGER id (``peers.id``) instead of the 64-character fingerprint, rowids are
+# plain INTEGER PRIMARY KEYs that the store assigns itself (no AUTOINCREMENT and its
+# sqlite_sequence write per insert), and the constant CHECKs on each message row are the
+# store's argument checks instead (enclave.store). The outbox keeps its own order
+# (``seq``) so a retried message goes to the back; it has no index by peer: it is read by
+# peer only when the node starts.
+_V2_TABLES = (
+    """CREATE TABLE peers2 (
+        id          INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL UNIQUE
+            CHECK (length(fingerprint) = 64 AND fingerprint NOT GLOB '*[^0-9a-f]*'),
+        name        TEXT COLLATE NOCASE UNIQUE,
+        public_key  TEXT NOT NULL,
+        address     TEXT,
+        verified    INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
+        proto       TEXT NOT NULL DEFAULT 'auto' CHECK (proto IN ('auto', 'v1', 'v2')),
+        v2_seen     INTEGER NOT NULL DEFAULT 0 CHECK (v2_seen IN (0, 1)),
+        blocked     INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1)),
+        hwm_ms      INTEGER NOT NULL DEFAULT 0,
+        added_at    REAL NOT NULL,
+        last_seen   REAL
+    )""",
+    # direction 'in' | 'out'; state: in: received | deleted, out: queued | sent |
+    # delivered | failed | deleted; body NULL exactly when deleted (a tombstone, so a
+    # late resend is not shown again); id 16 random bytes (v2) or a 36-byte v1 UUID.
+    """CREATE TABLE messages2 (
+        rowid        INTEGER PRIMARY KEY,
+        peer         INTEGER NOT NULL REFERENCES peers2 (id) ON DELETE CASCADE,
+        direction    TEXT NOT NULL,
+        id           BLOB NOT NULL,
+        body         TEXT,
+        created_ms   INTEGER NOT NULL,
+        stored_ms    INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        delivered_ms INTEGER,
+        reason       TEXT,
+        legacy       INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE outbox2 (
+        seq     INTEGER PRIMARY KEY,
+        message INTEGER NOT NULL UNIQUE REFERENCES messages2 (rowid) ON DELETE CASCADE,
+        peer    INTEGER NOT NULL
+    )""",
+)
+_V2_COPY = (
+    "INSERT INTO peers2 (fingerprint, name, public_key, address, verified, proto, v2_seen,"
+    " blocked, hwm_ms, added_at, last_seen) SELECT fingerprint, name, public_key, address,"
+    " verified, proto, v2_seen, blocked, hwm_ms, added_at, last_seen FROM peers"
+    " ORDER BY rowid",
+    "INSERT INTO messages2 (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
+    " delivered_ms, reason, legacy) SELECT m.rowid, p.id, m.direction, m.id, m.body,"
+    " m.created_ms, m.stored_ms, m.state, m.delivered_ms, m.reason, m.legacy"
+    " FROM messages m JOIN peers2 p ON p.fingerprint = m.peer ORDER BY m.rowid",
+    "INSERT INTO outbox2 (seq, message, peer) SELECT o.seq, o.message, p.id"
+    " FROM outbox o JOIN peers2 p ON p.fingerprint = o.peer ORDER BY o.seq",
+)
+# Dropping a table deletes its rows first (and cascades): the old outbox and messages go
+# before the old peers, so nothing cascades into the new tables. RENAME then rewrites
+# the new tables' foreign keys to the final names.
+_V2_SWAP = (
+    "DROP TABLE outbox",
+    "DROP TABLE messages",
+    "DROP TABLE peers",
+    "ALTER TABLE peers2 RENAME TO peers",
+    "ALTER TABLE messages2 RENAME TO messages",
+    "ALTER TABLE outbox2 RENAME TO outbox",
+    "CREATE INDEX messages_by_peer ON messages (peer)",  # history pages (rowid is implied)
+    "CREATE INDEX messages_failed ON messages (state) WHERE state = 'failed'",
+    # Dedupe of what peers send us: a resend carries the same created_ms and id. Keyed
+    # by time first, so new entries land at the index's right edge: keyed by the random
+    # id, each row of a commit dirtied its own index page once the index outgrew the
+    # cache (a 4 KiB WAL page per message). A peer that reuses an id with another time
+    # sends a new message, as it could with a new id. Our own ids are 16 random bytes
+    # (or a fresh v1 UUID): an index over them would cost every outgoing row.
+    "CREATE UNIQUE INDEX messages_in_id ON messages (peer, created_ms, id) WHERE direction = 'in'",
+)
+
 MIGRATIONS: list[Migration] = [
     sql_step(*_V1),  # 0 -> 1
+    sql_step(*_V2_TABLES, *_V2_COPY, *_V2_SWAP),  # 1 -> 2: integer peer ids, lean rows
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes
@@ -199,12 +278,19 @@ def check_ours(db: sqlite3.Connection, path: Path, version: int) -> None:
         )
 
 
-def configure(db: sqlite3.Connection, path: Path) -> None:
+SYNC_MODES = ("full", "normal")
+
+
+def configure(db: sqlite3.Connection, path: Path, sync: str = "full") -> None:
+    """``sync`` "full" (the default) makes every commit survive power loss; "normal"
+    (WAL) survives a crash of Enclave, but the last commits may be lost on power loss."""
+    if sync not in SYNC_MODES:
+        raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
     mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if mode != "wal":
         raise UserError(f"{path}: SQLite cannot use WAL mode here (got {mode}); use a local disk")
     for pragma in (
-        "synchronous = FULL",  # WAL + NORMAL can lose the last commits on power loss
+        f"synchronous = {sync.upper()}",  # WAL + NORMAL can lose the last commits on power loss
         "foreign_keys = ON",
         f"busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}",
         "secure_delete = ON",  # deleted history is zeroed, not just unlinked

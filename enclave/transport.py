@@ -41,6 +41,26 @@ def source_key(host: str) -> str:
 class Link(asyncio.Protocol):
     """One TCP connection and the protocol Connection it carries."""
 
+    __slots__ = (  # one per session: no per-instance __dict__
+        "hub",
+        "id",
+        "dialled",
+        "conn",
+        "transport",
+        "address",
+        "writable",
+        "reading",
+        "close_reason",
+        "established",
+        "state",
+        "_make_conn",
+        "_loop",
+        "_flush_scheduled",
+        "_timer",
+        "_timer_at",
+        "_admitted",
+    )
+
     def __init__(self, hub, make_conn, *, dialled: bytes | None = None) -> None:
         self.hub = hub
         self.id = next(_ids)
@@ -131,6 +151,10 @@ class Link(asyncio.Protocol):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+
+    def flush_now(self) -> None:
+        """Write what the connection has queued now, not on the next loop iteration."""
+        self._flush()
 
     def pause_reading(self) -> None:
         if self.reading and self.transport is not None and not self.transport.is_closing():

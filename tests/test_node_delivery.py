@@ -269,3 +269,91 @@ async def test_idle_expiry_keeps_the_last_session_and_the_peer_online(rsa_keys, 
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_store_sync_normal_delivers_everything_once_both_ways(rsa_keys, tmp_path):
+    """With store_sync "normal" small commits run on the loop: the same outcome."""
+    from enclave.settings import Settings
+
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    normal = Settings(store_sync="normal")
+    a, b = await start(tmp_path / "a", ka, normal), await start(tmp_path / "b", kb, normal)
+    try:
+        introduce(a, b, ka, kb)
+        ra, rb = Recorder(a), Recorder(b)
+        assert a.delivery.inline_rows > 0
+        for k in range(150):  # one at a time (inline commits), then a burst (the writer)
+            await a.send("bob", f"a{k}")
+            await b.send("alice", f"b{k}")
+        await a.submit_many(bytes.fromhex(b.fingerprint), [f"a{k}" for k in range(150, 3000)])
+        await ra.until(lambda r: len(r.states("delivered")) == 3000)
+        await rb.until(lambda r: len(r.states("delivered")) == 150)
+        assert [m.body for m in rb.received()] == [f"a{k}" for k in range(3000)]
+        assert [m.body for m in ra.received()] == [f"b{k}" for k in range(150)]
+        assert {m.state for m in a.history("bob", 5000)} == {"delivered", "received"}
+        assert a.stats()["queued"] == 0 and b.stats()["dupes"] == 0
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_sent_before_its_commit_is_reported_delivered_only_once_stored(rsa_keys, tmp_path):
+    """A message goes to its link while its outbox row is being committed. If that commit
+    fails (a full store), the peer may already have it: it stays, and is reported
+    queued and delivered only once its row is on disk, never before."""
+    from enclave.node_events import DeliveryChanged
+
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    loop = asyncio.get_running_loop()
+    try:
+        introduce(a, b, ka, kb)
+        ra, rb = Recorder(a), Recorder(b)
+        warm = await a.send("bob", "warm")
+        await ra.until(lambda r: len(r.states("delivered")) == 1)
+
+        def problem(r):
+            return any(isinstance(e, NodeProblem) for e in r.events)
+
+        def limit(pages):
+            db = a.store._db
+            count = db.execute("PRAGMA page_count").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {pages or count}")
+
+        await loop.run_in_executor(a.delivery._writer, limit, 0)
+        bob = bytes.fromhex(b.fingerprint)
+        futures = []
+        for k in range(100):  # until a commit fails (freed pages may take the first ones)
+            # Each goes to the live session at once, while its row is being committed.
+            futures.append(a.submit(bob, f"big{k:03d} " + "z" * 9000))
+            await ra.until(lambda r, f=futures[-1]: f.done() or problem(r))
+            if problem(ra):
+                break
+        # The store refuses writes now; one more goes to Bob at once all the same.
+        futures.append(a.submit(bob, "big-after " + "z" * 9000))
+        pending = [f for f in futures if not f.done()]
+        assert pending and problem(ra)
+        await rb.until(lambda r: len(r.received()) == 1 + len(futures))  # Bob has them all
+        on_disk = {f.result().rowid for f in futures if f.done()} | {warm.rowid}
+        reported = {e.rowid for e in ra.events if isinstance(e, DeliveryChanged)}
+        assert reported <= on_disk  # nothing said about a row not yet written
+        assert len(a.history("bob", 500)) == len(on_disk)
+
+        await loop.run_in_executor(a.delivery._writer, limit, 1_000_000)
+        for f in pending:
+            await asyncio.wait_for(f, 10)
+        await ra.until(lambda r: len(r.states("delivered")) == 1 + len(futures))
+        for f in pending:
+            states = [
+                e.state
+                for e in ra.events
+                if type(e) is DeliveryChanged and e.rowid == f.result().rowid
+            ]
+            assert states[0] == "queued" and states[-1] == "delivered"
+        assert {m.state for m in a.history("bob", 500)} == {"delivered"}
+        assert len(rb.received()) == 1 + len(futures)  # each shown once
+    finally:
+        await a.stop()
+        await b.stop()

@@ -342,3 +342,18 @@ def test_direct_construction_checks_the_same_rules():
     assert Settings(idle_timeout=5).idle_timeout == 5.0
     replaced = dataclasses.replace(Settings(), crypto_workers=3)
     assert replaced.crypto_workers == 3
+
+
+def test_store_sync_is_a_word_from_the_file_or_a_flag(tmp_path):
+    assert load(tmp_path).store_sync == "full"
+    write(tmp_path, 'store_sync = "normal"\n')
+    assert load(tmp_path).store_sync == "normal"
+    assert load(tmp_path, overrides_from(parse("--set", "store_sync=full"))).store_sync == "full"
+    assert (
+        'store_sync="full"'
+        in load(tmp_path, overrides_from(parse("--set", "store_sync=full"))).summary()
+    )
+    write(tmp_path, 'store_sync = "off"\n')
+    assert 'store_sync = "off": expected one of "full", "normal"' in one_line_error(tmp_path)
+    write(tmp_path, "store_sync = 1\n")
+    assert "store_sync = 1: expected a quoted word" in one_line_error(tmp_path)

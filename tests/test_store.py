@@ -86,6 +86,13 @@ def test_wal_and_durability_pragmas(db_path, store):
     assert store._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
 
 
+def test_store_sync_normal_is_asked_for_explicitly(tmp_path):
+    with Store.open(tmp_path / "n.db", sync="normal") as s:
+        assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with pytest.raises(ValueError):
+        Store.open(tmp_path / "o.db", sync="off")
+
+
 def test_schema_version(store):
     assert store.schema_version == SCHEMA_VERSION == len(store_schema.MIGRATIONS)
 
@@ -174,6 +181,68 @@ def test_open_migrates_an_older_store_forward(db_path, monkeypatch):
         assert s.schema_version == SCHEMA_VERSION + 1
 
 
+def test_version_1_store_with_data_migrates_to_integer_peer_ids(db_path):
+    """A store written by schema 1 (fingerprints in every row, AUTOINCREMENT) keeps every
+    peer, message, state, tombstone, outbox order and v1 record after the upgrade."""
+    db = sqlite3.connect(db_path, isolation_level=None)
+    migrate(db, store_schema.MIGRATIONS[:1])
+    db.execute("PRAGMA foreign_keys = ON")
+    for fp, name in ((A, "alice"), (B, None)):
+        db.execute(
+            "INSERT INTO peers (fingerprint, name, public_key, address, verified, hwm_ms,"
+            " added_at) VALUES (?, ?, ?, '10.0.0.1:7000', 1, 77, 5.0)",
+            (fp, name, pem(fp)),
+        )
+    rows = [  # (peer, direction, id, body, state, delivered_ms, reason)
+        (A, "in", mid(1), "hello", "received", None, None),
+        (A, "out", mid(2), "delivered one", "delivered", 40, None),
+        (A, "out", mid(3), "in flight", "sent", None, None),
+        (B, "out", mid(4), "to bob", "queued", None, None),
+        (A, "out", mid(5), "given up", "failed", None, "unreachable"),
+        (A, "in", mid(6), None, "deleted", None, None),
+        (A, "out", mid(7), "retried", "queued", None, None),
+    ]
+    for n, (fp, direction, i, body, state, done, reason) in enumerate(rows):
+        db.execute(
+            "INSERT INTO messages (peer, direction, id, body, created_ms, stored_ms, state,"
+            " delivered_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (fp, direction, i, body, 10 + n, 20 + n, state, done, reason),
+        )
+    # Outbox order is not rowid order: row 3 was put back after rows 4 and 7.
+    for rowid, fp in ((4, B), (7, A), (3, A)):
+        db.execute("INSERT INTO outbox (message, peer) VALUES (?, ?)", (rowid, fp))
+    db.execute("INSERT INTO v1_seen VALUES (?, 'uuid-1', 9.0)", (A,))
+    db.close()
+
+    with Store.open(db_path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 2
+        alice = s.get_peer(A)
+        assert (alice.name, alice.verified, alice.hwm_ms) == ("alice", True, 77)
+        assert [(m.rowid, m.direction, m.body, m.state) for m in s.history(A)] == [
+            (1, "in", "hello", "received"),
+            (2, "out", "delivered one", "delivered"),
+            (3, "out", "in flight", "sent"),
+            (5, "out", "given up", "failed"),
+            (7, "out", "retried", "queued"),
+        ]
+        assert s.history(A)[1].delivered_ms == 40
+        assert [o.rowid for o in s.outbox_for(A)] == [7, 3]
+        assert s.outbox_peers() == [B, A]
+        assert [m.rowid for m in s.failed_messages(A)] == [5]
+        assert s.v1_seen(A, "uuid-1")
+        # The tombstone still refuses a resend; new rows continue after the old rowids.
+        assert s.store_incoming([incoming(A, 6, created=15), incoming(A, 8)]) == [False, True]
+        [new] = s.enqueue_outgoing([(B, mid(9), "after", 50)])
+        assert new > 8
+        assert s.mark_delivered(A, [3, 7], now_ms=60) == 2
+        assert s.outbox_for(A) == [] and [o.rowid for o in s.outbox_for(B)] == [4, new]
+        assert s.remove_peer(B) and s.outbox_peers() == []
+    with closing(sqlite3.connect(db_path)) as raw:
+        tables = {r[0]: r[1] for r in raw.execute("SELECT name, sql FROM sqlite_schema")}
+        assert "peers2" not in tables and "AUTOINCREMENT" not in tables["messages"]
+        assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
 # -- files we must not touch --------------------------------------------------------------
 
 
@@ -182,7 +251,9 @@ def test_newer_store_is_refused_untouched(db_path):
     with closing(sqlite3.connect(db_path, isolation_level=None)) as raw:
         raw.execute("PRAGMA user_version = 99")
     before = sha(db_path)
-    with pytest.raises(UserError, match=r"newer Enclave \(schema 99, this one knows 1\)"):
+    with pytest.raises(
+        UserError, match=rf"newer Enclave \(schema 99, this one knows {SCHEMA_VERSION}\)"
+    ):
         Store.open(db_path)
     assert sha(db_path) == before
 
@@ -399,9 +470,13 @@ def test_malformed_rows_store_nothing(store):
         store.store_incoming([incoming(A, 1), (A, "not bytes", "x", 0, 0, False)])
     with pytest.raises(ValueError):
         store.store_incoming([incoming(A, 1), (A, b"short", "x", 0, 0, False)])
-    with pytest.raises(sqlite3.IntegrityError):  # a body is required
+    with pytest.raises(TypeError):  # a body is required
         store.store_incoming([incoming(A, 1), (A, mid(2), None, 0, 0, False)])
-    assert store.history(A) == []
+    with pytest.raises(TypeError):  # times are integer milliseconds
+        store.store_incoming([incoming(A, 1), (A, mid(2), "x", 1.5, 0, False)])
+    with pytest.raises(TypeError):
+        store.enqueue_outgoing([(A, mid(3), "x", "soon")])
+    assert store.history(A) == [] and store.outbox_for(A) == []
 
 
 def test_disk_full_stores_nothing_and_store_recovers(store):

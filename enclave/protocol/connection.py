@@ -39,6 +39,7 @@ from .events import (
     TypingChanged,
 )
 from .messages import (
+    _FIELDS,
     MAX_BATCH,
     Ack,
     Chat,
@@ -47,7 +48,8 @@ from .messages import (
     Typing,
     _chat_fields,
     decode_batch,
-    encode_batch,
+    encode_fields,
+    outgoing_chat_fields,
 )
 from .policy import Policy
 from .records import APP, CLOSE, KEY_UPDATE, MAX_RECORD, RecordReceiver, RecordSender
@@ -156,6 +158,42 @@ class _Handshake:
 
 
 class Connection:
+    # Slots: a node holds one per session; a __dict__ of these would be ~1 KiB more each.
+    __slots__ = (
+        "_ack_out",
+        "_ack_sent",
+        "_acked_upto",
+        "_after_update",
+        "_chats_flushed",
+        "_chats_received",
+        "_chats_sent",
+        "_established_at",
+        "_events",
+        "_got_first_frame",
+        "_hs",
+        "_job",
+        "_last_rx",
+        "_legacy_env",
+        "_out",
+        "_pending",
+        "_ping_out",
+        "_rx",
+        "_splitter",
+        "_started",
+        "_tx",
+        "_v1_enabled",
+        "close_reason",
+        "identity",
+        "initiator",
+        "limits",
+        "peer",
+        "peer_key",
+        "policy",
+        "session_id",
+        "source",
+        "state",
+    )
+
     def __init__(
         self,
         identity: Identity,
@@ -269,15 +307,28 @@ class Connection:
         """Queue Chats for the next ``data_to_send``; returns the session index of the
         first one (indices are consecutive; acks refer to them)."""
         self._require_established()
-        chats = list(chats)
         own, peer = self.identity.fingerprint, self.peer
+        fields = []
         for chat in chats:  # refuse here what the peer would refuse (and close) there
-            _chat_fields(chat)
+            fields.append(_chat_fields(chat))
             if chat.sender != own or chat.recipient != peer:
                 raise UsageError("a Chat on this session must be from us and to its peer")
+        return self._queue_chats(fields)
+
+    def send_outgoing(self, items) -> int:
+        """``send_chats`` for our own messages given as objects with ``id``,
+        ``created_ms`` and ``body`` (the outbox's rows): no Chat is built for them."""
+        self._require_established()
+        own, peer = self.identity.fingerprint, self.peer
+        return self._queue_chats(
+            [outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body) for o in items]
+        )
+
+    def _queue_chats(self, fields: list) -> int:
+        # Pending chats are kept as checked field lists, so a flush encodes them as is.
         first = self._chats_sent
-        self._pending.extend(chats)
-        self._chats_sent += len(chats)
+        self._pending.extend(fields)
+        self._chats_sent += len(fields)
         return first
 
     def ack(self, upto: int) -> None:
@@ -671,12 +722,16 @@ class Connection:
         bodies = []
         start, size = 0, 0
         for i, msg in enumerate(pending):
-            size += 120 + (4 * len(msg.body) if type(msg) is Chat else 0)
+            if type(msg) is list:  # a Chat's checked fields (see _queue_chats)
+                size += 120 + 4 * len(msg[5])
+            else:
+                pending[i] = _FIELDS[type(msg)](msg)
+                size += 120
             if i - start + 1 == MAX_BATCH or size >= _BATCH_BYTES:
-                bodies.append(encode_batch(pending[start : i + 1]))
+                bodies.append(encode_fields(pending[start : i + 1]))
                 start, size = i + 1, 0
         if start < len(pending):
-            bodies.append(encode_batch(pending[start:]))
+            bodies.append(encode_fields(pending[start:]))
         self._out.append(self._tx.seal_many(APP, bodies, now))
 
     def _require_established(self) -> None:

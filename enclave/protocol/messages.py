@@ -179,6 +179,29 @@ def encode_batch(messages: Sequence[Message]) -> bytes:
     return _pack(batch)
 
 
+def encode_fields(batch: Sequence[list]) -> bytes:
+    """The APP body for message field lists already checked by their ``_*_fields``."""
+    _check_count(len(batch))
+    return _pack(list(batch))
+
+
+def outgoing_chat_fields(
+    mid: object, sender: bytes, recipient: bytes, created_ms: object, body: object
+) -> list:
+    """The fields of our own Chat, checked as ``_chat_fields`` checks them, without
+    building a Chat first (``sender`` and ``recipient`` are the session's own)."""
+    if (
+        type(mid) is bytes
+        and len(mid) == ID_LEN
+        and type(created_ms) is int
+        and 0 <= created_ms < _UINT64_END
+        and type(body) is str
+        and len(body) <= MAX_BODY_CHARS
+    ):
+        return [CHAT, mid, sender, recipient, created_ms, body]
+    return _chat_fields(Chat(mid, sender, recipient, created_ms, body))  # explains
+
+
 def encode_chat_batch(chats: Sequence[Chat]) -> bytes:
     """``encode_batch`` for CHATs only: the outbox's common case, without dispatch."""
     _check_count(len(chats))
