@@ -167,8 +167,10 @@ class Sessions:
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
+        # A deep accept queue: with asyncio's default of 100, a burst of connects drops
+        # final ACKs and a newcomer (an honest peer, too) waits seconds for retransmits.
         self._server = await loop.create_server(
-            lambda: Link(self, self._responder), host, port, reuse_address=True
+            lambda: Link(self, self._responder), host, port, reuse_address=True, backlog=1024
         )
         self._housekeeping = loop.create_task(self._tick(), name="enclave-housekeeping")
         return self._server.sockets[0].getsockname()[:2]

@@ -15,7 +15,7 @@ The node listens on 127.0.0.1 (uvloop). Every line on stdout is one JSON object:
     {"ev": "stopped"}                                 after a clean stop
 
 With ``--each`` every message event is printed too:
-``{"ev": "received", "peer", "id", "body"}`` and ``{"ev": "queued" | "sent" |
+``{"ev": "received", "peer", "id", "body", "t"}`` (``t``: time.monotonic()) and ``{"ev": "queued" | "sent" |
 "delivered" | "failed", "peer", "rowid", "id"}``. Without it (bulk runs) incoming
 messages are only aggregated: a count, and per stream of bodies ``PREFIX-000123....``
 the first and last sequence number seen, how many broke the +1 sequence and how many
@@ -204,7 +204,15 @@ class Runner:
             s["count"] += 1
             s["last"] = seq
         if self.each:
-            self.emit({"ev": "received", "peer": ev.peer, "id": ev.id.hex(), "body": ev.body})
+            self.emit(
+                {
+                    "ev": "received",
+                    "peer": ev.peer,
+                    "id": ev.id.hex(),
+                    "body": ev.body,
+                    "t": time.monotonic(),  # one clock for every process: latency
+                }
+            )
         self._changed()
 
     def _changed(self) -> None:
