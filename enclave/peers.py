@@ -411,8 +411,33 @@ class Sessions:
         if not link.established.done():
             link.established.set_result(True)
         self.delivery.session_up(link, peer)
+        if link.dialled is None:
+            self._learn_address(link, peer)
         if not was_online:
             self.publish(PeerOnline(peer.hex()))
+
+    def _learn_address(self, link: Link, peer: bytes) -> None:
+        """A known peer that reached us from a new host has moved: dial that host from
+        now on, on the port we knew (a connection's source port says nothing about where
+        the peer listens). Only an authenticated session can move an address."""
+        record = self.store.get_peer(peer.hex())
+        peername = link.transport.get_extra_info("peername") if link.transport else None
+        if record is None or not record.address or not peername:
+            return
+        old_host, _, port = record.address.rpartition(":")
+        host = peername[0]
+        if old_host.strip("[]") == host:
+            return
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("peer %s moved: %s -> %s", peer.hex()[:16], record.address, address)
+        self.policy.background(
+            self.store.upsert_peer,
+            record.fingerprint,
+            record.public_key,
+            address,
+            None,
+            time.time(),
+        )
 
     async def _tick(self) -> None:
         """Once a second: expire idle sessions and forget old handshake IDs."""
