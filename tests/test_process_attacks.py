@@ -7,8 +7,9 @@ the whole run (``Honest``, a thread). The attacks come from this test process, b
 sequence against the one Bob, each as a phase:
 
 1. 0xFFFFFFFF length prefixes followed by slow bytes,
-2. 1,000 connections that send nothing (some addresses over the pre-auth cap),
-3. 1,000 connections dribbling an HS1 one byte per second,
+2. 1,000 connections that send nothing (some addresses over the pre-auth cap, and
+   all of them over the total cap of 600: the oldest unauthenticated ones are evicted),
+3. 1,000 connections dribbling an HS1 one byte per second (the total cap evicts too),
 4. HS1 floods from unknown fingerprints and with Alice's fingerprint and junk signatures,
 5. Carol's recorded session (HS1, HS3, records) replayed into new connections,
 6. Carol's HS1 re-signed by Mallory as her own,
@@ -58,6 +59,9 @@ FLOOD = 1000  # connections in the idle and dribble floods
 # ~42 MiB here and ~46 MiB under 1,000 pre-auth connections (DESIGN.md: ~7 KB each).
 RSS_BOUND_MIB = 100
 DEADLINES = {"first_frame_timeout": "2.0", "handshake_timeout": "3.0"}
+# Below the flood size, so the total cap acts too: a full node evicts its oldest
+# unauthenticated connection for a newcomer, never an authenticated session.
+MAX_CONNECTIONS = "600"
 HS1_LEN = 4 + 1152
 
 
@@ -329,7 +333,7 @@ def cluster(tmp_path):
 @pytest.mark.slow
 def test_attacks_on_a_node_process_while_an_honest_peer_chats(rsa_keys, tmp_path, cluster):
     keys = {n: write_key_file(tmp_path / f"{n}.pem", rsa_keys[n]) for n in ("alice", "bob")}
-    bob_settings = {**DEADLINES, **FAST_RECONNECT}
+    bob_settings = {**DEADLINES, **FAST_RECONNECT, "max_connections": MAX_CONNECTIONS}
     bob = cluster.start("bob", keys["bob"], each=True, settings=bob_settings)
     alice = cluster.start("alice", keys["alice"], each=True, settings=FAST_RECONNECT)
     bob_pem = public_pem(rsa_keys["bob"])
@@ -380,7 +384,8 @@ def test_attacks_on_a_node_process_while_an_honest_peer_chats(rsa_keys, tmp_path
         assert asyncio.run(dribble_flood(bob.port, bob_fp, FLOOD)) == FLOOD
         d = c.settle(lambda d: sum(d["closed"].values()) + d["refused"] >= FLOOD)
         print(f"  Bob: {d}")
-        assert set(d["closed"]) <= {"first_frame_timeout", "handshake_timeout"}, d
+        assert set(d["closed"]) <= {"first_frame_timeout", "handshake_timeout", "evicted"}, d
+        assert d["closed"].get("evicted", 0) > 0, d  # 1,000 > the total cap of 600
         no_unauthenticated_work(d)
         figures["dribble"] = honest.report()
 
