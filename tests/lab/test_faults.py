@@ -193,16 +193,18 @@ def bob_reached(trio: Trio, sender: str, count: int, timeout: float = 60.0) -> N
 
 
 def test_ten_percent_loss(trio_factory, lab):
-    """10 % of Bob's packets dropped both ways for the whole stream."""
+    """10 % of Bob's packets dropped both ways for the whole stream; Carol's link is
+    also held to 1 Mbit/s (tbf)."""
     trio = trio_factory()
     lab.loss("bob", 10)
+    lab.bandwidth("carol", "1mbit")
     for sender in ("alice", "carol"):
         trio.stream(sender, 2000, rate=1000)
     bob_reached(trio, "alice", 500)
     print(f"\n  during loss: (delivered, stored) {trio.honest()}")
     trio.complete(timeout=180)
     lab.clear("bob", "lab_loss")
-    trio.verify("10% loss")
+    trio.verify("10% loss, Carol at 1 Mbit/s")
 
 
 def test_partition_of_thirty_seconds_healed(trio_factory, lab):
