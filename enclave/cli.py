@@ -28,6 +28,7 @@ from enclave.errors import UserError
 
 DEFAULT_PORT = 8000
 DEFAULT_WEB_PORT = 5000
+DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_LISTEN_HOST = "0.0.0.0"
 MAX_PEER_KEY_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 32
@@ -40,7 +41,7 @@ examples:
   enclave --peers                          list known peers
   enclave --fingerprint                    show your fingerprint, to compare out of band
   enclave --listen --port 8000             chat in the terminal
-  enclave --web                            chat in the browser (http://localhost:5000)
+  enclave --web                            chat in the browser (prints the address to open)
   enclave send bob "See you at 5"          send one message and exit
   enclave --import-key keys/private_key.pem
                                            bring in the original client's identity
@@ -63,17 +64,19 @@ _ACTIONS = {
     "listen": "--listen",
     "web": "--web",
 }
-_PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen", "web"}
+# --web never prompts: its page asks (create or unlock); a file or variable may unlock at start.
+_PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen"}
 # modifier (dest) -> (flag, the actions it goes with)
 _MODIFIERS = {
     "peer_address": ("--peer-address", {"add_peer"}),
     "name": ("--name", {"add_peer"}),
     "protocol": ("--protocol", {"add_peer"}),
     "force": ("--force", {"generate", "import_key"}),
-    "password_file": ("--password-file", _PASSWORD_ACTIONS),
+    "password_file": ("--password-file", _PASSWORD_ACTIONS | {"web"}),
     "port": ("--port", {"listen", "web"}),
     "host": ("--host", {"listen", "web"}),
     "web_port": ("--web-port", {"web"}),
+    "web_host": ("--web-host", {"web"}),
     "set_overrides": ("--set", {"listen", "web"}),
 }
 # the later parts of Enclave, imported only when their action runs
@@ -137,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--web-port",
         metavar="PORT",
         help=f"port of the local web page (default {DEFAULT_WEB_PORT})",
+    )
+    add(
+        "--web-host",
+        metavar="HOST",
+        help=f"address of the local web page (default {DEFAULT_WEB_HOST}; "
+        "anything else lets other machines reach it)",
     )
     add("--version", action="version", version=f"enclave {__version__}", help="print the version")
     from enclave import settings  # standard library only, like this module
@@ -237,6 +246,7 @@ def _normalize_network_flags(args: argparse.Namespace, action: str) -> None:
     args.host = DEFAULT_LISTEN_HOST if args.host is None else parse_host(args.host)
     if action == "web":
         args.web_port = DEFAULT_WEB_PORT if args.web_port is None else parse_port(args.web_port)
+        args.web_host = DEFAULT_WEB_HOST if args.web_host is None else parse_host(args.web_host)
 
 
 def _run_later(module: str, flag: str, args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 Rules:
 - The faces call only this class: ``send``, ``broadcast``, ``peers``, ``history``,
-  ``add_peer``, ``resolve``, ``stats`` and the event stream (``subscribe`` or
+  ``search``, ``typing``, ``add_peer``, ``resolve``, ``stats`` and the event stream (``subscribe`` or
   ``events()``). They never touch sockets, keys or SQL.
 - Sessions live in ``peers.Sessions``; the fate of each message lives in
   ``delivery.Delivery``; the Node holds no rule of either.
@@ -166,6 +166,12 @@ class Node:
     def history(self, query: str, limit: int = 50, before_rowid: int | None = None):
         return self.store.history(self.resolve(query).fingerprint, limit, before_rowid)
 
+    def search(self, text: str, limit: int = 50):
+        """The newest ``limit`` messages (any peer) containing ``text``, oldest first."""
+        if not isinstance(text, str) or not text.strip():
+            raise UserError("nothing to search for")
+        return self.store.search_messages(text.strip(), limit)
+
     # --- sending --------------------------------------------------------------------------
 
     async def send(self, query: str, text: str) -> Sent:
@@ -178,6 +184,12 @@ class Node:
     def submit(self, peer_fp: bytes, text: str) -> asyncio.Future:
         """Fast path for benchmarks and bulk senders: no lookup; a future of ``Out``."""
         return self.delivery.submit(peer_fp, text)
+
+    def typing(self, query: str, active: bool) -> bool:
+        """Tell a peer whether the user is typing to it; False when it is not online
+        (typing hints are never queued)."""
+        peer = self.resolve(query)
+        return self.sessions.send_typing(bytes.fromhex(peer.fingerprint), bool(active))
 
     async def broadcast(self, text: str, queries: list[str] | None = None) -> list[Sent]:
         """One outbox row per recipient, all queued at once; missing sessions are

@@ -228,6 +228,16 @@ class Sessions:
     def online(self, peer: bytes) -> bool:
         return self.pool.count(peer) > 0
 
+    def send_typing(self, peer: bytes, active: bool) -> bool:
+        """Tell a peer we are (not) typing over a live session; False when there is none.
+        Typing is a hint: it is never queued for a peer that is offline."""
+        link = self.pick(peer)
+        if link is None or link.conn is None or not link.conn.established:
+            return False
+        link.conn.send_typing(active)
+        link.schedule_flush()
+        return True
+
     def dial(self, peer: bytes) -> None:
         if self.closing or peer in self._dialing or self.online(peer):
             return

@@ -1,10 +1,11 @@
-"""Starting a node for a face (the REPL, headless mode, later the web page).
+"""Starting a node for a face (the REPL, headless mode, the web page).
 
 Rules:
 - Everything that can go wrong before the network is up is checked first, in this
   order: the settings (``enclave.toml`` and ``--set``), the identity (password prompt,
   ``ENCLAVE_PASSWORD`` or ``--password-file``), then the port. Each failure is a
-  ``UserError`` the CLI prints as one line with a non-zero exit.
+  ``UserError`` the CLI prints as one line with a non-zero exit. (The web page may
+  start without the identity: its page unlocks it, then calls ``start_node``.)
 - uvloop is chosen here, once, at the entry point; nothing below imports it.
 - SIGTERM, SIGHUP and (headless) SIGINT end the face; then the node
   stops cleanly (sessions closed, pending commits written). Queued messages stay in
@@ -41,29 +42,48 @@ Face = Callable[["object", asyncio.Event], Awaitable[int | None]]
 
 def run(args, face: Face, *, interactive: bool) -> int:
     """Unlock, start the node on uvloop, run ``face(node, stop)``, stop; the exit code."""
-    import uvloop
+    from enclave import cli
 
+    place, config = prepare(args)
+    identity = cli.unlock(args)
+    return run_on_uvloop(_serve(place.path, identity, config, args, face, interactive=interactive))
+
+
+def prepare(args):
+    """The checks every face makes before anything starts: (home, settings)."""
     from enclave import cli, settings
 
     _fill_standard_fds()
-
     place = cli.home_of(args)
-    config = settings.load(place.path, settings.overrides_from(args))
-    identity = cli.unlock(args)
+    return place, settings.load(place.path, settings.overrides_from(args))
+
+
+def run_on_uvloop(main: Awaitable[int]) -> int:
+    import uvloop
+
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(place.path, identity, config, args, face, interactive=interactive))
+        return runner.run(main)
 
 
 async def _serve(home: Path, identity, config, args, face: Face, *, interactive: bool) -> int:
-    from enclave import keys
-    from enclave.node import Node
-
-    control_path = home / CONTROL_NAME
-    _refuse_second_node(control_path)
-    node = Node(home, identity.private_key, config)
-    host, port = await node.start(args.host, args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Refused before any signal handler is set, so a second node leaves nothing behind.
+    refuse_second_node(home)
+    node, control = await start_node(home, identity, config, args)
+    signals = install_signals(loop, stop, interactive=interactive)
+    try:
+        code = await _until_stopped(face(node, stop), stop)
+        queued = node.delivery.queued()
+        print(f"Stopping; {queued} message(s) stay queued in the outbox", flush=True)
+        return code
+    finally:
+        remove_signals(loop, signals)
+        await stop_node(node, control)
+
+
+def install_signals(loop, stop: asyncio.Event, *, interactive: bool) -> list:
+    """SIGTERM, SIGHUP and SIGINT set ``stop``; failures in callbacks are one line."""
     loop.set_exception_handler(_one_line_problem)
     signals = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
     for sig in signals:
@@ -72,29 +92,51 @@ async def _serve(home: Path, identity, config, args, face: Face, *, interactive:
         # At the prompt Ctrl-C is a key (it clears the line); between prompts the
         # terminal turns it into SIGINT, which must not end the chat either.
         loop.add_signal_handler(signal.SIGINT, lambda: None)
-    control = None
+    return signals
+
+
+def remove_signals(loop, signals: list) -> None:
+    for sig in signals:
+        loop.remove_signal_handler(sig)
+
+
+def refuse_second_node(home: Path) -> None:
+    _refuse_second_node(home / CONTROL_NAME)
+
+
+async def start_node(home: Path, identity, config, args):
+    """Start a node on ``args.host``/``args.port`` with its control socket, print where
+    it listens; ``(node, control)`` for ``stop_node``."""
+    from enclave import keys
+    from enclave.node import Node
+
+    control_path = home / CONTROL_NAME
+    _refuse_second_node(control_path)
+    node = Node(home, identity.private_key, config)
+    host, port = await node.start(args.host, args.port)
     try:
         control = await start_control(node, control_path)
-        print(f"Listening on {_show_address(host, port)}", flush=True)
-        print(f"Your fingerprint: {keys.group(node.fingerprint)}", flush=True)
-        print(config.summary(), flush=True)
-        if control is None:
-            print(
-                f"note: no control socket ({control_path} is too long a path); "
-                "enclave send will queue messages for the next start",
-                flush=True,
-            )
-        code = await _until_stopped(face(node, stop), stop)
-        queued = node.delivery.queued()
-        print(f"Stopping; {queued} message(s) stay queued in the outbox", flush=True)
-        return code
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        if control is not None:
-            control.close()
-            _unlink(control_path)
+    except BaseException:
         await node.stop()
+        raise
+    print(f"Listening on {_show_address(host, port)}", flush=True)
+    print(f"Your fingerprint: {keys.group(node.fingerprint)}", flush=True)
+    print(config.summary(), flush=True)
+    if control is None:
+        print(
+            f"note: no control socket ({control_path} is too long a path); "
+            "enclave send will queue messages for the next start",
+            flush=True,
+        )
+    return node, control
+
+
+async def stop_node(node, control) -> None:
+    """Close the control socket, then stop the node (sessions closed, commits written)."""
+    if control is not None:
+        control.close()
+        _unlink(control_path(node.home))
+    await node.stop()
 
 
 async def _until_stopped(face: Awaitable[int | None], stop: asyncio.Event) -> int:

@@ -3,7 +3,7 @@
 import ipaddress
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enclave.addresses import Address, parse_address, parse_host, parse_port
@@ -104,6 +104,7 @@ def test_parse_host(text, host):
     assert parse_host(text) == host
 
 
+@settings(max_examples=1000, deadline=None)
 @given(st.ip_addresses(), st.integers(1, 65535))
 def test_any_ip_and_port_round_trips(ip, port):
     host = f"[{ip}]" if ip.version == 6 else str(ip)
@@ -113,6 +114,7 @@ def test_any_ip_and_port_round_trips(ip, port):
     assert parse_address(str(address)) == address
 
 
+@settings(max_examples=1000, deadline=None)
 @given(st.text(max_size=80))
 def test_any_text_is_an_address_or_one_user_error(text):
     try:

@@ -440,7 +440,7 @@ def test_random_valid_batches_round_trip(batch):
     assert decode_batch(encode_batch(batch)) == batch
 
 
-@fuzz(300)
+@fuzz(1000)
 @given(st.lists(chats, min_size=1, max_size=40))
 def test_random_chat_batches_encode_alike(batch):
     assert encode_chat_batch(batch) == encode_batch(batch)

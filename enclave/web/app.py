@@ -1,0 +1,406 @@
+"""The Quart app: the page shell, its static files, the JSON API and one WebSocket.
+
+Rules:
+- ``security.Guard`` checks every request before a handler runs (``before_request``,
+  ``before_websocket``): Host everywhere; the token on ``/api`` and ``/ws``; the Origin
+  on ``/ws`` and on every POST. The page shell and ``/static`` need no token: they hold
+  nothing secret (the page reads its token from the URL fragment), so a browser can
+  load them before it knows the token.
+- Handlers only check input and call the Node (through ``Backend``); they hold no
+  protocol or storage rule. Every mistake is a JSON ``{"error": "..."}`` with a 4xx
+  status and one line a person can act on; nothing echoes input as HTML.
+- The WebSocket carries events to the page and typing hints from it. A page that
+  cannot keep up is told to ``resync`` (refetch) instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from quart import Quart, jsonify, request, websocket
+from quart.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
+
+from enclave.errors import UserError
+from enclave.protocol.messages import MAX_BODY_CHARS
+from enclave.web import security, views
+from enclave.web.backend import Backend, NotReady
+
+log = logging.getLogger("enclave.web")
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 256 * 1024  # a 64 KiB PEM or a 10,000-character message, JSON-escaped
+MAX_KEY_CHARS = 64 * 1024
+MAX_ADDRESS_CHARS = 300
+MAX_WS_MESSAGE = 4096
+WS_QUEUE = 1000
+HISTORY_PAGE = 50
+HISTORY_MAX = 200
+SEARCH_MAX_CHARS = 200
+SEARCH_RESULTS = 50
+_HEX = frozenset("0123456789abcdef")
+
+
+class SafeJSON(DefaultJSONProvider):
+    """JSON with <, > and & escaped: even a page that misread an answer as HTML
+    would find no markup in it."""
+
+    def dumps(self, obj, **kwargs) -> str:
+        return safe_dumps(super().dumps(obj, **kwargs))
+
+
+def safe_dumps(text: str) -> str:
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _send(message: dict):
+    return websocket.send(safe_dumps(json.dumps(message)))
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+def create_app(backend: Backend, guard: security.Guard) -> Quart:
+    app = Quart(__name__, static_folder=str(STATIC), static_url_path="/static")
+    app.json = SafeJSON(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["BODY_TIMEOUT"] = 30
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
+    _guard_requests(app, guard)
+    _errors(app)
+    _identity_routes(app, backend)
+    _peer_routes(app, backend)
+    _message_routes(app, backend)
+    _websocket(app, backend)
+
+    @app.get("/")
+    async def shell():
+        return await app.send_static_file("index.html")
+
+    return app
+
+
+# --- the guard ------------------------------------------------------------------------
+
+
+def _guard_requests(app: Quart, guard: security.Guard) -> None:
+    @app.before_request
+    async def check_request():
+        host = request.headers.get("Host")
+        if not guard.host_ok(host):
+            raise ApiError(403, "this page answers only to its own address (Host refused)")
+        if request.method not in ("GET", "HEAD") and not _origin_ok(guard, host):
+            raise ApiError(403, "request from another site refused (Origin)")
+        if request.path.startswith("/api/") and not guard.bearer_ok(
+            request.headers.get("Authorization")
+        ):
+            raise ApiError(
+                401, "the launch token is missing or wrong; open the address Enclave printed"
+            )
+
+    @app.before_websocket
+    async def check_websocket():
+        host = websocket.headers.get("Host")
+        if not guard.host_ok(host):
+            raise ApiError(403, "Host refused")
+        if not guard.origin_ok(websocket.headers.get("Origin"), host):
+            raise ApiError(403, "Origin refused")
+        if not guard.subprotocol_ok(websocket.requested_subprotocols):
+            raise ApiError(401, "the launch token is missing or wrong")
+
+    @app.after_request
+    async def headers(response):
+        response.headers.update(security.HEADERS)
+        if request.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _origin_ok(guard: security.Guard, host: str | None) -> bool:
+    origin = request.headers.get("Origin")
+    return origin is None or guard.origin_ok(origin, host)
+
+
+def _errors(app: Quart) -> None:
+    @app.errorhandler(ApiError)
+    async def api_error(err: ApiError):
+        return _error(err.status, str(err))
+
+    @app.errorhandler(UserError)
+    async def user_error(err: UserError):
+        return _error(400, " ".join(str(err).split()))
+
+    @app.errorhandler(NotReady)
+    async def not_ready(err: NotReady):
+        return _error(409, str(err))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(err: HTTPException):
+        return _error(err.code or 500, err.description or err.name)
+
+    @app.errorhandler(Exception)
+    async def bug(err: Exception):
+        log.error("web request failed: %s: %s", type(err).__name__, err)
+        return _error(500, f"internal problem ({type(err).__name__}); the node keeps running")
+
+
+def _error(status: int, text: str):
+    response = jsonify({"error": text})
+    response.status_code = status
+    return response
+
+
+# --- input --------------------------------------------------------------------------------
+
+
+async def _body() -> dict:
+    if not request.is_json:
+        raise ApiError(415, "send a JSON body (Content-Type: application/json)")
+    data = await request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def _text(data: dict, key: str, limit: int, *, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None or (value == "" and not required):
+        if required:
+            raise ApiError(400, f"'{key}' is required")
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be text")
+    if len(value) > limit:
+        raise ApiError(400, f"'{key}' is too long ({limit:,} characters at most)")
+    return value
+
+
+def _fingerprint(value: object) -> str:
+    if not isinstance(value, str) or len(value) != 64 or not _HEX.issuperset(value):
+        raise ApiError(400, "a peer is named by its fingerprint: 64 lowercase hex digits")
+    return value
+
+
+def _int_arg(name: str, low: int, high: int, default: int | None) -> int | None:
+    text = request.args.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise ApiError(400, f"'{name}' must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def _peer(backend: Backend, fp: str):
+    node = backend.require_node()
+    return node.resolve(_fingerprint(fp))
+
+
+# --- routes -------------------------------------------------------------------------------
+
+
+def _identity_routes(app: Quart, backend: Backend) -> None:
+    @app.get("/api/state")
+    async def state():
+        return {"state": backend.state, "home": str(backend.place.path)}
+
+    @app.post("/api/identity/create")
+    async def create():
+        data = await _body()
+        password = _text(data, "password", 1 << 16)
+        repeat = _text(data, "repeat", 1 << 16)
+        warning = await backend.create(password, repeat)
+        return {"state": backend.state, "warning": warning}
+
+    @app.post("/api/identity/unlock")
+    async def unlock():
+        data = await _body()
+        await backend.unlock(_text(data, "password", 1 << 16))
+        return {"state": backend.state}
+
+    @app.get("/api/me")
+    async def me():
+        return views.me(backend.require_node())
+
+
+def _peer_routes(app: Quart, backend: Backend) -> None:
+    @app.get("/api/peers")
+    async def peers():
+        node = backend.require_node()
+        out = []
+        for status in node.peers():
+            fp = status.peer.fingerprint
+            last = node.history(fp, 1)
+            out.append(views.peer(status, backend.unread[fp], last[-1] if last else None))
+        return {"peers": out}
+
+    @app.post("/api/peers")
+    async def add_peer():
+        from enclave import keys
+        from enclave.cli import check_name
+
+        node = backend.require_node()
+        data = await _body()
+        pem = _text(data, "public_key", MAX_KEY_CHARS)
+        address = _text(data, "address", MAX_ADDRESS_CHARS)
+        name = check_name(_text(data, "name", 64, required=False))
+        key = keys.load_peer_key(pem.encode("utf-8", "replace"), source="the public key")
+        known = {s.peer.fingerprint for s in node.peers()}
+        try:
+            peer = node.add_peer(key.pem, address.strip(), name)
+        except ValueError as err:  # the store: the same fingerprint with another key
+            raise UserError(str(err)) from None
+        backend.announce({"type": "peers"})
+        warning = None
+        if key.weak:
+            warning = f"this is a {key.bits}-bit key; {keys.WARN_PEER_BITS} or more is recommended"
+        return {
+            "fingerprint": peer.fingerprint,
+            "added": peer.fingerprint not in known,
+            "warning": warning,
+        }
+
+    @app.get("/api/peers/<fp>/messages")
+    async def history(fp: str):
+        peer = _peer(backend, fp)
+        limit = _int_arg("limit", 1, HISTORY_MAX, HISTORY_PAGE)
+        before = _int_arg("before", 1, (1 << 63) - 1, None)
+        rows = backend.node.history(peer.fingerprint, limit, before)
+        return {"messages": [views.message(m) for m in rows], "more": len(rows) == limit}
+
+    @app.post("/api/peers/<fp>/read")
+    async def read(fp: str):
+        backend.mark_read(_peer(backend, fp).fingerprint)
+        return {"ok": True}
+
+    @app.post("/api/peers/<fp>/verified")
+    async def verified(fp: str):
+        peer = _peer(backend, fp)
+        value = (await _body()).get("verified")
+        if not isinstance(value, bool):
+            raise ApiError(400, "'verified' must be true or false")
+        backend.node.set_verified(peer.fingerprint, value)
+        backend.announce({"type": "peers"})
+        return {"verified": value}
+
+    @app.post("/api/peers/<fp>/retry")
+    async def retry(fp: str):
+        peer = _peer(backend, fp)
+        rowids = await backend.node.retry(peer.fingerprint)
+        return {"retried": rowids}
+
+
+def _message_routes(app: Quart, backend: Backend) -> None:
+    @app.post("/api/send")
+    async def send():
+        node = backend.require_node()
+        data = await _body()
+        fp = _fingerprint(data.get("peer"))
+        text = _message_text(data)
+        sent = await node.send(fp, text)
+        shown = views.sent(sent, text)
+        backend.announce({"type": "sent", "message": shown})
+        return {"message": shown}
+
+    @app.post("/api/broadcast")
+    async def broadcast():
+        node = backend.require_node()
+        text = _message_text(await _body())
+        sent = await node.broadcast(text)
+        shown = [views.sent(s, text) for s in sent]
+        for message in shown:
+            backend.announce({"type": "sent", "message": message})
+        return {"messages": shown}
+
+    @app.get("/api/search")
+    async def search():
+        node = backend.require_node()
+        query = request.args.get("q", "")
+        if not query.strip():
+            raise ApiError(400, "'q' is required: the text to look for")
+        if len(query) > SEARCH_MAX_CHARS:
+            raise ApiError(400, f"'q' is too long ({SEARCH_MAX_CHARS} characters at most)")
+        found = node.search(query, SEARCH_RESULTS)
+        return {"messages": [views.message(m) for m in reversed(found)]}
+
+
+def _message_text(data: dict) -> str:
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise ApiError(400, "'text' is required: the message to send")
+    if not text.strip():
+        raise ApiError(400, "the message is empty")
+    if len(text) > MAX_BODY_CHARS:
+        raise ApiError(
+            400, f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}"
+        )
+    return text
+
+
+# --- the WebSocket ------------------------------------------------------------------------
+
+
+def _websocket(app: Quart, backend: Backend) -> None:
+    @app.websocket("/ws")
+    async def events():
+        await websocket.accept(subprotocol=security.SUBPROTOCOL)
+        queue: asyncio.Queue = asyncio.Queue(WS_QUEUE)
+        overflow = asyncio.Event()
+
+        def push(message: dict) -> None:
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                overflow.set()
+
+        unsubscribe = backend.listen(push)
+        try:
+            await _send({"type": "hello", "state": backend.state})
+            reader = asyncio.ensure_future(_read_page(backend))
+            try:
+                await _write_page(queue, overflow)
+            finally:
+                reader.cancel()
+        finally:
+            unsubscribe()
+
+
+async def _write_page(queue: asyncio.Queue, overflow: asyncio.Event) -> None:
+    while True:
+        message = await queue.get()
+        if overflow.is_set():
+            overflow.clear()
+            while not queue.empty():
+                queue.get_nowait()
+            message = {"type": "resync"}
+        await _send(message)
+
+
+async def _read_page(backend: Backend) -> None:
+    while True:
+        raw = await websocket.receive()
+        try:
+            _page_message(backend, raw)
+        except (ApiError, UserError, NotReady) as err:
+            await _send({"type": "error", "text": str(err)})
+
+
+def _page_message(backend: Backend, raw) -> None:
+    if not isinstance(raw, str) or len(raw) > MAX_WS_MESSAGE:
+        raise ApiError(400, "a WebSocket message is a short JSON text")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "a WebSocket message must be JSON") from None
+    if not isinstance(data, dict) or data.get("type") != "typing":
+        raise ApiError(400, "unknown WebSocket message; only 'typing' is accepted")
+    active = data.get("active")
+    if not isinstance(active, bool):
+        raise ApiError(400, "'active' must be true or false")
+    fp = _fingerprint(data.get("peer"))
+    backend.require_node().typing(fp, active)

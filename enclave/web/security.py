@@ -1,0 +1,128 @@
+"""Who may talk to the local web page: the launch token, Host, Origin and headers.
+
+Rules:
+- A token is made per launch (``secrets.token_urlsafe``) and printed inside the URL's
+  fragment (``#token=...``), which browsers never send: it stays out of request lines
+  and logs. The page sends it as ``Authorization: Bearer`` on every API request and as
+  an offered WebSocket subprotocol ``enclave.token.<token>``; the server answers the
+  other one it was offered, ``enclave.v1``, never the token.
+- Every request, the page shell and its static files included, must carry a Host that
+  names this server: ``localhost``, an IP literal or the configured ``--web-host``, with
+  the page's port. A name an attacker controls (DNS rebinding) is refused.
+- The WebSocket handshake and every state-changing request must come from this page:
+  the Origin must be ``http://`` plus the Host. A request without an Origin is refused
+  on the WebSocket (browsers always send one); a POST without one (a script, never a
+  cross-site page) still needs the token and a JSON body.
+- No CORS headers at all: another origin can neither read answers nor send JSON.
+- Every answer carries a strict Content-Security-Policy (no inline script or style,
+  ``connect-src 'self'``), no-sniff, no framing, no referrer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+
+SUBPROTOCOL = "enclave.v1"
+TOKEN_PREFIX = "enclave.token."
+
+CSP = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "manifest-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Guard:
+    """The checks for one launch: its token, and the names and port it answers to."""
+
+    def __init__(self, token: str, port: int, host: str = "127.0.0.1") -> None:
+        self.token = token
+        self.port = port
+        self.names = {"localhost", host.lower().strip("[]")}
+
+    def host_ok(self, host_header: str | None) -> bool:
+        if not host_header:
+            return False
+        name, port = split_host(host_header.strip().lower())
+        if port is None:
+            port = 80
+        if port != self.port or name is None:
+            return False
+        return name in self.names or _is_ip(name)
+
+    def origin_ok(self, origin: str | None, host_header: str | None) -> bool:
+        if not origin or not self.host_ok(host_header):
+            return False
+        return origin.strip().lower() == f"http://{host_header.strip().lower()}"
+
+    def token_ok(self, given: str | None) -> bool:
+        return bool(given) and secrets.compare_digest(given.encode(), self.token.encode())
+
+    def bearer_ok(self, authorization: str | None) -> bool:
+        scheme, _, value = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and self.token_ok(value.strip())
+
+    def subprotocol_ok(self, offered: list[str]) -> bool:
+        tokens = [p[len(TOKEN_PREFIX) :] for p in offered if p.startswith(TOKEN_PREFIX)]
+        return SUBPROTOCOL in offered and len(tokens) == 1 and self.token_ok(tokens[0])
+
+
+def split_host(value: str) -> tuple[str | None, int | None]:
+    """``"[::1]:5000"`` -> ("::1", 5000); a malformed value gives (None, None)."""
+    if value.startswith("["):
+        name, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None, None
+        port_text = rest[1:] if rest else None
+    else:
+        name, sep, port_text = value.partition(":")
+        if not sep:
+            port_text = None
+    if not name:
+        return None, None
+    if port_text is None:
+        return name, None
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        return None, None
+    return name, int(port_text)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

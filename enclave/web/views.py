@@ -1,0 +1,131 @@
+"""What the page receives: plain JSON-able dicts made from Node objects and events.
+
+Fingerprints and message IDs travel as lowercase hex. Text from peers (bodies, names,
+addresses) travels as data; the page puts it into the DOM with ``textContent`` only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from enclave import keys
+from enclave.node_events import (
+    DeliveryChanged,
+    MessageReceived,
+    NodeProblem,
+    PeerOffline,
+    PeerOnline,
+    TypingChanged,
+)
+
+PREVIEW_CHARS = 120
+
+
+def me(node) -> dict:
+    host, port = node.address or ("", 0)
+    return {
+        "fingerprint": node.fingerprint,
+        "grouped": keys.group(node.fingerprint),
+        "public_key": keys.spki_pem(node.identity.peer_key.key).decode("ascii"),
+        "listening": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "qr": qr_rows(node.fingerprint.upper()),
+    }
+
+
+def qr_rows(text: str) -> list[str]:
+    """The QR code of ``text`` as rows of "0"/"1" (1 = dark); the page draws it."""
+    import segno
+
+    code = segno.make(text, error="m", micro=False)
+    return ["".join("1" if cell else "0" for cell in row) for row in code.matrix]
+
+
+def peer(status, unread: int, last) -> dict:
+    p = status.peer
+    return {
+        "fingerprint": p.fingerprint,
+        "grouped": keys.group(p.fingerprint),
+        "name": p.name,
+        "address": p.address,
+        "online": status.online,
+        "verified": p.verified,
+        "legacy": p.proto == "v1",
+        "protocol": protocol(p),
+        "blocked": p.blocked,
+        "unread": unread,
+        "last": message(last) if last is not None else None,
+    }
+
+
+def protocol(p) -> str:
+    if p.proto == "v1":
+        return "v1"
+    if p.proto == "v2" or p.v2_seen:
+        return "v2"
+    return "auto"
+
+
+def message(m) -> dict:
+    """A stored message (``store.Message``)."""
+    return {
+        "peer": m.peer,
+        "id": m.id.hex(),
+        "rowid": m.rowid,
+        "direction": m.direction,
+        "body": m.body,
+        "created_ms": m.created_ms,
+        "state": m.state,
+        "reason": m.reason,
+        "legacy": m.legacy,
+    }
+
+
+def sent(s, body: str) -> dict:
+    """A message this page just queued (``node.Sent``)."""
+    return {
+        "peer": s.peer,
+        "id": s.id.hex(),
+        "rowid": s.rowid,
+        "direction": "out",
+        "body": body,
+        "created_ms": int(time.time() * 1000),
+        "state": "queued",
+        "reason": None,
+        "legacy": False,
+    }
+
+
+def event(e) -> dict | None:
+    """A Node event for the page, or None for events the page does not show."""
+    kind = type(e)
+    if kind is MessageReceived:
+        return {
+            "type": "message",
+            "message": {
+                "peer": e.peer,
+                "id": e.id.hex(),
+                "rowid": None,
+                "direction": "in",
+                "body": e.body,
+                "created_ms": e.created_ms,
+                "state": "received",
+                "reason": None,
+                "legacy": e.legacy,
+            },
+        }
+    if kind is DeliveryChanged:
+        return {
+            "type": "delivery",
+            "peer": e.peer,
+            "rowid": e.rowid,
+            "id": e.id.hex(),
+            "state": e.state,
+            "reason": e.reason,
+        }
+    if kind is PeerOnline or kind is PeerOffline:
+        return {"type": "presence", "peer": e.peer, "online": kind is PeerOnline}
+    if kind is TypingChanged:
+        return {"type": "typing", "peer": e.peer, "active": e.active}
+    if kind is NodeProblem:
+        return {"type": "problem", "text": e.text}
+    return None

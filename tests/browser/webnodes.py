@@ -1,0 +1,123 @@
+"""Real ``enclave --web`` processes for the browser tests, and their introductions."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from enclave import cli, home, keys
+
+PASSWORD = "browser test password 1"
+URL = re.compile(r"Enclave web page: (http://\S+/#token=[A-Za-z0-9_-]+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WebNode:
+    """One ``enclave --web`` process. ``url`` is the address it printed."""
+
+    def __init__(self, name: str, home_dir: Path, *, key=None) -> None:
+        self.name = name
+        self.home = home_dir
+        self.port = free_port()
+        self.key = key
+        if key is not None:
+            keys.save_identity(home.Home(home_dir), key, PASSWORD)
+        self.proc: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.output: list[str] = []
+
+    def public_pem_file(self) -> Path:
+        path = self.home.parent / f"{self.name}.pem"
+        pem = self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        path.write_bytes(pem)
+        return path
+
+    def add_peer(self, other: WebNode | None, name: str, *, key=None, port=None, legacy=False):
+        """Add a peer with the CLI (before start): another WebNode, or a bare key."""
+        pem = other.public_pem_file() if other else _pem_file(self.home.parent, name, key)
+        port = other.port if other else port
+        argv = ["--home", str(self.home), "--add-peer", str(pem)]
+        argv += ["--peer-address", f"127.0.0.1:{port}", "--name", name]
+        if legacy:
+            argv += ["--protocol", "v1"]
+        assert cli.main(argv) == 0
+
+    @property
+    def fingerprint(self) -> str:
+        return keys.fingerprint(self.key.public_key())
+
+    def start(self, *, unlock: bool = True) -> str:
+        """Start the process; with ``unlock`` and a key, ENCLAVE_PASSWORD unlocks it."""
+        env = {k: v for k, v in os.environ.items() if k != "ENCLAVE_PASSWORD"}
+        if self.key is not None and unlock:
+            env["ENCLAVE_PASSWORD"] = PASSWORD
+        argv = [sys.executable, "-m", "enclave", "--web", "--home", str(self.home)]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--web-port", str(free_port()), "--set", "reconnect_max=1.0"]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for _ in range(30):  # bounded: the URL is among the first lines
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            found = URL.search(line)
+            if found:
+                self.url = found.group(1)
+                threading.Thread(target=self._drain, daemon=True).start()
+                return self.url
+        self.stop()
+        raise AssertionError(f"{self.name} printed no URL: {''.join(self.output)}")
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def add_failed_message(home_dir: Path, peer_fp: str, body: str, reason: str, created_ms: int):
+    """A message that already failed, as the store keeps one (the node is not running)."""
+    from enclave.store import Store
+
+    with Store.open(home_dir / "enclave.db") as store:
+        (rowid,) = store.enqueue_outgoing([(peer_fp, os.urandom(16), body, created_ms)])
+        store.mark_failed([rowid], reason)
+
+
+def _pem_file(folder: Path, name: str, key) -> Path:
+    path = folder / f"{name}.pem"
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
