@@ -37,7 +37,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         os.environ.get("ENCLAVE_PURE") == "1",
-        reason="the fault lab runs once, with the compiled twins (the pure run repeats it)",
+        reason="the fault lab runs once per CI run, in the native-twin pass",
     ),
 ]
 
