@@ -167,8 +167,10 @@ class Sessions:
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
+        # A deep accept queue: with asyncio's default of 100, a burst of connects drops
+        # final ACKs and a newcomer (an honest peer, too) waits seconds for retransmits.
         self._server = await loop.create_server(
-            lambda: Link(self, self._responder), host, port, reuse_address=True
+            lambda: Link(self, self._responder), host, port, reuse_address=True, backlog=1024
         )
         self._housekeeping = loop.create_task(self._tick(), name="enclave-housekeeping")
         return self._server.sockets[0].getsockname()[:2]
@@ -421,8 +423,33 @@ class Sessions:
         if not link.established.done():
             link.established.set_result(True)
         self.delivery.session_up(link, peer)
+        if link.dialled is None:
+            self._learn_address(link, peer)
         if not was_online:
             self.publish(PeerOnline(peer.hex()))
+
+    def _learn_address(self, link: Link, peer: bytes) -> None:
+        """A known peer that reached us from a new host has moved: dial that host from
+        now on, on the port we knew (a connection's source port says nothing about where
+        the peer listens). Only an authenticated session can move an address."""
+        record = self.store.get_peer(peer.hex())
+        peername = link.transport.get_extra_info("peername") if link.transport else None
+        if record is None or not record.address or not peername:
+            return
+        old_host, _, port = record.address.rpartition(":")
+        host = peername[0]
+        if old_host.strip("[]") == host:
+            return
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("peer %s moved: %s -> %s", peer.hex()[:16], record.address, address)
+        self.policy.background(
+            self.store.upsert_peer,
+            record.fingerprint,
+            record.public_key,
+            address,
+            None,
+            time.time(),
+        )
 
     async def _tick(self) -> None:
         """Once a second: expire idle sessions and forget old handshake IDs."""

@@ -70,8 +70,14 @@ async def _serve(home: Path, identity, config, args, face: Face, *, interactive:
     loop = asyncio.get_running_loop()
     # Refused before any signal handler is set, so a second node leaves nothing behind.
     refuse_second_node(home)
-    node, control = await start_node(home, identity, config, args)
+    # Handlers before the node starts: a SIGTERM sent as soon as "Listening on" shows
+    # must still stop the node cleanly, not kill it.
     signals = install_signals(loop, stop, interactive=interactive)
+    try:
+        node, control = await start_node(home, identity, config, args)
+    except BaseException:
+        remove_signals(loop, signals)
+        raise
     try:
         code = await _until_stopped(face(node, stop), stop)
         queued = node.delivery.queued()

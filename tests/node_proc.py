@@ -1,9 +1,9 @@
 """One Enclave node in its own process, driven over stdin/stdout (tests only).
 
-    python tests/node_proc.py --home DIR --key-file KEYFILE --port PORT [--each]
+    python tests/node_proc.py --home DIR --key-file KEYFILE --port PORT [--host H] [--each]
                               [--set KEY=VALUE ...] [--progress-every N]
 
-The node listens on 127.0.0.1 (uvloop). Every line on stdout is one JSON object:
+The node listens on 127.0.0.1 (uvloop) unless ``--host`` says otherwise. Every line on stdout is one JSON object:
 
     {"ev": "ready", "port": 40123, "fp": "ab12...", "pid": 4242}
     {"ev": "progress", "received": n, "delivered": d, "streams": {...}, ...}
@@ -15,7 +15,7 @@ The node listens on 127.0.0.1 (uvloop). Every line on stdout is one JSON object:
     {"ev": "stopped"}                                 after a clean stop
 
 With ``--each`` every message event is printed too:
-``{"ev": "received", "peer", "id", "body"}`` and ``{"ev": "queued" | "sent" |
+``{"ev": "received", "peer", "id", "body", "t"}`` (``t``: time.monotonic()) and ``{"ev": "queued" | "sent" |
 "delivered" | "failed", "peer", "rowid", "id"}``. Without it (bulk runs) incoming
 messages are only aggregated: a count, and per stream of bodies ``PREFIX-000123....``
 the first and last sequence number seen, how many broke the +1 sequence and how many
@@ -204,7 +204,15 @@ class Runner:
             s["count"] += 1
             s["last"] = seq
         if self.each:
-            self.emit({"ev": "received", "peer": ev.peer, "id": ev.id.hex(), "body": ev.body})
+            self.emit(
+                {
+                    "ev": "received",
+                    "peer": ev.peer,
+                    "id": ev.id.hex(),
+                    "body": ev.body,
+                    "t": time.monotonic(),  # one clock for every process: latency
+                }
+            )
         self._changed()
 
     def _changed(self) -> None:
@@ -331,7 +339,7 @@ async def amain(args) -> int:
     node = Node(args.home, key, settings)
     runner = Runner(node, args.each, args.progress_every)
     node.subscribe(runner.on_event)
-    _, port = await node.start("127.0.0.1", args.port)
+    _, port = await node.start(args.host, args.port)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, runner.done.set)
     runner.emit({"ev": "ready", "port": port, "fp": node.fingerprint, "pid": os.getpid()})
@@ -350,6 +358,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", required=True)
     parser.add_argument("--key-file", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--each", action="store_true", help="print every message event")
     parser.add_argument("--progress-every", type=int, default=1000)

@@ -57,6 +57,8 @@ class NodeProc:
         settings: dict | None,
         log_dir: Path,
         log_level: str | None = None,
+        prefix: list[str] | None = None,
+        host: str | None = None,
     ) -> None:
         self.name = name
         self.home, self.key_file, self.requested_port = home, key_file, port
@@ -77,6 +79,8 @@ class NodeProc:
             "--port",
             str(port),
         ]
+        if host:
+            cmd += ["--host", host]
         if each:
             cmd.append("--each")
         log_level = log_level or os.environ.get("ENCLAVE_TEST_LOG")
@@ -88,7 +92,7 @@ class NodeProc:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         self._stderr = open(self.stderr_path, "ab")  # closed in _reap
         self.proc = subprocess.Popen(
-            cmd,
+            (prefix or []) + cmd,  # e.g. ["ip", "netns", "exec", NS]: it execs, same pid
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -110,6 +114,8 @@ class NodeProc:
         log_dir: Path | None = None,
         log_level: str | None = None,
         timeout: float = 30.0,
+        prefix: list[str] | None = None,
+        host: str | None = None,
     ) -> "NodeProc":
         """Start the process and wait for its ``ready`` line."""
         p = cls(
@@ -121,6 +127,8 @@ class NodeProc:
             settings=settings,
             log_dir=log_dir or home.parent,
             log_level=log_level,
+            prefix=prefix,
+            host=host,
         )
         try:
             ready = p.wait(lambda e: e["ev"] == "ready", timeout, what="ready")

@@ -92,7 +92,8 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fast_twins import load_twin
-from hypothesis import HealthCheck, event, given, settings
+from fuzzing import fuzz
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from protocol_pair import T0, run
@@ -114,27 +115,6 @@ from enclave.protocol.events import (
 from enclave.protocol.messages import Chat
 from enclave.protocol.policy import MemoryPolicy
 from enclave.protocol.records import MAX_RECORD, TAG_LEN
-
-# --- example counts --------------------------------------------------------------------
-
-
-def examples(default: int) -> int:
-    """``default``, or more when ENCLAVE_FUZZ_EXAMPLES asks for a long run."""
-    wanted = os.environ.get("ENCLAVE_FUZZ_EXAMPLES", "")
-    return max(default, int(wanted)) if wanted else default
-
-
-def fuzz(default: int) -> settings:
-    return settings(
-        max_examples=examples(default),
-        deadline=None,
-        suppress_health_check=[
-            HealthCheck.function_scoped_fixture,  # the twin patch holds for every example
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-        ],
-    )
-
 
 # --- replayable randomness ---------------------------------------------------------------
 

@@ -10,12 +10,13 @@ import struct
 
 import pytest
 from fast_twins import load_twin
-from hypothesis import given, settings
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 import enclave._fast
 
-AGREE = settings(max_examples=1000, deadline=None)
+AGREE = fuzz(1000)
 
 
 def outcome(call, *args):

@@ -14,7 +14,8 @@ import msgpack
 import pytest
 import seed_client as seed
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypothesis import given, settings
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 from enclave.errors import PeerError, UsageError
@@ -628,7 +629,7 @@ def sample(private_keys):
     return seed.seal(alice, bob.public_key(), "fuzz me", timestamp=NOW), PeerKey(alice.public_key())
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz(1000)
 @given(data=st.one_of(st.binary(max_size=2048), st.binary(max_size=600).map(lambda b: b"\x89" + b)))
 def test_fuzz_random_bytes_raise_only_peer_errors(data):
     try:
@@ -637,7 +638,7 @@ def test_fuzz_random_bytes_raise_only_peer_errors(data):
         pass
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz(1000)
 @given(data=st.data())
 def test_fuzz_mutated_envelopes_raise_only_peer_errors(sample, data):
     frame, alice_key = sample

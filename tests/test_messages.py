@@ -8,7 +8,8 @@ import dataclasses
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 from enclave.errors import PeerError, UsageError
@@ -359,7 +360,7 @@ def decode_or_peer_error(body: bytes) -> list | None:
     return decoded
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz(1000)
 @given(st.binary(max_size=400))
 def test_random_bytes_raise_only_peer_error(body):
     decode_or_peer_error(body)
@@ -400,7 +401,7 @@ def expected(message):
     return None
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz(1000)
 @given(st.lists(values | valid_raw, max_size=6))
 def test_random_structures_raise_only_peer_error(batch):
     decoded = decode_or_peer_error(msgpack.packb(batch, use_bin_type=True))
@@ -411,7 +412,7 @@ def test_random_structures_raise_only_peer_error(batch):
         assert decoded is None
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz(1000)
 @given(batches, st.data())
 def test_mutated_valid_batches_raise_only_peer_error(batch, data):
     body = bytearray(encode_batch(batch))
@@ -433,13 +434,13 @@ def test_mutated_valid_batches_raise_only_peer_error(batch, data):
     decode_or_peer_error(bytes(body))
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz(1000)
 @given(batches)
 def test_random_valid_batches_round_trip(batch):
     assert decode_batch(encode_batch(batch)) == batch
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz(1000)
 @given(st.lists(chats, min_size=1, max_size=40))
 def test_random_chat_batches_encode_alike(batch):
     assert encode_chat_batch(batch) == encode_batch(batch)
