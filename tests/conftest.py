@@ -24,9 +24,13 @@ def _load_or_make(cache_dir, name: str) -> rsa.RSAPrivateKey:
 
 
 @pytest.fixture(scope="session")
-def rsa_keys(request) -> dict[str, rsa.RSAPrivateKey]:
+def rsa_keys(request, tmp_path_factory) -> dict[str, rsa.RSAPrivateKey]:
     """Four RSA-4096 private keys by name; treat them as read-only."""
-    cache_dir = request.config.cache.mkdir("enclave-test-keys")
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    if cache is not None:
+        cache_dir = cache.mkdir("enclave-test-keys")
+    else:
+        cache_dir = tmp_path_factory.mktemp("enclave-test-keys")
     return {name: _load_or_make(cache_dir, name) for name in KEY_NAMES}
 
 
