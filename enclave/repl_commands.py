@@ -166,7 +166,7 @@ class Commands:
                     _clean(p.address or "-"),
                     "online" if s.online else "offline",
                     "yes" if p.verified else "no",
-                    _protocol(p),
+                    "v1 (legacy)" if p.protocol == "v1" else p.protocol,
                     str(self.unread[p.fingerprint]),
                 )
             )
@@ -405,14 +405,6 @@ def _history_line(m, label: str) -> str:
         return f"[{when}] {label}{mark}: {body}"
     reason = f", {_one_line(m.reason)}" if m.reason else ""
     return f"[{when}] you -> {label}: {body}  ({m.state}{reason})"
-
-
-def _protocol(peer) -> str:
-    if peer.proto == "v1":
-        return "v1 (legacy)"
-    if peer.proto == "v2" or peer.v2_seen:
-        return "v2"
-    return "auto"
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

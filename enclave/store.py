@@ -62,6 +62,16 @@ class Peer:
     added_at: float
     last_seen: float | None
 
+    @property
+    def protocol(self) -> str:
+        """What the node speaks to this peer: 'v1' (marked legacy by the user), 'v2'
+        (marked, or seen speaking it once, which rules out v1 for good) or 'auto'."""
+        if self.proto == "v1":
+            return "v1"
+        if self.proto == "v2" or self.v2_seen:
+            return "v2"
+        return "auto"
+
 
 @dataclass(frozen=True)
 class Message:

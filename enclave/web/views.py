@@ -50,19 +50,11 @@ def peer(status, unread: int, last) -> dict:
         "online": status.online,
         "verified": p.verified,
         "legacy": p.proto == "v1",
-        "protocol": protocol(p),
+        "protocol": p.protocol,
         "blocked": p.blocked,
         "unread": unread,
         "last": message(last) if last is not None else None,
     }
-
-
-def protocol(p) -> str:
-    if p.proto == "v1":
-        return "v1"
-    if p.proto == "v2" or p.v2_seen:
-        return "v2"
-    return "auto"
 
 
 def message(m) -> dict:
