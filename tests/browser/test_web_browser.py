@@ -187,6 +187,12 @@ def test_broadcast_reaches_both_peers(pages):
 
 def test_offline_peers_keep_messages_queued_and_legacy_is_marked(pages):
     alice = pages["alice"]
+    # A delivered message proves a session with bob, also when this test runs alone.
+    open_chat(alice, "bob")
+    send(alice, "Are you there, Bob?")
+    expect(bubble(alice, "out", "Are you there")).to_have_attribute(
+        "data-state", "delivered", timeout=WAIT
+    )
     expect(peer(alice, "dave").locator(".avatar")).to_have_class(re.compile("dot-off"))
     expect(peer(alice, "bob").locator(".avatar")).to_have_class(re.compile("dot-on"))
     open_chat(alice, "dave")
