@@ -108,6 +108,9 @@ _MSG_COLS = (
     " m.delivered_ms, m.reason, m.legacy"
 )
 _MSG_FROM = "messages m JOIN peers p ON p.id = m.peer"
+# What is owed, read through its own small index: left to itself the planner would
+# walk a peer's whole history (messages_by_peer) to find the few rows still queued.
+_OWED_FROM = "messages m INDEXED BY messages_owed JOIN peers p ON p.id = m.peer"
 _NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named peers by text
 
 
@@ -129,7 +132,12 @@ class Store:
         self._ids: dict[str, int] = {}  # fingerprint -> peers.id, filled on use
         # Rowids of new messages come from here (the store is the file's one writer), so
         # a caller can know a message's rowid before the row is written (``reserve_rowid``).
-        last = db.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()[0]
+        # Queue places (``owed``) come from the same counter: new and retried messages
+        # go behind everything queued before (a migrated outbox kept its own numbers).
+        last = db.execute(
+            "SELECT max(coalesce((SELECT max(rowid) FROM messages), 0),"
+            " coalesce((SELECT max(owed) FROM messages WHERE owed IS NOT NULL), 0))"
+        ).fetchone()[0]
         self._rowids = itertools.count(last + 1)
 
     # -- opening -------------------------------------------------------------------
@@ -402,35 +410,30 @@ class Store:
             params.append((rowid, pid, mid, body, created, len(mid) == 36))
         if len({(p[1], p[2]) for p in params}) < len(params):  # a caller's bug: say so
             raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
-        db.executemany(
+        db.executemany(  # owed = rowid: the message joins the back of its peer's queue
             "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
-            " state, legacy) VALUES (?1, ?2, 'out', ?3, ?4, ?5, ?5, 'queued', ?6)",
+            " state, legacy, owed) VALUES (?1, ?2, 'out', ?3, ?4, ?5, ?5, 'queued', ?6, ?1)",
             params,
-        )
-        db.executemany(
-            "INSERT INTO outbox (message, peer) VALUES (?, ?)", [(p[0], p[1]) for p in params]
         )
 
     def _delivered(self, db: sqlite3.Connection, fp: str, rowids: list[int], now_ms: int) -> None:
-        """Mark acked rows delivered: by range when the outbox holds exactly these rows
-        of this peer between the first and the last (the common case: acks come in
-        outbox order), else row by row."""
+        """Mark acked rows delivered: by range when the rows this peer is owed between
+        the first and the last are exactly these (the common case: acks come in outbox
+        order), else row by row."""
         if not rowids:
             return
         pid = self._peer_id(db, fp)
         if pid is None:
             return  # removed meanwhile: its rows are gone
         lo, hi = min(rowids), max(rowids)
-        sql = "SELECT count(*) FROM outbox WHERE message BETWEEN ? AND ? AND peer = ?"
-        if db.execute(sql, (lo, hi, pid)).fetchone()[0] == len(rowids):
+        # By (peer, rowid) through messages_by_peer: only this peer's rows in the range.
+        owed = "rowid BETWEEN ? AND ? AND peer = ? AND owed IS NOT NULL"
+        count = db.execute(f"SELECT count(*) FROM messages WHERE {owed}", (lo, hi, pid))
+        if count.fetchone()[0] == len(rowids):
             db.execute(
-                "UPDATE messages SET state = 'delivered', delivered_ms = ?, reason = NULL"
-                " WHERE rowid BETWEEN ? AND ? AND peer = ? AND direction = 'out'"
-                " AND state IN ('queued', 'sent')",
+                "UPDATE messages SET state = 'delivered', delivered_ms = ?, reason = NULL,"
+                f" owed = NULL WHERE {owed}",
                 (now_ms, lo, hi, pid),
-            )
-            db.execute(
-                "DELETE FROM outbox WHERE message BETWEEN ? AND ? AND peer = ?", (lo, hi, pid)
             )
         else:
             self._delivered_rows(db, pid, rowids, now_ms)
@@ -438,20 +441,18 @@ class Store:
     @staticmethod
     def _delivered_rows(db: sqlite3.Connection, pid: int, rowids: list[int], now_ms: int) -> int:
         params = [(now_ms, r, pid) for r in _rowids(rowids)]
-        changed = db.executemany(
-            "UPDATE messages SET state = 'delivered', delivered_ms = ?, reason = NULL"
-            " WHERE rowid = ? AND peer = ? AND direction = 'out'"
+        return db.executemany(
+            "UPDATE messages SET state = 'delivered', delivered_ms = ?, reason = NULL,"
+            " owed = NULL WHERE rowid = ? AND peer = ? AND direction = 'out'"
             " AND state IN ('queued', 'sent', 'failed')",
             params,
         ).rowcount
-        db.executemany("DELETE FROM outbox WHERE message = ? AND peer = ?", [p[1:] for p in params])
-        return changed
 
     def outbox_for(self, fingerprint: str, limit: int | None = None) -> list[OutboxItem]:
         sql = (
             "SELECT m.rowid, p.fingerprint, m.id, m.body, m.created_ms, m.state, m.legacy"
-            " FROM outbox o JOIN messages m ON m.rowid = o.message JOIN peers p ON p.id = o.peer"
-            " WHERE p.fingerprint = ? ORDER BY o.seq LIMIT ?"
+            f" FROM {_OWED_FROM} WHERE m.owed IS NOT NULL AND p.fingerprint = ?"
+            " ORDER BY m.owed LIMIT ?"
         )
         rows = self._rows(sql, (fingerprint, -1 if limit is None else limit))
         return [OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
@@ -459,8 +460,8 @@ class Store:
     def outbox_peers(self) -> list[str]:
         """Recipients that are owed messages, the longest-waiting first."""
         sql = (
-            "SELECT p.fingerprint FROM outbox o JOIN peers p ON p.id = o.peer"
-            " GROUP BY o.peer ORDER BY min(o.seq)"
+            f"SELECT p.fingerprint FROM {_OWED_FROM} WHERE m.owed IS NOT NULL"
+            " GROUP BY m.peer ORDER BY min(m.owed)"
         )
         return [r[0] for r in self._rows(sql)]
 
@@ -482,11 +483,10 @@ class Store:
         params = [(reason, r) for r in _rowids(rowids)]
         with self._tx() as db:
             db.executemany(
-                "UPDATE messages SET state = 'failed', reason = ?"
+                "UPDATE messages SET state = 'failed', reason = ?, owed = NULL"
                 " WHERE rowid = ? AND direction = 'out' AND state IN ('queued', 'sent')",
                 params,
             )
-            db.executemany("DELETE FROM outbox WHERE message = ?", [p[1:] for p in params])
 
     def mark_legacy_sent(self, rowids: Iterable[int]) -> None:
         """A legacy (v1) envelope was handed to the peer's socket: it leaves the outbox
@@ -494,23 +494,17 @@ class Store:
         params = [(r,) for r in _rowids(rowids)]
         with self._tx() as db:
             db.executemany(
-                "UPDATE messages SET state = 'sent', legacy = 1, reason = 'legacy, unconfirmed'"
-                " WHERE rowid = ? AND direction = 'out' AND state IN ('queued', 'sent')",
+                "UPDATE messages SET state = 'sent', legacy = 1, reason = 'legacy, unconfirmed',"
+                " owed = NULL WHERE rowid = ? AND direction = 'out' AND state IN ('queued', 'sent')",
                 params,
             )
-            db.executemany("DELETE FROM outbox WHERE message = ?", params)
 
     def requeue(self, rowids: Iterable[int]) -> None:
         """failed -> queued, appended to the outbox in rowid order (the user's /retry)."""
-        params = _rowid_params(sorted(set(_rowids(rowids))))
+        params = [(next(self._rowids), r) for r in sorted(set(_rowids(rowids)))]
         with self._tx() as db:
             db.executemany(
-                "INSERT INTO outbox (message, peer) SELECT rowid, peer FROM messages"
-                " WHERE rowid = ? AND state = 'failed' ON CONFLICT DO NOTHING",
-                params,
-            )
-            db.executemany(
-                "UPDATE messages SET state = 'queued', reason = NULL"
+                "UPDATE messages SET state = 'queued', reason = NULL, owed = ?"
                 " WHERE rowid = ? AND state = 'failed'",
                 params,
             )
@@ -562,9 +556,8 @@ class Store:
         how many messages were erased."""
         with self._tx() as db:
             pid = self._peer_id(db, fingerprint)
-            db.execute("DELETE FROM outbox WHERE peer = ?", (pid,))
             erased = db.execute(
-                "UPDATE messages SET body = NULL, state = 'deleted', reason = NULL"
+                "UPDATE messages SET body = NULL, state = 'deleted', reason = NULL, owed = NULL"
                 " WHERE peer = ? AND state != 'deleted'",
                 (pid,),
             ).rowcount

@@ -184,9 +184,25 @@ _V2_SWAP = (
     "CREATE UNIQUE INDEX messages_in_id ON messages (peer, created_ms, id) WHERE direction = 'in'",
 )
 
+# Version 3: the outbox is a column of ``messages`` instead of a table of its own.
+# ``owed`` is a message's place in its recipient's queue (NULL once delivered, failed or
+# deleted), indexed only where it is set: an outgoing message is one row and one small
+# index entry instead of a second row with its primary key and unique index, and an ack
+# clears ``owed`` in the same UPDATE that marks the row delivered (PERFORMANCE.md). New
+# messages take ``owed`` = their rowid; the store's counter starts past both, so what
+# is queued after the migration goes behind what was queued before it.
+_V3 = (
+    "ALTER TABLE messages ADD COLUMN owed INTEGER",
+    "UPDATE messages SET owed = (SELECT o.seq FROM outbox o WHERE o.message = messages.rowid)"
+    " WHERE rowid IN (SELECT message FROM outbox)",
+    "DROP TABLE outbox",
+    "CREATE INDEX messages_owed ON messages (owed) WHERE owed IS NOT NULL",
+)
+
 MIGRATIONS: list[Migration] = [
     sql_step(*_V1),  # 0 -> 1
     sql_step(*_V2_TABLES, *_V2_COPY, *_V2_SWAP),  # 1 -> 2: integer peer ids, lean rows
+    sql_step(*_V3),  # 2 -> 3: the outbox is messages.owed
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes

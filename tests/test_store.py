@@ -215,7 +215,7 @@ def test_version_1_store_with_data_migrates_to_integer_peer_ids(db_path):
     db.close()
 
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
         alice = s.get_peer(A)
         assert (alice.name, alice.verified, alice.hwm_ms) == ("alice", True, 77)
         assert [(m.rowid, m.direction, m.body, m.state) for m in s.history(A)] == [
@@ -240,7 +240,46 @@ def test_version_1_store_with_data_migrates_to_integer_peer_ids(db_path):
     with closing(sqlite3.connect(db_path)) as raw:
         tables = {r[0]: r[1] for r in raw.execute("SELECT name, sql FROM sqlite_schema")}
         assert "peers2" not in tables and "AUTOINCREMENT" not in tables["messages"]
+        assert "outbox" not in tables and "messages_owed" in tables  # schema 3
         assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_version_2_outbox_order_survives_and_new_messages_queue_behind_it(db_path):
+    """Schema 2's outbox numbered its rows on its own (a retried message could hold a
+    place past every rowid); after the move to ``messages.owed`` a new message still
+    queues behind them, and acks, failures and retries keep the queue honest."""
+    db = sqlite3.connect(db_path, isolation_level=None)
+    migrate(db, store_schema.MIGRATIONS[:2])
+    db.execute(
+        "INSERT INTO peers (fingerprint, public_key, added_at) VALUES (?, ?, 1.0)", (A, pem(A))
+    )
+    for rowid in (1, 2, 3):
+        db.execute(
+            "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
+            " state) VALUES (?, 1, 'out', ?, 'hi', 5, 5, 'queued')",
+            (rowid, mid(rowid)),
+        )
+    for seq, rowid in ((70, 2), (90, 1), (80, 3)):
+        db.execute("INSERT INTO outbox (seq, message, peer) VALUES (?, ?, 1)", (seq, rowid))
+    db.close()
+    with Store.open(db_path) as s:
+        assert [o.rowid for o in s.outbox_for(A)] == [2, 3, 1]
+        [new] = s.enqueue_outgoing([(A, mid(4), "later", 6)])
+        assert [o.rowid for o in s.outbox_for(A)] == [2, 3, 1, new]
+        s.mark_failed([3], "unreachable")
+        assert s.mark_delivered(A, [2], now_ms=9) == 1
+        assert [o.rowid for o in s.outbox_for(A)] == [1, new]
+        s.requeue([3])  # a retry goes to the back
+        assert [o.rowid for o in s.outbox_for(A)] == [1, new, 3]
+        assert [(m.rowid, m.state) for m in s.history(A)] == [
+            (1, "queued"),
+            (2, "delivered"),
+            (3, "queued"),
+            (new, "queued"),
+        ]
+    with Store.open(db_path) as s:  # the counter starts past every queue place again
+        [newer] = s.enqueue_outgoing([(A, mid(5), "last", 7)])
+        assert [o.rowid for o in s.outbox_for(A)] == [1, new, 3, newer]
 
 
 # -- files we must not touch --------------------------------------------------------------
