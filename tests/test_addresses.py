@@ -3,6 +3,7 @@
 import ipaddress
 
 import pytest
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -104,7 +105,7 @@ def test_parse_host(text, host):
     assert parse_host(text) == host
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.ip_addresses(), st.integers(1, 65535))
 def test_any_ip_and_port_round_trips(ip, port):
     host = f"[{ip}]" if ip.version == 6 else str(ip)
@@ -114,7 +115,7 @@ def test_any_ip_and_port_round_trips(ip, port):
     assert parse_address(str(address)) == address
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.text(max_size=80))
 def test_any_text_is_an_address_or_one_user_error(text):
     try:
