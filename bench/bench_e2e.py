@@ -1,7 +1,7 @@
 """Smoke case for the end-to-end harness: ``bench/e2e.py --quick`` once, in a subprocess.
 
-``pytest bench/ --benchmark-disable`` runs it so the harness cannot rot (about 20 s); it
-checks that every figure was produced, never how fast. The full run, whose figures go
+``pytest bench/ --benchmark-disable`` runs it so the harness cannot rot (about 50 s); it
+checks that every figure was produced, the microbenchmark rows included, never how fast. The full run, whose figures go
 into PERFORMANCE.md, is ``python bench/e2e.py`` on its own.
 """
 
@@ -38,6 +38,27 @@ def test_e2e_quick(benchmark, tmp_path):
     assert enclave["idle"]["sessions"] >= enclave["idle"]["peers"] == 3
     assert enclave["idle"]["idle_cpu_share"] >= 0 and result["help"]["median_ms"] > 0
     assert enclave["sessions"]["sessions"] == enclave["sessions"]["requested"] == 200
-    measured = [row for row in result["figures"] if row["enclave"] is not None]
+    node_rows = [row for row in result["figures"] if "kind" not in row]
     assert enclave["broadcast"]["hub_sessions"] == enclave["broadcast"]["peers"] == 10
-    assert len(measured) == 13
+    assert len(node_rows) == 13 and all(row["enclave"] is not None for row in node_rows)
+    check_micro_rows(result)
+
+
+def check_micro_rows(result):
+    """The microbenchmark pass ran (quick) and its rows joined the table: every _fast
+    pair with both twins timed, and per-frame seal/open and per-chat encode/decode."""
+    micro = result["micro"]
+    assert micro["mode"] == "quick" and micro["twins"] and micro["per_op"]
+    twins = [row for row in result["figures"] if row.get("kind") == "twin"]
+    assert len(twins) == len(micro["twins"])
+    for row in twins:
+        assert row["quick"] and row["met"] is None  # a quick pass is not judged
+        assert row["native_ns"] > 0 and row["pure_ns"] > 0 and row["enclave"] > 0
+    per_op = [row for row in result["figures"] if row.get("kind") == "per_op"]
+    assert all(row["quick"] and row["enclave"] > 0 for row in per_op)
+    cases = {(row["case"].split()[0], row["each"]) for row in per_op}
+    for op, each in (("seal", "frame"), ("open", "frame")):
+        assert (op, each) in cases
+    for op in ("encode_batch", "decode_batch"):
+        assert (op, "chat") in cases
+    assert set(result["parts_seconds"]) == {"microbenchmarks", "node cases", "references"}

@@ -32,6 +32,7 @@ def make_chats(count: int) -> list[Chat]:
 def per(benchmark, count: int, unit: str) -> None:
     benchmark.extra_info["ops"] = count
     benchmark.extra_info["unit"] = unit
+    benchmark.extra_info["each"] = "chat" if "chats" in unit else "frame"  # what one op is
 
 
 # --- records: one seal or open per frame ---

@@ -20,6 +20,11 @@ Everything runs on 127.0.0.1, each side in its own process on uvloop:
    messages with an ack per batch; (c) the raw ceiling: the same frames with one
    AES-256-GCM seal each and no node logic. Every Enclave figure is given as a ratio
    to these.
+5. Microbenchmarks, first and alone (no node process runs meanwhile): pytest-benchmark
+   on bench/bench_fast.py (each ``enclave._fast`` twin, native vs pure, against the
+   5x target) and bench/bench_protocol.py (AEAD seal/open per frame, encode/decode per
+   chat), in a subprocess; their medians per operation join the table and the JSON.
+   ``--quick`` runs each case a few rounds only: the rows are there, marked quick.
 
 ``--profile`` adds one more throughput pass (not the one reported) with cProfile in
 both nodes' event-loop and store-writer threads, or py-spy sampling both processes, and
@@ -70,6 +75,7 @@ TARGETS = {
     "broadcast_ms": 20,
     "help_ms": 150,
     "idle_cpu": 0.01,  # share of one core
+    "fast_speedup": 5.0,  # each _fast twin: pure time / native time
 }
 IDLE_PEERS = 10  # peer nodes (one process each) for the idle and broadcast cases
 IDLE_SECONDS = 10.0
@@ -164,6 +170,101 @@ def node(name: str, tmp: Path, key_file: Path, settings: dict | None = None) -> 
 
 def ref(name: str, tmp: Path, *args) -> Proc:
     return Proc(name, [REF_WORKER, *args, "--dir", tmp], tmp)
+
+
+# --- microbenchmarks -----------------------------------------------------------------------
+
+MICRO_FILES = ("bench_fast.py", "bench_protocol.py")  # in-process pytest-benchmark cases
+MICRO_OPTIONS = {
+    # pytest-benchmark's defaults, pinned (about 20-30 s here for both files)
+    "full": ["--benchmark-max-time=1.0", "--benchmark-min-rounds=5"],
+    # a few rounds per case (about 8 s, most of it the cases' own fixed pedantic rounds):
+    # enough to produce every row, too few to judge one
+    "quick": ["--benchmark-max-time=0.01", "--benchmark-min-rounds=1"],
+}
+
+
+def microbenchmarks(tmp: Path, quick: bool) -> dict:
+    """Run MICRO_FILES under pytest-benchmark in a subprocess; the medians per operation.
+
+    Cases are read generically from their ``extra_info``, by bench/conftest.py's
+    convention: ``ops`` (operations per timed call) with ``twin`` ("native" or "pure",
+    paired by benchmark group) makes a ``_fast`` pair; ``ops`` without ``twin`` (with
+    ``unit``, what one call covers, and ``each``, what one operation is) a per-op row."""
+    mode = "quick" if quick else "full"
+    out = tmp / "micro.json"
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    argv += [str(HERE / f) for f in MICRO_FILES]
+    argv += ["--benchmark-only", f"--benchmark-json={out}", *MICRO_OPTIONS[mode]]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    t0 = time.monotonic()
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    seconds = time.monotonic() - t0
+    if done.returncode != 0 or not out.exists() or not out.stat().st_size:
+        tail = (done.stdout + done.stderr)[-4000:]
+        raise RuntimeError(f"microbenchmarks: pytest exited {done.returncode}\n{tail}")
+    data = json.loads(out.read_text())
+    benches = data["benchmarks"]
+    return {
+        "mode": mode,
+        "files": [f"bench/{f}" for f in MICRO_FILES],
+        "options": MICRO_OPTIONS[mode],
+        "pytest_benchmark": data.get("version"),
+        "seconds": round(seconds, 1),
+        "twins": twin_pairs(benches),
+        "per_op": per_op_cases(benches),
+    }
+
+
+def _case(bench: dict) -> str:
+    return bench.get("group") or bench["name"].split("[", 1)[0]
+
+
+def twin_pairs(benches: list[dict]) -> list[dict]:
+    """One row per benchmark group whose cases name a twin: the per-op median of each
+    twin and the speed-up, pure time / native time (None if a twin is missing)."""
+    groups: dict[str, dict] = {}
+    for bench in benches:
+        info = bench.get("extra_info", {})
+        if not (info.get("ops") and info.get("twin")):
+            continue
+        pair = groups.setdefault(_case(bench), {"rounds": {}})
+        pair[info["twin"]] = bench["stats"]["median"] / info["ops"]
+        pair["rounds"][info["twin"]] = bench["stats"]["rounds"]
+    rows = []
+    for case, pair in sorted(groups.items()):
+        native, pure = pair.get("native"), pair.get("pure")
+        rows.append(
+            {
+                "case": case,
+                "native_s": native,
+                "pure_s": pure,
+                "speedup": pure / native if native and pure else None,
+                "rounds": pair["rounds"],
+            }
+        )
+    return rows
+
+
+def per_op_cases(benches: list[dict]) -> list[dict]:
+    """Every other case that says how many operations one timed call covers, in run order."""
+    rows = []
+    for bench in benches:
+        info = bench.get("extra_info", {})
+        if not info.get("ops") or info.get("twin"):
+            continue
+        rows.append(
+            {
+                "case": info.get("unit") or _case(bench),
+                "test": bench["fullname"],
+                "each": info.get("each", "op"),
+                "ops": info["ops"],
+                "per_op_s": bench["stats"]["median"] / info["ops"],
+                "rounds": bench["stats"]["rounds"],
+            }
+        )
+    return rows
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -760,8 +861,15 @@ def run(args) -> dict:
     result["source"] = source_state()
     result["sizes"] = {"throughput_n": n, "latency_n": lat_n, "latency_rate": 1000, "v1_n": v1_n}
     t_start = time.monotonic()
+    parts: dict = {}  # seconds per part of the run
     with tempfile.TemporaryDirectory(prefix="enclave-e2e-") as tmp_name:
         tmp = Path(tmp_name)
+        mode = "quick" if quick else "full"
+        say(f"microbenchmarks ({mode}): pytest-benchmark on {', '.join(MICRO_FILES)}")
+        result["micro"] = microbenchmarks(tmp, quick)
+        parts["microbenchmarks"] = result["micro"]["seconds"]
+        say(f"microbenchmarks done in {parts['microbenchmarks']:.0f} s")
+        t_nodes = time.monotonic()
         result["fsync"] = fsync_probe(tmp)
         idle_peers = 3 if quick else IDLE_PEERS
         idle_seconds = 2.0 if quick else IDLE_SECONDS
@@ -823,6 +931,9 @@ def run(args) -> dict:
             a.close()
             b.close()
         result["enclave"] = enclave
+        parts["node cases"] = round(time.monotonic() - t_nodes, 1)
+        say(f"node cases done in {parts['node cases']:.0f} s")
+        t_refs = time.monotonic()
         refs: dict = {"raw": {}, "raw-batch": {}, "tls": {}, "v1": {}}
         for kind in ("raw", "raw-batch", "tls"):
             say(f"reference {kind}: throughput, then latency")
@@ -832,6 +943,9 @@ def run(args) -> dict:
         refs["v1"]["throughput"] = v1_reference(tmp, keys, "throughput", v1_n)
         refs["v1"]["latency"] = v1_reference(tmp, keys, "latency", v1_n // 5, 50.0)
         result["references"] = refs
+        parts["references"] = round(time.monotonic() - t_refs, 1)
+        say(f"references done in {parts['references']:.0f} s")
+    result["parts_seconds"] = parts
     result["seconds"] = round(time.monotonic() - t_start, 1)
     result["figures"] = figures(result)
     return result
@@ -961,7 +1075,48 @@ def figures(r: dict) -> list[dict]:
             and ss["rss_per_session_kb"] <= TARGETS["idle_session_kb"],
         }
     )
+    return rows + micro_figures(r["micro"])
+
+
+def micro_figures(micro: dict) -> list[dict]:
+    """The microbenchmark rows: each _fast pair's speed-up against its target, then each
+    per-op case in ns. A quick run's rows are marked and not judged."""
+    quick = micro["mode"] == "quick"
+    target = TARGETS["fast_speedup"]
+    rows = []
+    for pair in micro["twins"]:
+        speedup = pair["speedup"]
+        rows.append(
+            {
+                "figure": f"_fast native vs pure: {pair['case']}",
+                "kind": "twin",
+                "case": pair["case"],
+                "enclave": speedup,
+                "native_ns": _to_ns(pair["native_s"]),
+                "pure_ns": _to_ns(pair["pure_s"]),
+                "target": f">= {target:g}x",
+                "met": None if quick else speedup is not None and speedup >= target,
+                "quick": quick,
+            }
+        )
+    for case in micro["per_op"]:
+        rows.append(
+            {
+                "figure": f"{case['case']}, per {case['each']} (ns)",
+                "kind": "per_op",
+                "case": case["case"],
+                "enclave": _to_ns(case["per_op_s"]),
+                "each": case["each"],
+                "target": "-",
+                "met": None,
+                "quick": quick,
+            }
+        )
     return rows
+
+
+def _to_ns(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e9
 
 
 def say(text: str) -> None:
@@ -983,6 +1138,8 @@ def print_table(r: dict) -> None:
     heads = " ".join(f"{REF_NAMES[k]:>10}" for k in REFS)
     print(f"{'figure':<48} {'Enclave':>16} {heads}  target")
     for row in r["figures"]:
+        if "kind" in row:  # microbenchmark rows: their own sections below
+            continue
         refs, ratio = row.get("refs", {}), row.get("ratio", {})
         met = {True: "met", False: "NOT met", None: ""}[row["met"]]
         if "rsa_allowed" in refs:
@@ -1041,7 +1198,36 @@ def print_table(r: dict) -> None:
     )
     hp = r["help"]
     print(f"enclave --help: median {hp['median_ms']:.0f} ms, min {hp['min_ms']:.0f} ms")
-    print(f"whole run: {r['seconds']} s")
+    print_micro(r)
+    parts = ", ".join(f"{name} {s:.0f} s" for name, s in r["parts_seconds"].items())
+    print(f"whole run: {r['seconds']} s ({parts})")
+
+
+def print_micro(r: dict) -> None:
+    m = r["micro"]
+    note = " QUICK: a few rounds per case, rows only, not figures" if m["mode"] == "quick" else ""
+    rows = [row for row in r["figures"] if row.get("kind") == "twin"]
+    print(
+        f"\n_fast native vs pure, median per operation (pytest-benchmark {m['pytest_benchmark']},"
+        f" {' '.join(m['options'])}; {m['seconds']:.0f} s){note}"
+    )
+    print(f"{'pair: case':<56} {'native':>9} {'pure':>9} {'speed-up':>9}  target")
+    for row in rows:
+        met = {True: "met", False: "NOT met", None: ""}[row["met"]]
+        speedup = "-" if row["enclave"] is None else f"{row['enclave']:.1f}x"
+        print(
+            f"{row['case']:<56}"
+            f" {_ns_cell(row['native_ns']):>9} {_ns_cell(row['pure_ns']):>9} {speedup:>9}"
+            f"  {row['target']} {met}"
+        )
+    print(f"\nrecords and codec, median per frame or chat{note}")
+    for row in r["figures"]:
+        if row.get("kind") == "per_op":
+            print(f"{row['case']:<56} {_ns_cell(row['enclave']):>9} per {row['each']}")
+
+
+def _ns_cell(ns: float | None) -> str:
+    return "-" if ns is None else f"{ns:,.0f} ns"
 
 
 def print_profile(p: dict) -> None:
