@@ -19,6 +19,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from enclave import keys
+from enclave.protocol.messages import MAX_BODY_CHARS
 from enclave.repl import PeerCompleter, Repl, redact
 
 
@@ -415,7 +416,7 @@ async def test_no_input_crashes_the_repl(alone, tmp_path, monkeypatch):
     async with repl(alone, tmp_path) as r:
         for line in ("/", "//", "/send \x1b[31m red", "/\x00", "/peers extra words", "\u202e/send"):
             r.pipe.send_text(line + "\r")
-        r.pipe.send_text("/" + "z" * 50_000 + "\r")
+        r.pipe.send_text("/" + "z" * (MAX_BODY_CHARS + 2_000) + "\r")  # longer than any message
         await r.run("/fingerprint", "Your fingerprint")
         monkeypatch.setattr(alone, "stats", lambda: 1 / 0)
         out = await r.run("/stats", "error:")
