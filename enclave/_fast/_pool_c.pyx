@@ -14,6 +14,7 @@ Rules of the module are those of ``_pool_py`` (read its header); this twin adds:
 cimport cython
 
 from cpython.number cimport PyNumber_Index
+from cpython.object cimport PyObject
 
 from enclave._fast._pool_py import check_settings, duplicate_conn, release_below_zero
 
@@ -27,8 +28,11 @@ cdef class _Conn:
     cdef Py_ssize_t in_flight
     cdef double last_used
     cdef bint idle      # linked into the pool's idle list
-    cdef _Conn prev     # idle-list neighbours, None at the ends or when busy
-    cdef _Conn next
+    # Idle-list neighbours, NULL at the ends or when busy. Borrowed: the pool's
+    # ``_conns`` owns every connection, and one leaves the list before it leaves
+    # ``_conns``, so moving one costs pointer stores and no reference counting.
+    cdef PyObject* prev
+    cdef PyObject* next
 
 
 @cython.final
@@ -40,8 +44,8 @@ cdef class Pool:
     cdef double _idle_timeout
     cdef dict _conns    # conn_id -> _Conn
     cdef dict _peers    # peer -> list of _Conn, in add order
-    cdef _Conn _oldest  # idle list, least recently used first
-    cdef _Conn _newest
+    cdef PyObject* _oldest  # idle list, least recently used first (borrowed)
+    cdef PyObject* _newest
 
     def __cinit__(self, max_per_peer=3, idle_timeout=30.0):
         self._max_per_peer, self._idle_timeout = check_settings(max_per_peer, idle_timeout)
@@ -93,6 +97,8 @@ cdef class Pool:
         if not conns:
             return None
         best = conns[0]
+        if best.in_flight == 0:  # nothing in flight: no connection can beat the first
+            return best.conn_id
         for conn in conns:
             if conn.in_flight < best.in_flight:
                 best = conn
@@ -114,18 +120,18 @@ cdef class Pool:
         if conn.in_flight == 0:
             self._link(conn)
 
-    def touch(self, conn_id, double now):
+    def touch(self, conn_id, double now, /):
         cdef _Conn conn = self._conns[conn_id]
         conn.last_used = now
-        if conn.idle and conn is not self._newest:
+        if conn.idle and <PyObject*>conn is not self._newest:
             self._unlink(conn)
             self._link(conn)
 
     def expire(self, double now, /):
         cdef list expired = []
         cdef _Conn conn
-        while self._oldest is not None:
-            conn = self._oldest
+        while self._oldest is not NULL:
+            conn = <_Conn>self._oldest
             if not now >= conn.last_used + self._idle_timeout:  # NaN expires nothing
                 break
             self._drop(conn)
@@ -133,9 +139,9 @@ cdef class Pool:
         return expired
 
     def next_expiry(self):
-        if self._oldest is None:
+        if self._oldest is NULL:
             return None
-        return self._oldest.last_used + self._idle_timeout
+        return (<_Conn>self._oldest).last_used + self._idle_timeout
 
     def in_flight(self, conn_id, /):
         return (<_Conn>self._conns[conn_id]).in_flight
@@ -156,30 +162,30 @@ cdef class Pool:
         # Append to the idle list: the newest idle connection goes last.
         conn.idle = True
         conn.prev = self._newest
-        conn.next = None
-        if self._newest is None:
-            self._oldest = conn
+        conn.next = NULL
+        if self._newest is NULL:
+            self._oldest = <PyObject*>conn
         else:
-            self._newest.next = conn
-        self._newest = conn
+            (<_Conn>self._newest).next = <PyObject*>conn
+        self._newest = <PyObject*>conn
 
     cdef void _unlink(self, _Conn conn) noexcept:
-        if conn.prev is None:
+        if conn.prev is NULL:
             self._oldest = conn.next
         else:
-            conn.prev.next = conn.next
-        if conn.next is None:
+            (<_Conn>conn.prev).next = conn.next
+        if conn.next is NULL:
             self._newest = conn.prev
         else:
-            conn.next.prev = conn.prev
-        conn.prev = conn.next = None
+            (<_Conn>conn.next).prev = conn.prev
+        conn.prev = conn.next = NULL
         conn.idle = False
 
     cdef int _drop(self, _Conn conn) except -1:
         cdef list conns
-        del self._conns[conn.conn_id]
-        if conn.idle:
+        if conn.idle:  # out of the idle list while _conns still owns it
             self._unlink(conn)
+        del self._conns[conn.conn_id]
         conns = self._peers[conn.peer]
         conns.remove(conn)
         if not conns:

@@ -109,6 +109,8 @@ class Pool:
         if not conns:
             return None
         best = conns[0]
+        if best.in_flight == 0:  # nothing in flight: no connection can beat the first
+            return best.conn_id
         for conn in conns:
             if conn.in_flight < best.in_flight:
                 best = conn
