@@ -5,16 +5,17 @@ CI smoke: pytest bench/ --benchmark-disable   (each case runs once, checks its r
 
 Each case sets ``benchmark.group`` so the twins sit side by side, and
 ``extra_info["ops"]`` so the summary can print a per-operation median and the
-speed-up (pure time ÷ native time). The ring and pool cases make the calls the
-node makes (enclave/delivery.py, enclave/peers.py), in a plain loop like the node's;
-both twins pay that loop, as they do in the node, so the times are what a caller pays.
+speed-up (pure time ÷ native time). The ring cases make the calls enclave/delivery.py
+makes, in a plain loop like its own; both twins pay that loop, as they do in the node,
+so the times are what a caller pays. (``Pool`` has no compiled twin any more: see
+PERFORMANCE.md, "_fast twins".)
 """
 
 from __future__ import annotations
 
 import struct
 from collections import deque
-from itertools import count, repeat
+from itertools import count
 
 FRAME = struct.Struct(">I")
 BATCH = 1000
@@ -114,68 +115,3 @@ def test_ring_duplicate_chat(benchmark, request, ring):
         return dupes
 
     assert benchmark.pedantic(duplicates, setup=copies, rounds=ROUNDS, warmup_rounds=5) == BATCH
-
-
-# --- Pool ------------------------------------------------------------------------------
-
-PEERS = 10000
-
-
-def _full_pool(module, per_peer: int = 3):
-    pool = module.Pool(max_per_peer=per_peer, idle_timeout=30.0)
-    peers = [n.to_bytes(32, "big") for n in range(PEERS)]
-    for n, peer in enumerate(peers):
-        for k in range(per_peer):
-            pool.add(peer, n * per_peer + k, 0.0)
-    return pool, peers
-
-
-def test_pool_pick_touch(benchmark, request, pool):
-    # enclave/peers.py: ``pick`` per dispatch to a peer, ``touch`` per batch of records
-    # or ack received on the session; it never acquires, so every connection is idle.
-    _label(benchmark, request, "pool: pick + touch (per cycle)", BATCH)
-    conns, peers = _full_pool(pool)
-    batch = peers[:BATCH]
-    pick, touch = conns.pick, conns.touch
-    now = 1.0
-
-    def cycle():
-        for peer in batch:
-            touch(pick(peer), now)
-
-    benchmark(cycle)
-    assert pick(batch[0]) == 0 and conns.in_flight(0) == 0
-
-
-def test_pool_add_remove(benchmark, request, pool):
-    _label(benchmark, request, "pool: add + remove (per pair)", BATCH)
-    conns, _ = _full_pool(pool, per_peer=1)
-    peers = [b"new-peer-%027d" % n for n in range(BATCH)]
-    ids = range(10**6, 10**6 + BATCH)
-    add, remove = conns.add, conns.remove
-
-    def add_remove():
-        for peer, conn_id in zip(peers, ids, strict=True):
-            add(peer, conn_id, 1.0)
-        consume(map(remove, ids))
-
-    benchmark(add_remove)
-    assert len(conns) == PEERS
-
-
-def test_pool_expire(benchmark, request, pool):
-    # 10,000 busy connections stay; each round 100 stale ones are added, then expired.
-    stale = 100
-    _label(benchmark, request, "pool: expire 100 of 10,100 (per expired conn)", stale)
-    conns, peers = _full_pool(pool, per_peer=1)
-    consume(map(conns.acquire, range(PEERS), repeat(0.0)))
-    rounds = count()
-
-    def add_stale():
-        base = next(rounds) * stale
-        for k in range(stale):
-            conns.add(b"stale-%026d" % (base + k), 10**7 + base + k, float(base))
-        return (float(base) + 30.0,), {}
-
-    expired = benchmark.pedantic(conns.expire, setup=add_stale, rounds=2000, warmup_rounds=20)
-    assert len(expired) == stale and len(conns) == PEERS
