@@ -1,16 +1,15 @@
-"""Pool: every test body runs against the compiled and the pure twin."""
+"""Pool (pure Python: a compiled twin did not pay, see PERFORMANCE.md)."""
 
 import pytest
-from fast_twins import twin_fixture
 
-twin = twin_fixture("pool")
+from enclave._fast import Pool
 
 A = b"A" * 32  # peers are 32-byte fingerprints in practice
 B = b"B" * 32
 
 
-def test_add_respects_max_per_peer(twin):
-    pool = twin.Pool(max_per_peer=2)
+def test_add_respects_max_per_peer():
+    pool = Pool(max_per_peer=2)
     assert pool.add(A, 1, 0.0) and pool.add(A, 2, 0.0)
     assert pool.add(A, 3, 0.0) is False
     assert 3 not in pool and pool.count(A) == 2 and len(pool) == 2
@@ -20,34 +19,34 @@ def test_add_respects_max_per_peer(twin):
     assert pool.connections(A) == [2, 4]
 
 
-def test_duplicate_conn_id_is_a_value_error(twin):
-    pool = twin.Pool()
+def test_duplicate_conn_id_is_a_value_error():
+    pool = Pool()
     pool.add(A, 1, 0.0)
     with pytest.raises(ValueError):
         pool.add(B, 1, 0.0)
     assert pool.count(B) == 0 and pool.peer_of(1) == A
 
 
-def test_duplicate_conn_id_is_reported_even_when_the_peer_is_full(twin):
-    pool = twin.Pool(max_per_peer=1)
+def test_duplicate_conn_id_is_reported_even_when_the_peer_is_full():
+    pool = Pool(max_per_peer=1)
     pool.add(A, 1, 0.0)
     with pytest.raises(ValueError):
         pool.add(A, 1, 0.0)
 
 
 @pytest.mark.parametrize("bad", ["1", 1.0, None])
-def test_conn_id_must_be_an_int(twin, bad):
+def test_conn_id_must_be_an_int(bad):
     with pytest.raises(TypeError):
-        twin.Pool().add(A, bad, 0.0)
+        Pool().add(A, bad, 0.0)
 
 
-def test_unhashable_peer(twin):
+def test_unhashable_peer():
     with pytest.raises(TypeError):
-        twin.Pool().add([A], 1, 0.0)
+        Pool().add([A], 1, 0.0)
 
 
-def test_pick_least_loaded_ties_to_earliest(twin):
-    pool = twin.Pool()
+def test_pick_least_loaded_ties_to_earliest():
+    pool = Pool()
     assert pool.pick(A) is None
     for conn_id in (7, 3, 5):
         pool.add(A, conn_id, 0.0)
@@ -65,8 +64,8 @@ def test_pick_least_loaded_ties_to_earliest(twin):
     assert pool.pick(A) == 3
 
 
-def test_pick_after_remove(twin):
-    pool = twin.Pool()
+def test_pick_after_remove():
+    pool = Pool()
     pool.add(A, 1, 0.0)
     pool.add(A, 2, 0.0)
     pool.remove(1)
@@ -75,8 +74,8 @@ def test_pick_after_remove(twin):
     assert pool.pick(A) is None and pool.count(A) == 0 and pool.connections(A) == []
 
 
-def test_acquire_release_counts(twin):
-    pool = twin.Pool()
+def test_acquire_release_counts():
+    pool = Pool()
     pool.add(A, 1, 0.0)
     pool.acquire(1, 1.0)
     pool.acquire(1, 1.0)
@@ -90,14 +89,14 @@ def test_acquire_release_counts(twin):
 
 
 @pytest.mark.parametrize("call", ["acquire", "release", "touch"])
-def test_unknown_conn_id_is_a_key_error(twin, call):
-    pool = twin.Pool()
+def test_unknown_conn_id_is_a_key_error(call):
+    pool = Pool()
     with pytest.raises(KeyError):
         getattr(pool, call)(99, 0.0)
 
 
-def test_unknown_conn_id_queries(twin):
-    pool = twin.Pool()
+def test_unknown_conn_id_queries():
+    pool = Pool()
     with pytest.raises(KeyError):
         pool.in_flight(99)
     with pytest.raises(KeyError):
@@ -107,8 +106,8 @@ def test_unknown_conn_id_queries(twin):
     assert pool.count(A) == 0 and pool.connections(A) == []
 
 
-def test_expire_oldest_first(twin):
-    pool = twin.Pool(idle_timeout=10.0)
+def test_expire_oldest_first():
+    pool = Pool(idle_timeout=10.0)
     pool.add(A, 1, 0.0)
     pool.add(B, 2, 1.0)
     pool.add(A, 3, 2.0)
@@ -118,15 +117,15 @@ def test_expire_oldest_first(twin):
     assert len(pool) == 0 and pool.count(A) == 0
 
 
-def test_expire_boundary_is_inclusive(twin):
-    pool = twin.Pool(idle_timeout=10.0)
+def test_expire_boundary_is_inclusive():
+    pool = Pool(idle_timeout=10.0)
     pool.add(A, 1, 5.0)
     assert pool.expire(14.999999) == []
     assert pool.expire(15.0) == [(A, 1)]
 
 
-def test_touch_moves_to_the_end(twin):
-    pool = twin.Pool(idle_timeout=10.0)
+def test_touch_moves_to_the_end():
+    pool = Pool(idle_timeout=10.0)
     pool.add(A, 1, 0.0)
     pool.add(A, 2, 1.0)
     pool.touch(1, 2.0)
@@ -134,8 +133,8 @@ def test_touch_moves_to_the_end(twin):
     assert pool.expire(12.0) == [(A, 1)]
 
 
-def test_busy_connection_never_expires(twin):
-    pool = twin.Pool(idle_timeout=10.0)
+def test_busy_connection_never_expires():
+    pool = Pool(idle_timeout=10.0)
     pool.add(A, 1, 0.0)
     pool.add(A, 2, 0.0)
     pool.acquire(1, 1.0)
@@ -147,8 +146,8 @@ def test_busy_connection_never_expires(twin):
     assert pool.expire(1011.0) == [(A, 1)]
 
 
-def test_release_to_zero_goes_behind_older_idle_connections(twin):
-    pool = twin.Pool(idle_timeout=10.0)
+def test_release_to_zero_goes_behind_older_idle_connections():
+    pool = Pool(idle_timeout=10.0)
     pool.add(A, 1, 0.0)
     pool.acquire(1, 0.0)
     pool.add(A, 2, 1.0)
@@ -156,8 +155,8 @@ def test_release_to_zero_goes_behind_older_idle_connections(twin):
     assert pool.expire(100.0) == [(A, 2), (A, 1)]
 
 
-def test_partial_release_keeps_it_busy(twin):
-    pool = twin.Pool(idle_timeout=1.0)
+def test_partial_release_keeps_it_busy():
+    pool = Pool(idle_timeout=1.0)
     pool.add(A, 1, 0.0)
     pool.acquire(1, 0.0)
     pool.acquire(1, 0.0)
@@ -165,8 +164,8 @@ def test_partial_release_keeps_it_busy(twin):
     assert pool.expire(100.0) == [] and pool.next_expiry() is None
 
 
-def test_next_expiry(twin):
-    pool = twin.Pool(idle_timeout=30.0)
+def test_next_expiry():
+    pool = Pool(idle_timeout=30.0)
     assert pool.next_expiry() is None
     pool.add(A, 1, 5.0)
     pool.add(B, 2, 7.0)
@@ -180,17 +179,17 @@ def test_next_expiry(twin):
 
 
 @pytest.mark.parametrize("start", [0.1, 0.7, 1e9 + 0.1, 12345.678])
-def test_a_timer_armed_at_next_expiry_finds_work(twin, start):
+def test_a_timer_armed_at_next_expiry_finds_work(start):
     # next_expiry and expire use the same sum, so rounding can never leave a timer
     # that fires at next_expiry() with nothing to do.
-    pool = twin.Pool(idle_timeout=0.2)
+    pool = Pool(idle_timeout=0.2)
     pool.add(A, 1, start)
     when = pool.next_expiry()
     assert pool.expire(when) == [(A, 1)]
 
 
-def test_remove_returns_the_peer_and_forgets_the_connection(twin):
-    pool = twin.Pool(idle_timeout=10.0)
+def test_remove_returns_the_peer_and_forgets_the_connection():
+    pool = Pool(idle_timeout=10.0)
     pool.add(A, 1, 0.0)
     pool.add(A, 2, 0.0)
     pool.acquire(2, 0.0)
@@ -200,8 +199,8 @@ def test_remove_returns_the_peer_and_forgets_the_connection(twin):
     assert pool.expire(100.0) == [] and len(pool) == 0
 
 
-def test_queries(twin):
-    pool = twin.Pool(max_per_peer=3, idle_timeout=5.0)
+def test_queries():
+    pool = Pool(max_per_peer=3, idle_timeout=5.0)
     pool.add(A, 10, 0.0)
     pool.add(B, 11, 0.0)
     pool.add(A, 12, 0.0)
@@ -212,8 +211,8 @@ def test_queries(twin):
     assert pool.max_per_peer == 3 and pool.idle_timeout == 5.0
 
 
-def test_settings_are_read_only(twin):
-    pool = twin.Pool()
+def test_settings_are_read_only():
+    pool = Pool()
     assert (pool.max_per_peer, pool.idle_timeout) == (3, 30.0)
     with pytest.raises(AttributeError):
         pool.max_per_peer = 5
@@ -230,13 +229,13 @@ def test_settings_are_read_only(twin):
         {"idle_timeout": float("inf")},
     ],
 )
-def test_bad_settings(twin, kwargs):
+def test_bad_settings(kwargs):
     with pytest.raises(ValueError):
-        twin.Pool(**kwargs)
+        Pool(**kwargs)
 
 
-def test_zero_timeout_expires_idle_connections_at_once(twin):
-    pool = twin.Pool(idle_timeout=0.0)
+def test_zero_timeout_expires_idle_connections_at_once():
+    pool = Pool(idle_timeout=0.0)
     pool.add(A, 1, 3.0)
     assert pool.expire(3.0) == [(A, 1)]
 
@@ -258,9 +257,9 @@ class CountingPeer:
         return isinstance(other, CountingPeer) and other.n == self.n
 
 
-def peer_work_of_expire(twin, peers: int) -> tuple[list, int]:
+def peer_work_of_expire(peers: int) -> tuple[list, int]:
     """Expire the oldest two of ``peers`` idle connections; count the peer touches."""
-    pool = twin.Pool(max_per_peer=1, idle_timeout=10.0)
+    pool = Pool(max_per_peer=1, idle_timeout=10.0)
     keys = [CountingPeer(n) for n in range(peers)]
     for n, key in enumerate(keys):
         pool.add(key, n, float(n))
@@ -271,15 +270,15 @@ def peer_work_of_expire(twin, peers: int) -> tuple[list, int]:
     return [(k.n, c) for k, c in expired], CountingPeer.calls
 
 
-def test_expire_work_does_not_grow_with_the_pool(twin):
-    small, small_calls = peer_work_of_expire(twin, 10)
-    large, large_calls = peer_work_of_expire(twin, 10_000)
+def test_expire_work_does_not_grow_with_the_pool():
+    small, small_calls = peer_work_of_expire(10)
+    large, large_calls = peer_work_of_expire(10_000)
     assert small == large == [(0, 0), (1, 1)]
     assert small_calls == large_calls <= 4
 
 
-def test_ten_thousand_peers_expire_in_last_used_order(twin):
-    pool = twin.Pool(max_per_peer=3, idle_timeout=60.0)
+def test_ten_thousand_peers_expire_in_last_used_order():
+    pool = Pool(max_per_peer=3, idle_timeout=60.0)
     for n in range(10_000):
         pool.add(n.to_bytes(32, "big"), n, float(n))
     for n in range(0, 10_000, 2):

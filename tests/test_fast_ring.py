@@ -67,6 +67,26 @@ def test_buffer_types_are_the_same_key(twin, wrap):
     assert b"fedcba9876543210" in ring
 
 
+class OddBytes(bytes):
+    def __hash__(self) -> int:
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+
+def test_a_bytes_subclass_is_its_bytes(twin):
+    # The compiled twin reuses the hash a plain bytes key caches; a subclass's own
+    # __hash__ and __eq__ must not change which key it is.
+    ring = twin.ReplayRing(10)
+    assert ring.check_and_insert(OddBytes(b"0123456789abcdef"))
+    assert b"0123456789abcdef" in ring and OddBytes(b"0123456789abcdef") in ring
+    assert not ring.check_and_insert(b"0123456789abcdef")
+    key = bytes(bytearray(b"fedcba9876543210"))  # a fresh object: no hash cached yet
+    assert key not in ring and ring.check_and_insert(key) and key in ring
+    assert OddBytes(b"fedcba9876543210") in ring
+
+
 def test_contains_does_not_insert(twin):
     ring = twin.ReplayRing(10)
     assert b"x" not in ring

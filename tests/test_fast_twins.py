@@ -125,80 +125,9 @@ def test_ring_twins_agree(capacity, ops):
         assert len(native) == len(pure)
 
 
-# --- Pool ------------------------------------------------------------------------------
-
-pool_ops = st.lists(
-    st.tuples(
-        st.sampled_from(
-            [
-                "add",
-                "add",
-                "remove",
-                "pick",
-                "acquire",
-                "acquire",
-                "release",
-                "release",
-                "touch",
-                "expire",
-                "expire",
-                "next_expiry",
-                "in_flight",
-                "count",
-                "connections",
-                "peer_of",
-                "contains",
-                "len",
-            ]
-        ),
-        st.sampled_from([b"p1", b"p2", b"p3"]),
-        st.integers(0, 7),
-        st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0, 2.5, 7.0]),
-    ),
-    max_size=60,
-)
-
-
-def pool_call(pool, name, peer, conn_id, now):
-    calls = {
-        "add": lambda: pool.add(peer, conn_id, now),
-        "remove": lambda: pool.remove(conn_id),
-        "pick": lambda: pool.pick(peer),
-        "acquire": lambda: pool.acquire(conn_id, now),
-        "release": lambda: pool.release(conn_id, now),
-        "touch": lambda: pool.touch(conn_id, now),
-        "expire": lambda: pool.expire(now),
-        "next_expiry": pool.next_expiry,
-        "in_flight": lambda: pool.in_flight(conn_id),
-        "count": lambda: pool.count(peer),
-        "connections": lambda: pool.connections(peer),
-        "peer_of": lambda: pool.peer_of(conn_id),
-        "contains": lambda: conn_id in pool,
-        "len": lambda: len(pool),
-    }
-    return outcome(calls[name])
-
-
-@AGREE
-@given(
-    max_per_peer=st.integers(1, 3),
-    idle_timeout=st.sampled_from([0.0, 0.3, 1.0, 2.0]),
-    ops=pool_ops,
-)
-def test_pool_twins_agree(max_per_peer, idle_timeout, ops):
-    native, pure = (mod.Pool(max_per_peer, idle_timeout) for mod in both("pool"))
-    now = 0.0
-    for name, peer, conn_id, step in ops:
-        now += step  # a monotonic clock: never decreasing
-        assert pool_call(native, name, peer, conn_id, now) == pool_call(
-            pure, name, peer, conn_id, now
-        )
-        assert (len(native), native.next_expiry()) == (len(pure), pure.next_expiry())
-
-
 # --- one API ---------------------------------------------------------------------------
 
-API = [("frames", "FrameSplitter"), ("ring", "ReplayRing"), ("pool", "Pool")]
+API = [("frames", "FrameSplitter"), ("ring", "ReplayRing")]
 SLOTS = ("__len__", "__contains__", "__sizeof__")
 
 
@@ -236,9 +165,12 @@ def test_native_loaded():
         assert enclave._fast.NATIVE is True, "compiled enclave._fast twins did not load"
 
 
-@pytest.mark.parametrize(
-    "name, stem", [("FrameSplitter", "frames"), ("ReplayRing", "ring"), ("Pool", "pool")]
-)
+@pytest.mark.parametrize("name, stem", [("FrameSplitter", "frames"), ("ReplayRing", "ring")])
 def test_selector_exports_the_loaded_twin(name, stem):
     twin = "native" if enclave._fast.NATIVE else "pure"
     assert getattr(enclave._fast, name) is getattr(load_twin(stem, twin), name)
+
+
+def test_pool_is_pure_in_every_build():
+    # Its compiled twin was dropped (PERFORMANCE.md, "_fast twins").
+    assert enclave._fast.Pool is enclave._fast._pool.Pool

@@ -3,16 +3,20 @@
 ``import enclave._fast`` picks the compiled modules and falls back to the pure twins
 when they are missing or when ``ENCLAVE_PURE=1`` is set. ``NATIVE`` tells which
 loaded. Both twins expose exactly the same API and pass the same tests.
+
+``Pool`` is pure Python in every build: its compiled twin stayed below the 5x it had
+to earn over the pure one on the node's calls, and was dropped (PERFORMANCE.md).
 """
 
 import os
+
+from ._pool import Pool
 
 NATIVE = False
 
 if os.environ.get("ENCLAVE_PURE", "") in ("", "0"):
     try:
         from ._frames_c import FrameSplitter
-        from ._pool_c import Pool
         from ._ring_c import ReplayRing
 
         NATIVE = True
@@ -21,7 +25,6 @@ if os.environ.get("ENCLAVE_PURE", "") in ("", "0"):
 
 if not NATIVE:
     from ._frames_py import FrameSplitter  # type: ignore[assignment]
-    from ._pool_py import Pool  # type: ignore[assignment]
     from ._ring_py import ReplayRing  # type: ignore[assignment]
 
 __all__ = ["NATIVE", "FrameSplitter", "Pool", "ReplayRing"]

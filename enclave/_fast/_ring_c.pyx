@@ -11,6 +11,8 @@ Rules of the module are those of ``_ring_py`` (read its header); this twin adds:
   ring that has evicted a billion keys probes exactly as fast as a fresh one.
 - Keys are hashed with CPython's keyed SipHash (``_Py_HashBytes``, seeded per
   process): an authenticated but hostile peer cannot aim its IDs at one bucket.
+  For a bytes key that is exactly ``hash(key)``, which the object caches: the node
+  asks ``key in ring`` and later inserts the same object, and hashes it once.
   Each entry keeps 32 bits of that hash to skip most key comparisons.
 - bytes and str keys are read in place (a str through its cached UTF-8 form); no
   key is copied except into its slot.
@@ -22,7 +24,12 @@ Rules of the module are those of ``_ring_py`` (read its header); this twin adds:
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_Check
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_Check,
+    PyBytes_CheckExact,
+    PyBytes_GET_SIZE,
+)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport int32_t, uint32_t
@@ -40,6 +47,7 @@ cdef extern from "Python.h":
     Py_hash_t _Py_HashBytes(const void* src, Py_ssize_t size)
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
     bint PyMemoryView_Check(object obj)
+    Py_hash_t bytes_hash "PyObject_Hash"(object key)  # cannot fail on bytes
 
 cdef struct Entry:
     int32_t slot   # ring slot holding the key, or EMPTY
@@ -52,6 +60,17 @@ cdef Py_ssize_t WIDTH = MAX_KEY_LEN  # slot width, fixed by the Python constant
 
 
 cdef inline uint32_t key_hash(const unsigned char* raw, Py_ssize_t size) noexcept:
+    return <uint32_t>_Py_HashBytes(raw, size)
+
+
+cdef inline uint32_t object_hash(object key, const unsigned char* raw,
+                                 Py_ssize_t size) noexcept:
+    # A bytes object caches its hash, which is _Py_HashBytes of its contents: the
+    # node asks ``key in ring`` and later inserts the same object, so the second
+    # call does not hash again. A str hashes its code points, not its UTF-8 bytes,
+    # so it (like a buffer) is hashed here.
+    if PyBytes_CheckExact(key):  # a subclass may hash otherwise
+        return <uint32_t>bytes_hash(key)
     return <uint32_t>_Py_HashBytes(raw, size)
 
 
@@ -131,7 +150,7 @@ cdef class ReplayRing:
         if raw == NULL:
             return self._via_buffer(key, False)
         check_size(size)
-        return self._has(raw, size)
+        return self._has(raw, size, object_hash(key, raw, size))
 
     def check_and_insert(self, key, /):
         cdef Py_ssize_t size
@@ -139,27 +158,28 @@ cdef class ReplayRing:
         if raw == NULL:
             return self._via_buffer(key, True)
         check_size(size)
-        return self._insert(raw, size)
+        return self._insert(raw, size, object_hash(key, raw, size))
 
     cdef bint _via_buffer(self, object key, bint insert) except -1:
         # bytearray and memoryview: read through a buffer view, released on every path.
         cdef Py_buffer view
+        cdef const unsigned char* raw
         if not (PyByteArray_Check(key) or PyMemoryView_Check(key)):
             raise bad_key_type(key)
         PyObject_GetBuffer(key, &view, PyBUF_SIMPLE)
         try:
             check_size(view.len)
+            raw = <const unsigned char*>view.buf
             if insert:
-                return self._insert(<const unsigned char*>view.buf, view.len)
-            return self._has(<const unsigned char*>view.buf, view.len)
+                return self._insert(raw, view.len, key_hash(raw, view.len))
+            return self._has(raw, view.len, key_hash(raw, view.len))
         finally:
             PyBuffer_Release(&view)
 
-    cdef bint _has(self, const unsigned char* raw, Py_ssize_t size) noexcept:
-        return self._table[self._probe(raw, size, key_hash(raw, size))].slot != EMPTY
+    cdef bint _has(self, const unsigned char* raw, Py_ssize_t size, uint32_t h) noexcept:
+        return self._table[self._probe(raw, size, h)].slot != EMPTY
 
-    cdef bint _insert(self, const unsigned char* raw, Py_ssize_t size) noexcept:
-        cdef uint32_t h = key_hash(raw, size)
+    cdef bint _insert(self, const unsigned char* raw, Py_ssize_t size, uint32_t h) noexcept:
         cdef size_t pos = self._probe(raw, size, h)
         cdef size_t gap
         if self._table[pos].slot != EMPTY:

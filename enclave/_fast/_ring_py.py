@@ -42,8 +42,10 @@ def bad_key_type(key: object) -> TypeError:
 
 
 def _normalize(key: object) -> bytes:
-    if isinstance(key, bytes):
+    if type(key) is bytes:
         raw = key
+    elif isinstance(key, bytes):  # a subclass may hash or compare otherwise
+        raw = bytes(key)
     elif isinstance(key, str):
         raw = key.encode("utf-8")
     elif isinstance(key, bytearray):

@@ -1,20 +1,25 @@
-"""Per-peer connection bookkeeping, pure-Python twin of ``_pool_c``.
+"""Per-peer connection bookkeeping (pure Python; the node imports it as ``enclave._fast.Pool``).
 
-Rules of the module (both twins keep them; the same tests prove it):
+A compiled twin existed and was dropped: the node's calls (``pick`` per dispatch,
+``touch`` per received batch, ``add``/``remove`` per session, ``expire`` once a
+second) are a dict lookup or two each, which compiled code pays as much as this
+module does; it reached 2.6-4.6x, below the 5x a compiled module must earn
+(PERFORMANCE.md, "_fast twins").
+
+Rules of the module (tests/test_fast_pool.py proves them):
 - Time is passed in (``now``, seconds on a monotonic clock, never decreasing) and
   never read here, so idle expiry is deterministic in tests.
 - A peer holds at most ``max_per_peer`` connections: ``add`` beyond that returns False
   and changes nothing. A connection id is registered once (ValueError otherwise).
   Unknown ids raise KeyError, except in ``remove``, which answers None.
 - ``pick`` returns the peer's connection with the fewest items in flight; ties go to
-  the earliest added.
+  the earliest added (so an idle first connection is the answer at once).
 - A connection with nothing in flight is idle. Idle connections sit in one list in
   last-used order: ``touch`` moves one to the end, ``acquire`` takes it out (a busy
   connection never expires), the ``release`` that brings it back to zero puts it at
   the end. ``expire`` therefore only looks at what it removes, plus one: its cost does
   not grow with the number of peers.
-- Methods of one argument take it positionally only (the compiled twin's calls are
-  cheapest so).
+- Methods of one argument take it positionally only.
 - A connection expires when ``now >= last_used + idle_timeout``. ``next_expiry``
   returns that same sum for the oldest idle connection, so a timer armed for it finds
   work when it fires (a subtraction could round the other way and spin the timer).
@@ -29,7 +34,7 @@ from collections.abc import Hashable
 
 
 def check_settings(max_per_peer: object, idle_timeout: object) -> tuple[int, float]:
-    """Validate the pool's settings; both twins call this so their errors agree."""
+    """Validate the pool's settings."""
     limit = operator.index(max_per_peer)  # type: ignore[arg-type]
     if limit < 1:
         raise ValueError(f"max_per_peer must be at least 1, got {limit}")
@@ -109,6 +114,8 @@ class Pool:
         if not conns:
             return None
         best = conns[0]
+        if best.in_flight == 0:  # nothing in flight: no connection can beat the first
+            return best.conn_id
         for conn in conns:
             if conn.in_flight < best.in_flight:
                 best = conn
