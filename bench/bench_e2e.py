@@ -61,4 +61,5 @@ def check_micro_rows(result):
         assert (op, each) in cases
     for op in ("encode_batch", "decode_batch"):
         assert (op, "chat") in cases
+    assert ("store:", "message") in cases  # the writers' commit cycles (bench_store.py)
     assert set(result["parts_seconds"]) == {"microbenchmarks", "node cases", "references"}

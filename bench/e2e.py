@@ -174,7 +174,8 @@ def ref(name: str, tmp: Path, *args) -> Proc:
 
 # --- microbenchmarks -----------------------------------------------------------------------
 
-MICRO_FILES = ("bench_fast.py", "bench_protocol.py")  # in-process pytest-benchmark cases
+# in-process pytest-benchmark cases
+MICRO_FILES = ("bench_fast.py", "bench_protocol.py", "bench_store.py")
 MICRO_OPTIONS = {
     # pytest-benchmark's defaults, pinned (about 20-30 s here for both files)
     "full": ["--benchmark-max-time=1.0", "--benchmark-min-rounds=5"],
