@@ -432,24 +432,22 @@ class Sessions:
         """A known peer that reached us from a new host has moved: dial that host from
         now on, on the port we knew (a connection's source port says nothing about where
         the peer listens). Only an authenticated session can move an address."""
-        record = self.store.get_peer(peer.hex())
         peername = link.transport.get_extra_info("peername") if link.transport else None
-        if record is None or not record.address or not peername:
+        if peername:
+            # Read and written on the writer thread: the loop must not wait for the
+            # store's lock while a commit holds it (a stall on every accepted session).
+            self.policy.background(self._move_address, peer.hex(), peername[0])
+
+    def _move_address(self, fingerprint: str, host: str) -> None:
+        record = self.store.get_peer(fingerprint)
+        if record is None or not record.address:
             return
         old_host, _, port = record.address.rpartition(":")
-        host = peername[0]
         if old_host.strip("[]") == host:
             return
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("peer %s moved: %s -> %s", peer.hex()[:16], record.address, address)
-        self.policy.background(
-            self.store.upsert_peer,
-            record.fingerprint,
-            record.public_key,
-            address,
-            None,
-            time.time(),
-        )
+        log.info("peer %s moved: %s -> %s", fingerprint[:16], record.address, address)
+        self.store.upsert_peer(fingerprint, record.public_key, address, None, time.time())
 
     async def _tick(self) -> None:
         """Once a second: expire idle sessions and forget old handshake IDs."""
