@@ -24,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import sqlite3
@@ -373,7 +374,7 @@ class Store:
     # CHECK constraints; a row that fails goes through the explaining checks.
 
     def _insert_incoming(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
-        params, ids, rowid = [], self._ids, self._rowids.__next__
+        flat, ids, rowid = [], self._ids, self._rowids.__next__
         for fp, mid, body, created, stored, legacy in rows:
             if not (
                 type(mid) is bytes
@@ -384,20 +385,16 @@ class Store:
             ):
                 _explain_row(mid, body, created, stored)
             pid = ids.get(fp) or self._known_peer_id(db, fp)
-            params.append((rowid(), pid, mid, body, created, stored, 1 if legacy else 0))
-        db.executemany(
-            "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
-            " state, legacy) VALUES (?, ?, 'in', ?, ?, ?, ?, 'received', ?)"
-            " ON CONFLICT (peer, created_ms, id) WHERE direction = 'in' DO NOTHING",
-            params,
-        )
+            flat += (rowid(), pid, mid, body, created, stored, 1 if legacy else 0)
+        first, last = flat[0], flat[-7]
+        _insert_rows(db, _INCOMING, flat)
         # A duplicate (stored before, or earlier in this batch) was not inserted.
         sql = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
-        new = {r[0] for r in db.execute(sql, (params[0][0], params[-1][0]))}
-        return [p[0] in new for p in params]
+        new = {r[0] for r in db.execute(sql, (first, last))}
+        return [r in new for r in flat[::7]]
 
     def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
-        params, ids = [], self._ids
+        flat, ids, seen = [], self._ids, set()
         for rowid, fp, mid, body, created in rows:
             if not (
                 type(mid) is bytes
@@ -407,14 +404,11 @@ class Store:
             ):
                 _explain_row(mid, body, created, 0)
             pid = ids.get(fp) or self._known_peer_id(db, fp)
-            params.append((rowid, pid, mid, body, created, len(mid) == 36))
-        if len({(p[1], p[2]) for p in params}) < len(params):  # a caller's bug: say so
+            seen.add((pid, mid))
+            flat += (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
+        if len(seen) < len(rows):  # a caller's bug: say so
             raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
-        db.executemany(  # owed = rowid: the message joins the back of its peer's queue
-            "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
-            " state, legacy, owed) VALUES (?1, ?2, 'out', ?3, ?4, ?5, ?5, 'queued', ?6, ?1)",
-            params,
-        )
+        _insert_rows(db, _OUTGOING, flat)  # owed = rowid: the back of its peer's queue
 
     def _delivered(self, db: sqlite3.Connection, fp: str, rowids: list[int], now_ms: int) -> None:
         """Mark acked rows delivered: by range when the rows this peer is owed between
@@ -602,6 +596,46 @@ class Store:
         with self._tx() as db:
             db.execute("DELETE FROM v1_wrapped WHERE ts < ?", (older_than,))
             return db.execute("DELETE FROM v1_seen WHERE ts < ?", (older_than,)).rowcount
+
+
+# -- multi-row inserts ---------------------------------------------------------------------
+
+# New messages go in as multi-row INSERTs of up to 512 rows, not ``executemany``: that
+# releases and retakes the GIL once per row, and beside a busy event loop each retake
+# can wait for the loop's switch interval (PERFORMANCE.md has the measurements). Chunk
+# sizes are powers of two, so a few prepared statements (cached by sqlite3 by their
+# text) serve every batch size. (SQL before VALUES, one row's placeholders, SQL after,
+# parameters per row.)
+_INSERT_CHUNK = 512
+_INCOMING = (
+    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state, legacy)",
+    "(?, ?, 'in', ?, ?, ?, ?, 'received', ?)",
+    " ON CONFLICT (peer, created_ms, id) WHERE direction = 'in' DO NOTHING",
+    7,
+)
+_OUTGOING = (
+    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
+    " legacy, owed)",
+    "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
+    "",
+    8,
+)
+
+
+def _insert_rows(db: sqlite3.Connection, kind: tuple, flat: list) -> None:
+    width = kind[3]
+    rows, start, size = len(flat) // width, 0, _INSERT_CHUNK
+    while start < rows:
+        while size > rows - start:
+            size //= 2
+        db.execute(_values_sql(kind, size), flat[start * width : (start + size) * width])
+        start += size
+
+
+@functools.lru_cache(maxsize=32)
+def _values_sql(kind: tuple, count: int) -> str:
+    head, row, tail, _ = kind
+    return f"{head} VALUES {', '.join([row] * count)}{tail}"
 
 
 # -- argument checks ---------------------------------------------------------------------

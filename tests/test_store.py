@@ -481,6 +481,25 @@ def test_store_incoming_dedupes_across_and_within_batches(store):
     assert store.store_incoming([]) == []
 
 
+def test_big_batches_cross_insert_chunks_without_losing_a_row(store):
+    """Batches go in as multi-row INSERTs of up to 512 rows: 1,303 rows take chunks of
+    512, 512, 256, 16, 4, 2 and 1; duplicates across chunks and of earlier batches are
+    still found, and every new row is stored once."""
+    assert store.store_incoming([incoming(A, n) for n in (0, 600, 1302)]) == [True] * 3
+    batch = [incoming(A, n) for n in range(1300)] + [incoming(A, 5), incoming(A, 1299)]
+    batch.append(incoming(A, 1302))
+    flags = store.store_incoming(batch)
+    old = {0, 600}
+    assert flags[:1300] == [n not in old for n in range(1300)]
+    assert flags[1300:] == [False, False, False]
+    assert len(store.history(A, limit=5000)) == 1301
+    rows = [(B, mid(n), f"m{n}", n) for n in range(1303)]
+    rowids = store.enqueue_outgoing(rows)
+    assert [(o.rowid, o.body) for o in store.outbox_for(B)] == [
+        (r, f"m{n}") for n, r in enumerate(rowids)
+    ]
+
+
 def test_incoming_and_outgoing_ids_do_not_collide(store):
     store.enqueue_outgoing([(A, mid(1), "mine", 1)])
     assert store.store_incoming([incoming(A, 1)]) == [True]
