@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from enclave import settings as settings_mod
 from enclave.node import Node
+from enclave.runner import run_on_uvloop
 
 
 async def amain(args) -> int:
@@ -57,10 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--first-address", type=int, default=1)
     parser.add_argument("--settings", default="{}", help="Settings overrides as JSON")
     args = parser.parse_args(argv)
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(amain(args))
+    return run_on_uvloop(amain(args))  # as a node's own process starts
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from enclave import settings as settings_mod
 from enclave.node import Node
 from enclave.node_events import DeliveryChanged, MessageReceived
+from enclave.runner import run_on_uvloop
 
 BODY_SIZE = 100
 
@@ -301,10 +302,7 @@ def main(argv=None) -> int:
     parser.add_argument("--key-file", required=True)
     parser.add_argument("--settings", default="{}", help="Settings overrides as JSON")
     args = parser.parse_args(argv)
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(amain(args))
+    return run_on_uvloop(amain(args))  # the node's own process entry (loop, GIL switching)
 
 
 if __name__ == "__main__":

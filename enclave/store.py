@@ -3,8 +3,9 @@
 Rules:
 - One store: nothing else in Enclave writes state to disk, and nothing else speaks SQL.
 - Short transactions. Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT``; batch
-  methods take many rows in one transaction with ``executemany`` (no per-row commit,
-  no per-row query), so the node can group-commit thousands of messages at once.
+  methods take many rows in one transaction (multi-row INSERTs for new messages,
+  ``executemany`` or rowid ranges for updates; no per-row commit, no per-row query), so
+  the node can group-commit thousands of messages at once.
 - Durability promise: once a write method returns, its transaction is on disk. An ack
   is sent only after ``store_incoming`` returns, so ``synchronous=FULL`` by default: WAL
   with NORMAL survives a process crash but can lose the last commits on power loss
