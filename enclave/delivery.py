@@ -28,7 +28,6 @@ Rules:
 import asyncio
 import hashlib
 import logging
-import os
 import sqlite3
 import time
 from collections import deque
@@ -37,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ._fast import ReplayRing
 from .errors import UserError
 from .legacy_send import LegacySender
+from .message_ids import new_id, new_ids
 from .node_events import DeliveryChanged, MessageReceived, NodeProblem
 
 log = logging.getLogger("enclave.delivery")
@@ -173,7 +173,7 @@ class Delivery:
         """Queue one message; the future gives its ``Out`` once it is durable."""
         created = int(time.time() * 1000) if created_ms is None else created_ms
         fut = asyncio.get_running_loop().create_future()
-        out = Out(self.store.reserve_rowid(), peer, os.urandom(16), body, created, False)
+        out = Out(self.store.reserve_rowid(), peer, new_id(), body, created, False)
         self._next.enqueue.append((out, fut))
         self._list_early(peer, (out,))  # first: its dispatch runs before the commit starts
         self._wake.set()
@@ -185,10 +185,10 @@ class Delivery:
         the store refuses writes meanwhile, it fails; rows committed before stay queued."""
         created = int(time.time() * 1000) if created_ms is None else created_ms
         fut = asyncio.get_running_loop().create_future()
-        reserve, ids = self.store.reserve_rowid, os.urandom(16 * len(bodies))
+        reserve = self.store.reserve_rowid
         outs = [
-            Out(reserve(), peer, ids[16 * i : 16 * i + 16], body, created, False)
-            for i, body in enumerate(bodies)
+            Out(reserve(), peer, mid, body, created, False)
+            for mid, body in zip(new_ids(len(bodies)), bodies, strict=True)
         ]
         entries = [(o, None) for o in outs]
         if entries:

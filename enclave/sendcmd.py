@@ -14,13 +14,13 @@ Rules:
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 
 from enclave import cli, runner
 from enclave.errors import UserError
 from enclave.lookup import resolve_peer
+from enclave.message_ids import new_id
 from enclave.repl_commands import check_text
 
 CONNECT_TIMEOUT = 2.0
@@ -98,7 +98,7 @@ def _into_outbox(place, peer: str, text: str) -> int:
     with Store.open(place.db_path) as store:
         target = resolve_peer(store, peer)
         now_ms = int(time.time() * 1000)
-        store.enqueue_outgoing([(target.fingerprint, os.urandom(16), text, now_ms)])
+        store.enqueue_outgoing([(target.fingerprint, new_id(), text, now_ms)])
     label = target.name or target.fingerprint[:16]
     print(
         f"No node is running; the message to {label} is queued in the outbox "
