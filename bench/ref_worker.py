@@ -383,11 +383,7 @@ class Dialer(asyncio.Protocol):
         established = False
         for ev in events:
             if type(ev) is CryptoNeeded:
-                job = ev.job
-                fut = self.loop.run_in_executor(self.pool, job.run)
-                fut.add_done_callback(
-                    lambda _f, j=job: self.handle(self.conn.resume(j, time.time()))
-                )
+                self._run_crypto(ev.job)
             elif type(ev) is Established:
                 established = True
             elif type(ev) is ConnectionClosed and not self.done.done():
@@ -398,6 +394,11 @@ class Dialer(asyncio.Protocol):
                 self.done.set_result("ok")
             self.conn.close(time.time(), "bench_done")
             self._write()
+
+    def _run_crypto(self, job) -> None:
+        """The private-key step on the pool; the connection resumes on the loop."""
+        fut = self.loop.run_in_executor(self.pool, job.run)
+        fut.add_done_callback(lambda _f: self.handle(self.conn.resume(job, time.time())))
 
     def _write(self) -> None:
         data = self.conn.data_to_send(time.time())
@@ -456,11 +457,7 @@ class Holder(Dialer):
     def handle(self, events: list) -> None:
         for ev in events:
             if type(ev) is CryptoNeeded:
-                job = ev.job
-                fut = self.loop.run_in_executor(self.pool, job.run)
-                fut.add_done_callback(
-                    lambda _f, j=job: self.handle(self.conn.resume(j, time.time()))
-                )
+                self._run_crypto(ev.job)
             elif type(ev) is Established and not self.done.done():
                 self.done.set_result("ok")
             elif type(ev) is ConnectionClosed and not self.done.done():

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from enclave.errors import UserError
 from enclave.store_schema import (
@@ -387,12 +388,12 @@ class Store:
                 _explain_row(mid, body, created, stored)
             pid = ids.get(fp) or self._known_peer_id(db, fp)
             flat += (rowid(), pid, mid, body, created, stored, 1 if legacy else 0)
-        first, last = flat[0], flat[-7]
         _insert_rows(db, _INCOMING, flat)
         # A duplicate (stored before, or earlier in this batch) was not inserted.
+        rowids = flat[:: _INCOMING.width]
         sql = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
-        new = {r[0] for r in db.execute(sql, (first, last))}
-        return [r in new for r in flat[::7]]
+        new = {r[0] for r in db.execute(sql, (rowids[0], rowids[-1]))}
+        return [r in new for r in rowids]
 
     def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
         flat, ids, seen = [], self._ids, set()
@@ -605,16 +606,24 @@ class Store:
 # releases and retakes the GIL once per row, and beside a busy event loop each retake
 # can wait for the loop's switch interval (PERFORMANCE.md has the measurements). Chunk
 # sizes are powers of two, so a few prepared statements (cached by sqlite3 by their
-# text) serve every batch size. (SQL before VALUES, one row's placeholders, SQL after,
-# parameters per row.)
+# text) serve every batch size.
 _INSERT_CHUNK = 512
-_INCOMING = (
+
+
+class _Insert(NamedTuple):
+    head: str  # the SQL before VALUES
+    row: str  # one row's placeholders
+    tail: str  # the SQL after the rows
+    width: int  # parameters per row
+
+
+_INCOMING = _Insert(
     "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state, legacy)",
     "(?, ?, 'in', ?, ?, ?, ?, 'received', ?)",
     " ON CONFLICT (peer, created_ms, id) WHERE direction = 'in' DO NOTHING",
     7,
 )
-_OUTGOING = (
+_OUTGOING = _Insert(
     "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
     " legacy, owed)",
     "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
@@ -623,8 +632,8 @@ _OUTGOING = (
 )
 
 
-def _insert_rows(db: sqlite3.Connection, kind: tuple, flat: list) -> None:
-    width = kind[3]
+def _insert_rows(db: sqlite3.Connection, kind: _Insert, flat: list) -> None:
+    width = kind.width
     rows, start, size = len(flat) // width, 0, _INSERT_CHUNK
     while start < rows:
         while size > rows - start:
@@ -634,9 +643,8 @@ def _insert_rows(db: sqlite3.Connection, kind: tuple, flat: list) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _values_sql(kind: tuple, count: int) -> str:
-    head, row, tail, _ = kind
-    return f"{head} VALUES {', '.join([row] * count)}{tail}"
+def _values_sql(kind: _Insert, count: int) -> str:
+    return f"{kind.head} VALUES {', '.join([kind.row] * count)}{kind.tail}"
 
 
 # -- argument checks ---------------------------------------------------------------------

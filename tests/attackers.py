@@ -233,7 +233,10 @@ class RawPeer:
         if self.hold:
             self.held += data
         elif self._writer is not None and not self._writer.is_closing():
-            self._writer.write(data)
+            self._emit(data)
+
+    def _emit(self, data: bytes) -> None:
+        self._writer.write(data)
 
 
 class Chatter:

@@ -215,15 +215,9 @@ class Recorded(RawPeer):
         super().__init__(*args, **kw)
         self.wire = bytearray()
 
-    def _push(self) -> None:
-        data = self.conn.data_to_send(time.time())
-        if not data:
-            return
-        if self.hold:
-            self.held += data
-        elif self._writer is not None and not self._writer.is_closing():
-            self.wire += data
-            self._writer.write(data)
+    def _emit(self, data: bytes) -> None:
+        self.wire += data
+        super()._emit(data)
 
 
 def chats(sender: Identity, recipient: bytes, texts: list[str]) -> list[Chat]:
