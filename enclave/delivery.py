@@ -20,6 +20,10 @@ Rules:
   except for a small commit without fsync (``inline_rows``, store_sync "normal").
   One commit cycle is one transaction: new outgoing rows, incoming rows and acked rows
   together (one fsync per cycle).
+- A peer's ``created_ms`` (any uint64 on the wire) is stored clamped to SQLite's
+  integer range only: it is part of the dedupe key, so every resend must store the
+  same value. The event a face renders carries ``display.created_time`` of it against
+  the commit's time: None when it is outside the window a face shows as a time.
 - "sent" (handed to a session, not yet acked) is a state of this process, not of the
   file: it is announced once per message and kept in ``announced`` for history; after
   a restart the outbox is resent anyway, so the file says queued until delivered.
@@ -34,6 +38,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ._fast import ReplayRing
+from .display import created_time
 from .errors import UserError
 from .legacy_send import LegacySender
 from .message_ids import new_id, new_ids
@@ -45,7 +50,7 @@ _sha256 = hashlib.sha256
 MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
 RETRY_DELAY = 1.0  # seconds between attempts at a commit that failed (disk full)
-INT64_MAX = (1 << 63) - 1  # SQLite's largest integer; created_ms is display-only, so clamp
+INT64_MAX = (1 << 63) - 1  # SQLite's largest integer (see the rules on created_ms)
 
 
 class Out:
@@ -402,6 +407,7 @@ class Delivery:
             flags = self.store.write_cycle(enqueue, rows, delivered, now_ms)
             done["incoming"] = [w >= 0 and flags[w] for w in where]
             done["keys"] = keys
+            done["now_ms"] = now_ms
         except Exception as err:  # noqa: BLE001 - any failure: nothing acked, retried later
             if not isinstance(err, sqlite3.Error):
                 log.exception("store write failed")
@@ -438,7 +444,7 @@ class Delivery:
             self._stalled(batch, done["error"])
             return
         self._enqueued(batch.enqueue)
-        self._received(batch.incoming, done["incoming"], done["keys"])
+        self._received(batch.incoming, done["incoming"], done["keys"], done["now_ms"])
         announced = self.announced
         for peer, outs in batch.delivered.items():
             peer_hex = peer.hex()
@@ -477,14 +483,15 @@ class Delivery:
         for peer in touched:  # after the senders hear "queued"
             loop.call_soon(self.dispatch, peer)
 
-    def _received(self, incoming, flags: list[bool], keys: list[bytes]) -> None:
+    def _received(self, incoming, flags: list[bool], keys: list[bytes], now_ms: int) -> None:
         k = 0
         insert, publish = self.ring.check_and_insert, self.publish
         for link, chats, upto, legacy in incoming:
             for c in chats:
                 if flags[k]:
                     insert(keys[k])
-                    publish(MessageReceived(c.sender.hex(), c.id, c.body, c.created_ms, legacy))
+                    shown = created_time(c.created_ms, now_ms)
+                    publish(MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy))
                 else:
                     self.stats["dupes"] += 1
                 k += 1

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 class MessageReceived:
     peer: str
     id: bytes
-    body: str
-    created_ms: int
+    body: str  # as sent: show it through display.visible
+    created_ms: int | None  # display.created_time: None when the sender's time is not believable
     legacy: bool = False
 
 

@@ -6,8 +6,11 @@ Rules:
   ``ask(question, completer)``, so tests drive it without a terminal.
 - A person's mistake (``UserError``) prints one line, ``error: ...``. Nothing a person
   types can end the REPL or print a traceback: anything unexpected is one line too.
-- Peer text is shown as text: control characters, escape sequences and bidi overrides
-  from the network are replaced before they reach the terminal.
+- Peer text is shown as text: control characters, escape sequences, bidi overrides and
+  zero-width characters are shown as ``⟨U+XXXX⟩`` (``display.visible``), never sent
+  to the terminal. A creation time outside ``display.created_time``'s window is shown
+  as "unknown time" beside the receive time.
+- One message that cannot be shown is one line saying so: the others still print.
 - The seed's wording is kept where it gives one (``Broadcasting to N peer(s)...``,
   ``Broadcast complete: n/N sent successfully``).
 - Faces call the Node only. The exceptions, until the Node grows them: marking a peer
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from enclave import keys
+from enclave.display import message_time, visible
 from enclave.errors import UserError
 from enclave.node_events import (
     DeliveryChanged,
@@ -38,6 +42,7 @@ MAX_PEER_KEY_BYTES = 64 * 1024
 HISTORY_DEFAULT = 20
 BROADCAST_WAIT = 5.0  # seconds /broadcast waits for copies to go out before reporting
 HISTORY_MAX = 1000
+DAY_TIME = "%Y-%m-%d %H:%M"
 
 HELP = """\
 Commands:
@@ -161,9 +166,9 @@ class Commands:
             p = s.peer
             rows.append(
                 (
-                    _clean(p.name or "-") + (" (blocked)" if p.blocked else ""),
+                    _clean(p.name or "-", lines=False) + (" (blocked)" if p.blocked else ""),
                     keys.group(p.fingerprint, 4),
-                    _clean(p.address or "-"),
+                    _clean(p.address or "-", lines=False),
                     "online" if s.online else "offline",
                     "yes" if p.verified else "no",
                     "v1 (legacy)" if p.protocol == "v1" else p.protocol,
@@ -216,7 +221,7 @@ class Commands:
         if not messages:
             self.write(f"No messages with {label} yet")
             return
-        self.write("\n".join(_history_line(m, label) for m in messages))
+        self.write("\n".join(_history_lines(messages, label)))
 
     async def cmd_fingerprint(self, rest: str) -> None:
         self.write(f"Your fingerprint: {keys.group(self.node.fingerprint)}")
@@ -292,7 +297,7 @@ class Commands:
         """A peer's name, else the start of its fingerprint."""
         peer = self.node.store.get_peer(fingerprint)
         if peer is not None and peer.name:
-            return _clean(peer.name)
+            return _clean(peer.name, lines=False)
         return keys.group(fingerprint, 2)
 
     def render(self, event) -> str | None:
@@ -313,7 +318,8 @@ class Commands:
         self.unread[event.peer] += 1
         label = self.label(event.peer)
         mark = " (legacy v1)" if event.legacy else ""
-        line = f"[{_clock(event.created_ms)}] {label}{mark}: {_indent(_clean(event.body))}"
+        when = _clock(event.created_ms) if event.created_ms is not None else _unknown(_clock())
+        line = f"[{when}] {label}{mark}: {_indent(_clean(event.body))}"
         if event.legacy and event.peer not in self._legacy_noted:
             self._legacy_noted.add(event.peer)
             line += (
@@ -383,7 +389,7 @@ def add_peer_from_file(commands: Commands, path: str, address: str, name: str | 
         raise UserError(str(err)) from None
     verb = "Updated" if peer.fingerprint in known else "Added"
     commands.write(
-        f"{verb} peer {commands.label(peer.fingerprint)} at {_clean(peer.address or '-')}\n"
+        f"{verb} peer {commands.label(peer.fingerprint)} at {_clean(peer.address or '-', lines=False)}\n"
         f"Fingerprint: {keys.group(peer.fingerprint)}\n"
         "Compare it with your peer over a channel you trust (/verify), then rely on it."
     )
@@ -397,8 +403,16 @@ async def retry_failed(node, fingerprint: str | None = None) -> list[int]:
 # --- rendering ---------------------------------------------------------------------------
 
 
+def _history_lines(messages, label: str):
+    for m in messages:
+        try:
+            yield _history_line(m, label)
+        except Exception as err:  # noqa: BLE001 - one bad row must not hide the others
+            yield f"[?] message #{m.rowid} could not be shown ({type(err).__name__})"
+
+
 def _history_line(m, label: str) -> str:
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created_ms / 1000))
+    when = _when(m)
     body = _indent(_clean(m.body or ""))
     if m.direction == "in":
         mark = " (legacy v1)" if m.legacy else ""
@@ -415,13 +429,32 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     )
 
 
+def _when(m) -> str:
+    shown = message_time(m)
+    if shown is None:
+        return _unknown(_local(m.stored_ms, DAY_TIME))
+    return _local(shown, DAY_TIME)
+
+
+def _unknown(received: str) -> str:
+    return f"unknown time, received {received}"
+
+
 def _clock(ms: int | None = None) -> str:
-    return time.strftime("%H:%M", time.localtime(None if ms is None else ms / 1000))
+    return _local(ms, "%H:%M")
 
 
-def _clean(text: str) -> str:
-    """Text from elsewhere, safe for a terminal: only printable characters and newlines."""
-    return "".join(ch if ch.isprintable() or ch == "\n" else "\ufffd" for ch in text)
+def _local(ms: int | None, fmt: str) -> str:
+    """``ms`` (now if None) in local time; a time the platform cannot show is unknown."""
+    try:
+        return time.strftime(fmt, time.localtime(None if ms is None else ms / 1000))
+    except (OverflowError, OSError, ValueError):
+        return "unknown time"
+
+
+def _clean(text: str, lines: bool = True) -> str:
+    """Text from elsewhere, safe for a terminal (``display.visible``)."""
+    return visible(text, lines)
 
 
 def _indent(text: str) -> str:
@@ -429,4 +462,4 @@ def _indent(text: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    return _clean(" ".join(str(text).split()))
+    return visible(" ".join(str(text).split()), lines=False)

@@ -167,8 +167,9 @@ async def test_stop_while_the_disk_is_full_does_not_hang(rsa_keys, tmp_path):
 
 @pytest.mark.asyncio
 async def test_far_future_created_time_is_stored_and_nothing_stalls(rsa_keys, tmp_path):
-    """A valid but absurd created_ms (2**64 - 1) is clamped for the store; later
-    messages keep flowing and the node stops promptly."""
+    """A valid but absurd created_ms (2**64 - 1) is clamped for the store (the same
+    value for every resend: it is part of the dedupe key) and published as unknown
+    (None); later messages keep flowing and the node stops promptly."""
     b = await start(tmp_path / "b", rsa_keys["bob"])
     b.add_peer(public_pem(rsa_keys["alice"]), "127.0.0.1:9", "alice")
     rb = Recorder(b)
@@ -185,6 +186,9 @@ async def test_far_future_created_time_is_stored_and_nothing_stalls(rsa_keys, tm
         raw.send_chats([odd, chat(raw, b, "next", os.urandom(16))])
         await acked(raw, 1)
         assert [m.body for m in rb.received()] == ["from the far future", "next"]
+        assert rb.received()[0].created_ms is None and rb.received()[1].created_ms is not None
+        stored = [m for m in b.history("alice") if m.body == "from the far future"]
+        assert [m.created_ms for m in stored] == [2**63 - 1]
     finally:
         await raw.close()
         await asyncio.wait_for(b.stop(), 10)

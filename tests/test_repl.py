@@ -7,10 +7,14 @@ Every command, every error line and the ambiguous prefix case. The screen is wha
 import asyncio
 import contextlib
 import os
+import re
 import stat
+import time
+from dataclasses import replace
 
 import pytest
 import pytest_asyncio
+from attackers import RawPeer
 from keyfactory import private_pem, small_rsa
 from nodes import Recorder, introduce, public_pem, start
 from prompt_toolkit.application import create_app_session
@@ -19,8 +23,10 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from enclave import keys
-from enclave.protocol.messages import MAX_BODY_CHARS
+from enclave.protocol.events import Acked
+from enclave.protocol.messages import MAX_BODY_CHARS, Chat
 from enclave.repl import PeerCompleter, Repl, redact
+from enclave.store import Message
 
 
 class Screen:
@@ -436,7 +442,101 @@ async def test_peer_text_cannot_drive_the_terminal(pair, tmp_path):
         await b.send("alice", "evil\x1b]0;title\x07\x1b[2J\u202etxt\nsecond line")
         out = await r.screen.until("second line")
         assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
-        assert "bob: evil\ufffd]0;title\ufffd\ufffd[2J\ufffdtxt\n    second line" in out
+        shown = "bob: evil⟨U+001B⟩]0;title⟨U+0007⟩⟨U+001B⟩[2J⟨U+202E⟩txt\n    second line"
+        assert shown in out
+
+
+# A contact that turned hostile sends wire-valid extremes (issue 14, item 2): creation
+# times the codec accepts but no clock gave, and text full of bidi overrides, isolates,
+# zero-width characters and separators.
+HOSTILE_TIMES = {
+    "from the end of time": 2**64 - 1,
+    "just past what SQLite holds": 2**63,
+    "from 1970": 0,
+    "an hour ahead": None,  # now + 1 h: set when sent
+}
+BIDI = "abc\u202egnp.exe \u2066x\u2069 zero\u200bwidth \ufeff\u061c\u2028end \u200e\u202a"
+BIDI_SHOWN = (
+    "abc⟨U+202E⟩gnp.exe ⟨U+2066⟩x⟨U+2069⟩ zero⟨U+200B⟩width ⟨U+FEFF⟩⟨U+061C⟩⟨U+2028⟩end"
+    " ⟨U+200E⟩⟨U+202A⟩"
+)
+
+
+def hostile_chats(raw, node) -> list:
+    now = int(time.time() * 1000)
+    times = {body: now + 3_600_000 if t is None else t for body, t in HOSTILE_TIMES.items()}
+    bodies = [("plain hello", now), *times.items(), (BIDI, now), ("last word", now)]
+    me, to = raw.fingerprint, node.identity.fingerprint
+    return [Chat(os.urandom(16), me, to, t, body) for body, t in bodies]
+
+
+async def send_and_wait_acked(raw, chats) -> None:
+    raw.send_chats(chats)
+    upto = len(chats) - 1  # a new session: its chats are 0..upto
+    await raw.until(lambda p: any(type(e) is Acked and e.upto >= upto for e in p.events), 20)
+
+
+@pytest.mark.asyncio
+async def test_a_hostile_contacts_times_and_text_never_hide_a_message(pair, rsa_keys, tmp_path):
+    """Mallory, a contact, sends creation times of 2**64 - 1, 2**63, 0 and an hour ahead,
+    and a body of bidi and zero-width characters. Every message shows, live and in
+    /history: the odd times as "unknown time" with the receive time, the characters as
+    ⟨U+XXXX⟩, none of them raw. A resend of the batch on a new session shows nothing
+    twice, and Bob, an honest peer, still gets through."""
+    a, b = pair
+    a.add_peer(public_pem(rsa_keys["mallory"]), "127.0.0.1:9", "mallory")
+    chats = None
+    async with repl(a, tmp_path) as r:
+        mallory = RawPeer(rsa_keys["mallory"], a, source="127.0.0.2")
+        try:
+            await mallory.handshake()
+            chats = hostile_chats(mallory, a)
+            await send_and_wait_acked(mallory, chats)
+            live = await r.screen.until("mallory: last word")
+        finally:
+            await mallory.close()
+        assert re.search(r"^\[\d\d:\d\d\] mallory: plain hello$", live, re.M)
+        for body in HOSTILE_TIMES:
+            unknown = rf"^\[unknown time, received \d\d:\d\d\] mallory: {body}$"
+            assert re.search(unknown, live, re.M), body
+        assert f"mallory: {BIDI_SHOWN}" in live
+        assert not any(ch in live for ch in "\u202e\u2066\u200b\ufeff\u2028\u200e\u202a")
+
+        history = await r.run("/history mallory", "mallory: last word")
+        lines = [line for line in history.splitlines() if "mallory:" in line]  # not presence
+        assert len(lines) == len(chats), history
+        day = r"\d{4}-\d\d-\d\d \d\d:\d\d"
+        assert re.fullmatch(rf"\[{day}\] mallory: plain hello", lines[0])
+        for line, body in zip(lines[1:], HOSTILE_TIMES, strict=False):
+            assert re.fullmatch(rf"\[unknown time, received {day}\] mallory: {body}", line)
+        assert lines[-2].endswith(f"mallory: {BIDI_SHOWN}")
+
+        mark = r.screen.mark()
+        again = RawPeer(rsa_keys["mallory"], a, source="127.0.0.2")
+        try:
+            await again.handshake()
+            await send_and_wait_acked(again, chats)  # the same IDs and times: a resend
+        finally:
+            await again.close()
+        await b.send("alice", "bob still gets through")
+        await r.screen.until("bob: bob still gets through")
+        assert "mallory:" not in r.screen.since(mark)
+        history = await r.run("/history mallory", "mallory: last word")
+        assert history.count("mallory:") == len(chats)
+    assert "Traceback" not in r.screen.text and "could not" not in r.screen.text
+
+
+def test_one_history_row_that_cannot_be_shown_leaves_the_others():
+    """Per-row containment: a row no store writes today (its body is bytes, as a future
+    or damaged store might give) is one line saying so; its neighbours still print."""
+    from enclave.repl_commands import _history_lines
+
+    now = int(time.time() * 1000)
+    good = Message(1, "ab" * 32, "in", b"i" * 16, "first", now, now, "received", None, None, False)
+    rows = [good, replace(good, rowid=2, body=b"\xff"), replace(good, rowid=3, body="third")]
+    lines = list(_history_lines(rows, "mallory"))
+    assert lines[0].endswith("mallory: first") and lines[2].endswith("mallory: third")
+    assert lines[1] == "[?] message #2 could not be shown (TypeError)"
 
 
 # --- completion and history --------------------------------------------------------------
