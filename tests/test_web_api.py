@@ -6,13 +6,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import time
 
 import pytest
+from attackers import RawPeer
 from keyfactory import FAST_KDF, PASSWORD, make_identity
 from nodes import introduce, public_pem, start
 from quart.testing.connections import WebsocketResponseError
 from web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
 
+from enclave.protocol.messages import Chat
 from enclave.web.backend import Backend
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -329,6 +333,46 @@ async def test_history_pages_and_search(rsa_keys, tmp_path):
         found = (await call(alice, "GET", "/api/search?q=NOTE%205"))[1]["messages"]
         assert [(m["body"], m["peer"]) for m in found] == [("note 5", b.fingerprint)]
         assert (await call(alice, "GET", "/api/search?q=%25"))[1]["messages"] == []
+
+
+@pytest.mark.asyncio
+async def test_a_hostile_contacts_creation_times_reach_the_page_as_unknown(rsa_keys, tmp_path):
+    """Mallory, a contact, sends creation times of 2**64 - 1 and 0 beside an honest one:
+    the live event, the history, the peer list and search all give the page
+    ``created_ms`` null (unknown) with the receive time, the honest time as sent, and
+    every body byte for byte (the page makes its characters visible, not the server)."""
+    async with two_pages(rsa_keys, tmp_path) as (alice, _, a, _):
+        a.add_peer(public_pem(rsa_keys["mallory"]), "127.0.0.1:9", "mallory")
+        mallory = RawPeer(rsa_keys["mallory"], a, source="127.0.0.2")
+        me, to = mallory.fingerprint, a.identity.fingerprint
+        now = int(time.time() * 1000)
+        sent = [(2**64 - 1, "far \u202efuture"), (0, "far past"), (now, "honest time")]
+        async with socket(alice) as wa:
+            await next_event(wa, "hello")
+            try:
+                await mallory.handshake()
+                mallory.send_chats([Chat(os.urandom(16), me, to, t, body) for t, body in sent])
+                live = [(await next_event(wa, "message"))["message"] for _ in sent]
+            finally:
+                await mallory.close()
+        after = int(time.time() * 1000)
+        fp = me.hex()
+        history = (await call(alice, "GET", f"/api/peers/{fp}/messages"))[1]["messages"]
+        found = (await call(alice, "GET", "/api/search?q=far"))[1]["messages"]
+        peers = (await call(alice, "GET", "/api/peers"))[1]["peers"]
+        [last] = [p["last"] for p in peers if p["fingerprint"] == fp]
+        for shown in (live, history):
+            assert [(m["body"], m["created_ms"]) for m in shown] == [
+                ("far \u202efuture", None),
+                ("far past", None),
+                ("honest time", now),
+            ]
+            assert all(now - 1000 <= m["received_ms"] <= after for m in shown)
+        assert [(m["body"], m["created_ms"]) for m in found] == [  # newest first
+            ("far past", None),
+            ("far \u202efuture", None),
+        ]
+        assert (last["body"], last["created_ms"]) == ("honest time", now)
 
 
 @pytest.mark.asyncio

@@ -1,7 +1,10 @@
 """What the page receives: plain JSON-able dicts made from Node objects and events.
 
 Fingerprints and message IDs travel as lowercase hex. Text from peers (bodies, names,
-addresses) travels as data; the page puts it into the DOM with ``textContent`` only.
+addresses) travels as data, as stored; the page puts it into the DOM with
+``textContent`` only, through its ``visible()`` (the rule of ``enclave.display``).
+A message's ``created_ms`` is the time to show, or None when the sender's time is not
+believable (``display.message_time``); ``received_ms`` is when this node stored it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import time
 
 from enclave import keys
+from enclave.display import message_time
 from enclave.node_events import (
     DeliveryChanged,
     MessageReceived,
@@ -65,7 +69,8 @@ def message(m) -> dict:
         "rowid": m.rowid,
         "direction": m.direction,
         "body": m.body,
-        "created_ms": m.created_ms,
+        "created_ms": message_time(m),
+        "received_ms": m.stored_ms,
         "state": m.state,
         "reason": m.reason,
         "legacy": m.legacy,
@@ -74,13 +79,15 @@ def message(m) -> dict:
 
 def sent(s, body: str) -> dict:
     """A message this page just queued (``node.Sent``)."""
+    now = int(time.time() * 1000)
     return {
         "peer": s.peer,
         "id": s.id.hex(),
         "rowid": s.rowid,
         "direction": "out",
         "body": body,
-        "created_ms": int(time.time() * 1000),
+        "created_ms": now,
+        "received_ms": now,
         "state": "queued",
         "reason": None,
         "legacy": False,
@@ -100,6 +107,7 @@ def event(e) -> dict | None:
                 "direction": "in",
                 "body": e.body,
                 "created_ms": e.created_ms,
+                "received_ms": int(time.time() * 1000),
                 "state": "received",
                 "reason": None,
                 "legacy": e.legacy,

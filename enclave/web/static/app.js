@@ -3,6 +3,13 @@
 // Rules:
 // - Text from peers and from the server is put into the page with textContent or as
 //   attribute values, never parsed as HTML: there is no innerHTML in this file.
+// - Text from peers (bodies, names, addresses) goes through visible(): bidi overrides,
+//   zero-width characters and controls are shown as ⟨U+XXXX⟩, never applied.
+// - A message's created_ms is null when its sender's time is not believable (the
+//   server's rule, enclave/display.py): it shows as "unknown time", placed by its
+//   received_ms. No time, from anywhere, is formatted without a range check.
+// - One message, contact or search result that cannot be shown becomes one line saying
+//   so; the rest of the page still renders.
 // - The launch token comes from the URL fragment (#token=...), which browsers never
 //   send to a server. It is kept in sessionStorage for reloads of this tab and
 //   removed from the address bar. It travels as a Bearer header on API calls and as an
@@ -83,19 +90,63 @@
     node.hidden = !visible;
   }
 
+  // --- text from peers -----------------------------------------------------------------
+
+  // The rule of enclave/display.py: characters of Unicode categories Cc, Cf, Zl, Zp and
+  // Cs (bidi embeddings, overrides, isolates and marks, zero-width characters, line and
+  // paragraph separators, C0/C1 controls, lone surrogates) are shown as ⟨U+XXXX⟩.
+  // Newline and tab stay in bodies (lines), and U+200D stays between two pictographs
+  // (an emoji sequence: it joins two pictures and hides nothing).
+  const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+  const PICTOGRAPH = /^\p{So}$/u;
+
+  function visible(text, lines = true) {
+    return String(text ?? "").replace(HIDDEN, (ch, at, whole) => {
+      if (lines && (ch === "\n" || ch === "\t")) return ch;
+      if (ch === "\u200d" && joinsPictographs(whole, at)) return ch;
+      return `\u27e8U+${ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}\u27e9`;
+    });
+  }
+
+  function joinsPictographs(text, at) {
+    const before = Array.from(text.slice(Math.max(0, at - 4), at));
+    let prev = before.pop();
+    if (prev === "\ufe0f" || (prev && prev.codePointAt(0) >= 0x1f3fb && prev.codePointAt(0) <= 0x1f3ff)) prev = before.pop();
+    const next = text.codePointAt(at + 1);
+    return prev !== undefined && next !== undefined && PICTOGRAPH.test(prev) && PICTOGRAPH.test(String.fromCodePoint(next));
+  }
+
   // --- time ---------------------------------------------------------------------------
 
+  const UNKNOWN_TIME = "unknown time";
+  const MAX_DATE_MS = 8.64e15; // the range of a JavaScript Date
   const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
   const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "long" });
   const dateFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+  const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+  function validTime(ms) {
+    return typeof ms === "number" && Number.isFinite(ms) && Math.abs(ms) <= MAX_DATE_MS ? ms : null;
+  }
+
+  // Where a message sits in time: when it was written, else when it arrived.
+  function timeOf(m) {
+    return validTime(m.created_ms) ?? validTime(m.received_ms) ?? 0;
+  }
+
+  function format(formatter, ms) {
+    const t = validTime(ms);
+    return t === null ? UNKNOWN_TIME : formatter.format(t);
+  }
 
   function startOfDay(ms) {
-    const d = new Date(ms);
+    const d = new Date(validTime(ms) ?? 0);
     d.setHours(0, 0, 0, 0);
     return d.getTime();
   }
 
   function dayLabel(ms) {
+    if (validTime(ms) === null) return UNKNOWN_TIME;
     const days = Math.round((startOfDay(Date.now()) - startOfDay(ms)) / 86400000);
     if (days === 0) return "Today";
     if (days === 1) return "Yesterday";
@@ -104,6 +155,7 @@
   }
 
   function shortTime(ms) {
+    if (validTime(ms) === null) return UNKNOWN_TIME;
     const days = Math.round((startOfDay(Date.now()) - startOfDay(ms)) / 86400000);
     return days === 0 ? clock.format(ms) : dayLabel(ms);
   }
@@ -261,6 +313,7 @@
   }
 
   function addToConvo(c, m, atStart) {
+    if (!m || typeof m !== "object") return false; // nothing to show, nor to key it by
     const key = keyOf(m);
     const known = c.byKey.get(key);
     if (known) {
@@ -466,7 +519,8 @@
   async function loadPeers() {
     const data = await api("GET", "/api/peers");
     const before = state.peers;
-    state.peers = new Map(data.peers.map((p) => [p.fingerprint, p]));
+    const peers = data.peers.filter((p) => p && typeof p === "object" && typeof p.fingerprint === "string");
+    state.peers = new Map(peers.map((p) => [p.fingerprint, p]));
     for (const [fp, peer] of state.peers) {
       const old = before.get(fp);
       if (old && old.last && peer.last && old.last.id === peer.last.id) peer.last.state = peer.last.state || old.last.state;
@@ -489,7 +543,7 @@
   }
 
   function label(peer) {
-    return peer.name || peer.grouped.split(" ").slice(0, 2).join(" ");
+    return visible(peer.name, false) || String(peer.grouped || peer.fingerprint).split(" ").slice(0, 2).join(" ");
   }
 
   function hue(fp) {
@@ -499,7 +553,7 @@
   function avatar(peer, node) {
     const a = node || el("div");
     a.className = `avatar ${hue(peer.fingerprint)} ${peer.online ? "dot-on" : "dot-off"}`;
-    a.textContent = (peer.name || peer.fingerprint).slice(0, 1);
+    a.textContent = Array.from(label(peer))[0] || "";
     a.title = peer.online ? "online" : "offline";
     return a;
   }
@@ -531,8 +585,8 @@
   function sortedPeers() {
     const peers = [...state.peers.values()];
     peers.sort((a, b) => {
-      const ta = a.last ? a.last.created_ms : 0;
-      const tb = b.last ? b.last.created_ms : 0;
+      const ta = a.last ? timeOf(a.last) : 0;
+      const tb = b.last ? timeOf(b.last) : 0;
       if (ta !== tb) return tb - ta;
       return label(a).localeCompare(label(b));
     });
@@ -550,8 +604,12 @@
     list.replaceChildren();
     const q = state.query.trim();
     for (const peer of sortedPeers()) {
-      if (!matches(peer, q)) continue;
-      list.appendChild(peerRow(peer));
+      try {
+        if (!matches(peer, q)) continue;
+        list.appendChild(peerRow(peer));
+      } catch (err) {
+        list.appendChild(el("li", "peer broken", "A contact here could not be shown."));
+      }
     }
     show($("no-peers"), state.peers.size === 0);
   }
@@ -566,7 +624,7 @@
     const top = el("div", "peer-top");
     top.appendChild(el("span", "peer-name", label(peer)));
     badges(peer).forEach((b) => top.appendChild(b));
-    if (peer.last) top.appendChild(el("span", `peer-time${peer.unread ? " fresh" : ""}`, shortTime(peer.last.created_ms)));
+    if (peer.last) top.appendChild(el("span", `peer-time${peer.unread ? " fresh" : ""}`, shortTime(timeOf(peer.last))));
     const bottom = el("div", "peer-bottom");
     const preview = el("span", "peer-preview");
     if (state.typing.has(peer.fingerprint)) {
@@ -574,9 +632,9 @@
       preview.textContent = "typing…";
     } else if (peer.last) {
       if (peer.last.direction === "out") preview.appendChild(tick(peer.last.state));
-      preview.appendChild(el("span", "text", (peer.last.body || "").split("\n")[0]));
+      preview.appendChild(el("span", "text", visible(String(peer.last.body || "").split("\n")[0], false)));
     } else {
-      preview.textContent = peer.online ? "online" : peer.address || "";
+      preview.textContent = peer.online ? "online" : visible(peer.address, false);
     }
     bottom.appendChild(preview);
     if (peer.unread) bottom.appendChild(el("span", "unread", String(peer.unread)));
@@ -634,7 +692,8 @@
     const status = $("chat-status");
     const typing = state.typing.has(peer.fingerprint);
     status.classList.toggle("typing", typing);
-    status.textContent = typing ? "typing…" : peer.online ? `online · ${peer.address || ""}` : `offline · ${peer.address || "no address"}`;
+    const address = visible(peer.address, false);
+    status.textContent = typing ? "typing…" : peer.online ? `online · ${address}` : `offline · ${address || "no address"}`;
     show($("legacy-note"), peer.legacy);
     $("btn-verify").title = peer.verified ? "Verified: see fingerprints" : "Verify fingerprints";
   }
@@ -694,14 +753,19 @@
     let lastDay = null;
     let lastDir = null;
     for (const m of c.list) {
-      const day = startOfDay(m.created_ms);
-      if (day !== lastDay) {
-        list.appendChild(el("li", "day", dayLabel(m.created_ms)));
-        lastDay = day;
+      try {
+        const day = startOfDay(timeOf(m));
+        if (day !== lastDay) {
+          list.appendChild(el("li", "day", dayLabel(timeOf(m))));
+          lastDay = day;
+          lastDir = null;
+        }
+        list.appendChild(bubble(m, m.direction !== lastDir));
+        lastDir = m.direction;
+      } catch (err) {
+        list.appendChild(el("li", "msg broken", "A message here could not be shown."));
         lastDir = null;
       }
-      list.appendChild(bubble(m, m.direction !== lastDir));
-      lastDir = m.direction;
     }
     if (stick === "bottom") box.scrollTop = box.scrollHeight;
     else box.scrollTop = keep;
@@ -712,10 +776,10 @@
     li.dataset.key = keyOf(m);
     if (m.direction === "out") li.dataset.state = m.state;
     const b = el("div", "bubble");
-    b.appendChild(el("span", "body", m.body === null ? "(deleted)" : m.body));
+    b.appendChild(el("span", "body", m.body === null ? "(deleted)" : visible(m.body)));
     const meta = el("span", "meta");
     if (m.legacy) meta.appendChild(el("span", "legacy-mark", "legacy v1"));
-    meta.appendChild(el("span", "time", clock.format(m.created_ms)));
+    meta.appendChild(timeStamp(m));
     if (m.direction === "out") meta.appendChild(tick(m.state));
     b.appendChild(meta);
     if (m.direction === "out" && m.state === "failed") {
@@ -729,6 +793,13 @@
     }
     li.appendChild(b);
     return li;
+  }
+
+  function timeStamp(m) {
+    if (validTime(m.created_ms) !== null) return el("span", "time", clock.format(m.created_ms));
+    const span = el("span", "time unknown", UNKNOWN_TIME);
+    span.title = `The sender gave no believable time. Received ${format(fullFormat, m.received_ms)}.`;
+    return span;
   }
 
   async function retryPeer(fp) {
@@ -971,7 +1042,13 @@
       if (state.query.trim() !== q) return;
       const list = $("result-list");
       list.replaceChildren();
-      for (const m of data.messages) list.appendChild(resultRow(m, q));
+      for (const m of data.messages) {
+        try {
+          list.appendChild(resultRow(m, q));
+        } catch (err) {
+          list.appendChild(el("li", "result broken", "A message here could not be shown."));
+        }
+      }
       show($("search-results"), data.messages.length > 0);
     } catch (err) {
       toast(err.message, { error: true });
@@ -982,9 +1059,9 @@
     const peer = state.peers.get(m.peer);
     const li = el("li", "result");
     const head = el("div", "result-head");
-    head.append(el("span", "", `${m.direction === "out" ? "You → " : ""}${peer ? label(peer) : m.peer.slice(0, 8)}`), el("span", "", shortTime(m.created_ms)));
+    head.append(el("span", "", `${m.direction === "out" ? "You → " : ""}${peer ? label(peer) : m.peer.slice(0, 8)}`), el("span", "", shortTime(timeOf(m))));
     const body = el("div", "result-body");
-    const text = (m.body || "").replace(/\s+/g, " ");
+    const text = visible(String(m.body || "").replace(/\s+/g, " "), false);
     const at = text.toLowerCase().indexOf(q.toLowerCase());
     if (at >= 0) {
       const start = Math.max(0, at - 24);
@@ -1001,7 +1078,7 @@
     const box = $("toasts");
     const t = el("div", `toast${error ? " error" : ""}`);
     if (who) t.appendChild(el("span", "who", who));
-    t.appendChild(el("span", "text", text));
+    t.appendChild(el("span", "text", visible(text)));
     if (onClick) {
       t.classList.add("clickable");
       t.addEventListener("click", () => {
