@@ -481,6 +481,22 @@ def test_store_incoming_dedupes_across_and_within_batches(store):
     assert store.store_incoming([]) == []
 
 
+def test_the_dedupe_key_is_peer_created_ms_and_id(store):
+    """docs/STORE.md "Dedupe": a resend carries the same created_ms and id and is
+    refused, also after the body was deleted; the same id with another created_ms is
+    another message, stored once; another peer's id is its own."""
+    assert store.store_incoming([incoming(A, 1, created=5)]) == [True]
+    again = [incoming(A, 1, created=5), incoming(A, 1, created=6), incoming(A, 1, created=6)]
+    assert store.store_incoming(again) == [False, True, False]
+    assert store.store_incoming([incoming(B, 1, created=5)]) == [True]
+    assert [m.created_ms for m in store.history(A)] == [5, 6]
+    store.delete_history(A)
+    assert store.store_incoming([incoming(A, 1, created=5), incoming(A, 1, created=6)]) == [
+        False,
+        False,
+    ]
+
+
 def test_big_batches_cross_insert_chunks_without_losing_a_row(store):
     """Batches go in as multi-row INSERTs of up to 512 rows: 1,303 rows take chunks of
     512, 512, 256, 16, 4, 2 and 1; duplicates across chunks and of earlier batches are
