@@ -42,6 +42,7 @@ class NodePolicy(Policy):
         self.keys: dict[bytes, PeerKey] = {}
         self.floors: dict[bytes, int] = {}
         self.proto: dict[bytes, tuple[str, bool, bool]] = {}  # proto, v2_seen, blocked
+        self._pems: dict[bytes, str] = {}  # the stored key text each of ``keys`` came from
         self.seen: dict[tuple[bytes, bytes], int] = {}
         self.verify_global = TokenBucket(settings.verify_rate, settings.verify_burst, now)
         self.verify_per_address = KeyedBuckets(
@@ -55,17 +56,39 @@ class NodePolicy(Policy):
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the address book (after a peer was added or changed)."""
+        """Re-read the address book (after a peer was added, changed or removed).
+
+        The tables are rebuilt from the store: a removed peer's key, floor and marks go
+        at once, so its next handshake or v1 envelope is refused as unknown; a key that
+        changed is parsed again, and one that does not hash to its row's fingerprint is
+        refused. A peer that stays keeps its boot floor and, once seen speaking v2, its
+        v2 mark (the store's copy of that mark may still be on its way)."""
+        keys, pems, floors, proto = {}, {}, {}, {}
         for peer in self.store.list_peers():
             fp = bytes.fromhex(peer.fingerprint)
-            if fp not in self.keys:
-                try:
-                    self.keys[fp] = PeerKey.from_pem(peer.public_key)
-                except ValueError as err:
-                    log.warning("peer %s has an unusable key: %s", peer.fingerprint[:16], err)
-                    continue
-                self.floors[fp] = peer.hwm_ms  # the boot floor: the hwm persisted before this start
-            self.proto[fp] = (peer.proto, peer.v2_seen, peer.blocked)
+            key = self._key(fp, peer.public_key)
+            if key is None:
+                continue
+            keys[fp], pems[fp] = key, peer.public_key
+            # The boot floor: the hwm persisted before this start (or before it was added).
+            floors[fp] = self.floors.get(fp, peer.hwm_ms)
+            v2_seen = peer.v2_seen or (fp in self.proto and self.proto[fp][1])
+            proto[fp] = (peer.proto, v2_seen, peer.blocked)
+        self.keys, self._pems, self.floors, self.proto = keys, pems, floors, proto
+
+    def _key(self, fp: bytes, pem: str) -> PeerKey | None:
+        known = self.keys.get(fp)
+        if known is not None and self._pems.get(fp) == pem:
+            return known
+        try:
+            key = PeerKey.from_pem(pem)
+        except ValueError as err:
+            log.warning("peer %s has an unusable key: %s", fp.hex()[:16], err)
+            return None
+        if key.fingerprint != fp:
+            log.warning("peer %s: its stored key has another fingerprint", fp.hex()[:16])
+            return None
+        return key
 
     def peer_key(self, fp):
         info = self.proto.get(fp)
