@@ -593,11 +593,23 @@ class Store:
             )
             return None
 
-    def v1_prune(self, older_than: float) -> int:
-        """Forget v1 entries recorded with ts < older_than; returns how many seen IDs went."""
+    def v1_prune(self, older_than: float, limit: int = -1) -> int:
+        """Forget v1 entries with ts < older_than, the oldest first and at most ``limit``
+        of each table (-1: all), so one call holds the write lock briefly. Returns how
+        many entries went from the larger of the two; a call that returns ``limit``
+        may have left some."""
         with self._tx() as db:
-            db.execute("DELETE FROM v1_wrapped WHERE ts < ?", (older_than,))
-            return db.execute("DELETE FROM v1_seen WHERE ts < ?", (older_than,)).rowcount
+            wrapped = db.execute(
+                "DELETE FROM v1_wrapped WHERE key_hash IN (SELECT key_hash FROM v1_wrapped"
+                " WHERE ts < ? ORDER BY ts LIMIT ?)",
+                (older_than, limit),
+            ).rowcount
+            seen = db.execute(
+                "DELETE FROM v1_seen WHERE (sender, message_id) IN (SELECT sender, message_id"
+                " FROM v1_seen WHERE ts < ? ORDER BY ts LIMIT ?)",
+                (older_than, limit),
+            ).rowcount
+            return max(wrapped, seen)
 
 
 # -- multi-row inserts ---------------------------------------------------------------------

@@ -739,3 +739,20 @@ def test_v1_prune(store):
     assert not store.v1_seen(A, UUID1) and store.v1_seen(A, UUID2)
     assert store.v1_record(B, UUID1, 2100.0, b"k1" * 16) is None  # its key hash went too
     assert store.v1_prune(1000.0) == 0
+
+
+def test_v1_prune_is_bounded_and_goes_oldest_first(store):
+    """The node prunes in bounded steps (its upkeep task): each call removes at most
+    ``limit`` entries of each table, the oldest first; newer entries stay."""
+    uuids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(5)]
+    for n, uuid in enumerate(uuids):
+        store.v1_record(A, uuid, 100.0 + n, bytes([n]) * 32)
+    store.v1_record(B, UUID1, 5000.0, b"k" * 32)
+    assert store.v1_prune(1000.0, limit=2) == 2
+    assert [store.v1_seen(A, u) for u in uuids] == [False, False, True, True, True]
+    assert store.v1_prune(1000.0, limit=2) == 2
+    assert store.v1_prune(1000.0, limit=2) == 1
+    assert store.v1_prune(1000.0, limit=2) == 0
+    assert not any(store.v1_seen(A, u) for u in uuids) and store.v1_seen(B, UUID1)
+    assert store.v1_record(C, uuids[0], 6000.0, bytes([0]) * 32) is None  # its key hash went
+    assert store.v1_record(C, UUID2, 6000.0, b"k" * 32) == B  # the fresh one did not
