@@ -288,11 +288,23 @@ class Sessions:
             self._dialing.pop(peer, None)
 
     async def _dial_once(self, peer: bytes) -> bool:
+        """One round: the learned address first, then the given one (the fallback)."""
         record = self.store.get_peer(peer.hex())
         key = self.policy.keys.get(peer)
-        if record is None or record.address is None or key is None or record.blocked:
+        if record is None or key is None or record.blocked:
             return False
-        host, _, port = record.address.rpartition(":")
+        for address in record.dial_addresses:
+            if self.closing:
+                return False
+            if await self._dial_at(peer, key, address):
+                if address != record.learned_address and record.learned_address:
+                    # Reached where the user said, not where it was seen: forget that.
+                    self.policy.background(self.store.learn_address, peer.hex(), None)
+                return True
+        return False
+
+    async def _dial_at(self, peer: bytes, key: PeerKey, address: str) -> bool:
+        host, _, port = address.rpartition(":")
         host = host.strip("[]")
         loop = asyncio.get_running_loop()
         try:
@@ -303,7 +315,7 @@ class Sessions:
                 timeout=self.limits.handshake_timeout,
             )
         except (TimeoutError, OSError) as err:
-            log.info("dial %s at %s failed: %s", peer.hex()[:16], record.address, err)
+            log.info("dial %s at %s failed: %s", peer.hex()[:16], address, err)
             return False
         return await link.established
 
@@ -452,9 +464,10 @@ class Sessions:
             self.publish(PeerOnline(peer.hex()))
 
     def _learn_address(self, link: Link, peer: bytes) -> None:
-        """A known peer that reached us from a new host has moved: dial that host from
-        now on, on the port we knew (a connection's source port says nothing about where
-        the peer listens). Only an authenticated session can move an address."""
+        """A known peer that reached us from a new host may have moved: dial that host
+        first from now on, on the port we were given (a connection's source port says
+        nothing about where the peer listens), and the given address if that fails.
+        Only an authenticated session (the peer's Finished verified) teaches an address."""
         peername = link.transport.get_extra_info("peername") if link.transport else None
         if peername:
             # Read and written on the writer thread: the loop must not wait for the
@@ -465,12 +478,13 @@ class Sessions:
         record = self.store.get_peer(fingerprint)
         if record is None or not record.address:
             return
-        old_host, _, port = record.address.rpartition(":")
-        if old_host.strip("[]") == host:
-            return
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("peer %s moved: %s -> %s", fingerprint[:16], record.address, address)
-        self.store.upsert_peer(fingerprint, record.public_key, address, None, time.time())
+        given_host, _, port = record.address.rpartition(":")
+        if given_host.strip("[]") == host:
+            address = None  # back at the given address
+        else:
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if self.store.learn_address(fingerprint, address):
+            log.info("peer %s seen at %s (given %s)", fingerprint[:16], address, record.address)
 
     async def _tick(self) -> None:
         """Once a second: expire idle sessions and forget old handshake IDs."""
