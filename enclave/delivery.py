@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import logging
 import sqlite3
+import struct
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ from .node_events import DeliveryChanged, MessageReceived, NodeProblem
 
 log = logging.getLogger("enclave.delivery")
 _sha256 = hashlib.sha256
+_stamp = struct.Struct(">q").pack  # created_ms in a ring key (cheaper than to_bytes)
 
 MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
@@ -420,8 +422,7 @@ class Delivery:
             peer_hex = chats[0].sender.hex() if chats else ""
             for c in chats:
                 created = min(c.created_ms, INT64_MAX)
-                stamp = created.to_bytes(8, "big", signed=True)
-                key = _sha256(c.sender + stamp + c.id).digest()[:16]
+                key = _sha256(c.sender + _stamp(created) + c.id).digest()[:16]
                 keys.append(key)
                 if key in ring:
                     where.append(-1)
