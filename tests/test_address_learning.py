@@ -18,6 +18,7 @@ from nodes import FAST, Recorder, introduce, public_pem, start
 from enclave import cli
 from enclave.node import Node
 from enclave.node_events import PeerOffline
+from enclave.web import views
 
 
 def peer_of(node, key):
@@ -79,8 +80,10 @@ async def test_an_authenticated_session_from_a_new_host_is_learned_beside_the_gi
         seen = peer_of(bob, rsa_keys["carol"])
         assert seen.address == "127.0.0.1:9"  # the given address stays, as the fallback
         assert seen.dial_addresses == ["127.0.0.4:9", "127.0.0.1:9"]
-        [shown] = [s.peer.address_text for s in bob.peers() if s.peer.name == "carol"]
-        assert shown == "127.0.0.4:9 (learned), 127.0.0.1:9 (given)"
+        [status] = [s for s in bob.peers() if s.peer.name == "carol"]
+        on_page = views.peer(status, 0, None)
+        assert on_page["address"] == "127.0.0.4:9 (learned), 127.0.0.1:9 (given)"
+        assert [on_page["learned_address"], on_page["given_address"]] == seen.dial_addresses
         capsys.readouterr()
         assert cli.main(["--peers", "--home", str(tmp_path / "b")]) == 0
         [row] = [line for line in capsys.readouterr().out.splitlines() if "carol" in line]
