@@ -9,7 +9,9 @@ Rules:
   verified): only then is it pooled, the peer reported online and the outbox
   started. A session that closes requeues what it carried (delivery's job).
 - Dialing retries with exponential backoff and jitter while anything is owed to the
-  peer; the first established session resets the backoff.
+  peer; the first established session resets the backoff. Each attempt tries the
+  address learned from the peer's last authenticated session from elsewhere, then the
+  address the user gave.
 - Responder private work is admitted only while a slot is free ("busy" otherwise);
   our own handshakes (we dialled) queue on the same threads.
 """
