@@ -16,6 +16,7 @@ from attackers import RawPeer, eventually, forged_hs1, frame, read_to_close
 from nodes import FAST, Recorder, introduce, public_pem, start
 
 from enclave import cli
+from enclave.errors import UserError
 from enclave.node import Node
 from enclave.node_events import PeerOffline
 from enclave.web import views
@@ -30,6 +31,21 @@ def reserved(host: str, port: int) -> socket.socket:
     sock = socket.socket()
     sock.bind((host, port))
     return sock
+
+
+async def listening_beside_a_refusal(home, key, host: str, refusing: str):
+    """A node listening on host:PORT while refusing:PORT refuses connections (a socket
+    bound there, not listening); a PORT free on both hosts is found by trying."""
+    for _ in range(5):
+        sock = reserved(refusing, 0)
+        node = Node(home, key, FAST)
+        try:
+            await node.start(host, sock.getsockname()[1])
+        except UserError:  # taken on ``host``: another port
+            sock.close()
+            continue
+        return node, sock
+    raise AssertionError(f"no port free on both {host} and {refusing}")
 
 
 async def writer_done(node) -> None:
@@ -133,8 +149,9 @@ async def test_the_given_address_is_dialled_when_the_learned_one_fails(rsa_keys,
     message to her still arrives: the learned address is refused, the given one is
     dialled next; having reached her there, Bob forgets the learned one."""
     bob = await start(tmp_path / "b", rsa_keys["bob"])
-    carol = await start(tmp_path / "c", rsa_keys["carol"])
-    nowhere = reserved("127.0.0.4", carol.address[1])
+    carol, nowhere = await listening_beside_a_refusal(
+        tmp_path / "c", rsa_keys["carol"], "127.0.0.1", "127.0.0.4"
+    )
     try:
         introduce(carol, bob, rsa_keys["carol"], rsa_keys["bob"], names=("carol", "bob"))
         at_bob, at_carol = Recorder(bob), Recorder(carol)
@@ -164,9 +181,9 @@ async def test_the_learned_address_is_dialled_first(rsa_keys, tmp_path):
     """Carol moved: she now listens on 127.0.0.4 only, and her given address refuses.
     Her authenticated session from there is what lets Bob reach her."""
     bob = await start(tmp_path / "b", rsa_keys["bob"])
-    carol = Node(tmp_path / "c", rsa_keys["carol"], FAST)
-    await carol.start("127.0.0.4", 0)
-    nowhere = reserved("127.0.0.1", carol.address[1])
+    carol, nowhere = await listening_beside_a_refusal(
+        tmp_path / "c", rsa_keys["carol"], "127.0.0.4", "127.0.0.1"
+    )
     try:
         introduce(carol, bob, rsa_keys["carol"], rsa_keys["bob"], names=("carol", "bob"))
         at_bob, at_carol = Recorder(bob), Recorder(carol)
