@@ -390,7 +390,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
         name = (p.name or "-") + (" (blocked)" if p.blocked else "")
         verified = "yes" if p.verified else "no"
         rows.append(
-            (name, keys.group(p.fingerprint, 4), p.address or "-", verified, p.proto or "-")
+            (name, keys.group(p.fingerprint, 4), p.address_text or "-", verified, p.proto or "-")
         )
     _print_table(rows)
     return 0

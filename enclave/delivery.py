@@ -12,8 +12,9 @@ Rules:
   so the receiver gets them in outbox order. When a carrier dies, its unacked
   messages go back to the front of the queue and go out again on the next session.
 - Received chats are stored in group commits by one writer thread; a session is acked
-  only after the commit that stored its chats. A duplicate (same peer, same ID) is
-  acked and never published twice.
+  only after the commit that stored its chats. A duplicate (same peer, creation time
+  and ID: the store's dedupe key, which the ring in front of it shares) is acked and
+  never published twice.
 - A failed commit (disk full) acks nothing, pauses reading on the links whose chats
   wait, tells the user, and is retried until it succeeds; nothing waiting is dropped.
 - Every store write runs on the writer thread; the event loop never waits on SQLite,
@@ -33,6 +34,7 @@ import asyncio
 import hashlib
 import logging
 import sqlite3
+import struct
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +48,7 @@ from .node_events import DeliveryChanged, MessageReceived, NodeProblem
 
 log = logging.getLogger("enclave.delivery")
 _sha256 = hashlib.sha256
+_stamp = struct.Struct(">q").pack  # created_ms in a ring key (cheaper than to_bytes)
 
 MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
@@ -417,20 +420,21 @@ class Delivery:
     def _incoming_rows(self, incoming, now_ms: int):
         """The rows to store; a chat whose key is in the ring is a known duplicate and
         costs no SQL. Only committed keys ever enter the ring (in ``_received``), and
-        each chat's key is computed once, here."""
+        each chat's key is computed once, here: a hash of the store's own dedupe key
+        (peer, created_ms as stored, id), so the ring never calls a chat a duplicate
+        that the store would take as new."""
         rows, where, keys, ring = [], [], [], self.ring
         for _, chats, _, legacy in incoming:
             peer_hex = chats[0].sender.hex() if chats else ""
             for c in chats:
-                key = _sha256(c.sender + c.id).digest()[:16]
+                created = min(c.created_ms, INT64_MAX)
+                key = _sha256(c.sender + _stamp(created) + c.id).digest()[:16]
                 keys.append(key)
                 if key in ring:
                     where.append(-1)
                 else:
                     where.append(len(rows))
-                    rows.append(
-                        (peer_hex, c.id, c.body, min(c.created_ms, INT64_MAX), now_ms, legacy)
-                    )
+                    rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
         return rows, where, keys
 
     def _apply(self, batch: _Batch, done: dict) -> None:

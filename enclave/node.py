@@ -9,10 +9,13 @@ Rules:
 - Several nodes may live in one process, each with its own home and store.
 - A person's mistake (unknown peer, ambiguous prefix, empty or too long message)
   raises ``UserError`` with a one-line explanation.
+- Upkeep of the store (pruning the v1 seen tables) runs on the store's writer thread,
+  never on the event loop, in transactions of bounded size.
 """
 
 import asyncio
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,11 +27,19 @@ from .lookup import resolve_peer
 from .node_events import DeliveryChanged
 from .peers import Sessions
 from .protocol.crypto import Identity
+from .protocol.legacy import MAX_SKEW
 from .protocol.messages import MAX_BODY_CHARS
 from .store import Peer, Store
 
 log = logging.getLogger("enclave.node")
 INLINE_ROWS = 64  # small commits on the loop when they need no fsync (delivery.inline_rows)
+# A v1 envelope is accepted up to MAX_SKEW seconds after its timestamp; its seen entry is
+# kept 15 minutes longer (PROTOCOL.md d, step 9), which outlasts a backward clock step
+# of that size. UPKEEP_EVERY: seconds between prunes; PRUNE_STEP: most entries of each
+# table one transaction removes (a backlog goes in several, the writer free between).
+V1_SEEN_KEEP = MAX_SKEW + 15 * 60
+UPKEEP_EVERY = 60.0
+PRUNE_STEP = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,7 @@ class Node:
         self._subscribers: list = []
         self._quiet: list = []  # subscribers that skip per-message "queued"/"sent"
         self._started = 0.0
+        self._upkeep: asyncio.Task | None = None
 
     # --- life ---------------------------------------------------------------------------
 
@@ -87,17 +99,38 @@ class Node:
             ) from None
         self.delivery.start()
         self._started = time.monotonic()
+        self._upkeep = asyncio.get_running_loop().create_task(
+            self._store_upkeep(), name="enclave-store-upkeep"
+        )
         return self.address
 
     async def stop(self) -> None:
         """Close sessions cleanly and commit everything; queued messages stay queued."""
         if self.sessions is None:
             return
+        if self._upkeep is not None:
+            self._upkeep.cancel()  # before the writer thread goes away
+            await asyncio.gather(self._upkeep, return_exceptions=True)
         await self.delivery.legacy.close()  # before the crypto pool goes away
         await self.sessions.close()
         await self.delivery.stop()
         self.store.close()
         self.sessions = None
+
+    async def _store_upkeep(self) -> None:
+        """Now and every UPKEEP_EVERY seconds: forget v1 seen entries too old for any
+        envelope to be replayed against them, on the store's writer thread."""
+        loop = asyncio.get_running_loop()
+        writer, prune = self.sessions.policy.writer, self.store.v1_prune
+        while True:
+            older_than = time.time() - V1_SEEN_KEEP
+            try:
+                removed = PRUNE_STEP
+                while removed >= PRUNE_STEP:  # a full step may have left more
+                    removed = await loop.run_in_executor(writer, prune, older_than, PRUNE_STEP)
+            except sqlite3.Error as err:  # a busy or full disk: try again next time
+                log.warning("pruning the v1 seen tables failed: %s", err)
+            await asyncio.sleep(UPKEEP_EVERY)  # a periodic timer, not synchronisation
 
     # --- events -------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ Rules:
   verified): only then is it pooled, the peer reported online and the outbox
   started. A session that closes requeues what it carried (delivery's job).
 - Dialing retries with exponential backoff and jitter while anything is owed to the
-  peer; the first established session resets the backoff.
+  peer; the first established session resets the backoff. Each attempt tries the
+  address learned from the peer's last authenticated session from elsewhere, then the
+  address the user gave.
 - Responder private work is admitted only while a slot is free ("busy" otherwise);
   our own handshakes (we dialled) queue on the same threads.
 """
@@ -42,6 +44,7 @@ class NodePolicy(Policy):
         self.keys: dict[bytes, PeerKey] = {}
         self.floors: dict[bytes, int] = {}
         self.proto: dict[bytes, tuple[str, bool, bool]] = {}  # proto, v2_seen, blocked
+        self._pems: dict[bytes, str] = {}  # the stored key text each of ``keys`` came from
         self.seen: dict[tuple[bytes, bytes], int] = {}
         self.verify_global = TokenBucket(settings.verify_rate, settings.verify_burst, now)
         self.verify_per_address = KeyedBuckets(
@@ -55,17 +58,39 @@ class NodePolicy(Policy):
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the address book (after a peer was added or changed)."""
+        """Re-read the address book (after a peer was added, changed or removed).
+
+        The tables are rebuilt from the store: a removed peer's key, floor and marks go
+        at once, so its next handshake or v1 envelope is refused as unknown; a key that
+        changed is parsed again, and one that does not hash to its row's fingerprint is
+        refused. A peer that stays keeps its boot floor and, once seen speaking v2, its
+        v2 mark (the store's copy of that mark may still be on its way)."""
+        keys, pems, floors, proto = {}, {}, {}, {}
         for peer in self.store.list_peers():
             fp = bytes.fromhex(peer.fingerprint)
-            if fp not in self.keys:
-                try:
-                    self.keys[fp] = PeerKey.from_pem(peer.public_key)
-                except ValueError as err:
-                    log.warning("peer %s has an unusable key: %s", peer.fingerprint[:16], err)
-                    continue
-                self.floors[fp] = peer.hwm_ms  # the boot floor: the hwm persisted before this start
-            self.proto[fp] = (peer.proto, peer.v2_seen, peer.blocked)
+            key = self._key(fp, peer.public_key)
+            if key is None:
+                continue
+            keys[fp], pems[fp] = key, peer.public_key
+            # The boot floor: the hwm persisted before this start (or before it was added).
+            floors[fp] = self.floors.get(fp, peer.hwm_ms)
+            v2_seen = peer.v2_seen or (fp in self.proto and self.proto[fp][1])
+            proto[fp] = (peer.proto, v2_seen, peer.blocked)
+        self.keys, self._pems, self.floors, self.proto = keys, pems, floors, proto
+
+    def _key(self, fp: bytes, pem: str) -> PeerKey | None:
+        known = self.keys.get(fp)
+        if known is not None and self._pems.get(fp) == pem:
+            return known
+        try:
+            key = PeerKey.from_pem(pem)
+        except ValueError as err:
+            log.warning("peer %s has an unusable key: %s", fp.hex()[:16], err)
+            return None
+        if key.fingerprint != fp:
+            log.warning("peer %s: its stored key has another fingerprint", fp.hex()[:16])
+            return None
+        return key
 
     def peer_key(self, fp):
         info = self.proto.get(fp)
@@ -265,11 +290,23 @@ class Sessions:
             self._dialing.pop(peer, None)
 
     async def _dial_once(self, peer: bytes) -> bool:
+        """One round: the learned address first, then the given one (the fallback)."""
         record = self.store.get_peer(peer.hex())
         key = self.policy.keys.get(peer)
-        if record is None or record.address is None or key is None or record.blocked:
+        if record is None or key is None or record.blocked:
             return False
-        host, _, port = record.address.rpartition(":")
+        for address in record.dial_addresses:
+            if self.closing:
+                return False
+            if await self._dial_at(peer, key, address):
+                if address != record.learned_address and record.learned_address:
+                    # Reached where the user said, not where it was seen: forget that.
+                    self.policy.background(self.store.learn_address, peer.hex(), None)
+                return True
+        return False
+
+    async def _dial_at(self, peer: bytes, key: PeerKey, address: str) -> bool:
+        host, _, port = address.rpartition(":")
         host = host.strip("[]")
         loop = asyncio.get_running_loop()
         try:
@@ -280,7 +317,7 @@ class Sessions:
                 timeout=self.limits.handshake_timeout,
             )
         except (TimeoutError, OSError) as err:
-            log.info("dial %s at %s failed: %s", peer.hex()[:16], record.address, err)
+            log.info("dial %s at %s failed: %s", peer.hex()[:16], address, err)
             return False
         return await link.established
 
@@ -429,9 +466,10 @@ class Sessions:
             self.publish(PeerOnline(peer.hex()))
 
     def _learn_address(self, link: Link, peer: bytes) -> None:
-        """A known peer that reached us from a new host has moved: dial that host from
-        now on, on the port we knew (a connection's source port says nothing about where
-        the peer listens). Only an authenticated session can move an address."""
+        """A known peer that reached us from a new host may have moved: dial that host
+        first from now on, on the port we were given (a connection's source port says
+        nothing about where the peer listens), and the given address if that fails.
+        Only an authenticated session (the peer's Finished verified) teaches an address."""
         peername = link.transport.get_extra_info("peername") if link.transport else None
         if peername:
             # Read and written on the writer thread: the loop must not wait for the
@@ -442,12 +480,13 @@ class Sessions:
         record = self.store.get_peer(fingerprint)
         if record is None or not record.address:
             return
-        old_host, _, port = record.address.rpartition(":")
-        if old_host.strip("[]") == host:
-            return
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("peer %s moved: %s -> %s", fingerprint[:16], record.address, address)
-        self.store.upsert_peer(fingerprint, record.public_key, address, None, time.time())
+        given_host, _, port = record.address.rpartition(":")
+        if given_host.strip("[]") == host:
+            address = None  # back at the given address
+        else:
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if self.store.learn_address(fingerprint, address):
+            log.info("peer %s seen at %s (given %s)", fingerprint[:16], address, record.address)
 
     async def _tick(self) -> None:
         """Once a second: expire idle sessions and forget old handshake IDs."""

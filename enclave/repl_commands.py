@@ -168,7 +168,7 @@ class Commands:
                 (
                     _clean(p.name or "-", lines=False) + (" (blocked)" if p.blocked else ""),
                     keys.group(p.fingerprint, 4),
-                    _clean(p.address or "-", lines=False),
+                    _clean(p.address_text or "-", lines=False),
                     "online" if s.online else "offline",
                     "yes" if p.verified else "no",
                     "v1 (legacy)" if p.protocol == "v1" else p.protocol,

@@ -64,6 +64,21 @@ class Peer:
     hwm_ms: int
     added_at: float
     last_seen: float | None
+    # Where the peer's last authenticated session came from, when that was not
+    # ``address`` (the one the user gave): dialled first, ``address`` is the fallback.
+    learned_address: str | None = None
+
+    @property
+    def dial_addresses(self) -> list[str]:
+        """Where to dial this peer, in order: the learned address, then the given one."""
+        return [a for a in dict.fromkeys((self.learned_address, self.address)) if a]
+
+    @property
+    def address_text(self) -> str | None:
+        """The addresses as a person reads them; both when a learned one differs."""
+        if self.learned_address and self.address and self.learned_address != self.address:
+            return f"{self.learned_address} (learned), {self.address} (given)"
+        return self.learned_address or self.address
 
     @property
     def protocol(self) -> str:
@@ -104,7 +119,7 @@ class OutboxItem:
 
 _PEER_COLS = (
     "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
-    "hwm_ms, added_at, last_seen"
+    "hwm_ms, added_at, last_seen, learned_address"
 )
 _MSG_COLS = (
     "m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms, m.stored_ms, m.state,"
@@ -118,7 +133,8 @@ _NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named p
 
 
 def _peer(r: tuple) -> Peer:
-    return Peer(r[0], r[1], r[2], r[3], bool(r[4]), r[5], bool(r[6]), bool(r[7]), r[8], r[9], r[10])
+    flags = bool(r[4]), r[5], bool(r[6]), bool(r[7])
+    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11])
 
 
 def _message(r: tuple) -> Message:
@@ -235,7 +251,10 @@ class Store:
     def upsert_peer(
         self, fingerprint: str, public_key: str, address: str | None, name: str | None, now: float
     ) -> bool:
-        """Add a peer (True) or update the address/name given for a known one (False)."""
+        """Add a peer (True) or update the address/name given for a known one (False).
+
+        An address given here is the user's word: it replaces the given address and
+        forgets a learned one (``learn_address``)."""
         fp = _fingerprint(fingerprint)
         name = _name(name)
         address = _address(address)
@@ -254,8 +273,9 @@ class Store:
             if row[0].split() != public_key.split():  # same PEM up to whitespace
                 raise ValueError(f"peer {fp[:8]}… is already known with a different public key")
             db.execute(
-                "UPDATE peers SET address = coalesce(?, address), name = coalesce(?, name)"
-                " WHERE fingerprint = ?",
+                "UPDATE peers SET address = coalesce(?1, address), name = coalesce(?2, name),"
+                " learned_address = CASE WHEN ?1 IS NULL THEN learned_address END"
+                " WHERE fingerprint = ?3",
                 (address, name, fp),
             )
             return False
@@ -322,6 +342,16 @@ class Store:
 
     def touch_peer(self, fingerprint: str, now: float) -> None:
         self._update("UPDATE peers SET last_seen = ? WHERE fingerprint = ?", (now, fingerprint))
+
+    def learn_address(self, fingerprint: str, address: str | None) -> bool:
+        """Record where a peer's authenticated session came from (None: from its given
+        address again). The given address is kept as the fallback. True if it changed."""
+        address = _address(address)
+        sql = (
+            "UPDATE peers SET learned_address = ?1 WHERE fingerprint = ?2"
+            " AND learned_address IS NOT ?1"
+        )
+        return self._update(sql, (address, fingerprint)) > 0
 
     def raise_hwm(self, fingerprint: str, ts_ms: int) -> None:
         sql = "UPDATE peers SET hwm_ms = max(hwm_ms, ?) WHERE fingerprint = ?"
@@ -593,11 +623,23 @@ class Store:
             )
             return None
 
-    def v1_prune(self, older_than: float) -> int:
-        """Forget v1 entries recorded with ts < older_than; returns how many seen IDs went."""
+    def v1_prune(self, older_than: float, limit: int = -1) -> int:
+        """Forget v1 entries with ts < older_than, the oldest first and at most ``limit``
+        of each table (-1: all), so one call holds the write lock briefly. Returns how
+        many entries went from the larger of the two; a call that returns ``limit``
+        may have left some."""
         with self._tx() as db:
-            db.execute("DELETE FROM v1_wrapped WHERE ts < ?", (older_than,))
-            return db.execute("DELETE FROM v1_seen WHERE ts < ?", (older_than,)).rowcount
+            wrapped = db.execute(
+                "DELETE FROM v1_wrapped WHERE key_hash IN (SELECT key_hash FROM v1_wrapped"
+                " WHERE ts < ? ORDER BY ts LIMIT ?)",
+                (older_than, limit),
+            ).rowcount
+            seen = db.execute(
+                "DELETE FROM v1_seen WHERE (sender, message_id) IN (SELECT sender, message_id"
+                " FROM v1_seen WHERE ts < ? ORDER BY ts LIMIT ?)",
+                (older_than, limit),
+            ).rowcount
+            return max(wrapped, seen)
 
 
 # -- multi-row inserts ---------------------------------------------------------------------

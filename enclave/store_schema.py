@@ -199,10 +199,19 @@ _V3 = (
     "CREATE INDEX messages_owed ON messages (owed) WHERE owed IS NOT NULL",
 )
 
+# Version 4: where a peer was last seen is kept apart from where the user said it is.
+# ``address`` stays what the user gave; ``learned_address`` is the host of the peer's
+# last authenticated session from elsewhere (on the user's port). The node dials the
+# learned one first and falls back to the given one, so a peer that reached us from an
+# address it does not listen on (NAT, a proxy) is not lost. An existing address was
+# given or learned, which schema 3 did not record: it is kept as given.
+_V4 = ("ALTER TABLE peers ADD COLUMN learned_address TEXT",)
+
 MIGRATIONS: list[Migration] = [
     sql_step(*_V1),  # 0 -> 1
     sql_step(*_V2_TABLES, *_V2_COPY, *_V2_SWAP),  # 1 -> 2: integer peer ids, lean rows
     sql_step(*_V3),  # 2 -> 3: the outbox is messages.owed
+    sql_step(*_V4),  # 3 -> 4: peers.learned_address
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes

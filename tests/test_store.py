@@ -215,7 +215,7 @@ def test_version_1_store_with_data_migrates_to_integer_peer_ids(db_path):
     db.close()
 
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 3
+        assert s.schema_version == SCHEMA_VERSION == 4
         alice = s.get_peer(A)
         assert (alice.name, alice.verified, alice.hwm_ms) == ("alice", True, 77)
         assert [(m.rowid, m.direction, m.body, m.state) for m in s.history(A)] == [
@@ -280,6 +280,29 @@ def test_version_2_outbox_order_survives_and_new_messages_queue_behind_it(db_pat
     with Store.open(db_path) as s:  # the counter starts past every queue place again
         [newer] = s.enqueue_outgoing([(A, mid(5), "last", 7)])
         assert [o.rowid for o in s.outbox_for(A)] == [1, new, 3, newer]
+
+
+def test_version_3_address_is_kept_as_given_and_learning_keeps_it_as_fallback(db_path):
+    """Schema 3 held one address per peer (given, or overwritten by a learned one): it
+    becomes the given address; a learned one is kept beside it from then on."""
+    db = sqlite3.connect(db_path, isolation_level=None)
+    migrate(db, store_schema.MIGRATIONS[:3])
+    db.execute(
+        "INSERT INTO peers (fingerprint, name, public_key, address, added_at)"
+        " VALUES (?, 'alice', ?, '10.0.0.1:7000', 1.0)",
+        (A, pem(A)),
+    )
+    db.close()
+    with Store.open(db_path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 4
+        alice = s.get_peer(A)
+        assert (alice.address, alice.learned_address) == ("10.0.0.1:7000", None)
+        assert alice.dial_addresses == ["10.0.0.1:7000"]
+        assert s.learn_address(A, "10.0.0.9:7000")
+    with Store.open(db_path) as s:
+        alice = s.get_peer(A)
+        assert alice.dial_addresses == ["10.0.0.9:7000", "10.0.0.1:7000"]
+        assert alice.address_text == "10.0.0.9:7000 (learned), 10.0.0.1:7000 (given)"
 
 
 # -- files we must not touch --------------------------------------------------------------
@@ -359,6 +382,28 @@ def test_readding_a_peer_updates_what_is_given(store):
     assert (peer.address, peer.name, peer.added_at) == ("[fe80::1]:7001", "alice", 1000.0)
     assert not store.upsert_peer(A, pem(A), None, "Alicia", 3000.0)
     assert (store.get_peer(A).address, store.get_peer(A).name) == ("[fe80::1]:7001", "Alicia")
+
+
+def test_a_learned_address_is_dialled_first_and_the_given_one_stays(store):
+    assert store.learn_address(A, "[fe80::2]:7000")
+    assert not store.learn_address(A, "[fe80::2]:7000")  # unchanged
+    a = store.get_peer(A)
+    assert (a.address, a.learned_address) == ("127.0.0.1:7000", "[fe80::2]:7000")
+    assert a.dial_addresses == ["[fe80::2]:7000", "127.0.0.1:7000"]
+    # A name alone keeps both; an address from the user replaces the given one and
+    # forgets the learned one.
+    store.upsert_peer(A, pem(A), None, "Alicia", 2.0)
+    assert store.get_peer(A).dial_addresses == ["[fe80::2]:7000", "127.0.0.1:7000"]
+    store.upsert_peer(A, pem(A), "10.0.0.3:7100", None, 3.0)
+    a = store.get_peer(A)
+    assert (a.address, a.learned_address) == ("10.0.0.3:7100", None)
+    assert a.address_text == "10.0.0.3:7100"
+    store.learn_address(B, "10.0.0.4:7000")
+    assert store.learn_address(B, None)  # seen at its given address again
+    assert store.get_peer(B).dial_addresses == ["127.0.0.1:7000"]
+    assert not store.learn_address("e5" * 32, "10.0.0.5:1")  # removed meanwhile: ignored
+    with pytest.raises(UserError, match="host:port"):
+        store.learn_address(A, "nohost")
 
 
 def test_new_peer_defaults(store):
@@ -479,6 +524,22 @@ def test_store_incoming_dedupes_across_and_within_batches(store):
     assert flags == [False, True, False, True]
     assert [m.id for m in store.history(A)] == [mid(1), mid(2), mid(3)]
     assert store.store_incoming([]) == []
+
+
+def test_the_dedupe_key_is_peer_created_ms_and_id(store):
+    """docs/STORE.md "Dedupe": a resend carries the same created_ms and id and is
+    refused, also after the body was deleted; the same id with another created_ms is
+    another message, stored once; another peer's id is its own."""
+    assert store.store_incoming([incoming(A, 1, created=5)]) == [True]
+    again = [incoming(A, 1, created=5), incoming(A, 1, created=6), incoming(A, 1, created=6)]
+    assert store.store_incoming(again) == [False, True, False]
+    assert store.store_incoming([incoming(B, 1, created=5)]) == [True]
+    assert [m.created_ms for m in store.history(A)] == [5, 6]
+    store.delete_history(A)
+    assert store.store_incoming([incoming(A, 1, created=5), incoming(A, 1, created=6)]) == [
+        False,
+        False,
+    ]
 
 
 def test_big_batches_cross_insert_chunks_without_losing_a_row(store):
@@ -723,3 +784,20 @@ def test_v1_prune(store):
     assert not store.v1_seen(A, UUID1) and store.v1_seen(A, UUID2)
     assert store.v1_record(B, UUID1, 2100.0, b"k1" * 16) is None  # its key hash went too
     assert store.v1_prune(1000.0) == 0
+
+
+def test_v1_prune_is_bounded_and_goes_oldest_first(store):
+    """The node prunes in bounded steps (its upkeep task): each call removes at most
+    ``limit`` entries of each table, the oldest first; newer entries stay."""
+    uuids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(5)]
+    for n, uuid in enumerate(uuids):
+        store.v1_record(A, uuid, 100.0 + n, bytes([n]) * 32)
+    store.v1_record(B, UUID1, 5000.0, b"k" * 32)
+    assert store.v1_prune(1000.0, limit=2) == 2
+    assert [store.v1_seen(A, u) for u in uuids] == [False, False, True, True, True]
+    assert store.v1_prune(1000.0, limit=2) == 2
+    assert store.v1_prune(1000.0, limit=2) == 1
+    assert store.v1_prune(1000.0, limit=2) == 0
+    assert not any(store.v1_seen(A, u) for u in uuids) and store.v1_seen(B, UUID1)
+    assert store.v1_record(C, uuids[0], 6000.0, bytes([0]) * 32) is None  # its key hash went
+    assert store.v1_record(C, UUID2, 6000.0, b"k" * 32) == B  # the fresh one did not

@@ -50,7 +50,9 @@ def peer(status, unread: int, last) -> dict:
         "fingerprint": p.fingerprint,
         "grouped": keys.group(p.fingerprint),
         "name": p.name,
-        "address": p.address,
+        "address": p.address_text,  # both, when one was learned: for people to read
+        "given_address": p.address,
+        "learned_address": p.learned_address,
         "online": status.online,
         "verified": p.verified,
         "legacy": p.proto == "v1",
