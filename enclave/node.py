@@ -25,6 +25,7 @@ from .node_events import DeliveryChanged
 from .peers import Sessions
 from .protocol.crypto import Identity
 from .protocol.messages import MAX_BODY_CHARS
+from .quotas import ReceiveQuotas
 from .store import Peer, Store
 
 log = logging.getLogger("enclave.node")
@@ -73,6 +74,7 @@ class Node:
             self.sessions,
             self._publish,
             commit_batch=self.settings.commit_batch,
+            quotas=ReceiveQuotas.from_settings(self.settings),
         )
         self.sessions.delivery = self.delivery
         self.delivery.progress = self._wants_progress
@@ -281,6 +283,7 @@ class Node:
             "closed": dict(s.stats["closed"]),
             "private_ops": self.identity.private_ops,
             **d.stats,
+            **d.intake.stats,
             "uptime": time.monotonic() - self._started,
         }
 
