@@ -15,6 +15,7 @@ from enclave.node_events import (
     NodeProblem,
     PeerOffline,
     PeerOnline,
+    Throttled,
     TypingChanged,
 )
 
@@ -120,4 +121,6 @@ def event(e) -> dict | None:
         return {"type": "typing", "peer": e.peer, "active": e.active}
     if kind is NodeProblem:
         return {"type": "problem", "text": e.text}
+    if kind is Throttled:
+        return {"type": "throttled", "peer": e.peer, "reason": e.reason, "retry_after": e.retry_after}
     return None
