@@ -21,8 +21,8 @@ Rules:
   quotas how many of its bytes were new.
 - A peer that throttles us (THROTTLE, PROTOCOL.md "Receive quotas") is handed no new
   messages and not dialled until its retry time has passed; what it was sent stays
-  unacked in flight (or back in the queue if the session ends). The user hears of it
-  (``Throttled``), at most every ``THROTTLE_NOTICE_EVERY`` seconds per peer and reason.
+  unacked in flight (or back in the queue if the session ends); the user hears of it
+  (``quotas.PeerThrottles``).
 - Every store write runs on the writer thread; the event loop never waits on SQLite,
   except for a small commit without fsync (``inline_rows``, store_sync "normal").
   One commit cycle is one transaction: new outgoing rows, incoming rows and acked rows
@@ -44,9 +44,8 @@ from ._fast import ReplayRing
 from .errors import UserError
 from .legacy_send import LegacySender
 from .message_ids import new_id, new_ids
-from .node_events import DeliveryChanged, MessageReceived, NodeProblem, Throttled
-from .protocol.messages import MAX_RETRY_AFTER_MS, THROTTLE_REASONS
-from .quotas import Intake, ReceiveQuotas, size_of
+from .node_events import DeliveryChanged, MessageReceived, NodeProblem
+from .quotas import Intake, PeerThrottles, ReceiveQuotas, size_of
 from .settings import Settings
 
 log = logging.getLogger("enclave.delivery")
@@ -56,7 +55,6 @@ MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
 RETRY_DELAY = 1.0  # seconds between attempts at a commit that failed (disk full)
 INT64_MAX = (1 << 63) - 1  # SQLite's largest integer; created_ms is display-only, so clamp
-THROTTLE_NOTICE_EVERY = 10.0  # seconds between two Throttled events for one peer and reason
 
 
 class Out:
@@ -148,8 +146,7 @@ class Delivery:
         if quotas is None:
             quotas = ReceiveQuotas.from_settings(Settings())
         self.intake = Intake(quotas, self)
-        self._holds: dict[bytes, float] = {}  # peer -> loop time its THROTTLE ends
-        self._noticed: dict[bytes, tuple[float, int]] = {}  # peer -> (when, reason) told
+        self.throttles = PeerThrottles(publish, self.dispatch)  # peers that throttle us
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -250,7 +247,7 @@ class Delivery:
 
     def dispatch(self, peer: bytes, flush_now: bool = False) -> None:
         queue = self.queues.get(peer)
-        if not queue or self.sessions.closing or peer in self._holds:
+        if not queue or self.sessions.closing or peer in self.throttles:
             return
         legacy = self.sessions.legacy_target(peer)
         if legacy is not None:  # the user marked this peer v1: envelopes, never a v2 session
@@ -369,24 +366,8 @@ class Delivery:
 
     def throttled(self, link, reason: int, retry_after_ms: int) -> None:
         """The peer of ``link`` refuses our messages for ``retry_after_ms`` (THROTTLE)."""
-        carried = link.state
-        if not isinstance(carried, Carried):
-            return
-        peer = carried.peer
-        loop = asyncio.get_running_loop()
-        wait = min(retry_after_ms, MAX_RETRY_AFTER_MS) / 1000
-        until = self._holds[peer] = loop.time() + wait
-        loop.call_later(wait, self._hold_over, peer, until)
-        now = time.monotonic()
-        last = self._noticed.get(peer)
-        if last is None or last[1] != reason or now - last[0] >= THROTTLE_NOTICE_EVERY:
-            self._noticed[peer] = (now, reason)
-            self.publish(Throttled(peer.hex(), THROTTLE_REASONS[reason], wait))
-
-    def _hold_over(self, peer: bytes, until: float) -> None:
-        if self._holds.get(peer) == until:  # not extended by a later THROTTLE
-            del self._holds[peer]
-            self.dispatch(peer)
+        if isinstance(link.state, Carried):
+            self.throttles.told(link.state.peer, reason, retry_after_ms)
 
     # --- the writer ------------------------------------------------------------------------------
 

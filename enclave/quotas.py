@@ -17,17 +17,23 @@ The design (docs/PROTOCOL.md, "Receive quotas and THROTTLE"):
   be missed). Deleting history does not lower the count before the next start.
 - A refused batch is neither stored nor acked (``Intake``). The sender is told why
   (THROTTLE, with the time after which the batch would pass). For a short wait (at
-  most ``HOLD_MAX``) the batch, and everything else already read from that session,
-  waits in memory while the link is not read (TCP then holds the sender back: no
-  unbounded buffer), and passes in order once the buckets allow. For a longer wait, or
-  a full stored-bytes quota (retried after ``STORAGE_RETRY``), the session is closed
+  most ``HOLD_MAX``, and at most half of ``dead_after``: an unread link must not look
+  dead to its own keepalive) the batch, and everything else already read from that
+  session, waits in memory while the link is not read (TCP then holds the sender back:
+  no unbounded buffer), and passes in order once the buckets allow. For a longer wait,
+  or a full stored-bytes quota (retried after ``STORAGE_RETRY``), the session is closed
   after the THROTTLE (once what it had admitted is stored and acked, unread meanwhile)
   and what waited is dropped: the sender resends every unacked chat on its next
-  session and the store's (peer, id) dedupe shows none twice. Acks are
-  cumulative, so nothing after a refused batch may be acked before it: that is why a
-  session's later batches wait behind it rather than pass it.
+  session and the store's (peer, id) dedupe shows none twice. Acks are cumulative, so
+  nothing after a refused batch may be acked before it: that is why a session's later
+  batches wait behind it rather than pass it.
 - A legacy v1 envelope over quota is not stored and its connection is closed (the
   original client reads no reply to be told anything).
+
+The sender's side: a peer that says THROTTLE is handed no new messages and not dialled
+until its retry time has passed (``PeerThrottles``, asked by delivery's dispatch); the
+user hears of it (``Throttled``) at most every ``NOTICE_EVERY`` seconds per peer and
+reason.
 
 ``ReceiveQuotas`` is accounting only (time passed in, no asyncio); ``Intake`` holds
 batches, pauses links and arms timers.
@@ -42,10 +48,11 @@ import time
 from collections import deque
 
 from .budgets import KeyedBuckets
-from .node_events import NodeProblem
+from .node_events import NodeProblem, Throttled
 from .protocol.messages import (
     MAX_RETRY_AFTER_MS,
     THROTTLE_RATE,
+    THROTTLE_REASONS,
     THROTTLE_STORAGE,
     THROTTLE_VOLUME,
 )
@@ -53,10 +60,11 @@ from .protocol.messages import (
 log = logging.getLogger("enclave.quotas")
 
 ROW_OVERHEAD = 64  # bytes a stored message costs besides its body
-HOLD_MAX = 10.0  # seconds a refused batch may wait on an open session (< keepalive)
+HOLD_MAX = 10.0  # seconds a refused batch may wait on an open session (see from_settings)
 STORAGE_RETRY = 300.0  # seconds a sender whose stored-bytes quota is full is told to wait
 MIN_NOTICE = 0.05  # a wait shorter than this is not told again (the sender knows already)
 MAX_PEERS = 1 << 16  # contacts tracked by the buckets at once (authenticated keys only)
+NOTICE_EVERY = 10.0  # seconds between two Throttled events for one peer and reason
 
 
 def size_of(chats) -> int:
@@ -78,10 +86,12 @@ class ReceiveQuotas:
         bytes_rate: float,
         bytes_burst: float,
         stored_max: int,
+        hold_max: float = HOLD_MAX,
     ) -> None:
         self.chats = KeyedBuckets(rate, burst, max_keys=MAX_PEERS)
         self.volume = KeyedBuckets(bytes_rate, bytes_burst, max_keys=MAX_PEERS)
         self.stored_max = stored_max
+        self.hold_max = hold_max  # a longer wait ends the session instead
         self._base: dict[bytes, int] = {}  # read from the store; absent until read
         self._stored: dict[bytes, int] = {}  # stored by commits since the base was read
         self._pending: dict[bytes, int] = {}  # admitted, not committed yet
@@ -94,6 +104,9 @@ class ReceiveQuotas:
             s.receive_bytes_rate_per_peer,
             s.receive_bytes_burst_per_peer,
             s.stored_bytes_per_peer,
+            # A held link is not read, so its keepalive does not see the peer: the wait
+            # must end well before the session would be declared dead.
+            min(HOLD_MAX, s.dead_after / 2),
         )
 
     def known(self, peer: bytes) -> bool:
@@ -115,7 +128,9 @@ class ReceiveQuotas:
                 return THROTTLE_RATE, chats_wait
             return THROTTLE_VOLUME, bytes_wait
         if not (self.chats.take(peer, now, count) and self.volume.take(peer, now, size)):
-            return THROTTLE_RATE, 1.0  # every tracked bucket is busy: try again soon
+            # A newcomer while MAX_PEERS contacts are all mid-refill (its chat tokens may
+            # be spent if only the byte table was full): try again soon.
+            return THROTTLE_RATE, 1.0
         self._pending[peer] = self._pending.get(peer, 0) + size
         return None
 
@@ -138,10 +153,9 @@ class ReceiveQuotas:
 class Intake:
     """Where authenticated chats enter delivery: each batch passes the quotas or waits."""
 
-    def __init__(self, quotas: ReceiveQuotas, delivery, hold_max: float = HOLD_MAX) -> None:
+    def __init__(self, quotas: ReceiveQuotas, delivery) -> None:
         self.quotas = quotas
         self.delivery = delivery  # on_chats, store, writer, publish, is_paused
-        self.hold_max = hold_max
         self.stats = {"throttled": 0, "refused_legacy": 0}
         self._held: dict[object, deque] = {}  # link -> (chats, upto, legacy) waiting, in order
         self._timers: dict[object, asyncio.TimerHandle] = {}
@@ -224,7 +238,7 @@ class Intake:
         self.stats["throttled"] += 1
         if not retrying or wait >= MIN_NOTICE:  # a sender already told needs no crumbs
             link.conn.send_throttle(reason, min(MAX_RETRY_AFTER_MS, math.ceil(wait * 1000)))
-        if reason == THROTTLE_STORAGE or wait > self.hold_max:
+        if reason == THROTTLE_STORAGE or wait > self.quotas.hold_max:
             log.info("closing %s's session: over its receive quota (%d)", peer.hex()[:16], reason)
             self._close(link, peer, reason)  # the THROTTLE goes out first, then CLOSE
             return
@@ -296,3 +310,32 @@ class Intake:
         for link in waiting:
             if link in self._held and link not in self._timers:
                 self._pass(link, retrying=False)
+
+
+class PeerThrottles:
+    """Peers that told us THROTTLE, until when: nothing new goes to them meanwhile."""
+
+    def __init__(self, publish, over) -> None:
+        self.publish = publish
+        self.over = over  # over(peer): the wait has passed (delivery dispatches again)
+        self._until: dict[bytes, float] = {}  # peer -> loop time its wait ends
+        self._told: dict[bytes, tuple[float, int]] = {}  # peer -> (when, reason) shown
+
+    def __contains__(self, peer: bytes) -> bool:
+        return peer in self._until
+
+    def told(self, peer: bytes, reason: int, retry_after_ms: int) -> None:
+        loop = asyncio.get_running_loop()
+        wait = min(retry_after_ms, MAX_RETRY_AFTER_MS) / 1000
+        until = self._until[peer] = loop.time() + wait  # the latest word counts
+        loop.call_later(wait, self._over, peer, until)
+        now = time.monotonic()
+        last = self._told.get(peer)
+        if last is None or last[1] != reason or now - last[0] >= NOTICE_EVERY:
+            self._told[peer] = (now, reason)
+            self.publish(Throttled(peer.hex(), THROTTLE_REASONS[reason], wait))
+
+    def _over(self, peer: bytes, until: float) -> None:
+        if self._until.get(peer) == until:  # not replaced by a later THROTTLE
+            del self._until[peer]
+            self.over(peer)

@@ -219,6 +219,7 @@ async def test_a_throttled_node_shows_why_and_delivers_everything_once(tmp_path,
         (first, *_) = [e for e in ra.events if isinstance(e, Throttled)]
         assert first.peer == b.fingerprint and first.reason == "rate"
         assert 0 < first.retry_after <= 1.1
+        assert bytes.fromhex(b.fingerprint) in a.delivery.throttles  # nothing new goes out
         await ra.until(lambda r: len(r.states("delivered")) == 3000, timeout=30)
         assert [m.body for m in rb.received()] == bodies
         assert b.stats()["dupes"] == 0 and a.stats()["queued"] == 0
@@ -234,7 +235,7 @@ async def test_a_node_throttled_for_storage_waits_and_then_delivers(
     Bob stores what fits, tells her THROTTLE storage and closes; her node shows it and
     keeps the rest queued (neither delivered nor failed), dialling no one until the
     wait is over. Bob restarts with a larger quota: the rest arrives exactly once."""
-    monkeypatch.setattr(quotas_module, "STORAGE_RETRY", 2.0)
+    monkeypatch.setattr(quotas_module, "STORAGE_RETRY", 3.0)
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     fast = Settings(reconnect_min=0.1, reconnect_max=0.5)
     a = await start(tmp_path / "a", ka, fast)
@@ -249,9 +250,13 @@ async def test_a_node_throttled_for_storage_waits_and_then_delivers(
         assert (throttled.peer, throttled.reason, throttled.retry_after) == (
             b.fingerprint,
             "storage",
-            2.0,
+            3.0,
         )
-        await ra.until(lambda r: not a.sessions.online(bytes.fromhex(b.fingerprint)))
+        bob_fp = bytes.fromhex(b.fingerprint)
+        await ra.until(lambda r: not a.sessions.online(bob_fp))
+        # The session is gone and messages wait, yet Alice's node does not dial Bob again
+        # before the wait is over.
+        assert bob_fp in a.delivery.throttles and bob_fp not in a.sessions._dialing
         # What Bob stored he acked before he closed: exactly that is delivered at Alice.
         delivered = sum(stored_from(b, a.identity.fingerprint).values())
         assert 0 < delivered < 150

@@ -70,3 +70,9 @@ def test_the_base_read_replaces_what_commits_counted_before_it():
     assert q.usage(P) == 100
     q.loaded(P, messages=1, body_bytes=36)  # the read saw that commit: 36 + 64
     assert q.usage(P) == 100
+
+
+def test_a_held_link_never_waits_as_long_as_a_dead_session():
+    assert ReceiveQuotas.from_settings(Settings()).hold_max == 10.0
+    quick = Settings(keepalive_interval=2.0, dead_after=6.0)
+    assert ReceiveQuotas.from_settings(quick).hold_max == 3.0
