@@ -25,6 +25,11 @@ Everything runs on 127.0.0.1, each side in its own process on uvloop:
    5x target) and bench/bench_protocol.py (AEAD seal/open per frame, encode/decode per
    chat), in a subprocess; their medians per operation join the table and the JSON.
    ``--quick`` runs each case a few rounds only: the rows are there, marked quick.
+6. One contact flooding: node V with its default receive quotas and two contacts, H (a
+   node) and F (bench/ref_worker.py ``flood``: an authenticated contact that writes
+   batches of 1,024 chats as fast as the socket takes them and ignores THROTTLE). H's
+   one-way latency to V at a paced 200 msg/s, first with F quiet, then while F floods;
+   p50/p99 of both, V's CPU, and what F sent, got acked and was told.
 
 ``--profile`` adds one more throughput pass (not the one reported) with cProfile in
 both nodes' event-loop and store-writer threads, or py-spy sampling both processes, and
@@ -60,11 +65,18 @@ FLEET_WORKER = HERE / "fleet_worker.py"
 # Node B also takes the handshake run. Its abuse budgets (per-address verifies, per-peer
 # handshakes: PROTOCOL.md b.4) would otherwise cap one dialer at a few handshakes per
 # second, which measures the budget, not the node; they do not touch the message path.
+# Its receive quotas per contact (PROTOCOL.md "Receive quotas") are raised too: at their
+# defaults (1,000 chats/s per contact) the throughput case would measure the quota, not
+# the node. The flooding case (V) keeps every default.
 B_SETTINGS = {
     "verify_rate_per_address": 100000.0,
     "verify_burst_per_address": 100000.0,
     "handshake_rate_per_peer": 100000.0,
     "handshake_burst_per_peer": 100000.0,
+    "receive_rate_per_peer": 1e7,
+    "receive_burst_per_peer": 1e7,
+    "receive_bytes_rate_per_peer": 1e10,
+    "receive_bytes_burst_per_peer": 1e10,
 }
 TARGETS = {
     "throughput": 100_000,  # msg/s, durable (stored + acked)
@@ -76,7 +88,9 @@ TARGETS = {
     "help_ms": 150,
     "idle_cpu": 0.01,  # share of one core
     "fast_speedup": 5.0,  # each _fast twin: pure time / native time
+    "flood_factor": 2.0,  # another contact's latency while one floods: at most this x quiet
 }
+HONEST_RATE = 200.0  # msg/s of the honest contact in the flooding case
 IDLE_PEERS = 10  # peer nodes (one process each) for the idle and broadcast cases
 IDLE_SECONDS = 10.0
 
@@ -597,6 +611,46 @@ def sync_normal(tmp: Path, keys, n: int, lat_n: int) -> dict:
         b.close()
 
 
+def one_contact_flooding(tmp: Path, keys, n: int) -> dict:
+    """H's latency to V (default settings) at HONEST_RATE, with F quiet, then with F
+    flooding V as one of its contacts (ref_worker ``flood``). V's key is the hub's, H's
+    alice's and F's the dialer's, each in a home of its own."""
+    v = node("V", tmp, keys["hub"][0])
+    h = node("H", tmp, keys["alice"][0])
+    flooder = None
+    try:
+        h.request("add_peer", pem=keys["hub"][1].read_text(), address=f"127.0.0.1:{v.port}")
+        v.request("add_peer", pem=keys["alice"][1].read_text(), address=f"127.0.0.1:{h.port}")
+        v.request("add_peer", pem=keys["dialer"][1].read_text(), address=None)
+        h.request("warm", peer_fp=v.fp)
+        quiet = enclave_latency(h, v, HONEST_RATE, n)
+        args = ["flood", "--key-file", keys["dialer"][0], "--peer-pem", keys["hub"][1]]
+        flooder = ref("flood", tmp, *args, "--port", v.port, "--n", 1024)
+        flooder.line(60)  # {"ev": "flooding"}: established, writing
+        time.sleep(0.5)  # past F's first burst: the figure is the steady flood
+        cpu_v, t0 = v.request("cpu")["threads"], time.monotonic()
+        flooding = enclave_latency(h, v, HONEST_RATE, n)
+        seconds = time.monotonic() - t0
+        cpu = cpu_delta(cpu_v, v.request("cpu")["threads"], seconds)
+        stats = v.request("stats")["node"]
+        flooder.proc.stdin.close()
+        sent = flooder.line(60)
+        return {
+            "rate": HONEST_RATE,
+            "quiet": quiet,
+            "flooding": flooding,
+            "flooder": {k: sent[k] for k in ("sent", "acked", "throttles", "seconds", "closed")},
+            "cpu_share_V": cpu,
+            "v_throttled": stats["throttled"],
+        }
+    finally:
+        if flooder is not None:
+            flooder.close()
+        for p in (v, h):
+            p.request("quit")
+            p.close()
+
+
 def rsa_rate(tmp: Path, key_file: Path, seconds: float) -> dict:
     p = ref("rsa", tmp, "rsa", "--key-file", key_file, "--seconds", seconds)
     try:
@@ -919,6 +973,9 @@ def run(args) -> dict:
             enclave["broadcast_normal"] = broadcast_warm(
                 tmp, keys["hub"], fleet_keys, sync="normal"
             )
+            flood_n = 200 if quick else 1_000
+            say(f"one contact flooding: another's latency, {flood_n} messages at 200 msg/s")
+            enclave["flood"] = one_contact_flooding(tmp, keys, flood_n)
             count = 200 if quick else 10_000
             say(f"{count:,} idle sessions on one node")
             enclave["sessions"] = idle_sessions(tmp, keys["hub"], count)
@@ -1066,6 +1123,18 @@ def figures(r: dict) -> list[dict]:
             "met": hp <= TARGETS["help_ms"],
         }
     )
+    fl = e["flood"]
+    for q in ("p50_us", "p99_us"):
+        quiet, value = fl["quiet"][q], fl["flooding"][q]
+        factor = TARGETS["flood_factor"]
+        rows.append(
+            {
+                "figure": f"another contact's latency, one flooding, {q[:-3]} (us)",
+                "enclave": value,
+                "target": f"<= {factor:g}x quiet ({quiet:,.0f})",
+                "met": value <= factor * quiet,
+            }
+        )
     ss = e["sessions"]
     rows.append(
         {
@@ -1191,6 +1260,15 @@ def print_table(r: dict) -> None:
             f"{label} to {bc['peers']} warm peers ({bc['hub_sessions']} sessions): rounds (ms)"
             f" {[round(x, 1) for x in bc['rounds_ms']]}, the warming one {bc['warm_ms']:.0f} ms"
         )
+    fl = r["enclave"]["flood"]
+    f = fl["flooder"]
+    print(
+        f"one contact flooding: H -> V @{fl['rate']:.0f} msg/s, p50 / p99 (us) quiet"
+        f" {fl['quiet']['p50_us']:,.0f} / {fl['quiet']['p99_us']:,.0f}, flooding"
+        f" {fl['flooding']['p50_us']:,.0f} / {fl['flooding']['p99_us']:,.0f}; F sent"
+        f" {f['sent']:,} chats in {f['seconds']:.1f} s, {f['acked']:,} acked, told"
+        f" {f['throttles']} (1 rate, 2 volume, 3 storage); V's CPU {json.dumps(fl['cpu_share_V'])}"
+    )
     ss = r["enclave"]["sessions"]
     print(
         f"idle sessions: {ss['sessions']:,} of {ss['requested']:,} established in"

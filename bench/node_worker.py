@@ -17,7 +17,8 @@ command, ``{"re": tag, ...}`` (or ``{"re": tag, "error": "..."}``). Commands on 
         reply when all are delivered, with the time from the call
     {"cmd": "record", "prefix": "L"}      start noting receive times of such bodies
     {"cmd": "received"}                   those times: shown (MessageReceived) and
-        decrypted (chats reaching Delivery.on_chats, before their commit); stop noting
+        decrypted (chats reaching Delivery.on_chats past the receive quotas, before
+        their commit); stop noting
     {"cmd": "stats"}                      Node.stats() plus received/delivered counts
     {"cmd": "profile", "on": bool, "out": path}   cProfile of the loop and writer threads
     {"cmd": "cpu"}                        CPU seconds so far per thread (from /proc)
@@ -178,11 +179,11 @@ class Worker:
         on_chats = delivery.on_chats
         arrived = self.arrived
 
-        def noting(link, chats, upto, legacy=False):
+        def noting(link, chats, *rest):
             now = time.monotonic()
             for c in chats:
                 arrived[c.body] = now
-            return on_chats(link, chats, upto, legacy)
+            return on_chats(link, chats, *rest)
 
         delivery.on_chats = noting
         self._unwrap = lambda: delattr(delivery, "on_chats")

@@ -23,6 +23,9 @@ Roles (every role prints JSON lines on stdout; servers first ``{"ev": "ready", "
   Connections at a time, each closed as soon as it is established, for ``--seconds``;
   the initiator's private operations run on a pool of 2 threads.
 - ``hold``: ``--n`` sessions to a node, each kept open once established (see ``hold``).
+- ``flood``: one authenticated contact that ignores what it is told: once established it
+  writes batches of ``--n`` chats of 100 B as fast as the socket takes them, never
+  waiting for acks and ignoring THROTTLE, until stdin closes (see ``flood``).
 - ``rsa``: RSA-4096 private operations (PSS sign) per second, on 1 and on 2 threads.
 
 Keys arrive as unencrypted PEM files written by the harness into its temporary folder.
@@ -49,7 +52,8 @@ from enclave._fast import FrameSplitter
 from enclave.protocol import legacy
 from enclave.protocol.connection import Connection
 from enclave.protocol.crypto import Identity, PeerKey
-from enclave.protocol.events import ConnectionClosed, CryptoNeeded, Established
+from enclave.protocol.events import Acked, ConnectionClosed, CryptoNeeded, Established, Throttled
+from enclave.protocol.messages import Chat
 from enclave.protocol.policy import Policy
 
 CHUNK = 64  # frames per write
@@ -506,6 +510,92 @@ async def hold(args) -> None:
         proto.transport.abort()
 
 
+# --- a contact that floods ------------------------------------------------------------------
+
+
+class Flooder(Dialer):
+    """An authenticated initiator that sends chats as fast as the socket takes them and
+    ignores what the node says (THROTTLE, acks), apart from counting it."""
+
+    def __init__(self, identity, peer_key, pool, done: asyncio.Future) -> None:
+        super().__init__(identity, peer_key, pool, done)
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.throttles: dict[int, int] = {}
+        self.acked = -1
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc) -> None:
+        self.writable.set()  # wake the writer: it stops on a closed connection
+        super().connection_lost(exc)
+
+    def handle(self, events: list) -> None:
+        for ev in events:
+            if type(ev) is CryptoNeeded:
+                self._run_crypto(ev.job)
+            elif type(ev) is Established and not self.done.done():
+                self.done.set_result("ok")
+            elif type(ev) is Throttled:
+                self.throttles[ev.reason] = self.throttles.get(ev.reason, 0) + 1
+            elif type(ev) is Acked:
+                self.acked = ev.upto
+            elif type(ev) is ConnectionClosed and not self.done.done():
+                self.done.set_result(f"{ev.reason} {ev.detail or ''}".strip())
+        self._write()
+
+
+async def flood(args) -> None:
+    """Flood a node as one of its contacts until stdin closes; then report what was
+    sent, what the node acked and how often it said THROTTLE (by reason)."""
+    identity = Identity(load_key(args.key_file))
+    peer_key = PeerKey.from_pem(Path(args.peer_pem).read_bytes())
+    pool = ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    transport, proto = await loop.create_connection(
+        lambda: Flooder(identity, peer_key, pool, done), "127.0.0.1", args.port
+    )
+    outcome = await asyncio.wait_for(done, 30)
+    if outcome != "ok":
+        emit({"ev": "error", "outcome": outcome})
+        return
+    emit({"ev": "flooding"})
+    stdin_closed = loop.create_task(until_stdin_closes())
+    stdin_closed.add_done_callback(lambda _t: proto.writable.set())  # stop a waiting writer
+    sent, t0 = 0, time.monotonic()
+    me, to = identity.fingerprint, peer_key.fingerprint
+    while not stdin_closed.done() and not transport.is_closing():
+        await proto.writable.wait()
+        if transport.is_closing():
+            break
+        now_ms = int(time.time() * 1000)
+        batch = [
+            Chat((sent + k).to_bytes(16, "big"), me, to, now_ms, BODY) for k in range(args.n)
+        ]
+        proto.conn.send_chats(batch)
+        sent += args.n
+        proto._write()
+        await asyncio.sleep(0)  # let reads (THROTTLE, pings) in between writes
+    seconds = time.monotonic() - t0
+    emit(
+        {
+            "ev": "done",
+            "sent": sent,
+            "acked": proto.acked + 1,
+            "throttles": proto.throttles,
+            "seconds": seconds,
+            "closed": proto.conn.close_reason,
+        }
+    )
+    await stdin_closed
+    transport.abort()
+
+
 # --- RSA-4096 private operations -----------------------------------------------------------
 
 
@@ -535,7 +625,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "role",
-        choices=["stream-server", "stream-client", "v1-server", "v1-client", "dial", "hold", "rsa"],
+        choices=[
+            "stream-server",
+            "stream-client",
+            "v1-server",
+            "v1-client",
+            "dial",
+            "hold",
+            "flood",
+            "rsa",
+        ],
     )
     parser.add_argument("--kind", choices=["tls", "raw", "raw-batch"], default="raw")
     parser.add_argument("--mode", choices=["throughput", "latency"], default="throughput")
@@ -563,6 +662,7 @@ def main(argv=None) -> int:
         "v1-client": v1_client,
         "dial": dial,
         "hold": hold,
+        "flood": flood,
     }[args.role]
     import uvloop
 

@@ -2,7 +2,9 @@
 
 These are the counters behind PROTOCOL.md b.4 (and d for v1): connection caps (check 1),
 the per-source and global verify buckets (check 8), the per-peer authenticated bucket and
-the private-op slots (check 11). Settings (``enclave.settings``) gives their sizes.
+the private-op slots (check 11); and behind the receive quotas (``enclave.quotas``), the
+per-peer chat and byte buckets, whose ``time_until`` says how long a refused batch waits.
+Settings (``enclave.settings``) gives their sizes.
 
 Rules of the module:
 - Time is passed in (``now``, float seconds on a monotonic clock) and never read here, so
@@ -191,6 +193,23 @@ class KeyedBuckets:
             return self.burst
         self._refill(entry, now)
         return entry.tokens
+
+    def time_until(self, key: Hashable, now: float, n: float = 1.0) -> float:
+        """Seconds from ``now`` until ``key``'s bucket holds ``n`` tokens: 0.0 if it does
+        now (an untracked key starts full), ``math.inf`` if it never will (``n`` over
+        ``burst``, or no refill). Takes nothing; whether an untracked key would be
+        admitted at all is ``take``'s answer."""
+        _check_n(n)
+        if n > self.burst:
+            return math.inf
+        entry = self._entries.get(key)
+        if entry is None:
+            return 0.0
+        self._refill(entry, now)
+        missing = n - entry.tokens
+        if missing <= _EPSILON:
+            return 0.0
+        return math.inf if self.rate == 0.0 else missing / self.rate
 
     def prune(self, now: float) -> int:
         """Forget every bucket that is full at ``now`` (housekeeping); returns how many."""

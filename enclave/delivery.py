@@ -17,6 +17,13 @@ Rules:
   never published twice.
 - A failed commit (disk full) acks nothing, pauses reading on the links whose chats
   wait, tells the user, and is retried until it succeeds; nothing waiting is dropped.
+- Received chats enter through ``intake`` (enclave.quotas): only a batch within its
+  sender's receive quotas reaches ``on_chats``; the commit that stores it tells the
+  quotas how many of its bytes were new.
+- A peer that throttles us (THROTTLE, PROTOCOL.md "Receive quotas") is handed no new
+  messages and not dialled until its retry time has passed; what it was sent stays
+  unacked in flight (or back in the queue if the session ends); the user hears of it
+  (``quotas.PeerThrottles``).
 - Every store write runs on the writer thread; the event loop never waits on SQLite,
   except for a small commit without fsync (``inline_rows``, store_sync "normal").
   One commit cycle is one transaction: new outgoing rows, incoming rows and acked rows
@@ -45,6 +52,8 @@ from .errors import UserError
 from .legacy_send import LegacySender
 from .message_ids import new_id, new_ids
 from .node_events import DeliveryChanged, MessageReceived, NodeProblem
+from .quotas import Intake, PeerThrottles, ReceiveQuotas, size_of
+from .settings import Settings
 
 log = logging.getLogger("enclave.delivery")
 _sha256 = hashlib.sha256
@@ -93,7 +102,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.enqueue: list[tuple[Out, asyncio.Future | None]] = []
-        self.incoming: list[tuple] = []  # (link, chats, upto or None, legacy)
+        self.incoming: list[tuple] = []  # (link, chats, upto or None, legacy, size)
         self.delivered: dict[bytes, list[Out]] = {}
 
     def __bool__(self) -> bool:
@@ -110,6 +119,7 @@ class Delivery:
         *,
         commit_batch: int = 4096,
         ring_capacity: int = 10_000,
+        quotas: ReceiveQuotas | None = None,
     ):
         self.store = store
         self.own = own_fp
@@ -141,6 +151,19 @@ class Delivery:
         self._store_error: Exception | None = None  # the last commit failed with this
         self._task: asyncio.Task | None = None
         self._stopping = False
+        if quotas is None:
+            quotas = ReceiveQuotas.from_settings(Settings())
+        self.intake = Intake(quotas, self)
+        self.throttles = PeerThrottles(publish, self.dispatch)  # peers that throttle us
+
+    @property
+    def writer(self) -> ThreadPoolExecutor:
+        """The store's one writer thread (reads that must stay off the loop go there too)."""
+        return self._writer
+
+    def is_paused(self, link) -> bool:
+        """Reading on ``link`` is paused because the store refuses writes."""
+        return link in self._paused
 
     # --- life ---------------------------------------------------------------------------
 
@@ -232,7 +255,7 @@ class Delivery:
 
     def dispatch(self, peer: bytes, flush_now: bool = False) -> None:
         queue = self.queues.get(peer)
-        if not queue or self.sessions.closing:
+        if not queue or self.sessions.closing or peer in self.throttles:
             return
         legacy = self.sessions.legacy_target(peer)
         if legacy is not None:  # the user marked this peer v1: envelopes, never a v2 session
@@ -303,6 +326,7 @@ class Delivery:
         self.dispatch(peer)
 
     def session_down(self, link) -> None:
+        self.intake.forget(link)
         carried: Carried | None = link.state
         if not isinstance(carried, Carried):
             return
@@ -336,10 +360,22 @@ class Delivery:
             del self.carriers[carried.peer]
         self.dispatch(carried.peer)
 
-    def on_chats(self, link, chats, upto: int | None, legacy: bool = False) -> None:
-        """Chats from one authenticated frame (or one v1 envelope, ``upto`` None)."""
-        self._next.incoming.append((link, chats, upto, legacy))
+    def on_chats(
+        self, link, chats, upto: int | None, legacy: bool = False, size: int | None = None
+    ) -> None:
+        """Chats the intake admitted from one authenticated frame (or one v1 envelope,
+        ``upto`` None); ``size`` is what they count against their sender's quota."""
+        if size is None:
+            size = size_of(chats)
+        self._next.incoming.append((link, chats, upto, legacy, size))
         self._wake.set()
+
+    # --- being throttled ---------------------------------------------------------------------
+
+    def throttled(self, link, reason: int, retry_after_ms: int) -> None:
+        """The peer of ``link`` refuses our messages for ``retry_after_ms`` (THROTTLE)."""
+        if isinstance(link.state, Carried):
+            self.throttles.told(link.state.peer, reason, retry_after_ms)
 
     # --- the writer ------------------------------------------------------------------------------
 
@@ -424,7 +460,7 @@ class Delivery:
         (peer, created_ms as stored, id), so the ring never calls a chat a duplicate
         that the store would take as new."""
         rows, where, keys, ring = [], [], [], self.ring
-        for _, chats, _, legacy in incoming:
+        for _, chats, _, legacy, _ in incoming:
             peer_hex = chats[0].sender.hex() if chats else ""
             for c in chats:
                 created = min(c.created_ms, INT64_MAX)
@@ -458,7 +494,8 @@ class Delivery:
         if self._store_error is not None:
             self._store_error = None
             for link in self._paused:
-                link.resume_reading()
+                if not self.intake.holding(link):  # the intake resumes it when done
+                    link.resume_reading()
             self._paused.clear()
             self.publish(NodeProblem("the store accepts writes again; receiving resumed"))
 
@@ -490,7 +527,9 @@ class Delivery:
     def _received(self, incoming, flags: list[bool], keys: list[bytes], now_ms: int) -> None:
         k = 0
         insert, publish = self.ring.check_and_insert, self.publish
-        for link, chats, upto, legacy in incoming:
+        committed = self.intake.quotas.committed
+        for link, chats, upto, legacy, size in incoming:
+            first = k
             for c in chats:
                 if flags[k]:
                     insert(keys[k])
@@ -499,8 +538,16 @@ class Delivery:
                 else:
                     self.stats["dupes"] += 1
                 k += 1
+            new = flags[first:k]
+            if not all(new):  # duplicates take no new room
+                size_new = size_of([c for c, f in zip(chats, new, strict=True) if f])
+            else:
+                size_new = size
+            committed(chats[0].sender, size, size_new)
             self.stats["rows_in"] += len(chats)
             self.sessions.stored(link, upto)
+            if upto is not None:
+                self.intake.stored(link, upto)
 
     def _unlist(self, o: Out) -> None:
         queue = self.queues.get(o.peer)
@@ -544,7 +591,7 @@ class Delivery:
 def _rows(batch: _Batch) -> int:
     return (
         len(batch.enqueue)
-        + sum(len(chats) for _, chats, _, _ in batch.incoming)
+        + sum(len(chats) for _, chats, *_ in batch.incoming)
         + sum(len(outs) for outs in batch.delivered.values())
     )
 

@@ -29,6 +29,7 @@ from .peers import Sessions
 from .protocol.crypto import Identity
 from .protocol.legacy import MAX_SKEW
 from .protocol.messages import MAX_BODY_CHARS
+from .quotas import ReceiveQuotas
 from .store import Peer, Store
 
 log = logging.getLogger("enclave.node")
@@ -85,6 +86,7 @@ class Node:
             self.sessions,
             self._publish,
             commit_batch=self.settings.commit_batch,
+            quotas=ReceiveQuotas.from_settings(self.settings),
         )
         self.sessions.delivery = self.delivery
         self.delivery.progress = self._wants_progress
@@ -314,6 +316,7 @@ class Node:
             "closed": dict(s.stats["closed"]),
             "private_ops": self.identity.private_ops,
             **d.stats,
+            **d.intake.stats,
             "uptime": time.monotonic() - self._started,
         }
 

@@ -40,6 +40,17 @@ class TypingChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttled:
+    """``peer``'s node refuses our messages for now and will take them after about
+    ``retry_after`` seconds; they wait in the outbox. ``reason``: "rate" (messages per
+    second), "volume" (bytes per second) or "storage" (its quota of our messages is full)."""
+
+    peer: str
+    reason: str
+    retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
 class NodeProblem:
     """Something the user should know (disk full, a refused legacy message...)."""
 

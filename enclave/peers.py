@@ -27,7 +27,7 @@ from .budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
 from .node_events import PeerOffline, PeerOnline, TypingChanged
 from .protocol.connection import Connection, Limits
 from .protocol.crypto import PeerKey
-from .protocol.events import Acked, Established, LegacyReceived, MessagesReceived
+from .protocol.events import Acked, Established, LegacyReceived, MessagesReceived, Throttled
 from .protocol.events import TypingChanged as WireTyping
 from .protocol.messages import Chat
 from .protocol.policy import HANDSHAKE_SEEN_TTL_MS, Policy
@@ -413,7 +413,8 @@ class Sessions:
         kind = type(ev)
         if kind is MessagesReceived:
             self.pool.touch(link.id, time.monotonic())
-            self.delivery.on_chats(link, ev.messages, ev.first_index + ev.chat_count - 1)
+            upto = ev.first_index + ev.chat_count - 1
+            self.delivery.intake.chats(link, ev.messages, upto)  # receive quotas first
         elif kind is Acked:
             self.pool.touch(link.id, time.monotonic())
             self.delivery.on_acked(link, ev.upto)
@@ -421,6 +422,8 @@ class Sessions:
             self._session_up(link, ev.peer)
         elif kind is WireTyping:
             self.publish(TypingChanged(link.conn.peer.hex(), ev.active))
+        elif kind is Throttled:
+            self.delivery.throttled(link, ev.reason, ev.retry_after_ms)
         elif kind is LegacyReceived:
             chat = Chat(
                 ev.message_id.encode(),
@@ -429,7 +432,7 @@ class Sessions:
                 int(ev.timestamp * 1000),
                 ev.text,
             )
-            self.delivery.on_chats(link, [chat], None, legacy=True)
+            self.delivery.intake.chats(link, [chat], None, legacy=True)
 
     def stored(self, link: Link, upto: int | None) -> None:
         """Delivery committed a link's chats: ack them (v2) or end the envelope's connection (v1)."""

@@ -20,6 +20,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import math
 import shlex
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ from enclave.node_events import (
     NodeProblem,
     PeerOffline,
     PeerOnline,
+    Throttled,
 )
 from enclave.protocol.messages import MAX_BODY_CHARS
 
@@ -43,6 +45,12 @@ HISTORY_DEFAULT = 20
 BROADCAST_WAIT = 5.0  # seconds /broadcast waits for copies to go out before reporting
 HISTORY_MAX = 1000
 DAY_TIME = "%Y-%m-%d %H:%M"
+# Why a peer's node throttles us (Throttled.reason), as the REPL says it.
+THROTTLE_WHY = {
+    "rate": "rate (too many messages a second)",
+    "volume": "volume (too many bytes a second)",
+    "storage": "storage (its quota for your messages is full)",
+}
 
 HELP = """\
 Commands:
@@ -312,6 +320,13 @@ class Commands:
             return f"[{_clock()}] {self.label(event.peer)} went offline"
         if isinstance(event, NodeProblem):
             return f"[{_clock()}] note: {_one_line(event.text)}"
+        if isinstance(event, Throttled):
+            why = THROTTLE_WHY.get(event.reason, event.reason)
+            seconds = max(1, math.ceil(event.retry_after))
+            return (
+                f"[{_clock()}] {self.label(event.peer)}'s node is throttling you: {why};"
+                f" retrying in {seconds} s"
+            )
         return None
 
     def _render_message(self, event: MessageReceived) -> str:

@@ -41,6 +41,11 @@ README section (for README.md):
     verify_burst_per_address = 100.0
     handshake_rate_per_peer = 0.1    # handshakes per second one peer may cost us ...
     handshake_burst_per_peer = 6.0   # ... after a burst of this many
+    receive_rate_per_peer = 1000.0         # messages per second one contact may send us ...
+    receive_burst_per_peer = 4096.0        # ... after a burst of this many (at least 1024)
+    receive_bytes_rate_per_peer = 1048576.0   # bytes per second one contact may send us ...
+    receive_bytes_burst_per_peer = 8388608.0  # ... after a burst of this many (at least 2 MiB)
+    stored_bytes_per_peer = 1073741824     # bytes of one contact's messages we keep (1 GiB)
     legacy_v1 = true             # accept messages from the original client
     commit_batch = 4096          # most messages written per store transaction
     store_sync = "full"          # "normal": safe against a crash of Enclave, not against power loss
@@ -97,6 +102,14 @@ class Settings:
     verify_burst_per_address: float = 100.0
     handshake_rate_per_peer: float = 0.1  # authenticated handshakes that cost private ops
     handshake_burst_per_peer: float = 6.0
+    # Receive quotas per contact (docs/PROTOCOL.md, "Receive quotas"): what one
+    # authenticated contact may make this node receive and keep. Beyond them its
+    # messages wait, unstored and unacked, and it is told why (THROTTLE).
+    receive_rate_per_peer: float = 1000.0  # messages per second ...
+    receive_burst_per_peer: float = 4096.0  # ... after a burst (>= a batch: 1,024)
+    receive_bytes_rate_per_peer: float = 1048576.0  # bytes per second (bodies + 64 each) ...
+    receive_bytes_burst_per_peer: float = 8388608.0  # ... after a burst (>= 2 MiB, a batch)
+    stored_bytes_per_peer: int = 1 << 30  # bytes of its messages the store may hold
     legacy_v1: bool = True  # accept the original client's envelopes (48 KiB pre-auth frames)
     commit_batch: int = 4096  # most messages per store transaction
     # "full": every commit (and so every ack we send) survives power loss; "normal"
@@ -150,6 +163,11 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "verify_burst_per_address": (1.0, True, None),
     "handshake_rate_per_peer": (0.0, False, None),
     "handshake_burst_per_peer": (1.0, True, None),
+    "receive_rate_per_peer": (0.0, False, None),
+    "receive_burst_per_peer": (1024, True, None),  # one batch (MAX_BATCH chats) must fit
+    "receive_bytes_rate_per_peer": (0.0, False, None),
+    "receive_bytes_burst_per_peer": (2 * 1024 * 1024, True, None),  # one batch must fit
+    "stored_bytes_per_peer": (1024 * 1024, True, None),
     "commit_batch": (1, True, 1_000_000),
     "reconnect_min": (0.0, False, None),
     "reconnect_max": (0.0, False, None),

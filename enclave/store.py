@@ -576,6 +576,21 @@ class Store:
         )
         return [_message(r) for r in reversed(self._rows(sql, (pattern, limit)))]
 
+    def incoming_size(self, fingerprint: str) -> tuple[int, int]:
+        """(messages, UTF-8 bytes of their bodies) this peer sent us that the store still
+        holds (deleted ones not counted): the base of its stored-bytes quota. It reads the
+        peer's rows through messages_by_peer; call it off the event loop."""
+        with self._lock:
+            pid = self._peer_id(self._db, fingerprint)
+            if pid is None:
+                return 0, 0
+            sql = (
+                "SELECT count(*), coalesce(sum(length(CAST(body AS BLOB))), 0) FROM messages"
+                " WHERE peer = ? AND direction = 'in' AND body IS NOT NULL"
+            )
+            count, size = self._db.execute(sql, (pid,)).fetchone()
+        return count, size
+
     def delete_history(self, fingerprint: str) -> int:
         """Erase the bodies of all messages with this peer, keeping (peer, id) tombstones
         so a late resend is not shown again. Unsent messages leave the outbox. Returns

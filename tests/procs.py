@@ -23,6 +23,14 @@ REPO = RUNNER.parent.parent
 
 # Quick reconnects so a restarted peer is found within about a second.
 FAST_RECONNECT = {"reconnect_min": "0.1", "reconnect_max": "1.0"}
+# A receiver of the bulk tests: one sender at full speed is the point there, so the
+# receive quotas per contact (PROTOCOL.md "Receive quotas") are raised out of the way.
+BULK_RECEIVER = {
+    "receive_rate_per_peer": "1e7",
+    "receive_burst_per_peer": "1e7",
+    "receive_bytes_rate_per_peer": "1e10",
+    "receive_bytes_burst_per_peer": "1e10",
+}
 
 
 def write_key_file(path: Path, key) -> Path:

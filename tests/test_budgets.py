@@ -202,6 +202,31 @@ def test_keyed_rejects_bad_max_keys(max_keys):
         KeyedBuckets(1, 1, max_keys=max_keys)
 
 
+def test_keyed_time_until_is_when_the_take_succeeds():
+    buckets = KeyedBuckets(rate=100.0, burst=1024)
+    assert buckets.time_until("p", 0.0, 1024) == 0.0  # an untracked key starts full
+    assert buckets.take("p", 0.0, 1000)
+    assert buckets.time_until("p", 0.0, 24) == 0.0
+    wait = buckets.time_until("p", 0.0, 524)  # 24 there, 500 missing at 100/s
+    assert wait == pytest.approx(5.0)
+    assert not buckets.take("p", wait - 0.01, 524)
+    assert buckets.take("p", wait, 524)
+    assert buckets.peek("p", wait) == pytest.approx(0.0)
+
+
+def test_keyed_time_until_takes_nothing_and_knows_never():
+    buckets = KeyedBuckets(rate=1.0, burst=10)
+    assert buckets.take("p", 0.0, 10)
+    assert buckets.time_until("p", 0.0, 3) == pytest.approx(3.0)
+    assert buckets.time_until("p", 0.0, 3) == pytest.approx(3.0)  # asking is free
+    assert buckets.time_until("p", 0.0, 11) == float("inf")  # over the burst
+    frozen = KeyedBuckets(rate=0.0, burst=10)
+    assert frozen.take("p", 0.0, 10)
+    assert frozen.time_until("p", 100.0, 1) == float("inf")
+    with pytest.raises(ValueError):
+        buckets.time_until("p", 0.0, 0)
+
+
 # -- Slots -----------------------------------------------------------------------------------
 
 

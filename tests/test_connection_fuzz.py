@@ -110,9 +110,10 @@ from enclave.protocol.events import (
     Established,
     LegacyReceived,
     MessagesReceived,
+    Throttled,
     TypingChanged,
 )
-from enclave.protocol.messages import Chat
+from enclave.protocol.messages import MAX_RETRY_AFTER_MS, Chat
 from enclave.protocol.policy import MemoryPolicy
 from enclave.protocol.records import MAX_RECORD, TAG_LEN
 
@@ -716,7 +717,7 @@ def random_case(rig, baselines, name, stream, chunking, wrap) -> None:
     # so it costs no private operation and not even a signature verify.
     assert outcome.ops == 0
     assert not any(
-        isinstance(e, (MessagesReceived, Acked, TypingChanged, LegacyReceived))
+        isinstance(e, (MessagesReceived, Acked, TypingChanged, Throttled, LegacyReceived))
         for e in outcome.events
     )
     if target.listening:
@@ -945,6 +946,11 @@ def _message_values():
         st.builds(lambda d: ([3, d], True), st.binary(min_size=8, max_size=8)),
         st.builds(lambda d: ([4, d], True), st.binary(min_size=8, max_size=8)),
         st.builds(lambda a: ([5, a], True), st.booleans()),
+        st.builds(
+            lambda r, ms: ([6, r, ms], True),
+            st.sampled_from([1, 2, 3]),
+            st.integers(0, MAX_RETRY_AFTER_MS),
+        ),
     )
     invalid = st.one_of(
         st.builds(lambda f, t: ([1, b"i" * 16, f, t, 5, "x"], f == SENDER and t == RECEIVER), fp, fp),
@@ -959,6 +965,13 @@ def _message_values():
         st.builds(lambda d: ([3, d], len(d) == 8), st.binary(max_size=9)),
         st.builds(lambda d: ([4, d], len(d) == 8), st.binary(max_size=9)),
         st.just(([5, 1], False)),
+        st.builds(
+            lambda r, ms: ([6, r, ms], r in (1, 2, 3) and 0 <= ms <= MAX_RETRY_AFTER_MS),
+            st.integers(-1, 5),
+            st.sampled_from([-1, 0, MAX_RETRY_AFTER_MS, MAX_RETRY_AFTER_MS + 1]),
+        ),
+        st.just(([6, True, 0], False)),
+        st.just(([6, 1], False)),
         st.builds(lambda c: ([c, True], False), st.integers(6, 255) | st.just(0)),
         st.just(([], False)),
         st.just(({}, False)),
@@ -1050,6 +1063,8 @@ def expect(model: Model, kind: str, ms) -> None:
             chats.append(value)
         elif value[0] == 5:
             effects.append(("typing", value[1]))
+        elif value[0] == 6:
+            effects.append(("throttle", value[1], value[2]))
     if acked != model.acked:
         effects.append(("acked", acked))
         model.acked = acked
@@ -1066,6 +1081,8 @@ def observed(events, sender: bytes, receiver: bytes) -> list:
     for e in events:
         if isinstance(e, TypingChanged):
             out.append(("typing", e.active))
+        elif isinstance(e, Throttled):
+            out.append(("throttle", e.reason, e.retry_after_ms))
         elif isinstance(e, Acked):
             out.append(("acked", e.upto))
         elif isinstance(e, MessagesReceived):
@@ -1092,7 +1109,7 @@ def test_authenticated_hostile_records(rig, name, frames, chunking):
     got = observed(outcome.events, sender, receiver)
     # Ordering inside one batch (typing, then the ack, then the chats) is the
     # connection's; each kind of effect is compared in order.
-    for kind in ("typing", "acked", "chats"):
+    for kind in ("typing", "throttle", "acked", "chats"):
         want = [e for e in model.expected if e[0] == kind]
         have = [e for e in got if e[0] == kind]
         if model.known:

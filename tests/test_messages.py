@@ -16,10 +16,15 @@ from enclave.errors import PeerError, UsageError
 from enclave.protocol.messages import (
     MAX_BATCH,
     MAX_BODY_CHARS,
+    MAX_RETRY_AFTER_MS,
+    THROTTLE_RATE,
+    THROTTLE_STORAGE,
+    THROTTLE_VOLUME,
     Ack,
     Chat,
     Ping,
     Pong,
+    Throttle,
     Typing,
     decode_batch,
     encode_batch,
@@ -66,6 +71,9 @@ EVERY_TYPE = [
     Typing(False),
     Chat(ID, ALICE, BOB, 0, ""),
     Chat(ID, ALICE, BOB, U64_MAX, "x"),
+    Throttle(THROTTLE_RATE, 0),
+    Throttle(THROTTLE_VOLUME, 1500),
+    Throttle(THROTTLE_STORAGE, MAX_RETRY_AFTER_MS),
 ]
 
 
@@ -106,6 +114,13 @@ def test_chat_fields_are_what_the_fast_decoder_sets():
 def test_wire_layout():
     raw = msgpack.unpackb(encode_batch([chat("b", 7), Ack(3), Ping(b"p" * 8), Typing(True)]))
     assert raw == [[1, ID, ALICE, BOB, 7, "b"], [2, 3], [3, b"p" * 8], [5, True]]
+
+
+def test_throttle_wire_layout():
+    # PROTOCOL.md, "Receive quotas": [6, reason (1 rate, 2 volume, 3 storage), retry_after_ms]
+    raw = msgpack.unpackb(encode_batch([Throttle(1, 250), Throttle(2, 0), Throttle(3, 300_000)]))
+    assert raw == [[6, 1, 250], [6, 2, 0], [6, 3, 300_000]]
+    assert MAX_RETRY_AFTER_MS == 3_600_000
 
 
 def test_largest_batch_and_longest_bodies():
@@ -181,12 +196,28 @@ BAD_MESSAGES = {
     "typing-nil": [5, None],
     "typing-str": [5, "true"],
     "typing-arity": [5],
+    # THROTTLE: a known reason, a retry time of at most an hour, exact arity
+    "throttle-2": [6, 1],
+    "throttle-4": [6, 1, 0, 0],
+    "throttle-reason-0": [6, 0, 0],
+    "throttle-reason-4": [6, 4, 0],
+    "throttle-reason-true": [6, True, 0],
+    "throttle-reason-float": [6, 1.0, 0],
+    "throttle-reason-str": [6, "rate", 0],
+    "throttle-retry-negative": [6, 1, -1],
+    "throttle-retry-over-an-hour": [6, 1, MAX_RETRY_AFTER_MS + 1],
+    "throttle-retry-huge": [6, 1, U64_MAX],
+    "throttle-retry-true": [6, 1, True],
+    "throttle-retry-float": [6, 1, 1.5],
+    "throttle-retry-nil": [6, 1, None],
+    "throttle-nested": [6, [1], 0],
     # type codes
     "code-true": [True, 7],
     "code-true-chat": [True, *chat_fields()[1:]],
     "code-false": [False],
     "code-0": [0, 1],
-    "code-6": [6, 1],
+    "code-7": [7, 1],
+    "code-7-three": [7, 1, 0],
     "code-negative": [-1, 1],
     "code-huge": [U64_MAX, 1],
     "code-float": [2.0, 1],
@@ -287,6 +318,11 @@ BAD_LOCAL = {
     "ping-7": [Ping(b"x" * 7)],
     "pong-str": [Pong("x" * 8)],
     "typing-int": [Typing(1)],
+    "throttle-reason-0": [Throttle(0, 0)],
+    "throttle-reason-bool": [Throttle(True, 0)],
+    "throttle-retry-negative": [Throttle(1, -1)],
+    "throttle-retry-over-an-hour": [Throttle(1, MAX_RETRY_AFTER_MS + 1)],
+    "throttle-retry-float": [Throttle(1, 1.0)],
     "not-a-message": [("chat", "hi")],
     "a-dict": [{"type": 2, "upto": 0}],
 }
@@ -322,6 +358,7 @@ messages = st.one_of(
     st.builds(Ping, st.binary(min_size=8, max_size=8)),
     st.builds(Pong, st.binary(min_size=8, max_size=8)),
     st.builds(Typing, st.booleans()),
+    st.builds(Throttle, st.sampled_from([1, 2, 3]), st.integers(0, MAX_RETRY_AFTER_MS)),
 )
 batches = st.lists(messages, min_size=1, max_size=40)
 
@@ -330,7 +367,8 @@ scalars = (
     st.none()
     | st.booleans()
     | st.integers(-(1 << 63), U64_MAX)
-    | st.integers(0, 6)
+    | st.integers(0, 7)
+    | st.sampled_from([MAX_RETRY_AFTER_MS, MAX_RETRY_AFTER_MS + 1])
     | st.floats()
     | st.text(max_size=12)
     | st.binary(max_size=70)
@@ -341,8 +379,9 @@ values = st.recursive(
     scalars,
     lambda inner: (
         st.lists(inner, max_size=7)
-        | st.tuples(st.integers(0, 6), inner)
-        | st.tuples(st.integers(0, 6), inner, inner, inner, inner, inner)
+        | st.tuples(st.integers(0, 7), inner)
+        | st.tuples(st.integers(0, 7), inner, inner)
+        | st.tuples(st.integers(0, 7), inner, inner, inner, inner, inner)
         | st.dictionaries(st.text(max_size=3), inner, max_size=2)
     ),
     max_leaves=40,
@@ -390,6 +429,12 @@ def expected(message):
             and len(body) <= MAX_BODY_CHARS
         ):
             return Chat(*fields)
+    elif code == 6 and len(fields) == 2:
+        reason, retry_after_ms = fields
+        if reason in (1, 2, 3) and type(reason) is int and is_uint64(retry_after_ms):
+            if retry_after_ms <= 3_600_000:
+                return Throttle(reason, retry_after_ms)
+        return None
     elif len(fields) != 1:
         return None
     elif code == 2 and is_uint64(fields[0]):

@@ -7,6 +7,7 @@ import pytest
 import seed_client
 from nodes import Recorder, introduce, public_pem, start
 
+from enclave import keys
 from enclave.node_events import MessageReceived
 
 
@@ -144,4 +145,37 @@ async def test_after_a_v2_session_v1_from_that_peer_is_refused(rsa_keys, tmp_pat
         assert not any(isinstance(e, MessageReceived) and e.legacy for e in rb.events)
     finally:
         await a.stop()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_seed_envelope_over_the_storage_quota_is_not_stored(rsa_keys, tmp_path):
+    """A legacy contact counts toward the same stored-bytes quota (read from the store
+    at its first envelope): one over it is not stored, and its connection is closed (the
+    original client reads no reply to be told anything). The user is told once."""
+    from enclave.home import Home, prepare
+    from enclave.node_events import NodeProblem
+    from enclave.settings import Settings
+    from enclave.store import Store
+
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    alice_fp = keys.fingerprint(ka.public_key())
+    with Store.open(prepare(Home(tmp_path / "b")).db_path) as store:  # 1,040,000 bytes kept
+        store.upsert_peer(alice_fp, public_pem(ka), "127.0.0.1:9", "alice", 1.0)
+        rows = [(alice_fp, k.to_bytes(16, "big"), "x" * 9_936, k, k, True) for k in range(104)]
+        store.store_incoming(rows)
+    b = await start(tmp_path / "b", kb, Settings(stored_bytes_per_peer=1 << 20))
+    try:
+        rb = Recorder(b)
+        small = seed_client.seal(ka, kb.public_key(), "fits")  # 4 + 64 bytes: fits
+        assert await seed_send(b.address[1], small) == b""
+        await rb.until(lambda r: r.received())
+        big = seed_client.seal(ka, kb.public_key(), "y" * 9_000)
+        assert await seed_send(b.address[1], big) == b""
+        await rb.until(lambda r: any(isinstance(e, NodeProblem) for e in r.events))
+        await b.delivery.flush()
+        assert [m.body for m in rb.received()] == ["fits"]
+        assert len(b.history("alice", 1000)) == 105
+        assert b.stats()["refused_legacy"] == 1
+    finally:
         await b.stop()

@@ -25,7 +25,7 @@ import time
 import pytest
 from node_proc import make_body
 from nodes import public_pem
-from procs import FAST_RECONNECT, Cluster, write_key_file
+from procs import BULK_RECEIVER, FAST_RECONNECT, Cluster, write_key_file
 
 BULK_N = 100_000
 CRASH_N = 100_000 if os.environ.get("ENCLAVE_BIG") == "1" else 20_000
@@ -100,7 +100,7 @@ def _assert_all_acked(report: dict, n: int) -> None:
 def test_bulk_messages_arrive_exactly_once_in_order_and_acked(cluster, key_files, rsa_keys):
     n = BULK_N
     a = cluster.start("a", key_files["alice"])
-    b = cluster.start("b", key_files["bob"])
+    b = cluster.start("b", key_files["bob"], settings=BULK_RECEIVER)
     _introduce(a, b, rsa_keys)
 
     t0 = time.perf_counter()
@@ -147,7 +147,7 @@ def test_receiver_killed_twice_mid_stream_loses_nothing_and_shows_nothing_twice(
     past a third of the stream and again as soon as its next life has received anything."""
     n = CRASH_N
     a = cluster.start("a", key_files["alice"], settings=FAST_RECONNECT)
-    b = cluster.start("b", key_files["bob"], settings=FAST_RECONNECT)
+    b = cluster.start("b", key_files["bob"], settings={**FAST_RECONNECT, **BULK_RECEIVER})
     _introduce(a, b, rsa_keys)
     port = b.port
     seconds = max(STREAM_SECONDS, n / 10_000)
@@ -167,7 +167,9 @@ def test_receiver_killed_twice_mid_stream_loses_nothing_and_shows_nothing_twice(
         acked = (a.last("progress") or {}).get("delivered_rows", 0)
         a_busy.append(not a.replied(producing) or acked < n)
         lives.append(b)
-        b = cluster.start("b", key_files["bob"], port=port, settings=FAST_RECONNECT)
+        b = cluster.start(
+            "b", key_files["bob"], port=port, settings={**FAST_RECONNECT, **BULK_RECEIVER}
+        )
         assert b.port == port
     lives.append(b)
     assert a.reply(producing, _timeout(n))["count"] == n

@@ -632,3 +632,26 @@ async def test_broadcast_counts_only_copies_that_went_out(rsa_keys, tmp_path, mo
             assert "Broadcast complete: 0/1 sent successfully (1 queued for offline peers)" in out
     finally:
         await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_peer_that_throttles_us_is_shown_with_why_and_when(rsa_keys, tmp_path):
+    """Bob's node keeps 1 MiB of Alice's messages; she queues more. Her REPL says that
+    bob's node throttles her, why, and when her node tries again."""
+    from enclave.settings import Settings
+
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a = await start(tmp_path / "a", ka)
+    b = await start(tmp_path / "b", kb, Settings(stored_bytes_per_peer=1 << 20))
+    try:
+        introduce(a, b, ka, kb)
+        async with repl(a, tmp_path) as r:
+            bodies = [f"{k} " + "q" * 9_990 for k in range(120)]
+            await a.submit_many(bytes.fromhex(b.fingerprint), bodies)
+            await r.screen.until(
+                "bob's node is throttling you: storage (its quota for your messages is full);"
+                " retrying in 300 s"
+            )
+    finally:
+        await a.stop()
+        await b.stop()

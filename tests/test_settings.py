@@ -44,6 +44,12 @@ def test_defaults_without_a_file(tmp_path):
     assert loaded.handshake_burst_per_peer == 6.0
     assert loaded.handshake_rate_per_peer == 0.1
     assert loaded.legacy_v1 is True
+    # Receive quotas per contact (PROTOCOL.md "Receive quotas"): far above what a person
+    # sends, low enough that one contact cannot take the node from the others.
+    assert loaded.receive_rate_per_peer == 1000.0 and loaded.receive_burst_per_peer == 4096.0
+    assert loaded.receive_bytes_rate_per_peer == 1 << 20
+    assert loaded.receive_bytes_burst_per_peer == 8 << 20
+    assert loaded.stored_bytes_per_peer == 1 << 30
     assert loaded.source == "defaults"
 
 
@@ -121,6 +127,12 @@ def test_empty_file_means_defaults(tmp_path):
         ("verify_burst_per_address = 0", "verify_burst_per_address", ">= 1"),
         ("handshake_rate_per_peer = 0", "handshake_rate_per_peer", "> 0"),
         ("handshake_burst_per_peer = 0", "handshake_burst_per_peer", ">= 1"),
+        ("receive_rate_per_peer = 0", "receive_rate_per_peer", "> 0"),
+        ("receive_burst_per_peer = 1023", "receive_burst_per_peer", ">= 1024"),
+        ("receive_bytes_rate_per_peer = -1", "receive_bytes_rate_per_peer", "> 0"),
+        ("receive_bytes_burst_per_peer = 1e6", "receive_bytes_burst_per_peer", ">= 2097152"),
+        ("stored_bytes_per_peer = 1.5e9", "stored_bytes_per_peer", "expected an integer"),
+        ("stored_bytes_per_peer = 1000", "stored_bytes_per_peer", ">= 1048576"),
         ("reconnect_min = 0", "reconnect_min", "> 0"),
         ("reconnect_max = [1, 2]", "reconnect_max", "expected a number"),
         ("legacy_v1 = 1", "legacy_v1", "true or false"),

@@ -741,6 +741,21 @@ def test_delete_history_keeps_tombstones(store):
     assert store.delete_history(A) == 0
 
 
+def test_incoming_size_counts_what_a_peer_sent_that_is_still_kept(store):
+    """The base of a contact's stored-bytes quota: its incoming rows and the UTF-8 bytes
+    of their bodies, without our outgoing rows, other peers' rows or deleted ones."""
+    assert store.incoming_size(A) == (0, 0)
+    store.store_incoming(
+        [incoming(A, 1, body="abc"), incoming(A, 2, body="é" * 10), incoming(B, 1, body="x")]
+    )
+    store.enqueue_outgoing([(A, mid(3), "not counted", 3)])
+    assert store.incoming_size(A) == (2, 3 + 20)
+    assert store.incoming_size(B) == (1, 1)
+    assert store.incoming_size("d4" * 32) == (0, 0)  # not a peer
+    store.delete_history(A)
+    assert store.incoming_size(A) == (0, 0)
+
+
 def test_deleted_text_is_gone_from_the_files(db_path):
     secret = "the combination is 4-8-15-16-23-42"
     with Store.open(db_path) as s:

@@ -319,6 +319,34 @@ async def test_a_message_goes_live_to_the_other_page_and_comes_back_delivered(rs
 
 
 @pytest.mark.asyncio
+async def test_a_peer_that_throttles_us_reaches_the_page(rsa_keys, tmp_path):
+    """Bob's node keeps 1 MiB of Alice's messages; she queues more. Her page hears that
+    bob's node throttles her, why, and in how many seconds her node tries again."""
+    from enclave.settings import Settings
+
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a = await start(tmp_path / "a", ka)
+    b = await start(tmp_path / "b", kb, Settings(stored_bytes_per_peer=1 << 20))
+    try:
+        introduce(a, b, ka, kb)
+        alice = make_app(Backend(a.home, _no_starter, node=a)).test_client()
+        async with socket(alice) as wa:
+            await next_event(wa, "hello")
+            bodies = [f"{k} " + "q" * 9_990 for k in range(120)]
+            await a.submit_many(bytes.fromhex(b.fingerprint), bodies)
+            event = await next_event(wa, "throttled", limit=2000)
+            assert event == {
+                "type": "throttled",
+                "peer": b.fingerprint,
+                "reason": "storage",
+                "retry_after": 300.0,
+            }
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest.mark.asyncio
 async def test_history_pages_and_search(rsa_keys, tmp_path):
     async with two_pages(rsa_keys, tmp_path) as (alice, _, a, b):
         for k in range(7):

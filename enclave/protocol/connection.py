@@ -36,6 +36,7 @@ from .events import (
     Established,
     LegacyReceived,
     MessagesReceived,
+    Throttled,
     TypingChanged,
 )
 from .messages import (
@@ -45,6 +46,7 @@ from .messages import (
     Chat,
     Ping,
     Pong,
+    Throttle,
     Typing,
     _chat_fields,
     decode_batch,
@@ -342,10 +344,19 @@ class Connection:
         self._require_established()
         self._pending.append(Typing(bool(active)))
 
+    def send_throttle(self, reason: int, retry_after_ms: int) -> None:
+        """Tell the peer why its chats are not taken for now (PROTOCOL.md, "Receive
+        quotas"); a THROTTLE uses no chat index and acks nothing."""
+        self._require_established()
+        throttle = Throttle(reason, retry_after_ms)
+        _FIELDS[Throttle](throttle)  # refuse here what the peer would refuse there
+        self._pending.append(throttle)
+
     def close(self, now: float, reason: str = "local_close") -> list:
-        """Close from our side; an established session says CLOSE to the peer first."""
+        """Close from our side; an established session says CLOSE to the peer first,
+        right after whatever it still had to say (acks, a THROTTLE)."""
         if self.state is S.ESTABLISHED:
-            self.data_to_send(now)
+            self._flush_messages(now)  # sealed into _out before CLOSE, never dropped
             self._out.append(self._tx.seal(CLOSE, b"\x00", now))
         if self.state is not S.CLOSED:
             self._shut(reason)
@@ -701,6 +712,8 @@ class Connection:
                 self._pending.append(Pong(msg.data))
             elif kind is Typing:
                 self._events.append(TypingChanged(msg.active))
+            elif kind is Throttle:
+                self._events.append(Throttled(msg.reason, msg.retry_after_ms))
         if ack is not None:
             self._acked_upto = ack
             self._events.append(Acked(ack))

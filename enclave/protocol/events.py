@@ -46,6 +46,15 @@ class TypingChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttled:
+    """The peer refuses our chats for now (PROTOCOL.md, "Receive quotas"): ``reason`` is
+    one of ``messages.THROTTLE_REASONS``; it expects to take them after ``retry_after_ms``."""
+
+    reason: int
+    retry_after_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class LegacyReceived:
     """A v1 envelope that passed every check and decrypted. The owner commits it to
     the store and only then closes the connection (PROTOCOL.md d.12)."""

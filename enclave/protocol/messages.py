@@ -7,11 +7,13 @@ Rules:
       ACK    = [2, upto uint64]
       PING   = [3, data bin8]        PONG = [4, data bin8]
       TYPING = [5, active bool]
+      THROTTLE = [6, reason uint, retry_after_ms uint]
   ``body`` is at most MAX_BODY_CHARS characters (code points), so at most 40,000 bytes.
 - Decoding is strict: exact arity, exact types (a bool is not an int and an int is not
   a bool), exact byte lengths, non-negative integers within 64 bits, no maps, no ext
   types, nothing after the array, and nothing nested deeper than message fields.
-  Unknown type codes are errors, not skipped.
+  Unknown type codes are errors, not skipped. A THROTTLE's reason is one of
+  THROTTLE_REASONS and its retry_after_ms at most MAX_RETRY_AFTER_MS (one hour).
 - All or nothing: the whole batch is parsed and validated before any message is
   returned, so a bad 5th message means no message of that batch is applied.
 - Errors: ``PeerError("bad_batch")`` for the envelope (not msgpack, not one array,
@@ -44,22 +46,34 @@ __all__ = [
     "ID_LEN",
     "MAX_BATCH",
     "MAX_BODY_CHARS",
+    "MAX_RETRY_AFTER_MS",
     "PING",
     "PING_LEN",
     "PONG",
+    "THROTTLE",
+    "THROTTLE_RATE",
+    "THROTTLE_REASONS",
+    "THROTTLE_STORAGE",
+    "THROTTLE_VOLUME",
     "TYPING",
     "Ack",
     "Chat",
     "Message",
     "Ping",
     "Pong",
+    "Throttle",
     "Typing",
     "decode_batch",
     "encode_batch",
     "encode_chat_batch",
 ]
 
-CHAT, ACK, PING, PONG, TYPING = 1, 2, 3, 4, 5
+CHAT, ACK, PING, PONG, TYPING, THROTTLE = 1, 2, 3, 4, 5, 6
+# Why a receiver refuses a peer's chats for now (PROTOCOL.md, "Receive quotas"): too many
+# chats per second, too many bytes per second, or its stored bytes from this peer are full.
+THROTTLE_RATE, THROTTLE_VOLUME, THROTTLE_STORAGE = 1, 2, 3
+THROTTLE_REASONS = {THROTTLE_RATE: "rate", THROTTLE_VOLUME: "volume", THROTTLE_STORAGE: "storage"}
+MAX_RETRY_AFTER_MS = 3_600_000
 MAX_BATCH = 1024
 MAX_BODY_CHARS = 10_000
 ID_LEN, FP_LEN, PING_LEN = 16, 32, 8
@@ -95,7 +109,13 @@ class Typing:
     active: bool
 
 
-Message = Chat | Ack | Ping | Pong | Typing
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    reason: int  # one of THROTTLE_REASONS
+    retry_after_ms: int  # the receiver expects to take chats again after this long
+
+
+Message = Chat | Ack | Ping | Pong | Typing | Throttle
 
 
 # --- encoding: our own messages, checked so that we never send what we would refuse ---
@@ -146,12 +166,30 @@ def _typing_fields(typing: Typing) -> list:
     return [TYPING, typing.active]
 
 
+def _is_reason(value: object) -> bool:
+    return type(value) is int and value in THROTTLE_REASONS
+
+
+def _is_retry_after(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_RETRY_AFTER_MS
+
+
+def _throttle_fields(throttle: Throttle) -> list:
+    if not (_is_reason(throttle.reason) and _is_retry_after(throttle.retry_after_ms)):
+        raise UsageError(
+            f"malformed Throttle (reason {throttle.reason!r:.20},"
+            f" retry_after_ms {throttle.retry_after_ms!r:.20})"
+        )
+    return [THROTTLE, throttle.reason, throttle.retry_after_ms]
+
+
 _FIELDS = {
     Chat: _chat_fields,
     Ack: _ack_fields,
     Ping: _ping_fields,
     Pong: _pong_fields,
     Typing: _typing_fields,
+    Throttle: _throttle_fields,
 }
 
 
@@ -318,6 +356,9 @@ def _decode_other(m: object, index: int) -> Message:
         elif code == TYPING:
             if type(value) is bool:
                 return Typing(value)
+    elif type(m) is tuple and len(m) == 3 and type(m[0]) is int and m[0] == THROTTLE:
+        if _is_reason(m[1]) and _is_retry_after(m[2]):
+            return Throttle(m[1], m[2])
     raise _explain(m, index)
 
 
@@ -367,4 +408,5 @@ _SHAPES = {
     PING: (_bin(PING_LEN),),
     PONG: (_bin(PING_LEN),),
     TYPING: (_bool,),
+    THROTTLE: (_is_reason, _is_retry_after),
 }

@@ -19,6 +19,7 @@ from enclave.node_events import (
     NodeProblem,
     PeerOffline,
     PeerOnline,
+    Throttled,
     TypingChanged,
 )
 
@@ -130,4 +131,6 @@ def event(e) -> dict | None:
         return {"type": "typing", "peer": e.peer, "active": e.active}
     if kind is NodeProblem:
         return {"type": "problem", "text": e.text}
+    if kind is Throttled:
+        return {"type": "throttled", "peer": e.peer, "reason": e.reason, "retry_after": e.retry_after}
     return None

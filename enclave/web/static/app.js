@@ -291,12 +291,30 @@
       case "problem":
         toast(event.text, { error: true, long: true });
         break;
+      case "throttled":
+        onThrottled(event);
+        break;
       case "error":
         toast(event.text, { error: true });
         break;
       default:
         break;
     }
+  }
+
+  // A peer's node takes our messages more slowly for now; they wait in the outbox.
+  const THROTTLE_WHY = {
+    rate: "rate (too many messages a second)",
+    volume: "volume (too many bytes a second)",
+    storage: "storage (its quota for your messages is full)",
+  };
+
+  function onThrottled(event) {
+    const peer = state.peers.get(event.peer);
+    const who = peer ? label(peer) : event.peer.slice(0, 8);
+    const why = THROTTLE_WHY[event.reason] || event.reason;
+    const seconds = Math.max(1, Math.ceil(event.retry_after));
+    toast(`${who}'s node is throttling you: ${why}; retrying in ${seconds} s`, { long: true });
   }
 
   function keyOf(m) {
