@@ -5,6 +5,9 @@ Rules:
   It is a bug, never the peer's fault, and is allowed to surface as a traceback.
 - ``PeerError``: bytes from the network broke a rule. The receive boundary turns it
   into a closed connection with ``reason``; it never crashes the node.
+- ``LocalFailure`` (a ``PeerError``): our own side failed (a store error, a job that
+  raised) while handling the peer's input. Not the peer's fault, but the effect is the
+  same: that connection closes with ``reason`` and the node goes on.
 - ``UserError``: a person gave bad input (a missing file, a wrong password). The CLI
   prints ``str(err)`` on one line and exits non-zero; no traceback.
 """
@@ -34,6 +37,10 @@ class FrameTooLarge(PeerError):
         super().__init__("frame_too_large", f"declared {declared} bytes, limit {limit}")
         self.declared = declared
         self.limit = limit
+
+
+class LocalFailure(PeerError):
+    """Handling the peer's input failed on our side; its connection closes with ``reason``."""
 
 
 class UserError(EnclaveError):

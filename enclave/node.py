@@ -309,6 +309,7 @@ class Node:
             "queued": d.queued(),
             "handshakes": s.stats["handshakes"],
             "refused": s.stats["refused"],
+            "parked": s.stats["parked"],
             "writes": s.stats["writes"],
             "bytes_in": s.stats["bytes_in"],
             "bytes_out": s.stats["bytes_out"],

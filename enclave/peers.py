@@ -19,21 +19,37 @@ Rules:
 import asyncio
 import logging
 import random
+import sqlite3
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ._fast import Pool
 from .budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
+from .errors import LocalFailure, PeerError
 from .node_events import PeerOffline, PeerOnline, TypingChanged
 from .protocol.connection import Connection, Limits
 from .protocol.crypto import PeerKey
-from .protocol.events import Acked, Established, LegacyReceived, MessagesReceived, Throttled
+from .protocol.events import (
+    Acked,
+    Established,
+    LegacyReceived,
+    LegacyVerified,
+    MessagesReceived,
+    SlotWanted,
+    Throttled,
+)
 from .protocol.events import TypingChanged as WireTyping
 from .protocol.messages import Chat
 from .protocol.policy import HANDSHAKE_SEEN_TTL_MS, Policy
 from .transport import Link
 
 log = logging.getLogger("enclave.peers")
+V1_RECENT = 65_536  # v1 ids kept in memory as the cheap front of the seen table
+VOUCH_TTL = 6 * 3600.0  # an authenticated (address, contact) pair keeps its share this long
+VOUCH_MAX = 4096  # pairs remembered (oldest forgotten first)
+VOUCHED_SHARE = 40  # a vouched pair's verify budget, in multiples of an address's
+PARK_MAX = 4096  # connections from contacts waiting, unread, for their own earlier ones
 
 
 class NodePolicy(Policy):
@@ -46,9 +62,17 @@ class NodePolicy(Policy):
         self.proto: dict[bytes, tuple[str, bool, bool]] = {}  # proto, v2_seen, blocked
         self._pems: dict[bytes, str] = {}  # the stored key text each of ``keys`` came from
         self.seen: dict[tuple[bytes, bytes], int] = {}
+        self.v1_recent: dict[tuple[bytes, str], None] = {}  # oldest first, V1_RECENT at most
         self.verify_global = TokenBucket(settings.verify_rate, settings.verify_burst, now)
         self.verify_per_address = KeyedBuckets(
             settings.verify_rate_per_address, settings.verify_burst_per_address
+        )
+        # (address, fingerprint) pairs that authenticated lately -> until when (monotonic)
+        self.vouched: dict[tuple[object, bytes], float] = {}
+        self.vouched_sources: dict[object, float] = {}  # the same, by address alone
+        self.verify_vouched = KeyedBuckets(
+            VOUCHED_SHARE * settings.verify_rate_per_address,
+            VOUCHED_SHARE * settings.verify_burst_per_address,
         )
         self.handshakes_per_peer = KeyedBuckets(
             settings.handshake_rate_per_peer, settings.handshake_burst_per_peer
@@ -102,12 +126,30 @@ class NodePolicy(Policy):
     def handshake_seen(self, fp, hs_id):
         return (fp, hs_id) in self.seen
 
-    def take_verify_token(self, source):
+    def take_verify_token(self, source, fp):
         now = time.monotonic()
+        if self.vouched.get((source, fp), 0.0) > now:
+            # This address authenticated as this contact lately: its verifies come from
+            # a share of its own, which no flood from elsewhere can drain (PROTOCOL.md
+            # departure 13). Claiming the contact from another address gains nothing.
+            return self.verify_vouched.take((source, fp), now)
         # The global bucket is peeked first so a refusal spends no per-source token.
         if self.verify_global.peek(now) < 1:
             return False
         return self.verify_per_address.take(source, now) and self.verify_global.take(now)
+
+    def vouch(self, source, fp) -> None:
+        """``source`` just authenticated as ``fp`` (a session, or a signed envelope)."""
+        until = time.monotonic() + VOUCH_TTL
+        for table, key in ((self.vouched, (source, fp)), (self.vouched_sources, source)):
+            table.pop(key, None)  # re-inserted last: each dict stays oldest first
+            table[key] = until
+            if len(table) > VOUCH_MAX:
+                del table[next(iter(table))]
+
+    def vouched_source(self, source) -> bool:
+        """Some contact authenticated from ``source`` lately."""
+        return self.vouched_sources.get(source, 0.0) > time.monotonic()
 
     def record_handshake(self, fp, hs_id, ts_ms):
         self.seen[(fp, hs_id)] = ts_ms + HANDSHAKE_SEEN_TTL_MS
@@ -143,11 +185,35 @@ class NodePolicy(Policy):
         return self.keys.get(fp)
 
     def v1_seen(self, fp, message_id):
-        return self.store.v1_seen(fp.hex(), message_id)
+        # The in-memory front of step 6 (asked on the loop): envelopes recorded since
+        # start. The store's seen table decides, in v1_record, off the loop.
+        return (fp, message_id) in self.v1_recent
+
+    def admit_v1(self, fp):
+        return self.v1_slot_free() and self.slots.try_acquire()
+
+    def v1_slot_free(self) -> bool:
+        # Envelopes wait for a slot rather than hear "busy" (the original client never
+        # reads), but they may hold only half the slots: handshakes keep the rest.
+        return self.slots.in_use < max(1, self.slots.capacity // 2)
 
     def v1_record(self, fp, message_id, ts, key_hash):
-        other = self.store.v1_record(fp.hex(), message_id, ts, key_hash)
-        return bytes.fromhex(other) if other else None
+        """Runs inside the envelope's job, on a crypto thread (never on the loop)."""
+        try:
+            holder = self.store.v1_record(fp.hex(), message_id, ts, key_hash)
+        except (sqlite3.Error, OSError) as err:
+            raise LocalFailure("store_error", f"v1 seen table: {err}") from None
+        if holder == fp.hex():
+            raise PeerError("v1_replay")
+        if holder is not None:
+            raise PeerError("v1_resigned", f"key first seen from {holder[:16]}")
+
+    def v1_received(self, fp: bytes, message_id: str) -> None:
+        """On the loop, once an envelope was recorded and opened: the front learns it."""
+        recent = self.v1_recent
+        recent[(fp, message_id)] = None
+        if len(recent) > V1_RECENT:
+            del recent[next(iter(recent))]
 
 
 class Sessions:
@@ -162,6 +228,9 @@ class Sessions:
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
         self.preauth = ConnectionCaps(settings.max_connections, settings.preauth_per_address)
         self._unauthenticated: dict[int, Link] = {}  # links holding a pre-auth slot, oldest first
+        self._slot_waiters: deque[Link] = deque()  # v1 envelopes waiting for a slot, in order
+        self._parked: dict[str, deque[Link]] = {}  # a contact's connections over its cap
+        self._parked_count = 0
         self.pool = Pool(settings.connections_per_peer, settings.idle_timeout)
         self.links: dict[int, Link] = {}
         self.limits = Limits(
@@ -176,6 +245,7 @@ class Sessions:
         self.stats = {
             "handshakes": 0,
             "refused": 0,
+            "parked": 0,
             "closed": {},
             "writes": 0,
             "bytes_in": 0,
@@ -206,6 +276,10 @@ class Sessions:
             self._server.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        for waiting in self._parked.values():
+            for link in waiting:
+                link.transport.abort()
+        self._parked.clear()
         for link in list(self.links.values()):
             link.close("shutdown")
         await asyncio.sleep(0)  # let the CLOSE records flush
@@ -323,7 +397,24 @@ class Sessions:
 
     # --- what links report ----------------------------------------------------------------
 
-    def link_opened(self, link: Link) -> bool:
+    def link_opened(self, link: Link) -> str:
+        """"open", "park" (a contact's burst: wait, unread, for a connection to finish)
+        or "refuse"."""
+        address = link.address
+        if address not in self._parked and self._admit(link):
+            return "open"
+        if self.policy.vouched_source(address) and self._parked_count < PARK_MAX:
+            # A contact (the original client's plain sends, most likely) opens faster
+            # than we finish: slow it down instead of dropping what it sends. Only an
+            # address that authenticated lately gets this; strangers are refused.
+            self._parked.setdefault(address, deque()).append(link)
+            self._parked_count += 1
+            self.stats["parked"] += 1
+            return "park"
+        self.stats["refused"] += 1
+        return "refuse"
+
+    def _admit(self, link: Link) -> bool:
         if not self.caps.admit(link.address):
             # Full: make room by dropping the oldest connection that has not
             # authenticated (unless this address is itself over its share), so idle
@@ -333,12 +424,10 @@ class Sessions:
                 self.caps.open_from(link.address) >= self.caps.per_address
                 or not self._evict_oldest()
             ):
-                self.stats["refused"] += 1
                 return False
             self.caps.admit(link.address)
         if not self.preauth.admit(link.address):
             self.caps.release(link.address)
-            self.stats["refused"] += 1
             return False
         self._unauthenticated[link.id] = link
         self.links[link.id] = link
@@ -360,6 +449,28 @@ class Sessions:
         if self.links.pop(link.id, None) is not None:
             self.caps.release(link.address)
             self._authenticated(link)
+            if self._parked:  # not from inside an eviction: its caller holds the room
+                asyncio.get_running_loop().call_soon(self._unpark_some)
+        else:
+            self._unlist_parked(link)
+
+    def _unpark_some(self) -> None:
+        """A connection ended: the oldest parked ones start, as far as caps allow."""
+        for address in list(self._parked):
+            waiting = self._parked[address]
+            while waiting and not self.closing and self._admit(waiting[0]):
+                self._parked_count -= 1
+                waiting.popleft().unpark()
+            if not waiting:
+                del self._parked[address]
+
+    def _unlist_parked(self, link: Link) -> None:
+        waiting = self._parked.get(link.address)
+        if waiting is not None and link in waiting:
+            waiting.remove(link)
+            self._parked_count -= 1
+            if not waiting:
+                del self._parked[link.address]
 
     def link_closed(self, link: Link) -> None:
         self._forget_link(link)
@@ -390,7 +501,12 @@ class Sessions:
         self.delivery.link_writable(link)
 
     def on_closed(self, link: Link, event) -> None:
-        log.info("link %d (%s) closed: %s %s", link.id, link.address, event.reason, event.detail)
+        if event.v1_dropped:  # the original client never hears of it: say so here
+            log.warning(
+                "v1 envelope from %s dropped: %s %s", link.address, event.reason, event.detail
+            )
+        else:
+            log.info("link %d (%s) closed: %s %s", link.id, link.address, event.reason, event.detail)
         self._leave_pool(link)
 
     def run_crypto(self, link: Link, job) -> None:
@@ -402,12 +518,21 @@ class Sessions:
             if admitted:
                 self.policy.slots.release()
             link.resume(job)
+            if admitted:
+                self._wake_slot_waiters()
 
         try:
             loop.run_in_executor(self.crypto, job.run).add_done_callback(done)
         except RuntimeError:  # the pool is shut down: the node is stopping
             if admitted:
                 self.policy.slots.release()
+
+    def _wake_slot_waiters(self) -> None:
+        """Slots came free: waiting v1 envelopes ask again, oldest first."""
+        waiters = self._slot_waiters
+        while waiters and self.policy.v1_slot_free() and not self.closing:
+            link = waiters.popleft()
+            link.retry_admission()
 
     def on_event(self, link: Link, ev) -> None:
         kind = type(ev)
@@ -424,7 +549,15 @@ class Sessions:
             self.publish(TypingChanged(link.conn.peer.hex(), ev.active))
         elif kind is Throttled:
             self.delivery.throttled(link, ev.reason, ev.retry_after_ms)
+        elif kind is LegacyVerified:
+            # A contact's signature: the link leaves the pre-auth cap, so the original
+            # client (pooled or not) is counted like a session, not a stranger.
+            self._authenticated(link)
+            self.policy.vouch(link.address, ev.sender)
+        elif kind is SlotWanted:
+            self._slot_waiters.append(link)
         elif kind is LegacyReceived:
+            self.policy.v1_received(ev.sender, ev.message_id)
             chat = Chat(
                 ev.message_id.encode(),
                 ev.sender,
@@ -435,9 +568,10 @@ class Sessions:
             self.delivery.intake.chats(link, [chat], None, legacy=True)
 
     def stored(self, link: Link, upto: int | None) -> None:
-        """Delivery committed a link's chats: ack them (v2) or end the envelope's connection (v1)."""
+        """Delivery committed a link's chats: ack them (v2), or tell a v1 connection that
+        its envelope is stored (it closes once the peer has ended and all are)."""
         if upto is None:
-            link.close("legacy_done")
+            link.legacy_committed()
         elif link.conn is not None and link.conn.established:
             link.conn.ack(upto)
             link.schedule_flush()
@@ -445,6 +579,7 @@ class Sessions:
     def _session_up(self, link: Link, peer: bytes) -> None:
         self.stats["handshakes"] += 1
         self._authenticated(link)
+        self.policy.vouch(link.address, peer)
         now = time.monotonic()
         was_online = self.online(peer)
         if self.pool.count(peer) >= self.pool.max_per_peer:

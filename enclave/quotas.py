@@ -229,7 +229,7 @@ class Intake:
     ) -> None:
         if legacy:
             self.stats["refused_legacy"] += 1
-            log.info("refused a v1 envelope from %s: over its receive quota", peer.hex()[:16])
+            log.warning("v1 envelope from %s dropped: over its receive quota", peer.hex()[:16])
             self._close(link, peer, reason)
             return
         if link.conn is None or not link.conn.established:

@@ -618,8 +618,10 @@ class Store:
         return bool(self._rows(sql, (sender, message_id)))
 
     def v1_record(self, sender: str, message_id: str, ts: float, key_hash: bytes) -> str | None:
-        """Record a verified v1 envelope. Returns None, or -- inserting nothing -- the
-        fingerprint of another sender that already presented this wrapped key."""
+        """Record a verified v1 envelope. Returns None when it was new; otherwise, inserting
+        nothing, the fingerprint that already holds it: ``sender`` itself when (sender,
+        message_id) was recorded before (a replay), another sender's when that sender
+        already presented this wrapped key (a re-signing)."""
         if not isinstance(message_id, str) or not isinstance(key_hash, bytes):
             raise TypeError("message_id must be str and key_hash bytes")
         with self._tx() as db:
@@ -628,10 +630,12 @@ class Store:
             ).fetchone()
             if row is not None and row[0] != sender:
                 return row[0]
-            db.execute(
+            new = db.execute(
                 "INSERT INTO v1_seen (sender, message_id, ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (sender, message_id, ts),
-            )
+            ).rowcount
+            if not new:
+                return sender
             db.execute(
                 "INSERT INTO v1_wrapped (key_hash, sender, ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (key_hash, sender, ts),

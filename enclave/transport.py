@@ -10,6 +10,12 @@ Rules:
   decides the thread; every other event goes to ``hub.on_event``.
 - A closed connection gets its last bytes (an ALERT or CLOSE record) written, then the
   transport is closed. The hub hears about every link exactly twice: opened, closed.
+- The peer's end of stream (FIN or reset) is handed to the connection
+  (``receive_eof``), which may still have work to finish: a legacy envelope that came
+  whole is checked, opened and committed after its sender is gone. The link reports
+  closed only when both the transport and the connection are done.
+- Reading stops while the connection holds a whole envelope it has no turn for yet
+  (``Connection.wants_data``), and while delivery cannot store (``pause_reading``).
 """
 
 import asyncio
@@ -22,6 +28,8 @@ import time
 from .protocol.events import ConnectionClosed, CryptoNeeded
 
 _ids = itertools.count(1)
+_STORE_PAUSE, _CONN_PAUSE, _PARK_PAUSE = 1, 2, 4  # why a link stopped reading (any may hold)
+_EARLY_MAX = 1 << 20  # what a parked link may hold before it starts: one read, at most
 
 
 def source_key(host: str) -> str:
@@ -59,6 +67,10 @@ class Link(asyncio.Protocol):
         "_timer",
         "_timer_at",
         "_admitted",
+        "_lost",
+        "_pauses",
+        "_early",
+        "_early_eof",
     )
 
     def __init__(self, hub, make_conn, *, dialled: bytes | None = None) -> None:
@@ -79,6 +91,10 @@ class Link(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._admitted = False
+        self._lost = False  # the transport is gone (connection_lost was called)
+        self._pauses = 0  # _STORE_PAUSE | _CONN_PAUSE | _PARK_PAUSE: why reading is paused
+        self._early: bytearray | None = None  # what a parked link got before it started
+        self._early_eof = False  # ... and whether its stream ended then
 
     # --- asyncio.Protocol -------------------------------------------------------------
 
@@ -89,32 +105,74 @@ class Link(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peername = transport.get_extra_info("peername")
         self.address = source_key(peername[0]) if peername else "?"
-        self._admitted = self.hub.link_opened(self)
-        if not self._admitted:
+        verdict = self.hub.link_opened(self)
+        if verdict == "refuse":
             self.close_reason = "connection_cap"
             transport.abort()
             return
+        self._admitted = True
+        if verdict == "park":  # nothing is read, no timer runs, until the hub says so
+            self._early = bytearray()
+            self._set_paused(_PARK_PAUSE, True)
+            return
+        self._start()
+
+    def _start(self) -> None:
         now = time.time()
         self.conn = self._make_conn(self, now)
         if self.dialled is not None:
             self.handle(self.conn.initiate(now))
         self._arm()
 
+    def unpark(self) -> None:
+        """The hub admitted this parked link: start its connection and read."""
+        early, self._early = self._early, None
+        self._start()
+        if early:  # a loop may deliver the first bytes before a pause takes hold
+            self.handle(self.conn.receive_data(bytes(early), time.time()))
+        if self._lost:
+            self.connection_lost(None)
+            return
+        if self._early_eof:
+            self.handle(self.conn.receive_eof(time.time()))
+        self._set_paused(_PARK_PAUSE, False)
+
     def data_received(self, data: bytes) -> None:
         self.hub.read(len(data))
         if self.conn is not None:
             self.handle(self.conn.receive_data(data, time.time()))
+        elif self._early is not None:
+            # Parked: keep it for the start. uvloop starts reading after
+            # connection_made even when it paused there, so pause again now (it holds).
+            self.transport.pause_reading()
+            self._early += data
+            if len(self._early) > _EARLY_MAX:
+                self.transport.abort()
 
     def eof_received(self):
-        return False  # close our side too
+        if self.conn is not None:
+            self.handle(self.conn.receive_eof(time.time()))
+        elif self._early is not None:
+            self._early_eof = True
+        return True  # our side closes when the connection is done (see _flush)
 
     def connection_lost(self, exc) -> None:
+        self._lost = True
+        if self._early is not None:
+            return  # parked: the hub starts it (and hears of the end) when its turn comes
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            # A reset right after the last byte is an end of stream too: what came
+            # whole is still finished (a v1 envelope from the original client).
+            self.handle(conn.receive_eof(time.time()))
+        if conn is None or conn.closed:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Both the transport and the connection are done: report closed, once."""
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        if self.conn is not None and not self.conn.closed:
-            self.conn.close(time.time(), "connection_lost")
-            self.close_reason = "connection_lost"
+            self._timer, self._timer_at = None, math.inf
         if not self.established.done():
             self.established.set_result(False)
         if self._admitted:
@@ -140,12 +198,29 @@ class Link(asyncio.Protocol):
                 hub.on_closed(self, ev)
             else:
                 hub.on_event(self, ev)
+        conn = self.conn
+        if self._lost:
+            if conn.closed:
+                self._finish()
+                return
+        elif conn.wants_data != (not self._pauses & _CONN_PAUSE):
+            self._set_paused(_CONN_PAUSE, not conn.wants_data)
         self.schedule_flush()
         self._arm()
 
     def resume(self, job) -> None:
         if self.conn is not None:
             self.handle(self.conn.resume(job, time.time()))
+
+    def retry_admission(self) -> None:
+        """A private-op slot came free: a waiting v1 envelope asks again."""
+        if self.conn is not None and not self.conn.closed:
+            self.handle(self.conn.retry_admission(time.time()))
+
+    def legacy_committed(self) -> None:
+        """Delivery stored one of this link's v1 envelopes."""
+        if self.conn is not None and not self.conn.closed:
+            self.handle(self.conn.legacy_committed(time.time()))
 
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -157,14 +232,22 @@ class Link(asyncio.Protocol):
         self._flush()
 
     def pause_reading(self) -> None:
-        if self.reading and self.transport is not None and not self.transport.is_closing():
-            self.reading = False
-            self.transport.pause_reading()
+        """Delivery cannot store what this link brings: stop reading until resumed."""
+        self._set_paused(_STORE_PAUSE, True)
 
     def resume_reading(self) -> None:
-        if not self.reading and self.transport is not None and not self.transport.is_closing():
-            self.reading = True
-            self.transport.resume_reading()
+        self._set_paused(_STORE_PAUSE, False)
+
+    def _set_paused(self, why: int, paused: bool) -> None:
+        self._pauses = self._pauses | why if paused else self._pauses & ~why
+        reading = not self._pauses
+        transport = self.transport
+        if reading != self.reading and transport is not None and not transport.is_closing():
+            self.reading = reading
+            if reading:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
 
     def evict(self) -> None:
         """The hub dropped this unauthenticated link to make room: abort it now."""

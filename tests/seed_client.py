@@ -15,7 +15,9 @@ code the agreement is evidence, not a tautology. It plays two parts:
 ``pss_salt_length`` recovers the salt length of a PSS signature with a raw RSA
 public operation, so a test can see which salt a signer really used. ``frame``,
 ``send`` and ``receive`` move one envelope over a blocking socket the way the seed
-does (4-byte big-endian length, one envelope per connection) for node-level tests.
+does (4-byte big-endian length, one envelope per connection, closed at once without
+reading); ``PooledSender`` is the seed's default pooling (envelopes back to back on up
+to 3 sockets per peer, never reading a reply) for node-level tests.
 """
 
 import hashlib
@@ -254,10 +256,47 @@ def frame(payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + payload
 
 
-def send(host: str, port: int, payload: bytes, timeout: float = 5.0) -> None:
-    """One envelope per TCP connection, then close, as the seed does."""
+def send(host: str, port: int, payload: bytes, timeout: float = 5.0, reset: bool = False) -> None:
+    """The seed's plain send: one envelope per TCP connection, closed at once without
+    reading anything. ``reset`` ends it with a RST (SO_LINGER 0) instead of a FIN."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(frame(payload))
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class PooledSender:
+    """The seed's default pooled send: up to ``sockets`` connections to one peer, each
+    reused for 30 s, envelopes written back to back, no reply ever read. A write that
+    fails (the peer closed on us) raises, as it does in the original ("Broken pipe")."""
+
+    IDLE = 30.0
+
+    def __init__(self, host: str, port: int, sockets: int = 3, timeout: float = 10.0) -> None:
+        self.address, self.size, self.timeout = (host, port), sockets, timeout
+        self.socks: dict[int, tuple[socket.socket, float]] = {}  # slot -> (socket, last use)
+        self.turn = 0
+
+    def send(self, payload: bytes) -> None:
+        slot = self.turn % self.size
+        self.turn += 1
+        now = time.monotonic()
+        held = self.socks.pop(slot, None)
+        if held is not None and now - held[1] > self.IDLE:
+            held[0].close()
+            held = None
+        sock = held[0] if held else socket.create_connection(self.address, timeout=self.timeout)
+        try:
+            sock.sendall(frame(payload))
+        except OSError:
+            sock.close()  # the original drops the broken socket; the next send opens one
+            raise
+        self.socks[slot] = (sock, now)
+
+    def close(self) -> None:
+        for sock, _ in self.socks.values():
+            sock.close()
+        self.socks.clear()
 
 
 def receive(conn: socket.socket, limit: int = MAX_PAYLOAD) -> bytes:

@@ -4,7 +4,14 @@ import seed_client
 from protocol_pair import T0, Pair, run
 
 from enclave.protocol.connection import Connection, Limits, State
-from enclave.protocol.events import ConnectionClosed, CryptoNeeded, LegacyReceived, MessagesReceived
+from enclave.protocol.events import (
+    ConnectionClosed,
+    CryptoNeeded,
+    LegacyReceived,
+    LegacyVerified,
+    MessagesReceived,
+    SlotWanted,
+)
 from enclave.protocol.messages import Chat
 from enclave.protocol.policy import MemoryPolicy
 from enclave.protocol.records import KEY_UPDATE
@@ -25,12 +32,16 @@ def test_hs1_with_trailing_bytes_spends_no_budget(rsa_keys):
     assert p.pol_b.private_admits == 8 and p.idb.private_ops == 0 and p.pol_b.seen == {}
 
 
-def test_v1_envelope_with_trailing_bytes_is_refused_before_work(rsa_keys):
+def test_v1_envelope_with_trailing_junk_is_handed_over_then_the_junk_refused(rsa_keys):
+    """Bytes after an envelope are the next envelope's (pooling): they wait for their
+    turn, and a frame that is no envelope closes the connection then."""
     p = Pair(rsa_keys, v1_enabled=True)
     p.pol_b.v1_peers[p.ida.fingerprint] = p.ida.peer_key
     env = seed_client.seal(rsa_keys["alice"], rsa_keys["bob"].public_key(), "x", timestamp=T0)
-    events = p.r.receive_data(seed_client.frame(env) + b"\x01", T0)
-    assert reason(events) == "unexpected_data" and p.pol_b.v1_seen_ids == set()
+    events = run(p.r, p.r.receive_data(seed_client.frame(env) + b"\x00\x00\x00\x01\x01", T0), T0)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["LegacyVerified", "LegacyReceived", "ConnectionClosed"]
+    assert reason(events) == "bad_v1_frame"
 
 
 def test_close_during_a_job_cancels_it_and_drops_secrets(rsa_keys):
@@ -116,9 +127,31 @@ def test_v1_busy_refusal_does_not_burn_the_id(rsa_keys):
         seed_client.seal(rsa_keys["alice"], rsa_keys["bob"].public_key(), "later", timestamp=T0)
     )
     first = Connection(p.idb, pol, T0, v1_enabled=True)
-    assert reason(first.receive_data(env, T0)) == "busy"
+    assert first.receive_data(env, T0) == [LegacyVerified(p.ida.fingerprint), SlotWanted()]
+    assert first.state is State.LEGACY_WAIT
+    assert reason(first.handle_timer(T0 + 10.0)) == "busy"
     pol.private_admits = 1
     retry = Connection(p.idb, pol, T0, v1_enabled=True)
     events = run(retry, retry.receive_data(env, T0), T0)
     assert [e.text for e in events if isinstance(e, LegacyReceived)] == ["later"]
-    assert retry.state is State.LEGACY_DONE
+    assert retry.state is State.LEGACY_READY
+
+
+def test_a_responder_job_past_the_deadline_is_cancelled_before_its_rsa_work(rsa_keys):
+    p = Pair(rsa_keys)
+    p.start()
+    [job_event] = [e for e in p.r.receive_data(p.i.data_to_send(T0), T0) if isinstance(e, CryptoNeeded)]
+    deadline = p.r.next_deadline()
+    assert reason(p.r.handle_timer(deadline)) == "handshake_timeout"
+    assert job_event.job.cancelled
+    job_event.job.run()  # the pool gets to it late: it must do nothing
+    assert p.idb.private_ops == 0 and p.r.resume(job_event.job, deadline) == []
+
+
+def test_a_peer_close_wipes_the_session_keys(rsa_keys):
+    p = Pair(rsa_keys).handshake()
+    assert p.r._tx is not None and p.r._rx is not None
+    p.i.close(T0)
+    events = p.r.receive_data(p.i.data_to_send(T0), T0)
+    assert reason(events) == "peer_closed" and p.r.closed
+    assert p.r._tx is None and p.r._rx is None and p.r._pending == []

@@ -8,7 +8,7 @@ at all. After every ``receive_data`` call (CryptoNeeded jobs run inline, as
 
 1. Nothing is raised, of any type.
 2. The connection is open in a state that waits for bytes (LISTEN, AWAIT_HS2, AWAIT_HS3,
-   ESTABLISHED, LEGACY_DONE) with no job outstanding and no ConnectionClosed event, or
+   ESTABLISHED, LEGACY_READY) with no job outstanding and no ConnectionClosed event, or
    it is CLOSED with a non-empty ``close_reason`` equal to the reason of the one
    ConnectionClosed event it emitted.
 3. Buffering, with L = ``_splitter.max_frame`` after the call (4,096 or 49,152 before
@@ -481,7 +481,7 @@ _OPEN_STATES = {
     State.AWAIT_HS2,
     State.AWAIT_HS3,
     State.ESTABLISHED,
-    State.LEGACY_DONE,
+    State.LEGACY_READY,
 }
 _SPLITTER_EMPTY = {}
 
@@ -537,7 +537,7 @@ class Outcome:
             assert conn._splitter.buffered == held and conn.data_to_send(T0) == b""
         else:
             assert not closes and conn.state in _OPEN_STATES
-            assert (conn.next_deadline() is None) == (conn.state is State.LEGACY_DONE)
+            assert conn.next_deadline() is not None  # every open state has a timer
         allowed = target.allowed_ops(self.first)
         assert self.ops in (0, allowed), (self.ops, allowed)
         if target.listening and allowed == 0:
@@ -1163,8 +1163,8 @@ def test_recording_replays_exactly(rig, baselines):
     assert baselines["await_hs2"][1:] == (State.ESTABLISHED, None)
     assert events["await_hs2"][0] == "Established" and "MessagesReceived" in events["await_hs2"]
     assert baselines["established_i"][0] == baselines["await_hs2"][0][1:]
-    assert events["listen_v1_envelope"] == ["LegacyReceived"]
-    assert baselines["listen_v1_envelope"][1] is State.LEGACY_DONE
+    assert events["listen_v1_envelope"] == ["LegacyVerified", "LegacyReceived"]
+    assert baselines["listen_v1_envelope"][1] is State.LEGACY_READY
     # Key updates happened in both directions, inside the recorded traffic.
     assert b"".join(rig.i2r) and len(rig.i2r) == 5 and len(rig.r2i) == 4
     assert [len(f) for f in rig.i2r].count(TAG_LEN + 1) == 1  # one KEY_UPDATE
@@ -1187,9 +1187,20 @@ def test_recording_replays_exactly(rig, baselines):
             assert tuple(outcome.semantic) == baselines[name][0], (name, chunking)
 
 
-@pytest.mark.parametrize("first", ["hs1", "envelope", "hs2"])
+def test_bytes_after_a_v1_envelope_wait_for_their_turn(rig):
+    """A pooling original client writes the next envelope right after the last one, so
+    bytes after an envelope are not refused: the envelope is handed over and the rest
+    waits, as the start of the next frame, under the v1 frame limit."""
+    conn, identity, policy = rig.targets()["listen_v1"].make()
+    events = run(conn, conn.receive_data(framed(rig.envelope) + b"\0", T0), T0)
+    assert [type(e).__name__ for e in events] == ["LegacyVerified", "LegacyReceived"]
+    assert conn.state is State.LEGACY_READY and conn._splitter.buffered == 1
+    assert conn._splitter.max_frame == 48 * 1024
+
+
+@pytest.mark.parametrize("first", ["hs1", "hs2"])
 def test_trailing_bytes_after_the_first_frame_cost_no_admission(rig, first):
-    """Nothing legitimate follows HS1, a v1 envelope or HS2 before the other side
+    """Nothing legitimate follows HS1 or HS2 before the other side
     answers, so such bytes are refused before any budget is spent on the frame: no
     CryptoNeeded is handed out next to the ConnectionClosed event, no private-op
     admission is taken, and no private operation runs."""
@@ -1198,7 +1209,7 @@ def test_trailing_bytes_after_the_first_frame_cost_no_admission(rig, first):
     ops = identity.private_ops
     if policy is not None:
         policy.private_admits = 8
-    payload = {"hs1": rig.hs1, "envelope": rig.envelope, "hs2": rig.hs2}[first]
+    payload = {"hs1": rig.hs1, "hs2": rig.hs2}[first]
     with planned(target.plan):
         events = conn.receive_data(framed(payload) + b"\0", T0)
     assert conn.close_reason == "unexpected_data"

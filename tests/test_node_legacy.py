@@ -11,15 +11,10 @@ from enclave import keys
 from enclave.node_events import MessageReceived
 
 
-async def seed_send(port: int, payload: bytes) -> bytes:
-    """What the original client does: connect, write one framed envelope, close.
-    Returns whatever the node wrote back before closing (nothing, for a v1 accept)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(seed_client.frame(payload))
-    await writer.drain()
-    reply = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    return reply
+async def seed_send(port: int, payload: bytes, *, reset: bool = False) -> None:
+    """What the original client's plain send does: connect, write one framed envelope
+    and close at once, reading nothing (``reset``: end with a RST instead of a FIN)."""
+    await asyncio.to_thread(seed_client.send, "127.0.0.1", port, payload, reset=reset)
 
 
 class SeedReceiver:
@@ -53,7 +48,7 @@ async def test_seed_envelope_is_accepted_and_shown_as_legacy(rsa_keys, tmp_path)
         b.add_peer(public_pem(ka), "127.0.0.1:9", "alice")
         rb = Recorder(b)
         envelope = seed_client.seal(ka, kb.public_key(), "hello from the seed")
-        assert await seed_send(b.address[1], envelope) == b""
+        await seed_send(b.address[1], envelope)
         await rb.until(lambda r: r.received())
         [msg] = rb.received()
         assert (msg.body, msg.legacy) == ("hello from the seed", True)
@@ -168,14 +163,58 @@ async def test_seed_envelope_over_the_storage_quota_is_not_stored(rsa_keys, tmp_
     try:
         rb = Recorder(b)
         small = seed_client.seal(ka, kb.public_key(), "fits")  # 4 + 64 bytes: fits
-        assert await seed_send(b.address[1], small) == b""
+        await seed_send(b.address[1], small)
         await rb.until(lambda r: r.received())
         big = seed_client.seal(ka, kb.public_key(), "y" * 9_000)
-        assert await seed_send(b.address[1], big) == b""
+        await seed_send(b.address[1], big)
         await rb.until(lambda r: any(isinstance(e, NodeProblem) for e in r.events))
         await b.delivery.flush()
         assert [m.body for m in rb.received()] == ["fits"]
         assert len(b.history("alice", 1000)) == 105
         assert b.stats()["refused_legacy"] == 1
+    finally:
+        await b.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "reset"])
+async def test_plain_sends_closed_at_once_are_all_shown(rsa_keys, tmp_path, reset):
+    """The original client closes (or resets) right after its last byte, while the node
+    is still checking the envelope: every one is still verified, stored and shown."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    b = await start(tmp_path / "b", kb)
+    try:
+        b.add_peer(public_pem(ka), "127.0.0.1:9", "alice")
+        rb = Recorder(b)
+        texts = [f"plain {i}" for i in range(10)]
+        for text in texts:
+            await seed_send(b.address[1], seed_client.seal(ka, kb.public_key(), text), reset=reset)
+        await rb.until(lambda r: len(r.received()) == len(texts))
+        assert sorted(m.body for m in rb.received()) == sorted(texts)
+        assert len(b.history("alice")) == len(texts)
+    finally:
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_pooled_sends_on_one_socket_are_all_shown_in_order(rsa_keys, tmp_path):
+    """The original client's pooling: envelopes back to back on one socket that it
+    never reads from; none may be refused, and they are shown in the order sent."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    b = await start(tmp_path / "b", kb)
+    try:
+        b.add_peer(public_pem(ka), "127.0.0.1:9", "alice")
+        rb = Recorder(b)
+        texts = [f"pooled {i}" for i in range(10)]
+        envelopes = [seed_client.seal(ka, kb.public_key(), t) for t in texts]
+        pool = seed_client.PooledSender("127.0.0.1", b.address[1], sockets=1)
+        try:
+            for env in envelopes:
+                await asyncio.to_thread(pool.send, env)
+            await rb.until(lambda r: len(r.received()) == len(texts))
+        finally:
+            pool.close()
+        assert [m.body for m in rb.received()] == texts
+        assert [m.body for m in b.history("alice")] == texts
     finally:
         await b.stop()

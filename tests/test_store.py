@@ -780,7 +780,7 @@ def test_v1_record_and_seen(store):
     assert store.v1_record(A, UUID1, 100.0, b"k1" * 16) is None
     assert store.v1_seen(A, UUID1)
     assert not store.v1_seen(B, UUID1)
-    assert store.v1_record(A, UUID1, 100.0, b"k1" * 16) is None  # the same envelope again
+    assert store.v1_record(A, UUID1, 100.0, b"k1" * 16) == A  # the same envelope again: a replay
 
 
 def test_v1_record_detects_resigning(db_path, store):

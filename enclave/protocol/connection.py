@@ -17,7 +17,13 @@ Rules of this module:
   verified. When it is, every handshake secret (ephemeral key, k_I, k_R, PRK) is
   dropped: only the traffic secrets inside the record layer remain.
 - Frame limits: 4 KiB before authentication (48 KiB for the first frame when
-  legacy v1 is enabled), 1 MiB after.
+  legacy v1 is enabled, and for every frame of a legacy v1 connection), 1 MiB after.
+- The peer's end of stream is an input too (``receive_eof``): a legacy envelope that
+  arrived whole is finished (checked, opened, handed over, committed) before the
+  connection closes, and a pooled legacy connection carries envelope after envelope,
+  each under the same checks and budgets, until the peer closes or goes idle
+  (PROTOCOL.md d). Bytes that arrive while an envelope is being worked on are held,
+  at most one envelope's worth; ``wants_data`` tells the owner to stop reading.
 """
 
 import enum
@@ -25,7 +31,7 @@ import hmac
 from dataclasses import dataclass
 
 from .._fast import FrameSplitter
-from ..errors import PeerError, UsageError
+from ..errors import LocalFailure, PeerError, UsageError
 from . import handshake as hs
 from . import legacy, schedule
 from .crypto import Identity, PeerKey, X25519Keypair, random_bytes
@@ -35,8 +41,10 @@ from .events import (
     CryptoNeeded,
     Established,
     LegacyReceived,
+    LegacyVerified,
     MessagesReceived,
     Throttled,
+    SlotWanted,
     TypingChanged,
 )
 from .messages import (
@@ -60,6 +68,7 @@ from .records import APP, CLOSE, KEY_UPDATE, MAX_RECORD, RecordReceiver, RecordS
 _ALERT_FOR = {"clock_skew": hs.ALERT_SKEW, "busy": hs.ALERT_BUSY}
 _V1_FIRST_BYTES = (0x88, 0x89)  # a msgpack map of 8 or 9 entries
 _BATCH_BYTES = 900 * 1024  # stay well under MAX_RECORD with msgpack overhead
+_CHECKING = object()  # _legacy_env while a v1 frame is being checked (before it parsed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,8 @@ class Limits:
     dead_after: float = 45.0
     pre_auth_frame: int = 4096
     v1_frame: int = legacy.MAX_ENVELOPE
+    v1_envelope_timeout: float = 10.0  # from an envelope's arrival to its hand-over
+    v1_idle: float = 30.0  # a pooled legacy connection with nothing to say closes then
     time_window_ms: int = 300_000
     max_session_age: float = 86_400.0  # then a new handshake restores forward secrecy
     key_update_frames: int = 1 << 23  # PROTOCOL.md c.2: update well before the hard limits
@@ -88,8 +99,9 @@ class State(enum.Enum):
     LISTEN = "listen"  # responder, before the first frame
     RESPONDING = "responding"  # responder, job: unwrap k_I and sign HS2
     AWAIT_HS3 = "await_hs3"
-    LEGACY_OPENING = "legacy_opening"  # responder, job: open a v1 envelope
-    LEGACY_DONE = "legacy_done"  # waiting for the owner to commit and close
+    LEGACY_WAIT = "legacy_wait"  # responder: a checked v1 envelope waits for a private-op slot
+    LEGACY_OPENING = "legacy_opening"  # responder, job: record and open a v1 envelope
+    LEGACY_READY = "legacy_ready"  # handed over; the next envelope may follow
     ESTABLISHED = "established"
     CLOSED = "closed"
 
@@ -102,16 +114,19 @@ _TRANSITIONS = {
     S.SIGNING_HS1: {S.AWAIT_HS2, S.CLOSED},
     S.AWAIT_HS2: {S.FINISHING, S.CLOSED},
     S.FINISHING: {S.ESTABLISHED, S.CLOSED},
-    S.LISTEN: {S.RESPONDING, S.LEGACY_OPENING, S.CLOSED},
+    S.LISTEN: {S.RESPONDING, S.LEGACY_WAIT, S.LEGACY_OPENING, S.CLOSED},
     S.RESPONDING: {S.AWAIT_HS3, S.CLOSED},
     S.AWAIT_HS3: {S.ESTABLISHED, S.CLOSED},
-    S.LEGACY_OPENING: {S.LEGACY_DONE, S.CLOSED},
-    S.LEGACY_DONE: {S.CLOSED},
+    S.LEGACY_WAIT: {S.LEGACY_OPENING, S.CLOSED},
+    S.LEGACY_OPENING: {S.LEGACY_READY, S.CLOSED},
+    S.LEGACY_READY: {S.LEGACY_WAIT, S.LEGACY_OPENING, S.CLOSED},
     S.ESTABLISHED: {S.CLOSED},
     S.CLOSED: set(),
 }
-_ALONE = {S.LISTEN, S.AWAIT_HS2}  # states whose frame must come alone
 _PRE_AUTH = {S.START, S.SIGNING_HS1, S.AWAIT_HS2, S.FINISHING, S.LISTEN, S.RESPONDING, S.AWAIT_HS3}
+_LEGACY = {S.LEGACY_WAIT, S.LEGACY_OPENING, S.LEGACY_READY}
+_FRAMED = _PRE_AUTH | {S.LEGACY_READY}  # states that take one frame at a time
+_LEGACY_BUSY = {S.LEGACY_WAIT, S.LEGACY_OPENING}  # an envelope is being worked on
 
 
 class Job:
@@ -139,6 +154,8 @@ class Job:
                 self.result = self._fn()
         except PeerError as err:
             self.error = err
+        except Exception as err:  # noqa: BLE001 - our own failure: the connection closes
+            self.error = LocalFailure("job_failed", f"{type(err).__name__}: {err}")
         finally:
             self._fn = None  # drop the captured inputs (wrapped secrets among them)
             self.finished = True
@@ -165,6 +182,8 @@ class Connection:
         "_ack_out",
         "_ack_sent",
         "_acked_upto",
+        "_eof",
+        "_held",
         "_after_update",
         "_chats_flushed",
         "_chats_received",
@@ -184,6 +203,8 @@ class Connection:
         "_started",
         "_tx",
         "_v1_enabled",
+        "_v1_since",
+        "_v1_uncommitted",
         "close_reason",
         "identity",
         "initiator",
@@ -240,7 +261,11 @@ class Connection:
         self._ack_sent = -1
         self._last_rx = now
         self._ping_out: bytes | None = None
-        self._legacy_env = None
+        self._legacy_env = None  # the v1 envelope being worked on
+        self._eof = False  # the peer ended its stream (FIN or reset)
+        self._held = b""  # bytes that came while a v1 envelope was being worked on
+        self._v1_since = 0.0  # when the current v1 envelope arrived
+        self._v1_uncommitted = 0  # envelopes handed over, not yet committed by the owner
 
     # --- public API ----------------------------------------------------------------
 
@@ -272,19 +297,62 @@ class Connection:
         self._start_job(S.SIGNING_HS1, lambda: self.identity.sign_v2(signed))
         return self._drain_events()
 
+    @property
+    def wants_data(self) -> bool:
+        """False while a legacy envelope is being worked on and the next one is already
+        held whole: the owner stops reading until this turns True again."""
+        if self.state not in _LEGACY_BUSY:
+            return True
+        return len(self._held) + self._splitter.buffered <= self.limits.v1_frame + 4
+
     def receive_data(self, data: bytes, now: float) -> list:
         if self.state is S.CLOSED:
             return []
         try:
-            if self._job is not None or self.state is S.LEGACY_DONE:
+            if self._eof:
+                if data:
+                    raise PeerError("unexpected_data", "after the end of the stream")
+            elif self.state in _LEGACY_BUSY:
+                self._hold(data)
+            elif self._job is not None:
                 if data:
                     raise PeerError("unexpected_data", f"in state {self.state.value}")
-                return self._drain_events()
-            if self.state is S.START:
+            elif self.state is S.START:
                 raise UsageError("call initiate() first")
-            self._feed(data, now)
+            else:
+                self._feed(data, now)
         except PeerError as err:
             self._fail(err)
+        return self._drain_events()
+
+    def receive_eof(self, now: float) -> list:
+        """The peer ended its stream (FIN, or a reset after its last byte). What came
+        whole is still finished; a half-received frame is dropped with a reason."""
+        if self.state is S.CLOSED or self._eof:
+            return []
+        self._eof = True
+        try:
+            self._end_if_done(now)
+        except PeerError as err:
+            self._fail(err)
+        return self._drain_events()
+
+    def retry_admission(self, now: float) -> list:
+        """A private-op slot may have come free: a waiting v1 envelope asks again."""
+        if self.state is S.LEGACY_WAIT:
+            try:
+                self._admit_v1(now)
+            except PeerError as err:
+                self._fail(err)
+        return self._drain_events()
+
+    def legacy_committed(self, now: float) -> list:
+        """The owner committed one handed-over v1 envelope (PROTOCOL.md d.12)."""
+        if self._v1_uncommitted <= 0:
+            raise UsageError("legacy_committed() without an uncommitted envelope")
+        self._v1_uncommitted -= 1
+        if self.state is not S.CLOSED:
+            self._end_if_done(now)
         return self._drain_events()
 
     def resume(self, job: Job, now: float) -> list:
@@ -299,8 +367,7 @@ class Connection:
             if job.error is not None:
                 raise job.error
             _JOB_HANDLERS[self.state](self, job.take(), now)
-            if self.state in _PRE_AUTH and self._job is None and self._splitter.buffered:
-                self._feed(b"", now)
+            self._continue(now)
         except PeerError as err:
             self._fail(err)
         return self._drain_events()
@@ -359,8 +426,9 @@ class Connection:
             self._flush_messages(now)  # sealed into _out before CLOSE, never dropped
             self._out.append(self._tx.seal(CLOSE, b"\x00", now))
         if self.state is not S.CLOSED:
+            dropped = self._v1_dropping()
             self._shut(reason)
-            self._events.append(ConnectionClosed(reason))
+            self._events.append(ConnectionClosed(reason, v1_dropped=dropped))
         return self._drain_events()
 
     def data_to_send(self, now: float) -> bytes:
@@ -373,8 +441,10 @@ class Connection:
         return out
 
     def next_deadline(self) -> float | None:
-        if self.state is S.CLOSED or self.state is S.LEGACY_DONE:
+        if self.state is S.CLOSED:
             return None
+        if self.state in _LEGACY:
+            return self._legacy_deadline()
         if self.state is S.ESTABLISHED:
             expiry = self._established_at + self.limits.max_session_age
             if self._ping_out is None:
@@ -398,18 +468,37 @@ class Connection:
             self._ping_out = random_bytes(8)
             self._pending.append(Ping(self._ping_out))
             return []
+        if self.state in _LEGACY:
+            return self._legacy_timer(now)
         reason = "keepalive_timeout" if self.state is S.ESTABLISHED else "handshake_timeout"
         if self.state is S.LISTEN and not self._got_first_frame:
             reason = "first_frame_timeout"
-        self._job = None
+        # _fail cancels an outstanding job: no private-key work runs after the deadline.
         self._fail(PeerError(reason))
         return self._drain_events()
 
     # --- input plumbing --------------------------------------------------------------
 
+    def _hold(self, data: bytes) -> None:
+        # The next pooled envelope waits for its turn (PROTOCOL.md d). The owner stops
+        # reading once ``wants_data`` is False; a peer that keeps the bytes coming past
+        # several envelopes' worth is not the original client.
+        if len(self._held) + self._splitter.buffered + len(data) > 8 * (self.limits.v1_frame + 4):
+            raise PeerError("unexpected_data", "far beyond the envelope being worked on")
+        self._held += data
+
+    def _continue(self, now: float) -> None:
+        """After a job or a slot: take the bytes that waited, then see if the end came."""
+        if self._job is not None or self.state not in _FRAMED:
+            return
+        held, self._held = self._held, b""
+        if held or self._splitter.buffered:
+            self._feed(held, now)
+        self._end_if_done(now)
+
     def _feed(self, data: bytes, now: float) -> None:
         splitter = self._splitter
-        while self.state in _PRE_AUTH and self._job is None:
+        while self.state in _FRAMED and self._job is None:
             frames = splitter.feed(data, 1)
             data = b""
             if not frames:
@@ -418,11 +507,14 @@ class Connection:
             handler = _FRAME_HANDLERS.get(self.state)
             if handler is None:
                 raise PeerError("unexpected_frame", f"in state {self.state.value}")
-            if self.state in _ALONE and splitter.buffered:
-                # No honest peer sends anything after HS1, HS2 or a v1 envelope before
-                # our answer: refuse before any budget is spent on the frame.
+            frame = frames[0]
+            if splitter.buffered and self._must_come_alone(frame):
+                # No honest peer sends anything after HS1 or HS2 before our answer:
+                # refuse before any budget is spent on the frame.
                 raise PeerError("unexpected_data", f"after the frame in state {self.state.value}")
-            handler(self, frames[0], now)
+            handler(self, frame, now)
+        if self.state in _LEGACY_BUSY:
+            return  # the rest of the read stays in the splitter until this envelope's done
         if self._job is not None:
             if data or splitter.buffered:
                 raise PeerError("unexpected_data", "while a handshake step is running")
@@ -434,6 +526,28 @@ class Connection:
                     return
         elif data or splitter.buffered:
             raise PeerError("unexpected_data", f"in state {self.state.value}")
+
+    def _must_come_alone(self, frame: bytes) -> bool:
+        return self.state is S.AWAIT_HS2 or (self.state is S.LISTEN and frame[:4] == hs.MAGIC)
+
+    def _end_if_done(self, now: float) -> None:
+        """After the peer's end of stream: close once nothing it sent is left to finish."""
+        if not self._eof or self.state is S.CLOSED:
+            return
+        if self.state in _LEGACY_BUSY:
+            return  # finish the envelope that came whole first (_continue comes back)
+        if self.state is S.ESTABLISHED:  # the stream ended without a CLOSE record
+            self._shut("connection_lost")
+            self._events.append(ConnectionClosed("connection_lost", "end of stream", by_peer=True))
+            return
+        left = len(self._held) + self._splitter.buffered
+        if left:
+            raise PeerError("truncated", f"the stream ended {left} bytes into a frame")
+        if self.state is not S.LEGACY_READY:  # a handshake cannot finish now
+            raise PeerError("peer_eof", f"in state {self.state.value}")
+        if self._v1_uncommitted == 0:  # every envelope committed: a clean end
+            self._shut("legacy_done")
+            self._events.append(ConnectionClosed("legacy_done", by_peer=True))
 
     def _start_job(self, state: State, fn, admitted: bool = False) -> None:
         self._set_state(state)
@@ -455,8 +569,19 @@ class Connection:
             return
         if self.state in _PRE_AUTH and not self.initiator:
             self._out.append(_framed(hs.alert(_ALERT_FOR.get(err.reason, hs.ALERT_GENERIC))))
+        dropped = self._v1_dropping()
         self._shut(err.reason)
-        self._events.append(ConnectionClosed(err.reason, err.detail))
+        self._events.append(ConnectionClosed(err.reason, err.detail, v1_dropped=dropped))
+
+    def _v1_dropping(self) -> bool:
+        """Closing now drops a legacy envelope: one being checked or worked on, or bytes
+        of one that came (or may have: a first frame cut short where v1 is on)."""
+        if self._legacy_env is not None:
+            return True
+        pending = self._held or self._splitter.buffered
+        if self.state is S.LEGACY_READY:
+            return bool(pending)
+        return self.state is S.LISTEN and self._v1_enabled and bool(pending)
 
     def _shut(self, reason: str) -> None:
         """Enter CLOSED: cancel pending work and drop every secret still held. A
@@ -468,6 +593,7 @@ class Connection:
         self._hs = None
         self._tx = self._rx = None
         self._pending.clear()
+        self._held, self._legacy_env = b"", None
         self._set_state(S.CLOSED)
         self.close_reason = reason
 
@@ -480,6 +606,7 @@ class Connection:
             self._splitter.max_frame = self.limits.pre_auth_frame
             self._on_hs1(frame, now)
         elif self._v1_enabled and frame[:1] and frame[0] in _V1_FIRST_BYTES:
+            self._legacy_env = _CHECKING
             self._on_v1(frame, now)
         else:
             raise PeerError("bad_first_frame")
@@ -498,12 +625,12 @@ class Connection:
             raise PeerError("stale_handshake")
         peer = self.policy.peer_key(head.fp_i)  # check 6
         if peer is None:
-            self._decoy_verify(frame)
+            self._decoy_verify(frame, head.fp_i)
             raise PeerError("unknown_peer")
         prefix, wrap_i, sig_i = hs.split_hs1(frame, self.identity.modulus_bytes, peer.modulus_bytes)
         if self.policy.handshake_seen(head.fp_i, head.hs_id):  # check 7
             raise PeerError("replayed_handshake")
-        if not self.policy.take_verify_token(self.source):  # check 8
+        if not self.policy.take_verify_token(self.source, head.fp_i):  # check 8
             raise PeerError("verify_budget")
         if not peer.verify_v2(sig_i, hs.hs1_signed_data(prefix)):  # check 9
             raise PeerError("bad_signature", "HS1")
@@ -532,11 +659,11 @@ class Connection:
 
         self._start_job(S.RESPONDING, respond, admitted=True)
 
-    def _decoy_verify(self, frame: bytes) -> None:
+    def _decoy_verify(self, frame: bytes, claimed: bytes) -> None:
         """Spend on an unknown fingerprint what a known one with a bad signature costs
         (a verify token and one public-key verify), so that neither the bytes nor the
         timing tell a prober whether a fingerprint is in the address book (F13)."""
-        if not self.policy.take_verify_token(self.source):
+        if not self.policy.take_verify_token(self.source, claimed):
             raise PeerError("verify_budget")
         n = self.identity.modulus_bytes
         if len(frame) >= hs.HS1_FIXED + 2 * n:
@@ -633,40 +760,81 @@ class Connection:
         self._set_state(S.ESTABLISHED)
         self._events.append(Established(self.peer, self.session_id, self.initiator))
 
-    # --- legacy v1 (PROTOCOL.md d; one envelope per connection) ------------------------------
+    # --- legacy v1 (PROTOCOL.md d: one envelope, or several back to back) ------------------
+
+    def _on_next_v1(self, frame: bytes, now: float) -> None:
+        self._legacy_env = _CHECKING
+        if not frame[:1] or frame[0] not in _V1_FIRST_BYTES:
+            raise PeerError("bad_v1_frame", "after an envelope")
+        self._on_v1(frame, now)
 
     def _on_v1(self, frame: bytes, now: float) -> None:
         env = legacy.parse(frame, self.identity.modulus_bytes)  # steps 1-3
         sender_fp = bytes.fromhex(env.sender)
+        if self.peer is not None and sender_fp != self.peer:
+            raise PeerError("v1_sender_changed", "one connection carries one sender")
         sender = self.policy.v1_sender(sender_fp)  # step 4
         if sender is None or sender_fp == self.identity.fingerprint:
             raise PeerError("v1_unknown_sender")
         legacy.check_time(env, now)  # step 5
-        if self.policy.v1_seen(sender_fp, env.message_id):  # step 6
+        if self.policy.v1_seen(sender_fp, env.message_id):  # step 6, the in-memory front
             raise PeerError("v1_replay")
-        if not self.policy.take_verify_token(self.source):  # step 7
+        # Step 7. A connection whose first envelope verified as this sender already
+        # proved it holds the sender's key; a bad signature after that closes it, so
+        # its next envelopes cannot be used to spend our verifies.
+        if self.peer is None and not self.policy.take_verify_token(self.source, sender_fp):
             raise PeerError("verify_budget")
         legacy.verify(env, sender)  # step 8
-        # Step 10 before step 9: a busy refusal must not record the ID as seen, or the
-        # original client's retry of the same bytes would be refused as a replay.
-        if not self.policy.admit_private_op(sender_fp):  # step 10
-            raise PeerError("busy")
-        other = self.policy.v1_record(sender_fp, env.message_id, env.timestamp, env.key_hash)
-        if other is not None:  # step 9: another sender already presented this wrapped key
-            self.policy.release_private_op(sender_fp)
-            raise PeerError("v1_resigned", f"key first seen from {other.hex()[:16]}")
-        self.peer = sender_fp
-        identity = self.identity
-        self._start_job(
-            S.LEGACY_OPENING, lambda: legacy.open_text(identity, env), admitted=True
-        )  # step 11
-        self._legacy_env = env
+        if self.peer is None:  # the first envelope of this connection: its sender is known
+            self._events.append(LegacyVerified(sender_fp))
+        self.peer, self._legacy_env, self._v1_since = sender_fp, env, now
+        self._admit_v1(now)
+
+    def _admit_v1(self, now: float) -> None:
+        # Step 10 before step 9: waiting for a slot must not record the ID as seen. A
+        # verified envelope from a contact waits for a slot (the reading stops meanwhile)
+        # instead of being refused: the original client never reads a refusal.
+        if not self.policy.admit_v1(self.peer):
+            if self.state is not S.LEGACY_WAIT:
+                self._set_state(S.LEGACY_WAIT)
+            self._events.append(SlotWanted())  # the owner calls retry_admission later
+            return
+        env, policy, identity, sender = self._legacy_env, self.policy, self.identity, self.peer
+
+        def record_and_open():
+            # Step 9 (the persistent seen table, authoritative; a store write, so it runs
+            # here, off the owner's loop), then step 11.
+            policy.v1_record(sender, env.message_id, env.timestamp, env.key_hash)
+            return legacy.open_text(identity, env)
+
+        self._start_job(S.LEGACY_OPENING, record_and_open, admitted=True)
 
     def _legacy_opened(self, text: str, now: float) -> None:
         env = self._legacy_env
         self._legacy_env = None
-        self._set_state(S.LEGACY_DONE)  # step 12: the owner commits, then closes
+        self._set_state(S.LEGACY_READY)  # step 12: the owner commits (legacy_committed)
+        self._last_rx = now
+        self._v1_uncommitted += 1
         self._events.append(LegacyReceived(self.peer, env.message_id, env.timestamp, text))
+
+    def _legacy_deadline(self) -> float:
+        if self.state is S.LEGACY_READY:
+            return self._last_rx + self.limits.v1_idle
+        return self._v1_since + self.limits.v1_envelope_timeout
+
+    def _legacy_timer(self, now: float) -> list:
+        try:
+            if self.state is S.LEGACY_READY:
+                if self._splitter.buffered:
+                    raise PeerError("legacy_timeout", "idle in the middle of an envelope")
+                # Nothing is dropped: what was handed over is the owner's to commit.
+                self._shut("legacy_idle")
+                self._events.append(ConnectionClosed("legacy_idle"))
+            else:
+                raise PeerError("busy" if self.state is S.LEGACY_WAIT else "legacy_timeout")
+        except PeerError as err:
+            self._fail(err)
+        return self._drain_events()
 
     # --- traffic ---------------------------------------------------------------------------
 
@@ -685,8 +853,7 @@ class Connection:
         if rtype == APP:
             self._on_batch(decode_batch(body))
         elif rtype == CLOSE:
-            self._set_state(S.CLOSED)
-            self.close_reason = "peer_closed"
+            self._shut("peer_closed")  # the session keys go with the session
             self._events.append(ConnectionClosed("peer_closed", f"code {body[0]}", by_peer=True))
         else:
             raise PeerError("bad_record_type")
@@ -758,6 +925,7 @@ def _framed(payload: bytes) -> bytes:
 
 _FRAME_HANDLERS = {
     S.LISTEN: Connection._on_first_frame,
+    S.LEGACY_READY: Connection._on_next_v1,
     S.AWAIT_HS2: Connection._on_hs2,
     S.AWAIT_HS3: Connection._on_hs3,
 }

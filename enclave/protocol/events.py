@@ -55,6 +55,20 @@ class Throttled:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotWanted:
+    """A verified v1 envelope waits for a private-op slot: when one may be free, the
+    owner calls ``Connection.retry_admission`` (until then nothing is read or run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyVerified:
+    """The first v1 envelope of a connection carries a valid signature of ``sender``,
+    a known contact: from here on the connection is that contact's, not a stranger's."""
+
+    sender: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class LegacyReceived:
     """A v1 envelope that passed every check and decrypted. The owner commits it to
     the store and only then closes the connection (PROTOCOL.md d.12)."""
@@ -70,3 +84,4 @@ class ConnectionClosed:
     reason: str
     detail: str = ""
     by_peer: bool = False
+    v1_dropped: bool = False  # a legacy envelope (or part of one) was dropped: log it

@@ -5,6 +5,7 @@ them from its address book, its budgets and its store. ``MemoryPolicy`` answers
 them from memory: for tests, benchmarks and in-process pairs.
 """
 
+from ..errors import PeerError
 from .crypto import PeerKey
 
 HANDSHAKE_SEEN_TTL_MS = 600_000
@@ -25,8 +26,9 @@ class Policy:
     def handshake_seen(self, fp: bytes, hs_id: bytes) -> bool:
         return True
 
-    def take_verify_token(self, source: object) -> bool:
-        """Per-source and global budgets for public-key verifies (check 8)."""
+    def take_verify_token(self, source: object, fp: bytes) -> bool:
+        """Budgets for one public-key verify (check 8) of a signature claimed to be
+        ``fp``'s, arriving from ``source``."""
         return False
 
     def record_handshake(self, fp: bytes, hs_id: bytes, ts_ms: int) -> None:
@@ -44,12 +46,22 @@ class Policy:
         return None
 
     def v1_seen(self, fp: bytes, message_id: str) -> bool:
+        """Step 6, asked on the owner's loop: answer from memory, never block. The
+        authoritative check is ``v1_record``'s."""
         return True
 
-    def v1_record(self, fp: bytes, message_id: str, ts: float, key_hash: bytes) -> bytes | None:
-        """Persist (sender, id) and (key_hash -> sender). Returns the fingerprint of a
-        different sender that already presented this wrapped key (a re-signing), else None."""
-        return None
+    def admit_v1(self, fp: bytes) -> bool:
+        """A private-op slot for a verified envelope (step 10). False means "not now":
+        the connection asks again shortly, until its envelope deadline."""
+        return False
+
+    def v1_record(self, fp: bytes, message_id: str, ts: float, key_hash: bytes) -> None:
+        """Step 9, run inside the envelope's job (any thread; it may block on a store):
+        persist (sender, id) and (key_hash -> sender) at once. Raises
+        ``PeerError("v1_replay")`` if (sender, id) was recorded before, and
+        ``PeerError("v1_resigned", ...)`` if another sender presented this wrapped key;
+        a local failure raises ``LocalFailure``. Nothing is recorded when it raises."""
+        raise PeerError("v1_replay", "no v1 record kept")
 
 
 class MemoryPolicy(Policy):
@@ -76,7 +88,7 @@ class MemoryPolicy(Policy):
     def handshake_seen(self, fp, hs_id):
         return (fp, hs_id) in self.seen
 
-    def take_verify_token(self, source):
+    def take_verify_token(self, source, fp):
         if self.verify_tokens is not None:
             if self.verify_tokens <= 0:
                 return False
@@ -106,10 +118,14 @@ class MemoryPolicy(Policy):
     def v1_seen(self, fp, message_id):
         return (fp, message_id) in self.v1_seen_ids
 
+    def admit_v1(self, fp):
+        return self.admit_private_op(fp)
+
     def v1_record(self, fp, message_id, ts, key_hash):
         other = self.v1_keys.get(key_hash)
         if other is not None and other != fp:
-            return other
+            raise PeerError("v1_resigned", f"key first seen from {other.hex()[:16]}")
+        if (fp, message_id) in self.v1_seen_ids:
+            raise PeerError("v1_replay")
         self.v1_seen_ids.add((fp, message_id))
         self.v1_keys[key_hash] = fp
-        return None
