@@ -43,8 +43,8 @@ from .events import (
     LegacyReceived,
     LegacyVerified,
     MessagesReceived,
-    Throttled,
     SlotWanted,
+    Throttled,
     TypingChanged,
 )
 from .messages import (
