@@ -40,11 +40,14 @@ def test_e2e_quick(benchmark, tmp_path):
     assert enclave["sessions"]["sessions"] == enclave["sessions"]["requested"] == 200
     node_rows = [row for row in result["figures"] if "kind" not in row]
     assert enclave["broadcast"]["hub_sessions"] == enclave["broadcast"]["peers"] == 10
+    hs = enclave["hs_flood"]
+    assert hs["quiet"]["outcomes"] == hs["flooded"]["outcomes"] == {"ok": hs["rounds"]}
+    assert hs["flood_sent"] > 0 and hs["refused_meanwhile"]  # the flood was refused, not served
     flood = enclave["flood"]
     assert flood["quiet"]["count"] == flood["flooding"]["count"] == 200
     assert flood["flooder"]["sent"] > flood["flooder"]["acked"] > 0  # held back, not dropped
     assert flood["flooder"]["throttles"].get("1", 0) >= 1  # and told why (rate)
-    assert len(node_rows) == 15 and all(row["enclave"] is not None for row in node_rows)
+    assert len(node_rows) == 17 and all(row["enclave"] is not None for row in node_rows)
     check_micro_rows(result)
 
 

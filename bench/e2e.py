@@ -25,6 +25,11 @@ Everything runs on 127.0.0.1, each side in its own process on uvloop:
    5x target) and bench/bench_protocol.py (AEAD seal/open per frame, encode/decode per
    chat), in a subprocess; their medians per operation join the table and the JSON.
    ``--quick`` runs each case a few rounds only: the rows are there, marked quick.
+7. A handshake flood from strangers: node W (defaults, but the per-peer handshake
+   bucket) and its contact D at 127.0.0.1. D's first message on a new session, timed
+   from the TCP connect to W's ack (bench/ref_worker.py ``first-messages``), N times in a
+   row, first quiet, then while two processes (``hs-flood``) send junk HS1s claiming D,
+   each from 64 addresses of its own; p50/p99 of both, and what W refused meanwhile.
 6. One contact flooding: node V with its default receive quotas and two contacts, H (a
    node) and F (bench/ref_worker.py ``flood``: an authenticated contact that writes
    batches of 1,024 chats as fast as the socket takes them and ignores THROTTLE). H's
@@ -89,8 +94,11 @@ TARGETS = {
     "idle_cpu": 0.01,  # share of one core
     "fast_speedup": 5.0,  # each _fast twin: pure time / native time
     "flood_factor": 2.0,  # another contact's latency while one floods: at most this x quiet
+    "hs_flood_s": 2.0,  # an honest contact's first message during a handshake flood, p99
 }
 HONEST_RATE = 200.0  # msg/s of the honest contact in the flooding case
+HS_FLOOD_SETTINGS = {"handshake_rate_per_peer": 1000.0, "handshake_burst_per_peer": 1000.0}
+FLOOD_ADDRESSES = 64  # source addresses of each handshake-flooding process
 IDLE_PEERS = 10  # peer nodes (one process each) for the idle and broadcast cases
 IDLE_SECONDS = 10.0
 
@@ -651,6 +659,64 @@ def one_contact_flooding(tmp: Path, keys, n: int) -> dict:
             p.close()
 
 
+def handshake_flood(tmp: Path, keys, rounds: int, seconds: float) -> dict:
+    """An honest contact's first message (connect to delivered) to node W, ``rounds``
+    new sessions, first quiet, then while two stranger processes flood W with junk HS1s
+    claiming that contact, each from FLOOD_ADDRESSES addresses of its own. W keeps every
+    default but the per-peer handshake bucket (the honest contact opens ``rounds``
+    sessions in a row; at the default it would be told "busy" after 6)."""
+    w = node("W", tmp, keys["hub"][0], HS_FLOOD_SETTINGS)
+    floods = []
+    try:
+        # The contact lives at 127.0.0.1, where its sessions come from; the floods
+        # come from 127.1.x.y and 127.2.x.y.
+        w.request("add_peer", pem=keys["dialer"][1].read_text(), address="127.0.0.1:9")
+        honest = ["first-messages", "--key-file", keys["dialer"][0], "--peer-pem", keys["hub"][1]]
+        honest += ["--port", w.port, "--n", rounds]
+        quiet = _first_messages(tmp, honest, "quiet")
+        for k in (1, 2):
+            flood = ["hs-flood", "--peer-pem", keys["hub"][1], "--claim-pem", keys["dialer"][1]]
+            flood += ["--port", w.port, "--first-address", k, "--addresses", FLOOD_ADDRESSES]
+            flood += ["--concurrency", 32, "--seconds", seconds]
+            floods.append(ref(f"hs-flood-{k}", tmp, *flood))
+        for f in floods:
+            f.line(60)  # {"ev": "flooding"}
+        time.sleep(1.0)  # let the floods drain the global verify budget first
+        closed_before = w.request("stats")["node"]["closed"]
+        flooded = _first_messages(tmp, honest, "flooded")
+        closed_after = w.request("stats")["node"]["closed"]
+        for f in floods:
+            f.proc.stdin.close()
+        sent = [f.line(seconds + 60) for f in floods]
+        refused = {
+            k: v - closed_before.get(k, 0)
+            for k, v in closed_after.items()
+            if k in ("verify_budget", "bad_signature") and v > closed_before.get(k, 0)
+        }
+        return {
+            "rounds": rounds,
+            "quiet": quiet,
+            "flooded": flooded,
+            "flood_sent": sum(s["sent"] for s in sent),
+            "flood_per_s": sum(s["sent"] / s["seconds"] for s in sent),
+            "refused_meanwhile": refused,
+        }
+    finally:
+        for f in floods:
+            f.close()
+        w.request("quit")
+        w.close()
+
+
+def _first_messages(tmp: Path, args: list, label: str) -> dict:
+    p = ref(f"first-messages-{label}", tmp, *args)
+    try:
+        done = p.line(120)
+    finally:
+        p.close()
+    return {**done["latency"], "outcomes": done["outcomes"]}
+
+
 def rsa_rate(tmp: Path, key_file: Path, seconds: float) -> dict:
     p = ref("rsa", tmp, "rsa", "--key-file", key_file, "--seconds", seconds)
     try:
@@ -976,6 +1042,9 @@ def run(args) -> dict:
             flood_n = 200 if quick else 1_000
             say(f"one contact flooding: another's latency, {flood_n} messages at 200 msg/s")
             enclave["flood"] = one_contact_flooding(tmp, keys, flood_n)
+            hs_rounds = 10 if quick else 40
+            say(f"handshake flood: {hs_rounds} first messages, quiet, then beside two floods")
+            enclave["hs_flood"] = handshake_flood(tmp, keys, hs_rounds, 60.0)
             count = 200 if quick else 10_000
             say(f"{count:,} idle sessions on one node")
             enclave["sessions"] = idle_sessions(tmp, keys["hub"], count)
@@ -1135,6 +1204,18 @@ def figures(r: dict) -> list[dict]:
                 "met": value <= factor * quiet,
             }
         )
+    hf = e["hs_flood"]
+    for q in ("p50_us", "p99_us"):
+        rows.append(
+            {
+                "figure": f"first message, connect to delivered, handshake flood, {q[:-3]} (ms)",
+                "enclave": hf["flooded"][q] / 1000,
+                "target": f"<= {TARGETS['hs_flood_s'] * 1000:,.0f} (quiet"
+                f" {hf['quiet'][q] / 1000:,.1f})",
+                "met": hf["flooded"][q] <= TARGETS["hs_flood_s"] * 1e6
+                and hf["flooded"]["outcomes"].get("ok", 0) == hf["rounds"],
+            }
+        )
     ss = e["sessions"]
     rows.append(
         {
@@ -1268,6 +1349,14 @@ def print_table(r: dict) -> None:
         f" {fl['flooding']['p50_us']:,.0f} / {fl['flooding']['p99_us']:,.0f}; F sent"
         f" {f['sent']:,} chats in {f['seconds']:.1f} s, {f['acked']:,} acked, told"
         f" {f['throttles']} (1 rate, 2 volume, 3 storage); V's CPU {json.dumps(fl['cpu_share_V'])}"
+    )
+    hf = r["enclave"]["hs_flood"]
+    print(
+        f"handshake flood: first message, connect to delivered, p50 / p99 (ms) quiet"
+        f" {hf['quiet']['p50_us'] / 1000:,.1f} / {hf['quiet']['p99_us'] / 1000:,.1f},"
+        f" flooded {hf['flooded']['p50_us'] / 1000:,.1f} / {hf['flooded']['p99_us'] / 1000:,.1f}"
+        f" ({hf['flooded']['outcomes']}); two floods sent {hf['flood_sent']:,} junk HS1s"
+        f" ({hf['flood_per_s']:,.0f}/s), refused meanwhile {hf['refused_meanwhile']}"
     )
     ss = r["enclave"]["sessions"]
     print(

@@ -26,6 +26,11 @@ Roles (every role prints JSON lines on stdout; servers first ``{"ev": "ready", "
 - ``flood``: one authenticated contact that ignores what it is told: once established it
   writes batches of ``--n`` chats of 100 B as fast as the socket takes them, never
   waiting for acks and ignoring THROTTLE, until stdin closes (see ``flood``).
+- ``first-messages``: an honest contact's first message, ``--n`` times: a new session,
+  one chat, the node's ack; connect-to-delivered percentiles.
+- ``hs-flood``: a stranger's handshake flood: junk HS1s claiming a contact's fingerprint
+  (right shape, fresh, bad signature) from ``--addresses`` source addresses, each on its
+  own connection, ``--concurrency`` at a time, until stdin closes or ``--seconds`` pass.
 - ``rsa``: RSA-4096 private operations (PSS sign) per second, on 1 and on 2 threads.
 
 Keys arrive as unencrypted PEM files written by the harness into its temporary folder.
@@ -49,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from enclave._fast import FrameSplitter
+from enclave.protocol import handshake as hs
 from enclave.protocol import legacy
 from enclave.protocol.connection import Connection
 from enclave.protocol.crypto import Identity, PeerKey
@@ -596,6 +602,106 @@ async def flood(args) -> None:
     transport.abort()
 
 
+# --- handshake floods and an honest contact beside them ------------------------------------
+
+
+class Messenger(Dialer):
+    """An honest contact's first message on a new session: handshake, one chat, and the
+    node's ack (the chat is stored). ``done`` gets "ok" once acked."""
+
+    def handle(self, events: list) -> None:
+        for ev in events:
+            if type(ev) is CryptoNeeded:
+                self._run_crypto(ev.job)
+            elif type(ev) is Established:
+                me, to = self.identity.fingerprint, self.peer_key.fingerprint
+                chat_id = os.urandom(16)
+                self.conn.send_chats([Chat(chat_id, me, to, int(time.time() * 1000), BODY)])
+            elif type(ev) is Acked and not self.done.done():
+                self.done.set_result("ok")
+                self.conn.close(time.time(), "bench_done")
+            elif type(ev) is ConnectionClosed and not self.done.done():
+                self.done.set_result(f"{ev.reason} {ev.detail or ''}".strip())
+        self._write()
+
+
+async def first_messages(args) -> None:
+    """``--n`` new sessions, one after another, each carrying one chat: the time from
+    the TCP connect to the node's ack of the chat (connect-to-delivered)."""
+    identity = Identity(load_key(args.key_file))
+    peer_key = PeerKey.from_pem(Path(args.peer_pem).read_bytes())
+    pool = ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    times, outcomes = [], {}
+    for _ in range(args.n):
+        done = loop.create_future()
+        t = time.monotonic_ns()
+        try:
+            await loop.create_connection(
+                lambda d=done: Messenger(identity, peer_key, pool, d), "127.0.0.1", args.port
+            )
+            outcome = await asyncio.wait_for(done, 30)
+        except (OSError, TimeoutError) as err:
+            outcome = type(err).__name__
+        if outcome == "ok":
+            times.append(time.monotonic_ns() - t)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    emit({"ev": "done", "latency": percentiles_us(times), "outcomes": outcomes})
+
+
+def junk_hs1(claim: bytes, target: PeerKey, wrap: bytes, e_pub: bytes, n_claim: int) -> bytes:
+    """An HS1 of the right shape claiming ``claim``, fresh (time, id), signature random:
+    it passes every check before the verify, and fails the verify."""
+    prefix = hs.hs1_body(
+        int(time.time() * 1000), os.urandom(16), claim, target.fingerprint, e_pub, wrap
+    )
+    return prefix + os.urandom(n_claim)
+
+
+async def hs_flood(args) -> None:
+    """Junk HS1s claiming a contact's fingerprint (``--claim-pem``), from ``--addresses``
+    source addresses 127.X.Y.Z (X = ``--first-address``), ``--concurrency`` at a time,
+    each on its own connection, until stdin closes or ``--seconds`` pass (bounded)."""
+    target = PeerKey.from_pem(Path(args.peer_pem).read_bytes())
+    claim = PeerKey.from_pem(Path(args.claim_pem).read_bytes())
+    wrap = target.wrap_v2(os.urandom(32), hs.LABEL_I)  # one wrap serves every junk HS1
+    e_pub = os.urandom(32)
+    loop = asyncio.get_running_loop()
+    sources = [f"127.{args.first_address}.{k // 250}.{k % 250 + 1}" for k in range(args.addresses)]
+    outcomes: dict[str, int] = {}
+    stop_at = time.monotonic() + args.seconds
+    stdin_closed = loop.create_task(until_stdin_closes())
+    sent = 0
+
+    async def one(source: str) -> None:
+        nonlocal sent
+        frame = junk_hs1(claim.fingerprint, target, wrap, e_pub, claim.modulus_bytes)
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", args.port, local_addr=(source, 0)
+            )
+            writer.write(len(frame).to_bytes(4, "big") + frame)
+            sent += 1
+            answer = await asyncio.wait_for(reader.read(64), 10)
+            outcome = "alert" if answer[8:9] else "closed"
+            writer.transport.abort()
+        except (OSError, TimeoutError) as err:
+            outcome = type(err).__name__
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    async def worker(k: int) -> None:
+        i = k
+        while time.monotonic() < stop_at and not stdin_closed.done():
+            await one(sources[i % len(sources)])
+            i += args.concurrency
+
+    emit({"ev": "flooding"})
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker(k) for k in range(args.concurrency)))
+    emit({"ev": "done", "sent": sent, "seconds": time.monotonic() - t0, "outcomes": outcomes})
+    await stdin_closed
+
+
 # --- RSA-4096 private operations -----------------------------------------------------------
 
 
@@ -633,6 +739,8 @@ def main(argv=None) -> int:
             "dial",
             "hold",
             "flood",
+            "first-messages",
+            "hs-flood",
             "rsa",
         ],
     )
@@ -647,6 +755,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", default=".")
     parser.add_argument("--key-file")
     parser.add_argument("--peer-pem")
+    parser.add_argument("--claim-pem")
+    parser.add_argument("--addresses", type=int, default=64)
     parser.add_argument("--keys-dir")
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--first-address", type=int, default=2)
@@ -663,6 +773,8 @@ def main(argv=None) -> int:
         "dial": dial,
         "hold": hold,
         "flood": flood,
+        "first-messages": first_messages,
+        "hs-flood": hs_flood,
     }[args.role]
     import uvloop
 

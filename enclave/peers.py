@@ -17,6 +17,7 @@ Rules:
 """
 
 import asyncio
+import ipaddress
 import logging
 import random
 import sqlite3
@@ -42,7 +43,7 @@ from .protocol.events import (
 from .protocol.events import TypingChanged as WireTyping
 from .protocol.messages import Chat
 from .protocol.policy import HANDSHAKE_SEEN_TTL_MS, Policy
-from .transport import Link
+from .transport import Link, source_key
 
 log = logging.getLogger("enclave.peers")
 V1_RECENT = 65_536  # v1 ids kept in memory as the cheap front of the seen table
@@ -50,6 +51,20 @@ VOUCH_TTL = 6 * 3600.0  # an authenticated (address, contact) pair keeps its sha
 VOUCH_MAX = 4096  # pairs remembered (oldest forgotten first)
 VOUCHED_SHARE = 40  # a vouched pair's verify budget, in multiples of an address's
 PARK_MAX = 4096  # connections from contacts waiting, unread, for their own earlier ones
+
+
+def _hosts(addresses) -> set[str]:
+    """The sources (``transport.source_key``) of a contact's addresses that are IP
+    literals; a host name says nothing about where its connections come from."""
+    found = set()
+    for address in addresses:
+        host = address.rpartition(":")[0].strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        found.add(source_key(host))
+    return found
 
 
 class NodePolicy(Policy):
@@ -70,6 +85,8 @@ class NodePolicy(Policy):
         # (address, fingerprint) pairs that authenticated lately -> until when (monotonic)
         self.vouched: dict[tuple[object, bytes], float] = {}
         self.vouched_sources: dict[object, float] = {}  # the same, by address alone
+        self.hosts: dict[bytes, set[str]] = {}  # contact -> sources of its known addresses
+        self.host_sources: set[str] = set()
         self.verify_vouched = KeyedBuckets(
             VOUCHED_SHARE * settings.verify_rate_per_address,
             VOUCHED_SHARE * settings.verify_burst_per_address,
@@ -89,18 +106,21 @@ class NodePolicy(Policy):
         changed is parsed again, and one that does not hash to its row's fingerprint is
         refused. A peer that stays keeps its boot floor and, once seen speaking v2, its
         v2 mark (the store's copy of that mark may still be on its way)."""
-        keys, pems, floors, proto = {}, {}, {}, {}
+        keys, pems, floors, proto, hosts = {}, {}, {}, {}, {}
         for peer in self.store.list_peers():
             fp = bytes.fromhex(peer.fingerprint)
             key = self._key(fp, peer.public_key)
             if key is None:
                 continue
             keys[fp], pems[fp] = key, peer.public_key
+            hosts[fp] = _hosts(peer.dial_addresses)
             # The boot floor: the hwm persisted before this start (or before it was added).
             floors[fp] = self.floors.get(fp, peer.hwm_ms)
             v2_seen = peer.v2_seen or (fp in self.proto and self.proto[fp][1])
             proto[fp] = (peer.proto, v2_seen, peer.blocked)
         self.keys, self._pems, self.floors, self.proto = keys, pems, floors, proto
+        self.hosts = hosts
+        self.host_sources = {h for found in hosts.values() for h in found}
 
     def _key(self, fp: bytes, pem: str) -> PeerKey | None:
         known = self.keys.get(fp)
@@ -128,7 +148,7 @@ class NodePolicy(Policy):
 
     def take_verify_token(self, source, fp):
         now = time.monotonic()
-        if self.vouched.get((source, fp), 0.0) > now:
+        if self.vouched.get((source, fp), 0.0) > now or source in self.hosts.get(fp, ()):
             # This address authenticated as this contact lately: its verifies come from
             # a share of its own, which no flood from elsewhere can drain (PROTOCOL.md
             # departure 13). Claiming the contact from another address gains nothing.
@@ -148,8 +168,12 @@ class NodePolicy(Policy):
                 del table[next(iter(table))]
 
     def vouched_source(self, source) -> bool:
-        """Some contact authenticated from ``source`` lately."""
-        return self.vouched_sources.get(source, 0.0) > time.monotonic()
+        """Some contact authenticated from ``source`` lately, or lives there (its given
+        or learned address is an IP of ``source``)."""
+        return (
+            self.vouched_sources.get(source, 0.0) > time.monotonic()
+            or source in self.host_sources
+        )
 
     def record_handshake(self, fp, hs_id, ts_ms):
         self.seen[(fp, hs_id)] = ts_ms + HANDSHAKE_SEEN_TTL_MS
