@@ -10,7 +10,7 @@ import time
 import unicodedata
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from keyfactory import (
     FAST_KDF,
@@ -368,6 +368,24 @@ def test_import_unencrypted_pkcs8(alice):
     assert (
         keys.import_private_key(data, None, source="k.pem").private_numbers()
         == alice.private_numbers()
+    )
+
+
+def test_import_wrong_password_whose_padding_passes_by_chance(alice):
+    """About one wrong password in 256 decrypts to valid CBC padding, and the garbage then
+    fails to parse: that is still a wrong password, not a damaged file."""
+    data = private_pem(alice, b"seed password")
+    for k in range(5000):
+        password = f"other {k}".encode()
+        try:
+            serialization.load_pem_private_key(data, password)
+        except ValueError as err:
+            if "password" not in str(err).lower():
+                break
+    else:
+        pytest.fail("no wrong password got past the padding in 5,000 tries")
+    assert one_line_error(keys.import_private_key, data, password.decode(), source="k.pem") == (
+        "wrong password for k.pem"
     )
 
 
