@@ -427,7 +427,11 @@ class Sessions:
         address = link.address
         if address not in self._parked and self._admit(link):
             return "open"
-        if self.policy.vouched_source(address) and self._parked_count < PARK_MAX:
+        if (
+            link.dialled is None  # our own dials are never parked: they wait for nothing
+            and self.policy.vouched_source(address)
+            and self._parked_count < PARK_MAX
+        ):
             # A contact (the original client's plain sends, most likely) opens faster
             # than we finish: slow it down instead of dropping what it sends. Only an
             # address that authenticated lately gets this; strangers are refused.
@@ -467,13 +471,15 @@ class Sessions:
     def _authenticated(self, link: Link) -> None:
         if self._unauthenticated.pop(link.id, None) is not None:
             self.preauth.release(link.address)
+            if self._parked:  # a pre-auth place came free: a parked link may start
+                asyncio.get_running_loop().call_soon(self._unpark_some)
 
     def _forget_link(self, link: Link) -> None:
         """Give back a link's caps (exactly once, whether it closed or was evicted)."""
         if self.links.pop(link.id, None) is not None:
             self.caps.release(link.address)
-            self._authenticated(link)
-            if self._parked:  # not from inside an eviction: its caller holds the room
+            self._authenticated(link)  # (which also lets parked links start)
+            if self._parked:  # later, not from inside an eviction: its caller holds the room
                 asyncio.get_running_loop().call_soon(self._unpark_some)
         else:
             self._unlist_parked(link)

@@ -35,12 +35,8 @@ async def refused(node, peer: RawPeer, reason: str) -> None:
 
 
 async def seed_send(port: int, payload: bytes) -> None:
-    """The original client: connect, write one framed envelope, close."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(seed_client.frame(payload))
-    await writer.drain()
-    await asyncio.wait_for(reader.read(), 10)
-    writer.close()
+    """The original client: connect, write one framed envelope, close at once unread."""
+    await asyncio.to_thread(seed_client.send, "127.0.0.1", port, payload)
 
 
 @pytest.mark.asyncio
