@@ -6,6 +6,8 @@ Rules:
   on ``/ws`` and on every POST. The page shell and ``/static`` need no token: they hold
   nothing secret (the page reads its token from the URL fragment), so a browser can
   load them before it knows the token.
+- ``/static`` serves the page: ``index.html``'s ES modules under ``static/js`` (no build
+  step), always as JavaScript, and its stylesheet and icon.
 - Handlers only check input and call the Node (through ``Backend``); they hold no
   protocol or storage rule. Every mistake is a JSON ``{"error": "..."}`` with a 4xx
   status and one line a person can act on; nothing echoes input as HTML.
@@ -33,6 +35,7 @@ from enclave.web.events import FromPage, ToPage, make
 log = logging.getLogger("enclave.web")
 
 STATIC = Path(__file__).parent / "static"
+JS_TYPE = "text/javascript; charset=utf-8"
 MAX_BODY_BYTES = 256 * 1024  # a 64 KiB PEM or a 10,000-character message, JSON-escaped
 MAX_KEY_CHARS = 64 * 1024
 MAX_ADDRESS_CHARS = 300
@@ -120,6 +123,10 @@ def _guard_requests(app: Quart, guard: security.Guard) -> None:
         response.headers.update(security.HEADERS)
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
+        elif request.path.endswith(".js") and response.status_code == 200:
+            # The page is ES modules, which browsers run only when served as JavaScript
+            # (nosniff too): not left to the platform's table of types, which may lack .js.
+            response.headers["Content-Type"] = JS_TYPE
         return response
 
 
