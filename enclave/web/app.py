@@ -124,8 +124,8 @@ def _guard_requests(app: Quart, guard: security.Guard) -> None:
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         elif request.path.endswith(".js") and response.status_code == 200:
-            # The page is ES modules, which browsers run only when served as JavaScript
-            # (nosniff too): not left to the platform's table of types, which may lack .js.
+            # Browsers run a module only when it is served as JavaScript, and nosniff
+            # forbids guessing: set here, not left to the platform's table of types.
             response.headers["Content-Type"] = JS_TYPE
         return response
 
