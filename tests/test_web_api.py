@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import pytest
 from attackers import RawPeer
@@ -16,10 +17,13 @@ from nodes import introduce, public_pem, start
 from quart.testing.connections import WebsocketResponseError
 from web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
 
+import enclave.web
 from enclave.protocol.messages import Chat
 from enclave.web.backend import Backend
 
 XSS = "<img src=x onerror=alert(1)>"
+STATIC = Path(enclave.web.__file__).parent / "static"
+PAGE_MODULES = [f"/static/js/{p.name}" for p in sorted((STATIC / "js").glob("*.js"))]
 
 API_ROUTES = [
     ("GET", "/api/state"),
@@ -83,9 +87,11 @@ async def test_the_shell_and_static_files_need_no_token_and_carry_a_strict_polic
     rsa_keys, tmp_path
 ):
     async with two_pages(rsa_keys, tmp_path) as (alice, _, _, _):
-        for path in ("/", "/static/app.js", "/static/app.css"):
+        for path in ("/", *PAGE_MODULES, "/static/app.css"):
             response = await alice.get(path, headers=headers(Authorization=None, Origin=None))
             assert response.status_code == 200, path
+            if path.endswith(".js"):  # modules run only when served as JavaScript
+                assert response.headers["Content-Type"].startswith("text/javascript"), path
             policy = response.headers["Content-Security-Policy"]
             assert "script-src 'self'" in policy and "connect-src 'self'" in policy
             assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
@@ -110,7 +116,7 @@ async def test_the_shell_and_static_files_need_no_token_and_carry_a_strict_polic
 )
 async def test_a_foreign_host_is_refused_on_http_and_websocket(rsa_keys, tmp_path, host):
     async with two_pages(rsa_keys, tmp_path) as (alice, _, _, _):
-        for path in ("/", "/static/app.js", "/api/state", "/api/peers"):
+        for path in ("/", "/static/js/main.js", "/api/state", "/api/peers"):
             response = await alice.get(path, headers=headers(Host=host))
             assert response.status_code == 403, (path, host)
         with pytest.raises(WebsocketResponseError) as refused:

@@ -6,6 +6,8 @@ Rules:
   on ``/ws`` and on every POST. The page shell and ``/static`` need no token: they hold
   nothing secret (the page reads its token from the URL fragment), so a browser can
   load them before it knows the token.
+- ``/static`` serves the page: ``index.html``'s ES modules under ``static/js`` (no build
+  step), always as JavaScript, and its stylesheet and icon.
 - Handlers only check input and call the Node (through ``Backend``); they hold no
   protocol or storage rule. Every mistake is a JSON ``{"error": "..."}`` with a 4xx
   status and one line a person can act on; nothing echoes input as HTML.
@@ -28,10 +30,12 @@ from enclave.errors import UserError
 from enclave.protocol.messages import MAX_BODY_CHARS
 from enclave.web import security, views
 from enclave.web.backend import Backend, NotReady
+from enclave.web.events import FromPage, ToPage, make
 
 log = logging.getLogger("enclave.web")
 
 STATIC = Path(__file__).parent / "static"
+JS_TYPE = "text/javascript; charset=utf-8"
 MAX_BODY_BYTES = 256 * 1024  # a 64 KiB PEM or a 10,000-character message, JSON-escaped
 MAX_KEY_CHARS = 64 * 1024
 MAX_ADDRESS_CHARS = 300
@@ -119,6 +123,10 @@ def _guard_requests(app: Quart, guard: security.Guard) -> None:
         response.headers.update(security.HEADERS)
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
+        elif request.path.endswith(".js") and response.status_code == 200:
+            # Browsers run a module only when it is served as JavaScript, and nosniff
+            # forbids guessing: set here, not left to the platform's table of types.
+            response.headers["Content-Type"] = JS_TYPE
         return response
 
 
@@ -255,7 +263,7 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
             peer = node.add_peer(key.pem, address.strip(), name)
         except ValueError as err:  # the store: the same fingerprint with another key
             raise UserError(str(err)) from None
-        backend.announce({"type": "peers"})
+        backend.announce(make(ToPage.PEERS))
         warning = None
         if key.weak:
             warning = f"this is a {key.bits}-bit key; {keys.WARN_PEER_BITS} or more is recommended"
@@ -285,7 +293,7 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
         if not isinstance(value, bool):
             raise ApiError(400, "'verified' must be true or false")
         backend.node.set_verified(peer.fingerprint, value)
-        backend.announce({"type": "peers"})
+        backend.announce(make(ToPage.PEERS))
         return {"verified": value}
 
     @app.post("/api/peers/<fp>/retry")
@@ -304,7 +312,7 @@ def _message_routes(app: Quart, backend: Backend) -> None:
         text = _message_text(data)
         sent = await node.send(fp, text)
         shown = views.sent(sent, text)
-        backend.announce({"type": "sent", "message": shown})
+        backend.announce(make(ToPage.SENT, message=shown))
         return {"message": shown}
 
     @app.post("/api/broadcast")
@@ -314,7 +322,7 @@ def _message_routes(app: Quart, backend: Backend) -> None:
         sent = await node.broadcast(text)
         shown = [views.sent(s, text) for s in sent]
         for message in shown:
-            backend.announce({"type": "sent", "message": message})
+            backend.announce(make(ToPage.SENT, message=message))
         return {"messages": shown}
 
     @app.get("/api/search")
@@ -360,7 +368,7 @@ def _websocket(app: Quart, backend: Backend) -> None:
 
         unsubscribe = backend.listen(push)
         try:
-            await _send({"type": "hello", "state": backend.state})
+            await _send(make(ToPage.HELLO, state=backend.state))
             reader = asyncio.ensure_future(_read_page(backend))
             try:
                 await _write_page(queue, overflow)
@@ -377,7 +385,7 @@ async def _write_page(queue: asyncio.Queue, overflow: asyncio.Event) -> None:
             overflow.clear()
             while not queue.empty():
                 queue.get_nowait()
-            message = {"type": "resync"}
+            message = make(ToPage.RESYNC)
         await _send(message)
 
 
@@ -387,7 +395,7 @@ async def _read_page(backend: Backend) -> None:
         try:
             _page_message(backend, raw)
         except (ApiError, UserError, NotReady) as err:
-            await _send({"type": "error", "text": str(err)})
+            await _send(make(ToPage.ERROR, text=str(err)))
 
 
 def _page_message(backend: Backend, raw) -> None:
@@ -397,8 +405,8 @@ def _page_message(backend: Backend, raw) -> None:
         data = json.loads(raw)
     except ValueError:
         raise ApiError(400, "a WebSocket message must be JSON") from None
-    if not isinstance(data, dict) or data.get("type") != "typing":
-        raise ApiError(400, "unknown WebSocket message; only 'typing' is accepted")
+    if not isinstance(data, dict) or data.get("type") != FromPage.TYPING:
+        raise ApiError(400, f"unknown WebSocket message; only '{FromPage.TYPING}' is accepted")
     active = data.get("active")
     if not isinstance(active, bool):
         raise ApiError(400, "'active' must be true or false")

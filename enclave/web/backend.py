@@ -27,6 +27,7 @@ from enclave import keys
 from enclave.errors import UserError
 from enclave.node_events import MessageReceived
 from enclave.web import views
+from enclave.web.events import ToPage, make
 
 log = logging.getLogger("enclave.web")
 
@@ -111,7 +112,7 @@ class Backend:
     async def start(self, identity: keys.Identity) -> None:
         """Start the node for an unlocked identity (the page's, or one unlocked at launch)."""
         self._attach(await self.starter(identity))
-        self.announce({"type": "state", "state": "ready"})
+        self.announce(make(ToPage.STATE, state="ready"))
 
     def _attach(self, node) -> None:
         self.node = node
@@ -139,7 +140,7 @@ class Backend:
 
     def mark_read(self, fingerprint: str) -> None:
         if self.unread.pop(fingerprint, None):
-            self.announce({"type": "read", "peer": fingerprint})
+            self.announce(make(ToPage.READ, peer=fingerprint))
 
 
 class NotReady(Exception):

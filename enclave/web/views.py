@@ -22,6 +22,7 @@ from enclave.node_events import (
     Throttled,
     TypingChanged,
 )
+from enclave.web.events import ToPage, make
 
 PREVIEW_CHARS = 120
 
@@ -101,36 +102,38 @@ def event(e) -> dict | None:
     """A Node event for the page, or None for events the page does not show."""
     kind = type(e)
     if kind is MessageReceived:
-        return {
-            "type": "message",
-            "message": {
-                "peer": e.peer,
-                "id": e.id.hex(),
-                "rowid": None,
-                "direction": "in",
-                "body": e.body,
-                "created_ms": e.created_ms,
-                "received_ms": int(time.time() * 1000),
-                "state": "received",
-                "reason": None,
-                "legacy": e.legacy,
-            },
-        }
+        return make(ToPage.MESSAGE, message=received(e))
     if kind is DeliveryChanged:
-        return {
-            "type": "delivery",
-            "peer": e.peer,
-            "rowid": e.rowid,
-            "id": e.id.hex(),
-            "state": e.state,
-            "reason": e.reason,
-        }
+        return make(
+            ToPage.DELIVERY,
+            peer=e.peer,
+            rowid=e.rowid,
+            id=e.id.hex(),
+            state=e.state,
+            reason=e.reason,
+        )
     if kind is PeerOnline or kind is PeerOffline:
-        return {"type": "presence", "peer": e.peer, "online": kind is PeerOnline}
+        return make(ToPage.PRESENCE, peer=e.peer, online=kind is PeerOnline)
     if kind is TypingChanged:
-        return {"type": "typing", "peer": e.peer, "active": e.active}
+        return make(ToPage.TYPING, peer=e.peer, active=e.active)
     if kind is NodeProblem:
-        return {"type": "problem", "text": e.text}
+        return make(ToPage.PROBLEM, text=e.text)
     if kind is Throttled:
-        return {"type": "throttled", "peer": e.peer, "reason": e.reason, "retry_after": e.retry_after}
+        return make(ToPage.THROTTLED, peer=e.peer, reason=e.reason, retry_after=e.retry_after)
     return None
+
+
+def received(e) -> dict:
+    """A message that just arrived (``MessageReceived``), before the page refetches it."""
+    return {
+        "peer": e.peer,
+        "id": e.id.hex(),
+        "rowid": None,
+        "direction": "in",
+        "body": e.body,
+        "created_ms": e.created_ms,
+        "received_ms": int(time.time() * 1000),
+        "state": "received",
+        "reason": None,
+        "legacy": e.legacy,
+    }

@@ -322,6 +322,22 @@ def test_screenshots_of_the_chat_and_key_sharing(pages, nodes, shots):
         assert [e for e in page.watch.errors if "Content Security Policy" in e] == []
 
 
+def test_the_socket_follows_the_page_scheme(pages, nodes):
+    """ws: under http, wss: under https, on the page's own host and port."""
+    host = nodes["alice"].url.split("/")[2]
+    urls = pages["alice"].evaluate(
+        """async () => {
+            const { socketUrl } = await import("/static/js/connection.js");
+            return [
+                socketUrl(),
+                socketUrl({ protocol: "https:", host: "[::1]:5000" }),
+                socketUrl({ protocol: "http:", host: "localhost:5000" }),
+            ];
+        }"""
+    )
+    assert urls == [f"ws://{host}/ws", "wss://[::1]:5000/ws", "ws://localhost:5000/ws"]
+
+
 def test_a_locked_identity_unlocks_in_the_page(browser, rsa_keys, tmp_path, shots):
     node = WebNode("locked", tmp_path / "home", key=rsa_keys["mallory"])
     node.start(unlock=False)

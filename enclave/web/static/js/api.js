@@ -1,0 +1,67 @@
+// The page's door to Enclave: the launch token and the JSON API.
+//
+// Rules:
+// - The launch token comes from the URL fragment (#token=...), which browsers never
+//   send to a server. It is kept in sessionStorage for reloads of this tab and
+//   removed from the address bar. It travels as a Bearer header on API calls (and,
+//   from connection.js, as an offered WebSocket subprotocol).
+// - Every failure is an ApiError with the HTTP status (0: Enclave did not answer)
+//   and one line a person can act on: the server's own error text when it gave one.
+
+const TOKEN_KEY = "enclave-token";
+let token = null;
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export async function api(method, path, body) {
+  const options = { method, headers: { Authorization: `Bearer ${token}` }, cache: "no-store" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch {
+    throw new ApiError(0, "Enclave is not answering; is it still running?");
+  }
+  let data;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, (data && data.error) || `request failed (${response.status})`);
+  }
+  return data;
+}
+
+// The token of this launch, from the address or kept from an earlier load of this tab.
+export function readToken() {
+  const match = /(?:^#|&)token=([A-Za-z0-9_-]+)/.exec(location.hash);
+  if (match) {
+    sessionStorage.setItem(TOKEN_KEY, match[1]);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  token = sessionStorage.getItem(TOKEN_KEY);
+  return token;
+}
+
+export function currentToken() {
+  return token;
+}
+
+// Whether this tab still holds a token (forgetToken clears it when a launch's ended).
+export function tokenKept() {
+  return Boolean(sessionStorage.getItem(TOKEN_KEY));
+}
+
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}

@@ -1,0 +1,233 @@
+// The open chat: its messages, older pages as the user scrolls up, and what arrives.
+//
+// Rules:
+// - Opening a chat loads its last PAGE messages; older pages load as the user scrolls
+//   to the top. A message that arrives while a page loads waits in the
+//   conversation's buffer and is added after it.
+// - The messages are drawn whole on every change, grouped by day. One message that
+//   cannot be shown becomes one line saying so; the rest still render.
+// - An incoming message to the open chat of a visible tab is read at once; any other
+//   counts as unread and shows a toast that opens its chat.
+
+import { api } from "./api.js";
+import { $, el, show } from "./dom.js";
+import { renderHeader, renderPeers, tick } from "./peers.js";
+import { addToConvo, convo, keyOf, rank, state } from "./state.js";
+import { label, visible } from "./text.js";
+import { UNKNOWN_TIME, clock, dayLabel, format, fullFormat, startOfDay, timeOf, validTime } from "./time.js";
+import { toast } from "./toasts.js";
+import { clearTyping, stopTyping } from "./typing.js";
+
+const PAGE = 50;
+
+export function wireConversation() {
+  const list = $("peer-list");
+  const fromRow = (event) => {
+    const row = event.target.closest("li[data-fp]");
+    if (row) openChat(row.dataset.fp);
+  };
+  list.addEventListener("click", fromRow);
+  list.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") fromRow(event);
+  });
+  $("btn-back").addEventListener("click", closeChat);
+  $("messages").addEventListener("scroll", () => {
+    if (state.current && $("messages").scrollTop < 80) loadOlder(state.current, false);
+  });
+  document.addEventListener("visibilitychange", () => {
+    const peer = state.peers.get(state.current);
+    if (document.visibilityState === "visible" && peer && peer.unread) markRead(peer.fingerprint);
+  });
+}
+
+export async function openChat(fp, focusKey) {
+  const peer = state.peers.get(fp);
+  if (!peer) return;
+  if (state.current !== fp) stopTyping();
+  state.current = fp;
+  show($("chat-empty"), false);
+  show($("chat-view"), true);
+  $("app").classList.add("show-chat");
+  renderHeader();
+  renderPeers();
+  const c = convo(fp);
+  if (!c.loaded) await loadOlder(fp, true);
+  else renderMessages({ stick: "bottom" });
+  if (focusKey) await reveal(fp, focusKey);
+  if (peer.unread) markRead(fp);
+  if (window.matchMedia("(min-width: 721px)").matches) $("input").focus();
+}
+
+function closeChat() {
+  $("app").classList.remove("show-chat");
+}
+
+async function markRead(fp) {
+  const peer = state.peers.get(fp);
+  if (peer) peer.unread = 0;
+  renderPeers();
+  try {
+    await api("POST", `/api/peers/${fp}/read`, {});
+  } catch {
+    // The next peers load shows the server's count; nothing else to do.
+  }
+}
+
+export async function loadOlder(fp, first) {
+  const c = convo(fp);
+  if (c.loading || (!first && !c.more)) return;
+  c.loading = true;
+  if (!first) show($("older"), true);
+  const oldest = c.list.find((m) => m.rowid);
+  const query = !first && oldest ? `?limit=${PAGE}&before=${oldest.rowid}` : `?limit=${PAGE}`;
+  try {
+    const data = await api("GET", `/api/peers/${fp}/messages${query}`);
+    if (first) {
+      c.list = [];
+      c.byKey = new Map();
+    }
+    const box = $("messages");
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    for (const m of data.messages.slice().reverse()) addToConvo(c, m, true);
+    for (const m of c.buffer.splice(0)) addToConvo(c, m, false);
+    c.more = data.more;
+    c.loaded = true;
+    if (state.current === fp) {
+      renderMessages({ stick: first ? "bottom" : null });
+      if (!first) box.scrollTop = box.scrollHeight - fromBottom;
+    }
+  } catch (err) {
+    toast(err.message, { error: true });
+  } finally {
+    c.loading = false;
+    show($("older"), false);
+  }
+}
+
+// Scroll to the message keyed key, loading older pages until it is there.
+async function reveal(fp, key) {
+  const c = convo(fp);
+  for (let i = 0; i < 20 && !c.byKey.has(key) && c.more; i++) await loadOlder(fp, false);
+  const node = $("message-list").querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (node) {
+    node.scrollIntoView({ block: "center" });
+    node.classList.add("flash");
+  }
+}
+
+function nearBottom() {
+  const box = $("messages");
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+}
+
+function renderMessages({ stick }) {
+  const c = convo(state.current);
+  const list = $("message-list");
+  const box = $("messages");
+  const keep = box.scrollTop;
+  list.replaceChildren();
+  let lastDay = null;
+  let lastDir = null;
+  for (const m of c.list) {
+    try {
+      const day = startOfDay(timeOf(m));
+      if (day !== lastDay) {
+        list.appendChild(el("li", "day", dayLabel(timeOf(m))));
+        lastDay = day;
+        lastDir = null;
+      }
+      list.appendChild(bubble(m, m.direction !== lastDir));
+      lastDir = m.direction;
+    } catch {
+      list.appendChild(el("li", "msg broken", "A message here could not be shown."));
+      lastDir = null;
+    }
+  }
+  if (stick === "bottom") box.scrollTop = box.scrollHeight;
+  else box.scrollTop = keep;
+}
+
+function bubble(m, first) {
+  const li = el("li", `msg ${m.direction}${first ? " first" : ""}`);
+  li.dataset.key = keyOf(m);
+  if (m.direction === "out") li.dataset.state = m.state;
+  const b = el("div", "bubble");
+  b.appendChild(el("span", "body", m.body === null ? "(deleted)" : visible(m.body)));
+  const meta = el("span", "meta");
+  if (m.legacy) meta.appendChild(el("span", "legacy-mark", "legacy v1"));
+  meta.appendChild(timeStamp(m));
+  if (m.direction === "out") meta.appendChild(tick(m.state));
+  b.appendChild(meta);
+  if (m.direction === "out" && m.state === "failed") {
+    const fail = el("div", "fail");
+    fail.appendChild(el("span", "", `Not delivered${m.reason ? `: ${m.reason}` : ""}`));
+    const retry = el("button", "retry", "Retry");
+    retry.type = "button";
+    retry.addEventListener("click", () => retryPeer(m.peer));
+    fail.appendChild(retry);
+    b.appendChild(fail);
+  }
+  li.appendChild(b);
+  return li;
+}
+
+function timeStamp(m) {
+  if (validTime(m.created_ms) !== null) return el("span", "time", clock.format(m.created_ms));
+  const span = el("span", "time unknown", UNKNOWN_TIME);
+  span.title = `The sender gave no believable time. Received ${format(fullFormat, m.received_ms)}.`;
+  return span;
+}
+
+async function retryPeer(fp) {
+  try {
+    const data = await api("POST", `/api/peers/${fp}/retry`, {});
+    toast(data.retried.length ? `Retrying ${data.retried.length} message(s)` : "Nothing to retry");
+  } catch (err) {
+    toast(err.message, { error: true });
+  }
+}
+
+export function onMessage(m, incoming) {
+  const c = convo(m.peer);
+  let added = true;
+  if (c.loading) c.buffer.push(m);
+  else if (c.loaded) added = addToConvo(c, m, false);
+  const peer = state.peers.get(m.peer);
+  if (peer && added) {
+    peer.last = m;
+    const open = state.current === m.peer && document.visibilityState === "visible";
+    if (incoming) {
+      if (open) markRead(m.peer);
+      else {
+        peer.unread = (peer.unread || 0) + 1;
+        toast(m.body, { who: label(peer), onClick: () => openChat(m.peer) });
+      }
+      clearTyping(m.peer);
+    }
+  }
+  renderPeers();
+  if (state.current === m.peer) renderMessages({ stick: !incoming || nearBottom() ? "bottom" : null });
+}
+
+export function onDelivery(event) {
+  const c = convo(event.peer);
+  const m = c.byKey.get(`out:${event.id}`);
+  const known = c.states.get(event.id);
+  if (!known || rank(event.state) >= rank(known.state) || event.state === "queued") {
+    c.states.set(event.id, { state: event.state, reason: event.reason });
+  }
+  if (m) {
+    m.state = event.state;
+    m.reason = event.reason;
+    if (!m.rowid) m.rowid = event.rowid;
+  }
+  const peer = state.peers.get(event.peer);
+  if (peer && peer.last && peer.last.direction === "out" && peer.last.id === event.id) {
+    peer.last.state = event.state;
+    renderPeers();
+  }
+  if (state.current === event.peer && m) renderMessages({});
+  if (event.state === "failed" && state.current !== event.peer && peer) {
+    toast(`Not delivered to ${label(peer)}: ${event.reason || "failed"}`, { error: true });
+  }
+}

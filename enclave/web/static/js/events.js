@@ -1,0 +1,88 @@
+// What Enclave tells the page over the WebSocket, and what the page does with it.
+//
+// Rules:
+// - HANDLERS has one entry for each type the server sends (enclave/web/events.py,
+//   ToPage) and no other. tests/test_web_events.py reads this table and fails when
+//   the two lists differ, so keep it one `type: handler,` line per type.
+// - An event of a type not in the table is ignored, with a note in the console: it
+//   can only come from a server of another version than this page.
+// - After a reconnect, or when the server says the page fell behind ("resync"), the
+//   page refetches what it shows instead of replaying what it missed.
+
+import { loadOlder, onDelivery, onMessage } from "./conversation.js";
+import { startApp } from "./gate.js";
+import { loadPeers, renderPeer, renderPeers } from "./peers.js";
+import { state } from "./state.js";
+import { label } from "./text.js";
+import { toast } from "./toasts.js";
+import { clearTyping, onTyping } from "./typing.js";
+
+const HANDLERS = Object.freeze({
+  hello: onState,
+  state: onState,
+  message: (event) => onMessage(event.message, true),
+  sent: (event) => onMessage(event.message, false),
+  delivery: onDelivery,
+  presence: (event) => onPresence(event.peer, event.online),
+  typing: (event) => onTyping(event.peer, event.active),
+  read: onRead,
+  peers: () => loadPeers(),
+  resync: () => resync(),
+  problem: (event) => toast(event.text, { error: true, long: true }),
+  throttled: onThrottled,
+  error: (event) => toast(event.text, { error: true }),
+});
+
+export function onEvent(event) {
+  const type = event && event.type;
+  if (typeof type === "string" && Object.hasOwn(HANDLERS, type)) HANDLERS[type](event);
+  else console.warn("Enclave sent an event this page does not know:", type);
+}
+
+function onState(event) {
+  if (event.state === "ready" && !state.ready) startApp();
+}
+
+function onRead(event) {
+  const peer = state.peers.get(event.peer);
+  if (peer) {
+    peer.unread = 0;
+    renderPeers();
+  }
+}
+
+function onPresence(fp, online) {
+  const peer = state.peers.get(fp);
+  if (!peer) return;
+  peer.online = online;
+  if (!online) clearTyping(fp);
+  renderPeer(fp);
+}
+
+// A peer's node takes our messages more slowly for now; they wait in the outbox.
+const THROTTLE_WHY = {
+  rate: "rate (too many messages a second)",
+  volume: "volume (too many bytes a second)",
+  storage: "storage (its quota for your messages is full)",
+};
+
+function onThrottled(event) {
+  const peer = state.peers.get(event.peer);
+  const who = peer ? label(peer) : event.peer.slice(0, 8);
+  const why = THROTTLE_WHY[event.reason] || event.reason;
+  const seconds = Math.max(1, Math.ceil(event.retry_after));
+  toast(`${who}'s node is throttling you: ${why}; retrying in ${seconds} s`, { long: true });
+}
+
+export async function resync() {
+  try {
+    await loadPeers();
+    for (const fp of [...state.convos.keys()]) if (fp !== state.current) state.convos.delete(fp);
+    if (state.current) {
+      state.convos.delete(state.current);
+      await loadOlder(state.current, true);
+    }
+  } catch (err) {
+    toast(err.message, { error: true });
+  }
+}

@@ -1,0 +1,79 @@
+// Enclave's page: the entry module. Plain JavaScript modules, no build step, no
+// third-party code; index.html loads this file and it imports the rest.
+//
+// The modules, each headed by its rules:
+//   api.js          the launch token and the JSON API
+//   connection.js   the WebSocket: connect, reconnect, send
+//   events.js       the dispatch of what arrives on the WebSocket
+//   state.js        what the page knows: peers, chats, and their messages
+//   peers.js        the peers list and the open chat's header
+//   conversation.js the open chat's messages
+//   composer.js     writing a message; typing.js: typing hints both ways
+//   search.js       the search box
+//   dialogs.js      share my key, add a peer, verify, broadcast
+//   gate.js         create or unlock the identity, or ask for the address with the token
+//   toasts.js, dom.js, icons.js, text.js, time.js: shared helpers
+//
+// Rules for every module:
+// - Text from peers and from the server goes into the page as text, never as HTML
+//   (dom.js), and text from peers through visible() (text.js).
+// - One message, contact or search result that cannot be shown becomes one line
+//   saying so; the rest of the page still renders.
+// - One WebSocket brings every event; actions are JSON POSTs.
+
+import { api, forgetToken, readToken } from "./api.js";
+import { wireComposer } from "./composer.js";
+import { connect } from "./connection.js";
+import { wireConversation } from "./conversation.js";
+import { wireDialogs } from "./dialogs.js";
+import { onEvent, resync } from "./events.js";
+import { gate, startApp, wireGate } from "./gate.js";
+import { fillIcons } from "./icons.js";
+import { wireSearch } from "./search.js";
+import { state } from "./state.js";
+
+const NO_TOKEN =
+  "This page needs the address Enclave printed when it started; it ends with #token=…. Start Enclave with enclave --web and open that address.";
+const OLD_TOKEN = "This address's key belongs to an earlier launch of Enclave. Open the address it printed this time.";
+const TOKEN_LOST = "Enclave was restarted, so this address's key no longer works. Open the address it printed this time.";
+
+function wire() {
+  fillIcons(document);
+  wireGate();
+  wireComposer();
+  wireSearch();
+  wireConversation();
+  wireDialogs();
+}
+
+const hooks = {
+  onEvent,
+  onReopen() {
+    if (state.ready) resync();
+  },
+  onTokenLost() {
+    state.ready = false;
+    gate("token", TOKEN_LOST);
+  },
+};
+
+async function boot() {
+  wire();
+  if (!readToken()) return gate("token", NO_TOKEN);
+  let answer;
+  try {
+    answer = await api("GET", "/api/state");
+  } catch (err) {
+    if (err.status === 401) {
+      forgetToken();
+      return gate("token", OLD_TOKEN);
+    }
+    return gate("token", err.message);
+  }
+  connect(hooks);
+  if (answer.state === "ready") await startApp();
+  else if (answer.state === "setup") gate("setup", "Choose a password to protect your new RSA-4096 key. Enclave asks for it each time it starts; it never leaves this computer.", answer.home);
+  else gate("locked", "Enter the password of your identity to start your node.", answer.home);
+}
+
+document.addEventListener("DOMContentLoaded", boot);

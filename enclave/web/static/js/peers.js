@@ -1,0 +1,148 @@
+// The peers list in the sidebar, and the open chat's header that shows one peer.
+//
+// Rules:
+// - The list is drawn whole from state.peers on every change (a few hundred rows at
+//   most), sorted by the time of each peer's last message, then by name.
+// - One contact that cannot be shown becomes one line saying so; the rest still render.
+// - Rows carry data-fp; opening a chat from a row is wired by conversation.js.
+
+import { api } from "./api.js";
+import { $, el, show } from "./dom.js";
+import { icon } from "./icons.js";
+import { state } from "./state.js";
+import { label, visible } from "./text.js";
+import { shortTime, timeOf } from "./time.js";
+
+const TICK_WORDS = { queued: "Queued", sent: "Sent", delivered: "Delivered", failed: "Not delivered" };
+
+export async function loadPeers() {
+  const data = await api("GET", "/api/peers");
+  const before = state.peers;
+  const peers = data.peers.filter((p) => p && typeof p === "object" && typeof p.fingerprint === "string");
+  state.peers = new Map(peers.map((p) => [p.fingerprint, p]));
+  for (const [fp, peer] of state.peers) {
+    const old = before.get(fp);
+    if (old && old.last && peer.last && old.last.id === peer.last.id) peer.last.state = peer.last.state || old.last.state;
+  }
+  renderPeers();
+  if (state.current) renderHeader();
+}
+
+function hue(fp) {
+  return `hue${parseInt(fp.slice(0, 2), 16) % 8}`;
+}
+
+function avatar(peer, node) {
+  const a = node || el("div");
+  a.className = `avatar ${hue(peer.fingerprint)} ${peer.online ? "dot-on" : "dot-off"}`;
+  a.textContent = Array.from(label(peer))[0] || "";
+  a.title = peer.online ? "online" : "offline";
+  return a;
+}
+
+function badges(peer) {
+  const out = [];
+  if (peer.verified) {
+    const v = el("span", "badge-verified");
+    v.title = "Verified: fingerprints compared";
+    v.appendChild(icon("verified"));
+    out.push(v);
+  }
+  if (peer.legacy) {
+    const t = el("span", "tag tag-legacy", "legacy v1");
+    t.title = "Original client: not forward-secret";
+    out.push(t);
+  }
+  return out;
+}
+
+export function tick(stateName) {
+  const span = el("span", `tick ${stateName}`);
+  span.title = TICK_WORDS[stateName] || stateName;
+  span.dataset.state = stateName;
+  span.appendChild(icon(stateName === "delivered" ? "delivered" : stateName));
+  return span;
+}
+
+function sortedPeers() {
+  const peers = [...state.peers.values()];
+  peers.sort((a, b) => {
+    const ta = a.last ? timeOf(a.last) : 0;
+    const tb = b.last ? timeOf(b.last) : 0;
+    if (ta !== tb) return tb - ta;
+    return label(a).localeCompare(label(b));
+  });
+  return peers;
+}
+
+function matches(peer, q) {
+  if (!q) return true;
+  const hay = [peer.name || "", peer.fingerprint, peer.grouped, peer.address || ""].join(" ").toLowerCase();
+  return hay.includes(q.toLowerCase());
+}
+
+export function renderPeers() {
+  const list = $("peer-list");
+  list.replaceChildren();
+  const q = state.query.trim();
+  for (const peer of sortedPeers()) {
+    try {
+      if (!matches(peer, q)) continue;
+      list.appendChild(peerRow(peer));
+    } catch {
+      list.appendChild(el("li", "peer broken", "A contact here could not be shown."));
+    }
+  }
+  show($("no-peers"), state.peers.size === 0);
+}
+
+function peerRow(peer) {
+  const li = el("li", `peer${state.current === peer.fingerprint ? " active" : ""}`);
+  li.dataset.fp = peer.fingerprint;
+  li.tabIndex = 0;
+  li.setAttribute("role", "button");
+  li.appendChild(avatar(peer));
+  const main = el("div", "peer-main");
+  const top = el("div", "peer-top");
+  top.appendChild(el("span", "peer-name", label(peer)));
+  badges(peer).forEach((b) => top.appendChild(b));
+  if (peer.last) top.appendChild(el("span", `peer-time${peer.unread ? " fresh" : ""}`, shortTime(timeOf(peer.last))));
+  const bottom = el("div", "peer-bottom");
+  const preview = el("span", "peer-preview");
+  if (state.typing.has(peer.fingerprint)) {
+    preview.classList.add("typing");
+    preview.textContent = "typing…";
+  } else if (peer.last) {
+    if (peer.last.direction === "out") preview.appendChild(tick(peer.last.state));
+    preview.appendChild(el("span", "text", visible(String(peer.last.body || "").split("\n")[0], false)));
+  } else {
+    preview.textContent = peer.online ? "online" : visible(peer.address, false);
+  }
+  bottom.appendChild(preview);
+  if (peer.unread) bottom.appendChild(el("span", "unread", String(peer.unread)));
+  main.append(top, bottom);
+  li.appendChild(main);
+  return li;
+}
+
+export function renderHeader() {
+  const peer = state.peers.get(state.current);
+  if (!peer) return;
+  avatar(peer, $("chat-avatar"));
+  $("chat-name").textContent = label(peer);
+  $("chat-name").title = peer.grouped;
+  $("chat-badges").replaceChildren(...badges(peer));
+  const status = $("chat-status");
+  const typing = state.typing.has(peer.fingerprint);
+  status.classList.toggle("typing", typing);
+  const address = visible(peer.address, false);
+  status.textContent = typing ? "typing…" : peer.online ? `online · ${address}` : `offline · ${address || "no address"}`;
+  show($("legacy-note"), peer.legacy);
+  $("btn-verify").title = peer.verified ? "Verified: see fingerprints" : "Verify fingerprints";
+}
+
+// A peer changed: redraw the list, and the header if its chat is open.
+export function renderPeer(fp) {
+  renderPeers();
+  if (state.current === fp) renderHeader();
+}
