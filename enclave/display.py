@@ -25,7 +25,7 @@ Rules:
   Unicode categories Cc, Cf, Zl, Zp and Cs. Kept: newline and tab in message bodies
   (``lines=True``), and U+200D between two pictographs (an emoji sequence such as
   👩‍💻: it joins two pictures and hides nothing). Names and one-line fields get
-  ``lines=False``. The page's ``visible()`` in web/static/app.js applies the same rule.
+  ``lines=False``. The page's ``visible()`` in web/static/js/text.js applies the same rule.
 """
 
 from __future__ import annotations
