@@ -74,7 +74,7 @@ from enclave.node_events import (
 )
 from enclave.runner import run_on_uvloop
 
-if __name__ == "__main__":  # run as a program: import the helpers as the tests do
+if __name__ == "__main__":  # run as a program: import support.* as the tests do
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.node_timing import Timing  # noqa: E402
