@@ -1,7 +1,8 @@
 """Delivery guarantees between real node processes on 127.0.0.1 (PROTOCOL.md c.3).
 
-Each node runs ``tests/node_proc.py`` (uvloop) in its own process; the test drives it
-over stdin and reads its events from stdout (``tests/procs.py``). What is checked:
+Each node runs ``tests/support/node_worker.py`` (uvloop) in its own process; the test
+drives it over stdin and reads its events from stdout (``tests/support/procs.py``). What
+is checked:
 
 - Bulk: N messages A→B arrive exactly once and in send order, and every one is acked
   (A's outbox empty, every row 'delivered').
@@ -23,9 +24,9 @@ import os
 import time
 
 import pytest
-from node_proc import make_body
 from nodes import public_pem
-from procs import BULK_RECEIVER, FAST_RECONNECT, Cluster, write_key_file
+from support.procs import BULK_RECEIVER, FAST_RECONNECT, Cluster, write_key_file
+from support.streams import make_body
 
 BULK_N = 100_000
 CRASH_N = 100_000 if os.environ.get("ENCLAVE_BIG") == "1" else 20_000

@@ -1,7 +1,7 @@
 """Attacks on a real node process while an honest peer keeps chatting (issue 8, item 2).
 
-Bob runs as ``tests/node_proc.py`` (uvloop, its own process); Alice, the honest peer, is
-another such process on 127.0.0.1 and sends Bob one message every ``PACE`` seconds for
+Bob runs as ``tests/support/node_worker.py`` (uvloop, its own process); Alice, the honest
+peer, is another such process on 127.0.0.1 and sends Bob one message every ``PACE`` seconds for
 the whole run (``Honest``, a thread). The attacks come from this test process, bound to
 127.0.0.2 and up, so Bob's per-address caps act on them and not on Alice. They run in
 sequence against the one Bob, each as a phase:
@@ -43,9 +43,9 @@ from attackers import (
     frame,
     read_to_close,
 )
-from node_proc import make_body
 from nodes import public_pem
-from procs import FAST_RECONNECT, Cluster, NodeProc, write_key_file
+from support.procs import FAST_RECONNECT, Cluster, NodeProc, write_key_file
+from support.streams import make_body
 
 from enclave.protocol import handshake as hs
 from enclave.protocol.crypto import Identity, PeerKey

@@ -1,7 +1,7 @@
 """Broken networks, crashes and a full disk between three real node processes.
 
-Alice, Bob and Carol each run ``tests/node_proc.py`` inside their own network namespace
-of a ``Lab`` (tests/lab/netns.py), listening on 0.0.0.0:7000. Alice and Carol stream
+Alice, Bob and Carol each run ``tests/support/node_worker.py`` inside their own network
+namespace of a ``Lab`` (tests/lab/netns.py), listening on 0.0.0.0:7000. Alice and Carol stream
 messages to Bob (bodies ``a-000123...`` and ``c-000123...``) while a fault strikes. Every
 scenario ends with the same check (``Trio.verify``), printed as one line:
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 from nodes import public_pem
-from procs import FAST_RECONNECT, NodeProc, write_key_file
+from support.procs import FAST_RECONNECT, NodeProc, write_key_file
 
 pytestmark = [
     pytest.mark.slow,

@@ -2,8 +2,8 @@
 
     python tests/lab/v1_original.py [--plain N] [--pooled N] [--threads K]
 
-Bob runs ``tests/node_proc.py``; Carol is his contact on the original client. Carol
-sends N envelopes the plain way: one TCP connection each, written and closed at once
+Bob runs ``tests/support/node_worker.py``; Carol is his contact on the original client.
+Carol sends N envelopes the plain way: one TCP connection each, written and closed at once
 without reading anything (every other one ends with a reset instead of a FIN), from K
 threads as the original's thread pool does. Then N pooled: back to back on up to 3
 sockets that she keeps for 30 s and never reads. Each envelope is signed when it is
@@ -31,9 +31,9 @@ if str(TESTS) not in sys.path:
 
 import seed_client  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-from node_proc import make_body  # noqa: E402
 from nodes import public_pem  # noqa: E402
-from procs import NodeProc, write_key_file  # noqa: E402
+from support.procs import NodeProc, write_key_file  # noqa: E402
+from support.streams import make_body  # noqa: E402
 
 
 def _key():

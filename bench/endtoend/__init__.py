@@ -1,0 +1,61 @@
+"""End-to-end figures of Enclave between real processes, with references, in one run.
+
+    python bench/e2e.py [--quick] [--out bench/results/e2e.json] [--profile cprofile|py-spy]
+
+Everything runs on 127.0.0.1, each side in its own process on uvloop:
+
+1. Durable throughput: node A submits N chats of 100 characters to node B through
+   ``Node.submit_many`` (one call); the clock stops when A has seen all N ``delivered`` (each one
+   stored by B, shown to B's application and acked back to A). N = 100,000
+   (``--quick``: 5,000).
+2. One-way latency at a paced 1,000 msg/s for about 5 s: A notes ``time.monotonic()``
+   right before each ``submit``, B notes it when ``MessageReceived`` reaches its
+   subscriber (the same clock: both processes run on this machine). p50/p99/p999.
+3. Handshakes per second for new sessions: initiator Connections (bench/ref_worker.py
+   ``dial``) against node B, each closed once established, next to the same run's
+   RSA-4096 private-operation rate (sign, thread pool of 2).
+4. References, same run, same message count: (a) the seed's method, one v1 envelope
+   per message (``legacy.seal`` + one TCP connection each, opened on the other side),
+   capped at 500 messages; (b) TLS 1.3 (Python ssl on uvloop) carrying the same framed
+   messages with an ack per batch; (c) the raw ceiling: the same frames with one
+   AES-256-GCM seal each and no node logic. Every Enclave figure is given as a ratio
+   to these.
+5. Microbenchmarks, first and alone (no node process runs meanwhile): pytest-benchmark
+   on bench/bench_fast.py (each ``enclave._fast`` twin, native vs pure, against the
+   5x target) and bench/bench_protocol.py (AEAD seal/open per frame, encode/decode per
+   chat), in a subprocess; their medians per operation join the table and the JSON.
+   ``--quick`` runs each case a few rounds only: the rows are there, marked quick.
+6. One contact flooding: node V with its default receive quotas and two contacts, H (a
+   node) and F (bench/ref_worker.py ``flood``: an authenticated contact that writes
+   batches of 1,024 chats as fast as the socket takes them and ignores THROTTLE). H's
+   one-way latency to V at a paced 200 msg/s, first with F quiet, then while F floods;
+   p50/p99 of both, V's CPU, and what F sent, got acked and was told.
+7. A handshake flood from strangers: node W (defaults, but the per-peer handshake
+   bucket) and its contact D at 127.0.0.1. D's first message on a new session, timed
+   from the TCP connect to W's ack (bench/ref_worker.py ``first-messages``), N times in a
+   row, first quiet, then while two processes (``hs-flood``) send junk HS1s claiming D,
+   each from 64 addresses of its own; p50/p99 of both, and what W refused meanwhile.
+
+``--profile`` adds one more throughput pass (not the one reported) with cProfile in
+both nodes' event-loop and store-writer threads, or py-spy sampling both processes, and
+prints where the time went. Results go to ``--out`` as JSON and a table is printed.
+Nothing here asserts a time.
+
+The rooms: ``processes`` (the run's processes and keys), ``micro`` (the
+microbenchmarks), ``scenarios`` (two nodes: throughput, latency, handshakes),
+``crowds`` (one node and many peers), ``floods`` (a node under abuse), ``references``,
+``profiling``, ``probes`` (the machine, the disk, the code), ``run`` (the order of the
+run and the command line) and ``report`` (the table, one spec per row). Nodes run
+tests/support/node_worker.py, shared with the tests; references bench/ref_worker.py;
+the broadcast's recipients bench/fleet_worker.py.
+"""
+
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1]
+REPO = BENCH.parent
+
+# The process harness (tests/support/procs.py) is the tests' own: import it as they do.
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))

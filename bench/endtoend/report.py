@@ -1,0 +1,319 @@
+"""The table: one spec per figure, turned into rows; then the detail lines (details.py).
+
+A row of the node table is a ``Spec``: its label, where its value is in the results,
+the references it is set against (each row gets its ratio to each), the target as
+printed and how it is judged. ``figures`` turns ``NODE_ROWS`` and the microbenchmarks'
+own lists into the rows saved in the JSON (``figures``) and printed by ``print_table``.
+
+Rules:
+- A value is judged in the unit it was measured in (``met``), and shown in the row's
+  unit (``show``); a row without a judge has ``met`` None and prints no verdict.
+- Labels and targets are ``str.format``'ed with the case's results, so a row names
+  what was measured (``broadcast to {peers} warm peers``), not what was asked for.
+- A quick run's microbenchmark rows are there, marked quick, and never judged.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from endtoend.details import DETAILS
+
+TARGETS = {
+    "throughput": 100_000,  # msg/s, durable (stored + acked)
+    "p50_us": 150,
+    "p99_us": 1000,
+    "handshake_share": 0.80,  # of what the RSA private-op rate allows
+    "idle_session_kb": 10,
+    "broadcast_ms": 20,
+    "help_ms": 150,
+    "idle_cpu": 0.01,  # share of one core
+    "fast_speedup": 5.0,  # each _fast twin: pure time / native time
+    "flood_factor": 2.0,  # another contact's latency while one floods: at most this x quiet
+    "hs_flood_s": 2.0,  # an honest contact's first message during a handshake flood, p99
+}
+REFS = ("raw", "raw-batch", "tls", "v1")
+REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
+
+Judge = Callable[[float, dict, dict], bool]  # (value as measured, the case, all results)
+
+
+@dataclass(frozen=True)
+class Spec:
+    label: str  # str.format'ed with the case's results
+    case: str  # dotted path of the case in the results, e.g. "enclave.flood"
+    value: str  # dotted path of the value in the case
+    target: str | Callable[[dict], str] = "-"  # text, str.format'ed with the case, or made of it
+    met: Judge | None = None
+    refs: Callable[[dict], dict[str, float]] | None = None  # each reference's same figure
+    show: Callable[[float], float] | None = None  # the value in the row's unit
+
+
+def at(tree: dict, path: str):
+    """The value at a dotted ``path`` ("" for the whole tree)."""
+    for key in filter(None, path.split(".")):
+        tree = tree[key]
+    return tree
+
+
+def _judge(op, bound, also=None) -> Judge:
+    """``op(value, bound)``, ``bound`` a number or a function of (case, results); and
+    ``also(case)`` where the target needs more than the value (e.g. the full size)."""
+
+    def met(value: float, case: dict, r: dict) -> bool:
+        limit = bound(case, r) if callable(bound) else bound
+        return op(value, limit) and (also is None or also(case))
+
+    return met
+
+
+def at_least(bound, also=None) -> Judge:
+    return _judge(operator.ge, bound, also)
+
+
+def at_most(bound, also=None) -> Judge:
+    return _judge(operator.le, bound, also)
+
+
+def below(bound) -> Judge:
+    return _judge(operator.lt, bound)
+
+
+def streams(path: str) -> Callable[[dict], dict[str, float]]:
+    """Each reference's figure at ``path`` of its results (same unit as Enclave's)."""
+    return lambda r: {k: at(r["references"][k], path) for k in REFS}
+
+
+def rsa_allowed(r: dict) -> dict[str, float]:
+    # 2 private ops per side, both sides on this machine's 2 cores
+    return {"rsa_allowed": r["rsa"]["ops_per_s_2_threads"] / 4}
+
+
+T = TARGETS
+QUANTILES = ("p50", "p99")
+
+
+def _throughput(label: str, case: str) -> Spec:
+    target = f">= {T['throughput']:,}"
+    return Spec(label, case, "rate", target, at_least(T["throughput"]), streams("throughput.rate"))
+
+
+def _latency(label: str, case: str, q: str) -> Spec:
+    key = f"{q}_us"
+    refs = streams(f"latency.{key}")
+    if key not in T:
+        return Spec(label, case, key, refs=refs)
+    return Spec(label, case, key, f"<= {T[key]:,}", at_most(T[key]), refs)
+
+
+def _flooded(q: str) -> Spec:
+    key, factor = f"{q}_us", T["flood_factor"]
+    return Spec(
+        f"another contact's latency, one flooding, {q} (us)",
+        "enclave.flood",
+        f"flooding.{key}",
+        f"<= {factor:g}x quiet ({{quiet[{key}]:,.0f}})",
+        at_most(lambda case, r: factor * case["quiet"][key]),
+    )
+
+
+def _hs_flooded(q: str) -> Spec:
+    key, bound_ms = f"{q}_us", T["hs_flood_s"] * 1000
+    return Spec(
+        f"first message, connect to delivered, handshake flood, {q} (ms)",
+        "enclave.hs_flood",
+        f"flooded.{key}",
+        lambda case: f"<= {bound_ms:,.0f} (quiet {case['quiet'][key] / 1000:,.1f})",
+        at_most(
+            T["hs_flood_s"] * 1e6,
+            also=lambda case: case["flooded"]["outcomes"].get("ok", 0) == case["rounds"],
+        ),
+        show=lambda us: us / 1000,
+    )
+
+
+def _broadcast(label: str, case: str) -> Spec:
+    full_size = lambda case: case["peers"] >= 100  # noqa: E731 - the target is for 100 peers
+    target = f"<= {T['broadcast_ms']} for 100"
+    return Spec(label, case, "median_ms", target, at_most(T["broadcast_ms"], also=full_size))
+
+
+NODE_ROWS: tuple[Spec, ...] = (
+    _throughput("durable throughput, 100 B (msg/s)", "enclave.throughput"),
+    *(_latency(f"one-way latency @1,000 msg/s, {q} (us)", "enclave.latency", q) for q in QUANTILES),
+    _latency("one-way latency @1,000 msg/s, p999 (us)", "enclave.latency", "p999"),
+    Spec(
+        "new sessions per second (handshakes/s)",
+        "enclave.handshakes",
+        "rate",
+        f">= {T['handshake_share']:.0%} of RSA-allowed",
+        at_least(lambda case, r: T["handshake_share"] * rsa_allowed(r)["rsa_allowed"]),
+        rsa_allowed,
+    ),
+    _throughput('durable throughput, store_sync="normal"', "enclave.normal.throughput"),
+    *(
+        _latency(f'latency @1,000 msg/s, {q}, store_sync="normal"', "enclave.normal.latency", q)
+        for q in QUANTILES
+    ),
+    _broadcast("broadcast to {peers} warm peers, all acked (ms, median)", "enclave.broadcast"),
+    _broadcast(
+        'broadcast to {peers} warm peers, store_sync="normal" (ms)', "enclave.broadcast_normal"
+    ),
+    Spec(
+        "idle node with {peers} peers, CPU (% of a core)",
+        "enclave.idle",
+        "idle_cpu_share",
+        f"< {100 * T['idle_cpu']:.0f}%",
+        below(T["idle_cpu"]),
+        show=lambda share: 100 * share,
+    ),
+    Spec(
+        "enclave --help, wall (ms, median of 7)",
+        "help",
+        "median_ms",
+        f"<= {T['help_ms']}",
+        at_most(T["help_ms"]),
+    ),
+    *(_flooded(q) for q in QUANTILES),
+    *(_hs_flooded(q) for q in QUANTILES),
+    Spec(
+        "{sessions:,} idle sessions on one node, RSS per session (KB)",
+        "enclave.sessions",
+        "rss_per_session_kb",
+        f"10,000 at <= {T['idle_session_kb']} KB",
+        at_most(T["idle_session_kb"], also=lambda case: case["sessions"] >= 10_000),
+    ),
+)
+
+
+def node_row(spec: Spec, r: dict) -> dict:
+    """One figure of the node table, as saved in the JSON."""
+    case = at(r, spec.case)
+    measured = at(case, spec.value)
+    value = measured if spec.show is None else spec.show(measured)
+    row: dict = {"figure": spec.label.format(**case), "enclave": value}
+    if spec.refs is not None:
+        refs = spec.refs(r)
+        row["refs"] = refs
+        row["ratio"] = {k: value / ref for k, ref in refs.items()}
+    target = spec.target
+    row["target"] = target(case) if callable(target) else target.format(**case)
+    row["met"] = None if spec.met is None else spec.met(measured, case, r)
+    return row
+
+
+def figures(r: dict) -> list[dict]:
+    """The table: one row per figure, with its ratio to each reference."""
+    return [node_row(spec, r) for spec in NODE_ROWS] + micro_figures(r["micro"])
+
+
+def micro_figures(micro: dict) -> list[dict]:
+    """The microbenchmark rows: each _fast pair's speed-up against its target, then each
+    per-op case in ns. A quick run's rows are marked and not judged."""
+    quick = micro["mode"] == "quick"
+    target = TARGETS["fast_speedup"]
+    rows = []
+    for pair in micro["twins"]:
+        speedup = pair["speedup"]
+        rows.append(
+            {
+                "figure": f"_fast native vs pure: {pair['case']}",
+                "kind": "twin",
+                "case": pair["case"],
+                "enclave": speedup,
+                "native_ns": _to_ns(pair["native_s"]),
+                "pure_ns": _to_ns(pair["pure_s"]),
+                "target": f">= {target:g}x",
+                "met": None if quick else speedup is not None and speedup >= target,
+                "quick": quick,
+            }
+        )
+    for case in micro["per_op"]:
+        rows.append(
+            {
+                "figure": f"{case['case']}, per {case['each']} (ns)",
+                "kind": "per_op",
+                "case": case["case"],
+                "enclave": _to_ns(case["per_op_s"]),
+                "each": case["each"],
+                "target": "-",
+                "met": None,
+                "quick": quick,
+            }
+        )
+    return rows
+
+
+def _to_ns(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e9
+
+
+# --- printing ----------------------------------------------------------------------------
+
+VERDICT = {True: "met", False: "NOT met", None: ""}
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "not measured yet"
+    if isinstance(x, float) and x < 10:
+        return f"{x:.2f}"
+    return f"{x:,.0f}"
+
+
+def _ns_cell(ns: float | None) -> str:
+    return "-" if ns is None else f"{ns:,.0f} ns"
+
+
+def print_table(r: dict) -> None:
+    m = r["machine"]
+    print(f"\n{r['command']}   ({m['nproc']} x {m['cpu']}, Python {m['python']}, {m['date']})")
+    print(f"code: {r['source']}")
+    heads = " ".join(f"{REF_NAMES[k]:>10}" for k in REFS)
+    print(f"{'figure':<48} {'Enclave':>16} {heads}  target")
+    for row in r["figures"]:
+        if "kind" not in row:  # microbenchmark rows: their own sections below
+            print_node_row(row)
+    for path, detail in DETAILS:
+        print(detail(at(r, path)))
+    print_micro(r)
+    parts = ", ".join(f"{name} {s:.0f} s" for name, s in r["parts_seconds"].items())
+    print(f"whole run: {r['seconds']} s ({parts})")
+
+
+def print_node_row(row: dict) -> None:
+    refs, ratio = row.get("refs", {}), row.get("ratio", {})
+    if "rsa_allowed" in refs:
+        cells = f"{'RSA allows ' + _fmt(refs['rsa_allowed']):>43}"
+        ratios = f"{ratio['rsa_allowed']:.0%} of it"
+    else:
+        cells = " ".join(f"{_fmt(refs[k]):>10}" if k in refs else f"{'':>10}" for k in REFS)
+        ratios = " / ".join(f"{ratio[k]:.3g}x" for k in REFS) if ratio else ""
+    verdict = VERDICT[row["met"]]
+    print(f"{row['figure']:<48} {_fmt(row['enclave']):>16} {cells}  {row['target']} {verdict}")
+    if ratios:
+        print(f"{'':<48} {'ratio: ' + ratios:>60}")
+
+
+def print_micro(r: dict) -> None:
+    m = r["micro"]
+    note = " QUICK: a few rounds per case, rows only, not figures" if m["mode"] == "quick" else ""
+    print(
+        f"\n_fast native vs pure, median per operation (pytest-benchmark {m['pytest_benchmark']},"
+        f" {' '.join(m['options'])}; {m['seconds']:.0f} s){note}"
+    )
+    print(f"{'pair: case':<56} {'native':>9} {'pure':>9} {'speed-up':>9}  target")
+    for row in r["figures"]:
+        if row.get("kind") == "twin":
+            speedup = "-" if row["enclave"] is None else f"{row['enclave']:.1f}x"
+            print(
+                f"{row['case']:<56}"
+                f" {_ns_cell(row['native_ns']):>9} {_ns_cell(row['pure_ns']):>9} {speedup:>9}"
+                f"  {row['target']} {VERDICT[row['met']]}"
+            )
+    print(f"\nrecords and codec, median per frame or chat{note}")
+    for row in r["figures"]:
+        if row.get("kind") == "per_op":
+            print(f"{row['case']:<56} {_ns_cell(row['enclave']):>9} per {row['each']}")

@@ -1,0 +1,203 @@
+"""The node worker's timing commands: a node's own side of the benchmarks' runs.
+
+bench/ drives node workers (``node_worker.py --quiet``) with these; each command times
+what happens in this process with ``time.monotonic()``, the clock every process on the
+machine shares, so that a receiver's times can be set against a sender's:
+
+    {"cmd": "warm", "peer_fp": hex}                     one message, delivered (acked)
+    {"cmd": "throughput", "peer_fp": hex, "n": N}       N chats of 100 B in one submit_many;
+        reply when all N are delivered (stored and acked by the peer), with the times
+    {"cmd": "pace", "peer_fp": hex, "rate": r, "n": N}  N chats, one every 1/r s; reply
+        when all are delivered, with each body's send, committed ("queued") and
+        handed-to-link ("sent") times
+    {"cmd": "broadcast"}                  one chat to every known peer (Node.broadcast);
+        reply when all are delivered, with the time from the call
+    {"cmd": "record", "prefix": "L"}      start noting receive times of such bodies
+    {"cmd": "received"}                   those times: shown (MessageReceived) and
+        decrypted (chats reaching Delivery.on_chats past the receive quotas, before
+        their commit); stop noting
+    {"cmd": "profile", "on": bool, "out": path}   cProfile of the loop and writer threads
+    {"cmd": "cpu"}                        CPU seconds so far per thread (from /proc)
+
+Rules: nothing here runs per message unless a command asked for it (the pace run's
+progress subscriber, the record run's wrapper), so that a node that is only measured
+does no work a user's node would not; the wrappers come off when their run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import os
+import threading
+import time
+from pathlib import Path
+
+from enclave.node_events import DeliveryChanged
+from support.streams import make_body
+
+
+class Timing:
+    """The timing commands of one node; ``tally`` counts its deliveries and shown times."""
+
+    def __init__(self, node, tally) -> None:
+        self.node = node
+        self.tally = tally
+        self.profiler = None
+        self.sent_times: dict[tuple, float] | None = None
+        self.arrived: dict[str, float] = {}
+        self._unwrap = None
+
+    def on_progress(self, ev) -> None:
+        """The pace run's own subscriber: when each message was committed ("queued")
+        and handed to the link ("sent")."""
+        if type(ev) is DeliveryChanged and ev.state in ("queued", "sent"):
+            if self.sent_times is not None:
+                self.sent_times[(ev.state, ev.id)] = time.monotonic()
+
+    async def cmd_warm(self, req: dict) -> dict:
+        peer = bytes.fromhex(req["peer_fp"])
+        reached = self.tally.until_delivered(self.tally.delivered + 1)
+        t0 = time.monotonic()
+        await self.node.submit(peer, make_body("w", 0))
+        await reached
+        return {"seconds": time.monotonic() - t0}
+
+    async def cmd_throughput(self, req: dict) -> dict:
+        peer, n = bytes.fromhex(req["peer_fp"]), int(req["n"])
+        prefix = req.get("prefix", "t")
+        reached = self.tally.until_delivered(self.tally.delivered + n)
+        t0 = time.monotonic()
+        # One call for the burst (Node.submit_many, the bulk sender's API): one future
+        # for all, instead of one per message (cmd_pace uses Node.submit per message).
+        future = self.node.submit_many(peer, [make_body(prefix, i) for i in range(n)])
+        t_submitted = time.monotonic()
+        await future
+        t_durable = time.monotonic()
+        t_done = await reached
+        return {
+            "n": n,
+            "start": t0,
+            "submit_seconds": t_submitted - t0,
+            "durable_seconds": t_durable - t0,
+            "seconds": t_done - t0,
+        }
+
+    async def cmd_pace(self, req: dict) -> dict:
+        peer, n, rate = bytes.fromhex(req["peer_fp"]), int(req["n"]), float(req["rate"])
+        prefix = req.get("prefix", "L")
+        reached = self.tally.until_delivered(self.tally.delivered + n)
+        self.sent_times = {}
+        unsubscribe = self.node.subscribe(self.on_progress)
+        began = time.monotonic() + 0.01
+        sent, outs = await self._paced(peer, prefix, n, rate, began)
+        await reached
+        unsubscribe()
+        times, self.sent_times = self.sent_times, None
+        return {
+            "n": n,
+            "sent": sent,
+            "durable": {o.body: times.get(("queued", o.id)) for o in outs},
+            "on_wire": {o.body: times.get(("sent", o.id)) for o in outs},
+            "finished_after_last_due": time.monotonic() - (began + (n - 1) / rate),
+        }
+
+    async def _paced(self, peer: bytes, prefix: str, n: int, rate: float, began: float):
+        """Submit ``n`` chats, the i-th at ``began + i / rate``: each body's submit time,
+        and the submitted messages once all are durable."""
+        sent: dict[str, float] = {}
+        futures = []
+        for i in range(n):
+            wait = began + i / rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # pacing the producer, not synchronisation
+            text = make_body(prefix, i)
+            sent[text] = time.monotonic()
+            futures.append(self.node.submit(peer, text))
+        return sent, await asyncio.gather(*futures)
+
+    async def cmd_broadcast(self, req: dict) -> dict:
+        count = len(self.node.store.list_peers())
+        reached = self.tally.until_delivered(self.tally.delivered + count)
+        t0 = time.monotonic()
+        sent = await self.node.broadcast(make_body("b", 0))
+        t_durable = time.monotonic()
+        t_done = await reached
+        return {"peers": len(sent), "durable_seconds": t_durable - t0, "seconds": t_done - t0}
+
+    async def cmd_record(self, req: dict) -> dict:
+        """Note receive times of bodies starting with ``prefix``: when MessageReceived
+        reaches the subscriber (the tally), and (``arrived``) when the decrypted chats
+        reach delivery, before their commit (a wrapper on ``Delivery.on_chats``)."""
+        self.tally.record(req["prefix"])
+        self.arrived = {}
+        delivery = self.node.delivery
+        on_chats = delivery.on_chats
+        arrived = self.arrived
+
+        def noting(link, chats, *rest):
+            now = time.monotonic()
+            for c in chats:
+                arrived[c.body] = now
+            return on_chats(link, chats, *rest)
+
+        delivery.on_chats = noting
+        self._unwrap = lambda: delattr(delivery, "on_chats")
+        return {}
+
+    async def cmd_received(self, req: dict) -> dict:
+        times = self.tally.record(None)
+        self._unwrap()
+        arrived, self.arrived = self.arrived, {}
+        return {"times": times, "arrived": arrived, "received": self.tally.received}
+
+    async def cmd_cpu(self, req: dict) -> dict:
+        return {"threads": thread_cpu()}
+
+    async def cmd_profile(self, req: dict) -> dict:
+        """Start (``on``) or stop and dump cProfile of the event-loop thread and of the
+        store writer thread (its commits run in ``Delivery._write``)."""
+        if req["on"]:
+            self._profile_on()
+            return {}
+        main_prof, writer_prof, write = self.profiler
+        main_prof.disable()
+        self.node.delivery._write = write
+        self.profiler = None
+        out = Path(req["out"])
+        files = {"loop": out.with_suffix(".loop.prof"), "writer": out.with_suffix(".writer.prof")}
+        main_prof.dump_stats(files["loop"])
+        writer_prof.dump_stats(files["writer"])
+        return {"files": {thread: str(path) for thread, path in files.items()}}
+
+    def _profile_on(self) -> None:
+        delivery = self.node.delivery
+        self.profiler = (cProfile.Profile(), cProfile.Profile(), delivery._write)
+        main_prof, writer_prof, write = self.profiler
+
+        def profiled_write(batch):
+            writer_prof.enable()
+            try:
+                return write(batch)
+            finally:
+                writer_prof.disable()
+
+        delivery._write = profiled_write
+        main_prof.enable()
+
+
+def thread_cpu() -> dict[str, float]:
+    """User + system CPU seconds of each thread of this process, by Python thread name
+    (threads Python does not know, e.g. OpenSSL's or uvloop's, are summed as "other")."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{task}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = names.get(int(task), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
