@@ -91,12 +91,12 @@ from pathlib import Path
 import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from fast_twins import load_twin
-from fuzzing import fuzz
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
-from protocol_pair import T0, run
+from support.fast_twins import load_twin
+from support.fuzzing import fuzz
+from support.protocol_pair import T0, run
 
 import enclave.protocol.connection as connection_module
 from enclave.protocol import handshake as hs

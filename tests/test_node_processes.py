@@ -24,8 +24,8 @@ import time
 
 import pytest
 from node_proc import make_body
-from nodes import public_pem
 from procs import BULK_RECEIVER, FAST_RECONNECT, Cluster, write_key_file
+from support.nodes import public_pem
 
 BULK_N = 100_000
 CRASH_N = 100_000 if os.environ.get("ENCLAVE_BIG") == "1" else 20_000

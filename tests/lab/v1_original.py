@@ -29,11 +29,11 @@ TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-import seed_client  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from node_proc import make_body  # noqa: E402
-from nodes import public_pem  # noqa: E402
 from procs import NodeProc, write_key_file  # noqa: E402
+from support import seed_client  # noqa: E402
+from support.nodes import public_pem  # noqa: E402
 
 
 def _key():
