@@ -336,6 +336,11 @@ class Sessions:
 
     # --- choosing and opening sessions -------------------------------------------------
 
+    @property
+    def dialing(self) -> frozenset[bytes]:
+        """The peers a dial is under way to (read-only)."""
+        return frozenset(self._dialing)
+
     def pick(self, peer: bytes) -> Link | None:
         conn_id = self.pool.pick(peer)
         return None if conn_id is None else self.links.get(conn_id)

@@ -1,8 +1,22 @@
-"""Shared fixtures: RSA-4096 test identities (cached between local runs)."""
+"""Shared fixtures: RSA-4096 test identities (cached between local runs).
+
+This folder goes on ``sys.path`` first, so that every test module, ``tests/lab`` and
+``tests/browser`` import the shared pieces as ``support.*`` (and the process harness
+as ``procs``) under any import mode and from any invocation of pytest.
+"""
+
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+TESTS = str(Path(__file__).resolve().parent)
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+# The checks of the shared pieces report their operands as the tests' own asserts do.
+pytest.register_assert_rewrite("support")
 
 KEY_NAMES = ("alice", "bob", "carol", "mallory")
 

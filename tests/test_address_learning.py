@@ -12,8 +12,9 @@ import asyncio
 import socket
 
 import pytest
-from attackers import RawPeer, eventually, forged_hs1, frame, read_to_close
-from nodes import FAST, Recorder, introduce, public_pem, start
+from support.attackers import RawPeer, forged_hs1, frame, read_to_close
+from support.nodes import FAST, Recorder, introduce, public_pem, start
+from support.waiting import eventually
 
 from enclave import cli
 from enclave.errors import UserError
@@ -133,7 +134,7 @@ async def test_nothing_is_learned_before_the_peers_finished_verifies(rsa_keys, t
         assert peer_of(bob, rsa_keys["carol"]).learned_address is None
         assert not bob.peers()[0].online
 
-        carol._emit(carol.held)  # HS3
+        carol.write(carol.held)  # HS3
         await eventually(
             lambda: peer_of(bob, rsa_keys["carol"]).learned_address == "127.0.0.6:9", 10
         )

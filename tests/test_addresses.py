@@ -3,9 +3,9 @@
 import ipaddress
 
 import pytest
-from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fuzzing import examples
 
 from enclave.addresses import Address, parse_address, parse_host, parse_port
 from enclave.errors import UserError

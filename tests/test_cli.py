@@ -1,6 +1,6 @@
 """The ``enclave`` command for keys and peers, in process and as a real process.
 
-Identities are written with the tests' cheap KDF cost (tests/keyfactory.py) except in
+Identities are written with the tests' cheap KDF cost (tests/support/keyfactory.py) except in
 the few tests marked ``slow``, which go through the real ``--generate``,
 ``--import-key`` and ``--change-password`` paths at Enclave's real cost.
 """
@@ -14,7 +14,7 @@ import types
 from pathlib import Path
 
 import pytest
-from keyfactory import (
+from support.keyfactory import (
     PASSWORD,
     ec_key,
     ed25519_key,

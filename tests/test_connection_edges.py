@@ -1,7 +1,7 @@
 """Edges found in review: jobs vs. closes, trailing bytes, session age, key-update abuse."""
 
-import seed_client
-from protocol_pair import T0, Pair, run
+from support import seed_client
+from support.protocol_pair import T0, Pair, run
 
 from enclave.protocol.connection import Connection, Limits, State
 from enclave.protocol.events import (

@@ -10,8 +10,8 @@ import os
 import time
 
 import pytest
-from attackers import RawPeer
-from nodes import Recorder, public_pem, start
+from support.attackers import RawPeer
+from support.nodes import Recorder, public_pem, start
 
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import Chat

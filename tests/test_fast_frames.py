@@ -3,7 +3,7 @@
 import sys
 
 import pytest
-from fast_twins import frame, header, twin_fixture
+from support.fast_twins import frame, header, twin_fixture
 
 from enclave.errors import FrameTooLarge, PeerError
 

@@ -4,7 +4,7 @@ import uuid
 from collections import deque
 
 import pytest
-from fast_twins import twin_fixture
+from support.fast_twins import twin_fixture
 
 twin = twin_fixture("ring")
 

@@ -9,10 +9,10 @@ import os
 import struct
 
 import pytest
-from fast_twins import load_twin
-from fuzzing import fuzz
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fast_twins import load_twin
+from support.fuzzing import fuzz
 
 import enclave._fast
 

@@ -7,13 +7,13 @@ state did not change, and no RSA private operation was spent on unauthenticated 
 import gc
 
 import pytest
-from protocol_pair import T0, Pair, run
+from support.protocol_pair import T0, Pair, closed_reason, run
 
 from enclave.protocol import handshake as hs
 from enclave.protocol import schedule
 from enclave.protocol.connection import Connection, Limits, State
 from enclave.protocol.crypto import AESGCM, Identity, InvalidTag, X25519Keypair, random_bytes
-from enclave.protocol.events import ConnectionClosed, CryptoNeeded, Established
+from enclave.protocol.events import CryptoNeeded, Established
 from enclave.protocol.policy import MemoryPolicy
 
 LOW_ORDER_POINTS = [
@@ -37,11 +37,6 @@ def responder(
 
 def feed(conn: Connection, data: bytes, now: float = T0) -> list:
     return run(conn, conn.receive_data(data, now), now)
-
-
-def closed_reason(events: list) -> str | None:
-    closes = [e for e in events if isinstance(e, ConnectionClosed)]
-    return closes[0].reason if closes else None
 
 
 def framed(payload: bytes) -> bytes:
@@ -258,7 +253,7 @@ def test_f3_reflected_traffic_frame_fails_its_tag(rsa_keys):
 
 
 def test_f3_v1_envelope_is_refused_by_a_v2_only_listener(rsa_keys):
-    import seed_client
+    from support import seed_client
 
     p = Pair(rsa_keys)
     envelope = seed_client.seal(rsa_keys["alice"], rsa_keys["bob"].public_key(), "hi", timestamp=T0)
@@ -405,7 +400,7 @@ def test_oversized_prefix_closes_before_buffering(rsa_keys):
     p = Pair(rsa_keys)
     r = responder(p)
     events = feed(r, b"\xff\xff\xff\xff" + b"x" * 60_000)
-    assert closed_reason(events) == "frame_too_large" and r._splitter.buffered < 64
+    assert closed_reason(events) == "frame_too_large" and r.buffered < 64
     r2 = responder(p)
     assert closed_reason(feed(r2, (4097).to_bytes(4, "big"))) == "frame_too_large"
 

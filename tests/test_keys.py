@@ -12,7 +12,7 @@ import unicodedata
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from keyfactory import (
+from support.keyfactory import (
     FAST_KDF,
     PASSWORD,
     ec_key,

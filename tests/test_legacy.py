@@ -12,11 +12,11 @@ import uuid
 
 import msgpack
 import pytest
-import seed_client as seed
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fuzzing import fuzz
 from hypothesis import given
 from hypothesis import strategies as st
+from support import seed_client as seed
+from support.fuzzing import fuzz
 
 from enclave.errors import PeerError, UsageError
 from enclave.protocol import legacy

@@ -1,8 +1,8 @@
 """Legacy v1 envelopes through a listening Connection (PROTOCOL.md d, rows F9/F10 core)."""
 
 import pytest
-import seed_client
-from protocol_pair import T0, run
+from support import seed_client
+from support.protocol_pair import T0, run
 
 from enclave.protocol.connection import Connection, State
 from enclave.protocol.crypto import Identity

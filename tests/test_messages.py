@@ -8,9 +8,9 @@ import dataclasses
 
 import msgpack
 import pytest
-from fuzzing import fuzz
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzzing import fuzz
 
 from enclave.errors import PeerError, UsageError
 from enclave.protocol.messages import (

@@ -1,7 +1,7 @@
 """Nodes on real loopback sockets, in one process: delivery, restarts, broadcast."""
 
 import pytest
-from nodes import Recorder, introduce, public_pem, small_key, start
+from support.nodes import Recorder, introduce, public_pem, small_key, start
 
 from enclave.errors import UserError
 from enclave.node import Node

@@ -21,7 +21,7 @@ import threading
 import time
 
 import pytest
-from attackers import (
+from support.attackers import (
     ALERT_BUSY,
     ALERT_GENERIC,
     Chatter,
@@ -29,12 +29,12 @@ from attackers import (
     RecordingProxy,
     close_writer,
     connect,
-    eventually,
     forged_hs1,
     frame,
     read_to_close,
 )
-from nodes import FAST, Recorder, introduce, public_pem, start
+from support.nodes import Recorder, alice_and_bob, introduce, public_pem, start
+from support.waiting import eventually
 
 from enclave.node_events import MessageReceived
 from enclave.protocol.events import Acked
@@ -50,19 +50,6 @@ SHORT_DEADLINES = {"first_frame_timeout": 2.0, "handshake_timeout": 3.0}
 
 
 # --- shared pieces ------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def alice_and_bob(tmp_path, rsa_keys, bob_settings=FAST, alice_settings=FAST):
-    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
-    a = await start(tmp_path / "a", ka, alice_settings)
-    b = await start(tmp_path / "b", kb, bob_settings)
-    try:
-        introduce(a, b, ka, kb)
-        yield a, b
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 def raw_fp(node) -> bytes:

@@ -6,8 +6,8 @@ import os
 import time
 
 import pytest
-from attackers import RawPeer
-from nodes import Recorder, introduce, public_pem, small_key, start
+from support.attackers import RawPeer
+from support.nodes import Recorder, introduce, public_pem, small_key, start
 
 from enclave.node_events import NodeProblem
 from enclave.protocol.events import Acked
@@ -85,8 +85,8 @@ async def test_full_disk_acks_nothing_then_stores_everything_once(rsa_keys, tmp_
             return b.store._db.execute(sql).fetchone()[0]
 
         # The disk fills up: the store cannot grow past its current pages.
-        pages = await loop.run_in_executor(b.delivery._writer, pragma, "PRAGMA page_count")
-        await loop.run_in_executor(b.delivery._writer, pragma, f"PRAGMA max_page_count = {pages}")
+        pages = await loop.run_in_executor(b.delivery.writer, pragma, "PRAGMA page_count")
+        await loop.run_in_executor(b.delivery.writer, pragma, f"PRAGMA max_page_count = {pages}")
         bodies = [f"while full {k} " + "x" * 400 for k in range(300)]
         for body in bodies:
             await a.send("bob", body)
@@ -98,7 +98,7 @@ async def test_full_disk_acks_nothing_then_stores_everything_once(rsa_keys, tmp_
         assert len(ra.states("delivered")) <= stored
         assert len([e for e in rb.events if isinstance(e, NodeProblem)]) == 1  # told once
         # Space comes back: the waiting messages are stored, shown once and acked.
-        await loop.run_in_executor(b.delivery._writer, pragma, "PRAGMA max_page_count = 1073741823")
+        await loop.run_in_executor(b.delivery.writer, pragma, "PRAGMA max_page_count = 1073741823")
         await ra.until(lambda r: len(r.states("delivered")) == 301, timeout=30)
         assert [m.body for m in rb.received()] == ["before", *bodies]
         assert [m.body for m in b.history("alice", 1000)] == ["before", *bodies]
@@ -154,7 +154,7 @@ async def test_stop_while_the_disk_is_full_does_not_hang(rsa_keys, tmp_path):
             pages = b.store._db.execute("PRAGMA page_count").fetchone()[0]
             b.store._db.execute(f"PRAGMA max_page_count = {pages}")
 
-        await loop.run_in_executor(b.delivery._writer, full)
+        await loop.run_in_executor(b.delivery.writer, full)
         for k in range(300):
             await a.send("bob", f"{k} " + "y" * 400)
         await rb.until(lambda r: any(isinstance(e, NodeProblem) for e in r.events))
@@ -207,7 +207,7 @@ async def test_sender_with_a_full_store_is_told_at_once(rsa_keys, tmp_path):
             pages = a.store._db.execute("PRAGMA page_count").fetchone()[0]
             a.store._db.execute(f"PRAGMA max_page_count = {pages}")
 
-        await loop.run_in_executor(a.delivery._writer, full)
+        await loop.run_in_executor(a.delivery.writer, full)
         with pytest.raises(UserError, match="refuses writes"):
             for k in range(200):
                 await asyncio.wait_for(a.send("bob", f"{k} " + "z" * 400), 10)
@@ -228,7 +228,7 @@ async def test_stop_leaves_no_dialing_or_links_behind(rsa_keys, tmp_path):
     sessions = a.sessions
     await asyncio.wait_for(a.stop(), 10)
     await asyncio.sleep(0)
-    assert sessions._dialing == {} and sessions.links == {}
+    assert not sessions.dialing and sessions.links == {}
 
 
 @pytest.mark.asyncio
@@ -326,7 +326,7 @@ async def test_sent_before_its_commit_is_reported_delivered_only_once_stored(rsa
             count = db.execute("PRAGMA page_count").fetchone()[0]
             db.execute(f"PRAGMA max_page_count = {pages or count}")
 
-        await loop.run_in_executor(a.delivery._writer, limit, 0)
+        await loop.run_in_executor(a.delivery.writer, limit, 0)
         bob = bytes.fromhex(b.fingerprint)
         futures = []
         for k in range(100):  # until a commit fails (freed pages may take the first ones)
@@ -345,7 +345,7 @@ async def test_sent_before_its_commit_is_reported_delivered_only_once_stored(rsa
         assert reported <= on_disk  # nothing said about a row not yet written
         assert len(a.history("bob", 500)) == len(on_disk)
 
-        await loop.run_in_executor(a.delivery._writer, limit, 1_000_000)
+        await loop.run_in_executor(a.delivery.writer, limit, 1_000_000)
         for f in pending:
             await asyncio.wait_for(f, 10)
         await ra.until(lambda r: len(r.states("delivered")) == 1 + len(futures))

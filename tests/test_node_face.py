@@ -1,7 +1,7 @@
 """Node methods the faces need: typing hints and message search."""
 
 import pytest
-from nodes import Recorder, introduce, start
+from support.nodes import Recorder, introduce, start
 
 from enclave.errors import UserError
 from enclave.node_events import TypingChanged

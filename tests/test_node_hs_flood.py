@@ -13,8 +13,9 @@ import dataclasses
 import time
 
 import pytest
-from attackers import close_writer, connect, eventually, forged_hs1, frame, read_to_close
-from nodes import FAST, Recorder, public_pem, start
+from support.attackers import close_writer, connect, forged_hs1, frame, read_to_close
+from support.nodes import FAST, Recorder, public_pem, start
+from support.waiting import eventually
 
 # Bob's global verify bucket: two tokens, next to nothing after that.
 TIGHT = dataclasses.replace(FAST, verify_rate=0.001, verify_burst=2.0)

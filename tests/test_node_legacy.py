@@ -4,8 +4,8 @@ import asyncio
 import time
 
 import pytest
-import seed_client
-from nodes import Recorder, introduce, public_pem, start
+from support import seed_client
+from support.nodes import Recorder, introduce, public_pem, start
 
 from enclave import keys
 from enclave.node_events import MessageReceived

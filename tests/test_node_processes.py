@@ -24,7 +24,7 @@ import os
 import time
 
 import pytest
-from nodes import public_pem
+from support.nodes import public_pem
 from support.procs import BULK_RECEIVER, FAST_RECONNECT, Cluster, write_key_file
 from support.streams import make_body
 

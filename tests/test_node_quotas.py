@@ -11,11 +11,10 @@ after the window.
 """
 
 import collections
-import contextlib
 
 import pytest
-from attackers import Chatter, RawPeer
-from nodes import FAST, Recorder, introduce, public_pem, start
+from support.attackers import Chatter, RawPeer
+from support.nodes import Recorder, alice_and_bob, introduce, public_pem, start
 
 import enclave.quotas as quotas_module
 from enclave.node_events import MessageReceived, NodeProblem, Throttled
@@ -29,19 +28,6 @@ SLOW_BOB = Settings(receive_rate_per_peer=100.0, receive_burst_per_peer=1024.0)
 # Bob keeps 1 MiB of one contact's messages: 104 chats of 10,000 characters (+64 each).
 SMALL_BOB = Settings(stored_bytes_per_peer=1 << 20)
 BIG = "m" * 9_990  # with its " k" suffix, under the 10,000-character limit
-
-
-@contextlib.asynccontextmanager
-async def alice_and_bob(tmp_path, rsa_keys, bob_settings, alice_settings=FAST):
-    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
-    a = await start(tmp_path / "a", ka, alice_settings)
-    b = await start(tmp_path / "b", kb, bob_settings)
-    try:
-        introduce(a, b, ka, kb)
-        yield a, b
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 def mallory_chats(mallory: RawPeer, bob, first: int, n: int, body: str = "flood") -> list:
@@ -256,7 +242,7 @@ async def test_a_node_throttled_for_storage_waits_and_then_delivers(
         await ra.until(lambda r: not a.sessions.online(bob_fp))
         # The session is gone and messages wait, yet Alice's node does not dial Bob again
         # before the wait is over.
-        assert bob_fp in a.delivery.throttles and bob_fp not in a.sessions._dialing
+        assert bob_fp in a.delivery.throttles and bob_fp not in a.sessions.dialing
         # What Bob stored he acked before he closed: exactly that is delivered at Alice.
         delivered = sum(stored_from(b, a.identity.fingerprint).values())
         assert 0 < delivered < 150

@@ -13,9 +13,10 @@ import sqlite3
 import threading
 
 import pytest
-import seed_client
-from attackers import RawPeer, eventually
-from nodes import FAST, Recorder, introduce, public_pem, start
+from support import seed_client
+from support.attackers import RawPeer
+from support.nodes import FAST, Recorder, introduce, public_pem, start
+from support.waiting import eventually
 
 ROUNDS = 10  # more than FAST's crypto_queue: a leak of one slot per round would show
 # Mallory's handshakes must reach the job each time, not stop at her per-peer bucket.
@@ -116,7 +117,7 @@ async def test_a_peer_gone_during_the_job_gives_its_slot_back(rsa_keys, tmp_path
             peer = RawPeer(km, b, source="127.0.0.2")
             await peer.open()
             await peer.begin()
-            peer._writer.transport.abort()  # a reset right after HS1
+            peer.abort()  # a reset right after HS1
             await peer.close()
         await eventually(lambda: sum(b.stats()["closed"].values()) >= ROUNDS)
         await eventually(lambda: slots(b).in_use == 0)

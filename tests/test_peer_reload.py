@@ -5,14 +5,14 @@ is refused as unknown on its next handshake or v1 envelope; the peers that stay 
 their keys, boot floors and v2 marks, and keep being served.
 """
 
-import asyncio
 import sqlite3
 from contextlib import closing
 
 import pytest
-import seed_client
-from attackers import RawPeer, eventually
-from nodes import Recorder, public_pem, start
+from support import seed_client
+from support.attackers import RawPeer
+from support.nodes import Recorder, public_pem, start
+from support.waiting import eventually
 
 from enclave.peers import NodePolicy
 from enclave.protocol.crypto import fingerprint_of
@@ -32,11 +32,6 @@ async def refused(node, peer: RawPeer, reason: str) -> None:
     await peer.until(lambda p: p.eof.is_set(), 20)
     assert not peer.conn.established
     await eventually(lambda: closed(node, reason) == before + 1, 10, f"closed[{reason}]")
-
-
-async def seed_send(port: int, payload: bytes) -> None:
-    """The original client: connect, write one framed envelope, close at once unread."""
-    await asyncio.to_thread(seed_client.send, "127.0.0.1", port, payload)
 
 
 @pytest.mark.asyncio
@@ -64,7 +59,7 @@ async def test_a_removed_peer_is_refused_at_once_and_the_others_are_still_served
         # Alice had never spoken v2: her v1 envelopes were welcome until now.
         before = closed(bob, "v1_unknown_sender")
         envelope = seed_client.seal(rsa_keys["alice"], rsa_keys["bob"].public_key(), "still me")
-        await seed_send(bob.address[1], envelope)
+        await seed_client.send_in_loop(bob.address[1], envelope)
         await eventually(lambda: closed(bob, "v1_unknown_sender") == before + 1, 10)
 
         mallory = RawPeer(rsa_keys["mallory"], bob, source="127.0.0.4")

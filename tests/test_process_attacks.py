@@ -35,7 +35,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from attackers import (
+from support.attackers import (
     ALERT_GENERIC,
     RawPeer,
     close_writer,
@@ -43,9 +43,10 @@ from attackers import (
     frame,
     read_to_close,
 )
-from nodes import public_pem
+from support.nodes import public_pem
 from support.procs import FAST_RECONNECT, Cluster, NodeProc, write_key_file
 from support.streams import make_body
+from support.waiting import eventually_blocking
 
 from enclave.protocol import handshake as hs
 from enclave.protocol.crypto import Identity, PeerKey
@@ -162,14 +163,13 @@ class Counters:
 
     def settle(self, predicate, timeout: float = 30.0) -> dict:
         """Poll Bob's counters (they have no event) until ``predicate(delta)`` holds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            d = self.delta()
-            if predicate(d):
-                return d
-            if time.monotonic() > deadline:
-                raise AssertionError(f"Bob's counters never settled: {d}")
-            time.sleep(0.05)
+        last: list[dict] = []
+
+        def check() -> dict | None:
+            last[:] = [self.delta()]
+            return last[0] if predicate(last[0]) else None
+
+        return eventually_blocking(check, timeout, lambda: f"Bob's counters to settle: {last}")
 
 
 def no_unauthenticated_work(d: dict) -> None:
@@ -527,9 +527,9 @@ async def bad_records(key, target: Target, batch: list[Chat]) -> None:
             r1, peer.held = peer.held, b""
             peer.send_chats(batch[1:])
             r2, peer.held = peer.held, b""
-            peer._writer.write(damage(r1, r2))
+            peer.write(damage(r1, r2))
             if damage is truncate:
-                peer._writer.write_eof()
+                peer.write_eof()
             await asyncio.wait_for(peer.eof.wait(), 15)
         finally:
             await peer.close()

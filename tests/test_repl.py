@@ -14,13 +14,14 @@ from dataclasses import replace
 
 import pytest
 import pytest_asyncio
-from attackers import RawPeer
-from keyfactory import private_pem, small_rsa
-from nodes import Recorder, introduce, public_pem, start
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
+from support.attackers import RawPeer
+from support.keyfactory import private_pem, small_rsa
+from support.nodes import Recorder, introduce, public_pem, start
+from support.waiting import Watched
 
 from enclave import keys
 from enclave.protocol.events import Acked
@@ -29,31 +30,27 @@ from enclave.repl import PeerCompleter, Repl, redact
 from enclave.store import Message
 
 
-class Screen:
-    """What the REPL printed, with a way to wait for some text to appear."""
+class Screen(Watched):
+    """What the REPL printed; ``shows`` waits for some text to appear."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.blocks: list[str] = []
-        self._changed = asyncio.Event()
 
     def write(self, text: str) -> None:
         self.blocks.append(text)
-        self._changed.set()
+        self.changed()
 
     @property
     def text(self) -> str:
         return "\n".join(self.blocks)
 
-    async def until(self, fragment: str, count: int = 1, timeout: float = 20.0) -> str:
-        async def wait():
-            while self.text.count(fragment) < count:
-                self._changed.clear()
-                await self._changed.wait()
+    def describe(self) -> str:
+        return f"; screen:\n{self.text}"
 
-        try:
-            await asyncio.wait_for(wait(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"{fragment!r} never appeared; screen:\n{self.text}") from None
+    async def shows(self, fragment: str, count: int = 1, timeout: float = 20.0) -> str:
+        """The whole screen, once ``fragment`` is on it ``count`` times."""
+        await self.until(lambda s: s.text.count(fragment) >= count, timeout, repr(fragment))
         return self.text
 
     def mark(self) -> int:
@@ -71,7 +68,7 @@ class Driver:
         """Type ``line`` + Enter; return what was printed up to and including ``expect``."""
         mark = self.screen.mark()
         self.pipe.send_text(line + "\r")
-        await self.screen.until(expect, count=self.screen.text.count(expect) + 1)
+        await self.screen.shows(expect, count=self.screen.text.count(expect) + 1)
         return self.screen.since(mark)
 
 
@@ -121,10 +118,10 @@ async def test_send_shows_queued_then_delivered_and_incoming_messages(pair, tmp_
     async with repl(a, tmp_path) as r:
         out = await r.run("/send bob hello  bob", "queued")
         assert "you -> bob: hello  bob" in out
-        await r.screen.until("to bob: delivered")
+        await r.screen.shows("to bob: delivered")
         await rb.until(lambda rec: [m.body for m in rec.received()] == ["hello  bob"])
         await b.send("alice", "hi alice")
-        await r.screen.until("bob: hi alice")
+        await r.screen.shows("bob: hi alice")
         out = await r.run("/peers", "UNREAD")
         bob_row = next(line for line in out.splitlines() if line.startswith("bob"))
         assert "online" in bob_row and bob_row.rstrip().endswith("1")
@@ -137,7 +134,7 @@ async def test_send_by_fingerprint_prefix(pair, tmp_path):
     a, b = pair
     async with repl(a, tmp_path) as r:
         await r.run(f"/send {b.fingerprint[:8].upper()} by prefix", "queued")
-        await r.screen.until("to bob: delivered")
+        await r.screen.shows("to bob: delivered")
 
 
 @pytest.mark.asyncio
@@ -199,7 +196,7 @@ async def test_broadcast_to_two_peers_reports_two_of_two(rsa_keys, tmp_path):
             out = await r.run("/broadcast Team meeting in 5 minutes!", "Broadcast complete")
             begun = out.index("Broadcasting to 2 peer(s)...")
             assert out.index("Broadcast complete: 2/2 sent successfully") > begun
-            await r.screen.until("delivered", count=2)
+            await r.screen.shows("delivered", count=2)
         for rec in (rb, rc):
             await rec.until(
                 lambda x: [m.body for m in x.received()] == ["Team meeting in 5 minutes!"]
@@ -274,7 +271,7 @@ async def test_add_interactively_with_questions(alone, key_files, tmp_path):
         r.pipe.send_text(key_files["bob"] + "\r")
         r.pipe.send_text("127.0.0.1:9\r")
         r.pipe.send_text("bob\r")
-        await r.screen.until("Added peer bob at 127.0.0.1:9")
+        await r.screen.shows("Added peer bob at 127.0.0.1:9")
         assert "Fingerprint: " in r.screen.since(mark)
         assert [p.peer.name for p in a.peers()] == ["bob"]
         out = await r.run(f"/add {key_files['bob']} 127.0.0.1:10", "Updated peer bob")
@@ -288,7 +285,7 @@ async def test_add_cancelled_with_ctrl_c(alone, tmp_path):
     async with repl(alone, tmp_path) as r:
         r.pipe.send_text("/add\r")
         r.pipe.send_bytes(b"\x03")
-        await r.screen.until("/add cancelled")
+        await r.screen.shows("/add cancelled")
         await r.run("/fingerprint", "Your fingerprint")  # still running
     assert alone.peers() == []
 
@@ -329,7 +326,7 @@ async def test_history_and_its_errors(pair, tmp_path):
             await r.run(f"/send bob m{k}", "queued")
         await rb.until(lambda rec: len(rec.received()) == 3)
         await b.send("alice", "reply")
-        await r.screen.until("bob: reply")
+        await r.screen.shows("bob: reply")
         out = await r.run("/history bob 2", "bob: reply")
         lines = out.splitlines()
         assert len(lines) == 2 and "you -> bob: m2" in lines[0] and "bob: reply" in lines[1]
@@ -354,12 +351,12 @@ async def test_verify_marks_verified_only_after_yes(pair, tmp_path):
     async with repl(a, tmp_path) as r:
         r.pipe.send_text("/verify bob\r")
         r.pipe.send_text("n\r")
-        out = await r.screen.until("bob is not marked verified")
+        out = await r.screen.shows("bob is not marked verified")
         assert keys.group(a.fingerprint) in out and keys.group(b.fingerprint) in out
         assert not a.resolve("bob").verified
         r.pipe.send_text("/verify bob\r")
         r.pipe.send_text("yes\r")
-        await r.screen.until("bob is now marked verified")
+        await r.screen.shows("bob is now marked verified")
         assert a.resolve("bob").verified
         await r.run("/verify bob", "bob is already marked verified")
         await r.run("/verify", "error: usage: /verify PEER")
@@ -383,7 +380,7 @@ async def test_retry_sends_failed_messages_again(rsa_keys, tmp_path):
             out = await r.run("/history bob", "failed")
             assert "(failed, peer unreachable)" in out
             await r.run("/retry", "Retrying 1 message(s)")
-            await r.screen.until(f"#{rowid} to bob: delivered")
+            await r.screen.shows(f"#{rowid} to bob: delivered")
             await rb.until(lambda rec: [m.body for m in rec.received()] == ["again"])
             await r.run("/retry", "No failed messages to retry")
             await r.run("/retry bob", "No failed messages to retry")
@@ -440,7 +437,7 @@ async def test_peer_text_cannot_drive_the_terminal(pair, tmp_path):
     a, b = pair
     async with repl(a, tmp_path) as r:
         await b.send("alice", "evil\x1b]0;title\x07\x1b[2J\u202etxt\nsecond line")
-        out = await r.screen.until("second line")
+        out = await r.screen.shows("second line")
         assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
         shown = "bob: evil⟨U+001B⟩]0;title⟨U+0007⟩⟨U+001B⟩[2J⟨U+202E⟩txt\n    second line"
         assert shown in out
@@ -492,7 +489,7 @@ async def test_a_hostile_contacts_times_and_text_never_hide_a_message(pair, rsa_
             await mallory.handshake()
             chats = hostile_chats(mallory, a)
             await send_and_wait_acked(mallory, chats)
-            live = await r.screen.until("mallory: last word")
+            live = await r.screen.shows("mallory: last word")
         finally:
             await mallory.close()
         assert re.search(r"^\[\d\d:\d\d\] mallory: plain hello$", live, re.M)
@@ -519,7 +516,7 @@ async def test_a_hostile_contacts_times_and_text_never_hide_a_message(pair, rsa_
         finally:
             await again.close()
         await b.send("alice", "bob still gets through")
-        await r.screen.until("bob: bob still gets through")
+        await r.screen.shows("bob: bob still gets through")
         assert "mallory:" not in r.screen.since(mark)
         history = await r.run("/history mallory", "mallory: last word")
         assert history.count("mallory:") == len(chats)
@@ -648,7 +645,7 @@ async def test_a_peer_that_throttles_us_is_shown_with_why_and_when(rsa_keys, tmp
         async with repl(a, tmp_path) as r:
             bodies = [f"{k} " + "q" * 9_990 for k in range(120)]
             await a.submit_many(bytes.fromhex(b.fingerprint), bodies)
-            await r.screen.until(
+            await r.screen.shows(
                 "bob's node is throttling you: storage (its quota for your messages is full);"
                 " retrying in 300 s"
             )

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.waiting import eventually_blocking
 
 from enclave import home, keys
 from enclave.store import Store
@@ -39,18 +40,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _poll(check, what: str, timeout: float = TIMEOUT):
-    """Call ``check`` until it returns something true; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling interval, not synchronisation
 
 
 class Person:
@@ -137,8 +126,10 @@ class Tmux:
         return self("capture-pane", "-p", "-J", "-S", "-200", "-t", f"t:{name}")
 
     def until(self, name: str, text: str, count: int = 1) -> str:
-        return _poll(
+        # A pane is another process's screen: nothing tells when it changes, so poll it.
+        return eventually_blocking(
             lambda: (s := self.screen(name)).count(text) >= count and s,
+            TIMEOUT,
             f"{text!r} on {name}'s screen",
         )
 
@@ -149,7 +140,7 @@ class Tmux:
             screen = self.screen(name)
             return screen if "[exit status " in screen else None
 
-        screen = _poll(ended, f"{name}'s enclave to exit")
+        screen = eventually_blocking(ended, TIMEOUT, f"{name}'s enclave to exit")
         return int(screen.rsplit("[exit status ", 1)[1].split("]", 1)[0])
 
     def kill(self) -> None:

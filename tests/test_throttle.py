@@ -5,37 +5,19 @@ what it stored, and takes the same chats later; the sender hears ``Throttled``.
 """
 
 import pytest
-from protocol_pair import T0, Pair, run
+from support.protocol_pair import T0, Pair, chats, closed_reason, received, run
 
 from enclave.errors import UsageError
-from enclave.protocol.events import Acked, ConnectionClosed, MessagesReceived, Throttled
+from enclave.protocol.events import Acked, MessagesReceived, Throttled
 from enclave.protocol.messages import (
     MAX_RETRY_AFTER_MS,
     THROTTLE_RATE,
     THROTTLE_STORAGE,
     THROTTLE_VOLUME,
-    Chat,
     Throttle,
     encode_batch,
 )
 from enclave.protocol.records import APP
-
-
-def chats(p: Pair, n: int, sender="i", start=0) -> list[Chat]:
-    a, b = (p.ida, p.idb) if sender == "i" else (p.idb, p.ida)
-    return [
-        Chat(k.to_bytes(16, "big"), a.fingerprint, b.fingerprint, 1000 + k, "x" * 100)
-        for k in range(start, start + n)
-    ]
-
-
-def received(p: Pair, side="r") -> list[Chat]:
-    return [c for ev in p.events(side, MessagesReceived) for c in ev.messages]
-
-
-def closed_reason(events) -> str | None:
-    closes = [e for e in events if isinstance(e, ConnectionClosed)]
-    return closes[0].reason if closes else None
 
 
 @pytest.mark.parametrize("reason", [THROTTLE_RATE, THROTTLE_VOLUME, THROTTLE_STORAGE])

@@ -1,29 +1,12 @@
 """Traffic on an established in-memory pair: PROTOCOL.md rows F7 and the core of F8."""
 
 import pytest
-from protocol_pair import T0, Pair, run
+from support.protocol_pair import T0, Pair, chats, closed_reason, received, run
 
 from enclave.protocol.connection import Limits
-from enclave.protocol.events import Acked, ConnectionClosed, MessagesReceived, TypingChanged
+from enclave.protocol.events import Acked, MessagesReceived, TypingChanged
 from enclave.protocol.messages import Chat
 from enclave.protocol.records import APP
-
-
-def chats(p: Pair, n: int, sender="i", start=0, body="x" * 100) -> list[Chat]:
-    a, b = (p.ida, p.idb) if sender == "i" else (p.idb, p.ida)
-    return [
-        Chat(k.to_bytes(16, "big"), a.fingerprint, b.fingerprint, 1000 + k, body)
-        for k in range(start, start + n)
-    ]
-
-
-def received(p: Pair, side="r") -> list[Chat]:
-    return [c for ev in p.events(side, MessagesReceived) for c in ev.messages]
-
-
-def closed_reason(events) -> str | None:
-    closes = [e for e in events if isinstance(e, ConnectionClosed)]
-    return closes[0].reason if closes else None
 
 
 def test_batches_flow_both_ways_and_acks_are_cumulative(rsa_keys):

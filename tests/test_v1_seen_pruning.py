@@ -6,21 +6,15 @@ in bounded steps on the store's writer thread; younger ones stay, so an envelope
 replayed inside its window is still refused after a prune.
 """
 
-import asyncio
 import time
 
 import pytest
-import seed_client
-from attackers import eventually
-from nodes import Recorder, public_pem, start
+from support import seed_client
+from support.nodes import Recorder, public_pem, start
+from support.waiting import eventually
 
 from enclave import node as node_mod
 from enclave.protocol.legacy import MAX_SKEW
-
-
-async def seed_send(port: int, payload: bytes) -> None:
-    """The original client: connect, write one framed envelope, close at once unread."""
-    await asyncio.to_thread(seed_client.send, "127.0.0.1", port, payload)
 
 
 def uuid(n: int) -> str:
@@ -46,13 +40,13 @@ async def test_old_v1_entries_are_pruned_and_a_replay_in_the_window_is_still_ref
 
         shown = Recorder(bob)
         envelope = seed_client.seal(ka, kb.public_key(), "hello once")
-        await seed_send(bob.address[1], envelope)
+        await seed_client.send_in_loop(bob.address[1], envelope)
         await shown.until(lambda r: r.received())
 
         await eventually(lambda: not any(store.v1_seen(alice, m) for m in old), 10, "the prune")
         assert store.v1_seen(alice, uuid(99))
         before = bob.stats()["closed"].get("v1_replay", 0)
-        await seed_send(bob.address[1], envelope)  # a replay inside its window
+        await seed_client.send_in_loop(bob.address[1], envelope)  # a replay inside its window
         await eventually(lambda: bob.stats()["closed"].get("v1_replay", 0) == before + 1, 10)
         await bob.delivery.flush()
         assert [m.body for m in shown.received()] == ["hello once"]

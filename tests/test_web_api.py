@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from attackers import RawPeer
-from keyfactory import FAST_KDF, PASSWORD, make_identity
-from nodes import introduce, public_pem, start
 from quart.testing.connections import WebsocketResponseError
-from web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
+from support.attackers import RawPeer
+from support.keyfactory import FAST_KDF, PASSWORD, make_identity
+from support.nodes import introduce, public_pem, start
+from support.web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
 
 import enclave.web
 from enclave.protocol.messages import Chat

@@ -87,7 +87,7 @@ def test_first_launch_prints_a_token_url_and_asks_nothing(tmp_path):
 
 
 def test_a_password_from_the_environment_unlocks_at_start(rsa_keys, tmp_path):
-    from keyfactory import PASSWORD
+    from support.keyfactory import PASSWORD
 
     from enclave import home, keys
 

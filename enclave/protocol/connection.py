@@ -281,6 +281,16 @@ class Connection:
     def chats_sent(self) -> int:
         return self._chats_sent
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet taken as a frame (at most one frame's worth)."""
+        return self._splitter.buffered
+
+    @property
+    def frame_limit(self) -> int:
+        """The largest frame taken now: the pre-authentication limit, then MAX_RECORD."""
+        return self._splitter.max_frame
+
     def initiate(self, now: float) -> list:
         """Initiator: build HS1 (its signature is a job)."""
         if self.state is not S.START:

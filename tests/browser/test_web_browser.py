@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from nodes import public_pem, small_key
 from playwright.sync_api import expect
+from support.nodes import public_pem, small_key
 from webnodes import PASSWORD, WebNode, add_failed_message, free_port
 
 from enclave import keys

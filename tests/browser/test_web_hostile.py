@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
-from attackers import RawPeer
-from nodes import public_pem, small_key
 from playwright.sync_api import expect
+from support.attackers import RawPeer
+from support.nodes import public_pem, small_key
 from test_web_browser import DESKTOP, WAIT, Watch, bubble, open_chat, peer
 from webnodes import WebNode, free_port
 

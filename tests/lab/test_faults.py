@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 import pytest
-from nodes import public_pem
+from support.nodes import public_pem
 from support.procs import FAST_RECONNECT, NodeProc, write_key_file
+from support.waiting import eventually_blocking
 
 pytestmark = [
     pytest.mark.slow,
@@ -130,13 +131,9 @@ class Trio:
         return self.stored(sender)["count"]
 
     def until(self, predicate, timeout: float, what: str):
-        """Poll the nodes' stores (a query each 0.2 s) until ``predicate()`` is true."""
-        deadline = time.monotonic() + timeout
-        while not (result := predicate()):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-            time.sleep(0.2)
-        return result
+        """Poll the nodes' stores (a query each 0.2 s) until ``predicate()`` is true: they
+        are in other processes, with no event for "stored"."""
+        return eventually_blocking(predicate, timeout, what, every=0.2)
 
     def complete(self, timeout: float = 120.0) -> None:
         def done() -> bool:

@@ -29,9 +29,9 @@ TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-import seed_client  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-from nodes import public_pem  # noqa: E402
+from support import seed_client  # noqa: E402
+from support.nodes import public_pem  # noqa: E402
 from support.procs import NodeProc, write_key_file  # noqa: E402
 from support.streams import make_body  # noqa: E402
 

@@ -13,7 +13,8 @@ per-address budgets act on them and not on the honest peer at 127.0.0.1.
 - ``Chatter``: the honest traffic every attack runs beside; ``finish`` checks that every
   message arrived exactly once and was acked.
 - ``RecordingProxy``: a TCP relay that records what the client side sent, for replays.
-- ``eventually``: polls a counter that has no event (node statistics, budget tables).
+
+Waiting on any of them goes through ``support.waiting``.
 """
 
 import asyncio
@@ -22,12 +23,12 @@ import os
 import struct
 import time
 
-from nodes import Recorder
-
 from enclave.protocol.connection import Connection
 from enclave.protocol.crypto import Identity
 from enclave.protocol.events import CryptoNeeded, Established, MessagesReceived
 from enclave.protocol.policy import MemoryPolicy
+from support.nodes import Recorder
+from support.waiting import Watched
 
 
 def frame(payload: bytes) -> bytes:
@@ -90,25 +91,17 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
         pass
 
 
-async def eventually(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``predicate`` for a counter that has no event to wait on."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-class RawPeer:
+class RawPeer(Watched):
     """A peer the test controls: its own key, Enclave's Connection, a raw socket.
 
     ``hold = True`` keeps what the connection wants to send in ``held`` instead of
-    writing it, so the test can dribble it or never send it. ``raw`` holds every byte
-    the node wrote; ``eof`` is set once the node closed the connection.
+    writing it, so the test can dribble it, ``write`` it later or never send it. ``raw``
+    holds every byte the node wrote; ``eof`` is set once the node closed the connection.
+    ``until(predicate)`` wakes on each event and on the close.
     """
 
     def __init__(self, key, node, *, source: str) -> None:
+        super().__init__()
         self.identity = Identity(key)
         self.fingerprint = self.identity.fingerprint
         self.node = node
@@ -121,7 +114,6 @@ class RawPeer:
         self.reset = False
         self.events: list = []
         self.eof = asyncio.Event()
-        self._changed = asyncio.Event()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task | None = None
@@ -166,13 +158,16 @@ class RawPeer:
     def established_events(self) -> list:
         return [ev for ev in self.events if type(ev) is Established]
 
-    async def until(self, predicate, timeout: float = 20.0) -> None:
-        async def wait():
-            while not predicate(self):
-                self._changed.clear()
-                await self._changed.wait()
+    def write(self, data: bytes) -> None:
+        """Bytes straight onto the socket, whatever ``hold`` says (say, what was held)."""
+        self._emit(data)
 
-        await asyncio.wait_for(wait(), timeout)
+    def write_eof(self) -> None:
+        self._writer.write_eof()
+
+    def abort(self) -> None:
+        """End the connection with a reset, as a peer that vanishes does."""
+        self._writer.transport.abort()
 
     async def dribble(self, data: bytes, pace: float) -> None:
         """Write ``data`` one byte every ``pace`` seconds; stop as soon as the node closes."""
@@ -215,7 +210,7 @@ class RawPeer:
         finally:
             self.closed_at = asyncio.get_running_loop().time()
             self.eof.set()
-            self._changed.set()
+            self.changed()
 
     async def _absorb(self, events: list) -> None:
         for ev in events:
@@ -224,7 +219,7 @@ class RawPeer:
                 await self._absorb(self.conn.resume(ev.job, time.time()))
             else:
                 self.events.append(ev)
-        self._changed.set()
+        self.changed()
 
     def _push(self) -> None:
         data = self.conn.data_to_send(time.time())

@@ -1,6 +1,6 @@
-"""Helpers for tests that run real nodes on 127.0.0.1 inside the test process."""
+"""Real nodes on 127.0.0.1 inside the test process, and a recorder of their events."""
 
-import asyncio
+import contextlib
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from enclave.node import Node
 from enclave.node_events import DeliveryChanged, MessageReceived
 from enclave.settings import Settings
+from support.waiting import Watched
 
 FAST = Settings()
 
@@ -25,25 +26,17 @@ def small_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-class Recorder:
-    """Collects a node's events and lets a test await a condition on them."""
+class Recorder(Watched):
+    """Collects a node's events; ``until(predicate)`` waits for a condition on them."""
 
     def __init__(self, node: Node) -> None:
+        super().__init__()
         self.events: list = []
-        self._changed = asyncio.Event()
         node.subscribe(self._on)
 
     def _on(self, event) -> None:
         self.events.append(event)
-        self._changed.set()
-
-    async def until(self, predicate, timeout: float = 20.0):
-        async def wait():
-            while not predicate(self):
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(wait(), timeout)
+        self.changed()
 
     def received(self) -> list[MessageReceived]:
         return [e for e in self.events if isinstance(e, MessageReceived)]
@@ -61,3 +54,17 @@ async def start(home, key, settings=FAST) -> Node:
 def introduce(a: Node, b: Node, a_key, b_key, *, names=("alice", "bob")) -> None:
     a.add_peer(public_pem(b_key), f"127.0.0.1:{b.address[1]}", names[1])
     b.add_peer(public_pem(a_key), f"127.0.0.1:{a.address[1]}", names[0])
+
+
+@contextlib.asynccontextmanager
+async def alice_and_bob(tmp_path, rsa_keys, bob_settings=FAST, alice_settings=FAST):
+    """Alice and Bob running and introduced to each other; both stopped afterwards."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a = await start(tmp_path / "a", ka, alice_settings)
+    b = await start(tmp_path / "b", kb, bob_settings)
+    try:
+        introduce(a, b, ka, kb)
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()

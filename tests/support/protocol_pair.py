@@ -2,11 +2,13 @@
 
 ``run`` executes CryptoNeeded jobs inline (the node runs them in a pool) and
 returns the other events; ``pump`` moves bytes both ways until both sides are quiet.
+``chats``, ``received`` and ``closed_reason`` read and write the traffic of a pair.
 """
 
 from enclave.protocol.connection import Connection, Limits
 from enclave.protocol.crypto import Identity
-from enclave.protocol.events import CryptoNeeded, Established
+from enclave.protocol.events import ConnectionClosed, CryptoNeeded, Established, MessagesReceived
+from enclave.protocol.messages import Chat
 from enclave.protocol.policy import MemoryPolicy
 
 DEFAULT_LIMITS = Limits()
@@ -68,3 +70,21 @@ class Pair:
 
 def established(events: list) -> bool:
     return any(isinstance(e, Established) for e in events)
+
+
+def closed_reason(events: list) -> str | None:
+    closes = [e for e in events if isinstance(e, ConnectionClosed)]
+    return closes[0].reason if closes else None
+
+
+def chats(p: Pair, n: int, sender="i", start=0, body="x" * 100) -> list[Chat]:
+    """``n`` Chats from one side of ``p`` to the other, numbered from ``start``."""
+    a, b = (p.ida, p.idb) if sender == "i" else (p.idb, p.ida)
+    return [
+        Chat(k.to_bytes(16, "big"), a.fingerprint, b.fingerprint, 1000 + k, body)
+        for k in range(start, start + n)
+    ]
+
+
+def received(p: Pair, side="r") -> list[Chat]:
+    return [c for ev in p.events(side, MessagesReceived) for c in ev.messages]

@@ -16,10 +16,12 @@ code the agreement is evidence, not a tautology. It plays two parts:
 public operation, so a test can see which salt a signer really used. ``frame``,
 ``send`` and ``receive`` move one envelope over a blocking socket the way the seed
 does (4-byte big-endian length, one envelope per connection, closed at once without
-reading); ``PooledSender`` is the seed's default pooling (envelopes back to back on up
-to 3 sockets per peer, never reading a reply) for node-level tests.
+reading); ``send_in_loop`` sends one to a node in the test's own event loop and waits
+for it to close; ``PooledSender`` is the seed's default pooling (envelopes back to back
+on up to 3 sockets per peer, never reading a reply) for node-level tests.
 """
 
+import asyncio
 import hashlib
 import math
 import os
@@ -263,6 +265,16 @@ def send(host: str, port: int, payload: bytes, timeout: float = 5.0, reset: bool
         sock.sendall(frame(payload))
         if reset:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def send_in_loop(port: int, payload: bytes, timeout: float = 10.0) -> None:
+    """``send`` to a node in this test's event loop: connect, write one framed envelope,
+    then wait until the node closes, so that its verdict is in when this returns."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(frame(payload))
+    await writer.drain()
+    await asyncio.wait_for(reader.read(), timeout)
+    writer.close()
 
 
 class PooledSender:
