@@ -267,14 +267,15 @@ def send(host: str, port: int, payload: bytes, timeout: float = 5.0, reset: bool
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-async def send_in_loop(port: int, payload: bytes, timeout: float = 10.0) -> None:
-    """``send`` to a node in this test's event loop: connect, write one framed envelope,
-    then wait until the node closes, so that its verdict is in when this returns."""
+async def send_in_loop(port: int, payload: bytes) -> None:
+    """``send`` from this test's event loop: connect, write one framed envelope and close
+    at once without reading, as the original client does. The node's verdict comes
+    later: wait for its effect (a message shown, a close counted)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(frame(payload))
     await writer.drain()
-    await asyncio.wait_for(reader.read(), timeout)
     writer.close()
+    await writer.wait_closed()
 
 
 class PooledSender:
