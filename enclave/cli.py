@@ -11,7 +11,9 @@ Rules:
 - ``UserError`` is printed as one line, ``enclave: error: ...``, exit status 2.
   Ctrl-C exits with 130 and no traceback. Anything else is a bug and keeps its traceback.
 - Passwords never come from argv: a terminal prompt, ``ENCLAVE_PASSWORD`` or
-  ``--password-file`` (``enclave.passwords``).
+  ``--password-file`` (``enclave.passwords``). A new password for ``--change-password``
+  and ``--import-key`` comes from its own sources (``ENCLAVE_NEW_PASSWORD``,
+  ``--new-password-file``, two prompts), never from the old one's.
 - ``--listen``, ``--web`` and ``send`` are run by ``enclave.repl``, ``enclave.web`` and
   ``enclave.sendcmd`` (``run(args) -> int``). They find the home folder with
   ``home_of(args)`` and unlock the identity with ``unlock(args)``.
@@ -47,9 +49,11 @@ examples:
                                            bring in the original client's identity
 
 environment:
-  ENCLAVE_HOME       home folder (default: the platform's user data folder,
-                     e.g. ~/.local/share/enclave)
-  ENCLAVE_PASSWORD   identity password for scripts and services (or --password-file)
+  ENCLAVE_HOME          home folder (default: the platform's user data folder,
+                        e.g. ~/.local/share/enclave)
+  ENCLAVE_PASSWORD      identity password for scripts and services (or --password-file)
+  ENCLAVE_NEW_PASSWORD  the new password for --change-password and --import-key
+                        (or --new-password-file)
 """
 
 # action (dest) -> the flag a person typed
@@ -73,6 +77,7 @@ _MODIFIERS = {
     "protocol": ("--protocol", {"add_peer"}),
     "force": ("--force", {"generate", "import_key"}),
     "password_file": ("--password-file", _PASSWORD_ACTIONS | {"web"}),
+    "new_password_file": ("--new-password-file", {"change_password", "import_key"}),
     "port": ("--port", {"listen", "web"}),
     "host": ("--host", {"listen", "web"}),
     "web_port": ("--web-port", {"web"}),
@@ -129,7 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
     )
-    add("--password-file", metavar="FILE", help="read the password from the first line of FILE")
+    add(
+        "--password-file",
+        metavar="FILE",
+        help="read the password from the first line of FILE (mode 600: a file other users "
+        "can read is refused)",
+    )
+    add(
+        "--new-password-file",
+        metavar="FILE",
+        help="with --change-password or --import-key: read the new password from the first "
+        "line of FILE (mode 600; or set ENCLAVE_NEW_PASSWORD; else asked twice)",
+    )
     add("--port", metavar="PORT", help=f"port to listen on for peers (default {DEFAULT_PORT})")
     add(
         "--host",
@@ -310,7 +326,7 @@ def cmd_import_key(args: argparse.Namespace) -> int:
     if keys.is_encrypted_pem(data):
         old = passwords.existing(f"Password of {source}: ", password_file=args.password_file)
     private_key = keys.import_private_key(data, old, source=source)
-    password = passwords.new(password_file=args.password_file)
+    password = passwords.replacement(password_file=args.new_password_file)
     identity = keys.save_identity(place, private_key, password, force=args.force)
     print(f"Identity imported into {place.path}, re-encrypted with scrypt")
     print(f"Fingerprint: {keys.group(identity.fingerprint)}")
@@ -322,7 +338,7 @@ def cmd_change_password(args: argparse.Namespace) -> int:
     from enclave import home, keys, passwords
 
     identity = unlock(args)
-    password = passwords.new(password_file=args.password_file)
+    password = passwords.replacement(password_file=args.new_password_file)
     place = home.require_identity(home_of(args))
     keys.save_identity(place, identity.private_key, password, force=True)
     print(f"Identity {keys.group(identity.fingerprint, 4)}... re-encrypted under the new password")

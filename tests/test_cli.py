@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -39,17 +40,26 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def run_process(*argv: str, env_extra: dict | None = None, input_text: str | None = None):
+    """``enclave ARGV`` as a real process; without ``input_text`` it has no terminal."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
     env["PYTHONPATH"] = str(ROOT)
     env.update(env_extra or {})
+    stdin = {"input": input_text} if input_text is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run(
         [sys.executable, "-m", "enclave", *argv],
         capture_output=True,
         text=True,
         env=env,
-        input=input_text,
         timeout=120,
+        **stdin,
     )
+
+
+def secret_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    """A password file as a careful user writes it (mode 600 unless told)."""
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
 
 
 def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
@@ -279,7 +289,7 @@ def test_generate_refuses_a_home_open_to_others(home_dir, capsys):
 
 
 def test_password_file_first_line(tmp_path):
-    path = tmp_path / "pw"
+    path = secret_file(tmp_path / "pw", "")
     path.write_bytes(b"secret line one\r\nsecond line\n")
     assert passwords.existing("?", password_file=str(path), environ={}) == "secret line one"
     assert passwords.new(password_file=str(path), environ={"ENCLAVE_PASSWORD": "other"}) == (
@@ -289,7 +299,7 @@ def test_password_file_first_line(tmp_path):
 
 @pytest.mark.parametrize(("content", "why"), [(b"", "empty"), (b"\n", "empty"), (b"\xff", "UTF-8")])
 def test_password_file_refusals(tmp_path, content, why):
-    path = tmp_path / "pw"
+    path = secret_file(tmp_path / "pw", "")
     path.write_bytes(content)
     with pytest.raises(passwords.UserError, match=why):
         passwords.existing("?", password_file=str(path), environ={})
@@ -309,16 +319,17 @@ def test_short_new_password_warns(capsys):
 
 
 @pytest.mark.slow
-def test_import_seed_key(home_dir, tmp_path, capsys, rsa_keys):
+def test_import_seed_key(home_dir, tmp_path, capsys, rsa_keys, monkeypatch):
     seed = tmp_path / "private_key.pem"
     seed.write_bytes(private_pem(rsa_keys["carol"], PASSWORD.encode()))
+    monkeypatch.setenv("ENCLAVE_NEW_PASSWORD", "the new enclave password")
     code, out, err = run(capsys, "--import-key", str(seed))
     assert code == 0, err
     fp = keys.fingerprint(rsa_keys["carol"].public_key())
     assert f"Fingerprint: {keys.group(fp)}" in out
     place = home.Home(home_dir)
     assert keys.read_header(place.key_path.read_bytes()).kdf == keys.DEFAULT_KDF
-    assert keys.load_identity(place, PASSWORD).fingerprint == fp
+    assert keys.load_identity(place, "the new enclave password").fingerprint == fp
     assert stat.S_IMODE(place.key_path.stat().st_mode) == 0o600
 
 
@@ -432,6 +443,8 @@ BAD_ADD_PEER = [
     pytest.param(["--peers", "--peer-address", BOB_ADDRESS], "--peer-address goes with --add-peer", id="address-with-peers"),
     pytest.param(["--add-peer", "{bob}", "--peers"], "not allowed with", id="two-actions"),
     pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--force"], "--force goes with", id="force"),
+    pytest.param(["--change-password", "--new-password-file", "x", "--peers"], "not allowed with", id="new-password-file-two-actions"),
+    pytest.param(["--peers", "--new-password-file", "x"], "--new-password-file goes with --change-password or --import-key", id="new-password-file-with-peers"),
 ]  # fmt: skip
 
 
@@ -591,3 +604,176 @@ def test_add_peer_can_mark_a_legacy_peer(alice_home, key_files, capsys):
     assert code == 0 and "Marked legacy" not in out
     with Store.open(alice_home / "enclave.db") as store:
         assert [p.proto for p in store.list_peers()] == ["auto"]
+
+
+# --- new passwords come from their own sources (issue 14, item 8) -------------------------
+
+NEW_PASSWORD = "a brand new password"
+
+
+def real_copy(real_identity, tmp_path) -> Path:
+    """A copy of the identity made at Enclave's real cost (the unlock floor refuses less)."""
+    place = tmp_path / "copy"
+    shutil.copytree(real_identity[0], place)
+    return place
+
+
+@pytest.mark.slow
+def test_change_password_without_a_new_password_or_terminal_is_one_line(real_identity, tmp_path):
+    """The old password alone (a script that forgot the new one) is an error, never the
+    old password kept under a message saying it changed."""
+    place = real_copy(real_identity, tmp_path)
+    before = snapshot(place)
+    result = run_process(
+        "--change-password", "--home", str(place), env_extra={"ENCLAVE_PASSWORD": PASSWORD}
+    )
+    assert_one_line_error(
+        result.returncode,
+        result.stdout,
+        result.stderr,
+        "a new password is needed and there is no terminal",
+        "ENCLAVE_NEW_PASSWORD",
+        "--new-password-file FILE",
+    )
+    assert snapshot(place) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["variable", "file"])
+def test_change_password_takes_the_new_one_from_its_own_source(real_identity, tmp_path, source):
+    place = real_copy(real_identity, tmp_path)
+    fp = keys.read_public_identity(home.Home(place)).fingerprint
+    old_file = secret_file(tmp_path / "old password", PASSWORD + "\n")
+    argv = ["--change-password", "--home", str(place), "--password-file", str(old_file)]
+    env = {"ENCLAVE_PASSWORD": "a variable that must lose to the file"}
+    if source == "variable":
+        env["ENCLAVE_NEW_PASSWORD"] = NEW_PASSWORD
+    else:
+        argv += ["--new-password-file", str(secret_file(tmp_path / "new pw", NEW_PASSWORD))]
+    result = run_process(*argv, env_extra=env)
+    assert result.returncode == 0, result.stderr
+    assert "re-encrypted" in result.stdout and NEW_PASSWORD not in result.stdout + result.stderr
+    assert keys.load_identity(home.Home(place), NEW_PASSWORD).fingerprint == fp
+    with pytest.raises(cli.UserError, match="wrong password"):
+        keys.load_identity(home.Home(place), PASSWORD)
+
+
+@pytest.mark.slow
+def test_import_key_takes_the_new_password_from_its_own_source(tmp_path, rsa_keys):
+    seed = tmp_path / "private_key.pem"
+    seed.write_bytes(private_pem(rsa_keys["carol"], b"the seed password"))
+    place = tmp_path / "home"
+    argv = ["--import-key", str(seed), "--home", str(place)]
+    alone = run_process(*argv, env_extra={"ENCLAVE_PASSWORD": "the seed password"})
+    assert_one_line_error(
+        alone.returncode, alone.stdout, alone.stderr, "new password", "ENCLAVE_NEW_PASSWORD"
+    )
+    assert not place.exists()
+    env = {"ENCLAVE_PASSWORD": "the seed password", "ENCLAVE_NEW_PASSWORD": NEW_PASSWORD}
+    result = run_process(*argv, env_extra=env)
+    assert result.returncode == 0, result.stderr
+    fp = keys.fingerprint(rsa_keys["carol"].public_key())
+    assert keys.load_identity(home.Home(place), NEW_PASSWORD).fingerprint == fp
+    with pytest.raises(cli.UserError, match="wrong password"):
+        keys.load_identity(home.Home(place), "the seed password")
+
+
+class Terminal:
+    """``enclave`` with a pseudo-terminal as stdin, stdout and stderr: what a person sees,
+    and keys typed when a prompt shows."""
+
+    def __init__(self, argv: list[str], env_extra: dict) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+        env.update(PYTHONPATH=str(ROOT), **env_extra)
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "enclave", *argv],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.screen = ""
+
+    def answer(self, prompt: str, text: str) -> None:
+        self.wait_for(prompt)
+        os.write(self.master, text.encode() + b"\r")
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.master], [], [], max(left, 0))
+            chunk = self._read() if ready else b""
+            if not chunk:
+                raise AssertionError(f"no {text!r} on the terminal; it showed {self.screen!r}")
+            self.screen += chunk.decode(errors="replace")
+
+    def finish(self, timeout: float = 60.0) -> int:
+        code = self.proc.wait(timeout)
+        while chunk := self._read():
+            self.screen += chunk.decode(errors="replace")
+        os.close(self.master)
+        return code
+
+    def _read(self) -> bytes:
+        try:
+            return os.read(self.master, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            return b""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repeat", [NEW_PASSWORD, "not the same password"])
+def test_change_password_asks_twice_at_a_real_terminal(real_identity, tmp_path, repeat):
+    place = real_copy(real_identity, tmp_path)
+    before = snapshot(place)
+    term = Terminal(["--change-password", "--home", str(place)], {"ENCLAVE_PASSWORD": PASSWORD})
+    term.answer("New password for your Enclave identity: ", NEW_PASSWORD)
+    term.answer("Repeat the password: ", repeat)
+    code = term.finish()
+    assert NEW_PASSWORD not in term.screen and PASSWORD not in term.screen  # never echoed
+    if repeat == NEW_PASSWORD:
+        assert code == 0, term.screen
+        assert keys.load_identity(home.Home(place), NEW_PASSWORD)
+    else:
+        assert code == 2 and "the two passwords do not match" in term.screen
+        assert snapshot(place) == before
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o602, 0o660], ids=oct)
+@pytest.mark.parametrize("kind", ["current", "new"])
+def test_a_password_file_other_users_can_reach_is_refused(tmp_path, mode, kind):
+    path = secret_file(tmp_path / "my password", "secret password one", mode)
+    read = passwords.existing if kind == "current" else passwords.replacement
+    kwargs = {"password_file": str(path), "environ": {}}
+    if kind == "current":
+        kwargs["prompt"] = "?"
+    with pytest.raises(passwords.UserError) as refused:
+        read(**kwargs)
+    text = str(refused.value)
+    what = "new password file" if kind == "new" else "password file"
+    assert text.startswith(f"{what} {path} is accessible by other users")
+    assert text.endswith(f"run: chmod 600 '{path}'") and "\n" not in text
+    assert f"mode {mode & 0o777:03o}" in text and "secret" not in text
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o700], ids=oct)
+def test_an_owner_only_password_file_is_accepted(tmp_path, mode):
+    path = secret_file(tmp_path / "pw", "secret password one", mode)
+    assert passwords.existing("?", password_file=str(path), environ={}) == "secret password one"
+    assert passwords.replacement(password_file=str(path), environ={}) == "secret password one"
+
+
+def test_a_readable_password_file_is_refused_by_the_command(alice_home, tmp_path):
+    path = secret_file(tmp_path / "pw", PASSWORD, 0o644)
+    result = run_process(
+        "--change-password", "--home", str(alice_home), "--password-file", str(path)
+    )
+    assert_one_line_error(
+        result.returncode, result.stdout, result.stderr, f"chmod 600 {path}", "(mode 644)"
+    )
