@@ -6,6 +6,11 @@ Rules:
   ``--version`` never load cryptography, the store, asyncio or the protocol.
 - One action per run (an argparse mutually exclusive group). Every other flag is a
   modifier valid only with the actions listed in ``_MODIFIERS``; any other use is an error.
+- The global options (``--home``, ``--password-file``, ``--set``) say where and how
+  Enclave runs, not what it does: they go before or after a subcommand
+  (``enclave --home DIR send bob hi`` and ``enclave send --home DIR bob hi``).
+- Every command this module suggests is one that works as printed for the home in use
+  (``Home.command`` adds ``--home DIR`` when it is not the default).
 - Everything a person typed is checked before the store is opened or a file written,
   so a mistake leaves the home folder as it was.
 - ``UserError`` is printed as one line, ``enclave: error: ...``, exit status 2.
@@ -47,6 +52,8 @@ examples:
   enclave send bob "See you at 5"          send one message and exit
   enclave --import-key keys/private_key.pem
                                            bring in the original client's identity
+  enclave --home /srv/enclave send bob "Backup done"
+                                           global options go before or after send
 
 environment:
   ENCLAVE_HOME          home folder (default: the platform's user data folder,
@@ -86,6 +93,8 @@ _MODIFIERS = {
 }
 # the later parts of Enclave, imported only when their action runs
 _LATER = {"listen": "enclave.repl", "web": "enclave.web"}
+# subcommand -> the part that runs it
+_SUBCOMMANDS = {"send": "enclave.sendcmd"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,7 +107,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="enclave",
-        usage="%(prog)s ACTION [options]\n       %(prog)s send PEER MESSAGE [--home DIR]",
+        usage="%(prog)s ACTION [options]\n       %(prog)s [--home DIR] send PEER MESSAGE",
         description="Enclave: secure peer-to-peer messaging with no server in between.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -131,15 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(legacy, not forward-secret); default auto",
     )
     add("--force", action="store_true", help="replace an existing identity")
-    add(
-        "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
-    )
-    add(
-        "--password-file",
-        metavar="FILE",
-        help="read the password from the first line of FILE (mode 600: a file other users "
-        "can read is refused)",
-    )
+    _add_global_options(add.__self__)
     add(
         "--new-password-file",
         metavar="FILE",
@@ -164,11 +165,25 @@ def build_parser() -> argparse.ArgumentParser:
         "anything else lets other machines reach it)",
     )
     add("--version", action="version", version=f"enclave {__version__}", help="print the version")
-    from enclave import settings  # standard library only, like this module
-
-    settings.add_arguments(add.__self__)  # the "options" group
     parser.set_defaults(set_overrides=None)  # None, not [], so "not given" reads as unset
     return parser
+
+
+def _add_global_options(group) -> None:
+    """The options accepted before or after any subcommand."""
+    from enclave import settings  # standard library only, like this module
+
+    add = group.add_argument
+    add(
+        "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
+    )
+    add(
+        "--password-file",
+        metavar="FILE",
+        help="read the password from the first line of FILE (mode 600: a file other users "
+        "can read is refused)",
+    )
+    settings.add_arguments(group)
 
 
 def build_send_parser() -> argparse.ArgumentParser:
@@ -181,8 +196,8 @@ def build_send_parser() -> argparse.ArgumentParser:
         "peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)"
     )
     parser.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
-    parser.add_argument("--home", metavar="DIR", help="home folder")
-    parser.add_argument("--password-file", metavar="FILE", help="read the password from FILE")
+    _add_global_options(parser)
+    parser.set_defaults(set_overrides=None)
     return parser
 
 
@@ -214,13 +229,16 @@ def main_web(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    if argv[:1] == ["send"]:
-        args = _parse(build_send_parser(), argv[1:])
+    parser = build_parser()
+    before, command, after = _split_at_subcommand(parser, argv)
+    if command is not None:
+        # The options before the subcommand join its own: global options go either side.
+        args = _parse(build_send_parser(), [*before, *after])
         if args is None:
             return 0
         args.message = " ".join(args.message)
-        return _run_later("enclave.sendcmd", "enclave send", args)
-    args = _parse(build_parser(), argv)
+        return _run_later(_SUBCOMMANDS[command], f"enclave {command}", args)
+    args = _parse(parser, argv)
     if args is None:
         return 0
     action = _check_combination(args)
@@ -228,6 +246,30 @@ def _run(argv: list[str]) -> int:
         _normalize_network_flags(args, action)
         return _run_later(_LATER[action], _ACTIONS[action], args)
     return _COMMANDS[action](args)
+
+
+def _split_at_subcommand(
+    parser: argparse.ArgumentParser, argv: list[str]
+) -> tuple[list[str], str | None, list[str]]:
+    """``(options before it, subcommand, the rest)``; ``(argv, None, [])`` without one.
+
+    The subcommand is the first word that is neither an option nor an option's value,
+    so ``enclave --home send send bob hi`` sends from a home folder named "send"."""
+    takes_value = {
+        flag for action in parser._actions if action.nargs != 0 for flag in action.option_strings
+    }
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            break
+        if word.startswith("-") and word != "-":
+            i += 2 if word in takes_value else 1  # --flag=value is one word
+            continue
+        if word in _SUBCOMMANDS:
+            return argv[:i], word, argv[i + 1 :]
+        break
+    return argv, None, []
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:
@@ -246,7 +288,8 @@ def _check_combination(args: argparse.Namespace) -> str:
         given = [flag for dest, (flag, _) in _MODIFIERS.items() if getattr(args, dest)]
         if given:
             raise UserError(f"{given[0]} needs an action such as --add-peer; see enclave --help")
-        raise UserError("nothing to do; start with enclave --generate, or see enclave --help")
+        start = home_of(args).command("--generate")
+        raise UserError(f"nothing to do; start with {start}, or see enclave --help")
     action = chosen[0]
     for dest, (flag, allowed) in _MODIFIERS.items():
         if getattr(args, dest) not in (None, False) and action not in allowed:
@@ -311,7 +354,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     identity = keys.save_identity(place, keys.generate(), password, force=args.force)
     print(f"Identity saved in {place.path}")
     print(f"Fingerprint: {keys.group(identity.fingerprint)}")
-    print("Share your public key with: enclave --public-key > my-key.pem")
+    print(f"Share your public key with: {place.command('--public-key', '> my-key.pem')}")
     return 0
 
 
@@ -391,7 +434,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
     place = home_of(args)
     if not place.path.exists() or not place.db_path.exists():
-        print("No peers yet. Add one: enclave --add-peer FILE --peer-address HOST:PORT")
+        print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
     home.check(place)
     from enclave.store import Store
@@ -399,7 +442,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
     with Store.open(place.db_path) as store:
         peers = store.list_peers()
     if not peers:
-        print("No peers yet. Add one: enclave --add-peer FILE --peer-address HOST:PORT")
+        print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
     rows = [("NAME", "FINGERPRINT", "ADDRESS", "VERIFIED", "PROTO")]
     for p in peers:
@@ -451,6 +494,10 @@ def _refuse_existing_identity(place, force: bool) -> None:
             f"an identity already exists in {place.path}; --force replaces it "
             "(peers who know the old fingerprint will no longer recognize you)"
         )
+
+
+def add_peer_hint(place) -> str:
+    return place.command("--add-peer", "FILE", "--peer-address", "HOST:PORT")
 
 
 def check_name(name: str | None) -> str | None:

@@ -6,7 +6,9 @@ the few tests marked ``slow``, which go through the real ``--generate``,
 """
 
 import os
+import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -371,7 +373,9 @@ def test_fingerprint_as_a_process(alice_home, rsa_keys):
 
 @pytest.mark.parametrize("action", ["--fingerprint", "--public-key", "--change-password"])
 def test_no_identity_yet(home_dir, capsys, action):
-    assert_one_line_error(*run(capsys, action), "no identity yet", "enclave --generate")
+    assert_one_line_error(
+        *run(capsys, action), "no identity yet", f"run: enclave --home {home_dir} --generate"
+    )
     assert not home_dir.exists()
 
 
@@ -777,3 +781,244 @@ def test_a_readable_password_file_is_refused_by_the_command(alice_home, tmp_path
     assert_one_line_error(
         result.returncode, result.stdout, result.stderr, f"chmod 600 {path}", "(mode 644)"
     )
+
+
+# --- global options anywhere, and hints that work as printed (issue 14, item 10) ----------
+
+
+@pytest.fixture
+def other_home(tmp_path, monkeypatch, rsa_keys) -> Path:
+    """Alice's home in a folder chosen only by --home (no ENCLAVE_HOME), knowing bob."""
+    monkeypatch.delenv("ENCLAVE_HOME", raising=False)
+    monkeypatch.delenv("ENCLAVE_PASSWORD", raising=False)
+    path = tmp_path / "alice's home"
+    make_identity(path, rsa_keys["alice"])
+    with Store.open(home.Home(path).db_path) as store:
+        bob_pem = public_pem(rsa_keys["bob"]).decode()
+        store.upsert_peer(
+            keys.fingerprint(rsa_keys["bob"].public_key()), bob_pem, BOB_ADDRESS, "bob", 0
+        )
+    return path
+
+
+def outbox_bodies(path: Path) -> list[str]:
+    with Store.open(home.Home(path).db_path) as store:
+        return [m.body for m in store.history(store.find_peers("bob")[0].fingerprint, 10)]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--home", "{home}", "send", "bob", "hello", "there"],
+        ["send", "--home", "{home}", "bob", "hello", "there"],
+        ["send", "bob", "hello", "there", "--home", "{home}"],
+        ["--home={home}", "send", "bob", "hello", "there"],
+        ["--set", "commit_batch=64", "--home", "{home}", "send", "bob", "hello", "there"],
+        ["send", "bob", "--set", "commit_batch=64", "hello", "there", "--home", "{home}"],
+        ["--password-file", "{pw}", "send", "--home", "{home}", "bob", "hello", "there"],
+    ],
+)
+def test_global_options_go_before_or_after_send(other_home, tmp_path, capsys, argv):
+    pw = secret_file(tmp_path / "pw", PASSWORD)
+    argv = [a.format(home=other_home, pw=pw) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert out.startswith("No node is running; the message to bob is queued")
+    assert outbox_bodies(other_home) == ["hello there"]
+
+
+def test_home_before_send_as_a_process(other_home):
+    result = run_process("--home", str(other_home), "send", "bob", "See you at 5")
+    assert result.returncode == 0, result.stderr
+    assert outbox_bodies(other_home) == ["See you at 5"]
+
+
+def test_a_home_folder_named_like_the_subcommand(tmp_path, monkeypatch, rsa_keys, capsys):
+    monkeypatch.delenv("ENCLAVE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    make_identity(tmp_path / "send", rsa_keys["alice"])
+    with Store.open(tmp_path / "send" / "enclave.db") as store:
+        bob_pem = public_pem(rsa_keys["bob"]).decode()
+        store.upsert_peer(keys.fingerprint(rsa_keys["bob"].public_key()), bob_pem, None, "bob", 0)
+    assert run(capsys, "--home", "send", "send", "bob", "hi")[0] == 0
+    assert outbox_bodies(tmp_path / "send") == ["hi"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--peers", "send", "bob", "hi"], "unrecognized arguments: --peers"),
+        (["--home", "{home}", "send"], "required"),
+        (["--set", "no_such_knob=1", "--home", "{home}", "send", "bob", "hi"], "no_such_knob"),
+        (["--home", "{home}", "bob", "hi"], "unrecognized arguments: bob hi"),
+    ],
+)
+def test_send_mistakes_with_global_options_are_one_line(other_home, capsys, argv, why):
+    argv = [a.format(home=other_home) for a in argv]
+    assert_one_line_error(*run(capsys, *argv), why)
+    assert outbox_bodies(other_home) == []
+
+
+class Shell:
+    """Runs a command exactly as Enclave printed it, in /bin/sh, with ``enclave`` on the
+    PATH and a HOME of its own (so the default home folder is a fresh one)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        shim = bin_dir / "enclave"
+        shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m enclave "$@"\n')
+        shim.chmod(0o755)
+        self.cwd = tmp_path / "cwd"
+        self.cwd.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCLAVE_", "XDG_"))}
+        user = tmp_path / "user"
+        self.env.update(
+            PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHONPATH=str(ROOT), HOME=str(user)
+        )
+        self.default_home = user / ".local" / "share" / "enclave"
+
+    def __call__(self, command: str, **env_extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["/bin/sh", "-c", command],
+            cwd=self.cwd,
+            env={**self.env, **env_extra},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def start(self, command: str, **env_extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=self.cwd,
+            env={**self.env, **env_extra},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def hint(text: str, after: str, before: str | None = None) -> str:
+    """The command printed after ``after`` (up to ``before`` or the end of its line)."""
+    assert after in text, text
+    command = text.split(after, 1)[1].splitlines()[0]
+    return command.split(before, 1)[0] if before else command
+
+
+def q(path) -> str:
+    return shlex.quote(str(path))
+
+
+@pytest.mark.slow
+def test_hints_for_a_new_home_work_as_printed(tmp_path, rsa_keys):
+    sh = Shell(tmp_path)
+    place = tmp_path / "alice's home"  # a space and a quote: the hint must quote it
+    missing = sh(f"enclave --home {q(place)} --fingerprint")
+    generate = hint(missing.stderr, "run: ")
+    assert generate == f"enclave --home {q(place)} --generate"
+    idle = sh(f"enclave --home {q(place)}")
+    assert hint(idle.stderr, "start with ", ", or see") == generate
+    made = sh(generate, ENCLAVE_PASSWORD=PASSWORD)
+    assert made.returncode == 0, made.stderr
+    share = sh(hint(made.stdout, "Share your public key with: "))
+    assert share.returncode == 0, share.stderr
+    assert (sh.cwd / "my-key.pem").read_bytes() == (place / "identity.pub").read_bytes()
+
+    bob = tmp_path / "bob.pem"
+    bob.write_bytes(public_pem(rsa_keys["bob"]))
+    for listing in (
+        sh(f"enclave --home {q(place)} --peers"),
+        sh(f"enclave --home {q(place)} send bob hi"),
+    ):
+        add = hint(listing.stdout + listing.stderr, "dd one: ")
+        added = sh(add.replace("FILE", q(bob)).replace("HOST:PORT", "127.0.0.1:9"))
+        assert added.returncode == 0 and "peer" in added.stdout, added.stderr
+        (place / "enclave.db").unlink()  # the second hint starts from no peers again
+        for extra in place.glob("enclave.db-*"):
+            extra.unlink()
+
+    (place / "identity.pub").unlink()
+    lost = sh(f"enclave --home {q(place)} --fingerprint")
+    regenerate = hint(lost.stderr, "restore it or run: ")
+    assert regenerate == f"enclave --home {q(place)} --generate --force"
+    assert sh(regenerate, ENCLAVE_PASSWORD=PASSWORD).returncode == 0
+    assert sh(f"enclave --home {q(place)} --fingerprint").returncode == 0
+
+    # The default home needs no --home in its hints.
+    plain = hint(sh("enclave --fingerprint").stderr, "run: ")
+    assert plain == "enclave --generate"
+    assert sh(plain, ENCLAVE_PASSWORD=PASSWORD).returncode == 0
+    assert (sh.default_home / "identity.key").exists()
+
+
+@pytest.mark.slow
+def test_permission_hints_work_as_printed(tmp_path, rsa_keys):
+    sh = Shell(tmp_path)
+    place = tmp_path / "a home"
+    keys.save_identity(home.Home(place), rsa_keys["alice"], PASSWORD)
+    fingerprint = f"enclave --home {q(place)} --fingerprint"
+    for target, mode in ((place, 0o755), (place / "identity.key", 0o640)):
+        os.chmod(target, mode)
+        refused = sh(fingerprint)
+        assert refused.returncode == 2
+        fix = hint(refused.stderr, "run: ")
+        assert fix == f"chmod {'700' if target == place else '600'} {q(target)}"
+        assert sh(fix).returncode == 0
+        assert sh(fingerprint).returncode == 0
+
+    old = secret_file(tmp_path / "old password", PASSWORD, 0o644)
+    new = secret_file(tmp_path / "new password", NEW_PASSWORD, 0o640)
+    change = (
+        f"enclave --home {q(place)} --change-password "
+        f"--password-file {q(old)} --new-password-file {q(new)}"
+    )
+    for path in (old, new):
+        refused = sh(change)
+        assert refused.returncode == 2 and str(path) in refused.stderr, refused.stderr
+        fix = hint(refused.stderr, "run: ")
+        assert fix == f"chmod 600 {q(path)}"
+        assert sh(fix).returncode == 0
+    assert sh(change).returncode == 0
+    assert keys.load_identity(home.Home(place), NEW_PASSWORD)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="runs the printed --listen (port 8000) in its own network namespace: needs root",
+)
+def test_node_hints_work_as_printed(tmp_path, rsa_keys):
+    sh = Shell(tmp_path)
+    place = tmp_path / "a home"
+    keys.save_identity(home.Home(place), rsa_keys["alice"], PASSWORD)
+    with Store.open(home.Home(place).db_path) as store:
+        bob_pem = public_pem(rsa_keys["bob"]).decode()
+        store.upsert_peer(
+            keys.fingerprint(rsa_keys["bob"].public_key()), bob_pem, "127.0.0.1:9", "bob", 0
+        )
+    queued = sh(f"enclave --home {q(place)} send bob first")
+    listen = hint(queued.stdout, "leaves when the node runs: ")
+    assert listen == f"enclave --home {q(place)} --listen"
+    # As printed, in a network namespace of its own, where port 8000 is surely free.
+    node = sh.start(f"unshare -n /bin/sh -c {q(listen)}", ENCLAVE_PASSWORD=PASSWORD)
+    try:
+        lines = []
+        for line in node.stdout:  # bounded by the node's start; it prints this early
+            lines.append(line)
+            if line.startswith("Listening on"):
+                break
+        assert lines and lines[-1].startswith("Listening on 0.0.0.0:8000"), lines
+        second = sh(listen, ENCLAVE_PASSWORD=PASSWORD)
+        assert second.returncode == 2
+        reach = hint(second.stderr, "reach it with: ")
+        assert reach == f"enclave --home {q(place)} send PEER MESSAGE"
+        sent = sh(reach.replace("PEER", "bob").replace("MESSAGE", "'second one'"))
+        assert sent.returncode == 0 and "Queued in the running node" in sent.stdout, sent.stderr
+    finally:
+        os.killpg(node.pid, signal.SIGTERM)
+        rest = node.communicate(timeout=60)[0]
+    assert "Stopping; 2 message(s) stay queued in the outbox" in rest
