@@ -82,7 +82,7 @@ _MODIFIERS = {
     "peer_address": ("--peer-address", {"add_peer"}),
     "name": ("--name", {"add_peer"}),
     "protocol": ("--protocol", {"add_peer"}),
-    "force": ("--force", {"generate", "import_key"}),
+    "force": ("--force", {"generate", "import_key", "add_peer"}),
     "password_file": ("--password-file", _PASSWORD_ACTIONS | {"web"}),
     "new_password_file": ("--new-password-file", {"change_password", "import_key"}),
     "port": ("--port", {"listen", "web"}),
@@ -137,9 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=("auto", "v1"),
         help="with --add-peer: v1 for a peer running only the original client "
-        "(legacy, not forward-secret); default auto",
+        "(legacy, not forward-secret; refused for a peer that has spoken v2 unless "
+        "--force); default auto",
     )
-    add("--force", action="store_true", help="replace an existing identity")
+    add(
+        "--force",
+        action="store_true",
+        help="replace an existing identity; with --add-peer --protocol v1, mark legacy a "
+        "peer that has spoken Enclave's own protocol (v2)",
+    )
     _add_global_options(add.__self__)
     add(
         "--new-password-file",
@@ -396,6 +402,10 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
 
     if args.peer_address is None:
         raise UserError("--add-peer needs --peer-address HOST:PORT, e.g. 192.168.1.100:8000")
+    if args.force and args.protocol != "v1":
+        raise UserError(
+            "--force with --add-peer only forces --protocol v1 onto a peer that has spoken v2"
+        )
     address = parse_address(args.peer_address)
     name = check_name(args.name)
     data = home.read_file(_path(args.add_peer), "peer key", MAX_PEER_KEY_BYTES)
@@ -409,16 +419,32 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
             f"{keys.WARN_PEER_BITS} or more is recommended",
             file=sys.stderr,
         )
+    from enclave.node import DowngradeRefused, check_protocol_change, record_protocol
     from enclave.store import Store
 
     place = home_of(args)
     with Store.open(place.db_path) as store:
-        added = store.upsert_peer(peer.fingerprint, peer.pem, str(address), name, now=time.time())
+        before = store.get_peer(peer.fingerprint)
         if args.protocol is not None:
-            store.set_proto(peer.fingerprint, args.protocol)
+            try:
+                check_protocol_change(before, args.protocol, force=args.force)
+            except DowngradeRefused as err:
+                raise UserError(
+                    f"{err}; only if it went back to the original client, add --force"
+                ) from None
+        added = store.upsert_peer(peer.fingerprint, peer.pem, str(address), name, now=time.time())
         saved = store.get_peer(peer.fingerprint)
+        if args.protocol is not None:
+            record_protocol(store, saved, args.protocol)
+            saved = store.get_peer(peer.fingerprint)
     label = saved.name if saved and saved.name else keys.group(peer.fingerprint, 2)
     print(f"{'Added' if added else 'Updated'} peer {label} at {address}")
+    if before is not None and before.protocol == "v2" and saved.proto == "v1":
+        print(
+            f"enclave: warning: {label} had spoken Enclave's own protocol (v2); it is now sent "
+            "legacy v1, which its node refuses if it still runs Enclave",
+            file=sys.stderr,
+        )
     if saved.proto == "v1":
         print("Marked legacy (v1): messages to it are not forward-secret and are never confirmed.")
     print(f"Fingerprint: {keys.group(peer.fingerprint)}")

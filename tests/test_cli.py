@@ -446,7 +446,7 @@ BAD_ADD_PEER = [
     pytest.param(["--peer-address", BOB_ADDRESS], "--peer-address needs an action", id="address-alone"),
     pytest.param(["--peers", "--peer-address", BOB_ADDRESS], "--peer-address goes with --add-peer", id="address-with-peers"),
     pytest.param(["--add-peer", "{bob}", "--peers"], "not allowed with", id="two-actions"),
-    pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--force"], "--force goes with", id="force"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--force"], "--force with --add-peer only forces --protocol v1", id="force"),
     pytest.param(["--change-password", "--new-password-file", "x", "--peers"], "not allowed with", id="new-password-file-two-actions"),
     pytest.param(["--peers", "--new-password-file", "x"], "--new-password-file goes with --change-password or --import-key", id="new-password-file-with-peers"),
 ]  # fmt: skip
@@ -1022,3 +1022,36 @@ def test_node_hints_work_as_printed(tmp_path, rsa_keys):
         os.killpg(node.pid, signal.SIGTERM)
         rest = node.communicate(timeout=60)[0]
     assert "Stopping; 2 message(s) stay queued in the outbox" in rest
+
+
+# --- no silent downgrade (issue 14, item 6) -----------------------------------------------
+
+
+def test_readding_a_peer_that_spoke_v2_as_v1_needs_force(alice_home, key_files, capsys, rsa_keys):
+    bob_fp = keys.fingerprint(rsa_keys["bob"].public_key())
+    base = ["--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS, "--name", "bob"]
+    assert run(capsys, *base)[0] == 0
+    with Store.open(alice_home / "enclave.db") as store:
+        store.mark_v2_seen(bob_fp)  # what the node records once bob speaks v2
+    before = snapshot(alice_home)
+    again = ["--add-peer", key_files["bob"], "--peer-address", "10.0.0.9:8000", "--protocol", "v1"]
+    result = run_process(*again, "--home", str(alice_home))
+    assert_one_line_error(
+        result.returncode,
+        result.stdout,
+        result.stderr,
+        "bob has spoken Enclave's own protocol (v2)",
+        "only if it went back to the original client, add --force",
+    )
+    assert snapshot(alice_home) == before  # not even the new address
+    code, out, err = run(capsys, *again, "--force")
+    assert code == 0 and "Marked legacy (v1)" in out
+    assert err.startswith("enclave: warning: bob had spoken Enclave's own protocol (v2)")
+    assert len(err.splitlines()) == 1
+    with Store.open(alice_home / "enclave.db") as store:
+        peer = store.get_peer(bob_fp)
+    assert (peer.proto, peer.v2_seen, peer.address) == ("v1", False, "10.0.0.9:8000")
+    code, out, err = run(capsys, *again, "--protocol", "auto")  # the upgrade needs nothing
+    assert code == 0 and err == ""
+    with Store.open(alice_home / "enclave.db") as store:
+        assert store.get_peer(bob_fp).proto == "auto"

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 from keyfactory import FAST_KDF, PASSWORD, make_identity
-from nodes import introduce, public_pem, start
+from nodes import Recorder, introduce, public_pem, start
 from quart.testing.connections import WebsocketResponseError
 from web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
 
@@ -359,6 +359,35 @@ async def test_broadcast_verify_and_add_peer(rsa_keys, tmp_path):
         me = (await call(alice, "GET", "/api/me"))[1]
         assert me["fingerprint"] == a.fingerprint and "BEGIN PUBLIC KEY" in me["public_key"]
         assert len(me["qr"]) == len(me["qr"][0]) >= 21 and set("".join(me["qr"])) == {"0", "1"}
+
+
+@pytest.mark.asyncio
+async def test_the_page_cannot_mark_v1_a_peer_that_spoke_v2(rsa_keys, tmp_path):
+    """Issue 14, item 6: the Node refuses the downgrade and the page says why and how
+    to force it from the command line; a peer that never spoke v2 may be marked v1."""
+    async with two_pages(rsa_keys, tmp_path) as (alice, _, a, b):
+        recorder = Recorder(a)
+        await a.send("bob", "over v2")
+        await recorder.until(lambda r: r.states("delivered"))
+        before = a.resolve("bob")
+        bob = {"public_key": public_pem(rsa_keys["bob"]), "address": "10.0.0.9:8000"}
+        for extra in ({"protocol": "v1"}, {"protocol": "v1", "force": True}):
+            status, body = await call(alice, "POST", "/api/peers", {**bob, **extra})
+            assert status == 409, body
+            assert body["error"].startswith("bob has spoken Enclave's own protocol (v2)")
+            force = f"enclave --home {a.home} --add-peer FILE --peer-address HOST:PORT"
+            assert body["error"].endswith(f"stop Enclave and run {force} --protocol v1 --force")
+        assert a.resolve("bob") == before
+        status, body = await call(alice, "POST", "/api/peers", {**bob, "protocol": "v2"})
+        assert status == 400 and "'protocol' must be" in body["error"]
+        carol = {"public_key": public_pem(rsa_keys["carol"]), "address": "127.0.0.1:9"}
+        status, body = await call(alice, "POST", "/api/peers", {**carol, "protocol": "v1"})
+        assert status == 200 and body["added"] is True
+        listed = {
+            p["name"] or "carol": p for p in (await call(alice, "GET", "/api/peers"))[1]["peers"]
+        }
+        assert (listed["carol"]["protocol"], listed["carol"]["legacy"]) == ("v1", True)
+        assert (listed["bob"]["protocol"], listed["bob"]["legacy"]) == ("v2", False)
 
 
 # --- first run: create or unlock from the page --------------------------------------------
