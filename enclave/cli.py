@@ -89,6 +89,8 @@ _MODIFIERS = {
     "host": ("--host", {"listen", "web"}),
     "web_port": ("--web-port", {"web"}),
     "web_host": ("--web-host", {"web"}),
+    "web_cert": ("--web-cert", {"web"}),
+    "web_key": ("--web-key", {"web"}),
     "set_overrides": ("--set", {"listen", "web"}),
 }
 # the later parts of Enclave, imported only when their action runs
@@ -167,9 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--web-host",
         metavar="HOST",
-        help=f"address of the local web page (default {DEFAULT_WEB_HOST}; "
-        "anything else lets other machines reach it)",
+        help=f"address of the local web page (default {DEFAULT_WEB_HOST}); any address "
+        "but a loopback one lets other machines reach it and needs --web-cert and --web-key",
     )
+    add(
+        "--web-cert",
+        metavar="FILE",
+        help="serve the web page over HTTPS with this certificate (PEM, chain first)",
+    )
+    add("--web-key", metavar="FILE", help="the private key (PEM) of --web-cert")
     add("--version", action="version", version=f"enclave {__version__}", help="print the version")
     parser.set_defaults(set_overrides=None)  # None, not [], so "not given" reads as unset
     return parser

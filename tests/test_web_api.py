@@ -13,6 +13,8 @@ from nodes import Recorder, introduce, public_pem, start
 from quart.testing.connections import WebsocketResponseError
 from web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
 
+from enclave.web import security
+from enclave.web.app import create_app
 from enclave.web.backend import Backend
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -123,6 +125,36 @@ async def test_other_names_for_this_machine_are_accepted(rsa_keys, tmp_path):
             assert (status, body["state"]) == (200, "ready")
             async with socket(alice, Host=host, Origin=f"http://{host}") as ws:
                 assert json.loads(await ws.receive()) == {"type": "hello", "state": "ready"}
+
+
+@pytest.mark.asyncio
+async def test_over_https_the_page_answers_its_https_origin_only(rsa_keys, tmp_path):
+    """Issue 14, item 7: served over TLS with --web-host chat.example, the page accepts
+    that name and its https:// Origin; an http:// Origin (a page on the same host served
+    in clear) is refused, and a Host without a port means 443."""
+    async with two_pages(rsa_keys, tmp_path) as (_, _, a, b):
+        guard = security.Guard(TOKEN, 443, "chat.example", scheme="https")
+        alice = create_app(Backend(a.home, _no_starter, node=a), guard).test_client()
+        for host in ("chat.example", "chat.example:443", "127.0.0.1", "localhost:443"):
+            origin = f"https://{host}"
+            status, body = await call(alice, "GET", "/api/state", Host=host, Origin=origin)
+            assert (status, body["state"]) == (200, "ready"), host
+            async with socket(alice, Host=host, Origin=origin) as ws:
+                assert json.loads(await ws.receive()) == {"type": "hello", "state": "ready"}
+        for host, origin in (
+            ("chat.example", "http://chat.example"),
+            ("chat.example", "https://chat.example:5000"),
+            ("evil.example", "https://evil.example"),
+            ("chat.example:80", "https://chat.example:80"),
+        ):
+            sent = {"peer": b.fingerprint, "text": "hi"}
+            status, _ = await call(alice, "POST", "/api/send", sent, Host=host, Origin=origin)
+            assert status == 403, (host, origin)
+            with pytest.raises(WebsocketResponseError) as refused:
+                async with socket(alice, Host=host, Origin=origin) as ws:
+                    await ws.receive()
+            assert refused.value.response.status_code == 403
+        assert a.history("bob") == []
 
 
 @pytest.mark.asyncio

@@ -151,7 +151,8 @@
   }
 
   function connect() {
-    const url = `ws://${location.host}/ws`;
+    // wss: on a page served over HTTPS, so the token never crosses the network in clear.
+    const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
     const socket = new WebSocket(url, ["enclave.v1", `enclave.token.${state.token}`]);
     state.socket = socket;
     socket.addEventListener("open", () => {
