@@ -6,12 +6,19 @@ Rules:
   ``--version`` never load cryptography, the store, asyncio or the protocol.
 - One action per run (an argparse mutually exclusive group). Every other flag is a
   modifier valid only with the actions listed in ``_MODIFIERS``; any other use is an error.
+- The global options (``--home``, ``--password-file``, ``--set``) say where and how
+  Enclave runs, not what it does: they go before or after a subcommand
+  (``enclave --home DIR send bob hi`` and ``enclave send --home DIR bob hi``).
+- Every command this module suggests is one that works as printed for the home in use
+  (``Home.command`` adds ``--home DIR`` when it is not the default).
 - Everything a person typed is checked before the store is opened or a file written,
   so a mistake leaves the home folder as it was.
 - ``UserError`` is printed as one line, ``enclave: error: ...``, exit status 2.
   Ctrl-C exits with 130 and no traceback. Anything else is a bug and keeps its traceback.
 - Passwords never come from argv: a terminal prompt, ``ENCLAVE_PASSWORD`` or
-  ``--password-file`` (``enclave.passwords``).
+  ``--password-file`` (``enclave.passwords``). A new password for ``--change-password``
+  and ``--import-key`` comes from its own sources (``ENCLAVE_NEW_PASSWORD``,
+  ``--new-password-file``, two prompts), never from the old one's.
 - ``--listen``, ``--web`` and ``send`` are run by ``enclave.repl``, ``enclave.web`` and
   ``enclave.sendcmd`` (``run(args) -> int``). They find the home folder with
   ``home_of(args)`` and unlock the identity with ``unlock(args)``.
@@ -45,11 +52,15 @@ examples:
   enclave send bob "See you at 5"          send one message and exit
   enclave --import-key keys/private_key.pem
                                            bring in the original client's identity
+  enclave --home /srv/enclave send bob "Backup done"
+                                           global options go before or after send
 
 environment:
-  ENCLAVE_HOME       home folder (default: the platform's user data folder,
-                     e.g. ~/.local/share/enclave)
-  ENCLAVE_PASSWORD   identity password for scripts and services (or --password-file)
+  ENCLAVE_HOME          home folder (default: the platform's user data folder,
+                        e.g. ~/.local/share/enclave)
+  ENCLAVE_PASSWORD      identity password for scripts and services (or --password-file)
+  ENCLAVE_NEW_PASSWORD  the new password for --change-password and --import-key
+                        (or --new-password-file)
 """
 
 # action (dest) -> the flag a person typed
@@ -71,16 +82,21 @@ _MODIFIERS = {
     "peer_address": ("--peer-address", {"add_peer"}),
     "name": ("--name", {"add_peer"}),
     "protocol": ("--protocol", {"add_peer"}),
-    "force": ("--force", {"generate", "import_key"}),
+    "force": ("--force", {"generate", "import_key", "add_peer"}),
     "password_file": ("--password-file", _PASSWORD_ACTIONS | {"web"}),
+    "new_password_file": ("--new-password-file", {"change_password", "import_key"}),
     "port": ("--port", {"listen", "web"}),
     "host": ("--host", {"listen", "web"}),
     "web_port": ("--web-port", {"web"}),
     "web_host": ("--web-host", {"web"}),
+    "web_cert": ("--web-cert", {"web"}),
+    "web_key": ("--web-key", {"web"}),
     "set_overrides": ("--set", {"listen", "web"}),
 }
 # the later parts of Enclave, imported only when their action runs
 _LATER = {"listen": "enclave.repl", "web": "enclave.web"}
+# subcommand -> the part that runs it
+_SUBCOMMANDS = {"send": "enclave.sendcmd"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +109,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="enclave",
-        usage="%(prog)s ACTION [options]\n       %(prog)s send PEER MESSAGE [--home DIR]",
+        usage="%(prog)s ACTION [options]\n       %(prog)s [--home DIR] send PEER MESSAGE",
         description="Enclave: secure peer-to-peer messaging with no server in between.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -123,13 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=("auto", "v1"),
         help="with --add-peer: v1 for a peer running only the original client "
-        "(legacy, not forward-secret); default auto",
+        "(legacy, not forward-secret; refused for a peer that has spoken v2 unless "
+        "--force); default auto",
     )
-    add("--force", action="store_true", help="replace an existing identity")
     add(
-        "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
+        "--force",
+        action="store_true",
+        help="replace an existing identity; with --add-peer --protocol v1, mark legacy a "
+        "peer that has spoken Enclave's own protocol (v2)",
     )
-    add("--password-file", metavar="FILE", help="read the password from the first line of FILE")
+    _add_global_options(add.__self__)
+    add(
+        "--new-password-file",
+        metavar="FILE",
+        help="with --change-password or --import-key: read the new password from the first "
+        "line of FILE (mode 600; or set ENCLAVE_NEW_PASSWORD; else asked twice)",
+    )
     add("--port", metavar="PORT", help=f"port to listen on for peers (default {DEFAULT_PORT})")
     add(
         "--host",
@@ -144,15 +169,35 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--web-host",
         metavar="HOST",
-        help=f"address of the local web page (default {DEFAULT_WEB_HOST}; "
-        "anything else lets other machines reach it)",
+        help=f"address of the local web page (default {DEFAULT_WEB_HOST}); any address "
+        "but a loopback one lets other machines reach it and needs --web-cert and --web-key",
     )
+    add(
+        "--web-cert",
+        metavar="FILE",
+        help="serve the web page over HTTPS with this certificate (PEM, chain first)",
+    )
+    add("--web-key", metavar="FILE", help="the private key (PEM) of --web-cert")
     add("--version", action="version", version=f"enclave {__version__}", help="print the version")
-    from enclave import settings  # standard library only, like this module
-
-    settings.add_arguments(add.__self__)  # the "options" group
     parser.set_defaults(set_overrides=None)  # None, not [], so "not given" reads as unset
     return parser
+
+
+def _add_global_options(group) -> None:
+    """The options accepted before or after any subcommand."""
+    from enclave import settings  # standard library only, like this module
+
+    add = group.add_argument
+    add(
+        "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
+    )
+    add(
+        "--password-file",
+        metavar="FILE",
+        help="read the password from the first line of FILE (mode 600: a file other users "
+        "can read is refused)",
+    )
+    settings.add_arguments(group)
 
 
 def build_send_parser() -> argparse.ArgumentParser:
@@ -165,8 +210,8 @@ def build_send_parser() -> argparse.ArgumentParser:
         "peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)"
     )
     parser.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
-    parser.add_argument("--home", metavar="DIR", help="home folder")
-    parser.add_argument("--password-file", metavar="FILE", help="read the password from FILE")
+    _add_global_options(parser)
+    parser.set_defaults(set_overrides=None)
     return parser
 
 
@@ -198,13 +243,16 @@ def main_web(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    if argv[:1] == ["send"]:
-        args = _parse(build_send_parser(), argv[1:])
+    parser = build_parser()
+    before, command, after = _split_at_subcommand(parser, argv)
+    if command is not None:
+        # The options before the subcommand join its own: global options go either side.
+        args = _parse(build_send_parser(), [*before, *after])
         if args is None:
             return 0
         args.message = " ".join(args.message)
-        return _run_later("enclave.sendcmd", "enclave send", args)
-    args = _parse(build_parser(), argv)
+        return _run_later(_SUBCOMMANDS[command], f"enclave {command}", args)
+    args = _parse(parser, argv)
     if args is None:
         return 0
     action = _check_combination(args)
@@ -212,6 +260,30 @@ def _run(argv: list[str]) -> int:
         _normalize_network_flags(args, action)
         return _run_later(_LATER[action], _ACTIONS[action], args)
     return _COMMANDS[action](args)
+
+
+def _split_at_subcommand(
+    parser: argparse.ArgumentParser, argv: list[str]
+) -> tuple[list[str], str | None, list[str]]:
+    """``(options before it, subcommand, the rest)``; ``(argv, None, [])`` without one.
+
+    The subcommand is the first word that is neither an option nor an option's value,
+    so ``enclave --home send send bob hi`` sends from a home folder named "send"."""
+    takes_value = {
+        flag for action in parser._actions if action.nargs != 0 for flag in action.option_strings
+    }
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            break
+        if word.startswith("-") and word != "-":
+            i += 2 if word in takes_value else 1  # --flag=value is one word
+            continue
+        if word in _SUBCOMMANDS:
+            return argv[:i], word, argv[i + 1 :]
+        break
+    return argv, None, []
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:
@@ -230,7 +302,8 @@ def _check_combination(args: argparse.Namespace) -> str:
         given = [flag for dest, (flag, _) in _MODIFIERS.items() if getattr(args, dest)]
         if given:
             raise UserError(f"{given[0]} needs an action such as --add-peer; see enclave --help")
-        raise UserError("nothing to do; start with enclave --generate, or see enclave --help")
+        start = home_of(args).command("--generate")
+        raise UserError(f"nothing to do; start with {start}, or see enclave --help")
     action = chosen[0]
     for dest, (flag, allowed) in _MODIFIERS.items():
         if getattr(args, dest) not in (None, False) and action not in allowed:
@@ -295,7 +368,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     identity = keys.save_identity(place, keys.generate(), password, force=args.force)
     print(f"Identity saved in {place.path}")
     print(f"Fingerprint: {keys.group(identity.fingerprint)}")
-    print("Share your public key with: enclave --public-key > my-key.pem")
+    print(f"Share your public key with: {place.command('--public-key', '> my-key.pem')}")
     return 0
 
 
@@ -310,7 +383,7 @@ def cmd_import_key(args: argparse.Namespace) -> int:
     if keys.is_encrypted_pem(data):
         old = passwords.existing(f"Password of {source}: ", password_file=args.password_file)
     private_key = keys.import_private_key(data, old, source=source)
-    password = passwords.new(password_file=args.password_file)
+    password = passwords.replacement(password_file=args.new_password_file)
     identity = keys.save_identity(place, private_key, password, force=args.force)
     print(f"Identity imported into {place.path}, re-encrypted with scrypt")
     print(f"Fingerprint: {keys.group(identity.fingerprint)}")
@@ -322,7 +395,7 @@ def cmd_change_password(args: argparse.Namespace) -> int:
     from enclave import home, keys, passwords
 
     identity = unlock(args)
-    password = passwords.new(password_file=args.password_file)
+    password = passwords.replacement(password_file=args.new_password_file)
     place = home.require_identity(home_of(args))
     keys.save_identity(place, identity.private_key, password, force=True)
     print(f"Identity {keys.group(identity.fingerprint, 4)}... re-encrypted under the new password")
@@ -337,6 +410,10 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
 
     if args.peer_address is None:
         raise UserError("--add-peer needs --peer-address HOST:PORT, e.g. 192.168.1.100:8000")
+    if args.force and args.protocol != "v1":
+        raise UserError(
+            "--force with --add-peer only forces --protocol v1 onto a peer that has spoken v2"
+        )
     address = parse_address(args.peer_address)
     name = check_name(args.name)
     data = home.read_file(_path(args.add_peer), "peer key", MAX_PEER_KEY_BYTES)
@@ -350,16 +427,32 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
             f"{keys.WARN_PEER_BITS} or more is recommended",
             file=sys.stderr,
         )
+    from enclave.node import DowngradeRefused, check_protocol_change, record_protocol
     from enclave.store import Store
 
     place = home_of(args)
     with Store.open(place.db_path) as store:
-        added = store.upsert_peer(peer.fingerprint, peer.pem, str(address), name, now=time.time())
+        before = store.get_peer(peer.fingerprint)
         if args.protocol is not None:
-            store.set_proto(peer.fingerprint, args.protocol)
+            try:
+                check_protocol_change(before, args.protocol, force=args.force)
+            except DowngradeRefused as err:
+                raise UserError(
+                    f"{err}; only if it went back to the original client, add --force"
+                ) from None
+        added = store.upsert_peer(peer.fingerprint, peer.pem, str(address), name, now=time.time())
         saved = store.get_peer(peer.fingerprint)
+        if args.protocol is not None:
+            record_protocol(store, saved, args.protocol)
+            saved = store.get_peer(peer.fingerprint)
     label = saved.name if saved and saved.name else keys.group(peer.fingerprint, 2)
     print(f"{'Added' if added else 'Updated'} peer {label} at {address}")
+    if before is not None and before.protocol == "v2" and saved.proto == "v1":
+        print(
+            f"enclave: warning: {label} had spoken Enclave's own protocol (v2); it is now sent "
+            "legacy v1, which its node refuses if it still runs Enclave",
+            file=sys.stderr,
+        )
     if saved.proto == "v1":
         print("Marked legacy (v1): messages to it are not forward-secret and are never confirmed.")
     print(f"Fingerprint: {keys.group(peer.fingerprint)}")
@@ -375,7 +468,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
     place = home_of(args)
     if not place.path.exists() or not place.db_path.exists():
-        print("No peers yet. Add one: enclave --add-peer FILE --peer-address HOST:PORT")
+        print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
     home.check(place)
     from enclave.store import Store
@@ -383,7 +476,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
     with Store.open(place.db_path) as store:
         peers = store.list_peers()
     if not peers:
-        print("No peers yet. Add one: enclave --add-peer FILE --peer-address HOST:PORT")
+        print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
     rows = [("NAME", "FINGERPRINT", "ADDRESS", "VERIFIED", "PROTO")]
     for p in peers:
@@ -435,6 +528,10 @@ def _refuse_existing_identity(place, force: bool) -> None:
             f"an identity already exists in {place.path}; --force replaces it "
             "(peers who know the old fingerprint will no longer recognize you)"
         )
+
+
+def add_peer_hint(place) -> str:
+    return place.command("--add-peer", "FILE", "--peer-address", "HOST:PORT")
 
 
 def check_name(name: str | None) -> str | None:

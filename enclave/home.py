@@ -12,11 +12,15 @@ Rules:
 - Files are written atomically (temporary file, fsync, rename), with their final mode
   set before the first byte is written, so a crash never leaves a half-written or
   briefly world-readable key.
+- A command suggested to the user names its home folder (``Home.command``) unless it
+  is the default one, and every path in a suggestion is quoted for the shell, so the
+  suggestion works as printed.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import sys
 from dataclasses import dataclass
@@ -55,6 +59,15 @@ class Home:
     def has_identity(self) -> bool:
         return self.key_path.exists() or self.pub_path.exists()
 
+    def command(self, *words: str) -> str:
+        """``enclave WORDS`` for this home, as a person types it in a shell: with
+        ``--home DIR`` unless this is the default home (``$ENCLAVE_HOME`` may be unset
+        where the command is run). ``words`` are shell text (placeholders, redirections)."""
+        prefix = ["enclave"]
+        if self.path != default_path():
+            prefix += ["--home", shlex.quote(str(self.path))]
+        return " ".join([*prefix, *words])
+
 
 def resolve(cli_home: str | None = None, environ: dict[str, str] | None = None) -> Home:
     """Pick the home folder: ``--home``, then ``ENCLAVE_HOME``, then the platform default."""
@@ -62,9 +75,14 @@ def resolve(cli_home: str | None = None, environ: dict[str, str] | None = None) 
     chosen = cli_home or env.get("ENCLAVE_HOME")
     if chosen:
         return Home(Path(chosen).expanduser().absolute())
+    return Home(default_path())
+
+
+def default_path() -> Path:
+    """The platform's user data folder for Enclave, e.g. ``~/.local/share/enclave``."""
     import platformdirs
 
-    return Home(Path(platformdirs.user_data_dir("enclave", appauthor=False)))
+    return Path(platformdirs.user_data_dir("enclave", appauthor=False))
 
 
 def prepare(home: Home) -> Home:
@@ -84,7 +102,7 @@ def check(home: Home) -> Home:
         st = home.path.stat()
     except FileNotFoundError:
         raise UserError(
-            f"no identity yet: {home.path} does not exist; run: enclave --generate"
+            f"no identity yet: {home.path} does not exist; run: {home.command('--generate')}"
         ) from None
     except OSError as err:
         raise UserError(f"cannot open home folder {home.path}: {_reason(err)}") from None
@@ -96,7 +114,7 @@ def check(home: Home) -> Home:
         if st.st_mode & 0o077:
             raise UserError(
                 f"home folder {home.path} is open to other users "
-                f"(mode {_mode(st)}); run: chmod 700 {home.path}"
+                f"(mode {_mode(st)}); run: chmod 700 {shlex.quote(str(home.path))}"
             )
     check_private_key_mode(home.key_path)
     return home
@@ -113,7 +131,7 @@ def check_private_key_mode(path: Path) -> None:
     if _CHECK_MODES and st.st_mode & 0o077:
         raise UserError(
             f"private key {path} is accessible by other users (mode {_mode(st)}), "
-            f"so Enclave refuses to use it; run: chmod 600 {path}"
+            f"so Enclave refuses to use it; run: chmod 600 {shlex.quote(str(path))}"
         )
 
 
@@ -121,10 +139,11 @@ def require_identity(home: Home) -> Home:
     """Check the folder and that both identity files are present."""
     check(home)
     if not home.key_path.exists():
-        raise UserError(f"no identity yet in {home.path}; run: enclave --generate")
+        raise UserError(f"no identity yet in {home.path}; run: {home.command('--generate')}")
     if not home.pub_path.exists():
         raise UserError(
-            f"public key {home.pub_path} is missing; restore it or run: enclave --generate --force"
+            f"public key {home.pub_path} is missing; restore it or run: "
+            f"{home.command('--generate', '--force')}"
         )
     return home
 

@@ -11,6 +11,10 @@ Rules:
   raises ``UserError`` with a one-line explanation.
 - Upkeep of the store (pruning the v1 seen tables) runs on the store's writer thread,
   never on the event loop, in transactions of bounded size.
+- No silent downgrade: a peer that has spoken v2 (or was marked v2) is marked legacy v1
+  only with ``force`` (``check_protocol_change``, the one rule every face asks). A
+  protocol switch loses no message: what is queued for the peer goes out by its new
+  protocol (``_protocol_changed``).
 """
 
 import asyncio
@@ -30,7 +34,7 @@ from .protocol.crypto import Identity
 from .protocol.legacy import MAX_SKEW
 from .protocol.messages import MAX_BODY_CHARS
 from .quotas import ReceiveQuotas
-from .store import Peer, Store
+from .store import PROTOS, Peer, Store
 
 log = logging.getLogger("enclave.node")
 INLINE_ROWS = 64  # small commits on the loop when they need no fsync (delivery.inline_rows)
@@ -190,7 +194,17 @@ class Node:
             PeerStatus(p, online(bytes.fromhex(p.fingerprint))) for p in self.store.list_peers()
         ]
 
-    def add_peer(self, public_key_pem: str, address: str | None, name: str | None = None) -> Peer:
+    def add_peer(
+        self,
+        public_key_pem: str,
+        address: str | None,
+        name: str | None = None,
+        protocol: str | None = None,
+        *,
+        force: bool = False,
+    ) -> Peer:
+        """Add or update a peer; ``protocol`` also sets what it is spoken. A refused
+        downgrade (``DowngradeRefused``) changes nothing, not even the address."""
         from . import keys
         from .addresses import parse_address
 
@@ -198,19 +212,36 @@ class Node:
         if key.fingerprint == self.fingerprint:
             raise UserError("that is your own public key; add your peer's key instead")
         canonical = str(parse_address(address)) if address else None
+        if protocol is not None:
+            check_protocol_change(self.store.get_peer(key.fingerprint), protocol, force=force)
         self.store.upsert_peer(key.fingerprint, key.pem, canonical, name, time.time())
         self.sessions.policy.reload()
+        if protocol is not None:
+            return self.set_protocol(key.fingerprint, protocol, force=force)
         return self.store.get_peer(key.fingerprint)
 
-    def set_protocol(self, query: str, proto: str) -> Peer:
+    def set_protocol(self, query: str, proto: str, *, force: bool = False) -> Peer:
         """'v1' marks a peer legacy (the original client): it is sent v1 envelopes only.
-        'auto' (the default) speaks v2 and accepts v1 until the peer first speaks v2."""
-        if proto not in ("auto", "v1", "v2"):
-            raise UserError(f"unknown protocol {proto!r}; use auto, v1 or v2")
+        'auto' (the default) speaks v2 and accepts v1 until the peer first speaks v2.
+        A peer that has spoken v2 becomes v1 only with ``force`` (``DowngradeRefused``)."""
         peer = self.resolve(query)
-        self.store.set_proto(peer.fingerprint, proto)
+        check_protocol_change(peer, proto, force=force)
+        record_protocol(self.store, peer, proto)
         self.sessions.policy.reload()
+        self._protocol_changed(bytes.fromhex(peer.fingerprint))
         return self.store.get_peer(peer.fingerprint)
+
+    def _protocol_changed(self, peer: bytes) -> None:
+        """Send what is queued for ``peer`` by its new protocol. The v1 sender lets go of
+        the queue at once, or, while an envelope is on the wire, right after it (an
+        unwritten one goes back to the queue and out again by the new protocol)."""
+
+        def redispatch() -> None:
+            if self.sessions is not None:  # unless the node stopped meanwhile
+                self.delivery.dispatch(peer)
+
+        self.delivery.legacy.release(peer, redispatch)
+        self.delivery.dispatch(peer)
 
     def set_verified(self, query: str, verified: bool = True) -> Peer:
         """Record that the user compared fingerprints out of band (or withdraw it)."""
@@ -320,6 +351,41 @@ class Node:
             **d.intake.stats,
             "uptime": time.monotonic() - self._started,
         }
+
+
+class DowngradeRefused(UserError):
+    """Marking legacy v1 a peer that has spoken v2, without ``force``."""
+
+
+def check_protocol_change(peer: Peer | None, proto: str, *, force: bool = False) -> None:
+    """The rule every face asks before a peer's protocol changes (``peer`` None: a new one).
+
+    A peer that has spoken v2 with this node, or that the user marked v2, runs Enclave;
+    its node refuses v1 from anyone it has spoken v2 with, so marking it v1 would trade
+    forward secrecy for messages that are dropped on arrival. Only ``force`` (the user
+    says it went back to the original client) does it."""
+    if proto not in PROTOS:
+        raise UserError(f"unknown protocol {proto!r}; use auto, v1 or v2")
+    if proto != "v1" or peer is None or peer.protocol != "v2" or force:
+        return
+    label = peer.name or peer.fingerprint[:16]
+    if peer.v2_seen:
+        raise DowngradeRefused(
+            f"{label} has spoken Enclave's own protocol (v2) with you, so its node refuses "
+            "legacy v1 messages from you; marking it v1 would lose them (and forward secrecy)"
+        )
+    raise DowngradeRefused(
+        f"{label} is marked v2 (Enclave's own protocol); marking it v1 would downgrade it "
+        "to the legacy protocol, which is not forward-secret"
+    )
+
+
+def record_protocol(store: Store, peer: Peer, proto: str) -> None:
+    """Write a protocol change that ``check_protocol_change`` allowed. A peer forced back
+    to v1 forgets that it spoke v2, so its v1 envelopes are accepted again."""
+    store.set_proto(peer.fingerprint, proto)
+    if proto == "v1" and peer.v2_seen:
+        store.forget_v2_seen(peer.fingerprint)
 
 
 def _check_text(text: str) -> None:

@@ -207,9 +207,12 @@ def _refuse_second_node(path: Path) -> None:
     if not path.exists():
         return
     if _socket_alive(path):
+        from enclave.home import Home
+
+        reach = Home(path.parent).command("send", "PEER", "MESSAGE")
         raise UserError(
             f"another Enclave node is already running with {path.parent}; "
-            "stop it first (or use enclave send to reach it)"
+            f"stop it first, or reach it with: {reach}"
         )
     _unlink(path)  # left behind by a node that did not stop cleanly
 

@@ -30,9 +30,11 @@ ANSWER_TIMEOUT = runner.DELIVERY_WAIT + 10.0
 def run(args) -> int:
     check_text(args.message)
     place = cli.home_of(args)
-    from enclave import home
+    from enclave import home, settings
 
     home.require_identity(place)
+    if args.set_overrides:  # a global option: checked here too, though sending needs none
+        settings.load(place.path, settings.overrides_from(args))
     answers = _through_node(runner.control_path(place.path), args.peer, args.message)
     if answers is None:
         return _into_outbox(place, args.peer, args.message)
@@ -94,7 +96,7 @@ def _into_outbox(place, peer: str, text: str) -> int:
     from enclave.store import Store
 
     if not place.db_path.exists():
-        raise UserError("no peers yet; add one: enclave --add-peer FILE --peer-address HOST:PORT")
+        raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
     with Store.open(place.db_path) as store:
         target = resolve_peer(store, peer)
         now_ms = int(time.time() * 1000)
@@ -102,6 +104,6 @@ def _into_outbox(place, peer: str, text: str) -> int:
     label = target.name or target.fingerprint[:16]
     print(
         f"No node is running; the message to {label} is queued in the outbox "
-        "and leaves at the next enclave --listen"
+        f"and leaves when the node runs: {place.command('--listen')}"
     )
     return 0

@@ -325,6 +325,11 @@ class Store:
             raise ValueError(f"proto must be one of {PROTOS}, not {proto!r}")
         self._set_user_flag(fingerprint, "proto", proto)
 
+    def forget_v2_seen(self, fingerprint: str) -> None:
+        """The user forced a peer that spoke v2 back to v1 (enclave.node.record_protocol):
+        from now on it is treated as one that never spoke v2, until it does again."""
+        self._set_user_flag(fingerprint, "v2_seen", 0)
+
     def set_blocked(self, fingerprint: str, blocked: bool) -> None:
         self._set_user_flag(fingerprint, "blocked", int(bool(blocked)))
 

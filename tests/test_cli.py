@@ -6,10 +6,13 @@ the few tests marked ``slow``, which go through the real ``--generate``,
 """
 
 import os
+import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -39,17 +42,26 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def run_process(*argv: str, env_extra: dict | None = None, input_text: str | None = None):
+    """``enclave ARGV`` as a real process; without ``input_text`` it has no terminal."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
     env["PYTHONPATH"] = str(ROOT)
     env.update(env_extra or {})
+    stdin = {"input": input_text} if input_text is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run(
         [sys.executable, "-m", "enclave", *argv],
         capture_output=True,
         text=True,
         env=env,
-        input=input_text,
         timeout=120,
+        **stdin,
     )
+
+
+def secret_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    """A password file as a careful user writes it (mode 600 unless told)."""
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
 
 
 def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
@@ -279,7 +291,7 @@ def test_generate_refuses_a_home_open_to_others(home_dir, capsys):
 
 
 def test_password_file_first_line(tmp_path):
-    path = tmp_path / "pw"
+    path = secret_file(tmp_path / "pw", "")
     path.write_bytes(b"secret line one\r\nsecond line\n")
     assert passwords.existing("?", password_file=str(path), environ={}) == "secret line one"
     assert passwords.new(password_file=str(path), environ={"ENCLAVE_PASSWORD": "other"}) == (
@@ -289,7 +301,7 @@ def test_password_file_first_line(tmp_path):
 
 @pytest.mark.parametrize(("content", "why"), [(b"", "empty"), (b"\n", "empty"), (b"\xff", "UTF-8")])
 def test_password_file_refusals(tmp_path, content, why):
-    path = tmp_path / "pw"
+    path = secret_file(tmp_path / "pw", "")
     path.write_bytes(content)
     with pytest.raises(passwords.UserError, match=why):
         passwords.existing("?", password_file=str(path), environ={})
@@ -309,16 +321,17 @@ def test_short_new_password_warns(capsys):
 
 
 @pytest.mark.slow
-def test_import_seed_key(home_dir, tmp_path, capsys, rsa_keys):
+def test_import_seed_key(home_dir, tmp_path, capsys, rsa_keys, monkeypatch):
     seed = tmp_path / "private_key.pem"
     seed.write_bytes(private_pem(rsa_keys["carol"], PASSWORD.encode()))
+    monkeypatch.setenv("ENCLAVE_NEW_PASSWORD", "the new enclave password")
     code, out, err = run(capsys, "--import-key", str(seed))
     assert code == 0, err
     fp = keys.fingerprint(rsa_keys["carol"].public_key())
     assert f"Fingerprint: {keys.group(fp)}" in out
     place = home.Home(home_dir)
     assert keys.read_header(place.key_path.read_bytes()).kdf == keys.DEFAULT_KDF
-    assert keys.load_identity(place, PASSWORD).fingerprint == fp
+    assert keys.load_identity(place, "the new enclave password").fingerprint == fp
     assert stat.S_IMODE(place.key_path.stat().st_mode) == 0o600
 
 
@@ -360,7 +373,9 @@ def test_fingerprint_as_a_process(alice_home, rsa_keys):
 
 @pytest.mark.parametrize("action", ["--fingerprint", "--public-key", "--change-password"])
 def test_no_identity_yet(home_dir, capsys, action):
-    assert_one_line_error(*run(capsys, action), "no identity yet", "enclave --generate")
+    assert_one_line_error(
+        *run(capsys, action), "no identity yet", f"run: enclave --home {home_dir} --generate"
+    )
     assert not home_dir.exists()
 
 
@@ -431,7 +446,9 @@ BAD_ADD_PEER = [
     pytest.param(["--peer-address", BOB_ADDRESS], "--peer-address needs an action", id="address-alone"),
     pytest.param(["--peers", "--peer-address", BOB_ADDRESS], "--peer-address goes with --add-peer", id="address-with-peers"),
     pytest.param(["--add-peer", "{bob}", "--peers"], "not allowed with", id="two-actions"),
-    pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--force"], "--force goes with", id="force"),
+    pytest.param(["--add-peer", "{bob}", "--peer-address", BOB_ADDRESS, "--force"], "--force with --add-peer only forces --protocol v1", id="force"),
+    pytest.param(["--change-password", "--new-password-file", "x", "--peers"], "not allowed with", id="new-password-file-two-actions"),
+    pytest.param(["--peers", "--new-password-file", "x"], "--new-password-file goes with --change-password or --import-key", id="new-password-file-with-peers"),
 ]  # fmt: skip
 
 
@@ -591,3 +608,450 @@ def test_add_peer_can_mark_a_legacy_peer(alice_home, key_files, capsys):
     assert code == 0 and "Marked legacy" not in out
     with Store.open(alice_home / "enclave.db") as store:
         assert [p.proto for p in store.list_peers()] == ["auto"]
+
+
+# --- new passwords come from their own sources (issue 14, item 8) -------------------------
+
+NEW_PASSWORD = "a brand new password"
+
+
+def real_copy(real_identity, tmp_path) -> Path:
+    """A copy of the identity made at Enclave's real cost (the unlock floor refuses less)."""
+    place = tmp_path / "copy"
+    shutil.copytree(real_identity[0], place)
+    return place
+
+
+@pytest.mark.slow
+def test_change_password_without_a_new_password_or_terminal_is_one_line(real_identity, tmp_path):
+    """The old password alone (a script that forgot the new one) is an error, never the
+    old password kept under a message saying it changed."""
+    place = real_copy(real_identity, tmp_path)
+    before = snapshot(place)
+    result = run_process(
+        "--change-password", "--home", str(place), env_extra={"ENCLAVE_PASSWORD": PASSWORD}
+    )
+    assert_one_line_error(
+        result.returncode,
+        result.stdout,
+        result.stderr,
+        "a new password is needed and there is no terminal",
+        "ENCLAVE_NEW_PASSWORD",
+        "--new-password-file FILE",
+    )
+    assert snapshot(place) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["variable", "file"])
+def test_change_password_takes_the_new_one_from_its_own_source(real_identity, tmp_path, source):
+    place = real_copy(real_identity, tmp_path)
+    fp = keys.read_public_identity(home.Home(place)).fingerprint
+    old_file = secret_file(tmp_path / "old password", PASSWORD + "\n")
+    argv = ["--change-password", "--home", str(place), "--password-file", str(old_file)]
+    env = {"ENCLAVE_PASSWORD": "a variable that must lose to the file"}
+    if source == "variable":
+        env["ENCLAVE_NEW_PASSWORD"] = NEW_PASSWORD
+    else:
+        argv += ["--new-password-file", str(secret_file(tmp_path / "new pw", NEW_PASSWORD))]
+    result = run_process(*argv, env_extra=env)
+    assert result.returncode == 0, result.stderr
+    assert "re-encrypted" in result.stdout and NEW_PASSWORD not in result.stdout + result.stderr
+    assert keys.load_identity(home.Home(place), NEW_PASSWORD).fingerprint == fp
+    with pytest.raises(cli.UserError, match="wrong password"):
+        keys.load_identity(home.Home(place), PASSWORD)
+
+
+@pytest.mark.slow
+def test_import_key_takes_the_new_password_from_its_own_source(tmp_path, rsa_keys):
+    seed = tmp_path / "private_key.pem"
+    seed.write_bytes(private_pem(rsa_keys["carol"], b"the seed password"))
+    place = tmp_path / "home"
+    argv = ["--import-key", str(seed), "--home", str(place)]
+    alone = run_process(*argv, env_extra={"ENCLAVE_PASSWORD": "the seed password"})
+    assert_one_line_error(
+        alone.returncode, alone.stdout, alone.stderr, "new password", "ENCLAVE_NEW_PASSWORD"
+    )
+    assert not place.exists()
+    env = {"ENCLAVE_PASSWORD": "the seed password", "ENCLAVE_NEW_PASSWORD": NEW_PASSWORD}
+    result = run_process(*argv, env_extra=env)
+    assert result.returncode == 0, result.stderr
+    fp = keys.fingerprint(rsa_keys["carol"].public_key())
+    assert keys.load_identity(home.Home(place), NEW_PASSWORD).fingerprint == fp
+    with pytest.raises(cli.UserError, match="wrong password"):
+        keys.load_identity(home.Home(place), "the seed password")
+
+
+class Terminal:
+    """``enclave`` with a pseudo-terminal as stdin, stdout and stderr: what a person sees,
+    and keys typed when a prompt shows."""
+
+    def __init__(self, argv: list[str], env_extra: dict) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+        env.update(PYTHONPATH=str(ROOT), **env_extra)
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "enclave", *argv],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.screen = ""
+
+    def answer(self, prompt: str, text: str) -> None:
+        self.wait_for(prompt)
+        os.write(self.master, text.encode() + b"\r")
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.master], [], [], max(left, 0))
+            chunk = self._read() if ready else b""
+            if not chunk:
+                raise AssertionError(f"no {text!r} on the terminal; it showed {self.screen!r}")
+            self.screen += chunk.decode(errors="replace")
+
+    def finish(self, timeout: float = 60.0) -> int:
+        code = self.proc.wait(timeout)
+        while chunk := self._read():
+            self.screen += chunk.decode(errors="replace")
+        os.close(self.master)
+        return code
+
+    def _read(self) -> bytes:
+        try:
+            return os.read(self.master, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            return b""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repeat", [NEW_PASSWORD, "not the same password"])
+def test_change_password_asks_twice_at_a_real_terminal(real_identity, tmp_path, repeat):
+    place = real_copy(real_identity, tmp_path)
+    before = snapshot(place)
+    term = Terminal(["--change-password", "--home", str(place)], {"ENCLAVE_PASSWORD": PASSWORD})
+    term.answer("New password for your Enclave identity: ", NEW_PASSWORD)
+    term.answer("Repeat the password: ", repeat)
+    code = term.finish()
+    assert NEW_PASSWORD not in term.screen and PASSWORD not in term.screen  # never echoed
+    if repeat == NEW_PASSWORD:
+        assert code == 0, term.screen
+        assert keys.load_identity(home.Home(place), NEW_PASSWORD)
+    else:
+        assert code == 2 and "the two passwords do not match" in term.screen
+        assert snapshot(place) == before
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o602, 0o660], ids=oct)
+@pytest.mark.parametrize("kind", ["current", "new"])
+def test_a_password_file_other_users_can_reach_is_refused(tmp_path, mode, kind):
+    path = secret_file(tmp_path / "my password", "secret password one", mode)
+    read = passwords.existing if kind == "current" else passwords.replacement
+    kwargs = {"password_file": str(path), "environ": {}}
+    if kind == "current":
+        kwargs["prompt"] = "?"
+    with pytest.raises(passwords.UserError) as refused:
+        read(**kwargs)
+    text = str(refused.value)
+    what = "new password file" if kind == "new" else "password file"
+    assert text.startswith(f"{what} {path} is accessible by other users")
+    assert text.endswith(f"run: chmod 600 '{path}'") and "\n" not in text
+    assert f"mode {mode & 0o777:03o}" in text and "secret" not in text
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o700], ids=oct)
+def test_an_owner_only_password_file_is_accepted(tmp_path, mode):
+    path = secret_file(tmp_path / "pw", "secret password one", mode)
+    assert passwords.existing("?", password_file=str(path), environ={}) == "secret password one"
+    assert passwords.replacement(password_file=str(path), environ={}) == "secret password one"
+
+
+def test_a_readable_password_file_is_refused_by_the_command(alice_home, tmp_path):
+    path = secret_file(tmp_path / "pw", PASSWORD, 0o644)
+    result = run_process(
+        "--change-password", "--home", str(alice_home), "--password-file", str(path)
+    )
+    assert_one_line_error(
+        result.returncode, result.stdout, result.stderr, f"chmod 600 {path}", "(mode 644)"
+    )
+
+
+# --- global options anywhere, and hints that work as printed (issue 14, item 10) ----------
+
+
+@pytest.fixture
+def other_home(tmp_path, monkeypatch, rsa_keys) -> Path:
+    """Alice's home in a folder chosen only by --home (no ENCLAVE_HOME), knowing bob."""
+    monkeypatch.delenv("ENCLAVE_HOME", raising=False)
+    monkeypatch.delenv("ENCLAVE_PASSWORD", raising=False)
+    path = tmp_path / "alice's home"
+    make_identity(path, rsa_keys["alice"])
+    with Store.open(home.Home(path).db_path) as store:
+        bob_pem = public_pem(rsa_keys["bob"]).decode()
+        store.upsert_peer(
+            keys.fingerprint(rsa_keys["bob"].public_key()), bob_pem, BOB_ADDRESS, "bob", 0
+        )
+    return path
+
+
+def outbox_bodies(path: Path) -> list[str]:
+    with Store.open(home.Home(path).db_path) as store:
+        return [m.body for m in store.history(store.find_peers("bob")[0].fingerprint, 10)]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--home", "{home}", "send", "bob", "hello", "there"],
+        ["send", "--home", "{home}", "bob", "hello", "there"],
+        ["send", "bob", "hello", "there", "--home", "{home}"],
+        ["--home={home}", "send", "bob", "hello", "there"],
+        ["--set", "commit_batch=64", "--home", "{home}", "send", "bob", "hello", "there"],
+        ["send", "bob", "--set", "commit_batch=64", "hello", "there", "--home", "{home}"],
+        ["--password-file", "{pw}", "send", "--home", "{home}", "bob", "hello", "there"],
+    ],
+)
+def test_global_options_go_before_or_after_send(other_home, tmp_path, capsys, argv):
+    pw = secret_file(tmp_path / "pw", PASSWORD)
+    argv = [a.format(home=other_home, pw=pw) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert out.startswith("No node is running; the message to bob is queued")
+    assert outbox_bodies(other_home) == ["hello there"]
+
+
+def test_home_before_send_as_a_process(other_home):
+    result = run_process("--home", str(other_home), "send", "bob", "See you at 5")
+    assert result.returncode == 0, result.stderr
+    assert outbox_bodies(other_home) == ["See you at 5"]
+
+
+def test_a_home_folder_named_like_the_subcommand(tmp_path, monkeypatch, rsa_keys, capsys):
+    monkeypatch.delenv("ENCLAVE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    make_identity(tmp_path / "send", rsa_keys["alice"])
+    with Store.open(tmp_path / "send" / "enclave.db") as store:
+        bob_pem = public_pem(rsa_keys["bob"]).decode()
+        store.upsert_peer(keys.fingerprint(rsa_keys["bob"].public_key()), bob_pem, None, "bob", 0)
+    assert run(capsys, "--home", "send", "send", "bob", "hi")[0] == 0
+    assert outbox_bodies(tmp_path / "send") == ["hi"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--peers", "send", "bob", "hi"], "unrecognized arguments: --peers"),
+        (["--home", "{home}", "send"], "required"),
+        (["--set", "no_such_knob=1", "--home", "{home}", "send", "bob", "hi"], "no_such_knob"),
+        (["--home", "{home}", "bob", "hi"], "unrecognized arguments: bob hi"),
+    ],
+)
+def test_send_mistakes_with_global_options_are_one_line(other_home, capsys, argv, why):
+    argv = [a.format(home=other_home) for a in argv]
+    assert_one_line_error(*run(capsys, *argv), why)
+    assert outbox_bodies(other_home) == []
+
+
+class Shell:
+    """Runs a command exactly as Enclave printed it, in /bin/sh, with ``enclave`` on the
+    PATH and a HOME of its own (so the default home folder is a fresh one)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        shim = bin_dir / "enclave"
+        shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m enclave "$@"\n')
+        shim.chmod(0o755)
+        self.cwd = tmp_path / "cwd"
+        self.cwd.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCLAVE_", "XDG_"))}
+        user = tmp_path / "user"
+        self.env.update(
+            PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHONPATH=str(ROOT), HOME=str(user)
+        )
+        self.default_home = user / ".local" / "share" / "enclave"
+
+    def __call__(self, command: str, **env_extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["/bin/sh", "-c", command],
+            cwd=self.cwd,
+            env={**self.env, **env_extra},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def start(self, command: str, **env_extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=self.cwd,
+            env={**self.env, **env_extra},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def hint(text: str, after: str, before: str | None = None) -> str:
+    """The command printed after ``after`` (up to ``before`` or the end of its line)."""
+    assert after in text, text
+    command = text.split(after, 1)[1].splitlines()[0]
+    return command.split(before, 1)[0] if before else command
+
+
+def q(path) -> str:
+    return shlex.quote(str(path))
+
+
+@pytest.mark.slow
+def test_hints_for_a_new_home_work_as_printed(tmp_path, rsa_keys):
+    sh = Shell(tmp_path)
+    place = tmp_path / "alice's home"  # a space and a quote: the hint must quote it
+    missing = sh(f"enclave --home {q(place)} --fingerprint")
+    generate = hint(missing.stderr, "run: ")
+    assert generate == f"enclave --home {q(place)} --generate"
+    idle = sh(f"enclave --home {q(place)}")
+    assert hint(idle.stderr, "start with ", ", or see") == generate
+    made = sh(generate, ENCLAVE_PASSWORD=PASSWORD)
+    assert made.returncode == 0, made.stderr
+    share = sh(hint(made.stdout, "Share your public key with: "))
+    assert share.returncode == 0, share.stderr
+    assert (sh.cwd / "my-key.pem").read_bytes() == (place / "identity.pub").read_bytes()
+
+    bob = tmp_path / "bob.pem"
+    bob.write_bytes(public_pem(rsa_keys["bob"]))
+    for listing in (
+        sh(f"enclave --home {q(place)} --peers"),
+        sh(f"enclave --home {q(place)} send bob hi"),
+    ):
+        add = hint(listing.stdout + listing.stderr, "dd one: ")
+        added = sh(add.replace("FILE", q(bob)).replace("HOST:PORT", "127.0.0.1:9"))
+        assert added.returncode == 0 and "peer" in added.stdout, added.stderr
+        (place / "enclave.db").unlink()  # the second hint starts from no peers again
+        for extra in place.glob("enclave.db-*"):
+            extra.unlink()
+
+    (place / "identity.pub").unlink()
+    lost = sh(f"enclave --home {q(place)} --fingerprint")
+    regenerate = hint(lost.stderr, "restore it or run: ")
+    assert regenerate == f"enclave --home {q(place)} --generate --force"
+    assert sh(regenerate, ENCLAVE_PASSWORD=PASSWORD).returncode == 0
+    assert sh(f"enclave --home {q(place)} --fingerprint").returncode == 0
+
+    # The default home needs no --home in its hints.
+    plain = hint(sh("enclave --fingerprint").stderr, "run: ")
+    assert plain == "enclave --generate"
+    assert sh(plain, ENCLAVE_PASSWORD=PASSWORD).returncode == 0
+    assert (sh.default_home / "identity.key").exists()
+
+
+@pytest.mark.slow
+def test_permission_hints_work_as_printed(tmp_path, rsa_keys):
+    sh = Shell(tmp_path)
+    place = tmp_path / "a home"
+    keys.save_identity(home.Home(place), rsa_keys["alice"], PASSWORD)
+    fingerprint = f"enclave --home {q(place)} --fingerprint"
+    for target, mode in ((place, 0o755), (place / "identity.key", 0o640)):
+        os.chmod(target, mode)
+        refused = sh(fingerprint)
+        assert refused.returncode == 2
+        fix = hint(refused.stderr, "run: ")
+        assert fix == f"chmod {'700' if target == place else '600'} {q(target)}"
+        assert sh(fix).returncode == 0
+        assert sh(fingerprint).returncode == 0
+
+    old = secret_file(tmp_path / "old password", PASSWORD, 0o644)
+    new = secret_file(tmp_path / "new password", NEW_PASSWORD, 0o640)
+    change = (
+        f"enclave --home {q(place)} --change-password "
+        f"--password-file {q(old)} --new-password-file {q(new)}"
+    )
+    for path in (old, new):
+        refused = sh(change)
+        assert refused.returncode == 2 and str(path) in refused.stderr, refused.stderr
+        fix = hint(refused.stderr, "run: ")
+        assert fix == f"chmod 600 {q(path)}"
+        assert sh(fix).returncode == 0
+    assert sh(change).returncode == 0
+    assert keys.load_identity(home.Home(place), NEW_PASSWORD)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="runs the printed --listen (port 8000) in its own network namespace: needs root",
+)
+def test_node_hints_work_as_printed(tmp_path, rsa_keys):
+    sh = Shell(tmp_path)
+    place = tmp_path / "a home"
+    keys.save_identity(home.Home(place), rsa_keys["alice"], PASSWORD)
+    with Store.open(home.Home(place).db_path) as store:
+        bob_pem = public_pem(rsa_keys["bob"]).decode()
+        store.upsert_peer(
+            keys.fingerprint(rsa_keys["bob"].public_key()), bob_pem, "127.0.0.1:9", "bob", 0
+        )
+    queued = sh(f"enclave --home {q(place)} send bob first")
+    listen = hint(queued.stdout, "leaves when the node runs: ")
+    assert listen == f"enclave --home {q(place)} --listen"
+    # As printed, in a network namespace of its own, where port 8000 is surely free.
+    node = sh.start(f"unshare -n /bin/sh -c {q(listen)}", ENCLAVE_PASSWORD=PASSWORD)
+    try:
+        lines = []
+        for line in node.stdout:  # bounded by the node's start; it prints this early
+            lines.append(line)
+            if line.startswith("Listening on"):
+                break
+        assert lines and lines[-1].startswith("Listening on 0.0.0.0:8000"), lines
+        second = sh(listen, ENCLAVE_PASSWORD=PASSWORD)
+        assert second.returncode == 2
+        reach = hint(second.stderr, "reach it with: ")
+        assert reach == f"enclave --home {q(place)} send PEER MESSAGE"
+        sent = sh(reach.replace("PEER", "bob").replace("MESSAGE", "'second one'"))
+        assert sent.returncode == 0 and "Queued in the running node" in sent.stdout, sent.stderr
+    finally:
+        os.killpg(node.pid, signal.SIGTERM)
+        rest = node.communicate(timeout=60)[0]
+    assert "Stopping; 2 message(s) stay queued in the outbox" in rest
+
+
+# --- no silent downgrade (issue 14, item 6) -----------------------------------------------
+
+
+def test_readding_a_peer_that_spoke_v2_as_v1_needs_force(alice_home, key_files, capsys, rsa_keys):
+    bob_fp = keys.fingerprint(rsa_keys["bob"].public_key())
+    base = ["--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS, "--name", "bob"]
+    assert run(capsys, *base)[0] == 0
+    with Store.open(alice_home / "enclave.db") as store:
+        store.mark_v2_seen(bob_fp)  # what the node records once bob speaks v2
+    before = snapshot(alice_home)
+    again = ["--add-peer", key_files["bob"], "--peer-address", "10.0.0.9:8000", "--protocol", "v1"]
+    result = run_process(*again, "--home", str(alice_home))
+    assert_one_line_error(
+        result.returncode,
+        result.stdout,
+        result.stderr,
+        "bob has spoken Enclave's own protocol (v2)",
+        "only if it went back to the original client, add --force",
+    )
+    assert snapshot(alice_home) == before  # not even the new address
+    code, out, err = run(capsys, *again, "--force")
+    assert code == 0 and "Marked legacy (v1)" in out
+    assert err.startswith("enclave: warning: bob had spoken Enclave's own protocol (v2)")
+    assert len(err.splitlines()) == 1
+    with Store.open(alice_home / "enclave.db") as store:
+        peer = store.get_peer(bob_fp)
+    assert (peer.proto, peer.v2_seen, peer.address) == ("v1", False, "10.0.0.9:8000")
+    code, out, err = run(capsys, *again, "--protocol", "auto")  # the upgrade needs nothing
+    assert code == 0 and err == ""
+    with Store.open(alice_home / "enclave.db") as store:
+        assert store.get_peer(bob_fp).proto == "auto"

@@ -372,7 +372,7 @@ def test_listen_errors_are_one_line(people, tmp_path):
     )
     nobody = Person.__new__(Person)
     nobody.home, nobody.port = tmp_path / "empty", alice.port
-    assert "run: enclave --generate" in _listen_error(nobody)
+    assert f"run: enclave --home {nobody.home} --generate" in _listen_error(nobody)
     assert "unknown key 'crypto_worker'" in _listen_error(alice, "--set", "crypto_worker=4")
 
 

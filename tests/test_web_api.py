@@ -14,11 +14,13 @@ import pytest
 from quart.testing.connections import WebsocketResponseError
 from support.attackers import RawPeer
 from support.keyfactory import FAST_KDF, PASSWORD, make_identity
-from support.nodes import introduce, public_pem, start
+from support.nodes import Recorder, introduce, public_pem, start
 from support.web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
 
 import enclave.web
 from enclave.protocol.messages import Chat
+from enclave.web import security
+from enclave.web.app import create_app
 from enclave.web.backend import Backend
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -133,6 +135,36 @@ async def test_other_names_for_this_machine_are_accepted(rsa_keys, tmp_path):
             assert (status, body["state"]) == (200, "ready")
             async with socket(alice, Host=host, Origin=f"http://{host}") as ws:
                 assert json.loads(await ws.receive()) == {"type": "hello", "state": "ready"}
+
+
+@pytest.mark.asyncio
+async def test_over_https_the_page_answers_its_https_origin_only(rsa_keys, tmp_path):
+    """Issue 14, item 7: served over TLS with --web-host chat.example, the page accepts
+    that name and its https:// Origin; an http:// Origin (a page on the same host served
+    in clear) is refused, and a Host without a port means 443."""
+    async with two_pages(rsa_keys, tmp_path) as (_, _, a, b):
+        guard = security.Guard(TOKEN, 443, "chat.example", scheme="https")
+        alice = create_app(Backend(a.home, _no_starter, node=a), guard).test_client()
+        for host in ("chat.example", "chat.example:443", "127.0.0.1", "localhost:443"):
+            origin = f"https://{host}"
+            status, body = await call(alice, "GET", "/api/state", Host=host, Origin=origin)
+            assert (status, body["state"]) == (200, "ready"), host
+            async with socket(alice, Host=host, Origin=origin) as ws:
+                assert json.loads(await ws.receive()) == {"type": "hello", "state": "ready"}
+        for host, origin in (
+            ("chat.example", "http://chat.example"),
+            ("chat.example", "https://chat.example:5000"),
+            ("evil.example", "https://evil.example"),
+            ("chat.example:80", "https://chat.example:80"),
+        ):
+            sent = {"peer": b.fingerprint, "text": "hi"}
+            status, _ = await call(alice, "POST", "/api/send", sent, Host=host, Origin=origin)
+            assert status == 403, (host, origin)
+            with pytest.raises(WebsocketResponseError) as refused:
+                async with socket(alice, Host=host, Origin=origin) as ws:
+                    await ws.receive()
+            assert refused.value.response.status_code == 403
+        assert a.history("bob") == []
 
 
 @pytest.mark.asyncio
@@ -437,6 +469,35 @@ async def test_broadcast_verify_and_add_peer(rsa_keys, tmp_path):
         me = (await call(alice, "GET", "/api/me"))[1]
         assert me["fingerprint"] == a.fingerprint and "BEGIN PUBLIC KEY" in me["public_key"]
         assert len(me["qr"]) == len(me["qr"][0]) >= 21 and set("".join(me["qr"])) == {"0", "1"}
+
+
+@pytest.mark.asyncio
+async def test_the_page_cannot_mark_v1_a_peer_that_spoke_v2(rsa_keys, tmp_path):
+    """Issue 14, item 6: the Node refuses the downgrade and the page says why and how
+    to force it from the command line; a peer that never spoke v2 may be marked v1."""
+    async with two_pages(rsa_keys, tmp_path) as (alice, _, a, b):
+        recorder = Recorder(a)
+        await a.send("bob", "over v2")
+        await recorder.until(lambda r: r.states("delivered"))
+        before = a.resolve("bob")
+        bob = {"public_key": public_pem(rsa_keys["bob"]), "address": "10.0.0.9:8000"}
+        for extra in ({"protocol": "v1"}, {"protocol": "v1", "force": True}):
+            status, body = await call(alice, "POST", "/api/peers", {**bob, **extra})
+            assert status == 409, body
+            assert body["error"].startswith("bob has spoken Enclave's own protocol (v2)")
+            force = f"enclave --home {a.home} --add-peer FILE --peer-address HOST:PORT"
+            assert body["error"].endswith(f"stop Enclave and run {force} --protocol v1 --force")
+        assert a.resolve("bob") == before
+        status, body = await call(alice, "POST", "/api/peers", {**bob, "protocol": "v2"})
+        assert status == 400 and "'protocol' must be" in body["error"]
+        carol = {"public_key": public_pem(rsa_keys["carol"]), "address": "127.0.0.1:9"}
+        status, body = await call(alice, "POST", "/api/peers", {**carol, "protocol": "v1"})
+        assert status == 200 and body["added"] is True
+        listed = {
+            p["name"] or "carol": p for p in (await call(alice, "GET", "/api/peers"))[1]["peers"]
+        }
+        assert (listed["carol"]["protocol"], listed["carol"]["legacy"]) == ("v1", True)
+        assert (listed["bob"]["protocol"], listed["bob"]["legacy"]) == ("v2", False)
 
 
 # --- first run: create or unlock from the page --------------------------------------------

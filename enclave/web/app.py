@@ -13,6 +13,9 @@ Rules:
   status and one line a person can act on; nothing echoes input as HTML.
 - The WebSocket carries events to the page and typing hints from it. A page that
   cannot keep up is told to ``resync`` (refetch) instead of queueing without bound.
+- Adding a peer may set its protocol ("auto" or "v1"). The Node refuses to mark v1 a
+  peer that has spoken v2 (409); the page offers no way to force it: that takes the
+  command line, where the warning is printed beside the flag.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from quart.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from enclave.errors import UserError
+from enclave.node import DowngradeRefused
 from enclave.protocol.messages import MAX_BODY_CHARS
 from enclave.web import security, views
 from enclave.web.backend import Backend, NotReady
@@ -257,10 +261,15 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
         pem = _text(data, "public_key", MAX_KEY_CHARS)
         address = _text(data, "address", MAX_ADDRESS_CHARS)
         name = check_name(_text(data, "name", 64, required=False))
+        protocol = data.get("protocol")
+        if protocol not in (None, "auto", "v1"):
+            raise ApiError(400, '\'protocol\' must be "auto" or "v1"')
         key = keys.load_peer_key(pem.encode("utf-8", "replace"), source="the public key")
         known = {s.peer.fingerprint for s in node.peers()}
         try:
-            peer = node.add_peer(key.pem, address.strip(), name)
+            peer = node.add_peer(key.pem, address.strip(), name, protocol)
+        except DowngradeRefused as err:
+            raise ApiError(409, _downgrade_refused(backend, err)) from None
         except ValueError as err:  # the store: the same fingerprint with another key
             raise UserError(str(err)) from None
         backend.announce(make(ToPage.PEERS))
@@ -301,6 +310,13 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
         peer = _peer(backend, fp)
         rowids = await backend.node.retry(peer.fingerprint)
         return {"retried": rowids}
+
+
+def _downgrade_refused(backend: Backend, err: DowngradeRefused) -> str:
+    force = backend.place.command(
+        "--add-peer", "FILE", "--peer-address", "HOST:PORT", "--protocol", "v1", "--force"
+    )
+    return f"{err}. Only if it went back to the original client: stop Enclave and run {force}"
 
 
 def _message_routes(app: Quart, backend: Backend) -> None:

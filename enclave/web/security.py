@@ -7,10 +7,12 @@ Rules:
   an offered WebSocket subprotocol ``enclave.token.<token>``; the server answers the
   other one it was offered, ``enclave.v1``, never the token.
 - Every request, the page shell and its static files included, must carry a Host that
-  names this server: ``localhost``, an IP literal or the configured ``--web-host``, with
-  the page's port. A name an attacker controls (DNS rebinding) is refused.
+  names this server: ``localhost``, an IP literal or the configured ``--web-host`` (over
+  HTTPS also the certificate's DNS names), with the page's port. A name an attacker
+  controls (DNS rebinding) is refused.
 - The WebSocket handshake and every state-changing request must come from this page:
-  the Origin must be ``http://`` plus the Host. A request without an Origin is refused
+  the Origin must be the page's scheme (``http://``, or ``https://`` when it is served
+  over TLS) plus the Host; over HTTPS an ``http://`` Origin is refused. A request without an Origin is refused
   on the WebSocket (browsers always send one); a POST without one (a script, never a
   cross-site page) still needs the token and a JSON body.
 - No CORS headers at all: another origin can neither read answers nor send JSON.
@@ -58,17 +60,27 @@ def new_token() -> str:
 class Guard:
     """The checks for one launch: its token, and the names and port it answers to."""
 
-    def __init__(self, token: str, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        token: str,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        scheme: str = "http",
+        also: tuple[str, ...] = (),
+    ) -> None:
         self.token = token
         self.port = port
-        self.names = {"localhost", host.lower().strip("[]")}
+        self.names = {"localhost", host.lower().strip("[]"), *(n.lower() for n in also)}
+        self.scheme = scheme
+        self.default_port = 443 if scheme == "https" else 80  # a Host without a port
 
     def host_ok(self, host_header: str | None) -> bool:
         if not host_header:
             return False
         name, port = split_host(host_header.strip().lower())
         if port is None:
-            port = 80
+            port = self.default_port
         if port != self.port or name is None:
             return False
         return name in self.names or _is_ip(name)
@@ -76,7 +88,7 @@ class Guard:
     def origin_ok(self, origin: str | None, host_header: str | None) -> bool:
         if not origin or not self.host_ok(host_header):
             return False
-        return origin.strip().lower() == f"http://{host_header.strip().lower()}"
+        return origin.strip().lower() == f"{self.scheme}://{host_header.strip().lower()}"
 
     def token_ok(self, given: str | None) -> bool:
         return bool(given) and secrets.compare_digest(given.encode(), self.token.encode())
@@ -116,13 +128,3 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -16,7 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from enclave import cli, home, keys
 
 PASSWORD = "browser test password 1"
-URL = re.compile(r"Enclave web page: (http://\S+/#token=[A-Za-z0-9_-]+)")
+# Output that is not a terminal names the private file that holds the address with the token.
+URL = re.compile(
+    r"Enclave web page: https?://\S+/ \(its address with this launch's token is in (\S+),"
+)
 
 
 def free_port() -> int:
@@ -61,14 +64,15 @@ class WebNode:
     def fingerprint(self) -> str:
         return keys.fingerprint(self.key.public_key())
 
-    def start(self, *, unlock: bool = True) -> str:
-        """Start the process; with ``unlock`` and a key, ENCLAVE_PASSWORD unlocks it."""
+    def start(self, *, unlock: bool = True, web_args: tuple = ()) -> str:
+        """Start the process; with ``unlock`` and a key, ENCLAVE_PASSWORD unlocks it.
+        ``web_args``: more flags, e.g. ``--web-host``, ``--web-cert``, ``--web-key``."""
         env = {k: v for k, v in os.environ.items() if k != "ENCLAVE_PASSWORD"}
         if self.key is not None and unlock:
             env["ENCLAVE_PASSWORD"] = PASSWORD
         argv = [sys.executable, "-m", "enclave", "--web", "--home", str(self.home)]
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--web-port", str(free_port()), "--set", "reconnect_max=1.0"]
+        argv += ["--web-port", str(free_port()), "--set", "reconnect_max=1.0", *web_args]
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -84,7 +88,7 @@ class WebNode:
             self.output.append(line)
             found = URL.search(line)
             if found:
-                self.url = found.group(1)
+                self.url = Path(found.group(1)).read_text().strip()
                 threading.Thread(target=self._drain, daemon=True).start()
                 return self.url
         self.stop()

@@ -118,6 +118,7 @@ async function onAdd(event) {
     public_key: $("add-key").value.trim(),
     address: $("add-address").value.trim(),
     name: $("add-name").value.trim() || null,
+    protocol: $("add-protocol").value || null, // null: a known peer keeps its protocol
   };
   if (!body.public_key) return showError("add-error", "Paste your peer's public key, or choose its file.");
   if (!body.address) return showError("add-error", "Enter your peer's address, like 192.168.1.100:8000.");
