@@ -227,6 +227,8 @@ class Node:
         peer = self.resolve(query)
         check_protocol_change(peer, proto, force=force)
         record_protocol(self.store, peer, proto)
+        if proto == "v1":  # forced back: the node's own memory of its v2 goes too
+            self.sessions.policy.forget_v2_seen(bytes.fromhex(peer.fingerprint))
         self.sessions.policy.reload()
         self._protocol_changed(bytes.fromhex(peer.fingerprint))
         return self.store.get_peer(peer.fingerprint)

@@ -136,6 +136,13 @@ class NodePolicy(Policy):
             return None
         return key
 
+    def forget_v2_seen(self, fp: bytes) -> None:
+        """The user forced the peer back to v1: its v1 envelopes are welcome again (the
+        store forgot the mark too; reload keeps only marks the store may not have yet)."""
+        info = self.proto.get(fp)
+        if info is not None:
+            self.proto[fp] = (info[0], False, info[2])
+
     def peer_key(self, fp):
         info = self.proto.get(fp)
         return None if info is None or info[2] else self.keys.get(fp)

@@ -257,7 +257,7 @@ def test_tls_mistakes_are_one_line(tmp_path, case):
 
 
 def test_a_page_open_to_the_network_is_served_over_https(tmp_path, rsa_keys):
-    from keyfactory import PASSWORD
+    from support.keyfactory import PASSWORD
 
     from enclave import home, keys
 
