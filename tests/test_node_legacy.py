@@ -6,6 +6,7 @@ import time
 import pytest
 from support import seed_client
 from support.nodes import Recorder, introduce, public_pem, start
+from support.waiting import eventually
 
 from enclave import keys
 from enclave.node_events import MessageReceived
@@ -216,5 +217,37 @@ async def test_pooled_sends_on_one_socket_are_all_shown_in_order(rsa_keys, tmp_p
             pool.close()
         assert [m.body for m in rb.received()] == texts
         assert [m.body for m in b.history("alice")] == texts
+    finally:
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_every_dropped_envelope_is_logged_with_its_reason(rsa_keys, tmp_path, caplog):
+    """The original client never hears why: the node says it, one warning line each
+    (here: an envelope cut short by the end of its stream, and a replay)."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    b = await start(tmp_path / "b", kb)
+    try:
+        b.add_peer(public_pem(ka), "127.0.0.1:9", "alice")
+        rb = Recorder(b)
+        envelope = seed_client.seal(ka, kb.public_key(), "once")
+        cut = seed_client.frame(envelope)[:-10]
+        with caplog.at_level("WARNING", logger="enclave.peers"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", b.address[1])
+            writer.write(cut)  # then the end of the stream: 10 bytes short
+            await writer.drain()
+            writer.close()
+            await seed_send(b.address[1], envelope)
+            await rb.until(lambda r: r.received())
+            await seed_send(b.address[1], envelope)  # the same bytes again: a replay
+
+            def dropped():
+                return [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+
+            await eventually(lambda: len(dropped()) == 2, 10, "two warnings")  # no event
+        lines = dropped()
+        assert len(lines) == 2, lines
+        assert "truncated" in lines[0] and "v1_replay" in lines[1]
+        assert [m.body for m in rb.received()] == ["once"]
     finally:
         await b.stop()
