@@ -38,7 +38,6 @@ DEFAULT_WEB_PORT = 5000
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_LISTEN_HOST = "0.0.0.0"
 MAX_PEER_KEY_BYTES = 64 * 1024
-MAX_NAME_LENGTH = 32
 
 EPILOG = """\
 examples:
@@ -403,10 +402,9 @@ def cmd_change_password(args: argparse.Namespace) -> int:
 
 
 def cmd_add_peer(args: argparse.Namespace) -> int:
-    import time
 
     from enclave import home, keys
-    from enclave.addresses import parse_address
+    from enclave.book import DowngradeRefused, open_book
 
     if args.peer_address is None:
         raise UserError("--add-peer needs --peer-address HOST:PORT, e.g. 192.168.1.100:8000")
@@ -414,40 +412,25 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
         raise UserError(
             "--force with --add-peer only forces --protocol v1 onto a peer that has spoken v2"
         )
-    address = parse_address(args.peer_address)
-    name = check_name(args.name)
     data = home.read_file(_path(args.add_peer), "peer key", MAX_PEER_KEY_BYTES)
-    peer = keys.load_peer_key(data, source=args.add_peer)
-    own = keys.read_public_identity(home_of(args))
-    if peer.fingerprint == own.fingerprint:
-        raise UserError(f"{args.add_peer} is your own public key; add your peer's key instead")
-    if peer.weak:
-        print(
-            f"enclave: warning: {args.add_peer} is a {peer.bits}-bit key; "
-            f"{keys.WARN_PEER_BITS} or more is recommended",
-            file=sys.stderr,
-        )
-    from enclave.node import DowngradeRefused, check_protocol_change, record_protocol
-    from enclave.store import Store
-
     place = home_of(args)
-    with Store.open(place.db_path) as store:
-        before = store.get_peer(peer.fingerprint)
-        if args.protocol is not None:
-            try:
-                check_protocol_change(before, args.protocol, force=args.force)
-            except DowngradeRefused as err:
-                raise UserError(
-                    f"{err}; only if it went back to the original client, add --force"
-                ) from None
-        added = store.upsert_peer(peer.fingerprint, peer.pem, str(address), name, now=time.time())
-        saved = store.get_peer(peer.fingerprint)
-        if args.protocol is not None:
-            record_protocol(store, saved, args.protocol)
-            saved = store.get_peer(peer.fingerprint)
-    label = saved.name if saved and saved.name else keys.group(peer.fingerprint, 2)
-    print(f"{'Added' if added else 'Updated'} peer {label} at {address}")
-    if before is not None and before.protocol == "v2" and saved.proto == "v1":
+    own = keys.read_public_identity(place)
+    with open_book(place.db_path, own.fingerprint) as book:
+        try:
+            done = book.add(
+                data, args.peer_address, args.name, args.protocol,
+                force=args.force, source=args.add_peer,
+            )
+        except DowngradeRefused as err:
+            raise UserError(
+                f"{err}; only if it went back to the original client, add --force"
+            ) from None
+    if done.weak:
+        print(f"enclave: warning: {done.weak}", file=sys.stderr)
+    saved, added = done.peer, done.added
+    label = saved.name if saved.name else keys.group(saved.fingerprint, 2)
+    print(f"{'Added' if added else 'Updated'} peer {label} at {saved.address}")
+    if done.downgraded:
         print(
             f"enclave: warning: {label} had spoken Enclave's own protocol (v2); it is now sent "
             "legacy v1, which its node refuses if it still runs Enclave",
@@ -455,7 +438,7 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
         )
     if saved.proto == "v1":
         print("Marked legacy (v1): messages to it are not forward-secret and are never confirmed.")
-    print(f"Fingerprint: {keys.group(peer.fingerprint)}")
+    print(f"Fingerprint: {keys.group(saved.fingerprint)}")
     if added:
         print(
             "Compare this fingerprint with your peer over a channel you trust before relying on it."
@@ -471,10 +454,10 @@ def cmd_peers(args: argparse.Namespace) -> int:
         print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
     home.check(place)
-    from enclave.store import Store
+    from enclave.book import open_book
 
-    with Store.open(place.db_path) as store:
-        peers = store.list_peers()
+    with open_book(place.db_path) as book:
+        peers = book.contacts()
     if not peers:
         print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
@@ -532,19 +515,6 @@ def _refuse_existing_identity(place, force: bool) -> None:
 
 def add_peer_hint(place) -> str:
     return place.command("--add-peer", "FILE", "--peer-address", "HOST:PORT")
-
-
-def check_name(name: str | None) -> str | None:
-    """Peer names are one word, so ``/send NAME text`` in the REPL stays unambiguous."""
-    if name is None:
-        return None
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise UserError(f"a peer name must be 1 to {MAX_NAME_LENGTH} characters")
-    if not all(ch.isalnum() or ch in "._-" for ch in name):
-        raise UserError(f"invalid peer name {name!r}: use letters, digits, '.', '_' or '-'")
-    if len(name) >= 8 and all(ch in "0123456789abcdefABCDEF" for ch in name):
-        raise UserError(f"invalid peer name {name!r}: it looks like a fingerprint prefix")
-    return name
 
 
 def _path(text: str):

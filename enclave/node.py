@@ -24,7 +24,17 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import keys
 from . import settings as settings_mod
+from .book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
+    Added,
+    DowngradeRefused,
+    add_contact,
+    check_name,
+    check_protocol_change,
+    check_text,
+    record_protocol,
+)
 from .delivery import Delivery, Out
 from .errors import UserError
 from .lookup import resolve_peer
@@ -32,9 +42,8 @@ from .node_events import DeliveryChanged
 from .peers import Sessions
 from .protocol.crypto import Identity
 from .protocol.legacy import MAX_SKEW
-from .protocol.messages import MAX_BODY_CHARS
 from .quotas import ReceiveQuotas
-from .store import PROTOS, Peer, Store
+from .store import Peer, Store
 
 log = logging.getLogger("enclave.node")
 INLINE_ROWS = 64  # small commits on the loop when they need no fsync (delivery.inline_rows)
@@ -188,6 +197,22 @@ class Node:
         """The one peer a name or fingerprint prefix (≥ 8 hex characters) names."""
         return resolve_peer(self.store, query)
 
+    def contacts(self) -> list[Peer]:
+        """Every peer in the address book (blocked ones too), as stored."""
+        return self.store.list_peers()
+
+    def contact(self, fingerprint: str) -> Peer | None:
+        """One peer by its full fingerprint (hex), or None."""
+        return self.store.get_peer(fingerprint)
+
+    def queued(self) -> int:
+        """Messages waiting in the outbox for their peers."""
+        return self.delivery.queued()
+
+    def public_key_pem(self) -> str:
+        """This node's public key as the PEM a peer adds (SubjectPublicKeyInfo)."""
+        return keys.spki_pem(self.identity.peer_key.key).decode("ascii")
+
     def peers(self) -> list[PeerStatus]:
         online = self.sessions.online
         return [
@@ -203,22 +228,31 @@ class Node:
         *,
         force: bool = False,
     ) -> Peer:
-        """Add or update a peer; ``protocol`` also sets what it is spoken. A refused
-        downgrade (``DowngradeRefused``) changes nothing, not even the address."""
-        from . import keys
-        from .addresses import parse_address
+        """Add or update a peer (``add_contact``); the peer as stored."""
+        return self.add_contact(public_key_pem, address, name, protocol, force=force).peer
 
-        key = keys.load_peer_key(public_key_pem.encode(), source="the public key")
-        if key.fingerprint == self.fingerprint:
-            raise UserError("that is your own public key; add your peer's key instead")
-        canonical = str(parse_address(address)) if address else None
-        if protocol is not None:
-            check_protocol_change(self.store.get_peer(key.fingerprint), protocol, force=force)
-        self.store.upsert_peer(key.fingerprint, key.pem, canonical, name, time.time())
+    def add_contact(
+        self,
+        pem: bytes | str,
+        address: str | None,
+        name: str | None = None,
+        protocol: str | None = None,
+        *,
+        force: bool = False,
+        source: str = "the public key",
+    ) -> Added:
+        """Add or update a peer from its public key PEM (book.add_contact's checks);
+        ``protocol`` also sets what it is spoken. A refused downgrade
+        (``DowngradeRefused``) changes nothing, not even the address."""
+        added = add_contact(
+            self.store, self.fingerprint, pem, address, name, protocol, force=force, source=source
+        )
+        if added.downgraded:  # forced back: the node's own memory of its v2 goes too
+            self.sessions.policy.forget_v2_seen(bytes.fromhex(added.peer.fingerprint))
         self.sessions.policy.reload()
         if protocol is not None:
-            return self.set_protocol(key.fingerprint, protocol, force=force)
-        return self.store.get_peer(key.fingerprint)
+            self._protocol_changed(bytes.fromhex(added.peer.fingerprint))
+        return added
 
     def set_protocol(self, query: str, proto: str, *, force: bool = False) -> Peer:
         """'v1' marks a peer legacy (the original client): it is sent v1 envelopes only.
@@ -276,7 +310,7 @@ class Node:
 
     async def send(self, query: str, text: str) -> Sent:
         """Queue ``text`` for one peer; returns once it is durable in the outbox."""
-        _check_text(text)
+        check_text(text)
         peer = self.resolve(query)
         out = await self.delivery.submit(bytes.fromhex(peer.fingerprint), text)
         return _sent(out)
@@ -298,7 +332,7 @@ class Node:
     async def broadcast(self, text: str, queries: list[str] | None = None) -> list[Sent]:
         """One outbox row per recipient, all queued at once; missing sessions are
         dialled concurrently. Every known, unblocked peer unless ``queries`` names some."""
-        _check_text(text)
+        check_text(text)
         if queries is None:
             targets = [p for p in self.store.list_peers() if not p.blocked]
         else:
@@ -353,50 +387,6 @@ class Node:
             **d.intake.stats,
             "uptime": time.monotonic() - self._started,
         }
-
-
-class DowngradeRefused(UserError):
-    """Marking legacy v1 a peer that has spoken v2, without ``force``."""
-
-
-def check_protocol_change(peer: Peer | None, proto: str, *, force: bool = False) -> None:
-    """The rule every face asks before a peer's protocol changes (``peer`` None: a new one).
-
-    A peer that has spoken v2 with this node, or that the user marked v2, runs Enclave;
-    its node refuses v1 from anyone it has spoken v2 with, so marking it v1 would trade
-    forward secrecy for messages that are dropped on arrival. Only ``force`` (the user
-    says it went back to the original client) does it."""
-    if proto not in PROTOS:
-        raise UserError(f"unknown protocol {proto!r}; use auto, v1 or v2")
-    if proto != "v1" or peer is None or peer.protocol != "v2" or force:
-        return
-    label = peer.name or peer.fingerprint[:16]
-    if peer.v2_seen:
-        raise DowngradeRefused(
-            f"{label} has spoken Enclave's own protocol (v2) with you, so its node refuses "
-            "legacy v1 messages from you; marking it v1 would lose them (and forward secrecy)"
-        )
-    raise DowngradeRefused(
-        f"{label} is marked v2 (Enclave's own protocol); marking it v1 would downgrade it "
-        "to the legacy protocol, which is not forward-secret"
-    )
-
-
-def record_protocol(store: Store, peer: Peer, proto: str) -> None:
-    """Write a protocol change that ``check_protocol_change`` allowed. A peer forced back
-    to v1 forgets that it spoke v2, so its v1 envelopes are accepted again."""
-    store.set_proto(peer.fingerprint, proto)
-    if proto == "v1" and peer.v2_seen:
-        store.forget_v2_seen(peer.fingerprint)
-
-
-def _check_text(text: str) -> None:
-    if not isinstance(text, str) or not text.strip():
-        raise UserError("the message is empty")
-    if len(text) > MAX_BODY_CHARS:
-        raise UserError(
-            f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}"
-        )
 
 
 def _sent(out: Out) -> Sent:

@@ -151,7 +151,7 @@ class PeerCompleter(Completer):
 
     def _peer_choices(self) -> list[str]:
         choices = []
-        for p in self.node.store.list_peers():
+        for p in self.node.contacts():
             if p.name:
                 choices.append(p.name)
             choices.append(p.fingerprint[:16])

@@ -30,6 +30,7 @@ from pathlib import Path
 from enclave import keys
 from enclave.display import message_time, visible
 from enclave.errors import UserError
+from enclave.node import check_text
 from enclave.node_events import (
     DeliveryChanged,
     MessageReceived,
@@ -38,7 +39,6 @@ from enclave.node_events import (
     PeerOnline,
     Throttled,
 )
-from enclave.protocol.messages import MAX_BODY_CHARS
 
 MAX_PEER_KEY_BYTES = 64 * 1024
 HISTORY_DEFAULT = 20
@@ -148,7 +148,7 @@ class Commands:
 
     async def cmd_broadcast(self, text: str) -> None:
         check_text(text)
-        targets = [p for p in self.node.store.list_peers() if not p.blocked]
+        targets = [p for p in self.node.contacts() if not p.blocked]
         if not targets:
             self.write("No peers to broadcast to; add one with /add")
             return
@@ -303,7 +303,7 @@ class Commands:
 
     def label(self, fingerprint: str) -> str:
         """A peer's name, else the start of its fingerprint."""
-        peer = self.node.store.get_peer(fingerprint)
+        peer = self.node.contact(fingerprint)
         if peer is not None and peer.name:
             return _clean(peer.name, lines=False)
         return keys.group(fingerprint, 2)
@@ -370,39 +370,19 @@ _HANDLERS = {
 # --- helpers shared with ``enclave send`` ------------------------------------------------
 
 
-def check_text(text: str) -> None:
-    """The Node's own rule, checked before anything is printed or queued."""
-    if not text.strip():
-        raise UserError("the message is empty")
-    if len(text) > MAX_BODY_CHARS:
-        raise UserError(
-            f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}"
-        )
-
-
 def add_peer_from_file(commands: Commands, path: str, address: str, name: str | None) -> None:
     from enclave import home
-    from enclave.cli import check_name
 
     if not path:
         raise UserError("no public key file given")
     if not address:
         raise UserError("a peer needs an address HOST:PORT, e.g. 192.168.1.100:8000")
-    name = check_name(name)
     data = home.read_file(Path(path).expanduser(), "peer key", MAX_PEER_KEY_BYTES)
-    key = keys.load_peer_key(data, source=path)  # errors that name the file
-    if key.weak:
-        commands.write(
-            f"warning: {path} is a {key.bits}-bit key; {keys.WARN_PEER_BITS} or more is recommended"
-        )
-    text = key.pem
-    node = commands.node
-    known = {p.peer.fingerprint for p in node.peers()}
-    try:
-        peer = node.add_peer(text, address, name)
-    except ValueError as err:  # the store: same fingerprint, different key
-        raise UserError(str(err)) from None
-    verb = "Updated" if peer.fingerprint in known else "Added"
+    done = commands.node.add_contact(data, address, name, source=path)  # errors name the file
+    if done.weak:
+        commands.write(f"warning: {done.weak}")
+    peer = done.peer
+    verb = "Added" if done.added else "Updated"
     commands.write(
         f"{verb} peer {commands.label(peer.fingerprint)} at {_clean(peer.address or '-', lines=False)}\n"
         f"Fingerprint: {keys.group(peer.fingerprint)}\n"
@@ -412,7 +392,7 @@ def add_peer_from_file(commands: Commands, path: str, address: str, name: str | 
 
 async def retry_failed(node, fingerprint: str | None = None) -> list[int]:
     """Put failed messages back in the outbox and on their way; their rowids."""
-    return await node.delivery.retry_failed(fingerprint)
+    return await node.retry(fingerprint)
 
 
 # --- rendering ---------------------------------------------------------------------------

@@ -89,7 +89,7 @@ async def _serve(home: Path, identity, config, args, face: Face, *, interactive:
         raise
     try:
         code = await _until_stopped(face(node, stop), stop)
-        queued = node.delivery.queued()
+        queued = node.queued()
         print(f"Stopping; {queued} message(s) stay queued in the outbox", flush=True)
         return code
     finally:
@@ -288,7 +288,7 @@ async def _control_send(node, peer: str, text: str, writer) -> None:
             await _answer(writer, {"error": str(err)})
             return
         watched["rowid"] = sent.rowid
-        record = node.store.get_peer(sent.peer)
+        record = node.contact(sent.peer)
         name = record.name if record else None
         await _answer(writer, {"state": "queued", "peer": sent.peer, "name": name})
         try:

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 from enclave import cli, runner
 from enclave.errors import UserError
-from enclave.lookup import resolve_peer
-from enclave.message_ids import new_id
-from enclave.repl_commands import check_text
+from enclave.node import check_text
 
 CONNECT_TIMEOUT = 2.0
 ANSWER_TIMEOUT = runner.DELIVERY_WAIT + 10.0
@@ -93,14 +90,12 @@ def _report(answers: list[dict]) -> int:
 
 
 def _into_outbox(place, peer: str, text: str) -> int:
-    from enclave.store import Store
+    from enclave.book import open_book
 
     if not place.db_path.exists():
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
-    with Store.open(place.db_path) as store:
-        target = resolve_peer(store, peer)
-        now_ms = int(time.time() * 1000)
-        store.enqueue_outgoing([(target.fingerprint, new_id(), text, now_ms)])
+    with open_book(place.db_path) as book:
+        target = book.queue(peer, text)
     label = target.name or target.fingerprint[:16]
     print(
         f"No node is running; the message to {label} is queued in the outbox "

@@ -297,7 +297,7 @@ async def test_add_cancelled_with_ctrl_c(alone, tmp_path):
         ("{missing} 127.0.0.1:9", "missing.pem"),
         ("{private} 127.0.0.1:9", "private.pem is a private key; never share or copy it"),
         ("{garbage} 127.0.0.1:9", "is not a PEM public key"),
-        ("{alice} 127.0.0.1:9", "that is your own public key"),
+        ("{alice} 127.0.0.1:9", "is your own public key"),
         ("{bob} nowhere", "invalid peer address 'nowhere'"),
         ("{bob}", "usage: /add FILE ADDRESS [NAME]"),
         ("{bob} 127.0.0.1:9 'two words'", "invalid peer name"),

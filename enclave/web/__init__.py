@@ -184,7 +184,7 @@ async def serve(home, config, args, identity, sock: socket.socket, tls=None) -> 
         runner.remove_signals(loop, signals)
         for node, control in running:
             print(
-                f"Stopping; {node.delivery.queued()} message(s) stay queued in the outbox",
+                f"Stopping; {node.queued()} message(s) stay queued in the outbox",
                 flush=True,
             )
             await runner.stop_node(node, control)

@@ -30,8 +30,7 @@ from quart.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from enclave.errors import UserError
-from enclave.node import DowngradeRefused
-from enclave.protocol.messages import MAX_BODY_CHARS
+from enclave.node import DowngradeRefused, check_text
 from enclave.web import security, views
 from enclave.web.backend import Backend, NotReady
 from enclave.web.events import FromPage, ToPage, make
@@ -253,33 +252,24 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
 
     @app.post("/api/peers")
     async def add_peer():
-        from enclave import keys
-        from enclave.cli import check_name
 
         node = backend.require_node()
         data = await _body()
         pem = _text(data, "public_key", MAX_KEY_CHARS)
         address = _text(data, "address", MAX_ADDRESS_CHARS)
-        name = check_name(_text(data, "name", 64, required=False))
+        name = _text(data, "name", 64, required=False)
         protocol = data.get("protocol")
         if protocol not in (None, "auto", "v1"):
             raise ApiError(400, '\'protocol\' must be "auto" or "v1"')
-        key = keys.load_peer_key(pem.encode("utf-8", "replace"), source="the public key")
-        known = {s.peer.fingerprint for s in node.peers()}
         try:
-            peer = node.add_peer(key.pem, address.strip(), name, protocol)
+            done = node.add_contact(pem, address.strip(), name, protocol, source="this key")
         except DowngradeRefused as err:
             raise ApiError(409, _downgrade_refused(backend, err)) from None
-        except ValueError as err:  # the store: the same fingerprint with another key
-            raise UserError(str(err)) from None
         backend.announce(make(ToPage.PEERS))
-        warning = None
-        if key.weak:
-            warning = f"this is a {key.bits}-bit key; {keys.WARN_PEER_BITS} or more is recommended"
         return {
-            "fingerprint": peer.fingerprint,
-            "added": peer.fingerprint not in known,
-            "warning": warning,
+            "fingerprint": done.peer.fingerprint,
+            "added": done.added,
+            "warning": done.weak,
         }
 
     @app.get("/api/peers/<fp>/messages")
@@ -357,12 +347,10 @@ def _message_text(data: dict) -> str:
     text = data.get("text")
     if not isinstance(text, str):
         raise ApiError(400, "'text' is required: the message to send")
-    if not text.strip():
-        raise ApiError(400, "the message is empty")
-    if len(text) > MAX_BODY_CHARS:
-        raise ApiError(
-            400, f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}"
-        )
+    try:
+        check_text(text)
+    except UserError as err:
+        raise ApiError(400, str(err)) from None
     return text
 
 

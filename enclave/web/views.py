@@ -32,7 +32,7 @@ def me(node) -> dict:
     return {
         "fingerprint": node.fingerprint,
         "grouped": keys.group(node.fingerprint),
-        "public_key": keys.spki_pem(node.identity.peer_key.key).decode("ascii"),
+        "public_key": node.public_key_pem(),
         "listening": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "qr": qr_rows(node.fingerprint.upper()),
     }

@@ -1,0 +1,164 @@
+"""The address book: the one way to add a contact, with or without a running node.
+
+Rules:
+- Every face adds a contact through ``add_contact`` (the running node through
+  ``Node.add_contact``, the command line with no node through ``open_book``): one set
+  of checks, in one order. A person's mistake raises ``UserError`` in one line, and a
+  refused change leaves the book as it was, the address included.
+- The checks: a one-word name (``check_name``), an address ``HOST:PORT``, a peer key
+  Enclave accepts (``keys.load_peer_key``), not our own key, and no silent downgrade
+  (``check_protocol_change``: a peer that has spoken v2 becomes v1 only with ``force``).
+- Faces never open the store themselves: ``open_book`` is how a command that runs
+  without a node reads the book or leaves a message in the outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+from . import keys
+from .addresses import parse_address
+from .errors import UserError
+from .lookup import resolve_peer
+from .message_ids import new_id
+from .protocol.messages import MAX_BODY_CHARS
+from .store import PROTOS, Peer, Store
+
+MAX_NAME_LENGTH = 32
+
+
+class DowngradeRefused(UserError):
+    """Marking legacy v1 a peer that has spoken v2, without ``force``."""
+
+
+@dataclass(frozen=True)
+class Added:
+    """What ``add_contact`` did: the peer as stored, whether it is new, a warning about
+    a short key (or None), and whether a peer that spoke v2 was forced to v1."""
+
+    peer: Peer
+    added: bool
+    weak: str | None
+    downgraded: bool
+
+
+def check_name(name: str | None) -> str | None:
+    """A peer's name, checked (None: no name). Names are one word, so ``/send NAME
+    text`` in the REPL stays unambiguous; every face asks this one rule."""
+    if name is None:
+        return None
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise UserError(f"a peer name must be 1 to {MAX_NAME_LENGTH} characters")
+    if not all(ch.isalnum() or ch in "._-" for ch in name):
+        raise UserError(f"invalid peer name {name!r}: use letters, digits, '.', '_' or '-'")
+    if len(name) >= 8 and all(ch in "0123456789abcdefABCDEF" for ch in name):
+        raise UserError(f"invalid peer name {name!r}: it looks like a fingerprint prefix")
+    return name
+
+
+def check_text(text: str) -> None:
+    """A message a person may send: not empty, not over the protocol's limit. Every
+    face asks this before it shows or queues anything; ``Node.send`` asks it again."""
+    if not isinstance(text, str) or not text.strip():
+        raise UserError("the message is empty")
+    if len(text) > MAX_BODY_CHARS:
+        raise UserError(
+            f"the message has {len(text):,} characters; the limit is {MAX_BODY_CHARS:,}"
+        )
+
+
+def check_protocol_change(peer: Peer | None, proto: str, *, force: bool = False) -> None:
+    """The rule every face asks before a peer's protocol changes (``peer`` None: a new one).
+
+    A peer that has spoken v2 with this node, or that the user marked v2, runs Enclave;
+    its node refuses v1 from anyone it has spoken v2 with, so marking it v1 would trade
+    forward secrecy for messages that are dropped on arrival. Only ``force`` (the user
+    says it went back to the original client) does it."""
+    if proto not in PROTOS:
+        raise UserError(f"unknown protocol {proto!r}; use auto, v1 or v2")
+    if proto != "v1" or peer is None or peer.protocol != "v2" or force:
+        return
+    label = peer.name or peer.fingerprint[:16]
+    if peer.v2_seen:
+        raise DowngradeRefused(
+            f"{label} has spoken Enclave's own protocol (v2) with you, so its node refuses "
+            "legacy v1 messages from you; marking it v1 would lose them (and forward secrecy)"
+        )
+    raise DowngradeRefused(
+        f"{label} is marked v2 (Enclave's own protocol); marking it v1 would downgrade it "
+        "to the legacy protocol, which is not forward-secret"
+    )
+
+
+def record_protocol(store: Store, peer: Peer, proto: str) -> None:
+    """Write a protocol change that ``check_protocol_change`` allowed. A peer forced back
+    to v1 forgets that it spoke v2, so its v1 envelopes are accepted again."""
+    store.set_proto(peer.fingerprint, proto)
+    if proto == "v1" and peer.v2_seen:
+        store.forget_v2_seen(peer.fingerprint)
+
+
+def add_contact(
+    store: Store,
+    own_fingerprint: str,
+    pem: bytes | str,
+    address: str | None,
+    name: str | None = None,
+    protocol: str | None = None,
+    *,
+    force: bool = False,
+    source: str = "the public key",
+) -> Added:
+    """Add or update a peer from its public key PEM (``source`` names it in errors)."""
+    name = check_name(name)
+    canonical = str(parse_address(address)) if address else None
+    data = pem.encode("utf-8", "replace") if isinstance(pem, str) else pem
+    key = keys.load_peer_key(data, source=source)
+    if key.fingerprint == own_fingerprint:
+        raise UserError(f"{source} is your own public key; add your peer's key instead")
+    before = store.get_peer(key.fingerprint)
+    if protocol is not None:
+        check_protocol_change(before, protocol, force=force)
+    try:
+        added = store.upsert_peer(key.fingerprint, key.pem, canonical, name, time.time())
+    except ValueError as err:  # the same fingerprint with another key
+        raise UserError(str(err)) from None
+    saved = store.get_peer(key.fingerprint)
+    if protocol is not None:
+        record_protocol(store, saved, protocol)
+        saved = store.get_peer(key.fingerprint)
+    weak = None
+    if key.weak:
+        weak = f"{source} is a {key.bits}-bit key; {keys.WARN_PEER_BITS} or more is recommended"
+    downgraded = before is not None and before.protocol == "v2" and saved.proto == "v1"
+    return Added(saved, bool(added), weak, downgraded)
+
+
+class Book:
+    """The address book and outbox of a home whose node is not running."""
+
+    def __init__(self, store: Store, own_fingerprint: str) -> None:
+        self._store, self.own = store, own_fingerprint
+
+    def contacts(self) -> list[Peer]:
+        return self._store.list_peers()
+
+    def add(self, pem: bytes | str, address: str | None, name=None, protocol=None, **kw) -> Added:
+        return add_contact(self._store, self.own, pem, address, name, protocol, **kw)
+
+    def queue(self, query: str, text: str) -> Peer:
+        """Leave a message in the outbox; the node sends it when it next runs."""
+        check_text(text)
+        target = resolve_peer(self._store, query)
+        now_ms = int(time.time() * 1000)
+        self._store.enqueue_outgoing([(target.fingerprint, new_id(), text, now_ms)])
+        return target
+
+
+@contextlib.contextmanager
+def open_book(db_path, own_fingerprint: str = ""):
+    """The book of a home with no node running (the store opened for this block)."""
+    with Store.open(db_path) as store:
+        yield Book(store, own_fingerprint)
