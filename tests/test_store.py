@@ -8,10 +8,10 @@ from contextlib import closing
 
 import pytest
 
-from enclave import store_schema
 from enclave.errors import UserError
-from enclave.store import Store
-from enclave.store_schema import APPLICATION_ID, SCHEMA_VERSION, migrate, sql_step
+from enclave.store import Store, migrations
+from enclave.store.migrations import SCHEMA_VERSION, migrate, sql_step
+from enclave.store.schema import APPLICATION_ID
 
 A = "a1" * 32
 B = "b2" * 32
@@ -94,7 +94,7 @@ def test_store_sync_normal_is_asked_for_explicitly(tmp_path):
 
 
 def test_schema_version(store):
-    assert store.schema_version == SCHEMA_VERSION == len(store_schema.MIGRATIONS)
+    assert store.schema_version == SCHEMA_VERSION == len(migrations.MIGRATIONS)
 
 
 def test_empty_file_is_a_new_store(db_path):
@@ -172,8 +172,8 @@ def test_failed_step_leaves_last_good_version(tmp_path, raw_db):
 def test_open_migrates_an_older_store_forward(db_path, monkeypatch):
     with Store.open(db_path) as s:
         s.upsert_peer(A, pem(A), None, "alice", 1.0)
-    newer = [*store_schema.MIGRATIONS, sql_step("ALTER TABLE peers ADD COLUMN note TEXT")]
-    monkeypatch.setattr(store_schema, "MIGRATIONS", newer)
+    newer = [*migrations.MIGRATIONS, sql_step("ALTER TABLE peers ADD COLUMN note TEXT")]
+    monkeypatch.setattr(migrations, "MIGRATIONS", newer)
     with Store.open(db_path) as s:
         assert s.schema_version == SCHEMA_VERSION + 1
         assert s.get_peer(A).name == "alice"
@@ -185,7 +185,7 @@ def test_version_1_store_with_data_migrates_to_integer_peer_ids(db_path):
     """A store written by schema 1 (fingerprints in every row, AUTOINCREMENT) keeps every
     peer, message, state, tombstone, outbox order and v1 record after the upgrade."""
     db = sqlite3.connect(db_path, isolation_level=None)
-    migrate(db, store_schema.MIGRATIONS[:1])
+    migrate(db, migrations.MIGRATIONS[:1])
     db.execute("PRAGMA foreign_keys = ON")
     for fp, name in ((A, "alice"), (B, None)):
         db.execute(
@@ -249,7 +249,7 @@ def test_version_2_outbox_order_survives_and_new_messages_queue_behind_it(db_pat
     place past every rowid); after the move to ``messages.owed`` a new message still
     queues behind them, and acks, failures and retries keep the queue honest."""
     db = sqlite3.connect(db_path, isolation_level=None)
-    migrate(db, store_schema.MIGRATIONS[:2])
+    migrate(db, migrations.MIGRATIONS[:2])
     db.execute(
         "INSERT INTO peers (fingerprint, public_key, added_at) VALUES (?, ?, 1.0)", (A, pem(A))
     )
@@ -286,7 +286,7 @@ def test_version_3_address_is_kept_as_given_and_learning_keeps_it_as_fallback(db
     """Schema 3 held one address per peer (given, or overwritten by a learned one): it
     becomes the given address; a learned one is kept beside it from then on."""
     db = sqlite3.connect(db_path, isolation_level=None)
-    migrate(db, store_schema.MIGRATIONS[:3])
+    migrate(db, migrations.MIGRATIONS[:3])
     db.execute(
         "INSERT INTO peers (fingerprint, name, public_key, address, added_at)"
         " VALUES (?, 'alice', ?, '10.0.0.1:7000', 1.0)",

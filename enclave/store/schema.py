@@ -1,37 +1,16 @@
-"""The store's file: its schema, forward migrations, and the checks made before writing.
+"""The store's tables: the SQL each schema version's step runs.
 
-Rules:
-- The schema version lives in ``PRAGMA user_version``. ``MIGRATIONS[n]`` takes a
-  database from version n to n + 1, so ``SCHEMA_VERSION == len(MIGRATIONS)``.
-- Steps are only ever appended. A released step is never edited: a database that
-  already ran it would not run it again, and two Enclaves would disagree on the schema.
-- Each step runs in its own ``BEGIN IMMEDIATE`` transaction together with the version
-  bump, so a crash leaves the database at n or at n + 1, never in between. The version
-  is re-read inside that transaction, so two processes opening the same file at once
-  apply each step exactly once.
-- Steps are plain SQL statements run one by one (never ``executescript``, which commits
-  on its own). Python may be used where SQL cannot express a step.
-- Version 1 stamps ``PRAGMA application_id`` so a foreign SQLite file is recognised and
-  refused instead of being migrated.
-- Before anything writes to an existing file, ``check_file`` reads it through a read-only
-  connection and refuses (``UserError``, file untouched) a corrupt file, a foreign one,
-  or one from a newer Enclave. A read-write connection is not used for that because
-  closing it could checkpoint a leftover WAL into the file.
+The current schema is every step applied in order (``migrations.MIGRATIONS``);
+docs/STORE.md describes each version's tables and why they changed. A released step is
+never edited, only followed by a new one: a database that already ran it would not run
+it again, and two Enclaves would disagree on the schema.
 """
 
-import os
-import sqlite3
-from collections.abc import Callable, Sequence
-from pathlib import Path
+APPLICATION_ID = 0x456E636C  # "Encl": stamped by version 1, so a foreign file is refused
 
-from enclave.errors import UserError
-
-Migration = Callable[[sqlite3.Connection], None]
-
-APPLICATION_ID = 0x456E636C  # "Encl"
-BUSY_TIMEOUT_S = 5.0
-
-_V1 = (
+# Version 1: peers, messages (history and tombstones), the outbox, and the v1 replay
+# tables.
+V1 = (
     f"PRAGMA application_id = {APPLICATION_ID}",
     # Fingerprints are lowercase hex of SHA-256 over the canonical SPKI PEM.
     # Names are unique ignoring ASCII case; several peers may have no name.
@@ -95,25 +74,14 @@ _V1 = (
     "CREATE INDEX v1_wrapped_by_ts ON v1_wrapped (ts)",
 )
 
-
-def sql_step(*statements: str) -> Migration:
-    """A migration made of SQL statements, run in order inside the step's transaction."""
-
-    def step(db: sqlite3.Connection) -> None:
-        for statement in statements:
-            db.execute(statement)
-
-    return step
-
-
 # Version 2, the lean hot path (PERFORMANCE.md): messages and the outbox name their peer
 # by an INTEGER id (``peers.id``) instead of the 64-character fingerprint, rowids are
 # plain INTEGER PRIMARY KEYs that the store assigns itself (no AUTOINCREMENT and its
 # sqlite_sequence write per insert), and the constant CHECKs on each message row are the
-# store's argument checks instead (enclave.store). The outbox keeps its own order
+# store's argument checks instead (enclave.store.checks). The outbox keeps its own order
 # (``seq``) so a retried message goes to the back; it has no index by peer: it is read by
 # peer only when the node starts.
-_V2_TABLES = (
+V2_TABLES = (
     """CREATE TABLE peers2 (
         id          INTEGER PRIMARY KEY,
         fingerprint TEXT NOT NULL UNIQUE
@@ -151,7 +119,7 @@ _V2_TABLES = (
         peer    INTEGER NOT NULL
     )""",
 )
-_V2_COPY = (
+V2_COPY = (
     "INSERT INTO peers2 (fingerprint, name, public_key, address, verified, proto, v2_seen,"
     " blocked, hwm_ms, added_at, last_seen) SELECT fingerprint, name, public_key, address,"
     " verified, proto, v2_seen, blocked, hwm_ms, added_at, last_seen FROM peers"
@@ -166,7 +134,7 @@ _V2_COPY = (
 # Dropping a table deletes its rows first (and cascades): the old outbox and messages go
 # before the old peers, so nothing cascades into the new tables. RENAME then rewrites
 # the new tables' foreign keys to the final names.
-_V2_SWAP = (
+V2_SWAP = (
     "DROP TABLE outbox",
     "DROP TABLE messages",
     "DROP TABLE peers",
@@ -191,7 +159,7 @@ _V2_SWAP = (
 # clears ``owed`` in the same UPDATE that marks the row delivered (PERFORMANCE.md). New
 # messages take ``owed`` = their rowid; the store's counter starts past both, so what
 # is queued after the migration goes behind what was queued before it.
-_V3 = (
+V3 = (
     "ALTER TABLE messages ADD COLUMN owed INTEGER",
     "UPDATE messages SET owed = (SELECT o.seq FROM outbox o WHERE o.message = messages.rowid)"
     " WHERE rowid IN (SELECT message FROM outbox)",
@@ -205,121 +173,4 @@ _V3 = (
 # learned one first and falls back to the given one, so a peer that reached us from an
 # address it does not listen on (NAT, a proxy) is not lost. An existing address was
 # given or learned, which schema 3 did not record: it is kept as given.
-_V4 = ("ALTER TABLE peers ADD COLUMN learned_address TEXT",)
-
-MIGRATIONS: list[Migration] = [
-    sql_step(*_V1),  # 0 -> 1
-    sql_step(*_V2_TABLES, *_V2_COPY, *_V2_SWAP),  # 1 -> 2: integer peer ids, lean rows
-    sql_step(*_V3),  # 2 -> 3: the outbox is messages.owed
-    sql_step(*_V4),  # 3 -> 4: peers.learned_address
-]
-
-SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes
-
-
-def user_version(db: sqlite3.Connection) -> int:
-    return db.execute("PRAGMA user_version").fetchone()[0]
-
-
-def known_version() -> int:
-    return len(MIGRATIONS)
-
-
-def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] | None = None) -> int:
-    """Apply the steps (default ``MIGRATIONS``) this database has not run yet; return
-    the final version.
-
-    ``db`` must be in autocommit mode (``isolation_level=None``). A failing step rolls
-    back and raises, leaving the database at the last completed version.
-    """
-    migrations = MIGRATIONS if migrations is None else migrations
-    while (version := user_version(db)) < len(migrations):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if user_version(db) == version:  # another process may have just done it
-                migrations[version](db)
-                db.execute(f"PRAGMA user_version = {version + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-    return version
-
-
-# -- before and after SQLite opens the file ---------------------------------------------
-
-
-def create_private(path: Path) -> None:
-    """Create an empty database file with mode 0600 unless one exists (never truncate)."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    except OSError as err:
-        raise UserError(f"cannot create {path}: {err.strerror}") from None
-
-
-def check_file(path: Path) -> None:
-    """Refuse a file we must not write to, reading it through a read-only connection
-    (a read-write one could checkpoint a leftover WAL into it on close)."""
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-    except sqlite3.Error as err:
-        raise UserError(f"cannot open {path}: {err}") from None
-    try:
-        version = user_version(db)
-        if version > known_version():
-            raise UserError(
-                f"{path} was written by a newer Enclave (schema {version}, this one knows"
-                f" {known_version()}); upgrade Enclave — the file was left untouched"
-            )
-        check_ours(db, path, version)
-        problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
-        if problems != ["ok"]:
-            lines = [x for p in problems for x in p.splitlines() if not x.startswith("***")]
-            raise sqlite3.DatabaseError(lines[0] if lines else "integrity check failed")
-    except sqlite3.OperationalError as err:  # locked, unreadable, I/O error: not corruption
-        raise UserError(f"cannot read {path}: {err}; the file was left untouched") from None
-    except sqlite3.DatabaseError as err:
-        raise UserError(
-            f"{path} is corrupt or not a database ({err}); the file was left untouched"
-            " — restore it from a backup, or move it away to start an empty one"
-        ) from None
-    finally:
-        db.close()
-
-
-def check_ours(db: sqlite3.Connection, path: Path, version: int) -> None:
-    app_id = db.execute("PRAGMA application_id").fetchone()[0]
-    if version == 0:
-        foreign = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] > 0
-    else:
-        foreign = app_id != APPLICATION_ID
-    if foreign:
-        raise UserError(
-            f"{path} is an SQLite database of another program, not Enclave's;"
-            " the file was left untouched — choose another Enclave home"
-        )
-
-
-SYNC_MODES = ("full", "normal")
-
-
-def configure(db: sqlite3.Connection, path: Path, sync: str = "full") -> None:
-    """``sync`` "full" (the default) makes every commit survive power loss; "normal"
-    (WAL) survives a crash of Enclave, but the last commits may be lost on power loss."""
-    if sync not in SYNC_MODES:
-        raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
-    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if mode != "wal":
-        raise UserError(f"{path}: SQLite cannot use WAL mode here (got {mode}); use a local disk")
-    for pragma in (
-        f"synchronous = {sync.upper()}",  # WAL + NORMAL can lose the last commits on power loss
-        "foreign_keys = ON",
-        f"busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}",
-        "secure_delete = ON",  # deleted history is zeroed, not just unlinked
-        "trusted_schema = OFF",
-        "journal_size_limit = 67108864",
-    ):
-        db.execute(f"PRAGMA {pragma}")
+V4 = ("ALTER TABLE peers ADD COLUMN learned_address TEXT",)

@@ -1,0 +1,133 @@
+"""The store's connection: opening the file, the write transaction, and the lookups and
+counters every table's methods share.
+
+One connection per store; a lock serialises calls, so any one thread at a time may use
+it. The methods by table are mixins over ``StoreCore`` (``peers``, ``messages``,
+``outbox``, ``history``, ``v1_seen``); ``enclave.store.Store`` puts them together.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Self
+
+from enclave.errors import UserError
+
+from .dbfile import BUSY_TIMEOUT_S, SYNC_MODES, check_file, configure, create_private
+from .migrations import migrate, user_version
+
+_NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named peers by text
+
+
+class StoreCore:
+    """Open with ``open(path)``; close with ``close()`` or a ``with`` block."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._lock = threading.RLock()
+        self.path = path
+        self._ids: dict[str, int] = {}  # fingerprint -> peers.id, filled on use
+        # Rowids of new messages come from here (the store is the file's one writer), so
+        # a caller can know a message's rowid before the row is written (``reserve_rowid``).
+        # Queue places (``owed``) come from the same counter: new and retried messages
+        # go behind everything queued before (a migrated outbox kept its own numbers).
+        last = db.execute(
+            "SELECT max(coalesce((SELECT max(rowid) FROM messages), 0),"
+            " coalesce((SELECT max(owed) FROM messages WHERE owed IS NOT NULL), 0))"
+        ).fetchone()[0]
+        self._rowids = itertools.count(last + 1)
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, sync: str = "full") -> Self:
+        """``sync``: "full" (each commit survives power loss) or "normal" (survives a
+        crash of Enclave, not power loss)."""
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
+        path = Path(path)
+        create_private(path)
+        check_file(path)
+        try:
+            db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+            )
+        except sqlite3.Error as err:
+            raise UserError(f"cannot open {path}: {err}") from None
+        try:
+            configure(db, path, sync)
+            migrate(db)
+        except sqlite3.OperationalError as err:
+            db.close()
+            raise UserError(f"cannot write {path}: {err}") from None
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return user_version(self._db)
+
+    # -- what every table's methods use --------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on return, rolled back on any exception."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite rolls back by itself on some errors
+                    db.execute("ROLLBACK")
+                raise
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _update(self, sql: str, args: tuple) -> int:
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount
+
+    def _peer_id(self, db: sqlite3.Connection, fingerprint: str) -> int | None:
+        pid = self._ids.get(fingerprint)
+        if pid is None:
+            row = db.execute(
+                "SELECT id FROM peers WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            if row is None:
+                return None
+            pid = self._ids[fingerprint] = row[0]
+        return pid
+
+    def _known_peer_id(self, db: sqlite3.Connection, fingerprint: str) -> int:
+        """The id of a peer a row is written for; an unknown one fails the transaction."""
+        pid = self._peer_id(db, fingerprint)
+        if pid is None:
+            raise sqlite3.IntegrityError(_NO_PEER)
+        return pid
+
+    def reserve_rowid(self) -> int:
+        """The rowid the next outgoing message will be written with (any thread)."""
+        return next(self._rowids)

@@ -1,0 +1,84 @@
+"""Reading and erasing the history of messages with a peer."""
+
+from __future__ import annotations
+
+from .core import StoreCore
+from .records import Message
+
+_MSG_COLS = (
+    "m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms, m.stored_ms, m.state,"
+    " m.delivered_ms, m.reason, m.legacy"
+)
+_MSG_FROM = "messages m JOIN peers p ON p.id = m.peer"
+
+
+def _message(r: tuple) -> Message:
+    return Message(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]))
+
+
+class HistoryMixin(StoreCore):
+    """Pages of a conversation, search, failed messages, and erasing a history."""
+
+    def failed_messages(self, fingerprint: str | None = None) -> list[Message]:
+        sql = f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.state = 'failed'"
+        if fingerprint is None:
+            return [_message(r) for r in self._rows(sql + " ORDER BY m.rowid")]
+        sql += " AND p.fingerprint = ? ORDER BY m.rowid"
+        return [_message(r) for r in self._rows(sql, (fingerprint,))]
+
+    def history(
+        self, fingerprint: str, limit: int = 50, before_rowid: int | None = None
+    ) -> list[Message]:
+        """The newest ``limit`` messages with this peer (older than ``before_rowid`` if
+        given), oldest first. Deleted messages are not shown."""
+        sql = (
+            f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE p.fingerprint = ? AND m.rowid < ?"
+            " AND m.state != 'deleted' ORDER BY m.rowid DESC LIMIT ?"
+        )
+        before = (1 << 63) - 1 if before_rowid is None else before_rowid
+        rows = self._rows(sql, (fingerprint, before, limit))
+        return [_message(r) for r in reversed(rows)]
+
+    def search_messages(self, text: str, limit: int = 50) -> list[Message]:
+        """The newest ``limit`` messages containing ``text`` (ASCII case ignored), oldest first."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql = (
+            f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.body LIKE ? ESCAPE '\\'"
+            " ORDER BY m.rowid DESC LIMIT ?"
+        )
+        return [_message(r) for r in reversed(self._rows(sql, (pattern, limit)))]
+
+    def incoming_size(self, fingerprint: str) -> tuple[int, int]:
+        """(messages, UTF-8 bytes of their bodies) this peer sent us that the store still
+        holds (deleted ones not counted): the base of its stored-bytes quota. It reads the
+        peer's rows through messages_by_peer; call it off the event loop."""
+        with self._lock:
+            pid = self._peer_id(self._db, fingerprint)
+            if pid is None:
+                return 0, 0
+            sql = (
+                "SELECT count(*), coalesce(sum(length(CAST(body AS BLOB))), 0) FROM messages"
+                " WHERE peer = ? AND direction = 'in' AND body IS NOT NULL"
+            )
+            count, size = self._db.execute(sql, (pid,)).fetchone()
+        return count, size
+
+    def delete_history(self, fingerprint: str) -> int:
+        """Erase the bodies of all messages with this peer, keeping (peer, id) tombstones
+        so a late resend is not shown again. Unsent messages leave the outbox. Returns
+        how many messages were erased."""
+        with self._tx() as db:
+            pid = self._peer_id(db, fingerprint)
+            erased = db.execute(
+                "UPDATE messages SET body = NULL, state = 'deleted', reason = NULL, owed = NULL"
+                " WHERE peer = ? AND state != 'deleted'",
+                (pid,),
+            ).rowcount
+        self._scrub_wal()
+        return erased
+
+    def _scrub_wal(self) -> None:
+        # secure_delete zeroes the freed text in the database pages; a truncating
+        # checkpoint also drops the WAL's old copies. A busy reader may postpone that.
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

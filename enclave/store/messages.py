@@ -1,0 +1,149 @@
+"""Writing new messages: what peers sent us, what we queue for them, and the commit
+cycle that writes both (and the acks) in one transaction (PROTOCOL.md c.3)."""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from .checks import explain_row
+from .outbox import OutboxMixin
+
+
+class MessagesMixin(OutboxMixin):
+    """New rows in ``messages``. Built on the outbox's methods because a commit cycle
+    also marks what recipients acked (``OutboxMixin._delivered``)."""
+
+    # -- incoming messages (PROTOCOL.md c.3, receiver) ---------------------------------
+
+    def store_incoming(self, rows: Iterable[tuple[str, bytes, str, int, int, bool]]) -> list[bool]:
+        """Store (peer_fp, id, body, created_ms, stored_ms, legacy) rows in one transaction.
+
+        Returns, per row, whether it was new; a (peer, id) already stored, or earlier in
+        the same batch, gives False. Any failure rolls the whole batch back and raises.
+        """
+        return self.write_cycle(incoming=rows)
+
+    # -- outgoing messages (PROTOCOL.md c.3, sender) -----------------------------------
+
+    def enqueue_outgoing(self, rows: Iterable[tuple[str, bytes, str, int]]) -> list[int]:
+        """Queue (recipient_fp, id, body, created_ms) rows; return their rowids in order.
+
+        Each row enters the outbox. An id of 36 bytes (a v1 UUID string) marks it legacy.
+        """
+        rows = [(self.reserve_rowid(), *row) for row in rows]
+        self.write_cycle(enqueue=rows)
+        return [r[0] for r in rows]
+
+    def write_cycle(
+        self,
+        enqueue: Iterable[tuple[int, str, bytes, str, int]] = (),
+        incoming: Iterable[tuple[str, bytes, str, int, int, bool]] = (),
+        delivered: Iterable[tuple[str, list[int]]] = (),
+        now_ms: int = 0,
+    ) -> list[bool]:
+        """One transaction for everything a commit cycle of the node writes; returns
+        the ``store_incoming`` flags of ``incoming``.
+
+        ``enqueue``: (rowid from ``reserve_rowid``, recipient_fp, id, body, created_ms)
+        rows for the outbox. ``delivered``: (recipient_fp, rowids) it acked, each a prefix
+        of what it was sent from the outbox (acks are cumulative); the rows become
+        delivered and leave the outbox (see ``_delivered``).
+        """
+        incoming, enqueue = list(incoming), list(enqueue)
+        with self._tx() as db:
+            flags = self._insert_incoming(db, incoming) if incoming else []
+            if enqueue:
+                self._insert_outgoing(db, enqueue)
+            for fp, rowids in delivered:
+                self._delivered(db, fp, rowids, now_ms)
+        return flags
+
+    # Rows are checked here (once each, in one expression: the hot path) instead of by
+    # CHECK constraints; a row that fails goes through the explaining checks.
+
+    def _insert_incoming(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
+        flat, ids, rowid = [], self._ids, self._rowids.__next__
+        for fp, mid, body, created, stored, legacy in rows:
+            if not (
+                type(mid) is bytes
+                and (len(mid) == 16 or len(mid) == 36)
+                and type(body) is str
+                and type(created) is int
+                and type(stored) is int
+            ):
+                explain_row(mid, body, created, stored)
+            pid = ids.get(fp) or self._known_peer_id(db, fp)
+            flat += (rowid(), pid, mid, body, created, stored, 1 if legacy else 0)
+        _insert_rows(db, _INCOMING, flat)
+        # A duplicate (stored before, or earlier in this batch) was not inserted.
+        rowids = flat[:: _INCOMING.width]
+        sql = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
+        new = {r[0] for r in db.execute(sql, (rowids[0], rowids[-1]))}
+        return [r in new for r in rowids]
+
+    def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
+        flat, ids, seen = [], self._ids, set()
+        for rowid, fp, mid, body, created in rows:
+            if not (
+                type(mid) is bytes
+                and (len(mid) == 16 or len(mid) == 36)
+                and type(body) is str
+                and type(created) is int
+            ):
+                explain_row(mid, body, created, 0)
+            pid = ids.get(fp) or self._known_peer_id(db, fp)
+            seen.add((pid, mid))
+            flat += (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
+        if len(seen) < len(rows):  # a caller's bug: say so
+            raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
+        _insert_rows(db, _OUTGOING, flat)  # owed = rowid: the back of its peer's queue
+
+
+# -- multi-row inserts ---------------------------------------------------------------------
+
+# New messages go in as multi-row INSERTs of up to 512 rows, not ``executemany``: that
+# releases and retakes the GIL once per row, and beside a busy event loop each retake
+# can wait for the loop's switch interval (PERFORMANCE.md has the measurements). Chunk
+# sizes are powers of two, so a few prepared statements (cached by sqlite3 by their
+# text) serve every batch size.
+_INSERT_CHUNK = 512
+
+
+class _Insert(NamedTuple):
+    head: str  # the SQL before VALUES
+    row: str  # one row's placeholders
+    tail: str  # the SQL after the rows
+    width: int  # parameters per row
+
+
+_INCOMING = _Insert(
+    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state, legacy)",
+    "(?, ?, 'in', ?, ?, ?, ?, 'received', ?)",
+    " ON CONFLICT (peer, created_ms, id) WHERE direction = 'in' DO NOTHING",
+    7,
+)
+_OUTGOING = _Insert(
+    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
+    " legacy, owed)",
+    "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
+    "",
+    8,
+)
+
+
+def _insert_rows(db: sqlite3.Connection, kind: _Insert, flat: list) -> None:
+    width = kind.width
+    rows, start, size = len(flat) // width, 0, _INSERT_CHUNK
+    while start < rows:
+        while size > rows - start:
+            size //= 2
+        db.execute(_values_sql(kind, size), flat[start * width : (start + size) * width])
+        start += size
+
+
+@functools.lru_cache(maxsize=32)
+def _values_sql(kind: _Insert, count: int) -> str:
+    return f"{kind.head} VALUES {', '.join([kind.row] * count)}{kind.tail}"

@@ -1,0 +1,139 @@
+"""The peers table: the people a node talks to, their keys, addresses and marks."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from enclave.errors import UserError
+
+from .checks import HEX, check_address, check_fingerprint, check_name
+from .core import StoreCore
+from .records import PROTOS, Peer
+
+_PEER_COLS = (
+    "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
+    "hwm_ms, added_at, last_seen, learned_address"
+)
+
+
+def _peer(r: tuple) -> Peer:
+    flags = bool(r[4]), r[5], bool(r[6]), bool(r[7])
+    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11])
+
+
+class PeersMixin(StoreCore):
+    """Adding, finding and marking peers; the node's per-peer bookkeeping."""
+
+    def upsert_peer(
+        self, fingerprint: str, public_key: str, address: str | None, name: str | None, now: float
+    ) -> bool:
+        """Add a peer (True) or update the address/name given for a known one (False).
+
+        An address given here is the user's word: it replaces the given address and
+        forgets a learned one (``learn_address``)."""
+        fp = check_fingerprint(fingerprint)
+        name = check_name(name)
+        address = check_address(address)
+        if not isinstance(public_key, str) or "BEGIN PUBLIC KEY" not in public_key:
+            raise ValueError("public_key must be an SPKI PEM string")
+        with self._tx() as db:
+            self._check_name_free(db, name, fp)
+            row = db.execute("SELECT public_key FROM peers WHERE fingerprint = ?", (fp,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO peers (fingerprint, name, public_key, address, added_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (fp, name, public_key, address, now),
+                )
+                return True
+            if row[0].split() != public_key.split():  # same PEM up to whitespace
+                raise ValueError(f"peer {fp[:8]}… is already known with a different public key")
+            db.execute(
+                "UPDATE peers SET address = coalesce(?1, address), name = coalesce(?2, name),"
+                " learned_address = CASE WHEN ?1 IS NULL THEN learned_address END"
+                " WHERE fingerprint = ?3",
+                (address, name, fp),
+            )
+            return False
+
+    @staticmethod
+    def _check_name_free(db: sqlite3.Connection, name: str | None, fp: str) -> None:
+        if name is None:
+            return
+        row = db.execute(
+            "SELECT fingerprint FROM peers WHERE name = ? AND fingerprint != ?", (name, fp)
+        ).fetchone()
+        if row is not None:
+            raise UserError(f"the name '{name}' is already used by peer {row[0][:8]}…")
+
+    def get_peer(self, fingerprint: str) -> Peer | None:
+        rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE fingerprint = ?", (fingerprint,))
+        return _peer(rows[0]) if rows else None
+
+    def list_peers(self) -> list[Peer]:
+        sql = f"SELECT {_PEER_COLS} FROM peers ORDER BY name IS NULL, name, fingerprint"
+        return [_peer(r) for r in self._rows(sql)]
+
+    def find_peers(self, query: str) -> list[Peer]:
+        """The peer named ``query`` (any case); else peers whose fingerprint starts with
+        it (at least 8 hex digits, any case, spaces and colons ignored); else []."""
+        query = query.strip()
+        rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE name = ?", (query,))
+        if rows:
+            return [_peer(rows[0])]
+        prefix = "".join(query.split()).replace(":", "").lower()
+        if len(prefix) < 8 or len(prefix) > 64 or not HEX.issuperset(prefix):
+            return []
+        sql = f"SELECT {_PEER_COLS} FROM peers WHERE substr(fingerprint, 1, ?) = ? ORDER BY fingerprint"
+        return [_peer(r) for r in self._rows(sql, (len(prefix), prefix))]
+
+    def remove_peer(self, fingerprint: str) -> bool:
+        """Forget a peer together with its history and outbox. True if it existed."""
+        with self._lock:
+            self._ids.pop(fingerprint, None)
+            return self._update("DELETE FROM peers WHERE fingerprint = ?", (fingerprint,)) > 0
+
+    def set_verified(self, fingerprint: str, verified: bool) -> None:
+        self._set_user_flag(fingerprint, "verified", int(bool(verified)))
+
+    def set_proto(self, fingerprint: str, proto: str) -> None:
+        if proto not in PROTOS:
+            raise ValueError(f"proto must be one of {PROTOS}, not {proto!r}")
+        self._set_user_flag(fingerprint, "proto", proto)
+
+    def forget_v2_seen(self, fingerprint: str) -> None:
+        """The user forced a peer that spoke v2 back to v1 (enclave.node.record_protocol):
+        from now on it is treated as one that never spoke v2, until it does again."""
+        self._set_user_flag(fingerprint, "v2_seen", 0)
+
+    def set_blocked(self, fingerprint: str, blocked: bool) -> None:
+        self._set_user_flag(fingerprint, "blocked", int(bool(blocked)))
+
+    def _set_user_flag(self, fingerprint: str, column: str, value: object) -> None:
+        # The user named this peer a moment ago; it may have been removed meanwhile.
+        if not self._update(
+            f"UPDATE peers SET {column} = ? WHERE fingerprint = ?", (value, fingerprint)
+        ):
+            raise UserError(f"no peer {fingerprint[:8]}… (was it removed?)")
+
+    # The node calls these for a peer it is talking to; a peer removed meanwhile is ignored.
+
+    def mark_v2_seen(self, fingerprint: str) -> None:
+        self._update("UPDATE peers SET v2_seen = 1 WHERE fingerprint = ?", (fingerprint,))
+
+    def touch_peer(self, fingerprint: str, now: float) -> None:
+        self._update("UPDATE peers SET last_seen = ? WHERE fingerprint = ?", (now, fingerprint))
+
+    def learn_address(self, fingerprint: str, address: str | None) -> bool:
+        """Record where a peer's authenticated session came from (None: from its given
+        address again). The given address is kept as the fallback. True if it changed."""
+        address = check_address(address)
+        sql = (
+            "UPDATE peers SET learned_address = ?1 WHERE fingerprint = ?2"
+            " AND learned_address IS NOT ?1"
+        )
+        return self._update(sql, (address, fingerprint)) > 0
+
+    def raise_hwm(self, fingerprint: str, ts_ms: int) -> None:
+        sql = "UPDATE peers SET hwm_ms = max(hwm_ms, ?) WHERE fingerprint = ?"
+        self._update(sql, (int(ts_ms), fingerprint))
