@@ -1,12 +1,19 @@
 """One Enclave connection, sans-IO: bytes in, bytes and events out.
 
-Rules of this module:
+This module holds ``Connection`` itself: its public inputs and outputs, the input
+plumbing (framing, held bytes, the end of stream), timers, closing, and the tables
+that route frames and job results by state. Its roles live beside it, mixed in:
+the handshake steps (handshake_steps.py), legacy v1 inbound (inbound_v1.py) and the
+traffic of an established session (traffic.py); the states and the table of their
+moves are in states.py, the RSA job handed to the owner in jobs.py.
+
+Rules of the connection (this module and the ones mixed in):
 - Every input method (``initiate``, ``receive_data``, ``resume``, ``handle_timer``)
   returns the events it produced; ``data_to_send(now)`` drains the bytes to write.
   Time comes in as ``now`` (seconds since the Unix epoch); ``next_deadline()`` says
   when ``handle_timer`` must be called.
-- All state transitions are listed in ``_TRANSITIONS`` below; a frame that arrives
-  in a state with no frame handler closes the connection.
+- All state transitions are listed in ``_TRANSITIONS`` (states.py); a frame that
+  arrives in a state with no frame handler closes the connection.
 - Any ``PeerError`` raised while handling input becomes a ``ConnectionClosed`` event
   carrying its reason; nothing the peer sends can raise out of this class. Before
   authentication a refusal may send an advisory ALERT.
@@ -26,49 +33,27 @@ Rules of this module:
   at most one envelope's worth; ``wants_data`` tells the owner to stop reading.
 """
 
-import enum
-import hmac
 from dataclasses import dataclass
 
 from .._fast import FrameSplitter
-from ..errors import LocalFailure, PeerError, UsageError
+from ..errors import PeerError, UsageError
 from . import handshake as hs
-from . import legacy, schedule
+from . import legacy
 from .crypto import Identity, PeerKey, X25519Keypair, random_bytes
-from .events import (
-    Acked,
-    ConnectionClosed,
-    CryptoNeeded,
-    Established,
-    LegacyReceived,
-    LegacyVerified,
-    MessagesReceived,
-    SlotWanted,
-    Throttled,
-    TypingChanged,
-)
-from .messages import (
-    _FIELDS,
-    MAX_BATCH,
-    Ack,
-    Chat,
-    Ping,
-    Pong,
-    Throttle,
-    Typing,
-    _chat_fields,
-    decode_batch,
-    encode_fields,
-    outgoing_chat_fields,
-)
+from .events import ConnectionClosed, CryptoNeeded
+from .handshake_steps import HandshakeSteps, _framed, _Handshake
+from .inbound_v1 import _CHECKING, _V1_FIRST_BYTES, InboundV1
+from .jobs import Job
+from .messages import Ping
 from .policy import Policy
-from .records import APP, CLOSE, KEY_UPDATE, MAX_RECORD, RecordReceiver, RecordSender
+from .records import CLOSE, RecordReceiver, RecordSender
+from .states import _FRAMED, _LEGACY, _LEGACY_BUSY, _PRE_AUTH, _TRANSITIONS, S, State
+from .traffic import Traffic
+
+__all__ = ["DEFAULT_LIMITS", "Connection", "Job", "Limits", "State"]
 
 # Reasons that earn a specific advisory ALERT code; every other refusal sends "generic".
 _ALERT_FOR = {"clock_skew": hs.ALERT_SKEW, "busy": hs.ALERT_BUSY}
-_V1_FIRST_BYTES = (0x88, 0x89)  # a msgpack map of 8 or 9 entries
-_BATCH_BYTES = 900 * 1024  # stay well under MAX_RECORD with msgpack overhead
-_CHECKING = object()  # _legacy_env while a v1 frame is being checked (before it parsed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,92 +76,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class State(enum.Enum):
-    START = "start"  # initiator, before initiate()
-    SIGNING_HS1 = "signing_hs1"  # initiator, job: sign HS1
-    AWAIT_HS2 = "await_hs2"
-    FINISHING = "finishing"  # initiator, job: unwrap k_R
-    LISTEN = "listen"  # responder, before the first frame
-    RESPONDING = "responding"  # responder, job: unwrap k_I and sign HS2
-    AWAIT_HS3 = "await_hs3"
-    LEGACY_WAIT = "legacy_wait"  # responder: a checked v1 envelope waits for a private-op slot
-    LEGACY_OPENING = "legacy_opening"  # responder, job: record and open a v1 envelope
-    LEGACY_READY = "legacy_ready"  # handed over; the next envelope may follow
-    ESTABLISHED = "established"
-    CLOSED = "closed"
-
-
-S = State
-# state -> the states it may move to. Frame handlers exist only for the states that
-# expect a frame; job results are accepted only in the three job states.
-_TRANSITIONS = {
-    S.START: {S.SIGNING_HS1, S.CLOSED},
-    S.SIGNING_HS1: {S.AWAIT_HS2, S.CLOSED},
-    S.AWAIT_HS2: {S.FINISHING, S.CLOSED},
-    S.FINISHING: {S.ESTABLISHED, S.CLOSED},
-    S.LISTEN: {S.RESPONDING, S.LEGACY_WAIT, S.LEGACY_OPENING, S.CLOSED},
-    S.RESPONDING: {S.AWAIT_HS3, S.CLOSED},
-    S.AWAIT_HS3: {S.ESTABLISHED, S.CLOSED},
-    S.LEGACY_WAIT: {S.LEGACY_OPENING, S.CLOSED},
-    S.LEGACY_OPENING: {S.LEGACY_READY, S.CLOSED},
-    S.LEGACY_READY: {S.LEGACY_WAIT, S.LEGACY_OPENING, S.CLOSED},
-    S.ESTABLISHED: {S.CLOSED},
-    S.CLOSED: set(),
-}
-_PRE_AUTH = {S.START, S.SIGNING_HS1, S.AWAIT_HS2, S.FINISHING, S.LISTEN, S.RESPONDING, S.AWAIT_HS3}
-_LEGACY = {S.LEGACY_WAIT, S.LEGACY_OPENING, S.LEGACY_READY}
-_FRAMED = _PRE_AUTH | {S.LEGACY_READY}  # states that take one frame at a time
-_LEGACY_BUSY = {S.LEGACY_WAIT, S.LEGACY_OPENING}  # an envelope is being worked on
-
-
-class Job:
-    """RSA private work, runnable on any thread; it touches no connection state.
-
-    ``admitted`` is True when the work holds one of the owner's private-op slots
-    (responder work admitted by ``Policy.admit_private_op``): the owner releases the
-    slot when ``run`` returns, whatever happened to the connection meanwhile. A job
-    whose connection closed first is ``cancelled`` and does nothing when run.
-    """
-
-    __slots__ = ("_fn", "result", "error", "admitted", "cancelled", "finished")
-
-    def __init__(self, fn) -> None:
-        self._fn = fn
-        self.result = None
-        self.error: PeerError | None = None
-        self.admitted = False
-        self.cancelled = False
-        self.finished = False
-
-    def run(self) -> None:
-        try:
-            if not self.cancelled:
-                self.result = self._fn()
-        except PeerError as err:
-            self.error = err
-        except Exception as err:  # noqa: BLE001 - our own failure: the connection closes
-            self.error = LocalFailure("job_failed", f"{type(err).__name__}: {err}")
-        finally:
-            self._fn = None  # drop the captured inputs (wrapped secrets among them)
-            self.finished = True
-
-    def take(self):
-        """The result, handed over once (so the job object keeps no secret)."""
-        result, self.result = self.result, None
-        return result
-
-
-class _Handshake:
-    """Secrets that live only until the session is established (then dropped)."""
-
-    __slots__ = ("e", "k_i", "k_r", "dh", "hs1", "hs1_prefix", "hs2", "prk", "th3", "wrap", "peer")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, None)
-
-
-class Connection:
+class Connection(HandshakeSteps, InboundV1, Traffic):
     # Slots: a node holds one per session; a __dict__ of these would be ~1 KiB more each.
     __slots__ = (
         "_ack_out",
@@ -307,14 +207,6 @@ class Connection:
         self._start_job(S.SIGNING_HS1, lambda: self.identity.sign_v2(signed))
         return self._drain_events()
 
-    @property
-    def wants_data(self) -> bool:
-        """False while a legacy envelope is being worked on and the next one is already
-        held whole: the owner stops reading until this turns True again."""
-        if self.state not in _LEGACY_BUSY:
-            return True
-        return len(self._held) + self._splitter.buffered <= self.limits.v1_frame + 4
-
     def receive_data(self, data: bytes, now: float) -> list:
         if self.state is S.CLOSED:
             return []
@@ -347,24 +239,6 @@ class Connection:
             self._fail(err)
         return self._drain_events()
 
-    def retry_admission(self, now: float) -> list:
-        """A private-op slot may have come free: a waiting v1 envelope asks again."""
-        if self.state is S.LEGACY_WAIT:
-            try:
-                self._admit_v1(now)
-            except PeerError as err:
-                self._fail(err)
-        return self._drain_events()
-
-    def legacy_committed(self, now: float) -> list:
-        """The owner committed one handed-over v1 envelope (PROTOCOL.md d.12)."""
-        if self._v1_uncommitted <= 0:
-            raise UsageError("legacy_committed() without an uncommitted envelope")
-        self._v1_uncommitted -= 1
-        if self.state is not S.CLOSED:
-            self._end_if_done(now)
-        return self._drain_events()
-
     def resume(self, job: Job, now: float) -> list:
         """Continue after the owner ran ``job``."""
         if job is not self._job or self.state is S.CLOSED:
@@ -381,53 +255,6 @@ class Connection:
         except PeerError as err:
             self._fail(err)
         return self._drain_events()
-
-    def send_chats(self, chats) -> int:
-        """Queue Chats for the next ``data_to_send``; returns the session index of the
-        first one (indices are consecutive; acks refer to them)."""
-        self._require_established()
-        own, peer = self.identity.fingerprint, self.peer
-        fields = []
-        for chat in chats:  # refuse here what the peer would refuse (and close) there
-            fields.append(_chat_fields(chat))
-            if chat.sender != own or chat.recipient != peer:
-                raise UsageError("a Chat on this session must be from us and to its peer")
-        return self._queue_chats(fields)
-
-    def send_outgoing(self, items) -> int:
-        """``send_chats`` for our own messages given as objects with ``id``,
-        ``created_ms`` and ``body`` (the outbox's rows): no Chat is built for them."""
-        self._require_established()
-        own, peer = self.identity.fingerprint, self.peer
-        return self._queue_chats(
-            [outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body) for o in items]
-        )
-
-    def _queue_chats(self, fields: list) -> int:
-        # Pending chats are kept as checked field lists, so a flush encodes them as is.
-        first = self._chats_sent
-        self._pending.extend(fields)
-        self._chats_sent += len(fields)
-        return first
-
-    def ack(self, upto: int) -> None:
-        """Tell the peer that its Chats 0..upto of this session are durable."""
-        self._require_established()
-        if upto >= self._chats_received:
-            raise UsageError(f"cannot ack {upto}: only {self._chats_received} chats received")
-        self._ack_out = max(self._ack_out, upto)
-
-    def send_typing(self, active: bool) -> None:
-        self._require_established()
-        self._pending.append(Typing(bool(active)))
-
-    def send_throttle(self, reason: int, retry_after_ms: int) -> None:
-        """Tell the peer why its chats are not taken for now (PROTOCOL.md, "Receive
-        quotas"); a THROTTLE uses no chat index and acks nothing."""
-        self._require_established()
-        throttle = Throttle(reason, retry_after_ms)
-        _FIELDS[Throttle](throttle)  # refuse here what the peer would refuse there
-        self._pending.append(throttle)
 
     def close(self, now: float, reason: str = "local_close") -> list:
         """Close from our side; an established session says CLOSE to the peer first,
@@ -488,14 +315,6 @@ class Connection:
         return self._drain_events()
 
     # --- input plumbing --------------------------------------------------------------
-
-    def _hold(self, data: bytes) -> None:
-        # The next pooled envelope waits for its turn (PROTOCOL.md d). The owner stops
-        # reading once ``wants_data`` is False; a peer that keeps the bytes coming past
-        # several envelopes' worth is not the original client.
-        if len(self._held) + self._splitter.buffered + len(data) > 8 * (self.limits.v1_frame + 4):
-            raise PeerError("unexpected_data", "far beyond the envelope being worked on")
-        self._held += data
 
     def _continue(self, now: float) -> None:
         """After a job or a slot: take the bytes that waited, then see if the end came."""
@@ -583,16 +402,6 @@ class Connection:
         self._shut(err.reason)
         self._events.append(ConnectionClosed(err.reason, err.detail, v1_dropped=dropped))
 
-    def _v1_dropping(self) -> bool:
-        """Closing now drops a legacy envelope: one being checked or worked on, or bytes
-        of one that came (or may have: a first frame cut short where v1 is on)."""
-        if self._legacy_env is not None:
-            return True
-        pending = self._held or self._splitter.buffered
-        if self.state is S.LEGACY_READY:
-            return bool(pending)
-        return self.state is S.LISTEN and self._v1_enabled and bool(pending)
-
     def _shut(self, reason: str) -> None:
         """Enter CLOSED: cancel pending work and drop every secret still held. A
         cancelled job's CryptoNeeded still reaches the owner, so an admitted slot is
@@ -607,7 +416,7 @@ class Connection:
         self._set_state(S.CLOSED)
         self.close_reason = reason
 
-    # --- responder: HS1 or a v1 envelope ---------------------------------------------
+    # --- responder: the first frame is HS1 or a v1 envelope -------------------------------
 
     def _on_first_frame(self, frame: bytes, now: float) -> None:
         if frame[:4] == hs.MAGIC:
@@ -621,318 +430,8 @@ class Connection:
         else:
             raise PeerError("bad_first_frame")
 
-    def _on_hs1(self, frame: bytes, now: float) -> None:
-        head = hs.parse_hs1_head(frame)  # check 3
-        own = self.identity.fingerprint
-        if head.fp_r != own:  # check 4
-            raise PeerError("misdirected", "HS1 is for another fingerprint")
-        if head.fp_i == own:
-            raise PeerError("reflected", "HS1 claims our own fingerprint")
-        now_ms = int(now * 1000)  # check 5
-        if abs(head.ts_ms - now_ms) > self.limits.time_window_ms:
-            raise PeerError("clock_skew", f"{(head.ts_ms - now_ms) / 1000:+.0f} s")
-        if head.ts_ms <= self.policy.boot_floor(head.fp_i):
-            raise PeerError("stale_handshake")
-        peer = self.policy.peer_key(head.fp_i)  # check 6
-        if peer is None:
-            self._decoy_verify(frame, head.fp_i)
-            raise PeerError("unknown_peer")
-        prefix, wrap_i, sig_i = hs.split_hs1(frame, self.identity.modulus_bytes, peer.modulus_bytes)
-        if self.policy.handshake_seen(head.fp_i, head.hs_id):  # check 7
-            raise PeerError("replayed_handshake")
-        if not self.policy.take_verify_token(self.source, head.fp_i):  # check 8
-            raise PeerError("verify_budget")
-        if not peer.verify_v2(sig_i, hs.hs1_signed_data(prefix)):  # check 9
-            raise PeerError("bad_signature", "HS1")
-        self.policy.record_handshake(head.fp_i, head.hs_id, head.ts_ms)  # check 10
-        # A low-order e_I is refused here, before any private work (the spec puts it
-        # in step 13; doing it first costs one X25519 and saves two RSA operations).
-        h = self._hs
-        h.e = X25519Keypair()
-        h.dh = h.e.exchange(head.e_i)
-        if h.dh is None:
-            raise PeerError("bad_ephemeral", "HS1")
-        if not self.policy.admit_private_op(head.fp_i):  # check 11
-            raise PeerError("busy")
-        self.peer, self.peer_key, h.hs1 = head.fp_i, peer, frame
-        h.k_r = random_bytes(32)
-        prefix2 = hs.hs2_body(own, head.fp_i, h.e.public, peer.wrap_v2(h.k_r, hs.LABEL_R))
-        h.hs2 = prefix2
-        signed = hs.hs2_signed_data(frame, prefix2)
-        identity = self.identity
 
-        def respond():  # checks 12-13: private op #1 only if it can succeed, then #2
-            k_i = identity.unwrap_v2(wrap_i, hs.LABEL_I)
-            if k_i is None or len(k_i) != 32:
-                raise PeerError("bad_wrap", "HS1")
-            return k_i, identity.sign_v2(signed)
-
-        self._start_job(S.RESPONDING, respond, admitted=True)
-
-    def _decoy_verify(self, frame: bytes, claimed: bytes) -> None:
-        """Spend on an unknown fingerprint what a known one with a bad signature costs
-        (a verify token and one public-key verify), so that neither the bytes nor the
-        timing tell a prober whether a fingerprint is in the address book (F13)."""
-        if not self.policy.take_verify_token(self.source, claimed):
-            raise PeerError("verify_budget")
-        n = self.identity.modulus_bytes
-        if len(frame) >= hs.HS1_FIXED + 2 * n:
-            prefix = frame[: hs.HS1_FIXED + n]
-            self.identity.peer_key.verify_v2(frame[-n:], hs.hs1_signed_data(prefix))
-
-    def _responded(self, result, now: float) -> None:
-        h = self._hs
-        h.k_i, sig_r = result
-        hs2_unfinished = h.hs2 + sig_r
-        h.prk = schedule.handshake_prk(h.dh, h.k_i, h.k_r)
-        th2 = hs.transcript(h.hs1, hs2_unfinished)
-        fin_r = hs.finished(schedule.finished_key_r(h.prk, th2), th2)
-        h.hs2 = hs2_unfinished + fin_r
-        h.th3 = hs.transcript(h.hs1, h.hs2)
-        self._out.append(_framed(h.hs2))
-        self._set_state(S.AWAIT_HS3)
-
-    def _on_hs3(self, frame: bytes, now: float) -> None:
-        fin_i = hs.parse_hs3(frame)
-        h = self._hs
-        expected = hs.finished(schedule.finished_key_i(h.prk, h.th3), h.th3)
-        if not hmac.compare_digest(fin_i, expected):
-            raise PeerError("bad_finished", "HS3")
-        self._establish(now)
-
-    # --- initiator: HS2 ------------------------------------------------------------------
-
-    def _signed_hs1(self, signature: bytes, now: float) -> None:
-        h = self._hs
-        h.hs1 = h.hs1_prefix + signature
-        h.hs1_prefix = None
-        self._out.append(_framed(h.hs1))
-        self._set_state(S.AWAIT_HS2)
-
-    def _on_hs2(self, frame: bytes, now: float) -> None:
-        if hs.frame_type(frame) == hs.T_ALERT:
-            code = hs.alert_code(frame)
-            raise PeerError(
-                "peer_alert", {1: "generic", 2: "clock skew", 3: "busy"}.get(code, str(code))
-            )
-        n_i, n_r = self.identity.modulus_bytes, self.peer_key.modulus_bytes
-        head, signed_prefix, sig_r, fin_r = hs.parse_hs2(frame, n_i, n_r)
-        if head.fp_r != self.peer or head.fp_i != self.identity.fingerprint:
-            raise PeerError("misdirected", "HS2 fingerprints")
-        h = self._hs
-        if not self.peer_key.verify_v2(sig_r, hs.hs2_signed_data(h.hs1, signed_prefix)):
-            raise PeerError("bad_signature", "HS2")
-        h.dh = h.e.exchange(head.e_r)
-        if h.dh is None:
-            raise PeerError("bad_ephemeral", "HS2")
-        h.hs2, h.wrap = frame, fin_r
-        wrap_r = hs.wrap_r_of(frame, n_i)
-        identity = self.identity
-
-        def finish():
-            k_r = identity.unwrap_v2(wrap_r, hs.LABEL_R)
-            if k_r is None or len(k_r) != 32:
-                raise PeerError("bad_wrap", "HS2")
-            return k_r
-
-        self._start_job(S.FINISHING, finish)
-
-    def _finished(self, k_r: bytes, now: float) -> None:
-        h = self._hs
-        h.prk = schedule.handshake_prk(h.dh, h.k_i, k_r)
-        th2 = hs.transcript(h.hs1, h.hs2[:-32])
-        expected = hs.finished(schedule.finished_key_r(h.prk, th2), th2)
-        if not hmac.compare_digest(h.wrap, expected):
-            raise PeerError("bad_finished", "HS2")
-        h.th3 = hs.transcript(h.hs1, h.hs2)
-        self._out.append(_framed(hs.hs3(hs.finished(schedule.finished_key_i(h.prk, h.th3), h.th3))))
-        self._establish(now)
-
-    # --- both: the session begins --------------------------------------------------------
-
-    def _establish(self, now: float) -> None:
-        h = self._hs
-        i2r, r2i = schedule.traffic_secrets(h.prk, h.th3)
-        self.session_id = schedule.session_id(h.prk, h.th3)
-        send, recv = (i2r, r2i) if self.initiator else (r2i, i2r)
-        lim = self.limits
-        self._tx = RecordSender(
-            send,
-            now,
-            max_frames=lim.key_update_frames,
-            max_bytes=lim.key_update_bytes,
-            max_age=lim.key_update_age,
-        )
-        self._rx = RecordReceiver(recv, now)
-        self._hs = None  # forward secrecy: no handshake secret outlives this line
-        self._splitter.max_frame = MAX_RECORD
-        self._last_rx = self._established_at = now
-        self._set_state(S.ESTABLISHED)
-        self._events.append(Established(self.peer, self.session_id, self.initiator))
-
-    # --- legacy v1 (PROTOCOL.md d: one envelope, or several back to back) ------------------
-
-    def _on_next_v1(self, frame: bytes, now: float) -> None:
-        self._legacy_env = _CHECKING
-        if not frame[:1] or frame[0] not in _V1_FIRST_BYTES:
-            raise PeerError("bad_v1_frame", "after an envelope")
-        self._on_v1(frame, now)
-
-    def _on_v1(self, frame: bytes, now: float) -> None:
-        env = legacy.parse(frame, self.identity.modulus_bytes)  # steps 1-3
-        sender_fp = bytes.fromhex(env.sender)
-        if self.peer is not None and sender_fp != self.peer:
-            raise PeerError("v1_sender_changed", "one connection carries one sender")
-        sender = self.policy.v1_sender(sender_fp)  # step 4
-        if sender is None or sender_fp == self.identity.fingerprint:
-            raise PeerError("v1_unknown_sender")
-        legacy.check_time(env, now)  # step 5
-        if self.policy.v1_seen(sender_fp, env.message_id):  # step 6, the in-memory front
-            raise PeerError("v1_replay")
-        # Step 7. A connection whose first envelope verified as this sender already
-        # proved it holds the sender's key; a bad signature after that closes it, so
-        # its next envelopes cannot be used to spend our verifies.
-        if self.peer is None and not self.policy.take_verify_token(self.source, sender_fp):
-            raise PeerError("verify_budget")
-        legacy.verify(env, sender)  # step 8
-        if self.peer is None:  # the first envelope of this connection: its sender is known
-            self._events.append(LegacyVerified(sender_fp))
-        self.peer, self._legacy_env, self._v1_since = sender_fp, env, now
-        self._admit_v1(now)
-
-    def _admit_v1(self, now: float) -> None:
-        # Step 10 before step 9: waiting for a slot must not record the ID as seen. A
-        # verified envelope from a contact waits for a slot (the reading stops meanwhile)
-        # instead of being refused: the original client never reads a refusal.
-        if not self.policy.admit_v1(self.peer):
-            if self.state is not S.LEGACY_WAIT:
-                self._set_state(S.LEGACY_WAIT)
-            self._events.append(SlotWanted())  # the owner calls retry_admission later
-            return
-        env, policy, identity, sender = self._legacy_env, self.policy, self.identity, self.peer
-
-        def record_and_open():
-            # Step 9 (the persistent seen table, authoritative; a store write, so it runs
-            # here, off the owner's loop), then step 11.
-            policy.v1_record(sender, env.message_id, env.timestamp, env.key_hash)
-            return legacy.open_text(identity, env)
-
-        self._start_job(S.LEGACY_OPENING, record_and_open, admitted=True)
-
-    def _legacy_opened(self, text: str, now: float) -> None:
-        env = self._legacy_env
-        self._legacy_env = None
-        self._set_state(S.LEGACY_READY)  # step 12: the owner commits (legacy_committed)
-        self._last_rx = now
-        self._v1_uncommitted += 1
-        self._events.append(LegacyReceived(self.peer, env.message_id, env.timestamp, text))
-
-    def _legacy_deadline(self) -> float:
-        if self.state is S.LEGACY_READY:
-            return self._last_rx + self.limits.v1_idle
-        return self._v1_since + self.limits.v1_envelope_timeout
-
-    def _legacy_timer(self, now: float) -> list:
-        try:
-            if self.state is S.LEGACY_READY:
-                if self._splitter.buffered:
-                    raise PeerError("legacy_timeout", "idle in the middle of an envelope")
-                # Nothing is dropped: what was handed over is the owner's to commit.
-                self._shut("legacy_idle")
-                self._events.append(ConnectionClosed("legacy_idle"))
-            else:
-                raise PeerError("busy" if self.state is S.LEGACY_WAIT else "legacy_timeout")
-        except PeerError as err:
-            self._fail(err)
-        return self._drain_events()
-
-    # --- traffic ---------------------------------------------------------------------------
-
-    def _on_record(self, frame: bytes, now: float) -> None:
-        rtype, body = self._rx.open(frame)
-        self._last_rx = now
-        self._ping_out = None
-        if rtype == KEY_UPDATE:
-            # A sender updates only right before a frame it then seals under the new key,
-            # so two in a row is a peer burning our CPU on key derivations.
-            if self._after_update:
-                raise PeerError("bad_key_update", "two key updates in a row")
-            self._after_update = True
-            return
-        self._after_update = False
-        if rtype == APP:
-            self._on_batch(decode_batch(body))
-        elif rtype == CLOSE:
-            self._shut("peer_closed")  # the session keys go with the session
-            self._events.append(ConnectionClosed("peer_closed", f"code {body[0]}", by_peer=True))
-        else:
-            raise PeerError("bad_record_type")
-
-    def _on_batch(self, messages: list) -> None:
-        # Validate the whole batch before acting on any of it (all or nothing).
-        own, peer = self.identity.fingerprint, self.peer
-        chats = []
-        ack = None
-        for msg in messages:
-            if type(msg) is Chat:
-                if msg.sender != peer or msg.recipient != own:
-                    raise PeerError("misaddressed_chat")
-                chats.append(msg)
-            elif type(msg) is Ack:
-                floor = self._acked_upto if ack is None else ack
-                if not floor < msg.upto < self._chats_flushed:
-                    raise PeerError("bad_ack", f"upto {msg.upto} of {self._chats_flushed} sent")
-                ack = msg.upto
-        for msg in messages:
-            kind = type(msg)
-            if kind is Ping:
-                self._pending.append(Pong(msg.data))
-            elif kind is Typing:
-                self._events.append(TypingChanged(msg.active))
-            elif kind is Throttle:
-                self._events.append(Throttled(msg.reason, msg.retry_after_ms))
-        if ack is not None:
-            self._acked_upto = ack
-            self._events.append(Acked(ack))
-        if chats:
-            first = self._chats_received
-            self._chats_received += len(chats)
-            self._events.append(MessagesReceived(tuple(chats), first, len(chats)))
-
-    # --- output ----------------------------------------------------------------------------
-
-    def _flush_messages(self, now: float) -> None:
-        if self._ack_out > self._ack_sent:
-            self._pending.insert(0, Ack(self._ack_out))
-            self._ack_sent = self._ack_out
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        self._chats_flushed = self._chats_sent  # every queued Chat goes out in this call
-        bodies = []
-        start, size = 0, 0
-        for i, msg in enumerate(pending):
-            if type(msg) is list:  # a Chat's checked fields (see _queue_chats)
-                size += 120 + 4 * len(msg[5])
-            else:
-                pending[i] = _FIELDS[type(msg)](msg)
-                size += 120
-            if i - start + 1 == MAX_BATCH or size >= _BATCH_BYTES:
-                bodies.append(encode_fields(pending[start : i + 1]))
-                start, size = i + 1, 0
-        if start < len(pending):
-            bodies.append(encode_fields(pending[start:]))
-        self._out.append(self._tx.seal_many(APP, bodies, now))
-
-    def _require_established(self) -> None:
-        if self.state is not S.ESTABLISHED:
-            raise UsageError(f"the connection is {self.state.value}, not established")
-
-
-def _framed(payload: bytes) -> bytes:
-    return len(payload).to_bytes(4, "big") + payload
-
-
+# Who takes a frame, and who a job's result, in each state (the states are in states.py).
 _FRAME_HANDLERS = {
     S.LISTEN: Connection._on_first_frame,
     S.LEGACY_READY: Connection._on_next_v1,

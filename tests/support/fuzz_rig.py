@@ -34,6 +34,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 import enclave.protocol.connection as connection_module
+import enclave.protocol.handshake_steps as handshake_steps_module
 from enclave.protocol import legacy, schedule
 from enclave.protocol.connection import Connection, Limits
 from enclave.protocol.crypto import AESGCM, Identity, PeerKey, X25519Keypair
@@ -126,10 +127,11 @@ class MemoPeerKey(PeerKey):
 
 @contextmanager
 def replayable_randomness():
-    """While open, the connection module draws from the armed plan (``planned``)."""
+    """While open, the connection's modules draw from the armed plan (``planned``)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(connection_module, "random_bytes", _planned_bytes)
-        mp.setattr(connection_module, "X25519Keypair", _PlannedEphemeral)
+        for module in (connection_module, handshake_steps_module):
+            mp.setattr(module, "random_bytes", _planned_bytes)
+            mp.setattr(module, "X25519Keypair", _PlannedEphemeral)
         yield
 
 

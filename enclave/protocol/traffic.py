@@ -1,0 +1,166 @@
+"""Traffic on an established connection (PROTOCOL.md c): the messages the owner
+queues, the batches they are sealed into, and the records that come from the peer.
+
+``Traffic`` is mixed into ``Connection``: ``send_chats``, ``send_outgoing``, ``ack``,
+``send_typing`` and ``send_throttle`` queue messages that ``data_to_send`` flushes;
+``_on_record`` is the frame handler of the ESTABLISHED state. Records are in
+records.py, the message formats in messages.py.
+"""
+
+from ..errors import PeerError, UsageError
+from .events import Acked, ConnectionClosed, MessagesReceived, Throttled, TypingChanged
+from .messages import (
+    _FIELDS,
+    MAX_BATCH,
+    Ack,
+    Chat,
+    Ping,
+    Pong,
+    Throttle,
+    Typing,
+    _chat_fields,
+    decode_batch,
+    encode_fields,
+    outgoing_chat_fields,
+)
+from .records import APP, CLOSE, KEY_UPDATE
+from .states import S
+
+_BATCH_BYTES = 900 * 1024  # stay well under MAX_RECORD with msgpack overhead
+
+
+class Traffic:
+    """The session traffic of ``Connection``; all the state it uses is the connection's."""
+
+    __slots__ = ()
+
+    # --- what the owner sends --------------------------------------------------------------
+
+    def send_chats(self, chats) -> int:
+        """Queue Chats for the next ``data_to_send``; returns the session index of the
+        first one (indices are consecutive; acks refer to them)."""
+        self._require_established()
+        own, peer = self.identity.fingerprint, self.peer
+        fields = []
+        for chat in chats:  # refuse here what the peer would refuse (and close) there
+            fields.append(_chat_fields(chat))
+            if chat.sender != own or chat.recipient != peer:
+                raise UsageError("a Chat on this session must be from us and to its peer")
+        return self._queue_chats(fields)
+
+    def send_outgoing(self, items) -> int:
+        """``send_chats`` for our own messages given as objects with ``id``,
+        ``created_ms`` and ``body`` (the outbox's rows): no Chat is built for them."""
+        self._require_established()
+        own, peer = self.identity.fingerprint, self.peer
+        return self._queue_chats(
+            [outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body) for o in items]
+        )
+
+    def _queue_chats(self, fields: list) -> int:
+        # Pending chats are kept as checked field lists, so a flush encodes them as is.
+        first = self._chats_sent
+        self._pending.extend(fields)
+        self._chats_sent += len(fields)
+        return first
+
+    def ack(self, upto: int) -> None:
+        """Tell the peer that its Chats 0..upto of this session are durable."""
+        self._require_established()
+        if upto >= self._chats_received:
+            raise UsageError(f"cannot ack {upto}: only {self._chats_received} chats received")
+        self._ack_out = max(self._ack_out, upto)
+
+    def send_typing(self, active: bool) -> None:
+        self._require_established()
+        self._pending.append(Typing(bool(active)))
+
+    def send_throttle(self, reason: int, retry_after_ms: int) -> None:
+        """Tell the peer why its chats are not taken for now (PROTOCOL.md, "Receive
+        quotas"); a THROTTLE uses no chat index and acks nothing."""
+        self._require_established()
+        throttle = Throttle(reason, retry_after_ms)
+        _FIELDS[Throttle](throttle)  # refuse here what the peer would refuse there
+        self._pending.append(throttle)
+
+    # --- traffic ---------------------------------------------------------------------------
+
+    def _on_record(self, frame: bytes, now: float) -> None:
+        rtype, body = self._rx.open(frame)
+        self._last_rx = now
+        self._ping_out = None
+        if rtype == KEY_UPDATE:
+            # A sender updates only right before a frame it then seals under the new key,
+            # so two in a row is a peer burning our CPU on key derivations.
+            if self._after_update:
+                raise PeerError("bad_key_update", "two key updates in a row")
+            self._after_update = True
+            return
+        self._after_update = False
+        if rtype == APP:
+            self._on_batch(decode_batch(body))
+        elif rtype == CLOSE:
+            self._shut("peer_closed")  # the session keys go with the session
+            self._events.append(ConnectionClosed("peer_closed", f"code {body[0]}", by_peer=True))
+        else:
+            raise PeerError("bad_record_type")
+
+    def _on_batch(self, messages: list) -> None:
+        # Validate the whole batch before acting on any of it (all or nothing).
+        own, peer = self.identity.fingerprint, self.peer
+        chats = []
+        ack = None
+        for msg in messages:
+            if type(msg) is Chat:
+                if msg.sender != peer or msg.recipient != own:
+                    raise PeerError("misaddressed_chat")
+                chats.append(msg)
+            elif type(msg) is Ack:
+                floor = self._acked_upto if ack is None else ack
+                if not floor < msg.upto < self._chats_flushed:
+                    raise PeerError("bad_ack", f"upto {msg.upto} of {self._chats_flushed} sent")
+                ack = msg.upto
+        for msg in messages:
+            kind = type(msg)
+            if kind is Ping:
+                self._pending.append(Pong(msg.data))
+            elif kind is Typing:
+                self._events.append(TypingChanged(msg.active))
+            elif kind is Throttle:
+                self._events.append(Throttled(msg.reason, msg.retry_after_ms))
+        if ack is not None:
+            self._acked_upto = ack
+            self._events.append(Acked(ack))
+        if chats:
+            first = self._chats_received
+            self._chats_received += len(chats)
+            self._events.append(MessagesReceived(tuple(chats), first, len(chats)))
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _flush_messages(self, now: float) -> None:
+        if self._ack_out > self._ack_sent:
+            self._pending.insert(0, Ack(self._ack_out))
+            self._ack_sent = self._ack_out
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._chats_flushed = self._chats_sent  # every queued Chat goes out in this call
+        bodies = []
+        start, size = 0, 0
+        for i, msg in enumerate(pending):
+            if type(msg) is list:  # a Chat's checked fields (see _queue_chats)
+                size += 120 + 4 * len(msg[5])
+            else:
+                pending[i] = _FIELDS[type(msg)](msg)
+                size += 120
+            if i - start + 1 == MAX_BATCH or size >= _BATCH_BYTES:
+                bodies.append(encode_fields(pending[start : i + 1]))
+                start, size = i + 1, 0
+        if start < len(pending):
+            bodies.append(encode_fields(pending[start:]))
+        self._out.append(self._tx.seal_many(APP, bodies, now))
+
+    def _require_established(self) -> None:
+        if self.state is not S.ESTABLISHED:
+            raise UsageError(f"the connection is {self.state.value}, not established")
