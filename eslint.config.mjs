@@ -1,5 +1,5 @@
-// ESLint's flat config: lints the web page's JavaScript (enclave/web/static/js), as
-// ruff lints the Python. `npm ci && npx eslint enclave/web/static` runs it; .ci/run does.
+// ESLint's flat config: lints the web page's JavaScript (enclave/faces/web/static/js), as
+// ruff lints the Python. `npm ci && npx eslint enclave/faces/web/static` runs it; .ci/run does.
 //
 // Rules beyond eslint's recommended set are the page's own rules made checkable:
 // no HTML parsing of text (innerHTML and friends), no code from strings (the
@@ -13,7 +13,7 @@ const NO_HTML = "put text in with textContent or el() (dom.js): peer text is nev
 export default [
   js.configs.recommended,
   {
-    files: ["enclave/web/static/**/*.js"],
+    files: ["enclave/faces/web/static/**/*.js"],
     languageOptions: {
       ecmaVersion: 2024,
       sourceType: "module",

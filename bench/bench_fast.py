@@ -5,7 +5,7 @@ CI smoke: pytest bench/ --benchmark-disable   (each case runs once, checks its r
 
 Each case sets ``benchmark.group`` so the twins sit side by side, and
 ``extra_info["ops"]`` so the summary can print a per-operation median and the
-speed-up (pure time ÷ native time). The ring cases make the calls enclave/delivery.py
+speed-up (pure time ÷ native time). The ring cases make the calls enclave/node/delivery.py
 makes, in a plain loop like its own; both twins pay that loop, as they do in the node,
 so the times are what a caller pays. (``Pool`` has no compiled twin any more: see
 PERFORMANCE.md, "_fast twins".)
@@ -55,7 +55,7 @@ def test_splitter_byte_at_a_time(benchmark, request, frames):
 
 
 # --- ReplayRing ------------------------------------------------------------------------
-# What enclave/delivery.py does per received chat: its key is a fresh 16 B object (a
+# What enclave/node/delivery.py does per received chat: its key is a fresh 16 B object (a
 # digest slice, so no hash is cached yet); ``key in ring`` decides whether it costs SQL,
 # and once committed ``check_and_insert`` records it. Each round gets fresh key objects
 # from ``pedantic``'s setup, untimed.

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from enclave import settings as settings_mod
+from enclave.faces.runner import run_on_uvloop
 from enclave.node import Node
-from enclave.runner import run_on_uvloop
+from enclave.node import settings as settings_mod
 
 
 async def amain(args) -> int:

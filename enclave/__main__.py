@@ -1,3 +1,3 @@
-from enclave.cli import main
+from enclave.faces.cli import main
 
 raise SystemExit(main())

@@ -16,11 +16,11 @@ from support.attackers import RawPeer, forged_hs1, frame, read_to_close
 from support.nodes import FAST, Recorder, introduce, public_pem, start
 from support.waiting import eventually
 
-from enclave import cli
 from enclave.errors import UserError
+from enclave.faces import cli
+from enclave.faces.web import views
 from enclave.node import Node
-from enclave.node_events import PeerOffline
-from enclave.web import views
+from enclave.node.events import PeerOffline
 
 
 def peer_of(node, key):
@@ -55,9 +55,7 @@ async def writer_done(node) -> None:
 
 
 async def offline(recorder: Recorder, fingerprint: bytes) -> None:
-    await recorder.until(
-        lambda r: any(e == PeerOffline(fingerprint.hex()) for e in r.events), 10
-    )
+    await recorder.until(lambda r: any(e == PeerOffline(fingerprint.hex()) for e in r.events), 10)
 
 
 @pytest.mark.asyncio

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.fuzzing import examples
 
-from enclave.addresses import Address, parse_address, parse_host, parse_port
 from enclave.errors import UserError
+from enclave.node.addresses import Address, parse_address, parse_host, parse_port
 
 
 @pytest.mark.parametrize(

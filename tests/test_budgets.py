@@ -5,7 +5,7 @@ Time is always passed in, so nothing here sleeps or measures.
 
 import pytest
 
-from enclave.budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
+from enclave.node.budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
 
 # -- TokenBucket ---------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from support.keyfactory import (
 )
 
 import enclave
-from enclave import cli, home, keys, passwords
+from enclave.faces import cli
+from enclave.identity import home, keys, passwords
 from enclave.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,12 +160,12 @@ def test_version(capsys):
 def test_help_and_version_import_nothing_heavy():
     probe = (
         "import sys, io, contextlib\n"
-        "from enclave.cli import main\n"
+        "from enclave.faces.cli import main\n"
         "for flag in ('--help', '--version'):\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        assert main([flag]) == 0\n"
         "heavy = ('cryptography', 'msgpack', 'uvloop', 'asyncio', 'enclave.protocol',\n"
-        "         'enclave.keys', 'enclave.store', 'sqlite3', 'platformdirs', 'prompt_toolkit')\n"
+        "         'enclave.identity.keys', 'enclave.store', 'sqlite3', 'platformdirs', 'prompt_toolkit')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -540,7 +541,7 @@ def test_a_part_missing_a_dependency_is_a_bug_not_a_user_error(monkeypatch):
 
     monkeypatch.setattr(importlib, "import_module", import_module)
     with pytest.raises(ModuleNotFoundError):
-        cli._run_later("enclave.web", "--web", types.SimpleNamespace())
+        cli._run_later("enclave.faces.web", "--web", types.SimpleNamespace())
 
 
 def fake_part(monkeypatch, name: str) -> list:
@@ -563,19 +564,19 @@ def test_listen_and_web_get_normalized_flags(home_dir, capsys, monkeypatch):
 
 
 def test_send_subcommand(home_dir, monkeypatch):
-    seen = fake_part(monkeypatch, "enclave.sendcmd")
+    seen = fake_part(monkeypatch, "enclave.faces.send")
     assert cli.main(["send", "bob", "hello", "there", "--home", "/x"]) == 0
     assert (seen[0].peer, seen[0].message, seen[0].home) == ("bob", "hello there", "/x")
 
 
 def test_user_error_from_a_part_is_one_line(home_dir, capsys, monkeypatch):
-    part = types.ModuleType("enclave.sendcmd")
+    part = types.ModuleType("enclave.faces.send")
 
     def fail(args):
         raise cli.UserError("no peer named 'bob'\nsecond line \x1b[31m")
 
     part.run = fail
-    monkeypatch.setitem(sys.modules, "enclave.sendcmd", part)
+    monkeypatch.setitem(sys.modules, "enclave.faces.send", part)
     code, out, err = run(capsys, "send", "bob", "hi")
     assert_one_line_error(code, out, err, "no peer named 'bob' second line ?[31m")
 

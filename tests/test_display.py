@@ -1,11 +1,11 @@
-"""How faces show what a peer controls (enclave/display.py): the creation-time window
+"""How faces show what a peer controls (enclave/node/display.py): the creation-time window
 and the characters that are shown as ⟨U+XXXX⟩ instead of being applied."""
 
 import unicodedata
 
 import pytest
 
-from enclave.display import _HIDDEN, MAX_AGE_MS, MAX_AHEAD_MS, created_time, visible
+from enclave.node.display import _HIDDEN, MAX_AGE_MS, MAX_AHEAD_MS, created_time, visible
 
 NOW = 1_780_000_000_000  # some received time, ms
 

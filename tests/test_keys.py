@@ -23,8 +23,8 @@ from support.keyfactory import (
     small_rsa,
 )
 
-from enclave import home, keys
 from enclave.errors import UserError
+from enclave.identity import home, keys
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import os
 
-from enclave.message_ids import new_id, new_ids
+from enclave.node.message_ids import new_id, new_ids
 from enclave.store import Store
 
 

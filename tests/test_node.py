@@ -5,7 +5,7 @@ from support.nodes import Recorder, introduce, public_pem, small_key, start
 
 from enclave.errors import UserError
 from enclave.node import Node
-from enclave.node_events import PeerOffline, PeerOnline
+from enclave.node.events import PeerOffline, PeerOnline
 
 
 @pytest.mark.asyncio
@@ -172,6 +172,6 @@ async def test_hot_path_batches_commits_writes_and_crypto(rsa_keys, tmp_path):
     ],
 )
 def test_sources_are_counted_by_ipv4_address_or_ipv6_64(host, key):
-    from enclave.transport import source_key
+    from enclave.node.transport import source_key
 
     assert source_key(host) == key

@@ -36,10 +36,10 @@ from support.attackers import (
 from support.nodes import Recorder, alice_and_bob, introduce, public_pem, start
 from support.waiting import eventually
 
-from enclave.node_events import MessageReceived
+from enclave.node.events import MessageReceived
+from enclave.node.settings import Settings
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import Ack, Chat
-from enclave.settings import Settings
 
 IDLE_CONNECTIONS = 1000 if os.environ.get("ENCLAVE_BIG") else 200
 PER_ADDRESS = 10

@@ -9,7 +9,7 @@ import pytest
 from support.attackers import RawPeer
 from support.nodes import Recorder, introduce, public_pem, small_key, start
 
-from enclave.node_events import NodeProblem
+from enclave.node.events import NodeProblem
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import Chat
 
@@ -254,8 +254,8 @@ async def test_a_failing_subscriber_does_not_break_the_node(rsa_keys, tmp_path):
 
 @pytest.mark.asyncio
 async def test_idle_expiry_keeps_the_last_session_and_the_peer_online(rsa_keys, tmp_path):
-    from enclave.node_events import PeerOffline
-    from enclave.settings import Settings
+    from enclave.node.events import PeerOffline
+    from enclave.node.settings import Settings
 
     quick = Settings(idle_timeout=0.5)
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
@@ -278,7 +278,7 @@ async def test_idle_expiry_keeps_the_last_session_and_the_peer_online(rsa_keys, 
 @pytest.mark.asyncio
 async def test_store_sync_normal_delivers_everything_once_both_ways(rsa_keys, tmp_path):
     """With store_sync "normal" small commits run on the loop: the same outcome."""
-    from enclave.settings import Settings
+    from enclave.node.settings import Settings
 
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     normal = Settings(store_sync="normal")
@@ -307,7 +307,7 @@ async def test_sent_before_its_commit_is_reported_delivered_only_once_stored(rsa
     """A message goes to its link while its outbox row is being committed. If that commit
     fails (a full store), the peer may already have it: it stays, and is reported
     queued and delivered only once its row is on disk, never before."""
-    from enclave.node_events import DeliveryChanged
+    from enclave.node.events import DeliveryChanged
 
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)

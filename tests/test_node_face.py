@@ -4,7 +4,7 @@ import pytest
 from support.nodes import Recorder, introduce, start
 
 from enclave.errors import UserError
-from enclave.node_events import TypingChanged
+from enclave.node.events import TypingChanged
 
 
 @pytest.mark.asyncio

@@ -8,8 +8,8 @@ from support import seed_client
 from support.nodes import Recorder, introduce, public_pem, start
 from support.waiting import eventually
 
-from enclave import keys
-from enclave.node_events import MessageReceived
+from enclave.identity import keys
+from enclave.node.events import MessageReceived
 
 
 async def seed_send(port: int, payload: bytes, *, reset: bool = False) -> None:
@@ -149,9 +149,9 @@ async def test_seed_envelope_over_the_storage_quota_is_not_stored(rsa_keys, tmp_
     """A legacy contact counts toward the same stored-bytes quota (read from the store
     at its first envelope): one over it is not stored, and its connection is closed (the
     original client reads no reply to be told anything). The user is told once."""
-    from enclave.home import Home, prepare
-    from enclave.node_events import NodeProblem
-    from enclave.settings import Settings
+    from enclave.identity.home import Home, prepare
+    from enclave.node.events import NodeProblem
+    from enclave.node.settings import Settings
     from enclave.store import Store
 
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
@@ -232,7 +232,7 @@ async def test_every_dropped_envelope_is_logged_with_its_reason(rsa_keys, tmp_pa
         rb = Recorder(b)
         envelope = seed_client.seal(ka, kb.public_key(), "once")
         cut = seed_client.frame(envelope)[:-10]
-        with caplog.at_level("WARNING", logger="enclave.peers"):
+        with caplog.at_level("WARNING", logger="enclave.node.sessions"):
             reader, writer = await asyncio.open_connection("127.0.0.1", b.address[1])
             writer.write(cut)  # then the end of the stream: 10 bytes short
             await writer.drain()

@@ -16,12 +16,12 @@ import pytest
 from support.attackers import Chatter, RawPeer
 from support.nodes import Recorder, alice_and_bob, introduce, public_pem, start
 
-import enclave.quotas as quotas_module
-from enclave.node_events import MessageReceived, NodeProblem, Throttled
+import enclave.node.quotas as quotas_module
+from enclave.node.events import MessageReceived, NodeProblem, Throttled
+from enclave.node.settings import Settings
 from enclave.protocol.events import Acked
 from enclave.protocol.events import Throttled as WireThrottled
 from enclave.protocol.messages import THROTTLE_RATE, THROTTLE_STORAGE, Chat
-from enclave.settings import Settings
 
 # Bob takes 100 chats a second from one contact after a burst of one full batch.
 SLOW_BOB = Settings(receive_rate_per_peer=100.0, receive_burst_per_peer=1024.0)
@@ -107,7 +107,9 @@ async def test_a_flooding_contact_is_throttled_told_why_and_loses_nothing(tmp_pa
         await mallory.until(lambda p: acked_upto(p) == len(sent) - 1, timeout=30)
         stored = stored_from(b, mallory.fingerprint)
         assert stored == collections.Counter(c.id for c in sent)  # each once
-        shown = [e.id for e in chatter.at_receiver.received() if e.peer == mallory.fingerprint.hex()]
+        shown = [
+            e.id for e in chatter.at_receiver.received() if e.peer == mallory.fingerprint.hex()
+        ]
         assert shown == [c.id for c in sent]  # in order, none twice
         assert mallory.conn.established and mallory_link.reading  # held, never dropped
         assert len(told(mallory)) >= 3 and b.stats()["throttled"] >= 3
@@ -135,7 +137,9 @@ async def test_a_contact_that_fills_its_storage_quota_is_told_and_refused(tmp_pa
             mallory.send_chats(batch)
             sent += batch
         await mallory.until(lambda p: p.eof.is_set(), timeout=20)
-        assert [(e.reason, e.retry_after_ms) for e in told(mallory)] == [(THROTTLE_STORAGE, 300_000)]
+        assert [(e.reason, e.retry_after_ms) for e in told(mallory)] == [
+            (THROTTLE_STORAGE, 300_000)
+        ]
         assert mallory.conn.close_reason == "peer_closed"
         assert acked_upto(mallory) == 99
         assert stored_from(b, mallory.fingerprint) == collections.Counter(c.id for c in sent[:100])
@@ -183,7 +187,7 @@ async def test_a_contact_that_fills_its_storage_quota_is_told_and_refused(tmp_pa
 
 
 def stored_from_home(home, fingerprint: bytes) -> collections.Counter:
-    from enclave.home import Home
+    from enclave.identity.home import Home
     from enclave.store import Store
 
     with Store.open(Home(home).db_path) as store:

@@ -14,9 +14,9 @@ from support.attackers import RawPeer
 from support.nodes import Recorder, public_pem, start
 from support.waiting import eventually
 
-from enclave.peers import NodePolicy
+from enclave.node.sessions import NodePolicy
+from enclave.node.settings import Settings
 from enclave.protocol.crypto import fingerprint_of
-from enclave.settings import Settings
 from enclave.store import Store
 
 

@@ -8,9 +8,8 @@ from support import seed_client
 from support.nodes import Recorder, introduce, public_pem, start
 from test_node_legacy import SeedReceiver, seed_send
 
-from enclave import legacy_send
-from enclave.node import DowngradeRefused, Node
-from enclave.settings import Settings
+from enclave.node import DowngradeRefused, Node, legacy_send
+from enclave.node.settings import Settings
 
 QUICK = Settings(reconnect_min=0.1, reconnect_max=1.0)
 

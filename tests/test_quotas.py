@@ -1,10 +1,10 @@
-"""The receive quotas' accounting (enclave.quotas.ReceiveQuotas): time is passed in."""
+"""The receive quotas' accounting (enclave.node.quotas.ReceiveQuotas): time is passed in."""
 
 import pytest
 
+from enclave.node.quotas import ROW_OVERHEAD, STORAGE_RETRY, ReceiveQuotas, size_of
+from enclave.node.settings import Settings
 from enclave.protocol.messages import THROTTLE_RATE, THROTTLE_STORAGE, THROTTLE_VOLUME, Chat
-from enclave.quotas import ROW_OVERHEAD, STORAGE_RETRY, ReceiveQuotas, size_of
-from enclave.settings import Settings
 
 P, Q = b"p" * 32, b"q" * 32
 

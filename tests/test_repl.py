@@ -23,10 +23,10 @@ from support.keyfactory import private_pem, small_rsa
 from support.nodes import Recorder, introduce, public_pem, start
 from support.waiting import Watched
 
-from enclave import keys
+from enclave.faces.repl import PeerCompleter, Repl, redact
+from enclave.identity import keys
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import MAX_BODY_CHARS, Chat
-from enclave.repl import PeerCompleter, Repl, redact
 from enclave.store import Message
 
 
@@ -526,7 +526,7 @@ async def test_a_hostile_contacts_times_and_text_never_hide_a_message(pair, rsa_
 def test_one_history_row_that_cannot_be_shown_leaves_the_others():
     """Per-row containment: a row no store writes today (its body is bytes, as a future
     or damaged store might give) is one line saying so; its neighbours still print."""
-    from enclave.repl_commands import _history_lines
+    from enclave.faces.repl_commands import _history_lines
 
     now = int(time.time() * 1000)
     good = Message(1, "ab" * 32, "in", b"i" * 16, "first", now, now, "received", None, None, False)
@@ -591,7 +591,7 @@ async def _ask_control(path, payload: bytes) -> list[dict]:
 
 @pytest.mark.asyncio
 async def test_control_socket_sends_and_reports_delivery(pair, tmp_path):
-    from enclave.runner import start_control
+    from enclave.faces.runner import start_control
 
     a, b = pair
     path = tmp_path / "c.sock"
@@ -621,7 +621,7 @@ async def test_broadcast_counts_only_copies_that_went_out(rsa_keys, tmp_path, mo
     try:
         introduce(a, b, ka, kb)
         await b.stop()
-        from enclave import repl_commands
+        from enclave.faces import repl_commands
 
         monkeypatch.setattr(repl_commands, "BROADCAST_WAIT", 0.5)  # it cannot go out: don't wait
         async with repl(a, tmp_path) as r:
@@ -635,7 +635,7 @@ async def test_broadcast_counts_only_copies_that_went_out(rsa_keys, tmp_path, mo
 async def test_a_peer_that_throttles_us_is_shown_with_why_and_when(rsa_keys, tmp_path):
     """Bob's node keeps 1 MiB of Alice's messages; she queues more. Her REPL says that
     bob's node throttles her, why, and when her node tries again."""
-    from enclave.settings import Settings
+    from enclave.node.settings import Settings
 
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     a = await start(tmp_path / "a", ka)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support.waiting import eventually_blocking
 
-from enclave import home, keys
+from enclave.identity import home, keys
 from enclave.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

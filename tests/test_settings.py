@@ -5,9 +5,9 @@ import dataclasses
 
 import pytest
 
-from enclave import settings
 from enclave.errors import UserError
-from enclave.settings import CONFIG_NAME, KNOBS, Settings, load, overrides_from, presets
+from enclave.node import settings
+from enclave.node.settings import CONFIG_NAME, KNOBS, Settings, load, overrides_from, presets
 
 
 def write(home, text):

@@ -17,14 +17,14 @@ from support.keyfactory import FAST_KDF, PASSWORD, make_identity
 from support.nodes import Recorder, introduce, public_pem, start
 from support.web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
 
-import enclave.web
+import enclave.faces.web
+from enclave.faces.web import security
+from enclave.faces.web.app import create_app
+from enclave.faces.web.backend import Backend
 from enclave.protocol.messages import Chat
-from enclave.web import security
-from enclave.web.app import create_app
-from enclave.web.backend import Backend
 
 XSS = "<img src=x onerror=alert(1)>"
-STATIC = Path(enclave.web.__file__).parent / "static"
+STATIC = Path(enclave.faces.web.__file__).parent / "static"
 PAGE_MODULES = [f"/static/js/{p.name}" for p in sorted((STATIC / "js").glob("*.js"))]
 
 API_ROUTES = [
@@ -360,7 +360,7 @@ async def test_a_message_goes_live_to_the_other_page_and_comes_back_delivered(rs
 async def test_a_peer_that_throttles_us_reaches_the_page(rsa_keys, tmp_path):
     """Bob's node keeps 1 MiB of Alice's messages; she queues more. Her page hears that
     bob's node throttles her, why, and in how many seconds her node tries again."""
-    from enclave.settings import Settings
+    from enclave.node.settings import Settings
 
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     a = await start(tmp_path / "a", ka)

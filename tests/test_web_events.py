@@ -1,4 +1,4 @@
-"""The WebSocket's types are declared once (enclave/web/events.py), and both sides keep
+"""The WebSocket's types are declared once (enclave/faces/web/events.py), and both sides keep
 to them: the page's dispatch table handles exactly what the server sends, the page
 sends only what the server reads, and the server builds every socket message with
 ``events.make``. Read from the sources, so a renamed type fails here instead of
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import enclave.web
-from enclave.web.events import FromPage, ToPage, make
+import enclave.faces.web
+from enclave.faces.web.events import FromPage, ToPage, make
 
-WEB = Path(enclave.web.__file__).parent
+WEB = Path(enclave.faces.web.__file__).parent
 MODULES = WEB / "static" / "js"
 TABLE = re.compile(r"^const HANDLERS = Object\.freeze\(\{\n(.*?)^\}\);", re.M | re.S)
 ENTRY = re.compile(r"^  ([a-z_]+): \S.*,$")

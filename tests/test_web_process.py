@@ -133,7 +133,7 @@ def test_first_launch_prints_a_token_url_and_asks_nothing(tmp_path):
 def test_a_password_from_the_environment_unlocks_at_start(rsa_keys, tmp_path):
     from support.keyfactory import PASSWORD
 
-    from enclave import home, keys
+    from enclave.identity import home, keys
 
     keys.save_identity(home.Home(tmp_path / "home"), rsa_keys["carol"], PASSWORD)
     proc = launch(tmp_path / "home", env_extra={"ENCLAVE_PASSWORD": PASSWORD})
@@ -259,7 +259,7 @@ def test_tls_mistakes_are_one_line(tmp_path, case):
 def test_a_page_open_to_the_network_is_served_over_https(tmp_path, rsa_keys):
     from support.keyfactory import PASSWORD
 
-    from enclave import home, keys
+    from enclave.identity import home, keys
 
     keys.save_identity(home.Home(tmp_path / "home"), rsa_keys["carol"], PASSWORD)
     cert, key = self_signed(tmp_path / "tls", dns=("localhost", "chat.test"))
@@ -351,7 +351,7 @@ import logging, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s %(message)s")
 for name in ("hypercorn", "hypercorn.error", "hypercorn.access", "quart", "asyncio", "enclave"):
     logging.getLogger(name).setLevel(logging.DEBUG)
-from enclave.cli import main
+from enclave.faces.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from support.nodes import public_pem, small_key
 from webnodes import PASSWORD, WebNode, add_failed_message, free_port
 
-from enclave import keys
+from enclave.identity import keys
 
 XSS = "<img src=x onerror=alert(1)>"
 WAIT = 30_000  # ms; an upper bound for things that happen in well under a second

@@ -29,7 +29,7 @@ from support.nodes import public_pem, small_key
 from test_web_browser import DESKTOP, WAIT, Watch, bubble, open_chat, peer
 from webnodes import WebNode, free_port
 
-from enclave import keys
+from enclave.identity import keys
 from enclave.protocol.crypto import PeerKey
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import Chat
@@ -194,4 +194,3 @@ def test_one_malformed_message_from_the_server_leaves_the_rest_of_the_page(brows
     expect(time_of(page, "odder one")).to_have_text("unknown time")
     assert watch.script_errors() == [] and watch.dialogs == []
     page.context.close()
-

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from enclave import cli, home, keys
+from enclave.faces import cli
+from enclave.identity import home, keys
 
 PASSWORD = "browser test password 1"
 # Output that is not a terminal names the private file that holds the address with the token.

@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from enclave import home, keys
+from enclave.identity import home, keys
 
 FAST_KDF = keys.KdfCost(n=2**10, r=8, p=1)
 PASSWORD = "correct horse battery staple"

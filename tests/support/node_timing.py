@@ -33,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from enclave.node_events import DeliveryChanged
+from enclave.node.events import DeliveryChanged
 from support.streams import make_body
 
 

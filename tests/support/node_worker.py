@@ -5,7 +5,7 @@
 
 The tests, the fault lab and the benchmarks all run their nodes with this program and
 drive it with ``support.procs.NodeProc``. The node listens on 127.0.0.1 (uvloop, started
-as ``enclave.runner`` starts a user's node) unless ``--host`` says otherwise. Every line
+as ``enclave.faces.runner`` starts a user's node) unless ``--host`` says otherwise. Every line
 on stdout is one JSON object:
 
     {"ev": "ready", "port": 40123, "fp": "ab12...", "pid": 4242}
@@ -63,16 +63,16 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from enclave import settings as settings_mod
+from enclave.faces.runner import run_on_uvloop
 from enclave.node import Node
-from enclave.node_events import (
+from enclave.node import settings as settings_mod
+from enclave.node.events import (
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
     PeerOffline,
     PeerOnline,
 )
-from enclave.runner import run_on_uvloop
 
 if __name__ == "__main__":  # run as a program: import support.* as the tests do
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

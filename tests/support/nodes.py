@@ -6,8 +6,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from enclave.node import Node
-from enclave.node_events import DeliveryChanged, MessageReceived
-from enclave.settings import Settings
+from enclave.node.events import DeliveryChanged, MessageReceived
+from enclave.node.settings import Settings
 from support.waiting import Watched
 
 FAST = Settings()

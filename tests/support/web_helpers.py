@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from enclave.web import security
-from enclave.web.app import create_app
-from enclave.web.backend import Backend
+from enclave.faces.web import security
+from enclave.faces.web.app import create_app
+from enclave.faces.web.backend import Backend
 
 TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyz"
 PORT = 5000

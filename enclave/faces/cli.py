@@ -16,11 +16,11 @@ Rules:
 - ``UserError`` is printed as one line, ``enclave: error: ...``, exit status 2.
   Ctrl-C exits with 130 and no traceback. Anything else is a bug and keeps its traceback.
 - Passwords never come from argv: a terminal prompt, ``ENCLAVE_PASSWORD`` or
-  ``--password-file`` (``enclave.passwords``). A new password for ``--change-password``
+  ``--password-file`` (``enclave.identity.passwords``). A new password for ``--change-password``
   and ``--import-key`` comes from its own sources (``ENCLAVE_NEW_PASSWORD``,
   ``--new-password-file``, two prompts), never from the old one's.
-- ``--listen``, ``--web`` and ``send`` are run by ``enclave.repl``, ``enclave.web`` and
-  ``enclave.sendcmd`` (``run(args) -> int``). They find the home folder with
+- ``--listen``, ``--web`` and ``send`` are run by ``enclave.faces.repl``, ``enclave.faces.web`` and
+  ``enclave.faces.send`` (``run(args) -> int``). They find the home folder with
   ``home_of(args)`` and unlock the identity with ``unlock(args)``.
 """
 
@@ -93,9 +93,9 @@ _MODIFIERS = {
     "set_overrides": ("--set", {"listen", "web"}),
 }
 # the later parts of Enclave, imported only when their action runs
-_LATER = {"listen": "enclave.repl", "web": "enclave.web"}
+_LATER = {"listen": "enclave.faces.repl", "web": "enclave.faces.web"}
 # subcommand -> the part that runs it
-_SUBCOMMANDS = {"send": "enclave.sendcmd"}
+_SUBCOMMANDS = {"send": "enclave.faces.send"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_global_options(group) -> None:
     """The options accepted before or after any subcommand."""
-    from enclave import settings  # standard library only, like this module
+    from enclave.node import settings  # standard library only, like this module
 
     add = group.add_argument
     add(
@@ -312,7 +312,7 @@ def _check_combination(args: argparse.Namespace) -> str:
 
 
 def _normalize_network_flags(args: argparse.Namespace, action: str) -> None:
-    from enclave.addresses import parse_host, parse_port
+    from enclave.node.addresses import parse_host, parse_port
 
     args.port = DEFAULT_PORT if args.port is None else parse_port(args.port)
     args.host = DEFAULT_LISTEN_HOST if args.host is None else parse_host(args.host)
@@ -338,14 +338,14 @@ def _run_later(module: str, flag: str, args: argparse.Namespace) -> int:
 
 def home_of(args: argparse.Namespace):
     """The home folder chosen by ``--home`` / ``ENCLAVE_HOME`` / the platform default."""
-    from enclave import home
+    from enclave.identity import home
 
     return home.resolve(getattr(args, "home", None))
 
 
 def unlock(args: argparse.Namespace):
     """Ask for the password (or read it) and return the unlocked ``keys.Identity``."""
-    from enclave import home, keys, passwords
+    from enclave.identity import home, keys, passwords
 
     place = home.require_identity(home_of(args))
     password = passwords.existing(
@@ -358,7 +358,7 @@ def unlock(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from enclave import keys, passwords
+    from enclave.identity import keys, passwords
 
     place = home_of(args)
     _refuse_existing_identity(place, args.force)
@@ -372,7 +372,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_import_key(args: argparse.Namespace) -> int:
-    from enclave import home, keys, passwords
+    from enclave.identity import home, keys, passwords
 
     source = args.import_key
     data = home.read_file(_path(source), "private key", keys.MAX_FILE_BYTES)
@@ -391,7 +391,7 @@ def cmd_import_key(args: argparse.Namespace) -> int:
 
 
 def cmd_change_password(args: argparse.Namespace) -> int:
-    from enclave import home, keys, passwords
+    from enclave.identity import home, keys, passwords
 
     identity = unlock(args)
     password = passwords.replacement(password_file=args.new_password_file)
@@ -403,8 +403,8 @@ def cmd_change_password(args: argparse.Namespace) -> int:
 
 def cmd_add_peer(args: argparse.Namespace) -> int:
 
-    from enclave import home, keys
-    from enclave.book import DowngradeRefused, open_book
+    from enclave.identity import home, keys
+    from enclave.node.book import DowngradeRefused, open_book
 
     if args.peer_address is None:
         raise UserError("--add-peer needs --peer-address HOST:PORT, e.g. 192.168.1.100:8000")
@@ -418,8 +418,12 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
     with open_book(place.db_path, own.fingerprint) as book:
         try:
             done = book.add(
-                data, args.peer_address, args.name, args.protocol,
-                force=args.force, source=args.add_peer,
+                data,
+                args.peer_address,
+                args.name,
+                args.protocol,
+                force=args.force,
+                source=args.add_peer,
             )
         except DowngradeRefused as err:
             raise UserError(
@@ -447,14 +451,14 @@ def cmd_add_peer(args: argparse.Namespace) -> int:
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    from enclave import home, keys
+    from enclave.identity import home, keys
 
     place = home_of(args)
     if not place.path.exists() or not place.db_path.exists():
         print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
     home.check(place)
-    from enclave.book import open_book
+    from enclave.node.book import open_book
 
     with open_book(place.db_path) as book:
         peers = book.contacts()
@@ -473,14 +477,14 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
-    from enclave import keys
+    from enclave.identity import keys
 
     print(keys.group(keys.read_public_identity(home_of(args)).fingerprint))
     return 0
 
 
 def cmd_public_key(args: argparse.Namespace) -> int:
-    from enclave import keys
+    from enclave.identity import keys
 
     sys.stdout.write(keys.read_public_identity(home_of(args)).public_pem.decode("ascii"))
     return 0
@@ -501,7 +505,7 @@ _COMMANDS = {
 
 
 def _refuse_existing_identity(place, force: bool) -> None:
-    from enclave import home
+    from enclave.identity import home
 
     if not place.path.exists():
         return

@@ -64,9 +64,7 @@ _HIDDEN_RANGES = (
     (0xE0001, 0xE0001),
     (0xE0020, 0xE007F),
 )
-_HIDDEN = re.compile(
-    "[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in _HIDDEN_RANGES) + "]"
-)
+_HIDDEN = re.compile("[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in _HIDDEN_RANGES) + "]")
 _KEPT_IN_LINES = frozenset("\n\t")
 _ZWJ = "\u200d"
 _VS16 = "\ufe0f"  # emoji presentation, between a pictograph and its joiner

@@ -25,7 +25,7 @@ import math
 import socket
 import time
 
-from .protocol.events import ConnectionClosed, CryptoNeeded
+from enclave.protocol.events import ConnectionClosed, CryptoNeeded
 
 _ids = itertools.count(1)
 _STORE_PAUSE, _CONN_PAUSE, _PARK_PAUSE = 1, 2, 4  # why a link stopped reading (any may hold)

@@ -4,7 +4,7 @@ Rules:
 - The faces call only this class: ``send``, ``broadcast``, ``peers``, ``history``,
   ``search``, ``typing``, ``add_peer``, ``resolve``, ``stats`` and the event stream (``subscribe`` or
   ``events()``). They never touch sockets, keys or SQL.
-- Sessions live in ``peers.Sessions``; the fate of each message lives in
+- Sessions live in ``sessions.Sessions``; the fate of each message lives in
   ``delivery.Delivery``; the Node holds no rule of either.
 - Several nodes may live in one process, each with its own home and store.
 - A person's mistake (unknown peer, ambiguous prefix, empty or too long message)
@@ -24,9 +24,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import keys
-from . import settings as settings_mod
-from .book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
+from enclave.errors import UserError
+from enclave.identity import keys
+from enclave.node import settings as settings_mod
+from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
     Added,
     DowngradeRefused,
     add_contact,
@@ -35,15 +36,14 @@ from .book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rul
     check_text,
     record_protocol,
 )
-from .delivery import Delivery, Out
-from .errors import UserError
-from .lookup import resolve_peer
-from .node_events import DeliveryChanged
-from .peers import Sessions
-from .protocol.crypto import Identity
-from .protocol.legacy import MAX_SKEW
-from .quotas import ReceiveQuotas
-from .store import Peer, Store
+from enclave.node.delivery import Delivery, Out
+from enclave.node.events import DeliveryChanged
+from enclave.node.lookup import resolve_peer
+from enclave.node.quotas import ReceiveQuotas
+from enclave.node.sessions import Sessions
+from enclave.protocol.crypto import Identity
+from enclave.protocol.legacy import MAX_SKEW
+from enclave.store import Peer, Store
 
 log = logging.getLogger("enclave.node")
 INLINE_ROWS = 64  # small commits on the loop when they need no fsync (delivery.inline_rows)
@@ -89,7 +89,7 @@ class Node:
     # --- life ---------------------------------------------------------------------------
 
     async def start(self, host: str = "0.0.0.0", port: int = 8000) -> tuple[str, int]:
-        from .home import Home, prepare
+        from enclave.identity.home import Home, prepare
 
         self.store = Store.open(prepare(Home(self.home)).db_path, self.settings.store_sync)
         self.sessions = Sessions(self.identity, self.store, self.settings, self._publish)

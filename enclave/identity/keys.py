@@ -38,8 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from enclave import home as homes
 from enclave.errors import UserError
+from enclave.identity import home as homes
 
 FORMAT = "enclave-identity"
 VERSION = 1

@@ -25,13 +25,14 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from ._fast import Pool
-from .budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
-from .errors import LocalFailure, PeerError
-from .node_events import PeerOffline, PeerOnline, TypingChanged
-from .protocol.connection import Connection, Limits
-from .protocol.crypto import PeerKey
-from .protocol.events import (
+from enclave._fast import Pool
+from enclave.errors import LocalFailure, PeerError
+from enclave.node.budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
+from enclave.node.events import PeerOffline, PeerOnline, TypingChanged
+from enclave.node.transport import Link, source_key
+from enclave.protocol.connection import Connection, Limits
+from enclave.protocol.crypto import PeerKey
+from enclave.protocol.events import (
     Acked,
     Established,
     LegacyReceived,
@@ -40,12 +41,11 @@ from .protocol.events import (
     SlotWanted,
     Throttled,
 )
-from .protocol.events import TypingChanged as WireTyping
-from .protocol.messages import Chat
-from .protocol.policy import HANDSHAKE_SEEN_TTL_MS, Policy
-from .transport import Link, source_key
+from enclave.protocol.events import TypingChanged as WireTyping
+from enclave.protocol.messages import Chat
+from enclave.protocol.policy import HANDSHAKE_SEEN_TTL_MS, Policy
 
-log = logging.getLogger("enclave.peers")
+log = logging.getLogger("enclave.node.sessions")
 V1_RECENT = 65_536  # v1 ids kept in memory as the cheap front of the seen table
 VOUCH_TTL = 6 * 3600.0  # an authenticated (address, contact) pair keeps its share this long
 VOUCH_MAX = 4096  # pairs remembered (oldest forgotten first)
@@ -178,8 +178,7 @@ class NodePolicy(Policy):
         """Some contact authenticated from ``source`` lately, or lives there (its given
         or learned address is an IP of ``source``)."""
         return (
-            self.vouched_sources.get(source, 0.0) > time.monotonic()
-            or source in self.host_sources
+            self.vouched_sources.get(source, 0.0) > time.monotonic() or source in self.host_sources
         )
 
     def record_handshake(self, fp, hs_id, ts_ms):
@@ -434,7 +433,7 @@ class Sessions:
     # --- what links report ----------------------------------------------------------------
 
     def link_opened(self, link: Link) -> str:
-        """"open", "park" (a contact's burst: wait, unread, for a connection to finish)
+        """ "open", "park" (a contact's burst: wait, unread, for a connection to finish)
         or "refuse"."""
         address = link.address
         if address not in self._parked and self._admit(link):
@@ -548,7 +547,9 @@ class Sessions:
                 "v1 envelope from %s dropped: %s %s", link.address, event.reason, event.detail
             )
         else:
-            log.info("link %d (%s) closed: %s %s", link.id, link.address, event.reason, event.detail)
+            log.info(
+                "link %d (%s) closed: %s %s", link.id, link.address, event.reason, event.detail
+            )
         self._leave_pool(link)
 
     def run_crypto(self, link: Link, job) -> None:

@@ -6,7 +6,7 @@
 //   token as "enclave.token.<token>" (browsers cannot set headers on a WebSocket).
 // - Events go to hooks.onEvent, one parsed JSON object each; a frame that is not
 //   JSON is dropped. The page sends with sendSocket(type, fields) only, and only the
-//   types of enclave/web/events.py (FromPage): tests/test_web_events.py reads the
+//   types of enclave/faces/web/events.py (FromPage): tests/test_web_events.py reads the
 //   calls, so the type is always a string literal.
 // - A closed socket reconnects with backoff (0.5 s doubling to 10 s) and shows the
 //   "connection lost" banner. After a reconnect hooks.onReopen refetches what the page

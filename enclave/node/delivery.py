@@ -17,7 +17,7 @@ Rules:
   never published twice.
 - A failed commit (disk full) acks nothing, pauses reading on the links whose chats
   wait, tells the user, and is retried until it succeeds; nothing waiting is dropped.
-- Received chats enter through ``intake`` (enclave.quotas): only a batch within its
+- Received chats enter through ``intake`` (enclave.node.quotas): only a batch within its
   sender's receive quotas reaches ``on_chats``; the commit that stores it tells the
   quotas how many of its bytes were new.
 - A peer that throttles us (THROTTLE, PROTOCOL.md "Receive quotas") is handed no new
@@ -46,16 +46,16 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from ._fast import ReplayRing
-from .display import created_time
-from .errors import UserError
-from .legacy_send import LegacySender
-from .message_ids import new_id, new_ids
-from .node_events import DeliveryChanged, MessageReceived, NodeProblem
-from .quotas import Intake, PeerThrottles, ReceiveQuotas, size_of
-from .settings import Settings
+from enclave._fast import ReplayRing
+from enclave.errors import UserError
+from enclave.node.display import created_time
+from enclave.node.events import DeliveryChanged, MessageReceived, NodeProblem
+from enclave.node.legacy_send import LegacySender
+from enclave.node.message_ids import new_id, new_ids
+from enclave.node.quotas import Intake, PeerThrottles, ReceiveQuotas, size_of
+from enclave.node.settings import Settings
 
-log = logging.getLogger("enclave.delivery")
+log = logging.getLogger("enclave.node.delivery")
 _sha256 = hashlib.sha256
 _stamp = struct.Struct(">q").pack  # created_ms in a ring key (cheaper than to_bytes)
 

@@ -30,12 +30,12 @@ from quart.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from enclave.errors import UserError
+from enclave.faces.web import security, views
+from enclave.faces.web.backend import Backend, NotReady
+from enclave.faces.web.events import FromPage, ToPage, make
 from enclave.node import DowngradeRefused, check_text
-from enclave.web import security, views
-from enclave.web.backend import Backend, NotReady
-from enclave.web.events import FromPage, ToPage, make
 
-log = logging.getLogger("enclave.web")
+log = logging.getLogger("enclave.faces.web")
 
 STATIC = Path(__file__).parent / "static"
 JS_TYPE = "text/javascript; charset=utf-8"

@@ -22,14 +22,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from enclave import home as homes
-from enclave import keys
 from enclave.errors import UserError
-from enclave.node_events import MessageReceived
-from enclave.web import views
-from enclave.web.events import ToPage, make
+from enclave.faces.web import views
+from enclave.faces.web.events import ToPage, make
+from enclave.identity import home as homes
+from enclave.identity import keys
+from enclave.node.events import MessageReceived
 
-log = logging.getLogger("enclave.web")
+log = logging.getLogger("enclave.faces.web")
 
 MAX_PASSWORD_CHARS = 1024
 RECOMMENDED_PASSWORD = 12

@@ -2,7 +2,7 @@
 
 Fingerprints and message IDs travel as lowercase hex. Text from peers (bodies, names,
 addresses) travels as data, as stored; the page puts it into the DOM with
-``textContent`` only, through its ``visible()`` (the rule of ``enclave.display``).
+``textContent`` only, through its ``visible()`` (the rule of ``enclave.node.display``).
 A message's ``created_ms`` is the time to show, or None when the sender's time is not
 believable (``display.message_time``); ``received_ms`` is when this node stored it.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 
-from enclave import keys
-from enclave.display import message_time
-from enclave.node_events import (
+from enclave.faces.web.events import ToPage, make
+from enclave.identity import keys
+from enclave.node.display import message_time
+from enclave.node.events import (
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
@@ -22,7 +23,6 @@ from enclave.node_events import (
     Throttled,
     TypingChanged,
 )
-from enclave.web.events import ToPage, make
 
 PREVIEW_CHARS = 120
 

@@ -1,6 +1,6 @@
 """Finding the one peer a person means, with the wording every face uses."""
 
-from .errors import UserError
+from enclave.errors import UserError
 
 
 def resolve_peer(store, query: str):

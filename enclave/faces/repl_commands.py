@@ -27,11 +27,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from enclave import keys
-from enclave.display import message_time, visible
 from enclave.errors import UserError
+from enclave.identity import keys
 from enclave.node import check_text
-from enclave.node_events import (
+from enclave.node.display import message_time, visible
+from enclave.node.events import (
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
@@ -371,7 +371,7 @@ _HANDLERS = {
 
 
 def add_peer_from_file(commands: Commands, path: str, address: str, name: str | None) -> None:
-    from enclave import home
+    from enclave.identity import home
 
     if not path:
         raise UserError("no public key file given")

@@ -47,7 +47,8 @@ class Tls(NamedTuple):
 
 
 def run(args) -> int:
-    from enclave import cli, passwords, runner
+    from enclave.faces import cli, runner
+    from enclave.identity import passwords
 
     tls = tls_files(args)  # flags first: a page open to the network without TLS never starts
     place, config = runner.prepare(args)
@@ -81,7 +82,7 @@ def check_tls_pair(cert: str, key: str) -> tuple[str, ...]:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
-    from enclave import home, passwords
+    from enclave.identity import home, passwords
 
     cert_data = home.read_file(Path(cert), "certificate", 1 << 20)
     try:
@@ -146,10 +147,10 @@ def bind(host: str, port: int) -> socket.socket:
 async def serve(home, config, args, identity, sock: socket.socket, tls=None) -> int:
     from hypercorn.asyncio import serve as hypercorn_serve
 
-    from enclave import runner
-    from enclave.web import security
-    from enclave.web.app import create_app
-    from enclave.web.backend import Backend
+    from enclave.faces import runner
+    from enclave.faces.web import security
+    from enclave.faces.web.app import create_app
+    from enclave.faces.web.backend import Backend
 
     runner.refuse_second_node(home)
     loop = asyncio.get_running_loop()
@@ -206,7 +207,7 @@ def _hypercorn_config(sock: socket.socket, tls: Tls | None = None):
 
 def _announce(host: str, port: int, scheme: str, token: str, *, remote: bool, file: Path):
     """The address to open, with the token: once, on the terminal (see the rules)."""
-    from enclave import home
+    from enclave.identity import home
 
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     base = f"{scheme}://{_show(shown, port)}/"

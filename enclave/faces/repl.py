@@ -24,8 +24,8 @@ from pathlib import Path
 
 from prompt_toolkit.completion import Completer, Completion
 
-from enclave import runner
-from enclave.repl_commands import COMMANDS, PEER_COMMANDS, Commands
+from enclave.faces import runner
+from enclave.faces.repl_commands import COMMANDS, PEER_COMMANDS, Commands
 
 HISTORY_NAME = "repl_history"
 HISTORY_MODE = 0o600

@@ -2,7 +2,7 @@
 //
 // Rules:
 // - A message's created_ms is null when its sender's time is not believable (the
-//   server's rule, enclave/display.py): it shows as "unknown time", placed by its
+//   server's rule, enclave/node/display.py): it shows as "unknown time", placed by its
 //   received_ms. No time, from anywhere, is formatted without a range check
 //   (validTime): a value outside a JavaScript Date's range is no time at all.
 

@@ -18,13 +18,13 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from . import keys
-from .addresses import parse_address
-from .errors import UserError
-from .lookup import resolve_peer
-from .message_ids import new_id
-from .protocol.messages import MAX_BODY_CHARS
-from .store import PROTOS, Peer, Store
+from enclave.errors import UserError
+from enclave.identity import keys
+from enclave.node.addresses import parse_address
+from enclave.node.lookup import resolve_peer
+from enclave.node.message_ids import new_id
+from enclave.protocol.messages import MAX_BODY_CHARS
+from enclave.store import PROTOS, Peer, Store
 
 MAX_NAME_LENGTH = 32
 

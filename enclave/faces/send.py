@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import socket
 
-from enclave import cli, runner
 from enclave.errors import UserError
+from enclave.faces import cli, runner
 from enclave.node import check_text
 
 CONNECT_TIMEOUT = 2.0
@@ -27,7 +27,8 @@ ANSWER_TIMEOUT = runner.DELIVERY_WAIT + 10.0
 def run(args) -> int:
     check_text(args.message)
     place = cli.home_of(args)
-    from enclave import home, settings
+    from enclave.identity import home
+    from enclave.node import settings
 
     home.require_identity(place)
     if args.set_overrides:  # a global option: checked here too, though sending needs none
@@ -90,7 +91,7 @@ def _report(answers: list[dict]) -> int:
 
 
 def _into_outbox(place, peer: str, text: str) -> int:
-    from enclave.book import open_book
+    from enclave.node.book import open_book
 
     if not place.db_path.exists():
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")

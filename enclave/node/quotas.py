@@ -47,9 +47,9 @@ import math
 import time
 from collections import deque
 
-from .budgets import KeyedBuckets
-from .node_events import NodeProblem, Throttled
-from .protocol.messages import (
+from enclave.node.budgets import KeyedBuckets
+from enclave.node.events import NodeProblem, Throttled
+from enclave.protocol.messages import (
     MAX_RETRY_AFTER_MS,
     THROTTLE_RATE,
     THROTTLE_REASONS,
@@ -57,7 +57,7 @@ from .protocol.messages import (
     THROTTLE_VOLUME,
 )
 
-log = logging.getLogger("enclave.quotas")
+log = logging.getLogger("enclave.node.quotas")
 
 ROW_OVERHEAD = 64  # bytes a stored message costs besides its body
 HOLD_MAX = 10.0  # seconds a refused batch may wait on an open session (see from_settings)

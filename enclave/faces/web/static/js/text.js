@@ -5,7 +5,7 @@
 //   overrides, zero-width characters and controls appear as ⟨U+XXXX⟩, never applied.
 // - A peer without a name is named by the first two groups of its fingerprint.
 
-// The rule of enclave/display.py: characters of Unicode categories Cc, Cf, Zl, Zp and
+// The rule of enclave/node/display.py: characters of Unicode categories Cc, Cf, Zl, Zp and
 // Cs (bidi embeddings, overrides, isolates and marks, zero-width characters, line and
 // paragraph separators, C0/C1 controls, lone surrogates) are shown as ⟨U+XXXX⟩.
 // Newline and tab stay in bodies (lines), and U+200D stays between two pictographs

@@ -19,8 +19,8 @@ import asyncio
 import time
 import uuid
 
-from .node_events import DeliveryChanged
-from .protocol import legacy
+from enclave.node.events import DeliveryChanged
+from enclave.protocol import legacy
 
 RETRY_WINDOW = 300.0
 CONNECT_TIMEOUT = 5.0

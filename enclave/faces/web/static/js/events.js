@@ -1,7 +1,7 @@
 // What Enclave tells the page over the WebSocket, and what the page does with it.
 //
 // Rules:
-// - HANDLERS has one entry for each type the server sends (enclave/web/events.py,
+// - HANDLERS has one entry for each type the server sends (enclave/faces/web/events.py,
 //   ToPage) and no other. tests/test_web_events.py reads this table and fails when
 //   the two lists differ, so keep it one `type: handler,` line per type.
 // - An event of a type not in the table is ignored, with a note in the console: it

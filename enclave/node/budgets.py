@@ -2,9 +2,9 @@
 
 These are the counters behind PROTOCOL.md b.4 (and d for v1): connection caps (check 1),
 the per-source and global verify buckets (check 8), the per-peer authenticated bucket and
-the private-op slots (check 11); and behind the receive quotas (``enclave.quotas``), the
+the private-op slots (check 11); and behind the receive quotas (``enclave.node.quotas``), the
 per-peer chat and byte buckets, whose ``time_until`` says how long a refused batch waits.
-Settings (``enclave.settings``) gives their sizes.
+Settings (``enclave.node.settings``) gives their sizes.
 
 Rules of the module:
 - Time is passed in (``now``, float seconds on a monotonic clock) and never read here, so

@@ -43,7 +43,7 @@ Face = Callable[["object", asyncio.Event], Awaitable[int | None]]
 
 def run(args, face: Face, *, interactive: bool) -> int:
     """Unlock, start the node on uvloop, run ``face(node, stop)``, stop; the exit code."""
-    from enclave import cli
+    from enclave.faces import cli
 
     place, config = prepare(args)
     identity = cli.unlock(args)
@@ -52,7 +52,8 @@ def run(args, face: Face, *, interactive: bool) -> int:
 
 def prepare(args):
     """The checks every face makes before anything starts: (home, settings)."""
-    from enclave import cli, settings
+    from enclave.faces import cli
+    from enclave.node import settings
 
     _fill_standard_fds()
     place = cli.home_of(args)
@@ -122,7 +123,7 @@ def refuse_second_node(home: Path) -> None:
 async def start_node(home: Path, identity, config, args):
     """Start a node on ``args.host``/``args.port`` with its control socket, print where
     it listens; ``(node, control)`` for ``stop_node``."""
-    from enclave import keys
+    from enclave.identity import keys
     from enclave.node import Node
 
     control_path = home / CONTROL_NAME
@@ -207,7 +208,7 @@ def _refuse_second_node(path: Path) -> None:
     if not path.exists():
         return
     if _socket_alive(path):
-        from enclave.home import Home
+        from enclave.identity.home import Home
 
         reach = Home(path.parent).command("send", "PEER", "MESSAGE")
         raise UserError(
@@ -266,7 +267,7 @@ async def _handle_control(node, reader, writer) -> None:
 
 
 async def _control_send(node, peer: str, text: str, writer) -> None:
-    from enclave.node_events import DeliveryChanged
+    from enclave.node.events import DeliveryChanged
 
     outcome: asyncio.Future = asyncio.get_running_loop().create_future()
     watched: dict = {}

@@ -4,7 +4,7 @@ Rules:
 - This is the one list. ``ToPage`` names what the server sends, ``FromPage`` what the
   page may send; a type that is not here does not travel.
 - The server builds every socket message with ``make`` (no dict literal with a
-  ``"type"`` key anywhere else in ``enclave.web``), and reads the page's with
+  ``"type"`` key anywhere else in ``enclave.faces.web``), and reads the page's with
   ``FromPage``. ``tests/test_web_events.py`` checks both, and that the page's dispatch
   table (``static/js/events.js``) handles exactly ``ToPage`` and that the page sends
   only ``FromPage``: renaming a type here without the page fails a test instead of

@@ -1,0 +1,30 @@
+"""The node: one running Enclave, and the API every face uses.
+
+- ``api``: ``Node``, the one object the faces call, and the records it returns.
+- ``events``: what the node publishes (``MessageReceived``, ``DeliveryChanged``, ...).
+- ``book``: the address book rules shared by the node and the offline commands (names,
+  message text, adding a contact, protocol changes).
+- ``sessions``: the sessions with peers (``Sessions``): dialling, accepting, the
+  per-connection policy (``NodePolicy``) and presence.
+- ``delivery``: the fate of every message, outbox to acknowledgement.
+- ``transport``: the asyncio link between a socket and a sans-IO connection.
+- ``legacy_send``: sending to the original client (v1 envelopes).
+- ``budgets``, ``quotas``: what strangers and contacts may cost this node.
+- ``settings``, ``addresses``, ``lookup``, ``message_ids``, ``display``: the small
+  rules the rest shares.
+
+``from enclave.node import Node`` imports the heavy parts only when a name is asked for,
+so ``enclave.node.settings`` stays light for the command line.
+"""
+
+from importlib import import_module
+
+# The API's names, imported from .api on first use (a submodule such as ``settings``
+# is not among them, so importing it never loads the rest).
+_API = {"Node", "Sent", "PeerStatus", "Added", "DowngradeRefused", "check_name", "check_text"}
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.api"), name)
