@@ -132,7 +132,9 @@ class Identity:
     """Our long-term RSA key. Each private operation is counted in ``private_ops``.
 
     The methods are safe to call from worker threads: they touch only the key and
-    the counter (under a lock), never connection state.
+    the counter, never connection state. The counter's lock is the protocol core's one
+    use of threading (the package docstring states it): the node runs these methods on
+    its crypto threads, and ``+=`` on a shared int is not atomic.
     """
 
     def __init__(self, private_key: rsa.RSAPrivateKey) -> None:
