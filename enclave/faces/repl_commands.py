@@ -378,7 +378,7 @@ def add_peer_from_file(commands: Commands, path: str, address: str, name: str | 
     if not address:
         raise UserError("a peer needs an address HOST:PORT, e.g. 192.168.1.100:8000")
     data = home.read_file(Path(path).expanduser(), "peer key", MAX_PEER_KEY_BYTES)
-    done = commands.node.add_contact(data, address, name, source=path)  # errors name the file
+    done = commands.node.add_contact(data, address, name=name, source=path)  # errors name the file
     if done.weak:
         commands.write(f"warning: {done.weak}")
     peer = done.peer

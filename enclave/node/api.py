@@ -229,28 +229,19 @@ class Node:
         force: bool = False,
     ) -> Peer:
         """Add or update a peer (``add_contact``); the peer as stored."""
-        return self.add_contact(public_key_pem, address, name, protocol, force=force).peer
+        added = self.add_contact(public_key_pem, address, name=name, protocol=protocol, force=force)
+        return added.peer
 
-    def add_contact(
-        self,
-        pem: bytes | str,
-        address: str | None,
-        name: str | None = None,
-        protocol: str | None = None,
-        *,
-        force: bool = False,
-        source: str = "the public key",
-    ) -> Added:
-        """Add or update a peer from its public key PEM (book.add_contact's checks);
-        ``protocol`` also sets what it is spoken. A refused downgrade
-        (``DowngradeRefused``) changes nothing, not even the address."""
-        added = add_contact(
-            self.store, self.fingerprint, pem, address, name, protocol, force=force, source=source
-        )
+    def add_contact(self, pem: bytes | str, address: str | None, **options) -> Added:
+        """Add or update a peer from its public key PEM, with ``book.add_contact``'s
+        checks and options (name, protocol, force, source); ``protocol`` also sets what
+        it is spoken. A refused downgrade (``DowngradeRefused``) changes nothing, not
+        even the address."""
+        added = add_contact(self.store, self.fingerprint, pem, address, **options)
         if added.downgraded:  # forced back: the node's own memory of its v2 goes too
             self.sessions.policy.forget_v2_seen(bytes.fromhex(added.peer.fingerprint))
         self.sessions.policy.reload()
-        if protocol is not None:
+        if options.get("protocol") is not None:
             self._protocol_changed(bytes.fromhex(added.peer.fingerprint))
         return added
 

@@ -262,7 +262,9 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
         if protocol not in (None, "auto", "v1"):
             raise ApiError(400, '\'protocol\' must be "auto" or "v1"')
         try:
-            done = node.add_contact(pem, address.strip(), name, protocol, source="this key")
+            done = node.add_contact(
+                pem, address.strip(), name=name, protocol=protocol, source="this key"
+            )
         except DowngradeRefused as err:
             raise ApiError(409, _downgrade_refused(backend, err)) from None
         backend.announce(make(ToPage.PEERS))
