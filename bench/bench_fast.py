@@ -5,10 +5,10 @@ CI smoke: pytest bench/ --benchmark-disable   (each case runs once, checks its r
 
 Each case sets ``benchmark.group`` so the twins sit side by side, and
 ``extra_info["ops"]`` so the summary can print a per-operation median and the
-speed-up (pure time ÷ native time). The ring cases make the calls enclave/node/delivery.py
-makes, in a plain loop like its own; both twins pay that loop, as they do in the node,
-so the times are what a caller pays. (``Pool`` has no compiled twin any more: see
-PERFORMANCE.md, "_fast twins".)
+speed-up (pure time ÷ native time). The ring cases make the calls
+enclave/node/commits.py and delivery.py make, in a plain loop like theirs; both twins
+pay that loop, as they do in the node, so the times are what a caller pays. (``Pool``
+has no compiled twin any more: see PERFORMANCE.md, "_fast twins".)
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ def test_splitter_byte_at_a_time(benchmark, request, frames):
 
 
 # --- ReplayRing ------------------------------------------------------------------------
-# What enclave/node/delivery.py does per received chat: its key is a fresh 16 B object (a
-# digest slice, so no hash is cached yet); ``key in ring`` decides whether it costs SQL,
-# and once committed ``check_and_insert`` records it. Each round gets fresh key objects
-# from ``pedantic``'s setup, untimed.
+# What enclave/node/commits.py and delivery.py do per received chat: its key is a fresh
+# 16 B object (a digest slice, so no hash is cached yet); ``key in ring`` decides whether
+# it costs SQL, and once committed ``check_and_insert`` records it. Each round gets fresh
+# key objects from ``pedantic``'s setup, untimed.
 
 RING = 10000
 ROUNDS = 300
@@ -87,7 +87,7 @@ def test_ring_received_chat(benchmark, request, ring):
         return (_ids(BATCH, next(rounds) * BATCH),), {}
 
     def received(keys):
-        # delivery.py: _incoming_rows asks, _received inserts what was committed
+        # commits.py: incoming_rows asks, delivery.py: _received inserts what was committed
         insert = replay.check_and_insert
         new = 0
         for key in keys:

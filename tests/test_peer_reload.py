@@ -14,7 +14,7 @@ from support.attackers import RawPeer
 from support.nodes import Recorder, public_pem, start
 from support.waiting import eventually
 
-from enclave.node.sessions import NodePolicy
+from enclave.node.policy import NodePolicy
 from enclave.node.settings import Settings
 from enclave.protocol.crypto import fingerprint_of
 from enclave.store import Store

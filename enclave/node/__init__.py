@@ -4,9 +4,14 @@
 - ``events``: what the node publishes (``MessageReceived``, ``DeliveryChanged``, ...).
 - ``book``: the address book rules shared by the node and the offline commands (names,
   message text, adding a contact, protocol changes).
-- ``sessions``: the sessions with peers (``Sessions``): dialling, accepting, the
-  per-connection policy (``NodePolicy``) and presence.
+- ``sessions``: the sessions with peers (``Sessions``): dialling, accepting, links,
+  presence and parking.
+- ``policy``: the per-connection policy (``NodePolicy``): the handshake's questions,
+  verify budgets, vouching, the v1 seen front.
 - ``delivery``: the fate of every message, outbox to acknowledgement.
+- ``outgoing``: the messages delivery holds (``Out``, what a link carries).
+- ``commits``: one commit cycle: what it writes, and the received rows with their
+  dedupe keys.
 - ``transport``: the asyncio link between a socket and a sans-IO connection.
 - ``legacy_send``: sending to the original client (v1 envelopes).
 - ``budgets``, ``quotas``: what strangers and contacts may cost this node.

@@ -36,9 +36,10 @@ from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: th
     check_text,
     record_protocol,
 )
-from enclave.node.delivery import Delivery, Out
+from enclave.node.delivery import Delivery
 from enclave.node.events import DeliveryChanged
 from enclave.node.lookup import resolve_peer
+from enclave.node.outgoing import Out
 from enclave.node.quotas import ReceiveQuotas
 from enclave.node.sessions import Sessions
 from enclave.protocol.crypto import Identity

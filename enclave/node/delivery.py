@@ -38,75 +38,28 @@ Rules:
 """
 
 import asyncio
-import hashlib
 import logging
 import sqlite3
-import struct
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from enclave._fast import ReplayRing
 from enclave.errors import UserError
+from enclave.node.commits import Batch, incoming_rows, row_count
 from enclave.node.display import created_time
 from enclave.node.events import DeliveryChanged, MessageReceived, NodeProblem
 from enclave.node.legacy_send import LegacySender
 from enclave.node.message_ids import new_id, new_ids
+from enclave.node.outgoing import Carried, Many, Out
 from enclave.node.quotas import Intake, PeerThrottles, ReceiveQuotas, size_of
 from enclave.node.settings import Settings
 
 log = logging.getLogger("enclave.node.delivery")
-_sha256 = hashlib.sha256
-_stamp = struct.Struct(">q").pack  # created_ms in a ring key (cheaper than to_bytes)
 
 MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
 RETRY_DELAY = 1.0  # seconds between attempts at a commit that failed (disk full)
-INT64_MAX = (1 << 63) - 1  # SQLite's largest integer (see the rules on created_ms)
-
-
-class Out:
-    """An outgoing message held in memory while it is owed to its recipient."""
-
-    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken")
-
-    def __init__(
-        self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int, durable: bool = True
-    ) -> None:
-        self.rowid = rowid
-        self.peer = peer
-        self.id = id
-        self.body = body
-        self.created_ms = created_ms
-        self.sent = False  # handed to a link; "sent" is announced once, not on every resend
-        self.durable = durable  # its outbox row is committed
-        self.listed = durable  # in its peer's queue (or carried)
-        self.taken = durable  # its enqueue is in a commit already running (or done)
-
-
-class Carried:
-    """What one established link carries for delivery: its unacked messages."""
-
-    __slots__ = ("peer", "base", "items")
-
-    def __init__(self, peer: bytes) -> None:
-        self.peer = peer
-        self.base = 0  # the session index of items[0]
-        self.items: deque[Out] = deque()
-
-
-class _Batch:
-    """Everything one commit writes."""
-
-    __slots__ = ("enqueue", "incoming", "delivered")
-
-    def __init__(self) -> None:
-        self.enqueue: list[tuple[Out, asyncio.Future | None]] = []
-        self.incoming: list[tuple] = []  # (link, chats, upto or None, legacy, size)
-        self.delivered: dict[bytes, list[Out]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.enqueue or self.incoming or self.delivered)
 
 
 class Delivery:
@@ -140,7 +93,7 @@ class Delivery:
         self.ring = ReplayRing(ring_capacity)
         self.commit_batch = commit_batch
         self.stats = {"commits": 0, "rows_in": 0, "rows_out": 0, "acks": 0, "dupes": 0}
-        self._next = _Batch()
+        self._next = Batch()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -223,7 +176,7 @@ class Delivery:
         ]
         entries = [(o, None) for o in outs]
         if entries:
-            entries[-1] = (outs[-1], _Many(fut, outs))  # settled with the last row
+            entries[-1] = (outs[-1], Many(fut, outs))  # settled with the last row
         else:
             fut.set_result([])
         self._next.enqueue.extend(entries)
@@ -388,7 +341,7 @@ class Delivery:
                 batch = self._take(self.commit_batch)
                 self._idle.clear()
                 try:
-                    if self.inline_rows and _rows(batch) <= self.inline_rows:
+                    if self.inline_rows and row_count(batch) <= self.inline_rows:
                         done = self._write(batch)  # see ``inline_rows``
                     else:
                         done = await loop.run_in_executor(self._writer, self._write, batch)
@@ -405,10 +358,10 @@ class Delivery:
             if self._stopping:
                 return
 
-    def _take(self, cap: int) -> _Batch:
+    def _take(self, cap: int) -> Batch:
         """The next commit: at most ``cap`` new messages each way (so the first ones
         go out and get acked while later ones wait), and every state update."""
-        batch, rest = self._next, _Batch()
+        batch, rest = self._next, Batch()
         if len(batch.enqueue) > cap:
             batch.enqueue, rest.enqueue = batch.enqueue[:cap], batch.enqueue[cap:]
         for o, _ in batch.enqueue:
@@ -433,7 +386,7 @@ class Delivery:
         self._next = rest
         return batch
 
-    def _write(self, batch: _Batch) -> dict:
+    def _write(self, batch: Batch) -> dict:
         """On the writer thread: the whole batch in one transaction."""
         done = {}
         try:
@@ -441,7 +394,7 @@ class Delivery:
             enqueue = [
                 (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms) for o, _ in batch.enqueue
             ]
-            rows, where, keys = self._incoming_rows(batch.incoming, now_ms)
+            rows, where, keys = incoming_rows(batch.incoming, self.ring, now_ms)
             delivered = [(p.hex(), [o.rowid for o in outs]) for p, outs in batch.delivered.items()]
             flags = self.store.write_cycle(enqueue, rows, delivered, now_ms)
             done["incoming"] = [w >= 0 and flags[w] for w in where]
@@ -453,27 +406,7 @@ class Delivery:
             done["error"] = err
         return done
 
-    def _incoming_rows(self, incoming, now_ms: int):
-        """The rows to store; a chat whose key is in the ring is a known duplicate and
-        costs no SQL. Only committed keys ever enter the ring (in ``_received``), and
-        each chat's key is computed once, here: a hash of the store's own dedupe key
-        (peer, created_ms as stored, id), so the ring never calls a chat a duplicate
-        that the store would take as new."""
-        rows, where, keys, ring = [], [], [], self.ring
-        for _, chats, _, legacy, _ in incoming:
-            peer_hex = chats[0].sender.hex() if chats else ""
-            for c in chats:
-                created = min(c.created_ms, INT64_MAX)
-                key = _sha256(c.sender + _stamp(created) + c.id).digest()[:16]
-                keys.append(key)
-                if key in ring:
-                    where.append(-1)
-                else:
-                    where.append(len(rows))
-                    rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
-        return rows, where, keys
-
-    def _apply(self, batch: _Batch, done: dict) -> None:
+    def _apply(self, batch: Batch, done: dict) -> None:
         self.stats["commits"] += 1
         if "error" in done:  # nothing of the batch is stored: all of it waits again
             nxt = self._next
@@ -512,7 +445,7 @@ class Delivery:
                 queue.append(o)
                 touched.add(o.peer)
             if fut is not None and not fut.done():
-                fut.set_result(o if type(fut) is not _Many else fut.outs)
+                fut.set_result(o if type(fut) is not Many else fut.outs)
             if progress:
                 self.publish(DeliveryChanged(o.peer.hex(), o.rowid, o.id, "queued"))
             if o.sent:  # it went out while its row was being committed
@@ -556,7 +489,7 @@ class Delivery:
         except (AttributeError, ValueError):
             pass  # not there (anymore)
 
-    def _stalled(self, batch: _Batch, err: Exception) -> None:
+    def _stalled(self, batch: Batch, err: Exception) -> None:
         first = self._store_error is None
         self._store_error = err
         # New messages cannot be queued durably: say so to whoever is waiting on them
@@ -586,29 +519,3 @@ class Delivery:
                     f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
                 )
             )
-
-
-def _rows(batch: _Batch) -> int:
-    return (
-        len(batch.enqueue)
-        + sum(len(chats) for _, chats, *_ in batch.incoming)
-        + sum(len(outs) for outs in batch.delivered.values())
-    )
-
-
-class _Many:
-    """The future of ``submit_many``, riding on its last row; it resolves to all rows."""
-
-    __slots__ = ("fut", "outs")
-
-    def __init__(self, fut: asyncio.Future, outs: list[Out]) -> None:
-        self.fut, self.outs = fut, outs
-
-    def done(self) -> bool:
-        return self.fut.done()
-
-    def set_result(self, result) -> None:
-        self.fut.set_result(result)
-
-    def set_exception(self, err) -> None:
-        self.fut.set_exception(err)

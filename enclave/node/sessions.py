@@ -2,9 +2,9 @@
 
 Rules:
 - ``Sessions`` is the hub every ``Link`` reports to. It owns the connection caps, the
-  budgets of PROTOCOL.md b.4 (through ``NodePolicy``), the bounded thread pool for RSA
-  private work, and the per-peer pool (``enclave._fast.Pool``: at most N sessions per
-  peer, idle ones expire).
+  budgets of PROTOCOL.md b.4 (through ``NodePolicy``, in enclave.node.policy), the
+  bounded thread pool for RSA private work, and the per-peer pool
+  (``enclave._fast.Pool``: at most N sessions per peer, idle ones expire).
 - A session counts only once its Connection is established (the peer's Finished
   verified): only then is it pooled, the peer reported online and the outbox
   started. A session that closes requeues what it carried (delivery's job).
@@ -17,19 +17,17 @@ Rules:
 """
 
 import asyncio
-import ipaddress
 import logging
 import random
-import sqlite3
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from enclave._fast import Pool
-from enclave.errors import LocalFailure, PeerError
-from enclave.node.budgets import ConnectionCaps, KeyedBuckets, Slots, TokenBucket
+from enclave.node.budgets import ConnectionCaps
 from enclave.node.events import PeerOffline, PeerOnline, TypingChanged
-from enclave.node.transport import Link, source_key
+from enclave.node.policy import NodePolicy
+from enclave.node.transport import Link
 from enclave.protocol.connection import Connection, Limits
 from enclave.protocol.crypto import PeerKey
 from enclave.protocol.events import (
@@ -43,207 +41,9 @@ from enclave.protocol.events import (
 )
 from enclave.protocol.events import TypingChanged as WireTyping
 from enclave.protocol.messages import Chat
-from enclave.protocol.policy import HANDSHAKE_SEEN_TTL_MS, Policy
 
 log = logging.getLogger("enclave.node.sessions")
-V1_RECENT = 65_536  # v1 ids kept in memory as the cheap front of the seen table
-VOUCH_TTL = 6 * 3600.0  # an authenticated (address, contact) pair keeps its share this long
-VOUCH_MAX = 4096  # pairs remembered (oldest forgotten first)
-VOUCHED_SHARE = 40  # a vouched pair's verify budget, in multiples of an address's
 PARK_MAX = 4096  # connections from contacts waiting, unread, for their own earlier ones
-
-
-def _hosts(addresses) -> set[str]:
-    """The sources (``transport.source_key``) of a contact's addresses that are IP
-    literals; a host name says nothing about where its connections come from."""
-    found = set()
-    for address in addresses:
-        host = address.rpartition(":")[0].strip("[]")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            continue
-        found.add(source_key(host))
-    return found
-
-
-class NodePolicy(Policy):
-    """The handshake's questions, answered from the store and the node's budgets."""
-
-    def __init__(self, store, own_fp: bytes, settings, now: float) -> None:
-        self.store, self.own, self.s = store, own_fp, settings
-        self.keys: dict[bytes, PeerKey] = {}
-        self.floors: dict[bytes, int] = {}
-        self.proto: dict[bytes, tuple[str, bool, bool]] = {}  # proto, v2_seen, blocked
-        self._pems: dict[bytes, str] = {}  # the stored key text each of ``keys`` came from
-        self.seen: dict[tuple[bytes, bytes], int] = {}
-        self.v1_recent: dict[tuple[bytes, str], None] = {}  # oldest first, V1_RECENT at most
-        self.verify_global = TokenBucket(settings.verify_rate, settings.verify_burst, now)
-        self.verify_per_address = KeyedBuckets(
-            settings.verify_rate_per_address, settings.verify_burst_per_address
-        )
-        # (address, fingerprint) pairs that authenticated lately -> until when (monotonic)
-        self.vouched: dict[tuple[object, bytes], float] = {}
-        self.vouched_sources: dict[object, float] = {}  # the same, by address alone
-        self.hosts: dict[bytes, set[str]] = {}  # contact -> sources of its known addresses
-        self.host_sources: set[str] = set()
-        self.verify_vouched = KeyedBuckets(
-            VOUCHED_SHARE * settings.verify_rate_per_address,
-            VOUCHED_SHARE * settings.verify_burst_per_address,
-        )
-        self.handshakes_per_peer = KeyedBuckets(
-            settings.handshake_rate_per_peer, settings.handshake_burst_per_peer
-        )
-        self.slots = Slots(settings.crypto_queue)
-        self.writer = None  # the store's writer thread, set by the node
-        self.reload()
-
-    def reload(self) -> None:
-        """Re-read the address book (after a peer was added, changed or removed).
-
-        The tables are rebuilt from the store: a removed peer's key, floor and marks go
-        at once, so its next handshake or v1 envelope is refused as unknown; a key that
-        changed is parsed again, and one that does not hash to its row's fingerprint is
-        refused. A peer that stays keeps its boot floor and, once seen speaking v2, its
-        v2 mark (the store's copy of that mark may still be on its way)."""
-        keys, pems, floors, proto, hosts = {}, {}, {}, {}, {}
-        for peer in self.store.list_peers():
-            fp = bytes.fromhex(peer.fingerprint)
-            key = self._key(fp, peer.public_key)
-            if key is None:
-                continue
-            keys[fp], pems[fp] = key, peer.public_key
-            hosts[fp] = _hosts(peer.dial_addresses)
-            # The boot floor: the hwm persisted before this start (or before it was added).
-            floors[fp] = self.floors.get(fp, peer.hwm_ms)
-            v2_seen = peer.v2_seen or (fp in self.proto and self.proto[fp][1])
-            proto[fp] = (peer.proto, v2_seen, peer.blocked)
-        self.keys, self._pems, self.floors, self.proto = keys, pems, floors, proto
-        self.hosts = hosts
-        self.host_sources = {h for found in hosts.values() for h in found}
-
-    def _key(self, fp: bytes, pem: str) -> PeerKey | None:
-        known = self.keys.get(fp)
-        if known is not None and self._pems.get(fp) == pem:
-            return known
-        try:
-            key = PeerKey.from_pem(pem)
-        except ValueError as err:
-            log.warning("peer %s has an unusable key: %s", fp.hex()[:16], err)
-            return None
-        if key.fingerprint != fp:
-            log.warning("peer %s: its stored key has another fingerprint", fp.hex()[:16])
-            return None
-        return key
-
-    def forget_v2_seen(self, fp: bytes) -> None:
-        """The user forced the peer back to v1: its v1 envelopes are welcome again (the
-        store forgot the mark too; reload keeps only marks the store may not have yet)."""
-        info = self.proto.get(fp)
-        if info is not None:
-            self.proto[fp] = (info[0], False, info[2])
-
-    def peer_key(self, fp):
-        info = self.proto.get(fp)
-        return None if info is None or info[2] else self.keys.get(fp)
-
-    def boot_floor(self, fp):
-        return self.floors.get(fp, 0)
-
-    def handshake_seen(self, fp, hs_id):
-        return (fp, hs_id) in self.seen
-
-    def take_verify_token(self, source, fp):
-        now = time.monotonic()
-        if self.vouched.get((source, fp), 0.0) > now or source in self.hosts.get(fp, ()):
-            # This address authenticated as this contact lately: its verifies come from
-            # a share of its own, which no flood from elsewhere can drain (PROTOCOL.md
-            # departure 13). Claiming the contact from another address gains nothing.
-            return self.verify_vouched.take((source, fp), now)
-        # The global bucket is peeked first so a refusal spends no per-source token.
-        if self.verify_global.peek(now) < 1:
-            return False
-        return self.verify_per_address.take(source, now) and self.verify_global.take(now)
-
-    def vouch(self, source, fp) -> None:
-        """``source`` just authenticated as ``fp`` (a session, or a signed envelope)."""
-        until = time.monotonic() + VOUCH_TTL
-        for table, key in ((self.vouched, (source, fp)), (self.vouched_sources, source)):
-            table.pop(key, None)  # re-inserted last: each dict stays oldest first
-            table[key] = until
-            if len(table) > VOUCH_MAX:
-                del table[next(iter(table))]
-
-    def vouched_source(self, source) -> bool:
-        """Some contact authenticated from ``source`` lately, or lives there (its given
-        or learned address is an IP of ``source``)."""
-        return (
-            self.vouched_sources.get(source, 0.0) > time.monotonic() or source in self.host_sources
-        )
-
-    def record_handshake(self, fp, hs_id, ts_ms):
-        self.seen[(fp, hs_id)] = ts_ms + HANDSHAKE_SEEN_TTL_MS
-        self.background(self.store.raise_hwm, fp.hex(), ts_ms)
-
-    def admit_private_op(self, fp):
-        if not self.slots.try_acquire():
-            return False
-        if not self.handshakes_per_peer.take(fp, time.monotonic()):
-            self.slots.release()
-            return False
-        return True
-
-    def background(self, fn, *args) -> None:
-        """A store write that nothing waits for, off the event loop (on the writer)."""
-        if self.writer is None:
-            fn(*args)
-        else:
-            asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
-
-    def release_private_op(self, fp):
-        self.slots.release()
-
-    def prune(self, now_ms: int) -> None:
-        for key in [k for k, expiry in self.seen.items() if expiry < now_ms]:
-            del self.seen[key]
-
-    # legacy v1 (PROTOCOL.md d)
-    def v1_sender(self, fp):
-        info = self.proto.get(fp)
-        if info is None or info[2] or info[1] or info[0] == "v2" or fp == self.own:
-            return None
-        return self.keys.get(fp)
-
-    def v1_seen(self, fp, message_id):
-        # The in-memory front of step 6 (asked on the loop): envelopes recorded since
-        # start. The store's seen table decides, in v1_record, off the loop.
-        return (fp, message_id) in self.v1_recent
-
-    def admit_v1(self, fp):
-        return self.v1_slot_free() and self.slots.try_acquire()
-
-    def v1_slot_free(self) -> bool:
-        # Envelopes wait for a slot rather than hear "busy" (the original client never
-        # reads), but they may hold only half the slots: handshakes keep the rest.
-        return self.slots.in_use < max(1, self.slots.capacity // 2)
-
-    def v1_record(self, fp, message_id, ts, key_hash):
-        """Runs inside the envelope's job, on a crypto thread (never on the loop)."""
-        try:
-            holder = self.store.v1_record(fp.hex(), message_id, ts, key_hash)
-        except (sqlite3.Error, OSError) as err:
-            raise LocalFailure("store_error", f"v1 seen table: {err}") from None
-        if holder == fp.hex():
-            raise PeerError("v1_replay")
-        if holder is not None:
-            raise PeerError("v1_resigned", f"key first seen from {holder[:16]}")
-
-    def v1_received(self, fp: bytes, message_id: str) -> None:
-        """On the loop, once an envelope was recorded and opened: the front learns it."""
-        recent = self.v1_recent
-        recent[(fp, message_id)] = None
-        if len(recent) > V1_RECENT:
-            del recent[next(iter(recent))]
 
 
 class Sessions:

@@ -1,0 +1,60 @@
+"""One commit cycle of delivery: what it writes, and the received rows it stores.
+
+One cycle is one transaction (one fsync): new outgoing rows, incoming rows and acked
+rows together (see enclave.node.delivery's rules).
+"""
+
+import asyncio
+import hashlib
+import struct
+
+from enclave.node.outgoing import Out
+
+_sha256 = hashlib.sha256
+_stamp = struct.Struct(">q").pack  # created_ms in a ring key (cheaper than to_bytes)
+
+INT64_MAX = (1 << 63) - 1  # SQLite's largest integer (see delivery's rules on created_ms)
+
+
+class Batch:
+    """Everything one commit writes."""
+
+    __slots__ = ("enqueue", "incoming", "delivered")
+
+    def __init__(self) -> None:
+        self.enqueue: list[tuple[Out, asyncio.Future | None]] = []
+        self.incoming: list[tuple] = []  # (link, chats, upto or None, legacy, size)
+        self.delivered: dict[bytes, list[Out]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.enqueue or self.incoming or self.delivered)
+
+
+def row_count(batch: Batch) -> int:
+    """The rows a commit writes (a small one may run on the loop: ``inline_rows``)."""
+    return (
+        len(batch.enqueue)
+        + sum(len(chats) for _, chats, *_ in batch.incoming)
+        + sum(len(outs) for outs in batch.delivered.values())
+    )
+
+
+def incoming_rows(incoming, ring, now_ms: int):
+    """The rows to store; a chat whose key is in ``ring`` is a known duplicate and
+    costs no SQL. Only committed keys ever enter the ring (in ``Delivery._received``),
+    and each chat's key is computed once, here: a hash of the store's own dedupe key
+    (peer, created_ms as stored, id), so the ring never calls a chat a duplicate that
+    the store would take as new. Runs on the writer thread, inside ``Delivery._write``."""
+    rows, where, keys = [], [], []
+    for _, chats, _, legacy, _ in incoming:
+        peer_hex = chats[0].sender.hex() if chats else ""
+        for c in chats:
+            created = min(c.created_ms, INT64_MAX)
+            key = _sha256(c.sender + _stamp(created) + c.id).digest()[:16]
+            keys.append(key)
+            if key in ring:
+                where.append(-1)
+            else:
+                where.append(len(rows))
+                rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
+    return rows, where, keys

@@ -1,0 +1,58 @@
+"""Outgoing messages as delivery holds them: in its queues, on links, awaited.
+
+- ``Out``: one message owed to its recipient, from ``submit`` until it is acked or
+  given up on (its flags say how far its outbox row and its sending have come).
+- ``Carried``: what one established link carries, its unacked messages in order.
+- ``Many``: the one future of ``Delivery.submit_many``.
+"""
+
+import asyncio
+from collections import deque
+
+
+class Out:
+    """An outgoing message held in memory while it is owed to its recipient."""
+
+    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken")
+
+    def __init__(
+        self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int, durable: bool = True
+    ) -> None:
+        self.rowid = rowid
+        self.peer = peer
+        self.id = id
+        self.body = body
+        self.created_ms = created_ms
+        self.sent = False  # handed to a link; "sent" is announced once, not on every resend
+        self.durable = durable  # its outbox row is committed
+        self.listed = durable  # in its peer's queue (or carried)
+        self.taken = durable  # its enqueue is in a commit already running (or done)
+
+
+class Carried:
+    """What one established link carries for delivery: its unacked messages."""
+
+    __slots__ = ("peer", "base", "items")
+
+    def __init__(self, peer: bytes) -> None:
+        self.peer = peer
+        self.base = 0  # the session index of items[0]
+        self.items: deque[Out] = deque()
+
+
+class Many:
+    """The future of ``submit_many``, riding on its last row; it resolves to all rows."""
+
+    __slots__ = ("fut", "outs")
+
+    def __init__(self, fut: asyncio.Future, outs: list[Out]) -> None:
+        self.fut, self.outs = fut, outs
+
+    def done(self) -> bool:
+        return self.fut.done()
+
+    def set_result(self, result) -> None:
+        self.fut.set_result(result)
+
+    def set_exception(self, err) -> None:
+        self.fut.set_exception(err)
