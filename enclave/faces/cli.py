@@ -115,8 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         add_help=False,
     )
-    group = parser.add_argument_group("actions (one per run)").add_mutually_exclusive_group()
-    add = group.add_argument
+    _add_actions(parser.add_argument_group("actions (one per run)"))
+    options = parser.add_argument_group("options")
+    # The order here is the order of ``enclave --help``.
+    options.add_argument("-h", "--help", action="help", help="show this help and exit")
+    _add_peer_modifiers(options)
+    _add_global_options(options)
+    _add_new_password_file(options)
+    _add_network_modifiers(options)
+    options.add_argument(
+        "--version", action="version", version=f"enclave {__version__}", help="print the version"
+    )
+    parser.set_defaults(set_overrides=None)  # None, not [], so "not given" reads as unset
+    return parser
+
+
+def _add_actions(group) -> None:
+    """The actions, one per run (``_ACTIONS``)."""
+    add = group.add_mutually_exclusive_group().add_argument
     add("--generate", action="store_true", help="create your RSA-4096 identity")
     add("--import-key", metavar="FILE", help="import the original client's private key PEM")
     add(
@@ -130,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--public-key", action="store_true", help="print your public key (PEM) to share")
     add("--listen", action="store_true", help="start the terminal chat, listening for peers")
     add("--web", action="store_true", help="start the local web page")
-    add = parser.add_argument_group("options").add_argument
-    add("-h", "--help", action="help", help="show this help and exit")
+
+
+def _add_peer_modifiers(group) -> None:
+    """The modifiers of ``--add-peer`` (and ``--force``, shared with the identity actions)."""
+    add = group.add_argument
     add("--peer-address", metavar="HOST:PORT", help="the peer's address, with --add-peer")
     add("--name", help="a short name for the peer, with --add-peer")
     add(
@@ -147,13 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing identity; with --add-peer --protocol v1, mark legacy a "
         "peer that has spoken Enclave's own protocol (v2)",
     )
-    _add_global_options(add.__self__)
-    add(
+
+
+def _add_new_password_file(group) -> None:
+    """Where ``--change-password`` and ``--import-key`` read the new password."""
+    group.add_argument(
         "--new-password-file",
         metavar="FILE",
         help="with --change-password or --import-key: read the new password from the first "
         "line of FILE (mode 600; or set ENCLAVE_NEW_PASSWORD; else asked twice)",
     )
+
+
+def _add_network_modifiers(group) -> None:
+    """Where ``--listen`` and ``--web`` listen for peers, and where ``--web`` serves its page."""
+    add = group.add_argument
     add("--port", metavar="PORT", help=f"port to listen on for peers (default {DEFAULT_PORT})")
     add(
         "--host",
@@ -177,9 +204,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the web page over HTTPS with this certificate (PEM, chain first)",
     )
     add("--web-key", metavar="FILE", help="the private key (PEM) of --web-cert")
-    add("--version", action="version", version=f"enclave {__version__}", help="print the version")
-    parser.set_defaults(set_overrides=None)  # None, not [], so "not given" reads as unset
-    return parser
 
 
 def _add_global_options(group) -> None:

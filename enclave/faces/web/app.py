@@ -240,6 +240,15 @@ def _identity_routes(app: Quart, backend: Backend) -> None:
 
 
 def _peer_routes(app: Quart, backend: Backend) -> None:
+    """Everything under ``/api/peers``, registered in this order."""
+    _peer_list_routes(app, backend)
+    _conversation_routes(app, backend)
+    _peer_state_routes(app, backend)
+
+
+def _peer_list_routes(app: Quart, backend: Backend) -> None:
+    """The list of peers, and adding one to it."""
+
     @app.get("/api/peers")
     async def peers():
         node = backend.require_node()
@@ -252,7 +261,6 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
 
     @app.post("/api/peers")
     async def add_peer():
-
         node = backend.require_node()
         data = await _body()
         pem = _text(data, "public_key", MAX_KEY_CHARS)
@@ -274,6 +282,10 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
             "warning": done.weak,
         }
 
+
+def _conversation_routes(app: Quart, backend: Backend) -> None:
+    """One peer's messages: a page of its history, and marking it read."""
+
     @app.get("/api/peers/<fp>/messages")
     async def history(fp: str):
         peer = _peer(backend, fp)
@@ -286,6 +298,10 @@ def _peer_routes(app: Quart, backend: Backend) -> None:
     async def read(fp: str):
         backend.mark_read(_peer(backend, fp).fingerprint)
         return {"ok": True}
+
+
+def _peer_state_routes(app: Quart, backend: Backend) -> None:
+    """Changing one peer: its verified mark, and sending again what it has not received."""
 
     @app.post("/api/peers/<fp>/verified")
     async def verified(fp: str):
