@@ -546,7 +546,8 @@ def _complete(node, text: str) -> list[str]:
 @pytest.mark.asyncio
 async def test_tab_completion_of_commands_and_peers(pair):
     a, b = pair
-    assert _complete(a, "/b") == ["/broadcast "]
+    assert _complete(a, "/b") == ["/broadcast ", "/block "]
+    assert _complete(a, "/br") == ["/broadcast "]
     assert "/history " in _complete(a, "/h") and "/help " in _complete(a, "/h")
     assert _complete(a, "/send bo") == ["bob "]  # "bo" is no hex prefix: only the name
     assert _complete(a, f"/verify {b.fingerprint[:3]}") == [b.fingerprint[:16] + " "]

@@ -28,10 +28,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from enclave.errors import UserError
+from enclave.faces import repl_contacts
 from enclave.identity import keys
 from enclave.node import check_text
 from enclave.node.display import message_time, visible
 from enclave.node.events import (
+    ContactChanged,
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
@@ -52,7 +54,7 @@ THROTTLE_WHY = {
     "storage": "storage (its quota for your messages is full)",
 }
 
-HELP = """\
+HELP = f"""\
 Commands:
   /send PEER MESSAGE     send to one peer (a name, or 8+ hex digits of its fingerprint)
   /broadcast MESSAGE     send to every known peer
@@ -63,6 +65,7 @@ Commands:
   /fingerprint           your own fingerprint, grouped for reading aloud
   /verify PEER           compare fingerprints with a peer and mark them verified
   /retry                 send failed messages again
+{repl_contacts.HELP}
   /stats                 numbers of this node
   /help                  this list
   /quit                  leave (Ctrl-D too); queued messages wait in the outbox
@@ -79,11 +82,15 @@ COMMANDS = (
     "/fingerprint",
     "/verify",
     "/retry",
+    "/rename",
+    "/block",
+    "/unblock",
+    "/remove",
     "/stats",
     "/help",
     "/quit",
 )
-PEER_COMMANDS = ("/send", "/history", "/verify")
+PEER_COMMANDS = ("/send", "/history", "/verify", "/rename", "/block", "/unblock", "/remove")
 
 Write = Callable[[str], None]
 Ask = Callable[..., Awaitable[str]]
@@ -320,6 +327,10 @@ class Commands:
             return f"[{_clock()}] {self.label(event.peer)} went offline"
         if isinstance(event, NodeProblem):
             return f"[{_clock()}] note: {_one_line(event.text)}"
+        if isinstance(event, ContactChanged):
+            if event.change == "removed":
+                self.unread.pop(event.peer, None)
+            return repl_contacts.render_change(event, _clock())
         if isinstance(event, Throttled):
             why = THROTTLE_WHY.get(event.reason, event.reason)
             seconds = max(1, math.ceil(event.retry_after))
@@ -364,6 +375,7 @@ _HANDLERS = {
     "/help": Commands.cmd_help,
     "/quit": Commands.cmd_quit,
     "/exit": Commands.cmd_quit,
+    **repl_contacts.HANDLERS,
 }
 
 

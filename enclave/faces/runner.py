@@ -255,15 +255,40 @@ async def _handle_control(node, reader, writer) -> None:
         return
     try:
         request = json.loads(await reader.readline())
-        if not isinstance(request, dict) or request.get("op") != "send":
+        op = request.get("op") if isinstance(request, dict) else None
+        if op not in ("send", "contact"):
             raise UserError("unknown request")
-        peer, text = request.get("peer"), request.get("text")
+        peer, text = request.get("peer"), request.get("text", "")
         if not isinstance(peer, str) or not isinstance(text, str):
-            raise UserError("a send request needs peer and text")
+            raise UserError(f"a {op} request needs peer and text")
     except (ValueError, UserError, asyncio.LimitOverrunError) as err:
         await _answer(writer, {"error": f"bad control request ({err})"})
         return
-    await _control_send(node, peer, text, writer)
+    if op == "send":
+        await _control_send(node, peer, text, writer)
+    else:
+        await _answer(writer, _control_contact(node, request.get("action"), peer, text))
+
+
+def _control_contact(node, action, peer: str, name: str) -> dict:
+    """A change to the address book (``enclave rename/block/unblock/remove``), made by
+    the running node so that its sessions, queues and faces follow at once."""
+    changes = {
+        "owed": lambda: node.owed(peer),
+        "rename": lambda: node.rename_contact(peer, name or None),
+        "block": lambda: node.block_contact(peer, True),
+        "unblock": lambda: node.block_contact(peer, False),
+        "remove": lambda: node.remove_contact(peer),
+    }
+    if action not in changes:
+        return {"error": f"bad control request (unknown contact action {action!r})"}
+    try:
+        done = changes[action]()
+    except UserError as err:
+        return {"error": str(err)}
+    if action == "owed":
+        return {"owed": done}
+    return {"peer": done.fingerprint, "name": done.name}
 
 
 async def _control_send(node, peer: str, text: str, writer) -> None:

@@ -13,14 +13,10 @@ Rules:
 
 from __future__ import annotations
 
-import json
-import socket
-
 from enclave.errors import UserError
-from enclave.faces import cli, runner
+from enclave.faces import cli, control, runner
 from enclave.node import check_text
 
-CONNECT_TIMEOUT = 2.0
 ANSWER_TIMEOUT = runner.DELIVERY_WAIT + 10.0
 
 
@@ -33,51 +29,15 @@ def run(args) -> int:
     home.require_identity(place)
     if args.set_overrides:  # a global option: checked here too, though sending needs none
         settings.load(place.path, settings.overrides_from(args))
-    answers = _through_node(runner.control_path(place.path), args.peer, args.message)
+    request = {"op": "send", "peer": args.peer, "text": args.message}
+    answers = control.ask(runner.control_path(place.path), request, ANSWER_TIMEOUT)
     if answers is None:
         return _into_outbox(place, args.peer, args.message)
     return _report(answers)
 
 
-def _through_node(path, peer: str, text: str) -> list[dict] | None:
-    """The node's answers, or None when no node listens on ``path``."""
-    if not path.exists():
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(CONNECT_TIMEOUT)
-        try:
-            sock.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            return None  # a socket left behind by a node that did not stop cleanly
-        except OSError as err:
-            raise UserError(f"cannot reach the running node at {path}: {err.strerror}") from None
-        sock.settimeout(ANSWER_TIMEOUT)
-        request = {"op": "send", "peer": peer, "text": text}
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        return _read_answers(sock.makefile("rb"))
-    except TimeoutError:
-        raise UserError("the running node did not answer; is it stuck?") from None
-    finally:
-        sock.close()
-
-
-def _read_answers(stream) -> list[dict]:
-    answers = []
-    for raw in stream:
-        try:
-            answers.append(json.loads(raw))
-        except ValueError:
-            raise UserError("the running node gave an answer this command cannot read") from None
-    return answers
-
-
 def _report(answers: list[dict]) -> int:
-    if not answers:
-        raise UserError("the running node closed the connection without an answer")
-    first = answers[0]
-    if "error" in first:
-        raise UserError(str(first["error"]))
+    first = control.first_answer(answers)
     label = first.get("name") or first.get("peer", "")[:16]
     last = answers[-1]
     if last.get("state") == "delivered":

@@ -55,3 +55,13 @@ class NodeProblem:
     """Something the user should know (disk full, a refused legacy message...)."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChanged:
+    """The address book changed: ``change`` is "added", "updated", "renamed", "blocked",
+    "unblocked" or "removed"; ``name`` is the contact's name after it (None: none)."""
+
+    peer: str
+    change: str
+    name: str | None = None

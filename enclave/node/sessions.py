@@ -162,6 +162,17 @@ class Sessions:
     def online(self, peer: bytes) -> bool:
         return self.pool.count(peer) > 0
 
+    def drop_peer(self, peer: bytes) -> None:
+        """Close every session with ``peer`` (blocked or removed): from now on the
+        policy refuses it as it refuses a stranger, and a dial under way stops."""
+        task = self._dialing.pop(peer, None)
+        if task is not None:
+            task.cancel()
+        for conn_id in self.pool.connections(peer):
+            link = self.links.get(conn_id)
+            if link is not None:
+                link.close("dropped")
+
     def send_typing(self, peer: bytes, active: bool) -> bool:
         """Tell a peer we are (not) typing over a live session; False when there is none.
         Typing is a hint: it is never queued for a peer that is offline."""

@@ -275,7 +275,6 @@ def _peer_list_routes(app: Quart, backend: Backend) -> None:
             )
         except DowngradeRefused as err:
             raise ApiError(409, _downgrade_refused(backend, err)) from None
-        backend.announce(make(ToPage.PEERS))
         return {
             "fingerprint": done.peer.fingerprint,
             "added": done.added,
@@ -318,6 +317,38 @@ def _peer_state_routes(app: Quart, backend: Backend) -> None:
         peer = _peer(backend, fp)
         rowids = await backend.node.retry(peer.fingerprint)
         return {"retried": rowids}
+
+    _contact_routes(app, backend)
+
+
+def _contact_routes(app: Quart, backend: Backend) -> None:
+    """The contact menu: rename, block or unblock, remove (after the page asked)."""
+
+    @app.post("/api/peers/<fp>/name")
+    async def rename(fp: str):
+        peer = _peer(backend, fp)
+        name = _text(await _body(), "name", 64, required=False)
+        done = backend.node.rename_contact(peer.fingerprint, name.strip() if name else None)
+        return {"name": done.name}
+
+    @app.post("/api/peers/<fp>/blocked")
+    async def blocked(fp: str):
+        peer = _peer(backend, fp)
+        value = (await _body()).get("blocked")
+        if not isinstance(value, bool):
+            raise ApiError(400, "'blocked' must be true or false")
+        return {"blocked": backend.node.block_contact(peer.fingerprint, value).blocked}
+
+    @app.get("/api/peers/<fp>/owed")
+    async def owed(fp: str):
+        return {"owed": backend.node.owed(_peer(backend, fp).fingerprint)}
+
+    @app.post("/api/peers/<fp>/remove")
+    async def remove(fp: str):
+        peer = _peer(backend, fp)
+        backend.node.remove_contact(peer.fingerprint)
+        backend.mark_read(peer.fingerprint)
+        return {"removed": peer.fingerprint}
 
 
 def _downgrade_refused(backend: Backend, err: DowngradeRefused) -> str:

@@ -15,6 +15,7 @@ from enclave.faces.web.events import ToPage, make
 from enclave.identity import keys
 from enclave.node.display import message_time
 from enclave.node.events import (
+    ContactChanged,
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
@@ -120,6 +121,8 @@ def event(e) -> dict | None:
         return make(ToPage.PROBLEM, text=e.text)
     if kind is Throttled:
         return make(ToPage.THROTTLED, peer=e.peer, reason=e.reason, retry_after=e.retry_after)
+    if kind is ContactChanged:  # from this page, another one, the REPL or the CLI
+        return make(ToPage.PEERS, peer=e.peer, change=e.change)
     return None
 
 

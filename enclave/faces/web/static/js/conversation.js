@@ -62,6 +62,15 @@ function closeChat() {
   $("app").classList.remove("show-chat");
 }
 
+// The open chat's contact is gone (removed): back to the empty view.
+export function leaveChat() {
+  stopTyping();
+  state.current = null;
+  closeChat();
+  show($("chat-view"), false);
+  show($("chat-empty"), true);
+}
+
 async function markRead(fp) {
   const peer = state.peers.get(fp);
   if (peer) peer.unread = 0;
