@@ -18,7 +18,7 @@ from enclave.node.events import ContactChanged
 HELP = """\
   /rename PEER NEW       give a contact another name          /rename bob robert
   /block PEER            refuse its connections and messages  /block bob
-  /unblock PEER          accept it again; queued messages go  /unblock bob
+  /unblock PEER          accept it again; its queue goes out  /unblock bob
   /remove PEER           forget it, its history and outbox    /remove bob"""
 
 

@@ -292,6 +292,7 @@ def _control_contact(node, action, peer: str, name: str) -> dict:
 
 
 async def _control_send(node, peer: str, text: str, writer) -> None:
+    from enclave.node.display import message_ref
     from enclave.node.events import DeliveryChanged
 
     outcome: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -316,7 +317,8 @@ async def _control_send(node, peer: str, text: str, writer) -> None:
         watched["rowid"] = sent.rowid
         record = node.contact(sent.peer)
         name = record.name if record else None
-        await _answer(writer, {"state": "queued", "peer": sent.peer, "name": name})
+        ref = message_ref(sent.id)
+        await _answer(writer, {"state": "queued", "peer": sent.peer, "name": name, "ref": ref})
         try:
             event = await asyncio.wait_for(outcome, DELIVERY_WAIT)
         except TimeoutError:

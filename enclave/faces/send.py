@@ -16,6 +16,7 @@ from __future__ import annotations
 from enclave.errors import UserError
 from enclave.faces import cli, control, runner
 from enclave.node import check_text
+from enclave.node.display import message_ref
 
 ANSWER_TIMEOUT = runner.DELIVERY_WAIT + 10.0
 
@@ -39,14 +40,16 @@ def run(args) -> int:
 def _report(answers: list[dict]) -> int:
     first = control.first_answer(answers)
     label = first.get("name") or first.get("peer", "")[:16]
+    # The message's short reference, as the node's REPL and page show it too.
+    ref = f"{first['ref']} " if isinstance(first.get("ref"), str) else ""
     last = answers[-1]
     if last.get("state") == "delivered":
-        print(f"Delivered to {label} by the running node")
+        print(f"{ref}Delivered to {label} by the running node")
     elif last.get("state") == "failed":
-        print(f"Sending to {label} failed: {last.get('reason') or 'no reason given'}")
+        print(f"{ref}Sending to {label} failed: {last.get('reason') or 'no reason given'}")
         return 1
     else:
-        print(f"Queued in the running node; it delivers to {label} as soon as it can")
+        print(f"{ref}Queued in the running node; it delivers to {label} as soon as it can")
     return 0
 
 
@@ -56,10 +59,10 @@ def _into_outbox(place, peer: str, text: str) -> int:
     if not place.db_path.exists():
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
     with open_book(place.db_path) as book:
-        target = book.queue(peer, text)
+        target, message_id = book.queue(peer, text)
     label = target.name or target.fingerprint[:16]
     print(
-        f"No node is running; the message to {label} is queued in the outbox "
+        f"{message_ref(message_id)} No node is running; the message to {label} is queued in the outbox "
         f"and leaves when the node runs: {place.command('--listen')}"
     )
     return 0

@@ -187,13 +187,14 @@ class Book:
     def remove(self, query: str) -> Peer:
         return remove_contact(self._store, query)
 
-    def queue(self, query: str, text: str) -> Peer:
-        """Leave a message in the outbox; the node sends it when it next runs."""
+    def queue(self, query: str, text: str) -> tuple[Peer, bytes]:
+        """Leave a message in the outbox; the node sends it when it next runs.
+        The peer it is for, and the message's id."""
         check_text(text)
         target = resolve_peer(self._store, query)
-        now_ms = int(time.time() * 1000)
-        self._store.enqueue_outgoing([(target.fingerprint, new_id(), text, now_ms)])
-        return target
+        now_ms, message_id = int(time.time() * 1000), new_id()
+        self._store.enqueue_outgoing([(target.fingerprint, message_id, text, now_ms)])
+        return target, message_id
 
 
 @contextlib.contextmanager

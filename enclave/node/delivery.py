@@ -466,7 +466,10 @@ class Delivery:
             if fut is not None and not fut.done():
                 fut.set_result(o if type(fut) is not Many else fut.outs)
             if progress:
-                self.publish(DeliveryChanged(o.peer.hex(), o.rowid, o.id, "queued"))
+                peer_hex = o.peer.hex()
+                self.publish(
+                    DeliveryChanged(peer_hex, o.rowid, o.id, "queued", None, o.body, o.created_ms)
+                )
             if o.sent:  # it went out while its row was being committed
                 announced.add(o.rowid)
                 if progress:

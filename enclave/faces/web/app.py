@@ -341,7 +341,8 @@ def _contact_routes(app: Quart, backend: Backend) -> None:
 
     @app.get("/api/peers/<fp>/owed")
     async def owed(fp: str):
-        return {"owed": backend.node.owed(_peer(backend, fp).fingerprint)}
+        peer = _peer(backend, fp)  # first: it says "unlock first" before the node runs
+        return {"owed": backend.node.owed(peer.fingerprint)}
 
     @app.post("/api/peers/<fp>/remove")
     async def remove(fp: str):
@@ -366,19 +367,15 @@ def _message_routes(app: Quart, backend: Backend) -> None:
         fp = _fingerprint(data.get("peer"))
         text = _message_text(data)
         sent = await node.send(fp, text)
-        shown = views.sent(sent, text)
-        backend.announce(make(ToPage.SENT, message=shown))
-        return {"message": shown}
+        # Every page (this one too) got it as a "sent" event from the node's "queued".
+        return {"message": views.sent(sent, text)}
 
     @app.post("/api/broadcast")
     async def broadcast():
         node = backend.require_node()
         text = _message_text(await _body())
         sent = await node.broadcast(text)
-        shown = [views.sent(s, text) for s in sent]
-        for message in shown:
-            backend.announce(make(ToPage.SENT, message=message))
-        return {"messages": shown}
+        return {"messages": [views.sent(s, text) for s in sent]}
 
     @app.get("/api/search")
     async def search():
