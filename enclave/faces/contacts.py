@@ -16,6 +16,7 @@ import sys
 
 from enclave.errors import UserError
 from enclave.faces import cli, control, runner
+from enclave.identity import keys
 
 
 def rename(args) -> int:
@@ -95,4 +96,4 @@ def _place(args):
 
 
 def _label(done: dict) -> str:
-    return done.get("name") or done["peer"][:16]
+    return done.get("name") or keys.group(done["peer"], 4)

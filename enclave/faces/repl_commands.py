@@ -267,10 +267,12 @@ class Commands:
             raise UserError("usage: /verify PEER")
         peer = self.node.resolve(rest)
         label = self.label(peer.fingerprint)
+        rows = [("You", self.node.fingerprint), (label, peer.fingerprint)]
+        width = max(len(who) for who, _ in rows)  # the groups line up, column under column
         self.write(
-            f"Your fingerprint:  {keys.group(self.node.fingerprint)}\n"
-            f"{label}'s fingerprint: {keys.group(peer.fingerprint)}\n"
-            f"Read both aloud with {label} over a channel you trust (in person, a call)."
+            "Fingerprints:\n"
+            + "".join(f"  {who.ljust(width)}  {keys.group(fp)}\n" for who, fp in rows)
+            + f"Read both aloud with {label} over a channel you trust (in person, a call)."
         )
         if peer.verified:
             self.write(f"{label} is already marked verified")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from enclave.errors import UserError
 from enclave.faces import cli, control, runner
+from enclave.identity import keys
 from enclave.node import check_text
 from enclave.node.display import message_ref
 
@@ -39,7 +40,7 @@ def run(args) -> int:
 
 def _report(answers: list[dict]) -> int:
     first = control.first_answer(answers)
-    label = first.get("name") or first.get("peer", "")[:16]
+    label = first.get("name") or keys.group(first.get("peer", ""), 4)
     # The message's short reference, as the node's REPL and page show it too.
     ref = f"{first['ref']} " if isinstance(first.get("ref"), str) else ""
     last = answers[-1]
@@ -60,7 +61,7 @@ def _into_outbox(place, peer: str, text: str) -> int:
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
     with open_book(place.db_path) as book:
         target, message_id = book.queue(peer, text)
-    label = target.name or target.fingerprint[:16]
+    label = target.name or keys.group(target.fingerprint, 4)
     print(
         f"{message_ref(message_id)} No node is running; the message to {label} is queued in the outbox "
         f"and leaves when the node runs: {place.command('--listen')}"

@@ -350,7 +350,8 @@ class Node:
         check_text(text)
         peer = self.resolve(query)
         if peer.blocked:
-            raise UserError(f"{peer.name or peer.fingerprint[:16]} is blocked; unblock it to send")
+            label = peer.name or keys.group(peer.fingerprint, 4)
+            raise UserError(f"{label} is blocked; unblock it to send (/unblock or enclave unblock)")
         out = await self.delivery.submit(bytes.fromhex(peer.fingerprint), text)
         return _sent(out)
 

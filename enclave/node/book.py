@@ -80,7 +80,7 @@ def check_protocol_change(peer: Peer | None, proto: str, *, force: bool = False)
         raise UserError(f"unknown protocol {proto!r}; use auto, v1 or v2")
     if proto != "v1" or peer is None or peer.protocol != "v2" or force:
         return
-    label = peer.name or peer.fingerprint[:16]
+    label = peer.name or keys.group(peer.fingerprint, 4)
     if peer.v2_seen:
         raise DowngradeRefused(
             f"{label} has spoken Enclave's own protocol (v2) with you, so its node refuses "

@@ -1,6 +1,7 @@
 """Finding the one peer a person means, with the wording every face uses."""
 
 from enclave.errors import UserError
+from enclave.identity import keys
 
 
 def resolve_peer(store, query: str):
@@ -11,7 +12,7 @@ def resolve_peer(store, query: str):
             f"no peer matches {query!r} (use a name or at least 8 hex characters of a fingerprint)"
         )
     if len(found) > 1:
-        names = ", ".join(f"{p.name or '-'} {p.fingerprint[:16]}" for p in found)
+        names = ", ".join(f"{p.name or '-'} {keys.group(p.fingerprint, 4)}" for p in found)
         raise UserError(
             f"{query!r} matches {len(found)} peers ({names}); type more of the fingerprint"
         )

@@ -16,6 +16,11 @@ _PEER_COLS = (
 )
 
 
+def _short(fp: str) -> str:
+    """The start of a fingerprint as every face shows it: groups of four."""
+    return f"{fp[:4]} {fp[4:8]}"
+
+
 def _peer(r: tuple) -> Peer:
     flags = bool(r[4]), r[5], bool(r[6]), bool(r[7])
     return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11])
@@ -47,7 +52,7 @@ class PeersMixin(StoreCore):
                 )
                 return True
             if row[0].split() != public_key.split():  # same PEM up to whitespace
-                raise ValueError(f"peer {fp[:8]}… is already known with a different public key")
+                raise ValueError(f"peer {_short(fp)}… is already known with a different public key")
             db.execute(
                 "UPDATE peers SET address = coalesce(?1, address), name = coalesce(?2, name),"
                 " learned_address = CASE WHEN ?1 IS NULL THEN learned_address END"
@@ -64,7 +69,7 @@ class PeersMixin(StoreCore):
             "SELECT fingerprint FROM peers WHERE name = ? AND fingerprint != ?", (name, fp)
         ).fetchone()
         if row is not None:
-            raise UserError(f"the name '{name}' is already used by peer {row[0][:8]}…")
+            raise UserError(f"the name '{name}' is already used by peer {_short(row[0])}…")
 
     def get_peer(self, fingerprint: str) -> Peer | None:
         rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE fingerprint = ?", (fingerprint,))
@@ -101,7 +106,7 @@ class PeersMixin(StoreCore):
             if not db.execute(
                 "UPDATE peers SET name = ? WHERE fingerprint = ?", (name, fingerprint)
             ).rowcount:
-                raise UserError(f"no peer {fingerprint[:8]}… (was it removed?)")
+                raise UserError(f"no peer {_short(fingerprint)}… (was it removed?)")
 
     def owed_count(self, fingerprint: str) -> int:
         """Outgoing messages not yet delivered to this peer (what removing it drops)."""
@@ -132,7 +137,7 @@ class PeersMixin(StoreCore):
         if not self._update(
             f"UPDATE peers SET {column} = ? WHERE fingerprint = ?", (value, fingerprint)
         ):
-            raise UserError(f"no peer {fingerprint[:8]}… (was it removed?)")
+            raise UserError(f"no peer {_short(fingerprint)}… (was it removed?)")
 
     # The node calls these for a peer it is talking to; a peer removed meanwhile is ignored.
 
