@@ -267,28 +267,56 @@ async def _handle_control(node, reader, writer) -> None:
     if op == "send":
         await _control_send(node, peer, text, writer)
     else:
-        await _answer(writer, _control_contact(node, request.get("action"), peer, text))
+        await _answer(writer, _control_contact(node, request))
 
 
-def _control_contact(node, action, peer: str, name: str) -> dict:
-    """A change to the address book (``enclave rename/block/unblock/remove``), made by
-    the running node so that its sessions, queues and faces follow at once."""
+def _control_contact(node, request: dict) -> dict:
+    """A change to the address book (``enclave add/rename/block/unblock/remove``), made
+    by the running node so that its sessions, queues and faces follow at once."""
+    action, peer, text = request.get("action"), request["peer"], request.get("text") or None
     changes = {
         "owed": lambda: node.owed(peer),
-        "rename": lambda: node.rename_contact(peer, name or None),
+        "rename": lambda: node.rename_contact(peer, text),
         "block": lambda: node.block_contact(peer, True),
         "unblock": lambda: node.block_contact(peer, False),
         "remove": lambda: node.remove_contact(peer),
+        "add": lambda: _control_add(node, request, text),
     }
     if action not in changes:
         return {"error": f"bad control request (unknown contact action {action!r})"}
+    from enclave.node import DowngradeRefused
+
     try:
         done = changes[action]()
+    except DowngradeRefused as err:
+        return {"error": str(err), "downgrade": True}
     except UserError as err:
         return {"error": str(err)}
     if action == "owed":
         return {"owed": done}
+    if action == "add":
+        return done
     return {"peer": done.fingerprint, "name": done.name}
+
+
+def _control_add(node, request: dict, name: str | None) -> dict:
+    pem, address, source = request.get("pem"), request.get("address"), request.get("source")
+    protocol, force = request.get("protocol"), request.get("force") is True
+    if not isinstance(pem, str) or not isinstance(address, str) or not isinstance(source, str):
+        raise UserError("bad control request (an add needs pem, address and source)")
+    if protocol not in (None, "auto", "v1"):
+        raise UserError("bad control request (protocol must be auto or v1)")
+    done = node.add_contact(pem, address, name=name, protocol=protocol, force=force, source=source)
+    p = done.peer
+    return {
+        "peer": p.fingerprint,
+        "name": p.name,
+        "address": p.address,
+        "proto": p.proto,
+        "added": done.added,
+        "weak": done.weak,
+        "downgraded": done.downgraded,
+    }
 
 
 async def _control_send(node, peer: str, text: str, writer) -> None:
