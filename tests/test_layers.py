@@ -12,7 +12,8 @@ The rules (README "Layout"):
 - A face uses only the Node API (the ``enclave.node`` package's exports and the
   modules listed in ``NODE_API``), the identity, and ``errors``. It never imports the
   store, the protocol or ``_fast``, nor another face's internals: the shared modules
-  ``faces.cli`` (arguments, home, unlocking) and ``faces.runner`` (running a node for
+  ``faces.cli`` (arguments, home, unlocking), ``faces.control`` (asking a running
+  node) and ``faces.runner`` (running a node for
   a face) are open to every face; the rest belongs to its own face.
 - Imports inside functions count as much as those at the top.
 """
@@ -36,12 +37,18 @@ NODE_API = {
     "enclave.node.addresses",
     "enclave.node.display",
 }
-SHARED_FACES = {"enclave.faces", "enclave.faces.cli", "enclave.faces.runner"}
+SHARED_FACES = {
+    "enclave.faces",
+    "enclave.faces.cli",
+    "enclave.faces.control",
+    "enclave.faces.runner",
+}
 # Which face a module belongs to (its internals are for that face alone).
 FACES = {
     "enclave.faces.repl": "repl",
     "enclave.faces.repl_commands": "repl",
     "enclave.faces.send": "send",
+    "enclave.faces.contacts": "contacts",
     "enclave.faces.web": "web",
 }
 BELOW = {  # layer -> the Enclave layers it may import besides itself

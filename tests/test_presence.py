@@ -121,14 +121,15 @@ async def test_blocked_and_v1_contacts_are_never_dialled(rsa_keys, tmp_path):
             bytes.fromhex(a.resolve(n).fingerprint) for n in ("bob", "carol", "mallory")
         )
         assert {bob, mallory} <= a.sessions.dialing and carol not in a.sessions.dialing
-        a.store.set_blocked(mallory.hex(), True)
-        a.sessions.policy.reload()
-        a.sessions.contacts_changed()  # what blocking calls
-        await eventually(lambda: mallory not in a.sessions.dialing, what="mallory let go")
-        assert a.sessions.dialer.contacts == {bob}
+        a.block_contact("mallory")
+        assert mallory not in a.sessions.dialing and a.sessions.dialer.contacts == {bob}
         a.sessions.dialer.retry_now(mallory)
         a.sessions.dialer.retry_now(carol)
         assert a.sessions.dialing == {bob}
+        a.block_contact("mallory", False)  # unblocked: dialled again
+        assert mallory in a.sessions.dialing
+        a.remove_contact("mallory")  # removed: let go
+        assert a.sessions.dialing == {bob} and a.sessions.dialer.contacts == {bob}
     finally:
         await a.stop()
 

@@ -26,6 +26,7 @@ from support.waiting import Watched, eventually
 
 from enclave.faces.repl import PeerCompleter, Repl, redact
 from enclave.identity import keys
+from enclave.node.display import message_ref
 from enclave.node.events import PeerOnline
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import MAX_BODY_CHARS, Chat
@@ -122,15 +123,21 @@ async def test_send_shows_queued_then_delivered_and_incoming_messages(pair, tmp_
     a, b = pair
     rb = Recorder(b)
     async with repl(a, tmp_path) as r:
-        out = await r.run("/send bob hello  bob", "queued")
-        assert "you -> bob: hello  bob" in out
-        await r.screen.shows("to bob: delivered")
+        await r.run("/send bob hello  bob", "you -> bob: hello  bob")
+        screen = await r.screen.shows("to bob: delivered")
+        # The echo of what was sent comes first, then its states, by its reference.
+        echo = screen.index("you -> bob: hello  bob")
+        ref = screen[echo:].split("(", 1)[1].split(")", 1)[0]
+        assert re.fullmatch("#[0-9a-z]{4}", ref)
+        assert echo < screen.index(f"{ref} to bob: sent") < screen.index(f"{ref} to bob: delivered")
         await rb.until(lambda rec: [m.body for m in rec.received()] == ["hello  bob"])
         await b.send("alice", "hi alice")
         await r.screen.shows("bob: hi alice")
         out = await r.run("/peers", "UNREAD")
         bob_row = next(line for line in out.splitlines() if line.startswith("bob"))
-        assert "online" in bob_row and bob_row.rstrip().endswith("1")
+        # Bob's conversation is open (the last /send): what it shows is read.
+        assert "online" in bob_row and bob_row.rstrip().endswith(" 0")
+        await r.run("/unread", "No unread messages")
         r.pipe.send_text("/quit\r")
         await asyncio.wait_for(r.task, 10)
 
@@ -139,7 +146,7 @@ async def test_send_shows_queued_then_delivered_and_incoming_messages(pair, tmp_
 async def test_send_by_fingerprint_prefix(pair, tmp_path):
     a, b = pair
     async with repl(a, tmp_path) as r:
-        await r.run(f"/send {b.fingerprint[:8].upper()} by prefix", "queued")
+        await r.run(f"/send {b.fingerprint[:8].upper()} by prefix", "you -> bob: by prefix")
         await r.screen.shows("to bob: delivered")
 
 
@@ -182,8 +189,7 @@ async def test_ambiguous_prefix_lists_candidates_and_sends_nothing(alone, rsa_ke
         assert "type more of the fingerprint" in out
         await r.run("/history abcdef01", "matches 2 peers")
         await r.run("/verify abcdef01", "matches 2 peers")
-        out = await r.run("/send abcdef011 just dave", "queued")
-        assert "you -> dave" in out
+        await r.run("/send abcdef011 just dave", "you -> dave: just dave")
     assert a.history("carol") == []
 
 
@@ -200,9 +206,11 @@ async def test_broadcast_to_two_peers_reports_two_of_two(rsa_keys, tmp_path):
         rb, rc = Recorder(b), Recorder(c)
         async with repl(a, tmp_path) as r:
             out = await r.run("/broadcast Team meeting in 5 minutes!", "Broadcast complete")
-            begun = out.index("Broadcasting to 2 peer(s)...")
+            begun = out.index("you -> 2 peer(s): Team meeting in 5 minutes!  (broadcast)")
             assert out.index("Broadcast complete: 2/2 sent successfully") > begun
-            await r.screen.shows("delivered", count=2)
+            # One line for every copy: no echo or state line per recipient.
+            await r.screen.shows("broadcast delivered to 2 of 2")
+            assert "you -> bob" not in r.screen.text and "to bob: sent" not in r.screen.text
         for rec in (rb, rc):
             await rec.until(
                 lambda x: [m.body for m in x.received()] == ["Team meeting in 5 minutes!"]
@@ -329,7 +337,7 @@ async def test_history_and_its_errors(pair, tmp_path):
     async with repl(a, tmp_path) as r:
         await r.run("/history bob", "No messages with bob yet")
         for k in range(3):
-            await r.run(f"/send bob m{k}", "queued")
+            await r.run(f"/send bob m{k}", f"you -> bob: m{k}")
         await rb.until(lambda rec: len(rec.received()) == 3)
         await b.send("alice", "reply")
         await r.screen.shows("bob: reply")
@@ -379,14 +387,16 @@ async def test_retry_sends_failed_messages_again(rsa_keys, tmp_path):
     try:
         introduce(a, b, ka, kb)
         # A message that failed earlier (as a legacy send gives up after 5 minutes).
-        rowid = a.store.enqueue_outgoing([(b.fingerprint, os.urandom(16), "again", 1)])[0]
+        mid = os.urandom(16)
+        rowid = a.store.enqueue_outgoing([(b.fingerprint, mid, "again", 1)])[0]
         a.store.mark_failed([rowid], "peer unreachable")
+        ref = message_ref(mid)
         rb = Recorder(b)
         async with repl(a, tmp_path) as r:
             out = await r.run("/history bob", "failed")
-            assert "(failed, peer unreachable)" in out
+            assert f"({ref} failed, peer unreachable)" in out
             await r.run("/retry", "Retrying 1 message(s)")
-            await r.screen.shows(f"#{rowid} to bob: delivered")
+            await r.screen.shows(f"{ref} to bob: delivered")
             await rb.until(lambda rec: [m.body for m in rec.received()] == ["again"])
             await r.run("/retry", "No failed messages to retry")
             await r.run("/retry bob", "No failed messages to retry")
@@ -415,7 +425,7 @@ async def test_ctrl_c_clears_the_line_and_ctrl_d_quits(alone, tmp_path):
         r.pipe.send_text("/broadcast half typed")
         r.pipe.send_bytes(b"\x03")
         await r.run("/fingerprint", "Your fingerprint")
-        assert "Broadcasting" not in r.screen.text and "No peers" not in r.screen.text
+        assert "broadcast" not in r.screen.text and "No peers" not in r.screen.text
         r.pipe.send_bytes(b"\x04")
         await asyncio.wait_for(r.task, 10)
 
@@ -552,7 +562,8 @@ def _complete(node, text: str) -> list[str]:
 @pytest.mark.asyncio
 async def test_tab_completion_of_commands_and_peers(pair):
     a, b = pair
-    assert _complete(a, "/b") == ["/broadcast "]
+    assert _complete(a, "/b") == ["/broadcast ", "/block "]
+    assert _complete(a, "/br") == ["/broadcast "]
     assert "/history " in _complete(a, "/h") and "/help " in _complete(a, "/h")
     assert _complete(a, "/send bo") == ["bob "]  # "bo" is no hex prefix: only the name
     assert _complete(a, f"/verify {b.fingerprint[:3]}") == [b.fingerprint[:16] + " "]
@@ -564,7 +575,7 @@ async def test_tab_completion_of_commands_and_peers(pair):
 async def test_input_history_is_private_and_keeps_no_message_text(pair, tmp_path):
     a, _ = pair
     async with repl(a, tmp_path) as r:
-        await r.run("/send bob the secret plan", "queued")
+        await r.run("/send bob the secret plan", "you -> bob: the secret plan")
         await r.run("/broadcast another secret", "Broadcast complete")
         await r.run("/peers", "UNREAD")
     path = tmp_path / "repl_history"
@@ -605,8 +616,9 @@ async def test_control_socket_sends_and_reports_delivery(pair, tmp_path):
     try:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         answers = await _ask_control(path, b'{"op": "send", "peer": "bob", "text": "hi"}\n')
+        [stored] = a.history("bob")
         assert answers == [
-            {"state": "queued", "peer": b.fingerprint, "name": "bob"},
+            {"state": "queued", "peer": b.fingerprint, "name": "bob", "ref": message_ref(stored.id)},
             {"state": "delivered", "reason": None},
         ]
         answers = await _ask_control(path, b'{"op": "send", "peer": "nobody", "text": "hi"}\n')
@@ -671,7 +683,7 @@ async def test_peers_shows_last_seen_and_when_queued_messages_are_tried(alone, r
     async with repl(a, tmp_path) as r:
         out = await r.run("/peers", "UNREAD")
         assert "last seen 5 min ago" in out
-        await r.run("/send bob are you there?", "queued")
+        await r.run("/send bob are you there?", "you -> bob")
         fp = bytes.fromhex(a.resolve("bob").fingerprint)
         await eventually(lambda: a.sessions.dialer.retry_in(fp) is not None, what="a pause")
         out = await r.run("/peers", "UNREAD")

@@ -7,6 +7,7 @@ cost, since the CLI refuses anything cheaper when it unlocks.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -195,10 +196,10 @@ def test_two_people_chat_in_tmux_and_broadcast(people, tmux):
     tmux.type("alice", "/broadcast Team meeting in 5 minutes!")
     tmux.keys("alice", "Enter")
     screen = tmux.until("alice", "Broadcast complete: 2/2 sent successfully")
-    assert "Broadcasting to 2 peer(s)..." in screen
+    assert "you -> 2 peer(s): Team meeting in 5 minutes!  (broadcast)" in screen
     tmux.until("carol", "alice: Team meeting in 5 minutes!")
     tmux.until("bob", "alice: Team meeting in 5 minutes!")
-    tmux.until("alice", "delivered", count=3)
+    tmux.until("alice", "broadcast delivered to 2 of 2")
 
     for p in (alice, bob, carol):
         tmux.type(p.name, "/quit")
@@ -220,7 +221,7 @@ def test_ctrl_c_clears_the_line_and_ctrl_d_leaves(people, tmux):
     tmux.until("alice", "Your fingerprint:", count=2)
     tmux.keys("alice", "C-d")
     assert tmux.exit_status("alice") == 0
-    assert "Broadcasting" not in tmux.screen("alice")
+    assert "(broadcast)" not in tmux.screen("alice")
 
 
 # --- headless, enclave send, error exits ------------------------------------------------
@@ -305,9 +306,12 @@ def test_enclave_send_through_a_running_node_is_delivered(people):
             _read_until(proc, "Running without a terminal", seen[name])
         done = _enclave("send", "bob", "see you at 5", home_dir=alice.home)
         assert done.returncode == 0, done.stderr
-        assert done.stdout == "Delivered to bob by the running node\n"
+        assert re.fullmatch(r"#[0-9a-z]{4} Delivered to bob by the running node\n", done.stdout)
+        ref = done.stdout.split()[0]
         _read_until(procs["bob"], "alice: see you at 5", seen["bob"])
-        _read_until(procs["alice"], "to bob: delivered", seen["alice"])
+        # The running node shows the text sent through it, then its states, by reference.
+        _read_until(procs["alice"], f"you -> bob: see you at 5  ({ref})", seen["alice"])
+        _read_until(procs["alice"], f"{ref} to bob: delivered", seen["alice"])
         refused = _enclave("send", "nobody", "hi", home_dir=alice.home)
         assert refused.returncode == 2
         assert refused.stderr.startswith("enclave: error: no peer matches 'nobody'")

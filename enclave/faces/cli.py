@@ -95,7 +95,13 @@ _MODIFIERS = {
 # the later parts of Enclave, imported only when their action runs
 _LATER = {"listen": "enclave.faces.repl", "web": "enclave.faces.web"}
 # subcommand -> the part that runs it
-_SUBCOMMANDS = {"send": "enclave.faces.send"}
+_SUBCOMMANDS = {
+    "send": "enclave.faces.send",
+    "rename": "enclave.faces.contacts",
+    "block": "enclave.faces.contacts",
+    "unblock": "enclave.faces.contacts",
+    "remove": "enclave.faces.contacts",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -238,6 +244,28 @@ def build_send_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CONTACT_HELP = {
+    "rename": "Give a contact another name.",
+    "block": "Refuse a contact's connections and messages until it is unblocked.",
+    "unblock": "Accept a blocked contact again; what was queued for it goes out.",
+    "remove": "Forget a contact with its history and undelivered messages.",
+}
+
+
+def build_contact_parser(command: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"enclave {command}", description=_CONTACT_HELP[command], allow_abbrev=False
+    )
+    parser.add_argument("peer", metavar="PEER", help="name or fingerprint prefix (8+ hex digits)")
+    if command == "rename":
+        parser.add_argument("new_name", metavar="NEW", help="the new name (one word)")
+    if command == "remove":
+        parser.add_argument("--yes", action="store_true", help="remove without asking")
+    _add_global_options(parser)
+    parser.set_defaults(set_overrides=None)
+    return parser
+
+
 # --- entry points -------------------------------------------------------------------
 
 
@@ -268,13 +296,20 @@ def main_web(argv: list[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     parser = build_parser()
     before, command, after = _split_at_subcommand(parser, argv)
-    if command is not None:
+    if command == "send":
         # The options before the subcommand join its own: global options go either side.
         args = _parse(build_send_parser(), [*before, *after])
         if args is None:
             return 0
         args.message = " ".join(args.message)
         return _run_later(_SUBCOMMANDS[command], f"enclave {command}", args)
+    if command is not None:
+        args = _parse(build_contact_parser(command), [*before, *after])
+        if args is None:
+            return 0
+        from enclave.faces import contacts
+
+        return getattr(contacts, command)(args)
     args = _parse(parser, argv)
     if args is None:
         return 0

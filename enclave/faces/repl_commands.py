@@ -29,10 +29,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from enclave.errors import UserError
+from enclave.faces import repl_contacts
 from enclave.identity import keys
 from enclave.node import check_text
-from enclave.node.display import message_time, visible
+from enclave.node.display import message_ref, message_time, visible
 from enclave.node.events import (
+    ContactChanged,
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
@@ -53,21 +55,27 @@ THROTTLE_WHY = {
     "storage": "storage (its quota for your messages is full)",
 }
 
-HELP = """\
-Commands:
-  /send PEER MESSAGE     send to one peer (a name, or 8+ hex digits of its fingerprint)
-  /broadcast MESSAGE     send to every known peer
-  /peers                 known peers: address, online or last seen, verified, protocol, unread
+HELP = f"""\
+Commands (Tab completes commands and contacts; PEER is a name or 8+ hex digits of a
+fingerprint):
+  /send PEER MESSAGE     send to one contact                  /send bob See you at 5
+  /broadcast MESSAGE     send to every contact (not blocked)  /broadcast Lunch is here
+  /peers                 contacts: address, online or last seen, verified, protocol, unread
+  /unread                conversations with messages you have not seen
+  /history PEER [N]      the last N messages with a contact   /history bob 50
   /add [FILE ADDRESS [NAME]]
-                         add a peer from their public key file (asks if not given)
-  /history PEER [N]      the last N messages with a peer (default 20)
-  /fingerprint           your own fingerprint, grouped for reading aloud
-  /verify PEER           compare fingerprints with a peer and mark them verified
-  /retry [PEER]          send failed messages again, and try waiting ones now
+                         add a contact from its public key    /add bob.pem 10.0.0.2:8000 bob
+  /fingerprint           your fingerprint, to read aloud
+  /verify PEER           compare fingerprints, mark verified  /verify bob
+  /retry [PEER]          send failed ones again, try now      /retry bob
+{repl_contacts.HELP}
   /stats                 numbers of this node
   /help                  this list
   /quit                  leave (Ctrl-D too); queued messages wait in the outbox
-Tab completes commands and peers; Ctrl-C clears the line.
+What you send shows first, then its state changes, each with the message's short
+reference (#k3f9): sent (on its way), delivered (your contact stored it), or failed
+with the reason. Messages shown while a conversation is open (your last /send or
+/history) are read; others count as unread until you open them.
 Messages marked "legacy v1" come from the original client: no forward secrecy and a
 weaker sender binding than Enclave's own protocol."""
 
@@ -75,16 +83,21 @@ COMMANDS = (
     "/send",
     "/broadcast",
     "/peers",
+    "/unread",
     "/add",
     "/history",
     "/fingerprint",
     "/verify",
     "/retry",
+    "/rename",
+    "/block",
+    "/unblock",
+    "/remove",
     "/stats",
     "/help",
     "/quit",
 )
-PEER_COMMANDS = ("/send", "/history", "/verify")
+PEER_COMMANDS = ("/send", "/history", "/verify", "/rename", "/block", "/unblock", "/remove")
 
 Write = Callable[[str], None]
 Ask = Callable[..., Awaitable[str]]
@@ -99,8 +112,14 @@ class Commands:
         self.node = node
         self.write = write
         self.ask = ask
-        self.unread: Counter[str] = Counter()  # fingerprint -> received since /history
+        self.unread: Counter[str] = Counter()  # fingerprint -> received, not yet seen
         self.mine: dict[int, str] = {}  # rowid -> state, for messages sent here
+        # The open conversation: the last /send or /history target. What it receives is
+        # read as it is shown, so it does not count as unread.
+        self.open_peer: str | None = None
+        self._broadcast: list | None = None  # a /broadcast under way: [text, outcome]
+        # rowid of a broadcast copy -> its broadcast's outcome [delivered, ended, copies]
+        self._copies: dict[int, list[int]] = {}
         self._legacy_noted: set[str] = set()
 
     # --- running a line ---------------------------------------------------------------
@@ -142,10 +161,9 @@ class Commands:
         if not peer:
             raise UserError("usage: /send PEER MESSAGE")
         check_text(text)
+        # The echo of the text, then each state change, come from the node's events.
         sent = await self.node.send(peer, text)
-        self.mine[sent.rowid] = "queued"
-        label = self.label(sent.peer)
-        self.write(f"[{_clock()}] you -> {label}: {_clean(text)}  (#{sent.rowid} queued)")
+        self._open(sent.peer)
 
     async def cmd_broadcast(self, text: str) -> None:
         check_text(text)
@@ -153,10 +171,12 @@ class Commands:
         if not targets:
             self.write("No peers to broadcast to; add one with /add")
             return
-        self.write(f"Broadcasting to {len(targets)} peer(s)...")
-        sent = await self.node.broadcast(text)
-        for s in sent:
-            self.mine[s.rowid] = "queued"
+        self.write(f"[{_clock()}] you -> {len(targets)} peer(s): {_clean(text)}  (broadcast)")
+        self._broadcast = [text, [0, 0, len(targets)]]
+        try:
+            sent = await self.node.broadcast(text)
+        finally:
+            self._broadcast = None
         # "Sent" means handed to a live session with that peer; copies for peers that
         # are offline wait in the outbox and go when the peer is back.
         n = await self.node.wait_sent(sent, BROADCAST_WAIT)
@@ -185,6 +205,14 @@ class Commands:
                 )
             )
         self.write(_table(rows))
+
+    async def cmd_unread(self, rest: str) -> None:
+        waiting = [(fp, n) for fp, n in self.unread.items() if n]
+        if not waiting:
+            self.write("No unread messages")
+            return
+        lines = [f"  {self.label(fp)}: {n} unread  (/history {self.label(fp)})" for fp, n in waiting]
+        self.write("Unread:\n" + "\n".join(lines))
 
     async def cmd_add(self, rest: str) -> None:
         try:
@@ -225,7 +253,7 @@ class Commands:
             limit = int(parts[1])
         peer = self.node.resolve(parts[0])
         messages = self.node.history(peer.fingerprint, limit)
-        self.unread.pop(peer.fingerprint, None)
+        self._open(peer.fingerprint)
         label = self.label(peer.fingerprint)
         if not messages:
             self.write(f"No messages with {label} yet")
@@ -326,6 +354,10 @@ class Commands:
             return f"[{_clock()}] {self.label(event.peer)} went offline"
         if isinstance(event, NodeProblem):
             return f"[{_clock()}] note: {_one_line(event.text)}"
+        if isinstance(event, ContactChanged):
+            if event.change == "removed":
+                self.unread.pop(event.peer, None)
+            return repl_contacts.render_change(event, _clock())
         if isinstance(event, Throttled):
             why = THROTTLE_WHY.get(event.reason, event.reason)
             seconds = max(1, math.ceil(event.retry_after))
@@ -335,8 +367,13 @@ class Commands:
             )
         return None
 
+    def _open(self, fingerprint: str) -> None:
+        self.open_peer = fingerprint
+        self.unread.pop(fingerprint, None)
+
     def _render_message(self, event: MessageReceived) -> str:
-        self.unread[event.peer] += 1
+        if event.peer != self.open_peer:
+            self.unread[event.peer] += 1
         label = self.label(event.peer)
         mark = " (legacy v1)" if event.legacy else ""
         when = _clock(event.created_ms) if event.created_ms is not None else _unknown(_clock())
@@ -350,17 +387,45 @@ class Commands:
         return line
 
     def _render_delivery(self, event: DeliveryChanged) -> str | None:
+        """A new message's echo (its first "queued" carries the text, whoever sent
+        it: this REPL, the page or ``enclave send``), then one line per state change,
+        each with the message's short reference."""
+        rowid, ref = event.rowid, message_ref(event.id)
         if event.state == "queued":
-            return None  # the command that queued it already said so
-        self.mine[event.rowid] = event.state
+            if event.body is None:
+                return None  # a retry: /retry or the page said so
+            self.mine[rowid] = "queued"
+            if self._broadcast is not None and event.body == self._broadcast[0]:
+                self._copies[rowid] = self._broadcast[1]
+                return None  # /broadcast printed one line for every copy
+            when = _clock(event.created_ms)
+            label = self.label(event.peer)
+            return f"[{when}] you -> {label}: {_indent(_clean(event.body))}  ({ref})"
+        self.mine[rowid] = event.state
         reason = f" ({_one_line(event.reason)})" if event.reason else ""
-        return f"  #{event.rowid} to {self.label(event.peer)}: {event.state}{reason}"
+        line = f"  {ref} to {self.label(event.peer)}: {event.state}{reason}"
+        if rowid in self._copies:
+            return self._broadcast_copy(rowid, event.state, line)
+        return line
+
+    def _broadcast_copy(self, rowid: int, state: str, line: str) -> str | None:
+        """A broadcast shows its failures, and one line once every copy has ended."""
+        if state not in ("delivered", "failed"):
+            return None
+        outcome = self._copies.pop(rowid)
+        outcome[0] += state == "delivered"
+        outcome[1] += 1
+        shown = [line] if state == "failed" else []
+        if outcome[1] == outcome[2]:
+            shown.append(f"  broadcast delivered to {outcome[0]} of {outcome[2]}")
+        return "\n".join(shown) or None
 
 
 _HANDLERS = {
     "/send": Commands.cmd_send,
     "/broadcast": Commands.cmd_broadcast,
     "/peers": Commands.cmd_peers,
+    "/unread": Commands.cmd_unread,
     "/add": Commands.cmd_add,
     "/history": Commands.cmd_history,
     "/fingerprint": Commands.cmd_fingerprint,
@@ -370,6 +435,7 @@ _HANDLERS = {
     "/help": Commands.cmd_help,
     "/quit": Commands.cmd_quit,
     "/exit": Commands.cmd_quit,
+    **repl_contacts.HANDLERS,
 }
 
 
@@ -414,7 +480,7 @@ def _history_line(m, label: str) -> str:
         mark = " (legacy v1)" if m.legacy else ""
         return f"[{when}] {label}{mark}: {body}"
     reason = f", {_one_line(m.reason)}" if m.reason else ""
-    return f"[{when}] you -> {label}: {body}  ({m.state}{reason})"
+    return f"[{when}] you -> {label}: {body}  ({message_ref(m.id)} {m.state}{reason})"
 
 
 def _presence(status) -> str:

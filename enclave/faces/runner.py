@@ -255,18 +255,44 @@ async def _handle_control(node, reader, writer) -> None:
         return
     try:
         request = json.loads(await reader.readline())
-        if not isinstance(request, dict) or request.get("op") != "send":
+        op = request.get("op") if isinstance(request, dict) else None
+        if op not in ("send", "contact"):
             raise UserError("unknown request")
-        peer, text = request.get("peer"), request.get("text")
+        peer, text = request.get("peer"), request.get("text", "")
         if not isinstance(peer, str) or not isinstance(text, str):
-            raise UserError("a send request needs peer and text")
+            raise UserError(f"a {op} request needs peer and text")
     except (ValueError, UserError, asyncio.LimitOverrunError) as err:
         await _answer(writer, {"error": f"bad control request ({err})"})
         return
-    await _control_send(node, peer, text, writer)
+    if op == "send":
+        await _control_send(node, peer, text, writer)
+    else:
+        await _answer(writer, _control_contact(node, request.get("action"), peer, text))
+
+
+def _control_contact(node, action, peer: str, name: str) -> dict:
+    """A change to the address book (``enclave rename/block/unblock/remove``), made by
+    the running node so that its sessions, queues and faces follow at once."""
+    changes = {
+        "owed": lambda: node.owed(peer),
+        "rename": lambda: node.rename_contact(peer, name or None),
+        "block": lambda: node.block_contact(peer, True),
+        "unblock": lambda: node.block_contact(peer, False),
+        "remove": lambda: node.remove_contact(peer),
+    }
+    if action not in changes:
+        return {"error": f"bad control request (unknown contact action {action!r})"}
+    try:
+        done = changes[action]()
+    except UserError as err:
+        return {"error": str(err)}
+    if action == "owed":
+        return {"owed": done}
+    return {"peer": done.fingerprint, "name": done.name}
 
 
 async def _control_send(node, peer: str, text: str, writer) -> None:
+    from enclave.node.display import message_ref
     from enclave.node.events import DeliveryChanged
 
     outcome: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -291,7 +317,8 @@ async def _control_send(node, peer: str, text: str, writer) -> None:
         watched["rowid"] = sent.rowid
         record = node.contact(sent.peer)
         name = record.name if record else None
-        await _answer(writer, {"state": "queued", "peer": sent.peer, "name": name})
+        ref = message_ref(sent.id)
+        await _answer(writer, {"state": "queued", "peer": sent.peer, "name": name, "ref": ref})
         try:
             event = await asyncio.wait_for(outcome, DELIVERY_WAIT)
         except TimeoutError:

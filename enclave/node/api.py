@@ -2,12 +2,14 @@
 
 Rules:
 - The faces call only this class: ``send``, ``broadcast``, ``peers``, ``history``,
-  ``search``, ``typing``, ``add_peer``, ``resolve``, ``retry_now``, ``stats`` and the
-  event stream (``subscribe`` or ``events()``). They never touch sockets, keys or SQL.
-- Presence: at start and after every change to the address book the node calls
-  ``sessions.contacts_changed``, which keeps a session open to every contact it may
-  dial (``enclave.node.dialing``); ``peers`` says who is online, when the others were
-  last seen and when what waits for them is tried next.
+  ``search``, ``typing``, ``add_peer``, ``rename_contact``, ``block_contact``,
+  ``remove_contact``, ``resolve``, ``retry_now``, ``stats`` and the event stream
+  (``subscribe`` or ``events()``). They never touch sockets, keys or SQL.
+- Presence: at start and after every change to the address book (added, blocked,
+  unblocked, removed, protocol) the node calls ``sessions.contacts_changed``, which
+  keeps a session open to every contact it may dial (``enclave.node.dialing``);
+  ``peers`` says who is online, when the others were last seen and when what waits
+  for them is tried next.
 - Sessions live in ``sessions.Sessions``; the fate of each message lives in
   ``delivery.Delivery``; the Node holds no rule of either.
 - Several nodes may live in one process, each with its own home and store.
@@ -35,13 +37,16 @@ from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: th
     Added,
     DowngradeRefused,
     add_contact,
+    block_contact,
     check_name,
     check_protocol_change,
     check_text,
     record_protocol,
+    remove_contact,
+    rename_contact,
 )
 from enclave.node.delivery import Delivery
-from enclave.node.events import DeliveryChanged
+from enclave.node.events import ContactChanged, DeliveryChanged
 from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out
 from enclave.node.quotas import ReceiveQuotas
@@ -270,7 +275,50 @@ class Node:
         if options.get("protocol") is not None:
             self._protocol_changed(bytes.fromhex(added.peer.fingerprint))
         self.sessions.contacts_changed()
+        change = "added" if added.added else "updated"
+        self._publish(ContactChanged(added.peer.fingerprint, change, added.peer.name))
         return added
+
+    def rename_contact(self, query: str, new_name: str | None) -> Peer:
+        """Give a contact another name (None: none)."""
+        peer = rename_contact(self.store, query, new_name)
+        self._publish(ContactChanged(peer.fingerprint, "renamed", peer.name))
+        return peer
+
+    def block_contact(self, query: str, blocked: bool = True) -> Peer:
+        """Block a contact (``blocked=False``: unblock it). A blocked contact's sessions
+        close now; its handshakes and v1 envelopes are refused like a stranger's, before
+        any private-key work, so nothing it sends is shown or stored. What is queued for
+        it waits in the outbox and goes out once it is unblocked."""
+        peer = block_contact(self.store, query, blocked)
+        fp = bytes.fromhex(peer.fingerprint)
+        self.sessions.policy.reload()
+        self.sessions.contacts_changed()  # not dialled while blocked; again once unblocked
+        if blocked:
+            self.sessions.drop_peer(fp)
+            self.delivery.set_aside(fp)
+        else:
+            self.delivery.take_back(fp)
+        change = "blocked" if blocked else "unblocked"
+        self._publish(ContactChanged(peer.fingerprint, change, peer.name))
+        return peer
+
+    def owed(self, query: str) -> int:
+        """Messages still owed to a contact: what removing it drops."""
+        return self.store.owed_count(self.resolve(query).fingerprint)
+
+    def remove_contact(self, query: str) -> Peer:
+        """Forget a contact: its sessions close, its history and everything still owed
+        to it are deleted (faces ask first, saying how many messages ``owed`` drops)."""
+        peer = self.resolve(query)
+        fp = bytes.fromhex(peer.fingerprint)
+        self.delivery.set_aside(fp)
+        remove_contact(self.store, peer.fingerprint)
+        self.sessions.policy.reload()
+        self.sessions.contacts_changed()  # no longer dialled
+        self.sessions.drop_peer(fp)
+        self._publish(ContactChanged(peer.fingerprint, "removed", peer.name))
+        return peer
 
     def set_protocol(self, query: str, proto: str, *, force: bool = False) -> Peer:
         """'v1' marks a peer legacy (the original client): it is sent v1 envelopes only.
@@ -345,6 +393,8 @@ class Node:
         """Queue ``text`` for one peer; returns once it is durable in the outbox."""
         check_text(text)
         peer = self.resolve(query)
+        if peer.blocked:
+            raise UserError(f"{peer.name or peer.fingerprint[:16]} is blocked; unblock it to send")
         out = await self.delivery.submit(bytes.fromhex(peer.fingerprint), text)
         return _sent(out)
 

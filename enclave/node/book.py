@@ -136,6 +136,29 @@ def add_contact(
     return Added(saved, bool(added), weak, downgraded)
 
 
+def rename_contact(store: Store, query: str, new_name: str | None) -> Peer:
+    """Give a contact another name (None: none); the contact as stored."""
+    peer = resolve_peer(store, query)
+    store.set_name(peer.fingerprint, check_name(new_name))
+    return store.get_peer(peer.fingerprint)
+
+
+def block_contact(store: Store, query: str, blocked: bool) -> Peer:
+    """Block (or unblock) a contact: while blocked, its handshakes and v1 envelopes are
+    refused as a stranger's, before any private-key work, and nothing is dialled to it.
+    What is queued for it stays queued, and goes out once it is unblocked."""
+    peer = resolve_peer(store, query)
+    store.set_blocked(peer.fingerprint, blocked)
+    return store.get_peer(peer.fingerprint)
+
+
+def remove_contact(store: Store, query: str) -> Peer:
+    """Forget a contact with its history and everything still owed to it."""
+    peer = resolve_peer(store, query)
+    store.remove_peer(peer.fingerprint)
+    return peer
+
+
 class Book:
     """The address book and outbox of a home whose node is not running."""
 
@@ -148,13 +171,30 @@ class Book:
     def add(self, pem: bytes | str, address: str | None, name=None, protocol=None, **kw) -> Added:
         return add_contact(self._store, self.own, pem, address, name, protocol, **kw)
 
-    def queue(self, query: str, text: str) -> Peer:
-        """Leave a message in the outbox; the node sends it when it next runs."""
+    def resolve(self, query: str) -> Peer:
+        return resolve_peer(self._store, query)
+
+    def owed(self, query: str) -> int:
+        """Messages still owed to a contact (what removing it drops)."""
+        return self._store.owed_count(resolve_peer(self._store, query).fingerprint)
+
+    def rename(self, query: str, new_name: str | None) -> Peer:
+        return rename_contact(self._store, query, new_name)
+
+    def block(self, query: str, blocked: bool = True) -> Peer:
+        return block_contact(self._store, query, blocked)
+
+    def remove(self, query: str) -> Peer:
+        return remove_contact(self._store, query)
+
+    def queue(self, query: str, text: str) -> tuple[Peer, bytes]:
+        """Leave a message in the outbox; the node sends it when it next runs.
+        The peer it is for, and the message's id."""
         check_text(text)
         target = resolve_peer(self._store, query)
-        now_ms = int(time.time() * 1000)
-        self._store.enqueue_outgoing([(target.fingerprint, new_id(), text, now_ms)])
-        return target
+        now_ms, message_id = int(time.time() * 1000), new_id()
+        self._store.enqueue_outgoing([(target.fingerprint, message_id, text, now_ms)])
+        return target, message_id
 
 
 @contextlib.contextmanager

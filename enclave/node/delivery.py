@@ -121,10 +121,9 @@ class Delivery:
     # --- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        for peer_hex in self.store.outbox_peers():
-            peer = bytes.fromhex(peer_hex)
-            items = self.store.outbox_for(peer_hex)
-            self.queues[peer] = deque(Out(i.rowid, peer, i.id, i.body, i.created_ms) for i in items)
+        blocked = {p.fingerprint for p in self.store.list_peers() if p.blocked}
+        for peer_hex in set(self.store.outbox_peers()) - blocked:
+            self.queues[bytes.fromhex(peer_hex)] = self._owed(bytes.fromhex(peer_hex))
         self._task = asyncio.get_running_loop().create_task(
             self._committer(), name="enclave-commits"
         )
@@ -302,6 +301,26 @@ class Delivery:
         self._paused.discard(link)
         self.dispatch(peer)
 
+    def set_aside(self, peer: bytes) -> None:
+        """Stop sending to ``peer`` (blocked or removed): its queue leaves memory, and
+        what a session carries unacked is not put back when the session closes. The
+        rows stay in the store, owed, unless the contact is removed."""
+        self.queues.pop(peer, None)
+        link = self.carriers.pop(peer, None)
+        if link is not None and isinstance(link.state, Carried):
+            link.state.items.clear()
+
+    def take_back(self, peer: bytes) -> None:
+        """Send again what the store owes ``peer`` (unblocked)."""
+        owed = self._owed(peer)
+        if owed:
+            self.queues[peer] = owed
+            self.dispatch(peer)
+
+    def _owed(self, peer: bytes) -> deque:
+        items = self.store.outbox_for(peer.hex())
+        return deque(Out(i.rowid, peer, i.id, i.body, i.created_ms) for i in items)
+
     def link_writable(self, link) -> None:
         if isinstance(link.state, Carried):
             self.dispatch(link.state.peer)
@@ -456,7 +475,10 @@ class Delivery:
             if fut is not None and not fut.done():
                 fut.set_result(o if type(fut) is not Many else fut.outs)
             if progress:
-                self.publish(DeliveryChanged(o.peer.hex(), o.rowid, o.id, "queued"))
+                peer_hex = o.peer.hex()
+                self.publish(
+                    DeliveryChanged(peer_hex, o.rowid, o.id, "queued", None, o.body, o.created_ms)
+                )
             if o.sent:  # it went out while its row was being committed
                 announced.add(o.rowid)
                 if progress:

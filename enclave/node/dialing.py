@@ -97,6 +97,13 @@ class Dialer:
             self.dial(peer)
         return True
 
+    def forget(self, peer: bytes) -> None:
+        """Stop a dial under way to ``peer`` (blocked or removed) and its backoff."""
+        task = self.tasks.pop(peer, None)
+        if task is not None:
+            task.cancel()
+        self._backoff.pop(peer, None)
+
     def _wake(self, peer: bytes) -> bool:
         pause = self._pauses.get(peer)
         if pause is None or pause.done():
@@ -132,7 +139,8 @@ class Dialer:
                     self.sessions.publish(Retrying(peer.hex(), delay))
                 await self._pause(peer, delay)
         finally:
-            self.tasks.pop(peer, None)
+            if self.tasks.get(peer) is asyncio.current_task():
+                del self.tasks[peer]
 
     def _delay(self, peer: bytes) -> float:
         """The next pause: twice the last (from ``reconnect_min``), at most

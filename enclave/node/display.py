@@ -86,6 +86,18 @@ def message_time(m) -> int | None:
     return m.created_ms
 
 
+# Crockford's base32: no I, L, O or U, so a reference read aloud or retyped is not misread.
+_REF_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def message_ref(message_id: bytes) -> str:
+    """A message's short reference, as every face shows it: ``#`` and four characters
+    from the random half of its id (20 bits). It tells one message from the others
+    near it in a conversation; it is not an index and not unique over a long history."""
+    n = int.from_bytes(message_id[-3:], "big") & 0xFFFFF
+    return "#" + "".join(_REF_ALPHABET[(n >> shift) & 31] for shift in (15, 10, 5, 0))
+
+
 def visible(text: str, lines: bool = True) -> str:
     """``text`` with every hidden or layout-changing character shown as ``⟨U+XXXX⟩``."""
 

@@ -14,13 +14,19 @@ class MessageReceived:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryChanged:
-    """An outgoing message moved to ``state``: queued, sent, delivered or failed."""
+    """An outgoing message moved to ``state``: queued, sent, delivered or failed.
+
+    A new message's first "queued" carries its ``body`` and ``created_ms``: whichever
+    face or command sent it, every face shows the text from this event, before any
+    later state of the message (a retry's "queued" carries no body)."""
 
     peer: str
     rowid: int
     id: bytes
     state: str
     reason: str | None = None
+    body: str | None = None
+    created_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +70,13 @@ class NodeProblem:
     """Something the user should know (disk full, a refused legacy message...)."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChanged:
+    """The address book changed: ``change`` is "added", "updated", "renamed", "blocked",
+    "unblocked" or "removed"; ``name`` is the contact's name after it (None: none)."""
+
+    peer: str
+    change: str
+    name: str | None = None

@@ -165,6 +165,15 @@ class Sessions:
     def online(self, peer: bytes) -> bool:
         return self.pool.count(peer) > 0
 
+    def drop_peer(self, peer: bytes) -> None:
+        """Close every session with ``peer`` (blocked or removed): from now on the
+        policy refuses it as it refuses a stranger, and a dial under way stops."""
+        self.dialer.forget(peer)
+        for conn_id in self.pool.connections(peer):
+            link = self.links.get(conn_id)
+            if link is not None:
+                link.close("dropped")
+
     def send_typing(self, peer: bytes, active: bool) -> bool:
         """Tell a peer we are (not) typing over a live session; False when there is none.
         Typing is a hint: it is never queued for a peer that is offline."""
@@ -381,6 +390,11 @@ class Sessions:
 
     def _session_up(self, link: Link, peer: bytes) -> None:
         self.stats["handshakes"] += 1
+        info = self.policy.proto.get(peer)
+        if info is None or info[2]:
+            # Blocked or removed while our dial was under way: never pooled.
+            link.close("dropped")
+            return
         self._authenticated(link)
         self.policy.vouch(link.address, peer)
         now = time.monotonic()

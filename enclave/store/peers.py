@@ -93,6 +93,24 @@ class PeersMixin(StoreCore):
             self._ids.pop(fingerprint, None)
             return self._update("DELETE FROM peers WHERE fingerprint = ?", (fingerprint,)) > 0
 
+    def set_name(self, fingerprint: str, name: str | None) -> None:
+        """Rename a peer (None: no name); a name another peer has is refused."""
+        name = check_name(name)
+        with self._tx() as db:
+            self._check_name_free(db, name, fingerprint)
+            if not db.execute(
+                "UPDATE peers SET name = ? WHERE fingerprint = ?", (name, fingerprint)
+            ).rowcount:
+                raise UserError(f"no peer {fingerprint[:8]}… (was it removed?)")
+
+    def owed_count(self, fingerprint: str) -> int:
+        """Outgoing messages not yet delivered to this peer (what removing it drops)."""
+        sql = (
+            "SELECT count(*) FROM messages m JOIN peers p ON p.id = m.peer"
+            " WHERE p.fingerprint = ? AND m.owed IS NOT NULL"
+        )
+        return self._rows(sql, (fingerprint,))[0][0]
+
     def set_verified(self, fingerprint: str, verified: bool) -> None:
         self._set_user_flag(fingerprint, "verified", int(bool(verified)))
 

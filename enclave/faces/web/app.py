@@ -275,7 +275,6 @@ def _peer_list_routes(app: Quart, backend: Backend) -> None:
             )
         except DowngradeRefused as err:
             raise ApiError(409, _downgrade_refused(backend, err)) from None
-        backend.announce(make(ToPage.PEERS))
         return {
             "fingerprint": done.peer.fingerprint,
             "added": done.added,
@@ -320,6 +319,39 @@ def _peer_state_routes(app: Quart, backend: Backend) -> None:
         done = await backend.node.retry_now(peer.fingerprint)
         return {"retried": done.requeued, "waiting": done.waiting, "tried": bool(done.tried)}
 
+    _contact_routes(app, backend)
+
+
+def _contact_routes(app: Quart, backend: Backend) -> None:
+    """The contact menu: rename, block or unblock, remove (after the page asked)."""
+
+    @app.post("/api/peers/<fp>/name")
+    async def rename(fp: str):
+        peer = _peer(backend, fp)
+        name = _text(await _body(), "name", 64, required=False)
+        done = backend.node.rename_contact(peer.fingerprint, name.strip() if name else None)
+        return {"name": done.name}
+
+    @app.post("/api/peers/<fp>/blocked")
+    async def blocked(fp: str):
+        peer = _peer(backend, fp)
+        value = (await _body()).get("blocked")
+        if not isinstance(value, bool):
+            raise ApiError(400, "'blocked' must be true or false")
+        return {"blocked": backend.node.block_contact(peer.fingerprint, value).blocked}
+
+    @app.get("/api/peers/<fp>/owed")
+    async def owed(fp: str):
+        peer = _peer(backend, fp)  # first: it says "unlock first" before the node runs
+        return {"owed": backend.node.owed(peer.fingerprint)}
+
+    @app.post("/api/peers/<fp>/remove")
+    async def remove(fp: str):
+        peer = _peer(backend, fp)
+        backend.node.remove_contact(peer.fingerprint)
+        backend.mark_read(peer.fingerprint)
+        return {"removed": peer.fingerprint}
+
 
 def _downgrade_refused(backend: Backend, err: DowngradeRefused) -> str:
     force = backend.place.command(
@@ -336,19 +368,15 @@ def _message_routes(app: Quart, backend: Backend) -> None:
         fp = _fingerprint(data.get("peer"))
         text = _message_text(data)
         sent = await node.send(fp, text)
-        shown = views.sent(sent, text)
-        backend.announce(make(ToPage.SENT, message=shown))
-        return {"message": shown}
+        # Every page (this one too) got it as a "sent" event from the node's "queued".
+        return {"message": views.sent(sent, text)}
 
     @app.post("/api/broadcast")
     async def broadcast():
         node = backend.require_node()
         text = _message_text(await _body())
         sent = await node.broadcast(text)
-        shown = [views.sent(s, text) for s in sent]
-        for message in shown:
-            backend.announce(make(ToPage.SENT, message=message))
-        return {"messages": shown}
+        return {"messages": [views.sent(s, text) for s in sent]}
 
     @app.get("/api/search")
     async def search():

@@ -13,8 +13,9 @@ import time
 
 from enclave.faces.web.events import ToPage, make
 from enclave.identity import keys
-from enclave.node.display import message_time
+from enclave.node.display import message_ref, message_time
 from enclave.node.events import (
+    ContactChanged,
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
@@ -76,6 +77,7 @@ def message(m) -> dict:
     return {
         "peer": m.peer,
         "id": m.id.hex(),
+        "ref": message_ref(m.id),
         "rowid": m.rowid,
         "direction": m.direction,
         "body": m.body,
@@ -90,14 +92,20 @@ def message(m) -> dict:
 def sent(s, body: str) -> dict:
     """A message this page just queued (``node.Sent``)."""
     now = int(time.time() * 1000)
+    return outgoing(s.peer, s.id, s.rowid, body, now)
+
+
+def outgoing(peer: str, message_id: bytes, rowid: int, body: str, created_ms: int) -> dict:
+    """An outgoing message just queued, from whichever face or command sent it."""
     return {
-        "peer": s.peer,
-        "id": s.id.hex(),
-        "rowid": s.rowid,
+        "peer": peer,
+        "id": message_id.hex(),
+        "ref": message_ref(message_id),
+        "rowid": rowid,
         "direction": "out",
         "body": body,
-        "created_ms": now,
-        "received_ms": now,
+        "created_ms": created_ms,
+        "received_ms": created_ms,
         "state": "queued",
         "reason": None,
         "legacy": False,
@@ -109,6 +117,9 @@ def event(e) -> dict | None:
     kind = type(e)
     if kind is MessageReceived:
         return make(ToPage.MESSAGE, message=received(e))
+    if kind is DeliveryChanged and e.body is not None:  # a new message: its text and "queued"
+        shown = outgoing(e.peer, e.id, e.rowid, e.body, e.created_ms or int(time.time() * 1000))
+        return make(ToPage.SENT, message=shown)
     if kind is DeliveryChanged:
         return make(
             ToPage.DELIVERY,
@@ -128,6 +139,8 @@ def event(e) -> dict | None:
         return make(ToPage.RETRYING, peer=e.peer, retry_after=e.retry_after)
     if kind is Throttled:
         return make(ToPage.THROTTLED, peer=e.peer, reason=e.reason, retry_after=e.retry_after)
+    if kind is ContactChanged:  # from this page, another one, the REPL or the CLI
+        return make(ToPage.PEERS, peer=e.peer, change=e.change)
     return None
 
 
@@ -136,6 +149,7 @@ def received(e) -> dict:
     return {
         "peer": e.peer,
         "id": e.id.hex(),
+        "ref": message_ref(e.id),
         "rowid": None,
         "direction": "in",
         "body": e.body,

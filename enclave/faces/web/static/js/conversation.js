@@ -67,6 +67,15 @@ function closeChat() {
   $("app").classList.remove("show-chat");
 }
 
+// The open chat's contact is gone (removed): back to the empty view.
+export function leaveChat() {
+  stopTyping();
+  state.current = null;
+  closeChat();
+  show($("chat-view"), false);
+  show($("chat-empty"), true);
+}
+
 async function markRead(fp) {
   const peer = state.peers.get(fp);
   if (peer) peer.unread = 0;
@@ -156,13 +165,18 @@ function renderMessages({ stick }) {
 function bubble(m, first) {
   const li = el("li", `msg ${m.direction}${first ? " first" : ""}`);
   li.dataset.key = keyOf(m);
+  if (m.ref) li.dataset.ref = m.ref;
   if (m.direction === "out") li.dataset.state = m.state;
   const b = el("div", "bubble");
   b.appendChild(el("span", "body", m.body === null ? "(deleted)" : visible(m.body)));
   const meta = el("span", "meta");
   if (m.legacy) meta.appendChild(el("span", "legacy-mark", "legacy v1"));
   meta.appendChild(timeStamp(m));
-  if (m.direction === "out") meta.appendChild(tick(m.state));
+  if (m.direction === "out") {
+    const t = tick(m.state);
+    if (m.ref) t.title += ` · ${m.ref}`; // the short reference the REPL and the CLI show
+    meta.appendChild(t);
+  }
   b.appendChild(meta);
   if (m.direction === "out" && m.state === "failed") {
     const fail = el("div", "fail");

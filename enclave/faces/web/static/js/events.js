@@ -9,7 +9,7 @@
 // - After a reconnect, or when the server says the page fell behind ("resync"), the
 //   page refetches what it shows instead of replaying what it missed.
 
-import { loadOlder, onDelivery, onMessage, renderWaiting } from "./conversation.js";
+import { leaveChat, loadOlder, onDelivery, onMessage, renderWaiting } from "./conversation.js";
 import { startApp } from "./gate.js";
 import { loadPeers, renderPeer, renderPeers } from "./peers.js";
 import { state } from "./state.js";
@@ -26,7 +26,7 @@ const HANDLERS = Object.freeze({
   presence: (event) => onPresence(event.peer, event.online),
   typing: (event) => onTyping(event.peer, event.active),
   read: onRead,
-  peers: () => loadPeers(),
+  peers: onPeers,
   resync: () => resync(),
   problem: (event) => toast(event.text, { error: true, long: true }),
   retrying: onRetrying,
@@ -50,6 +50,16 @@ function onRead(event) {
     peer.unread = 0;
     renderPeers();
   }
+}
+
+// The address book changed (here, on another page, in the REPL or on the command
+// line): a removed contact's chat closes and its messages leave the page.
+function onPeers(event) {
+  if (event.change === "removed") {
+    if (state.current === event.peer) leaveChat();
+    state.convos.delete(event.peer);
+  }
+  loadPeers().catch((err) => toast(err.message, { error: true }));
 }
 
 function onPresence(fp, online) {

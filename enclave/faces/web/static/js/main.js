@@ -11,6 +11,7 @@
 //   composer.js     writing a message; typing.js: typing hints both ways
 //   search.js       the search box
 //   dialogs.js      share my key, add a peer, verify, broadcast
+//   contact.js      the open chat's contact menu: rename, block, remove
 //   gate.js         create or unlock the identity, or ask for the address with the token
 //   toasts.js, dom.js, icons.js, text.js, time.js: shared helpers
 //
@@ -23,6 +24,7 @@
 
 import { api, forgetToken, readToken } from "./api.js";
 import { wireComposer } from "./composer.js";
+import { wireContact } from "./contact.js";
 import { connect } from "./connection.js";
 import { wireConversation } from "./conversation.js";
 import { wireDialogs } from "./dialogs.js";
@@ -44,6 +46,7 @@ function wire() {
   wireSearch();
   wireConversation();
   wireDialogs();
+  wireContact();
 }
 
 const hooks = {

@@ -59,6 +59,11 @@ function badges(peer) {
     v.appendChild(icon("verified"));
     out.push(v);
   }
+  if (peer.blocked) {
+    const t = el("span", "tag tag-blocked", "blocked");
+    t.title = "Blocked: its connections and messages are refused";
+    out.push(t);
+  }
   if (peer.legacy) {
     const t = el("span", "tag tag-legacy", "legacy v1");
     t.title = "Original client: not forward-secret";
@@ -105,10 +110,18 @@ export function renderPeers() {
     }
   }
   show($("no-peers"), state.peers.size === 0);
+  showUnreadTotal();
+}
+
+// The unread total of every chat, in the tab's title: "(3) Enclave".
+function showUnreadTotal() {
+  let total = 0;
+  for (const p of state.peers.values()) total += Number(p.unread) || 0;
+  document.title = total ? `(${total}) Enclave` : "Enclave";
 }
 
 function peerRow(peer) {
-  const li = el("li", `peer${state.current === peer.fingerprint ? " active" : ""}`);
+  const li = el("li", `peer${state.current === peer.fingerprint ? " active" : ""}${peer.blocked ? " peer-blocked" : ""}`);
   li.dataset.fp = peer.fingerprint;
   li.tabIndex = 0;
   li.setAttribute("role", "button");

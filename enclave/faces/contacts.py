@@ -1,0 +1,98 @@
+"""``enclave rename / block / unblock / remove``: the address book from the command line.
+
+Rules:
+- If a node runs on this home folder, the change is made by that node (its control
+  socket, ``faces.control``): its sessions close or open, its queues follow and its
+  REPL and page show the change. If none runs, the store is changed directly.
+- ``remove`` deletes the contact's history and what is still owed to it, so it asks
+  first (saying how many undelivered messages go), unless ``--yes``. Without a terminal
+  to ask on and without ``--yes`` it refuses, and nothing changes.
+- No password is needed: nothing here uses the identity key.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from enclave.errors import UserError
+from enclave.faces import cli, control, runner
+
+
+def rename(args) -> int:
+    done = _change(args, "rename", args.new_name)
+    print(f"Renamed {args.peer} to {done['name']}")
+    return 0
+
+
+def block(args) -> int:
+    done = _change(args, "block")
+    label = _label(done)
+    print(
+        f"Blocked {label}: its connections and messages are refused until "
+        f"{_place(args).command('unblock', label)}; messages queued for it wait"
+    )
+    return 0
+
+
+def unblock(args) -> int:
+    done = _change(args, "unblock")
+    print(f"Unblocked {_label(done)}; messages queued for it go out when it is reachable")
+    return 0
+
+
+def remove(args) -> int:
+    owed = _change(args, "owed")["owed"]
+    if not args.yes:
+        _confirm(args.peer, owed)
+    done = _change(args, "remove")
+    print(f"Removed {_label(done)} with its history" + (f" and {owed} undelivered" if owed else ""))
+    return 0
+
+
+def _confirm(peer: str, owed: int) -> None:
+    what = (
+        f"its history and {owed} undelivered message{'s' * (owed != 1)}" if owed else "its history"
+    )
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise UserError(f"removing {peer} deletes {what}; add --yes to remove it without asking")
+    answer = input(f"Remove {peer}? This deletes {what}. [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UserError("nothing removed")
+
+
+def _change(args, action: str, name: str | None = None) -> dict:
+    """Make the change through the running node, or in the store when none runs."""
+    place = _place(args)
+    request = {"op": "contact", "action": action, "peer": args.peer, "text": name or ""}
+    answers = control.ask(runner.control_path(place.path), request)
+    if answers is not None:
+        return control.first_answer(answers)
+    return _in_store(place, action, args.peer, name)
+
+
+def _in_store(place, action: str, peer: str, name: str | None) -> dict:
+    from enclave.identity import home
+    from enclave.node.book import open_book
+
+    if not place.db_path.exists():
+        raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
+    home.check(place)
+    with open_book(place.db_path) as book:
+        if action == "owed":
+            return {"owed": book.owed(peer)}
+        changes = {
+            "rename": lambda: book.rename(peer, name),
+            "block": lambda: book.block(peer, True),
+            "unblock": lambda: book.block(peer, False),
+            "remove": lambda: book.remove(peer),
+        }
+        done = changes[action]()
+    return {"peer": done.fingerprint, "name": done.name}
+
+
+def _place(args):
+    return cli.home_of(args)
+
+
+def _label(done: dict) -> str:
+    return done.get("name") or done["peer"][:16]

@@ -1,0 +1,107 @@
+"""``enclave rename / block / unblock / remove`` with and without a running node."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import test_cli
+from support.nodes import Recorder, alice_and_bob
+from test_cli import assert_one_line_error, run, run_process
+
+from enclave.faces import runner
+from enclave.identity.home import Home
+from enclave.node.book import open_book
+from enclave.node.events import ContactChanged
+
+# test_cli's fixtures, used by name here too
+home_dir, alice_home = test_cli.home_dir, test_cli.alice_home
+key_files, with_carol = test_cli.key_files, test_cli.with_carol
+
+
+def _peers(home: Path) -> dict:
+    with open_book(Home(home).db_path) as book:
+        return {p.name: p for p in book.contacts()}
+
+
+def test_rename_block_unblock_without_a_node(with_carol, capsys):
+    code, out, _ = run(capsys, "rename", "carol", "caro")
+    assert code == 0 and out == "Renamed carol to caro\n"
+    assert set(_peers(with_carol)) == {"caro"}
+    code, out, _ = run(capsys, "block", "caro")
+    assert code == 0 and out.startswith("Blocked caro:") and "unblock caro" in out
+    assert _peers(with_carol)["caro"].blocked
+    code, out, _ = run(capsys, "--peers")
+    assert "caro (blocked)" in out
+    code, out, _ = run(capsys, "unblock", "caro")
+    assert code == 0 and not _peers(with_carol)["caro"].blocked
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (("rename", "nobody", "x"), "no peer matches 'nobody'"),
+        (("rename", "carol", "two words"), "invalid peer name"),
+        (("rename", "carol"), "the following arguments are required: NEW"),
+        (("block",), "the following arguments are required: PEER"),
+        (("remove", "carol"), "add --yes"),  # no terminal to ask on
+    ],
+)
+def test_contact_mistakes_are_one_line_and_change_nothing(with_carol, capsys, argv, fragment):
+    before = _peers(with_carol)
+    assert_one_line_error(*run(capsys, *argv), fragment)
+    assert _peers(with_carol) == before
+
+
+def test_remove_asks_at_a_terminal(with_carol, capsys, monkeypatch):
+    answers = iter(["n", "y"])
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    assert_one_line_error(*run(capsys, "remove", "carol"), "nothing removed")
+    assert "carol" in _peers(with_carol)
+    code, out, _ = run(capsys, "remove", "carol")
+    assert code == 0 and out == "Removed carol with its history\n" and _peers(with_carol) == {}
+
+
+def test_remove_yes_counts_undelivered(with_carol, capsys):
+    assert run(capsys, "send", "carol", "one")[0] == 0
+    assert run(capsys, "send", "carol", "two")[0] == 0
+    code, out, _ = run(capsys, "remove", "--yes", "carol")
+    assert code == 0 and out == "Removed carol with its history and 2 undelivered\n"
+
+
+def test_global_options_go_either_side_as_a_process(with_carol):
+    home = str(with_carol)
+    done = run_process("--home", home, "rename", "carol", "c2")
+    assert done.returncode == 0, done.stderr
+    done = run_process("block", "c2", "--home", home)
+    assert done.returncode == 0 and done.stdout.startswith("Blocked c2"), done.stderr
+    assert _peers(with_carol)["c2"].blocked
+
+
+@pytest.mark.asyncio
+async def test_changes_go_through_the_running_node(rsa_keys, tmp_path):
+    """With a node running on the home, the CLI asks it: its sessions and faces follow."""
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        server = await runner.start_control(a, runner.control_path(a.home))
+        try:
+            ra = Recorder(a)
+
+            async def cli(*argv):
+                done = await asyncio.to_thread(run_process, "--home", str(a.home), *argv)
+                assert done.returncode == 0, done.stderr
+                return done.stdout
+
+            assert await cli("rename", "bob", "robert") == "Renamed bob to robert\n"
+            assert (await cli("block", "robert")).startswith("Blocked robert")
+            assert (
+                a.resolve("robert").blocked
+                and a.sessions.policy.peer_key(bytes.fromhex(b.fingerprint)) is None
+            )
+            await cli("unblock", "robert")
+            await cli("remove", "robert", "--yes")
+            assert a.contacts() == []
+            changes = [e.change for e in ra.events if isinstance(e, ContactChanged)]
+            assert changes == ["renamed", "blocked", "unblocked", "removed"]
+        finally:
+            server.close()
+            await server.wait_closed()
