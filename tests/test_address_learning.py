@@ -1,5 +1,6 @@
 """A known peer that comes back from a new host is dialled there first, and at the address
-the user gave when that fails (peers._learn_address, peers._dial_once).
+the user gave when that fails (sessions._learn_address, dialing.Dialer._dial_once).
+The nodes here run without presence: no session opens until Bob sends.
 
 Carol is known to Bob at 127.0.0.1:PORT. Her authenticated session from 127.0.0.4 teaches
 Bob 127.0.0.4:PORT (the host she came from, the port Bob was given) and keeps the given
@@ -13,7 +14,7 @@ import socket
 
 import pytest
 from support.attackers import RawPeer, forged_hs1, frame, read_to_close
-from support.nodes import FAST, Recorder, introduce, public_pem, start
+from support.nodes import NO_PRESENCE, Recorder, introduce, public_pem, start
 from support.waiting import eventually
 
 from enclave.errors import UserError
@@ -39,7 +40,7 @@ async def listening_beside_a_refusal(home, key, host: str, refusing: str):
     bound there, not listening); a PORT free on both hosts is found by trying."""
     for _ in range(5):
         sock = reserved(refusing, 0)
-        node = Node(home, key, FAST)
+        node = Node(home, key, NO_PRESENCE)
         try:
             await node.start(host, sock.getsockname()[1])
         except UserError:  # taken on ``host``: another port
@@ -62,7 +63,7 @@ async def offline(recorder: Recorder, fingerprint: bytes) -> None:
 async def test_an_authenticated_session_from_a_new_host_is_learned_beside_the_given_address(
     rsa_keys, tmp_path, capsys
 ):
-    bob = await start(tmp_path / "b", rsa_keys["bob"])
+    bob = await start(tmp_path / "b", rsa_keys["bob"], NO_PRESENCE)
     try:
         bob.add_peer(public_pem(rsa_keys["carol"]), "127.0.0.1:9", "carol")
         bob.add_peer(public_pem(rsa_keys["mallory"]), "127.0.0.1:9", "mallory")
@@ -119,7 +120,7 @@ async def test_an_authenticated_session_from_a_new_host_is_learned_beside_the_gi
 async def test_nothing_is_learned_before_the_peers_finished_verifies(rsa_keys, tmp_path):
     """Carol's HS1 and HS2 go through from a new host, but her HS3 (the Finished MAC that
     authenticates her) is held back: Bob has learned nothing. Once it arrives, he has."""
-    bob = await start(tmp_path / "b", rsa_keys["bob"])
+    bob = await start(tmp_path / "b", rsa_keys["bob"], NO_PRESENCE)
     carol = RawPeer(rsa_keys["carol"], bob, source="127.0.0.6")
     try:
         bob.add_peer(public_pem(rsa_keys["carol"]), "127.0.0.1:9", "carol")
@@ -147,7 +148,7 @@ async def test_the_given_address_is_dialled_when_the_learned_one_fails(rsa_keys,
     127.0.0.4 (a host where nothing listens on PORT, like a NAT's public side). Bob's
     message to her still arrives: the learned address is refused, the given one is
     dialled next; having reached her there, Bob forgets the learned one."""
-    bob = await start(tmp_path / "b", rsa_keys["bob"])
+    bob = await start(tmp_path / "b", rsa_keys["bob"], NO_PRESENCE)
     carol, nowhere = await listening_beside_a_refusal(
         tmp_path / "c", rsa_keys["carol"], "127.0.0.1", "127.0.0.4"
     )
@@ -179,7 +180,7 @@ async def test_the_given_address_is_dialled_when_the_learned_one_fails(rsa_keys,
 async def test_the_learned_address_is_dialled_first(rsa_keys, tmp_path):
     """Carol moved: she now listens on 127.0.0.4 only, and her given address refuses.
     Her authenticated session from there is what lets Bob reach her."""
-    bob = await start(tmp_path / "b", rsa_keys["bob"])
+    bob = await start(tmp_path / "b", rsa_keys["bob"], NO_PRESENCE)
     carol, nowhere = await listening_beside_a_refusal(
         tmp_path / "c", rsa_keys["carol"], "127.0.0.4", "127.0.0.1"
     )

@@ -33,16 +33,24 @@ from support.attackers import (
     frame,
     read_to_close,
 )
-from support.nodes import Recorder, alice_and_bob, introduce, public_pem, start
+from support.nodes import NO_PRESENCE, Recorder, alice_and_bob, introduce, public_pem, start
 from support.waiting import eventually
 
 from enclave.node.events import MessageReceived
-from enclave.node.settings import Settings
+from enclave.node.settings import Settings as _Settings
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import Ack, Chat
 
 IDLE_CONNECTIONS = 1000 if os.environ.get("ENCLAVE_BIG") else 200
 PER_ADDRESS = 10
+
+
+def Settings(**knobs) -> _Settings:  # noqa: N802 - reads like the class it makes
+    """The nodes here run without presence: these tests count connections, handshakes
+    and private operations, and some want a contact unreachable until a message."""
+    return _Settings(presence=False, **knobs)
+
+
 # Shorter handshake deadlines for the tests that wait for them. Until Settings reaches
 # the node's Limits (test_handshake_deadlines_follow_settings), the node keeps 5 s and
 # 10 s; the tests read the deadlines the node really uses from ``sessions.limits``.
@@ -129,7 +137,10 @@ async def test_f5_oversized_length_prefix_is_closed_before_buffering(
     (4,097 with v1 off, 49,153 with v1 on), are refused on the 4 header bytes alone:
     ALERT generic and a close long before the first-frame deadline, without waiting for
     a payload byte. A frame of exactly the limit is buffered and judged on its content."""
-    async with alice_and_bob(tmp_path, rsa_keys, Settings(legacy_v1=legacy_v1)) as (a, b):
+    async with alice_and_bob(tmp_path, rsa_keys, Settings(legacy_v1=legacy_v1), NO_PRESENCE) as (
+        a,
+        b,
+    ):
         chatter = Chatter(a, b, "bob")
         await chatter.start()
         watch, tokens = Watch(b, (a,)), verify_tokens(b)
@@ -202,7 +213,7 @@ async def test_f5_idle_connections_close_at_first_frame_deadline_and_per_address
         preauth_per_address=PER_ADDRESS,
         **SHORT_DEADLINES,
     )
-    async with alice_and_bob(tmp_path, rsa_keys, settings) as (a, b):
+    async with alice_and_bob(tmp_path, rsa_keys, settings, NO_PRESENCE) as (a, b):
         deadline = b.sessions.limits.first_frame_timeout
         slack = 2.0 + n / 500
         watch = Watch(b, (a,))
@@ -274,7 +285,7 @@ async def test_f5_idle_flood_from_a_few_addresses_cannot_lock_out_a_new_honest_p
         max_per_address=PER_ADDRESS,
         preauth_per_address=PER_ADDRESS,
     )
-    async with alice_and_bob(tmp_path, rsa_keys, settings) as (a, b):
+    async with alice_and_bob(tmp_path, rsa_keys, settings, NO_PRESENCE) as (a, b):
         watch = Watch(b, (a,))
         held = [await connect(b, f"127.0.0.{k}") for k in range(2, 5) for _ in range(PER_ADDRESS)]
         try:
@@ -304,7 +315,10 @@ async def test_f5_dribbled_handshakes_are_closed_at_their_deadlines(rsa_keys, tm
     handshake deadline that PROTOCOL.md e names for a dribble), at zero private cost. A second
     connection sends its HS1 whole and dribbles HS3: it closes at the handshake
     deadline, counted from accept, and never becomes a session."""
-    async with alice_and_bob(tmp_path, rsa_keys, Settings(**SHORT_DEADLINES)) as (a, b):
+    async with alice_and_bob(tmp_path, rsa_keys, Settings(**SHORT_DEADLINES), NO_PRESENCE) as (
+        a,
+        b,
+    ):
         km = rsa_keys["mallory"]
         b.add_peer(public_pem(km), "127.0.0.1:9", "mallory")
         limits = b.sessions.limits
@@ -372,7 +386,7 @@ async def test_f5_hs1_floods_cost_no_private_ops_and_are_capped_by_verify_budget
         handshake_rate_per_peer=0.001,
         handshake_burst_per_peer=1,
     )
-    async with alice_and_bob(tmp_path, rsa_keys, settings) as (a, b):
+    async with alice_and_bob(tmp_path, rsa_keys, settings, NO_PRESENCE) as (a, b):
         alice, bob = raw_fp(a), raw_fp(b)
         policy = b.sessions.policy
         watch = Watch(b)  # Alice is not honest yet: her row must not move
@@ -437,7 +451,7 @@ async def test_f5_hs1_with_private_op_slots_full_gets_alert_busy_and_is_not_queu
     closed: nothing of hers is queued (Bob's private ops end at Mallory's two) and her
     per-peer bucket is untouched."""
     settings = Settings(crypto_workers=1, crypto_queue=1)
-    async with alice_and_bob(tmp_path, rsa_keys, settings) as (a, b):
+    async with alice_and_bob(tmp_path, rsa_keys, settings, NO_PRESENCE) as (a, b):
         km, kc = rsa_keys["mallory"], rsa_keys["carol"]
         b.add_peer(public_pem(km), "127.0.0.1:9", "mallory")
         b.add_peer(public_pem(kc), "127.0.0.1:9", "carol")
@@ -495,8 +509,8 @@ async def test_f8_ids_and_acks_are_bound_to_the_session_peer(rsa_keys, tmp_path)
     ka, kb, kc, km = (rsa_keys[n] for n in ("alice", "bob", "carol", "mallory"))
     quick = Settings(reconnect_min=0.05, reconnect_max=0.2)
     a = await start(tmp_path / "a", ka, quick)
-    b = await start(tmp_path / "b", kb)
-    c = await start(tmp_path / "c", kc)
+    b = await start(tmp_path / "b", kb, NO_PRESENCE)
+    c = await start(tmp_path / "c", kc, NO_PRESENCE)
     nowhere = dead_port()
     dead = f"127.0.0.1:{nowhere.getsockname()[1]}"
     mallory = RawPeer(km, a, source="127.0.0.2")
@@ -606,8 +620,8 @@ async def test_replayed_session_bytes_are_refused_before_any_work(rsa_keys, tmp_
     established. After Bob restarts (the seen-set is gone), the replayed HS1 dies on the
     persisted high-water mark (stale_handshake)."""
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
-    a = await start(tmp_path / "a", ka)
-    b = await start(tmp_path / "b", kb)
+    a = await start(tmp_path / "a", ka, NO_PRESENCE)
+    b = await start(tmp_path / "b", kb, NO_PRESENCE)
     proxy = RecordingProxy(b.address)
     try:
         port = await proxy.start()
@@ -648,7 +662,7 @@ async def test_replayed_session_bytes_are_refused_before_any_work(rsa_keys, tmp_
         assert b.stats()["rows_in"] == sent  # every chat Bob took in was an honest one
 
         await b.stop()
-        b = await start(tmp_path / "b", kb)
+        b = await start(tmp_path / "b", kb, NO_PRESENCE)
         watch = Watch(b)
         assert await replay(b, hs1) == ALERT_GENERIC
         await closed_count(watch, "stale_handshake", 1)

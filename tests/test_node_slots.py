@@ -15,12 +15,12 @@ import threading
 import pytest
 from support import seed_client
 from support.attackers import RawPeer
-from support.nodes import FAST, Recorder, introduce, public_pem, start
+from support.nodes import FAST, NO_PRESENCE, Recorder, introduce, public_pem, start
 from support.waiting import eventually
 
 ROUNDS = 10  # more than FAST's crypto_queue: a leak of one slot per round would show
 # Mallory's handshakes must reach the job each time, not stop at her per-peer bucket.
-GENEROUS = dataclasses.replace(FAST, handshake_burst_per_peer=100.0)
+GENEROUS = dataclasses.replace(NO_PRESENCE, handshake_burst_per_peer=100.0)
 
 
 def slots(node):
@@ -40,7 +40,10 @@ async def test_a_store_error_recording_a_v1_envelope_gives_its_slot_back(rsa_key
     store call ran on a crypto thread, never on the event loop."""
     assert FAST.crypto_queue < ROUNDS
     ka, kb, kc = rsa_keys["alice"], rsa_keys["bob"], rsa_keys["carol"]
-    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    a, b = (
+        await start(tmp_path / "a", ka, NO_PRESENCE),
+        await start(tmp_path / "b", kb, NO_PRESENCE),
+    )
     try:
         introduce(a, b, ka, kb)
         b.add_peer(public_pem(kc), "127.0.0.1:9", "carol")  # a contact on the original client
@@ -75,7 +78,7 @@ async def test_a_job_that_raises_gives_its_slot_back(rsa_keys, tmp_path):
     """The responder's private work itself fails (not the peer's doing): the handshake
     closes with a reason and the slot comes back."""
     ka, kb, km = rsa_keys["alice"], rsa_keys["bob"], rsa_keys["mallory"]
-    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb, GENEROUS)
+    a, b = await start(tmp_path / "a", ka, NO_PRESENCE), await start(tmp_path / "b", kb, GENEROUS)
     try:
         introduce(a, b, ka, kb)
         b.add_peer(public_pem(km), "127.0.0.1:9", "mallory")
@@ -109,7 +112,10 @@ async def test_a_job_that_raises_gives_its_slot_back(rsa_keys, tmp_path):
 async def test_a_peer_gone_during_the_job_gives_its_slot_back(rsa_keys, tmp_path):
     """HS1, then a reset at once: the job is cancelled and its slot released."""
     ka, kb, km = rsa_keys["alice"], rsa_keys["bob"], rsa_keys["mallory"]
-    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    a, b = (
+        await start(tmp_path / "a", ka, NO_PRESENCE),
+        await start(tmp_path / "b", kb, NO_PRESENCE),
+    )
     try:
         introduce(a, b, ka, kb)
         b.add_peer(public_pem(km), "127.0.0.1:9", "mallory")

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import socket
 import stat
 import time
 from dataclasses import replace
@@ -21,11 +22,12 @@ from prompt_toolkit.output import DummyOutput
 from support.attackers import RawPeer
 from support.keyfactory import private_pem, small_rsa
 from support.nodes import Recorder, introduce, public_pem, start
-from support.waiting import Watched
+from support.waiting import Watched, eventually
 
 from enclave.faces.repl import PeerCompleter, Repl, redact
 from enclave.identity import keys
 from enclave.node.display import message_ref
+from enclave.node.events import PeerOnline
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import MAX_BODY_CHARS, Chat
 from enclave.store import Message
@@ -92,7 +94,11 @@ async def repl(node, tmp_path):
 async def pair(rsa_keys, tmp_path):
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    seen = Recorder(a)
     introduce(a, b, ka, kb)
+    # Presence: the two nodes open a session as soon as they know each other; the tests
+    # start from there (no "bob is online" line arriving in the middle of one).
+    await seen.until(lambda r: any(isinstance(e, PeerOnline) for e in r.events))
     yield a, b
     await a.stop()
     await b.stop()
@@ -668,3 +674,23 @@ async def test_a_peer_that_throttles_us_is_shown_with_why_and_when(rsa_keys, tmp
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_peers_shows_last_seen_and_when_queued_messages_are_tried(alone, rsa_keys, tmp_path):
+    a = alone
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    a.add_peer(public_pem(rsa_keys["bob"]), dead, "bob")
+    a.store.touch_peer(a.resolve("bob").fingerprint, time.time() - 300)
+    async with repl(a, tmp_path) as r:
+        out = await r.run("/peers", "UNREAD")
+        assert "last seen 5 min ago" in out
+        await r.run("/send bob are you there?", "you -> bob")
+        fp = bytes.fromhex(a.resolve("bob").fingerprint)
+        await eventually(lambda: a.sessions.dialer.retry_in(fp) is not None, what="a pause")
+        out = await r.run("/peers", "UNREAD")
+        assert re.search(r"last seen 5 min ago; 1 queued, retrying in \d+ s", out)
+        out = await r.run("/retry bob", "Trying bob now (1 message(s) waiting)")
+        assert out.splitlines()[0] == "No failed messages to retry"

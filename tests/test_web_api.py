@@ -583,3 +583,32 @@ async def test_a_page_that_falls_behind_is_told_to_resync(tmp_path):
         assert json.loads(await ws.receive()) == {"type": "resync"}
         backend.announce({"type": "peers", "n": "after"})
         assert json.loads(await ws.receive()) == {"type": "peers", "n": "after"}
+
+
+@pytest.mark.asyncio
+async def test_the_page_sees_presence_last_seen_and_when_waiting_messages_are_tried(
+    rsa_keys, tmp_path
+):
+    """Bob stops: Alice's page hears he is offline and when he was last seen; a message
+    to him waits, the page hears when it is tried next, and "retry" tries at once."""
+    async with two_pages(rsa_keys, tmp_path) as (alice, _, a, b):
+        async with socket(alice) as wa:
+            await next_event(wa, "hello")
+            peers = (await call(alice, "GET", "/api/peers"))[1]["peers"]
+            if not peers[0]["online"]:
+                assert (await next_event(wa, "presence"))["online"] is True
+            await b.stop()
+            assert (await next_event(wa, "presence")) == {
+                "type": "presence",
+                "peer": b.fingerprint,
+                "online": False,
+            }
+            await a.send("bob", "are you there?")
+            event = await next_event(wa, "retrying")
+            assert event["peer"] == b.fingerprint and event["retry_after"] > 0
+            [bob] = (await call(alice, "GET", "/api/peers"))[1]["peers"]
+            assert bob["online"] is False and bob["queued"] == 1
+            assert bob["last_seen_ms"] <= time.time() * 1000
+            assert bob["retry_in"] is None or bob["retry_in"] >= 0
+            status, done = await call(alice, "POST", f"/api/peers/{b.fingerprint}/retry", {})
+            assert status == 200 and done == {"retried": [], "waiting": 1, "tried": True}

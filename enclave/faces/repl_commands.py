@@ -13,8 +13,9 @@ Rules:
 - One message that cannot be shown is one line saying so: the others still print.
 - The seed's wording is kept where it gives one (``Broadcasting to N peer(s)...``,
   ``Broadcast complete: n/N sent successfully``).
-- Faces call the Node only. The exceptions, until the Node grows them: marking a peer
-  verified (``store.set_verified``) and ``/retry`` (``retry_failed`` below).
+- Faces call the Node only (``/retry`` is ``Node.retry_now``).
+- ``/peers`` shows a peer online, or when it was last seen, and what waits for it with
+  when it is tried next ("2 queued, retrying in 8 s").
 """
 
 from __future__ import annotations
@@ -59,14 +60,14 @@ Commands (Tab completes commands and contacts; PEER is a name or 8+ hex digits o
 fingerprint):
   /send PEER MESSAGE     send to one contact                  /send bob See you at 5
   /broadcast MESSAGE     send to every contact (not blocked)  /broadcast Lunch is here
-  /peers                 contacts: address, online, verified, protocol, unread
+  /peers                 contacts: address, online or last seen, verified, protocol, unread
   /unread                conversations with messages you have not seen
   /history PEER [N]      the last N messages with a contact   /history bob 50
   /add [FILE ADDRESS [NAME]]
                          add a contact from its public key    /add bob.pem 10.0.0.2:8000 bob
   /fingerprint           your fingerprint, to read aloud
   /verify PEER           compare fingerprints, mark verified  /verify bob
-  /retry [PEER]          send failed messages again           /retry bob
+  /retry [PEER]          send failed ones again, try now      /retry bob
 {repl_contacts.HELP}
   /stats                 numbers of this node
   /help                  this list
@@ -197,7 +198,7 @@ class Commands:
                     _clean(p.name or "-", lines=False) + (" (blocked)" if p.blocked else ""),
                     keys.group(p.fingerprint, 4),
                     _clean(p.address_text or "-", lines=False),
-                    "online" if s.online else "offline",
+                    _presence(s),
                     "yes" if p.verified else "no",
                     "v1 (legacy)" if p.protocol == "v1" else p.protocol,
                     str(self.unread[p.fingerprint]),
@@ -287,14 +288,19 @@ class Commands:
         self.write(f"{label} is now marked verified")
 
     async def cmd_retry(self, rest: str) -> None:
+        """Failed messages go back in the outbox, and what waits is tried at once."""
         fp = self.node.resolve(rest).fingerprint if rest else None
-        retried = await retry_failed(self.node, fp)
-        if not retried:
-            self.write("No failed messages to retry")
-            return
-        for rowid in retried:
+        done = await self.node.retry_now(fp)
+        for rowid in done.requeued:
             self.mine[rowid] = "queued"
-        self.write(f"Retrying {len(retried)} message(s)")
+        lines = [f"Retrying {len(done.requeued)} message(s)"] if done.requeued else []
+        if done.tried:
+            who = ", ".join(self.label(p) for p in done.tried)
+            waiting = f" ({done.waiting} message(s) waiting)" if done.waiting else ""
+            lines.append(f"Trying {who} now{waiting}")
+        if not done.requeued:
+            lines.insert(0, "No failed messages to retry")
+        self.write("\n".join(lines))
 
     async def cmd_stats(self, rest: str) -> None:
         stats = self.node.stats()
@@ -458,11 +464,6 @@ def add_peer_from_file(commands: Commands, path: str, address: str, name: str | 
     )
 
 
-async def retry_failed(node, fingerprint: str | None = None) -> list[int]:
-    """Put failed messages back in the outbox and on their way; their rowids."""
-    return await node.retry(fingerprint)
-
-
 # --- rendering ---------------------------------------------------------------------------
 
 
@@ -482,6 +483,30 @@ def _history_line(m, label: str) -> str:
         return f"[{when}] {label}{mark}: {body}"
     reason = f", {_one_line(m.reason)}" if m.reason else ""
     return f"[{when}] you -> {label}: {body}  ({message_ref(m.id)} {m.state}{reason})"
+
+
+def _presence(status) -> str:
+    """``/peers``' STATUS: online, or when the peer was last seen; and what waits."""
+    if status.online:
+        text = "online"
+    elif status.peer.last_seen:
+        text = f"last seen {_ago(time.time() - status.peer.last_seen)}"
+    else:
+        text = "offline"
+    if status.queued:
+        text += f"; {status.queued} queued"
+        if status.retry_in is not None:
+            text += f", retrying in {max(1, math.ceil(status.retry_in))} s"
+    return text
+
+
+def _ago(seconds: float) -> str:
+    """5 s ago, 3 min ago, 2 h ago, 4 d ago."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -4,8 +4,10 @@
 - ``events``: what the node publishes (``MessageReceived``, ``DeliveryChanged``, ...).
 - ``book``: the address book rules shared by the node and the offline commands (names,
   message text, adding a contact, protocol changes).
-- ``sessions``: the sessions with peers (``Sessions``): dialling, accepting, links,
-  presence and parking.
+- ``sessions``: the sessions with peers (``Sessions``): accepting, links, presence
+  and parking.
+- ``dialing``: when and how often a peer is dialled (``Dialer``): for what waits for
+  it, and to keep a session to every contact (presence).
 - ``policy``: the per-connection policy (``NodePolicy``): the handshake's questions,
   verify budgets, vouching, the v1 seen front.
 - ``delivery``: the fate of every message, outbox to acknowledgement.
@@ -26,7 +28,16 @@ from importlib import import_module
 
 # The API's names, imported from .api on first use (a submodule such as ``settings``
 # is not among them, so importing it never loads the rest).
-_API = {"Node", "Sent", "PeerStatus", "Added", "DowngradeRefused", "check_name", "check_text"}
+_API = {
+    "Node",
+    "Sent",
+    "PeerStatus",
+    "Retried",
+    "Added",
+    "DowngradeRefused",
+    "check_name",
+    "check_text",
+}
 
 
 def __getattr__(name: str):

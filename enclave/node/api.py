@@ -3,8 +3,13 @@
 Rules:
 - The faces call only this class: ``send``, ``broadcast``, ``peers``, ``history``,
   ``search``, ``typing``, ``add_peer``, ``rename_contact``, ``block_contact``,
-  ``remove_contact``, ``resolve``, ``stats`` and the event stream (``subscribe`` or
-  ``events()``). They never touch sockets, keys or SQL.
+  ``remove_contact``, ``resolve``, ``retry_now``, ``stats`` and the event stream
+  (``subscribe`` or ``events()``). They never touch sockets, keys or SQL.
+- Presence: at start and after every change to the address book (added, blocked,
+  unblocked, removed, protocol) the node calls ``sessions.contacts_changed``, which
+  keeps a session open to every contact it may dial (``enclave.node.dialing``);
+  ``peers`` says who is online, when the others were last seen and when what waits
+  for them is tried next.
 - Sessions live in ``sessions.Sessions``; the fate of each message lives in
   ``delivery.Delivery``; the Node holds no rule of either.
 - Several nodes may live in one process, each with its own home and store.
@@ -63,8 +68,24 @@ PRUNE_STEP = 5000
 
 @dataclass(frozen=True, slots=True)
 class PeerStatus:
+    """A peer and its presence: ``online``; else ``peer.last_seen`` (epoch seconds or
+    None), how many messages wait for it and in how many seconds they are tried again
+    (None: no try is waiting, e.g. one is under way)."""
+
     peer: Peer
     online: bool
+    queued: int = 0
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What ``Node.retry_now`` did: failed messages put back in the outbox (rowids), how
+    many messages wait in all for the peers tried, and the peers tried at once (hex)."""
+
+    requeued: list[int]
+    waiting: int
+    tried: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +139,7 @@ class Node:
                 f"cannot listen on {host}:{port} ({err.strerror}); is another node using it? try --port"
             ) from None
         self.delivery.start()
+        self.sessions.contacts_changed()  # presence: a session to every contact
         self._started = time.monotonic()
         self._upkeep = asyncio.get_running_loop().create_task(
             self._store_upkeep(), name="enclave-store-upkeep"
@@ -219,10 +241,14 @@ class Node:
         return keys.spki_pem(self.identity.peer_key.key).decode("ascii")
 
     def peers(self) -> list[PeerStatus]:
-        online = self.sessions.online
-        return [
-            PeerStatus(p, online(bytes.fromhex(p.fingerprint))) for p in self.store.list_peers()
-        ]
+        return [self._status(p) for p in self.store.list_peers()]
+
+    def _status(self, p: Peer) -> PeerStatus:
+        fp = bytes.fromhex(p.fingerprint)
+        if self.sessions.online(fp):
+            return PeerStatus(p, True, self.delivery.queued_for(fp))
+        queued = self.delivery.queued_for(fp)
+        return PeerStatus(p, False, queued, self.sessions.dialer.retry_in(fp) if queued else None)
 
     def add_peer(
         self,
@@ -248,6 +274,7 @@ class Node:
         self.sessions.policy.reload()
         if options.get("protocol") is not None:
             self._protocol_changed(bytes.fromhex(added.peer.fingerprint))
+        self.sessions.contacts_changed()
         change = "added" if added.added else "updated"
         self._publish(ContactChanged(added.peer.fingerprint, change, added.peer.name))
         return added
@@ -266,6 +293,7 @@ class Node:
         peer = block_contact(self.store, query, blocked)
         fp = bytes.fromhex(peer.fingerprint)
         self.sessions.policy.reload()
+        self.sessions.contacts_changed()  # not dialled while blocked; again once unblocked
         if blocked:
             self.sessions.drop_peer(fp)
             self.delivery.set_aside(fp)
@@ -287,6 +315,7 @@ class Node:
         self.delivery.set_aside(fp)
         remove_contact(self.store, peer.fingerprint)
         self.sessions.policy.reload()
+        self.sessions.contacts_changed()  # no longer dialled
         self.sessions.drop_peer(fp)
         self._publish(ContactChanged(peer.fingerprint, "removed", peer.name))
         return peer
@@ -302,6 +331,7 @@ class Node:
             self.sessions.policy.forget_v2_seen(bytes.fromhex(peer.fingerprint))
         self.sessions.policy.reload()
         self._protocol_changed(bytes.fromhex(peer.fingerprint))
+        self.sessions.contacts_changed()
         return self.store.get_peer(peer.fingerprint)
 
     def _protocol_changed(self, peer: bytes) -> None:
@@ -323,9 +353,23 @@ class Node:
         return self.store.get_peer(peer.fingerprint)
 
     async def retry(self, query: str | None = None) -> list[int]:
-        """Put failed messages (of one peer, or all) back in the outbox; their rowids."""
+        """Put failed messages (of one peer, or all) back in the outbox; their rowids.
+        Their peers are tried at once (``retry_now``)."""
+        return (await self.retry_now(query)).requeued
+
+    async def retry_now(self, query: str | None = None) -> Retried:
+        """The user's "retry": failed messages (of one peer, or all) go back in the
+        outbox, and the peer (or every peer something waits for) is dialled at once,
+        its backoff reset; a contact named by ``query`` is tried even if nothing waits."""
         fingerprint = self.resolve(query).fingerprint if query else None
-        return await self.delivery.retry_failed(fingerprint)
+        requeued = await self.delivery.retry_failed(fingerprint)
+        if fingerprint is not None:
+            peers = [bytes.fromhex(fingerprint)]
+        else:
+            peers = [p for p, q in self.delivery.queues.items() if q]
+        tried = [p.hex() for p in peers if self.sessions.dialer.retry_now(p)]
+        waiting = sum(self.delivery.queued_for(p) for p in peers)
+        return Retried(requeued, waiting, tried)
 
     def history(self, query: str, limit: int = 50, before_rowid: int | None = None):
         """Messages with a peer, oldest first. An outgoing row the file still calls

@@ -107,7 +107,7 @@ class Delivery:
         if quotas is None:
             quotas = ReceiveQuotas.from_settings(Settings())
         self.intake = Intake(quotas, self)
-        self.throttles = PeerThrottles(publish, self.dispatch)  # peers that throttle us
+        self.throttles = PeerThrottles(publish, self._throttle_over)  # peers that throttle us
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -266,12 +266,21 @@ class Delivery:
                     peer_hex = peer_hex or peer.hex()
                     self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent"))
 
+    def queued_for(self, peer: bytes) -> int:
+        """Messages to ``peer`` not yet acked (waiting or in flight)."""
+        carrier = self.carriers.get(peer)
+        return len(self.queues.get(peer, ())) + (len(carrier.state.items) if carrier else 0)
+
     def queued(self) -> int:
         return sum(len(q) for q in self.queues.values()) + sum(
             len(link.state.items) for link in self.carriers.values()
         )
 
     # --- session life ------------------------------------------------------------------------
+
+    def _throttle_over(self, peer: bytes) -> None:
+        self.dispatch(peer)
+        self.sessions.dial(peer)  # (a contact is dialled for presence, too)
 
     def session_up(self, link, peer: bytes) -> None:
         link.state = Carried(peer)

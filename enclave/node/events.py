@@ -57,6 +57,15 @@ class Throttled:
 
 
 @dataclass(frozen=True, slots=True)
+class Retrying:
+    """Messages wait for ``peer``, which could not be reached; the next try is in about
+    ``retry_after`` seconds (``Node.retry_now`` tries at once)."""
+
+    peer: str
+    retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
 class NodeProblem:
     """Something the user should know (disk full, a refused legacy message...)."""
 

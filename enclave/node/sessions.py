@@ -8,23 +8,28 @@ Rules:
 - A session counts only once its Connection is established (the peer's Finished
   verified): only then is it pooled, the peer reported online and the outbox
   started. A session that closes requeues what it carried (delivery's job).
-- Dialing retries with exponential backoff and jitter while anything is owed to the
-  peer; the first established session resets the backoff. Each attempt tries the
-  address learned from the peer's last authenticated session from elsewhere, then the
-  address the user gave.
+- Dialing (``enclave.node.dialing``) retries with exponential backoff and jitter while
+  anything is owed to the peer or, for presence, while it is a contact; the first
+  established session resets the backoff. Each attempt tries the address learned from
+  the peer's last authenticated session from elsewhere, then the address the user gave.
+- Presence: a peer is online while it has a session; its "last seen" time is stored
+  when its first session opens and when its last one ends. The last session to a peer
+  is never closed for idleness (keepalive tells when the peer is gone); extra idle ones
+  are closed by the node with the lower fingerprint only, so two nodes that dialled
+  each other at once never both close the one the other keeps.
 - Responder private work is admitted only while a slot is free ("busy" otherwise);
   our own handshakes (we dialled) queue on the same threads.
 """
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from enclave._fast import Pool
 from enclave.node.budgets import ConnectionCaps
+from enclave.node.dialing import Dialer
 from enclave.node.events import PeerOffline, PeerOnline, TypingChanged
 from enclave.node.policy import NodePolicy
 from enclave.node.transport import Link
@@ -82,8 +87,7 @@ class Sessions:
             "bytes_out": 0,
             "crypto_jobs": 0,
         }
-        self._dialing: dict[bytes, asyncio.Task] = {}
-        self._backoff: dict[bytes, float] = {}
+        self.dialer = Dialer(self)
         self._server: asyncio.AbstractServer | None = None
         self.closing = False
         self._housekeeping: asyncio.Task | None = None
@@ -101,6 +105,8 @@ class Sessions:
         return self._server.sockets[0].getsockname()[:2]
 
     async def close(self) -> None:
+        for peer in {self.pool.peer_of(c) for c in list(self.links) if c in self.pool}:
+            self._seen(peer)  # the peers online until now were last seen now
         self.closing = True  # from here on nothing dials and nothing is dispatched
         if self._server is not None:
             self._server.close()
@@ -116,10 +122,7 @@ class Sessions:
         for link in list(self.links.values()):
             if link.transport is not None:
                 link.transport.close()
-        dials = list(self._dialing.values())
-        for task in dials:
-            task.cancel()
-        await asyncio.gather(*dials, return_exceptions=True)
+        await self.dialer.close()
         if self._server is not None:
             await self._server.wait_closed()
         self.crypto.shutdown(wait=True, cancel_futures=True)
@@ -145,7 +148,7 @@ class Sessions:
     @property
     def dialing(self) -> frozenset[bytes]:
         """The peers a dial is under way to (read-only)."""
-        return frozenset(self._dialing)
+        return frozenset(self.dialer.tasks)
 
     def pick(self, peer: bytes) -> Link | None:
         conn_id = self.pool.pick(peer)
@@ -165,9 +168,7 @@ class Sessions:
     def drop_peer(self, peer: bytes) -> None:
         """Close every session with ``peer`` (blocked or removed): from now on the
         policy refuses it as it refuses a stranger, and a dial under way stops."""
-        task = self._dialing.pop(peer, None)
-        if task is not None:
-            task.cancel()
+        self.dialer.forget(peer)
         for conn_id in self.pool.connections(peer):
             link = self.links.get(conn_id)
             if link is not None:
@@ -184,62 +185,12 @@ class Sessions:
         return True
 
     def dial(self, peer: bytes) -> None:
-        if self.closing or peer in self._dialing or self.online(peer):
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._dial(peer), name=f"dial-{peer.hex()[:8]}"
-        )
-        self._dialing[peer] = task
+        """Open a session to ``peer`` (``dialing.Dialer``: backoff, presence)."""
+        self.dialer.dial(peer)
 
-    async def _dial(self, peer: bytes) -> None:
-        try:
-            # ``closing`` too: on 3.11 a cancel that lands as the connect fails is
-            # swallowed by wait_for, and the loop would sleep into the shutdown.
-            while not self.closing and self.delivery.queues.get(peer) and not self.online(peer):
-                if await self._dial_once(peer):
-                    self._backoff.pop(peer, None)
-                    return
-                delay = min(
-                    self.s.reconnect_max, self._backoff.get(peer, self.s.reconnect_min / 2) * 2
-                )
-                self._backoff[peer] = delay
-                await asyncio.sleep(
-                    delay * random.uniform(0.8, 1.2)
-                )  # backoff, not synchronisation
-        finally:
-            self._dialing.pop(peer, None)
-
-    async def _dial_once(self, peer: bytes) -> bool:
-        """One round: the learned address first, then the given one (the fallback)."""
-        record = self.store.get_peer(peer.hex())
-        key = self.policy.keys.get(peer)
-        if record is None or key is None or record.blocked:
-            return False
-        for address in record.dial_addresses:
-            if self.closing:
-                return False
-            if await self._dial_at(peer, key, address):
-                if address != record.learned_address and record.learned_address:
-                    # Reached where the user said, not where it was seen: forget that.
-                    self.policy.background(self.store.learn_address, peer.hex(), None)
-                return True
-        return False
-
-    async def _dial_at(self, peer: bytes, key: PeerKey, address: str) -> bool:
-        host, _, port = address.rpartition(":")
-        host = host.strip("[]")
-        loop = asyncio.get_running_loop()
-        try:
-            _, link = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: Link(self, self._initiator(key), dialled=peer), host, int(port)
-                ),
-                timeout=self.limits.handshake_timeout,
-            )
-        except (TimeoutError, OSError) as err:
-            log.info("dial %s at %s failed: %s", peer.hex()[:16], address, err)
-            return False
-        return await link.established
+    def contacts_changed(self) -> None:
+        """The address book changed: start or stop keeping sessions to contacts."""
+        self.dialer.contacts_changed()
 
     # --- what links report ----------------------------------------------------------------
 
@@ -339,7 +290,14 @@ class Sessions:
     def _session_gone(self, link: Link, peer: bytes) -> None:
         self.delivery.session_down(link)
         if not self.online(peer):
+            self._seen(peer)
             self.publish(PeerOffline(peer.hex()))
+            self.dialer.session_lost(peer)
+
+    def _seen(self, peer: bytes) -> None:
+        """Store that ``peer`` was online just now (its "last seen")."""
+        if not self.closing:  # (``close`` stored it for every peer still online)
+            self.policy.background(self.store.touch_peer, peer.hex(), time.time())
 
     def read(self, nbytes: int) -> None:
         self.stats["bytes_in"] += nbytes
@@ -432,6 +390,11 @@ class Sessions:
 
     def _session_up(self, link: Link, peer: bytes) -> None:
         self.stats["handshakes"] += 1
+        info = self.policy.proto.get(peer)
+        if info is None or info[2]:
+            # Blocked or removed while our dial was under way: never pooled.
+            link.close("dropped")
+            return
         self._authenticated(link)
         self.policy.vouch(link.address, peer)
         now = time.monotonic()
@@ -454,7 +417,9 @@ class Sessions:
         self.delivery.session_up(link, peer)
         if link.dialled is None:
             self._learn_address(link, peer)
+        self.dialer.session_up(peer)
         if not was_online:
+            self._seen(peer)
             self.publish(PeerOnline(peer.hex()))
 
     def _learn_address(self, link: Link, peer: bytes) -> None:
@@ -489,9 +454,10 @@ class Sessions:
                 link = self.links.get(conn_id)
                 if link is None:
                     continue
-                if self.pool.count(peer) == 0:
+                if self.pool.count(peer) == 0 or peer < self.identity.fingerprint:
                     # The peer's last session stays: keepalive tells us when the peer
-                    # is gone, and "online" keeps meaning reachable. Extra ones go.
+                    # is gone, and "online" keeps meaning reachable. Extra ones go,
+                    # closed by the lower fingerprint's node alone (see the rules).
                     self.pool.add(peer, conn_id, now)
                     continue
                 self._session_gone(link, peer)

@@ -8,7 +8,7 @@ Rules:
   malformed file is a ``UserError``: one line naming the file (or ``--set``), the key and
   what is expected. Nothing is silently ignored or clamped.
 - Types: an integer knob takes a TOML integer (``true`` is not an integer); a float knob
-  takes a float or an integer; ``legacy_v1`` takes ``true`` or ``false``. Floats are finite.
+  takes a float or an integer; ``legacy_v1`` and ``presence`` take ``true`` or ``false``. Floats are finite.
 - The seed's tuning knobs map onto this design as follows: its connection-handler threads
   (``max_workers``) become connection caps (``max_connections``, ``max_per_address``,
   ``preauth_per_address``), since asyncio needs no thread per connection; its crypto
@@ -51,6 +51,8 @@ README section (for README.md):
     store_sync = "full"          # "normal": safe against a crash of Enclave, not against power loss
     reconnect_min = 0.5          # reconnect backoff, seconds
     reconnect_max = 30.0
+    presence = true              # keep a session open to every contact (online / last seen)
+    presence_dials = 8           # ... opening at most this many connections at once
     first_frame_timeout = 5.0    # a new connection must send its first frame by then
     handshake_timeout = 10.0     # ... and complete the handshake by then
     ```
@@ -117,6 +119,10 @@ class Settings:
     store_sync: str = "full"
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
+    # Keep a session open to every contact (not blocked, not v1, with an address), so
+    # its presence is known without a message; at most ``presence_dials`` dials at once.
+    presence: bool = True
+    presence_dials: int = 8
     first_frame_timeout: float = 5.0  # a new connection must send its first frame by then
     handshake_timeout: float = 10.0  # ... and finish the handshake by then
     # Where the values came from, for ``summary``; not a knob.
@@ -171,6 +177,7 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "commit_batch": (1, True, 1_000_000),
     "reconnect_min": (0.0, False, None),
     "reconnect_max": (0.0, False, None),
+    "presence_dials": (1, True, 4096),
     "first_frame_timeout": (0.0, False, 60.0),
     "handshake_timeout": (0.0, False, 120.0),
 }

@@ -11,6 +11,10 @@ from enclave.node.settings import Settings
 from support.waiting import Watched
 
 FAST = Settings()
+# For tests that count handshakes, private operations or connections from the first
+# message on, or that want no session between two nodes until one sends: without
+# presence a node dials a peer only when something waits for it.
+NO_PRESENCE = Settings(presence=False)
 
 
 def public_pem(key) -> str:

@@ -314,9 +314,10 @@ def _peer_state_routes(app: Quart, backend: Backend) -> None:
 
     @app.post("/api/peers/<fp>/retry")
     async def retry(fp: str):
+        """Failed messages back in the outbox, and the peer tried at once."""
         peer = _peer(backend, fp)
-        rowids = await backend.node.retry(peer.fingerprint)
-        return {"retried": rowids}
+        done = await backend.node.retry_now(peer.fingerprint)
+        return {"retried": done.requeued, "waiting": done.waiting, "tried": bool(done.tried)}
 
     _contact_routes(app, backend)
 

@@ -21,6 +21,7 @@ from enclave.node.events import (
     NodeProblem,
     PeerOffline,
     PeerOnline,
+    Retrying,
     Throttled,
     TypingChanged,
 )
@@ -57,6 +58,11 @@ def peer(status, unread: int, last) -> dict:
         "given_address": p.address,
         "learned_address": p.learned_address,
         "online": status.online,
+        # Presence: when an offline peer was last seen (ms, or None: never), how many
+        # messages wait for it, and in how many seconds they are tried (None: no pause).
+        "last_seen_ms": int(p.last_seen * 1000) if p.last_seen else None,
+        "queued": status.queued,
+        "retry_in": status.retry_in,
         "verified": p.verified,
         "legacy": p.proto == "v1",
         "protocol": p.protocol,
@@ -129,6 +135,8 @@ def event(e) -> dict | None:
         return make(ToPage.TYPING, peer=e.peer, active=e.active)
     if kind is NodeProblem:
         return make(ToPage.PROBLEM, text=e.text)
+    if kind is Retrying:
+        return make(ToPage.RETRYING, peer=e.peer, retry_after=e.retry_after)
     if kind is Throttled:
         return make(ToPage.THROTTLED, peer=e.peer, reason=e.reason, retry_after=e.retry_after)
     if kind is ContactChanged:  # from this page, another one, the REPL or the CLI

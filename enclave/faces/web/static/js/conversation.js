@@ -8,6 +8,9 @@
 //   cannot be shown becomes one line saying so; the rest still render.
 // - An incoming message to the open chat of a visible tab is read at once; any other
 //   counts as unread and shows a toast that opens its chat.
+// - Messages waiting for an offline peer show a line above the composer: how many, when
+//   they are tried next ("retrying in 8 s", counted down each second) and "Retry now",
+//   which asks the node to try the peer at once (and to send failed ones again).
 
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
@@ -31,6 +34,8 @@ export function wireConversation() {
     if (event.key === "Enter") fromRow(event);
   });
   $("btn-back").addEventListener("click", closeChat);
+  $("btn-retry-now").addEventListener("click", () => state.current && retryPeer(state.current));
+  setInterval(renderWaiting, 1000); // the countdown of "retrying in N s"
   $("messages").addEventListener("scroll", () => {
     if (state.current && $("messages").scrollTop < 80) loadOlder(state.current, false);
   });
@@ -154,6 +159,7 @@ function renderMessages({ stick }) {
   }
   if (stick === "bottom") box.scrollTop = box.scrollHeight;
   else box.scrollTop = keep;
+  renderWaiting();
 }
 
 function bubble(m, first) {
@@ -195,10 +201,35 @@ function timeStamp(m) {
 async function retryPeer(fp) {
   try {
     const data = await api("POST", `/api/peers/${fp}/retry`, {});
-    toast(data.retried.length ? `Retrying ${data.retried.length} message(s)` : "Nothing to retry");
+    const peer = state.peers.get(fp);
+    if (peer && data.tried) peer.retry_at = null; // a try is under way
+    renderWaiting();
+    if (data.retried.length) toast(`Retrying ${data.retried.length} message(s)`);
+    else toast(data.tried ? `Trying ${peer ? label(peer) : "the peer"} now` : "Nothing to retry");
   } catch (err) {
     toast(err.message, { error: true });
   }
+}
+
+// The line above the composer: messages waiting for the open chat's offline peer.
+export function renderWaiting() {
+  const peer = state.peers.get(state.current);
+  const c = state.current ? convo(state.current) : null;
+  const waiting = c ? c.list.filter((m) => m.direction === "out" && m.state === "queued").length : 0;
+  const bar = $("waiting");
+  if (!peer || peer.online || !waiting) {
+    show(bar, false);
+    return;
+  }
+  let text = `${waiting} message${waiting === 1 ? "" : "s"} waiting for ${label(peer)}`;
+  if (typeof peer.retry_at === "number") {
+    const seconds = Math.max(1, Math.ceil((peer.retry_at - Date.now()) / 1000));
+    text += ` · retrying in ${seconds} s`;
+  } else {
+    text += " · trying now";
+  }
+  $("waiting-text").textContent = text;
+  show(bar, true);
 }
 
 export function onMessage(m, incoming) {

@@ -9,7 +9,7 @@
 // - After a reconnect, or when the server says the page fell behind ("resync"), the
 //   page refetches what it shows instead of replaying what it missed.
 
-import { leaveChat, loadOlder, onDelivery, onMessage } from "./conversation.js";
+import { leaveChat, loadOlder, onDelivery, onMessage, renderWaiting } from "./conversation.js";
 import { startApp } from "./gate.js";
 import { loadPeers, renderPeer, renderPeers } from "./peers.js";
 import { state } from "./state.js";
@@ -29,6 +29,7 @@ const HANDLERS = Object.freeze({
   peers: onPeers,
   resync: () => resync(),
   problem: (event) => toast(event.text, { error: true, long: true }),
+  retrying: onRetrying,
   throttled: onThrottled,
   error: (event) => toast(event.text, { error: true }),
 });
@@ -65,8 +66,19 @@ function onPresence(fp, online) {
   const peer = state.peers.get(fp);
   if (!peer) return;
   peer.online = online;
-  if (!online) clearTyping(fp);
+  peer.last_seen_ms = Date.now(); // online now, or last seen just now
+  if (online) peer.retry_at = null;
+  else clearTyping(fp);
   renderPeer(fp);
+  if (state.current === fp) renderWaiting();
+}
+
+// Messages wait for a peer that could not be reached; the next try is in retry_after s.
+function onRetrying(event) {
+  const peer = state.peers.get(event.peer);
+  if (!peer) return;
+  peer.retry_at = Date.now() + event.retry_after * 1000;
+  if (state.current === event.peer) renderWaiting();
 }
 
 // A peer's node takes our messages more slowly for now; they wait in the outbox.

@@ -5,13 +5,15 @@
 //   most), sorted by the time of each peer's last message, then by name.
 // - One contact that cannot be shown becomes one line saying so; the rest still render.
 // - Rows carry data-fp; opening a chat from a row is wired by conversation.js.
+// - Presence: a peer is "online", else "last seen 5 min ago" (under its name in the
+//   open chat's header, and in its row when it has no message yet).
 
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { icon } from "./icons.js";
 import { state } from "./state.js";
 import { label, visible } from "./text.js";
-import { shortTime, timeOf } from "./time.js";
+import { ago, shortTime, timeOf } from "./time.js";
 
 const TICK_WORDS = { queued: "Queued", sent: "Sent", delivered: "Delivered", failed: "Not delivered" };
 
@@ -20,6 +22,8 @@ export async function loadPeers() {
   const before = state.peers;
   const peers = data.peers.filter((p) => p && typeof p === "object" && typeof p.fingerprint === "string");
   state.peers = new Map(peers.map((p) => [p.fingerprint, p]));
+  const now = Date.now();
+  for (const p of peers) p.retry_at = typeof p.retry_in === "number" ? now + p.retry_in * 1000 : null;
   for (const [fp, peer] of state.peers) {
     const old = before.get(fp);
     if (old && old.last && peer.last && old.last.id === peer.last.id) peer.last.state = peer.last.state || old.last.state;
@@ -36,8 +40,15 @@ function avatar(peer, node) {
   const a = node || el("div");
   a.className = `avatar ${hue(peer.fingerprint)} ${peer.online ? "dot-on" : "dot-off"}`;
   a.textContent = Array.from(label(peer))[0] || "";
-  a.title = peer.online ? "online" : "offline";
+  a.title = presence(peer);
   return a;
+}
+
+// "online", "last seen 5 min ago", or "offline" (never seen).
+export function presence(peer) {
+  if (peer.online) return "online";
+  const seen = ago(peer.last_seen_ms);
+  return seen ? `last seen ${seen}` : "offline";
 }
 
 function badges(peer) {
@@ -129,7 +140,7 @@ function peerRow(peer) {
     if (peer.last.direction === "out") preview.appendChild(tick(peer.last.state));
     preview.appendChild(el("span", "text", visible(String(peer.last.body || "").split("\n")[0], false)));
   } else {
-    preview.textContent = peer.online ? "online" : visible(peer.address, false);
+    preview.textContent = peer.online || peer.last_seen_ms ? presence(peer) : visible(peer.address, false);
   }
   bottom.appendChild(preview);
   if (peer.unread) bottom.appendChild(el("span", "unread", String(peer.unread)));
@@ -149,7 +160,7 @@ export function renderHeader() {
   const typing = state.typing.has(peer.fingerprint);
   status.classList.toggle("typing", typing);
   const address = visible(peer.address, false);
-  status.textContent = typing ? "typing…" : peer.online ? `online · ${address}` : `offline · ${address || "no address"}`;
+  status.textContent = typing ? "typing…" : `${presence(peer)} · ${address || "no address"}`;
   show($("legacy-note"), peer.legacy);
   $("btn-verify").title = peer.verified ? "Verified: see fingerprints" : "Verify fingerprints";
 }

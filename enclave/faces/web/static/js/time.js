@@ -47,3 +47,14 @@ export function shortTime(ms) {
   const days = Math.round((startOfDay(Date.now()) - startOfDay(ms)) / 86400000);
   return days === 0 ? clock.format(ms) : dayLabel(ms);
 }
+
+// "just now", "5 min ago", "3 h ago", "2 d ago": how long ago ms was (null: never).
+export function ago(ms) {
+  const t = validTime(ms);
+  if (t === null) return null;
+  const s = Math.max(0, Math.floor((Date.now() - t) / 1000));
+  if (s < 60) return "just now";
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}

@@ -1,0 +1,216 @@
+"""Dialing: when to open a session to a peer, how often to try, and presence.
+
+Rules:
+- A peer is dialled while something is owed to it (its outbox queue) or, with the
+  ``presence`` setting, while it is a contact we keep a session open to: known, not
+  blocked, not marked v1 (the original client never keeps a session) and with an
+  address. ``contacts_changed`` re-reads the address book (at start, and whenever a
+  contact is added, changed, blocked, unblocked or removed): new contacts are dialled,
+  the loops of contacts no longer wanted end at their next check.
+- Each failed attempt waits an exponential backoff with jitter (0.8-1.2) between
+  ``reconnect_min`` and ``reconnect_max``; an established session resets it. A down
+  contact is so tried less and less often; one that starts dials us (it does the same
+  at its own start), so presence is right within a handshake either way.
+- When a contact's last session ends, it is dialled again after about
+  ``reconnect_min``: a contact that only lost its connection is back at once; one that
+  stopped is tried with growing pauses until it dials us on its return.
+- Presence dials (nothing owed) take one of ``presence_dials`` places, so a node with
+  many contacts opens at most that many connections at once; dials that carry messages
+  never wait for a place.
+- A peer that throttles us (THROTTLE) is not dialled, for messages or presence, until
+  its wait is over.
+- ``retry_now`` ends a pause at once and resets the backoff (the user's "retry").
+- While messages wait and a try failed, ``Retrying`` tells the faces when the next is.
+"""
+
+import asyncio
+import logging
+import random
+
+from enclave.node.events import Retrying
+from enclave.node.transport import Link
+from enclave.protocol.crypto import PeerKey
+
+log = logging.getLogger("enclave.node.dialing")
+
+
+class Dialer:
+    def __init__(self, sessions) -> None:
+        self.sessions = sessions
+        self.s = sessions.s
+        self.contacts: frozenset[bytes] = frozenset()  # peers presence keeps a session to
+        self.tasks: dict[bytes, asyncio.Task] = {}
+        self._backoff: dict[bytes, float] = {}
+        self._pauses: dict[bytes, asyncio.Future] = {}
+        self._next_try: dict[bytes, float] = {}  # loop time of a peer's next attempt
+        self._places = asyncio.Semaphore(self.s.presence_dials)
+
+    # --- what to dial -------------------------------------------------------------------
+
+    def contacts_changed(self) -> None:
+        """Re-read the address book: dial new contacts, let go of the others."""
+        s = self.sessions
+        if not self.s.presence or s.closing:
+            self.contacts = frozenset()
+        else:
+            self.contacts = frozenset(
+                bytes.fromhex(p.fingerprint)
+                for p in s.store.list_peers()
+                if not p.blocked and p.proto != "v1" and p.dial_addresses
+            )
+        for peer in self.contacts:
+            self.dial(peer)
+        for peer in list(self._pauses):
+            if not self.wanted(peer):
+                self._wake(peer)  # its loop sees it is not wanted and ends
+
+    def wanted(self, peer: bytes) -> bool:
+        s = self.sessions
+        if s.closing or s.online(peer) or peer in s.delivery.throttles:
+            return False  # (a peer that throttles us is dialled when its wait is over)
+        return bool(s.delivery.queues.get(peer)) or peer in self.contacts
+
+    def retry_in(self, peer: bytes) -> float | None:
+        """Seconds until the next attempt to reach ``peer``, or None when none waits."""
+        at = self._next_try.get(peer)
+        if at is None:
+            return None
+        return max(0.0, at - asyncio.get_running_loop().time())
+
+    # --- what sessions report -----------------------------------------------------------
+
+    def session_up(self, peer: bytes) -> None:
+        self._backoff.pop(peer, None)
+        self._wake(peer)  # a loop pausing for this peer ends: it is online
+
+    def session_lost(self, peer: bytes) -> None:
+        """The peer's last session ended: reach it again if we keep one to it."""
+        if peer in self.contacts and self.wanted(peer):
+            self.dial(peer, pause=self.s.reconnect_min * random.uniform(0.8, 1.2))
+
+    def retry_now(self, peer: bytes) -> bool:
+        """Try ``peer`` at once, from the smallest backoff; False if it is not wanted."""
+        self._backoff.pop(peer, None)
+        if not self.wanted(peer):
+            return False
+        if not self._wake(peer):
+            self.dial(peer)
+        return True
+
+    def forget(self, peer: bytes) -> None:
+        """Stop a dial under way to ``peer`` (blocked or removed) and its backoff."""
+        task = self.tasks.pop(peer, None)
+        if task is not None:
+            task.cancel()
+        self._backoff.pop(peer, None)
+
+    def _wake(self, peer: bytes) -> bool:
+        pause = self._pauses.get(peer)
+        if pause is None or pause.done():
+            return False
+        pause.set_result(None)
+        return True
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def dial(self, peer: bytes, pause: float = 0.0) -> None:
+        s = self.sessions
+        if s.closing or peer in self.tasks or s.online(peer):
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._dial(peer, pause), name=f"dial-{peer.hex()[:8]}"
+        )
+        self.tasks[peer] = task
+
+    async def _dial(self, peer: bytes, pause: float) -> None:
+        try:
+            if pause:
+                await self._pause(peer, pause)
+            # ``closing`` (in ``wanted``) too: on 3.11 a cancel that lands as the connect
+            # fails is swallowed by wait_for, and the loop would sleep into the shutdown.
+            while self.wanted(peer):
+                if await self._attempt(peer):
+                    self._backoff.pop(peer, None)
+                    return
+                if not self.wanted(peer):
+                    return
+                delay = self._delay(peer)
+                if self.sessions.delivery.queues.get(peer):
+                    self.sessions.publish(Retrying(peer.hex(), delay))
+                await self._pause(peer, delay)
+        finally:
+            if self.tasks.get(peer) is asyncio.current_task():
+                del self.tasks[peer]
+
+    def _delay(self, peer: bytes) -> float:
+        """The next pause: twice the last (from ``reconnect_min``), at most
+        ``reconnect_max``, with jitter."""
+        delay = min(self.s.reconnect_max, self._backoff.get(peer, self.s.reconnect_min / 2) * 2)
+        self._backoff[peer] = delay
+        return delay * random.uniform(0.8, 1.2)
+
+    async def _pause(self, peer: bytes, delay: float) -> None:
+        """Wait ``delay`` seconds, or until ``_wake`` (backoff, not synchronisation)."""
+        loop = asyncio.get_running_loop()
+        pause = self._pauses[peer] = loop.create_future()
+        self._next_try[peer] = loop.time() + delay
+        timer = loop.call_later(delay, _settle, pause)
+        try:
+            await pause
+        finally:
+            timer.cancel()
+            self._pauses.pop(peer, None)
+            self._next_try.pop(peer, None)
+
+    async def _attempt(self, peer: bytes) -> bool:
+        if self.sessions.delivery.queues.get(peer):
+            return await self._dial_once(peer)  # messages wait: no place needed
+        async with self._places:
+            if not self.wanted(peer):
+                return self.sessions.online(peer)
+            return await self._dial_once(peer)
+
+    async def _dial_once(self, peer: bytes) -> bool:
+        """One round: the learned address first, then the given one (the fallback)."""
+        s = self.sessions
+        record = s.store.get_peer(peer.hex())
+        key = s.policy.keys.get(peer)
+        if record is None or key is None or record.blocked:
+            return False
+        for address in record.dial_addresses:
+            if s.closing:
+                return False
+            if await self._dial_at(peer, key, address):
+                if address != record.learned_address and record.learned_address:
+                    # Reached where the user said, not where it was seen: forget that.
+                    s.policy.background(s.store.learn_address, peer.hex(), None)
+                return True
+        return False
+
+    async def _dial_at(self, peer: bytes, key: PeerKey, address: str) -> bool:
+        s = self.sessions
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        loop = asyncio.get_running_loop()
+        try:
+            _, link = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: Link(s, s._initiator(key), dialled=peer), host, int(port)
+                ),
+                timeout=s.limits.handshake_timeout,
+            )
+        except (TimeoutError, OSError) as err:
+            log.info("dial %s at %s failed: %s", peer.hex()[:16], address, err)
+            return False
+        return await link.established
+
+    async def close(self) -> None:
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _settle(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
