@@ -28,7 +28,7 @@ from support.keyfactory import (
 )
 
 import enclave
-from enclave.faces import cli
+from enclave.faces import cli, parsers
 from enclave.identity import home, keys, passwords
 from enclave.store import Store
 
@@ -507,10 +507,16 @@ def test_peers_when_there_are_none(home_dir, capsys):
 # --- the guard and the later parts --------------------------------------------------------
 
 
+def part_from(monkeypatch, name: str, module: str) -> None:
+    """Subcommand ``name`` (and its seed flag) run by ``module.run`` for this test."""
+    sub = parsers.SUBCOMMANDS[name]
+    monkeypatch.setitem(parsers.SUBCOMMANDS, name, sub._replace(module=module, function="run"))
+
+
 @pytest.mark.parametrize(
     ("argv", "why"),
     [
-        ([], "nothing to do"),
+        (["--name", "x"], "--name needs an action"),
         (["--bogus"], "unrecognized arguments"),
         (["--gen"], "unrecognized arguments"),
         (["--generate", "--name", "x"], "--name goes with --add-peer"),
@@ -523,14 +529,15 @@ def test_peers_when_there_are_none(home_dir, capsys):
     ],
 )
 def test_usage_mistakes_are_one_line(home_dir, capsys, monkeypatch, argv, why):
-    monkeypatch.setitem(cli._LATER, "listen", "enclave._not_built_for_test")
-    monkeypatch.setitem(cli._LATER, "web", "enclave._not_built_for_test")
+    part_from(monkeypatch, "listen", "enclave._not_built_for_test")
+    part_from(monkeypatch, "web", "enclave._not_built_for_test")
     assert_one_line_error(*run(capsys, *argv), why)
 
 
 def test_missing_part_says_not_available(home_dir, capsys, monkeypatch):
-    monkeypatch.setitem(cli._LATER, "listen", "enclave._not_built_for_test")
+    part_from(monkeypatch, "listen", "enclave._not_built_for_test")
     assert_one_line_error(*run(capsys, "--listen"), "--listen is not available in this build yet")
+    assert_one_line_error(*run(capsys, "listen"), "enclave listen is not available in this build")
 
 
 def test_a_part_missing_a_dependency_is_a_bug_not_a_user_error(monkeypatch):
@@ -554,8 +561,8 @@ def fake_part(monkeypatch, name: str) -> list:
 
 def test_listen_and_web_get_normalized_flags(home_dir, capsys, monkeypatch):
     seen = fake_part(monkeypatch, "enclave._fake_part")
-    monkeypatch.setitem(cli._LATER, "listen", "enclave._fake_part")
-    monkeypatch.setitem(cli._LATER, "web", "enclave._fake_part")
+    part_from(monkeypatch, "listen", "enclave._fake_part")
+    part_from(monkeypatch, "web", "enclave._fake_part")
     assert run(capsys, "--listen")[0] == 0
     assert cli.main_web(["--port", "8001", "--host", "::"]) == 0
     listen, web = seen
@@ -585,7 +592,7 @@ def test_ctrl_c_exits_130_quietly(alice_home, capsys, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli._COMMANDS, "fingerprint", interrupted)
+    monkeypatch.setattr(cli, "cmd_fingerprint", interrupted)
     code, out, err = run(capsys, "--fingerprint")
     assert code == 130 and "Traceback" not in err
 
@@ -922,7 +929,10 @@ def test_hints_for_a_new_home_work_as_printed(tmp_path, rsa_keys):
     generate = hint(missing.stderr, "run: ")
     assert generate == f"enclave --home {q(place)} --generate"
     idle = sh(f"enclave --home {q(place)}")
-    assert hint(idle.stderr, "start with ", ", or see") == generate
+    assert (
+        idle.returncode == 0
+        and hint(idle.stdout, "Create one: ") == f"enclave --home {q(place)} generate"
+    )
     made = sh(generate, ENCLAVE_PASSWORD=PASSWORD)
     assert made.returncode == 0, made.stderr
     share = sh(hint(made.stdout, "Share your public key with: "))
@@ -1003,7 +1013,7 @@ def test_node_hints_work_as_printed(tmp_path, rsa_keys):
         )
     queued = sh(f"enclave --home {q(place)} send bob first")
     listen = hint(queued.stdout, "leaves when the node runs: ")
-    assert listen == f"enclave --home {q(place)} --listen"
+    assert listen == f"enclave --home {q(place)} listen"
     # As printed, in a network namespace of its own, where port 8000 is surely free.
     node = sh.start(f"unshare -n /bin/sh -c {q(listen)}", ENCLAVE_PASSWORD=PASSWORD)
     try:

@@ -322,6 +322,12 @@ def control_path(home: Path) -> Path:
     return Path(home) / CONTROL_NAME
 
 
+def node_running(home: Path) -> bool:
+    """Whether a node runs on this home folder (its control socket answers)."""
+    path = control_path(home)
+    return path.exists() and _socket_alive(path)
+
+
 def log(text: str) -> None:
     """One line on stdout, flushed (headless logs go to a pipe or a journal). A closed
     pipe (the log reader went away) silences the log; it never stops the node."""

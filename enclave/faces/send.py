@@ -100,6 +100,6 @@ def _into_outbox(place, peer: str, text: str) -> int:
     label = target.name or target.fingerprint[:16]
     print(
         f"No node is running; the message to {label} is queued in the outbox "
-        f"and leaves when the node runs: {place.command('--listen')}"
+        f"and leaves when the node runs: {place.command('listen')}"
     )
     return 0
