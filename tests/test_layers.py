@@ -41,6 +41,7 @@ SHARED_FACES = {"enclave.faces", "enclave.faces.cli", "enclave.faces.runner"}
 FACES = {
     "enclave.faces.repl": "repl",
     "enclave.faces.repl_commands": "repl",
+    "enclave.faces.jsonlines": "repl",
     "enclave.faces.send": "send",
     "enclave.faces.web": "web",
 }
