@@ -29,7 +29,7 @@ from support.keyfactory import (
 )
 
 import enclave
-from enclave.faces import cli
+from enclave.faces import cli, parsers
 from enclave.identity import home, keys, passwords
 from enclave.store import Store
 
@@ -508,10 +508,16 @@ def test_peers_when_there_are_none(home_dir, capsys):
 # --- the guard and the later parts --------------------------------------------------------
 
 
+def part_from(monkeypatch, name: str, module: str) -> None:
+    """Subcommand ``name`` (and its seed flag) run by ``module.run`` for this test."""
+    sub = parsers.SUBCOMMANDS[name]
+    monkeypatch.setitem(parsers.SUBCOMMANDS, name, sub._replace(module=module, function="run"))
+
+
 @pytest.mark.parametrize(
     ("argv", "why"),
     [
-        ([], "nothing to do"),
+        (["--name", "x"], "--name needs an action"),
         (["--bogus"], "unrecognized arguments"),
         (["--gen"], "unrecognized arguments"),
         (["--generate", "--name", "x"], "--name goes with --add-peer"),
@@ -524,14 +530,15 @@ def test_peers_when_there_are_none(home_dir, capsys):
     ],
 )
 def test_usage_mistakes_are_one_line(home_dir, capsys, monkeypatch, argv, why):
-    monkeypatch.setitem(cli._LATER, "listen", "enclave._not_built_for_test")
-    monkeypatch.setitem(cli._LATER, "web", "enclave._not_built_for_test")
+    part_from(monkeypatch, "listen", "enclave._not_built_for_test")
+    part_from(monkeypatch, "web", "enclave._not_built_for_test")
     assert_one_line_error(*run(capsys, *argv), why)
 
 
 def test_missing_part_says_not_available(home_dir, capsys, monkeypatch):
-    monkeypatch.setitem(cli._LATER, "listen", "enclave._not_built_for_test")
+    part_from(monkeypatch, "listen", "enclave._not_built_for_test")
     assert_one_line_error(*run(capsys, "--listen"), "--listen is not available in this build yet")
+    assert_one_line_error(*run(capsys, "listen"), "enclave listen is not available in this build")
 
 
 def test_a_part_missing_a_dependency_is_a_bug_not_a_user_error(monkeypatch):
@@ -555,8 +562,8 @@ def fake_part(monkeypatch, name: str) -> list:
 
 def test_listen_and_web_get_normalized_flags(home_dir, capsys, monkeypatch):
     seen = fake_part(monkeypatch, "enclave._fake_part")
-    monkeypatch.setitem(cli._LATER, "listen", "enclave._fake_part")
-    monkeypatch.setitem(cli._LATER, "web", "enclave._fake_part")
+    part_from(monkeypatch, "listen", "enclave._fake_part")
+    part_from(monkeypatch, "web", "enclave._fake_part")
     assert run(capsys, "--listen")[0] == 0
     assert cli.main_web(["--port", "8001", "--host", "::"]) == 0
     listen, web = seen
@@ -586,7 +593,7 @@ def test_ctrl_c_exits_130_quietly(alice_home, capsys, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli._COMMANDS, "fingerprint", interrupted)
+    monkeypatch.setattr(cli, "cmd_fingerprint", interrupted)
     code, out, err = run(capsys, "--fingerprint")
     assert code == 130 and "Traceback" not in err
 
@@ -825,7 +832,7 @@ def test_global_options_go_before_or_after_send(other_home, tmp_path, capsys, ar
     argv = [a.format(home=other_home, pw=pw) for a in argv]
     code, out, err = run(capsys, *argv)
     assert code == 0, err
-    assert re.match(r"#[0-9a-z]{4} No node is running; the message to bob is queued", out)
+    assert re.match(r"No node is running; the message to bob \(#[0-9a-z]{4}\) is queued", out)
     assert outbox_bodies(other_home) == ["hello there"]
 
 
@@ -923,7 +930,10 @@ def test_hints_for_a_new_home_work_as_printed(tmp_path, rsa_keys):
     generate = hint(missing.stderr, "run: ")
     assert generate == f"enclave --home {q(place)} --generate"
     idle = sh(f"enclave --home {q(place)}")
-    assert hint(idle.stderr, "start with ", ", or see") == generate
+    assert (
+        idle.returncode == 0
+        and hint(idle.stdout, "Create one: ") == f"enclave --home {q(place)} generate"
+    )
     made = sh(generate, ENCLAVE_PASSWORD=PASSWORD)
     assert made.returncode == 0, made.stderr
     share = sh(hint(made.stdout, "Share your public key with: "))
@@ -1004,7 +1014,7 @@ def test_node_hints_work_as_printed(tmp_path, rsa_keys):
         )
     queued = sh(f"enclave --home {q(place)} send bob first")
     listen = hint(queued.stdout, "leaves when the node runs: ")
-    assert listen == f"enclave --home {q(place)} --listen"
+    assert listen == f"enclave --home {q(place)} listen"
     # As printed, in a network namespace of its own, where port 8000 is surely free.
     node = sh.start(f"unshare -n /bin/sh -c {q(listen)}", ENCLAVE_PASSWORD=PASSWORD)
     try:
@@ -1057,3 +1067,178 @@ def test_readding_a_peer_that_spoke_v2_as_v1_needs_force(alice_home, key_files, 
     assert code == 0 and err == ""
     with Store.open(alice_home / "enclave.db") as store:
         assert store.get_peer(bob_fp).proto == "auto"
+
+
+# --- subcommands, their seed aliases, status and completion (issue 16, items 6-7) -------
+
+ALIASES = [
+    (["generate", "--force"], ["--generate", "--force"], ("force",)),
+    (["import-key", "k.pem"], ["--import-key", "k.pem"], ("import_key",)),
+    (["change-password", "--new-password-file", "n"], ["--change-password", "--new-password-file", "n"], ("new_password_file",)),
+    (["add", "b.pem", "--address", BOB_ADDRESS, "--name", "bob"], ["--add-peer", "b.pem", "--peer-address", BOB_ADDRESS, "--name", "bob"], ("add_peer", "peer_address", "name")),
+    (["add", "b.pem", "--peer-address", BOB_ADDRESS, "--protocol", "v1"], ["--add-peer", "b.pem", "--peer-address", BOB_ADDRESS, "--protocol", "v1"], ("add_peer", "peer_address", "protocol")),
+    (["peers"], ["--peers"], ()),
+    (["fingerprint"], ["--fingerprint"], ()),
+    (["public-key"], ["--public-key"], ()),
+    (["listen", "--port", "8001", "--host", "127.0.0.1", "--json"], ["--listen", "--port", "8001", "--host", "127.0.0.1", "--json"], ("port", "host", "json")),
+    (["web", "--web-port", "5001", "--verbose"], ["--web", "--web-port", "5001", "--verbose"], ("web_port", "verbose")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sub", "seed", "same"), ALIASES, ids=[a[0][0] for a in ALIASES])
+def test_a_subcommand_and_its_seed_flag_parse_to_the_same_action(sub, seed, same):
+    sub_name, sub_args, _ = cli.parse(sub)
+    seed_name, seed_args, typed = cli.parse(seed)
+    assert sub_name == seed_name == sub[0] and typed == seed[0]
+    for dest in (*same, "home", "password_file", "set_overrides"):
+        assert getattr(sub_args, dest) == getattr(seed_args, dest), dest
+
+
+@pytest.mark.parametrize("name", ["generate", "add", "peers", "listen", "send", "settings"])
+@pytest.mark.parametrize("side", ["before", "after"])
+def test_global_options_go_either_side_of_any_subcommand(name, side):
+    own = {"add": ["b.pem", "--address", BOB_ADDRESS], "send": ["bob", "hi"]}.get(name, [])
+    options = ["--home", "/h", "--password-file", "/pw", "--set", "crypto_workers=3"]
+    argv = [*options, name, *own] if side == "before" else [name, *own, *options]
+    got, args, _ = cli.parse(argv)
+    assert got == name
+    assert (args.home, args.password_file, args.set_overrides) == (
+        "/h",
+        "/pw",
+        ["crypto_workers=3"],
+    )
+
+
+@pytest.mark.parametrize("name", list(parsers.SUBCOMMANDS))
+def test_every_subcommand_has_its_own_help_with_an_example(capsys, name):
+    code, out, _ = run(capsys, name, "--help")
+    assert code == 0 and out.startswith(f"usage: enclave {name}")
+    sub = parsers.SUBCOMMANDS[name]
+    assert sub.summary[1:] in out and f"example:\n  {sub.example}\n" in out
+    assert "--home DIR" in out  # the global options, on every subcommand
+
+
+def test_main_help_lists_the_subcommands(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for name, sub in parsers.SUBCOMMANDS.items():
+        assert f"  {name} " in out and sub.summary in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["add", "b.pem"], "required: --address"),
+        (["listen", "--web-port", "5001"], "unrecognized arguments: --web-port"),
+        (["completion", "tcsh"], "invalid choice"),
+        (["rename", "bob"], "required: NEW"),
+        (["peers", "extra"], "unrecognized arguments: extra"),
+    ],
+)
+def test_subcommand_mistakes_are_one_line(home_dir, capsys, argv, why):
+    assert_one_line_error(*run(capsys, *argv), why, f"see enclave {argv[0]} --help")
+
+
+def test_subcommand_values_are_checked_as_the_seed_flags_are(home_dir, capsys):
+    assert_one_line_error(*run(capsys, "listen", "--port", "0"), "invalid port '0'")
+    assert_one_line_error(*run(capsys, "web", "--host", "bad host"), "spaces")
+
+
+@pytest.mark.parametrize(
+    ("argv", "attrs"),
+    [
+        (["remove", "bob", "--yes"], {"peer": "bob", "yes": True}),
+        (["block", "bob"], {"peer": "bob"}),
+        (["unblock", "bob"], {"peer": "bob"}),
+        (["rename", "bob", "robert"], {"peer": "bob", "new_name": "robert"}),
+    ],
+)
+def test_contact_subcommands_go_to_the_contacts_module(home_dir, capsys, monkeypatch, argv, attrs):
+    name = argv[0]
+    assert parsers.SUBCOMMANDS[name][:2] == ("enclave.faces.contacts", name)
+    seen = []
+    part = types.ModuleType("enclave.faces.contacts")
+    setattr(part, name, lambda args: seen.append(args) or 0)
+    monkeypatch.setitem(sys.modules, "enclave.faces.contacts", part)
+    assert run(capsys, *argv, "--home", "/x")[0] == 0
+    assert {k: getattr(seen[0], k) for k in attrs} == attrs and seen[0].home == "/x"
+
+
+def test_a_contact_subcommand_missing_from_the_build_is_one_line(home_dir, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "enclave.faces.contacts", None)  # as if not built
+    code, out, err = run(capsys, "block", "bob")
+    assert_one_line_error(code, out, err, "enclave block is not available in this build yet")
+
+
+def test_bare_enclave_without_identity_says_to_generate(home_dir, capsys):
+    code, out, err = run(capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"No Enclave identity in {home_dir} yet.",
+        f"Create one: enclave --home {shlex.quote(str(home_dir))} generate",
+    ]
+    assert not home_dir.exists()
+
+
+def test_bare_enclave_shows_the_status_and_next_commands(other_home, capsys, rsa_keys):
+    code, out, err = run(capsys, "--home", str(other_home))
+    assert (code, err) == (0, "")
+    fingerprint = keys.fingerprint(rsa_keys["alice"].public_key())
+    assert f"Fingerprint: {keys.group(fingerprint)}\n" in out
+    assert "Contacts:    1\n" in out and "Node:        not running\n" in out
+    prefix = f"enclave --home {shlex.quote(str(other_home))}"
+    for command in ("listen", "web", "send PEER MESSAGE", "peers"):
+        assert f"  {prefix} {command} " in out
+    assert run(capsys, "status", "--home", str(other_home))[1] == out
+
+
+def test_status_sees_a_running_node(other_home, capsys):
+    import socket as sockets
+
+    path = other_home / "control.sock"
+    with sockets.socket(sockets.AF_UNIX) as node:
+        node.bind(str(path))
+        node.listen()
+        code, out, _ = run(capsys, "--home", str(other_home))
+    assert code == 0 and "Node:        running on this home\n" in out
+    assert " listen " not in out  # no second node suggested
+
+
+def test_settings_prints_the_configuration_in_effect(other_home, capsys):
+    (other_home / "enclave.toml").write_text("crypto_workers = 4\n")
+    code, out, _ = run(capsys, "settings", "--home", str(other_home), "--set", "legacy_v1=false")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"# settings in effect for {other_home} (from ")
+    assert "crypto_workers = 4" in lines and "legacy_v1 = false" in lines
+    assert 'store_sync = "full"' in lines
+    import tomllib
+
+    from enclave.node.settings import KNOBS
+
+    assert set(tomllib.loads(out)) == set(KNOBS)  # a valid enclave.toml, every knob
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_script(capsys, shell):
+    code, out, _ = run(capsys, "completion", shell)
+    assert code == 0
+    for name in ("generate", "import-key", "add", "listen", "send", "completion"):
+        assert name in out
+    if shell == "bash":
+        checked = subprocess.run(["bash", "-n"], input=out, capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        assert "-F _shtab_enclave enclave" in out
+        assert complete_in_bash(out, "enclave ge") == "generate"
+        assert complete_in_bash(out, "enclave listen --j") == "--json"
+
+
+def complete_in_bash(script: str, line: str) -> str:
+    """What the completion script offers for ``line`` (a tab at its end)."""
+    probe = (
+        f"{script}\nCOMP_WORDS=({line}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); "
+        '_shtab_enclave; echo "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

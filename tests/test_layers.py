@@ -47,6 +47,7 @@ SHARED_FACES = {
 FACES = {
     "enclave.faces.repl": "repl",
     "enclave.faces.repl_commands": "repl",
+    "enclave.faces.jsonlines": "repl",
     "enclave.faces.send": "send",
     "enclave.faces.contacts": "contacts",
     "enclave.faces.web": "web",

@@ -170,9 +170,9 @@ def test_two_people_chat_in_tmux_and_broadcast(people, tmux):
         tmux.start(p.name, p.argv(), _env())
     for p in (alice, bob, carol):
         screen = tmux.until(p.name, "Type /help for commands.")
-        assert f"Listening on 127.0.0.1:{p.port}" in screen
+        assert f"Listening on 127.0.0.1:{p.port} · 2 contacts · web off" in screen
         assert f"Your fingerprint: {keys.group(p.fingerprint)}" in screen
-        assert "settings: max_connections=" in screen
+        assert "settings:" not in screen  # only with --verbose
 
     # Bob has half a line typed when Alice's message arrives.
     tmux.type("bob", "half a line")
@@ -274,12 +274,12 @@ def test_headless_node_keeps_its_outbox_through_sigterm(people):
     alice, bob = people["alice"], people["bob"]  # Bob is not running
     done = _enclave("send", "bob", "written while no node runs", home_dir=alice.home)
     assert done.returncode == 0, done.stderr
-    assert "No node is running; the message to bob is queued in the outbox" in done.stdout
+    assert re.search(r"No node is running; the message to bob \(#[0-9a-z]{4}\) is queued in the outbox", done.stdout)
 
     proc = _spawn(alice, closed_stdin=True)
     try:
         seen = _read_until(proc, "Running without a terminal", [])
-        assert f"Listening on 127.0.0.1:{alice.port}\n" in seen
+        assert f"Listening on 127.0.0.1:{alice.port} · 2 contacts · web off\n" in seen
         done = _enclave("send", "bob", "through the running node", home_dir=alice.home)
         assert done.returncode == 0, done.stderr
         assert "Queued in the running node; it delivers to bob as soon as it can" in done.stdout
@@ -380,9 +380,9 @@ def test_listen_errors_are_one_line(people, tmp_path):
     assert "unknown key 'crypto_worker'" in _listen_error(alice, "--set", "crypto_worker=4")
 
 
-def test_set_overrides_show_in_the_summary(people):
+def test_set_overrides_show_in_the_verbose_summary(people):
     alice = people["alice"]
-    proc = _spawn(alice, "--set", "crypto_workers=3", "--set", "legacy_v1=false")
+    proc = _spawn(alice, "--verbose", "--set", "crypto_workers=3", "--set", "legacy_v1=false")
     try:
         seen = _read_until(proc, "settings:", [])
     finally:

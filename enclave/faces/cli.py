@@ -1,14 +1,19 @@
-"""The ``enclave`` command: the seed's flags, one action per run.
+"""The ``enclave`` command: a subcommand per action, the seed's flags as aliases.
 
 Rules:
-- Only argparse, os, sys and the standard-library-only ``enclave.errors`` are imported
-  at the top. Each command imports what it needs, so ``enclave --help`` and
-  ``--version`` never load cryptography, the store, asyncio or the protocol.
-- One action per run (an argparse mutually exclusive group). Every other flag is a
-  modifier valid only with the actions listed in ``_MODIFIERS``; any other use is an error.
+- Only argparse, os, sys, the standard-library-only ``enclave.errors`` and
+  ``enclave.faces.parsers`` are imported at the top. Each command imports what it
+  needs, so ``enclave --help`` and ``--version`` never load cryptography, the store,
+  asyncio or the protocol.
+- ``parsers.SUBCOMMANDS`` says what runs each subcommand (``module.function(args)``,
+  imported when it runs). The seed's flags (``--generate``, ``--add-peer FILE``...) are
+  aliases: ``parse`` turns either form into the same ``(subcommand, args)``.
+- Seed flags: one action per run (an argparse mutually exclusive group). Every other
+  flag is a modifier valid only with the actions listed in ``parsers.MODIFIERS``.
 - The global options (``--home``, ``--password-file``, ``--set``) say where and how
   Enclave runs, not what it does: they go before or after a subcommand
-  (``enclave --home DIR send bob hi`` and ``enclave send --home DIR bob hi``).
+  (``enclave --home DIR send bob hi`` and ``enclave send bob hi --home DIR``).
+- Bare ``enclave`` (global options at most) is ``enclave status``.
 - Every command this module suggests is one that works as printed for the home in use
   (``Home.command`` adds ``--home DIR`` when it is not the default).
 - Everything a person typed is checked before the store is opened or a file written,
@@ -16,11 +21,11 @@ Rules:
 - ``UserError`` is printed as one line, ``enclave: error: ...``, exit status 2.
   Ctrl-C exits with 130 and no traceback. Anything else is a bug and keeps its traceback.
 - Passwords never come from argv: a terminal prompt, ``ENCLAVE_PASSWORD`` or
-  ``--password-file`` (``enclave.identity.passwords``). A new password for ``--change-password``
-  and ``--import-key`` comes from its own sources (``ENCLAVE_NEW_PASSWORD``,
-  ``--new-password-file``, two prompts), never from the old one's.
-- ``--listen``, ``--web`` and ``send`` are run by ``enclave.faces.repl``, ``enclave.faces.web`` and
-  ``enclave.faces.send`` (``run(args) -> int``). They find the home folder with
+  ``--password-file`` (``enclave.identity.passwords``). A new password for
+  ``change-password`` and ``import-key`` comes from its own sources
+  (``ENCLAVE_NEW_PASSWORD``, ``--new-password-file``, two prompts), never from the old one's.
+- ``listen``, ``web`` and ``send`` are run by ``enclave.faces.repl``, ``enclave.faces.web``
+  and ``enclave.faces.send`` (``run(args) -> int``). They find the home folder with
   ``home_of(args)`` and unlock the identity with ``unlock(args)``.
 """
 
@@ -30,241 +35,20 @@ import argparse
 import os
 import sys
 
-from enclave import __version__
 from enclave.errors import UserError
+from enclave.faces import parsers
+from enclave.faces.parsers import (
+    DEFAULT_LISTEN_HOST,
+    DEFAULT_PORT,
+    DEFAULT_WEB_HOST,
+    DEFAULT_WEB_PORT,
+    MODIFIERS,
+    SEED_FLAGS,
+    SUBCOMMANDS,
+)
 
-DEFAULT_PORT = 8000
-DEFAULT_WEB_PORT = 5000
-DEFAULT_WEB_HOST = "127.0.0.1"
-DEFAULT_LISTEN_HOST = "0.0.0.0"
 MAX_PEER_KEY_BYTES = 64 * 1024
-
-EPILOG = """\
-examples:
-  enclave --generate                       create your identity (asks a password twice)
-  enclave --public-key > alice.pem         write your public key to share with peers
-  enclave --add-peer bob.pem --peer-address 192.168.1.101:8000 --name bob
-  enclave --peers                          list known peers
-  enclave --fingerprint                    show your fingerprint, to compare out of band
-  enclave --listen --port 8000             chat in the terminal
-  enclave --web                            chat in the browser (prints the address to open)
-  enclave send bob "See you at 5"          send one message and exit
-  enclave --import-key keys/private_key.pem
-                                           bring in the original client's identity
-  enclave --home /srv/enclave send bob "Backup done"
-                                           global options go before or after send
-
-environment:
-  ENCLAVE_HOME          home folder (default: the platform's user data folder,
-                        e.g. ~/.local/share/enclave)
-  ENCLAVE_PASSWORD      identity password for scripts and services (or --password-file)
-  ENCLAVE_NEW_PASSWORD  the new password for --change-password and --import-key
-                        (or --new-password-file)
-"""
-
-# action (dest) -> the flag a person typed
-_ACTIONS = {
-    "generate": "--generate",
-    "import_key": "--import-key",
-    "change_password": "--change-password",
-    "add_peer": "--add-peer",
-    "peers": "--peers",
-    "fingerprint": "--fingerprint",
-    "public_key": "--public-key",
-    "listen": "--listen",
-    "web": "--web",
-}
-# --web never prompts: its page asks (create or unlock); a file or variable may unlock at start.
-_PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen"}
-# modifier (dest) -> (flag, the actions it goes with)
-_MODIFIERS = {
-    "peer_address": ("--peer-address", {"add_peer"}),
-    "name": ("--name", {"add_peer"}),
-    "protocol": ("--protocol", {"add_peer"}),
-    "force": ("--force", {"generate", "import_key", "add_peer"}),
-    "password_file": ("--password-file", _PASSWORD_ACTIONS | {"web"}),
-    "new_password_file": ("--new-password-file", {"change_password", "import_key"}),
-    "port": ("--port", {"listen", "web"}),
-    "host": ("--host", {"listen", "web"}),
-    "web_port": ("--web-port", {"web"}),
-    "web_host": ("--web-host", {"web"}),
-    "web_cert": ("--web-cert", {"web"}),
-    "web_key": ("--web-key", {"web"}),
-    "set_overrides": ("--set", {"listen", "web"}),
-}
-# the later parts of Enclave, imported only when their action runs
-_LATER = {"listen": "enclave.faces.repl", "web": "enclave.faces.web"}
-# subcommand -> the part that runs it
-_SUBCOMMANDS = {
-    "send": "enclave.faces.send",
-    "rename": "enclave.faces.contacts",
-    "block": "enclave.faces.contacts",
-    "unblock": "enclave.faces.contacts",
-    "remove": "enclave.faces.contacts",
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose mistakes are one-line ``UserError``s like every other mistake."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see {self.prog} --help)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="enclave",
-        usage="%(prog)s ACTION [options]\n       %(prog)s [--home DIR] send PEER MESSAGE",
-        description="Enclave: secure peer-to-peer messaging with no server in between.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-        add_help=False,
-    )
-    _add_actions(parser.add_argument_group("actions (one per run)"))
-    options = parser.add_argument_group("options")
-    # The order here is the order of ``enclave --help``.
-    options.add_argument("-h", "--help", action="help", help="show this help and exit")
-    _add_peer_modifiers(options)
-    _add_global_options(options)
-    _add_new_password_file(options)
-    _add_network_modifiers(options)
-    options.add_argument(
-        "--version", action="version", version=f"enclave {__version__}", help="print the version"
-    )
-    parser.set_defaults(set_overrides=None)  # None, not [], so "not given" reads as unset
-    return parser
-
-
-def _add_actions(group) -> None:
-    """The actions, one per run (``_ACTIONS``)."""
-    add = group.add_mutually_exclusive_group().add_argument
-    add("--generate", action="store_true", help="create your RSA-4096 identity")
-    add("--import-key", metavar="FILE", help="import the original client's private key PEM")
-    add(
-        "--change-password",
-        action="store_true",
-        help="re-encrypt your identity under a new password",
-    )
-    add("--add-peer", metavar="FILE", help="add or update a peer from their public key PEM")
-    add("--peers", action="store_true", help="list known peers")
-    add("--fingerprint", action="store_true", help="print your fingerprint")
-    add("--public-key", action="store_true", help="print your public key (PEM) to share")
-    add("--listen", action="store_true", help="start the terminal chat, listening for peers")
-    add("--web", action="store_true", help="start the local web page")
-
-
-def _add_peer_modifiers(group) -> None:
-    """The modifiers of ``--add-peer`` (and ``--force``, shared with the identity actions)."""
-    add = group.add_argument
-    add("--peer-address", metavar="HOST:PORT", help="the peer's address, with --add-peer")
-    add("--name", help="a short name for the peer, with --add-peer")
-    add(
-        "--protocol",
-        choices=("auto", "v1"),
-        help="with --add-peer: v1 for a peer running only the original client "
-        "(legacy, not forward-secret; refused for a peer that has spoken v2 unless "
-        "--force); default auto",
-    )
-    add(
-        "--force",
-        action="store_true",
-        help="replace an existing identity; with --add-peer --protocol v1, mark legacy a "
-        "peer that has spoken Enclave's own protocol (v2)",
-    )
-
-
-def _add_new_password_file(group) -> None:
-    """Where ``--change-password`` and ``--import-key`` read the new password."""
-    group.add_argument(
-        "--new-password-file",
-        metavar="FILE",
-        help="with --change-password or --import-key: read the new password from the first "
-        "line of FILE (mode 600; or set ENCLAVE_NEW_PASSWORD; else asked twice)",
-    )
-
-
-def _add_network_modifiers(group) -> None:
-    """Where ``--listen`` and ``--web`` listen for peers, and where ``--web`` serves its page."""
-    add = group.add_argument
-    add("--port", metavar="PORT", help=f"port to listen on for peers (default {DEFAULT_PORT})")
-    add(
-        "--host",
-        metavar="HOST",
-        help=f"address to listen on for peers (default {DEFAULT_LISTEN_HOST})",
-    )
-    add(
-        "--web-port",
-        metavar="PORT",
-        help=f"port of the local web page (default {DEFAULT_WEB_PORT})",
-    )
-    add(
-        "--web-host",
-        metavar="HOST",
-        help=f"address of the local web page (default {DEFAULT_WEB_HOST}); any address "
-        "but a loopback one lets other machines reach it and needs --web-cert and --web-key",
-    )
-    add(
-        "--web-cert",
-        metavar="FILE",
-        help="serve the web page over HTTPS with this certificate (PEM, chain first)",
-    )
-    add("--web-key", metavar="FILE", help="the private key (PEM) of --web-cert")
-
-
-def _add_global_options(group) -> None:
-    """The options accepted before or after any subcommand."""
-    from enclave.node import settings  # standard library only, like this module
-
-    add = group.add_argument
-    add(
-        "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
-    )
-    add(
-        "--password-file",
-        metavar="FILE",
-        help="read the password from the first line of FILE (mode 600: a file other users "
-        "can read is refused)",
-    )
-    settings.add_arguments(group)
-
-
-def build_send_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="enclave send",
-        description="Send one message to a known peer and exit.",
-        allow_abbrev=False,
-    )
-    parser.add_argument(
-        "peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)"
-    )
-    parser.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
-    _add_global_options(parser)
-    parser.set_defaults(set_overrides=None)
-    return parser
-
-
-_CONTACT_HELP = {
-    "rename": "Give a contact another name.",
-    "block": "Refuse a contact's connections and messages until it is unblocked.",
-    "unblock": "Accept a blocked contact again; what was queued for it goes out.",
-    "remove": "Forget a contact with its history and undelivered messages.",
-}
-
-
-def build_contact_parser(command: str) -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=f"enclave {command}", description=_CONTACT_HELP[command], allow_abbrev=False
-    )
-    parser.add_argument("peer", metavar="PEER", help="name or fingerprint prefix (8+ hex digits)")
-    if command == "rename":
-        parser.add_argument("new_name", metavar="NEW", help="the new name (one word)")
-    if command == "remove":
-        parser.add_argument("--yes", action="store_true", help="remove without asking")
-    _add_global_options(parser)
-    parser.set_defaults(set_overrides=None)
-    return parser
-
+_GLOBAL = {"home", "password_file", "set_overrides"}  # dests of the global options
 
 # --- entry points -------------------------------------------------------------------
 
@@ -281,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader went away (``enclave --peers | head``): not an error of ours.
+        # The reader went away (``enclave peers | head``): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
@@ -294,30 +78,35 @@ def main_web(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    parser = build_parser()
-    before, command, after = _split_at_subcommand(parser, argv)
-    if command == "send":
-        # The options before the subcommand join its own: global options go either side.
-        args = _parse(build_send_parser(), [*before, *after])
-        if args is None:
-            return 0
+    parsed = parse(argv)
+    if parsed is None:
+        return 0  # argparse already answered (--help, --version)
+    name, args, typed = parsed
+    sub = SUBCOMMANDS[name]
+    if name in ("listen", "web"):
+        _normalize_network_flags(args, name)
+    if name == "send":
         args.message = " ".join(args.message)
-        return _run_later(_SUBCOMMANDS[command], f"enclave {command}", args)
-    if command is not None:
-        args = _parse(build_contact_parser(command), [*before, *after])
-        if args is None:
-            return 0
-        from enclave.faces import contacts
+    return _run_later(sub.module, typed, args, sub.function)
 
-        return getattr(contacts, command)(args)
+
+def parse(argv: list[str]) -> tuple[str, argparse.Namespace, str] | None:
+    """``(subcommand, args, what the person typed for it)`` from either form of the
+    command line; ``None`` when argparse already answered (``--help``, ``--version``)."""
+    parser = parsers.build_parser()
+    before, name, after = _split_at_subcommand(parser, argv)
+    if name is not None:
+        # The options before the subcommand join its own: global options go either side.
+        args = _parse(parsers.build_subcommand(name), [*before, *after])
+        return None if args is None else (name, args, f"enclave {name}")
     args = _parse(parser, argv)
     if args is None:
-        return 0
+        return None
     action = _check_combination(args)
-    if action in _LATER:
-        _normalize_network_flags(args, action)
-        return _run_later(_LATER[action], _ACTIONS[action], args)
-    return _COMMANDS[action](args)
+    if action is None:
+        return "status", args, "enclave"
+    flag, name = SEED_FLAGS[action]
+    return name, args, flag
 
 
 def _split_at_subcommand(
@@ -338,7 +127,7 @@ def _split_at_subcommand(
         if word.startswith("-") and word != "-":
             i += 2 if word in takes_value else 1  # --flag=value is one word
             continue
-        if word in _SUBCOMMANDS:
+        if word in SUBCOMMANDS:
             return argv[:i], word, argv[i + 1 :]
         break
     return argv, None, []
@@ -354,19 +143,23 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         return None
 
 
-def _check_combination(args: argparse.Namespace) -> str:
-    chosen = [dest for dest in _ACTIONS if getattr(args, dest) not in (None, False)]
+def _check_combination(args: argparse.Namespace) -> str | None:
+    """The seed action chosen; ``None`` for none (global options at most: the status)."""
+    chosen = [dest for dest in SEED_FLAGS if getattr(args, dest) not in (None, False)]
     if not chosen:
-        given = [flag for dest, (flag, _) in _MODIFIERS.items() if getattr(args, dest)]
+        given = [
+            flag
+            for dest, (flag, _) in MODIFIERS.items()
+            if getattr(args, dest) and dest not in _GLOBAL
+        ]
         if given:
             raise UserError(f"{given[0]} needs an action such as --add-peer; see enclave --help")
-        start = home_of(args).command("--generate")
-        raise UserError(f"nothing to do; start with {start}, or see enclave --help")
+        return None
     action = chosen[0]
-    for dest, (flag, allowed) in _MODIFIERS.items():
+    for dest, (flag, allowed) in MODIFIERS.items():
         if getattr(args, dest) not in (None, False) and action not in allowed:
-            goes_with = " or ".join(sorted(_ACTIONS[a] for a in allowed))
-            raise UserError(f"{flag} goes with {goes_with}, not with {_ACTIONS[action]}")
+            goes_with = " or ".join(sorted(SEED_FLAGS[a][0] for a in allowed))
+            raise UserError(f"{flag} goes with {goes_with}, not with {SEED_FLAGS[action][0]}")
     return action
 
 
@@ -380,7 +173,7 @@ def _normalize_network_flags(args: argparse.Namespace, action: str) -> None:
         args.web_host = DEFAULT_WEB_HOST if args.web_host is None else parse_host(args.web_host)
 
 
-def _run_later(module: str, flag: str, args: argparse.Namespace) -> int:
+def _run_later(module: str, typed: str, args: argparse.Namespace, function: str = "run") -> int:
     import importlib
 
     try:
@@ -388,8 +181,8 @@ def _run_later(module: str, flag: str, args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:
         if err.name != module:
             raise
-        raise UserError(f"{flag} is not available in this build yet") from None
-    return part.run(args) or 0
+        raise UserError(f"{typed} is not available in this build yet") from None
+    return getattr(part, function)(args) or 0
 
 
 # --- helpers for every part of Enclave ----------------------------------------------
@@ -426,7 +219,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     identity = keys.save_identity(place, keys.generate(), password, force=args.force)
     print(f"Identity saved in {place.path}")
     print(f"Fingerprint: {keys.group(identity.fingerprint)}")
-    print(f"Share your public key with: {place.command('--public-key', '> my-key.pem')}")
+    print(f"Share your public key with: {place.command('public-key', '> my-key.pem')}")
     return 0
 
 
@@ -549,17 +342,6 @@ def cmd_public_key(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {
-    "generate": cmd_generate,
-    "import_key": cmd_import_key,
-    "change_password": cmd_change_password,
-    "add_peer": cmd_add_peer,
-    "peers": cmd_peers,
-    "fingerprint": cmd_fingerprint,
-    "public_key": cmd_public_key,
-}
-
-
 # --- small checks -------------------------------------------------------------------
 
 
@@ -577,7 +359,7 @@ def _refuse_existing_identity(place, force: bool) -> None:
 
 
 def add_peer_hint(place) -> str:
-    return place.command("--add-peer", "FILE", "--peer-address", "HOST:PORT")
+    return place.command("add", "FILE", "--address", "HOST:PORT")
 
 
 def _path(text: str):

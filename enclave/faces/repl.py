@@ -1,4 +1,4 @@
-"""The terminal face: ``enclave --listen`` (prompt-toolkit REPL, or headless logging).
+"""The terminal face: ``enclave listen`` (prompt-toolkit REPL, or headless logging).
 
 Rules:
 - With a terminal on stdin: a prompt-toolkit REPL. Events print above the prompt while
@@ -6,6 +6,8 @@ Rules:
   clears the line; Ctrl-D on an empty line and ``/quit`` leave.
 - Without one (a service, a pipe, stdin closed): headless. Events are logged one line
   each on stdout until SIGTERM or SIGINT.
+- With ``--json`` (terminal or not): no prompt; each event is a JSON line on stdout
+  (``jsonlines``).
 - Either way the node stops cleanly at the end (``runner``); the outbox keeps what is
   still queued.
 - Input history lives in ``repl_history`` in the home folder, mode 0600. Message text
@@ -33,6 +35,10 @@ PROMPT = "> "
 
 
 def run(args) -> int:
+    if getattr(args, "json", False):
+        from enclave.faces.jsonlines import json_face
+
+        return runner.run(args, json_face, interactive=False)
     interactive = sys.stdin is not None and _isatty(sys.stdin)
     face = interactive_face if interactive else headless_face
     return runner.run(args, face, interactive=interactive)

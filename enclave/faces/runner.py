@@ -11,8 +11,10 @@ Rules:
 - SIGTERM, SIGHUP and (headless) SIGINT end the face; then the node
   stops cleanly (sessions closed, pending commits written). Queued messages stay in
   the outbox for the next start.
-- The node prints where it listens, the user's fingerprint (grouped) and the settings
-  in effect, one line each, before the face takes over.
+- The node prints one short line before the face takes over (where it listens, how
+  many contacts, web on or off) and the user's fingerprint (grouped); the full
+  settings only with ``--verbose``. With ``--json`` these are JSON objects on stdout
+  like every event (``say``), so a script reads nothing else there.
 - A control socket (``control.sock`` in the home folder, mode 0600, refused to other
   users by SO_PEERCRED) lets ``enclave send`` hand a message to the running node.
   A live socket means another node already runs on this home folder: that start is
@@ -91,7 +93,12 @@ async def _serve(home: Path, identity, config, args, face: Face, *, interactive:
     try:
         code = await _until_stopped(face(node, stop), stop)
         queued = node.queued()
-        print(f"Stopping; {queued} message(s) stay queued in the outbox", flush=True)
+        say(
+            args,
+            f"Stopping; {queued} message(s) stay queued in the outbox",
+            type="stopping",
+            queued=queued,
+        )
         return code
     finally:
         remove_signals(loop, signals)
@@ -123,7 +130,6 @@ def refuse_second_node(home: Path) -> None:
 async def start_node(home: Path, identity, config, args):
     """Start a node on ``args.host``/``args.port`` with its control socket, print where
     it listens; ``(node, control)`` for ``stop_node``."""
-    from enclave.identity import keys
     from enclave.node import Node
 
     control_path = home / CONTROL_NAME
@@ -135,16 +141,51 @@ async def start_node(home: Path, identity, config, args):
     except BaseException:
         await node.stop()
         raise
-    print(f"Listening on {_show_address(host, port)}", flush=True)
-    print(f"Your fingerprint: {keys.group(node.fingerprint)}", flush=True)
-    print(config.summary(), flush=True)
+    _announce(node, config, args, _show_address(host, port))
     if control is None:
-        print(
+        say(
+            args,
             f"note: no control socket ({control_path} is too long a path); "
             "enclave send will queue messages for the next start",
-            flush=True,
+            type="warning",
         )
     return node, control
+
+
+def _announce(node, config, args, address: str) -> None:
+    """One short line (where, how many contacts, web on or off), the fingerprint, and
+    the full settings only with ``--verbose`` (or ``enclave settings``)."""
+    from enclave.identity import keys
+
+    contacts = len(node.contacts())
+    web = "on" if getattr(args, "web", False) else "off"
+    say(
+        args,
+        f"Listening on {address} · {contacts} contact{'' if contacts == 1 else 's'} · web {web}",
+        type="started",
+        address=address,
+        fingerprint=node.fingerprint,
+        contacts=contacts,
+        web=web == "on",
+    )
+    say(args, f"Your fingerprint: {keys.group(node.fingerprint)}", type=None)
+    if getattr(args, "verbose", False):
+        say(args, config.summary(), type="settings", settings=_settings_dict(config))
+
+
+def _settings_dict(config) -> dict:
+    from enclave.node.settings import KNOBS
+
+    return {name: getattr(config, name) for name in KNOBS} | {"source": config.source}
+
+
+def say(args, text: str, *, type: str | None, **fields) -> None:
+    """A line for the person (``text``), or with ``--json`` one JSON object of ``type``
+    and ``fields`` (nothing when ``type`` is None: already in another object)."""
+    if not getattr(args, "json", False):
+        log(text)
+    elif type is not None:
+        log(json.dumps({"type": type, **(fields or {"text": text})}))
 
 
 async def stop_node(node, control) -> None:
@@ -375,6 +416,12 @@ def _same_user(sock) -> bool:
 
 def control_path(home: Path) -> Path:
     return Path(home) / CONTROL_NAME
+
+
+def node_running(home: Path) -> bool:
+    """Whether a node runs on this home folder (its control socket answers)."""
+    path = control_path(home)
+    return path.exists() and _socket_alive(path)
 
 
 def log(text: str) -> None:

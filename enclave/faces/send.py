@@ -63,7 +63,7 @@ def _into_outbox(place, peer: str, text: str) -> int:
         target, message_id = book.queue(peer, text)
     label = target.name or keys.group(target.fingerprint, 4)
     print(
-        f"{message_ref(message_id)} No node is running; the message to {label} is queued in the outbox "
-        f"and leaves when the node runs: {place.command('--listen')}"
+        f"No node is running; the message to {label} ({message_ref(message_id)}) is queued "
+        f"in the outbox and leaves when the node runs: {place.command('listen')}"
     )
     return 0

@@ -1,0 +1,102 @@
+"""``enclave listen --json``: the node's events as JSON lines, for scripts.
+
+Rules:
+- One JSON object per line on stdout, flushed, for each event; every object has a
+  ``"type"``. Nothing else goes to stdout (the runner's start and stop lines are JSON
+  objects too, ``runner.say``); the README's "Scripts" section is the schema.
+- Fingerprints are full lowercase hex; ``name`` is the contact's name or null. Message
+  ids are hex. Times are Unix seconds (float); a sender's time that is not believable
+  is null.
+- Text is the message as sent: JSON escaping keeps control characters harmless.
+- An event this module does not know is skipped, never a crash: new event kinds
+  appear in the stream only once they are described here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from enclave.faces import runner
+from enclave.node.events import (
+    DeliveryChanged,
+    MessageReceived,
+    NodeProblem,
+    PeerOffline,
+    PeerOnline,
+    Throttled,
+    TypingChanged,
+)
+
+
+def encode(event, name_of) -> dict | None:
+    """The JSON object for ``event`` (``name_of(fingerprint)``: its name or None)."""
+    if isinstance(event, MessageReceived):
+        sent = None if event.created_ms is None else event.created_ms / 1000
+        return {
+            "type": "message",
+            **_peer(event.peer, name_of),
+            "id": event.id.hex(),
+            "text": event.body,
+            "timestamp": sent,
+            "received": round(time.time(), 3),
+            "legacy": event.legacy,
+        }
+    if isinstance(event, DeliveryChanged):
+        return {
+            "type": "delivery",
+            **_peer(event.peer, name_of),
+            "rowid": event.rowid,
+            "id": event.id.hex(),
+            "state": event.state,
+            "reason": event.reason,
+        }
+    if isinstance(event, PeerOnline | PeerOffline):
+        online = isinstance(event, PeerOnline)
+        return {"type": "presence", **_peer(event.peer, name_of), "online": online}
+    return _other(event, name_of)
+
+
+def _other(event, name_of) -> dict | None:
+    if isinstance(event, TypingChanged):
+        return {"type": "typing", **_peer(event.peer, name_of), "active": event.active}
+    if isinstance(event, Throttled):
+        return {
+            "type": "warning",
+            "what": "throttled",
+            **_peer(event.peer, name_of),
+            "reason": event.reason,
+            "retry_after": event.retry_after,
+            "text": f"the peer's node is throttling this one ({event.reason})",
+        }
+    if isinstance(event, NodeProblem):
+        return {"type": "warning", "what": "problem", "text": event.text}
+    return None
+
+
+def _peer(fingerprint: str, name_of) -> dict:
+    return {"peer": fingerprint, "name": name_of(fingerprint)}
+
+
+async def json_face(node, stop: asyncio.Event) -> int:
+    """Write every event as a JSON line until a signal sets ``stop``."""
+
+    def name_of(fingerprint: str) -> str | None:
+        record = node.contact(fingerprint)
+        return record.name if record else None
+
+    def on_event(event) -> None:
+        try:
+            line = encode(event, name_of)
+        except Exception as err:  # noqa: BLE001 - one odd event must not stop the stream
+            line = {"type": "error", "text": f"could not encode an event ({type(err).__name__})"}
+        if line is not None:
+            runner.log(json.dumps(line, ensure_ascii=False))
+
+    unsubscribe = node.subscribe(on_event)
+    try:
+        await stop.wait()
+    finally:
+        unsubscribe()
+    return 0

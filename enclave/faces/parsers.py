@@ -1,0 +1,363 @@
+"""What ``enclave`` accepts: the subcommand table, a parser per subcommand, the seed's flags.
+
+Rules:
+- ``SUBCOMMANDS`` is the one list of what ``enclave`` does: name -> ``Sub(module,
+  function, build, summary, example)``. ``cli`` imports ``module`` only when that
+  subcommand runs and calls ``function(args)``; a module missing from this build is a
+  one-line "not available in this build yet". Adding a subcommand is one line here.
+- ``build(parser)`` adds the subcommand's own arguments. Every subcommand also takes the
+  global options (``--home``, ``--password-file``, ``--set``), before or after it.
+- A subcommand fills the same ``dest`` names as its seed flag (``add FILE`` fills
+  ``add_peer`` as ``--add-peer FILE`` does; ``SEED_FLAGS`` pairs them), so both forms
+  run the same code with the same arguments.
+- Each subcommand's ``--help`` shows its one-line summary and an example.
+- Standard library only (``enclave --help`` and ``--version`` stay light); the
+  completion script's ``shtab`` is imported only by ``enclave completion``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NamedTuple
+
+from enclave import __version__
+from enclave.errors import UserError
+
+DEFAULT_PORT = 8000
+DEFAULT_WEB_PORT = 5000
+DEFAULT_WEB_HOST = "127.0.0.1"
+DEFAULT_LISTEN_HOST = "0.0.0.0"
+# shtab's file completion, spelled out so this module needs no shtab to load
+FILE_COMPLETION = {
+    "bash": "_shtab_compgen_files",
+    "zsh": "_files",
+    "tcsh": "f",
+    "fish": "(__fish_complete_path (commandline -ct))",
+}
+SHELLS = ("bash", "zsh", "fish")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one-line ``UserError``s like every other mistake."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+class Sub(NamedTuple):
+    module: str
+    function: str
+    build: object  # build(parser): adds the subcommand's own arguments
+    summary: str
+    example: str
+
+
+# --- the subcommands' own arguments ---------------------------------------------------
+
+
+def _nothing(p) -> None:
+    pass
+
+
+def _force(p, text: str) -> None:
+    p.add_argument("--force", action="store_true", help=text)
+
+
+def _new_password_file(p) -> None:
+    p.add_argument(
+        "--new-password-file",
+        metavar="FILE",
+        help="read the new password from the first line of FILE (mode 600; or set "
+        "ENCLAVE_NEW_PASSWORD; else asked twice)",
+    ).complete = FILE_COMPLETION
+
+
+def _change_password(p) -> None:
+    _new_password_file(p)
+
+
+def _generate(p) -> None:
+    _force(p, "replace an existing identity (peers who know the old one lose you)")
+
+
+def _import_key(p) -> None:
+    p.add_argument(
+        "import_key", metavar="FILE", help="the original client's private key PEM"
+    ).complete = FILE_COMPLETION
+    _force(p, "replace an existing identity")
+    _new_password_file(p)
+
+
+def _add(p) -> None:
+    p.add_argument(
+        "add_peer", metavar="PEM", help="the peer's public key file"
+    ).complete = FILE_COMPLETION
+    p.add_argument(
+        "--address", "--peer-address", dest="peer_address", metavar="HOST:PORT", required=True,
+        help="where the peer listens",
+    )  # fmt: skip
+    p.add_argument("--name", help="a short name for the peer")
+    p.add_argument(
+        "--protocol",
+        choices=("auto", "v1"),
+        help="v1 for a peer running only the original client (legacy, not "
+        "forward-secret); default auto",
+    )
+    _force(p, "with --protocol v1: mark legacy a peer that has spoken Enclave's protocol (v2)")
+
+
+def _network(p) -> None:
+    add = p.add_argument
+    add("--port", metavar="PORT", help=f"port to listen on for peers (default {DEFAULT_PORT})")
+    add(
+        "--host",
+        metavar="HOST",
+        help=f"address to listen on for peers (default {DEFAULT_LISTEN_HOST}: every "
+        "interface; 127.0.0.1 or a LAN address restricts it)",
+    )
+    add("--verbose", action="store_true", help="also print the full settings in effect")
+
+
+def _listen(p) -> None:
+    _network(p)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="no prompt: one JSON object per line on stdout for each event (README, Scripts)",
+    )
+    p.set_defaults(listen=True)
+
+
+def _web(p) -> None:
+    _network(p)
+    _web_options(p)
+    p.set_defaults(web=True)
+
+
+def _web_options(p) -> None:
+    add = p.add_argument
+    add("--web-port", metavar="PORT", help=f"port of the web page (default {DEFAULT_WEB_PORT})")
+    add(
+        "--web-host",
+        metavar="HOST",
+        help=f"address of the web page (default {DEFAULT_WEB_HOST}); any address but a "
+        "loopback one lets other machines reach it and needs --web-cert and --web-key",
+    )
+    add("--web-cert", metavar="FILE", help="serve the page over HTTPS with this certificate")
+    add("--web-key", metavar="FILE", help="the private key (PEM) of --web-cert")
+
+
+def _send(p) -> None:
+    p.add_argument("peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)")
+    p.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
+
+
+def _completion(p) -> None:
+    p.add_argument("shell", metavar="SHELL", choices=SHELLS, help=" or ".join(SHELLS))
+
+
+def _peer(p) -> None:
+    p.add_argument("peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)")
+
+
+def _remove(p) -> None:
+    _peer(p)
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _rename(p) -> None:
+    _peer(p)
+    p.add_argument("new_name", metavar="NEW", help="the new name")
+
+
+CLI, STATUS, CONTACTS = "enclave.faces.cli", "enclave.faces.status", "enclave.faces.contacts"
+# The order here is the order of ``enclave --help``.
+SUBCOMMANDS: dict[str, Sub] = {
+    "generate": Sub(CLI, "cmd_generate", _generate, "create your RSA-4096 identity", "enclave generate"),
+    "import-key": Sub(CLI, "cmd_import_key", _import_key, "import the original client's private key", "enclave import-key keys/private_key.pem"),
+    "change-password": Sub(CLI, "cmd_change_password", _change_password, "re-encrypt your identity under a new password", "enclave change-password"),
+    "add": Sub(CLI, "cmd_add_peer", _add, "add or update a peer from its public key", "enclave add bob.pem --address 192.168.1.101:8000 --name bob"),
+    "peers": Sub(CLI, "cmd_peers", _nothing, "list known peers", "enclave peers"),
+    "fingerprint": Sub(CLI, "cmd_fingerprint", _nothing, "print your fingerprint, to compare out of band", "enclave fingerprint"),
+    "public-key": Sub(CLI, "cmd_public_key", _nothing, "print your public key (PEM) to share", "enclave public-key > alice.pem"),
+    "listen": Sub("enclave.faces.repl", "run", _listen, "chat in the terminal (headless without one)", "enclave listen --host 127.0.0.1 --port 8000"),
+    "web": Sub("enclave.faces.web", "run", _web, "chat in the browser (prints the address to open)", "enclave web --web-port 5000"),
+    "send": Sub("enclave.faces.send", "run", _send, "send one message and exit", 'enclave send bob "See you at 5"'),
+    "remove": Sub(CONTACTS, "remove", _remove, "remove a peer from your contacts", "enclave remove bob --yes"),
+    "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
+    "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),
+    "rename": Sub(CONTACTS, "rename", _rename, "give a peer a new name", "enclave rename bob robert"),
+    "status": Sub(STATUS, "status", _nothing, "your fingerprint, contacts, whether a node runs (also: bare enclave)", "enclave status"),
+    "settings": Sub(STATUS, "settings", _nothing, "print the full configuration in effect", "enclave settings --set crypto_workers=4"),
+    "completion": Sub("enclave.faces.parsers", "completion", _completion, "print a shell completion script", "enclave completion bash > ~/.local/share/bash-completion/completions/enclave"),
+}  # fmt: skip
+# The seed's flags: action dest -> (the flag, the subcommand it is an alias of)
+SEED_FLAGS = {
+    "generate": ("--generate", "generate"),
+    "import_key": ("--import-key", "import-key"),
+    "change_password": ("--change-password", "change-password"),
+    "add_peer": ("--add-peer", "add"),
+    "peers": ("--peers", "peers"),
+    "fingerprint": ("--fingerprint", "fingerprint"),
+    "public_key": ("--public-key", "public-key"),
+    "listen": ("--listen", "listen"),
+    "web": ("--web", "web"),
+}
+
+
+def build_subcommand(name: str) -> argparse.ArgumentParser:
+    sub = SUBCOMMANDS[name]
+    parser = Parser(
+        prog=f"enclave {name}",
+        description=f"{sub.summary[0].upper()}{sub.summary[1:]}.",
+        epilog=f"example:\n  {sub.example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    sub.build(parser)
+    add_global_options(parser.add_argument_group("global options (before or after the command)"))
+    parser.set_defaults(set_overrides=None, json=False, verbose=False)
+    return parser
+
+
+def add_global_options(group) -> None:
+    """The options accepted before or after any subcommand."""
+    from enclave.node import settings  # standard library only, like this module
+
+    add = group.add_argument
+    add(
+        "--home", metavar="DIR", help="home folder (default: $ENCLAVE_HOME or the user data folder)"
+    ).complete = {**FILE_COMPLETION, "bash": "_shtab_compgen_dirs", "zsh": "_files -/"}
+    add(
+        "--password-file",
+        metavar="FILE",
+        help="read the password from the first line of FILE (mode 600: a file other users "
+        "can read is refused)",
+    ).complete = FILE_COMPLETION
+    settings.add_arguments(group)
+
+
+def completion(args) -> int:
+    """``enclave completion SHELL``: the completion script shtab makes from the parsers."""
+    import shtab
+
+    print(shtab.complete(completion_parser(), shell=args.shell))
+    return 0
+
+
+def completion_parser() -> argparse.ArgumentParser:
+    """Every subcommand as argparse subparsers: the shape shtab reads."""
+    parser = argparse.ArgumentParser(prog="enclave", add_help=False)
+    parser.add_argument("-h", "--help", action="help")
+    parser.add_argument("--version", action="version", version=f"enclave {__version__}")
+    add_global_options(parser)
+    subparsers = parser.add_subparsers(dest="command")
+    for name, sub in SUBCOMMANDS.items():
+        p = subparsers.add_parser(name, help=sub.summary, description=sub.summary)
+        sub.build(p)
+        add_global_options(p)
+    return parser
+
+
+# --- bare ``enclave`` and the seed's flags ----------------------------------------------
+
+EPILOG = """\
+examples:
+  enclave generate                         create your identity (asks a password twice)
+  enclave public-key > alice.pem           write your public key to share with peers
+  enclave add bob.pem --address 192.168.1.101:8000 --name bob
+  enclave listen                           chat in the terminal (every interface, port 8000)
+  enclave listen --host 127.0.0.1          ... reachable from this machine only
+  enclave send bob "See you at 5"          send one message and exit
+  enclave --home /srv/enclave send bob "Backup done"
+                                           global options go before or after the command
+
+the seed's flags still work: --generate, --import-key FILE, --change-password,
+  --add-peer FILE --peer-address HOST:PORT, --peers, --fingerprint, --public-key,
+  --listen [--port --host], --web
+
+environment:
+  ENCLAVE_HOME          home folder (default: the platform's user data folder,
+                        e.g. ~/.local/share/enclave)
+  ENCLAVE_PASSWORD      identity password for scripts and services (or --password-file)
+  ENCLAVE_NEW_PASSWORD  the new password for change-password and import-key
+                        (or --new-password-file)
+"""
+# --web never prompts: its page asks (create or unlock); a file or variable may unlock at start.
+_PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen"}
+# seed modifier (dest) -> (flag, the seed actions it goes with)
+MODIFIERS = {
+    "peer_address": ("--peer-address", {"add_peer"}),
+    "name": ("--name", {"add_peer"}),
+    "protocol": ("--protocol", {"add_peer"}),
+    "force": ("--force", {"generate", "import_key", "add_peer"}),
+    "password_file": ("--password-file", _PASSWORD_ACTIONS | {"web"}),
+    "new_password_file": ("--new-password-file", {"change_password", "import_key"}),
+    "port": ("--port", {"listen", "web"}),
+    "host": ("--host", {"listen", "web"}),
+    "json": ("--json", {"listen"}),
+    "verbose": ("--verbose", {"listen", "web"}),
+    "web_port": ("--web-port", {"web"}),
+    "web_host": ("--web-host", {"web"}),
+    "web_cert": ("--web-cert", {"web"}),
+    "web_key": ("--web-key", {"web"}),
+    "set_overrides": ("--set", {"listen", "web"}),
+}
+
+
+def _commands_text() -> str:
+    width = max(len(name) for name in SUBCOMMANDS) + 2
+    rows = [f"  {name.ljust(width)}{sub.summary}" for name, sub in SUBCOMMANDS.items()]
+    return "\n".join(["commands (enclave COMMAND --help shows its options and an example):", *rows])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``enclave`` without a subcommand: status, ``--help``, ``--version``, the seed's flags."""
+    parser = Parser(
+        prog="enclave",
+        usage="%(prog)s COMMAND [options]\n       %(prog)s [--home DIR]       (status)\n"
+        "       %(prog)s --ACTION [options] (the seed's flags)",
+        description="Enclave: secure peer-to-peer messaging with no server in between.\n\n"
+        + _commands_text(),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        add_help=False,
+    )
+    options = parser.add_argument_group("options")
+    options.add_argument("-h", "--help", action="help", help="show this help and exit")
+    add_global_options(options)
+    options.add_argument(
+        "--version", action="version", version=f"enclave {__version__}", help="print the version"
+    )
+    _add_seed_actions(parser.add_argument_group("the seed's flags (one per run)"))
+    _add_seed_modifiers(parser.add_argument_group("options of the seed's flags"))
+    parser.set_defaults(set_overrides=None)  # None, not [], so "not given" reads as unset
+    return parser
+
+
+def _add_seed_actions(group) -> None:
+    add = group.add_mutually_exclusive_group().add_argument
+    add("--generate", action="store_true", help="= enclave generate")
+    add("--import-key", metavar="FILE", help="= enclave import-key FILE")
+    add("--change-password", action="store_true", help="= enclave change-password")
+    add("--add-peer", metavar="FILE", help="= enclave add FILE (with --peer-address)")
+    add("--peers", action="store_true", help="= enclave peers")
+    add("--fingerprint", action="store_true", help="= enclave fingerprint")
+    add("--public-key", action="store_true", help="= enclave public-key")
+    add("--listen", action="store_true", help="= enclave listen")
+    add("--web", action="store_true", help="= enclave web")
+
+
+def _add_seed_modifiers(group) -> None:
+    add = group.add_argument
+    add("--peer-address", metavar="HOST:PORT", help="the peer's address, with --add-peer")
+    add("--name", help="a short name for the peer, with --add-peer")
+    add("--protocol", choices=("auto", "v1"), help="with --add-peer: see enclave add --help")
+    add("--force", action="store_true", help="with --generate, --import-key or --add-peer")
+    add("--new-password-file", metavar="FILE", help="with --change-password or --import-key")
+    add("--port", metavar="PORT", help=f"with --listen or --web (default {DEFAULT_PORT})")
+    add("--host", metavar="HOST", help=f"with --listen or --web (default {DEFAULT_LISTEN_HOST})")
+    add("--json", action="store_true", help="with --listen: events as JSON lines")
+    add("--verbose", action="store_true", help="with --listen or --web: the full settings")
+    _web_options(group)
