@@ -151,14 +151,16 @@ class Lab:
             check=False,
         )
 
-    def resets(self, name: str, source: str, port: int) -> None:
-        """The node answers every TCP segment from ``source`` to ``port`` with a reset."""
+    def resets(self, name: str, source: str, port: int | None = None) -> None:
+        """The node answers every TCP segment from ``source`` (to ``port``, or to any
+        port) with a reset."""
+        to_port = "" if port is None else f" tcp dport {port}"
         self.nft(
             name,
             (
                 "table inet lab_reset {\n"
                 " chain in { type filter hook input priority 0; policy accept;"
-                f" ip saddr {source} tcp dport {port} reject with tcp reset; }}\n"
+                f" ip saddr {source} meta l4proto tcp{to_port} reject with tcp reset; }}\n"
                 "}\n"
             ),
         )

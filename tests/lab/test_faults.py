@@ -49,8 +49,11 @@ SETTINGS = {**FAST_RECONNECT, "keepalive_interval": "1.0", "dead_after": "4.0"}
 
 
 class Trio:
-    def __init__(self, lab, tmp: Path, rsa_keys, homes: dict | None = None) -> None:
+    def __init__(
+        self, lab, tmp: Path, rsa_keys, homes: dict | None = None, settings: dict | None = None
+    ) -> None:
         self.lab, self.tmp, self.keys = lab, tmp, rsa_keys
+        self.settings = SETTINGS if settings is None else {**SETTINGS, **settings}
         self.homes = {n: (homes or {}).get(n, tmp / n) for n in NAMES}
         self.lives = dict.fromkeys(NAMES, 0)
         self.started: list[NodeProc] = []
@@ -73,7 +76,7 @@ class Trio:
             self.homes[name],
             self.key_files[name],
             PORT,
-            settings=SETTINGS,
+            settings=self.settings,
             log_dir=self.tmp,
             prefix=self.lab.exec_prefix(name),
             host="0.0.0.0",
@@ -231,18 +234,20 @@ def test_resets_mid_stream(trio_factory, lab):
     for k in (1, 2, 3):
         bob_reached(trio, "alice", k * n // 4)
         mark = alice.mark()
-        lab.resets("bob", lab.address("alice"), PORT)
+        # Every port: Alice's session to Bob's port, and Bob's presence session to hers.
+        lab.resets("bob", lab.address("alice"))
         alice.wait(lambda e: e["ev"] == "offline", 30, start=mark, what="a reset session")
         print(f"\n  reset {k}: (delivered, stored) {trio.honest()}")
         lab.clear("bob", "lab_reset")
     trio.verify("resets mid-stream")
 
 
-def test_peer_address_changes(trio_factory, lab):
-    """Bob moves to a new address and restarts. Carol's user gives her the new address
-    (``--add-peer`` again / ``add_peer``); Alice learns it from Bob's next authenticated
-    connection to her (his reply), and later dials it by herself."""
-    trio = trio_factory()
+def test_peer_address_changes_without_presence(trio_factory, lab):
+    """Bob moves to a new address and restarts, with presence off (nobody dials until a
+    message waits). Carol's user gives her the new address (``--add-peer`` again /
+    ``add_peer``); Alice learns it from Bob's next authenticated connection to her (his
+    reply), and later dials it by herself."""
+    trio = trio_factory(settings={"presence": "false"})
     for sender in ("alice", "carol"):
         trio.stream(sender, 1)
     trio.complete()
@@ -264,6 +269,27 @@ def test_peer_address_changes(trio_factory, lab):
     trio.kill("bob")  # every session ends; Alice must dial the learned address herself
     trio.stream("alice", 50)
     trio.verify("address change")
+
+
+def test_peer_address_changes_with_presence(trio_factory, lab):
+    """Bob moves to a new address and restarts, with presence on (the default): his node
+    dials his contacts at start, so Alice and Carol learn where he is from his
+    authenticated sessions, with nothing typed, and after he restarts again they dial
+    the learned address themselves."""
+    trio = trio_factory()
+    for sender in ("alice", "carol"):
+        trio.stream(sender, 1)
+    trio.complete()
+    trio.p["bob"].kill()
+    lab.move("bob", 22)
+    trio.start("bob")
+    for sender in ("alice", "carol"):
+        trio.stream(sender, 50)
+        bob_reached(trio, sender, 51)
+    trio.kill("bob")  # every session ends; both dial the learned address
+    for sender in ("alice", "carol"):
+        trio.stream(sender, 50)
+    trio.verify("address change with presence")
 
 
 def test_kill_minus_nine_at_random_points(trio_factory, lab):
