@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import test_cli
-from support.nodes import Recorder, alice_and_bob
+from support.nodes import Recorder, alice_and_bob, public_pem
 from test_cli import assert_one_line_error, run, run_process
 
 from enclave.faces import runner
@@ -100,8 +100,16 @@ async def test_changes_go_through_the_running_node(rsa_keys, tmp_path):
             await cli("unblock", "robert")
             await cli("remove", "robert", "--yes")
             assert a.contacts() == []
+            # Adding while the node runs: the node knows the contact at once (its
+            # handshake policy too), with no restart.
+            pem = tmp_path / "carol.pem"
+            pem.write_text(public_pem(rsa_keys["carol"]))
+            out = await cli("add", str(pem), "--address", "127.0.0.1:9", "--name", "carol")
+            assert out.startswith("Added peer carol at 127.0.0.1:9")
+            carol = a.resolve("carol")
+            assert a.sessions.policy.peer_key(bytes.fromhex(carol.fingerprint)) is not None
             changes = [e.change for e in ra.events if isinstance(e, ContactChanged)]
-            assert changes == ["renamed", "blocked", "unblocked", "removed"]
+            assert changes == ["renamed", "blocked", "unblocked", "removed", "added"]
         finally:
             server.close()
             await server.wait_closed()

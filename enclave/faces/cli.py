@@ -47,7 +47,6 @@ from enclave.faces.parsers import (
     SUBCOMMANDS,
 )
 
-MAX_PEER_KEY_BYTES = 64 * 1024
 _GLOBAL = {"home", "password_file", "set_overrides"}  # dests of the global options
 
 # --- entry points -------------------------------------------------------------------
@@ -227,7 +226,7 @@ def cmd_import_key(args: argparse.Namespace) -> int:
     from enclave.identity import home, keys, passwords
 
     source = args.import_key
-    data = home.read_file(_path(source), "private key", keys.MAX_FILE_BYTES)
+    data = home.read_file(path_of(source), "private key", keys.MAX_FILE_BYTES)
     place = home_of(args)
     _refuse_existing_identity(place, args.force)
     old = None
@@ -250,55 +249,6 @@ def cmd_change_password(args: argparse.Namespace) -> int:
     place = home.require_identity(home_of(args))
     keys.save_identity(place, identity.private_key, password, force=True)
     print(f"Identity {keys.group(identity.fingerprint, 4)}... re-encrypted under the new password")
-    return 0
-
-
-def cmd_add_peer(args: argparse.Namespace) -> int:
-
-    from enclave.identity import home, keys
-    from enclave.node.book import DowngradeRefused, open_book
-
-    if args.peer_address is None:
-        raise UserError("--add-peer needs --peer-address HOST:PORT, e.g. 192.168.1.100:8000")
-    if args.force and args.protocol != "v1":
-        raise UserError(
-            "--force with --add-peer only forces --protocol v1 onto a peer that has spoken v2"
-        )
-    data = home.read_file(_path(args.add_peer), "peer key", MAX_PEER_KEY_BYTES)
-    place = home_of(args)
-    own = keys.read_public_identity(place)
-    with open_book(place.db_path, own.fingerprint) as book:
-        try:
-            done = book.add(
-                data,
-                args.peer_address,
-                args.name,
-                args.protocol,
-                force=args.force,
-                source=args.add_peer,
-            )
-        except DowngradeRefused as err:
-            raise UserError(
-                f"{err}; only if it went back to the original client, add --force"
-            ) from None
-    if done.weak:
-        print(f"enclave: warning: {done.weak}", file=sys.stderr)
-    saved, added = done.peer, done.added
-    label = saved.name if saved.name else keys.group(saved.fingerprint, 2)
-    print(f"{'Added' if added else 'Updated'} peer {label} at {saved.address}")
-    if done.downgraded:
-        print(
-            f"enclave: warning: {label} had spoken Enclave's own protocol (v2); it is now sent "
-            "legacy v1, which its node refuses if it still runs Enclave",
-            file=sys.stderr,
-        )
-    if saved.proto == "v1":
-        print("Marked legacy (v1): messages to it are not forward-secret and are never confirmed.")
-    print(f"Fingerprint: {keys.group(saved.fingerprint)}")
-    if added:
-        print(
-            "Compare this fingerprint with your peer over a channel you trust before relying on it."
-        )
     return 0
 
 
@@ -362,7 +312,7 @@ def add_peer_hint(place) -> str:
     return place.command("add", "FILE", "--address", "HOST:PORT")
 
 
-def _path(text: str):
+def path_of(text: str):
     from pathlib import Path
 
     if not text:

@@ -1,4 +1,4 @@
-"""``enclave rename / block / unblock / remove``: the address book from the command line.
+"""``enclave add / rename / block / unblock / remove``: the address book from the command line.
 
 Rules:
 - If a node runs on this home folder, the change is made by that node (its control
@@ -8,6 +8,8 @@ Rules:
   first (saying how many undelivered messages go), unless ``--yes``. Without a terminal
   to ask on and without ``--yes`` it refuses, and nothing changes.
 - No password is needed: nothing here uses the identity key.
+- ``add`` (``--add-peer``) checks the key file and the address before it asks anyone;
+  a refused downgrade says how to force it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,90 @@ import sys
 from enclave.errors import UserError
 from enclave.faces import cli, control, runner
 from enclave.identity import keys
+
+MAX_PEER_KEY_BYTES = 64 * 1024
+
+
+def add(args) -> int:
+    from enclave.identity import home
+
+    if args.peer_address is None:
+        raise UserError("--add-peer needs --peer-address HOST:PORT, e.g. 192.168.1.100:8000")
+    if args.force and args.protocol != "v1":
+        raise UserError(
+            "--force with --add-peer only forces --protocol v1 onto a peer that has spoken v2"
+        )
+    data = home.read_file(cli.path_of(args.add_peer), "peer key", MAX_PEER_KEY_BYTES)
+    request = {
+        "op": "contact",
+        "action": "add",
+        "peer": "",
+        "text": args.name or "",
+        "pem": data.decode("utf-8", "replace"),
+        "address": args.peer_address,
+        "protocol": args.protocol,
+        "force": bool(args.force),
+        "source": args.add_peer,
+    }
+    answers = control.ask(runner.control_path(_place(args).path), request)
+    if answers is not None and answers and answers[0].get("downgrade"):
+        raise UserError(
+            f"{answers[0]['error']}; only if it went back to the original client, add --force"
+        )
+    done = control.first_answer(answers) if answers is not None else _add_in_store(args, data)
+    _say_added(done)
+    return 0
+
+
+def _add_in_store(args, data: bytes) -> dict:
+    from enclave.node.book import DowngradeRefused, open_book
+
+    place = _place(args)
+    own = keys.read_public_identity(place)
+    with open_book(place.db_path, own.fingerprint) as book:
+        try:
+            done = book.add(
+                data,
+                args.peer_address,
+                args.name,
+                args.protocol,
+                force=args.force,
+                source=args.add_peer,
+            )
+        except DowngradeRefused as err:
+            raise UserError(
+                f"{err}; only if it went back to the original client, add --force"
+            ) from None
+    p = done.peer
+    return {
+        "peer": p.fingerprint,
+        "name": p.name,
+        "address": p.address,
+        "proto": p.proto,
+        "added": done.added,
+        "weak": done.weak,
+        "downgraded": done.downgraded,
+    }
+
+
+def _say_added(done: dict) -> None:
+    if done.get("weak"):
+        print(f"enclave: warning: {done['weak']}", file=sys.stderr)
+    label = done.get("name") or keys.group(done["peer"], 2)
+    print(f"{'Added' if done.get('added') else 'Updated'} peer {label} at {done.get('address')}")
+    if done.get("downgraded"):
+        print(
+            f"enclave: warning: {label} had spoken Enclave's own protocol (v2); it is now sent "
+            "legacy v1, which its node refuses if it still runs Enclave",
+            file=sys.stderr,
+        )
+    if done.get("proto") == "v1":
+        print("Marked legacy (v1): messages to it are not forward-secret and are never confirmed.")
+    print(f"Fingerprint: {keys.group(done['peer'])}")
+    if done.get("added"):
+        print(
+            "Compare this fingerprint with your peer over a channel you trust before relying on it."
+        )
 
 
 def rename(args) -> int:

@@ -176,7 +176,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "generate": Sub(CLI, "cmd_generate", _generate, "create your RSA-4096 identity", "enclave generate"),
     "import-key": Sub(CLI, "cmd_import_key", _import_key, "import the original client's private key", "enclave import-key keys/private_key.pem"),
     "change-password": Sub(CLI, "cmd_change_password", _change_password, "re-encrypt your identity under a new password", "enclave change-password"),
-    "add": Sub(CLI, "cmd_add_peer", _add, "add or update a peer from its public key", "enclave add bob.pem --address 192.168.1.101:8000 --name bob"),
+    "add": Sub(CONTACTS, "add", _add, "add or update a peer from its public key", "enclave add bob.pem --address 192.168.1.101:8000 --name bob"),
     "peers": Sub(CLI, "cmd_peers", _nothing, "list known peers", "enclave peers"),
     "fingerprint": Sub(CLI, "cmd_fingerprint", _nothing, "print your fingerprint, to compare out of band", "enclave fingerprint"),
     "public-key": Sub(CLI, "cmd_public_key", _nothing, "print your public key (PEM) to share", "enclave public-key > alice.pem"),
