@@ -7,6 +7,8 @@ nodes, as one person's session would.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from playwright.sync_api import expect
@@ -117,3 +119,32 @@ def test_remove_asks_then_closes_the_chat(pages):
     expect(peer(alice, "carol")).to_have_count(0, timeout=WAIT)
     expect(alice.locator("#chat-empty")).to_be_visible()
     expect(alice.locator("#chat-view")).to_be_hidden()
+
+
+def test_a_message_sent_from_the_command_line_shows_in_the_page(pages, nodes):
+    """``enclave send`` into a home whose node runs: the node's page shows the text."""
+    alice = pages["alice"]
+    open_chat(alice, "robert")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "enclave",
+            "send",
+            "robert",
+            "from the shell",
+            "--home",
+            str(nodes["alice"].home),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    ref = done.stdout.split()[0]
+    shown = bubble(alice, "out", "from the shell")
+    expect(shown).to_be_visible(timeout=WAIT)
+    expect(shown).to_have_attribute("data-ref", ref)
+    expect(shown).to_have_attribute("data-state", "delivered", timeout=WAIT)
+    expect(bubble(pages["bob"], "in", "from the shell")).to_be_visible(timeout=WAIT)
