@@ -16,6 +16,13 @@ machine shares, so that a receiver's times can be set against a sender's:
     {"cmd": "received"}                   those times: shown (MessageReceived) and
         decrypted (chats reaching Delivery.on_chats past the receive quotas, before
         their commit); stop noting
+    {"cmd": "note"}                       start noting when the node publishes a peer's
+        PeerOnline / PeerOffline and a new message's first "queued" (the one carrying
+        its text: when a face shows it); forgets what was noted before. {"on": false}:
+        stop noting
+    {"cmd": "noted", "ev": "online" | "offline" | "queued", "peer": hex, "body": text,
+     "timeout": s}                        the time of the first such event noted since
+        "note" (``peer`` and ``body`` optional), waiting for it if need be
     {"cmd": "profile", "on": bool, "out": path}   cProfile of the loop and writer threads
     {"cmd": "cpu"}                        CPU seconds so far per thread (from /proc)
 
@@ -33,7 +40,7 @@ import threading
 import time
 from pathlib import Path
 
-from enclave.node.events import DeliveryChanged
+from enclave.node.events import DeliveryChanged, PeerOffline, PeerOnline
 from support.streams import make_body
 
 
@@ -47,6 +54,9 @@ class Timing:
         self.sent_times: dict[tuple, float] | None = None
         self.arrived: dict[str, float] = {}
         self._unwrap = None
+        self.noted: list[dict] = []  # the "note" command's events, with their times
+        self._noting = None  # its unsubscribe function while it notes
+        self._fresh = asyncio.Event()  # set whenever an event is noted
 
     def on_progress(self, ev) -> None:
         """The pace run's own subscriber: when each message was committed ("queued")
@@ -150,6 +160,43 @@ class Timing:
         self._unwrap()
         arrived, self.arrived = self.arrived, {}
         return {"times": times, "arrived": arrived, "received": self.tally.received}
+
+    async def cmd_note(self, req: dict) -> dict:
+        if self._noting is not None:
+            self._noting()
+            self._noting = None
+        self.noted = []
+        if req.get("on", True):
+            # A subscriber that wants progress: the node makes "queued" events meanwhile.
+            self._noting = self.node.subscribe(self._note)
+        return {}
+
+    def _note(self, ev) -> None:
+        kind = type(ev)
+        if kind is PeerOnline:
+            name, body = "online", None
+        elif kind is PeerOffline:
+            name, body = "offline", None
+        elif kind is DeliveryChanged and ev.state == "queued" and ev.body is not None:
+            name, body = "queued", ev.body
+        else:
+            return
+        self.noted.append({"ev": name, "peer": ev.peer, "body": body, "t": time.monotonic()})
+        self._fresh.set()
+
+    async def cmd_noted(self, req: dict) -> dict:
+        want = {key: req[key] for key in ("ev", "peer", "body") if req.get(key) is not None}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(req.get("timeout", 30.0))
+        while True:
+            for e in self.noted:
+                if all(e[key] == value for key, value in want.items()):
+                    return {"t": e["t"], "ev": e["ev"], "peer": e["peer"]}
+            self._fresh.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no {want} noted")
+            await asyncio.wait_for(self._fresh.wait(), left)
 
     async def cmd_cpu(self, req: dict) -> dict:
         return {"threads": thread_cpu()}

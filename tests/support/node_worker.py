@@ -8,7 +8,9 @@ drive it with ``support.procs.NodeProc``. The node listens on 127.0.0.1 (uvloop,
 as ``enclave.faces.runner`` starts a user's node) unless ``--host`` says otherwise. Every line
 on stdout is one JSON object:
 
-    {"ev": "ready", "port": 40123, "fp": "ab12...", "pid": 4242}
+    {"ev": "ready", "port": 40123, "fp": "ab12...", "pid": 4242, "t": 812.3}
+                      (t: time.monotonic() once the node listens, the clock every
+                      process on the machine shares)
     {"ev": "progress", "received": n, "delivered": d, "streams": {...}, ...}
                       (dupes: resent messages the node already had, acked, not shown)
     {"ev": "online" | "offline", "peer": fp}
@@ -40,10 +42,13 @@ reply repeats as ``re``:
                     in chunks of "chunk"); the reply comes once all are durable
     {"cmd": "stats"}
     {"cmd": "check_history", "peer": "bob", "prefix": "m"}   see ``history_report``
+    {"cmd": "control"}      serve the control socket in the home folder, as a user's
+                            node does (``runner.start_control``: ``enclave send`` then
+                            goes through this node); reply {"path": ... or null}
     {"cmd": "quit"}
 
 and the timing commands of ``support.node_timing`` (warm, throughput, pace, broadcast,
-record, received, profile, cpu). A command that fails is answered with an error line;
+record, received, note, noted, profile, cpu). A command that fails is answered with an error line;
 it never stops the node. SIGTERM, ``quit`` and end of stdin stop the node cleanly
 (``Node.stop``).
 
@@ -63,6 +68,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from enclave.faces import runner
 from enclave.faces.runner import run_on_uvloop
 from enclave.node import Node
 from enclave.node import settings as settings_mod
@@ -258,6 +264,7 @@ class Worker:
     def __init__(self, node: Node, each: bool, progress_every: int) -> None:
         self.node = node
         self.done = asyncio.Event()
+        self.control = None  # the control socket's server, once asked for (cmd_control)
         self.tally = Tally(node, self.say, each, progress_every)
         self.timing = Timing(node, self.tally)
 
@@ -319,6 +326,12 @@ class Worker:
             history_report, self.node.store, peer.fingerprint, req["prefix"]
         )
 
+    async def cmd_control(self, req: dict) -> dict:
+        path = runner.control_path(self.node.home)
+        if self.control is None:
+            self.control = await runner.start_control(self.node, path)
+        return {"path": None if self.control is None else str(path)}
+
     async def cmd_quit(self, req: dict) -> dict:
         self.done.set()
         return {}
@@ -353,14 +366,17 @@ async def amain(args) -> int:
     else:
         node.subscribe(tally.on_event)
     _, port = await node.start(args.host, args.port)
+    listening = time.monotonic()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.done.set)
-    worker.say({"ev": "ready", "port": port, "fp": node.fingerprint, "pid": os.getpid()})
+    worker.say(
+        {"ev": "ready", "port": port, "fp": node.fingerprint, "pid": os.getpid(), "t": listening}
+    )
     tasks = [loop.create_task(read_commands(worker))]
     if not args.quiet:
         tasks.append(loop.create_task(tally.ticker()))
     await worker.done.wait()
-    await node.stop()
+    await runner.stop_node(node, worker.control)  # the control socket first, if served
     for task in tasks:
         task.cancel()
     tally.flush()
