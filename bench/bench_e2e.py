@@ -47,7 +47,15 @@ def test_e2e_quick(benchmark, tmp_path):
     assert flood["quiet"]["count"] == flood["flooding"]["count"] == 200
     assert flood["flooder"]["sent"] > flood["flooder"]["acked"] > 0  # held back, not dropped
     assert flood["flooder"]["throttles"].get("1", 0) >= 1  # and told why (rate)
-    assert len(node_rows) == 17 and all(row["enclave"] is not None for row in node_rows)
+    presence = enclave["presence"]
+    for side in ("online", "offline", "online_from_launch"):
+        assert presence[side]["count"] == presence["rounds"] == 2
+    assert presence["offline"]["max_ms"] > 0 and presence["settings"]["presence"] is True
+    send = enclave["send"]
+    assert send["shown"]["count"] == send["wall"]["count"] == send["runs"] == 2
+    assert 0 < send["shown"]["max_ms"] < send["wall"]["max_ms"]  # shown before it exits
+    assert send["imports"]["enclave_ms"] > 0 and send["interpreter_ms"] > 0
+    assert len(node_rows) == 24 and all(row["enclave"] is not None for row in node_rows)
     check_micro_rows(result)
 
 

@@ -35,6 +35,19 @@ Everything runs on 127.0.0.1, each side in its own process on uvloop:
    from the TCP connect to W's ack (bench/ref_worker.py ``first-messages``), N times in a
    row, first quiet, then while two processes (``hs-flood``) send junk HS1s claiming D,
    each from 64 addresses of its own; p50/p99 of both, and what W refused meanwhile.
+8. Presence after start: nodes P and Q know each other at their addresses, with the
+   settings a user gets (``presence`` on, ``reconnect_min``/``reconnect_max`` at their
+   defaults); Q listens on the same port each time. N times (``--quick``: 2, else 5):
+   Q is stopped (SIGTERM) until P publishes ``PeerOffline`` for it, then started again
+   until P publishes ``PeerOnline``. Timed from the SIGTERM, and from Q listening (its
+   ``ready`` line's ``time.monotonic()``; the same clock as P's); p50 and max of both.
+9. ``enclave send`` into a running node: P serves its control socket (node_worker
+   ``control``, as ``enclave.faces.runner`` does) and ``python -m enclave --home P send
+   bob TEXT`` runs N times as a process (after one unmeasured run, which writes the
+   bytecode caches). Timed from the launch to P publishing the message's first "queued"
+   event with its text (what P's REPL and page show), and to the command's exit once it
+   printed "Delivered"; p50 and max. Beside them: a bare interpreter's start and the
+   command's imports (``-X importtime``, one more run).
 
 ``--profile`` adds one more throughput pass (not the one reported) with cProfile in
 both nodes' event-loop and store-writer threads, or py-spy sampling both processes, and
@@ -43,9 +56,10 @@ Nothing here asserts a time.
 
 The rooms: ``processes`` (the run's processes and keys), ``micro`` (the
 microbenchmarks), ``scenarios`` (two nodes: throughput, latency, handshakes),
-``crowds`` (one node and many peers), ``floods`` (a node under abuse), ``references``,
-``profiling``, ``probes`` (the machine, the disk, the code), ``run`` (the order of the
-run and the command line) and ``report`` (the table, one spec per row). Nodes run
+``crowds`` (one node and many peers), ``floods`` (a node under abuse), ``everyday``
+(presence, ``enclave send``), ``references``, ``profiling``, ``probes`` (the machine,
+the disk, the code), ``run`` (the order of the run and the command line) and
+``report`` (the table, one spec per row). Nodes run
 tests/support/node_worker.py, shared with the tests; references bench/ref_worker.py;
 the broadcast's recipients bench/fleet_worker.py.
 """

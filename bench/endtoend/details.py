@@ -105,6 +105,25 @@ def sessions(ss: dict) -> str:
     )
 
 
+def presence(pr: dict) -> str:
+    return (
+        f"presence ({', '.join(f'{k} {v}' for k, v in pr['settings'].items())}),"
+        f" {pr['rounds']} rounds (ms): online after it listens"
+        f" {pr['online']['all_ms']}, after its process was launched"
+        f" {pr['online_from_launch']['all_ms']}; offline after SIGTERM {pr['offline']['all_ms']}"
+    )
+
+
+def send(sd: dict) -> str:
+    imports, first = sd["imports"], sd["first_run"]
+    return (
+        f"enclave send (ms): shown {sd['shown']['all_ms']}, wall {sd['wall']['all_ms']}"
+        f" (unmeasured first run: shown {first['shown_ms']:.0f}, wall {first['wall_ms']:.0f});"
+        f" a bare interpreter starts and exits in {sd['interpreter_ms']:.0f}, the command's"
+        f" imports take {imports['all_ms']:.0f} (enclave's {imports['enclave_ms']:.0f})"
+    )
+
+
 def help_start(hp: dict) -> str:
     return f"enclave --help: median {hp['median_ms']:.0f} ms, min {hp['min_ms']:.0f} ms"
 
@@ -122,4 +141,6 @@ DETAILS = (
     ("enclave.hs_flood", hs_flood),
     ("enclave.sessions", sessions),
     ("help", help_start),
+    ("enclave.presence", presence),
+    ("enclave.send", send),
 )

@@ -26,12 +26,16 @@ REF_WORKER = BENCH / "ref_worker.py"
 FLEET_WORKER = BENCH / "fleet_worker.py"
 
 
-def node(name: str, tmp: Path, key_file: Path, settings: dict | None = None) -> NodeProc:
-    """A node with its home in ``tmp``, listening on 127.0.0.1, once it is ready."""
+def node(
+    name: str, tmp: Path, key_file: Path, settings: dict | None = None, port: int = 0
+) -> NodeProc:
+    """A node with its home in ``tmp``, listening on 127.0.0.1 (on ``port``, or any free
+    one), once it is ready."""
     return NodeProc.start(
         name,
         tmp / name,
         key_file,
+        port,
         log_dir=tmp,
         quiet=True,
         settings=settings,

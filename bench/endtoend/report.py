@@ -33,6 +33,8 @@ TARGETS = {
     "fast_speedup": 5.0,  # each _fast twin: pure time / native time
     "flood_factor": 2.0,  # another contact's latency while one floods: at most this x quiet
     "hs_flood_s": 2.0,  # an honest contact's first message during a handshake flood, p99
+    "presence_s": 2.0,  # a contact seen online once it listens, offline once it stops
+    "send_shown_ms": 300,  # enclave send's text shown by the running node, from the launch
 }
 REFS = ("raw", "raw-batch", "tls", "v1")
 REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
@@ -134,6 +136,11 @@ def _hs_flooded(q: str) -> Spec:
     )
 
 
+def _presence(label: str, value: str) -> Spec:
+    bound_ms = T["presence_s"] * 1000
+    return Spec(label, "enclave.presence", value, f"<= {bound_ms:,.0f}", at_most(bound_ms))
+
+
 def _broadcast(label: str, case: str) -> Spec:
     full_size = lambda case: case["peers"] >= 100  # noqa: E731 - the target is for 100 peers
     target = f"<= {T['broadcast_ms']} for 100"
@@ -185,6 +192,24 @@ NODE_ROWS: tuple[Spec, ...] = (
         f"10,000 at <= {T['idle_session_kb']} KB",
         at_most(T["idle_session_kb"], also=lambda case: case["sessions"] >= 10_000),
     ),
+    _presence("contact online after it listens, p50 (ms)", "online.p50_ms"),
+    _presence("contact online after it listens, max of {rounds} (ms)", "online.max_ms"),
+    _presence("contact offline after its SIGTERM, p50 (ms)", "offline.p50_ms"),
+    _presence("contact offline after its SIGTERM, max of {rounds} (ms)", "offline.max_ms"),
+    *(
+        Spec(
+            label,
+            "enclave.send",
+            value,
+            f"<= {T['send_shown_ms']}",
+            at_most(T["send_shown_ms"]),
+        )
+        for label, value in (
+            ("enclave send: text shown by the node, p50 (ms)", "shown.p50_ms"),
+            ("enclave send: text shown, max of {runs} (ms)", "shown.max_ms"),
+        )
+    ),
+    Spec("enclave send: wall until Delivered, p50 (ms)", "enclave.send", "wall.p50_ms"),
 )
 
 

@@ -18,7 +18,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import endtoend
-from endtoend import BENCH, crowds, floods, probes, scenarios
+from endtoend import BENCH, crowds, everyday, floods, probes, scenarios
 from endtoend.micro import MICRO_FILES, microbenchmarks
 from endtoend.processes import introduce, make_keys, node, stop
 from endtoend.profiling import PROFILERS, print_profile
@@ -42,6 +42,8 @@ SIZES = {
     "flood_n": (1_000, 200),  # the honest contact's messages, quiet and flooded
     "hs_rounds": (40, 10),  # the honest contact's first messages, quiet and flooded
     "sessions": (10_000, 200),  # idle sessions on one node
+    "presence_rounds": (5, 2),  # a contact stopped, then started again
+    "send_runs": (5, 2),  # enclave send into a running node (after one unmeasured run)
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -151,6 +153,9 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out["hs_flood"] = floods.handshake_flood(tmp, keys, rounds, 60.0)
     say(f"{size.sessions:,} idle sessions on one node")
     out["sessions"] = crowds.idle_sessions(tmp, keys["hub"], size.sessions)
+    rounds, runs = size.presence_rounds, size.send_runs
+    say(f"presence: a contact stopped and started {rounds} times; enclave send, {runs} runs")
+    out.update(everyday.presence_and_send(tmp, keys, rounds, runs))
     return out
 
 
