@@ -39,7 +39,9 @@ def test_e2e_quick(benchmark, tmp_path):
     assert enclave["idle"]["idle_cpu_share"] >= 0 and result["help"]["median_ms"] > 0
     assert enclave["sessions"]["sessions"] == enclave["sessions"]["requested"] == 200
     node_rows = [row for row in result["figures"] if "kind" not in row]
-    assert enclave["broadcast"]["hub_sessions"] == enclave["broadcast"]["peers"] == 10
+    # At least one session per peer: with presence both sides dial at start, and the two
+    # sessions of a peer whose dials crossed may both stay (as in the idle case above).
+    assert enclave["broadcast"]["hub_sessions"] >= enclave["broadcast"]["peers"] == 10
     hs = enclave["hs_flood"]
     assert hs["quiet"]["outcomes"] == hs["flooded"]["outcomes"] == {"ok": hs["rounds"]}
     assert hs["flood_sent"] > 0 and hs["refused_meanwhile"]  # the flood was refused, not served
