@@ -194,9 +194,13 @@ def test_listen_json_events_for_scripts(pair):
         assert online == {"type": "presence", "peer": alice.fingerprint, "name": "alice",
                           "online": True}  # fmt: skip
 
+        queued = alice_node.event("queued", type="delivery", state="queued")
+        assert queued["text"] == "Build 42 passed"  # sent through the node: its text too
+        assert queued["ref"] == sent.stdout.split()[0]  # the reference the command printed
         delivered = alice_node.event("delivered", type="delivery", state="delivered")
         assert (delivered["peer"], delivered["name"]) == (bob.fingerprint, "bob")
         assert delivered["id"] == message["id"] and isinstance(delivered["rowid"], int)
+        assert delivered["ref"] == queued["ref"] and "text" not in delivered
         alice_node.event("bob online", type="presence", peer=bob.fingerprint, online=True)
         assert bob_node.stop()[0] == 0
         alice_node.event("bob offline", type="presence", peer=bob.fingerprint, online=False)

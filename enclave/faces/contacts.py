@@ -73,16 +73,7 @@ def _add_in_store(args, data: bytes) -> dict:
             raise UserError(
                 f"{err}; only if it went back to the original client, add --force"
             ) from None
-    p = done.peer
-    return {
-        "peer": p.fingerprint,
-        "name": p.name,
-        "address": p.address,
-        "proto": p.proto,
-        "added": done.added,
-        "weak": done.weak,
-        "downgraded": done.downgraded,
-    }
+    return done.summary()
 
 
 def _say_added(done: dict) -> None:

@@ -19,7 +19,9 @@ import json
 import time
 
 from enclave.faces import runner
+from enclave.node.display import message_ref
 from enclave.node.events import (
+    ContactChanged,
     DeliveryChanged,
     MessageReceived,
     NodeProblem,
@@ -44,14 +46,18 @@ def encode(event, name_of) -> dict | None:
             "legacy": event.legacy,
         }
     if isinstance(event, DeliveryChanged):
-        return {
+        line = {
             "type": "delivery",
             **_peer(event.peer, name_of),
             "rowid": event.rowid,
             "id": event.id.hex(),
+            "ref": message_ref(event.id),
             "state": event.state,
             "reason": event.reason,
         }
+        if event.body is not None:  # a new message, sent here or through this node
+            line["text"] = event.body
+        return line
     if isinstance(event, PeerOnline | PeerOffline):
         online = isinstance(event, PeerOnline)
         return {"type": "presence", **_peer(event.peer, name_of), "online": online}
@@ -72,6 +78,8 @@ def _other(event, name_of) -> dict | None:
         }
     if isinstance(event, NodeProblem):
         return {"type": "warning", "what": "problem", "text": event.text}
+    if isinstance(event, ContactChanged):
+        return {"type": "contact", "peer": event.peer, "name": event.name, "change": event.change}
     return None
 
 

@@ -348,16 +348,7 @@ def _control_add(node, request: dict, name: str | None) -> dict:
     if protocol not in (None, "auto", "v1"):
         raise UserError("bad control request (protocol must be auto or v1)")
     done = node.add_contact(pem, address, name=name, protocol=protocol, force=force, source=source)
-    p = done.peer
-    return {
-        "peer": p.fingerprint,
-        "name": p.name,
-        "address": p.address,
-        "proto": p.proto,
-        "added": done.added,
-        "weak": done.weak,
-        "downgraded": done.downgraded,
-    }
+    return done.summary()
 
 
 async def _control_send(node, peer: str, text: str, writer) -> None:

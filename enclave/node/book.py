@@ -43,6 +43,20 @@ class Added:
     weak: str | None
     downgraded: bool
 
+    def summary(self) -> dict:
+        """What a command prints of it, as plain JSON-able values (the control socket
+        carries it from a running node)."""
+        p = self.peer
+        return {
+            "peer": p.fingerprint,
+            "name": p.name,
+            "address": p.address,
+            "proto": p.proto,
+            "added": self.added,
+            "weak": self.weak,
+            "downgraded": self.downgraded,
+        }
+
 
 def check_name(name: str | None) -> str | None:
     """A peer's name, checked (None: no name). Names are one word, so ``/send NAME
