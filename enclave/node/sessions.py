@@ -17,6 +17,10 @@ Rules:
   is never closed for idleness (keepalive tells when the peer is gone); extra idle ones
   are closed by the node with the lower fingerprint only, so two nodes that dialled
   each other at once never both close the one the other keeps.
+- "Offline" is published OFFLINE_GRACE after a peer's last session ended, and only if
+  none came up meanwhile: when two nodes dial each other at once, one may close a
+  session (a pool replacement) just before the other session is up on this side, and
+  faces must not see the contact flap offline and online.
 - Responder private work is admitted only while a slot is free ("busy" otherwise);
   our own handshakes (we dialled) queue on the same threads.
 """
@@ -47,6 +51,7 @@ from enclave.protocol.events import (
 from enclave.protocol.events import TypingChanged as WireTyping
 from enclave.protocol.messages import Chat
 
+OFFLINE_GRACE = 0.25  # seconds a peer may be without a session before it is offline
 log = logging.getLogger("enclave.node.sessions")
 PARK_MAX = 4096  # connections from contacts waiting, unread, for their own earlier ones
 
@@ -88,6 +93,7 @@ class Sessions:
             "crypto_jobs": 0,
         }
         self.dialer = Dialer(self)
+        self._going: dict[bytes, asyncio.TimerHandle] = {}  # peers about to be offline
         self._server: asyncio.AbstractServer | None = None
         self.closing = False
         self._housekeeping: asyncio.Task | None = None
@@ -108,6 +114,9 @@ class Sessions:
         for peer in {self.pool.peer_of(c) for c in list(self.links) if c in self.pool}:
             self._seen(peer)  # the peers online until now were last seen now
         self.closing = True  # from here on nothing dials and nothing is dispatched
+        for timer in self._going.values():
+            timer.cancel()
+        self._going.clear()
         if self._server is not None:
             self._server.close()
         if self._housekeeping is not None:
@@ -291,8 +300,15 @@ class Sessions:
         self.delivery.session_down(link)
         if not self.online(peer):
             self._seen(peer)
-            self.publish(PeerOffline(peer.hex()))
             self.dialer.session_lost(peer)
+            if peer not in self._going and not self.closing:
+                loop = asyncio.get_running_loop()
+                self._going[peer] = loop.call_later(OFFLINE_GRACE, self._offline, peer)
+
+    def _offline(self, peer: bytes) -> None:
+        self._going.pop(peer, None)
+        if not self.online(peer):
+            self.publish(PeerOffline(peer.hex()))
 
     def _seen(self, peer: bytes) -> None:
         """Store that ``peer`` was online just now (its "last seen")."""
@@ -420,7 +436,11 @@ class Sessions:
         self.dialer.session_up(peer)
         if not was_online:
             self._seen(peer)
-            self.publish(PeerOnline(peer.hex()))
+            going = self._going.pop(peer, None)
+            if going is not None:
+                going.cancel()  # back within the grace: the faces never saw it go
+            else:
+                self.publish(PeerOnline(peer.hex()))
 
     def _learn_address(self, link: Link, peer: bytes) -> None:
         """A known peer that reached us from a new host may have moved: dial that host
