@@ -15,6 +15,7 @@ from enclave.protocol.crypto import AESGCM
 from enclave.protocol.records import (
     APP,
     CLOSE,
+    FILE,
     KEY_UPDATE,
     MAX_RECORD,
     MAX_RECORD_BODY,
@@ -393,7 +394,7 @@ def test_close_must_carry_exactly_one_byte(body):
     assert err.value.reason == "bad_close"
 
 
-@pytest.mark.parametrize("rtype", [0, 4, 0x7F, 0xFF])
+@pytest.mark.parametrize("rtype", [0, 5, 0x7F, 0xFF])
 def test_unknown_record_type_is_refused(rtype):
     rx = RecordReceiver(I2R, 0.0)
     with pytest.raises(PeerError) as err:
@@ -425,8 +426,9 @@ def test_nothing_is_accepted_after_close():
         (KEY_UPDATE, b"x"),
         (CLOSE, b""),
         (CLOSE, b"ab"),
+        (FILE, b"x" * (MAX_RECORD_BODY + 1)),
         (0, b""),
-        (4, b"x"),
+        (5, b"x"),
     ],
 )
 def test_sender_refuses_what_the_receiver_would_refuse(rtype, body):
@@ -494,3 +496,9 @@ def test_keys_are_dropped_when_a_direction_ends():
         failed.open(b"\x00" * 40)
     assert not holds_value(failed, R2I) and not holds_value(failed, traffic_key(R2I))
     assert not any(isinstance(obj, AESGCM) for obj in reachable(failed))
+
+
+def test_file_records_open_like_app_records():
+    tx, rx = pair()
+    assert deliver(rx, tx.seal(FILE, b"\x92\x0b\xc4\x00", 0.0)) == [(FILE, b"\x92\x0b\xc4\x00")]
+    assert rx.frames_received == 1

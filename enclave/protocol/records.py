@@ -6,7 +6,8 @@ Rules (PROTOCOL.md c.1, c.2):
 - ``nonce = iv XOR (0x00000000 || uint64(seq))``. ``seq`` starts at 0 for every key, is
   never sent, and grows by one per frame (RFC 8446 5.3).
 - ``P = type(1) || body``: APP (a message batch), KEY_UPDATE (empty body, alone in its
-  frame), CLOSE (a 1-byte reason). Nothing else is a record.
+  frame), CLOSE (a 1-byte reason), FILE (one file-transfer message, file_messages.py).
+  Nothing else is a record.
 - Each direction has its own secret and updates it on its own, sender-driven: when the
   current key has sealed ``max_frames`` frames or ``max_bytes`` plaintext bytes, or is
   ``max_age`` seconds old, the sender seals KEY_UPDATE under it and then moves to
@@ -42,6 +43,7 @@ from .schedule import next_secret, traffic_iv, traffic_key
 __all__ = [
     "APP",
     "CLOSE",
+    "FILE",
     "KEY_UPDATE",
     "MAX_RECORD",
     "MAX_RECORD_BODY",
@@ -51,7 +53,7 @@ __all__ = [
     "RecordSender",
 ]
 
-APP, KEY_UPDATE, CLOSE = 1, 2, 3
+APP, KEY_UPDATE, CLOSE, FILE = 1, 2, 3, 4
 
 TAG_LEN = 16
 MIN_RECORD = 1 + TAG_LEN  # a type byte and the tag
@@ -59,7 +61,7 @@ MAX_RECORD = 1 << 20
 MAX_RECORD_BODY = MAX_RECORD - MIN_RECORD  # the largest body one frame can carry
 
 _LEN = Struct(">I").pack
-_TYPE_BYTE = {rtype: bytes((rtype,)) for rtype in (APP, KEY_UPDATE, CLOSE)}
+_TYPE_BYTE = {rtype: bytes((rtype,)) for rtype in (APP, KEY_UPDATE, CLOSE, FILE)}
 _KEY_UPDATE_P = _TYPE_BYTE[KEY_UPDATE]
 
 
@@ -185,7 +187,7 @@ class RecordSender(_Direction):
 
 def _check(rtype: int, body: bytes) -> None:
     """Refuse what the receiver would refuse: our own bug, never put on the wire."""
-    if rtype == APP:
+    if rtype == APP or rtype == FILE:
         if len(body) > MAX_RECORD_BODY:
             raise UsageError(f"record body of {len(body)} bytes exceeds {MAX_RECORD_BODY}")
     elif rtype == CLOSE:
@@ -246,10 +248,10 @@ class RecordReceiver(_Direction):
         except InvalidTag:
             raise self._end("bad_record_mac", f"frame {seq} of key {self.key_epoch}") from None
         rtype = plaintext[0]
-        if rtype == APP:
+        if rtype == APP or rtype == FILE:
             self.seq = seq + 1
             self.bytes_received += size - TAG_LEN
-            return APP, plaintext[1:]
+            return rtype, plaintext[1:]
         if rtype == KEY_UPDATE:
             if size != MIN_RECORD:
                 raise self._end("bad_key_update", "KEY_UPDATE carries a body")
