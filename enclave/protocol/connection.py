@@ -3,8 +3,8 @@
 This module holds ``Connection`` itself: its public inputs and outputs, the input
 plumbing (framing, held bytes, the end of stream), timers, closing, and the tables
 that route frames and job results by state. Its roles live beside it, mixed in:
-the handshake steps (handshake_steps.py), legacy v1 inbound (inbound_v1.py) and the
-traffic of an established session (traffic.py); the states and the table of their
+the handshake steps (handshake_steps.py), legacy v1 inbound (inbound_v1.py), the
+traffic of an established session (traffic.py) and its file messages (file_traffic.py); the states and the table of their
 moves are in states.py, the RSA job handed to the owner in jobs.py.
 
 Rules of the connection (this module and the ones mixed in):
@@ -33,6 +33,7 @@ Rules of the connection (this module and the ones mixed in):
   at most one envelope's worth; ``wants_data`` tells the owner to stop reading.
 """
 
+from collections import deque
 from dataclasses import dataclass
 
 from .._fast import FrameSplitter
@@ -41,6 +42,7 @@ from . import handshake as hs
 from . import legacy
 from .crypto import Identity, PeerKey, X25519Keypair, random_bytes
 from .events import ConnectionClosed, CryptoNeeded
+from .file_traffic import FileTraffic
 from .handshake_steps import HandshakeSteps, _framed, _Handshake
 from .inbound_v1 import _CHECKING, _V1_FIRST_BYTES, InboundV1
 from .jobs import Job
@@ -71,12 +73,13 @@ class Limits:
     key_update_frames: int = 1 << 23  # PROTOCOL.md c.2: update well before the hard limits
     key_update_bytes: int = 1 << 35
     key_update_age: float = 3600.0
+    bulk_queue: int = 4 * 1024 * 1024  # FILE_CHUNK bytes queued, not yet released
 
 
 DEFAULT_LIMITS = Limits()
 
 
-class Connection(HandshakeSteps, InboundV1, Traffic):
+class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
     # Slots: a node holds one per session; a __dict__ of these would be ~1 KiB more each.
     __slots__ = (
         "_ack_out",
@@ -85,11 +88,14 @@ class Connection(HandshakeSteps, InboundV1, Traffic):
         "_eof",
         "_held",
         "_after_update",
+        "_bulk",
+        "_bulk_bytes",
         "_chats_flushed",
         "_chats_received",
         "_chats_sent",
         "_established_at",
         "_events",
+        "_file_out",
         "_got_first_frame",
         "_hs",
         "_job",
@@ -151,6 +157,9 @@ class Connection(HandshakeSteps, InboundV1, Traffic):
         self._tx: RecordSender | None = None
         self._rx: RecordReceiver | None = None
         self._pending: list = []  # messages waiting for the next data_to_send
+        self._file_out: list[bytes] = []  # FILE control records, after the batches
+        self._bulk: deque = deque()  # (transfer id, FILE_CHUNK body), released last
+        self._bulk_bytes = 0
         self._chats_sent = 0
         self._chats_flushed = 0
         self._after_update = False  # the last record was a KEY_UPDATE
@@ -261,6 +270,7 @@ class Connection(HandshakeSteps, InboundV1, Traffic):
         right after whatever it still had to say (acks, a THROTTLE)."""
         if self.state is S.ESTABLISHED:
             self._flush_messages(now)  # sealed into _out before CLOSE, never dropped
+            self._flush_files(now, 0)  # a FILE_CANCEL too; queued pieces are dropped
             self._out.append(self._tx.seal(CLOSE, b"\x00", now))
         if self.state is not S.CLOSED:
             dropped = self._v1_dropping()
@@ -268,9 +278,12 @@ class Connection(HandshakeSteps, InboundV1, Traffic):
             self._events.append(ConnectionClosed(reason, v1_dropped=dropped))
         return self._drain_events()
 
-    def data_to_send(self, now: float) -> bytes:
+    def data_to_send(self, now: float, bulk_budget: int | None = None) -> bytes:
+        """The bytes to write: every queued batch and file control message, then queued
+        file pieces up to ``bulk_budget`` bytes (all of them when None)."""
         if self.state is S.ESTABLISHED:
             self._flush_messages(now)
+            self._flush_files(now, bulk_budget)
         if not self._out:
             return b""
         out = b"".join(self._out)
@@ -412,6 +425,9 @@ class Connection(HandshakeSteps, InboundV1, Traffic):
         self._hs = None
         self._tx = self._rx = None
         self._pending.clear()
+        self._file_out.clear()
+        self._bulk.clear()
+        self._bulk_bytes = 0
         self._held, self._legacy_env = b"", None
         self._set_state(S.CLOSED)
         self.close_reason = reason

@@ -54,6 +54,54 @@ class Throttled:
     retry_after_ms: int
 
 
+# --- file transfer (docs/PROTOCOL.md, "File transfer"). The core keeps no transfers:
+# each event is one well-formed message, and the host checks it against its own state
+# (is the id known, is the index requested, does the data match its digest).
+
+
+@dataclass(frozen=True, slots=True)
+class FileOffered:
+    """The peer offers a file; ``offer`` is a ``file_messages.FileOffer``, well formed."""
+
+    offer: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FileRequested:
+    """The peer wants chunks ``start..stop-1`` of each range of our offer ``transfer_id``."""
+
+    transfer_id: bytes
+    ranges: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class FileChunkReceived:
+    """One piece of chunk ``index`` of the peer's offer ``transfer_id`` (PIECE_SIZE
+    bytes of the chunk from ``piece * PIECE_SIZE``, zstd-compressed if ``compressed``)."""
+
+    transfer_id: bytes
+    index: int
+    piece: int
+    compressed: bool
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileCancelled:
+    """The peer ended transfer ``transfer_id``; ``reason`` is one of
+    ``file_messages.CANCEL_REASONS``."""
+
+    transfer_id: bytes
+    reason: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileDelivered:
+    """The peer has the whole file of our offer ``transfer_id`` and its digest matched."""
+
+    transfer_id: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class SlotWanted:
     """A verified v1 envelope waits for a private-op slot: when one may be free, the

@@ -23,7 +23,7 @@ from .messages import (
     encode_fields,
     outgoing_chat_fields,
 )
-from .records import APP, CLOSE, KEY_UPDATE
+from .records import APP, CLOSE, FILE, KEY_UPDATE
 from .states import S
 
 _BATCH_BYTES = 900 * 1024  # stay well under MAX_RECORD with msgpack overhead
@@ -99,6 +99,8 @@ class Traffic:
         self._after_update = False
         if rtype == APP:
             self._on_batch(decode_batch(body))
+        elif rtype == FILE:
+            self._on_file(body)  # file_traffic.py
         elif rtype == CLOSE:
             self._shut("peer_closed")  # the session keys go with the session
             self._events.append(ConnectionClosed("peer_closed", f"code {body[0]}", by_peer=True))
