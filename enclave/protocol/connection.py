@@ -158,7 +158,8 @@ class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
         self._rx: RecordReceiver | None = None
         self._pending: list = []  # messages waiting for the next data_to_send
         self._file_out: list[bytes] = []  # FILE control records, after the batches
-        self._bulk: deque = deque()  # (transfer id, FILE_CHUNK body), released last
+        self._bulk: deque | None = None  # (transfer id, FILE_CHUNK body), released last;
+        # made by the first piece (an empty deque is ~600 bytes, most sessions send none)
         self._bulk_bytes = 0
         self._chats_sent = 0
         self._chats_flushed = 0
@@ -426,7 +427,7 @@ class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
         self._tx = self._rx = None
         self._pending.clear()
         self._file_out.clear()
-        self._bulk.clear()
+        self._bulk = None
         self._bulk_bytes = 0
         self._held, self._legacy_env = b"", None
         self._set_state(S.CLOSED)

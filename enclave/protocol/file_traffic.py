@@ -75,6 +75,8 @@ class FileTraffic:
             raise UsageError(
                 f"bulk queue full ({self._bulk_bytes} of {self.limits.bulk_queue} bytes)"
             )
+        if self._bulk is None:
+            self._bulk = deque()
         self._bulk.append((chunk.transfer_id, body))
         self._bulk_bytes += len(body)
 
