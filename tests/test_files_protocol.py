@@ -547,3 +547,15 @@ def test_random_file_records_on_a_session_never_escape(rsa_keys, bodies):
     assert p.r.established == (None not in expected)
     if not p.r.established:
         assert closed_reason(events) == "bad_file_message"
+
+
+def test_an_offer_built_chunk_by_chunk_is_the_offer_of_the_whole():
+    data = os.urandom(2 * MIN_CHUNK_SIZE + 9)
+    builder = files.OfferBuilder(MIN_CHUNK_SIZE)
+    for start in range(0, len(data), MIN_CHUNK_SIZE):
+        builder.add(data[start : start + MIN_CHUNK_SIZE])
+    assert builder.offer(TID, "a") == files.make_offer(TID, "a", data, chunk_size=MIN_CHUNK_SIZE)
+    with pytest.raises(UsageError):
+        builder.add(b"x")  # nothing after the short last chunk
+    with pytest.raises(UsageError):
+        files.OfferBuilder(MIN_CHUNK_SIZE).add(b"x" * (MIN_CHUNK_SIZE + 1))

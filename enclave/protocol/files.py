@@ -69,6 +69,41 @@ def choose_chunk_size(size: int) -> int:
     return chunk_size
 
 
+class OfferBuilder:
+    """The sender's offer built chunk by chunk, so that the engine can digest a file as
+    it reads it (nothing but the digests is kept): ``add`` each chunk in order, every
+    one ``chunk_size`` bytes but the last, then ``offer``."""
+
+    __slots__ = ("algorithm", "chunk_size", "size", "_whole", "_digests", "_short")
+
+    def __init__(self, chunk_size: int, algorithm: int = BLAKE3) -> None:
+        self.algorithm = algorithm
+        self.chunk_size = chunk_size
+        self.size = 0
+        self._whole = hasher(algorithm)
+        self._digests: list[bytes] = []
+        self._short = False  # a chunk shorter than chunk_size came: it was the last
+
+    def add(self, chunk: bytes) -> None:
+        if self._short or not 0 < len(chunk) <= self.chunk_size:
+            raise UsageError(f"chunk {len(self._digests)} of {len(chunk)} bytes out of place")
+        self._short = len(chunk) < self.chunk_size
+        self._whole.update(chunk)
+        self._digests.append(digest(self.algorithm, chunk))
+        self.size += len(chunk)
+
+    def offer(self, transfer_id: bytes, name: str) -> FileOffer:
+        return FileOffer(
+            transfer_id,
+            name,
+            self.size,
+            self.chunk_size,
+            self.algorithm,
+            self._whole.digest(),
+            tuple(self._digests),
+        )
+
+
 def make_offer(
     transfer_id: bytes,
     name: str,
@@ -78,18 +113,11 @@ def make_offer(
     algorithm: int = BLAKE3,
 ) -> FileOffer:
     """The sender's offer for ``data``: a digest per chunk and one over the whole file."""
-    if chunk_size is None:
-        chunk_size = choose_chunk_size(len(data))
-    whole = hasher(algorithm)
-    digests = []
+    builder = OfferBuilder(chunk_size or choose_chunk_size(len(data)), algorithm)
     view = memoryview(data)
-    for start in range(0, len(data), chunk_size):
-        chunk = view[start : start + chunk_size]
-        whole.update(chunk)
-        digests.append(digest(algorithm, chunk))
-    return FileOffer(
-        transfer_id, name, len(data), chunk_size, algorithm, whole.digest(), tuple(digests)
-    )
+    for start in range(0, len(data), builder.chunk_size):
+        builder.add(view[start : start + builder.chunk_size])
+    return builder.offer(transfer_id, name)
 
 
 def chunk_span(offer: FileOffer, index: int) -> tuple[int, int]:
@@ -211,6 +239,7 @@ def safe_name(name: str) -> str:
 __all__ = [
     "FLAG_ZSTD",
     "MAX_CHUNK_FAILURES",
+    "OfferBuilder",
     "WINDOW_CHUNKS",
     "assemble",
     "choose_chunk_size",

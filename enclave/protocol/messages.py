@@ -12,7 +12,8 @@ Rules:
 - Decoding is strict: exact arity, exact types (a bool is not an int and an int is not
   a bool), exact byte lengths, non-negative integers within 64 bits, no maps, no ext
   types, nothing after the array, and nothing nested deeper than message fields.
-  Unknown type codes are errors, not skipped. A THROTTLE's reason is one of
+  Unknown type codes are errors, not skipped. Codes 7-11 are the file-transfer
+  messages (file_messages.py), which travel only in FILE records: here they are unknown. A THROTTLE's reason is one of
   THROTTLE_REASONS and its retry_after_ms at most MAX_RETRY_AFTER_MS (one hour).
 - All or nothing: the whole batch is parsed and validated before any message is
   returned, so a bad 5th message means no message of that batch is applied.
