@@ -15,6 +15,7 @@ from enclave.node.filenames import (
     finish,
     numbered,
     place_download,
+    room_for,
     safe_name,
     split_ext,
 )
@@ -272,3 +273,18 @@ def test_concurrent_finishes_never_overwrite(tmp_path):
         t.join()
     assert len(set(landed)) == 12
     assert sorted(p.read_text() for p in landed) == sorted(str(i) for i in range(12))
+
+
+def test_room_for_keeps_the_margin(tmp_path, monkeypatch):
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)._replace(free=10_000)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage)
+    assert room_for(tmp_path, 4_000, 6_000)
+    assert not room_for(tmp_path, 4_001, 6_000)
+    assert room_for(tmp_path, 9_000, 6_000, held=5_000)  # only what is still to come
+    assert room_for(tmp_path, 100, 0, held=500)
+
+
+def test_room_for_a_folder_that_cannot_be_asked(tmp_path):
+    assert not room_for(tmp_path / "missing", 1, 0)

@@ -20,6 +20,9 @@ Rules:
   replacing), and takes the next free number if a file of that name appeared meanwhile.
 - Every name built here, ``.part`` and numbers included, fits 255 UTF-8 bytes (the
   file-name limit of common file systems).
+- ``room_for`` says whether the downloads disk takes what is still to come of a file
+  and keeps the margin free (``file_disk_margin_bytes``); the node asks before it
+  accepts a file without the user, and again when a transfer resumes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import unicodedata
 from pathlib import Path
 from typing import NamedTuple
@@ -195,6 +199,17 @@ def _claim_without_links(part: Path, target: Path) -> bool:
         return False
     os.replace(part, target)
     return True
+
+
+def room_for(folder: Path, size: int, margin: int, held: int = 0) -> bool:
+    """Whether ``folder``'s disk can take the ``size - held`` bytes still to come of a
+    file and keep ``margin`` bytes free (``file_disk_margin_bytes``). A folder that
+    cannot be asked has no room: a file is then left for the user to accept."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return False
+    return free - max(0, size - held) >= margin
 
 
 def discard(part: Path) -> None:
