@@ -50,6 +50,11 @@ def test_defaults_without_a_file(tmp_path):
     assert loaded.receive_bytes_rate_per_peer == 1 << 20
     assert loaded.receive_bytes_burst_per_peer == 8 << 20
     assert loaded.stored_bytes_per_peer == 1 << 30
+    # Files (issue 17): common files come without asking, the disk keeps room to work.
+    assert loaded.file_auto_accept_bytes == 100 << 20
+    assert loaded.file_disk_margin_bytes == 1 << 30
+    assert loaded.file_pending_offers == 16
+    assert loaded.downloads == ""
     assert loaded.source == "defaults"
 
 
@@ -137,6 +142,19 @@ def test_empty_file_means_defaults(tmp_path):
         ("reconnect_max = [1, 2]", "reconnect_max", "expected a number"),
         ("legacy_v1 = 1", "legacy_v1", "true or false"),
         ("legacy_v1 = 'yes'", "legacy_v1", "true or false"),
+        ("file_auto_accept_bytes = -1", "file_auto_accept_bytes", ">= 0"),
+        ("file_auto_accept_bytes = 1e6", "file_auto_accept_bytes", "expected an integer"),
+        (
+            "file_auto_accept_bytes = 2_000_000_000_000",
+            "file_auto_accept_bytes",
+            "<= 1099511627776",
+        ),
+        ("file_disk_margin_bytes = -1", "file_disk_margin_bytes", ">= 0"),
+        ("file_pending_offers = 0", "file_pending_offers", ">= 1"),
+        ("file_pending_offers = 5000", "file_pending_offers", "<= 4096"),
+        ("downloads = 'incoming'", "downloads", "expected an absolute folder"),
+        ('downloads = "/a\\nb"', "downloads", "one line"),
+        ("downloads = 3", "downloads", "expected a quoted word"),
         # relations between knobs
         ("max_per_address = 4096", "max_per_address", "at most max_connections (2048)"),
         ("max_connections = 10", "max_connections", "at least max_per_address (64)"),
@@ -369,3 +387,35 @@ def test_store_sync_is_a_word_from_the_file_or_a_flag(tmp_path):
     assert 'store_sync = "off": expected one of "full", "normal"' in one_line_error(tmp_path)
     write(tmp_path, "store_sync = 1\n")
     assert "store_sync = 1: expected a quoted word" in one_line_error(tmp_path)
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def test_file_auto_accept_bytes_from_a_flag(tmp_path):
+    overrides = overrides_from(parse("--set", "file_auto_accept_bytes=0"))
+    assert load(tmp_path, overrides).file_auto_accept_bytes == 0  # 0: always ask
+    write(tmp_path, "file_auto_accept_bytes = 1048576\n")
+    assert load(tmp_path).file_auto_accept_bytes == 1 << 20
+    flag = overrides_from(parse("--set", "file_auto_accept_bytes=5_000"))
+    assert load(tmp_path, flag).file_auto_accept_bytes == 5000  # the flag wins
+
+
+def test_downloads_folder_default_file_and_flag(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    assert settings.downloads_folder(load(home), home) == home / "downloads"
+    write(home, "downloads = '/srv/incoming'\n")
+    assert settings.downloads_folder(load(home), home) == settings.Path("/srv/incoming")
+    flag = overrides_from(parse("--set", "downloads=/tmp/in box"))  # taken as written
+    assert load(home, flag).downloads == "/tmp/in box"
+    quoted = overrides_from(parse("--set", "downloads='/tmp/q'"))
+    assert load(home, quoted).downloads == "/tmp/q"
+    tilde = load(home, {"downloads": "~/Downloads"})
+    assert settings.downloads_folder(tilde, home) == settings.Path("~/Downloads").expanduser()
+    reset = overrides_from(parse("--set", "downloads="))  # back to <home>/downloads
+    assert settings.downloads_folder(load(home, reset), home) == home / "downloads"
+    message = one_line_error(home, overrides_from(parse("--set", "downloads=rel/dir")))
+    assert message.startswith("--set: downloads = 'rel/dir': expected an absolute folder")
+    with pytest.raises(ValueError, match="downloads"):
+        Settings(downloads="relative")

@@ -55,6 +55,10 @@ README section (for README.md):
     presence_dials = 8           # ... opening at most this many connections at once
     first_frame_timeout = 5.0    # a new connection must send its first frame by then
     handshake_timeout = 10.0     # ... and complete the handshake by then
+    file_auto_accept_bytes = 104857600   # a contact's file up to this size is taken without asking (100 MiB)
+    file_disk_margin_bytes = 1073741824  # ... if the disk keeps this much free after it (1 GiB)
+    file_pending_offers = 16     # unfinished file offers one contact may have with us
+    downloads = ""               # where received files go; "" is <home>/downloads
     ```
 
     No section header: the keys sit at the top level of the file. Any flag
@@ -125,6 +129,20 @@ class Settings:
     presence_dials: int = 8
     first_frame_timeout: float = 5.0  # a new connection must send its first frame by then
     handshake_timeout: float = 10.0  # ... and finish the handshake by then
+    # Files from contacts (issue 17). Up to file_auto_accept_bytes a file is taken
+    # without asking: 100 MiB holds the photos, clips, documents and archives people
+    # pass each other, and at LAN or good broadband speeds it moves in seconds to a
+    # minute; anything larger waits for the user's yes. 0 asks for every file.
+    file_auto_accept_bytes: int = 100 << 20
+    # Free space a received file must leave on the downloads disk, or it waits for the
+    # user even when small. A fixed 1 GiB rather than a share of the disk: 5% of a
+    # 4 TB disk (200 GB) would refuse files for no reason, while 1 GiB is what the
+    # system, the store's WAL and other programs need to keep working.
+    file_disk_margin_bytes: int = 1 << 30
+    # Unfinished offers (waiting, accepted or moving) one contact may have with us: a
+    # person sends a handful at once; a flood of offers is refused, not stored.
+    file_pending_offers: int = 16
+    downloads: str = ""  # an absolute folder (~ allowed); "" is <home>/downloads
     # Where the values came from, for ``summary``; not a knob.
     source: str = field(default="defaults", compare=False)
 
@@ -180,10 +198,18 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "presence_dials": (1, True, 4096),
     "first_frame_timeout": (0.0, False, 60.0),
     "handshake_timeout": (0.0, False, 120.0),
+    "file_auto_accept_bytes": (0, True, 1 << 40),  # the store's largest file (1 TiB)
+    "file_disk_margin_bytes": (0, True, None),
+    "file_pending_offers": (1, True, 4096),
 }
 
 # Text knobs take one of these words.
 _CHOICES: dict[str, tuple[str, ...]] = {"store_sync": ("full", "normal")}
+
+# Text knobs that name a folder: empty (the default place), absolute, or ``~/...``.
+# ``--set downloads=/srv/in`` takes the path as written, without TOML quotes.
+_PATHS = frozenset({"downloads"})
+DOWNLOADS_NAME = "downloads"
 
 # Relations between knobs: (key, relation, other key). Checked after every key alone.
 _RELATIONS: tuple[tuple[str, str, str], ...] = (
@@ -249,6 +275,23 @@ def load(home_dir: Path, overrides: dict[str, object] | None = None) -> Settings
     return Settings(**values, source="; ".join(sources))
 
 
+def downloads_folder(settings: Settings, home_dir: Path) -> Path:
+    """Where received files go: the ``downloads`` setting, or ``<home>/downloads``."""
+    if not settings.downloads:
+        return Path(home_dir) / DOWNLOADS_NAME
+    return Path(settings.downloads).expanduser()
+
+
+def _path_problem(value: str) -> str | None:
+    if not value:
+        return None
+    if any(c in value for c in "\x00\n\r"):
+        return "expected a folder path on one line"
+    if not Path(value).expanduser().is_absolute():
+        return 'expected an absolute folder (or "" for <home>/downloads)'
+    return None
+
+
 def add_arguments(parser: Any) -> None:
     """Add ``--set KEY=VALUE`` (repeatable) to an argparse parser or argument group."""
     parser.add_argument(
@@ -278,6 +321,8 @@ def _parse_scalar(key: str, text: str) -> object:
     where = f"{FLAG_ORIGIN} {_one_line(key)}={_one_line(text)}"
     if _KINDS.get(key) is str and text.isidentifier():
         return text  # a word knob: --set store_sync=normal, no TOML quotes needed
+    if key in _PATHS and not text.startswith(("'", '"')) and "\n" not in text:
+        return text  # a folder: --set downloads=/srv/in, as written
     if not text or "\n" in text or "\r" in text:
         raise UserError(f"{where}: expected a value such as 4, 2.5 or true")
     try:
@@ -361,6 +406,8 @@ def _check_all(values: dict[str, Any], origins: dict[str, str]) -> tuple[str, st
             problem = _range_problem(kind, values[key], *_RANGES[key])
         if problem is None and key in _CHOICES and values[key] not in _CHOICES[key]:
             problem = "expected one of " + ", ".join(f'"{c}"' for c in _CHOICES[key])
+        if problem is None and key in _PATHS:
+            problem = _path_problem(values[key])
         if problem is not None:
             return key, problem
     for key, relation, other in _RELATIONS:

@@ -1,4 +1,5 @@
-"""The one durable place for peers, history, the outbox and v1 seen IDs (SQLite, WAL).
+"""The one durable place for peers, history, the outbox, v1 seen IDs and file transfers
+(SQLite, WAL).
 
 Rules:
 - One store: nothing else in Enclave writes state to disk, and nothing else speaks SQL.
@@ -23,26 +24,47 @@ Rules:
 - One connection per Store; a lock serialises calls, so any one thread at a time may use it.
 
 Modules:
-- ``records``: the rows it hands out (``Peer``, ``Message``, ``OutboxItem``).
+- ``records``: the rows it hands out (``Peer``, ``Message``, ``OutboxItem``, ``Transfer``...).
 - ``core``: opening and closing, the write transaction, the peer id cache and the
   rowid counter.
 - ``peers``, ``messages`` (new rows and the commit cycle), ``outbox``, ``history``,
-  ``v1_seen``: the methods by table, as mixins over ``core.StoreCore``.
+  ``transfers``, ``v1_seen``: the methods by table, as mixins over ``core.StoreCore``.
 - ``checks``: argument checks.
 - ``dbfile``: creating the file, refusing one we must not write, connection settings.
 - ``schema``: the SQL of each schema version; ``migrations``: applying it in order.
 """
 
+from .checks import OfferRefused
 from .core import StoreCore
 from .history import HistoryMixin
 from .messages import MessagesMixin
 from .outbox import OutboxMixin
 from .peers import PeersMixin
-from .records import PROTOS, Message, OutboxItem, Peer
+from .records import PROTOS, FileNote, FileOffer, Message, OutboxItem, Peer, SourceFile, Transfer
+from .transfers import TransfersMixin
 from .v1_seen import V1SeenMixin
 
-__all__ = ["PROTOS", "Message", "OutboxItem", "Peer", "Store"]
+__all__ = [
+    "PROTOS",
+    "FileNote",
+    "FileOffer",
+    "Message",
+    "OfferRefused",
+    "OutboxItem",
+    "Peer",
+    "SourceFile",
+    "Store",
+    "Transfer",
+]
 
 
-class Store(PeersMixin, MessagesMixin, OutboxMixin, HistoryMixin, V1SeenMixin, StoreCore):
+class Store(
+    PeersMixin,
+    MessagesMixin,
+    OutboxMixin,
+    HistoryMixin,
+    TransfersMixin,
+    V1SeenMixin,
+    StoreCore,
+):
     """Open with ``Store.open(path)``; close with ``close()`` or a ``with`` block."""

@@ -82,3 +82,63 @@ def as_rowids(rowids: Iterable[int]) -> list[int]:
 
 def rowid_params(rowids: Iterable[int]) -> list[tuple[int]]:
     return [(int(r),) for r in rowids]
+
+
+# -- file offers (schema 5) ------------------------------------------------------------------
+
+MAX_FILE_SIZE = 1 << 40  # 1 TiB: beyond it an offer is absurd, not a file
+MIN_CHUNK_SIZE = 1 << 10
+MAX_CHUNK_SIZE = 1 << 24  # 16 MiB: so a 1 TiB file needs no more than MAX_CHUNKS
+MAX_CHUNKS = 1 << 16  # an 8 KiB bitmap; at most 4 MiB of 64-byte digests
+MAX_NAME_BYTES = 255
+_ALGORITHM_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class OfferRefused(ValueError):
+    """An offer the store will not keep: absurd, malformed, or beyond the peer's quota.
+    ``reason`` is words a user can read (and a peer can be told)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_offer(offer) -> None:
+    """Refuse an offer (a ``records.FileOffer``) with impossible or absurd values."""
+    if type(offer.id) is not bytes or len(offer.id) != 16:
+        raise OfferRefused("a transfer id is 16 bytes")
+    for field in ("size", "chunk_size"):
+        if type(getattr(offer, field)) is not int:
+            raise TypeError(f"{field} must be an int")
+    if type(offer.compress) is not bool:
+        raise TypeError("compress must be a bool")
+    if not 0 <= offer.size <= MAX_FILE_SIZE:
+        raise OfferRefused(f"a file of {offer.size} bytes (at most {MAX_FILE_SIZE})")
+    if not MIN_CHUNK_SIZE <= offer.chunk_size <= MAX_CHUNK_SIZE:
+        raise OfferRefused(f"chunks of {offer.chunk_size} bytes")
+    if offer.chunks > MAX_CHUNKS:
+        raise OfferRefused(f"{offer.chunks} chunks (at most {MAX_CHUNKS})")
+    algorithm = offer.algorithm
+    if not isinstance(algorithm, str) or not 0 < len(algorithm) <= 32:
+        raise OfferRefused("a digest algorithm is a short name")
+    if not _ALGORITHM_CHARS.issuperset(algorithm):
+        raise OfferRefused("a digest algorithm is a short name")
+    if type(offer.digest) is not bytes or not 16 <= len(offer.digest) <= 64:
+        raise OfferRefused("a digest is 16 to 64 bytes")
+    if type(offer.chunk_digests) is not bytes:
+        raise OfferRefused("chunk digests are bytes")
+    if len(offer.chunk_digests) != offer.chunks * len(offer.digest):
+        raise OfferRefused("one digest per chunk, as long as the file's")
+    check_file_name(offer.name)
+
+
+def check_file_name(name: str) -> str:
+    """A name as the store keeps it: already made safe by the node, checked again for
+    what could take it out of its folder."""
+    if not isinstance(name, str):
+        raise TypeError("a file name must be str")
+    if not name or len(name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
+        raise OfferRefused("a file name is 1 to 255 bytes")
+    if name in (".", "..") or any(c in name for c in "/\\\x00"):
+        raise OfferRefused("a file name names no folder")
+    return name

@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 from .core import StoreCore
-from .records import Message
+from .records import FileNote, Message
 
+# A file message is a row a transfer points at (schema 5): the page carries its name,
+# size, state and progress. The joins go through transfers' UNIQUE (message) index and
+# transfer_chunks' primary key: one lookup per row of the page.
 _MSG_COLS = (
     "m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms, m.stored_ms, m.state,"
-    " m.delivered_ms, m.reason, m.legacy"
+    " m.delivered_ms, m.reason, m.legacy,"
+    " t.key, t.name, t.size, t.chunk_size, t.state, t.reason, c.done"
 )
-_MSG_FROM = "messages m JOIN peers p ON p.id = m.peer"
+_MSG_FROM = (
+    "messages m JOIN peers p ON p.id = m.peer"
+    " LEFT JOIN transfers t ON t.message = m.rowid"
+    " LEFT JOIN transfer_chunks c ON c.transfer = t.key"
+)
 
 
 def _message(r: tuple) -> Message:
-    return Message(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]))
+    note = None if r[11] is None else _note(r[11:])
+    return Message(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), note)
+
+
+def _note(r: tuple) -> FileNote:
+    key, name, size, chunk_size, state, reason, done = r
+    chunks = -(-size // chunk_size)
+    percent = done * 100 // chunks if chunks else 100 if state == "delivered" else 0
+    return FileNote(key, name, size, state, reason, percent)
 
 
 class HistoryMixin(StoreCore):

@@ -19,7 +19,7 @@ Rules:
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from .schema import V1, V2_COPY, V2_SWAP, V2_TABLES, V3, V4
+from .schema import V1, V2_COPY, V2_SWAP, V2_TABLES, V3, V4, V5
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -39,6 +39,7 @@ MIGRATIONS: list[Migration] = [
     sql_step(*V2_TABLES, *V2_COPY, *V2_SWAP),  # 1 -> 2: integer peer ids, lean rows
     sql_step(*V3),  # 2 -> 3: the outbox is messages.owed
     sql_step(*V4),  # 3 -> 4: peers.learned_address
+    sql_step(*V5),  # 4 -> 5: file transfers and the chunks they hold
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes

@@ -61,6 +61,8 @@ class Message:
     delivered_ms: int | None
     reason: str | None
     legacy: bool
+    # A file message (schema 5): the transfer's name, size and state. None for a chat.
+    file: FileNote | None = None
 
 
 @dataclass(frozen=True)
@@ -72,3 +74,79 @@ class OutboxItem:
     created_ms: int
     state: str  # 'queued' | 'sent'
     legacy: bool
+
+
+# -- file transfers (schema 5) --------------------------------------------------------------
+
+TRANSFER_STATES = ("offered", "accepted", "transferring", "delivered", "failed", "cancelled")
+OPEN_STATES = ("offered", "accepted", "transferring")  # not yet settled one way or another
+
+
+@dataclass(frozen=True)
+class FileOffer:
+    """What a sender says of a file: the same for both sides of a transfer."""
+
+    id: bytes  # 16 random bytes, chosen by the sender
+    name: str  # as it is kept here: the receiver's safe name, the sender's own
+    size: int  # bytes
+    chunk_size: int
+    algorithm: str  # of the digests, e.g. "sha256"
+    digest: bytes  # of the whole file
+    chunk_digests: bytes  # ``chunks`` digests of ``len(digest)`` bytes each, in order
+    compress: bool = False  # the sender allows compressed chunks
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.size // self.chunk_size)
+
+    def chunk_digest(self, index: int) -> bytes:
+        if not 0 <= index < self.chunks:
+            raise IndexError(f"chunk {index} of {self.chunks}")
+        width = len(self.digest)
+        return self.chunk_digests[index * width : (index + 1) * width]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """An outgoing file as it was when offered; a change means the transfer fails."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    key: int  # the store's own number for it; ``offer.id`` is unique per peer only
+    peer: str
+    direction: str  # 'in' | 'out'
+    message: int  # the rowid of its row in the history
+    offer: FileOffer
+    state: str  # one of TRANSFER_STATES
+    reason: str | None
+    done: int  # chunks held (in) or confirmed by the receiver (out)
+    source: SourceFile | None  # outgoing only
+    part_path: str | None  # incoming, once accepted
+    final_path: str | None  # incoming, once delivered
+    created_ms: int
+    updated_ms: int
+
+    @property
+    def percent(self) -> int:
+        """Whole percent of the chunks done (100 for an empty file once delivered)."""
+        chunks = self.offer.chunks
+        if chunks == 0:
+            return 100 if self.state == "delivered" else 0
+        return self.done * 100 // chunks
+
+
+@dataclass(frozen=True)
+class FileNote:
+    """What a conversation shows of a file message."""
+
+    key: int  # the transfer's, for ``Store.get_transfer``
+    name: str
+    size: int
+    state: str
+    reason: str | None
+    percent: int

@@ -174,3 +174,52 @@ V3 = (
 # address it does not listen on (NAT, a proxy) is not lost. An existing address was
 # given or learned, which schema 3 did not record: it is kept as given.
 V4 = ("ALTER TABLE peers ADD COLUMN learned_address TEXT",)
+
+# Version 5: file transfers (issue 17). A transfer is one row of ``transfers`` and shows
+# in the conversation through its own ``messages`` row (``message``; body = the file's
+# name, so a face that knows nothing of files still shows something true). No ``kind``
+# column on ``messages``: a message is a file exactly when a transfer points at it, and
+# every chat row would otherwise carry the extra bytes. Ids are chosen by the sender,
+# so they are unique per (peer, direction), not alone. The chunk digests are written
+# once; what moves is in ``transfer_chunks``, a narrow row of its own, because an
+# UPDATE rewrites the whole row, and a 1 GiB file in 1 MiB chunks has 32 KiB of
+# digests (nine overflow pages) but a 128-byte bitmap.
+V5 = (
+    """CREATE TABLE transfers (
+        key           INTEGER PRIMARY KEY,
+        peer          INTEGER NOT NULL REFERENCES peers (id) ON DELETE CASCADE,
+        direction     TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        id            BLOB NOT NULL CHECK (typeof(id) = 'blob' AND length(id) = 16),
+        message       INTEGER NOT NULL UNIQUE REFERENCES messages (rowid) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        size          INTEGER NOT NULL CHECK (size >= 0),
+        chunk_size    INTEGER NOT NULL CHECK (chunk_size > 0),
+        algorithm     TEXT NOT NULL,
+        digest        BLOB NOT NULL,
+        chunk_digests BLOB NOT NULL,
+        compress      INTEGER NOT NULL DEFAULT 0 CHECK (compress IN (0, 1)),
+        source_path   TEXT,
+        source_size   INTEGER,
+        source_mtime_ns INTEGER,
+        part_path     TEXT,
+        final_path    TEXT,
+        state         TEXT NOT NULL CHECK (state IN ('offered', 'accepted', 'transferring',
+                          'delivered', 'failed', 'cancelled')),
+        reason        TEXT,
+        created_ms    INTEGER NOT NULL,
+        updated_ms    INTEGER NOT NULL,
+        UNIQUE (peer, direction, id)
+    )""",
+    # What is still open, by peer: the offers to send again when a contact comes
+    # online, and the per-peer quota of pending incoming offers.
+    "CREATE INDEX transfers_open ON transfers (peer, direction)"
+    " WHERE state IN ('offered', 'accepted', 'transferring')",
+    # Chunks done: held (incoming, data synced to the .part) or confirmed by the
+    # receiver (outgoing). Bit i is bit (i % 8) of byte i // 8; ``done`` counts the set
+    # bits, so progress needs no scan of the bitmap.
+    """CREATE TABLE transfer_chunks (
+        transfer INTEGER PRIMARY KEY REFERENCES transfers (key) ON DELETE CASCADE,
+        bitmap   BLOB NOT NULL,
+        done     INTEGER NOT NULL DEFAULT 0
+    )""",
+)
