@@ -169,27 +169,6 @@ def test_pieces_and_assembly():
     assert files.worth_compressing(1000, 900) and not files.worth_compressing(1000, 901)
 
 
-@pytest.mark.parametrize(
-    ("offered", "safe"),
-    [
-        ("report.pdf", "report.pdf"),
-        ("../../etc/passwd", "passwd"),
-        ("C:\\Users\\x\\evil.exe", "evil.exe"),
-        (".bashrc", "bashrc"),
-        ("name. . ", "name"),
-        ("a\x00b\u202ec\x1b", "abc"),
-        ("nul.txt", "_nul.txt"),
-        ("e\u0301", "\u00e9"),
-        ("..", ""),
-        ("/", ""),
-        ("\x00\x01\u200b", ""),
-        (" . ", ""),
-    ],
-)
-def test_safe_name(offered, safe):
-    assert files.safe_name(offered) == safe
-
-
 # --- a hostile, authenticated contact ----------------------------------------------------
 
 

@@ -10,13 +10,13 @@ Rules:
 - Digests are over the original bytes, never over compressed data. BLAKE3 is the
   default (about 4x SHA-256 here, docs/PROTOCOL.md "Digest choice"); SHA-256 stays
   accepted. A digest is compared with ``hmac.compare_digest``.
-- ``safe_name`` turns an offered name into one that is safe to create in a folder, or
-  "" when nothing is left (the offer is then refused with "bad_name").
+- Names are the node's: ``enclave.node.filenames.safe_name`` makes an offered name one
+  that is safe to create in a folder (the offer is refused with "bad_name" when nothing
+  is left).
 """
 
 import hashlib
 import hmac
-import unicodedata
 from collections.abc import Callable, Iterable
 
 import blake3
@@ -29,7 +29,6 @@ from .file_messages import (
     MAX_CHUNK_SIZE,
     MAX_CHUNKS,
     MAX_FILE_SIZE,
-    MAX_NAME_BYTES,
     MAX_RANGES,
     MAX_REQUEST_CHUNKS,
     PIECE_SIZE,
@@ -218,24 +217,6 @@ def missing_ranges(
     return tuple((start, stop) for start, stop in ranges)
 
 
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}  # fmt: skip
-
-
-def safe_name(name: str) -> str:
-    """A plain file name from an offered one: the last path component, NFC, without
-    control or format characters, leading dots or trailing dots and spaces; a
-    Windows device name gets a leading "_". "" when nothing is left."""
-    name = unicodedata.normalize("NFC", name)
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
-    name = name.strip().lstrip(".").rstrip(". ")
-    if name.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
-        name = "_" + name
-    while len(name.encode()) > MAX_NAME_BYTES:
-        name = name[:-1]
-    return name
-
-
 __all__ = [
     "FLAG_ZSTD",
     "MAX_CHUNK_FAILURES",
@@ -252,7 +233,6 @@ __all__ = [
     "piece_count",
     "piece_length",
     "ranges_within",
-    "safe_name",
     "verify_chunk",
     "verify_file",
     "worth_compressing",

@@ -5,6 +5,7 @@ side of an in-memory pair. It keeps whole files in memory; the engine writes to 
 
 from dataclasses import dataclass, field
 
+from enclave.node.filenames import UnsafeName, safe_name
 from enclave.protocol import files
 from enclave.protocol.events import (
     FileCancelled,
@@ -74,8 +75,9 @@ class Host:
             return self.refuse(tid, "duplicate")
         if pending >= self.max_pending_offers:
             return self.refuse(tid, "too_many_offers")
-        name = files.safe_name(offer.name)
-        if not name:
+        try:
+            name = safe_name(offer.name)
+        except UnsafeName:
             return self.refuse(tid, "bad_name")
         self.incoming[tid] = Incoming(offer, name)
 
