@@ -224,7 +224,9 @@ def test_global_options_either_side_as_processes(pair, where):
     )
     done = enclave(*argv)
     assert done.returncode == 0, done.stderr
-    assert re.match(r"No node is running; the message to bob \(#[0-9a-z]{4}\) is queued", done.stdout)
+    assert re.match(
+        r"No node is running; the message to bob \(#[0-9a-z]{4}\) is queued", done.stdout
+    )
     fingerprint = (
         enclave("fingerprint", *home_option)
         if where == "after"

@@ -140,7 +140,9 @@ def test_v1_busy_refusal_does_not_burn_the_id(rsa_keys):
 def test_a_responder_job_past_the_deadline_is_cancelled_before_its_rsa_work(rsa_keys):
     p = Pair(rsa_keys)
     p.start()
-    [job_event] = [e for e in p.r.receive_data(p.i.data_to_send(T0), T0) if isinstance(e, CryptoNeeded)]
+    [job_event] = [
+        e for e in p.r.receive_data(p.i.data_to_send(T0), T0) if isinstance(e, CryptoNeeded)
+    ]
     deadline = p.r.next_deadline()
     assert reason(p.r.handle_timer(deadline)) == "handshake_timeout"
     assert job_event.job.cancelled

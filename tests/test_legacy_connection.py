@@ -176,7 +176,9 @@ def test_pooled_envelopes_back_to_back_are_each_received_in_order(rsa_keys, chun
     alice, bob, policy = setup(rsa_keys)
     conn = listener(bob, policy)
     stream = b"".join(framed(e) for e in envelopes(rsa_keys, 5))
-    chunks = [stream] if chunk is None else [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
+    chunks = (
+        [stream] if chunk is None else [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
+    )
     events = []
     for piece in chunks:
         events += run(conn, conn.receive_data(piece, T0), T0)

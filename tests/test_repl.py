@@ -622,7 +622,12 @@ async def test_control_socket_sends_and_reports_delivery(pair, tmp_path):
         answers = await _ask_control(path, b'{"op": "send", "peer": "bob", "text": "hi"}\n')
         [stored] = a.history("bob")
         assert answers == [
-            {"state": "queued", "peer": b.fingerprint, "name": "bob", "ref": message_ref(stored.id)},
+            {
+                "state": "queued",
+                "peer": b.fingerprint,
+                "name": "bob",
+                "ref": message_ref(stored.id),
+            },
             {"state": "delivered", "reason": None},
         ]
         answers = await _ask_control(path, b'{"op": "send", "peer": "nobody", "text": "hi"}\n')

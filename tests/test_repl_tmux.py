@@ -274,7 +274,10 @@ def test_headless_node_keeps_its_outbox_through_sigterm(people):
     alice, bob = people["alice"], people["bob"]  # Bob is not running
     done = _enclave("send", "bob", "written while no node runs", home_dir=alice.home)
     assert done.returncode == 0, done.stderr
-    assert re.search(r"No node is running; the message to bob \(#[0-9a-z]{4}\) is queued in the outbox", done.stdout)
+    assert re.search(
+        r"No node is running; the message to bob \(#[0-9a-z]{4}\) is queued in the outbox",
+        done.stdout,
+    )
 
     proc = _spawn(alice, closed_stdin=True)
     try:

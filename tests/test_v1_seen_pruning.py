@@ -53,4 +53,3 @@ async def test_old_v1_entries_are_pruned_and_a_replay_in_the_window_is_still_ref
         assert [m.body for m in bob.history("alice")] == ["hello once"]
     finally:
         await bob.stop()
-

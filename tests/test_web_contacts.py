@@ -40,9 +40,9 @@ async def test_rename_block_remove_reach_every_page(rsa_keys, tmp_path):
         fp = b.fingerprint
         async with socket(alice) as wa:
             await next_event(wa, "hello")
-            assert (await call(alice, "POST", f"/api/peers/{fp}/name", {"name": "robert"}))[
-                1
-            ] == {"name": "robert"}
+            assert (await call(alice, "POST", f"/api/peers/{fp}/name", {"name": "robert"}))[1] == {
+                "name": "robert"
+            }
             assert (await next_event(wa, "peers"))["change"] == "renamed"
             status, body = await call(alice, "POST", f"/api/peers/{fp}/blocked", {"blocked": True})
             assert (status, body) == (200, {"blocked": True})

@@ -211,7 +211,9 @@ class Commands:
         if not waiting:
             self.write("No unread messages")
             return
-        lines = [f"  {self.label(fp)}: {n} unread  (/history {self.label(fp)})" for fp, n in waiting]
+        lines = [
+            f"  {self.label(fp)}: {n} unread  (/history {self.label(fp)})" for fp, n in waiting
+        ]
         self.write("Unread:\n" + "\n".join(lines))
 
     async def cmd_add(self, rest: str) -> None:

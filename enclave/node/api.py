@@ -33,6 +33,7 @@ from pathlib import Path
 from enclave.errors import UserError
 from enclave.identity import keys
 from enclave.node import settings as settings_mod
+from enclave.node.api_files import FilesApi
 from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
     Added,
     DowngradeRefused,
@@ -47,6 +48,7 @@ from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: th
 )
 from enclave.node.delivery import Delivery
 from enclave.node.events import ContactChanged, DeliveryChanged
+from enclave.node.files import Files
 from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out
 from enclave.node.quotas import ReceiveQuotas
@@ -97,7 +99,7 @@ class Sent:
     id: bytes
 
 
-class Node:
+class Node(FilesApi):
     def __init__(self, home: str | Path, private_key, settings=None) -> None:
         self.home = Path(home)
         self.identity = Identity(private_key)
@@ -107,6 +109,7 @@ class Node:
         self.store: Store | None = None
         self.sessions: Sessions | None = None
         self.delivery: Delivery | None = None
+        self.files: Files | None = None
         self._subscribers: list = []
         self._quiet: list = []  # subscribers that skip per-message "queued"/"sent"
         self._started = 0.0
@@ -128,6 +131,10 @@ class Node:
             quotas=ReceiveQuotas.from_settings(self.settings),
         )
         self.sessions.delivery = self.delivery
+        downloads = settings_mod.downloads_folder(self.settings, self.home)
+        self.files = Files(self.store, self.sessions, self.settings, self._publish, downloads)
+        self.sessions.files = self.files
+        self.files.load()
         self.delivery.progress = self._wants_progress
         if self.settings.store_sync == "normal":
             self.delivery.inline_rows = INLINE_ROWS
@@ -155,6 +162,7 @@ class Node:
             await asyncio.gather(self._upkeep, return_exceptions=True)
         await self.delivery.legacy.close()  # before the crypto pool goes away
         await self.sessions.close()
+        await self.files.close()
         await self.delivery.stop()
         self.store.close()
         self.sessions = None
@@ -469,6 +477,8 @@ class Node:
             "private_ops": self.identity.private_ops,
             **d.stats,
             **d.intake.stats,
+            **self.files.stats,
+            "file_chunk_reads": self.files.reader.reads,
             "uptime": time.monotonic() - self._started,
         }
 

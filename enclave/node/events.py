@@ -80,3 +80,27 @@ class ContactChanged:
     peer: str
     change: str
     name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileChanged:
+    """A file transfer changed: its state (offered, accepted, transferring, delivered,
+    failed, cancelled), or its progress (``done_bytes`` of ``size``). ``key`` names it
+    for ``Node.accept_file``, ``decline_file``, ``cancel_file``; ``rowid`` is its row
+    in the conversation. ``waiting``: an incoming file waits for the user's yes.
+    ``path``: where a delivered incoming file landed, or the file we send.
+    ``Node.files`` gives every transfer in this same form."""
+
+    peer: str
+    key: int
+    rowid: int
+    id: bytes
+    direction: str
+    name: str
+    size: int
+    state: str
+    done_bytes: int = 0
+    reason: str | None = None
+    path: str | None = None
+    waiting: bool = False
+    created_ms: int | None = None

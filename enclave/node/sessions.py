@@ -42,6 +42,11 @@ from enclave.protocol.crypto import PeerKey
 from enclave.protocol.events import (
     Acked,
     Established,
+    FileCancelled,
+    FileChunkReceived,
+    FileDelivered,
+    FileOffered,
+    FileRequested,
     LegacyReceived,
     LegacyVerified,
     MessagesReceived,
@@ -51,6 +56,9 @@ from enclave.protocol.events import (
 from enclave.protocol.events import TypingChanged as WireTyping
 from enclave.protocol.messages import Chat
 
+_FILE_EVENTS = frozenset(
+    {FileChunkReceived, FileRequested, FileOffered, FileDelivered, FileCancelled}
+)
 OFFLINE_GRACE = 0.25  # seconds a peer may be without a session before it is offline
 log = logging.getLogger("enclave.node.sessions")
 PARK_MAX = 4096  # connections from contacts waiting, unread, for their own earlier ones
@@ -63,6 +71,7 @@ class Sessions:
         self.s = settings
         self.publish = publish
         self.delivery = None  # set by the node
+        self.files = None  # the file-transfer engine, set by the node
         now = time.monotonic()
         self.policy = NodePolicy(store, identity.fingerprint, settings, now)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
@@ -298,6 +307,7 @@ class Sessions:
 
     def _session_gone(self, link: Link, peer: bytes) -> None:
         self.delivery.session_down(link)
+        self.files.session_down(link)
         if not self.online(peer):
             self._seen(peer)
             self.dialer.session_lost(peer)
@@ -325,6 +335,11 @@ class Sessions:
 
     def link_writable(self, link: Link) -> None:
         self.delivery.link_writable(link)
+        self.files.writable(link)
+
+    def bulk_flushed(self, link: Link) -> None:
+        """The link released file pieces: the sender may queue more."""
+        self.files.writable(link)
 
     def on_closed(self, link: Link, event) -> None:
         if event.v1_dropped:  # the original client never hears of it: say so here
@@ -371,6 +386,9 @@ class Sessions:
         elif kind is Acked:
             self.pool.touch(link.id, time.monotonic())
             self.delivery.on_acked(link, ev.upto)
+        elif kind in _FILE_EVENTS:
+            self.pool.touch(link.id, time.monotonic())
+            self.files.on_event(link, ev)
         elif kind is Established:
             self._session_up(link, ev.peer)
         elif kind is WireTyping:
@@ -422,6 +440,7 @@ class Sessions:
             old = self.links.get(oldest)
             if old is not None:
                 self.delivery.session_down(old)
+                self.files.session_down(old)
                 old.close("replaced")
         self.pool.add(peer, link.id, now)
         if not self.policy.proto.get(peer, ("auto", False, False))[1]:
@@ -431,6 +450,7 @@ class Sessions:
         if not link.established.done():
             link.established.set_result(True)
         self.delivery.session_up(link, peer)
+        self.files.session_up(link, peer)
         if link.dialled is None:
             self._learn_address(link, peer)
         self.dialer.session_up(peer)

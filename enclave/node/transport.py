@@ -29,6 +29,7 @@ from enclave.protocol.events import ConnectionClosed, CryptoNeeded
 
 _ids = itertools.count(1)
 _STORE_PAUSE, _CONN_PAUSE, _PARK_PAUSE = 1, 2, 4  # why a link stopped reading (any may hold)
+BULK_FLUSH = 1 << 20  # file-piece bytes one flush releases
 _EARLY_MAX = 1 << 20  # what a parked link may hold before it starts: one read, at most
 
 
@@ -270,12 +271,19 @@ class Link(asyncio.Protocol):
         transport, conn = self.transport, self.conn
         if transport is None or conn is None or transport.is_closing():
             return
-        data = conn.data_to_send(time.time())
+        # File pieces leave only while the transport takes them, BULK_FLUSH at a time:
+        # a chat queued meanwhile waits behind at most that much (strict priority).
+        bulk = conn.bulk_queued
+        data = conn.data_to_send(time.time(), BULK_FLUSH if self.writable else 0)
         if data:
             transport.write(data)
             self.hub.wrote(len(data))
         if conn.closed:
             transport.close()
+        elif bulk:
+            if conn.bulk_queued and self.writable:
+                self.schedule_flush()  # the rest next iteration, after what came in
+            self.hub.bulk_flushed(self)
 
     def _arm(self) -> None:
         conn = self.conn

@@ -174,6 +174,15 @@ class TransfersMixin(StoreCore):
             sql, args = sql + " AND t.direction = ?", (*args, direction)
         return [_transfer(r) for r in self._rows(sql + " ORDER BY t.key", args)]
 
+    def transfers_of(self, fingerprint: str | None = None, limit: int = 200) -> list[Transfer]:
+        """The newest ``limit`` transfers in any state (of one peer if given), oldest first."""
+        sql = f"SELECT {_COLS} FROM {_FROM}"
+        args: tuple = ()
+        if fingerprint is not None:
+            sql, args = sql + " WHERE p.fingerprint = ?", (fingerprint,)
+        rows = self._rows(sql + " ORDER BY t.key DESC LIMIT ?", (*args, int(limit)))
+        return [_transfer(r) for r in reversed(rows)]
+
     def open_offers(self, fingerprint: str) -> int:
         """Open incoming transfers from this peer: what its quota of offers counts."""
         with self._lock:

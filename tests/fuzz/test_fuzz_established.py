@@ -14,8 +14,8 @@ from support.fuzzing import fuzz
 
 from enclave.protocol.events import Acked, MessagesReceived
 
-test_random_bytes_never_escape, test_random_bytes_never_escape_pure_splitter = (
-    random_bytes_tests(("established_r", "established_i"))
+test_random_bytes_never_escape, test_random_bytes_never_escape_pure_splitter = random_bytes_tests(
+    ("established_r", "established_i")
 )
 test_mutated_transcripts = mutation_test(("established_r", "established_i"))
 

@@ -68,7 +68,6 @@ def test_oversized_prefix_closes_before_buffering(rig, twin, name, declared):
     assert [e.reason for e in events if isinstance(e, ConnectionClosed)] == ["frame_too_large"]
 
 
-
 def test_closed_connection_holds_at_most_the_chunk_that_closed_it(rig, twin):
     """Check 3's bound for a closed connection, at its worst: a refused handshake frame
     followed by a large rest in the same read. Frames before authentication are taken

@@ -7,8 +7,8 @@ from support.fuzz_properties import mutation_test, random_bytes_tests
 from support.fuzz_rig import framed, planned
 from support.protocol_pair import T0, run
 
-test_random_bytes_never_escape, test_random_bytes_never_escape_pure_splitter = (
-    random_bytes_tests(("await_hs2", "await_hs3"))
+test_random_bytes_never_escape, test_random_bytes_never_escape_pure_splitter = random_bytes_tests(
+    ("await_hs2", "await_hs3")
 )
 test_mutated_transcripts = mutation_test(("await_hs2", "await_hs3"))
 

@@ -12,8 +12,8 @@ from support.protocol_pair import T0, run
 
 from enclave.protocol.connection import State
 
-test_random_bytes_never_escape, test_random_bytes_never_escape_pure_splitter = (
-    random_bytes_tests(("listen", "listen_v1"))
+test_random_bytes_never_escape, test_random_bytes_never_escape_pure_splitter = random_bytes_tests(
+    ("listen", "listen_v1")
 )
 test_mutated_transcripts = mutation_test(("listen", "listen_v1", "listen_v1_envelope"))
 

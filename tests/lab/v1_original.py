@@ -102,7 +102,9 @@ def run(plain: int, pooled: int, threads: int = 4, keys=None, settings=None) -> 
         "pooled": (sent_pooled, pooled),
         "shown": (streams.get("p", {}).get("count", 0), streams.get("q", {}).get("count", 0)),
         "shown_twice": last["shown_twice"],
-        "stored": {p: (r["in_stream"], r["distinct_seqs"], r["duplicate_ids"]) for p, r in stored.items()},
+        "stored": {
+            p: (r["in_stream"], r["distinct_seqs"], r["duplicate_ids"]) for p, r in stored.items()
+        },
         "seconds": elapsed,
         "parked": stats["parked"],
         "refused": stats["refused"],

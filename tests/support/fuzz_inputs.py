@@ -98,7 +98,6 @@ prefixed_streams = st.lists(
 ).map(lambda parts: b"".join(n.to_bytes(4, "big") + p for n, p in parts))
 
 
-
 # --- strategy 2: mutations of the recorded transcripts -------------------------------------------
 
 _STREAM_OPS = {"splice", "cut", "delete"}
@@ -181,4 +180,3 @@ def mutate(frames, ops, trace: list | None = None) -> tuple[bytes, list[int]]:
         else:
             del stream[pos : pos + args[1]]
     return bytes(stream), bounds
-

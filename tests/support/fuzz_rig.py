@@ -124,7 +124,6 @@ class MemoPeerKey(PeerKey):
         return self._memo[key]
 
 
-
 @contextmanager
 def replayable_randomness():
     """While open, the connection's modules draw from the armed plan (``planned``)."""
@@ -336,4 +335,3 @@ class Rig:
 
     def targets(self) -> dict[str, Target]:
         return self._targets
-

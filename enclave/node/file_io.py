@@ -1,0 +1,254 @@
+"""The disk side of file transfer: blocking work the engine runs on its own threads.
+
+Rules:
+- Nothing here touches the event loop, the store or a session. Each function or
+  object is used from one thread at a time (the engine's reader or its writer).
+- A sender digests a file once, when it is offered (``digest_file``), and keeps only
+  the digests. Every chunk it later reads is checked against its digest and the file's
+  size and mtime against what was offered (``SourceChanged`` otherwise): a file edited
+  during a transfer fails it instead of mixing versions.
+- ``ChunkReader`` keeps the last chunks it read, so a file sent to several peers at
+  once (a broadcast) is read from disk about once per chunk (``reads`` counts).
+- Compression is per piece, zstd level 1, only for a file whose sample compresses by
+  10% or more, and a piece is sent compressed only when it saved that much itself.
+  Decompression is bounded by the piece's known length: a zstd bomb gets nowhere.
+- ``PartFile`` writes verified chunks at their offsets in the ``.part`` and hashes the
+  file in order as it goes (chunks that arrive early wait in memory, at most a window
+  of them), so the whole-file digest costs no second read unless a restart interrupted
+  the order.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import zstandard
+
+from enclave.protocol import files
+from enclave.protocol.file_messages import BLAKE3, FileOffer
+
+READ_CACHE_CHUNKS = 16  # chunks a reader keeps (16 MiB at the default size)
+SAMPLE_BYTES = 1 << 20  # how much of a file decides whether it is worth compressing
+ZSTD_LEVEL = 1  # fast: compression must not be what limits a transfer
+
+
+class SourceChanged(Exception):
+    """The file being sent is not the one offered any more (a one-line reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Digested:
+    """A file as it was read for its offer."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    chunk_size: int
+    algorithm: int
+    file_digest: bytes
+    digests: tuple
+    compress: bool
+
+    def offer(self, transfer_id: bytes, name: str) -> FileOffer:
+        return FileOffer(
+            transfer_id,
+            name,
+            self.size,
+            self.chunk_size,
+            self.algorithm,
+            self.file_digest,
+            self.digests,
+        )
+
+
+def digest_file(path: str, algorithm: int = BLAKE3) -> Digested:
+    """Read ``path`` once: the digests of its chunks and of the whole, and whether its
+    start compresses. Raises OSError for a file that cannot be read, SourceChanged if
+    it changed while it was read."""
+    with open(path, "rb", buffering=0) as f:
+        st = os.fstat(f.fileno())
+        builder = files.OfferBuilder(files.choose_chunk_size(st.st_size), algorithm)
+        compress = None
+        while chunk := f.read(builder.chunk_size):
+            builder.add(chunk)
+            if compress is None:
+                compress = _compressible(chunk[:SAMPLE_BYTES])
+        after = os.fstat(f.fileno())
+    if (after.st_size, after.st_mtime_ns) != (
+        st.st_size,
+        st.st_mtime_ns,
+    ) or builder.size != st.st_size:
+        raise SourceChanged("the file changed while it was read")
+    made = builder.offer(bytes(16), "x")
+    return Digested(
+        path, st.st_size, st.st_mtime_ns, builder.chunk_size, algorithm,
+        made.file_digest, made.digests, bool(compress),
+    )  # fmt: skip
+
+
+def _compressible(sample: bytes) -> bool:
+    packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(sample)
+    return files.worth_compressing(len(sample), len(packed))
+
+
+class ChunkReader:
+    """Reads checked chunks of outgoing files (one thread: the engine's reader)."""
+
+    def __init__(self, cache_chunks: int = READ_CACHE_CHUNKS) -> None:
+        self._cache: OrderedDict[tuple, bytes] = OrderedDict()
+        self._limit = cache_chunks
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
+        self.reads = 0  # chunks read from disk
+        self.hits = 0  # chunks served from the cache
+
+    def pieces(
+        self, path: str, size: int, mtime_ns: int, offer: FileOffer, index: int, compress: bool
+    ):
+        """The FILE_CHUNK messages of chunk ``index``, compressed where that pays."""
+        chunk = self.read(path, size, mtime_ns, offer, index)
+        out = files.chunk_messages(offer.transfer_id, index, chunk)
+        if not compress:
+            return out
+        packed = []
+        for piece in out:
+            small = self._zstd.compress(piece.data)
+            if files.worth_compressing(len(piece.data), len(small)):
+                piece = type(piece)(
+                    piece.transfer_id, piece.index, piece.piece, files.FLAG_ZSTD, small
+                )
+            packed.append(piece)
+        return packed
+
+    def read(self, path: str, size: int, mtime_ns: int, offer: FileOffer, index: int) -> bytes:
+        key = (path, mtime_ns, offer.chunk_size, index)
+        chunk = self._cache.get(key)
+        if chunk is not None:
+            self._cache.move_to_end(key)
+            self.hits += 1
+            return chunk
+        fd = self._fd(path)
+        st = os.fstat(fd)
+        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            self.forget(path)
+            raise SourceChanged("the file changed after it was offered")
+        start, length = files.chunk_span(offer, index)
+        chunk = os.pread(fd, length, start)
+        self.reads += 1
+        if not files.verify_chunk(offer, index, chunk):
+            self.forget(path)
+            raise SourceChanged(f"chunk {index} of the file changed after it was offered")
+        self._cache[key] = chunk
+        if len(self._cache) > self._limit:
+            self._cache.popitem(last=False)
+        return chunk
+
+    def _fd(self, path: str) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise SourceChanged("the file is gone") from None
+            except OSError as err:
+                raise SourceChanged(f"the file cannot be read ({err.strerror})") from None
+            self._fds[path] = fd
+            if len(self._fds) > 64:
+                os.close(self._fds.popitem(last=False)[1])
+        return fd
+
+    def forget(self, path: str) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+        for key in [k for k in self._cache if k[0] == path]:
+            del self._cache[key]
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._cache.clear()
+
+
+_unzstd = zstandard.ZstdDecompressor()
+
+
+def unpack_piece(data: bytes, compressed: bool, length: int) -> bytes | None:
+    """A piece's original bytes (``length`` of them), or None if they cannot be."""
+    if not compressed:
+        return data if len(data) == length else None
+    try:
+        out = _unzstd.decompress(data, max_output_size=length)
+    except zstandard.ZstdError:
+        return None
+    return out if len(out) == length else None
+
+
+class PartFile:
+    """The ``.part`` of one incoming file: verified chunks written at their offsets,
+    the whole-file digest computed in order. Used from the engine's writer thread."""
+
+    def __init__(self, path: str, offer: FileOffer, held: set[int]) -> None:
+        self.path = path
+        self.offer = offer
+        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        self._whole = files.hasher(offer.algorithm)
+        self._next = 0  # chunks 0.._next-1 are in the whole-file hasher
+        self._early: dict[int, bytes] = {}  # verified chunks ahead of _next
+        self._held = set(held)  # on disk from before (a restart): hashed from disk
+        self.written = 0  # bytes written
+
+    def write(self, index: int, pieces: dict[int, bytes]) -> bool:
+        """Assemble, verify and write chunk ``index``; False if it fails its digest."""
+        chunk = files.assemble(self.offer, index, pieces)
+        if chunk is None or not files.verify_chunk(self.offer, index, chunk):
+            return False
+        start, _ = files.chunk_span(self.offer, index)
+        view = memoryview(chunk)
+        while view:
+            n = os.pwrite(self.fd, view, start)
+            view, start = view[n:], start + n
+        self.written += len(chunk)
+        self._early[index] = chunk
+        self._advance()
+        return True
+
+    def _advance(self) -> None:
+        while self._next < len(self.offer.digests):
+            chunk = self._early.pop(self._next, None)
+            if chunk is None:
+                if self._next not in self._held:
+                    return
+                chunk = os.pread(self.fd, files.chunk_span(self.offer, self._next)[1],
+                                 self._next * self.offer.chunk_size)  # fmt: skip
+            self._whole.update(chunk)
+            self._next += 1
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def complete(self) -> bool:
+        """Every chunk is in and the whole file matches the offered digest."""
+        self._advance()
+        if self._next < len(self.offer.digests):
+            return False
+        return hmac.compare_digest(self._whole.digest(), self.offer.file_digest)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+__all__ = [
+    "ChunkReader",
+    "Digested",
+    "PartFile",
+    "SourceChanged",
+    "digest_file",
+    "unpack_piece",
+]

@@ -1,0 +1,266 @@
+"""The sending side of file transfer: offers, the receiver's requests, and the pump
+that moves checked chunks from disk into a session's bulk queue.
+
+Rules:
+- An outgoing transfer lives in the store from the moment it is offered; this side
+  keeps in memory only what is being sent. Its offer is sent again on every session
+  that comes up with the peer until the peer settles it (FILE_DONE or FILE_CANCEL), so
+  a transfer queued for an offline contact, or cut by a restart of either side, goes on
+  by itself: the receiver answers with requests for what it lacks.
+- Chunks are read only when asked for, on the link the request came on, and only while
+  that link has room (``Connection.bulk_room``) and its read-ahead is under
+  READ_AHEAD chunks: memory per sending link is bounded by the bulk queue plus that.
+- A request for a chunk outside the offer, or more chunks pending than MAX_PENDING,
+  is a hostile or broken receiver: the transfer is cancelled with "flow".
+- A chunk that no longer matches its digest (or a file whose size or mtime changed)
+  fails the transfer with the reason, and the receiver is told ("local_error").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from functools import partial
+
+from enclave.node.file_io import SourceChanged
+from enclave.protocol import files
+from enclave.protocol.file_messages import MAX_REQUEST_CHUNKS, FileOffer
+
+log = logging.getLogger("enclave.node.files")
+READ_AHEAD = 2  # chunks read and not yet in the bulk queue, per link
+MAX_PENDING = 4 * MAX_REQUEST_CHUNKS  # chunks asked for and not yet sent, per transfer
+
+
+@dataclass(eq=False)
+class Outgoing:
+    key: int
+    peer: bytes
+    wire: FileOffer
+    path: str
+    size: int
+    mtime_ns: int
+    compress: bool
+    state: str
+    pending: deque = field(default_factory=deque)  # requested chunks not yet read
+    queued: set = field(default_factory=set)  # pending, being read, or ready
+    link: object = None  # the link of the latest request
+    sent: int = 0  # bytes of pieces handed to sessions (this process)
+
+
+@dataclass(eq=False)
+class Sending:
+    """What one link is sending: transfers with chunks pending, pieces read."""
+
+    transfers: deque = field(default_factory=deque)
+    ready: deque = field(default_factory=deque)  # FileChunk pieces read, not yet queued
+    reading: int = 0
+
+
+class SendSide:
+    def __init__(self, engine) -> None:
+        self.e = engine
+        self.out: dict[tuple[bytes, bytes], Outgoing] = {}  # (peer, transfer id)
+        self.links: dict[int, Sending] = {}
+
+    # --- offers ------------------------------------------------------------------------
+
+    def add(self, o: Outgoing) -> None:
+        self.out[(o.peer, o.wire.transfer_id)] = o
+        link = self.e.sessions.pick(o.peer)
+        if link is not None:
+            self.offer_on(link, o)
+
+    def offer_on(self, link, o: Outgoing) -> None:
+        conn = link.conn
+        if conn is not None and conn.established and not conn.closed:
+            conn.send_file_offer(o.wire)
+            link.schedule_flush()
+
+    def session_up(self, link, peer: bytes) -> None:
+        for o in [o for o in self.out.values() if o.peer == peer]:
+            self.offer_on(link, o)
+
+    def session_down(self, link) -> None:
+        sending = self.links.pop(link.id, None)
+        if sending is None:
+            return
+        for o in sending.transfers:
+            self._drop_pending(o)
+        for piece in sending.ready:
+            o = self.out.get((link_peer(link), piece.transfer_id))
+            if o is not None:
+                o.queued.discard(piece.index)
+        for o in self.out.values():
+            if o.link is link:
+                self._drop_pending(o)
+                o.link = None
+
+    @staticmethod
+    def _drop_pending(o: Outgoing) -> None:
+        for index in o.pending:
+            o.queued.discard(index)
+        o.pending.clear()
+
+    # --- the receiver's messages --------------------------------------------------------
+
+    def requested(self, link, peer: bytes, tid: bytes, ranges: tuple) -> None:
+        o = self.out.get((peer, tid))
+        if o is None:
+            self.e.answer_unknown(link, peer, "out", tid)
+            return
+        if not files.ranges_within(o.wire, ranges):
+            self.e.refuse(link, peer, tid, "flow", "a request beyond the offer's chunks")
+            self.fail(o, "the receiver asked for chunks the file does not have", notify=False)
+            return
+        wanted = [i for a, b in ranges for i in range(a, b) if i not in o.queued]
+        if len(o.queued) + len(wanted) > MAX_PENDING:
+            self.e.refuse(link, peer, tid, "flow", "too many chunks requested at once")
+            self.fail(o, "the receiver asked for too much at once", notify=False)
+            return
+        if o.state == "offered":
+            o.state = "transferring"
+            self.e.move(o.key, "accepted", "transferring")
+        if o.link is not link:
+            if o.link is not None:
+                self._drop_pending(o)  # the old link's requests are void
+            o.link = link
+        o.pending.extend(wanted)
+        o.queued.update(wanted)
+        sending = self.links.setdefault(link.id, Sending())
+        if wanted and o not in sending.transfers:
+            sending.transfers.append(o)
+        self.pump(link)
+
+    def delivered(self, peer: bytes, tid: bytes) -> None:
+        o = self.out.pop((peer, tid), None)
+        if o is None:
+            return
+        self._forget(o)
+        self.e.settle(o.key, "delivered", None, sent=o.sent)
+
+    def cancelled(self, peer: bytes, tid: bytes, reason: str) -> None:
+        o = self.out.pop((peer, tid), None)
+        if o is None:
+            return
+        self._forget(o)
+        state = "cancelled" if reason in ("cancelled", "declined") else "failed"
+        self.e.settle(o.key, state, files_reason(reason), sent=o.sent)
+
+    def cancel(self, key: int, reason_code: str) -> bool:
+        """Our user cancelled: tell the peer if it can hear it now (else it hears on the
+        next session, when it asks for chunks of a transfer we no longer know)."""
+        for o in list(self.out.values()):
+            if o.key == key:
+                del self.out[(o.peer, o.wire.transfer_id)]
+                self._forget(o)
+                link = o.link or self.e.sessions.pick(o.peer)
+                self.e.send_cancel(link, o.wire.transfer_id, reason_code)
+                return True
+        return False
+
+    def fail(self, o: Outgoing, reason: str, notify: bool = True) -> None:
+        if self.out.pop((o.peer, o.wire.transfer_id), None) is None:
+            return
+        self._forget(o)
+        if notify:
+            self.e.send_cancel(
+                o.link or self.e.sessions.pick(o.peer), o.wire.transfer_id, "local_error"
+            )
+        log.warning("file %s to %s failed: %s", o.wire.name, o.peer.hex()[:16], reason)
+        self.e.settle(o.key, "failed", reason, sent=o.sent)
+
+    def _forget(self, o: Outgoing) -> None:
+        self._drop_pending(o)
+        o.queued.clear()
+        if o.link is not None:
+            sending = self.links.get(o.link.id)
+            if sending is not None:
+                if o in sending.transfers:
+                    sending.transfers.remove(o)
+                tid = o.wire.transfer_id
+                sending.ready = deque(p for p in sending.ready if p.transfer_id != tid)
+
+    # --- the pump --------------------------------------------------------------------
+
+    def pump(self, link) -> None:
+        """Queue read pieces while the link has room; read more while under READ_AHEAD."""
+        sending = self.links.get(link.id)
+        conn = link.conn
+        if sending is None or conn is None or conn.closed:
+            return
+        ready, fed = sending.ready, False
+        while ready and conn.bulk_room >= len(ready[0].data) + 64:
+            piece = ready.popleft()
+            o = self.out.get((link_peer(link), piece.transfer_id))
+            if o is None:
+                continue
+            conn.send_file_chunk(piece)
+            o.sent += len(piece.data)
+            self.e.stats["file_bytes_sent"] += len(piece.data)
+            fed = True
+            if piece.piece == files.piece_count(o.wire, piece.index) - 1:
+                o.queued.discard(piece.index)
+                self.e.progress(o.key, o.sent)
+        if fed:
+            link.schedule_flush()
+        while sending.transfers and sending.reading + _ready_chunks(ready) < READ_AHEAD:
+            o = sending.transfers[0]
+            sending.transfers.rotate(-1)
+            index = o.pending.popleft()
+            if not o.pending:
+                sending.transfers.remove(o)
+            sending.reading += 1
+            job = partial(
+                self.e.reader.pieces, o.path, o.size, o.mtime_ns, o.wire, index, o.compress
+            )
+            fut = asyncio.get_running_loop().run_in_executor(self.e.read_pool, job)
+            fut.add_done_callback(partial(self._read_done, link, sending, o))
+
+    def _read_done(self, link, sending: Sending, o: Outgoing, fut) -> None:
+        sending.reading -= 1
+        try:
+            pieces = fut.result()
+        except SourceChanged as why:
+            self.fail(o, str(why))
+            return
+        except OSError as err:
+            self.fail(o, f"the file cannot be read ({err.strerror})")
+            return
+        except asyncio.CancelledError:
+            return
+        if self.links.get(link.id) is not sending or (o.peer, o.wire.transfer_id) not in self.out:
+            return  # the link or the transfer went meanwhile
+        sending.ready.extend(pieces)
+        self.pump(link)
+
+
+def _ready_chunks(ready: deque) -> int:
+    """Chunks whose pieces wait in ``ready`` (a chunk's last piece ends it)."""
+    return sum(1 for _ in {(p.transfer_id, p.index) for p in ready})
+
+
+def link_peer(link) -> bytes | None:
+    conn = link.conn
+    return conn.peer if conn is not None else None
+
+
+_READABLE = {
+    "cancelled": "cancelled by the receiver",
+    "declined": "declined by the receiver",
+    "too_many_offers": "the receiver has too many files waiting from us",
+    "bad_name": "the receiver cannot use the file's name",
+    "too_large": "too large for the receiver",
+    "corrupt": "the data arrived damaged too often",
+    "unknown_transfer": "the receiver does not know this transfer",
+    "digest_mismatch": "the whole file did not match its digest",
+    "local_error": "the other side failed (disk or store)",
+    "flow": "the other side broke the flow rules",
+    "duplicate": "the transfer id was used already",
+}
+
+
+def files_reason(reason: str) -> str:
+    """A peer's cancel reason as a person reads it."""
+    return _READABLE.get(reason, reason)
