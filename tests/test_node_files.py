@@ -1,18 +1,28 @@
-"""File transfer between real nodes on loopback: offers, pulls, checks, resumption."""
+"""File transfer between real nodes on loopback: offers, pulls, checks, resumption,
+and what a hostile contact's file messages get."""
 
+import asyncio
 import hashlib
 import os
 
 import pytest
-from support.nodes import Recorder, alice_and_bob
+from support.nodes import FAST, Recorder, alice_and_bob, introduce, start
 
+from enclave.errors import UserError
 from enclave.node.events import FileChanged
+from enclave.node.settings import Settings
 
 pytestmark = pytest.mark.asyncio
+MiB = 1 << 20
+TAKE_ALL = Settings(file_auto_accept_bytes=1 << 40, file_disk_margin_bytes=0)
 
 
 def sha256(path) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(MiB):
+            h.update(block)
+    return h.hexdigest()
 
 
 def files(rec: Recorder, *states: str) -> list[FileChanged]:
@@ -21,19 +31,176 @@ def files(rec: Recorder, *states: str) -> list[FileChanged]:
     ]
 
 
+def settled(rec: Recorder) -> list[FileChanged]:
+    return files(rec, "delivered", "failed", "cancelled")
+
+
+def make(path, size: int):
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 * MiB)
+            f.write(os.urandom(n))
+            left -= n
+    return path
+
+
+async def transfer(a, b, src):
+    ra, rb = Recorder(a), Recorder(b)
+    sent = await a.send_file("bob", str(src))
+    await rb.until(settled, what="bob's side settled")
+    await ra.until(settled, what="alice's side settled")
+    return sent, settled(ra)[0], settled(rb)[0]
+
+
 async def test_a_file_arrives_whole_under_its_own_name(tmp_path, rsa_keys):
-    src = tmp_path / "photo.bin"
-    src.write_bytes(os.urandom(3 * 1024 * 1024 + 123))
+    src = make(tmp_path / "photo.bin", 3 * MiB + 123)
     async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
-        ra, rb = Recorder(a), Recorder(b)
-        sent = await a.send_file("bob", str(src))
+        sent, mine, theirs = await transfer(a, b, src)
         assert sent.state == "offered" and sent.size == src.stat().st_size
-        await rb.until(lambda r: files(r, "delivered", "failed"), what="bob's file settled")
-        got = files(rb, "delivered", "failed")
-        assert got[0].state == "delivered", got
-        await ra.until(lambda r: files(r, "delivered", "failed"), what="alice's file settled")
-        assert files(ra, "delivered", "failed")[0].state == "delivered"
-        landed = got[0].path
-        assert os.path.basename(landed) == "photo.bin"
-        assert sha256(landed) == sha256(src)
-        assert not os.path.exists(landed + ".part")
+        assert (mine.state, theirs.state) == ("delivered", "delivered")
+        assert os.path.basename(theirs.path) == "photo.bin"
+        assert sha256(theirs.path) == sha256(src)
+        assert not os.path.exists(theirs.path + ".part")
+        assert os.path.dirname(theirs.path) == str(tmp_path / "b" / "downloads")
+        history = b.history("alice")
+        assert history[-1].file is not None and history[-1].file.state == "delivered"
+
+
+async def test_the_second_file_of_a_name_gets_a_number_and_empty_files_work(tmp_path, rsa_keys):
+    src = make(tmp_path / "notes.txt", 1000)
+    empty = make(tmp_path / "empty.dat", 0)
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        _, _, first = await transfer(a, b, src)
+        _, _, second = await transfer(a, b, src)
+        _, _, nothing = await transfer(a, b, empty)
+    assert os.path.basename(first.path) == "notes.txt"
+    assert os.path.basename(second.path) == "notes (1).txt"
+    assert sha256(second.path) == sha256(src)
+    assert nothing.state == "delivered" and os.path.getsize(nothing.path) == 0
+
+
+async def test_a_large_offer_waits_for_the_user_then_accept_or_decline(tmp_path, rsa_keys):
+    small_limit = Settings(file_auto_accept_bytes=MiB)
+    big = make(tmp_path / "big.iso", 2 * MiB)
+    async with alice_and_bob(tmp_path, rsa_keys, bob_settings=small_limit) as (a, b):
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send_file("bob", str(big))
+        await rb.until(lambda r: [e for e in files(r) if e.waiting], what="a waiting offer")
+        folder = tmp_path / "b" / "downloads"
+        assert not folder.exists() or not os.listdir(folder)  # nothing written before yes
+        await b.accept_file()
+        await rb.until(settled, what="delivered after accept")
+        assert sha256(settled(rb)[0].path) == sha256(big)
+        await a.send_file("bob", str(big))
+        await rb.until(lambda r: len([e for e in files(r) if e.waiting]) >= 2, what="second offer")
+        await b.decline_file()
+        await ra.until(lambda r: len(settled(r)) >= 2, what="alice hears the decline")
+        assert settled(ra)[-1].state == "cancelled" and "declined" in settled(ra)[-1].reason
+        with pytest.raises(UserError, match="no file waits"):
+            await b.accept_file()
+
+
+async def test_cancel_by_the_receiver_removes_the_part(tmp_path, rsa_keys):
+    src = make(tmp_path / "video.mp4", 48 * MiB)
+    async with alice_and_bob(tmp_path, rsa_keys, bob_settings=TAKE_ALL) as (a, b):
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send_file("bob", str(src))
+        await rb.until(lambda r: files(r, "accepted"), what="accepted")
+        gone = await b.cancel_file(files(rb, "accepted")[0].key)
+        assert gone.state == "cancelled"
+        await ra.until(settled, what="alice hears the cancel")
+        assert settled(ra)[0].state == "cancelled"
+        folder = tmp_path / "b" / "downloads"
+        await asyncio.get_running_loop().run_in_executor(b.files.write_pool, lambda: None)
+        assert [p for p in os.listdir(folder) if p.endswith(".part")] == []
+
+
+async def test_a_receiver_restart_moves_only_the_missing_chunks(tmp_path, rsa_keys):
+    size = 64 * MiB
+    src = make(tmp_path / "disk.img", size)
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a = await start(tmp_path / "a", ka)
+    b = await start(tmp_path / "b", kb, TAKE_ALL)
+    try:
+        introduce(a, b, ka, kb)
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send_file("bob", str(src))
+        await rb.until(lambda r: files(r, "transferring"), what="chunks recorded")
+        await b.stop()
+        b = await start(tmp_path / "b", kb, TAKE_ALL)
+        key = files(rb, "transferring")[0].key
+        held = 64 - len(b.store.missing_chunks(key))
+        assert 0 < held < 64, held
+        rb = Recorder(b)
+        await rb.until(settled, timeout=60, what="delivered after the restart")
+        done = settled(rb)[0]
+        assert done.state == "delivered" and sha256(done.path) == sha256(src)
+        moved = b.stats()["file_bytes_received"]
+        assert moved <= (64 - held) * MiB + 2 * MiB, (moved, held)
+        await ra.until(settled, what="alice hears done")
+        assert settled(ra)[0].state == "delivered"
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_file_changed_after_its_offer_fails_with_a_reason(tmp_path, rsa_keys):
+    src = make(tmp_path / "draft.txt", 3 * MiB)
+    async with alice_and_bob(
+        tmp_path, rsa_keys, bob_settings=Settings(file_auto_accept_bytes=0)
+    ) as (a, b):
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send_file("bob", str(src))
+        await rb.until(lambda r: [e for e in files(r) if e.waiting], what="offer waits")
+        with open(src, "r+b") as f:
+            f.seek(MiB)
+            f.write(b"edited")
+        await b.accept_file()
+        await ra.until(settled, what="alice's side fails")
+        assert settled(ra)[0].state == "failed" and "changed" in settled(ra)[0].reason
+        await rb.until(settled, what="bob's side fails")
+        assert settled(rb)[0].state in ("failed", "cancelled")
+        assert [p for p in os.listdir(tmp_path / "b" / "downloads") if p.endswith(".part")] == []
+
+
+async def test_files_need_a_v2_contact_and_a_regular_file(tmp_path, rsa_keys):
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        with pytest.raises(UserError, match="no such file"):
+            await a.send_file("bob", str(tmp_path / "nope"))
+        with pytest.raises(UserError, match="is a folder"):
+            await a.send_file("bob", str(tmp_path))
+        a.set_protocol("bob", "v1", force=True)
+        src = make(tmp_path / "x.txt", 10)
+        with pytest.raises(UserError, match=r"original protocol \(v1\)"):
+            await a.send_file("bob", str(src))
+
+
+async def test_a_file_to_an_offline_contact_leaves_when_it_comes_online(tmp_path, rsa_keys):
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    src = make(tmp_path / "later.bin", 2 * MiB)
+    a = await start(tmp_path / "a", ka)
+    b = await start(tmp_path / "b", kb)
+    introduce(a, b, ka, kb)
+    port = b.address[1]
+    await b.stop()
+    try:
+        ra = Recorder(a)
+        sent = await a.send_file("bob", str(src))
+        assert sent.state == "offered"
+        b = await _start_at(tmp_path / "b", kb, port)
+        rb = Recorder(b)
+        await rb.until(settled, timeout=30, what="delivered once bob is back")
+        assert sha256(settled(rb)[0].path) == sha256(src)
+        await ra.until(settled, what="alice hears done")
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def _start_at(home, key, port):
+    from enclave.node import Node
+
+    node = Node(home, key, FAST)
+    await node.start("127.0.0.1", port)
+    return node

@@ -48,6 +48,7 @@ class Incoming:
     pieces: dict = field(default_factory=dict)  # chunk -> {piece: (data, compressed)}
     writing: set = field(default_factory=set)
     unsynced: list = field(default_factory=list)
+    recording: set = field(default_factory=set)  # written, being synced and recorded
     failures: Counter = field(default_factory=Counter)
     part: PartFile | None = None
     syncing: bool = False
@@ -60,7 +61,7 @@ class Incoming:
         return len(self.wire.digests)
 
     def have(self) -> set:
-        return self.held | self.writing | set(self.unsynced) | set(self.requested)
+        return self.held | self.writing | self.recording | set(self.unsynced) | set(self.requested)
 
 
 class ReceiveSide:
@@ -186,6 +187,7 @@ class ReceiveSide:
         if i.syncing or not i.unsynced:
             return
         batch, i.unsynced, i.syncing = i.unsynced, [], True
+        i.recording.update(batch)
         full = self.e.settings.store_sync == "full"
 
         def commit() -> None:
@@ -198,6 +200,7 @@ class ReceiveSide:
 
     def _synced(self, i: Incoming, batch: list, fut) -> None:
         i.syncing = False
+        i.recording.difference_update(batch)
         try:
             fut.result()
         except (OSError, Exception) as err:  # a full disk, a store that cannot write

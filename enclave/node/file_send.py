@@ -216,9 +216,9 @@ class SendSide:
                 self.e.reader.pieces, o.path, o.size, o.mtime_ns, o.wire, index, o.compress
             )
             fut = asyncio.get_running_loop().run_in_executor(self.e.read_pool, job)
-            fut.add_done_callback(partial(self._read_done, link, sending, o))
+            fut.add_done_callback(partial(self._read_done, link, sending, o, index))
 
-    def _read_done(self, link, sending: Sending, o: Outgoing, fut) -> None:
+    def _read_done(self, link, sending: Sending, o: Outgoing, index: int, fut) -> None:
         sending.reading -= 1
         try:
             pieces = fut.result()
@@ -231,7 +231,8 @@ class SendSide:
         except asyncio.CancelledError:
             return
         if self.links.get(link.id) is not sending or (o.peer, o.wire.transfer_id) not in self.out:
-            return  # the link or the transfer went meanwhile
+            o.queued.discard(index)  # the link or the transfer went meanwhile: ask again
+            return
         sending.ready.extend(pieces)
         self.pump(link)
 

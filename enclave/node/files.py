@@ -212,6 +212,8 @@ class Files:
         self._shown.pop(key, None)
 
         def run() -> None:
+            if state == "delivered":  # an empty file is done before any request
+                self.store.set_transfer_state(key, "accepted", now)
             self.store.set_transfer_state(key, state, now, reason, final_path)
 
         self._after_store(run, key, sent)
