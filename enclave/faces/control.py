@@ -19,8 +19,10 @@ CONNECT_TIMEOUT = 2.0
 ANSWER_TIMEOUT = 15.0
 
 
-def ask(path, request: dict, timeout: float = ANSWER_TIMEOUT) -> list[dict] | None:
-    """The running node's answers to ``request``, or None when no node listens."""
+def ask(path, request: dict, timeout: float = ANSWER_TIMEOUT, each=None) -> list[dict] | None:
+    """The running node's answers to ``request``, or None when no node listens;
+    ``each(answer)`` is called as each one arrives (progress), if given. ``timeout``
+    bounds the wait for each answer, not for all of them."""
     if not path.exists():
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -34,20 +36,22 @@ def ask(path, request: dict, timeout: float = ANSWER_TIMEOUT) -> list[dict] | No
             raise UserError(f"cannot reach the running node at {path}: {err.strerror}") from None
         sock.settimeout(timeout)
         sock.sendall(json.dumps(request).encode() + b"\n")
-        return _read_answers(sock.makefile("rb"))
+        return _read_answers(sock.makefile("rb"), each)
     except TimeoutError:
         raise UserError("the running node did not answer; is it stuck?") from None
     finally:
         sock.close()
 
 
-def _read_answers(stream) -> list[dict]:
+def _read_answers(stream, each=None) -> list[dict]:
     answers = []
     for raw in stream:
         try:
             answers.append(json.loads(raw))
         except ValueError:
             raise UserError("the running node gave an answer this command cannot read") from None
+        if each is not None:
+            each(answers[-1])
     return answers
 
 

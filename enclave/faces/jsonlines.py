@@ -23,6 +23,7 @@ from enclave.node.display import message_ref
 from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
+    FileChanged,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -80,6 +81,13 @@ def _other(event, name_of) -> dict | None:
         return {"type": "warning", "what": "problem", "text": event.text}
     if isinstance(event, ContactChanged):
         return {"type": "contact", "peer": event.peer, "name": event.name, "change": event.change}
+    if isinstance(event, FileChanged):
+        return {
+            "type": "file", **_peer(event.peer, name_of), "key": event.key,
+            "ref": message_ref(event.id), "direction": event.direction, "file": event.name,
+            "size": event.size, "state": event.state, "done": event.done_bytes,
+            "reason": event.reason, "path": event.path, "waiting": event.waiting,
+        }  # fmt: skip
     return None
 
 

@@ -116,6 +116,7 @@ def _network(p) -> None:
         "interface; 127.0.0.1 or a LAN address restricts it)",
     )
     add("--verbose", action="store_true", help="also print the full settings in effect")
+    add("--downloads", metavar="DIR", help="where received files go (default <home>/downloads)")
 
 
 def _listen(p) -> None:
@@ -152,6 +153,14 @@ def _send(p) -> None:
     p.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
 
 
+def _send_file(p) -> None:
+    p.add_argument("peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)")
+    p.add_argument("paths", metavar="PATH", nargs="+", help="the files to send")
+    p.add_argument(
+        "--wait", action="store_true", help="stay until every file is delivered, with progress"
+    )
+
+
 def _completion(p) -> None:
     p.add_argument("shell", metavar="SHELL", choices=SHELLS, help=" or ".join(SHELLS))
 
@@ -183,6 +192,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "listen": Sub("enclave.faces.repl", "run", _listen, "chat in the terminal (headless without one)", "enclave listen --host 127.0.0.1 --port 8000"),
     "web": Sub("enclave.faces.web", "run", _web, "chat in the browser (prints the address to open)", "enclave web --web-port 5000"),
     "send": Sub("enclave.faces.send", "run", _send, "send one message and exit", 'enclave send bob "See you at 5"'),
+    "send-file": Sub("enclave.faces.send_file", "run", _send_file, "send files (queued if no node runs)", "enclave send-file bob report.pdf --wait"),
     "remove": Sub(CONTACTS, "remove", _remove, "remove a peer from your contacts", "enclave remove bob --yes"),
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),
@@ -297,6 +307,7 @@ MODIFIERS = {
     "host": ("--host", {"listen", "web"}),
     "json": ("--json", {"listen"}),
     "verbose": ("--verbose", {"listen", "web"}),
+    "downloads": ("--downloads", {"listen", "web"}),
     "web_port": ("--web-port", {"web"}),
     "web_host": ("--web-host", {"web"}),
     "web_cert": ("--web-cert", {"web"}),
@@ -360,4 +371,5 @@ def _add_seed_modifiers(group) -> None:
     add("--host", metavar="HOST", help=f"with --listen or --web (default {DEFAULT_LISTEN_HOST})")
     add("--json", action="store_true", help="with --listen: events as JSON lines")
     add("--verbose", action="store_true", help="with --listen or --web: the full settings")
+    add("--downloads", metavar="DIR", help="with --listen or --web: where received files go")
     _web_options(group)

@@ -31,6 +31,7 @@ import socket
 import struct
 import sys
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from enclave.errors import UserError
@@ -297,7 +298,7 @@ async def _handle_control(node, reader, writer) -> None:
     try:
         request = json.loads(await reader.readline())
         op = request.get("op") if isinstance(request, dict) else None
-        if op not in ("send", "contact"):
+        if op not in ("send", "contact", "file"):
             raise UserError("unknown request")
         peer, text = request.get("peer"), request.get("text", "")
         if not isinstance(peer, str) or not isinstance(text, str):
@@ -307,6 +308,10 @@ async def _handle_control(node, reader, writer) -> None:
         return
     if op == "send":
         await _control_send(node, peer, text, writer)
+    elif op == "file":
+        from enclave.faces.control_files import serve_file
+
+        await serve_file(node, peer, text, request.get("wait") is True, partial(_answer, writer))
     else:
         await _answer(writer, _control_contact(node, request))
 

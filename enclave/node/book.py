@@ -210,6 +210,13 @@ class Book:
         self._store.enqueue_outgoing([(target.fingerprint, message_id, text, now_ms)])
         return target, message_id
 
+    def queue_file(self, query: str, path: str):
+        """Offer a file with no node running; the node offers it when it next runs."""
+        from enclave.node.api_files import queue_file
+
+        target = resolve_peer(self._store, query)
+        return target, queue_file(self._store, target, path)
+
 
 @contextlib.contextmanager
 def open_book(db_path, own_fingerprint: str = ""):

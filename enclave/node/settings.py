@@ -314,6 +314,9 @@ def overrides_from(args: Any) -> dict[str, object]:
         if not sep or not key:
             raise UserError(f"{FLAG_ORIGIN} {_one_line(item)}: expected KEY=VALUE")
         result[key] = _parse_scalar(key, text)
+    downloads = getattr(args, "downloads", None)
+    if isinstance(downloads, str) and downloads:  # --downloads DIR, as written
+        result["downloads"] = str(Path(downloads).expanduser().absolute())
     return result
 
 
