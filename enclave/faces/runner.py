@@ -298,6 +298,9 @@ async def _handle_control(node, reader, writer) -> None:
     try:
         request = json.loads(await reader.readline())
         op = request.get("op") if isinstance(request, dict) else None
+        if op == "stats":  # counters, for scripts and the process tests
+            await _answer(writer, node.stats())
+            return
         if op not in ("send", "contact", "file"):
             raise UserError("unknown request")
         peer, text = request.get("peer"), request.get("text", "")

@@ -127,6 +127,7 @@ class ReceiveSide:
             return
         got = i.pieces.setdefault(ev.index, {})
         got[ev.piece] = (ev.data, ev.compressed)
+        self.e.stats["file_piece_bytes_received"] += len(ev.data)
         if len(got) < files.piece_count(i.wire, ev.index):
             return
         del i.pieces[ev.index]

@@ -85,6 +85,7 @@ class Files:
         self.stats = {
             "file_bytes_sent": 0,
             "file_bytes_received": 0,
+            "file_piece_bytes_received": 0,  # as they came, before any check
             "file_chunks_refetched": 0,
             "file_pieces_refused": 0,
             "file_offers_refused": 0,
