@@ -151,25 +151,22 @@ class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
         self._job: Job | None = None
         self._out: list[bytes] = []
         self._events: list = []
-        self._started = now
+        self._started = self._established_at = self._last_rx = now
         self._got_first_frame = False
         # traffic state, set when established
         self._tx: RecordSender | None = None
         self._rx: RecordReceiver | None = None
         self._pending: list = []  # messages waiting for the next data_to_send
         self._file_out: list[bytes] = []  # FILE control records, after the batches
-        self._bulk: deque | None = None  # (transfer id, FILE_CHUNK body), released last;
-        # made by the first piece (an empty deque is ~600 bytes, most sessions send none)
-        self._bulk_bytes = 0
-        self._chats_sent = 0
-        self._chats_flushed = 0
+        # (transfer id, FILE_CHUNK body), released last; made by the first piece (an
+        # empty deque is ~600 bytes and most sessions send no file)
+        self._bulk: deque | None = None
+        self._bulk_bytes = self._chats_sent = self._chats_flushed = 0
         self._after_update = False  # the last record was a KEY_UPDATE
-        self._established_at = now
         self._chats_received = 0
         self._acked_upto = -1  # highest upto the peer acked
         self._ack_out = -1  # highest upto we have been told to ack
         self._ack_sent = -1
-        self._last_rx = now
         self._ping_out: bytes | None = None
         self._legacy_env = None  # the v1 envelope being worked on
         self._eof = False  # the peer ended its stream (FIN or reset)
