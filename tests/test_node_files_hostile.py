@@ -85,3 +85,17 @@ async def test_a_hostile_contacts_file_messages_are_refused_and_alice_is_served(
         # Through it all, Alice's files arrive.
         await honest_file_arrives(a, b, tmp_path, "honest.bin")
         await mallory.close()
+
+
+async def test_a_flood_of_made_up_transfers_closes_the_session(tmp_path, rsa_keys):
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        b.add_peer(public_pem(rsa_keys["mallory"]), None, "mallory")
+        mallory = RawPeer(rsa_keys["mallory"], b, source="127.0.0.2")
+        await mallory.handshake()
+        for _ in range(200):
+            mallory.conn.send_file_chunk(FileChunk(os.urandom(16), 0, 0, 0, b"x" * 100))
+        mallory._push()
+        await mallory.until(lambda p: p.eof.is_set(), 10)
+        assert mallory.conn.closed or mallory.eof.is_set()
+        await honest_file_arrives(a, b, tmp_path, "still.bin")
+        await mallory.close()

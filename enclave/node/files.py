@@ -49,6 +49,7 @@ from enclave.store.checks import OfferRefused
 
 log = logging.getLogger("enclave.node.files")
 PROGRESS_EVERY = 0.25  # seconds between progress events of one transfer
+MAX_UNKNOWN = 64  # messages for transfers we do not have that one session may send
 CODES = {name: code for code, name in CANCEL_REASONS.items()}
 _ALGORITHM_IDS = {name: code for code, name in ALGORITHMS.items()}
 
@@ -91,6 +92,7 @@ class Files:
             "file_offers_refused": 0,
         }
         self._answered: OrderedDict = OrderedDict()  # (link id, transfer id) answered
+        self._strays: dict[int, int] = {}  # link id -> messages for unknown transfers
         self._shown: dict[int, float] = {}  # transfer key -> when progress was last published
         self._tasks: set[asyncio.Task] = set()
 
@@ -137,6 +139,7 @@ class Files:
         self.recv.session_up(link, peer)
 
     def session_down(self, link) -> None:
+        self._strays.pop(link.id, None)
         self.send.session_down(link)
         self.recv.session_down(link)
 
@@ -174,6 +177,15 @@ class Files:
     def answer_unknown(self, link, peer: bytes, direction: str, tid: bytes) -> None:
         """A message for a transfer not open here: say once what became of it."""
         key = (link.id, tid)
+        strays = self._strays.get(link.id, 0) + 1
+        self._strays[link.id] = strays
+        if strays > MAX_UNKNOWN:  # a flood of made-up transfers: no store lookup each
+            log.warning(
+                "file messages from %s: too many for unknown transfers; closing", peer.hex()[:16]
+            )
+            self._strays.pop(link.id, None)
+            link.close("bad_file_message")
+            return
         if key in self._answered:
             return
         self._answered[key] = True
