@@ -204,3 +204,25 @@ async def _start_at(home, key, port):
     node = Node(home, key, FAST)
     await node.start("127.0.0.1", port)
     return node
+
+
+async def test_one_file_to_several_contacts_is_read_about_once_per_chunk(tmp_path, rsa_keys):
+    src = make(tmp_path / "slides.pdf", 12 * MiB)
+    names = ("bob", "carol", "mallory")
+    a = await start(tmp_path / "a", rsa_keys["alice"])
+    others = [await start(tmp_path / n, rsa_keys[n]) for n in names]
+    try:
+        for n, node in zip(names, others, strict=True):
+            introduce(a, node, rsa_keys["alice"], rsa_keys[n], names=("alice", n))
+        recorders = [Recorder(node) for node in others]
+        sent = await a.send_file_to_many(list(names), str(src))
+        assert len(sent) == 3 and len({f.key for f in sent}) == 3
+        for r in recorders:
+            await r.until(settled, timeout=30, what="each copy settled")
+            assert settled(r)[0].state == "delivered" and sha256(settled(r)[0].path) == sha256(src)
+        reads = a.stats()["file_chunk_reads"]
+        assert 12 <= reads < 2 * 12, reads  # once per chunk, not once per recipient
+    finally:
+        await a.stop()
+        for node in others:
+            await node.stop()
