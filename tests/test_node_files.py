@@ -7,6 +7,7 @@ import os
 
 import pytest
 from support.nodes import FAST, Recorder, alice_and_bob, introduce, start
+from support.waiting import eventually
 
 from enclave.errors import UserError
 from enclave.node.events import FileChanged
@@ -161,6 +162,7 @@ async def test_a_file_changed_after_its_offer_fails_with_a_reason(tmp_path, rsa_
         assert settled(ra)[0].state == "failed" and "changed" in settled(ra)[0].reason
         await rb.until(settled, what="bob's side fails")
         assert settled(rb)[0].state in ("failed", "cancelled")
+        await asyncio.get_running_loop().run_in_executor(b.files.write_pool, lambda: None)
         assert [p for p in os.listdir(tmp_path / "b" / "downloads") if p.endswith(".part")] == []
 
 
@@ -226,3 +228,44 @@ async def test_one_file_to_several_contacts_is_read_about_once_per_chunk(tmp_pat
         await a.stop()
         for node in others:
             await node.stop()
+
+
+async def test_a_file_renamed_just_before_a_crash_is_recorded_at_the_next_start(tmp_path, rsa_keys):
+    """Every chunk recorded, the .part already renamed, the crash before the store said
+    delivered: the next start checks the named file against the offer and records it."""
+    from enclave.node.files import to_store
+    from enclave.protocol import files as wire_files
+    from enclave.store import Store
+
+    data = os.urandom(2 * MiB + 9)
+    offer = wire_files.make_offer(os.urandom(16), "done.bin", data)
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        alice_fp = a.fingerprint
+    folder = tmp_path / "b" / "downloads"
+    folder.mkdir(exist_ok=True)
+    (folder / "done.bin").write_bytes(data)
+    with Store.open(tmp_path / "b" / "enclave.db") as store:
+        t, _ = store.create_incoming(alice_fp, to_store(offer, "done.bin"), 1, 1, 16)
+        store.accept_transfer(t.key, str(folder / "done.bin.part"), 2)
+        store.mark_chunks({t.key: range(3)})
+    b = await start(tmp_path / "b", rsa_keys["bob"])
+    try:
+        done = await eventually(lambda: b.file(t.key).state == "delivered" and b.file(t.key),
+                                what="recorded as delivered")  # fmt: skip
+        assert done.path == str(folder / "done.bin")
+        assert os.listdir(folder) == ["done.bin"]
+    finally:
+        await b.stop()
+
+
+async def test_an_offer_cancelled_by_its_sender_stops_waiting_on_the_receiver(tmp_path, rsa_keys):
+    src = make(tmp_path / "maybe.zip", 2 * MiB)
+    asks = Settings(file_auto_accept_bytes=0)
+    async with alice_and_bob(tmp_path, rsa_keys, bob_settings=asks) as (a, b):
+        rb = Recorder(b)
+        sent = await a.send_file("bob", str(src))
+        await rb.until(lambda r: [e for e in files(r) if e.waiting], what="offer waits")
+        await a.cancel_file(sent.key)
+        await rb.until(settled, what="bob hears the cancel")
+        assert settled(rb)[0].state == "cancelled" and "sender" in settled(rb)[0].reason
+        assert b.files_of("alice") == []  # nothing open any more

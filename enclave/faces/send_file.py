@@ -25,7 +25,7 @@ from enclave.identity import keys
 def run(args) -> int:
     place = cli.home_of(args)
     from enclave.identity import home
-    from enclave.node.api_files import check_source
+    from enclave.node import check_source
 
     home.require_identity(place)
     paths = [check_source(p) for p in args.paths]  # every mistake before anything is sent

@@ -37,6 +37,7 @@ _API = {
     "DowngradeRefused",
     "check_name",
     "check_text",
+    "check_source",
 }
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from enclave.errors import UserError
 from enclave.identity import keys
 from enclave.node import settings as settings_mod
-from enclave.node.api_files import FilesApi
+from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
 from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
     Added,
     DowngradeRefused,

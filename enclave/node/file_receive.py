@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -74,7 +75,7 @@ class ReceiveSide:
     def start(self, i: Incoming) -> None:
         self.inc[(i.peer, i.wire.transfer_id)] = i
         if len(i.held) == i.chunks:
-            self._finish(i)
+            self.finish(i)
             return
         link = self.e.sessions.pick(i.peer)
         if link is not None:
@@ -160,7 +161,7 @@ class ReceiveSide:
 
     def _written(self, i: Incoming, index: int, fut) -> None:
         i.writing.discard(index)
-        if (i.peer, i.wire.transfer_id) not in self.inc:
+        if self.e.closing or (i.peer, i.wire.transfer_id) not in self.inc:
             return  # cancelled meanwhile
         try:
             ok = fut.result()
@@ -202,6 +203,8 @@ class ReceiveSide:
     def _synced(self, i: Incoming, batch: list, fut) -> None:
         i.syncing = False
         i.recording.difference_update(batch)
+        if self.e.closing:
+            return
         try:
             fut.result()
         except (OSError, Exception) as err:  # a full disk, a store that cannot write
@@ -213,13 +216,13 @@ class ReceiveSide:
             self.e.move(i.key, "transferring")
         self.e.progress(i.key, len(i.held) * i.wire.chunk_size)
         if len(i.held) == i.chunks:
-            self._finish(i)
+            self.finish(i)
         else:
             self._sync(i)
 
     # --- the end ----------------------------------------------------------------------
 
-    def _finish(self, i: Incoming) -> None:
+    def finish(self, i: Incoming) -> None:
         if i.finishing:
             return
         i.finishing = True
@@ -227,6 +230,9 @@ class ReceiveSide:
         final = self.e.final_path(i.key)
 
         def complete() -> str | None:
+            if i.part is None and not os.path.exists(i.part_path) and final.exists():
+                # Renamed just before a crash, not yet recorded: it is done if it matches.
+                return str(final) if _matches(final, i.wire) else None
             if i.part is None:
                 i.part = PartFile(i.part_path, i.wire, i.held)
             if not i.part.complete():
@@ -240,6 +246,12 @@ class ReceiveSide:
         fut.add_done_callback(partial(self._finished, i))
 
     def _finished(self, i: Incoming, fut) -> None:
+        if self.e.closing:  # the node stops: record a file that got its name, no more
+            landed = None if fut.exception() else fut.result()
+            if landed:
+                now = int(time.time() * 1000)
+                self.e.store.set_transfer_state(i.key, "delivered", now, None, landed)
+            return
         try:
             landed = fut.result()
         except OSError as err:
@@ -296,6 +308,12 @@ class ReceiveSide:
         asyncio.get_running_loop().run_in_executor(self.e.write_pool, discard)
 
     def close(self) -> None:
-        for i in self.inc.values():
+        for i in list(self.inc.values()):
             if i.part is not None:
                 i.part.close()
+
+
+def _matches(path, offer: FileOffer) -> bool:
+    """The whole file at ``path`` is the offered one (read back chunk by chunk)."""
+    with open(path, "rb") as f:
+        return files.verify_file(offer, iter(lambda: f.read(offer.chunk_size), b""))

@@ -220,6 +220,8 @@ class SendSide:
 
     def _read_done(self, link, sending: Sending, o: Outgoing, index: int, fut) -> None:
         sending.reading -= 1
+        if self.e.closing:
+            return
         try:
             pieces = fut.result()
         except SourceChanged as why:

@@ -95,6 +95,7 @@ class Files:
         self._strays: dict[int, int] = {}  # link id -> messages for unknown transfers
         self._shown: dict[int, float] = {}  # transfer key -> when progress was last published
         self._tasks: set[asyncio.Task] = set()
+        self.closing = False  # the node stops: callbacks change nothing any more
 
     @property
     def store_writer(self):
@@ -113,17 +114,22 @@ class Files:
                 )
             elif t.state != "offered":
                 held = set(range(t.offer.chunks)) - set(self.store.missing_chunks(t.key))
-                self.recv.inc[(peer, t.offer.id)] = Incoming(
-                    t.key, peer, to_wire(t), t.part_path, held
-                )
+                i = Incoming(t.key, peer, to_wire(t), t.part_path, held)
+                self.recv.inc[(peer, t.offer.id)] = i
+                if len(held) == i.chunks:
+                    self.recv.finish(i)  # every chunk held: only the final name was missing
 
     async def close(self) -> None:
+        """Stop moving data; what is written stays, recorded or not, for the next start
+        (a stop is never a failure: no transfer is settled or discarded by it)."""
+        self.closing = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.read_pool.shutdown, True)
         await loop.run_in_executor(None, self.write_pool.shutdown, True)
+        await loop.run_in_executor(self.store_writer, lambda: None)  # its syncs are done
         self.recv.close()
         self.reader.close()
 
@@ -159,8 +165,12 @@ class Files:
             self.send.delivered(peer, ev.transfer_id)
         elif kind is FileCancelled:
             reason = CANCEL_REASONS[ev.reason]
-            self.send.cancelled(peer, ev.transfer_id, reason)
-            self.recv.cancelled(peer, ev.transfer_id, reason)
+            live = (peer, ev.transfer_id)
+            if live in self.send.out or live in self.recv.inc:
+                self.send.cancelled(peer, ev.transfer_id, reason)
+                self.recv.cancelled(peer, ev.transfer_id, reason)
+            else:
+                self._offer_withdrawn(peer, ev.transfer_id, reason)
 
     # --- what both sides use ----------------------------------------------------------
 
@@ -318,6 +328,19 @@ class Files:
         elif t.state != "offered":
             self._answered.pop((link.id, t.offer.id), None)
             self.answer_unknown(link, peer, "in", t.offer.id)
+
+    def _offer_withdrawn(self, peer: bytes, tid: bytes, reason: str) -> None:
+        """The sender cancelled an offer still waiting for our user's yes."""
+        t = self.store.find_transfer(peer.hex(), "in", tid)
+        if t is None or t.state != "offered":
+            return
+        now = int(time.time() * 1000)
+        text = "cancelled by the sender" if reason == "cancelled" else self.readable(reason)
+
+        def run() -> None:
+            self.store.cancel_transfer(t.key, now, text)
+
+        self._after_store(run, t.key)
 
     def _folder(self) -> Path:
         folder = self.downloads
