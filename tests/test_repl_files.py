@@ -53,12 +53,14 @@ def files(rec: Recorder, *states: str) -> list[FileChanged]:
 async def test_file_delivers_to_bob(pair, tmp_path):
     a, b = pair
     rb = Recorder(b)
-    src = make(tmp_path / "my photo.bin")  # a space in the name: PATH is the rest of the line
+    src = make(tmp_path / "my photo.bin", 4 << 20)  # a space: PATH is the rest of the line
     async with repl(a, tmp_path) as r:
         out = await r.run(f"/file bob {src}", "you -> bob: file my photo.bin")
         ref = out.split("(")[-1].rstrip(")")
         assert ref.startswith("#")
         await r.screen.shows(f"{ref} my photo.bin to bob: delivered")
+        progress = [line for line in r.screen.text.splitlines() if "% (" in line]
+        assert len(progress) <= 9  # at most one line per 10 %, not one per event
     await rb.until(lambda rec: files(rec, "delivered"), what="bob has it")
     landed = files(rb, "delivered")[0].path
     assert os.path.dirname(landed) == str(tmp_path / "b" / "downloads")

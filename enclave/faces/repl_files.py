@@ -141,7 +141,7 @@ class FileLines:
                 line += f" — /accept {ref} or /decline {ref}"
             return line
         if f.state == "delivered" and f.direction == "in":
-            where = f", saved to {_one_line(f.path)}" if f.path else ""
+            where = f", saved to {visible(f.path, False)}" if f.path else ""
             return f"  {self._about(f)}: delivered{where}"
         if f.state == "accepted" and f.direction == "in":
             return f"[{clock}] receiving {_name(f)} ({size}) from {label}  ({ref})"
