@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.completion import Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
 
 from enclave.faces import runner
 from enclave.faces.repl_commands import COMMANDS, PEER_COMMANDS, Commands
@@ -136,14 +137,23 @@ def _print(text: str) -> None:
 
 
 class PeerCompleter(Completer):
-    """Commands first; after /send, /history and /verify, peer names and prefixes."""
+    """Commands first; after /send, /file, /history and /verify, peer names and
+    prefixes; the PATH of ``/file PEER PATH`` and ``/broadcast --file PATH``, file names."""
 
     def __init__(self, node) -> None:
         self.node = node
+        self.paths = PathCompleter(expanduser=True)
 
     def get_completions(self, document, complete_event):
         before = document.text_before_cursor
         words = before.split(" ")
+        command = words[0].lower()
+        if len(words) >= 3 and (
+            command == "/file" or (command, words[1]) == ("/broadcast", "--file")
+        ):
+            path = " ".join(words[2:])  # a path may hold spaces
+            yield from self.paths.get_completions(Document(path, len(path)), complete_event)
+            return
         if len(words) == 1:
             for command in COMMANDS:
                 if command.startswith(words[0].lower()):

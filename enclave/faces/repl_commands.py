@@ -29,13 +29,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from enclave.errors import UserError
-from enclave.faces import repl_contacts
+from enclave.faces import repl_contacts, repl_files
 from enclave.identity import keys
 from enclave.node import check_text
 from enclave.node.display import message_ref, message_time, visible
 from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
+    FileChanged,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -60,6 +61,7 @@ Commands (Tab completes commands and contacts; PEER is a name or 8+ hex digits o
 fingerprint):
   /send PEER MESSAGE     send to one contact                  /send bob See you at 5
   /broadcast MESSAGE     send to every contact (not blocked)  /broadcast Lunch is here
+{repl_files.HELP}
   /peers                 contacts: address, online or last seen, verified, protocol, unread
   /unread                conversations with messages you have not seen
   /history PEER [N]      the last N messages with a contact   /history bob 50
@@ -89,6 +91,11 @@ COMMANDS = (
     "/fingerprint",
     "/verify",
     "/retry",
+    "/file",
+    "/files",
+    "/accept",
+    "/decline",
+    "/cancel",
     "/rename",
     "/block",
     "/unblock",
@@ -97,7 +104,16 @@ COMMANDS = (
     "/help",
     "/quit",
 )
-PEER_COMMANDS = ("/send", "/history", "/verify", "/rename", "/block", "/unblock", "/remove")
+PEER_COMMANDS = (
+    "/send",
+    "/file",
+    "/history",
+    "/verify",
+    "/rename",
+    "/block",
+    "/unblock",
+    "/remove",
+)
 
 Write = Callable[[str], None]
 Ask = Callable[..., Awaitable[str]]
@@ -121,6 +137,7 @@ class Commands:
         # rowid of a broadcast copy -> its broadcast's outcome [delivered, ended, copies]
         self._copies: dict[int, list[int]] = {}
         self._legacy_noted: set[str] = set()
+        self._files = repl_files.FileLines(self)
 
     # --- running a line ---------------------------------------------------------------
 
@@ -166,6 +183,9 @@ class Commands:
         self._open(sent.peer)
 
     async def cmd_broadcast(self, text: str) -> None:
+        if text == "--file" or text.startswith("--file "):
+            await repl_files.broadcast_file(self, text[len("--file") :])
+            return
         check_text(text)
         targets = [p for p in self.node.contacts() if not p.blocked]
         if not targets:
@@ -352,6 +372,8 @@ class Commands:
             return self._render_message(event)
         if isinstance(event, DeliveryChanged):
             return self._render_delivery(event)
+        if isinstance(event, FileChanged):
+            return self._files.render(event, _clock())
         if isinstance(event, PeerOnline):
             return f"[{_clock()}] {self.label(event.peer)} is online"
         if isinstance(event, PeerOffline):
@@ -440,6 +462,7 @@ _HANDLERS = {
     "/quit": Commands.cmd_quit,
     "/exit": Commands.cmd_quit,
     **repl_contacts.HANDLERS,
+    **repl_files.HANDLERS,
 }
 
 
