@@ -128,7 +128,7 @@ async def test_files_lists_and_cancel_stops_an_offer(asking, tmp_path):
         assert listing.splitlines()[0].split() == ["REF", "PEER", "NAME", "SIZE", "STATE", "DONE"]
         await r.run(f"/cancel {ref}", f"{ref} big.bin to bob: cancelled")
         await r.run("/files", "No open file transfers")
-    await rb.until(lambda rec: files(rec, "offered"), what="bob had the offer")
+    await rb.until(lambda rec: files(rec, "cancelled"), what="bob hears the offer is withdrawn")
     assert a.files_of(None, open_only=False)[0].state == "cancelled"
 
 

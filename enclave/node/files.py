@@ -92,6 +92,7 @@ class Files:
             "file_offers_refused": 0,
         }
         self._answered: OrderedDict = OrderedDict()  # (link id, transfer id) answered
+        self._withdrawn: OrderedDict = OrderedDict()  # offers cancelled before recorded
         self._strays: dict[int, int] = {}  # link id -> messages for unknown transfers
         self._shown: dict[int, float] = {}  # transfer key -> when progress was last published
         self._tasks: set[asyncio.Task] = set()
@@ -313,6 +314,11 @@ class Files:
         if not new:
             self._offered_again(link, peer, t)
             return
+        withdrawn = self._withdrawn.pop((peer, offer.transfer_id), None)
+        if withdrawn is not None:  # the sender cancelled while we were recording it
+            self._changed(t.key)
+            self._offer_withdrawn(peer, offer.transfer_id, withdrawn)
+            return
         auto = self.settings.file_auto_accept_bytes
         margin = self.settings.file_disk_margin_bytes
         if offer.size <= auto and filenames.room_for(self._folder(), offer.size, margin):
@@ -332,7 +338,12 @@ class Files:
     def _offer_withdrawn(self, peer: bytes, tid: bytes, reason: str) -> None:
         """The sender cancelled an offer still waiting for our user's yes."""
         t = self.store.find_transfer(peer.hex(), "in", tid)
-        if t is None or t.state != "offered":
+        if t is None:  # its offer may still be on the way in (_offered): cancel it there
+            self._withdrawn[(peer, tid)] = reason
+            if len(self._withdrawn) > 1024:
+                self._withdrawn.popitem(last=False)
+            return
+        if t.state != "offered":
             return
         now = int(time.time() * 1000)
         text = "cancelled by the sender" if reason == "cancelled" else self.readable(reason)
