@@ -148,14 +148,35 @@ async def test_an_upload_over_the_limit_is_413_and_leaves_nothing(rsa_keys, tmp_
         alice.app.config["MAX_UPLOAD_BYTES"] = 1000
         status, body = await upload(alice, f"/api/peers/{b.fingerprint}/files", "big", b"x" * 1001)
         assert status == 413 and "at most" in body["error"]
-        assert (
-            list((a.home / "outgoing").glob("*/*")) == []
-            if (a.home / "outgoing").exists()
-            else True
-        )
+        assert list(a.home.glob("outgoing/*")) == []
         status, _ = await upload(alice, f"/api/peers/{b.fingerprint}/files", "fits", b"x" * 1000)
         assert status == 200
         assert a.files_of("bob", open_only=False)[-1].name == "fits"
+
+
+async def test_a_body_without_length_is_cut_at_the_limit_as_it_streams(rsa_keys, tmp_path):
+    """No Content-Length (a chunked body): the bytes are counted as they are written,
+    and the partial file goes once the limit is passed."""
+    async with two_pages(rsa_keys, tmp_path) as (alice, _, a, b):
+        alice.app.config["MAX_UPLOAD_BYTES"] = 100_000
+        h = headers()
+        h["X-File-Name"] = "stream.bin"
+        path = f"/api/peers/{b.fingerprint}/files"
+        async with alice.request(path, method="POST", headers=h) as conn:
+            for _ in range(10):
+                await conn.send(b"y" * 30_000)
+            await conn.send_complete()
+        response = await conn.as_response()
+        assert response.status_code == 413
+        assert list(a.home.glob("outgoing/*")) == []
+        assert a.files_of("bob", open_only=False) == []
+        async with alice.request(path, method="POST", headers=h) as conn:
+            for _ in range(3):
+                await conn.send(b"y" * 30_000)
+            await conn.send_complete()
+        response = await conn.as_response()
+        assert response.status_code == 200, await response.get_json()
+        assert (await settled(a, a.files_of("bob", open_only=False)[-1].key)).size == 90_000
 
 
 async def test_a_refused_upload_leaves_nothing_and_says_why(rsa_keys, tmp_path):
@@ -166,6 +187,7 @@ async def test_a_refused_upload_leaves_nothing_and_says_why(rsa_keys, tmp_path):
             (f"/api/peers/{b.fingerprint}/files", "", 400, "X-File-Name"),
             (f"/api/peers/{b.fingerprint}/files", "..", 400, "name"),
             ("/api/files", "a.txt", 400, "peer"),
+            (f"/api/files?peer={b.fingerprint}&peer=nope", "a.txt", 400, "fingerprint"),
         ]
         for path, name, want, words in cases:
             h = headers()
@@ -174,11 +196,10 @@ async def test_a_refused_upload_leaves_nothing_and_says_why(rsa_keys, tmp_path):
             response = await alice.post(path, headers=h, data=b"hello")
             assert response.status_code == want, (path, name)
             assert words in (await response.get_json())["error"]
-        assert (
-            list((a.home / "outgoing").glob("*/*")) == []
-            if (a.home / "outgoing").exists()
-            else True
-        )
+        a.block_contact("bob")  # refused by the node after staging: the staged copy goes
+        status, body = await upload(alice, f"/api/peers/{b.fingerprint}/files", "a.txt", b"hi")
+        assert status == 400 and "blocked" in body["error"]
+        assert list(a.home.glob("outgoing/*")) == []
 
 
 async def test_broadcast_upload_goes_to_every_named_peer(rsa_keys, tmp_path):
