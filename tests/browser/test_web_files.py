@@ -133,3 +133,20 @@ def test_an_image_shows_an_inline_preview_and_survives_a_reload(pages):
     expect(card(bob, "in", "dot.png").locator("img.file-preview")).to_be_visible(timeout=WAIT)
     expect(card(bob, "in", "notes.bin").locator("a.file-download")).to_be_visible()
     expect(card(bob, "in", "fake.png").locator("img.file-preview")).to_be_hidden()
+
+
+def test_the_broadcast_dialog_offers_a_file_to_every_contact(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    alice.locator("#btn-broadcast").click()
+    expect(alice.locator("#dlg-broadcast")).to_be_visible()
+    alice.locator("#broadcast-file").set_input_files(
+        files=[{"name": "to all.txt", "mimeType": "text/plain", "buffer": b"hello everyone"}]
+    )
+    expect(alice.locator("#dlg-broadcast")).to_be_hidden()
+    expect(card(alice, "out", "to all.txt").locator(".file-state")).to_have_text(
+        "Delivered", timeout=WAIT
+    )
+    theirs = card(bob, "in", "to all.txt")
+    expect(theirs.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    _, _, body = bob.evaluate(FETCH, theirs.locator("a.file-download").get_attribute("data-href"))
+    assert base64.b64decode(body) == b"hello everyone"

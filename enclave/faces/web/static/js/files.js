@@ -2,7 +2,8 @@
 //
 // Rules:
 // - Files leave by the paperclip (a hidden file input), by dropping them on the chat,
-//   or by pasting them into the message box. Each is uploaded on its own (the raw
+//   or by pasting them into the message box; the broadcast dialog's file picker
+//   offers one file to every contact that can take files. Each is uploaded on its own (the raw
 //   body, its name percent-encoded in X-File-Name) with XMLHttpRequest, whose upload
 //   progress shows above the composer; Enclave stages it and offers it to the peer.
 // - A file message shows its name, size and state; a bar while it moves; the reason
@@ -62,10 +63,25 @@ function hasFiles(transfer) {
 export function sendFiles(files) {
   const fp = state.current;
   if (!fp) return;
-  for (const file of files) upload(fp, file);
+  for (const file of files) upload(`/api/peers/${fp}/files`, file, (data) => onUploaded(data.file));
 }
 
-function upload(fp, file) {
+// One file to every contact that can take files (not blocked, not the original
+// protocol): the broadcast dialog's file picker.
+export function broadcastFile(file) {
+  const fps = [...state.peers.values()].filter((p) => !p.blocked && p.protocol !== "v1");
+  if (!fps.length) {
+    toast("No contact can take files (blocked and original-protocol ones cannot)", { error: true });
+    return;
+  }
+  const query = fps.map((p) => `peer=${encodeURIComponent(p.fingerprint)}`).join("&");
+  upload(`/api/files?${query}`, file, (data) => {
+    data.files.forEach(onUploaded);
+    toast(`${file.name} offered to ${data.files.length} contact(s)`);
+  });
+}
+
+function upload(path, file, done) {
   const name = file.name || "pasted file";
   const list = $("uploads");
   const item = el("li", "upload");
@@ -76,7 +92,7 @@ function upload(fp, file) {
   list.appendChild(item);
   show(list, true);
   const xhr = new XMLHttpRequest();
-  xhr.open("POST", `/api/peers/${fp}/files`);
+  xhr.open("POST", path);
   xhr.setRequestHeader("Authorization", `Bearer ${currentToken()}`);
   xhr.setRequestHeader("X-File-Name", encodeURIComponent(name));
   xhr.setRequestHeader("Content-Type", "application/octet-stream");
@@ -92,7 +108,7 @@ function upload(fp, file) {
     } catch {
       // no JSON answer (the connection dropped): the toast says so
     }
-    if (xhr.status === 200 && data && data.file) onUploaded(data.file);
+    if (xhr.status === 200 && data) done(data);
     else toast((data && data.error) || `${name} could not be sent`, { error: true });
   });
   xhr.send(file);
