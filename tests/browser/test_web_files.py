@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import struct
 import zlib
 
@@ -150,3 +151,55 @@ def test_the_broadcast_dialog_offers_a_file_to_every_contact(pages):
     expect(theirs.locator(".file-state")).to_have_text("Received", timeout=WAIT)
     _, _, body = bob.evaluate(FETCH, theirs.locator("a.file-download").get_attribute("data-href"))
     assert base64.b64decode(body) == b"hello everyone"
+
+
+@pytest.fixture(scope="module")
+def asking(rsa_keys, tmp_path_factory, browser):
+    """Carol (who asks before taking any file) and Alice, and their pages."""
+    base = tmp_path_factory.mktemp("asking")
+    alice = WebNode("alice", base / "alice", key=rsa_keys["alice"])
+    carol = WebNode("carol", base / "carol", key=rsa_keys["carol"])
+    alice.add_peer(carol, "carol")
+    carol.add_peer(alice, "alice")
+    started, pages = [], {}
+    try:
+        alice.start(web_args=TAKE)
+        started.append(alice)
+        carol.start(web_args=(*TAKE, "--set", "file_auto_accept_bytes=0"))
+        started.append(carol)
+        for name, node in (("alice", alice), ("carol", carol)):
+            page = browser.new_context(viewport=DESKTOP).new_page()
+            page.watch = Watch(page)
+            page.goto(node.url)
+            expect(page.locator("#app")).to_be_visible(timeout=WAIT)
+            pages[name] = page
+        yield pages
+        for page in pages.values():
+            assert page.watch.script_errors() == []
+    finally:
+        for page in pages.values():
+            page.context.close()
+        for node in started:
+            node.stop()
+
+
+def test_a_waiting_file_is_accepted_or_declined_from_the_page(asking):
+    alice, carol = asking["alice"], asking["carol"]
+    open_chat(alice, "carol")
+    open_chat(carol, "alice")
+    for name in ("keep.txt", "drop.txt"):
+        alice.evaluate(DROP, [name, base64.b64encode(f"body of {name}".encode()).decode()])
+    keep, drop = card(carol, "in", "keep.txt"), card(carol, "in", "drop.txt")
+    expect(keep.locator(".file-state")).to_have_text("Offered to you", timeout=WAIT)
+    expect(drop.locator("button.file-decline")).to_be_visible(timeout=WAIT)
+    keep.locator("button.file-accept").click()
+    expect(keep.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    expect(card(alice, "out", "keep.txt").locator(".file-state")).to_have_text(
+        "Delivered", timeout=WAIT
+    )
+    drop.locator("button.file-decline").click()
+    expect(drop.locator(".file-state")).to_have_text(re.compile("Failed|Cancelled"), timeout=WAIT)
+    expect(drop.locator("button")).to_have_count(0)
+    expect(card(alice, "out", "drop.txt").locator(".file-state")).to_have_text(
+        re.compile("Failed|Cancelled"), timeout=WAIT
+    )
