@@ -31,6 +31,7 @@ class ToPage(enum.StrEnum):
     RESYNC = "resync"  # this page fell behind: refetch what it shows
     PROBLEM = "problem"  # the node has something to say: {text}
     RETRYING = "retrying"  # messages wait for a peer; next try in: {peer, retry_after}
+    FILE = "file"  # a file transfer changed (offered, progress, delivered...): {file}
     THROTTLED = "throttled"  # a peer's node slows ours: {peer, reason, retry_after}
     ERROR = "error"  # the page's last socket message was refused: {text}
 

@@ -17,6 +17,7 @@ from enclave.node.display import message_ref, message_time
 from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
+    FileChanged,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -86,6 +87,41 @@ def message(m) -> dict:
         "state": m.state,
         "reason": m.reason,
         "legacy": m.legacy,
+        "file": note(m.file, m.direction) if getattr(m, "file", None) is not None else None,
+    }
+
+
+def note(n, direction: str) -> dict:
+    """What a history row shows of its file (``store.FileNote``)."""
+    return {
+        "key": n.key,
+        "name": n.name,
+        "size": n.size,
+        "state": n.state,
+        "reason": n.reason,
+        "percent": n.percent,
+        "done_bytes": n.size * n.percent // 100,
+        "waiting": direction == "in" and n.state == "offered",
+    }
+
+
+def file(f: FileChanged) -> dict:
+    """A file transfer (``FileChanged``). Its local path stays on the server."""
+    return {
+        "peer": f.peer,
+        "key": f.key,
+        "rowid": f.rowid,
+        "id": f.id.hex(),
+        "ref": message_ref(f.id),
+        "direction": f.direction,
+        "name": f.name,
+        "size": f.size,
+        "state": f.state,
+        "done_bytes": f.done_bytes,
+        "percent": f.done_bytes * 100 // f.size if f.size else 100,
+        "reason": f.reason,
+        "waiting": f.waiting,
+        "created_ms": f.created_ms,
     }
 
 
@@ -139,6 +175,8 @@ def event(e) -> dict | None:
         return make(ToPage.RETRYING, peer=e.peer, retry_after=e.retry_after)
     if kind is Throttled:
         return make(ToPage.THROTTLED, peer=e.peer, reason=e.reason, retry_after=e.retry_after)
+    if kind is FileChanged:
+        return make(ToPage.FILE, file=file(e))
     if kind is ContactChanged:  # from this page, another one, the REPL or the CLI
         return make(ToPage.PEERS, peer=e.peer, change=e.change)
     return None

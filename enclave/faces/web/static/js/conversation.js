@@ -14,6 +14,7 @@
 
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
+import { fileCard, wireFiles } from "./files.js";
 import { renderHeader, renderPeers, tick } from "./peers.js";
 import { addToConvo, convo, keyOf, rank, state } from "./state.js";
 import { label, visible } from "./text.js";
@@ -34,6 +35,7 @@ export function wireConversation() {
     if (event.key === "Enter") fromRow(event);
   });
   $("btn-back").addEventListener("click", closeChat);
+  wireFiles(onFile);
   $("btn-retry-now").addEventListener("click", () => state.current && retryPeer(state.current));
   setInterval(renderWaiting, 1000); // the countdown of "retrying in N s"
   $("messages").addEventListener("scroll", () => {
@@ -168,11 +170,12 @@ function bubble(m, first) {
   if (m.ref) li.dataset.ref = m.ref;
   if (m.direction === "out") li.dataset.state = m.state;
   const b = el("div", "bubble");
-  b.appendChild(el("span", "body", m.body === null ? "(deleted)" : visible(m.body)));
+  if (m.file) b.appendChild(fileCard(m));
+  else b.appendChild(el("span", "body", m.body === null ? "(deleted)" : visible(m.body)));
   const meta = el("span", "meta");
   if (m.legacy) meta.appendChild(el("span", "legacy-mark", "legacy v1"));
   meta.appendChild(timeStamp(m));
-  if (m.direction === "out") {
+  if (m.direction === "out" && !m.file) {
     const t = tick(m.state);
     if (m.ref) t.title += ` · ${m.ref}`; // the short reference the REPL and the CLI show
     meta.appendChild(t);
@@ -275,4 +278,44 @@ export function onDelivery(event) {
   if (event.state === "failed" && state.current !== event.peer && peer) {
     toast(`Not delivered to ${label(peer)}: ${event.reason || "failed"}`, { error: true });
   }
+}
+
+// A file transfer changed (FileChanged), or this page just offered one: its card in
+// the conversation is added or updated.
+export function onFile(f) {
+  if (!f || typeof f !== "object") return;
+  const c = convo(f.peer);
+  const note = {
+    key: f.key,
+    name: f.name,
+    size: f.size,
+    state: f.state,
+    reason: f.reason,
+    percent: f.percent,
+    done_bytes: f.done_bytes,
+    waiting: f.waiting,
+  };
+  const m = c.byKey.get(`${f.direction}:${f.id}`);
+  if (m) {
+    m.file = note;
+    if (!m.rowid) m.rowid = f.rowid;
+  } else {
+    const made = {
+      peer: f.peer,
+      id: f.id,
+      ref: f.ref,
+      rowid: f.rowid,
+      direction: f.direction,
+      body: f.name,
+      created_ms: f.created_ms,
+      received_ms: Date.now(),
+      state: f.direction === "out" ? "sent" : "received",
+      reason: null,
+      legacy: false,
+      file: note,
+    };
+    if (c.loading) c.buffer.push(made);
+    else if (c.loaded) addToConvo(c, made, false);
+  }
+  if (state.current === f.peer) renderMessages({ stick: nearBottom() ? "bottom" : null });
 }

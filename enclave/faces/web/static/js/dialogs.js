@@ -10,6 +10,7 @@
 import { api } from "./api.js";
 import { openChat } from "./conversation.js";
 import { $, el, show } from "./dom.js";
+import { broadcastFile } from "./files.js";
 import { loadPeers } from "./peers.js";
 import { state } from "./state.js";
 import { label } from "./text.js";
@@ -28,6 +29,7 @@ export function wireDialogs() {
   $("add-file").addEventListener("change", onKeyFile);
   $("add-form").addEventListener("submit", onAdd);
   $("broadcast-form").addEventListener("submit", onBroadcast);
+  $("broadcast-file").addEventListener("change", onBroadcastFile);
   document.querySelectorAll("[data-close]").forEach((b) => b.addEventListener("click", () => b.closest("dialog").close()));
 }
 
@@ -168,6 +170,15 @@ function openBroadcast() {
     : "You have no peers yet.";
   openDialog("dlg-broadcast");
   $("broadcast-input").focus();
+}
+
+function onBroadcastFile() {
+  const pick = $("broadcast-file");
+  const file = pick.files[0];
+  pick.value = "";
+  if (!file) return;
+  $("dlg-broadcast").close();
+  broadcastFile(file);
 }
 
 async function onBroadcast(event) {

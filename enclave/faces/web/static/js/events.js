@@ -9,7 +9,7 @@
 // - After a reconnect, or when the server says the page fell behind ("resync"), the
 //   page refetches what it shows instead of replaying what it missed.
 
-import { leaveChat, loadOlder, onDelivery, onMessage, renderWaiting } from "./conversation.js";
+import { leaveChat, loadOlder, onDelivery, onFile, onMessage, renderWaiting } from "./conversation.js";
 import { startApp } from "./gate.js";
 import { loadPeers, renderPeer, renderPeers } from "./peers.js";
 import { state } from "./state.js";
@@ -30,6 +30,7 @@ const HANDLERS = Object.freeze({
   resync: () => resync(),
   problem: (event) => toast(event.text, { error: true, long: true }),
   retrying: onRetrying,
+  file: (event) => onFile(event.file),
   throttled: onThrottled,
   error: (event) => toast(event.text, { error: true }),
 });

@@ -1,0 +1,205 @@
+"""Files on the web page in Debian's Chromium, between two real ``enclave --web``
+processes: a file dropped on a chat reaches the peer's page, whose Download link
+fetches the same bytes, and an image shows an inline preview (a blob: URL)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import struct
+import zlib
+
+import pytest
+from playwright.sync_api import expect
+from test_web_browser import DESKTOP, WAIT, Watch, open_chat
+from webnodes import WebNode
+
+TAKE = ("--set", "file_disk_margin_bytes=0")
+
+DROP = """([name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name));
+  const zone = document.getElementById("messages");
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }
+}"""
+
+FETCH = """async (path) => {
+  const token = sessionStorage.getItem("enclave-token");
+  const r = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+  const bytes = new Uint8Array(await r.arrayBuffer());
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return [r.status, r.headers.get("content-disposition"), btoa(text)];
+}"""
+
+
+def png(width: int = 3, height: int = 2) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = b"".join(b"\x00" + b"\x00\xff\x00" * width for _ in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def nodes(rsa_keys, tmp_path_factory):
+    base = tmp_path_factory.mktemp("files")
+    alice = WebNode("alice", base / "alice", key=rsa_keys["alice"])
+    bob = WebNode("bob", base / "bob", key=rsa_keys["bob"])
+    alice.add_peer(bob, "bob")
+    bob.add_peer(alice, "alice")
+    started = []
+    try:
+        for node in (alice, bob):
+            node.start(web_args=TAKE)
+            started.append(node)
+        yield {"alice": alice, "bob": bob}
+    finally:
+        for node in started:
+            node.stop()
+
+
+@pytest.fixture(scope="module")
+def pages(browser, nodes):
+    out = {}
+    for name, node in nodes.items():
+        page = browser.new_context(viewport=DESKTOP).new_page()
+        page.watch = Watch(page)
+        page.goto(node.url)
+        expect(page.locator("#app")).to_be_visible(timeout=WAIT)
+        out[name] = page
+    yield out
+    for page in out.values():
+        assert page.watch.script_errors() == []
+        page.context.close()
+
+
+def card(page, direction: str, name: str):
+    return page.locator(f"#message-list .msg.{direction} .file-card").filter(
+        has=page.locator(".file-name", has_text=name)
+    )
+
+
+def test_a_dropped_file_reaches_the_peer_and_downloads_the_same_bytes(pages, nodes, shots):
+    alice, bob = pages["alice"], pages["bob"]
+    open_chat(alice, "bob")
+    open_chat(bob, "alice")
+    data = os.urandom(300_000)
+    alice.evaluate(DROP, ["notes.bin", base64.b64encode(data).decode()])
+    mine = card(alice, "out", "notes.bin")
+    expect(mine).to_be_visible(timeout=WAIT)
+    expect(mine.locator(".file-size")).to_have_text("293 KiB")
+    expect(mine.locator(".file-state")).to_have_text("Delivered", timeout=WAIT)
+    theirs = card(bob, "in", "notes.bin")
+    expect(theirs.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    link = theirs.locator("a.file-download")
+    expect(link).to_have_text("Download")
+    status, disposition, body = bob.evaluate(FETCH, link.get_attribute("data-href"))
+    assert status == 200 and disposition == "attachment; filename*=UTF-8''notes.bin"
+    assert base64.b64decode(body) == data
+    assert (nodes["alice"].home / "outgoing").stat().st_mode & 0o777 == 0o700
+    bob.screenshot(path=str(shots / "web-files-received.png"))
+
+
+def test_an_image_shows_an_inline_preview_and_survives_a_reload(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    alice.evaluate(DROP, ["dot.png", base64.b64encode(png()).decode()])
+    theirs = card(bob, "in", "dot.png")
+    expect(theirs.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    img = theirs.locator("img.file-preview")
+    expect(img).to_be_visible(timeout=WAIT)
+    assert img.get_attribute("src").startswith("blob:")
+    bob.wait_for_function(
+        "() => [...document.querySelectorAll('img.file-preview')].some((i) => i.complete && i.naturalWidth > 0)",
+        timeout=WAIT,
+    )
+    assert img.evaluate("(i) => i.naturalWidth") == 3
+    alice.evaluate(DROP, ["fake.png", base64.b64encode(b"<html>not an image</html>").decode()])
+    fake = card(bob, "in", "fake.png")
+    expect(fake.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    bob.reload()
+    expect(bob.locator("#app")).to_be_visible(timeout=WAIT)
+    open_chat(bob, "alice")
+    expect(card(bob, "in", "dot.png").locator("img.file-preview")).to_be_visible(timeout=WAIT)
+    expect(card(bob, "in", "notes.bin").locator("a.file-download")).to_be_visible()
+    expect(card(bob, "in", "fake.png").locator("img.file-preview")).to_be_hidden()
+
+
+def test_the_broadcast_dialog_offers_a_file_to_every_contact(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    alice.locator("#btn-broadcast").click()
+    expect(alice.locator("#dlg-broadcast")).to_be_visible()
+    alice.locator("#broadcast-file").set_input_files(
+        files=[{"name": "to all.txt", "mimeType": "text/plain", "buffer": b"hello everyone"}]
+    )
+    expect(alice.locator("#dlg-broadcast")).to_be_hidden()
+    expect(card(alice, "out", "to all.txt").locator(".file-state")).to_have_text(
+        "Delivered", timeout=WAIT
+    )
+    theirs = card(bob, "in", "to all.txt")
+    expect(theirs.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    _, _, body = bob.evaluate(FETCH, theirs.locator("a.file-download").get_attribute("data-href"))
+    assert base64.b64decode(body) == b"hello everyone"
+
+
+@pytest.fixture(scope="module")
+def asking(rsa_keys, tmp_path_factory, browser):
+    """Carol (who asks before taking any file) and Alice, and their pages."""
+    base = tmp_path_factory.mktemp("asking")
+    alice = WebNode("alice", base / "alice", key=rsa_keys["alice"])
+    carol = WebNode("carol", base / "carol", key=rsa_keys["carol"])
+    alice.add_peer(carol, "carol")
+    carol.add_peer(alice, "alice")
+    started, pages = [], {}
+    try:
+        alice.start(web_args=TAKE)
+        started.append(alice)
+        carol.start(web_args=(*TAKE, "--set", "file_auto_accept_bytes=0"))
+        started.append(carol)
+        for name, node in (("alice", alice), ("carol", carol)):
+            page = browser.new_context(viewport=DESKTOP).new_page()
+            page.watch = Watch(page)
+            page.goto(node.url)
+            expect(page.locator("#app")).to_be_visible(timeout=WAIT)
+            pages[name] = page
+        yield pages
+        for page in pages.values():
+            assert page.watch.script_errors() == []
+    finally:
+        for page in pages.values():
+            page.context.close()
+        for node in started:
+            node.stop()
+
+
+def test_a_waiting_file_is_accepted_or_declined_from_the_page(asking):
+    alice, carol = asking["alice"], asking["carol"]
+    open_chat(alice, "carol")
+    open_chat(carol, "alice")
+    for name in ("keep.txt", "drop.txt"):
+        alice.evaluate(DROP, [name, base64.b64encode(f"body of {name}".encode()).decode()])
+    keep, drop = card(carol, "in", "keep.txt"), card(carol, "in", "drop.txt")
+    expect(keep.locator(".file-state")).to_have_text("Offered to you", timeout=WAIT)
+    expect(drop.locator("button.file-decline")).to_be_visible(timeout=WAIT)
+    keep.locator("button.file-accept").click()
+    expect(keep.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    expect(card(alice, "out", "keep.txt").locator(".file-state")).to_have_text(
+        "Delivered", timeout=WAIT
+    )
+    drop.locator("button.file-decline").click()
+    expect(drop.locator(".file-state")).to_have_text(re.compile("Failed|Cancelled"), timeout=WAIT)
+    expect(drop.locator("button")).to_have_count(0)
+    expect(card(alice, "out", "drop.txt").locator(".file-state")).to_have_text(
+        re.compile("Failed|Cancelled"), timeout=WAIT
+    )
