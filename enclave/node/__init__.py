@@ -38,6 +38,8 @@ _API = {
     "check_name",
     "check_text",
     "check_source",
+    "safe_name",
+    "UnsafeName",
 }
 
 

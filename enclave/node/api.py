@@ -48,6 +48,7 @@ from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: th
 )
 from enclave.node.delivery import Delivery
 from enclave.node.events import ContactChanged, DeliveryChanged
+from enclave.node.filenames import UnsafeName, safe_name  # noqa: F401 - the faces' rule of names
 from enclave.node.files import Files
 from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out

@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 from quart import Quart, Request, request, send_file
 
 from enclave.faces.web import views
-from enclave.node import filenames
+from enclave.node import UnsafeName, safe_name
 
 MAX_UPLOAD_BYTES = 4 << 30  # 4 GiB from the page; larger files go by the command line
 MAX_PEERS = 1000
@@ -65,40 +65,41 @@ def image_type(path: str) -> str | None:
     return None
 
 
+async def _staged(limit: int, home: Path, api_error) -> Path:
+    """The request body, streamed into a private folder under ``home``; its path."""
+    name = _upload_name()
+    length = request.content_length
+    if length is not None and length > limit:
+        raise api_error(413, f"a file from the page can be at most {_size(limit)}")
+    root = home / "outgoing"
+    root.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    folder = root / secrets.token_hex(8)
+    folder.mkdir(mode=0o700)
+    target = folder / name
+    written = 0
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.body:
+                written += len(chunk)
+                if written > limit:
+                    raise api_error(413, f"a file from the page can be at most {_size(limit)}")
+                out.write(chunk)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return target
+
+
 def file_routes(app: Quart, backend, api_error, fingerprint) -> None:
+    """Uploads (to one peer, to several), then the routes of one transfer."""
     app.request_class = UploadRequest
     app.config.setdefault("MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES)
 
-    async def staged() -> Path:
-        """The request body, streamed into a private folder; its path."""
-        limit = app.config["MAX_UPLOAD_BYTES"]
-        name = _upload_name()
-        length = request.content_length
-        if length is not None and length > limit:
-            raise api_error(413, f"a file from the page can be at most {_size(limit)}")
-        root = backend.place.path / "outgoing"
-        root.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(root, 0o700)
-        folder = root / secrets.token_hex(8)
-        folder.mkdir(mode=0o700)
-        target = folder / name
-        written = 0
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in request.body:
-                    written += len(chunk)
-                    if written > limit:
-                        raise api_error(413, f"a file from the page can be at most {_size(limit)}")
-                    out.write(chunk)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return target
-
     async def sent(send) -> list[dict]:
         backend.require_node()
-        path = await staged()
+        path = await _staged(app.config["MAX_UPLOAD_BYTES"], backend.place.path, api_error)
         try:
             made = await send(str(path))
         except BaseException:
@@ -121,6 +122,12 @@ def file_routes(app: Quart, backend, api_error, fingerprint) -> None:
             raise api_error(400, "name the peers: ?peer=FINGERPRINT&peer=...")
         fps = [node.resolve(fingerprint(p)).fingerprint for p in peers]
         return {"files": await sent(lambda p: node.send_file_to_many(fps, p))}
+
+    _transfer_routes(app, backend, api_error)
+
+
+def _transfer_routes(app: Quart, backend, api_error) -> None:
+    """Accept, decline, cancel, one transfer's state, its content and its preview."""
 
     def transfer(key: str):
         node = backend.require_node()
@@ -149,6 +156,12 @@ def file_routes(app: Quart, backend, api_error, fingerprint) -> None:
     @app.get("/api/files/<key>")
     async def one(key: str):
         return {"file": views.file(transfer(key)[1])}
+
+    _content_routes(app, transfer, api_error)
+
+
+def _content_routes(app: Quart, transfer, api_error) -> None:
+    """A transfer's bytes: as an attachment, or as an image preview."""
 
     def readable(key: str) -> tuple[str, str]:
         _, f = transfer(key)
@@ -184,8 +197,8 @@ def _upload_name() -> str:
         raise _bad("X-File-Name is required: the file's name, percent-encoded")
     try:
         name = os.path.basename(unquote(raw, errors="strict").replace("\\", "/"))
-        name = filenames.safe_name(name)
-    except (UnicodeDecodeError, ValueError, filenames.UnsafeName):
+        name = safe_name(name)
+    except (UnicodeDecodeError, ValueError, UnsafeName):
         name = ""
     if not name or name in (".", ".."):
         raise _bad("the file's name is not usable")
