@@ -269,3 +269,18 @@ async def test_an_offer_cancelled_by_its_sender_stops_waiting_on_the_receiver(tm
         await rb.until(settled, what="bob hears the cancel")
         assert settled(rb)[0].state == "cancelled" and "sender" in settled(rb)[0].reason
         assert b.files_of("alice") == []  # nothing open any more
+
+
+async def test_a_compressible_file_moves_fewer_bytes_and_arrives_exact(tmp_path, rsa_keys):
+    text = b"".join(b"line %d of a log that repeats itself a lot\n" % (k % 500) for k in range(200_000))
+    src = tmp_path / "server.log"
+    src.write_bytes(text)
+    random = make(tmp_path / "noise.bin", len(text))
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        _, _, landed = await transfer(a, b, src)
+        assert sha256(landed.path) == sha256(src)
+        packed = b.stats()["file_piece_bytes_received"]
+        assert packed * 10 <= len(text) * 9, (packed, len(text))  # saved at least 10%
+        _, _, plain = await transfer(a, b, random)
+        assert sha256(plain.path) == sha256(random)
+        assert b.stats()["file_piece_bytes_received"] - packed == len(text)  # sent as it is

@@ -100,7 +100,9 @@ class ReceiveSide:
         conn = link.conn if link is not None else None
         if conn is None or conn.closed or not conn.established:
             return
-        room = files.WINDOW_CHUNKS - len(i.requested)
+        # Chunks waiting for the disk count too: a disk slower than the network holds
+        # the sender back instead of filling memory.
+        room = files.WINDOW_CHUNKS - len(i.requested) - len(i.writing)
         if room < max(1, files.WINDOW_CHUNKS // 2) and i.requested:
             return  # ask in batches: one request per half window
         ranges = files.missing_ranges(i.chunks, i.have(), room)
