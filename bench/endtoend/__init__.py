@@ -48,6 +48,12 @@ Everything runs on 127.0.0.1, each side in its own process on uvloop:
    event with its text (what P's REPL and page show), and to the command's exit once it
    printed "Delivered"; p50 and max. Beside them: a bare interpreter's start and the
    command's imports (``-X importtime``, one more run).
+10. Files (bench/endtoend/files.py): a 2 GiB random file (``--quick``: 256 MiB) from
+   node FP to FQ, send_file to FQ's "delivered", beside TLS 1.3 on loopback and
+   AES-256-GCM on one thread over the same bytes; the same file again with a chat every
+   10 ms (p50/p99); both nodes' RSS growth during the first; a 256 MiB file (quick 64)
+   to one peer, then to 10 in one call, and the sender's disk reads per chunk.
+   ``--only files`` runs these alone (no microbenchmarks, no references).
 
 ``--profile`` adds one more throughput pass (not the one reported) with cProfile in
 both nodes' event-loop and store-writer threads, or py-spy sampling both processes, and

@@ -35,6 +35,10 @@ TARGETS = {
     "hs_flood_s": 2.0,  # an honest contact's first message during a handshake flood, p99
     "presence_s": 2.0,  # a contact seen online once it listens, offline once it stops
     "send_shown_ms": 300,  # enclave send's text shown by the running node, from the launch
+    "file_mb_s": 1000,  # one file between two nodes, send_file to delivered (MB/s, 1e6 B)
+    "file_chat_p99_ms": 20,  # a chat's latency while a file goes to the same contact
+    "file_rss_mib": 64,  # either node's RSS growth during a 2 GiB transfer
+    "file_reads_per_chunk": 1.1,  # one file to many: the sender's disk reads per chunk
 }
 REFS = ("raw", "raw-batch", "tls", "v1")
 REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
@@ -147,6 +151,52 @@ def _broadcast(label: str, case: str) -> Spec:
     return Spec(label, case, "median_ms", target, at_most(T["broadcast_ms"], also=full_size))
 
 
+def _at_full_size(judge: Judge) -> Judge:
+    """The file targets are for 2 GiB: a quick run's rows are there, not judged (None)."""
+    return lambda value, case, r: judge(value, case, r) if case["full"] else None
+
+
+FILE_ROWS: tuple[Spec, ...] = (
+    Spec(
+        "file {file_mib:,} MiB P to Q, send_file to delivered (MB/s)",
+        "enclave.files",
+        "transfer.mb_s",
+        f">= {T['file_mb_s']:,} at 2 GiB",
+        _at_full_size(at_least(T["file_mb_s"])),
+    ),
+    Spec("  TLS 1.3 on loopback, same bytes, 1 MiB writes (MB/s)", "enclave.files", "tls.mb_s"),
+    Spec("  AES-256-GCM, 256 KiB records, 1 thread (MB/s)", "enclave.files", "aesgcm.mb_s"),
+    Spec("  file throughput / TLS 1.3 (ratio)", "enclave.files", "transfer.ratio_tls"),
+    Spec("  file throughput / AES-256-GCM (ratio)", "enclave.files", "transfer.ratio_aesgcm"),
+    Spec("chat every 10 ms during the file, p50 (ms)", "enclave.files", "chats.p50_ms"),
+    Spec(
+        "chat every 10 ms during the file, p99 (ms)",
+        "enclave.files",
+        "chats.p99_ms",
+        f"<= {T['file_chat_p99_ms']} at 2 GiB",
+        _at_full_size(at_most(T["file_chat_p99_ms"])),
+    ),
+    Spec(
+        "RSS growth during the file, max of P, Q (MiB)",
+        "enclave.files",
+        "transfer.rss_growth_mib",
+        f"<= {T['file_rss_mib']} at 2 GiB",
+        _at_full_size(at_most(T["file_rss_mib"])),
+    ),
+    Spec("file {mib} MiB to 1 peer, wall (s)", "enclave.files.broadcast", "single_s"),
+    Spec(
+        "same file to {peers} peers in one call, wall (s)", "enclave.files.broadcast", "broadcast_s"
+    ),
+    Spec(
+        "  to {peers} peers: sender's disk reads per chunk",
+        "enclave.files.broadcast",
+        "reads_per_chunk",
+        f"<= {T['file_reads_per_chunk']:g}",
+        at_most(T["file_reads_per_chunk"]),
+    ),
+)
+
+
 NODE_ROWS: tuple[Spec, ...] = (
     _throughput("durable throughput, 100 B (msg/s)", "enclave.throughput"),
     *(_latency(f"one-way latency @1,000 msg/s, {q} (us)", "enclave.latency", q) for q in QUANTILES),
@@ -210,6 +260,7 @@ NODE_ROWS: tuple[Spec, ...] = (
         )
     ),
     Spec("enclave send: wall until Delivered, p50 (ms)", "enclave.send", "wall.p50_ms"),
+    *FILE_ROWS,
 )
 
 
@@ -231,7 +282,17 @@ def node_row(spec: Spec, r: dict) -> dict:
 
 def figures(r: dict) -> list[dict]:
     """The table: one row per figure, with its ratio to each reference."""
+    if "micro" not in r:  # a run of some cases only (--only): their rows
+        return [node_row(spec, r) for spec in NODE_ROWS if _has(r, spec.case)]
     return [node_row(spec, r) for spec in NODE_ROWS] + micro_figures(r["micro"])
+
+
+def _has(r: dict, path: str) -> bool:
+    try:
+        at(r, path)
+    except KeyError:
+        return False
+    return True
 
 
 def micro_figures(micro: dict) -> list[dict]:
@@ -301,9 +362,10 @@ def print_table(r: dict) -> None:
     for row in r["figures"]:
         if "kind" not in row:  # microbenchmark rows: their own sections below
             print_node_row(row)
-    for path, detail in DETAILS:
-        print(detail(at(r, path)))
-    print_micro(r)
+    if "micro" in r:  # (a run of some cases only has neither)
+        for path, detail in DETAILS:
+            print(detail(at(r, path)))
+        print_micro(r)
     parts = ", ".join(f"{name} {s:.0f} s" for name, s in r["parts_seconds"].items())
     print(f"whole run: {r['seconds']} s ({parts})")
 

@@ -18,7 +18,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import endtoend
-from endtoend import BENCH, crowds, everyday, floods, probes, scenarios
+from endtoend import BENCH, crowds, everyday, files, floods, probes, scenarios
 from endtoend.micro import MICRO_FILES, microbenchmarks
 from endtoend.processes import introduce, make_keys, node, stop
 from endtoend.profiling import PROFILERS, print_profile
@@ -44,6 +44,9 @@ SIZES = {
     "sessions": (10_000, 200),  # idle sessions on one node
     "presence_rounds": (5, 2),  # a contact stopped, then started again
     "send_runs": (5, 2),  # enclave send into a running node (after one unmeasured run)
+    "file_mib": (2048, 256),  # the file of the transfer cases (files.py)
+    "file_broadcast_mib": (256, 64),  # the file sent to many
+    "file_peers": (10, 10),  # its recipients
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -71,6 +74,15 @@ def run(args) -> dict:
     parts: dict = {}  # seconds per part of the run
     with tempfile.TemporaryDirectory(prefix="enclave-e2e-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.only == "files":
+            t_files = time.monotonic()
+            keys = make_keys(tmp, ["alice", "bob", "hub"])
+            result["enclave"] = {"files": file_part(tmp, keys, size)}
+            parts["file cases"] = round(time.monotonic() - t_files, 1)
+            result["parts_seconds"] = parts
+            result["seconds"] = round(time.monotonic() - t_start, 1)
+            result["figures"] = figures(result)
+            return result
         mode = "quick" if args.quick else "full"
         say(f"microbenchmarks ({mode}): pytest-benchmark on {', '.join(MICRO_FILES)}")
         result["micro"] = microbenchmarks(tmp, args.quick)
@@ -156,7 +168,17 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     rounds, runs = size.presence_rounds, size.send_runs
     say(f"presence: a contact stopped and started {rounds} times; enclave send, {runs} runs")
     out.update(everyday.presence_and_send(tmp, keys, rounds, runs))
+    out["files"] = file_part(tmp, keys, size)
     return out
+
+
+def file_part(tmp: Path, keys, size: Sizes) -> dict:
+    mib, peers = size.file_mib, size.file_peers
+    say(
+        f"files: {mib:,} MiB P to Q (then TLS 1.3, AES-GCM), again with chats;"
+        f" {size.file_broadcast_mib} MiB to 1, then {peers} peers"
+    )
+    return files.file_cases(tmp, keys, mib, size.file_broadcast_mib, peers)
 
 
 def reference_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -185,6 +207,11 @@ def main(argv=None) -> int:
         type=int,
         default=8,
         help="handshakes in flight at once (node B admits crypto_queue = 8 by default)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["files"],
+        help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)
     result = run(args)

@@ -41,6 +41,12 @@ reply repeats as ``re``:
      "rate": 0}     bodies PREFIX-000000...; rate > 0 paces the producer (messages/s,
                     in chunks of "chunk"); the reply comes once all are durable
     {"cmd": "stats"}
+    {"cmd": "send_file", "path": p, "peers": [hex, ...] | null}   Node.send_file_to_many
+                    (null: every contact); reply once offered, with "t0" (monotonic,
+                    before the call) and the transfers' keys
+    {"cmd": "files_done", "count": n, "timeout": s}   wait until n transfers in all
+                    (either direction) reached delivered, failed or cancelled; reply
+                    with each one's {"t", "state", "direction", "peer", "path"}
     {"cmd": "check_history", "peer": "bob", "prefix": "m"}   see ``history_report``
     {"cmd": "control"}      serve the control socket in the home folder, as a user's
                             node does (``runner.start_control``: ``enclave send`` then
@@ -74,6 +80,7 @@ from enclave.node import Node
 from enclave.node import settings as settings_mod
 from enclave.node.events import (
     DeliveryChanged,
+    FileChanged,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -122,6 +129,8 @@ class Tally:
         self._dirty = False
         self._last_mark = 0
         self._dupes = 0
+        self.files_done: list[dict] = []  # transfers that ended, with the time
+        self.file_ended = asyncio.Event()
 
     # --- counting (every mode) ------------------------------------------------------------
 
@@ -137,6 +146,17 @@ class Tally:
             reached = self._reached
             if reached is not None and self.delivered >= self._target and not reached.done():
                 reached.set_result(time.monotonic())
+        elif kind is FileChanged and ev.state in ("delivered", "failed", "cancelled"):
+            self.files_done.append(
+                {
+                    "t": time.monotonic(),
+                    "state": ev.state,
+                    "direction": ev.direction,
+                    "peer": ev.peer,
+                    "path": ev.path,
+                }
+            )
+            self.file_ended.set()
 
     def until_delivered(self, total: int) -> asyncio.Future:
         """Resolves (to the time) once ``total`` messages have been delivered in all."""
@@ -319,6 +339,19 @@ class Worker:
 
     async def cmd_stats(self, req: dict) -> dict:
         return {"node": self.node.stats(), **self.tally.stats()}
+
+    async def cmd_send_file(self, req: dict) -> dict:
+        t0 = time.monotonic()
+        made = await self.node.send_file_to_many(req.get("peers"), req["path"])
+        return {"t0": t0, "offered": time.monotonic(), "keys": [f.key for f in made]}
+
+    async def cmd_files_done(self, req: dict) -> dict:
+        count, tally = int(req["count"]), self.tally
+        deadline = time.monotonic() + float(req.get("timeout", 60.0))
+        while len(tally.files_done) < count:
+            tally.file_ended.clear()
+            await asyncio.wait_for(tally.file_ended.wait(), max(0.0, deadline - time.monotonic()))
+        return {"done": tally.files_done[:count]}
 
     async def cmd_check_history(self, req: dict) -> dict:
         peer = self.node.resolve(req["peer"])
