@@ -26,7 +26,6 @@ Received files are deleted after each run (the disk and its cache are shared).
 
 from __future__ import annotations
 
-import datetime
 import multiprocessing
 import os
 import socket
@@ -35,6 +34,8 @@ import statistics
 import threading
 import time
 from pathlib import Path
+
+from support.tls_helpers import self_signed
 
 from endtoend.measure import process_rss_kb
 from endtoend.processes import fleet, introduce, node, small_keys, stop
@@ -176,37 +177,6 @@ class RssSampler:
 # --- references ----------------------------------------------------------------------
 
 
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp / "tls-bench.crt", tmp / "tls-bench.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def _tls_sink(cert: str, key: str, nbytes: int, conn) -> None:
     """The receiving side, in its own process: take ``nbytes``, then ack one byte."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -228,7 +198,7 @@ def _tls_sink(cert: str, key: str, nbytes: int, conn) -> None:
 
 
 def tls_throughput(tmp: Path, nbytes: int) -> dict:
-    cert, key = self_signed(tmp)
+    cert, key = self_signed(tmp / "tls-bench")  # the tests' helper (support.tls_helpers)
     mp = multiprocessing.get_context("spawn")
     mine, theirs = mp.Pipe()
     sink = mp.Process(target=_tls_sink, args=(str(cert), str(key), nbytes, theirs))
