@@ -272,7 +272,9 @@ async def test_an_offer_cancelled_by_its_sender_stops_waiting_on_the_receiver(tm
 
 
 async def test_a_compressible_file_moves_fewer_bytes_and_arrives_exact(tmp_path, rsa_keys):
-    text = b"".join(b"line %d of a log that repeats itself a lot\n" % (k % 500) for k in range(200_000))
+    text = b"".join(
+        b"line %d of a log that repeats itself a lot\n" % (k % 500) for k in range(200_000)
+    )
     src = tmp_path / "server.log"
     src.write_bytes(text)
     random = make(tmp_path / "noise.bin", len(text))

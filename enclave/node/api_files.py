@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import stat
-import time
 
 from enclave.errors import UserError
 from enclave.identity import keys
-from enclave.node import filenames
 from enclave.node.display import message_ref
 from enclave.node.events import FileChanged
 from enclave.node.file_io import SourceChanged, digest_file
-from enclave.node.files import to_store
+from enclave.node.files import record_outgoing
 from enclave.protocol.file_messages import MAX_FILE_SIZE
 from enclave.store import records
 
@@ -72,12 +69,7 @@ def _digest(path: str):
 def queue_file(store, peer: records.Peer, path: str) -> records.Transfer:
     """Offer ``path`` to ``peer`` with no node running: it leaves at the next start."""
     check_recipient(peer)
-    d = _digest(check_source(path))
-    name = filenames.safe_name(os.path.basename(d.path))
-    wire = d.offer(secrets.token_bytes(16), name)
-    source = records.SourceFile(d.path, d.size, d.mtime_ns)
-    return store.create_outgoing(peer.fingerprint, to_store(wire, name, d.compress), source,
-                                 int(time.time() * 1000))  # fmt: skip
+    return record_outgoing(store, peer.fingerprint, _digest(check_source(path)))[1]
 
 
 class FilesApi:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import zstandard
 
@@ -41,27 +41,21 @@ class SourceChanged(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Digested:
-    """A file as it was read for its offer."""
+    """A file as it was read for its offer: where it is, its size and mtime then, its
+    digests (``made``: the builder's offer, its id and name still placeholders) and
+    whether it is worth compressing."""
 
     path: str
-    size: int
     mtime_ns: int
-    chunk_size: int
-    algorithm: int
-    file_digest: bytes
-    digests: tuple
+    made: FileOffer
     compress: bool
 
+    @property
+    def size(self) -> int:
+        return self.made.size
+
     def offer(self, transfer_id: bytes, name: str) -> FileOffer:
-        return FileOffer(
-            transfer_id,
-            name,
-            self.size,
-            self.chunk_size,
-            self.algorithm,
-            self.file_digest,
-            self.digests,
-        )
+        return replace(self.made, transfer_id=transfer_id, name=name)
 
 
 def digest_file(path: str, algorithm: int = BLAKE3) -> Digested:
@@ -82,11 +76,7 @@ def digest_file(path: str, algorithm: int = BLAKE3) -> Digested:
         st.st_mtime_ns,
     ) or builder.size != st.st_size:
         raise SourceChanged("the file changed while it was read")
-    made = builder.offer(bytes(16), "x")
-    return Digested(
-        path, st.st_size, st.st_mtime_ns, builder.chunk_size, algorithm,
-        made.file_digest, made.digests, bool(compress),
-    )  # fmt: skip
+    return Digested(path, st.st_mtime_ns, builder.offer(bytes(16), "x"), bool(compress))
 
 
 def _compressible(sample: bytes) -> bool:

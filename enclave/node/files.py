@@ -33,7 +33,7 @@ from pathlib import Path
 from enclave.errors import UserError
 from enclave.node import filenames
 from enclave.node.events import FileChanged
-from enclave.node.file_io import ChunkReader, SourceChanged, digest_file
+from enclave.node.file_io import ChunkReader
 from enclave.node.file_receive import Incoming, ReceiveSide
 from enclave.node.file_send import Outgoing, SendSide, files_reason
 from enclave.protocol.events import (
@@ -69,6 +69,18 @@ def to_wire(t: records.Transfer) -> FileOffer:
     return FileOffer(
         o.id, o.name, o.size, o.chunk_size, _ALGORITHM_IDS[o.algorithm], o.digest, digests
     )
+
+
+def record_outgoing(store, fingerprint: str, d) -> tuple[FileOffer, records.Transfer]:
+    """A new outgoing transfer of a digested file, in the store: its offer (a fresh id,
+    the file's own name made safe) and its row. Used by a running node and by
+    ``enclave send-file`` with none."""
+    name = filenames.safe_name(os.path.basename(d.path))
+    wire = d.offer(secrets.token_bytes(16), name)
+    source = records.SourceFile(d.path, d.size, d.mtime_ns)
+    t = store.create_outgoing(fingerprint, to_store(wire, name, d.compress), source,
+                              int(time.time() * 1000))  # fmt: skip
+    return wire, t
 
 
 class Files:
@@ -360,31 +372,12 @@ class Files:
 
     # --- what the Node calls ----------------------------------------------------------------
 
-    async def offer(self, fingerprint: str, path: str) -> records.Transfer:
-        """Offer a file to a peer: digest it, record it, send the offer if the peer is
-        online (else at its next session)."""
-        loop = asyncio.get_running_loop()
-        try:
-            digested = await loop.run_in_executor(None, digest_file, path)
-        except SourceChanged as why:
-            raise UserError(f"{path}: {why}; try again") from None
-        except OSError as err:
-            raise UserError(f"{path}: cannot read it ({err.strerror})") from None
-        return await self.offer_digested(fingerprint, digested)
-
     async def offer_digested(self, fingerprint: str, d) -> records.Transfer:
-        tid = secrets.token_bytes(16)
-        name = filenames.safe_name(os.path.basename(d.path))
-        wire = d.offer(tid, name)
-        source = records.SourceFile(d.path, d.size, d.mtime_ns)
-        now = int(time.time() * 1000)
-        t = await asyncio.get_running_loop().run_in_executor(
-            self.store_writer,
-            self.store.create_outgoing,
-            fingerprint,
-            to_store(wire, name, d.compress),
-            source,
-            now,
+        """Offer a file read once (``file_io.Digested``): record it, and send the offer
+        if the peer is online (else at its next session). A broadcast digests once and
+        calls this per peer."""
+        wire, t = await asyncio.get_running_loop().run_in_executor(
+            self.store_writer, record_outgoing, self.store, fingerprint, d
         )
         peer = bytes.fromhex(fingerprint)
         self.send.add(

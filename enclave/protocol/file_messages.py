@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import msgpack
 
 from ..errors import PeerError, UsageError
+from .messages import refuse_ext, refuse_map  # the one strict-msgpack rule of both codecs
 
 FILE_OFFER, FILE_REQUEST, FILE_CHUNK, FILE_CANCEL, FILE_DONE = 7, 8, 9, 10, 11
 
@@ -238,20 +239,12 @@ def request(transfer_id: bytes, ranges: Sequence[tuple[int, int]]) -> FileReques
 # --- decoding: hostile bytes, even from an authenticated peer ----------------------------
 
 
-def _refuse_map(_pairs: object) -> None:
-    raise ValueError("a map")
-
-
-def _refuse_ext(_code: int, _data: bytes) -> None:
-    raise ValueError("an ext type")
-
-
 _UNPACK_OPTIONS = dict(
     use_list=False,
     raw=False,
     strict_map_key=True,
-    object_pairs_hook=_refuse_map,
-    ext_hook=_refuse_ext,
+    object_pairs_hook=refuse_map,
+    ext_hook=refuse_ext,
     max_array_len=MAX_CHUNKS,
     max_bin_len=PIECE_SIZE,
     max_str_len=MAX_NAME_BYTES,

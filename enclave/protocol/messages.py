@@ -272,11 +272,11 @@ def encode_chat_batch(chats: Sequence[Chat]) -> bytes:
 # --- decoding: hostile bytes, even from an authenticated peer ---
 
 
-def _refuse_map(_pairs: object) -> None:
+def refuse_map(_pairs: object) -> None:
     raise ValueError("a map")
 
 
-def _refuse_ext(_code: int, _data: bytes) -> None:
+def refuse_ext(_code: int, _data: bytes) -> None:
     raise ValueError("an ext type")
 
 
@@ -284,8 +284,8 @@ _UNPACK_OPTIONS = dict(
     use_list=False,
     raw=False,
     strict_map_key=True,
-    object_pairs_hook=_refuse_map,  # also empty maps, which max_map_len=0 lets through
-    ext_hook=_refuse_ext,  # also zero-length ext, which max_ext_len=0 lets through
+    object_pairs_hook=refuse_map,  # also empty maps, which max_map_len=0 lets through
+    ext_hook=refuse_ext,  # also zero-length ext, which max_ext_len=0 lets through
     max_array_len=MAX_BATCH,
     max_bin_len=64,
     max_str_len=4 * MAX_BODY_CHARS,
