@@ -102,6 +102,30 @@ async def test_a_large_offer_waits_for_the_user_then_accept_or_decline(tmp_path,
             await b.accept_file()
 
 
+async def test_chunks_asked_on_a_session_that_closes_are_asked_again_on_another(tmp_path, rsa_keys):
+    """Two sessions to one contact (both dialled at once, or a pool of them): the one
+    carrying the receiver's requests closes while the other stays up. The receiver asks
+    again on the one left, not only when some new session comes up."""
+    src = make(tmp_path / "clip.bin", 24 * MiB)
+    asks = Settings(file_auto_accept_bytes=0)
+    async with alice_and_bob(tmp_path, rsa_keys, bob_settings=asks) as (a, b):
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send_file("bob", str(src))
+        await rb.until(lambda r: [e for e in files(r) if e.waiting], what="a waiting offer")
+        alice = bytes.fromhex(a.fingerprint)
+        s = b.sessions
+        assert await s.dialer._dial_at(alice, s.policy.keys[alice], f"127.0.0.1:{a.address[1]}")
+        assert s.pool.count(alice) >= 2
+        await b.accept_file()
+        (incoming,) = b.files.recv.inc.values()
+        (asked_on,) = set(incoming.requested.values())
+        s.links[asked_on].close("test")
+        await rb.until(settled, what="bob's side settled")
+        assert settled(rb)[0].state == "delivered"
+        assert sha256(settled(rb)[0].path) == sha256(src)
+        await ra.until(settled, what="alice's side settled")
+
+
 async def test_cancel_by_the_receiver_removes_the_part(tmp_path, rsa_keys):
     src = make(tmp_path / "video.mp4", 48 * MiB)
     async with alice_and_bob(tmp_path, rsa_keys, bob_settings=TAKE_ALL) as (a, b):

@@ -86,11 +86,15 @@ class ReceiveSide:
             self.pull(i, link)
 
     def session_down(self, link) -> None:
-        for i in self.inc.values():
+        for i in list(self.inc.values()):
             gone = [c for c, lid in i.requested.items() if lid == link.id]
             for c in gone:
                 del i.requested[c]
                 i.pieces.pop(c, None)
+            if gone:
+                # Another session to the same contact may stay up (both sides dialled, or
+                # a pool): ask there now; no new session would come to ask for us.
+                self.pull(i)
 
     def pull(self, i: Incoming, link=None) -> None:
         """Ask for missing chunks until WINDOW_CHUNKS are outstanding."""
