@@ -9,10 +9,12 @@ import hashlib
 import os
 import struct
 import zlib
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from support.nodes import FAST, introduce, start
+from support.waiting import eventually
 from support.web_helpers import headers, make_app, next_event, socket
 from test_web_api import _no_starter, call
 
@@ -93,8 +95,8 @@ async def test_an_upload_reaches_the_peer_whole_and_downloads_with_safe_headers(
                 len(data),
                 "out",
             )
-            staged = list((a.home / "outgoing").glob("*/*"))
-            assert [p.name for p in staged] == ["ré port.bin"]
+            staged = Path(a.file(sent["key"]).path)  # the node may have removed it by now
+            assert staged.name == "ré port.bin" and staged.parent.parent == a.home / "outgoing"
             assert oct((a.home / "outgoing").stat().st_mode & 0o777) == "0o700"
             shown = (await next_event(wb, "file"))["file"]
             assert shown["direction"] == "in" and shown["name"] == "ré port.bin"
@@ -121,6 +123,9 @@ async def test_an_upload_reaches_the_peer_whole_and_downloads_with_safe_headers(
                 "in",
             )
             assert (note["key"], note["state"], note["percent"]) == (theirs.key, "delivered", 100)
+            assert (await settled(a, sent["key"])).state == "delivered"
+            outgoing = a.home / "outgoing"  # the copy goes just after that state is written
+            await eventually(lambda: not any(outgoing.iterdir()), what="the staged copy gone")
 
 
 async def test_only_real_images_have_a_preview(rsa_keys, tmp_path):

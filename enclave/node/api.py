@@ -54,6 +54,7 @@ from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out
 from enclave.node.quotas import ReceiveQuotas
 from enclave.node.sessions import Sessions
+from enclave.node.staging import Staging
 from enclave.protocol.crypto import Identity
 from enclave.protocol.legacy import MAX_SKEW
 from enclave.store import Peer, Store
@@ -133,7 +134,10 @@ class Node(FilesApi):
         )
         self.sessions.delivery = self.delivery
         downloads = settings_mod.downloads_folder(self.settings, self.home)
-        self.files = Files(self.store, self.sessions, self.settings, self._publish, downloads)
+        staging = Staging(self.home, self.store)
+        self.files = Files(
+            self.store, self.sessions, self.settings, self._publish, downloads, staging
+        )
         self.sessions.files = self.files
         self.files.load()
         self.delivery.progress = self._wants_progress

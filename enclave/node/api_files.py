@@ -8,6 +8,9 @@ Rules:
 - Files go to v2 contacts only: a contact marked v1 (the original protocol) cannot
   carry them, and saying so is a ``UserError``, as is a blocked contact, a missing or
   unreadable path, a folder, or a file over 64 GiB.
+- A face that must copy a file before sending it (an upload) stages it in
+  ``upload_folder()``; the node removes that copy when its last transfer settles, or
+  at once if the send fails (staging.py).
 - ``queue_file`` offers a file with no node running (``enclave send-file`` when none
   is): the transfer waits in the store and the node offers it at its next session
   with the contact.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from pathlib import Path
 
 from enclave.errors import UserError
 from enclave.identity import keys
@@ -84,18 +88,24 @@ class FilesApi:
         """The same file to several contacts (every unblocked v2-capable one when
         ``queries`` is None): digested once, read about once per chunk, encrypted per
         session."""
-        if queries is None:
-            peers = [p for p in self.store.list_peers() if not p.blocked and p.protocol != "v1"]
-            if not peers:
-                raise UserError("no contact can take files (v1 and blocked ones cannot)")
-        else:
-            peers = list({p.fingerprint: p for p in map(self.resolve, queries)}.values())
-        for peer in peers:
-            check_recipient(peer)
-        path = check_source(path)
-        digested = await asyncio.get_running_loop().run_in_executor(None, _digest, path)
-        made = [await self.files.offer_digested(p.fingerprint, digested) for p in peers]
+        with self.files.staging.holding(path):  # a staged copy no transfer took goes after
+            if queries is None:
+                peers = [p for p in self.store.list_peers() if not p.blocked and p.protocol != "v1"]
+                if not peers:
+                    raise UserError("no contact can take files (v1 and blocked ones cannot)")
+            else:
+                peers = list({p.fingerprint: p for p in map(self.resolve, queries)}.values())
+            for peer in peers:
+                check_recipient(peer)
+            path = check_source(path)
+            digested = await asyncio.get_running_loop().run_in_executor(None, _digest, path)
+            made = [await self.files.offer_digested(p.fingerprint, digested) for p in peers]
         return [self.files.describe(t) for t in made]
+
+    def upload_folder(self) -> Path:
+        """A fresh private folder under ``<home>/outgoing`` for a face's copy of a file it
+        will send by ``send_file``: the node removes the copy once no transfer reads it."""
+        return self.files.staging.new_folder()
 
     def files_of(self, query: str | None = None, open_only: bool = True) -> list[FileChanged]:
         """Transfers (of one contact if ``query``), oldest first: the open ones, or with

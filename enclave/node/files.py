@@ -17,6 +17,8 @@ Rules:
   session and transfer: FILE_DONE if it was delivered, else FILE_CANCEL with why.
 - Faces hear ``FileChanged`` on every change of state, and progress at most every
   PROGRESS_EVERY seconds per transfer.
+- A settled outgoing transfer whose file is a staged copy (staging.py) lets the copy
+  go when no open transfer reads it; at start, copies no open transfer names go.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from enclave.node.events import FileChanged
 from enclave.node.file_io import ChunkReader
 from enclave.node.file_receive import Incoming, ReceiveSide
 from enclave.node.file_send import Outgoing, SendSide, files_reason
+from enclave.node.staging import Staging
 from enclave.protocol.events import (
     FileCancelled,
     FileChunkReceived,
@@ -84,8 +87,11 @@ def record_outgoing(store, fingerprint: str, d) -> tuple[FileOffer, records.Tran
 
 
 class Files:
-    def __init__(self, store, sessions, settings, publish, downloads: Path) -> None:
+    def __init__(
+        self, store, sessions, settings, publish, downloads: Path, staging: Staging
+    ) -> None:
         self.store = store
+        self.staging = staging
         self.sessions = sessions
         self.settings = settings
         self.publish = publish
@@ -131,6 +137,10 @@ class Files:
                 self.recv.inc[(peer, t.offer.id)] = i
                 if len(held) == i.chunks:
                     self.recv.finish(i)  # every chunk held: only the final name was missing
+        try:
+            self.staging.sweep()  # copies of a crash between an upload and its record
+        except OSError as err:
+            log.warning("cannot clear the staged copies: %s", err)
 
     async def close(self) -> None:
         """Stop moving data; what is written stays, recorded or not, for the next start
@@ -251,8 +261,21 @@ class Files:
             if state == "delivered":  # an empty file is done before any request
                 self.store.set_transfer_state(key, "accepted", now)
             self.store.set_transfer_state(key, state, now, reason, final_path)
+            self._release(key)
 
         self._after_store(run, key, sent)
+
+    def _release(self, key: int) -> None:
+        """On the writer thread, after a transfer settled: its staged copy may go (here,
+        so a broadcast recording its next transfer of the copy is never overtaken)."""
+        t = self.store.get_transfer(key)
+        if (
+            t is not None
+            and t.direction == "out"
+            and t.source
+            and t.state not in records.OPEN_STATES
+        ):
+            self.staging.release(t.source.path)
 
     def _after_store(self, run, key: int, done: int | None = None) -> None:
         fut = asyncio.get_running_loop().run_in_executor(self.store_writer, run)
@@ -425,8 +448,10 @@ class Files:
         if not (self.send.cancel(t.key, code) or self.recv.cancel(t.key, code)):
             self.send_cancel(self.sessions.pick(bytes.fromhex(t.peer)), t.offer.id, code)
         now = int(time.time() * 1000)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(
-            self.store_writer, self.store.cancel_transfer, t.key, now, reason
-        )
+
+        def run() -> None:
+            self.store.cancel_transfer(t.key, now, reason)
+            self._release(t.key)
+
+        await asyncio.get_running_loop().run_in_executor(self.store_writer, run)
         self._changed(t.key)

@@ -174,6 +174,14 @@ class TransfersMixin(StoreCore):
             sql, args = sql + " AND t.direction = ?", (*args, direction)
         return [_transfer(r) for r in self._rows(sql + " ORDER BY t.key", args)]
 
+    def open_sources(self) -> set[str]:
+        """The source paths of open outgoing transfers: the files still read for them."""
+        sql = (
+            "SELECT DISTINCT source_path FROM transfers"
+            f" WHERE direction = 'out' AND state IN {_OPEN_SQL} AND source_path IS NOT NULL"
+        )
+        return {r[0] for r in self._rows(sql, ())}
+
     def transfers_of(self, fingerprint: str | None = None, limit: int = 200) -> list[Transfer]:
         """The newest ``limit`` transfers in any state (of one peer if given), oldest first."""
         sql = f"SELECT {_COLS} FROM {_FROM}"

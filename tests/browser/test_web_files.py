@@ -1,6 +1,7 @@
 """Files on the web page in Debian's Chromium, between two real ``enclave --web``
-processes: a file dropped on a chat reaches the peer's page, whose Download link
-fetches the same bytes, and an image shows an inline preview (a blob: URL)."""
+processes: a file dropped on a chat, or pasted into its message box, reaches the peer's
+page, whose Download link fetches the same bytes (and the sender's staged copy goes);
+pasted text stays text; an image shows an inline preview (a blob: URL)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import zlib
 
 import pytest
 from playwright.sync_api import expect
+from support.waiting import eventually_blocking
 from test_web_browser import DESKTOP, WAIT, Watch, open_chat
 from webnodes import WebNode
 
@@ -25,6 +27,29 @@ DROP = """([name, b64]) => {
   for (const type of ["dragenter", "dragover", "drop"]) {
     zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
   }
+}"""
+
+# A paste as the browser fires it when the clipboard holds a file: a ClipboardEvent
+# whose DataTransfer has the File. Returns whether the page took it (preventDefault).
+PASTE = """([name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name));
+  const input = document.getElementById("input");
+  input.focus();
+  const event = new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true });
+  input.dispatchEvent(event);
+  return event.defaultPrevented;
+}"""
+
+# Counts the uploads the page starts (every file leaves by a POST of XMLHttpRequest).
+COUNT_UPLOADS = r"""() => {
+  window.uploadsStarted = 0;
+  const open = XMLHttpRequest.prototype.open;
+  XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+    if (method === "POST" && /\/files(\?|$)/.test(url)) window.uploadsStarted += 1;
+    return open.call(this, method, url, ...rest);
+  };
 }"""
 
 FETCH = """async (path) => {
@@ -108,8 +133,48 @@ def test_a_dropped_file_reaches_the_peer_and_downloads_the_same_bytes(pages, nod
     status, disposition, body = bob.evaluate(FETCH, link.get_attribute("data-href"))
     assert status == 200 and disposition == "attachment; filename*=UTF-8''notes.bin"
     assert base64.b64decode(body) == data
-    assert (nodes["alice"].home / "outgoing").stat().st_mode & 0o777 == 0o700
+    outgoing = nodes["alice"].home / "outgoing"
+    assert outgoing.stat().st_mode & 0o777 == 0o700
+    # The staged copy goes with the "Delivered" the page shows (another process: polled).
+    eventually_blocking(lambda: not any(outgoing.iterdir()), 10, "alice's staged copy gone")
     bob.screenshot(path=str(shots / "web-files-received.png"))
+
+
+def test_a_pasted_file_reaches_the_peer_and_downloads_the_same_bytes(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    data = os.urandom(200_000)
+    taken = alice.evaluate(PASTE, ["pasted.bin", base64.b64encode(data).decode()])
+    assert taken is True  # the file is uploaded, nothing is inserted in the box
+    expect(card(alice, "out", "pasted.bin").locator(".file-state")).to_have_text(
+        "Delivered", timeout=WAIT
+    )
+    expect(alice.locator("#input")).to_have_value("")
+    theirs = card(bob, "in", "pasted.bin")
+    expect(theirs.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    status, disposition, body = bob.evaluate(
+        FETCH, theirs.locator("a.file-download").get_attribute("data-href")
+    )
+    assert status == 200 and disposition == "attachment; filename*=UTF-8''pasted.bin"
+    assert base64.b64decode(body) == data
+
+
+def test_pasted_text_is_inserted_and_uploads_nothing(pages):
+    alice = pages["alice"]
+    alice.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    text = "just words, no file"
+    alice.evaluate("(t) => navigator.clipboard.writeText(t)", text)
+    cards = alice.locator("#message-list .file-card").count()
+    alice.evaluate(COUNT_UPLOADS)
+    box = alice.locator("#input")
+    box.fill("")
+    box.focus()
+    alice.keyboard.press("ControlOrMeta+V")  # a real paste: the browser inserts the text
+    expect(box).to_have_value(text)
+    # The page's paste handler ran before the text went in: it started no upload.
+    assert alice.evaluate("() => window.uploadsStarted") == 0
+    expect(alice.locator("#uploads li")).to_have_count(0)
+    expect(alice.locator("#message-list .file-card")).to_have_count(cards)
+    box.fill("")
 
 
 def test_an_image_shows_an_inline_preview_and_survives_a_reload(pages):

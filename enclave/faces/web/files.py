@@ -2,10 +2,11 @@
 
 Rules:
 - An upload is the raw request body, its name percent-encoded (UTF-8) in ``X-File-Name``.
-  It is streamed to disk, never held whole in memory, into a fresh private folder under
-  ``<home>/outgoing`` (0700), under ``MAX_UPLOAD_BYTES`` (the app's
-  ``MAX_UPLOAD_BYTES`` config): over it the answer is 413 and the partial file is gone.
-  The staged file stays while the transfer may still read it.
+  It is streamed to disk, never held whole in memory, into a fresh private folder the
+  node gives (``upload_folder``, under ``<home>/outgoing``), under ``MAX_UPLOAD_BYTES``
+  (the app's ``MAX_UPLOAD_BYTES`` config): over it the answer is 413 and the partial
+  file is gone. Once sent, the copy is the node's: it goes when its transfers settle
+  (or at once if the send is refused).
 - Only the Node's file calls are used (``send_file``, ``send_file_to_many``,
   ``accept_file``, ``decline_file``, ``cancel_file``, ``file``); a transfer is named by
   its integer ``key``.
@@ -18,7 +19,6 @@ Rules:
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -65,17 +65,13 @@ def image_type(path: str) -> str | None:
     return None
 
 
-async def _staged(limit: int, home: Path, api_error) -> Path:
-    """The request body, streamed into a private folder under ``home``; its path."""
+async def _staged(limit: int, node, api_error) -> Path:
+    """The request body, streamed into a private folder the node gives; its path."""
     name = _upload_name()
     length = request.content_length
     if length is not None and length > limit:
         raise api_error(413, f"a file from the page can be at most {_size(limit)}")
-    root = home / "outgoing"
-    root.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(root, 0o700)
-    folder = root / secrets.token_hex(8)
-    folder.mkdir(mode=0o700)
+    folder = node.upload_folder()
     target = folder / name
     written = 0
     try:
@@ -98,13 +94,9 @@ def file_routes(app: Quart, backend, api_error, fingerprint) -> None:
     app.config.setdefault("MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES)
 
     async def sent(send) -> list[dict]:
-        backend.require_node()
-        path = await _staged(app.config["MAX_UPLOAD_BYTES"], backend.place.path, api_error)
-        try:
-            made = await send(str(path))
-        except BaseException:
-            shutil.rmtree(path.parent, ignore_errors=True)
-            raise
+        node = backend.require_node()
+        path = await _staged(app.config["MAX_UPLOAD_BYTES"], node, api_error)
+        made = await send(str(path))  # refused or not, the copy is the node's now
         return [views.file(f) for f in made]
 
     @app.post("/api/peers/<fp>/files")
