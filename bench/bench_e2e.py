@@ -75,7 +75,8 @@ def check_file_rows(result):
     assert b["peers"] == 10 and b["states"] == {"delivered": 11}
     assert b["single_s"] > 0 and b["broadcast_s"] > 0 and b["broadcast_reads"] > 0
     rows = [row for row in result["figures"] if row["figure"].startswith(("file ", "chat every"))]
-    assert len(rows) == 4
+    assert len(rows) == 5
+    assert files["normal"]["mb_s"] > 0 and files["disk"]["mb_s"] > 0
     assert all(row["met"] is None for row in result["figures"] if "2 GiB" in row["target"])
 
 

@@ -165,7 +165,7 @@ def test_pieces_and_assembly():
     pieces = {m.piece: m.data for m in messages}
     assert files.assemble(offer, 0, pieces) == data
     assert files.assemble(offer, 0, {0: pieces[0], 1: pieces[1]}) is None
-    assert files.assemble(offer, 0, {**pieces, 2: pieces[2] + b"x"}) is None
+    assert files.assemble(offer, 0, {**pieces, 2: bytes(pieces[2]) + b"x"}) is None
     assert files.worth_compressing(1000, 900) and not files.worth_compressing(1000, 901)
 
 

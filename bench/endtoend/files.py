@@ -11,11 +11,17 @@ any file without asking (``file_auto_accept_bytes`` 1 TiB, ``file_disk_margin_by
    Beside it in the same run, the same byte count: TLS 1.3 on loopback (Python ssl, a
    self-signed P-256 certificate, one connection, 1 MiB writes, the receiver in its own
    process, timed to its one-byte ack) and AES-256-GCM (``cryptography`` AESGCM,
-   256 KiB records, one thread, no I/O).
+   256 KiB records, one thread, no I/O), and the disk: the same bytes written to a new
+   file and synced every 64 MiB (a receiver at store_sync "full" syncs what it wrote
+   before recording it, so this is its ceiling here). The source file is synced to
+   disk before it is sent.
 2. The same file again while FP sends FQ a chat every 10 ms (node_timing ``pace``);
    latency from FP's submit to FQ showing it (``record``/``received``), for the chats
    submitted before FQ had the file.
-3. Node FH (the hub's key) and ``peers`` recipients (bench/fleet_worker.py, each on its
+3. Nodes FN and FM (the same keys, their own homes) with store_sync "normal": the
+   same transfer, the receiver no longer syncing its file (the page cache keeps it
+   through a crash of Enclave, not a power loss): what the pipeline itself moves.
+4. Node FH (the hub's key) and ``peers`` recipients (bench/fleet_worker.py, each on its
    own loopback address), sessions warmed by one chat to all: a file of
    ``broadcast_mib`` MiB (full 256, quick 64) to one of them, then to all of them in one
    ``send_file_to_many``; wall time of each to the last "delivered" at FH, and FH's
@@ -46,6 +52,8 @@ RSS_EVERY = 0.2  # seconds between VmRSS samples
 TLS_WRITE = MIB
 GCM_RECORD = 256 * 1024
 FILE_SETTINGS = {"file_auto_accept_bytes": 1 << 40, "file_disk_margin_bytes": 0}
+NORMAL_SETTINGS = {**FILE_SETTINGS, "store_sync": "normal"}
+DISK_SYNC_EVERY = 64 * MIB
 CHUNK = 1 << 20  # enclave.protocol.file_messages.DEFAULT_CHUNK_SIZE
 
 
@@ -62,11 +70,22 @@ def file_cases(tmp: Path, keys, file_mib: int, broadcast_mib: int, peers: int) -
         out["chats"] = chats_during(p, q, source, out["transfer"]["seconds"])
     finally:
         stop(p, q)
+    p = node("FN", tmp, keys["alice"][0], NORMAL_SETTINGS)
+    q = node("FM", tmp, keys["bob"][0], NORMAL_SETTINGS)
+    try:
+        introduce(p, keys["alice"][1], q, keys["bob"][1])
+        p.request("warm", peer_fp=q.fp)
+        out["normal"] = transfer(p, q, source, nbytes)
+    finally:
+        stop(p, q)
     out["tls"] = tls_throughput(tmp, nbytes)
     out["aesgcm"] = aesgcm_throughput(nbytes)
+    out["disk"] = disk_throughput(tmp / "file-bench-disk.bin", nbytes)
     t = out["transfer"]
     t["ratio_tls"] = t["mb_s"] / out["tls"]["mb_s"]
     t["ratio_aesgcm"] = t["mb_s"] / out["aesgcm"]["mb_s"]
+    t["ratio_disk"] = t["mb_s"] / out["disk"]["mb_s"]
+    out["normal"]["ratio_tls"] = out["normal"]["mb_s"] / out["tls"]["mb_s"]
     source.unlink()
     bsource = random_file(tmp / "file-bench-broadcast.bin", broadcast_mib * MIB)
     out["broadcast"] = broadcast(tmp, keys["hub"], bsource, peers)
@@ -75,11 +94,37 @@ def file_cases(tmp: Path, keys, file_mib: int, broadcast_mib: int, peers: int) -
 
 
 def random_file(path: Path, nbytes: int) -> Path:
+    """A file of random bytes, on the disk before it is sent: a user's file is not
+    gigabytes of dirty pages the kernel still has to write while the transfer runs."""
     with open(path, "wb") as f:
         for _ in range(nbytes // (16 * MIB)):
             f.write(os.urandom(16 * MIB))
         f.write(os.urandom(nbytes % (16 * MIB)))
+        f.flush()
+        os.fsync(f.fileno())
     return path
+
+
+def disk_throughput(path: Path, nbytes: int) -> dict:
+    """The reference for a receiver at store_sync "full": the same bytes written in
+    1 MiB blocks to a new file on the same disk, synced every DISK_SYNC_EVERY bytes and
+    at the end (what a file that must survive power loss costs here, with no network
+    or crypto)."""
+    block = os.urandom(MIB)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        t0 = time.perf_counter()
+        done = 0
+        while done < nbytes:
+            done += os.write(fd, block[: min(MIB, nbytes - done)])
+            if done % DISK_SYNC_EVERY == 0:
+                os.fsync(fd)
+        os.fsync(fd)
+        seconds = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+        path.unlink()
+    return {"bytes": nbytes, "seconds": seconds, "mb_s": nbytes / seconds / 1e6}
 
 
 def timeout_for(nbytes: int) -> float:

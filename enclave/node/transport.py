@@ -274,10 +274,10 @@ class Link(asyncio.Protocol):
         # File pieces leave only while the transport takes them, BULK_FLUSH at a time:
         # a chat queued meanwhile waits behind at most that much (strict priority).
         bulk = conn.bulk_queued
-        data = conn.data_to_send(time.time(), BULK_FLUSH if self.writable else 0)
-        if data:
-            transport.write(data)
-            self.hub.wrote(len(data))
+        parts = conn.parts_to_send(time.time(), BULK_FLUSH if self.writable else 0)
+        if parts:
+            transport.writelines(parts)  # no join: a flush of pieces is a megabyte
+            self.hub.wrote(sum(map(len, parts)))
         if conn.closed:
             transport.close()
         elif bulk:

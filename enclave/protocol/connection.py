@@ -279,13 +279,16 @@ class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
     def data_to_send(self, now: float, bulk_budget: int | None = None) -> bytes:
         """The bytes to write: every queued batch and file control message, then queued
         file pieces up to ``bulk_budget`` bytes (all of them when None)."""
+        parts = self.parts_to_send(now, bulk_budget)
+        return parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+
+    def parts_to_send(self, now: float, bulk_budget: int | None = None) -> list:
+        """``data_to_send`` as a list of bytes-like parts, in order, for a transport's
+        ``writelines``: a megabyte of sealed pieces is not copied into one bytes first."""
         if self.state is S.ESTABLISHED:
             self._flush_messages(now)
             self._flush_files(now, bulk_budget)
-        if not self._out:
-            return b""
-        out = b"".join(self._out)
-        self._out.clear()
+        out, self._out = self._out, []
         return out
 
     def next_deadline(self) -> float | None:

@@ -32,6 +32,7 @@ from .file_messages import (
     FileOffer,
     FileRequest,
     decode_file_message,
+    encode_chunk_led,
     encode_file_message,
     request,
 )
@@ -70,7 +71,7 @@ class FileTraffic:
         self._require_established()
         if type(chunk) is not FileChunk:
             raise UsageError(f"not a FileChunk: {type(chunk).__name__}")
-        body = encode_file_message(chunk)
+        body = encode_chunk_led(chunk)  # checked, one free byte in front (seal_led)
         if self._bulk_bytes + len(body) > self.limits.bulk_queue:
             raise UsageError(
                 f"bulk queue full ({self._bulk_bytes} of {self.limits.bulk_queue} bytes)"
@@ -130,4 +131,4 @@ class FileTraffic:
             bodies.append(body)
             released += len(body)
         self._bulk_bytes -= released
-        self._out.append(self._tx.seal_many(FILE, bodies, now))
+        self._out.extend(self._tx.seal_led(FILE, bodies, now))

@@ -144,10 +144,11 @@ def piece_length(offer: FileOffer, index: int, piece: int) -> int | None:
 
 def chunk_messages(transfer_id: bytes, index: int, chunk: bytes) -> list[FileChunk]:
     """The FILE_CHUNK messages that carry ``chunk`` (uncompressed; the engine may
-    compress a piece and set FLAG_ZSTD when that saves at least 10%)."""
+    compress a piece and set FLAG_ZSTD when that saves at least 10%). Their data are
+    views into ``chunk``: it is copied once, when each piece is queued to be sealed."""
     view = memoryview(chunk)
     return [
-        FileChunk(transfer_id, index, p, 0, bytes(view[start : start + PIECE_SIZE]))
+        FileChunk(transfer_id, index, p, 0, view[start : start + PIECE_SIZE])
         for p, start in enumerate(range(0, len(chunk), PIECE_SIZE))
     ]
 
