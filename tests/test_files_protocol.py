@@ -34,7 +34,9 @@ from enclave.protocol.file_messages import (
     SHA256,
     FileChunk,
     FileOffer,
+    _decode_strict,
     decode_file_message,
+    encode_chunk_led,
     encode_file_message,
 )
 from enclave.protocol.records import APP, FILE
@@ -167,6 +169,65 @@ def test_pieces_and_assembly():
     assert files.assemble(offer, 0, {0: pieces[0], 1: pieces[1]}) is None
     assert files.assemble(offer, 0, {**pieces, 2: bytes(pieces[2]) + b"x"}) is None
     assert files.worth_compressing(1000, 900) and not files.worth_compressing(1000, 901)
+
+
+# --- the bulk path: pieces built in place and read as views ---------------------------
+
+
+@pytest.mark.parametrize("size", [1, 255, 256, 65_535, 65_536, PIECE_SIZE])
+@pytest.mark.parametrize("index", [0, 127, 128, 65_536, 16_383])
+def test_a_piece_built_in_place_is_the_codec_bytes_and_reads_back_as_a_view(size, index):
+    data = os.urandom(size)
+    chunk = FileChunk(TID, min(index, 16_383), 3, 1, memoryview(data))
+    body = encode_chunk_led(chunk)
+    assert bytes(body[1:]) == encode_file_message(FileChunk(TID, chunk.index, 3, 1, data))
+    back = decode_file_message(memoryview(bytes(body))[1:])
+    assert type(back.data) is memoryview and bytes(back.data) == data
+    assert (back.transfer_id, back.index, back.piece, back.flags) == (TID, chunk.index, 3, 1)
+
+
+def outcome(decode, body):
+    try:
+        m = decode(body)
+    except PeerError as err:
+        return ("refused", err.reason)
+    return (type(m).__name__, m.transfer_id, m.index, m.piece, m.flags, bytes(m.data))
+
+
+def chunk_bodies():
+    """Canonical pieces, then the same fields in every other msgpack form (wider ints
+    and bins), then damaged ones: cut, grown, bit-flipped at every header byte."""
+    canonical = encode_file_message(FileChunk(TID, 300, 2, 1, b"payload"))
+    yield canonical
+    yield msgpack.packb([9, TID, 300, 2, 1, b"payload"], use_bin_type=True)
+    wide = b"\x96\x09\xc4\x10" + TID + b"\xcf" + (300).to_bytes(8, "big")
+    yield wide + b"\xcd\x00\x02\xcc\x01\xc6\x00\x00\x00\x07payload"
+    yield wide + b"\x02\x01\xc5\x00\x07payload"
+    for cut in range(len(canonical)):
+        yield canonical[:cut]
+    yield canonical + b"\x00"
+    yield canonical[:-8] + b"\xc4\x08payload"  # claims one byte more than there is
+    for at in range(len(canonical) - 7):
+        for bit in range(8):
+            flipped = bytearray(canonical)
+            flipped[at] ^= 1 << bit
+            yield bytes(flipped)
+    yield msgpack.packb([9, TID, 1, 0, 0, b""], use_bin_type=True)  # empty data
+    yield msgpack.packb([9, TID, 1, 0, 0, b"x" * (PIECE_SIZE + 1)], use_bin_type=True)
+    yield msgpack.packb([9, TID, 16_384, 0, 0, b"x"], use_bin_type=True)  # index too big
+    yield msgpack.packb([9, TID, 1, 0, 2, b"x"], use_bin_type=True)  # unknown flag
+
+
+def test_the_view_reader_and_the_strict_decoder_agree_on_every_body():
+    bodies = list(chunk_bodies())
+    assert len(bodies) > 200
+    kinds = set()
+    for body in bodies:
+        strict = outcome(_decode_strict, body)
+        assert outcome(decode_file_message, memoryview(body)) == strict, body
+        assert outcome(decode_file_message, body) == strict, body
+        kinds.add(strict[0])
+    assert kinds == {"FileChunk", "refused"}
 
 
 # --- a hostile, authenticated contact ----------------------------------------------------

@@ -5,6 +5,7 @@ sender never produces (a KEY_UPDATE with a body, a CLOSE of two bytes, an unknow
 """
 
 import gc
+import os
 import struct
 import types
 
@@ -130,6 +131,46 @@ def test_seal_many_is_the_same_as_sealing_one_by_one():
     wire = many.seal_many(APP, bodies, 0.0)
     assert wire == b"".join(one.seal(APP, body, 0.0) for body in bodies)
     assert deliver(rx, wire) == [(APP, body) for body in bodies]
+
+
+def led(body: bytes) -> bytearray:
+    return bytearray(b"\xff" + body)  # the free byte seal_led overwrites with the type
+
+
+@pytest.mark.parametrize("rtype", [APP, FILE])
+def test_seal_led_is_the_same_wire_as_sealing_one_by_one(rtype):
+    bodies = [os.urandom(n) for n in (0, 1, 255, 70_000, MAX_RECORD_BODY)]
+    one, _ = pair()
+    led_tx, rx = pair()
+    parts = led_tx.seal_led(rtype, [led(b) for b in bodies], 0.0)
+    wire = b"".join(parts)
+    assert wire == b"".join(one.seal(rtype, body, 0.0) for body in bodies)
+    assert [(t, bytes(b)) for t, b in deliver(rx, wire)] == [(rtype, b) for b in bodies]
+    assert (led_tx.seq, led_tx.bytes_sent) == (one.seq, one.bytes_sent)
+
+
+@pytest.mark.parametrize("limits", [{"max_frames": 3}, {"max_bytes": 500}])
+def test_a_key_update_inside_a_led_batch_falls_where_the_frame_path_puts_it(limits):
+    bodies = [bytes([n]) * 100 for n in range(10)]
+    one, _ = pair(**limits)
+    led_tx, rx = pair(**limits)
+    wire = b"".join(led_tx.seal_led(APP, [led(b) for b in bodies], 0.0))
+    assert wire == b"".join(one.seal(APP, body, 0.0) for body in bodies)
+    arrived = deliver(rx, wire)
+    assert [body for rtype, body in arrived if rtype == APP] == bodies
+    assert rx.key_epoch >= 1
+
+
+def test_seal_led_refuses_what_seal_refuses():
+    tx, _ = pair()
+    with pytest.raises(UsageError):
+        tx.seal_led(CLOSE, [led(b"\x00")], 0.0)
+    with pytest.raises(UsageError):
+        tx.seal_led(FILE, [led(b"\x00" * (MAX_RECORD_BODY + 1))], 0.0)
+    assert tx.seq == 0  # nothing was sealed
+    tx.seal(CLOSE, b"\x00", 0.0)
+    with pytest.raises(UsageError):
+        tx.seal_led(APP, [led(b"x")], 0.0)
 
 
 def test_nonces_never_repeat_across_frames_and_keys():

@@ -292,6 +292,11 @@ def decode_file_message(body: bytes | memoryview) -> FileMessage:
         if why is not None:
             raise _bad(f"type {FILE_CHUNK}: bad {why}")
         return chunk
+    return _decode_strict(body)
+
+
+def _decode_strict(body) -> FileMessage:
+    """Any file message, through the strict msgpack decoder."""
     try:
         m = msgpack.unpackb(body, **_UNPACK_OPTIONS)
     except (ValueError, msgpack.UnpackException) as exc:
