@@ -72,9 +72,14 @@ async def test_the_second_file_of_a_name_gets_a_number_and_empty_files_work(tmp_
     src = make(tmp_path / "notes.txt", 1000)
     empty = make(tmp_path / "empty.dat", 0)
     async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        whole_a, whole_b = Recorder(a), Recorder(b)
         _, _, first = await transfer(a, b, src)
         _, _, second = await transfer(a, b, src)
         _, _, nothing = await transfer(a, b, empty)
+    # Each side told each end once, however its progress and state moves interleaved.
+    for rec in (whole_a, whole_b):
+        ends = [e.key for e in settled(rec)]
+        assert len(ends) == 3 == len(set(ends))
     assert os.path.basename(first.path) == "notes.txt"
     assert os.path.basename(second.path) == "notes (1).txt"
     assert sha256(second.path) == sha256(src)

@@ -263,7 +263,7 @@ class Files:
             self.store.set_transfer_state(key, state, now, reason, final_path)
             self._release(key)
 
-        self._after_store(run, key, sent)
+        self._after_store(run, key, sent, final=True)
 
     def _release(self, key: int) -> None:
         """On the writer thread, after a transfer settled: its staged copy may go (here,
@@ -277,9 +277,9 @@ class Files:
         ):
             self.staging.release(t.source.path)
 
-    def _after_store(self, run, key: int, done: int | None = None) -> None:
+    def _after_store(self, run, key: int, done: int | None = None, final: bool = False) -> None:
         fut = asyncio.get_running_loop().run_in_executor(self.store_writer, run)
-        fut.add_done_callback(lambda f: self._changed(key, done) if not f.exception() else
+        fut.add_done_callback(lambda f: self._changed(key, done, final) if not f.exception() else
                               log.warning("file transfer %d: store: %s", key, f.exception()))  # fmt: skip
 
     def progress(self, key: int, done_bytes: int) -> None:
@@ -289,9 +289,12 @@ class Files:
         self._shown[key] = now
         self._changed(key, done_bytes)
 
-    def _changed(self, key: int, done_bytes: int | None = None) -> None:
+    def _changed(self, key: int, done_bytes: int | None = None, final: bool = False) -> None:
+        """Tell the faces how transfer ``key`` stands now (read from the store). Only the
+        step that ended a transfer (``final``) tells its end: a progress or state move
+        whose turn comes after the end must not tell it a second time."""
         t = self.store.get_transfer(key)
-        if t is not None:
+        if t is not None and (final or t.state in records.OPEN_STATES):
             self.publish(self.describe(t, done_bytes))
 
     def describe(self, t: records.Transfer, done_bytes: int | None = None) -> FileChanged:
@@ -386,7 +389,7 @@ class Files:
         def run() -> None:
             self.store.cancel_transfer(t.key, now, text)
 
-        self._after_store(run, t.key)
+        self._after_store(run, t.key, final=True)
 
     def _folder(self) -> Path:
         folder = self.downloads
@@ -454,4 +457,4 @@ class Files:
             self._release(t.key)
 
         await asyncio.get_running_loop().run_in_executor(self.store_writer, run)
-        self._changed(t.key)
+        self._changed(t.key, final=True)
