@@ -188,34 +188,33 @@ class PartFile:
         self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
         self._whole = files.hasher(offer.algorithm)
         self._next = 0  # chunks 0.._next-1 are in the whole-file hasher
-        self._early: dict[int, bytes] = {}  # verified chunks ahead of _next
+        self._early: dict[int, list] = {}  # verified chunks (their pieces) ahead of _next
         self._held = set(held)  # on disk from before (a restart): hashed from disk
         self.written = 0  # bytes written
 
     def write(self, index: int, pieces: dict[int, bytes]) -> bool:
-        """Assemble, verify and write chunk ``index``; False if it fails its digest."""
-        chunk = files.assemble(self.offer, index, pieces)
-        if chunk is None or not files.verify_chunk(self.offer, index, chunk):
+        """Verify and write chunk ``index`` from its pieces; False if it fails its digest.
+        The pieces are hashed and written as they are: the chunk is never joined."""
+        parts = files.ordered_pieces(self.offer, index, pieces)
+        if parts is None or not files.verify_pieces(self.offer, index, parts):
             return False
-        start, _ = files.chunk_span(self.offer, index)
-        view = memoryview(chunk)
-        while view:
-            n = os.pwrite(self.fd, view, start)
-            view, start = view[n:], start + n
-        self.written += len(chunk)
-        self._early[index] = chunk
+        start, length = files.chunk_span(self.offer, index)
+        _pwrite_all(self.fd, parts, start)
+        self.written += length
+        self._early[index] = parts
         self._advance()
         return True
 
     def _advance(self) -> None:
         while self._next < len(self.offer.digests):
-            chunk = self._early.pop(self._next, None)
-            if chunk is None:
+            parts = self._early.pop(self._next, None)
+            if parts is None:
                 if self._next not in self._held:
                     return
-                chunk = os.pread(self.fd, files.chunk_span(self.offer, self._next)[1],
-                                 self._next * self.offer.chunk_size)  # fmt: skip
-            self._whole.update(chunk)
+                parts = [os.pread(self.fd, files.chunk_span(self.offer, self._next)[1],
+                                  self._next * self.offer.chunk_size)]  # fmt: skip
+            for part in parts:
+                self._whole.update(part)
             self._next += 1
 
     def sync(self) -> None:
@@ -232,6 +231,19 @@ class PartFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _pwrite_all(fd: int, parts: list, offset: int) -> None:
+    """Write ``parts`` back to back at ``offset`` (one pwritev, again after a short one)."""
+    views = [memoryview(p) for p in parts]
+    while views:
+        n = os.pwritev(fd, views, offset)
+        offset += n
+        while n:
+            if n >= len(views[0]):
+                n -= len(views.pop(0))
+            else:
+                views[0], n = views[0][n:], 0
 
 
 __all__ = [

@@ -162,19 +162,37 @@ def assemble(offer: FileOffer, index: int, pieces: dict[int, bytes]) -> bytes | 
     """Chunk ``index`` from its (decompressed) pieces, once all are there with their exact
     lengths; None while some are missing. A piece of the wrong length is the host's
     refusal (``piece_length`` tells it the right one)."""
+    ordered = ordered_pieces(offer, index, pieces)
+    return None if ordered is None else b"".join(ordered)
+
+
+def ordered_pieces(offer: FileOffer, index: int, pieces: dict[int, bytes]) -> list | None:
+    """``assemble`` without the join: the pieces in order (a receiver hashes and writes
+    them as they are, with no copy of the chunk)."""
     count = piece_count(offer, index)
     if len(pieces) != count or any(p not in pieces for p in range(count)):
         return None
     if any(len(pieces[p]) != piece_length(offer, index, p) for p in range(count)):
         return None
-    return b"".join(pieces[p] for p in range(count))
+    return [pieces[p] for p in range(count)]
 
 
 def verify_chunk(offer: FileOffer, index: int, chunk: bytes) -> bool:
     """Chunk ``index`` is exactly what was offered (checked before it is written)."""
-    if not 0 <= index < len(offer.digests) or len(chunk) != chunk_span(offer, index)[1]:
+    return verify_pieces(offer, index, [chunk])
+
+
+def verify_pieces(offer: FileOffer, index: int, parts: Iterable[bytes]) -> bool:
+    """Chunk ``index``, given as consecutive parts, is exactly what was offered."""
+    if not 0 <= index < len(offer.digests):
         return False
-    return hmac.compare_digest(digest(offer.algorithm, chunk), offer.digests[index])
+    h, size = hasher(offer.algorithm), 0
+    for part in parts:
+        h.update(part)
+        size += len(part)
+    if size != chunk_span(offer, index)[1]:
+        return False
+    return hmac.compare_digest(h.digest(), offer.digests[index])
 
 
 def verify_file(offer: FileOffer, chunks: Iterable[bytes]) -> bool:
