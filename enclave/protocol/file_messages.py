@@ -21,6 +21,10 @@ Rules:
   match its digest) is the host's: the core does not keep transfers.
 - Errors: ``PeerError("bad_file_message")`` for anything the peer sent wrong (the
   session closes, as for a bad chat batch); ``UsageError`` when we would send it.
+- The bulk path copies a piece once on each side: ``encode_chunk_led`` builds our
+  FILE_CHUNK in the buffer its record is sealed from, and a FILE_CHUNK in that
+  canonical form is read as a view into its record. Any other form goes through the
+  strict decoder; both readers give the same answer for every body (tested).
 """
 
 from collections.abc import Sequence

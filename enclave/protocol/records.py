@@ -27,6 +27,9 @@ Rules (PROTOCOL.md c.1, c.2):
   100-byte encrypt ~0.7 us; a whole ``seal`` of 128 bytes takes ~1.2 us with the cached
   cipher and ~2.5 us when it is rebuilt each time (bench/bench_protocol.py). So the
   cipher is cached while busy and dropped when idle, not built per call.
+- ``seal_led`` is the bulk path: bodies built with a free first byte are encrypted
+  where they are and come back as parts for ``writelines``; the wire is exactly what
+  ``seal`` would give, a key update included (it then takes the frame path).
 - A key update drops every reference to the old secret, key, IV and cipher. Python
   cannot wipe immutable bytes, so "erased" means "no longer reachable from here".
 
