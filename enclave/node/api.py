@@ -32,6 +32,7 @@ from pathlib import Path
 
 from enclave.errors import UserError
 from enclave.identity import keys
+from enclave.node import allocator
 from enclave.node import settings as settings_mod
 from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
 from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
@@ -122,6 +123,7 @@ class Node(FilesApi):
     async def start(self, host: str = "0.0.0.0", port: int = 8000) -> tuple[str, int]:
         from enclave.identity.home import Home, prepare
 
+        allocator.tune()  # file pieces: no page faults per buffer (allocator.py)
         self.store = Store.open(prepare(Home(self.home)).db_path, self.settings.store_sync)
         self.sessions = Sessions(self.identity, self.store, self.settings, self._publish)
         self.delivery = Delivery(
