@@ -9,7 +9,8 @@ Rules:
   delivered exactly once in effect, never silently lost once reported queued. A v1
   (legacy) recipient gets its envelope only after the commit.
 - For each peer at most one link carries unacked messages at a time (the "carrier"),
-  so the receiver gets them in outbox order. When a carrier dies, its unacked
+  so the receiver gets them in outbox order; a new carrier is a session without file
+  data when the peer has one (``Sessions.pick_chat``). When a carrier dies, its unacked
   messages go back to the front of the queue and go out again on the next session.
 - Received chats are stored in group commits by one writer thread; a session is acked
   only after the commit that stored its chats. A duplicate (same peer, creation time
@@ -76,7 +77,7 @@ class Delivery:
     ):
         self.store = store
         self.own = own_fp
-        self.sessions = sessions  # pick(peer) -> link | None, dial(peer)
+        self.sessions = sessions  # pick_chat(peer) -> link | None, dial(peer)
         self.publish = publish
         # Whether anyone listens to "queued" and "sent" (one event per message each);
         # "delivered" and "failed" are always published.
@@ -213,7 +214,7 @@ class Delivery:
         if legacy is not None:  # the user marked this peer v1: envelopes, never a v2 session
             self.legacy.kick(peer, queue, *legacy)
             return
-        link = self.carriers.get(peer) or self.sessions.pick(peer)
+        link = self.carriers.get(peer) or self.sessions.pick_chat(peer)
         if link is None:
             self.sessions.dial(peer)
             return

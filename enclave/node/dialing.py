@@ -20,6 +20,8 @@ Rules:
 - A peer that throttles us (THROTTLE) is not dialled, for messages or presence, until
   its wait is over.
 - ``retry_now`` ends a pause at once and resets the backoff (the user's "retry").
+- ``extra`` adds a session to a peer that has one (a file's data then moves apart from
+  the chats): one try of the stored addresses, no backoff, a failure only logged.
 - While messages wait and a try failed, ``Retrying`` tells the faces when the next is.
 """
 
@@ -32,6 +34,10 @@ from enclave.node.transport import Link
 from enclave.protocol.crypto import PeerKey
 
 log = logging.getLogger("enclave.node.dialing")
+# Seconds between extra-session dials to one peer. A peer that keeps one session per
+# contact replaces its old one with ours (the chunks asked there are asked again on the
+# new one): that churn is allowed at most this often.
+EXTRA_PAUSE = 60.0
 
 
 class Dialer:
@@ -44,6 +50,8 @@ class Dialer:
         self._pauses: dict[bytes, asyncio.Future] = {}
         self._next_try: dict[bytes, float] = {}  # loop time of a peer's next attempt
         self._places = asyncio.Semaphore(self.s.presence_dials)
+        self.extras: dict[bytes, asyncio.Task] = {}  # extra-session dials under way
+        self._extra_after: dict[bytes, float] = {}  # loop time the next one may start
 
     # --- what to dial -------------------------------------------------------------------
 
@@ -99,9 +107,10 @@ class Dialer:
 
     def forget(self, peer: bytes) -> None:
         """Stop a dial under way to ``peer`` (blocked or removed) and its backoff."""
-        task = self.tasks.pop(peer, None)
-        if task is not None:
-            task.cancel()
+        for tasks in (self.tasks, self.extras):
+            task = tasks.pop(peer, None)
+            if task is not None:
+                task.cancel()
         self._backoff.pop(peer, None)
 
     def _wake(self, peer: bytes) -> bool:
@@ -204,8 +213,35 @@ class Dialer:
             return False
         return await link.established
 
+    # --- one more session ----------------------------------------------------------------
+
+    def extra(self, peer: bytes) -> None:
+        """Open one more session to an online peer (a file's data then has its own, and
+        chats keep theirs): at most one such dial per peer at once, one per EXTRA_PAUSE.
+        ``dial`` does nothing for an online peer: it keeps one session, this adds one."""
+        s = self.sessions
+        if s.closing or peer in self.extras or not s.online(peer):
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now < self._extra_after.get(peer, 0.0):
+            return
+        self._extra_after[peer] = now + EXTRA_PAUSE
+        task = loop.create_task(self._extra(peer), name=f"extra-{peer.hex()[:8]}")
+        self.extras[peer] = task
+
+    async def _extra(self, peer: bytes) -> None:
+        try:
+            if not await self._dial_once(peer):
+                log.info("no extra session to %s: the one there is carries all", peer.hex()[:16])
+        except Exception as err:  # noqa: BLE001 - an optimisation: the session there works
+            log.info("extra session to %s failed: %r", peer.hex()[:16], err)
+        finally:
+            if self.extras.get(peer) is asyncio.current_task():
+                del self.extras[peer]
+
     async def close(self) -> None:
-        tasks = list(self.tasks.values())
+        tasks = list(self.tasks.values()) + list(self.extras.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

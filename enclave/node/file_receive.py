@@ -77,13 +77,13 @@ class ReceiveSide:
         if len(i.held) == i.chunks:
             self.finish(i)
             return
-        link = self.e.sessions.pick(i.peer)
+        link = self.e.sessions.pick_bulk(i.peer)
         if link is not None:
             self.pull(i, link)
 
     def session_up(self, link, peer: bytes) -> None:
         for i in [i for i in self.inc.values() if i.peer == peer]:
-            self.pull(i, link)
+            self.pull(i)  # on the peer's bulk session, which may be this new one
 
     def session_down(self, link) -> None:
         for i in list(self.inc.values()):
@@ -100,7 +100,7 @@ class ReceiveSide:
         """Ask for missing chunks until WINDOW_CHUNKS are outstanding."""
         if i.finishing or (i.peer, i.wire.transfer_id) not in self.inc:
             return
-        link = link or self.e.sessions.pick(i.peer)
+        link = link or self.e.sessions.pick_bulk(i.peer, next(iter(i.requested.values()), None))
         conn = link.conn if link is not None else None
         if conn is None or conn.closed or not conn.established:
             return

@@ -175,6 +175,29 @@ class Files:
     def writable(self, link) -> None:
         self.send.pump(link)
 
+    def bulky(self, link) -> bool:
+        """Whether ``link`` carries file data now: pieces we send on it (queued, read or
+        still asked for) or chunks we asked for on it. Chats then take another session
+        of the peer, so they never wait behind pieces in a transport or socket buffer."""
+        sending = self.send.links.get(link.id)
+        if sending is not None and (sending.transfers or sending.ready or sending.reading):
+            return True
+        conn = link.conn
+        if conn is not None and conn.bulk_queued:
+            return True
+        if any(o.link is link for o in self.send.out.values()):  # between two requests
+            return True
+        lid = link.id
+        return any(lid in i.requested.values() for i in self.recv.inc.values())
+
+    def bulk_links(self) -> set[int]:
+        """The ids of every link ``bulky`` would name (housekeeping keeps them open)."""
+        ids = {lid for lid, s in self.send.links.items() if s.transfers or s.ready or s.reading}
+        ids.update(o.link.id for o in self.send.out.values() if o.link is not None)
+        for i in self.recv.inc.values():
+            ids.update(i.requested.values())
+        return ids
+
     def on_event(self, link, ev) -> None:
         peer = link.conn.peer
         kind = type(ev)

@@ -21,6 +21,11 @@ Rules:
   none came up meanwhile: when two nodes dial each other at once, one may close a
   session (a pool replacement) just before the other session is up on this side, and
   faces must not see the contact flap offline and online.
+- File data keeps apart from chats when a peer has more than one session: the
+  receiver asks for chunks on ``pick_bulk`` (dialling one extra session when it has
+  only one), chats go out on ``pick_chat`` (a session without file data), so a chat
+  never waits behind pieces in a socket buffer. While file data moves to or from a
+  peer, none of its sessions is idle, whatever its last received message.
 - Responder private work is admitted only while a slot is free ("busy" otherwise);
   our own handshakes (we dialled) queue on the same threads.
 """
@@ -102,6 +107,7 @@ class Sessions:
             "crypto_jobs": 0,
         }
         self.dialer = Dialer(self)
+        self._bulk: dict[bytes, int] = {}  # peer -> the link its file data last took
         self._going: dict[bytes, asyncio.TimerHandle] = {}  # peers about to be offline
         self._server: asyncio.AbstractServer | None = None
         self.closing = False
@@ -171,6 +177,40 @@ class Sessions:
     def pick(self, peer: bytes) -> Link | None:
         conn_id = self.pool.pick(peer)
         return None if conn_id is None else self.links.get(conn_id)
+
+    def pick_chat(self, peer: bytes) -> Link | None:
+        """A session for chats: one that carries no file data when the peer has one, so
+        a chat never waits behind pieces already in a transport or socket buffer."""
+        ids = self.pool.connections(peer)
+        if len(ids) > 1:
+            for conn_id in ids:
+                link = self.links.get(conn_id)
+                if link is not None and not self.files.bulky(link):
+                    return link
+        return self.pick(peer)
+
+    def pick_bulk(self, peer: bytes, asked_on: int | None = None) -> Link | None:
+        """A session for a transfer's requests (the sender answers on it): ``asked_on``,
+        where its earlier requests wait, while that is up (a sender serves a transfer on
+        the session of its latest request and forgets what was asked elsewhere); else
+        the one file data took before, else the newest that our chats do not ride. With
+        one session and room for more, another is opened for the data; until it is up
+        the one session carries both (chats keep their strict priority there)."""
+        ids = self.pool.connections(peer)
+        if len(ids) == 1 and self.pool.max_per_peer >= 2:
+            self.dialer.extra(peer)
+        if asked_on in ids:
+            return self.links.get(asked_on)
+        if len(ids) < 2:
+            return self.pick(peer)
+        carrier = self.delivery.carriers.get(peer)
+        chat_id = carrier.id if carrier is not None else None
+        chosen = self._bulk.get(peer)
+        if chosen not in ids or chosen == chat_id:
+            # The newest: pick_chat takes the oldest of those without file data.
+            chosen = next(c for c in reversed(ids) if c != chat_id)
+            self._bulk[peer] = chosen
+        return self.links.get(chosen)
 
     def legacy_target(self, peer: bytes) -> tuple[PeerKey, str | None] | None:
         """(key, address) for a peer the user marked v1; None for everyone else."""
@@ -306,6 +346,8 @@ class Sessions:
             self._session_gone(link, peer)
 
     def _session_gone(self, link: Link, peer: bytes) -> None:
+        if self._bulk.get(peer) == link.id:
+            del self._bulk[peer]
         self.delivery.session_down(link)
         self.files.session_down(link)
         if not self.online(peer):
@@ -485,11 +527,21 @@ class Sessions:
         if self.store.learn_address(fingerprint, address):
             log.info("peer %s seen at %s (given %s)", fingerprint[:16], address, record.address)
 
+    def _keep_bulk_peers(self, now: float) -> None:
+        """A session with file data moving on it is not idle, nor are the peer's others:
+        its chat session closed mid-transfer would leave chats to share the bulk one
+        (and the receiver dialling an extra session again)."""
+        peers = {self.pool.peer_of(c) for c in self.files.bulk_links() if c in self.pool}
+        for peer in peers:
+            for conn_id in self.pool.connections(peer):
+                self.pool.touch(conn_id, now)
+
     async def _tick(self) -> None:
         """Once a second: expire idle sessions and forget old handshake IDs."""
         while True:
             await asyncio.sleep(1.0)  # a periodic timer, not synchronisation
             now = time.monotonic()
+            self._keep_bulk_peers(now)
             for peer, conn_id in self.pool.expire(now):
                 link = self.links.get(conn_id)
                 if link is None:
