@@ -14,7 +14,8 @@ Rules:
 - Written chunks are recorded in the store only after the data is synced when
   ``store_sync`` is "full" (with "normal" the page cache survives a crash of Enclave,
   as the store's own rows do), in group commits: one sync and one transaction for
-  every chunk written meanwhile.
+  every chunk written meanwhile. The sync runs on the engine's sync thread, so the
+  store's writer (chat commits) never waits for a file's data to reach the disk.
 - The file gets its final name only after every chunk is in and the whole file
   matches the offered digest; cancel or failure removes the ``.part``.
 """
@@ -196,13 +197,20 @@ class ReceiveSide:
             return
         batch, i.unsynced, i.syncing = i.unsynced, [], True
         i.recording.update(batch)
-        full = self.e.settings.store_sync == "full"
+        loop = asyncio.get_running_loop()
+        if self.e.settings.store_sync == "full" and i.part is not None:
+            # The data on the disk first (the sync thread), then its record (the store's
+            # writer, which chat commits share: they never wait behind a file's sync).
+            fut = loop.run_in_executor(self.e.sync_pool, os.fsync, i.part.fd)
+            fut.add_done_callback(partial(self._record, i, batch))
+        else:
+            self._record(i, batch, None)
 
-        def commit() -> None:
-            if full and i.part is not None:
-                os.fsync(i.part.fd)
-            self.e.store.mark_chunks({i.key: batch})
-
+    def _record(self, i: Incoming, batch: list, synced) -> None:
+        if synced is not None and (synced.cancelled() or synced.exception() is not None):
+            self._synced(i, batch, synced)  # the sync failed: nothing is recorded
+            return
+        commit = partial(self.e.store.mark_chunks, {i.key: batch})
         fut = asyncio.get_running_loop().run_in_executor(self.e.store_writer, commit)
         fut.add_done_callback(partial(self._synced, i, batch))
 

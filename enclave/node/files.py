@@ -98,6 +98,9 @@ class Files:
         self.downloads = Path(downloads)
         self.read_pool = ThreadPoolExecutor(1, thread_name_prefix="enclave-file-read")
         self.write_pool = ThreadPoolExecutor(1, thread_name_prefix="enclave-file-write")
+        # A .part's sync takes as long as the disk needs for what was written: on its
+        # own thread, neither the writes nor the store's chat commits wait behind it.
+        self.sync_pool = ThreadPoolExecutor(1, thread_name_prefix="enclave-file-sync")
         self.reader = ChunkReader()
         self.send = SendSide(self)
         self.recv = ReceiveSide(self)
@@ -152,6 +155,7 @@ class Files:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.read_pool.shutdown, True)
         await loop.run_in_executor(None, self.write_pool.shutdown, True)
+        await loop.run_in_executor(None, self.sync_pool.shutdown, True)
         await loop.run_in_executor(self.store_writer, lambda: None)  # its syncs are done
         self.recv.close()
         self.reader.close()
