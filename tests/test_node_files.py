@@ -131,6 +131,49 @@ async def test_chunks_asked_on_a_session_that_closes_are_asked_again_on_another(
         await ra.until(settled, what="alice's side settled")
 
 
+async def test_a_chunk_being_read_when_its_session_closes_still_leaves(tmp_path, rsa_keys):
+    """The sender is reading a chunk for a session that closes; the receiver asks for it
+    again on another session before the read is done. The chunk must leave on that one
+    (it was once dropped there as "already queued" and then as "its session went")."""
+    import threading
+
+    src = make(tmp_path / "slow.bin", 6 * MiB)
+    async with alice_and_bob(tmp_path, rsa_keys, bob_settings=TAKE_ALL) as (a, b):
+        alice_fp, bob_fp = bytes.fromhex(a.fingerprint), bytes.fromhex(b.fingerprint)
+        s = b.sessions
+        if s.pool.count(alice_fp) < 2:
+            addr = f"127.0.0.1:{a.address[1]}"
+            assert await s.dialer._dial_at(alice_fp, s.policy.keys[alice_fp], addr)
+        held, reading = threading.Event(), threading.Event()
+        reader = a.files.reader
+        original = reader.pieces
+
+        def pieces(*args):
+            if args[4] == 2:  # chunk 2 (path, size, mtime, offer, index...) waits
+                reading.set()
+                held.wait(30)
+            return original(*args)
+
+        reader.pieces = pieces
+        rb = Recorder(b)
+        await a.send_file("bob", str(src))
+        await eventually(reading.is_set, what="chunk 2 being read")
+        (o,) = a.files.send.out.values()
+        o.link.close("test")  # the session chunk 2 is read for goes
+        (incoming,) = b.files.recv.inc.values()
+        await eventually(
+            lambda: 2 in incoming.requested and incoming.requested[2] in s.links,
+            what="bob asks for chunk 2 again on the session left",
+        )
+        await eventually(lambda: o.link is not None and o.link.id in a.sessions.links,
+                         what="alice serves the transfer on that session")  # fmt: skip
+        held.set()
+        await rb.until(settled, what="bob's side settled")
+        assert settled(rb)[0].state == "delivered"
+        assert sha256(settled(rb)[0].path) == sha256(src)
+        assert a.sessions.pool.count(bob_fp) >= 1
+
+
 async def test_cancel_by_the_receiver_removes_the_part(tmp_path, rsa_keys):
     src = make(tmp_path / "video.mp4", 48 * MiB)
     async with alice_and_bob(tmp_path, rsa_keys, bob_settings=TAKE_ALL) as (a, b):
