@@ -7,8 +7,15 @@ Rules:
   the digests. Every chunk it later reads is checked against its digest and the file's
   size and mtime against what was offered (``SourceChanged`` otherwise): a file edited
   during a transfer fails it instead of mixing versions.
-- ``ChunkReader`` keeps the last chunks it read, so a file sent to several peers at
-  once (a broadcast) is read from disk about once per chunk (``reads`` counts).
+- ``ChunkReader`` keeps a chunk it read until the slowest recipient of that file has
+  taken it, and a window more (what a session that closes had in flight is asked for
+  again; the sender says where that is: ``Keep``), so a file sent to several peers
+  at once (a broadcast) is read from disk once per chunk (``reads`` counts) while the
+  recipients' spread (the fastest's chunk to the slowest's) fits the cache, which is
+  bounded: per file, WINDOW_CHUNKS chunks per recipient (at least READ_CACHE_CHUNKS),
+  and CACHE_BYTES over all files; past a bound the lowest chunks go, i.e. a recipient
+  that far behind (or stalled) reads again, and nobody waits for it. Nothing is kept of
+  a file once no recipient of it has a session.
 - Compression is per piece, zstd level 1, only for a file whose sample compresses by
   10% or more, and a piece is sent compressed only when it saved that much itself.
   Decompression is bounded by the piece's known length: a zstd bomb gets nowhere.
@@ -30,7 +37,8 @@ import zstandard
 from enclave.protocol import files
 from enclave.protocol.file_messages import BLAKE3, FileOffer
 
-READ_CACHE_CHUNKS = 16  # chunks a reader keeps (16 MiB at the default size)
+READ_CACHE_CHUNKS = 16  # chunks of one file a reader may keep for a single recipient
+CACHE_BYTES = 64 << 20  # what a reader's cache holds at most, over every file
 SAMPLE_BYTES = 1 << 20  # how much of a file decides whether it is worth compressing
 ZSTD_LEVEL = 1  # fast: compression must not be what limits a transfer
 
@@ -84,22 +92,47 @@ def _compressible(sample: bytes) -> bool:
     return files.worth_compressing(len(sample), len(packed))
 
 
-class ChunkReader:
-    """Reads checked chunks of outgoing files (one thread: the engine's reader)."""
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """What the sender tells the reader about the recipients of one file (computed on
+    the event loop, where the transfers are): no recipient will ask again for a chunk
+    below ``floor``, and ``chunks`` of the file's chunks may stay cached."""
 
-    def __init__(self, cache_chunks: int = READ_CACHE_CHUNKS) -> None:
-        self._cache: OrderedDict[tuple, bytes] = OrderedDict()
-        self._limit = cache_chunks
+    floor: int = 0
+    chunks: int = READ_CACHE_CHUNKS
+
+
+class ChunkReader:
+    """Reads checked chunks of outgoing files (one thread: the engine's reader).
+
+    The cache keeps, per file, the chunks from the slowest recipient's next chunk
+    (``Keep.floor``) on: a chunk read for the fastest stays until the slowest has taken
+    it. It holds at most ``Keep.chunks`` chunks of a file and ``cache_bytes`` in all;
+    past either, the lowest chunks go first (only a recipient that far behind wanted
+    them: it reads them again, the others never wait for it)."""
+
+    def __init__(self, cache_bytes: int = CACHE_BYTES) -> None:
+        self._files: dict[tuple, dict[int, bytes]] = {}  # (path, mtime, chunk size)
+        self._limit = cache_bytes
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
         self.reads = 0  # chunks read from disk
         self.hits = 0  # chunks served from the cache
+        self.held = 0  # bytes in the cache
+        self.peak = 0  # the most bytes the cache ever held
 
     def pieces(
-        self, path: str, size: int, mtime_ns: int, offer: FileOffer, index: int, compress: bool
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        offer: FileOffer,
+        index: int,
+        compress: bool,
+        keep: Keep = Keep(),
     ):
         """The FILE_CHUNK messages of chunk ``index``, compressed where that pays."""
-        chunk = self.read(path, size, mtime_ns, offer, index)
+        chunk = self.read(path, size, mtime_ns, offer, index, keep)
         out = files.chunk_messages(offer.transfer_id, index, chunk)
         if not compress:
             return out
@@ -113,13 +146,22 @@ class ChunkReader:
             packed.append(piece)
         return packed
 
-    def read(self, path: str, size: int, mtime_ns: int, offer: FileOffer, index: int) -> bytes:
-        key = (path, mtime_ns, offer.chunk_size, index)
-        chunk = self._cache.get(key)
+    def read(
+        self, path: str, size: int, mtime_ns: int, offer: FileOffer, index: int, keep: Keep = Keep()
+    ) -> bytes:
+        cached = self._files.setdefault((path, mtime_ns, offer.chunk_size), {})
+        chunk = cached.get(index)
         if chunk is not None:
-            self._cache.move_to_end(key)
             self.hits += 1
-            return chunk
+        else:
+            chunk = self._read(path, size, mtime_ns, offer, index)
+            cached[index] = chunk
+            self.held += len(chunk)
+        self._trim(cached, keep)
+        self.peak = max(self.peak, self.held)
+        return chunk
+
+    def _read(self, path: str, size: int, mtime_ns: int, offer: FileOffer, index: int) -> bytes:
         fd = self._fd(path)
         st = os.fstat(fd)
         if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
@@ -131,10 +173,30 @@ class ChunkReader:
         if not files.verify_chunk(offer, index, chunk):
             self.forget(path)
             raise SourceChanged(f"chunk {index} of the file changed after it was offered")
-        self._cache[key] = chunk
-        if len(self._cache) > self._limit:
-            self._cache.popitem(last=False)
         return chunk
+
+    def _trim(self, cached: dict[int, bytes], keep: Keep) -> None:
+        """Drop what no recipient will ask for, then the lowest chunks past the limits
+        (those only a recipient far behind the others still wants)."""
+        for index in [i for i in cached if i < keep.floor]:
+            self.held -= len(cached.pop(index))
+        while len(cached) > keep.chunks:
+            self.held -= len(cached.pop(min(cached)))
+        while self.held > self._limit:
+            fullest = max(self._files.values(), key=len)
+            self.held -= len(fullest.pop(min(fullest)))
+        for key in [k for k, c in self._files.items() if not c]:
+            del self._files[key]
+
+    def retain(self, source: tuple, keep: Keep) -> None:
+        """Trim the cache of one file (``(path, mtime_ns, chunk_size)``) to ``keep``."""
+        cached = self._files.get(source)
+        if cached is not None:
+            self._trim(cached, keep)
+
+    @property
+    def cached_chunks(self) -> int:
+        return sum(map(len, self._files.values()))
 
     def _fd(self, path: str) -> int:
         fd = self._fds.get(path)
@@ -154,14 +216,15 @@ class ChunkReader:
         fd = self._fds.pop(path, None)
         if fd is not None:
             os.close(fd)
-        for key in [k for k in self._cache if k[0] == path]:
-            del self._cache[key]
+        for key in [k for k in self._files if k[0] == path]:
+            self.held -= sum(map(len, self._files.pop(key).values()))
 
     def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
-        self._cache.clear()
+        self._files.clear()
+        self.held = 0
 
 
 _unzstd = zstandard.ZstdDecompressor()
@@ -249,6 +312,7 @@ def _pwrite_all(fd: int, parts: list, offset: int) -> None:
 __all__ = [
     "ChunkReader",
     "Digested",
+    "Keep",
     "PartFile",
     "SourceChanged",
     "digest_file",

@@ -10,6 +10,9 @@ Rules:
 - Chunks are read only when asked for, on the link the request came on, and only while
   that link has room (``Connection.bulk_room``) and its read-ahead is under
   READ_AHEAD chunks: memory per sending link is bounded by the bulk queue plus that.
+  The recipients of one file (``Recipients``) share the reader's cache: it keeps what
+  the slowest of them has yet to take, within its bounds (file_io.py); no recipient
+  is paced or waits for another.
 - A request for a chunk outside the offer, or more chunks pending than MAX_PENDING,
   is a hostile or broken receiver: the transfer is cancelled with "flow".
 - A chunk that no longer matches its digest (or a file whose size or mtime changed)
@@ -24,9 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 
-from enclave.node.file_io import SourceChanged
+from enclave.node.file_io import READ_CACHE_CHUNKS, Keep, SourceChanged
 from enclave.protocol import files
-from enclave.protocol.file_messages import MAX_REQUEST_CHUNKS, FileOffer
+from enclave.protocol.file_messages import MAX_CHUNKS, MAX_REQUEST_CHUNKS, FileOffer
 
 log = logging.getLogger("enclave.node.files")
 READ_AHEAD = 2  # chunks read and not yet in the bulk queue, per link
@@ -47,6 +50,46 @@ class Outgoing:
     queued: set = field(default_factory=set)  # pending, being read, or ready
     link: object = None  # the link of the latest request
     sent: int = 0  # bytes of pieces handed to sessions (this process)
+    taken: int = 0  # one past the highest chunk handed whole to a session
+    away: bool = False  # its session went; it asks again when one is back
+
+    @property
+    def source(self) -> tuple:
+        """What the reader caches the file's chunks under: the same for every recipient."""
+        return (self.path, self.mtime_ns, self.wire.chunk_size)
+
+    def floor(self) -> int:
+        """The lowest chunk it may still ask for: a receiver asks in order, but the last
+        window of chunks handed to a session may be lost with it and asked again."""
+        lowest = min(min(self.queued, default=self.taken), self.taken)
+        return max(0, lowest - files.WINDOW_CHUNKS)
+
+
+@dataclass(eq=False)
+class Recipients:
+    """The open transfers of one file, for the reader's cache (``Keep``): the chunks
+    from the slowest one's floor on, up to a window of chunks per recipient; nothing
+    once every one is away (a recipient away only for a moment, e.g. a session of two
+    that closes, keeps its place). Worked out again every ``len(members)`` reads, so
+    that a read costs the same however many recipients; a floor that old is only lower
+    than it could be (it keeps more, within the same limit)."""
+
+    members: set = field(default_factory=set)
+    keep: Keep = Keep()
+    due: int = 0  # reads left before ``keep`` is worked out again
+
+    def for_read(self) -> Keep:
+        if self.due <= 0:
+            self.keep = self.worked_out()
+            self.due = len(self.members)
+        self.due -= 1
+        return self.keep
+
+    def worked_out(self) -> Keep:
+        if all(m.away for m in self.members):
+            return Keep(MAX_CHUNKS, 0)
+        chunks = max(READ_CACHE_CHUNKS, len(self.members) * files.WINDOW_CHUNKS)
+        return Keep(min(m.floor() for m in self.members), chunks)
 
 
 @dataclass(eq=False)
@@ -63,11 +106,19 @@ class SendSide:
         self.e = engine
         self.out: dict[tuple[bytes, bytes], Outgoing] = {}  # (peer, transfer id)
         self.links: dict[int, Sending] = {}
+        self.files: dict[tuple, Recipients] = {}  # by Outgoing.source
+
+    def track(self, o: Outgoing) -> None:
+        """``o`` is open: it is sent, and the reader keeps its file's chunks for it."""
+        self.out[(o.peer, o.wire.transfer_id)] = o
+        group = self.files.setdefault(o.source, Recipients())
+        group.members.add(o)
+        group.due = 0
 
     # --- offers ------------------------------------------------------------------------
 
     def add(self, o: Outgoing) -> None:
-        self.out[(o.peer, o.wire.transfer_id)] = o
+        self.track(o)
         link = self.e.sessions.pick(o.peer)
         if link is not None:
             self.offer_on(link, o)
@@ -95,7 +146,8 @@ class SendSide:
         for o in self.out.values():
             if o.link is link:
                 self._drop_pending(o)
-                o.link = None
+                o.link, o.away = None, True
+                self._retain(o.source)
 
     @staticmethod
     def _drop_pending(o: Outgoing) -> None:
@@ -125,7 +177,8 @@ class SendSide:
         if o.link is not link:
             if o.link is not None:
                 self._drop_pending(o)  # the old link's requests are void
-            o.link = link
+            o.link, o.away = link, False
+            self.files[o.source].due = 0
         o.pending.extend(wanted)
         o.queued.update(wanted)
         sending = self.links.setdefault(link.id, Sending())
@@ -174,6 +227,12 @@ class SendSide:
     def _forget(self, o: Outgoing) -> None:
         self._drop_pending(o)
         o.queued.clear()
+        group = self.files.get(o.source)
+        if group is not None:
+            group.members.discard(o)
+            if not group.members:
+                del self.files[o.source]
+            self._retain(o.source)
         if o.link is not None:
             sending = self.links.get(o.link.id)
             if sending is not None:
@@ -202,6 +261,7 @@ class SendSide:
             fed = True
             if piece.piece == files.piece_count(o.wire, piece.index) - 1:
                 o.queued.discard(piece.index)
+                o.taken = max(o.taken, piece.index + 1)
                 self.e.progress(o.key, o.sent)
         if fed:
             link.schedule_flush()
@@ -212,11 +272,20 @@ class SendSide:
             if not o.pending:
                 sending.transfers.remove(o)
             sending.reading += 1
+            keep = self.files[o.source].for_read()
             job = partial(
-                self.e.reader.pieces, o.path, o.size, o.mtime_ns, o.wire, index, o.compress
+                self.e.reader.pieces, o.path, o.size, o.mtime_ns, o.wire, index, o.compress, keep
             )
             fut = asyncio.get_running_loop().run_in_executor(self.e.read_pool, job)
             fut.add_done_callback(partial(self._read_done, link, sending, o, index))
+
+    def _retain(self, source: tuple) -> None:
+        """A recipient left or went away: the reader drops what only it was kept for
+        (on the reader's thread, the only one that touches the cache)."""
+        if self.e.closing:
+            return
+        keep = self.files.get(source, Recipients()).worked_out()
+        self.e.read_pool.submit(self.e.reader.retain, source, keep)
 
     def _read_done(self, link, sending: Sending, o: Outgoing, index: int, fut) -> None:
         sending.reading -= 1

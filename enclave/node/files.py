@@ -131,9 +131,10 @@ class Files:
             peer = bytes.fromhex(t.peer)
             if t.direction == "out":
                 s = t.source
-                self.send.out[(peer, t.offer.id)] = Outgoing(
+                o = Outgoing(
                     t.key, peer, to_wire(t), s.path, s.size, s.mtime_ns, t.offer.compress, t.state
                 )
+                self.send.track(o)
             elif t.state != "offered":
                 held = set(range(t.offer.chunks)) - set(self.store.missing_chunks(t.key))
                 i = Incoming(t.key, peer, to_wire(t), t.part_path, held)
