@@ -13,6 +13,10 @@ Rules:
   The recipients of one file (``Recipients``) share the reader's cache: it keeps what
   the slowest of them has yet to take, within its bounds (file_io.py); no recipient
   is paced or waits for another.
+- A transfer is served on the link of its latest request. When that changes (its
+  session closed, or the receiver asks on another), everything asked, read or being
+  read for the old link is void: the receiver asks again on the new one, and a read
+  still on the read thread for the old one is dropped when it ends (``epoch``).
 - A request for a chunk outside the offer, or more chunks pending than MAX_PENDING,
   is a hostile or broken receiver: the transfer is cancelled with "flow".
 - A chunk that no longer matches its digest (or a file whose size or mtime changed)
@@ -52,6 +56,8 @@ class Outgoing:
     sent: int = 0  # bytes of pieces handed to sessions (this process)
     taken: int = 0  # one past the highest chunk handed whole to a session
     away: bool = False  # its session went; it asks again when one is back
+    reading: set = field(default_factory=set)  # chunks on the read thread for ``link``
+    epoch: int = 0  # how many times ``link`` changed: a read of an older one is void
 
     @property
     def source(self) -> tuple:
@@ -145,9 +151,25 @@ class SendSide:
                 o.queued.discard(piece.index)
         for o in self.out.values():
             if o.link is link:
-                self._drop_pending(o)
-                o.link, o.away = None, True
+                self._move(o, None)
+                o.away = True
                 self._retain(o.source)
+
+    def _move(self, o: Outgoing, link) -> None:
+        """The transfer is served on ``link`` now (None: nowhere). What was asked on the
+        old one is void, the chunks still being read for it too: the receiver asks for
+        them again on the new one, and they are read again for it."""
+        old = self.links.get(o.link.id) if o.link is not None else None
+        if old is not None:
+            if o in old.transfers:
+                old.transfers.remove(o)
+            tid = o.wire.transfer_id
+            old.ready = deque(p for p in old.ready if p.transfer_id != tid)
+        self._drop_pending(o)
+        o.queued.clear()  # nothing of it is pending, being read or ready any more
+        o.reading.clear()
+        o.epoch += 1
+        o.link = link
 
     @staticmethod
     def _drop_pending(o: Outgoing) -> None:
@@ -175,10 +197,10 @@ class SendSide:
             o.state = "transferring"
             self.e.move(o.key, "accepted", "transferring")
         if o.link is not link:
-            if o.link is not None:
-                self._drop_pending(o)  # the old link's requests are void
-            o.link, o.away = link, False
+            self._move(o, link)  # the old link's requests are void
+            o.away = False
             self.files[o.source].due = 0
+            wanted = [i for a, b in ranges for i in range(a, b)]
         o.pending.extend(wanted)
         o.queued.update(wanted)
         sending = self.links.setdefault(link.id, Sending())
@@ -267,8 +289,12 @@ class SendSide:
             link.schedule_flush()
         while sending.transfers and sending.reading + _ready_chunks(ready) < READ_AHEAD:
             o = sending.transfers[0]
+            if not o.pending:  # its requests moved to another link meanwhile
+                sending.transfers.popleft()
+                continue
             sending.transfers.rotate(-1)
             index = o.pending.popleft()
+            o.reading.add(index)
             if not o.pending:
                 sending.transfers.remove(o)
             sending.reading += 1
@@ -277,7 +303,7 @@ class SendSide:
                 self.e.reader.pieces, o.path, o.size, o.mtime_ns, o.wire, index, o.compress, keep
             )
             fut = asyncio.get_running_loop().run_in_executor(self.e.read_pool, job)
-            fut.add_done_callback(partial(self._read_done, link, sending, o, index))
+            fut.add_done_callback(partial(self._read_done, link, sending, o, index, o.epoch))
 
     def _retain(self, source: tuple) -> None:
         """A recipient left or went away: the reader drops what only it was kept for
@@ -287,7 +313,9 @@ class SendSide:
         keep = self.files.get(source, Recipients()).worked_out()
         self.e.read_pool.submit(self.e.reader.retain, source, keep)
 
-    def _read_done(self, link, sending: Sending, o: Outgoing, index: int, fut) -> None:
+    def _read_done(
+        self, link, sending: Sending, o: Outgoing, index: int, epoch: int, fut
+    ) -> None:
         sending.reading -= 1
         if self.e.closing:
             return
@@ -301,6 +329,9 @@ class SendSide:
             return
         except asyncio.CancelledError:
             return
+        if epoch != o.epoch:
+            return  # read for a link the transfer left: asked and read again for the new one
+        o.reading.discard(index)
         if self.links.get(link.id) is not sending or (o.peer, o.wire.transfer_id) not in self.out:
             o.queued.discard(index)  # the link or the transfer went meanwhile: ask again
             return
