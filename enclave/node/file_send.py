@@ -313,9 +313,7 @@ class SendSide:
         keep = self.files.get(source, Recipients()).worked_out()
         self.e.read_pool.submit(self.e.reader.retain, source, keep)
 
-    def _read_done(
-        self, link, sending: Sending, o: Outgoing, index: int, epoch: int, fut
-    ) -> None:
+    def _read_done(self, link, sending: Sending, o: Outgoing, index: int, epoch: int, fut) -> None:
         sending.reading -= 1
         if self.e.closing:
             return
