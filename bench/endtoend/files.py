@@ -32,6 +32,7 @@ Received files are deleted after each run (the disk and its cache are shared).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -61,23 +62,11 @@ def file_cases(tmp: Path, keys, file_mib: int, broadcast_mib: int, peers: int) -
     nbytes = file_mib * MIB
     source = random_file(tmp / "file-bench.bin", nbytes)
     out: dict = {"file_mib": file_mib, "full": file_mib >= 2048}
-    p = node("FP", tmp, keys["alice"][0], FILE_SETTINGS)
-    q = node("FQ", tmp, keys["bob"][0], FILE_SETTINGS)
-    try:
-        introduce(p, keys["alice"][1], q, keys["bob"][1])
-        p.request("warm", peer_fp=q.fp)
+    with pair(tmp, keys, ("FP", "FQ"), FILE_SETTINGS) as (p, q):
         out["transfer"] = transfer(p, q, source, nbytes)
         out["chats"] = chats_during(p, q, source, out["transfer"]["seconds"])
-    finally:
-        stop(p, q)
-    p = node("FN", tmp, keys["alice"][0], NORMAL_SETTINGS)
-    q = node("FM", tmp, keys["bob"][0], NORMAL_SETTINGS)
-    try:
-        introduce(p, keys["alice"][1], q, keys["bob"][1])
-        p.request("warm", peer_fp=q.fp)
+    with pair(tmp, keys, ("FN", "FM"), NORMAL_SETTINGS) as (p, q):
         out["normal"] = transfer(p, q, source, nbytes)
-    finally:
-        stop(p, q)
     out["tls"] = tls_throughput(tmp, nbytes)
     out["aesgcm"] = aesgcm_throughput(nbytes)
     out["disk"] = disk_throughput(tmp / "file-bench-disk.bin", nbytes)
@@ -91,6 +80,19 @@ def file_cases(tmp: Path, keys, file_mib: int, broadcast_mib: int, peers: int) -
     out["broadcast"] = broadcast(tmp, keys["hub"], bsource, peers)
     bsource.unlink()
     return out
+
+
+@contextlib.contextmanager
+def pair(tmp: Path, keys, names: tuple[str, str], settings: dict):
+    """Alice's and Bob's keys in two node processes, introduced, a session warm."""
+    p = node(names[0], tmp, keys["alice"][0], settings)
+    q = node(names[1], tmp, keys["bob"][0], settings)
+    try:
+        introduce(p, keys["alice"][1], q, keys["bob"][1])
+        p.request("warm", peer_fp=q.fp)
+        yield p, q
+    finally:
+        stop(p, q)
 
 
 def random_file(path: Path, nbytes: int) -> Path:
