@@ -57,7 +57,7 @@ def test_e2e_quick(benchmark, tmp_path):
     assert send["shown"]["count"] == send["wall"]["count"] == send["runs"] == 2
     assert 0 < send["shown"]["max_ms"] < send["wall"]["max_ms"]  # shown before it exits
     assert send["imports"]["enclave_ms"] > 0 and send["interpreter_ms"] > 0
-    assert len(node_rows) == 35 and all(row["enclave"] is not None for row in node_rows)
+    assert len(node_rows) == 41 and all(row["enclave"] is not None for row in node_rows)
     check_file_rows(result)
     check_micro_rows(result)
 
@@ -75,7 +75,7 @@ def check_file_rows(result):
     assert b["peers"] == 10 and b["states"] == {"delivered": 11}
     assert b["single_s"] > 0 and b["broadcast_s"] > 0 and b["broadcast_reads"] > 0
     rows = [row for row in result["figures"] if row["figure"].startswith(("file ", "chat every"))]
-    assert len(rows) == 5
+    assert len(rows) == 4
     assert files["normal"]["mb_s"] > 0 and files["disk"]["mb_s"] > 0
     assert all(row["met"] is None for row in result["figures"] if "2 GiB" in row["target"])
 
