@@ -450,7 +450,14 @@ def test_attacks_on_a_node_process_while_an_honest_peer_chats(rsa_keys, tmp_path
         honest.bob = bob
         c = Counters(bob)
         assert asyncio.run(read_reply(bob.port, "127.0.0.7", recording[:HS1_LEN])) == ALERT_GENERIC
-        d = c.settle(lambda d: d["closed"].get("stale_handshake", 0) >= 1)
+        # Alice reconnects to the new Bob meanwhile: wait for her handshake to be whole
+        # too (two private operations each), or the count may meet it halfway.
+        d = c.settle(
+            lambda d: (
+                d["closed"].get("stale_handshake", 0) >= 1
+                and d["private_ops"] == 2 * d["handshakes"]
+            )
+        )
         print(f"\n[replay of a recorded handshake after a restart] Bob: {d}")
         assert d["closed"].get("stale_handshake") == 1, d
         no_unauthenticated_work(d)
