@@ -54,7 +54,9 @@ CREATE, ADD, REMOVE, LEAVE, PROMOTE, RENAME = 1, 2, 3, 4, 5, 6
 KIND_NAMES = {CREATE: "create", ADD: "add", REMOVE: "remove", LEAVE: "leave",
               PROMOTE: "promote", RENAME: "rename"}  # fmt: skip
 
-SIGN_LABEL = b"enclave2 group record\x00"  # domain separation from every other signature
+# Domain separation in the handshake's form (handshake.CTX_SIG_I/R): 64 spaces, a
+# context string naming this use, a zero byte; no other Enclave signature covers it.
+SIGN_LABEL = b"\x20" * 64 + b"Enclave v2 group membership record" + b"\x00"
 GROUP_ID_LEN = 16
 HASH_LEN = 32
 FP_LEN = 32
