@@ -228,6 +228,7 @@ def test_structural_refusals(ids):
     bad_bytes(packb(wire(good)[:6] + [[], good.signature]), "body arity")
     bad_bytes(packb(wire(log.records[3])[:6] + [[[]], b"s"]), "list empty")
     bad_bytes(b"\xc1", "")  # a byte msgpack never uses
+    bad_bytes(b"\x91" * 100_000 + b"\x90", "")  # nested arrays, deeper than any record
     bad_bytes(bytes(gl.MAX_RECORD_BYTES + 1), "bytes")
 
 
@@ -347,6 +348,8 @@ def test_signatures(ids):
     sig[10] ^= 1
     refused(log, replace(good, signature=bytes(sig)), "group_bad_signature")
     refused(log, replace(good, signature=good.signature[:-1]), "group_bad_signature")
+    refused(log, replace(good, signature=good.signature + b"\x00"), "group_bad_signature")
+    refused(log, replace(good, signature=bytes(len(good.signature))), "group_bad_signature")
     refused(log, replace(good, time_ms=good.time_ms + 1), "group_bad_signature")
     refused(log, replace(good, body=("y",)), "group_bad_signature")
 

@@ -299,7 +299,8 @@ def decode_record(data: bytes) -> Record:
     why = problem(record)
     if why is not None:
         raise _bad(why)
-    if encode_record(record) != bytes(data):
+    canonical = msgpack.packb(_unsigned_fields(record) + [record.signature], use_bin_type=True)
+    if canonical != bytes(data):
         raise _bad("not the canonical encoding")  # one record, one byte string, one hash
     return record
 
