@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import msgpack
 
 from ..errors import PeerError, UsageError
-from .messages import refuse_ext, refuse_map  # the one strict-msgpack rule of both codecs
+from .messages import strict_unpack_options  # the one strict-msgpack rule of every codec
 
 FILE_OFFER, FILE_REQUEST, FILE_CHUNK, FILE_CANCEL, FILE_DONE = 7, 8, 9, 10, 11
 
@@ -272,17 +272,8 @@ def request(transfer_id: bytes, ranges: Sequence[tuple[int, int]]) -> FileReques
 # --- decoding: hostile bytes, even from an authenticated peer ----------------------------
 
 
-_UNPACK_OPTIONS = dict(
-    use_list=False,
-    raw=False,
-    strict_map_key=True,
-    object_pairs_hook=refuse_map,
-    ext_hook=refuse_ext,
-    max_array_len=MAX_CHUNKS,
-    max_bin_len=PIECE_SIZE,
-    max_str_len=MAX_NAME_BYTES,
-    max_map_len=0,
-    max_ext_len=0,
+_UNPACK_OPTIONS = strict_unpack_options(
+    max_array=MAX_CHUNKS, max_bin=PIECE_SIZE, max_str=MAX_NAME_BYTES
 )
 
 _ARITY = {FILE_OFFER: 8, FILE_REQUEST: 3, FILE_CHUNK: 6, FILE_CANCEL: 3, FILE_DONE: 2}

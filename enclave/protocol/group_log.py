@@ -48,7 +48,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from ..errors import PeerError, UsageError
 from .crypto import PeerKey, sha256, spki_pem
-from .messages import refuse_ext, refuse_map
+from .messages import strict_unpack_options
 
 CREATE, ADD, REMOVE, LEAVE, PROMOTE, RENAME = 1, 2, 3, 4, 5, 6
 KIND_NAMES = {CREATE: "create", ADD: "add", REMOVE: "remove", LEAVE: "leave",
@@ -271,17 +271,8 @@ def sign_record(identity, unsigned: Record) -> Record:
 # --- decoding: hostile bytes, even from a member ------------------------------------------
 
 
-_UNPACK_OPTIONS = dict(
-    use_list=False,
-    raw=False,
-    strict_map_key=True,
-    object_pairs_hook=refuse_map,
-    ext_hook=refuse_ext,
-    max_array_len=MAX_LIST,
-    max_bin_len=MAX_PEM_BYTES,
-    max_str_len=MAX_HINT_BYTES,
-    max_map_len=0,
-    max_ext_len=0,
+_UNPACK_OPTIONS = strict_unpack_options(
+    max_array=MAX_LIST, max_bin=MAX_PEM_BYTES, max_str=MAX_HINT_BYTES
 )
 
 
