@@ -7,12 +7,11 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import struct
-import zlib
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from support.images import png
 from support.nodes import FAST, introduce, start
 from support.waiting import eventually
 from support.web_helpers import headers, make_app, next_event, socket
@@ -37,21 +36,6 @@ async def two_pages(rsa_keys, tmp_path, bob_settings=FAST):
     finally:
         await a.stop()
         await b.stop()
-
-
-def png(width: int = 2, height: int = 2) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 async def upload(client, path: str, name: str, data: bytes, **changes):

@@ -76,14 +76,9 @@ class Watch:
 
 @pytest.fixture(scope="module")
 def pages(browser, nodes):
-    out = {}
-    for name, node in nodes.items():
-        context = browser.new_context(viewport=DESKTOP, device_scale_factor=1)
-        page = context.new_page()
-        page.watch = Watch(page)
-        page.goto(node.url)
-        expect(page.locator("#app")).to_be_visible(timeout=WAIT)
-        out[name] = page
+    out = {
+        name: open_page(browser, node.url, device_scale_factor=1) for name, node in nodes.items()
+    }
     yield out
     for page in out.values():
         assert page.watch.dialogs == [], "a page opened a dialog"
@@ -93,6 +88,15 @@ def pages(browser, nodes):
 def peer(page, name: str):
     title = page.locator(".peer-name", has_text=re.compile(f"^{re.escape(name)}$"))
     return page.locator("#peer-list .peer").filter(has=title)
+
+
+def open_page(browser, url: str, **context):
+    """A page of its own (a fresh context) on ``url``, watched, once the app shows."""
+    page = browser.new_context(viewport=DESKTOP, **context).new_page()
+    page.watch = Watch(page)
+    page.goto(url)
+    expect(page.locator("#app")).to_be_visible(timeout=WAIT)
+    return page
 
 
 def open_chat(page, name: str) -> None:

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from playwright.sync_api import expect
-from test_web_browser import DESKTOP, WAIT, Watch, bubble, open_chat, peer, send
+from test_web_browser import WAIT, bubble, open_chat, open_page, peer, send
 from webnodes import WebNode
 
 
@@ -37,13 +37,7 @@ def nodes(rsa_keys, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pages(browser, nodes):
-    out = {}
-    for name, node in nodes.items():
-        page = browser.new_context(viewport=DESKTOP).new_page()
-        page.watch = Watch(page)
-        page.goto(node.url)
-        expect(page.locator("#app")).to_be_visible(timeout=WAIT)
-        out[name] = page
+    out = {name: open_page(browser, node.url) for name, node in nodes.items()}
     yield out
     for page in out.values():
         assert page.watch.script_errors() == []

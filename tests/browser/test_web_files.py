@@ -8,13 +8,12 @@ from __future__ import annotations
 import base64
 import os
 import re
-import struct
-import zlib
 
 import pytest
 from playwright.sync_api import expect
+from support.images import png
 from support.waiting import eventually_blocking
-from test_web_browser import DESKTOP, WAIT, Watch, open_chat
+from test_web_browser import WAIT, open_chat, open_page
 from webnodes import WebNode
 
 TAKE = ("--set", "file_disk_margin_bytes=0")
@@ -62,21 +61,6 @@ FETCH = """async (path) => {
 }"""
 
 
-def png(width: int = 3, height: int = 2) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    raw = b"".join(b"\x00" + b"\x00\xff\x00" * width for _ in range(height))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.fixture(scope="module")
 def nodes(rsa_keys, tmp_path_factory):
     base = tmp_path_factory.mktemp("files")
@@ -97,13 +81,7 @@ def nodes(rsa_keys, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pages(browser, nodes):
-    out = {}
-    for name, node in nodes.items():
-        page = browser.new_context(viewport=DESKTOP).new_page()
-        page.watch = Watch(page)
-        page.goto(node.url)
-        expect(page.locator("#app")).to_be_visible(timeout=WAIT)
-        out[name] = page
+    out = {name: open_page(browser, node.url) for name, node in nodes.items()}
     yield out
     for page in out.values():
         assert page.watch.script_errors() == []
@@ -233,11 +211,7 @@ def asking(rsa_keys, tmp_path_factory, browser):
         carol.start(web_args=(*TAKE, "--set", "file_auto_accept_bytes=0"))
         started.append(carol)
         for name, node in (("alice", alice), ("carol", carol)):
-            page = browser.new_context(viewport=DESKTOP).new_page()
-            page.watch = Watch(page)
-            page.goto(node.url)
-            expect(page.locator("#app")).to_be_visible(timeout=WAIT)
-            pages[name] = page
+            pages[name] = open_page(browser, node.url)
         yield pages
         for page in pages.values():
             assert page.watch.script_errors() == []
