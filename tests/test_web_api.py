@@ -14,7 +14,7 @@ import pytest
 from quart.testing.connections import WebsocketResponseError
 from support.attackers import RawPeer
 from support.keyfactory import FAST_KDF, PASSWORD, make_identity
-from support.nodes import Recorder, introduce, public_pem, start
+from support.nodes import FAST, Recorder, introduce, public_pem, start
 from support.web_helpers import GOOD, TOKEN, headers, make_app, next_event, socket
 
 import enclave.faces.web
@@ -53,10 +53,10 @@ async def _no_starter(identity):
 
 
 @contextlib.asynccontextmanager
-async def two_pages(rsa_keys, tmp_path):
+async def two_pages(rsa_keys, tmp_path, bob_settings=FAST):
     """Alice's and Bob's nodes (introduced), each with its web app; yields both clients."""
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
-    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb, bob_settings)
     try:
         introduce(a, b, ka, kb)
         apps = [make_app(Backend(n.home, _no_starter, node=n)) for n in (a, b)]

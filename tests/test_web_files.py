@@ -4,7 +4,6 @@ decline, download and preview headers, and the token on every one."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -12,30 +11,14 @@ from urllib.parse import quote
 
 import pytest
 from support.images import png
-from support.nodes import FAST, introduce, start
 from support.waiting import eventually
-from support.web_helpers import headers, make_app, next_event, socket
-from test_web_api import _no_starter, call
+from support.web_helpers import headers, next_event, socket
+from test_web_api import call, two_pages
 
-from enclave.faces.web.backend import Backend
 from enclave.node.settings import Settings
 
 pytestmark = pytest.mark.asyncio
 NOBODY = "0" * 64
-
-
-@contextlib.asynccontextmanager
-async def two_pages(rsa_keys, tmp_path, bob_settings=FAST):
-    """Alice's and Bob's nodes (introduced), each with its web app; yields both clients."""
-    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
-    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb, bob_settings)
-    try:
-        introduce(a, b, ka, kb)
-        apps = [make_app(Backend(n.home, _no_starter, node=n)) for n in (a, b)]
-        yield apps[0].test_client(), apps[1].test_client(), a, b
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 async def upload(client, path: str, name: str, data: bytes, **changes):
