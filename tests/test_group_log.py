@@ -494,3 +494,30 @@ def test_load_refuses_reordered_missing_and_foreign_links(ids):
     with pytest.raises(PeerError) as err:
         GroupLog.load(records[:1] + [other.add(ids["alice"], [ent(ids["bob"])], T0)])
     assert err.value.reason == "group_wrong_group"
+
+
+# --- membership by epoch: what posts are judged against ------------------------------------
+
+
+def test_membership_by_epoch_follows_adds_removals_and_rejoins(ids):
+    log = group(ids, "bob")  # epoch 0: alice, bob
+    carol = fp(ids["carol"])
+    log.apply(log.add(ids["alice"], [ent(ids["carol"], "carol")], T0))  # 1
+    log.apply(log.remove(ids["alice"], [carol], T0))  # 2
+    log.apply(log.rename(ids["alice"], "mates", T0))  # 3
+    log.apply(log.add(ids["alice"], [ent(ids["carol"], "carol")], T0))  # 4
+    assert [log.member_at(carol, e) for e in range(6)] == [False, True, False, False, True, False]
+    assert log.member_at(fp(ids["bob"]), 0) and log.member_at(fp(ids["bob"]), 4)
+    assert not log.member_at(fp(ids["dave"]), 0)
+    assert log.left_at(carol) is None and log.left_at(fp(ids["dave"])) is None
+    log.apply(log.leave(ids["bob"], T0))  # 5
+    assert log.left_at(fp(ids["bob"])) == 5
+    assert log.member_at(fp(ids["bob"]), 4) and not log.member_at(fp(ids["bob"]), 5)
+
+
+def test_encoded_records_are_what_load_takes_back(ids):
+    log = group(ids, "bob", "carol")
+    log.apply(log.promote(ids["alice"], [fp(ids["bob"])], T0))
+    again = GroupLog.load([decode_record(b) for b in log.encoded])
+    assert again.encoded == log.encoded and again.head == log.head
+    assert [record_hash(decode_record(b)) for b in log.encoded][-1] == log.head

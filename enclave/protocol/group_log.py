@@ -336,6 +336,11 @@ class GroupLog:
         self.records: list[Record] = []
         self._hashes: list[bytes] = []  # record_hash by epoch
         self._keys: dict[bytes, PeerKey] = {}  # parsed once per member
+        # fp -> the epochs at which it joined and left, in turn ([joined, left, joined,
+        # ...]; odd length while it is a member): posts are judged by the epoch they
+        # were sent at, and a member removed since still wrote those before it.
+        self._spans: dict[bytes, list[int]] = {}
+        self.encoded: list[bytes] = []  # each record as the wire carries it, by epoch
 
     @property
     def epoch(self) -> int:
@@ -347,6 +352,23 @@ class GroupLog:
 
     def is_member(self, fp: bytes) -> bool:
         return fp in self.members
+
+    def member_at(self, fp: bytes, epoch: int) -> bool:
+        """Whether ``fp`` was a member once record ``epoch`` was applied (and before
+        the next one)."""
+        spans = self._spans.get(fp, ())
+        for i in range(0, len(spans), 2):
+            joined = spans[i]
+            left = spans[i + 1] if i + 1 < len(spans) else self.epoch + 1
+            if joined <= epoch < left:
+                return True
+        return False
+
+    def left_at(self, fp: bytes) -> int | None:
+        """The epoch of the record that took ``fp`` out of the group (its REMOVE or
+        LEAVE), if it is out; None for a member or a stranger."""
+        spans = self._spans.get(fp)
+        return spans[-1] if spans and len(spans) % 2 == 0 else None
 
     def is_admin(self, fp: bytes) -> bool:
         member = self.members.get(fp)
@@ -417,6 +439,7 @@ class GroupLog:
         _RULES[record.kind](self, record)  # refuses before it changes anything
         self.records.append(record)
         self._hashes.append(record_hash(record))
+        self.encoded.append(encode_record(record))
         _EFFECTS[record.kind](self, record)
 
     def _check_create(self, record: Record) -> None:
@@ -454,10 +477,12 @@ class GroupLog:
     def _admit(self, entry: Entry, admin: bool) -> None:
         self.members[entry.fp] = Member(entry.key_pem, entry.name, entry.hints, admin)
         self._keys[entry.fp] = PeerKey.from_pem(entry.key_pem)
+        self._spans.setdefault(entry.fp, []).append(self.epoch)
 
     def _drop(self, fp: bytes) -> None:
         del self.members[fp]
         del self._keys[fp]
+        self._spans[fp].append(self.epoch)
 
 
 # --- each kind's rule (checked before anything changes) and effect -------------------------
