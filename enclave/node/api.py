@@ -35,6 +35,7 @@ from enclave.identity import keys
 from enclave.node import allocator
 from enclave.node import settings as settings_mod
 from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
+from enclave.node.api_groups import GroupInfo, GroupMember, GroupSent, GroupsApi  # noqa: F401
 from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
     Added,
     DowngradeRefused,
@@ -51,6 +52,7 @@ from enclave.node.delivery import Delivery
 from enclave.node.events import ContactChanged, DeliveryChanged
 from enclave.node.filenames import UnsafeName, safe_name  # noqa: F401 - the faces' rule of names
 from enclave.node.files import Files
+from enclave.node.groups import Groups
 from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out
 from enclave.node.quotas import ReceiveQuotas
@@ -102,7 +104,7 @@ class Sent:
     id: bytes
 
 
-class Node(FilesApi):
+class Node(FilesApi, GroupsApi):
     def __init__(self, home: str | Path, private_key, settings=None) -> None:
         self.home = Path(home)
         self.identity = Identity(private_key)
@@ -113,6 +115,7 @@ class Node(FilesApi):
         self.sessions: Sessions | None = None
         self.delivery: Delivery | None = None
         self.files: Files | None = None
+        self.groups: Groups | None = None
         self._subscribers: list = []
         self._quiet: list = []  # subscribers that skip per-message "queued"/"sent"
         self._started = 0.0
@@ -142,6 +145,11 @@ class Node(FilesApi):
         )
         self.sessions.files = self.files
         self.files.load()
+        self.groups = Groups(
+            self.store, self.identity, self.sessions, self.delivery, self.settings, self._publish
+        )
+        self.sessions.groups = self.groups
+        self.groups.load()
         self.delivery.progress = self._wants_progress
         if self.settings.store_sync == "normal":
             self.delivery.inline_rows = INLINE_ROWS
@@ -408,6 +416,10 @@ class Node(FilesApi):
         """Queue ``text`` for one peer; returns once it is durable in the outbox."""
         check_text(text)
         peer = self.resolve(query)
+        if not peer.contact:
+            raise UserError(
+                f"{peer.fingerprint[:8]} is in a group with you, not a contact; add them to write directly"
+            )
         if peer.blocked:
             label = peer.name or keys.group(peer.fingerprint, 4)
             raise UserError(f"{label} is blocked; unblock it to send (/unblock or enclave unblock)")
@@ -485,6 +497,7 @@ class Node(FilesApi):
             **d.stats,
             **d.intake.stats,
             **self.files.stats,
+            **self.groups.stats,
             "file_chunk_reads": self.files.reader.reads,
             "uptime": time.monotonic() - self._started,
         }

@@ -9,6 +9,7 @@ import hashlib
 import struct
 
 from enclave.node.outgoing import Out
+from enclave.protocol.messages import Chat
 
 _sha256 = hashlib.sha256
 _stamp = struct.Struct(">q").pack  # created_ms in a ring key (cheaper than to_bytes)
@@ -54,7 +55,11 @@ def incoming_rows(incoming, ring, now_ms: int):
             keys.append(key)
             if key in ring:
                 where.append(-1)
-            else:
+            elif type(c) is Chat:
                 where.append(len(rows))
                 rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
+            else:  # a group post (PROTOCOL.md "Groups"): stored with its group fields
+                where.append(len(rows))
+                group = (c.group_id, c.epoch, c.lamport, c.seq)
+                rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, group))
     return rows, where, keys

@@ -55,6 +55,7 @@ from enclave.node.message_ids import new_id, new_ids
 from enclave.node.outgoing import Carried, Many, Out
 from enclave.node.quotas import Intake, PeerThrottles, ReceiveQuotas, size_of
 from enclave.node.settings import Settings
+from enclave.protocol.messages import Chat
 
 log = logging.getLogger("enclave.node.delivery")
 
@@ -109,6 +110,13 @@ class Delivery:
             quotas = ReceiveQuotas.from_settings(Settings())
         self.intake = Intake(quotas, self)
         self.throttles = PeerThrottles(publish, self._throttle_over)  # peers that throttle us
+        # Group chat (enclave.node.groups) hooks in here: ``before_send(link, outs)`` runs
+        # before group posts go out on a link (their session must hold the records first),
+        # ``on_post(post, shown)`` publishes a committed group post; ``writes_pending``
+        # counts group changes on their way to the store, which a commit must not pass.
+        self.before_send = None
+        self.on_post = None
+        self.writes_pending = 0
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -184,6 +192,25 @@ class Delivery:
         self._wake.set()
         return fut
 
+    def submit_post(self, peers, body: str, group: tuple, created_ms: int | None = None):
+        """Queue one group post for every peer of ``peers`` (one outbox row each, one id
+        for all); ``group`` is (group_id, epoch, lamport, seq). One future gives the
+        ``Out``s once all are durable."""
+        created = int(time.time() * 1000) if created_ms is None else created_ms
+        fut = asyncio.get_running_loop().create_future()
+        mid, reserve = new_id(), self.store.reserve_rowid
+        outs = [Out(reserve(), p, mid, body, created, False, group) for p in peers]
+        if not outs:
+            fut.set_result([])
+            return fut
+        entries = [(o, None) for o in outs]
+        entries[-1] = (outs[-1], Many(fut, outs))
+        self._next.enqueue.extend(entries)
+        for o in outs:
+            self._list_early(o.peer, (o,))
+        self._wake.set()
+        return fut
+
     def _list_early(self, peer: bytes, outs) -> None:
         """Queue new messages for their link before their commit (see the rules); one
         dispatch per peer per loop iteration takes whole bursts at once."""
@@ -223,6 +250,8 @@ class Delivery:
         if not link.writable or room <= 0:
             return
         take = [queue.popleft() for _ in range(min(room, len(queue)))]
+        if self.before_send is not None:
+            self.before_send(link, take)
         first = link.conn.send_outgoing(take)
         if not carried.items:
             carried.base = first
@@ -247,7 +276,7 @@ class Delivery:
         for m in failed:
             peer = bytes.fromhex(m.peer)
             self.queues.setdefault(peer, deque()).append(
-                Out(m.rowid, peer, m.id, m.body, m.created_ms)
+                Out(m.rowid, peer, m.id, m.body, m.created_ms, group=m.group)
             )
             touched.add(peer)
             self.publish(DeliveryChanged(m.peer, m.rowid, m.id, "queued"))
@@ -265,7 +294,7 @@ class Delivery:
                 announced.add(o.rowid)
                 if progress:
                     peer_hex = peer_hex or peer.hex()
-                    self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent"))
+                    self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent", group=_gid(o)))
 
     def queued_for(self, peer: bytes) -> int:
         """Messages to ``peer`` not yet acked (waiting or in flight)."""
@@ -320,7 +349,7 @@ class Delivery:
 
     def _owed(self, peer: bytes) -> deque:
         items = self.store.outbox_for(peer.hex())
-        return deque(Out(i.rowid, peer, i.id, i.body, i.created_ms) for i in items)
+        return deque(Out(i.rowid, peer, i.id, i.body, i.created_ms, group=i.group) for i in items)
 
     def link_writable(self, link) -> None:
         if isinstance(link.state, Carried):
@@ -370,7 +399,11 @@ class Delivery:
                 batch = self._take(self.commit_batch)
                 self._idle.clear()
                 try:
-                    if self.inline_rows and row_count(batch) <= self.inline_rows:
+                    if (
+                        self.inline_rows
+                        and not self.writes_pending
+                        and row_count(batch) <= self.inline_rows
+                    ):
                         done = self._write(batch)  # see ``inline_rows``
                     else:
                         done = await loop.run_in_executor(self._writer, self._write, batch)
@@ -421,7 +454,10 @@ class Delivery:
         try:
             now_ms = int(time.time() * 1000)
             enqueue = [
-                (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms) for o, _ in batch.enqueue
+                (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms, o.group)
+                if o.group is not None
+                else (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms)
+                for o, _ in batch.enqueue
             ]
             rows, where, keys = incoming_rows(batch.incoming, self.ring, now_ms)
             delivered = [(p.hex(), [o.rowid for o in outs]) for p, outs in batch.delivered.items()]
@@ -452,7 +488,7 @@ class Delivery:
             peer_hex = peer.hex()
             for o in outs:
                 announced.discard(o.rowid)
-                self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "delivered"))
+                self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "delivered", group=_gid(o)))
         if self._store_error is not None:
             self._store_error = None
             for link in self._paused:
@@ -478,12 +514,16 @@ class Delivery:
             if progress:
                 peer_hex = o.peer.hex()
                 self.publish(
-                    DeliveryChanged(peer_hex, o.rowid, o.id, "queued", None, o.body, o.created_ms)
+                    DeliveryChanged(
+                        peer_hex, o.rowid, o.id, "queued", None, o.body, o.created_ms, _gid(o)
+                    )
                 )
             if o.sent:  # it went out while its row was being committed
                 announced.add(o.rowid)
                 if progress:
-                    self.publish(DeliveryChanged(o.peer.hex(), o.rowid, o.id, "sent"))
+                    self.publish(
+                        DeliveryChanged(o.peer.hex(), o.rowid, o.id, "sent", group=_gid(o))
+                    )
         self.stats["rows_out"] += len(entries)
         loop = asyncio.get_running_loop()
         for peer in touched:  # after the senders hear "queued"
@@ -494,12 +534,20 @@ class Delivery:
         insert, publish = self.ring.check_and_insert, self.publish
         committed = self.intake.quotas.committed
         for link, chats, upto, legacy, size in incoming:
+            if not chats:  # only refused group posts: nothing stored, the ack still goes
+                self.sessions.stored(link, upto)
+                if upto is not None:
+                    self.intake.stored(link, upto)
+                continue
             first = k
             for c in chats:
                 if flags[k]:
                     insert(keys[k])
                     shown = created_time(c.created_ms, now_ms)
-                    publish(MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy))
+                    if type(c) is Chat:
+                        publish(MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy))
+                    else:
+                        self.on_post(c, shown)
                 else:
                     self.stats["dupes"] += 1
                 k += 1
@@ -551,3 +599,8 @@ class Delivery:
                     f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
                 )
             )
+
+
+def _gid(o: Out) -> str | None:
+    """The group id (hex) of a group post's row, for its DeliveryChanged events."""
+    return None if o.group is None else o.group[0].hex()

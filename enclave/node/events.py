@@ -27,6 +27,7 @@ class DeliveryChanged:
     reason: str | None = None
     body: str | None = None
     created_ms: int | None = None
+    group: str | None = None  # the group's id (hex) when this row is a copy of a group post
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +105,35 @@ class FileChanged:
     path: str | None = None
     waiting: bool = False
     created_ms: int | None = None
+
+
+# --- group chat (enclave.node.groups) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessageReceived:
+    """A new post in a group, stored. Faces place it by (``lamport``, ``sender``): every
+    member shows the same order, and a late one takes its place among the others."""
+
+    group: str  # the group's id (hex)
+    group_name: str
+    sender: str
+    id: bytes
+    body: str  # as sent: show it through display.visible
+    created_ms: int | None  # display.created_time
+    lamport: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    """A membership record was applied: ``author`` did ``kind`` (create, add, remove,
+    leave, promote, rename) to ``subjects`` ("bob added carol"); ``detail`` is the
+    group's name for create and rename."""
+
+    group: str
+    group_name: str
+    kind: str
+    author: str
+    subjects: tuple
+    epoch: int
+    detail: str | None = None

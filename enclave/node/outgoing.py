@@ -13,10 +13,19 @@ from collections import deque
 class Out:
     """An outgoing message held in memory while it is owed to its recipient."""
 
-    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken")
+    __slots__ = (
+        "rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken", "group",
+    )  # fmt: skip
 
     def __init__(
-        self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int, durable: bool = True
+        self,
+        rowid: int,
+        peer: bytes,
+        id: bytes,
+        body: str,
+        created_ms: int,
+        durable: bool = True,
+        group: tuple | None = None,
     ) -> None:
         self.rowid = rowid
         self.peer = peer
@@ -27,6 +36,8 @@ class Out:
         self.durable = durable  # its outbox row is committed
         self.listed = durable  # in its peer's queue (or carried)
         self.taken = durable  # its enqueue is in a commit already running (or done)
+        # A group post's (group_id, epoch, lamport, seq) (PROTOCOL.md "Groups"); None: a chat.
+        self.group = group
 
 
 class Carried:

@@ -78,6 +78,9 @@ class NodePolicy(Policy):
         )
         self.slots = Slots(settings.crypto_queue)
         self.writer = None  # the store's writer thread, set by the node
+        # Members of our groups who are not contacts (enclave.node.groups): their
+        # handshakes are taken while we share a group, for the group's traffic only.
+        self.group_members: set[bytes] = set()
         self.reload()
 
     def reload(self) -> None:
@@ -89,8 +92,10 @@ class NodePolicy(Policy):
         refused. A peer that stays keeps its boot floor and, once seen speaking v2, its
         v2 mark (the store's copy of that mark may still be on its way)."""
         keys, pems, floors, proto, hosts = {}, {}, {}, {}, {}
-        for peer in self.store.list_peers():
+        for peer in self.store.list_peers(members=True):
             fp = bytes.fromhex(peer.fingerprint)
+            if not peer.contact and fp not in self.group_members:
+                continue  # a member of a group we no longer share: a stranger again
             key = self._key(fp, peer.public_key)
             if key is None:
                 continue

@@ -204,6 +204,11 @@ class Intake:
         held = self._held[link]
         while held:
             chats, upto, legacy = held[0]
+            if not chats:  # a batch of refused group posts: no quota, only its ack, in order
+                held.popleft()
+                self._unstored[link] = upto
+                self.delivery.on_chats(link, chats, upto, legacy, 0)
+                continue
             peer = chats[0].sender
             if not self.quotas.known(peer):  # its stored bytes are being read
                 self._load(peer, link)

@@ -52,6 +52,8 @@ from enclave.protocol.events import (
     FileDelivered,
     FileOffered,
     FileRequested,
+    GroupHeadReceived,
+    GroupRecordsReceived,
     LegacyReceived,
     LegacyVerified,
     MessagesReceived,
@@ -77,6 +79,7 @@ class Sessions:
         self.publish = publish
         self.delivery = None  # set by the node
         self.files = None  # the file-transfer engine, set by the node
+        self.groups = None  # the group engine (enclave.node.groups), set by the node
         now = time.monotonic()
         self.policy = NodePolicy(store, identity.fingerprint, settings, now)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
@@ -350,6 +353,7 @@ class Sessions:
             del self._bulk[peer]
         self.delivery.session_down(link)
         self.files.session_down(link)
+        self.groups.sync.session_down(link)
         if not self.online(peer):
             self._seen(peer)
             self.dialer.session_lost(peer)
@@ -424,10 +428,17 @@ class Sessions:
         if kind is MessagesReceived:
             self.pool.touch(link.id, time.monotonic())
             upto = ev.first_index + ev.chat_count - 1
-            self.delivery.intake.chats(link, ev.messages, upto)  # receive quotas first
+            messages = ev.messages
+            if ev.group_posts:  # judged against the membership logs first
+                messages = self.groups.sync.judge(link.conn.peer, messages)
+            self.delivery.intake.chats(link, messages, upto)  # receive quotas first
         elif kind is Acked:
             self.pool.touch(link.id, time.monotonic())
             self.delivery.on_acked(link, ev.upto)
+        elif kind is GroupHeadReceived:
+            self.groups.sync.on_head(link, link.conn.peer, ev.group_id, ev.count)
+        elif kind is GroupRecordsReceived:
+            self.groups.sync.on_records(link, link.conn.peer, ev.group_id, ev.first, ev.records)
         elif kind in _FILE_EVENTS:
             self.pool.touch(link.id, time.monotonic())
             self.files.on_event(link, ev)
@@ -483,6 +494,7 @@ class Sessions:
             if old is not None:
                 self.delivery.session_down(old)
                 self.files.session_down(old)
+                self.groups.sync.session_down(old)
                 old.close("replaced")
         self.pool.add(peer, link.id, now)
         if not self.policy.proto.get(peer, ("auto", False, False))[1]:
@@ -491,6 +503,7 @@ class Sessions:
             self.policy.proto[peer] = (proto[0], True, proto[2])
         if not link.established.done():
             link.established.set_result(True)
+        self.groups.sync.session_up(link, peer)  # before any post: the peer hears our HEADs
         self.delivery.session_up(link, peer)
         self.files.session_up(link, peer)
         if link.dialled is None:

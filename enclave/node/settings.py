@@ -59,6 +59,8 @@ README section (for README.md):
     file_disk_margin_bytes = 1073741824  # ... if the disk keeps this much free after it (1 GiB)
     file_pending_offers = 16     # unfinished file offers one contact may have with us
     downloads = ""               # where received files go; "" is <home>/downloads
+    group_max_members = 256      # members a group may have (a bigger one is refused)
+    max_groups = 256             # groups this node keeps; invitations beyond are refused
     ```
 
     No section header: the keys sit at the top level of the file. Any flag
@@ -143,6 +145,11 @@ class Settings:
     # person sends a handful at once; a flood of offers is refused, not stored.
     file_pending_offers: int = 16
     downloads: str = ""  # an absolute folder (~ allowed); "" is <home>/downloads
+    # Members one group may have: a membership record growing a group past it is
+    # refused (a flood of members costs every member a key and a session each).
+    group_max_members: int = 256
+    # Groups this node keeps: a contact cannot make it hold (and check) endless logs.
+    max_groups: int = 256
     # Where the values came from, for ``summary``; not a knob.
     source: str = field(default="defaults", compare=False)
 
@@ -201,6 +208,8 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "file_auto_accept_bytes": (0, True, 1 << 40),  # the store's largest file (1 TiB)
     "file_disk_margin_bytes": (0, True, None),
     "file_pending_offers": (1, True, 4096),
+    "group_max_members": (2, True, 1024),  # group_log.MAX_LIST members fit one record
+    "max_groups": (1, True, 65536),
 }
 
 # Text knobs take one of these words.

@@ -137,7 +137,8 @@ def _emoji_joiner(name: str, i: int) -> bool:
     return unicodedata.category(name[i - 1]) == unicodedata.category(name[i + 1]) == "So"
 
 
-def _hint_problem(hint: object) -> bool:
+def hint_problem(hint: object) -> bool:
+    """Whether ``hint`` is not a host:port address hint the codec takes."""
     if type(hint) is not str or not 3 <= len(hint) <= MAX_HINT_BYTES:
         return True
     if not hint.isascii() or not hint.isprintable() or " " in hint:
@@ -168,7 +169,7 @@ def _entry_problem(e: object) -> str | None:
         return f"member name: {why}"
     if type(e.hints) is not tuple or len(e.hints) > MAX_HINTS:
         return "member hint count"
-    if any(_hint_problem(h) for h in e.hints):
+    if any(hint_problem(h) for h in e.hints):
         return "member hint"
     return _key_problem(e.fp, e.key_pem)
 
