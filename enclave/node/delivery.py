@@ -130,7 +130,7 @@ class Delivery:
     # --- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        blocked = {p.fingerprint for p in self.store.list_peers() if p.blocked}
+        blocked = {p.fingerprint for p in self.store.list_peers(members=True) if p.blocked}
         for peer_hex in set(self.store.outbox_peers()) - blocked:
             self.queues[bytes.fromhex(peer_hex)] = self._owed(bytes.fromhex(peer_hex))
         self._task = asyncio.get_running_loop().create_task(

@@ -1,5 +1,5 @@
-"""The one durable place for peers, history, the outbox, v1 seen IDs and file transfers
-(SQLite, WAL).
+"""The one durable place for peers, history, the outbox, v1 seen IDs, file transfers and
+groups (SQLite, WAL).
 
 Rules:
 - One store: nothing else in Enclave writes state to disk, and nothing else speaks SQL.
@@ -24,11 +24,13 @@ Rules:
 - One connection per Store; a lock serialises calls, so any one thread at a time may use it.
 
 Modules:
-- ``records``: the rows it hands out (``Peer``, ``Message``, ``OutboxItem``, ``Transfer``...).
+- ``records``: the rows it hands out (``Peer``, ``Message``, ``OutboxItem``, ``Transfer``,
+  ``GroupRow``, ``GroupLine``...).
 - ``core``: opening and closing, the write transaction, the peer id cache and the
   rowid counter.
 - ``peers``, ``messages`` (new rows and the commit cycle), ``outbox``, ``history``,
-  ``transfers``, ``v1_seen``: the methods by table, as mixins over ``core.StoreCore``.
+  ``transfers``, ``groups``, ``v1_seen``: the methods by table, as mixins over
+  ``core.StoreCore``.
 - ``checks``: argument checks.
 - ``dbfile``: creating the file, refusing one we must not write, connection settings.
 - ``schema``: the SQL of each schema version; ``migrations``: applying it in order.
@@ -36,11 +38,23 @@ Modules:
 
 from .checks import OfferRefused
 from .core import StoreCore
+from .groups import GroupsMixin
 from .history import HistoryMixin
 from .messages import MessagesMixin
 from .outbox import OutboxMixin
 from .peers import PeersMixin
-from .records import PROTOS, FileNote, FileOffer, Message, OutboxItem, Peer, SourceFile, Transfer
+from .records import (
+    PROTOS,
+    FileNote,
+    FileOffer,
+    GroupLine,
+    GroupRow,
+    Message,
+    OutboxItem,
+    Peer,
+    SourceFile,
+    Transfer,
+)
 from .transfers import TransfersMixin
 from .v1_seen import V1SeenMixin
 
@@ -48,6 +62,8 @@ __all__ = [
     "PROTOS",
     "FileNote",
     "FileOffer",
+    "GroupLine",
+    "GroupRow",
     "Message",
     "OfferRefused",
     "OutboxItem",
@@ -62,6 +78,7 @@ class Store(
     PeersMixin,
     MessagesMixin,
     OutboxMixin,
+    GroupsMixin,
     HistoryMixin,
     TransfersMixin,
     V1SeenMixin,

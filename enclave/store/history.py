@@ -33,10 +33,14 @@ def _note(r: tuple) -> FileNote:
 
 
 class HistoryMixin(StoreCore):
-    """Pages of a conversation, search, failed messages, and erasing a history."""
+    """Pages of a conversation, search, failed messages, and erasing a history.
+
+    A conversation is the direct messages with a peer (``grp IS NULL``): group posts
+    (schema 6) are read by ``GroupsMixin.group_history``, and a failed one is never
+    listed here, so a retry cannot send a group post as a direct chat."""
 
     def failed_messages(self, fingerprint: str | None = None) -> list[Message]:
-        sql = f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.state = 'failed'"
+        sql = f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.state = 'failed' AND m.grp IS NULL"
         if fingerprint is None:
             return [_message(r) for r in self._rows(sql + " ORDER BY m.rowid")]
         sql += " AND p.fingerprint = ? ORDER BY m.rowid"
@@ -49,7 +53,7 @@ class HistoryMixin(StoreCore):
         given), oldest first. Deleted messages are not shown."""
         sql = (
             f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE p.fingerprint = ? AND m.rowid < ?"
-            " AND m.state != 'deleted' ORDER BY m.rowid DESC LIMIT ?"
+            " AND m.state != 'deleted' AND m.grp IS NULL ORDER BY m.rowid DESC LIMIT ?"
         )
         before = (1 << 63) - 1 if before_rowid is None else before_rowid
         rows = self._rows(sql, (fingerprint, before, limit))
@@ -60,7 +64,7 @@ class HistoryMixin(StoreCore):
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         sql = (
             f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.body LIKE ? ESCAPE '\\'"
-            " ORDER BY m.rowid DESC LIMIT ?"
+            " AND m.grp IS NULL ORDER BY m.rowid DESC LIMIT ?"
         )
         return [_message(r) for r in reversed(self._rows(sql, (pattern, limit)))]
 
@@ -74,20 +78,21 @@ class HistoryMixin(StoreCore):
                 return 0, 0
             sql = (
                 "SELECT count(*), coalesce(sum(length(CAST(body AS BLOB))), 0) FROM messages"
-                " WHERE peer = ? AND direction = 'in' AND body IS NOT NULL"
+                " WHERE peer = ? AND direction = 'in' AND body IS NOT NULL AND grp IS NULL"
             )
             count, size = self._db.execute(sql, (pid,)).fetchone()
         return count, size
 
     def delete_history(self, fingerprint: str) -> int:
-        """Erase the bodies of all messages with this peer, keeping (peer, id) tombstones
-        so a late resend is not shown again. Unsent messages leave the outbox. Returns
-        how many messages were erased."""
+        """Erase the bodies of all direct messages with this peer, keeping (peer, id)
+        tombstones so a late resend is not shown again. Unsent messages leave the outbox.
+        Its group posts stay (``delete_group`` erases those). Returns how many messages
+        were erased."""
         with self._tx() as db:
             pid = self._peer_id(db, fingerprint)
             erased = db.execute(
                 "UPDATE messages SET body = NULL, state = 'deleted', reason = NULL, owed = NULL"
-                " WHERE peer = ? AND state != 'deleted'",
+                " WHERE peer = ? AND state != 'deleted' AND grp IS NULL",
                 (pid,),
             ).rowcount
         self._scrub_wal()

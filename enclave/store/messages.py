@@ -18,8 +18,9 @@ class MessagesMixin(OutboxMixin):
 
     # -- incoming messages (PROTOCOL.md c.3, receiver) ---------------------------------
 
-    def store_incoming(self, rows: Iterable[tuple[str, bytes, str, int, int, bool]]) -> list[bool]:
-        """Store (peer_fp, id, body, created_ms, stored_ms, legacy) rows in one transaction.
+    def store_incoming(self, rows: Iterable[tuple]) -> list[bool]:
+        """Store (peer_fp, id, body, created_ms, stored_ms, legacy[, group]) rows in one
+        transaction (``group`` as in ``write_cycle``).
 
         Returns, per row, whether it was new; a (peer, id) already stored, or earlier in
         the same batch, gives False. Any failure rolls the whole batch back and raises.
@@ -28,8 +29,9 @@ class MessagesMixin(OutboxMixin):
 
     # -- outgoing messages (PROTOCOL.md c.3, sender) -----------------------------------
 
-    def enqueue_outgoing(self, rows: Iterable[tuple[str, bytes, str, int]]) -> list[int]:
-        """Queue (recipient_fp, id, body, created_ms) rows; return their rowids in order.
+    def enqueue_outgoing(self, rows: Iterable[tuple]) -> list[int]:
+        """Queue (recipient_fp, id, body, created_ms[, group]) rows; return their rowids
+        in order (``group`` as in ``write_cycle``).
 
         Each row enters the outbox. An id of 36 bytes (a v1 UUID string) marks it legacy.
         """
@@ -39,8 +41,8 @@ class MessagesMixin(OutboxMixin):
 
     def write_cycle(
         self,
-        enqueue: Iterable[tuple[int, str, bytes, str, int]] = (),
-        incoming: Iterable[tuple[str, bytes, str, int, int, bool]] = (),
+        enqueue: Iterable[tuple] = (),
+        incoming: Iterable[tuple] = (),
         delivered: Iterable[tuple[str, list[int]]] = (),
         now_ms: int = 0,
     ) -> list[bool]:
@@ -51,6 +53,11 @@ class MessagesMixin(OutboxMixin):
         rows for the outbox. ``delivered``: (recipient_fp, rowids) it acked, each a prefix
         of what it was sent from the outbox (acks are cumulative); the rows become
         delivered and leave the outbox (see ``_delivered``).
+
+        A group post's row carries one more element (the 6th of an ``enqueue`` row, the
+        7th of an ``incoming`` one): ``group`` = (group_id, epoch, lamport, seq), or None
+        for a direct message. A group id the store does not hold fails the transaction
+        (``sqlite3.IntegrityError``).
         """
         incoming, enqueue = list(incoming), list(enqueue)
         with self._tx() as db:
@@ -62,44 +69,117 @@ class MessagesMixin(OutboxMixin):
         return flags
 
     # Rows are checked here (once each, in one expression: the hot path) instead of by
-    # CHECK constraints; a row that fails goes through the explaining checks.
+    # CHECK constraints; a row that fails goes through the explaining checks. Direct
+    # messages stay on these loops. A row of another length (a group post's) fails their
+    # unpacking with ValueError before anything is written, and the batch goes through
+    # the ``_mixed`` variants instead, so a batch of direct messages pays no extra test
+    # per row. (Any other ValueError of the loop is raised again there.)
 
     def _insert_incoming(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
         flat, ids, rowid = [], self._ids, self._rowids.__next__
-        for fp, mid, body, created, stored, legacy in rows:
-            if not (
-                type(mid) is bytes
-                and (len(mid) == 16 or len(mid) == 36)
-                and type(body) is str
-                and type(created) is int
-                and type(stored) is int
-            ):
-                explain_row(mid, body, created, stored)
-            pid = ids.get(fp) or self._known_peer_id(db, fp)
-            flat += (rowid(), pid, mid, body, created, stored, 1 if legacy else 0)
+        try:
+            for fp, mid, body, created, stored, legacy in rows:
+                if not (
+                    type(mid) is bytes
+                    and (len(mid) == 16 or len(mid) == 36)
+                    and type(body) is str
+                    and type(created) is int
+                    and type(stored) is int
+                ):
+                    explain_row(mid, body, created, stored)
+                pid = ids.get(fp) or self._known_peer_id(db, fp)
+                flat += (rowid(), pid, mid, body, created, stored, 1 if legacy else 0)
+        except ValueError:
+            return self._insert_incoming_mixed(db, rows)
         _insert_rows(db, _INCOMING, flat)
-        # A duplicate (stored before, or earlier in this batch) was not inserted.
-        rowids = flat[:: _INCOMING.width]
-        sql = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
-        new = {r[0] for r in db.execute(sql, (rowids[0], rowids[-1]))}
-        return [r in new for r in rowids]
+        return _new_flags(db, flat[:: _INCOMING.width])
+
+    def _insert_incoming_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
+        plain, grouped, rowids, keys = [], [], [], {}
+        for row in rows:
+            if len(row) not in (6, 7):
+                raise ValueError(f"an incoming row has 6 or 7 elements, not {len(row)}")
+            fp, mid, body, created, stored, legacy = row[:6]
+            explain_row(mid, body, created, stored)
+            pid = self._ids.get(fp) or self._known_peer_id(db, fp)
+            rowid = next(self._rowids)
+            rowids.append(rowid)
+            values = (rowid, pid, mid, body, created, stored, 1 if legacy else 0)
+            group = row[6] if len(row) == 7 else None
+            if group is None:
+                plain += values
+            else:
+                grouped += (*values, *_group_values(db, group, keys))
+        _insert_rows(db, _INCOMING, plain)
+        _insert_rows(db, _INCOMING_GROUP, grouped)
+        return _new_flags(db, rowids)
 
     def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
         flat, ids, seen = [], self._ids, set()
-        for rowid, fp, mid, body, created in rows:
-            if not (
-                type(mid) is bytes
-                and (len(mid) == 16 or len(mid) == 36)
-                and type(body) is str
-                and type(created) is int
-            ):
-                explain_row(mid, body, created, 0)
-            pid = ids.get(fp) or self._known_peer_id(db, fp)
-            seen.add((pid, mid))
-            flat += (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
+        try:
+            for rowid, fp, mid, body, created in rows:
+                if not (
+                    type(mid) is bytes
+                    and (len(mid) == 16 or len(mid) == 36)
+                    and type(body) is str
+                    and type(created) is int
+                ):
+                    explain_row(mid, body, created, 0)
+                pid = ids.get(fp) or self._known_peer_id(db, fp)
+                seen.add((pid, mid))
+                flat += (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
+        except ValueError:
+            return self._insert_outgoing_mixed(db, rows)
         if len(seen) < len(rows):  # a caller's bug: say so
             raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
         _insert_rows(db, _OUTGOING, flat)  # owed = rowid: the back of its peer's queue
+
+    def _insert_outgoing_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
+        plain, grouped, seen, keys = [], [], set(), {}
+        for row in rows:
+            if len(row) not in (5, 6):
+                raise ValueError(f"an outgoing row has 5 or 6 elements, not {len(row)}")
+            rowid, fp, mid, body, created = row[:5]
+            explain_row(mid, body, created, 0)
+            pid = self._ids.get(fp) or self._known_peer_id(db, fp)
+            seen.add((pid, mid))  # a post has one id for all members: one row each
+            values = (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
+            group = row[5] if len(row) == 6 else None
+            if group is None:
+                plain += values
+            else:
+                grouped += (*values, *_group_values(db, group, keys))
+        if len(seen) < len(rows):
+            raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
+        _insert_rows(db, _OUTGOING, plain)
+        _insert_rows(db, _OUTGOING_GROUP, grouped)
+
+
+def _new_flags(db: sqlite3.Connection, rowids: list[int]) -> list[bool]:
+    """Which of a batch's incoming rows were inserted: a duplicate (stored before, or
+    earlier in this batch) was not. ``rowids`` are ascending, as the counter gave them."""
+    sql = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
+    new = {r[0] for r in db.execute(sql, (rowids[0], rowids[-1]))}
+    return [r in new for r in rowids]
+
+
+def _group_values(db: sqlite3.Connection, group: object, keys: dict[bytes, int]) -> tuple:
+    """(grp, lamport, epoch, gseq) of a group post's row; ``keys`` caches group keys
+    for the batch."""
+    if not isinstance(group, tuple) or len(group) != 4:
+        raise TypeError("group must be a (group_id, epoch, lamport, seq) tuple")
+    gid, epoch, lamport, seq = group
+    if type(gid) is not bytes or len(gid) != 16:
+        raise ValueError("a group id is 16 bytes")
+    if not all(type(v) is int and 0 <= v < 1 << 63 for v in (epoch, lamport, seq)):
+        raise ValueError(f"epoch, lamport and seq must be integers in [0, 2^63), not {group[1:]}")
+    key = keys.get(gid)
+    if key is None:
+        row = db.execute("SELECT key FROM groups WHERE id = ?", (gid,)).fetchone()
+        if row is None:
+            raise sqlite3.IntegrityError(f"no group {gid.hex()}")
+        key = keys[gid] = row[0]
+    return key, lamport, epoch, seq
 
 
 # -- multi-row inserts ---------------------------------------------------------------------
@@ -131,6 +211,21 @@ _OUTGOING = _Insert(
     "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
     "",
     8,
+)
+# Group posts (schema 6): the same rows with the group's columns.
+_INCOMING_GROUP = _Insert(
+    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
+    " legacy, grp, lamport, epoch, gseq)",
+    "(?, ?, 'in', ?, ?, ?, ?, 'received', ?, ?, ?, ?, ?)",
+    _INCOMING.tail,
+    11,
+)
+_OUTGOING_GROUP = _Insert(
+    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
+    " legacy, owed, grp, lamport, epoch, gseq)",
+    "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+    "",
+    12,
 )
 
 

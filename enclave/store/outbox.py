@@ -55,13 +55,19 @@ class OutboxMixin(StoreCore):
         ).rowcount
 
     def outbox_for(self, fingerprint: str, limit: int | None = None) -> list[OutboxItem]:
+        """What this peer is owed, in queue order. A group post's row carries its group
+        id, epoch, Lamport time and seq as stored, so a resend is the same post."""
         sql = (
-            "SELECT m.rowid, p.fingerprint, m.id, m.body, m.created_ms, m.state, m.legacy"
-            f" FROM {_OWED_FROM} WHERE m.owed IS NOT NULL AND p.fingerprint = ?"
-            " ORDER BY m.owed LIMIT ?"
+            "SELECT m.rowid, p.fingerprint, m.id, m.body, m.created_ms, m.state, m.legacy,"
+            " g.id, m.epoch, m.lamport, m.gseq"
+            f" FROM {_OWED_FROM} LEFT JOIN groups g ON g.key = m.grp"
+            " WHERE m.owed IS NOT NULL AND p.fingerprint = ? ORDER BY m.owed LIMIT ?"
         )
         rows = self._rows(sql, (fingerprint, -1 if limit is None else limit))
-        return [OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+        return [
+            OutboxItem(*r[:6], bool(r[6]), None if r[7] is None else (r[7], r[8], r[9], r[10]))
+            for r in rows
+        ]
 
     def outbox_peers(self) -> list[str]:
         """Recipients that are owed messages, the longest-waiting first."""

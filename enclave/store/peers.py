@@ -12,7 +12,7 @@ from .records import PROTOS, Peer
 
 _PEER_COLS = (
     "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
-    "hwm_ms, added_at, last_seen, learned_address"
+    "hwm_ms, added_at, last_seen, learned_address, contact"
 )
 
 
@@ -23,7 +23,17 @@ def _short(fp: str) -> str:
 
 def _peer(r: tuple) -> Peer:
     flags = bool(r[4]), r[5], bool(r[6]), bool(r[7])
-    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11])
+    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11], bool(r[12]))
+
+
+def _check_pem(public_key: object) -> None:
+    if not isinstance(public_key, str) or "BEGIN PUBLIC KEY" not in public_key:
+        raise ValueError("public_key must be an SPKI PEM string")
+
+
+def _check_same_key(fp: str, stored: str, public_key: str) -> None:
+    if stored.split() != public_key.split():  # same PEM up to whitespace
+        raise ValueError(f"peer {_short(fp)}… is already known with a different public key")
 
 
 class PeersMixin(StoreCore):
@@ -35,12 +45,12 @@ class PeersMixin(StoreCore):
         """Add a peer (True) or update the address/name given for a known one (False).
 
         An address given here is the user's word: it replaces the given address and
-        forgets a learned one (``learn_address``)."""
+        forgets a learned one (``learn_address``). A group member that was not a contact
+        becomes one."""
         fp = check_fingerprint(fingerprint)
         name = check_name(name)
         address = check_address(address)
-        if not isinstance(public_key, str) or "BEGIN PUBLIC KEY" not in public_key:
-            raise ValueError("public_key must be an SPKI PEM string")
+        _check_pem(public_key)
         with self._tx() as db:
             self._check_name_free(db, name, fp)
             row = db.execute("SELECT public_key FROM peers WHERE fingerprint = ?", (fp,)).fetchone()
@@ -51,15 +61,31 @@ class PeersMixin(StoreCore):
                     (fp, name, public_key, address, now),
                 )
                 return True
-            if row[0].split() != public_key.split():  # same PEM up to whitespace
-                raise ValueError(f"peer {_short(fp)}… is already known with a different public key")
+            _check_same_key(fp, row[0], public_key)
             db.execute(
                 "UPDATE peers SET address = coalesce(?1, address), name = coalesce(?2, name),"
-                " learned_address = CASE WHEN ?1 IS NULL THEN learned_address END"
+                " learned_address = CASE WHEN ?1 IS NULL THEN learned_address END, contact = 1"
                 " WHERE fingerprint = ?3",
                 (address, name, fp),
             )
             return False
+
+    def add_member_peer(self, fingerprint: str, public_key: str, now: float) -> bool:
+        """Make sure a group member has a peer row (its sessions and posts need one):
+        a new one is not a contact (``contact`` False), with no name or address (True).
+        A known peer is left as it is (False)."""
+        fp = check_fingerprint(fingerprint)
+        _check_pem(public_key)
+        with self._tx() as db:
+            row = db.execute("SELECT public_key FROM peers WHERE fingerprint = ?", (fp,)).fetchone()
+            if row is not None:
+                _check_same_key(fp, row[0], public_key)
+                return False
+            db.execute(
+                "INSERT INTO peers (fingerprint, public_key, added_at, contact) VALUES (?, ?, ?, 0)",
+                (fp, public_key, now),
+            )
+            return True
 
     @staticmethod
     def _check_name_free(db: sqlite3.Connection, name: str | None, fp: str) -> None:
@@ -75,8 +101,10 @@ class PeersMixin(StoreCore):
         rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE fingerprint = ?", (fingerprint,))
         return _peer(rows[0]) if rows else None
 
-    def list_peers(self) -> list[Peer]:
-        sql = f"SELECT {_PEER_COLS} FROM peers ORDER BY name IS NULL, name, fingerprint"
+    def list_peers(self, members: bool = False) -> list[Peer]:
+        """The contacts; with ``members`` also the group members that are not contacts."""
+        where = "" if members else " WHERE contact = 1"
+        sql = f"SELECT {_PEER_COLS} FROM peers{where} ORDER BY name IS NULL, name, fingerprint"
         return [_peer(r) for r in self._rows(sql)]
 
     def find_peers(self, query: str) -> list[Peer]:

@@ -24,6 +24,9 @@ class Peer:
     # Where the peer's last authenticated session came from, when that was not
     # ``address`` (the one the user gave): dialled first, ``address`` is the fallback.
     learned_address: str | None = None
+    # False: known only as a member of a group the user is in (schema 6), shown as "in
+    # GROUP, not a contact"; no direct messages until the user adds it.
+    contact: bool = True
 
     @property
     def dial_addresses(self) -> list[str]:
@@ -74,6 +77,9 @@ class OutboxItem:
     created_ms: int
     state: str  # 'queued' | 'sent'
     legacy: bool
+    # A group post's row (schema 6): (group id, epoch, lamport, seq), carried unchanged
+    # by every resend. None for a direct message.
+    group: tuple[bytes, int, int, int] | None = None
 
 
 # -- file transfers (schema 5) --------------------------------------------------------------
@@ -150,3 +156,35 @@ class FileNote:
     state: str
     reason: str | None
     percent: int
+
+
+# -- groups (schema 6) ----------------------------------------------------------------------
+
+GROUP_STATES = ("member", "left", "removed")
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    key: int  # the store's number for it (``messages.grp``)
+    id: bytes  # 16 random bytes, the group's own id
+    name: str
+    state: str  # one of GROUP_STATES
+    created_ms: int
+    records: tuple[bytes, ...]  # the signed membership log, record i is epoch i
+
+
+@dataclass(frozen=True)
+class GroupLine:
+    """One post of a group's history: ours once, whatever the number of members."""
+
+    id: bytes
+    sender: str  # fingerprint hex; ours is the ``own_fp`` the page was asked with
+    direction: str  # 'in' | 'out'
+    body: str
+    created_ms: int
+    stored_ms: int
+    lamport: int
+    epoch: int
+    seq: int
+    states: dict[str, str]  # ours: member fingerprint -> that row's state; {} if received
+    rowids: tuple[int, ...]  # ours: one row per member; received: its one row

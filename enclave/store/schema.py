@@ -223,3 +223,36 @@ V5 = (
         done     INTEGER NOT NULL DEFAULT 0
     )""",
 )
+
+# Version 6: group chat. A group is a row of ``groups`` (its 16-byte random id, name and
+# the user's standing in it) with its signed membership log in ``group_records``, one
+# opaque record per epoch. A post is sent over each member's pairwise session: ours is
+# one outgoing ``messages`` row per member (same id, each owed in the outbox, so "delivered
+# to 4 of 5" is the states of those rows), a received one is one incoming row. ``grp``
+# names the group (NULL for a direct message: a plain row stores nothing more than
+# before); ``lamport``, ``epoch`` and ``gseq`` are the post's Lamport time, the
+# membership epoch it was sent at and its sender's sequence number, kept so a resend
+# carries the same values. Members who are not contacts still need a ``peers`` row for
+# their sessions and rows: ``contact = 0``.
+V6 = (
+    "ALTER TABLE peers ADD COLUMN contact INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE messages ADD COLUMN grp INTEGER",
+    "ALTER TABLE messages ADD COLUMN lamport INTEGER",
+    "ALTER TABLE messages ADD COLUMN epoch INTEGER",
+    "ALTER TABLE messages ADD COLUMN gseq INTEGER",
+    # A group's page in display order; only group rows are in it.
+    "CREATE INDEX messages_by_group ON messages (grp, lamport) WHERE grp IS NOT NULL",
+    """CREATE TABLE groups (
+        key        INTEGER PRIMARY KEY,
+        id         BLOB NOT NULL UNIQUE CHECK (typeof(id) = 'blob' AND length(id) = 16),
+        name       TEXT NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('member', 'left', 'removed')),
+        created_ms INTEGER NOT NULL
+    )""",
+    """CREATE TABLE group_records (
+        grp    INTEGER NOT NULL REFERENCES groups (key) ON DELETE CASCADE,
+        epoch  INTEGER NOT NULL CHECK (epoch >= 0),
+        record BLOB NOT NULL,
+        PRIMARY KEY (grp, epoch)
+    ) WITHOUT ROWID""",
+)
