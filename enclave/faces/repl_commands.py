@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from enclave.errors import UserError
-from enclave.faces import repl_contacts, repl_files
+from enclave.faces import repl_contacts, repl_files, repl_groups
 from enclave.identity import keys
 from enclave.node import check_text
 from enclave.node.display import message_ref, message_time, visible
@@ -37,6 +37,8 @@ from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
     FileChanged,
+    GroupChanged,
+    GroupMessageReceived,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -62,6 +64,7 @@ fingerprint):
   /send PEER MESSAGE     send to one contact                  /send bob See you at 5
   /broadcast MESSAGE     send to every contact (not blocked)  /broadcast Lunch is here
 {repl_files.HELP}
+{repl_groups.HELP}
   /peers                 contacts: address, online or last seen, verified, protocol, unread
   /unread                conversations with messages you have not seen
   /history PEER [N]      the last N messages with a contact   /history bob 50
@@ -96,6 +99,10 @@ COMMANDS = (
     "/accept",
     "/decline",
     "/cancel",
+    "/group",
+    "/groups",
+    "/g",
+    "/ghistory",
     "/rename",
     "/block",
     "/unblock",
@@ -138,6 +145,7 @@ class Commands:
         self._copies: dict[int, list[int]] = {}
         self._legacy_noted: set[str] = set()
         self._files = repl_files.FileLines(self)
+        self._groups = repl_groups.GroupLines(self)
 
     # --- running a line ---------------------------------------------------------------
 
@@ -371,7 +379,13 @@ class Commands:
         if isinstance(event, MessageReceived):
             return self._render_message(event)
         if isinstance(event, DeliveryChanged):
+            if event.group is not None:
+                return self._groups.delivery(event, _clock())
             return self._render_delivery(event)
+        if isinstance(event, GroupMessageReceived):
+            return self._groups.received(event, _clock())
+        if isinstance(event, GroupChanged):
+            return self._groups.changed(event, _clock())
         if isinstance(event, FileChanged):
             return self._files.render(event, _clock())
         if isinstance(event, PeerOnline):
@@ -463,6 +477,7 @@ _HANDLERS = {
     "/exit": Commands.cmd_quit,
     **repl_contacts.HANDLERS,
     **repl_files.HANDLERS,
+    **repl_groups.HANDLERS,
 }
 
 

@@ -40,6 +40,9 @@ _API = {
     "check_source",
     "safe_name",
     "UnsafeName",
+    "GroupInfo",
+    "GroupMember",
+    "GroupSent",
 }
 
 

@@ -34,6 +34,7 @@ from enclave.node.events import GroupChanged, GroupMessageReceived
 from enclave.node.group_sync import GroupSync
 from enclave.protocol import group_log as gl
 from enclave.protocol.crypto import spki_pem
+from enclave.store.checks import check_address
 
 log = logging.getLogger("enclave.node.groups")
 STATES = ("member", "left", "removed")
@@ -227,7 +228,7 @@ class Groups:
         for fp, m in glog.members.items():
             if fp == self.own or self.sessions.policy.keys.get(fp) is not None:
                 continue
-            hint = m.hints[0] if m.hints else None
+            hint = _dialable(m.hints)
             await self._store(
                 self.store.add_member_peer, fp.hex(), m.key_pem.decode("ascii"), now, hint
             )
@@ -257,6 +258,17 @@ class Groups:
                 post.lamport,
             )
         )  # fmt: skip
+
+
+def _dialable(hints) -> str | None:
+    """The first hint the address book takes as an address (a log's hints are only
+    host:port; the store asks for brackets around an IPv6 host)."""
+    for hint in hints:
+        try:
+            return check_address(hint)
+        except UserError:
+            continue
+    return None
 
 
 def _why(err: Exception) -> str:

@@ -70,20 +70,25 @@ class PeersMixin(StoreCore):
             )
             return False
 
-    def add_member_peer(self, fingerprint: str, public_key: str, now: float) -> bool:
+    def add_member_peer(
+        self, fingerprint: str, public_key: str, now: float, address: str | None = None
+    ) -> bool:
         """Make sure a group member has a peer row (its sessions and posts need one):
-        a new one is not a contact (``contact`` False), with no name or address (True).
-        A known peer is left as it is (False)."""
+        a new one is not a contact (``contact`` False), with no name and ``address``
+        (the group log's hint, where it is dialled) (True). A known peer is left as it
+        is (False)."""
         fp = check_fingerprint(fingerprint)
         _check_pem(public_key)
+        address = check_address(address)
         with self._tx() as db:
             row = db.execute("SELECT public_key FROM peers WHERE fingerprint = ?", (fp,)).fetchone()
             if row is not None:
                 _check_same_key(fp, row[0], public_key)
                 return False
             db.execute(
-                "INSERT INTO peers (fingerprint, public_key, added_at, contact) VALUES (?, ?, ?, 0)",
-                (fp, public_key, now),
+                "INSERT INTO peers (fingerprint, public_key, address, added_at, contact)"
+                " VALUES (?, ?, ?, ?, 0)",
+                (fp, public_key, address, now),
             )
             return True
 
