@@ -13,7 +13,18 @@ from collections import deque
 class Out:
     """An outgoing message held in memory while it is owed to its recipient."""
 
-    __slots__ = ("rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken")
+    __slots__ = (
+        "rowid",
+        "peer",
+        "id",
+        "body",
+        "created_ms",
+        "group",
+        "sent",
+        "durable",
+        "listed",
+        "taken",
+    )
 
     def __init__(
         self, rowid: int, peer: bytes, id: bytes, body: str, created_ms: int, durable: bool = True
@@ -23,6 +34,7 @@ class Out:
         self.id = id
         self.body = body
         self.created_ms = created_ms
+        self.group = None  # a chat; (group_id, epoch, lamport, seq) for a group post
         self.sent = False  # handed to a link; "sent" is announced once, not on every resend
         self.durable = durable  # its outbox row is committed
         self.listed = durable  # in its peer's queue (or carried)
