@@ -16,12 +16,17 @@ from enclave.errors import PeerError, UsageError
 from enclave.protocol.messages import (
     MAX_BATCH,
     MAX_BODY_CHARS,
+    MAX_GROUP_RECORD_BIN,
+    MAX_GROUP_RECORDS,
     MAX_RETRY_AFTER_MS,
     THROTTLE_RATE,
     THROTTLE_STORAGE,
     THROTTLE_VOLUME,
     Ack,
     Chat,
+    GroupHead,
+    GroupPost,
+    GroupRecords,
     Ping,
     Pong,
     Throttle,
@@ -35,6 +40,8 @@ ID = bytes(range(16))
 ALICE = bytes(range(32))
 BOB = bytes(range(32, 64))
 U64_MAX = (1 << 64) - 1
+GROUP = bytes(range(100, 116))
+HEAD = bytes(range(200, 232))
 
 
 def chat(body: str = "hello", created_ms: int = 1_700_000_000_000, mid: bytes = ID) -> Chat:
@@ -74,6 +81,14 @@ EVERY_TYPE = [
     Throttle(THROTTLE_RATE, 0),
     Throttle(THROTTLE_VOLUME, 1500),
     Throttle(THROTTLE_STORAGE, MAX_RETRY_AFTER_MS),
+    GroupPost(ID, ALICE, BOB, 5, GROUP, 1, 2, 3, "to the group"),
+    GroupPost(ID, ALICE, BOB, U64_MAX, GROUP, U64_MAX, U64_MAX, U64_MAX, ""),
+    GroupPost(ID, ALICE, BOB, 0, GROUP, 0, 0, 0, "x" * MAX_BODY_CHARS),
+    GroupHead(GROUP, 0, bytes(32)),
+    GroupHead(GROUP, U64_MAX, HEAD),
+    GroupRecords(GROUP, 0, (b"r",)),
+    GroupRecords(GROUP, U64_MAX, (b"last",)),
+    GroupRecords(GROUP, 7, tuple(bytes([n]) * (n + 1) for n in range(MAX_GROUP_RECORDS))),
 ]
 
 
@@ -188,6 +203,7 @@ BAD_MESSAGES = {
     "ping-9": [3, b"x" * 9],
     "ping-str": [3, "x" * 8],
     "ping-arity": [3, b"x" * 8, b"x" * 8],
+    "ping-65": [3, b"x" * 65],
     "pong-7": [4, b"x" * 7],
     "pong-int": [4, 8],
     # TYPING: an int is not a bool
@@ -218,6 +234,8 @@ BAD_MESSAGES = {
     "code-0": [0, 1],
     "code-7": [7, 1],
     "code-7-three": [7, 1, 0],
+    "code-11-group-shaped": [11, GROUP, 0, (b"r",)],
+    "code-15-group-shaped": [15, GROUP, 0, (b"r",)],
     "code-negative": [-1, 1],
     "code-huge": [U64_MAX, 1],
     "code-float": [2.0, 1],
@@ -264,7 +282,8 @@ BAD_BATCHES = {
     "reserved-byte": b"\x91\xc1",
     "bad-utf8": pack([chat_fields(body="")])[:-1] + b"\xa1\xff",  # body = 1 byte, 0xff
     "body-over-40000-bytes": pack([chat_fields(body="\U0001f600" * (MAX_BODY_CHARS + 1))]),
-    "bin-over-64": pack([[3, b"x" * 65]]),
+    # Bins are capped at a group record's size (longer short bins are bad messages).
+    "bin-over-a-group-record": pack([[3, b"x" * (MAX_GROUP_RECORD_BIN + 1)]]),
     "deep-nesting": b"\x91" * 5000 + b"\xc0",
     "huge-array-header": b"\xdd\xff\xff\xff\xff",
     "huge-str-header": b"\x91\xdb\xff\xff\xff\xff",
@@ -359,6 +378,33 @@ messages = st.one_of(
     st.builds(Pong, st.binary(min_size=8, max_size=8)),
     st.builds(Typing, st.booleans()),
     st.builds(Throttle, st.sampled_from([1, 2, 3]), st.integers(0, MAX_RETRY_AFTER_MS)),
+    st.builds(
+        GroupPost,
+        st.binary(min_size=16, max_size=16),
+        st.binary(min_size=32, max_size=32),
+        st.binary(min_size=32, max_size=32),
+        st.integers(0, U64_MAX),
+        st.binary(min_size=16, max_size=16),
+        st.integers(0, U64_MAX),
+        st.integers(0, U64_MAX),
+        st.integers(0, U64_MAX),
+        st.text(max_size=60),
+    ),
+    st.one_of(
+        st.builds(GroupHead, st.binary(min_size=16, max_size=16), st.just(0), st.just(bytes(32))),
+        st.builds(
+            GroupHead,
+            st.binary(min_size=16, max_size=16),
+            st.integers(1, U64_MAX),
+            st.binary(min_size=32, max_size=32).filter(any),
+        ),
+    ),
+    st.builds(
+        GroupRecords,
+        st.binary(min_size=16, max_size=16),
+        st.integers(0, U64_MAX - MAX_GROUP_RECORDS),
+        st.lists(st.binary(min_size=1, max_size=80), min_size=1, max_size=8).map(tuple),
+    ),
 )
 batches = st.lists(messages, min_size=1, max_size=40)
 
@@ -367,8 +413,9 @@ scalars = (
     st.none()
     | st.booleans()
     | st.integers(-(1 << 63), U64_MAX)
-    | st.integers(0, 7)
+    | st.integers(0, 15)
     | st.sampled_from([MAX_RETRY_AFTER_MS, MAX_RETRY_AFTER_MS + 1])
+    | st.sampled_from([GROUP, HEAD, bytes(32), U64_MAX - 1])
     | st.floats()
     | st.text(max_size=12)
     | st.binary(max_size=70)
@@ -379,9 +426,11 @@ values = st.recursive(
     scalars,
     lambda inner: (
         st.lists(inner, max_size=7)
-        | st.tuples(st.integers(0, 7), inner)
-        | st.tuples(st.integers(0, 7), inner, inner)
-        | st.tuples(st.integers(0, 7), inner, inner, inner, inner, inner)
+        | st.tuples(st.integers(0, 15), inner)
+        | st.tuples(st.integers(0, 15), inner, inner)
+        | st.tuples(st.integers(0, 15), inner, inner, inner)
+        | st.tuples(st.integers(0, 15), inner, inner, inner, inner, inner)
+        | st.tuples(st.integers(12, 14), *[inner] * 9)
         | st.dictionaries(st.text(max_size=3), inner, max_size=2)
     ),
     max_leaves=40,
@@ -429,6 +478,8 @@ def expected(message):
             and len(body) <= MAX_BODY_CHARS
         ):
             return Chat(*fields)
+    elif code in (12, 13, 14):
+        return expected_group(code, fields)
     elif code == 6 and len(fields) == 2:
         reason, retry_after_ms = fields
         if reason in (1, 2, 3) and type(reason) is int and is_uint64(retry_after_ms):
@@ -443,6 +494,39 @@ def expected(message):
         return (Ping if code == 3 else Pong)(fields[0])
     elif code == 5 and type(fields[0]) is bool:
         return Typing(fields[0])
+    return None
+
+
+def expected_group(code: int, fields: tuple):
+    """The GROUP_* rules of PROTOCOL.md "Groups: messages and catch-up", written out."""
+    if code == 12 and len(fields) == 9:
+        mid, sender, recipient, created_ms, group_id, epoch, lamport, seq, body = fields
+        if (
+            is_bin(mid, 16)
+            and is_bin(sender, 32)
+            and is_bin(recipient, 32)
+            and is_bin(group_id, 16)
+            and all(is_uint64(n) for n in (created_ms, epoch, lamport, seq))
+            and type(body) is str
+            and len(body) <= MAX_BODY_CHARS
+        ):
+            return GroupPost(*fields)
+    elif code == 13 and len(fields) == 3:
+        group_id, count, head = fields
+        if is_bin(group_id, 16) and is_uint64(count) and is_bin(head, 32):
+            if (count == 0) == (head == bytes(32)):
+                return GroupHead(*fields)
+    elif code == 14 and len(fields) == 3:
+        group_id, first, records = fields
+        if (
+            is_bin(group_id, 16)
+            and is_uint64(first)
+            and isinstance(records, list | tuple)
+            and 1 <= len(records) <= MAX_GROUP_RECORDS
+            and first + len(records) - 1 <= U64_MAX
+            and all(type(r) is bytes and 1 <= len(r) <= MAX_GROUP_RECORD_BIN for r in records)
+        ):
+            return GroupRecords(group_id, first, tuple(records))
     return None
 
 

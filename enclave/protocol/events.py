@@ -25,8 +25,9 @@ class Established:
 
 @dataclass(frozen=True, slots=True)
 class MessagesReceived:
-    """One authenticated batch, validated whole. ``first_index`` is the session's
-    CHAT index of the first Chat in it (acks count Chats, see ``Connection.ack``)."""
+    """One authenticated batch, validated whole: its Chats and GroupPosts, mixed, in
+    batch order. ``first_index`` is the session's index of the first of them (Chats and
+    GroupPosts share one count, which acks refer to, see ``Connection.ack``)."""
 
     messages: tuple
     first_index: int
@@ -52,6 +53,31 @@ class Throttled:
 
     reason: int
     retry_after_ms: int
+
+
+# --- groups (docs/PROTOCOL.md, "Groups: messages and catch-up"). Emitted in batch order
+# before the batch's MessagesReceived, so the owner applies membership records before it
+# judges the posts that came after them. Well formed only: the owner checks the rest.
+
+
+@dataclass(frozen=True, slots=True)
+class GroupHeadReceived:
+    """The peer holds ``count`` records of group ``group_id``, the last hashing to
+    ``head`` (``count`` 0 with 32 zero bytes: none)."""
+
+    group_id: bytes
+    count: int
+    head: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecordsReceived:
+    """Encoded membership records numbered ``first``, ``first + 1``, ... of group
+    ``group_id``, not yet decoded (``group_log.decode_record``) nor judged."""
+
+    group_id: bytes
+    first: int
+    records: tuple
 
 
 # --- file transfer (docs/PROTOCOL.md, "File transfer"). The core keeps no transfers:

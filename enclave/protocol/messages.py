@@ -8,18 +8,29 @@ Rules:
       PING   = [3, data bin8]        PONG = [4, data bin8]
       TYPING = [5, active bool]
       THROTTLE = [6, reason uint, retry_after_ms uint]
+      GROUP_POST    = [12, id bin16, from bin32, to bin32, created_ms uint64,
+                       group_id bin16, epoch uint64, lamport uint64, seq uint64, body str]
+      GROUP_HEAD    = [13, group_id bin16, count uint64, head bin32]
+      GROUP_RECORDS = [14, group_id bin16, first uint64, [record bin, ...]]
   ``body`` is at most MAX_BODY_CHARS characters (code points), so at most 40,000 bytes.
+- A GROUP_HEAD's ``head`` is 32 zero bytes exactly when its ``count`` is 0 (no record
+  held). A GROUP_RECORDS carries 1..MAX_GROUP_RECORDS records, numbered ``first``,
+  ``first + 1``, ... (the last number below 2**64), each 1..MAX_GROUP_RECORD_BIN bytes
+  and opaque here: the node decodes them with ``group_log.decode_record``.
 - Decoding is strict: exact arity, exact types (a bool is not an int and an int is not
   a bool), exact byte lengths, non-negative integers within 64 bits, no maps, no ext
   types, nothing after the array, and nothing nested deeper than message fields.
   Unknown type codes are errors, not skipped. Codes 7-11 are the file-transfer
-  messages (file_messages.py), which travel only in FILE records: here they are unknown. A THROTTLE's reason is one of
-  THROTTLE_REASONS and its retry_after_ms at most MAX_RETRY_AFTER_MS (one hour).
+  messages (file_messages.py), which travel only in FILE records: here they are
+  unknown. A THROTTLE's reason is one of THROTTLE_REASONS and its retry_after_ms at
+  most MAX_RETRY_AFTER_MS (one hour).
 - All or nothing: the whole batch is parsed and validated before any message is
   returned, so a bad 5th message means no message of that batch is applied.
 - Errors: ``PeerError("bad_batch")`` for the envelope (not msgpack, not one array,
   empty, too long, trailing bytes, a map or ext anywhere), ``PeerError("bad_message")``
   for a message inside it. Encoding our own bad message raises ``UsageError``.
+- CHAT is decoded on an inlined fast path (nearly all the traffic); every other type,
+  the GROUP_* ones included, goes through ``_decode_other``.
 - Canonical encoding is not required: the body is AEAD-authenticated, and only the
   decoded values are used. Checking ``from``/``to`` against the session is the
   connection's job.
@@ -44,9 +55,16 @@ __all__ = [
     "ACK",
     "CHAT",
     "FP_LEN",
+    "GROUP_HEAD",
+    "GROUP_ID_LEN",
+    "GROUP_POST",
+    "GROUP_RECORDS",
+    "HASH_LEN",
     "ID_LEN",
     "MAX_BATCH",
     "MAX_BODY_CHARS",
+    "MAX_GROUP_RECORDS",
+    "MAX_GROUP_RECORD_BIN",
     "MAX_RETRY_AFTER_MS",
     "PING",
     "PING_LEN",
@@ -57,8 +75,12 @@ __all__ = [
     "THROTTLE_STORAGE",
     "THROTTLE_VOLUME",
     "TYPING",
+    "ZERO_HEAD",
     "Ack",
     "Chat",
+    "GroupHead",
+    "GroupPost",
+    "GroupRecords",
     "Message",
     "Ping",
     "Pong",
@@ -78,6 +100,14 @@ MAX_RETRY_AFTER_MS = 3_600_000
 MAX_BATCH = 1024
 MAX_BODY_CHARS = 10_000
 ID_LEN, FP_LEN, PING_LEN = 16, 32, 8
+# Codes 7-11 are the file messages (file_messages.py), in FILE records only.
+GROUP_POST, GROUP_HEAD, GROUP_RECORDS = 12, 13, 14
+GROUP_ID_LEN, HASH_LEN = 16, 32  # as group_log's (which imports this module, not the reverse)
+ZERO_HEAD = bytes(HASH_LEN)  # a GROUP_HEAD's head when it holds no record
+MAX_GROUP_RECORDS = 64
+# One record can be far larger than a chat (a CREATE or ADD of many members); the frame's
+# 1 MiB bounds a whole GROUP_RECORDS, so this only refuses a record no frame could carry.
+MAX_GROUP_RECORD_BIN = 768 * 1024
 _UINT64_END = 1 << 64
 
 
@@ -116,7 +146,41 @@ class Throttle:
     retry_after_ms: int  # the receiver expects to take chats again after this long
 
 
-Message = Chat | Ack | Ping | Pong | Typing | Throttle
+@dataclass(frozen=True, slots=True)
+class GroupPost:
+    # id, sender, recipient, created_ms and body mean what they mean in a Chat (the node
+    # stores both alike); the rest places the post in its group (the node judges it).
+    id: bytes
+    sender: bytes
+    recipient: bytes
+    created_ms: int
+    group_id: bytes
+    epoch: int  # the membership epoch the author posted at
+    lamport: int  # the author's Lamport clock in this group
+    seq: int  # the author's own count of posts in this group
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupHead:
+    """I hold ``count`` records of this group; the last one hashes to ``head``."""
+
+    group_id: bytes
+    count: int  # 0 with ZERO_HEAD: none
+    head: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecords:
+    """Membership records numbered ``first``, ``first + 1``, ..., each encoded as
+    ``group_log.encode_record`` does (opaque to this codec)."""
+
+    group_id: bytes
+    first: int
+    records: tuple[bytes, ...]
+
+
+Message = Chat | Ack | Ping | Pong | Typing | Throttle | GroupPost | GroupHead | GroupRecords
 
 
 # --- encoding: our own messages, checked so that we never send what we would refuse ---
@@ -184,6 +248,71 @@ def _throttle_fields(throttle: Throttle) -> list:
     return [THROTTLE, throttle.reason, throttle.retry_after_ms]
 
 
+def _group_post_fields(post: GroupPost) -> list:
+    if not (
+        _is_bin(post.id, ID_LEN)
+        and _is_bin(post.sender, FP_LEN)
+        and _is_bin(post.recipient, FP_LEN)
+        and _is_uint64(post.created_ms)
+        and _is_bin(post.group_id, GROUP_ID_LEN)
+        and _is_uint64(post.epoch)
+        and _is_uint64(post.lamport)
+        and _is_uint64(post.seq)
+        and isinstance(post.body, str)
+        and len(post.body) <= MAX_BODY_CHARS
+    ):
+        raise UsageError(f"malformed GroupPost (id {post.id!r:.40})")
+    return [
+        GROUP_POST,
+        post.id,
+        post.sender,
+        post.recipient,
+        post.created_ms,
+        post.group_id,
+        post.epoch,
+        post.lamport,
+        post.seq,
+        post.body,
+    ]
+
+
+def _records(value: object) -> bool:
+    """1..MAX_GROUP_RECORDS records, each 1..MAX_GROUP_RECORD_BIN bytes (a tuple, as
+    decoding gives: our own are built so, and compare equal to what the peer decodes)."""
+    if type(value) is not tuple or not 1 <= len(value) <= MAX_GROUP_RECORDS:
+        return False
+    for record in value:
+        if type(record) is not bytes or not 0 < len(record) <= MAX_GROUP_RECORD_BIN:
+            return False
+    return True
+
+
+def _is_numbered(first: object, records: tuple) -> bool:
+    # Every record's number, first + k, must itself be a uint64.
+    return _is_uint64(first) and first + len(records) <= _UINT64_END
+
+
+def _is_head(count: object, head: object) -> bool:
+    # "None held" has one spelling, so a head is never read as a hash of nothing.
+    return _is_uint64(count) and _is_bin(head, HASH_LEN) and (count == 0) == (head == ZERO_HEAD)
+
+
+def _group_head_fields(head: GroupHead) -> list:
+    if not (_is_bin(head.group_id, GROUP_ID_LEN) and _is_head(head.count, head.head)):
+        raise UsageError(f"malformed GroupHead (count {head.count!r:.20})")
+    return [GROUP_HEAD, head.group_id, head.count, head.head]
+
+
+def _group_records_fields(message: GroupRecords) -> list:
+    if not (
+        _is_bin(message.group_id, GROUP_ID_LEN)
+        and _records(message.records)
+        and _is_numbered(message.first, message.records)
+    ):
+        raise UsageError(f"malformed GroupRecords (first {message.first!r:.20})")
+    return [GROUP_RECORDS, message.group_id, message.first, message.records]
+
+
 _FIELDS = {
     Chat: _chat_fields,
     Ack: _ack_fields,
@@ -191,6 +320,9 @@ _FIELDS = {
     Pong: _pong_fields,
     Typing: _typing_fields,
     Throttle: _throttle_fields,
+    GroupPost: _group_post_fields,
+    GroupHead: _group_head_fields,
+    GroupRecords: _group_records_fields,
 }
 
 
@@ -239,6 +371,19 @@ def outgoing_chat_fields(
     ):
         return [CHAT, mid, sender, recipient, created_ms, body]
     return _chat_fields(Chat(mid, sender, recipient, created_ms, body))  # explains
+
+
+def outgoing_group_post_fields(
+    mid: object, sender: bytes, recipient: bytes, created_ms: object, group: object, body: object
+) -> list:
+    """``outgoing_chat_fields`` for a post: ``group`` is ``(group_id, epoch, lamport,
+    seq)``; checked as ``_group_post_fields`` checks them."""
+    if type(group) is not tuple or len(group) != 4:
+        raise UsageError(f"a post's group is (group_id, epoch, lamport, seq), not {group!r:.40}")
+    group_id, epoch, lamport, seq = group
+    return _group_post_fields(
+        GroupPost(mid, sender, recipient, created_ms, group_id, epoch, lamport, seq, body)
+    )
 
 
 def encode_chat_batch(chats: Sequence[Chat]) -> bytes:
@@ -297,7 +442,10 @@ def strict_unpack_options(max_array: int, max_bin: int, max_str: int) -> dict:
     )
 
 
-_UNPACK_OPTIONS = strict_unpack_options(MAX_BATCH, 64, 4 * MAX_BODY_CHARS)
+# Bins up to a group record's size: a 64-byte cap would refuse GROUP_RECORDS, and the
+# record layer's 1 MiB frame already bounds what any bin can cost. The exact sizes of the
+# short bins (ids, fingerprints, ping data) are checked per field.
+_UNPACK_OPTIONS = strict_unpack_options(MAX_BATCH, MAX_GROUP_RECORD_BIN, 4 * MAX_BODY_CHARS)
 
 # A frozen dataclass's generated __init__ sets each field through object.__setattr__
 # (~0.63 us for a Chat); the slot descriptors do the same job in ~0.34 us. Decoding
@@ -366,7 +514,59 @@ def _decode_other(m: object, index: int) -> Message:
     elif type(m) is tuple and len(m) == 3 and type(m[0]) is int and m[0] == THROTTLE:
         if _is_reason(m[1]) and _is_retry_after(m[2]):
             return Throttle(m[1], m[2])
+    elif type(m) is tuple and len(m) > 3 and type(m[0]) is int:
+        decode = _GROUP_DECODERS.get(m[0])
+        message = None if decode is None else decode(m)
+        if message is not None:
+            return message
     raise _explain(m, index)
+
+
+def _decode_group_post(m: tuple) -> GroupPost | None:
+    if len(m) != 10:
+        return None
+    _, mid, sender, recipient, created_ms, group_id, epoch, lamport, seq, text = m
+    if (
+        type(mid) is bytes
+        and len(mid) == ID_LEN
+        and type(sender) is bytes
+        and len(sender) == FP_LEN
+        and type(recipient) is bytes
+        and len(recipient) == FP_LEN
+        and type(created_ms) is int
+        and 0 <= created_ms < _UINT64_END
+        and type(group_id) is bytes
+        and len(group_id) == GROUP_ID_LEN
+        and type(epoch) is int
+        and 0 <= epoch < _UINT64_END
+        and type(lamport) is int
+        and 0 <= lamport < _UINT64_END
+        and type(seq) is int
+        and 0 <= seq < _UINT64_END
+        and type(text) is str
+        and len(text) <= MAX_BODY_CHARS
+    ):
+        return GroupPost(mid, sender, recipient, created_ms, group_id, epoch, lamport, seq, text)
+    return None
+
+
+def _decode_group_head(m: tuple) -> GroupHead | None:
+    if len(m) == 4 and _is_bin(m[1], GROUP_ID_LEN) and _is_head(m[2], m[3]):
+        return GroupHead(m[1], m[2], m[3])
+    return None
+
+
+def _decode_group_records(m: tuple) -> GroupRecords | None:
+    if len(m) == 4 and _is_bin(m[1], GROUP_ID_LEN) and _records(m[3]) and _is_numbered(m[2], m[3]):
+        return GroupRecords(m[1], m[2], m[3])
+    return None
+
+
+_GROUP_DECODERS = {
+    GROUP_POST: _decode_group_post,
+    GROUP_HEAD: _decode_group_head,
+    GROUP_RECORDS: _decode_group_records,
+}
 
 
 def _explain(m: object, index: int) -> PeerError:
@@ -416,4 +616,17 @@ _SHAPES = {
     PONG: (_bin(PING_LEN),),
     TYPING: (_bool,),
     THROTTLE: (_is_reason, _is_retry_after),
+    GROUP_POST: (
+        _bin(ID_LEN),
+        _bin(FP_LEN),
+        _bin(FP_LEN),
+        _uint64,
+        _bin(GROUP_ID_LEN),
+        _uint64,
+        _uint64,
+        _uint64,
+        _text,
+    ),
+    GROUP_HEAD: (_bin(GROUP_ID_LEN), _uint64, _bin(HASH_LEN)),  # and count 0 iff ZERO_HEAD
+    GROUP_RECORDS: (_bin(GROUP_ID_LEN), _uint64, _records),  # and numbers below 2**64
 }

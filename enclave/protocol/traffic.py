@@ -1,19 +1,35 @@
 """Traffic on an established connection (PROTOCOL.md c): the messages the owner
 queues, the batches they are sealed into, and the records that come from the peer.
 
-``Traffic`` is mixed into ``Connection``: ``send_chats``, ``send_outgoing``, ``ack``,
-``send_typing`` and ``send_throttle`` queue messages that ``data_to_send`` flushes;
+``Traffic`` is mixed into ``Connection``: ``send_chats``, ``send_group_posts``,
+``send_outgoing``, ``ack``, ``send_typing``, ``send_throttle``, ``send_group_head`` and
+``send_group_records`` queue messages that ``data_to_send`` flushes in queue order;
 ``_on_record`` is the frame handler of the ESTABLISHED state. Records are in
 records.py, the message formats in messages.py.
+
+A GroupPost is counted like a Chat: both take the next session index, acks cover both,
+and each must be from the peer to us. GROUP_HEAD and GROUP_RECORDS are uncounted, and
+reach the owner before the MessagesReceived of their batch.
 """
 
 from ..errors import PeerError, UsageError
-from .events import Acked, ConnectionClosed, MessagesReceived, Throttled, TypingChanged
+from .events import (
+    Acked,
+    ConnectionClosed,
+    GroupHeadReceived,
+    GroupRecordsReceived,
+    MessagesReceived,
+    Throttled,
+    TypingChanged,
+)
 from .messages import (
     _FIELDS,
     MAX_BATCH,
     Ack,
     Chat,
+    GroupHead,
+    GroupPost,
+    GroupRecords,
     Ping,
     Pong,
     Throttle,
@@ -22,11 +38,13 @@ from .messages import (
     decode_batch,
     encode_fields,
     outgoing_chat_fields,
+    outgoing_group_post_fields,
 )
 from .records import APP, CLOSE, FILE, KEY_UPDATE
 from .states import S
 
 _BATCH_BYTES = 900 * 1024  # stay well under MAX_RECORD with msgpack overhead
+_CONTROL_BYTES = 120  # what a batch's size estimate counts for a small message
 
 
 class Traffic:
@@ -48,24 +66,45 @@ class Traffic:
                 raise UsageError("a Chat on this session must be from us and to its peer")
         return self._queue_chats(fields)
 
+    def send_group_posts(self, posts) -> int:
+        """``send_chats`` for GroupPosts: they take session indices from the same count."""
+        self._require_established()
+        own, peer = self.identity.fingerprint, self.peer
+        fields = []
+        for post in posts:  # refuse here what the peer would refuse (and close) there
+            if type(post) is not GroupPost:
+                raise UsageError(f"not a GroupPost: {type(post).__name__}")
+            fields.append(_FIELDS[GroupPost](post))
+            if post.sender != own or post.recipient != peer:
+                raise UsageError("a GroupPost on this session must be from us and to its peer")
+        return self._queue_chats(fields)
+
     def send_outgoing(self, items) -> int:
         """``send_chats`` for our own messages given as objects with ``id``,
-        ``created_ms`` and ``body`` (the outbox's rows): no Chat is built for them."""
+        ``created_ms``, ``body`` and ``group`` (the outbox's rows): no Chat is built for
+        them. ``group`` is None for a chat, or ``(group_id, epoch, lamport, seq)`` for a
+        post to this session's peer."""
         self._require_established()
         own, peer = self.identity.fingerprint, self.peer
         return self._queue_chats(
-            [outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body) for o in items]
+            [
+                outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body)
+                if o.group is None
+                else outgoing_group_post_fields(o.id, own, peer, o.created_ms, o.group, o.body)
+                for o in items
+            ]
         )
 
     def _queue_chats(self, fields: list) -> int:
-        # Pending chats are kept as checked field lists, so a flush encodes them as is.
+        # Pending chats and posts are kept as checked field lists, so a flush encodes
+        # them as is.
         first = self._chats_sent
         self._pending.extend(fields)
         self._chats_sent += len(fields)
         return first
 
     def ack(self, upto: int) -> None:
-        """Tell the peer that its Chats 0..upto of this session are durable."""
+        """Tell the peer that its Chats and GroupPosts 0..upto of this session are durable."""
         self._require_established()
         if upto >= self._chats_received:
             raise UsageError(f"cannot ack {upto}: only {self._chats_received} chats received")
@@ -82,6 +121,26 @@ class Traffic:
         throttle = Throttle(reason, retry_after_ms)
         _FIELDS[Throttle](throttle)  # refuse here what the peer would refuse there
         self._pending.append(throttle)
+
+    def send_group_head(self, group_id: bytes, count: int, head: bytes) -> None:
+        """Tell the peer how many records of a group we hold and the last one's hash
+        (``count`` 0 with 32 zero bytes: none); uncounted, like a THROTTLE."""
+        self._require_established()
+        message = GroupHead(group_id, count, head)
+        _FIELDS[GroupHead](message)  # refuse here what the peer would refuse there
+        self._pending.append(message)
+
+    def send_group_records(self, group_id: bytes, first: int, records) -> None:
+        """Send encoded membership records numbered ``first``, ``first + 1``, ...;
+        uncounted, and sent before whatever is queued after them (posts included)."""
+        self._require_established()
+        if type(records) is not tuple and type(records) is not list:
+            raise UsageError(f"records are a tuple or list of bytes, not {type(records).__name__}")
+        message = GroupRecords(group_id, first, tuple(records))
+        _FIELDS[GroupRecords](message)  # refuse here what the peer would refuse there
+        if _records_bytes(message) > _BATCH_BYTES:  # one message is never split over frames
+            raise UsageError(f"records of {_records_bytes(message)} bytes exceed one frame")
+        self._pending.append(message)
 
     # --- traffic ---------------------------------------------------------------------------
 
@@ -112,24 +171,22 @@ class Traffic:
         own, peer = self.identity.fingerprint, self.peer
         chats = []
         ack = None
+        controls = False
         for msg in messages:
-            if type(msg) is Chat:
+            kind = type(msg)
+            if kind is Chat or kind is GroupPost:  # counted alike, addressed alike
                 if msg.sender != peer or msg.recipient != own:
                     raise PeerError("misaddressed_chat")
                 chats.append(msg)
-            elif type(msg) is Ack:
+            elif kind is Ack:
                 floor = self._acked_upto if ack is None else ack
                 if not floor < msg.upto < self._chats_flushed:
                     raise PeerError("bad_ack", f"upto {msg.upto} of {self._chats_flushed} sent")
                 ack = msg.upto
-        for msg in messages:
-            kind = type(msg)
-            if kind is Ping:
-                self._pending.append(Pong(msg.data))
-            elif kind is Typing:
-                self._events.append(TypingChanged(msg.active))
-            elif kind is Throttle:
-                self._events.append(Throttled(msg.reason, msg.retry_after_ms))
+            else:
+                controls = True
+        if controls:  # a batch of chats alone skips the second pass
+            self._on_controls(messages)
         if ack is not None:
             self._acked_upto = ack
             self._events.append(Acked(ack))
@@ -137,6 +194,23 @@ class Traffic:
             first = self._chats_received
             self._chats_received += len(chats)
             self._events.append(MessagesReceived(tuple(chats), first, len(chats)))
+
+    def _on_controls(self, messages: list) -> None:
+        # In batch order, and before the batch's MessagesReceived: the owner applies a
+        # group's records before it judges the posts that came after them.
+        events = self._events
+        for msg in messages:
+            kind = type(msg)
+            if kind is Ping:
+                self._pending.append(Pong(msg.data))
+            elif kind is Typing:
+                events.append(TypingChanged(msg.active))
+            elif kind is Throttle:
+                events.append(Throttled(msg.reason, msg.retry_after_ms))
+            elif kind is GroupHead:
+                events.append(GroupHeadReceived(msg.group_id, msg.count, msg.head))
+            elif kind is GroupRecords:
+                events.append(GroupRecordsReceived(msg.group_id, msg.first, msg.records))
 
     # --- output ----------------------------------------------------------------------------
 
@@ -151,11 +225,17 @@ class Traffic:
         bodies = []
         start, size = 0, 0
         for i, msg in enumerate(pending):
-            if type(msg) is list:  # a Chat's checked fields (see _queue_chats)
-                size += 120 + 4 * len(msg[5])
+            if type(msg) is list:  # a Chat's or GroupPost's checked fields, body last
+                size += _CONTROL_BYTES + 4 * len(msg[-1])
             else:
                 pending[i] = _FIELDS[type(msg)](msg)
-                size += 120
+                cost = _CONTROL_BYTES
+                if type(msg) is GroupRecords:
+                    cost += _records_bytes(msg)
+                    if size + cost > _BATCH_BYTES and i > start:  # too big to join: own frame
+                        bodies.append(encode_fields(pending[start:i]))
+                        start, size = i, 0
+                size += cost
             if i - start + 1 == MAX_BATCH or size >= _BATCH_BYTES:
                 bodies.append(encode_fields(pending[start : i + 1]))
                 start, size = i + 1, 0
@@ -166,3 +246,7 @@ class Traffic:
     def _require_established(self) -> None:
         if self.state is not S.ESTABLISHED:
             raise UsageError(f"the connection is {self.state.value}, not established")
+
+
+def _records_bytes(message: GroupRecords) -> int:
+    return sum(len(record) for record in message.records)
