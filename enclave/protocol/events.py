@@ -32,6 +32,7 @@ class MessagesReceived:
     messages: tuple
     first_index: int
     chat_count: int
+    group_posts: int = 0  # how many of ``messages`` are GroupPosts (0: chats alone)
 
 
 @dataclass(frozen=True, slots=True)

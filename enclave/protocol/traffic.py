@@ -172,12 +172,15 @@ class Traffic:
         chats = []
         ack = None
         controls = False
+        posts = 0
         for msg in messages:
             kind = type(msg)
             if kind is Chat or kind is GroupPost:  # counted alike, addressed alike
                 if msg.sender != peer or msg.recipient != own:
                     raise PeerError("misaddressed_chat")
                 chats.append(msg)
+                if kind is GroupPost:
+                    posts += 1
             elif kind is Ack:
                 floor = self._acked_upto if ack is None else ack
                 if not floor < msg.upto < self._chats_flushed:
@@ -193,7 +196,7 @@ class Traffic:
         if chats:
             first = self._chats_received
             self._chats_received += len(chats)
-            self._events.append(MessagesReceived(tuple(chats), first, len(chats)))
+            self._events.append(MessagesReceived(tuple(chats), first, len(chats), posts))
 
     def _on_controls(self, messages: list) -> None:
         # In batch order, and before the batch's MessagesReceived: the owner applies a
