@@ -24,6 +24,8 @@ from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
     FileChanged,
+    GroupChanged,
+    GroupMessageReceived,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -58,6 +60,8 @@ def encode(event, name_of) -> dict | None:
         }
         if event.body is not None:  # a new message, sent here or through this node
             line["text"] = event.body
+        if event.group is not None:  # one member's copy of a group post
+            line["group"] = event.group
         return line
     if isinstance(event, PeerOnline | PeerOffline):
         online = isinstance(event, PeerOnline)
@@ -65,7 +69,26 @@ def encode(event, name_of) -> dict | None:
     return _other(event, name_of)
 
 
+def _group(event, name_of) -> dict | None:
+    if isinstance(event, GroupMessageReceived):
+        sent = None if event.created_ms is None else event.created_ms / 1000
+        return {
+            "type": "group_message", "group": event.group, "group_name": event.group_name,
+            **_peer(event.sender, name_of), "id": event.id.hex(), "text": event.body,
+            "timestamp": sent, "lamport": event.lamport,
+        }  # fmt: skip
+    if isinstance(event, GroupChanged):
+        return {
+            "type": "group", "group": event.group, "group_name": event.group_name,
+            "change": event.kind, "by": event.author, "members": list(event.subjects),
+            "epoch": event.epoch,
+        }  # fmt: skip
+    return None
+
+
 def _other(event, name_of) -> dict | None:
+    if isinstance(event, GroupMessageReceived | GroupChanged):
+        return _group(event, name_of)
     if isinstance(event, TypingChanged):
         return {"type": "typing", **_peer(event.peer, name_of), "active": event.active}
     if isinstance(event, Throttled):

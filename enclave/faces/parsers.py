@@ -179,6 +179,25 @@ def _rename(p) -> None:
     p.add_argument("new_name", metavar="NEW", help="the new name")
 
 
+def _group(p) -> None:
+    actions = p.add_subparsers(dest="group_action", metavar="ACTION", required=True)
+    group_help = "the group's name or 8+ hex digits of its id"
+    peer_help = "a contact's name or fingerprint prefix (8+ hex digits)"
+    create = actions.add_parser("create", help="a new group of you (admin) and these contacts")
+    create.add_argument("group", metavar="NAME", help="the group's name")
+    create.add_argument("peers", metavar="PEER", nargs="+", help=peer_help)
+    for action, what in (("add", "add a contact (admins)"), ("remove", "take a member out (admins)")):
+        sub = actions.add_parser(action, help=what)
+        sub.add_argument("group", metavar="GROUP", help=group_help)
+        sub.add_argument("peer", metavar="PEER", help=peer_help)
+    leave = actions.add_parser("leave", help="leave a group")
+    leave.add_argument("group", metavar="GROUP", help=group_help)
+    actions.add_parser("list", help="your groups, their members and roles")
+    send = actions.add_parser("send", help="write to a group (queued if no node runs)")
+    send.add_argument("group", metavar="GROUP", help=group_help)
+    send.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
+
+
 CLI, STATUS, CONTACTS = "enclave.faces.cli", "enclave.faces.status", "enclave.faces.contacts"
 # The order here is the order of ``enclave --help``.
 SUBCOMMANDS: dict[str, Sub] = {
@@ -193,6 +212,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "web": Sub("enclave.faces.web", "run", _web, "chat in the browser (prints the address to open)", "enclave web --web-port 5000"),
     "send": Sub("enclave.faces.send", "run", _send, "send one message and exit", 'enclave send bob "See you at 5"'),
     "send-file": Sub("enclave.faces.send_file", "run", _send_file, "send files (queued if no node runs)", "enclave send-file bob report.pdf --wait"),
+    "group": Sub("enclave.faces.groups", "run", _group, "group chat: create, add, remove, leave, list, send", 'enclave group create team bob carol; enclave group send team "Standup in 5"'),
     "remove": Sub(CONTACTS, "remove", _remove, "remove a peer from your contacts", "enclave remove bob --yes"),
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),

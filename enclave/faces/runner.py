@@ -301,6 +301,11 @@ async def _handle_control(node, reader, writer) -> None:
         if op == "stats":  # counters, for scripts and the process tests
             await _answer(writer, node.stats())
             return
+        if op == "group":
+            from enclave.faces.control_groups import serve_group
+
+            await serve_group(node, request, partial(_answer, writer), DELIVERY_WAIT)
+            return
         if op not in ("send", "contact", "file"):
             raise UserError("unknown request")
         peer, text = request.get("peer"), request.get("text", "")

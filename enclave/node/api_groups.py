@@ -66,17 +66,7 @@ class GroupsApi:
 
     def _group_info(self, gid: bytes) -> GroupInfo:
         g = self.groups.groups[gid]
-        members = [self._member(fp, m) for fp, m in g.log.members.items()]
-        members.sort(key=lambda m: (not m.admin, not m.you, m.name.casefold(), m.fingerprint))
-        return GroupInfo(gid.hex(), g.log.name, g.state, g.log.epoch, tuple(members))
-
-    def _member(self, fp: bytes, m: gl.Member) -> GroupMember:
-        if fp == self.identity.fingerprint:
-            return GroupMember(fp.hex(), "you", m.admin, True, you=True)
-        peer = self.store.get_peer(fp.hex())
-        contact = peer is not None and peer.contact
-        name = peer.name if contact and peer.name else m.name
-        return GroupMember(fp.hex(), name, m.admin, contact)
+        return group_info(self.store, self.identity.fingerprint, gid, g.log, g.state)
 
     def _group_contact(self, query: str):
         peer = resolve_peer(self.store, query)
@@ -153,6 +143,22 @@ class GroupsApi:
         gid = self.groups.resolve(group)
         lines = self.store.group_history(gid, self.fingerprint, limit)
         return self.store.group_history(gid, self.fingerprint, limit)
+
+
+def group_info(store, own: bytes, gid: bytes, glog: gl.GroupLog, state: str) -> GroupInfo:
+    """What the faces show of a group: admins first, then us, then by name."""
+    members = [_member(store, own, fp, m) for fp, m in glog.members.items()]
+    members.sort(key=lambda m: (not m.admin, not m.you, m.name.casefold(), m.fingerprint))
+    return GroupInfo(gid.hex(), glog.name, state, glog.epoch, tuple(members))
+
+
+def _member(store, own: bytes, fp: bytes, m: gl.Member) -> GroupMember:
+    if fp == own:
+        return GroupMember(fp.hex(), "you", m.admin, True, you=True)
+    peer = store.get_peer(fp.hex())
+    contact = peer is not None and peer.contact
+    name = peer.name if contact and peer.name else m.name
+    return GroupMember(fp.hex(), name, m.admin, contact)
 
 
 def _now_ms() -> int:

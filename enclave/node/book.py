@@ -206,9 +206,26 @@ class Book:
         The peer it is for, and the message's id."""
         check_text(text)
         target = resolve_peer(self._store, query)
+        if not target.contact:
+            raise UserError(
+                f"{target.fingerprint[:8]} is in a group with you, not a contact; add them to write directly"
+            )
         now_ms, message_id = int(time.time() * 1000), new_id()
         self._store.enqueue_outgoing([(target.fingerprint, message_id, text, now_ms)])
         return target, message_id
+
+    def groups(self) -> list:
+        """Every group kept here (``GroupInfo``), its log checked whole."""
+        from enclave.node.group_book import group_infos
+
+        return group_infos(self._store, self.own)
+
+    def queue_group(self, query: str, text: str) -> tuple[str, int]:
+        """Leave a post for a group in the outbox; (the group's name, copies queued)."""
+        from enclave.node.group_book import queue_post
+
+        check_text(text)
+        return queue_post(self._store, self.own, query, text)
 
     def queue_file(self, query: str, path: str):
         """Offer a file with no node running; the node offers it when it next runs."""

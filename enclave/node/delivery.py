@@ -276,7 +276,7 @@ class Delivery:
         for m in failed:
             peer = bytes.fromhex(m.peer)
             self.queues.setdefault(peer, deque()).append(
-                Out(m.rowid, peer, m.id, m.body, m.created_ms, group=m.group)
+                Out(m.rowid, peer, m.id, m.body, m.created_ms)  # direct only (failed_messages)
             )
             touched.add(peer)
             self.publish(DeliveryChanged(m.peer, m.rowid, m.id, "queued"))

@@ -102,18 +102,7 @@ class Groups:
     # --- finding ----------------------------------------------------------------------
 
     def resolve(self, query: str) -> bytes:
-        """The id of the one group ``query`` names: its name (case ignored) or at least
-        8 hex characters of its id."""
-        q = (query or "").strip()
-        found = [gid for gid, g in self.groups.items() if g.log.name.casefold() == q.casefold()]
-        if not found and len(q) >= 8:
-            found = [gid for gid in self.groups if gid.hex().startswith(q.lower())]
-        if not found:
-            raise UserError(f"no group matches {query!r} (see /groups or enclave group list)")
-        if len(found) > 1:
-            ids = ", ".join(gid.hex()[:8] for gid in found)
-            raise UserError(f"{query!r} matches {len(found)} groups ({ids}); use the id")
-        return found[0]
+        return resolve_group({gid: g.log.name for gid, g in self.groups.items()}, query)
 
     def mine(self, gid: bytes) -> Group:
         """A group we are a member of, or UserError."""
@@ -258,6 +247,21 @@ class Groups:
                 post.lamport,
             )
         )  # fmt: skip
+
+
+def resolve_group(names: dict, query: str) -> bytes:
+    """The id of the one group ``query`` names among ``names`` (id -> name): its name
+    (case ignored) or at least 8 hex characters of its id."""
+    q = (query or "").strip()
+    found = [gid for gid, name in names.items() if name.casefold() == q.casefold()]
+    if not found and len(q) >= 8:
+        found = [gid for gid in names if gid.hex().startswith(q.lower())]
+    if not found:
+        raise UserError(f"no group matches {query!r} (see /groups or enclave group list)")
+    if len(found) > 1:
+        ids = ", ".join(gid.hex()[:8] for gid in found)
+        raise UserError(f"{query!r} matches {len(found)} groups ({ids}); use the id")
+    return found[0]
 
 
 def _dialable(hints) -> str | None:
