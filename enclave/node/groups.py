@@ -68,6 +68,11 @@ class Groups:
         self.max_members = settings.group_max_members
         self.max_groups = settings.max_groups
         self.groups: dict[bytes, Group] = {}
+        # Changes applied in memory whose store writes and effects (member peers rows,
+        # the policy) are still under way, per group: a post waits for them, or its
+        # rows could name a member the store does not know yet.
+        self._unsettled: dict[bytes, int] = {}
+        self._settled: dict[bytes, asyncio.Event] = {}
         self.sync = GroupSync(self)
         self.stats = {"group_posts_refused": 0, "group_records_refused": 0}
         delivery.before_send = self.sync.before_send
@@ -144,7 +149,8 @@ class Groups:
             raise UserError(f"cannot create {name}: {_why(err)}") from None
         await self._store(self.store.create_group, gid, name, glog.encoded, now_ms())
         self.groups[gid] = Group(glog, "member")
-        await self.applied(gid, glog.records)
+        self._begin(gid)
+        await self._then(None, gid, glog.records)
         return gid
 
     async def change(self, gid: bytes, build) -> gl.Record:
@@ -155,12 +161,14 @@ class Groups:
             g.log.apply(record)
         except (PeerError, UsageError) as err:
             raise UserError(f"{g.log.name}: {_why(err)}") from None
-        await self._store(self.store.add_group_records, gid, record.epoch, [g.log.encoded[-1]])
-        await self.applied(gid, [record])
+        self._begin(gid)
+        stored = self._store(self.store.add_group_records, gid, record.epoch, [g.log.encoded[-1]])
+        await self._then(stored, gid, [record])
         return record
 
     async def post(self, gid: bytes, text: str) -> list:
         """Queue ``text`` for every other member; the ``Out``s once durable."""
+        await self.settled(gid)
         g = self.mine(gid)
         blocked = {bytes.fromhex(p.fingerprint) for p in self.store.list_peers() if p.blocked}
         targets = [fp for fp in g.log.members if fp != self.own and fp not in blocked]
@@ -180,18 +188,39 @@ class Groups:
         g = self.groups[gid]
         first = records[0].epoch
         encoded = g.log.encoded[first : first + len(records)]
+        self._begin(gid)
         return self._then(self._store(self.store.add_group_records, gid, first, encoded), gid, records)
 
     def adopt(self, gid: bytes, glog: gl.GroupLog):
         """A whole log naming us a member, sent by a member: we are in a new group from
         now (posts behind it in the same batch are judged against it)."""
         self.groups[gid] = Group(glog, "member")
+        self._begin(gid)
         stored = self._store(self.store.create_group, gid, glog.name, glog.encoded, now_ms())
         return self._then(stored, gid, glog.records)
 
-    async def _then(self, stored: asyncio.Future, gid: bytes, records) -> None:
-        await stored
-        await self.applied(gid, records)
+    async def _then(self, stored: asyncio.Future | None, gid: bytes, records) -> None:
+        """Finish a change begun with ``_begin``: its records stored, then acted on."""
+        try:
+            if stored is not None:
+                await stored
+            await self.applied(gid, records)
+        finally:
+            left = self._unsettled[gid] - 1
+            if left:
+                self._unsettled[gid] = left
+            else:
+                del self._unsettled[gid]
+                self._settled[gid].set()
+
+    def _begin(self, gid: bytes) -> None:
+        self._unsettled[gid] = self._unsettled.get(gid, 0) + 1
+        self._settled.setdefault(gid, asyncio.Event()).clear()
+
+    async def settled(self, gid: bytes) -> None:
+        """Return once every change of ``gid`` applied so far is stored and acted on."""
+        if gid in self._unsettled:
+            await self._settled[gid].wait()
 
     async def applied(self, gid: bytes, records) -> None:
         g = self.groups[gid]
