@@ -53,6 +53,7 @@ from enclave.node.events import DeliveryChanged, MessageReceived, NodeProblem
 from enclave.node.legacy_send import LegacySender
 from enclave.node.message_ids import new_id, new_ids
 from enclave.node.outgoing import Carried, Many, Out
+from enclave.node.outgoing import group_hex as _gid
 from enclave.node.quotas import Intake, PeerThrottles, ReceiveQuotas, size_of
 from enclave.node.settings import Settings
 from enclave.protocol.messages import Chat
@@ -110,12 +111,9 @@ class Delivery:
             quotas = ReceiveQuotas.from_settings(Settings())
         self.intake = Intake(quotas, self)
         self.throttles = PeerThrottles(publish, self._throttle_over)  # peers that throttle us
-        # Group chat (enclave.node.groups) hooks in here: ``before_send(link, outs)`` runs
-        # before group posts go out on a link (their session must hold the records first),
-        # ``on_post(post, shown)`` publishes a committed group post; ``writes_pending``
-        # counts group changes on their way to the store, which a commit must not pass.
-        self.before_send = None
-        self.on_post = None
+        # Group chat's hooks (enclave.node.groups): records before posts on a link, a
+        # stored post's event, and group writes on their way that a commit must not pass.
+        self.before_send = self.on_post = None
         self.writes_pending = 0
 
     @property
@@ -599,8 +597,3 @@ class Delivery:
                     f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
                 )
             )
-
-
-def _gid(o: Out) -> str | None:
-    """The group id (hex) of a group post's row, for its DeliveryChanged events."""
-    return None if o.group is None else o.group[0].hex()

@@ -37,18 +37,18 @@ log = logging.getLogger("enclave.node.groups")
 RECORDS_BYTES = 700 * 1024  # records per GROUP_RECORDS message, in bytes (a frame is 1 MiB)
 MAX_PARTIALS = 4  # unknown groups' logs one session may be sending us at once
 MAX_PARTIAL_RECORDS = 4096  # records such a log may reach before it names us
+MAX_ASKS = 16  # unknown groups one session may make us ask for (HEAD(0) answers)
 
 
 class LinkState:
     """What one session knows of one group: the peer's count (its last HEAD) and the
     records we sent it."""
 
-    __slots__ = ("peer_has", "sent_upto", "asked")
+    __slots__ = ("peer_has", "sent_upto")
 
     def __init__(self) -> None:
         self.peer_has = 0
         self.sent_upto = 0
-        self.asked = False  # we answered HEAD(0) for a group we do not know
 
 
 class GroupSync:
@@ -56,6 +56,7 @@ class GroupSync:
         self.g = groups
         self._links: dict[object, dict[bytes, LinkState]] = {}
         self._partials: dict[object, dict[bytes, gl.GroupLog]] = {}
+        self._asked: dict[object, set[bytes]] = {}  # unknown groups we asked a session for
 
     def _state(self, link, gid: bytes) -> LinkState:
         states = self._links.get(link)
@@ -76,6 +77,7 @@ class GroupSync:
     def session_down(self, link) -> None:
         self._links.pop(link, None)
         self._partials.pop(link, None)
+        self._asked.pop(link, None)
 
     def announce(self, gid: bytes) -> None:
         """Our log of ``gid`` grew: tell the members online (and those it took out)."""
@@ -96,14 +98,15 @@ class GroupSync:
     # --- HEAD and RECORDS -----------------------------------------------------------------
 
     def on_head(self, link, peer: bytes, gid: bytes, count: int) -> None:
-        st = self._state(link, gid)
-        st.peer_has = count
         g = self.g.groups.get(gid)
-        if g is None:
-            if count and not st.asked:  # someone holds a log for us: ask for it, once
-                st.asked = True
+        if g is None:  # someone holds a log for us: ask for it, once, a few per session
+            asked = self._asked.setdefault(link, set())
+            if count and gid not in asked and len(asked) < MAX_ASKS:
+                asked.add(gid)
                 self._send_head(link, gid)
             return
+        st = self._state(link, gid)
+        st.peer_has = count
         limit = _limit(g.log, peer)
         if count < limit:
             self._send_records(link, gid, count, limit)

@@ -40,6 +40,11 @@ class Out:
         self.group = group
 
 
+def group_hex(o: Out) -> str | None:
+    """The group id (hex) of a group post's row, for its DeliveryChanged events."""
+    return None if o.group is None else o.group[0].hex()
+
+
 class Carried:
     """What one established link carries for delivery: its unacked messages."""
 

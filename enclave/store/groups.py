@@ -102,29 +102,7 @@ class GroupsMixin(HistoryMixin):
             _check_state(state)
         with self._tx() as db:
             key = self._group_key(db, gid)
-            stored = dict(
-                db.execute(
-                    "SELECT epoch, record FROM group_records WHERE grp = ? AND epoch >= ?",
-                    (key, first_epoch),
-                )
-            )
-            count = db.execute(
-                "SELECT count(*) FROM group_records WHERE grp = ?", (key,)
-            ).fetchone()[0]
-            if first_epoch > count:
-                raise ValueError(
-                    f"group {gid.hex()} holds epochs 0 to {count - 1}:"
-                    f" epoch {first_epoch} would leave a gap"
-                )
-            new = []
-            for epoch, record in enumerate(records, first_epoch):
-                if epoch < count:
-                    if stored[epoch] != record:
-                        raise ValueError(
-                            f"group {gid.hex()} already holds another record for epoch {epoch}"
-                        )
-                else:
-                    new.append((key, epoch, record))
+            new = _new_records(db, key, gid, first_epoch, records)
             db.executemany("INSERT INTO group_records (grp, epoch, record) VALUES (?, ?, ?)", new)
             db.execute(
                 "UPDATE groups SET name = coalesce(?, name), state = coalesce(?, state)"
@@ -212,29 +190,11 @@ class GroupsMixin(HistoryMixin):
             " WHERE m.grp = ? AND m.lamport <= ? AND m.state != 'deleted'"
             " ORDER BY m.lamport DESC"
         )
-        posts: dict[tuple, list] = {}
         with self._lock:
             row = self._db.execute("SELECT key FROM groups WHERE id = ?", (gid,)).fetchone()
             if row is None or limit <= 0:
                 return []
-            last = None  # the Lamport time at which the page was full
-            for r in self._db.execute(sql, (row[0], top)):
-                rowid, fp, direction, mid, body, created, stored, state, lamport = r[:9]
-                if last is not None and lamport < last:
-                    break
-                sender = own_fp if direction == "out" else fp
-                if top_sender is not None and lamport == top and sender >= top_sender:
-                    continue
-                post = posts.get((lamport, sender, mid))
-                if post is None:
-                    post = [mid, sender, direction, body, created, stored, lamport, r[9], r[10]]
-                    post += [{}, []]
-                    posts[(lamport, sender, mid)] = post
-                    if last is None and len(posts) >= limit:
-                        last = lamport
-                if direction == "out":
-                    post[9][fp] = state
-                post[10].append(rowid)
+            posts = _page(self._db.execute(sql, (row[0], top)), own_fp, top, top_sender, limit)
         page = sorted(posts.items())[-limit:]
         return [GroupLine(*p[:10], tuple(sorted(p[10]))) for _, p in page]
 
@@ -255,3 +215,50 @@ class GroupsMixin(HistoryMixin):
                 (row[0],),
             ).fetchone()
         return lamport, seq
+
+
+def _new_records(db, key: int, gid: bytes, first_epoch: int, records) -> list[tuple]:
+    """The (grp, epoch, record) rows of ``records`` not stored yet; ValueError for a
+    gap after the last stored epoch or another record at a stored one."""
+    stored = dict(
+        db.execute(
+            "SELECT epoch, record FROM group_records WHERE grp = ? AND epoch >= ?",
+            (key, first_epoch),
+        )
+    )
+    count = db.execute("SELECT count(*) FROM group_records WHERE grp = ?", (key,)).fetchone()[0]
+    if first_epoch > count:
+        raise ValueError(
+            f"group {gid.hex()} holds epochs 0 to {count - 1}: epoch {first_epoch} would leave a gap"
+        )
+    new = []
+    for epoch, record in enumerate(records, first_epoch):
+        if epoch >= count:
+            new.append((key, epoch, record))
+        elif stored[epoch] != record:
+            raise ValueError(f"group {gid.hex()} already holds another record for epoch {epoch}")
+    return new
+
+
+def _page(rows, own_fp: str, top: int, top_sender: str | None, limit: int) -> dict:
+    """(lamport, sender, id) -> the fields of a GroupLine, from ``rows`` newest first:
+    as far as the page reaches, and every row of its oldest Lamport time (the ties)."""
+    posts: dict[tuple, list] = {}
+    last = None  # the Lamport time at which the page was full
+    for r in rows:
+        rowid, fp, direction, mid, body, created, stored, state, lamport = r[:9]
+        if last is not None and lamport < last:
+            break
+        sender = own_fp if direction == "out" else fp
+        if top_sender is not None and lamport == top and sender >= top_sender:
+            continue
+        post = posts.get((lamport, sender, mid))
+        if post is None:
+            post = [mid, sender, direction, body, created, stored, lamport, r[9], r[10], {}, []]
+            posts[(lamport, sender, mid)] = post
+            if last is None and len(posts) >= limit:
+                last = lamport
+        if direction == "out":
+            post[9][fp] = state
+        post[10].append(rowid)
+    return posts
