@@ -52,44 +52,13 @@ import msgpack
 from ..errors import PeerError, UsageError
 
 __all__ = [
-    "ACK",
-    "CHAT",
-    "FP_LEN",
-    "GROUP_HEAD",
-    "GROUP_ID_LEN",
-    "GROUP_POST",
-    "GROUP_RECORDS",
-    "HASH_LEN",
-    "ID_LEN",
-    "MAX_BATCH",
-    "MAX_BODY_CHARS",
-    "MAX_GROUP_RECORDS",
-    "MAX_GROUP_RECORD_BIN",
-    "MAX_RETRY_AFTER_MS",
-    "PING",
-    "PING_LEN",
-    "PONG",
-    "THROTTLE",
-    "THROTTLE_RATE",
-    "THROTTLE_REASONS",
-    "THROTTLE_STORAGE",
-    "THROTTLE_VOLUME",
-    "TYPING",
-    "ZERO_HEAD",
-    "Ack",
-    "Chat",
-    "GroupHead",
-    "GroupPost",
-    "GroupRecords",
-    "Message",
-    "Ping",
-    "Pong",
-    "Throttle",
-    "Typing",
-    "decode_batch",
-    "encode_batch",
-    "encode_chat_batch",
-]
+    "ACK", "CHAT", "FP_LEN", "GROUP_HEAD", "GROUP_ID_LEN", "GROUP_POST", "GROUP_RECORDS",
+    "HASH_LEN", "ID_LEN", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
+    "MAX_GROUP_RECORD_BIN", "MAX_RETRY_AFTER_MS", "PING", "PING_LEN", "PONG", "THROTTLE",
+    "THROTTLE_RATE", "THROTTLE_REASONS", "THROTTLE_STORAGE", "THROTTLE_VOLUME", "TYPING",
+    "ZERO_HEAD", "Ack", "Chat", "GroupHead", "GroupPost", "GroupRecords", "Message", "Ping",
+    "Pong", "Throttle", "Typing", "decode_batch", "encode_batch", "encode_chat_batch",
+]  # fmt: skip
 
 CHAT, ACK, PING, PONG, TYPING, THROTTLE = 1, 2, 3, 4, 5, 6
 # Why a receiver refuses a peer's chats for now (PROTOCOL.md, "Receive quotas"): too many
@@ -262,18 +231,8 @@ def _group_post_fields(post: GroupPost) -> list:
         and len(post.body) <= MAX_BODY_CHARS
     ):
         raise UsageError(f"malformed GroupPost (id {post.id!r:.40})")
-    return [
-        GROUP_POST,
-        post.id,
-        post.sender,
-        post.recipient,
-        post.created_ms,
-        post.group_id,
-        post.epoch,
-        post.lamport,
-        post.seq,
-        post.body,
-    ]
+    return [GROUP_POST, post.id, post.sender, post.recipient, post.created_ms, post.group_id,
+            post.epoch, post.lamport, post.seq, post.body]  # fmt: skip
 
 
 def _records(value: object) -> bool:
@@ -607,6 +566,8 @@ def _bool(value: object) -> bool:
     return type(value) is bool
 
 
+_POST_SHAPE = (_bin(ID_LEN), _bin(FP_LEN), _bin(FP_LEN), _uint64, _bin(GROUP_ID_LEN),
+               _uint64, _uint64, _uint64, _text)  # fmt: skip
 # Element checks per type code, used to explain a refusal; the fast paths above must
 # accept exactly what these accept (the fuzz tests compare the two through decode_batch).
 _SHAPES = {
@@ -616,17 +577,7 @@ _SHAPES = {
     PONG: (_bin(PING_LEN),),
     TYPING: (_bool,),
     THROTTLE: (_is_reason, _is_retry_after),
-    GROUP_POST: (
-        _bin(ID_LEN),
-        _bin(FP_LEN),
-        _bin(FP_LEN),
-        _uint64,
-        _bin(GROUP_ID_LEN),
-        _uint64,
-        _uint64,
-        _uint64,
-        _text,
-    ),
+    GROUP_POST: _POST_SHAPE,
     GROUP_HEAD: (_bin(GROUP_ID_LEN), _uint64, _bin(HASH_LEN)),  # and count 0 iff ZERO_HEAD
     GROUP_RECORDS: (_bin(GROUP_ID_LEN), _uint64, _records),  # and numbers below 2**64
 }
