@@ -29,6 +29,7 @@ from prompt_toolkit.document import Document
 
 from enclave.faces import runner
 from enclave.faces.repl_commands import COMMANDS, PEER_COMMANDS, Commands
+from enclave.faces.repl_groups import SUBCOMMANDS as GROUP_ACTIONS
 
 HISTORY_NAME = "repl_history"
 HISTORY_MODE = 0o600
@@ -160,10 +161,23 @@ class PeerCompleter(Completer):
                     yield Completion(command + " ", start_position=-len(words[0]))
             return
         if len(words) == 2 and words[0].lower() in PEER_COMMANDS:
-            word = words[1]
-            for choice in self._peer_choices():
-                if choice.lower().startswith(word.lower()):
-                    yield Completion(choice + " ", start_position=-len(word))
+            yield from _matching(self._peer_choices(), words[1])
+        elif command in ("/group", "/g", "/ghistory"):
+            yield from _matching(self._group_words(command, words), words[-1])
+
+    def _group_words(self, command: str, words: list[str]) -> list[str]:
+        """/group's actions, then group names, then contacts, where each one goes."""
+        groups = [g.name for g in self.node.groups_list() if g.state == "member"]
+        if command != "/group":
+            return groups if len(words) == 2 else []
+        if len(words) == 2:
+            return list(GROUP_ACTIONS)
+        action = words[1].lower()
+        if len(words) == 3:
+            return groups if action != "create" else []
+        if action == "create" or (action in ("add", "remove", "promote") and len(words) == 4):
+            return self._peer_choices()
+        return []
 
     def _peer_choices(self) -> list[str]:
         choices = []
@@ -172,6 +186,12 @@ class PeerCompleter(Completer):
                 choices.append(p.name)
             choices.append(p.fingerprint[:16])
         return choices
+
+
+def _matching(choices: list[str], word: str):
+    for choice in choices:
+        if choice.lower().startswith(word.lower()):
+            yield Completion(choice + " ", start_position=-len(word))
 
 
 def private_history(path: Path):
@@ -189,10 +209,11 @@ def private_history(path: Path):
 
 
 def redact(line: str) -> str:
-    """``/send bob hello`` is saved as ``/send bob ``; ``/broadcast hi`` as ``/broadcast ``."""
+    """``/send bob hello`` is saved as ``/send bob ``, ``/g team hi`` as ``/g team ``,
+    ``/broadcast hi`` as ``/broadcast ``."""
     words = line.lstrip().split(" ")
     command = words[0].lower()
-    if command == "/send" and len(words) > 2:
+    if command in ("/send", "/g") and len(words) > 2:
         return f"{words[0]} {words[1]} "
     if command == "/broadcast" and len(words) > 1:
         return f"{words[0]} "

@@ -145,7 +145,7 @@ class Commands:
         self._copies: dict[int, list[int]] = {}
         self._legacy_noted: set[str] = set()
         self._files = repl_files.FileLines(self)
-        self._groups = repl_groups.GroupLines(self)
+        self._groups = repl_groups.GroupLines(self, _clock)
 
     # --- running a line ---------------------------------------------------------------
 

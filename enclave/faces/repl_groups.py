@@ -23,12 +23,13 @@ HELP = """\
   /group create NAME PEER...  a group of you and these contacts  /group create team bob carol
   /group add GROUP PEER       add a contact (admins)             /group add team dave
   /group remove GROUP PEER    take a member out (admins)         /group remove team dave
-  /group leave GROUP          leave a group                      /group leave team
+  /group promote GROUP PEER   make a member an admin (admins)    /group promote team bob
+  /group leave GROUP          leave (the last admin promotes one first) /group leave team
   /groups                     your groups, their members and roles
   /g GROUP MESSAGE            write to a group                   /g team Standup in 5
   /ghistory GROUP [N]         the last N posts, in the group's order"""
 
-SUBCOMMANDS = ("create", "add", "remove", "leave")
+SUBCOMMANDS = ("create", "add", "remove", "promote", "leave")
 HISTORY_DEFAULT = 20
 
 
@@ -54,11 +55,14 @@ async def cmd_group(commands, rest: str) -> None:
     elif sub == "remove":
         group, peer = _words(args, 2, "/group remove GROUP PEER")
         await node.group_remove(group, peer)
+    elif sub == "promote":
+        group, peer = _words(args, 2, "/group promote GROUP PEER")
+        await node.group_promote(group, peer)
     elif sub == "leave":
         (group,) = _words(args, 1, "/group leave GROUP")
         await node.group_leave(group)
     else:
-        raise UserError("usage: /group create|add|remove|leave ... (see /help)")
+        raise UserError("usage: /group create|add|remove|promote|leave ... (see /help)")
 
 
 async def cmd_groups(commands, rest: str) -> None:
@@ -97,12 +101,14 @@ async def cmd_ghistory(commands, rest: str) -> None:
     if not lines:
         commands.write("No posts yet")
         return
-    out = []
+    out, clock = [], commands._groups.clock
     for line in lines:
         who = "you" if line.direction == "out" else commands.label(line.sender)
         text = visible(line.body or "", True)
         tick = _ticks(line.states) if line.direction == "out" else ""
-        out.append(f"[{message_time(line.created_ms)}] {who}: {text}{tick}")
+        shown = message_time(line)
+        when = clock(shown) if shown is not None else "unknown time"
+        out.append(f"[{when}] {who}: {text}{tick}")
     commands.write("\n".join(out))
 
 
@@ -118,8 +124,9 @@ def _name(text: str) -> str:
 class GroupLines:
     """What group events print (see the rules)."""
 
-    def __init__(self, commands) -> None:
+    def __init__(self, commands, clock) -> None:
         self.commands = commands
+        self.clock = clock  # ms since the epoch (None: now) -> the time a line shows
         self.posts: dict[bytes, list[int]] = {}  # our post's id -> [delivered, copies]
         self.latest: dict[str, tuple[int, str]] = {}  # group -> highest (lamport, sender) shown
 
@@ -127,7 +134,7 @@ class GroupLines:
         key = (e.lamport, e.sender)
         earlier = key < self.latest.get(e.group, (0, ""))
         self.latest[e.group] = max(key, self.latest.get(e.group, (0, "")))
-        when = clock if e.created_ms is None else message_time(e.created_ms)
+        when = f"{clock}, unknown time" if e.created_ms is None else self.clock(e.created_ms)
         mark = " (earlier)" if earlier else ""
         who = self.commands.label(e.sender)
         return f"[{when}] {who} in {_name(e.group_name)}{mark}: {visible(e.body, True)}"
