@@ -1,7 +1,8 @@
 """The running node's side of ``enclave group``: one control request per command.
 
 Request: {"op": "group", "action": A, "group": NAME, "peers": [PEER, ...], "text": TEXT}
-with A one of create (group = the new name, peers), add / remove (one peer), leave,
+with A one of create (group = the new name, peers), add / remove / promote (one
+peer), leave,
 list and send (text). Answers: {"groups": [...]} for list; {"group": {...}} after a
 change; for send {"state": "queued", "group", "ref", "copies"} and then, within
 ``DELIVERY_WAIT`` seconds, {"delivered": N, "copies": M} once all copies are delivered
@@ -16,7 +17,7 @@ from enclave.errors import UserError
 from enclave.node.display import message_ref
 from enclave.node.events import DeliveryChanged
 
-ACTIONS = ("create", "add", "remove", "leave", "list", "send")
+ACTIONS = ("create", "add", "remove", "promote", "leave", "list", "send")
 
 
 def info_dict(info) -> dict:
@@ -55,6 +56,8 @@ async def _change(node, action: str, group: str, peers: list):
         raise UserError(f"group {action} takes one peer")
     if action == "add":
         return await node.group_add(group, peers[0])
+    if action == "promote":
+        return await node.group_promote(group, peers[0])
     return await node.group_remove(group, peers[0])
 
 

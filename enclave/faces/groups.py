@@ -1,4 +1,4 @@
-"""``enclave group create|add|remove|leave|list|send``: group chat from the command line.
+"""``enclave group create|add|remove|promote|leave|list|send``: group chat from the command line.
 
 Rules:
 - If a node runs on this home folder, the command is the node's (its control socket,
@@ -20,7 +20,7 @@ from enclave.identity import keys
 from enclave.node import check_text
 
 ANSWER_TIMEOUT = runner.DELIVERY_WAIT + 15.0
-CHANGES = ("create", "add", "remove", "leave")
+CHANGES = ("create", "add", "remove", "promote", "leave")
 
 
 def run(args) -> int:
@@ -50,7 +50,7 @@ def _request(args) -> dict:
     request = {"op": "group", "action": action, "peer": "", "text": ""}
     if action != "list":
         request["group"] = args.group
-    if action in ("create", "add", "remove"):
+    if action in ("create", "add", "remove", "promote"):
         request["peers"] = args.peers if action == "create" else [args.peer]
     if action == "send":
         request["text"] = " ".join(args.message)

@@ -189,6 +189,7 @@ def _group(p) -> None:
     for action, what in (
         ("add", "add a contact (admins)"),
         ("remove", "take a member out (admins)"),
+        ("promote", "make a member an admin (admins)"),
     ):
         sub = actions.add_parser(action, help=what)
         sub.add_argument("group", metavar="GROUP", help=group_help)
@@ -215,7 +216,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "web": Sub("enclave.faces.web", "run", _web, "chat in the browser (prints the address to open)", "enclave web --web-port 5000"),
     "send": Sub("enclave.faces.send", "run", _send, "send one message and exit", 'enclave send bob "See you at 5"'),
     "send-file": Sub("enclave.faces.send_file", "run", _send_file, "send files (queued if no node runs)", "enclave send-file bob report.pdf --wait"),
-    "group": Sub("enclave.faces.groups", "run", _group, "group chat: create, add, remove, leave, list, send", 'enclave group create team bob carol; enclave group send team "Standup in 5"'),
+    "group": Sub("enclave.faces.groups", "run", _group, "group chat: create, add, remove, promote, leave, list, send", 'enclave group create team bob carol; enclave group send team "Standup in 5"'),
     "remove": Sub(CONTACTS, "remove", _remove, "remove a peer from your contacts", "enclave remove bob --yes"),
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),
