@@ -75,3 +75,21 @@ def test_help_lists_the_group_commands_and_history_keeps_posts_out():
     for command in ("/group create", "/groups", "/g GROUP MESSAGE", "/ghistory"):
         assert command in HELP
     assert redact("/g team the secret plan") == "/g team "
+
+
+@pytest.mark.asyncio
+async def test_gfile_offers_a_file_to_every_member(pair, tmp_path):
+    from enclave.node.events import FileChanged
+
+    a, b = pair
+    rb = Recorder(b)
+    await a.create_group("team", ["bob"])
+    src = tmp_path / "notes.bin"
+    src.write_bytes(b"group notes " * 1000)
+    async with repl(a, tmp_path) as r:
+        await r.run(f"/gfile team {src}", "Offering notes.bin to 1 member(s): bob")
+        await r.screen.shows("notes.bin to bob: delivered")
+        await r.run("/gfile team", "error: usage: /gfile GROUP PATH")
+    await rb.until(
+        lambda rec: any(isinstance(e, FileChanged) and e.state == "delivered" for e in rec.events)
+    )

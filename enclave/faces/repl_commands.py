@@ -103,6 +103,7 @@ COMMANDS = (
     "/groups",
     "/g",
     "/ghistory",
+    "/gfile",
     "/rename",
     "/block",
     "/unblock",

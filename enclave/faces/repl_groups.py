@@ -27,7 +27,8 @@ HELP = """\
   /group leave GROUP          leave (the last admin promotes one first) /group leave team
   /groups                     your groups, their members and roles
   /g GROUP MESSAGE            write to a group                   /g team Standup in 5
-  /ghistory GROUP [N]         the last N posts, in the group's order"""
+  /ghistory GROUP [N]         the last N posts, in the group's order
+  /gfile GROUP PATH           offer a file to every other member /gfile team notes.pdf"""
 
 SUBCOMMANDS = ("create", "add", "remove", "promote", "leave")
 HISTORY_DEFAULT = 20
@@ -90,6 +91,18 @@ async def cmd_g(commands, rest: str) -> None:
     if not group or not text.strip():
         raise UserError("usage: /g GROUP MESSAGE")
     await commands.node.group_send(group, text)
+
+
+async def cmd_gfile(commands, rest: str) -> None:
+    from enclave.faces.repl_files import path_argument
+
+    group, _, path = rest.strip().partition(" ")
+    path = path_argument(path)
+    if not group or not path:
+        raise UserError("usage: /gfile GROUP PATH")
+    sent = await commands.node.group_send_file(group, path)
+    names = ", ".join(commands.label(f.peer) for f in sent)
+    commands.write(f"Offering {visible(sent[0].name, False)} to {len(sent)} member(s): {names}")
 
 
 async def cmd_ghistory(commands, rest: str) -> None:
@@ -182,4 +195,5 @@ HANDLERS = {
     "/groups": cmd_groups,
     "/g": cmd_g,
     "/ghistory": cmd_ghistory,
+    "/gfile": cmd_gfile,
 }

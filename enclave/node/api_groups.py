@@ -137,6 +137,18 @@ class GroupsApi:
             gid.hex(), outs[0].id, tuple(o.rowid for o in outs), tuple(o.peer.hex() for o in outs)
         )
 
+    async def group_send_file(self, group: str, path: str) -> list:
+        """Offer one file to every other member of a group (``send_file_to_many``: read
+        once per chunk); one transfer, with its own state, per member."""
+        gid = self.groups.resolve(group)
+        await self.groups.settled(gid)
+        g = self.groups.mine(gid)
+        own = self.identity.fingerprint
+        targets = [fp.hex() for fp in g.log.members if fp != own]
+        if not targets:
+            raise UserError(f"nobody else is in {g.log.name} to send it to")
+        return await self.send_file_to_many(targets, path)
+
     def group_history(self, group: str, limit: int = 50) -> list:
         """The group's newest posts in display order (Lamport time, sender), oldest
         first; our own post once, with each member's state of it."""
