@@ -123,3 +123,21 @@ async def test_a_removed_member_that_posts_anyway_is_refused_and_alice_serves_on
         await eventually(lambda: a.stats()["group_posts_refused"] == 1, what="the post refused")
         await b.group_send("trio", "bob still heard")
         await ra.until(lambda r: [p.body for p in posts(r)] == ["bob still heard"])
+
+
+@pytest.mark.asyncio
+async def test_a_removed_contact_stays_a_member_and_still_gets_posts(tmp_path, trio_keys):
+    async with trio(tmp_path, trio_keys) as n:
+        a, b = n["alice"], n["bob"]
+        ra, rb = Recorder(a), Recorder(b)
+        await a.create_group("trio", ["bob", "carol"])
+        await listed(b, rb, "trio")
+        b.remove_contact("alice")
+        await eventually(
+            lambda: not next(m for m in b.group("trio").members if m.admin).contact,
+            what="Alice shown as a member, not a contact",
+        )
+        await b.group_send("trio", "still talking")
+        await ra.until(lambda r: [p.body for p in posts(r)] == ["still talking"])
+        with pytest.raises(UserError, match="not a contact"):
+            await b.send(a.fingerprint[:16], "directly")

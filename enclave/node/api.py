@@ -338,6 +338,9 @@ class Node(FilesApi, GroupsApi):
         self.delivery.set_aside(fp)
         remove_contact(self.store, peer.fingerprint)
         self.sessions.policy.reload()
+        if any(fp in g.log.members for g in self.groups.groups.values()):
+            # Still in a group with us: a member again, no longer a contact.
+            self.groups.sync.spawn(self.groups.contact_removed())
         self.sessions.contacts_changed()  # no longer dialled
         self.sessions.drop_peer(fp)
         self._publish(ContactChanged(peer.fingerprint, "removed", peer.name))

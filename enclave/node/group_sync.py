@@ -27,6 +27,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from enclave.errors import PeerError
@@ -57,6 +58,7 @@ class GroupSync:
         self._links: dict[object, dict[bytes, LinkState]] = {}
         self._partials: dict[object, dict[bytes, gl.GroupLog]] = {}
         self._asked: dict[object, set[bytes]] = {}  # unknown groups we asked a session for
+        self._tasks: set[asyncio.Task] = set()
 
     def _state(self, link, gid: bytes) -> LinkState:
         states = self._links.get(link)
@@ -136,7 +138,7 @@ class GroupSync:
             return
         applied = self._apply(g.log, peer, first, records)
         if applied:
-            self._spawn(self.g.received(gid, applied))
+            self.spawn(self.g.received(gid, applied))
         if applied or first > g.count:
             self._send_head(link, gid)
 
@@ -183,15 +185,16 @@ class GroupSync:
             if len(self.g.groups) >= self.g.max_groups:
                 self._refused([], peer, glog, f"over max_groups ({self.g.max_groups})")
                 return
-            self._spawn(self.g.adopt(gid, glog))
+            self.spawn(self.g.adopt(gid, glog))
         elif glog.epoch + 1 >= MAX_PARTIAL_RECORDS:
             del partials[gid]
             self._refused([], peer, glog, "a log that never names us")
 
-    def _spawn(self, coro) -> None:
-        import asyncio
-
+    def spawn(self, coro) -> None:
+        """Run ``coro`` as a task, kept until it ends; a failure is logged."""
         task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_report)
 
     # --- posts ------------------------------------------------------------------------------

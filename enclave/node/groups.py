@@ -240,6 +240,14 @@ class Groups:
         last = g.log.records[g.log.left_at(self.own) or 0]
         return "left" if last.kind == gl.LEAVE else "removed"
 
+    async def contact_removed(self) -> None:
+        """A contact was removed from the address book: a member of a group we are in
+        gets its member row back (its posts need one), as a non-contact."""
+        for g in list(self.groups.values()):
+            if g.state == "member":
+                await self._member_peers(g.log)
+        self.members_changed()
+
     async def _member_peers(self, glog: gl.GroupLog) -> None:
         """A peers row for every member we do not know yet (not a contact)."""
         now = time.time()
