@@ -34,7 +34,10 @@ async def test_create_post_ticks_history_and_a_reply(pair, tmp_path):
         await r.screen.shows("bob in team: on my way")
         await r.run("/ghistory team", "you: standup in 5  (delivered to 1 of 1)")
         assert "bob: on my way" in r.screen.text.split("/ghistory team")[-1]
-        await r.run("/groups", "team  ")
+        await r.run("/group rename team crew", "you renamed the group to crew")
+        await r.screen.shows("you renamed the group to crew")
+        await rb.until(lambda rec: b.groups_list()[0].name == "crew", what="Bob sees crew")
+        await r.run("/groups", "crew  ")
         assert "bob" in r.screen.text.split("/groups")[-1] and "admin" in r.screen.text
 
 
@@ -42,7 +45,7 @@ async def test_create_post_ticks_history_and_a_reply(pair, tmp_path):
 async def test_group_mistakes_are_one_line_errors(pair, tmp_path):
     a, _ = pair
     async with repl(a, tmp_path) as r:
-        await r.run("/group", "error: usage: /group create|add|remove|promote|leave")
+        await r.run("/group", "error: usage: /group create|add|remove|promote|rename|leave")
         await r.run("/group create team", "error: usage: /group create NAME PEER...")
         await r.run("/group create team nobody", "error: no peer matches 'nobody'")
         await r.run("/g nowhere hello", "error: no group matches 'nowhere'")

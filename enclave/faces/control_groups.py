@@ -17,7 +17,7 @@ from enclave.errors import UserError
 from enclave.node.display import message_ref
 from enclave.node.events import DeliveryChanged
 
-ACTIONS = ("create", "add", "remove", "promote", "leave", "list", "send")
+ACTIONS = ("create", "add", "remove", "promote", "rename", "leave", "list", "send")
 
 
 def info_dict(info) -> dict:
@@ -52,6 +52,8 @@ async def _change(node, action: str, group: str, peers: list):
         return await node.create_group(group, peers)
     if action == "leave":
         return await node.group_leave(group)
+    if action == "rename":
+        return await node.group_rename(group, peers[0] if len(peers) == 1 else "")
     if len(peers) != 1:
         raise UserError(f"group {action} takes one peer")
     if action == "add":

@@ -1,4 +1,4 @@
-"""``enclave group create|add|remove|promote|leave|list|send``: group chat from the command line.
+"""``enclave group create|add|remove|promote|rename|leave|list|send``: group chat from the command line.
 
 Rules:
 - If a node runs on this home folder, the command is the node's (its control socket,
@@ -20,7 +20,7 @@ from enclave.identity import keys
 from enclave.node import check_text
 
 ANSWER_TIMEOUT = runner.DELIVERY_WAIT + 15.0
-CHANGES = ("create", "add", "remove", "promote", "leave")
+CHANGES = ("create", "add", "remove", "promote", "rename", "leave")
 
 
 def run(args) -> int:
@@ -52,6 +52,8 @@ def _request(args) -> dict:
         request["group"] = args.group
     if action in ("create", "add", "remove", "promote"):
         request["peers"] = args.peers if action == "create" else [args.peer]
+    if action == "rename":
+        request["peers"] = [args.new_name]
     if action == "send":
         request["text"] = " ".join(args.message)
     return request

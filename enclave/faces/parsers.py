@@ -194,6 +194,9 @@ def _group(p) -> None:
         sub = actions.add_parser(action, help=what)
         sub.add_argument("group", metavar="GROUP", help=group_help)
         sub.add_argument("peer", metavar="PEER", help=peer_help)
+    rename = actions.add_parser("rename", help="give a group another name (admins)")
+    rename.add_argument("group", metavar="GROUP", help=group_help)
+    rename.add_argument("new_name", metavar="NEW", help="the new name")
     leave = actions.add_parser("leave", help="leave a group")
     leave.add_argument("group", metavar="GROUP", help=group_help)
     actions.add_parser("list", help="your groups, their members and roles")
@@ -216,7 +219,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "web": Sub("enclave.faces.web", "run", _web, "chat in the browser (prints the address to open)", "enclave web --web-port 5000"),
     "send": Sub("enclave.faces.send", "run", _send, "send one message and exit", 'enclave send bob "See you at 5"'),
     "send-file": Sub("enclave.faces.send_file", "run", _send_file, "send files (queued if no node runs)", "enclave send-file bob report.pdf --wait"),
-    "group": Sub("enclave.faces.groups", "run", _group, "group chat: create, add, remove, promote, leave, list, send", 'enclave group create team bob carol; enclave group send team "Standup in 5"'),
+    "group": Sub("enclave.faces.groups", "run", _group, "group chat: create, add, remove, promote, rename, leave, list, send", 'enclave group create team bob carol; enclave group send team "Standup in 5"'),
     "remove": Sub(CONTACTS, "remove", _remove, "remove a peer from your contacts", "enclave remove bob --yes"),
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),

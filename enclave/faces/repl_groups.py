@@ -24,13 +24,14 @@ HELP = """\
   /group add GROUP PEER       add a contact (admins)             /group add team dave
   /group remove GROUP PEER    take a member out (admins)         /group remove team dave
   /group promote GROUP PEER   make a member an admin (admins)    /group promote team bob
+  /group rename GROUP NEW     give the group another name        /group rename team crew
   /group leave GROUP          leave (the last admin promotes one first) /group leave team
   /groups                     your groups, their members and roles
   /g GROUP MESSAGE            write to a group                   /g team Standup in 5
   /ghistory GROUP [N]         the last N posts, in the group's order
   /gfile GROUP PATH           offer a file to every other member /gfile team notes.pdf"""
 
-SUBCOMMANDS = ("create", "add", "remove", "promote", "leave")
+SUBCOMMANDS = ("create", "add", "remove", "promote", "rename", "leave")
 HISTORY_DEFAULT = 20
 
 
@@ -59,11 +60,14 @@ async def cmd_group(commands, rest: str) -> None:
     elif sub == "promote":
         group, peer = _words(args, 2, "/group promote GROUP PEER")
         await node.group_promote(group, peer)
+    elif sub == "rename":
+        group, new = _words(args, 2, "/group rename GROUP NEW (the new name is one word here)")
+        await node.group_rename(group, new)
     elif sub == "leave":
         (group,) = _words(args, 1, "/group leave GROUP")
         await node.group_leave(group)
     else:
-        raise UserError("usage: /group create|add|remove|promote|leave ... (see /help)")
+        raise UserError("usage: /group create|add|remove|promote|rename|leave ... (see /help)")
 
 
 async def cmd_groups(commands, rest: str) -> None:

@@ -107,6 +107,16 @@ class GroupsApi:
         await self.groups.change(gid, lambda log: log.promote(self.identity, [fp], _now_ms()))
         return self._group_info(gid)
 
+    async def group_rename(self, group: str, new_name: str) -> GroupInfo:
+        """Give a group another name (admins); every member sees it."""
+        gid = self.groups.resolve(group)
+        new_name = (new_name or "").strip()
+        why = gl.name_problem(new_name)
+        if why is not None:
+            raise UserError(f"a group name must be 1-64 bytes of visible text ({why})")
+        await self.groups.change(gid, lambda log: log.rename(self.identity, new_name, _now_ms()))
+        return self._group_info(gid)
+
     async def group_leave(self, group: str) -> GroupInfo:
         gid = self.groups.resolve(group)
         await self.groups.change(gid, lambda log: log.leave(self.identity, _now_ms()))
