@@ -123,6 +123,9 @@ async def test_a_removed_member_that_posts_anyway_is_refused_and_alice_serves_on
         await eventually(lambda: a.stats()["group_posts_refused"] == 1, what="the post refused")
         await b.group_send("trio", "bob still heard")
         await ra.until(lambda r: [p.body for p in posts(r)] == ["bob still heard"])
+        # Bob shares no group with Carol any more: she is a stranger to him again.
+        await eventually(lambda: not b.sessions.online(c.identity.fingerprint), what="no session")
+        assert c.identity.fingerprint not in b.sessions.policy.keys
 
 
 @pytest.mark.asyncio

@@ -101,8 +101,13 @@ class Groups:
             if g.state == "member":
                 fps.update(g.log.members)
         fps.discard(self.own)
-        self.sessions.policy.group_members = fps
-        self.sessions.policy.reload()
+        policy = self.sessions.policy
+        gone = policy.group_members - fps
+        policy.group_members = fps
+        policy.reload()
+        for fp in gone:  # no group shared any more: a stranger, its sessions end
+            if fp not in policy.keys:
+                self.sessions.drop_peer(fp)
 
     # --- finding ----------------------------------------------------------------------
 
