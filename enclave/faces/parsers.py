@@ -186,7 +186,10 @@ def _group(p) -> None:
     create = actions.add_parser("create", help="a new group of you (admin) and these contacts")
     create.add_argument("group", metavar="NAME", help="the group's name")
     create.add_argument("peers", metavar="PEER", nargs="+", help=peer_help)
-    for action, what in (("add", "add a contact (admins)"), ("remove", "take a member out (admins)")):
+    for action, what in (
+        ("add", "add a contact (admins)"),
+        ("remove", "take a member out (admins)"),
+    ):
         sub = actions.add_parser(action, help=what)
         sub.add_argument("group", metavar="GROUP", help=group_help)
         sub.add_argument("peer", metavar="PEER", help=peer_help)

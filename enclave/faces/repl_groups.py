@@ -70,7 +70,9 @@ async def cmd_groups(commands, rest: str) -> None:
         return
     lines = []
     for g in groups:
-        state = "" if g.state == "member" else f" ({'you left' if g.state == 'left' else 'removed'})"
+        state = (
+            "" if g.state == "member" else f" ({'you left' if g.state == 'left' else 'removed'})"
+        )
         lines.append(f"{_name(g.name)}  {g.id[:8]}{state}")
         for m in g.members:
             role = "admin" if m.admin else "member"

@@ -35,7 +35,7 @@ from enclave.identity import keys
 from enclave.node import allocator
 from enclave.node import settings as settings_mod
 from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
-from enclave.node.api_groups import GroupInfo, GroupMember, GroupSent, GroupsApi  # noqa: F401
+from enclave.node.api_groups import GroupInfo, GroupMember, GroupsApi, GroupSent  # noqa: F401
 from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
     Added,
     DowngradeRefused,

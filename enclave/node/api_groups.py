@@ -141,7 +141,6 @@ class GroupsApi:
         """The group's newest posts in display order (Lamport time, sender), oldest
         first; our own post once, with each member's state of it."""
         gid = self.groups.resolve(group)
-        lines = self.store.group_history(gid, self.fingerprint, limit)
         return self.store.group_history(gid, self.fingerprint, limit)
 
 

@@ -35,7 +35,9 @@ def _logs(store) -> dict[bytes, tuple]:
 
 def group_infos(store, own_hex: str) -> list[GroupInfo]:
     own = bytes.fromhex(own_hex)
-    infos = [group_info(store, own, gid, glog, state) for gid, (glog, state) in _logs(store).items()]
+    infos = [
+        group_info(store, own, gid, glog, state) for gid, (glog, state) in _logs(store).items()
+    ]
     return sorted(infos, key=lambda i: (i.state != "member", i.name.casefold(), i.id))
 
 

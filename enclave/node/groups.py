@@ -176,9 +176,7 @@ class Groups:
             raise UserError(f"nobody else is in {g.log.name} to read it")
         g.lamport += 1
         g.seq += 1
-        return await self.delivery.submit_post(
-            targets, text, (gid, g.log.epoch, g.lamport, g.seq)
-        )
+        return await self.delivery.submit_post(targets, text, (gid, g.log.epoch, g.lamport, g.seq))
 
     # --- what records change ------------------------------------------------------------
 
@@ -189,7 +187,9 @@ class Groups:
         first = records[0].epoch
         encoded = g.log.encoded[first : first + len(records)]
         self._begin(gid)
-        return self._then(self._store(self.store.add_group_records, gid, first, encoded), gid, records)
+        return self._then(
+            self._store(self.store.add_group_records, gid, first, encoded), gid, records
+        )
 
     def adopt(self, gid: bytes, glog: gl.GroupLog):
         """A whole log naming us a member, sent by a member: we are in a new group from
