@@ -7,6 +7,9 @@
 //   and a post that arrives late takes its place among the others (sortPosts).
 // - Our own post is one line with a tick per member: "✓ 2/3" delivered to 2 of the 3
 //   others, its title naming who has it.
+// - A member's state of our post that arrives before the post (its send's answer and
+//   the history fetch race the socket) is kept (t.states) and applied when the post
+//   comes, if it is further along (rank), as state.js does for a chat.
 // - A membership change ("bob added carol") is a system line, kept by this page from
 //   the moment it hears it (the node's history holds posts only).
 // - Opening a group closes the open chat, and opening a chat closes the group
@@ -15,7 +18,7 @@
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { renderPeers } from "./peers.js";
-import { state } from "./state.js";
+import { rank, state } from "./state.js";
 import { visible } from "./text.js";
 import { UNKNOWN_TIME, clock } from "./time.js";
 import { toast } from "./toasts.js";
@@ -58,7 +61,7 @@ export async function loadGroups() {
 function talk(gid) {
   let t = state.groupTalk.get(gid);
   if (!t) {
-    t = { posts: new Map(), system: [], loaded: false };
+    t = { posts: new Map(), system: [], states: new Map(), loaded: false };
     state.groupTalk.set(gid, t);
   }
   return t;
@@ -136,6 +139,7 @@ export async function loadPosts(gid) {
     const data = await api("GET", `/api/groups/${gid}/messages?limit=${LIMIT}`);
     const t = talk(gid);
     t.posts = new Map(data.posts.filter((p) => p && typeof p.id === "string").map((p) => [p.id, p]));
+    for (const p of t.posts.values()) if (p.direction === "out") p.states = further(p.states, t.states.get(p.id));
     t.loaded = true;
     if (state.group === gid) renderPosts(true);
   } catch (err) {
@@ -254,15 +258,25 @@ export function onGroupPost(post) {
   }
 }
 
+// Each member's state: the one further along of what the post says and what was heard.
+function further(states, heard) {
+  const out = { ...(states || {}) };
+  for (const [fp, s] of Object.entries(heard || {})) if (!(fp in out) || rank(s) >= rank(out[fp])) out[fp] = s;
+  return out;
+}
+
 export function onGroupDelivery(event) {
   const t = talk(event.group);
+  const heard = t.states.get(event.id) || {};
+  heard[event.member] = event.state;
+  t.states.set(event.id, heard);
   const p = t.posts.get(event.id);
   if (!p) {
     // Our post from another page, the REPL or the command line: the node places it.
     if (t.loaded && event.state === "queued") loadPosts(event.group);
     return;
   }
-  p.states = { ...(p.states || {}), [event.member]: event.state };
+  p.states = further(p.states, { [event.member]: event.state });
   if (state.group === event.group) renderPosts(false);
 }
 
