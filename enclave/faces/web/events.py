@@ -33,6 +33,9 @@ class ToPage(enum.StrEnum):
     RETRYING = "retrying"  # messages wait for a peer; next try in: {peer, retry_after}
     FILE = "file"  # a file transfer changed (offered, progress, delivered...): {file}
     THROTTLED = "throttled"  # a peer's node slows ours: {peer, reason, retry_after}
+    GROUP_POST = "group_post"  # a post arrived in a group: {post}
+    GROUP_DELIVERY = "group_delivery"  # our post's copy to one member: {group, member, id, state}
+    GROUP_CHANGED = "group_changed"  # a membership change was applied: {change}
     ERROR = "error"  # the page's last socket message was refused: {text}
 
 

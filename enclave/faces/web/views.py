@@ -18,6 +18,8 @@ from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
     FileChanged,
+    GroupChanged,
+    GroupMessageReceived,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -151,6 +153,19 @@ def outgoing(peer: str, message_id: bytes, rowid: int, body: str, created_ms: in
 def event(e) -> dict | None:
     """A Node event for the page, or None for events the page does not show."""
     kind = type(e)
+    if kind is DeliveryChanged and e.group is not None:  # one member's copy of a group post
+        return make(
+            ToPage.GROUP_DELIVERY,
+            group=e.group,
+            member=e.peer,
+            id=e.id.hex(),
+            state=e.state,
+            reason=e.reason,
+        )
+    if kind is GroupMessageReceived:
+        return make(ToPage.GROUP_POST, post=group_received(e))
+    if kind is GroupChanged:
+        return make(ToPage.GROUP_CHANGED, change=group_change(e))
     if kind is MessageReceived:
         return make(ToPage.MESSAGE, message=received(e))
     if kind is DeliveryChanged and e.body is not None:  # a new message: its text and "queued"
@@ -196,4 +211,74 @@ def received(e) -> dict:
         "state": "received",
         "reason": None,
         "legacy": e.legacy,
+    }
+
+
+# --- groups -------------------------------------------------------------------------------
+
+
+def group(g) -> dict:
+    """A group (``GroupInfo``): its members admins first, then us, then by name."""
+    return {
+        "id": g.id,
+        "name": g.name,
+        "state": g.state,
+        "epoch": g.epoch,
+        "members": [
+            {
+                "fingerprint": m.fingerprint,
+                "grouped": keys.group(m.fingerprint),
+                "name": m.name,
+                "admin": m.admin,
+                "contact": m.contact,
+                "you": m.you,
+            }
+            for m in g.members
+        ],
+    }
+
+
+def group_post(gid: str, line) -> dict:
+    """One post of a group's history (``store.GroupLine``); ours carries each other
+    member's state of it (fingerprint -> queued, sent, delivered or failed)."""
+    return {
+        "group": gid,
+        "id": line.id.hex(),
+        "ref": message_ref(line.id),
+        "sender": line.sender,
+        "direction": line.direction,
+        "body": line.body,
+        "created_ms": message_time(line),
+        "received_ms": line.stored_ms,
+        "lamport": line.lamport,
+        "states": dict(line.states),
+    }
+
+
+def group_received(e: GroupMessageReceived) -> dict:
+    """A post that just arrived; the page places it by (lamport, sender)."""
+    return {
+        "group": e.group,
+        "id": e.id.hex(),
+        "ref": message_ref(e.id),
+        "sender": e.sender,
+        "direction": "in",
+        "body": e.body,
+        "created_ms": e.created_ms,
+        "received_ms": int(time.time() * 1000),
+        "lamport": e.lamport,
+        "states": {},
+    }
+
+
+def group_change(e: GroupChanged) -> dict:
+    """A membership record applied: ``author`` did ``kind`` to ``subjects``."""
+    return {
+        "group": e.group,
+        "group_name": e.group_name,
+        "kind": e.kind,
+        "author": e.author,
+        "subjects": list(e.subjects),
+        "epoch": e.epoch,
+        "detail": e.detail,
     }

@@ -15,6 +15,7 @@
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { fileCard, wireFiles } from "./files.js";
+import { closeGroup } from "./groups.js";
 import { renderHeader, renderPeers, tick } from "./peers.js";
 import { addToConvo, convo, keyOf, rank, state } from "./state.js";
 import { label, visible } from "./text.js";
@@ -52,6 +53,7 @@ export async function openChat(fp, focusKey) {
   if (!peer) return;
   if (state.current !== fp) stopTyping();
   state.current = fp;
+  if (state.group) closeGroup();
   show($("chat-empty"), false);
   show($("chat-view"), true);
   $("app").classList.add("show-chat");

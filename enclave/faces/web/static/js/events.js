@@ -11,6 +11,7 @@
 
 import { leaveChat, loadOlder, onDelivery, onFile, onMessage, renderWaiting } from "./conversation.js";
 import { startApp } from "./gate.js";
+import { loadGroups, loadPosts, onGroupChanged, onGroupDelivery, onGroupPost } from "./groups.js";
 import { loadPeers, renderPeer, renderPeers } from "./peers.js";
 import { state } from "./state.js";
 import { label } from "./text.js";
@@ -32,6 +33,9 @@ const HANDLERS = Object.freeze({
   retrying: onRetrying,
   file: (event) => onFile(event.file),
   throttled: onThrottled,
+  group_post: (event) => onGroupPost(event.post),
+  group_delivery: onGroupDelivery,
+  group_changed: (event) => onGroupChanged(event.change),
   error: (event) => toast(event.text, { error: true }),
 });
 
@@ -100,6 +104,9 @@ function onThrottled(event) {
 export async function resync() {
   try {
     await loadPeers();
+    await loadGroups();
+    for (const gid of [...state.groupTalk.keys()]) if (gid !== state.group) state.groupTalk.delete(gid);
+    if (state.group) await loadPosts(state.group);
     for (const fp of [...state.convos.keys()]) if (fp !== state.current) state.convos.delete(fp);
     if (state.current) {
       state.convos.delete(state.current);

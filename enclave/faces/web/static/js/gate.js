@@ -10,6 +10,7 @@
 
 import { api } from "./api.js";
 import { $, show } from "./dom.js";
+import { loadGroups } from "./groups.js";
 import { loadPeers } from "./peers.js";
 import { state } from "./state.js";
 import { toast } from "./toasts.js";
@@ -117,6 +118,7 @@ export async function startApp() {
   try {
     state.me = await api("GET", "/api/me");
     await loadPeers();
+    await loadGroups();
   } catch (err) {
     state.ready = false;
     throw err;

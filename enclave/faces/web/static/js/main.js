@@ -12,6 +12,8 @@
 //   search.js       the search box
 //   dialogs.js      share my key, add a peer, verify, broadcast
 //   contact.js      the open chat's contact menu: rename, block, remove
+//   groups.js       the groups list, the open group's posts, members and composer
+//   groupmenu.js    "New group", and the open group's menu: add, remove, leave
 //   gate.js         create or unlock the identity, or ask for the address with the token
 //   toasts.js, dom.js, icons.js, text.js, time.js: shared helpers
 //
@@ -30,6 +32,8 @@ import { wireConversation } from "./conversation.js";
 import { wireDialogs } from "./dialogs.js";
 import { onEvent, resync } from "./events.js";
 import { gate, startApp, wireGate } from "./gate.js";
+import { wireGroupMenu } from "./groupmenu.js";
+import { wireGroups } from "./groups.js";
 import { fillIcons } from "./icons.js";
 import { wireSearch } from "./search.js";
 import { state } from "./state.js";
@@ -47,6 +51,8 @@ function wire() {
   wireConversation();
   wireDialogs();
   wireContact();
+  wireGroups();
+  wireGroupMenu();
 }
 
 const hooks = {

@@ -9,6 +9,7 @@
 import { api } from "./api.js";
 import { openChat } from "./conversation.js";
 import { $, el, show } from "./dom.js";
+import { renderGroups } from "./groups.js";
 import { renderPeers } from "./peers.js";
 import { keyOf, state } from "./state.js";
 import { label, visible } from "./text.js";
@@ -24,6 +25,7 @@ let searchTimer = null;
 function onSearch() {
   state.query = $("search").value;
   renderPeers();
+  renderGroups();
   clearTimeout(searchTimer);
   const q = state.query.trim();
   if (q.length < 2) {

@@ -17,6 +17,9 @@ export const state = {
   typing: new Map(), // fingerprint -> the timer that ends its "typing…"
   ready: false, // the app is shown: the node runs, me and peers are loaded
   query: "", // the search box
+  groups: new Map(), // group id (hex) -> group, as /api/groups gave it
+  group: null, // the id of the open group (never with current: one view at a time)
+  groupTalk: new Map(), // group id -> its posts and system lines (groups.js)
 };
 
 export function keyOf(m) {
