@@ -57,8 +57,9 @@ def test_e2e_quick(benchmark, tmp_path):
     assert send["shown"]["count"] == send["wall"]["count"] == send["runs"] == 2
     assert 0 < send["shown"]["max_ms"] < send["wall"]["max_ms"]  # shown before it exits
     assert send["imports"]["enclave_ms"] > 0 and send["interpreter_ms"] > 0
-    assert len(node_rows) == 41 and all(row["enclave"] is not None for row in node_rows)
+    assert len(node_rows) == 48 and all(row["enclave"] is not None for row in node_rows)
     check_file_rows(result)
+    check_group_rows(result)
     check_micro_rows(result)
 
 
@@ -78,6 +79,19 @@ def check_file_rows(result):
     assert len(rows) == 4
     assert files["normal"]["mb_s"] > 0 and files["disk"]["mb_s"] > 0
     assert all(row["met"] is None for row in result["figures"] if "2 GiB" in row["target"])
+
+
+def check_group_rows(result):
+    """The group cases ran at their quick sizes, each beside its direct figure (not judged)."""
+    groups = result["enclave"]["groups"]
+    rd, burst = groups["round"], groups["burst"]
+    assert rd["members"] == 5 and rd["copies"] == 4 and rd["group"]["count"] == rd["rounds"] == 5
+    assert rd["group"]["median_ms"] > 0 and rd["direct"]["median_ms"] > 0
+    assert burst["members"] == 5 and burst["n"] == 50
+    assert round(burst["copies_per_s"] / burst["posts_per_s"], 6) == 4
+    assert burst["posts_per_s"] > 0 and burst["direct_per_s"] > 0
+    rows = [row for row in result["figures"] if row["figure"].startswith("group of ")]
+    assert len(rows) == 2 and all(row["met"] is None for row in rows)
 
 
 def check_micro_rows(result):

@@ -1,4 +1,4 @@
-"""Several Enclave nodes in one process for bench/e2e.py (the broadcast case).
+"""Several Enclave nodes in one process for bench/e2e.py (the broadcast and group cases).
 
     python bench/fleet_worker.py --dir DIR --keys K1.pem K2.pem ... --hub-pem HUB.pub.pem
         --hub-port PORT [--settings JSON]
@@ -8,7 +8,8 @@ Each key gets its own node (home DIR/<key file stem>) listening on its own loopb
 recipient separately, as they would on a network) (uvloop), with
 the hub added as its peer. stdout: one JSON line ``{"ev": "ready", "nodes": [{"fp",
 "host", "port", "pem"}, ...]}``; the nodes then receive, store and ack until stdin closes. They
-subscribe to nothing: they are the hub's recipients, not measured themselves.
+subscribe to nothing: they are the hub's recipients (or the members of its groups, which
+they join when it adds them), not measured themselves.
 """
 
 import argparse

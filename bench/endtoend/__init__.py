@@ -54,6 +54,14 @@ Everything runs on 127.0.0.1, each side in its own process on uvloop:
    10 ms (p50/p99); both nodes' RSS growth during the first; a 256 MiB file (quick 64)
    to one peer, then to 10 in one call, and the sender's disk reads per chunk.
    ``--only files`` runs these alone (no microbenchmarks, no references).
+11. Groups (bench/endtoend/groups.py): a sender node and 49 members (bench/fleet_worker.py,
+   several to a process; ``--quick``: 4); the sender has each as a contact, they know
+   only the sender. After one unmeasured post, 20 posts (quick 5), each from
+   ``Node.group_send`` until every copy is acked, beside as many direct messages to one
+   member, each until delivered (median, p99). Then a group of 10 (quick 5): 2,000 posts
+   at once (quick 50) until every copy is delivered, beside 2,000 direct messages to one
+   member the same way; posts/s, copies/s, and copies/s over direct msg/s.
+   ``--only groups`` runs these alone.
 
 ``--profile`` adds one more throughput pass (not the one reported) with cProfile in
 both nodes' event-loop and store-writer threads, or py-spy sampling both processes, and
@@ -62,12 +70,12 @@ Nothing here asserts a time.
 
 The rooms: ``processes`` (the run's processes and keys), ``micro`` (the
 microbenchmarks), ``scenarios`` (two nodes: throughput, latency, handshakes),
-``crowds`` (one node and many peers), ``floods`` (a node under abuse), ``everyday``
+``crowds`` (one node and many peers), ``groups`` (group posts), ``floods`` (a node under abuse), ``everyday``
 (presence, ``enclave send``), ``references``, ``profiling``, ``probes`` (the machine,
 the disk, the code), ``run`` (the order of the run and the command line) and
 ``report`` (the table, one spec per row). Nodes run
 tests/support/node_worker.py, shared with the tests; references bench/ref_worker.py;
-the broadcast's recipients bench/fleet_worker.py.
+the recipients of the broadcasts and the group members bench/fleet_worker.py.
 """
 
 import sys

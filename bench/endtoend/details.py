@@ -128,6 +128,19 @@ def help_start(hp: dict) -> str:
     return f"enclave --help: median {hp['median_ms']:.0f} ms, min {hp['min_ms']:.0f} ms"
 
 
+def groups(g: dict) -> str:
+    rd, b = g["round"], g["burst"]
+    return (
+        f"group of {rd['members']}: post to every copy acked (ms) median / p99 / max"
+        f" {rd['group']['median_ms']:.1f} / {rd['group']['p99_ms']:.1f} /"
+        f" {rd['group']['max_ms']:.1f}, durable at the sender {rd['group_durable']['median_ms']:.1f}"
+        f" (median), the warming post {rd['warm_ms']:.0f}; direct round median"
+        f" {rd['direct']['median_ms']:.2f}. group of {b['members']}: {b['n']:,} posts in"
+        f" {b['group_seconds']:.2f} s (durable {b['group_durable_seconds']:.2f} s),"
+        f" {b['n']:,} direct in {b['direct_seconds']:.2f} s"
+    )
+
+
 DETAILS = (
     ("enclave.throughput", cpu_throughput),
     ("enclave.handshakes", cpu_handshakes),
@@ -143,4 +156,5 @@ DETAILS = (
     ("help", help_start),
     ("enclave.presence", presence),
     ("enclave.send", send),
+    ("enclave.groups", groups),
 )

@@ -39,6 +39,8 @@ TARGETS = {
     "file_chat_p99_ms": 20,  # a chat's latency while a file goes to the same contact
     "file_rss_mib": 64,  # either node's RSS growth during a 2 GiB transfer
     "file_reads_per_chunk": 1.1,  # one file to many: the sender's disk reads per chunk
+    "group_round_ms": 50,  # group of 50: one post until all 49 copies are acked, median
+    "group_copies_share": 0.5,  # group of 10: copies/s at least this x direct msg/s
 }
 REFS = ("raw", "raw-batch", "tls", "v1")
 REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
@@ -205,6 +207,47 @@ FILE_ROWS: tuple[Spec, ...] = (
 )
 
 
+def _at_group_size(judge: Judge, members: int, n: int = 0) -> Judge:
+    """The group targets are for their full sizes: a quick run's rows are not judged."""
+    full = lambda case: case["members"] >= members and case.get("n", n) >= n  # noqa: E731
+    return lambda value, case, r: judge(value, case, r) if full(case) else None
+
+
+GROUP_ROWS: tuple[Spec, ...] = (
+    Spec(
+        "group of {members}: a post until all acked, median (ms)",
+        "enclave.groups.round",
+        "group.median_ms",
+        f"<= {T['group_round_ms']} for 50",
+        _at_group_size(at_most(T["group_round_ms"]), 50),
+    ),
+    Spec("  same, p99 of {rounds} posts (ms)", "enclave.groups.round", "group.p99_ms"),
+    Spec(
+        "  direct msg to one member, delivered, median (ms)",
+        "enclave.groups.round",
+        "direct.median_ms",
+    ),
+    Spec(
+        "group of {members}: {n:,} posts at once (posts/s)", "enclave.groups.burst", "posts_per_s"
+    ),
+    Spec(
+        "  their copies, all delivered (copies/s)",
+        "enclave.groups.burst",
+        "copies_per_s",
+        f">= {T['group_copies_share']:g}x direct msg/s",
+        _at_group_size(
+            at_least(lambda case, r: T["group_copies_share"] * case["direct_per_s"]), 10, 2000
+        ),
+    ),
+    Spec(
+        "  direct: {n:,} msgs at once to one member (msg/s)",
+        "enclave.groups.burst",
+        "direct_per_s",
+    ),
+    Spec("  copies/s / direct msg/s (ratio)", "enclave.groups.burst", "ratio"),
+)
+
+
 NODE_ROWS: tuple[Spec, ...] = (
     _throughput("durable throughput, 100 B (msg/s)", "enclave.throughput"),
     *(_latency(f"one-way latency @1,000 msg/s, {q} (us)", "enclave.latency", q) for q in QUANTILES),
@@ -269,6 +312,7 @@ NODE_ROWS: tuple[Spec, ...] = (
     ),
     Spec("enclave send: wall until Delivered, p50 (ms)", "enclave.send", "wall.p50_ms"),
     *FILE_ROWS,
+    *GROUP_ROWS,
 )
 
 

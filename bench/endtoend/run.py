@@ -18,7 +18,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import endtoend
-from endtoend import BENCH, crowds, everyday, files, floods, probes, scenarios
+from endtoend import BENCH, crowds, everyday, files, floods, groups, probes, scenarios
 from endtoend.micro import MICRO_FILES, microbenchmarks
 from endtoend.processes import introduce, make_keys, node, stop
 from endtoend.profiling import PROFILERS, print_profile
@@ -47,6 +47,10 @@ SIZES = {
     "file_mib": (2048, 256),  # the file of the transfer cases (files.py)
     "file_broadcast_mib": (256, 64),  # the file sent to many
     "file_peers": (10, 10),  # its recipients
+    "group_members": (50, 5),  # the group of the one-post round (sender included)
+    "group_rounds": (20, 5),  # its measured posts, and the direct messages beside them
+    "burst_members": (10, 5),  # the group of the throughput case
+    "burst_posts": (2_000, 50),  # its posts at once, and the direct messages beside them
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -74,11 +78,15 @@ def run(args) -> dict:
     parts: dict = {}  # seconds per part of the run
     with tempfile.TemporaryDirectory(prefix="enclave-e2e-") as tmp_name:
         tmp = Path(tmp_name)
-        if args.only == "files":
-            t_files = time.monotonic()
+        if args.only is not None:
+            t_only = time.monotonic()
             keys = make_keys(tmp, ["alice", "bob", "hub"])
-            result["enclave"] = {"files": file_part(tmp, keys, size)}
-            parts["file cases"] = round(time.monotonic() - t_files, 1)
+            if args.only == "files":
+                result["enclave"] = {"files": file_part(tmp, keys, size)}
+            else:
+                key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
+                result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
+            parts[f"{args.only} cases"] = round(time.monotonic() - t_only, 1)
             result["parts_seconds"] = parts
             result["seconds"] = round(time.monotonic() - t_start, 1)
             result["figures"] = figures(result)
@@ -158,6 +166,7 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     key_files = crowds.fleet_keys(tmp, size.broadcast_peers)
     out["broadcast"] = crowds.broadcast_warm(tmp, keys["hub"], key_files)
     out["broadcast_normal"] = crowds.broadcast_warm(tmp, keys["hub"], key_files, sync="normal")
+    out["groups"] = group_part(tmp, keys, key_files, size)
     say(f"one contact flooding: another's latency, {size.flood_n} messages at 200 msg/s")
     out["flood"] = floods.one_contact_flooding(tmp, keys, size.flood_n)
     rounds = size.hs_rounds
@@ -179,6 +188,16 @@ def file_part(tmp: Path, keys, size: Sizes) -> dict:
         f" {size.file_broadcast_mib} MiB to 1, then {peers} peers"
     )
     return files.file_cases(tmp, keys, mib, size.file_broadcast_mib, peers)
+
+
+def group_part(tmp: Path, keys, key_files: list[Path], size: Sizes) -> dict:
+    big, rounds = size.group_members, size.group_rounds
+    small, posts = size.burst_members, size.burst_posts
+    say(
+        f"groups: {big} members, {rounds} posts each until all acked, then {rounds} direct;"
+        f" {small} members, {posts:,} posts at once, then {posts:,} direct"
+    )
+    return groups.group_cases(tmp, keys["hub"], key_files, big, rounds, small, posts)
 
 
 def reference_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -210,7 +229,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files"],
+        choices=["files", "groups"],
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)

@@ -12,6 +12,14 @@ machine shares, so that a receiver's times can be set against a sender's:
         handed-to-link ("sent") times
     {"cmd": "broadcast"}                  one chat to every known peer (Node.broadcast);
         reply when all are delivered, with the time from the call
+    {"cmd": "burst", "peer_fp": hex, "n": N}  N chats, each its own Node.submit, all at
+        once; reply when all are delivered (the direct side of the group cases)
+    {"cmd": "group_create", "name": s, "members": [hex, ...]}  a group of us and those
+        contacts; its id
+    {"cmd": "group_rounds", "group": id, "rounds": R}  R posts (Node.group_send), each once
+        the one before is delivered to every other member; each one's seconds until then
+    {"cmd": "group_burst", "group": id, "n": N}  N posts at once; reply when every copy
+        is delivered
     {"cmd": "record", "prefix": "L"}      start noting receive times of such bodies
     {"cmd": "received"}                   those times: shown (MessageReceived) and
         decrypted (chats reaching Delivery.on_chats past the receive quotas, before
@@ -135,6 +143,59 @@ class Timing:
         t_done = await reached
         return {"peers": len(sent), "durable_seconds": t_durable - t0, "seconds": t_done - t0}
 
+    async def cmd_burst(self, req: dict) -> dict:
+        peer, n = bytes.fromhex(req["peer_fp"]), int(req["n"])
+        reached = self.tally.until_delivered(self.tally.delivered + n)
+        t0 = time.monotonic()
+        await asyncio.gather(*(self.node.submit(peer, make_body("d", i)) for i in range(n)))
+        t_durable = time.monotonic()
+        t_done = max(await reached, t_durable)  # delivered and durable, both
+        return {"n": n, "durable_seconds": t_durable - t0, "seconds": t_done - t0}
+
+    async def cmd_group_create(self, req: dict) -> dict:
+        info = await self.node.create_group(req["name"], req["members"])
+        return {"group": info.id, "members": len(info.members)}
+
+    async def cmd_group_rounds(self, req: dict) -> dict:
+        """A member's copy of a post is one outbox row, acked as any message is; only
+        this group's copies are counted (GroupAcks), not the group's own records."""
+        group, copies = req["group"], len(self.node.group(req["group"]).members) - 1
+        acks = GroupAcks(self.node, group)
+        rounds = []
+        try:
+            for i in range(int(req["rounds"])):
+                reached = acks.until(acks.count + copies)
+                t0 = time.monotonic()
+                sent = await self.node.group_send(group, make_body("g", i))
+                t_durable = time.monotonic()
+                t_done = max(await reached, t_durable)  # delivered and durable, both
+                rounds.append({"durable": t_durable - t0, "seconds": t_done - t0})
+                if len(sent.rowids) != copies:
+                    raise RuntimeError(f"{len(sent.rowids)} copies queued, not {copies}")
+        finally:
+            acks.unsubscribe()
+        return {"copies": copies, "rounds": rounds}
+
+    async def cmd_group_burst(self, req: dict) -> dict:
+        group, n = req["group"], int(req["n"])
+        copies = len(self.node.group(group).members) - 1
+        acks = GroupAcks(self.node, group)
+        try:
+            reached = acks.until(n * copies)
+            t0 = time.monotonic()
+            posts = (self.node.group_send(group, make_body("G", i)) for i in range(n))
+            await asyncio.gather(*posts)
+            t_durable = time.monotonic()
+            t_done = max(await reached, t_durable)  # delivered and durable, both
+        finally:
+            acks.unsubscribe()
+        return {
+            "n": n,
+            "copies": n * copies,
+            "durable_seconds": t_durable - t0,
+            "seconds": t_done - t0,
+        }
+
     async def cmd_record(self, req: dict) -> dict:
         """Note receive times of bodies starting with ``prefix``: when MessageReceived
         reaches the subscriber (the tally), and (``arrived``) when the decrypted chats
@@ -231,6 +292,33 @@ class Timing:
 
         delivery._write = profiled_write
         main_prof.enable()
+
+
+class GroupAcks:
+    """The delivered copies of one group's posts, counted by a subscriber of its own
+    (no progress events) while a group command runs; ``until(total)`` resolves to the
+    time the count reaches ``total``."""
+
+    def __init__(self, node, group: str) -> None:
+        self.group = group
+        self.count = 0
+        self._target = 0
+        self._reached: asyncio.Future | None = None
+        self.unsubscribe = node.subscribe(self.on_event, progress=False)
+
+    def on_event(self, ev) -> None:
+        if type(ev) is DeliveryChanged and ev.state == "delivered" and ev.group == self.group:
+            self.count += 1
+            reached = self._reached
+            if reached is not None and self.count >= self._target and not reached.done():
+                reached.set_result(time.monotonic())
+
+    def until(self, total: int) -> asyncio.Future:
+        self._target = total
+        self._reached = asyncio.get_running_loop().create_future()
+        if self.count >= total:
+            self._reached.set_result(time.monotonic())
+        return self._reached
 
 
 def thread_cpu() -> dict[str, float]:
