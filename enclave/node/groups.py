@@ -175,8 +175,12 @@ class Groups:
         """Queue ``text`` for every other member; the ``Out``s once durable."""
         await self.settled(gid)
         g = self.mine(gid)
-        blocked = {bytes.fromhex(p.fingerprint) for p in self.store.list_peers() if p.blocked}
-        targets = [fp for fp in g.log.members if fp != self.own and fp not in blocked]
+        marks = self.sessions.policy.proto  # fp -> (proto, v2_seen, blocked), in memory
+        targets = [
+            fp
+            for fp in g.log.members
+            if fp != self.own and not marks.get(fp, ("auto", False, False))[2]
+        ]
         if not targets:
             raise UserError(f"nobody else is in {g.log.name} to read it")
         g.lamport += 1
