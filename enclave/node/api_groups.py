@@ -147,6 +147,15 @@ class GroupsApi:
             gid.hex(), outs[0].id, tuple(o.rowid for o in outs), tuple(o.peer.hex() for o in outs)
         )
 
+    def group_changes(self, group: str) -> list:
+        """Every membership change of a group, oldest first (``GroupChanged``, as the
+        events said them): the system lines a face shows between the posts."""
+        from enclave.node.groups import describe
+
+        gid = self.groups.resolve(group)
+        glog = self.groups.groups[gid].log
+        return [describe(gid, glog, r) for r in glog.records]
+
     async def group_send_file(self, group: str, path: str) -> list:
         """Offer one file to every other member of a group (``send_file_to_many``: read
         once per chunk); one transfer, with its own state, per member."""

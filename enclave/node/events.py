@@ -122,6 +122,7 @@ class GroupMessageReceived:
     body: str  # as sent: show it through display.visible
     created_ms: int | None  # display.created_time
     lamport: int
+    epoch: int = 0  # the membership epoch it was written at
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,7 +240,7 @@ class Groups:
         await self._member_peers(g.log)
         self.members_changed()
         for r in records:
-            self.publish(_changed(gid, g.log, r))
+            self.publish(describe(gid, g.log, r))
         self.sync.announce(gid)
 
     def _state_after(self, g: Group) -> str:
@@ -290,7 +290,7 @@ class Groups:
         self.publish(
             GroupMessageReceived(
                 post.group_id.hex(), name, post.sender.hex(), post.id, post.body, shown,
-                post.lamport,
+                post.lamport, post.epoch,
             )
         )  # fmt: skip
 
@@ -327,7 +327,7 @@ def _why(err: Exception) -> str:
     return str(err)
 
 
-def _changed(gid: bytes, glog: gl.GroupLog, r: gl.Record) -> GroupChanged:
+def describe(gid: bytes, glog: gl.GroupLog, r: gl.Record) -> GroupChanged:
     """What a face says of a record: "alice added carol"."""
     if r.kind == gl.CREATE:
         subjects = tuple(e.fp.hex() for e in r.body[1] if e.fp != r.author)

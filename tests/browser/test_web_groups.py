@@ -140,3 +140,17 @@ def test_alice_removes_bob_from_her_group_menu(pages):
         timeout=WAIT
     )
     expect(bob.locator("#group-status")).to_have_text("you were removed", timeout=WAIT)
+
+
+def test_system_lines_outlive_a_reload_in_their_place(pages):
+    alice = pages["alice"]
+    name = alice.locator("#group-name").inner_text()
+    alice.reload()
+    expect(alice.locator("#app")).to_be_visible(timeout=WAIT)
+    open_group(alice, name)
+    lines = alice.locator("#group-post-list li")
+    expect(lines.first).to_contain_text("you created", timeout=WAIT)
+    expect(lines.last).to_contain_text("you removed bob")
+    texts = lines.all_inner_texts()
+    left = next(i for i, t in enumerate(texts) if "carol left" in t)
+    assert any("Count me in." in t for t in texts[:left])  # after the posts before it

@@ -10,6 +10,8 @@ Rules:
   fingerprint (64 lowercase hex), as peers are everywhere else on the page.
 - Our own post is one line whatever the number of members, with each member's state
   of it (``states``); the page shows "✓ 2/3" from them.
+- A group's history carries its membership changes too (``changes``, from the log), so
+  the page's system lines ("bob added carol") outlive a reload.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ def group_routes(app: Quart, backend, api_error, body, fingerprint, message_text
         gid = group_id(gid)
         limit = _limit(api_error)
         lines = backend.node.group_history(gid, limit)
-        return {"posts": [views.group_post(gid, line) for line in lines]}
+        changes = backend.node.group_changes(gid)
+        return {
+            "posts": [views.group_post(gid, line) for line in lines],
+            "changes": [views.group_change(c) for c in changes],
+        }
 
     @app.post("/api/groups/<gid>/send")
     async def group_send(gid: str):

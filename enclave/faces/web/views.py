@@ -251,6 +251,7 @@ def group_post(gid: str, line) -> dict:
         "created_ms": message_time(line),
         "received_ms": line.stored_ms,
         "lamport": line.lamport,
+        "epoch": line.epoch,
         "states": dict(line.states),
     }
 
@@ -267,6 +268,7 @@ def group_received(e: GroupMessageReceived) -> dict:
         "created_ms": e.created_ms,
         "received_ms": int(time.time() * 1000),
         "lamport": e.lamport,
+        "epoch": e.epoch,
         "states": {},
     }
 

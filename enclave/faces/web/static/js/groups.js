@@ -10,8 +10,9 @@
 // - A member's state of our post that arrives before the post (its send's answer and
 //   the history fetch race the socket) is kept (t.states) and applied when the post
 //   comes, if it is further along (rank), as state.js does for a chat.
-// - A membership change ("bob added carol") is a system line, kept by this page from
-//   the moment it hears it (the node's history holds posts only).
+// - A membership change ("bob added carol") is a system line. The history brings every
+//   change of the log; each sits after the posts written before its epoch, so a reload
+//   shows it where it was. One heard live sits after the posts shown then.
 // - Opening a group closes the open chat, and opening a chat closes the group
 //   (conversation.js calls closeGroup).
 
@@ -140,6 +141,8 @@ export async function loadPosts(gid) {
     const t = talk(gid);
     t.posts = new Map(data.posts.filter((p) => p && typeof p.id === "string").map((p) => [p.id, p]));
     for (const p of t.posts.values()) if (p.direction === "out") p.states = further(p.states, t.states.get(p.id));
+    const g = state.groups.get(gid);
+    t.system = (Array.isArray(data.changes) ? data.changes : []).map((c) => systemLine(g, t, c));
     t.loaded = true;
     if (state.group === gid) renderPosts(true);
   } catch (err) {
@@ -282,19 +285,25 @@ export function onGroupDelivery(event) {
 
 const DID = { create: "created", add: "added", remove: "removed", leave: "left", promote: "made admin", rename: "renamed the group to" };
 
-export async function onGroupChanged(change) {
-  if (!change || typeof change.group !== "string") return;
-  const g = state.groups.get(change.group);
+// A change's system line, placed after the posts written before its epoch.
+function systemLine(g, t, change) {
   const who = memberName(g, change.author);
-  const whom = change.subjects.map((fp) => memberName(g, fp)).join(", ");
+  const whom = (change.subjects || []).map((fp) => memberName(g, fp)).join(", ");
   let text;
   if (change.kind === "create") text = `${who} created ${visible(change.detail || change.group_name, false)}`;
   else if (change.kind === "rename") text = `${who} renamed the group to ${visible(change.detail, false)}`;
   else if (change.kind === "leave") text = `${who} left`;
   else text = `${who} ${DID[change.kind] || change.kind} ${whom}`.trim();
+  const before = [...t.posts.values()].filter((p) => !(p.epoch >= change.epoch));
+  const last = Math.max(0, ...before.map((p) => p.lamport));
+  return { text, key: [last, "\uffff", change.epoch] };
+}
+
+export async function onGroupChanged(change) {
+  if (!change || typeof change.group !== "string") return;
+  const g = state.groups.get(change.group);
   const t = talk(change.group);
-  const last = Math.max(0, ...[...t.posts.values()].map((p) => p.lamport));
-  t.system.push({ text, key: [last, "\uffff", t.system.length] });
+  t.system.push(systemLine(g, t, change));
   try {
     await loadGroups();
   } catch (err) {
