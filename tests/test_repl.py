@@ -25,7 +25,7 @@ from support.nodes import Recorder, introduce, public_pem, start
 from support.waiting import Watched, eventually
 
 from enclave.faces.repl import PeerCompleter, Repl, redact
-from enclave.identity import keys
+from enclave.identity import keys, safety
 from enclave.node.display import message_ref
 from enclave.node.events import PeerOnline
 from enclave.protocol.events import Acked
@@ -371,6 +371,10 @@ async def test_verify_marks_verified_only_after_yes(pair, tmp_path):
         [row_a] = [line for line in lines if mine in line]
         [row_b] = [line for line in lines if theirs in line]
         assert row_a.index(mine) == row_b.index(theirs)  # the columns line up
+        number = safety.safety_number(b.fingerprint, a.fingerprint)  # as Bob computes it
+        for line in safety.grouped(number):
+            assert f"  {line}" in lines
+        assert any("█" in line for line in lines)  # its QR code
         assert not a.resolve("bob").verified
         r.pipe.send_text("/verify bob\r")
         r.pipe.send_text("yes\r")

@@ -35,6 +35,7 @@ API_ROUTES = [
     ("GET", "/api/peers/" + "0" * 64 + "/messages"),
     ("POST", "/api/peers/" + "0" * 64 + "/read"),
     ("POST", "/api/peers/" + "0" * 64 + "/verified"),
+    ("GET", "/api/peers/" + "0" * 64 + "/safety"),
     ("POST", "/api/peers/" + "0" * 64 + "/retry"),
     ("POST", "/api/peers/" + "0" * 64 + "/name"),
     ("POST", "/api/peers/" + "0" * 64 + "/blocked"),
@@ -459,6 +460,10 @@ async def test_broadcast_verify_and_add_peer(rsa_keys, tmp_path):
         ] == 200
         peers = (await call(alice, "GET", "/api/peers"))[1]["peers"]
         assert peers[0]["verified"] is True and peers[0]["grouped"].startswith(fp[:4] + " ")
+        status, mine = await call(alice, "GET", f"/api/peers/{fp}/safety")
+        theirs = (await call(bob, "GET", f"/api/peers/{a.fingerprint}/safety"))[1]
+        assert status == 200 and mine["lines"] == theirs["lines"] and len(mine["lines"]) == 3
+        assert mine["qr"] and set("".join(mine["qr"])) == {"0", "1"}
         carol = {
             "public_key": public_pem(rsa_keys["carol"]),
             "address": "127.0.0.1:9",

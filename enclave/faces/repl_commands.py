@@ -71,7 +71,7 @@ fingerprint):
   /add [FILE ADDRESS [NAME]]
                          add a contact from its public key    /add bob.pem 10.0.0.2:8000 bob
   /fingerprint           your fingerprint, to read aloud
-  /verify PEER           compare fingerprints, mark verified  /verify bob
+  /verify PEER           safety number (with QR), mark verified /verify bob
   /retry [PEER]          send failed ones again, try now      /retry bob
 {repl_contacts.HELP}
   /stats                 numbers of this node
@@ -294,30 +294,6 @@ class Commands:
     async def cmd_fingerprint(self, rest: str) -> None:
         self.write(f"Your fingerprint: {keys.group(self.node.fingerprint)}")
 
-    async def cmd_verify(self, rest: str) -> None:
-        if not rest or " " in rest:
-            raise UserError("usage: /verify PEER")
-        peer = self.node.resolve(rest)
-        label = self.label(peer.fingerprint)
-        rows = [("You", self.node.fingerprint), (label, peer.fingerprint)]
-        width = max(len(who) for who, _ in rows)  # the groups line up, column under column
-        self.write(
-            "Fingerprints:\n"
-            + "".join(f"  {who.ljust(width)}  {keys.group(fp)}\n" for who, fp in rows)
-            + f"Read both aloud with {label} over a channel you trust (in person, a call)."
-        )
-        if peer.verified:
-            self.write(f"{label} is already marked verified")
-            return
-        if self.ask is None:
-            raise UserError("/verify needs a terminal to confirm")
-        answer = await self.ask(f"Do both match what {label} reads? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            self.write(f"{label} is not marked verified")
-            return
-        self.node.set_verified(peer.fingerprint, True)
-        self.write(f"{label} is now marked verified")
-
     async def cmd_retry(self, rest: str) -> None:
         """Failed messages go back in the outbox, and what waits is tried at once."""
         fp = self.node.resolve(rest).fingerprint if rest else None
@@ -470,7 +446,6 @@ _HANDLERS = {
     "/add": Commands.cmd_add,
     "/history": Commands.cmd_history,
     "/fingerprint": Commands.cmd_fingerprint,
-    "/verify": Commands.cmd_verify,
     "/retry": Commands.cmd_retry,
     "/stats": Commands.cmd_stats,
     "/help": Commands.cmd_help,

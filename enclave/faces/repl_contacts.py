@@ -1,9 +1,12 @@
-"""The REPL's contact commands: ``/rename``, ``/block``, ``/unblock``, ``/remove``.
+"""The REPL's contact commands: ``/verify``, ``/rename``, ``/block``, ``/unblock``,
+``/remove``.
 
 Rules:
 - Each calls one Node API method; the line it leaves on screen is the rendering of
   the node's ``ContactChanged`` event (``render_change``), so a change made elsewhere
   (``enclave block`` in a shell, the page's contact menu) shows the same way.
+- ``/verify`` shows the safety number (identity.safety) with its QR code and both
+  fingerprints, and asks before it marks the contact verified.
 - ``/remove`` deletes history and what is still owed, so it asks first and says how
   many undelivered messages go; without a terminal to ask on it refuses.
 """
@@ -11,7 +14,7 @@ Rules:
 from __future__ import annotations
 
 from enclave.errors import UserError
-from enclave.identity import keys
+from enclave.identity import keys, safety
 from enclave.node.display import visible
 from enclave.node.events import ContactChanged
 
@@ -57,6 +60,47 @@ async def cmd_remove(commands, rest: str) -> None:
     commands.node.remove_contact(peer.fingerprint)
 
 
+async def cmd_verify(commands, rest: str) -> None:
+    if not rest or " " in rest:
+        raise UserError("usage: /verify PEER")
+    peer = commands.node.resolve(rest)
+    label = commands.label(peer.fingerprint)
+    rows = [("You", commands.node.fingerprint), (label, peer.fingerprint)]
+    width = max(len(who) for who, _ in rows)  # the groups line up, column under column
+    number = safety.safety_number(commands.node.fingerprint, peer.fingerprint)
+    commands.write(
+        f"Safety number with {label} (the same on both sides):\n"
+        + "".join(f"  {line}\n" for line in safety.grouped(number))
+        + terminal_qr(number)
+        + "Fingerprints:\n"
+        + "".join(f"  {who.ljust(width)}  {keys.group(fp)}\n" for who, fp in rows)
+        + f"Compare the number with {label} over a channel you trust (in person, a call),"
+        " or scan one screen's code with the other."
+    )
+    if peer.verified:
+        commands.write(f"{label} is already marked verified")
+        return
+    if commands.ask is None:
+        raise UserError("/verify needs a terminal to confirm")
+    answer = await commands.ask(f"Do both match what {label} reads? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        commands.write(f"{label} is not marked verified")
+        return
+    commands.node.set_verified(peer.fingerprint, True)
+    commands.write(f"{label} is now marked verified")
+
+
+def terminal_qr(text: str) -> str:
+    """A QR code of ``text`` in block characters, two rows of modules per line."""
+    import io
+
+    import segno
+
+    out = io.StringIO()
+    segno.make(text, error="m", micro=False).terminal(out=out, compact=True, border=1)
+    return out.getvalue()
+
+
 def render_change(event: ContactChanged, clock: str) -> str | None:
     """The line a change of the address book shows (None: the command said more)."""
     if event.change in ("added", "updated"):
@@ -73,6 +117,7 @@ def render_change(event: ContactChanged, clock: str) -> str | None:
 
 
 HANDLERS = {
+    "/verify": cmd_verify,
     "/rename": cmd_rename,
     "/block": cmd_block,
     "/unblock": cmd_unblock,

@@ -229,6 +229,16 @@ def test_verify_dialog_marks_a_peer_verified(pages, shots):
     expect(dialog).to_be_visible()
     expect(dialog.locator("#verify-theirs span")).to_have_count(16)
     expect(dialog.locator("#verify-mine span")).to_have_count(16)
+    expect(dialog.locator("#verify-safety div")).to_have_count(3, timeout=WAIT)
+    number = dialog.locator("#verify-safety").inner_text().split()
+    assert len(number) == 12 and all(len(g) == 5 and g.isdigit() for g in number)
+    bob = pages["bob"]  # Bob's screen shows the same number for Alice
+    open_chat(bob, "alice")
+    bob.locator("#btn-verify").click()
+    theirs = bob.locator("#dlg-verify #verify-safety")
+    expect(theirs.locator("div")).to_have_count(3, timeout=WAIT)
+    assert theirs.inner_text().split() == number
+    bob.locator("#dlg-verify [data-close]").click()
     alice.screenshot(path=shots / "verify.png")
     dialog.locator("#btn-mark-verified").click()
     expect(peer(alice, "bob").locator(".badge-verified")).to_be_visible(timeout=WAIT)

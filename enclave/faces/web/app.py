@@ -33,6 +33,7 @@ from enclave.errors import UserError
 from enclave.faces.web import files, groups, security, views
 from enclave.faces.web.backend import Backend, NotReady
 from enclave.faces.web.events import FromPage, ToPage, make
+from enclave.identity import safety
 from enclave.node import DowngradeRefused, check_text
 
 log = logging.getLogger("enclave.faces.web")
@@ -303,6 +304,13 @@ def _conversation_routes(app: Quart, backend: Backend) -> None:
 
 def _peer_state_routes(app: Quart, backend: Backend) -> None:
     """Changing one peer: its verified mark, and sending again what it has not received."""
+
+    @app.get("/api/peers/<fp>/safety")
+    async def safety_number(fp: str):
+        """The safety number with this peer (identity.safety), grouped, and its QR code."""
+        peer = _peer(backend, fp)
+        number = safety.safety_number(backend.node.fingerprint, peer.fingerprint)
+        return {"lines": safety.grouped(number), "qr": views.qr_rows(safety.qr_text(number))}
 
     @app.post("/api/peers/<fp>/verified")
     async def verified(fp: str):

@@ -53,7 +53,7 @@ function openShare() {
 function drawQr(canvas, rows) {
   const n = rows.length;
   const quiet = 3;
-  const scale = Math.max(2, Math.floor(232 / (n + 2 * quiet)));
+  const scale = Math.max(2, Math.floor(canvas.width / (n + 2 * quiet)));
   const size = (n + 2 * quiet) * scale;
   canvas.width = size;
   canvas.height = size;
@@ -145,7 +145,21 @@ function openVerify() {
   fpGrid($("verify-theirs"), peer.grouped);
   $("verify-theirs-label").textContent = `${label(peer)}'s fingerprint`;
   $("btn-mark-verified").textContent = peer.verified ? "Remove verification" : "They match: mark verified";
+  $("verify-safety").replaceChildren();
   openDialog("dlg-verify");
+  showSafety(peer);
+}
+
+// The safety number is computed by the node (thousands of hashes): it comes after the dialog opens.
+async function showSafety(peer) {
+  try {
+    const data = await api("GET", `/api/peers/${peer.fingerprint}/safety`);
+    if (state.current !== peer.fingerprint) return;
+    $("verify-safety").replaceChildren(...data.lines.map((line) => el("div", "", line)));
+    drawQr($("verify-qr"), data.qr);
+  } catch (err) {
+    toast(err.message, { error: true });
+  }
 }
 
 async function onMarkVerified() {
