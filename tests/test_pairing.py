@@ -726,3 +726,14 @@ def test_fuzz_receive_near_messages(cards, which, kind, fields):
         assert state(side) == before
     else:
         assert all(type(m) is bytes for m in out)
+
+
+def test_a_confirm_sent_back_is_a_wrong_code(cards):
+    """The inviter's own confirm value, reflected in a CARD: each direction has its own
+    confirm key, so it does not pass as the joiner's."""
+    inviter, joiner = pair(cards)
+    [reply] = inviter.receive(joiner.start()[0], T0 + 1)
+    [card_msg] = joiner.receive(reply, T0 + 2)
+    reflected = encode_message(CARD, decode_message(reply)[2], decode_message(card_msg)[2])
+    [fail] = inviter.receive(reflected, T0 + 3)
+    assert inviter.failed == "wrong_code" and decode_message(fail) == (FAIL, P.WRONG_CODE)

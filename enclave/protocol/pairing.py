@@ -35,11 +35,15 @@ Rules:
   not SHA-256 of that PEM, whose name is not empty or a valid name
   (``group_log.name_problem``), or with more than MAX_ADDRESSES addresses or one that
   is not host:port (``group_log.hint_problem``).
-- ``Inviter`` and ``Joiner``: ``start()`` then ``receive(data, now_s)``, each giving
-  the messages to send. A confirm value that does not match is a wrong code: that
-  side fails with "wrong_code", sends FAIL, and is over; receiving a FAIL ends the
-  other side the same way. The inviter runs SPAKE2 for one HELLO only, so one code is
-  one guess whatever happens next.
+- ``Inviter(code, own_card, now_s)`` and ``Joiner(...)``: ``start()`` then
+  ``receive(data, now_s)``, each giving the messages to send; ``done`` is the peer's
+  verified card, ``failed`` the reason it ended without one. A confirm value that does
+  not match is a wrong code: that side fails with "wrong_code", sends FAIL, and is
+  over; receiving a FAIL ends the other side with its reason. The inviter takes a FAIL
+  only once a joiner has spoken (before HELLO it is a stranger's). The inviter runs
+  SPAKE2 for one HELLO only, so one code is one guess whatever happens next: a guesser
+  who learns from REPLY that it was wrong and says nothing has still spent the code.
+  ``cancel()`` ends a side and gives the FAIL to send.
 - Any other refusal (``PeerError``: a malformed, unexpected, out-of-order or replayed
   message, a wrong nameplate, a card that does not open or is refused) changes
   nothing: it carries no guess (no confirm value was judged), so it does not burn the
