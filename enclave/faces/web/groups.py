@@ -32,10 +32,9 @@ def group_routes(app: Quart, backend, api_error, body, fingerprint, message_text
     endpoint names are one namespace for the whole app)."""
 
     def group_id(gid: str) -> str:
-        if not 8 <= len(gid) <= 64 or not _HEX.issuperset(gid):
-            raise api_error(400, "a group is named by its id: 8 to 64 lowercase hex digits")
-        node = backend.require_node()
-        return node.group(gid).id  # UserError: no such group, or two match
+        return _group_id(backend, api_error, gid)
+
+    _member_routes(app, backend, body, fingerprint, group_id)
 
     @app.get("/api/groups")
     async def group_list():
@@ -74,6 +73,17 @@ def group_routes(app: Quart, backend, api_error, body, fingerprint, message_text
         text = message_text(await body())
         sent = await backend.node.group_send(gid, text)
         return {"id": sent.id.hex(), "members": list(sent.members)}
+
+
+def _group_id(backend, api_error, gid: str) -> str:
+    if not 8 <= len(gid) <= 64 or not _HEX.issuperset(gid):
+        raise api_error(400, "a group is named by its id: 8 to 64 lowercase hex digits")
+    node = backend.require_node()
+    return node.group(gid).id  # UserError: no such group, or two match
+
+
+def _member_routes(app: Quart, backend, body, fingerprint, group_id) -> None:
+    """Adding, removing and leaving: the changes to a group's members."""
 
     async def member(gid: str) -> tuple[str, str]:
         return group_id(gid), fingerprint((await body()).get("peer"))
