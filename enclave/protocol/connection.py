@@ -40,8 +40,9 @@ from .._fast import FrameSplitter
 from ..errors import PeerError, UsageError
 from . import handshake as hs
 from . import legacy
+from . import pairing
 from .crypto import Identity, PeerKey, X25519Keypair, random_bytes
-from .events import ConnectionClosed, CryptoNeeded
+from .events import ConnectionClosed, CryptoNeeded, PairingFrame
 from .file_traffic import FileTraffic
 from .handshake_steps import HandshakeSteps, _framed, _Handshake
 from .inbound_v1 import _CHECKING, _V1_FIRST_BYTES, InboundV1
@@ -276,6 +277,12 @@ class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
             self._events.append(ConnectionClosed(reason, v1_dropped=dropped))
         return self._drain_events()
 
+    def send_pairing(self, message: bytes) -> None:
+        """Queue one pairing message to the joiner (a PAIRING connection only)."""
+        if self.state is not S.PAIRING:
+            raise UsageError(f"send_pairing() in state {self.state.value}")
+        self._out.append(_framed(pairing.MAGIC + message))
+
     def data_to_send(self, now: float, bulk_budget: int | None = None) -> bytes:
         """The bytes to write: every queued batch and file control message, then queued
         file pieces up to ``bulk_budget`` bytes (all of them when None)."""
@@ -444,8 +451,21 @@ class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
         elif self._v1_enabled and frame[:1] and frame[0] in _V1_FIRST_BYTES:
             self._legacy_env = _CHECKING
             self._on_v1(frame, now)
+        elif frame[:4] == pairing.MAGIC:
+            self._set_state(S.PAIRING)
+            self._splitter.max_frame = len(pairing.MAGIC) + pairing.MAX_MESSAGE_BYTES
+            self._on_pairing(frame, now)
         else:
             raise PeerError("bad_first_frame")
+
+    # --- responder: a pairing exchange ----------------------------------------------------
+
+    def _on_pairing(self, frame: bytes, now: float) -> None:
+        """Every frame of a pairing connection carries the magic; the message itself
+        is judged by the owner's inviter (pairing.py), which holds the invitation."""
+        if frame[:4] != pairing.MAGIC:
+            raise PeerError("bad_pairing_message", "a frame without the pairing magic")
+        self._events.append(PairingFrame(frame[4:]))
 
 
 # Who takes a frame, and who a job's result, in each state (the states are in states.py).
@@ -454,6 +474,7 @@ _FRAME_HANDLERS = {
     S.LEGACY_READY: Connection._on_next_v1,
     S.AWAIT_HS2: Connection._on_hs2,
     S.AWAIT_HS3: Connection._on_hs3,
+    S.PAIRING: Connection._on_pairing,
 }
 _JOB_HANDLERS = {
     S.SIGNING_HS1: Connection._signed_hs1,

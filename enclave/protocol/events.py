@@ -155,6 +155,14 @@ class LegacyReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class PairingFrame:
+    """One pairing message (``pairing.py``) on a responder connection that opened with
+    the pairing magic; the owner judges it and answers with ``send_pairing``."""
+
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     reason: str
     detail: str = ""

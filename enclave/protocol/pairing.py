@@ -93,6 +93,9 @@ CONFIRM_LEN = 32
 FP_LEN = 32
 TAG_LEN = 16
 MAX_MESSAGE_BYTES = 16 * 1024
+# On a node's port every pairing message travels as one frame (4-byte length) that
+# starts with MAGIC: the node's first-frame check tells it from HS1 ("ENC2") and v1.
+MAGIC = b"ENCP"
 MAX_ADDRESSES = 8
 MAX_PEM_BYTES = 2048  # an RSA-8192 SPKI PEM is about 1,500 bytes
 MAX_ADDRESS_BYTES = 262  # as group_log's hints

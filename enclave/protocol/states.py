@@ -22,6 +22,7 @@ class State(enum.Enum):
     LEGACY_WAIT = "legacy_wait"  # responder: a checked v1 envelope waits for a private-op slot
     LEGACY_OPENING = "legacy_opening"  # responder, job: record and open a v1 envelope
     LEGACY_READY = "legacy_ready"  # handed over; the next envelope may follow
+    PAIRING = "pairing"  # responder: a pairing exchange (pairing.py), never a session
     ESTABLISHED = "established"
     CLOSED = "closed"
 
@@ -34,16 +35,17 @@ _TRANSITIONS = {
     S.SIGNING_HS1: {S.AWAIT_HS2, S.CLOSED},
     S.AWAIT_HS2: {S.FINISHING, S.CLOSED},
     S.FINISHING: {S.ESTABLISHED, S.CLOSED},
-    S.LISTEN: {S.RESPONDING, S.LEGACY_WAIT, S.LEGACY_OPENING, S.CLOSED},
+    S.LISTEN: {S.RESPONDING, S.LEGACY_WAIT, S.LEGACY_OPENING, S.PAIRING, S.CLOSED},
     S.RESPONDING: {S.AWAIT_HS3, S.CLOSED},
     S.AWAIT_HS3: {S.ESTABLISHED, S.CLOSED},
     S.LEGACY_WAIT: {S.LEGACY_OPENING, S.CLOSED},
     S.LEGACY_OPENING: {S.LEGACY_READY, S.CLOSED},
     S.LEGACY_READY: {S.LEGACY_WAIT, S.LEGACY_OPENING, S.CLOSED},
+    S.PAIRING: {S.CLOSED},
     S.ESTABLISHED: {S.CLOSED},
     S.CLOSED: set(),
 }
 _PRE_AUTH = {S.START, S.SIGNING_HS1, S.AWAIT_HS2, S.FINISHING, S.LISTEN, S.RESPONDING, S.AWAIT_HS3}
 _LEGACY = {S.LEGACY_WAIT, S.LEGACY_OPENING, S.LEGACY_READY}
-_FRAMED = _PRE_AUTH | {S.LEGACY_READY}  # states that take one frame at a time
+_FRAMED = _PRE_AUTH | {S.LEGACY_READY, S.PAIRING}  # states that take one frame at a time
 _LEGACY_BUSY = {S.LEGACY_WAIT, S.LEGACY_OPENING}  # an envelope is being worked on
