@@ -16,6 +16,7 @@
   dedupe keys.
 - ``transport``: the asyncio link between a socket and a sans-IO connection.
 - ``legacy_send``: sending to the original client (v1 envelopes).
+- ``pairing``: pairing by short code, the node's part (invitations, joining).
 - ``budgets``, ``quotas``: what strangers and contacts may cost this node.
 - ``settings``, ``addresses``, ``lookup``, ``message_ids``, ``display``: the small
   rules the rest shares.
@@ -43,6 +44,10 @@ _API = {
     "GroupInfo",
     "GroupMember",
     "GroupSent",
+    "Invitation",
+    "Paired",
+    "PairingEnded",
+    "parse_code",
 }
 
 

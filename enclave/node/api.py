@@ -36,6 +36,7 @@ from enclave.node import allocator
 from enclave.node import settings as settings_mod
 from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
 from enclave.node.api_groups import GroupInfo, GroupMember, GroupsApi, GroupSent  # noqa: F401
+from enclave.node.api_pairing import Invitation, Paired, PairingApi, PairingEnded  # noqa: F401
 from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
     Added,
     DowngradeRefused,
@@ -55,6 +56,7 @@ from enclave.node.files import Files
 from enclave.node.groups import Groups
 from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out
+from enclave.node.pairing import Pairing, parse_code  # noqa: F401 - parse_code: the faces' rule
 from enclave.node.quotas import ReceiveQuotas
 from enclave.node.sessions import Sessions
 from enclave.node.staging import Staging
@@ -104,7 +106,7 @@ class Sent:
     id: bytes
 
 
-class Node(FilesApi, GroupsApi):
+class Node(FilesApi, GroupsApi, PairingApi):
     def __init__(self, home: str | Path, private_key, settings=None) -> None:
         self.home = Path(home)
         self.identity = Identity(private_key)
@@ -116,6 +118,7 @@ class Node(FilesApi, GroupsApi):
         self.delivery: Delivery | None = None
         self.files: Files | None = None
         self.groups: Groups | None = None
+        self.pairing: Pairing | None = None
         self._subscribers: list = []
         self._quiet: list = []  # subscribers that skip per-message "queued"/"sent"
         self._started = 0.0
@@ -160,6 +163,8 @@ class Node(FilesApi, GroupsApi):
             raise UserError(
                 f"cannot listen on {host}:{port} ({err.strerror}); is another node using it? try --port"
             ) from None
+        self.pairing = Pairing(self._own_card, self._add_paired, self._publish)
+        self.sessions.pairing = self.pairing
         self.delivery.start()
         self.sessions.contacts_changed()  # presence: a session to every contact
         self._started = time.monotonic()
@@ -175,6 +180,7 @@ class Node(FilesApi, GroupsApi):
         if self._upkeep is not None:
             self._upkeep.cancel()  # before the writer thread goes away
             await asyncio.gather(self._upkeep, return_exceptions=True)
+        self.pairing.close()
         await self.delivery.legacy.close()  # before the crypto pool goes away
         await self.sessions.close()
         await self.files.close()

@@ -57,6 +57,7 @@ from enclave.protocol.events import (
     LegacyReceived,
     LegacyVerified,
     MessagesReceived,
+    PairingFrame,
     SlotWanted,
     Throttled,
 )
@@ -80,6 +81,7 @@ class Sessions:
         self.delivery = None  # set by the node
         self.files = None  # the file-transfer engine, set by the node
         self.groups = None  # the group engine (enclave.node.groups), set by the node
+        self.pairing = None  # the invitations (enclave.node.pairing), set by the node
         now = time.monotonic()
         self.policy = NodePolicy(store, identity.fingerprint, settings, now)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
@@ -338,6 +340,8 @@ class Sessions:
 
     def link_closed(self, link: Link) -> None:
         self._forget_link(link)
+        if self.pairing is not None:
+            self.pairing.link_closed(link)
         reason = link.close_reason or "closed"
         closed = self.stats["closed"]
         closed[reason] = closed.get(reason, 0) + 1
@@ -444,6 +448,11 @@ class Sessions:
             self.files.on_event(link, ev)
         elif kind is Established:
             self._session_up(link, ev.peer)
+        elif kind is PairingFrame:
+            if self.pairing is None:
+                link.close("pairing_closed")
+            else:
+                self.pairing.on_frame(link, ev.message)
         elif kind is WireTyping:
             self.publish(TypingChanged(link.conn.peer.hex(), ev.active))
         elif kind is Throttled:

@@ -61,6 +61,7 @@ README section (for README.md):
     downloads = ""               # where received files go; "" is <home>/downloads
     group_max_members = 256      # members a group may have (a bigger one is refused)
     max_groups = 256             # groups this node keeps; invitations beyond are refused
+    display_name = ""            # the name your card offers when you pair by code ("": none)
     ```
 
     No section header: the keys sit at the top level of the file. Any flag
@@ -79,6 +80,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -150,6 +152,9 @@ class Settings:
     group_max_members: int = 256
     # Groups this node keeps: a contact cannot make it hold (and check) endless logs.
     max_groups: int = 256
+    # The name this node's contact card offers when it pairs by code (a peer name:
+    # letters, digits, '.', '_', '-'); "" offers none and the other side names us.
+    display_name: str = ""
     # Where the values came from, for ``summary``; not a knob.
     source: str = field(default="defaults", compare=False)
 
@@ -218,6 +223,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {"store_sync": ("full", "normal")}
 # Text knobs that name a folder: empty (the default place), absolute, or ``~/...``.
 # ``--set downloads=/srv/in`` takes the path as written, without TOML quotes.
 _PATHS = frozenset({"downloads"})
+_NAME = re.compile(r"[\w.-]{0,32}")  # display_name: a peer name, as book.check_name has it
 DOWNLOADS_NAME = "downloads"
 
 # Relations between knobs: (key, relation, other key). Checked after every key alone.
@@ -420,6 +426,8 @@ def _check_all(values: dict[str, Any], origins: dict[str, str]) -> tuple[str, st
             problem = "expected one of " + ", ".join(f'"{c}"' for c in _CHOICES[key])
         if problem is None and key in _PATHS:
             problem = _path_problem(values[key])
+        if problem is None and key == "display_name" and not _NAME.fullmatch(values[key]):
+            problem = "a name of at most 32 letters, digits, '.', '_' or '-' (or \"\")"
         if problem is not None:
             return key, problem
     for key, relation, other in _RELATIONS:

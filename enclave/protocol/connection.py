@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from .._fast import FrameSplitter
 from ..errors import PeerError, UsageError
 from . import handshake as hs
-from . import legacy
-from . import pairing
+from . import legacy, pairing
 from .crypto import Identity, PeerKey, X25519Keypair, random_bytes
 from .events import ConnectionClosed, CryptoNeeded, PairingFrame
 from .file_traffic import FileTraffic

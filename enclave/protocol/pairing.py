@@ -530,6 +530,11 @@ class Inviter(_Side):
         self._state = _WAITING
         return []  # the joiner speaks first
 
+    @property
+    def answered(self) -> bool:
+        """A HELLO was answered: the one guess this code allows is spent."""
+        return self._step > 0
+
     def _on_hello(self, nameplate: int, joiner_spake: bytes) -> list[bytes]:
         if nameplate != self.nameplate:
             raise PeerError("pairing_wrong_nameplate", f"{nameplate}, not {self.nameplate}")
