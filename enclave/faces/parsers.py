@@ -161,6 +161,18 @@ def _send_file(p) -> None:
     )
 
 
+def _invite(p) -> None:
+    _network(p)
+
+
+def _join(p) -> None:
+    p.add_argument(
+        "code", metavar="CODE", help="the code the inviter read to you, like 7-harbor-velvet"
+    )
+    p.add_argument("--peer-address", metavar="HOST:PORT", help="where the inviter's node listens")
+    _network(p)
+
+
 def _completion(p) -> None:
     p.add_argument("shell", metavar="SHELL", choices=SHELLS, help=" or ".join(SHELLS))
 
@@ -212,6 +224,8 @@ SUBCOMMANDS: dict[str, Sub] = {
     "import-key": Sub(CLI, "cmd_import_key", _import_key, "import the original client's private key", "enclave import-key keys/private_key.pem"),
     "change-password": Sub(CLI, "cmd_change_password", _change_password, "re-encrypt your identity under a new password", "enclave change-password"),
     "add": Sub(CONTACTS, "add", _add, "add or update a peer from its public key", "enclave add bob.pem --address 192.168.1.101:8000 --name bob"),
+    "invite": Sub("enclave.faces.pairing", "invite", _invite, "make a short code; who joins with it becomes a verified contact", "enclave invite"),
+    "join": Sub("enclave.faces.pairing", "join", _join, "become a verified contact of whoever gave you a code", "enclave join 7-harbor-velvet --peer-address 192.168.1.100:8000"),
     "peers": Sub(CLI, "cmd_peers", _nothing, "list known peers", "enclave peers"),
     "fingerprint": Sub(CLI, "cmd_fingerprint", _nothing, "print your fingerprint, to compare out of band", "enclave fingerprint"),
     "public-key": Sub(CLI, "cmd_public_key", _nothing, "print your public key (PEM) to share", "enclave public-key > alice.pem"),

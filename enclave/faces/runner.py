@@ -301,6 +301,11 @@ async def _handle_control(node, reader, writer) -> None:
         if op == "stats":  # counters, for scripts and the process tests
             await _answer(writer, node.stats())
             return
+        if op == "pairing":
+            from enclave.faces.control_pairing import serve_pairing
+
+            await serve_pairing(node, request, partial(_answer, writer))
+            return
         if op == "group":
             from enclave.faces.control_groups import serve_group
 
