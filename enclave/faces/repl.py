@@ -210,12 +210,13 @@ def private_history(path: Path):
 
 def redact(line: str) -> str:
     """``/send bob hello`` is saved as ``/send bob ``, ``/g team hi`` as ``/g team ``,
-    ``/broadcast hi`` as ``/broadcast ``."""
+    ``/broadcast hi`` as ``/broadcast ``; ``/join CODE ...`` as ``/join `` (a code is
+    spent once used, but a file of them left behind says who paired with whom)."""
     words = line.lstrip().split(" ")
     command = words[0].lower()
     if command in ("/send", "/g") and len(words) > 2:
         return f"{words[0]} {words[1]} "
-    if command == "/broadcast" and len(words) > 1:
+    if command in ("/broadcast", "/join") and len(words) > 1:
         return f"{words[0]} "
     return line
 

@@ -29,9 +29,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from enclave.errors import UserError
-from enclave.faces import repl_contacts, repl_files, repl_groups
+from enclave.faces import repl_contacts, repl_files, repl_groups, repl_pairing
 from enclave.identity import keys
-from enclave.node import check_text
+from enclave.node import PairingEnded, check_text
 from enclave.node.display import message_ref, message_time, visible
 from enclave.node.events import (
     ContactChanged,
@@ -72,6 +72,7 @@ fingerprint):
                          add a contact from its public key    /add bob.pem 10.0.0.2:8000 bob
   /fingerprint           your fingerprint, to read aloud
   /verify PEER           safety number (with QR), mark verified /verify bob
+{repl_pairing.HELP}
   /retry [PEER]          send failed ones again, try now      /retry bob
 {repl_contacts.HELP}
   /stats                 numbers of this node
@@ -93,6 +94,8 @@ COMMANDS = (
     "/history",
     "/fingerprint",
     "/verify",
+    "/invite",
+    "/join",
     "/retry",
     "/file",
     "/files",
@@ -371,6 +374,8 @@ class Commands:
             return f"[{_clock()}] {self.label(event.peer)} went offline"
         if isinstance(event, NodeProblem):
             return f"[{_clock()}] note: {_one_line(event.text)}"
+        if isinstance(event, PairingEnded):
+            return repl_pairing.render_ended(event, _clock())
         if isinstance(event, ContactChanged):
             if event.change == "removed":
                 self.unread.pop(event.peer, None)
@@ -454,6 +459,7 @@ _HANDLERS = {
     **repl_contacts.HANDLERS,
     **repl_files.HANDLERS,
     **repl_groups.HANDLERS,
+    **repl_pairing.HANDLERS,
 }
 
 
