@@ -30,7 +30,7 @@ from quart.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from enclave.errors import UserError
-from enclave.faces.web import files, groups, security, views
+from enclave.faces.web import files, groups, pairing, security, views
 from enclave.faces.web.backend import Backend, NotReady
 from enclave.faces.web.events import FromPage, ToPage, make
 from enclave.identity import safety
@@ -87,6 +87,7 @@ def create_app(backend: Backend, guard: security.Guard) -> Quart:
     _message_routes(app, backend)
     files.file_routes(app, backend, ApiError, _fingerprint)
     groups.group_routes(app, backend, ApiError, _body, _fingerprint, _message_text)
+    pairing.pairing_routes(app, backend, ApiError, _body)
     _websocket(app, backend)
 
     @app.get("/")

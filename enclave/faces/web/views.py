@@ -13,6 +13,7 @@ import time
 
 from enclave.faces.web.events import ToPage, make
 from enclave.identity import keys
+from enclave.node import PairingEnded
 from enclave.node.display import message_ref, message_time
 from enclave.node.events import (
     ContactChanged,
@@ -194,6 +195,15 @@ def event(e) -> dict | None:
         return make(ToPage.FILE, file=file(e))
     if kind is ContactChanged:  # from this page, another one, the REPL or the CLI
         return make(ToPage.PEERS, peer=e.peer, change=e.change)
+    if kind is PairingEnded:
+        r = e.result
+        return make(
+            ToPage.PAIRED,
+            nameplate=e.nameplate,
+            fingerprint=r.fingerprint,
+            name=r.name,
+            reason=r.reason,
+        )
     return None
 
 

@@ -50,7 +50,7 @@ function openShare() {
   openDialog("dlg-share");
 }
 
-function drawQr(canvas, rows) {
+export function drawQr(canvas, rows) {
   const n = rows.length;
   const quiet = 3;
   const scale = Math.max(2, Math.floor(canvas.width / (n + 2 * quiet)));
@@ -109,7 +109,7 @@ function onKeyFile() {
   reader.readAsText(file);
 }
 
-function showError(id, text) {
+export function showError(id, text) {
   $(id).textContent = text;
   show($(id), true);
 }

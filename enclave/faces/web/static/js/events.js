@@ -12,6 +12,7 @@
 import { leaveChat, loadOlder, onDelivery, onFile, onMessage, renderWaiting } from "./conversation.js";
 import { startApp } from "./gate.js";
 import { loadGroups, loadPosts, onGroupChanged, onGroupDelivery, onGroupPost } from "./groups.js";
+import { onPaired } from "./pairing.js";
 import { loadPeers, renderPeer, renderPeers } from "./peers.js";
 import { state } from "./state.js";
 import { label } from "./text.js";
@@ -36,6 +37,7 @@ const HANDLERS = Object.freeze({
   group_post: (event) => onGroupPost(event.post),
   group_delivery: onGroupDelivery,
   group_changed: (event) => onGroupChanged(event.change),
+  paired: onPaired,
   error: (event) => toast(event.text, { error: true }),
 });
 

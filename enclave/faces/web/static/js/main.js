@@ -35,6 +35,7 @@ import { gate, startApp, wireGate } from "./gate.js";
 import { wireGroupMenu } from "./groupmenu.js";
 import { wireGroups } from "./groups.js";
 import { fillIcons } from "./icons.js";
+import { wirePairing } from "./pairing.js";
 import { wireSearch } from "./search.js";
 import { state } from "./state.js";
 
@@ -50,6 +51,7 @@ function wire() {
   wireSearch();
   wireConversation();
   wireDialogs();
+  wirePairing();
   wireContact();
   wireGroups();
   wireGroupMenu();
