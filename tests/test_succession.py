@@ -153,6 +153,7 @@ def _fields(ids) -> list:
         lambda f: f[:-1],  # arity
         lambda f: f + [b""],
         lambda f: [2] + f[1:],  # version
+        lambda f: [True] + f[1:],  # a bool is not the integer 1
         lambda f: f[:1] + [f[1][:31]] + f[2:],  # short fingerprint
         lambda f: f[:2] + [bytes(32)] + f[3:],  # fp not of the key
         lambda f: f[:3] + [f[3].replace(b"\n", b"\r\n")] + f[4:],  # non-canonical PEM
@@ -227,7 +228,7 @@ def test_revocation_forgeries_are_refused(ids):
 def test_revocation_codec_refuses_malformed(ids):
     data = encode_revocation(sign_revocation(ids["alice"], T0))
     f = list(msgpack.unpackb(data))
-    for bad in (f[:-1], [2] + f[1:], f[:1] + [bytes(32)] + f[2:], f[:4] + [b""]):
+    for bad in (f[:-1], [2] + f[1:], [True] + f[1:], f[:1] + [bytes(32)] + f[2:], f[:4] + [b""]):
         with pytest.raises(PeerError, match="bad_revocation"):
             decode_revocation(msgpack.packb(bad, use_bin_type=True))
     with pytest.raises(PeerError, match="bad_revocation"):

@@ -120,7 +120,7 @@ def _key_problem(fp: object, pem: object) -> str | None:
 
 def succession_problem(s: object, signed: bool = True) -> str | None:
     """Why ``s`` is not a well-formed succession statement, or None."""
-    if type(s) is not Succession or s.version != VERSION:
+    if type(s) is not Succession or type(s.version) is not int or s.version != VERSION:
         return "unknown version"
     if not _bin(s.old_fp, FP_LEN) or not _uint(s.seq) or not _uint(s.time_ms) or s.seq < 1:
         return "old fingerprint, seq or time"
@@ -133,8 +133,10 @@ def succession_problem(s: object, signed: bool = True) -> str | None:
 
 def revocation_problem(r: object, signed: bool = True) -> str | None:
     """Why ``r`` is not a well-formed revocation certificate, or None."""
-    if type(r) is not Revocation or r.version != VERSION or not _uint(r.time_ms):
-        return "unknown version or time"
+    if type(r) is not Revocation or type(r.version) is not int or r.version != VERSION:
+        return "unknown version"
+    if not _uint(r.time_ms):
+        return "time"
     if signed and not _sig_ok(r.sig):
         return "signature length"
     return _key_problem(r.fp, r.key_pem)
