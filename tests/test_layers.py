@@ -36,6 +36,7 @@ NODE_API = {
     "enclave.node.settings",
     "enclave.node.addresses",
     "enclave.node.display",
+    "enclave.node.key_rotation",
 }
 SHARED_FACES = {
     "enclave.faces",

@@ -219,7 +219,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"Identity saved in {place.path}")
     print(f"Fingerprint: {keys.group(identity.fingerprint)}")
     print(f"Share your public key with: {place.command('public-key', '> my-key.pem')}")
+    _write_revocation_certificate(place, identity)
     return 0
+
+
+def _write_revocation_certificate(place, identity) -> None:
+    import time
+
+    from enclave.node.key_rotation import write_revocation_certificate
+
+    path = write_revocation_certificate(place, identity.private_key, time.time_ns() // 10**6)
+    print(f"Revocation certificate (no password needed to use it): {path}")
+    print(
+        "Copy it somewhere offline (a USB stick, a printout); whoever holds it can revoke your key"
+    )
 
 
 def cmd_import_key(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ from .checks import OfferRefused
 from .core import StoreCore
 from .groups import GroupsMixin
 from .history import HistoryMixin
+from .key_chain import KeyChain, KeyChainMixin
 from .messages import MessagesMixin
 from .outbox import OutboxMixin
 from .peers import PeersMixin
@@ -64,6 +65,7 @@ __all__ = [
     "FileOffer",
     "GroupLine",
     "GroupRow",
+    "KeyChain",
     "Message",
     "OfferRefused",
     "OutboxItem",
@@ -82,6 +84,7 @@ class Store(
     HistoryMixin,
     TransfersMixin,
     V1SeenMixin,
+    KeyChainMixin,
     StoreCore,
 ):
     """Open with ``Store.open(path)``; close with ``close()`` or a ``with`` block."""

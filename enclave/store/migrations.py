@@ -19,7 +19,7 @@ Rules:
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from .schema import V1, V2_COPY, V2_SWAP, V2_TABLES, V3, V4, V5, V6
+from .schema import V1, V2_COPY, V2_SWAP, V2_TABLES, V3, V4, V5, V6, V7
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -41,6 +41,7 @@ MIGRATIONS: list[Migration] = [
     sql_step(*V4),  # 3 -> 4: peers.learned_address
     sql_step(*V5),  # 4 -> 5: file transfers and the chunks they hold
     sql_step(*V6),  # 5 -> 6: groups, their records, group posts, member peers
+    sql_step(*V7),  # 6 -> 7: key succession history, key_seq, revocation
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes

@@ -256,3 +256,25 @@ V6 = (
         PRIMARY KEY (grp, epoch)
     ) WITHOUT ROWID""",
 )
+
+# Version 7: identity key succession and revocation (docs/PROTOCOL.md, "Key succession
+# and revocation"). A contact's key changes in place (``peers.id`` keeps its history and
+# outbox); ``key_seq`` is the current key's place in its chain (0: met at pairing).
+# ``key_history`` keeps every key a contact left, with the statement that left it, so a
+# replayed or forking statement is recognised; ``old_fp`` is unique: a key has at most one
+# successor. ``revoked`` holds the revocation certificate of the current key, if any.
+V7 = (
+    "ALTER TABLE peers ADD COLUMN key_seq INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE peers ADD COLUMN revoked BLOB",
+    """CREATE TABLE key_history (
+        peer       INTEGER NOT NULL REFERENCES peers (id) ON DELETE CASCADE,
+        seq        INTEGER NOT NULL CHECK (seq >= 1),
+        old_fp     TEXT NOT NULL UNIQUE
+            CHECK (length(old_fp) = 64 AND old_fp NOT GLOB '*[^0-9a-f]*'),
+        new_fp     TEXT NOT NULL
+            CHECK (length(new_fp) = 64 AND new_fp NOT GLOB '*[^0-9a-f]*'),
+        statement  BLOB NOT NULL,
+        applied_at REAL NOT NULL,
+        PRIMARY KEY (peer, seq)
+    ) WITHOUT ROWID""",
+)

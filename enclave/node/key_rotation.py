@@ -1,0 +1,80 @@
+"""One's own identity key: its revocation certificate, and rotation of the key files.
+
+Rules:
+- The revocation certificate (``revocation.cert``, 0600, next to the key) is made when
+  the key is made, while the private key is unlocked, so ``revoke`` can send it later
+  without the password. Whoever holds it can revoke the key, nothing more: keep a copy
+  offline (printed or on a removable disk) and delete it from the machine if you like.
+- Rotation keeps the old key, still sealed under the same password, as
+  ``retired/<seq>-<old fp>.key`` (0600) next to the succession statement that hands it
+  over (``retired/<seq>-<old fp>.succession``); only then are the new key files written,
+  so a crash leaves either the old identity or the new one with its statement. ``seq``
+  counts the rotations of this home, from 1 (docs/PROTOCOL.md, "Key succession").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from enclave.identity import home as homes
+from enclave.identity import keys
+from enclave.protocol import crypto
+from enclave.protocol import succession as sc
+
+REVOCATION_NAME = "revocation.cert"
+RETIRED_DIR = "retired"
+
+
+def revocation_path(place: homes.Home) -> Path:
+    return place.path / REVOCATION_NAME
+
+
+def write_revocation_certificate(place: homes.Home, private_key, now_ms: int) -> Path:
+    """Sign and write the certificate that revokes ``private_key``; its path."""
+    cert = sc.sign_revocation(crypto.Identity(private_key), now_ms)
+    path = revocation_path(place)
+    homes.write_atomic(path, sc.encode_revocation(cert), homes.KEY_MODE)
+    return path
+
+
+class Rotation(NamedTuple):
+    old_fp: str
+    new_fp: str
+    seq: int
+    statement: bytes  # the encoded succession statement
+
+
+def _retired(place: homes.Home) -> Path:
+    folder = place.path / RETIRED_DIR
+    folder.mkdir(mode=homes.DIR_MODE, exist_ok=True)
+    folder.chmod(homes.DIR_MODE)
+    return folder
+
+
+def rotations(place: homes.Home) -> list[Path]:
+    """The succession statements this home made, oldest first."""
+    folder = place.path / RETIRED_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.succession"), key=lambda p: int(p.name.split("-")[0]))
+
+
+def rotate(
+    place: homes.Home, password: str, new_key, now_ms: int, *, kdf=None, min_kdf=None
+) -> Rotation:
+    """Replace the identity of ``place`` by ``new_key`` under the same password, keeping
+    the old key retired with the statement that hands it over (UserError for a wrong
+    password: nothing changes)."""
+    old = keys.load_identity(place, password, min_kdf=min_kdf or keys.MIN_KDF)
+    seq = len(rotations(place)) + 1
+    statement = sc.sign_succession(
+        crypto.Identity(old.private_key), crypto.Identity(new_key), seq, now_ms
+    )
+    data = sc.encode_succession(statement)
+    stem = _retired(place) / f"{seq}-{old.fingerprint}"
+    sealed = homes.read_file(place.key_path, "private key", keys.MAX_FILE_BYTES)
+    homes.write_atomic(stem.with_suffix(".key"), sealed, homes.KEY_MODE)
+    homes.write_atomic(stem.with_suffix(".succession"), data, homes.KEY_MODE)
+    new = keys.save_identity(place, new_key, password, force=True, kdf=kdf or keys.DEFAULT_KDF)
+    return Rotation(old.fingerprint, new.fingerprint, seq, data)
