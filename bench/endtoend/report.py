@@ -41,6 +41,9 @@ TARGETS = {
     "file_reads_per_chunk": 1.1,  # one file to many: the sender's disk reads per chunk
     "group_round_ms": 50,  # group of 50: one post until all 49 copies are acked, median
     "group_copies_share": 0.5,  # group of 10: copies/s at least this x direct msg/s
+    # Pairing by code, join until both sides hold a verified contact: well inside the
+    # pause a person leaves after typing the code (~100 ms reads as instant).
+    "pairing_ms": 100,
 }
 REFS = ("raw", "raw-batch", "tls", "v1")
 REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
@@ -247,6 +250,17 @@ GROUP_ROWS: tuple[Spec, ...] = (
     Spec("  copies/s / direct msg/s (ratio)", "enclave.groups.burst", "ratio"),
 )
 
+PAIRING_ROWS: tuple[Spec, ...] = (
+    Spec(
+        "pairing by code: join until both added, median of {rounds} (ms)",
+        "enclave.pairing",
+        "median_ms",
+        f"<= {T['pairing_ms']}",
+        at_most(T["pairing_ms"]),
+    ),
+    Spec("  same, slowest (ms)", "enclave.pairing", "max_ms"),
+)
+
 
 NODE_ROWS: tuple[Spec, ...] = (
     _throughput("durable throughput, 100 B (msg/s)", "enclave.throughput"),
@@ -313,6 +327,7 @@ NODE_ROWS: tuple[Spec, ...] = (
     Spec("enclave send: wall until Delivered, p50 (ms)", "enclave.send", "wall.p50_ms"),
     *FILE_ROWS,
     *GROUP_ROWS,
+    *PAIRING_ROWS,
 )
 
 

@@ -18,7 +18,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import endtoend
-from endtoend import BENCH, crowds, everyday, files, floods, groups, probes, scenarios
+from endtoend import BENCH, crowds, everyday, files, floods, groups, pairing, probes, scenarios
 from endtoend.micro import MICRO_FILES, microbenchmarks
 from endtoend.processes import introduce, make_keys, node, stop
 from endtoend.profiling import PROFILERS, print_profile
@@ -51,6 +51,7 @@ SIZES = {
     "group_rounds": (20, 5),  # its measured posts, and the direct messages beside them
     "burst_members": (10, 5),  # the group of the throughput case
     "burst_posts": (2_000, 50),  # its posts at once, and the direct messages beside them
+    "pair_rounds": (20, 3),  # pairings by code, each from join to both contacts added
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -83,6 +84,8 @@ def run(args) -> dict:
             keys = make_keys(tmp, ["alice", "bob", "hub"])
             if args.only == "files":
                 result["enclave"] = {"files": file_part(tmp, keys, size)}
+            elif args.only == "pairing":
+                result["enclave"] = {"pairing": pairing_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -178,7 +181,16 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     say(f"presence: a contact stopped and started {rounds} times; enclave send, {runs} runs")
     out.update(everyday.presence_and_send(tmp, keys, rounds, runs))
     out["files"] = file_part(tmp, keys, size)
+    out["pairing"] = pairing_part(tmp, keys, size)
     return out
+
+
+def pairing_part(tmp: Path, keys, size: Sizes) -> dict:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    say(f"pairing by code: {size.pair_rounds} rounds, join until both contacts are added")
+    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    return pairing.pairing_case(tmp, a, b, size.pair_rounds)
 
 
 def file_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -229,7 +241,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups"],
+        choices=["files", "groups", "pairing"],
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)
