@@ -43,6 +43,9 @@ _API = {
     "GroupInfo",
     "GroupMember",
     "GroupSent",
+    "Nearby",
+    "browse_nearby",
+    "find_inviter",
 }
 
 
