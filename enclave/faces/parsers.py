@@ -117,6 +117,11 @@ def _network(p) -> None:
     )
     add("--verbose", action="store_true", help="also print the full settings in effect")
     add("--downloads", metavar="DIR", help="where received files go (default <home>/downloads)")
+    add(
+        "--no-discovery",
+        action="store_true",
+        help="do not announce this node on the LAN nor look for others (setting: discovery)",
+    )
 
 
 def _listen(p) -> None:
@@ -335,6 +340,7 @@ MODIFIERS = {
     "json": ("--json", {"listen"}),
     "verbose": ("--verbose", {"listen", "web"}),
     "downloads": ("--downloads", {"listen", "web"}),
+    "no_discovery": ("--no-discovery", {"listen", "web"}),
     "web_port": ("--web-port", {"web"}),
     "web_host": ("--web-host", {"web"}),
     "web_cert": ("--web-cert", {"web"}),
@@ -399,4 +405,5 @@ def _add_seed_modifiers(group) -> None:
     add("--json", action="store_true", help="with --listen: events as JSON lines")
     add("--verbose", action="store_true", help="with --listen or --web: the full settings")
     add("--downloads", metavar="DIR", help="with --listen or --web: where received files go")
+    add("--no-discovery", action="store_true", help="with --listen or --web: no LAN discovery")
     _web_options(group)
