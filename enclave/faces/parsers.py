@@ -229,6 +229,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),
     "rename": Sub(CONTACTS, "rename", _rename, "give a peer a new name", "enclave rename bob robert"),
+    "nearby": Sub("enclave.faces.nearby", "run", _nothing, "Enclave nodes heard on the LAN (contacts and unknown)", "enclave nearby"),
     "status": Sub(STATUS, "status", _nothing, "your fingerprint, contacts, whether a node runs (also: bare enclave)", "enclave status"),
     "settings": Sub(STATUS, "settings", _nothing, "print the full configuration in effect", "enclave settings --set crypto_workers=4"),
     "completion": Sub("enclave.faces.parsers", "completion", _completion, "print a shell completion script", "enclave completion bash > ~/.local/share/bash-completion/completions/enclave"),

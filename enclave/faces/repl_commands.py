@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from enclave.errors import UserError
-from enclave.faces import repl_contacts, repl_files, repl_groups
+from enclave.faces import nearby, repl_contacts, repl_files, repl_groups
 from enclave.identity import keys
 from enclave.node import check_text
 from enclave.node.display import message_ref, message_time, visible
@@ -74,6 +74,7 @@ fingerprint):
   /verify PEER           safety number (with QR), mark verified /verify bob
   /retry [PEER]          send failed ones again, try now      /retry bob
 {repl_contacts.HELP}
+{nearby.HELP}
   /stats                 numbers of this node
   /help                  this list
   /quit                  leave (Ctrl-D too); queued messages wait in the outbox
@@ -108,6 +109,7 @@ COMMANDS = (
     "/block",
     "/unblock",
     "/remove",
+    "/nearby",
     "/stats",
     "/help",
     "/quit",
@@ -454,6 +456,7 @@ _HANDLERS = {
     **repl_contacts.HANDLERS,
     **repl_files.HANDLERS,
     **repl_groups.HANDLERS,
+    **nearby.HANDLERS,
 }
 
 
