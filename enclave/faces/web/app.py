@@ -33,6 +33,7 @@ from enclave.errors import UserError
 from enclave.faces.web import files, groups, security, views
 from enclave.faces.web.backend import Backend, NotReady
 from enclave.faces.web.events import FromPage, ToPage, make
+from enclave.faces.web.nearby import nearby_routes
 from enclave.identity import safety
 from enclave.node import DowngradeRefused, check_text
 
@@ -87,6 +88,7 @@ def create_app(backend: Backend, guard: security.Guard) -> Quart:
     _message_routes(app, backend)
     files.file_routes(app, backend, ApiError, _fingerprint)
     groups.group_routes(app, backend, ApiError, _body, _fingerprint, _message_text)
+    nearby_routes(app, backend)
     _websocket(app, backend)
 
     @app.get("/")

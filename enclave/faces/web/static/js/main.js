@@ -35,6 +35,7 @@ import { gate, startApp, wireGate } from "./gate.js";
 import { wireGroupMenu } from "./groupmenu.js";
 import { wireGroups } from "./groups.js";
 import { fillIcons } from "./icons.js";
+import { wireNearby } from "./nearby.js";
 import { wireSearch } from "./search.js";
 import { state } from "./state.js";
 
@@ -53,6 +54,7 @@ function wire() {
   wireContact();
   wireGroups();
   wireGroupMenu();
+  wireNearby();
 }
 
 const hooks = {
