@@ -12,6 +12,8 @@ lab's bridge (tests/lab/netns.py): real sockets, real multicast (mDNS on 224.0.0
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from support.nodes import public_pem
@@ -154,3 +156,29 @@ def test_blocked_multicast_is_said_once_and_explicit_addresses_still_work(nodes,
     )
     assert nodes.nearby("alice")["state"] == "blocked"
     assert [e for e in alice.events if e["ev"] == "problem"] == [problem]  # once
+
+
+def test_without_a_node_nearby_and_find_inviter_listen_themselves(nodes, lab, tmp_path):
+    """A joiner's side has no node: ``find_inviter`` and ``enclave nearby`` listen alone."""
+    carol = nodes.start("carol")
+    carol.request("invites", nameplates=[7])
+    lab.add("bob")
+    code = (
+        "import asyncio; from enclave.node import find_inviter;"
+        " print(asyncio.run(find_inviter(7, 10.0)))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    found = subprocess.run(
+        [*lab.exec_prefix("bob"), sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=30, env=env,
+    )  # fmt: skip
+    assert found.stdout.strip() == f"['{lab.address('carol')}:{PORT}']", found.stderr
+    listed = subprocess.run(
+        [*lab.exec_prefix("bob"), sys.executable, "-m", "enclave", "--home",
+         str(tmp_path / "joiner"), "nearby"],
+        capture_output=True, text=True, timeout=30, env=env,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "unknown (not a contact)" in listed.stdout
+    assert f"{lab.address('carol')}:{PORT}  invites 7" in listed.stdout
+    assert carol.fp[:4] in listed.stdout

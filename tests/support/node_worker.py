@@ -53,6 +53,7 @@ reply repeats as ``re``:
                             goes through this node); reply {"path": ... or null}
     {"cmd": "nearby"}       LAN discovery: {"state": ..., "nearby": [{"fp", "addresses",
                             "contact", "known", "invites"}, ...]}
+    {"cmd": "invites", "nameplates": [7]}   announce open invitations (Node.set_invites)
     {"cmd": "peer", "fp": hex}   {"peer": {"address", "learned", "name"} or null}
     {"cmd": "quit"}
 
@@ -378,6 +379,11 @@ class Worker:
                 for n in self.node.nearby()
             ],
         }  # fmt: skip
+
+    async def cmd_invites(self, req: dict) -> dict:
+        """Announce these open invitations' nameplates (Node.set_invites)."""
+        self.node.set_invites(req["nameplates"])
+        return {}
 
     async def cmd_peer(self, req: dict) -> dict:
         """One peer as stored (None: not in the store), by its full fingerprint."""
