@@ -117,6 +117,11 @@ def _network(p) -> None:
     )
     add("--verbose", action="store_true", help="also print the full settings in effect")
     add("--downloads", metavar="DIR", help="where received files go (default <home>/downloads)")
+    add(
+        "--no-discovery",
+        action="store_true",
+        help="do not announce this node on the LAN nor look for others (setting: discovery)",
+    )
 
 
 def _listen(p) -> None:
@@ -238,6 +243,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),
     "rename": Sub(CONTACTS, "rename", _rename, "give a peer a new name", "enclave rename bob robert"),
+    "nearby": Sub("enclave.faces.nearby", "run", _nothing, "Enclave nodes heard on the LAN (contacts and unknown)", "enclave nearby"),
     "status": Sub(STATUS, "status", _nothing, "your fingerprint, contacts, whether a node runs (also: bare enclave)", "enclave status"),
     "settings": Sub(STATUS, "settings", _nothing, "print the full configuration in effect", "enclave settings --set crypto_workers=4"),
     "completion": Sub("enclave.faces.parsers", "completion", _completion, "print a shell completion script", "enclave completion bash > ~/.local/share/bash-completion/completions/enclave"),
@@ -349,6 +355,7 @@ MODIFIERS = {
     "json": ("--json", {"listen"}),
     "verbose": ("--verbose", {"listen", "web"}),
     "downloads": ("--downloads", {"listen", "web"}),
+    "no_discovery": ("--no-discovery", {"listen", "web"}),
     "web_port": ("--web-port", {"web"}),
     "web_host": ("--web-host", {"web"}),
     "web_cert": ("--web-cert", {"web"}),
@@ -413,4 +420,5 @@ def _add_seed_modifiers(group) -> None:
     add("--json", action="store_true", help="with --listen: events as JSON lines")
     add("--verbose", action="store_true", help="with --listen or --web: the full settings")
     add("--downloads", metavar="DIR", help="with --listen or --web: where received files go")
+    add("--no-discovery", action="store_true", help="with --listen or --web: no LAN discovery")
     _web_options(group)

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from enclave.errors import UserError
-from enclave.faces import repl_contacts, repl_files, repl_groups, repl_pairing
+from enclave.faces import nearby, repl_contacts, repl_files, repl_groups, repl_pairing
 from enclave.identity import keys
 from enclave.node import PairingEnded, check_text
 from enclave.node.display import message_ref, message_time, visible
@@ -75,6 +75,7 @@ fingerprint):
 {repl_pairing.HELP}
   /retry [PEER]          send failed ones again, try now      /retry bob
 {repl_contacts.HELP}
+{nearby.HELP}
   /stats                 numbers of this node
   /help                  this list
   /quit                  leave (Ctrl-D too); queued messages wait in the outbox
@@ -111,6 +112,7 @@ COMMANDS = (
     "/block",
     "/unblock",
     "/remove",
+    "/nearby",
     "/stats",
     "/help",
     "/quit",
@@ -460,6 +462,7 @@ _HANDLERS = {
     **repl_files.HANDLERS,
     **repl_groups.HANDLERS,
     **repl_pairing.HANDLERS,
+    **nearby.HANDLERS,
 }
 
 

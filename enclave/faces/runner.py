@@ -311,6 +311,11 @@ async def _handle_control(node, reader, writer) -> None:
 
             await serve_group(node, request, partial(_answer, writer), DELIVERY_WAIT)
             return
+        if op == "nearby":  # enclave nearby: what LAN discovery heard
+            from enclave.faces.nearby import serve
+
+            await serve(node, partial(_answer, writer))
+            return
         if op not in ("send", "contact", "file"):
             raise UserError("unknown request")
         peer, text = request.get("peer"), request.get("text", "")

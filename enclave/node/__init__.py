@@ -48,6 +48,9 @@ _API = {
     "Paired",
     "PairingEnded",
     "parse_code",
+    "Nearby",
+    "browse_nearby",
+    "find_inviter",
 }
 
 

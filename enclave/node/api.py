@@ -34,6 +34,7 @@ from enclave.errors import UserError
 from enclave.identity import keys
 from enclave.node import allocator
 from enclave.node import settings as settings_mod
+from enclave.node.api_discovery import DiscoveryApi, Nearby, browse_nearby, find_inviter  # noqa: F401
 from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
 from enclave.node.api_groups import GroupInfo, GroupMember, GroupsApi, GroupSent  # noqa: F401
 from enclave.node.api_pairing import Invitation, Paired, PairingApi, PairingEnded  # noqa: F401
@@ -106,7 +107,7 @@ class Sent:
     id: bytes
 
 
-class Node(FilesApi, GroupsApi, PairingApi):
+class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi):
     def __init__(self, home: str | Path, private_key, settings=None) -> None:
         self.home = Path(home)
         self.identity = Identity(private_key)
@@ -119,6 +120,7 @@ class Node(FilesApi, GroupsApi, PairingApi):
         self.files: Files | None = None
         self.groups: Groups | None = None
         self.pairing: Pairing | None = None
+        self.discovery = None  # api_discovery: the LAN announcement and what it hears
         self._subscribers: list = []
         self._quiet: list = []  # subscribers that skip per-message "queued"/"sent"
         self._started = 0.0
@@ -167,6 +169,7 @@ class Node(FilesApi, GroupsApi, PairingApi):
         self.sessions.pairing = self.pairing
         self.delivery.start()
         self.sessions.contacts_changed()  # presence: a session to every contact
+        await self._start_discovery(host)
         self._started = time.monotonic()
         self._upkeep = asyncio.get_running_loop().create_task(
             self._store_upkeep(), name="enclave-store-upkeep"
@@ -177,6 +180,7 @@ class Node(FilesApi, GroupsApi, PairingApi):
         """Close sessions cleanly and commit everything; queued messages stay queued."""
         if self.sessions is None:
             return
+        await self._stop_discovery()  # first: nothing heard may dial while sessions close
         if self._upkeep is not None:
             self._upkeep.cancel()  # before the writer thread goes away
             await asyncio.gather(self._upkeep, return_exceptions=True)

@@ -23,6 +23,9 @@ Rules:
 - ``extra`` adds a session to a peer that has one (a file's data then moves apart from
   the chats): one try of the stored addresses, no backoff, a failure only logged.
 - While messages wait and a try failed, ``Retrying`` tells the faces when the next is.
+- ``try_seen`` tries an offline contact once at an address LAN discovery heard it
+  announce (at most one such try per contact per SEEN_PAUSE); only when the handshake
+  there authenticates the contact is the address stored (``store.learn_address``).
 """
 
 import asyncio
@@ -38,6 +41,9 @@ log = logging.getLogger("enclave.node.dialing")
 # contact replaces its old one with ours (the chunks asked there are asked again on the
 # new one): that churn is allowed at most this often.
 EXTRA_PAUSE = 60.0
+# Seconds between tries of one contact at addresses it was heard announcing: anyone on
+# the LAN may announce a contact's fingerprint, and each try costs a handshake.
+SEEN_PAUSE = 10.0
 
 
 class Dialer:
@@ -52,6 +58,10 @@ class Dialer:
         self._places = asyncio.Semaphore(self.s.presence_dials)
         self.extras: dict[bytes, asyncio.Task] = {}  # extra-session dials under way
         self._extra_after: dict[bytes, float] = {}  # loop time the next one may start
+        self.seen_tries: dict[bytes, asyncio.Task] = {}  # try_seen dials under way
+        self._seen_after: dict[bytes, float] = {}  # loop time the next one may start
+        # Where LAN discovery heard a peer announce itself (set by the node; none without).
+        self.heard = lambda peer: ()
 
     # --- what to dial -------------------------------------------------------------------
 
@@ -107,7 +117,7 @@ class Dialer:
 
     def forget(self, peer: bytes) -> None:
         """Stop a dial under way to ``peer`` (blocked or removed) and its backoff."""
-        for tasks in (self.tasks, self.extras):
+        for tasks in (self.tasks, self.extras, self.seen_tries):
             task = tasks.pop(peer, None)
             if task is not None:
                 task.cancel()
@@ -143,6 +153,7 @@ class Dialer:
                     return
                 if not self.wanted(peer):
                     return
+                self._try_heard(peer)
                 delay = self._delay(peer)
                 if self.sessions.delivery.queues.get(peer):
                     self.sessions.publish(Retrying(peer.hex(), delay))
@@ -240,8 +251,48 @@ class Dialer:
             if self.extras.get(peer) is asyncio.current_task():
                 del self.extras[peer]
 
+    # --- an address heard on the LAN -----------------------------------------------------
+
+    def _try_heard(self, peer: bytes) -> None:
+        """Its stored addresses failed: try one where discovery heard it, if any."""
+        record = self.sessions.store.get_peer(peer.hex())
+        known = set(record.dial_addresses) if record is not None else set()
+        for address in self.heard(peer):
+            if address not in known:
+                self.try_seen(peer, address)
+                return
+
+    def try_seen(self, peer: bytes, address: str) -> bool:
+        """Dial an offline contact at ``address`` (heard announced); False when not now."""
+        s = self.sessions
+        if s.closing or s.online(peer) or peer in self.seen_tries:
+            return False
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now < self._seen_after.get(peer, 0.0):
+            return False
+        if len(self._seen_after) >= 4096:  # contacts only, but bounded all the same
+            self._seen_after = {p: t for p, t in self._seen_after.items() if t > now}
+        self._seen_after[peer] = now + SEEN_PAUSE
+        task = loop.create_task(self._try_seen(peer, address), name=f"seen-{peer.hex()[:8]}")
+        self.seen_tries[peer] = task
+        return True
+
+    async def _try_seen(self, peer: bytes, address: str) -> None:
+        s = self.sessions
+        try:
+            key = s.policy.keys.get(peer)
+            if key is None or not await self._dial_at(peer, key, address):
+                return
+            # Authenticated there: that is where it is now (the given address stays the fallback).
+            log.info("contact %s found on the LAN at %s", peer.hex()[:16], address)
+            s.policy.background(s.store.learn_address, peer.hex(), address)
+        finally:
+            if self.seen_tries.get(peer) is asyncio.current_task():
+                del self.seen_tries[peer]
+
     async def close(self) -> None:
-        tasks = list(self.tasks.values()) + list(self.extras.values())
+        tasks = [*self.tasks.values(), *self.extras.values(), *self.seen_tries.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

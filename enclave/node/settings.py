@@ -155,6 +155,9 @@ class Settings:
     # The name this node's contact card offers when it pairs by code (a peer name:
     # letters, digits, '.', '_', '-'); "" offers none and the other side names us.
     display_name: str = ""
+    # LAN discovery: announce this node's port and fingerprint on the local
+    # network (mDNS) and listen for others'; false (or --no-discovery) turns both off.
+    discovery: bool = True
     # Where the values came from, for ``summary``; not a knob.
     source: str = field(default="defaults", compare=False)
 
@@ -329,6 +332,8 @@ def overrides_from(args: Any) -> dict[str, object]:
         if not sep or not key:
             raise UserError(f"{FLAG_ORIGIN} {_one_line(item)}: expected KEY=VALUE")
         result[key] = _parse_scalar(key, text)
+    if getattr(args, "no_discovery", False) is True:  # --no-discovery
+        result["discovery"] = False
     downloads = getattr(args, "downloads", None)
     if isinstance(downloads, str) and downloads:  # --downloads DIR, as written
         result["downloads"] = str(Path(downloads).expanduser().absolute())

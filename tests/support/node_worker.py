@@ -51,6 +51,10 @@ reply repeats as ``re``:
     {"cmd": "control"}      serve the control socket in the home folder, as a user's
                             node does (``runner.start_control``: ``enclave send`` then
                             goes through this node); reply {"path": ... or null}
+    {"cmd": "nearby"}       LAN discovery: {"state": ..., "nearby": [{"fp", "addresses",
+                            "contact", "known", "invites"}, ...]}
+    {"cmd": "invites", "nameplates": [7]}   announce open invitations (Node.set_invites)
+    {"cmd": "peer", "fp": hex}   {"peer": {"address", "learned", "name"} or null}
     {"cmd": "quit"}
 
 and the timing commands of ``support.node_timing`` (warm, throughput, pace, broadcast,
@@ -364,6 +368,29 @@ class Worker:
         if self.control is None:
             self.control = await runner.start_control(self.node, path)
         return {"path": None if self.control is None else str(path)}
+
+    async def cmd_nearby(self, req: dict) -> dict:
+        """LAN discovery's state and what this node heard (Node.nearby)."""
+        return {
+            "state": self.node.discovery_state,
+            "nearby": [
+                {"fp": n.fingerprint, "addresses": list(n.addresses), "contact": n.contact,
+                 "known": n.known, "invites": list(n.invites)}
+                for n in self.node.nearby()
+            ],
+        }  # fmt: skip
+
+    async def cmd_invites(self, req: dict) -> dict:
+        """Announce these open invitations' nameplates (Node.set_invites)."""
+        self.node.set_invites(req["nameplates"])
+        return {}
+
+    async def cmd_peer(self, req: dict) -> dict:
+        """One peer as stored (None: not in the store), by its full fingerprint."""
+        p = self.node.contact(req["fp"])
+        if p is None:
+            return {"peer": None}
+        return {"peer": {"address": p.address, "learned": p.learned_address, "name": p.name}}
 
     async def cmd_quit(self, req: dict) -> dict:
         self.done.set()

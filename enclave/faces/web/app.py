@@ -33,6 +33,7 @@ from enclave.errors import UserError
 from enclave.faces.web import files, groups, pairing, security, views
 from enclave.faces.web.backend import Backend, NotReady
 from enclave.faces.web.events import FromPage, ToPage, make
+from enclave.faces.web.nearby import nearby_routes
 from enclave.identity import safety
 from enclave.node import DowngradeRefused, check_text
 
@@ -88,6 +89,7 @@ def create_app(backend: Backend, guard: security.Guard) -> Quart:
     files.file_routes(app, backend, ApiError, _fingerprint)
     groups.group_routes(app, backend, ApiError, _body, _fingerprint, _message_text)
     pairing.pairing_routes(app, backend, ApiError, _body)
+    nearby_routes(app, backend)
     _websocket(app, backend)
 
     @app.get("/")

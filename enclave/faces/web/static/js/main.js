@@ -36,6 +36,7 @@ import { wireGroupMenu } from "./groupmenu.js";
 import { wireGroups } from "./groups.js";
 import { fillIcons } from "./icons.js";
 import { wirePairing } from "./pairing.js";
+import { wireNearby } from "./nearby.js";
 import { wireSearch } from "./search.js";
 import { state } from "./state.js";
 
@@ -55,6 +56,7 @@ function wire() {
   wireContact();
   wireGroups();
   wireGroupMenu();
+  wireNearby();
 }
 
 const hooks = {

@@ -1,0 +1,42 @@
+// The "Nearby" section: Enclave nodes heard on the LAN that are not contacts yet.
+// An unknown fingerprint is only listed; "pair" opens the add-contact dialog with its
+// address filled in, and the user still brings its key (pairing by code comes later).
+import { api } from "./api.js";
+import { $, el, show } from "./dom.js";
+
+const EVERY_MS = 10000; // the list changes as nodes come and go; no event says so
+
+export function wireNearby() {
+  refresh();
+  setInterval(refresh, EVERY_MS);
+}
+
+async function refresh() {
+  let answer;
+  try {
+    answer = await api("GET", "/api/nearby");
+  } catch {
+    return; // not unlocked yet, or the node is restarting: the next turn tries again
+  }
+  const strangers = answer.nearby.filter((n) => !n.known);
+  const list = $("nearby-list");
+  list.replaceChildren(...strangers.map(row));
+  show($("nearby-title"), strangers.length > 0);
+}
+
+function row(n) {
+  const item = el("li", "peer nearby-item");
+  const body = el("div", "peer-body");
+  body.appendChild(el("div", "peer-name mono", n.fp.slice(0, 16).match(/.{4}/g).join(" ")));
+  body.appendChild(el("div", "peer-last muted", `unknown · ${n.addresses[0] || ""}`));
+  item.appendChild(body);
+  const pair = el("button", "ghost small-btn", "pair");
+  pair.type = "button";
+  pair.title = "Add this node as a contact (you still need its key)";
+  pair.addEventListener("click", () => {
+    $("btn-add").click();
+    $("add-address").value = n.addresses[0] || "";
+  });
+  item.appendChild(pair);
+  return item;
+}
