@@ -44,12 +44,12 @@ async def test_a_wrong_code_and_mistakes_are_one_line(strangers, tmp_path):
         guess = f"{n}-{'velvet' if w1 != 'velvet' else 'harbor'}-{w2}"
         await rb.run(f"/join {guess} 127.0.0.1:{a.address[1]}", "error: wrong code")
         await ra.screen.shows("a wrong code was tried, so this one is used up")
-        await rb.run("/join", "error: usage: /join CODE HOST:PORT")
+        await rb.run("/join", "error: usage: /join CODE [HOST:PORT]")
         await rb.run("/join 7-notaword-velvet 127.0.0.1:1", "error: a pairing code's words")
         await ra.run("/invite cancel", "no invitation is open")
         await ra.run("/invite now", "error: usage: /invite, or /invite cancel")
 
 
 def test_help_lists_pairing_and_history_keeps_codes_out():
-    assert "/invite" in HELP and "/join CODE HOST:PORT" in HELP
+    assert "/invite" in HELP and "/join CODE [HOST:PORT]" in HELP
     assert redact("/join 7-harbor-velvet 10.0.0.2:8000") == "/join "

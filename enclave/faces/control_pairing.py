@@ -20,7 +20,7 @@ async def serve_pairing(node, request: dict, answer) -> None:
             await _invite(node, answer)
         elif action == "join":
             code, address = request.get("code"), request.get("address")
-            if not isinstance(code, str) or not isinstance(address, str):
+            if not isinstance(code, str) or not isinstance(address, str | None):
                 raise UserError("bad control request (join needs code and address)")
             await answer(paired_dict(await node.join(code, address)))
         else:

@@ -7,7 +7,8 @@ Rules:
   ``--port`` (default: the home's listening port) and stops it afterwards.
 - ``invite`` prints the code at once (flushed: a script reads it while the command
   waits), then waits up to 10 minutes for the joiner and says how it ended.
-- ``join`` puts this node's listening port in its card, so either side may write first
+- ``join`` finds the inviter on the LAN by the code's number (discovery) unless
+  ``--peer-address`` names it, and puts this node's listening port in its card, so either side may write first
   afterwards. A code that is not a code at all is refused before anything starts; a
   wrong one is only known by trying it against the inviter, which burns it.
 - Exit 0 when the contact was added (verified), 1 when the pairing failed, 2 for a
@@ -54,9 +55,10 @@ def join(args) -> int:
     return _ended(control.first_answer(answers))
 
 
-def _address(args) -> str:
+def _address(args) -> str | None:
+    """The inviter's address as given, or None: found on the LAN by its code's number."""
     if not args.peer_address:
-        raise UserError("give the inviter's address: --peer-address HOST:PORT")
+        return None
     from enclave.node.addresses import parse_address
 
     return str(parse_address(args.peer_address))
@@ -90,8 +92,8 @@ def _show_code(answer: dict) -> None:
     if "code" in answer:
         print(f"Your code: {answer['code']}", flush=True)
         print(
-            "Read it to the other person; they run: enclave join CODE --peer-address HOST:PORT "
-            "(waiting up to 10 minutes, Ctrl-C to cancel)",
+            "Read it to the other person; they run: enclave join CODE (on this LAN), or "
+            "enclave join CODE --peer-address HOST:PORT (waiting up to 10 minutes, Ctrl-C to cancel)",
             flush=True,
         )
 

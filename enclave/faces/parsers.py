@@ -174,7 +174,11 @@ def _join(p) -> None:
     p.add_argument(
         "code", metavar="CODE", help="the code the inviter read to you, like 7-harbor-velvet"
     )
-    p.add_argument("--peer-address", metavar="HOST:PORT", help="where the inviter's node listens")
+    p.add_argument(
+        "--peer-address",
+        metavar="HOST:PORT",
+        help="where the inviter's node listens (default: find it on this network by the code's number)",
+    )
     _network(p)
 
 

@@ -1,6 +1,8 @@
-"""The REPL's pairing commands: ``/invite`` and ``/join CODE HOST:PORT``.
+"""The REPL's pairing commands: ``/invite`` and ``/join CODE [HOST:PORT]``.
 
 Rules:
+- ``/join CODE`` alone finds the inviter on the LAN (its announcement names the
+  code's number); with HOST:PORT it goes there.
 - ``/invite`` shows the code at once, with a QR code of it, and leaves the prompt free:
   how the invitation ends (a new verified contact, or why not) comes as a line of its
   own when it happens (``render_ended``). ``/invite cancel`` ends the open ones.
@@ -18,8 +20,8 @@ from enclave.node.display import visible
 
 HELP = """\
   /invite [cancel]       a short code: who joins with it becomes a verified contact
-  /join CODE HOST:PORT   join the invitation of whoever read you CODE
-                                                              /join 7-harbor-velvet 10.0.0.2:8000"""
+  /join CODE [HOST:PORT] join the invitation of whoever read you CODE (found on the
+                         LAN, or at HOST:PORT)                /join 7-harbor-velvet"""
 
 _WHY = {
     "wrong_code": "a wrong code was tried, so this one is used up; /invite again",
@@ -44,17 +46,19 @@ async def cmd_invite(commands, rest: str) -> None:
         f"Your code: {invitation.code}\n"
         + terminal_qr(invitation.code)
         + "Read it to the other person (not in writing where others see it); they run\n"
-        f"  /join {invitation.code} HOST:PORT   (or: enclave join CODE --peer-address HOST:PORT)\n"
+        f"  /join {invitation.code}   (on this network; from elsewhere add your HOST:PORT)\n"
         "It works once and for 10 minutes; you will see here when they have joined."
     )
 
 
 async def cmd_join(commands, rest: str) -> None:
     parts = rest.split()
-    if len(parts) != 2:
-        raise UserError("usage: /join CODE HOST:PORT (the code the inviter read you)")
+    if len(parts) not in (1, 2):
+        raise UserError("usage: /join CODE [HOST:PORT] (the code the inviter read you)")
     parse_code(parts[0])
-    result = await commands.node.join(parts[0], parts[1])
+    if len(parts) == 1:
+        commands.write("Looking for the inviter on this network…")
+    result = await commands.node.join(parts[0], parts[1] if len(parts) == 2 else None)
     commands.write(f"Paired with {_label(result)}: added as a verified contact")
 
 

@@ -165,7 +165,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi):
             raise UserError(
                 f"cannot listen on {host}:{port} ({err.strerror}); is another node using it? try --port"
             ) from None
-        self.pairing = Pairing(self._own_card, self._add_paired, self._publish)
+        self.pairing = Pairing(self._own_card, self._add_paired, self._publish, self.set_invites)
         self.sessions.pairing = self.pairing
         self.delivery.start()
         self.sessions.contacts_changed()  # presence: a session to every contact

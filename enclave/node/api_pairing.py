@@ -37,8 +37,9 @@ class PairingApi:
     def invitations(self) -> list[Invitation]:
         return list(self.pairing.open.values()) if self.pairing is not None else []
 
-    async def join(self, code: str, address: str) -> Paired:
-        """Join the invitation ``code`` of the node listening at ``address``."""
+    async def join(self, code: str, address: str | None = None) -> Paired:
+        """Join the invitation ``code`` of the node listening at ``address``, or (None)
+        of the one node on the LAN that announces its number (discovery)."""
         self._need_pairing()
         return await self.pairing.join(code, address)
 

@@ -47,7 +47,8 @@ def parse_code(text: str) -> P.Code:
 MAX_INVITATIONS = 8
 ATTEMPTS = 5  # HELLOs one source may send per ATTEMPT_WINDOW, whatever their nameplate
 ATTEMPT_WINDOW = 60.0
-JOIN_TIMEOUT = 15.0  # a joiner's whole exchange, from connecting to the inviter's DONE
+JOIN_TIMEOUT = 15.0
+FIND_SECONDS = 5.0  # how long a joiner without an address listens for the inviter  # a joiner's whole exchange, from connecting to the inviter's DONE
 _FRAME_LIMIT = len(P.MAGIC) + P.MAX_MESSAGE_BYTES
 
 
@@ -109,10 +110,11 @@ class Pairing:
     """The node's invitations and joins; ``add`` makes a verified contact of a card
     (``add(card, address) -> Paired``), ``publish`` tells the faces."""
 
-    def __init__(self, own_card, add, publish) -> None:
+    def __init__(self, own_card, add, publish, changed=lambda nameplates: None) -> None:
         self.own_card = own_card  # () -> the Card this node hands out
         self.add = add
         self.publish = publish
+        self.changed = changed  # (open nameplates) -> None: what the LAN announcement says
         self.open: dict[int, Invitation] = {}
         self.attempts = Attempts()
 
@@ -128,6 +130,7 @@ class Pairing:
         self.open[inv.nameplate] = inv
         loop = asyncio.get_running_loop()
         inv.timer = loop.call_at(loop.time() + P.LIFETIME_S, self._expire, inv)
+        self.changed(sorted(self.open))
         log.info("invitation %d open for %d s", inv.nameplate, P.LIFETIME_S)
         return inv
 
@@ -152,6 +155,7 @@ class Pairing:
     def _end(self, inv: Invitation, result: Paired) -> None:
         if self.open.get(inv.nameplate) is inv:
             del self.open[inv.nameplate]
+            self.changed(sorted(self.open))
         if inv.timer is not None:
             inv.timer.cancel()
         if inv.link is not None:
@@ -233,10 +237,11 @@ class Pairing:
 
     # --- joiner ----------------------------------------------------------------------
 
-    async def join(self, code: str, address: str) -> Paired:
-        """Join the invitation ``code`` of the node at ``address`` (HOST:PORT)."""
+    async def join(self, code: str, address: str | None) -> Paired:
+        """Join the invitation ``code`` of the node at ``address`` (HOST:PORT), or of the
+        one node on the LAN that announces its number (None)."""
         parsed = parse_code(code)
-        where = parse_address(address)
+        where = parse_address(address or await find_one_inviter(parsed.nameplate))
         side = P.Joiner(parsed, self.own_card(), time.time())
         try:
             await asyncio.wait_for(self._run_joiner(side, where), JOIN_TIMEOUT)
@@ -271,6 +276,26 @@ class Pairing:
             await writer.drain()
         finally:
             writer.close()
+
+
+async def find_one_inviter(nameplate: int, seconds: float = FIND_SECONDS) -> str:
+    """The address of the one node nearby announcing an invitation numbered
+    ``nameplate``. Two such nodes are not guessed between: a try at the wrong one would
+    spend that person's code, so the user names the address."""
+    from enclave.node.discovery import find_inviter
+
+    found = await find_inviter(nameplate, seconds)
+    if not found:
+        raise UserError(
+            f"no invitation numbered {nameplate} heard on this network in {seconds:.0f} s; "
+            "give the inviter's address: --peer-address HOST:PORT"
+        )
+    if len(found) > 1:
+        raise UserError(
+            f"{len(found)} nodes announce an invitation numbered {nameplate} "
+            f"({', '.join(found[:4])}); give the inviter's address: --peer-address HOST:PORT"
+        )
+    return found[0]
 
 
 _FAILED = {

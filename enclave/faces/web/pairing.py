@@ -41,7 +41,9 @@ def pairing_routes(app: Quart, backend, api_error, body) -> None:
         code, address = data.get("code"), data.get("address")
         if not isinstance(code, str) or not 0 < len(code) <= MAX_CODE:
             raise api_error(400, "'code' must be the code you were given")
-        if not isinstance(address, str) or not 0 < len(address) <= MAX_ADDRESS:
-            raise api_error(400, "'address' must be the inviter's HOST:PORT")
+        if address in ("", None):
+            address = None  # found on the LAN by the code's number
+        elif not isinstance(address, str) or len(address) > MAX_ADDRESS:
+            raise api_error(400, "'address' must be the inviter's HOST:PORT, or empty")
         result = await backend.node.join(code, address)
         return {"fingerprint": result.fingerprint, "name": result.name}
