@@ -198,8 +198,8 @@ class Pairing:
     def _bind(self, link, message: bytes) -> Invitation | None:
         try:
             kind, nameplate, *_ = P.decode_message(message)
-        except (PeerError, ValueError) as err:
-            return self._refuse(link, getattr(err, "reason", "bad_pairing_message"))
+        except PeerError as err:
+            return self._refuse(link, err.reason)
         if kind != P.HELLO:
             return self._refuse(link, "pairing_unexpected")
         if not self.attempts.allow(source_key(str(link.address)), time.monotonic()):

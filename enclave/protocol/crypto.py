@@ -18,7 +18,7 @@ import hmac
 import os
 import threading
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -219,3 +219,16 @@ def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
         out += block
         counter += 1
     return out[:length]
+
+
+def key_problem(fp: bytes, pem: bytes) -> str | None:
+    """Why ``pem`` is not a key a record may carry under fingerprint ``fp``, or None.
+    Only a canonical SPKI PEM of an acceptable RSA key (``PeerKey``): the fingerprint is
+    SHA-256 of the PEM, so one key must have one spelling to have one fingerprint."""
+    try:
+        key = PeerKey.from_pem(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return "key not an acceptable RSA SPKI PEM"
+    if spki_pem(key.key) != pem:
+        return "key PEM not canonical"
+    return None if sha256(pem) == fp else "fingerprint does not match the key"

@@ -44,10 +44,9 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import msgpack
-from cryptography.exceptions import UnsupportedAlgorithm
 
 from ..errors import PeerError, UsageError
-from .crypto import PeerKey, sha256, spki_pem
+from .crypto import PeerKey, key_problem, sha256
 from .messages import strict_unpack_options
 
 CREATE, ADD, REMOVE, LEAVE, PROMOTE, RENAME = 1, 2, 3, 4, 5, 6
@@ -147,18 +146,6 @@ def hint_problem(hint: object) -> bool:
     return not host or not port.isdigit() or not 1 <= int(port) <= 65535
 
 
-def _key_problem(fp: bytes, pem: bytes) -> str | None:
-    # The fingerprint is SHA-256 of the PEM; only a canonical PEM makes that one value
-    # per key, so a member cannot appear twice under two spellings of one key.
-    try:
-        key = PeerKey.from_pem(pem)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return "key not an acceptable RSA SPKI PEM"
-    if spki_pem(key.key) != pem:
-        return "key PEM not canonical"
-    return None if sha256(pem) == fp else "fingerprint does not match the key"
-
-
 def _entry_problem(e: object) -> str | None:
     if type(e) is not Entry or not _bin(e.fp, FP_LEN):
         return "member shape"
@@ -171,7 +158,7 @@ def _entry_problem(e: object) -> str | None:
         return "member hint count"
     if any(hint_problem(h) for h in e.hints):
         return "member hint"
-    return _key_problem(e.fp, e.key_pem)
+    return key_problem(e.fp, e.key_pem)
 
 
 def _list_problem(items: object, check) -> str | None:

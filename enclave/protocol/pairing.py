@@ -60,7 +60,6 @@ import re
 from typing import NamedTuple
 
 import msgpack
-from cryptography.exceptions import UnsupportedAlgorithm
 from spake2 import SPAKE2_A, SPAKE2_B
 from spake2.ed25519_basic import NotOnCurve
 from spake2.parameters.ed25519 import ParamsEd25519
@@ -69,13 +68,12 @@ from ..errors import PeerError, UsageError
 from .crypto import (
     AESGCM,
     InvalidTag,
-    PeerKey,
     hkdf_expand,
     hkdf_extract,
     hmac_sha256,
+    key_problem,
     random_bytes,
     sha256,
-    spki_pem,
 )
 from .group_log import hint_problem, name_problem
 from .messages import strict_unpack_options
@@ -230,18 +228,6 @@ def card(key_pem: bytes, name: str = "", addresses=()) -> Card:
     return Card(sha256(key_pem), key_pem, name, tuple(addresses))
 
 
-def _key_problem(fp: bytes, pem: bytes) -> str | None:
-    # Canonical PEM only: the fingerprint is SHA-256 of the PEM, so one key must have one
-    # spelling to have one fingerprint.
-    try:
-        key = PeerKey.from_pem(pem)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return "key not an acceptable RSA SPKI PEM"
-    if spki_pem(key.key) != pem:
-        return "key PEM not canonical"
-    return None if sha256(pem) == fp else "fingerprint does not match the key"
-
-
 def card_problem(c: object) -> str | None:
     """Why ``c`` is not a valid card, or None."""
     if type(c) is not Card or not _bin(c.fp, FP_LEN):
@@ -256,7 +242,7 @@ def card_problem(c: object) -> str | None:
         return "address count"
     if any(hint_problem(a) for a in c.addresses):
         return "an address is not host:port"
-    return _key_problem(c.fp, c.key_pem)
+    return key_problem(c.fp, c.key_pem)
 
 
 def encode_card(c: Card) -> bytes:

@@ -37,10 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import msgpack
-from cryptography.exceptions import UnsupportedAlgorithm
 
 from ..errors import PeerError, UsageError
-from .crypto import PeerKey, sha256, spki_pem
+from .crypto import PeerKey, key_problem, spki_pem
 from .messages import strict_unpack_options
 
 VERSION = 1
@@ -109,13 +108,7 @@ def _key_problem(fp: object, pem: object) -> str | None:
     # Only a canonical PEM makes the fingerprint one value per key.
     if not _bin(fp, FP_LEN) or type(pem) is not bytes or not 0 < len(pem) <= MAX_PEM_BYTES:
         return "fingerprint or key length"
-    try:
-        key = PeerKey.from_pem(pem)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return "key not an acceptable RSA SPKI PEM"
-    if spki_pem(key.key) != pem:
-        return "key PEM not canonical"
-    return None if sha256(pem) == fp else "fingerprint does not match the key"
+    return key_problem(fp, pem)
 
 
 def succession_problem(s: object, signed: bool = True) -> str | None:
