@@ -243,11 +243,11 @@ def test_resets_mid_stream(trio_factory, lab):
 
 
 def test_peer_address_changes_without_presence(trio_factory, lab):
-    """Bob moves to a new address and restarts, with presence off (nobody dials until a
-    message waits). Carol's user gives her the new address (``--add-peer`` again /
+    """Bob moves to a new address and restarts, with presence and LAN discovery off
+    (nobody dials until a message waits, and nobody hears his new address announced). Carol's user gives her the new address (``--add-peer`` again /
     ``add_peer``); Alice learns it from Bob's next authenticated connection to her (his
     reply), and later dials it by herself."""
-    trio = trio_factory(settings={"presence": "false"})
+    trio = trio_factory(settings={"presence": "false", "discovery": "false"})
     for sender in ("alice", "carol"):
         trio.stream(sender, 1)
     trio.complete()
