@@ -197,7 +197,10 @@ class Discovery:
     async def _announce(self) -> None:
         try:
             async with self._lock:
-                await self.zc.async_register_service(self._info())
+                # The second await lasts until the announcements went out: an update
+                # sent meanwhile would be followed by the first version's repeats, and
+                # listeners would keep the stale TXT (its nameplates) for its TTL.
+                await (await self.zc.async_register_service(self._info()))
                 self._registered = True
         except Exception as err:  # noqa: BLE001 - a name clash, a send refused: no discovery
             self._blocked(f"announcing failed ({err!r})")
@@ -230,7 +233,7 @@ class Discovery:
             if not self._registered or self.zc is None:
                 return  # the registration under way (or none) reads self.invites itself
             try:
-                await self.zc.async_update_service(self._info())
+                await (await self.zc.async_update_service(self._info()))
             except Exception as err:  # noqa: BLE001 - the next update may work
                 log.warning("LAN discovery: updating the announcement failed: %r", err)
 
