@@ -60,7 +60,7 @@ def test_succession_moves_the_row_in_place_and_keeps_history(store, db_path):
     "args, why",
     [
         ((A2, A3, 1), "no contact holds the old key"),
-        ((A, A2, 2), "does not follow"),
+        ((A, A2, 0), "does not follow"),
         ((A, B, 1), "already another contact's"),
     ],
 )
@@ -100,7 +100,29 @@ def test_schema_6_store_migrates_with_its_peers(db_path):
     )
     db.close()
     with Store.open(db_path) as s:
-        assert s.schema_version == 7
+        assert s.schema_version == migrations.SCHEMA_VERSION
         assert s.key_chain(A) == (A, pem(A), 0, {}, False)
         s.apply_succession(A, A2, pem(A2), 1, b"s", 1.0)
         assert s.get_peer(A2).name == "alice"
+
+
+def test_a_rotation_is_owed_by_every_contact_of_its_time_once(store, db_path):
+    assert store.begin_handover(1, 5.0) == 2
+    assert store.begin_handover(1, 6.0) == 0  # a restart makes no second set of rows
+    assert (store.handover_pending(A), store.handover_pending(B)) == (1, 1)
+    store.begin_handover(2, 7.0)
+    assert store.handover_waiting() == {1: 2, 2: 2}
+    assert store.handover_done(A, upto=1) == 1  # A applied the first statement only
+    assert store.handover_pending(A) == 2
+    assert store.handover_done(B) == 2  # a session under our current key: all of them
+    with Store.open(db_path) as again:
+        assert again.handover_pending(B) is None and again.handover_pending(A) == 2
+        again.upsert_peer(A3, pem(A3), None, "carol", 8.0)  # met after the rotations
+        assert again.begin_handover(2, 9.0) == 0 and again.handover_pending(A3) is None
+        assert again.handover_waiting() == {2: 1}
+
+
+def test_a_removed_contact_owes_nothing(store):
+    store.begin_handover(1, 5.0)
+    store.remove_peer(A)
+    assert store.handover_waiting() == {1: 1}

@@ -123,11 +123,10 @@ def test_replay_and_fork_are_refused(ids):
 
 
 def test_wrong_sequence_and_revoked_old_key_are_refused(ids):
-    refused(
-        "succession_sequence",
-        sign_succession(ids["alice"], ids["alice2"], 2, T0),
-        chain_of(ids["alice"]),
-    )
+    later = Chain(ids["alice"].peer_key, 3)
+    for seq in (1, 3):  # not above the seq held
+        refused("succession_sequence", sign_succession(ids["alice"], ids["alice2"], seq, T0), later)
+    assert judge(sign_succession(ids["alice"], ids["alice2"], 9, T0), later) is not None
     refused(
         "succession_revoked",
         sign_succession(ids["alice"], ids["alice2"], 1, T0),

@@ -255,13 +255,17 @@ def cmd_import_key(args: argparse.Namespace) -> int:
 
 
 def cmd_change_password(args: argparse.Namespace) -> int:
-    from enclave.identity import home, keys, passwords
+    from enclave.identity import home, keys, passwords, retired
 
     identity = unlock(args)
     password = passwords.replacement(password_file=args.new_password_file)
     place = home.require_identity(home_of(args))
     keys.save_identity(place, identity.private_key, password, force=True)
+    # The keys it rotated away from still answer contacts that have not switched.
+    resealed = retired.reseal(place, identity.retired, lambda k: keys.encrypt_identity(k, password))
     print(f"Identity {keys.group(identity.fingerprint, 4)}... re-encrypted under the new password")
+    if resealed:
+        print(f"and the {resealed} key{'s' * (resealed != 1)} it rotated away from")
     return 0
 
 

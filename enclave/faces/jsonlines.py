@@ -19,13 +19,14 @@ import json
 import time
 
 from enclave.faces import runner
-from enclave.node.display import message_ref
+from enclave.node.display import key_change_line, message_ref
 from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
     FileChanged,
     GroupChanged,
     GroupMessageReceived,
+    KeyChanged,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -104,6 +105,10 @@ def _other(event, name_of) -> dict | None:
         return {"type": "warning", "what": "problem", "text": event.text}
     if isinstance(event, ContactChanged):
         return {"type": "contact", "peer": event.peer, "name": event.name, "change": event.change}
+    if isinstance(event, KeyChanged):
+        who = event.name or event.peer[:16]
+        return {"type": "key_changed", "peer": event.peer, "old": event.old,
+                "name": event.name, "seq": event.seq, "text": key_change_line(who)}  # fmt: skip
     if isinstance(event, FileChanged):
         return {
             "type": "file", **_peer(event.peer, name_of), "key": event.key,

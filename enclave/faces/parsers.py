@@ -80,6 +80,10 @@ def _generate(p) -> None:
     _force(p, "replace an existing identity (peers who know the old one lose you)")
 
 
+def _rotate_key(p) -> None:
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+
 def _import_key(p) -> None:
     p.add_argument(
         "import_key", metavar="FILE", help="the original client's private key PEM"
@@ -235,6 +239,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "add": Sub(CONTACTS, "add", _add, "add or update a peer from its public key", "enclave add bob.pem --address 192.168.1.101:8000 --name bob"),
     "invite": Sub("enclave.faces.pairing", "invite", _invite, "make a short code; who joins with it becomes a verified contact", "enclave invite"),
     "join": Sub("enclave.faces.pairing", "join", _join, "become a verified contact of whoever gave you a code", "enclave join 7-harbor-velvet --peer-address 192.168.1.100:8000"),
+    "rotate-key": Sub("enclave.faces.rotate", "run", _rotate_key, "replace your identity key; contacts switch to it without a warning", "enclave rotate-key"),
     "peers": Sub(CLI, "cmd_peers", _nothing, "list known peers", "enclave peers"),
     "fingerprint": Sub(CLI, "cmd_fingerprint", _nothing, "print your fingerprint, to compare out of band", "enclave fingerprint"),
     "public-key": Sub(CLI, "cmd_public_key", _nothing, "print your public key (PEM) to share", "enclave public-key > alice.pem"),

@@ -39,6 +39,7 @@ from enclave.node.events import (
     FileChanged,
     GroupChanged,
     GroupMessageReceived,
+    KeyChanged,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -378,6 +379,9 @@ class Commands:
             return f"[{_clock()}] note: {_one_line(event.text)}"
         if isinstance(event, PairingEnded):
             return repl_pairing.render_ended(event, _clock())
+        if isinstance(event, KeyChanged):
+            self._moved(event.old, event.peer)
+            return repl_contacts.render_key_change(event, _clock())
         if isinstance(event, ContactChanged):
             if event.change == "removed":
                 self.unread.pop(event.peer, None)
@@ -390,6 +394,13 @@ class Commands:
                 f" retrying in {seconds} s"
             )
         return None
+
+    def _moved(self, old: str, new: str) -> None:
+        """A contact's key changed: what this REPL keeps by fingerprint follows it."""
+        if self.open_peer == old:
+            self.open_peer = new
+        if old in self.unread:
+            self.unread[new] += self.unread.pop(old)
 
     def _open(self, fingerprint: str) -> None:
         self.open_peer = fingerprint

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from enclave.errors import UserError
 from enclave.identity import keys, safety
-from enclave.node.display import visible
-from enclave.node.events import ContactChanged
+from enclave.node.display import key_change_line, visible
+from enclave.node.events import ContactChanged, KeyChanged
 
 HELP = """\
   /rename PEER NEW       give a contact another name          /rename bob robert
@@ -114,6 +114,13 @@ def render_change(event: ContactChanged, clock: str) -> str | None:
         "removed": f"{label} was removed with its history",
     }
     return f"[{clock}] {lines.get(event.change, f'{label}: {event.change}')}"
+
+
+def render_key_change(event: KeyChanged, clock: str) -> str:
+    """The audit line of a contact's rotation (the old fingerprint lives in it)."""
+    label = visible(event.name, False) if event.name else keys.group(event.peer, 2)
+    old, new = keys.group(event.old, 2), keys.group(event.peer, 2)
+    return f"[{clock}] {key_change_line(label)} ({old}... -> {new}...)"
 
 
 HANDLERS = {

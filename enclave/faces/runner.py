@@ -135,7 +135,7 @@ async def start_node(home: Path, identity, config, args):
 
     control_path = home / CONTROL_NAME
     _refuse_second_node(control_path)
-    node = Node(home, identity.private_key, config)
+    node = Node(home, identity.private_key, config, retired=identity.retired)
     host, port = await node.start(args.host, args.port)
     try:
         control = await start_control(node, control_path)
@@ -310,6 +310,11 @@ async def _handle_control(node, reader, writer) -> None:
             from enclave.faces.control_groups import serve_group
 
             await serve_group(node, request, partial(_answer, writer), DELIVERY_WAIT)
+            return
+        if op == "rotate_key":  # enclave rotate-key: the running node takes the new key
+            from enclave.faces.rotate import serve_rotation
+
+            await serve_rotation(node, request, partial(_answer, writer))
             return
         if op == "nearby":  # enclave nearby: what LAN discovery heard
             from enclave.faces.nearby import serve

@@ -30,7 +30,7 @@ import json
 import re
 import secrets
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from enclave.errors import UserError
 from enclave.identity import home as homes
+from enclave.identity import retired as retired_keys
 
 FORMAT = "enclave-identity"
 VERSION = 1
@@ -114,6 +115,8 @@ class Identity:
     private_key: rsa.RSAPrivateKey = field(repr=False)
     public_pem: bytes
     fingerprint: str
+    # The keys this home rotated away from (``retired.Retired``), unlocked with it.
+    retired: tuple = field(default=(), repr=False)
 
     @property
     def public_key(self) -> rsa.RSAPublicKey:
@@ -270,13 +273,20 @@ def save_identity(
 
 
 def load_identity(home: homes.Home, password: str, *, min_kdf: KdfCost = MIN_KDF) -> Identity:
-    """Unlock the identity of a home folder, checking modes and both files."""
+    """Unlock the identity of a home folder, checking modes and both files, with the keys
+    it rotated away from (``retired``)."""
     homes.require_identity(home)
     data = homes.read_file(home.key_path, "private key", MAX_FILE_BYTES)
     identity = decrypt_identity(data, password, source=str(home.key_path), min_kdf=min_kdf)
     public = read_public_identity(home)
     if public.fingerprint != identity.fingerprint:
         raise UserError(_mismatch(home))
+    if retired_keys.key_files(home):
+
+        def open_key(data: bytes, secret: str, source: str) -> Identity:
+            return decrypt_identity(data, secret, source=source, min_kdf=min_kdf)
+
+        identity = replace(identity, retired=retired_keys.load(home, password, open_key))
     return identity
 
 

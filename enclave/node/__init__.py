@@ -51,6 +51,7 @@ _API = {
     "Nearby",
     "browse_nearby",
     "find_inviter",
+    "KeyRotated",
 }
 
 

@@ -37,6 +37,7 @@ from enclave.node import settings as settings_mod
 from enclave.node.api_discovery import DiscoveryApi, Nearby, browse_nearby, find_inviter  # noqa: F401
 from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
 from enclave.node.api_groups import GroupInfo, GroupMember, GroupsApi, GroupSent  # noqa: F401
+from enclave.node.api_keys import KeyRotated, KeysApi  # noqa: F401
 from enclave.node.api_pairing import Invitation, Paired, PairingApi, PairingEnded  # noqa: F401
 from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
     Added,
@@ -55,6 +56,7 @@ from enclave.node.events import ContactChanged, DeliveryChanged
 from enclave.node.filenames import UnsafeName, safe_name  # noqa: F401 - the faces' rule of names
 from enclave.node.files import Files
 from enclave.node.groups import Groups
+from enclave.node.key_handover import Handover, Successions
 from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out
 from enclave.node.pairing import Pairing, parse_code  # noqa: F401 - parse_code: the faces' rule
@@ -107,10 +109,14 @@ class Sent:
     id: bytes
 
 
-class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi):
-    def __init__(self, home: str | Path, private_key, settings=None) -> None:
+class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi):
+    def __init__(self, home: str | Path, private_key, settings=None, retired=()) -> None:
+        """``retired``: (seq, private key, encoded statement) of each key this home
+        rotated away from (``identity.keys.Identity.retired``): they answer contacts
+        that have not switched yet."""
         self.home = Path(home)
         self.identity = Identity(private_key)
+        self._retired = [(seq, Identity(key), statement) for seq, key, statement in retired]
         self.fingerprint = self.identity.fingerprint.hex()
         self.settings = settings if settings is not None else settings_mod.load(self.home)
         self.address: tuple[str, int] | None = None
@@ -134,6 +140,12 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi):
         allocator.tune()  # file pieces: no page faults per buffer (allocator.py)
         self.store = Store.open(prepare(Home(self.home)).db_path, self.settings.store_sync)
         self.sessions = Sessions(self.identity, self.store, self.settings, self._publish)
+        handover = Handover(self.store, self.identity, self._retired, self._publish)
+        handover.start(time.time())
+        self.sessions.handover = self.sessions.policy.handover = handover
+        self.sessions.successions = Successions(
+            self.sessions, self.store, self._publish, self._contact_key_changed
+        )
         self.delivery = Delivery(
             self.store,
             self.identity.fingerprint,
@@ -265,6 +277,11 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi):
         """One peer by its full fingerprint (hex), or None."""
         return self.store.get_peer(fingerprint)
 
+    def key_history(self, query: str) -> list[tuple[int, str, str, float]]:
+        """(seq, old fingerprint, new fingerprint, applied at) of every key a contact
+        handed over to its next one, oldest first: the audit trail of its rotations."""
+        return self.store.key_history(self.resolve(query).fingerprint)
+
     def queued(self) -> int:
         """Messages waiting in the outbox for their peers."""
         return self.delivery.queued()
@@ -369,6 +386,15 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi):
         self._protocol_changed(bytes.fromhex(peer.fingerprint))
         self.sessions.contacts_changed()
         return self.store.get_peer(peer.fingerprint)
+
+    def _contact_key_changed(self, old: bytes, new: bytes) -> None:
+        """A contact's row moved to its successor key (``key_handover.Successions``):
+        whatever knew the old fingerprint forgets it, and the new one is sent to."""
+        self.delivery.set_aside(old)
+        self.sessions.policy.reload()
+        self.sessions.drop_peer(old)
+        self.delivery.take_back(new)
+        self.sessions.contacts_changed()
 
     def _protocol_changed(self, peer: bytes) -> None:
         """Send what is queued for ``peer`` by its new protocol. The v1 sender lets go of

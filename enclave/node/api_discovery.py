@@ -43,8 +43,11 @@ class DiscoveryApi:
         )
         await self.discovery.start()
         self.sessions.dialer.heard = self._heard_addresses
-        # A contact added (or unblocked) after it was heard is tried at once, too.
-        self.subscribe(self._contact_changed, progress=False)
+        # A contact added (or unblocked) after it was heard is tried at once, too (one
+        # subscription, though a key rotation starts the announcement again).
+        if not getattr(self, "_heard_subscribed", False):
+            self._heard_subscribed = True
+            self.subscribe(self._contact_changed, progress=False)
 
     def _contact_changed(self, event) -> None:
         if isinstance(event, ContactChanged) and event.change in ("added", "updated", "unblocked"):

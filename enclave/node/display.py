@@ -130,3 +130,9 @@ def _pictograph(ch: str) -> bool:
 
 def _skin_tone(ch: str) -> bool:
     return "\U0001f3fb" <= ch <= "\U0001f3ff"
+
+
+def key_change_line(who: str) -> str:
+    """The audit line of a contact's key rotation, the same in every face (``who`` as
+    the face shows the contact: its visible name, or its fingerprint's first groups)."""
+    return f"{who} rotated their key, signed by their previous key"

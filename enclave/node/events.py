@@ -84,6 +84,19 @@ class ContactChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyChanged:
+    """A contact handed its key over to a new one, signed by the previous key (an audit
+    line: "alice rotated their key, signed by their previous key"). ``peer`` is the new
+    fingerprint, ``old`` the one it left; ``seq`` the new key's place in its chain."""
+
+    peer: str
+    old: str
+    name: str | None
+    seq: int
+    applied_ms: int = 0  # when it was applied here (its place in the conversation)
+
+
+@dataclass(frozen=True, slots=True)
 class FileChanged:
     """A file transfer changed: its state (offered, accepted, transferring, delivered,
     failed, cancelled), or its progress (``done_bytes`` of ``size``). ``key`` names it

@@ -19,11 +19,11 @@ from typing import NamedTuple
 
 from enclave.identity import home as homes
 from enclave.identity import keys
+from enclave.identity.retired import RETIRED_DIR
 from enclave.protocol import crypto
 from enclave.protocol import succession as sc
 
 REVOCATION_NAME = "revocation.cert"
-RETIRED_DIR = "retired"
 
 
 def revocation_path(place: homes.Home) -> Path:
@@ -78,3 +78,28 @@ def rotate(
     homes.write_atomic(stem.with_suffix(".succession"), data, homes.KEY_MODE)
     new = keys.save_identity(place, new_key, password, force=True, kdf=kdf or keys.DEFAULT_KDF)
     return Rotation(old.fingerprint, new.fingerprint, seq, data)
+
+
+class HomeRotated(NamedTuple):
+    old_fp: str
+    new_fp: str
+    seq: int
+    waiting: int  # contacts that switch when they next talk to this home
+
+
+def rotate_home(place: homes.Home, password: str, now_ms: int, new_key=None) -> HomeRotated:
+    """``enclave rotate-key`` with no node running: a new key (RSA-4096 unless given),
+    the files rotated, a new revocation certificate, and every contact in the store
+    owing the rotation (the next start hands it over)."""
+    import time
+
+    from enclave.store import Store
+
+    rotation = rotate(place, password, new_key or keys.generate(), now_ms)
+    unlocked = keys.load_identity(place, password)
+    write_revocation_certificate(place, unlocked.private_key, now_ms)
+    waiting = 0
+    if place.db_path.exists():
+        with Store.open(place.db_path) as store:
+            waiting = store.begin_handover(rotation.seq, time.time())
+    return HomeRotated(rotation.old_fp, rotation.new_fp, rotation.seq, waiting)

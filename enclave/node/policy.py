@@ -81,6 +81,7 @@ class NodePolicy(Policy):
         # Members of our groups who are not contacts (enclave.node.groups): their
         # handshakes are taken while we share a group, for the group's traffic only.
         self.group_members: set[bytes] = set()
+        self.handover = None  # our own retired keys (enclave.node.key_handover), by the node
         self.reload()
 
     def reload(self) -> None:
@@ -133,6 +134,9 @@ class NodePolicy(Policy):
     def peer_key(self, fp):
         info = self.proto.get(fp)
         return None if info is None or info[2] else self.keys.get(fp)
+
+    def retired_identity(self, fp):
+        return None if self.handover is None else self.handover.retired_identity(fp)
 
     def boot_floor(self, fp):
         return self.floors.get(fp, 0)

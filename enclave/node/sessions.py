@@ -59,6 +59,8 @@ from enclave.protocol.events import (
     MessagesReceived,
     PairingFrame,
     SlotWanted,
+    SuccessionReceived,
+    SwitchedReceived,
     Throttled,
 )
 from enclave.protocol.events import TypingChanged as WireTyping
@@ -82,6 +84,8 @@ class Sessions:
         self.files = None  # the file-transfer engine, set by the node
         self.groups = None  # the group engine (enclave.node.groups), set by the node
         self.pairing = None  # the invitations (enclave.node.pairing), set by the node
+        self.handover = None  # our rotations (enclave.node.key_handover), set by the node
+        self.successions = None  # contacts' rotations (the same module), set by the node
         now = time.monotonic()
         self.policy = NodePolicy(store, identity.fingerprint, settings, now)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
@@ -168,7 +172,8 @@ class Sessions:
 
     def _initiator(self, peer_key: PeerKey):
         def make(link: Link, now: float) -> Connection:
-            return Connection(self.identity, self.policy, now, peer=peer_key, limits=self.limits)
+            identity = self.handover.identity_for_dial(peer_key.fingerprint)
+            return Connection(identity, self.policy, now, peer=peer_key, limits=self.limits)
 
         return make
 
@@ -448,6 +453,10 @@ class Sessions:
             self.files.on_event(link, ev)
         elif kind is Established:
             self._session_up(link, ev.peer)
+        elif kind is SuccessionReceived:
+            self.successions.on_statement(link, ev.statement)
+        elif kind is SwitchedReceived:
+            self._switched(link, ev.new_fp)
         elif kind is PairingFrame:
             if self.pairing is None:
                 link.close("pairing_closed")
@@ -513,6 +522,7 @@ class Sessions:
         if not link.established.done():
             link.established.set_result(True)
         self.groups.sync.session_up(link, peer)  # before any post: the peer hears our HEADs
+        self.handover.session_up(link, peer, self.policy.background)
         self.delivery.session_up(link, peer)
         self.files.session_up(link, peer)
         if link.dialled is None:
@@ -525,6 +535,17 @@ class Sessions:
                 going.cancel()  # back within the grace: the faces never saw it go
             else:
                 self.publish(PeerOnline(peer.hex()))
+
+    def _switched(self, link: Link, new_fp: bytes) -> None:
+        """The peer knows our current key now: its sessions under a retired key end, and
+        what they carried unacked goes out again on the next one (under the new key)."""
+        peer = link.conn.peer
+        if self.handover.on_switched(link, peer, new_fp, self.policy.background):
+            for conn_id in self.pool.connections(peer):
+                other = self.links.get(conn_id)
+                if other is not None and self.handover.is_retired_session(other):
+                    other.close("key_rotated")
+            self.dial(peer)
 
     def _learn_address(self, link: Link, peer: bytes) -> None:
         """A known peer that reached us from a new host may have moved: dial that host

@@ -81,6 +81,24 @@ class GroupRecordsReceived:
     records: tuple
 
 
+# --- key succession (docs/PROTOCOL.md, "Key succession and revocation"). Well formed
+# only: the owner decodes and judges the statement against the session's peer.
+
+
+@dataclass(frozen=True, slots=True)
+class SuccessionReceived:
+    """The peer hands its key over by this encoded statement (not yet judged)."""
+
+    statement: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchedReceived:
+    """The peer applied our succession and knows us by ``new_fp`` from now on."""
+
+    new_fp: bytes
+
+
 # --- file transfer (docs/PROTOCOL.md, "File transfer"). The core keeps no transfers:
 # each event is one well-formed message, and the host checks it against its own state
 # (is the id known, is the index requested, does the data match its digest).

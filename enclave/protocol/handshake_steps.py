@@ -43,7 +43,12 @@ class HandshakeSteps:
         head = hs.parse_hs1_head(frame)  # check 3
         own = self.identity.fingerprint
         if head.fp_r != own:  # check 4
-            raise PeerError("misdirected", "HS1 is for another fingerprint")
+            # A key we handed over answers for contacts that have not switched yet
+            # (docs/PROTOCOL.md, "Key succession"): this session is then under it.
+            retired = self.policy.retired_identity(head.fp_r)
+            if retired is None:
+                raise PeerError("misdirected", "HS1 is for another fingerprint")
+            self.identity, own = retired, head.fp_r
         if head.fp_i == own:
             raise PeerError("reflected", "HS1 claims our own fingerprint")
         now_ms = int(now * 1000)  # check 5

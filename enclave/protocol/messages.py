@@ -12,11 +12,15 @@ Rules:
                        group_id bin16, epoch uint64, lamport uint64, seq uint64, body str]
       GROUP_HEAD    = [13, group_id bin16, count uint64, head bin32]
       GROUP_RECORDS = [14, group_id bin16, first uint64, [record bin, ...]]
+      KEY_SUCCESSION = [15, statement bin]   KEY_SWITCHED = [16, new_fp bin32]
   ``body`` is at most MAX_BODY_CHARS characters (code points), so at most 40,000 bytes.
 - A GROUP_HEAD's ``head`` is 32 zero bytes exactly when its ``count`` is 0 (no record
   held). A GROUP_RECORDS carries 1..MAX_GROUP_RECORDS records, numbered ``first``,
   ``first + 1``, ... (the last number below 2**64), each 1..MAX_GROUP_RECORD_BIN bytes
   and opaque here: the node decodes them with ``group_log.decode_record``.
+- A KEY_SUCCESSION carries one succession statement of 1..MAX_STATEMENT_BIN bytes,
+  opaque here (``succession.decode_succession`` decodes it, the node judges it); a
+  KEY_SWITCHED names the key its sender now knows us by. Both are uncounted.
 - Decoding is strict: exact arity, exact types (a bool is not an int and an int is not
   a bool), exact byte lengths, non-negative integers within 64 bits, no maps, no ext
   types, nothing after the array, and nothing nested deeper than message fields.
@@ -53,7 +57,7 @@ from ..errors import PeerError, UsageError
 
 __all__ = [
     "ACK", "CHAT", "FP_LEN", "GROUP_HEAD", "GROUP_ID_LEN", "GROUP_POST", "GROUP_RECORDS",
-    "HASH_LEN", "ID_LEN", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
+    "HASH_LEN", "ID_LEN", "KEY_SUCCESSION", "KEY_SWITCHED", "KeySuccession", "KeySwitched", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
     "MAX_GROUP_RECORD_BIN", "MAX_RETRY_AFTER_MS", "PING", "PING_LEN", "PONG", "THROTTLE",
     "THROTTLE_RATE", "THROTTLE_REASONS", "THROTTLE_STORAGE", "THROTTLE_VOLUME", "TYPING",
     "ZERO_HEAD", "Ack", "Chat", "GroupHead", "GroupPost", "GroupRecords", "Message", "Ping",
@@ -77,6 +81,10 @@ MAX_GROUP_RECORDS = 64
 # One record can be far larger than a chat (a CREATE or ADD of many members); the frame's
 # 1 MiB bounds a whole GROUP_RECORDS, so this only refuses a record no frame could carry.
 MAX_GROUP_RECORD_BIN = 768 * 1024
+# Key succession (docs/PROTOCOL.md, "Key succession and revocation"): as succession.py's
+# MAX_STATEMENT_BYTES (which imports this module, not the reverse).
+KEY_SUCCESSION, KEY_SWITCHED = 15, 16
+MAX_STATEMENT_BIN = 8192
 _UINT64_END = 1 << 64
 
 
@@ -149,7 +157,24 @@ class GroupRecords:
     records: tuple[bytes, ...]
 
 
-Message = Chat | Ack | Ping | Pong | Typing | Throttle | GroupPost | GroupHead | GroupRecords
+@dataclass(frozen=True, slots=True)
+class KeySuccession:
+    """An encoded succession statement by which the sender hands its key over."""
+
+    statement: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeySwitched:
+    """The sender applied our succession: it knows us by ``new_fp`` from now on."""
+
+    new_fp: bytes
+
+
+Message = (
+    Chat | Ack | Ping | Pong | Typing | Throttle | GroupPost | GroupHead | GroupRecords
+    | KeySuccession | KeySwitched
+)  # fmt: skip
 
 
 # --- encoding: our own messages, checked so that we never send what we would refuse ---
@@ -272,6 +297,22 @@ def _group_records_fields(message: GroupRecords) -> list:
     return [GROUP_RECORDS, message.group_id, message.first, message.records]
 
 
+def _is_statement(value: object) -> bool:
+    return type(value) is bytes and 0 < len(value) <= MAX_STATEMENT_BIN
+
+
+def _key_succession_fields(message: KeySuccession) -> list:
+    if not _is_statement(message.statement):
+        raise UsageError(f"a KeySuccession statement is 1..{MAX_STATEMENT_BIN} bytes")
+    return [KEY_SUCCESSION, message.statement]
+
+
+def _key_switched_fields(message: KeySwitched) -> list:
+    if not _is_bin(message.new_fp, FP_LEN):
+        raise UsageError("KeySwitched.new_fp must be 32 bytes")
+    return [KEY_SWITCHED, message.new_fp]
+
+
 _FIELDS = {
     Chat: _chat_fields,
     Ack: _ack_fields,
@@ -282,6 +323,8 @@ _FIELDS = {
     GroupPost: _group_post_fields,
     GroupHead: _group_head_fields,
     GroupRecords: _group_records_fields,
+    KeySuccession: _key_succession_fields,
+    KeySwitched: _key_switched_fields,
 }
 
 
@@ -470,6 +513,12 @@ def _decode_other(m: object, index: int) -> Message:
         elif code == TYPING:
             if type(value) is bool:
                 return Typing(value)
+        elif code == KEY_SUCCESSION:
+            if _is_statement(value):
+                return KeySuccession(value)
+        elif code == KEY_SWITCHED:
+            if type(value) is bytes and len(value) == FP_LEN:
+                return KeySwitched(value)
     elif type(m) is tuple and len(m) == 3 and type(m[0]) is int and m[0] == THROTTLE:
         if _is_reason(m[1]) and _is_retry_after(m[2]):
             return Throttle(m[1], m[2])
@@ -560,4 +609,6 @@ _SHAPES = {
     GROUP_POST: _POST_SHAPE,
     GROUP_HEAD: (_bin(GROUP_ID_LEN), _uint64, _bin(HASH_LEN)),  # and count 0 iff ZERO_HEAD
     GROUP_RECORDS: (_bin(GROUP_ID_LEN), _uint64, _records),  # and numbers below 2**64
+    KEY_SUCCESSION: (_is_statement,),
+    KEY_SWITCHED: (_bin(FP_LEN),),
 }

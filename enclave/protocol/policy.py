@@ -18,6 +18,11 @@ class Policy:
         """The key of a known, unblocked peer that may speak v2 (check 6)."""
         return None
 
+    def retired_identity(self, fp: bytes):
+        """Our own earlier key ``fp`` (an ``Identity``) if it still answers handshakes:
+        a key we handed over, while some contact may not have switched (check 4)."""
+        return None
+
     def boot_floor(self, fp: bytes) -> int:
         """Handshake timestamps at or below this (ms) are stale: the peer's persisted
         high-water mark as loaded at boot (check 5)."""
@@ -67,8 +72,11 @@ class Policy:
 class MemoryPolicy(Policy):
     """Everything in memory, generous budgets unless told otherwise."""
 
-    def __init__(self, peers: list[PeerKey] = (), *, v1_peers: list[PeerKey] = ()) -> None:
+    def __init__(
+        self, peers: list[PeerKey] = (), *, v1_peers: list[PeerKey] = (), retired=()
+    ) -> None:
         self.peers = {p.fingerprint: p for p in peers}
+        self.retired = {i.fingerprint: i for i in retired}  # our own earlier Identities
         self.v1_peers = {p.fingerprint: p for p in v1_peers}
         self.floors: dict[bytes, int] = {}
         self.hwm: dict[bytes, int] = {}
@@ -81,6 +89,9 @@ class MemoryPolicy(Policy):
 
     def peer_key(self, fp):
         return self.peers.get(fp)
+
+    def retired_identity(self, fp):
+        return self.retired.get(fp)
 
     def boot_floor(self, fp):
         return self.floors.get(fp, 0)

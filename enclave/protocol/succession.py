@@ -25,7 +25,8 @@ Rules:
   already left (``succession_replay`` for the very successor we applied,
   ``succession_fork`` for another); an old key revoked (``succession_revoked``); an old
   key that is not the contact's current one (``succession_unknown_key``); a seq that is
-  not the current one plus one (``succession_sequence``); then the signatures
+  not above the current one (``succession_sequence``: a contact met a key at pairing, seq
+  0, whatever its place in its owner's chain, so only "later" is required); then the signatures
   (``succession_bad_signature``), old before new. A refused statement changes nothing;
   the caller stores only what ``judge`` returns.
 - ``judge_revocation`` accepts a certificate only for the contact's current key, signed
@@ -40,13 +41,13 @@ import msgpack
 
 from ..errors import PeerError, UsageError
 from .crypto import PeerKey, key_problem, spki_pem
-from .messages import strict_unpack_options
+from .messages import MAX_STATEMENT_BIN, strict_unpack_options
 
 VERSION = 1
 FP_LEN = 32
 MAX_PEM_BYTES = 2048  # an RSA-8192 SPKI PEM is about 1,500 bytes
 MAX_SIGNATURE_BYTES = 1024  # RSA-8192
-MAX_STATEMENT_BYTES = 8192  # two largest signatures and a largest PEM fit with room
+MAX_STATEMENT_BYTES = MAX_STATEMENT_BIN  # 8192: two largest signatures and a PEM fit
 _U64 = 1 << 64
 
 # Domain separation in the handshake's form (handshake.CTX_SIG_I/R): 64 spaces, a
@@ -242,7 +243,7 @@ def judge(s: Succession, chain: Chain) -> PeerKey:
         raise PeerError("succession_revoked", "the old key is revoked")
     if s.old_fp != chain.key.fingerprint:
         raise PeerError("succession_unknown_key", "not the contact's current key")
-    if s.seq != chain.seq + 1:
+    if s.seq <= chain.seq:
         raise PeerError("succession_sequence", f"seq {s.seq} after {chain.seq}")
     body = succession_body(s)
     if not chain.key.verify_v2(s.sig_old, OLD_LABEL + body):

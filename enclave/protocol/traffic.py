@@ -3,7 +3,7 @@ queues, the batches they are sealed into, and the records that come from the pee
 
 ``Traffic`` is mixed into ``Connection``: ``send_chats``, ``send_group_posts``,
 ``send_outgoing``, ``ack``, ``send_typing``, ``send_throttle``, ``send_group_head`` and
-``send_group_records`` queue messages that ``data_to_send`` flushes in queue order;
+``send_group_records``, ``send_key_succession`` and ``send_key_switched`` queue messages that ``data_to_send`` flushes in queue order;
 ``_on_record`` is the frame handler of the ESTABLISHED state. Records are in
 records.py, the message formats in messages.py.
 
@@ -19,6 +19,8 @@ from .events import (
     GroupHeadReceived,
     GroupRecordsReceived,
     MessagesReceived,
+    SuccessionReceived,
+    SwitchedReceived,
     Throttled,
     TypingChanged,
 )
@@ -30,6 +32,8 @@ from .messages import (
     GroupHead,
     GroupPost,
     GroupRecords,
+    KeySuccession,
+    KeySwitched,
     Ping,
     Pong,
     Throttle,
@@ -142,6 +146,21 @@ class Traffic:
             raise UsageError(f"records of {_records_bytes(message)} bytes exceed one frame")
         self._pending.append(message)
 
+    def send_key_succession(self, statement: bytes) -> None:
+        """Hand our key over to its successor (uncounted; the peer answers KEY_SWITCHED
+        once it applied it)."""
+        self._require_established()
+        message = KeySuccession(statement)
+        _FIELDS[KeySuccession](message)  # refuse here what the peer would refuse there
+        self._pending.append(message)
+
+    def send_key_switched(self, new_fp: bytes) -> None:
+        """Tell the peer we applied its succession and know it by ``new_fp`` now."""
+        self._require_established()
+        message = KeySwitched(new_fp)
+        _FIELDS[KeySwitched](message)
+        self._pending.append(message)
+
     # --- traffic ---------------------------------------------------------------------------
 
     def _on_record(self, frame: bytes, now: float) -> None:
@@ -214,6 +233,10 @@ class Traffic:
                 events.append(GroupHeadReceived(msg.group_id, msg.count, msg.head))
             elif kind is GroupRecords:
                 events.append(GroupRecordsReceived(msg.group_id, msg.first, msg.records))
+            elif kind is KeySuccession:
+                events.append(SuccessionReceived(msg.statement))
+            elif kind is KeySwitched:
+                events.append(SwitchedReceived(msg.new_fp))
 
     # --- output ----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ Modules:
 - ``core``: opening and closing, the write transaction, the peer id cache and the
   rowid counter.
 - ``peers``, ``messages`` (new rows and the commit cycle), ``outbox``, ``history``,
-  ``transfers``, ``groups``, ``v1_seen``: the methods by table, as mixins over
+  ``transfers``, ``groups``, ``v1_seen``, ``key_chain``, ``handover``: the methods by table, as mixins over
   ``core.StoreCore``.
 - ``checks``: argument checks.
 - ``dbfile``: creating the file, refusing one we must not write, connection settings.
@@ -39,6 +39,7 @@ Modules:
 from .checks import OfferRefused
 from .core import StoreCore
 from .groups import GroupsMixin
+from .handover import HandoverMixin
 from .history import HistoryMixin
 from .key_chain import KeyChain, KeyChainMixin
 from .messages import MessagesMixin
@@ -85,6 +86,7 @@ class Store(
     TransfersMixin,
     V1SeenMixin,
     KeyChainMixin,
+    HandoverMixin,
     StoreCore,
 ):
     """Open with ``Store.open(path)``; close with ``close()`` or a ``with`` block."""

@@ -117,6 +117,12 @@ class StoreCore:
                 "SELECT id FROM peers WHERE fingerprint = ?", (fingerprint,)
             ).fetchone()
             if row is None:
+                # A key the contact handed over (key_chain.py): rows still in flight
+                # under it (received, acked) belong to the same person's row.
+                row = db.execute(
+                    "SELECT peer FROM key_history WHERE old_fp = ?", (fingerprint,)
+                ).fetchone()
+            if row is None:
                 return None
             pid = self._ids[fingerprint] = row[0]
         return pid

@@ -5,7 +5,7 @@ Rules:
   integer id, and so its history, outbox, transfers and group rows, stay with the person.
 - The store does not judge statements (that is ``protocol.succession.judge``, run by the
   node against ``key_chain``); it only refuses what would break its own invariants: an
-  unknown old key, a seq that is not the next one, a new key that another peer row holds,
+  unknown old key, a seq that is not above the current one, a new key that another peer row holds,
   an old key that already has a successor. Each refusal changes nothing.
 - A revoked key stays revoked until the row is removed (re-pairing makes a new row).
 """
@@ -76,7 +76,7 @@ class KeyChainMixin(StoreCore):
         row = db.execute("SELECT id, key_seq FROM peers WHERE fingerprint = ?", (fp,)).fetchone()
         if row is None:
             raise ValueError("no contact holds the old key")
-        if row[1] + 1 != seq:
+        if seq <= row[1]:
             raise ValueError(f"seq {seq} does not follow {row[1]}")
         return row[0]
 

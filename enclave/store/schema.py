@@ -278,3 +278,21 @@ V7 = (
         PRIMARY KEY (peer, seq)
     ) WITHOUT ROWID""",
 )
+
+
+# Version 8: handing our own key over (docs/PROTOCOL.md, "Key succession"). A row of
+# ``key_handover`` is a contact that has not yet applied our rotation ``seq``: sessions
+# with it still use the key that rotation retired, and carry the statement. A rotation
+# is in ``own_rotations`` once its rows were made, so a restart does not make them again
+# for contacts that switched meanwhile.
+V8 = (
+    """CREATE TABLE own_rotations (
+        seq        INTEGER PRIMARY KEY CHECK (seq >= 1),
+        started_at REAL NOT NULL
+    )""",
+    """CREATE TABLE key_handover (
+        peer INTEGER NOT NULL REFERENCES peers (id) ON DELETE CASCADE,
+        seq  INTEGER NOT NULL REFERENCES own_rotations (seq),
+        PRIMARY KEY (peer, seq)
+    ) WITHOUT ROWID""",
+)

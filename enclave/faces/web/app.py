@@ -297,7 +297,15 @@ def _conversation_routes(app: Quart, backend: Backend) -> None:
         limit = _int_arg("limit", 1, HISTORY_MAX, HISTORY_PAGE)
         before = _int_arg("before", 1, (1 << 63) - 1, None)
         rows = backend.node.history(peer.fingerprint, limit, before)
-        return {"messages": [views.message(m) for m in rows], "more": len(rows) == limit}
+        changes = [
+            views.key_change(old, new, peer.name, int(at * 1000))
+            for _, old, new, at in backend.node.key_history(peer.fingerprint)
+        ]
+        return {
+            "messages": [views.message(m) for m in rows],
+            "more": len(rows) == limit,
+            "key_changes": changes,  # the audit lines of its rotations (all of them)
+        }
 
     @app.post("/api/peers/<fp>/read")
     async def read(fp: str):

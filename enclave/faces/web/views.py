@@ -14,13 +14,14 @@ import time
 from enclave.faces.web.events import ToPage, make
 from enclave.identity import keys
 from enclave.node import PairingEnded
-from enclave.node.display import message_ref, message_time
+from enclave.node.display import key_change_line, message_ref, message_time
 from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
     FileChanged,
     GroupChanged,
     GroupMessageReceived,
+    KeyChanged,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -193,6 +194,9 @@ def event(e) -> dict | None:
         return make(ToPage.THROTTLED, peer=e.peer, reason=e.reason, retry_after=e.retry_after)
     if kind is FileChanged:
         return make(ToPage.FILE, file=file(e))
+    if kind is KeyChanged:  # the contact is the same, its fingerprint is new
+        change = key_change(e.old, e.peer, e.name, e.applied_ms)
+        return make(ToPage.KEY_CHANGED, peer=e.peer, old=e.old, change=change)
     if kind is ContactChanged:  # from this page, another one, the REPL or the CLI
         return make(ToPage.PEERS, peer=e.peer, change=e.change)
     if kind is PairingEnded:
@@ -205,6 +209,12 @@ def event(e) -> dict | None:
             reason=r.reason,
         )
     return None
+
+
+def key_change(old: str, new: str, name: str | None, at_ms: int) -> dict:
+    """A contact's rotation as the conversation shows it: a system line at ``at_ms``."""
+    text = key_change_line(name or new[:16])  # shown through the page's visible()
+    return {"old": old, "new": new, "at_ms": at_ms, "text": text}
 
 
 def received(e) -> dict:

@@ -16,7 +16,7 @@ import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { fileCard, wireFiles } from "./files.js";
 import { closeGroup } from "./groups.js";
-import { renderHeader, renderPeers, tick } from "./peers.js";
+import { loadPeers, renderHeader, renderPeers, tick } from "./peers.js";
 import { addToConvo, convo, keyOf, rank, state } from "./state.js";
 import { label, visible } from "./text.js";
 import { UNKNOWN_TIME, clock, dayLabel, format, fullFormat, startOfDay, timeOf, validTime } from "./time.js";
@@ -103,6 +103,7 @@ export async function loadOlder(fp, first) {
     if (first) {
       c.list = [];
       c.byKey = new Map();
+      c.system = Array.isArray(data.key_changes) ? data.key_changes : [];
     }
     const box = $("messages");
     const fromBottom = box.scrollHeight - box.scrollTop;
@@ -146,7 +147,14 @@ function renderMessages({ stick }) {
   list.replaceChildren();
   let lastDay = null;
   let lastDir = null;
+  // Audit lines (a contact's key rotations) sit among the messages by time.
+  const system = (c.system || []).slice().sort((a, b) => a.at_ms - b.at_ms);
+  const auditLine = (s) => list.appendChild(el("li", "day system", visible(String(s.text))));
   for (const m of c.list) {
+    while (system.length && validTime(timeOf(m)) && system[0].at_ms <= timeOf(m)) {
+      auditLine(system.shift());
+      lastDir = null;
+    }
     try {
       const day = startOfDay(timeOf(m));
       if (day !== lastDay) {
@@ -161,9 +169,31 @@ function renderMessages({ stick }) {
       lastDir = null;
     }
   }
+  for (const s of system) auditLine(s);
   if (stick === "bottom") box.scrollTop = box.scrollHeight;
   else box.scrollTop = keep;
   renderWaiting();
+}
+
+// A contact handed its key over (signed by the previous one): the same person under a
+// new fingerprint. Its conversation moves to the new key and shows the audit line.
+export function onKeyChanged(event) {
+  const moved = state.convos.get(event.old);
+  if (moved) {
+    state.convos.delete(event.old);
+    state.convos.set(event.peer, moved);
+  }
+  const c = convo(event.peer);
+  c.system = (c.system || []).concat([event.change]);
+  if (state.current === event.old) state.current = event.peer;
+  loadPeers()
+    .then(() => {
+      if (state.current === event.peer) {
+        renderHeader();
+        renderMessages({ stick: nearBottom() ? "bottom" : null });
+      }
+    })
+    .catch((err) => toast(err.message, { error: true }));
 }
 
 function bubble(m, first) {

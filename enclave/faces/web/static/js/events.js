@@ -9,7 +9,7 @@
 // - After a reconnect, or when the server says the page fell behind ("resync"), the
 //   page refetches what it shows instead of replaying what it missed.
 
-import { leaveChat, loadOlder, onDelivery, onFile, onMessage, renderWaiting } from "./conversation.js";
+import { leaveChat, loadOlder, onDelivery, onFile, onKeyChanged, onMessage, renderWaiting } from "./conversation.js";
 import { startApp } from "./gate.js";
 import { loadGroups, loadPosts, onGroupChanged, onGroupDelivery, onGroupPost } from "./groups.js";
 import { onPaired } from "./pairing.js";
@@ -37,6 +37,7 @@ const HANDLERS = Object.freeze({
   group_post: (event) => onGroupPost(event.post),
   group_delivery: onGroupDelivery,
   group_changed: (event) => onGroupChanged(event.change),
+  key_changed: onKeyChanged,
   paired: onPaired,
   error: (event) => toast(event.text, { error: true }),
 });

@@ -1,0 +1,204 @@
+"""Key rotation between two real nodes on 127.0.0.1 (enclave/node/key_handover.py).
+
+Alice rotates while her node is down and comes back with the new key and the retired
+one. Bob still knows only the old key: the session (whoever opens it) is under the old
+key, carries the signed statement, Bob switches without a warning, and from then on
+both write under the new key. Then what a hostile contact may try: a statement for
+another's key, a bad signature, a replay, a fork, garbage."""
+
+import time
+
+import pytest
+from support.nodes import FAST, NO_PRESENCE, Recorder, alice_and_bob, public_pem
+from support.waiting import eventually
+
+from enclave.node import Node
+from enclave.node.events import KeyChanged, NodeProblem
+from enclave.protocol import succession as sc
+from enclave.protocol.crypto import Identity
+
+
+def statement(old_key, new_key, seq=1) -> bytes:
+    s = sc.sign_succession(Identity(old_key), Identity(new_key), seq, int(time.time() * 1000))
+    return sc.encode_succession(s)
+
+
+async def rotated(tmp_path, a: Node, old_key, new_key, settings=FAST) -> Node:
+    """Alice's node, stopped and started again on the same port with ``new_key``."""
+    port = a.address[1]
+    await a.stop()
+    again = Node(
+        tmp_path / "a", new_key, settings, retired=[(1, old_key, statement(old_key, new_key))]
+    )
+    await again.start("127.0.0.1", port)
+    return again
+
+
+def fingerprints(node: Node) -> list[str]:
+    return [p.fingerprint for p in node.contacts()]
+
+
+def key_changes(rec: Recorder) -> list[KeyChanged]:
+    return [e for e in rec.events if isinstance(e, KeyChanged)]
+
+
+def problems(rec: Recorder) -> list[str]:
+    return [e.text for e in rec.events if isinstance(e, NodeProblem)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("opener", ["alice", "bob"])
+async def test_after_a_rotation_messages_flow_both_ways_and_bob_lists_only_the_new_key(
+    rsa_keys, tmp_path, opener
+):
+    ka, kc = rsa_keys["alice"], rsa_keys["carol"]  # carol's key is Alice's new one
+    async with alice_and_bob(tmp_path, rsa_keys, NO_PRESENCE, NO_PRESENCE) as (a, b):
+        rb = Recorder(b)
+        await a.send("bob", "before")
+        await rb.until(lambda r: len(r.received()) == 1)
+        old_fp = a.fingerprint
+        a = await rotated(tmp_path, a, ka, kc, NO_PRESENCE)
+        try:
+            ra = Recorder(a)
+            assert a.fingerprint == Identity(kc).fingerprint.hex() != old_fp
+            if opener == "alice":
+                await a.send("bob", "after, from alice")
+            else:
+                await b.send("alice", "after, from bob")  # Bob dials the old key
+            await rb.until(lambda r: key_changes(r), what="Bob applying the succession")
+            [change] = key_changes(rb)
+            assert (change.old, change.peer, change.name) == (old_fp, a.fingerprint, "alice")
+            assert fingerprints(b) == [a.fingerprint]  # the old one only in the audit line
+            assert b.key_history("alice")[0][1:3] == (old_fp, a.fingerprint)
+            await a.send("bob", "under the new key")
+            await b.send("alice", "to the new key")
+            await rb.until(lambda r: "under the new key" in [m.body for m in r.received()])
+            await ra.until(lambda r: "to the new key" in [m.body for m in r.received()])
+            await eventually(lambda: a.store.handover_pending(b.fingerprint) is None)
+            # Every session now is under the new key, and nobody was warned.
+            await eventually(
+                lambda: all(
+                    link.conn.identity.fingerprint.hex() == a.fingerprint
+                    for link in a.sessions.links.values()
+                    if link.conn is not None and link.conn.established
+                )
+            )
+            assert problems(ra) == problems(rb) == []
+            bodies = [m.body for m in b.history("alice")]
+            assert bodies[0] == "before" and "under the new key" in bodies
+        finally:
+            await a.stop()
+
+
+async def _rotated_pair(tmp_path, rsa_keys, a, b):
+    rb = Recorder(b)
+    a = await rotated(tmp_path, a, rsa_keys["alice"], rsa_keys["carol"])
+    await a.send("bob", "hello")
+    await rb.until(lambda r: key_changes(r) and r.received())
+    return a, rb
+
+
+def _inject(node: Node, peer_fp: str, data: bytes) -> None:
+    link = node.sessions.pick(bytes.fromhex(peer_fp))
+    link.conn.send_key_succession(data)
+    link.schedule_flush()
+
+
+@pytest.mark.asyncio
+async def test_hostile_successions_are_refused_and_the_node_keeps_serving(rsa_keys, tmp_path):
+    ka, kb, km = rsa_keys["alice"], rsa_keys["bob"], rsa_keys["mallory"]
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        rb = Recorder(b)
+        await a.send("bob", "first")
+        await rb.until(lambda r: r.received())
+        contacts = fingerprints(b)
+
+        def refused(n: int) -> bool:
+            return b.sessions.successions.refused >= n
+
+        # A statement handing over a key that is not the sender's: Alice names Bob's.
+        _inject(a, b.fingerprint, statement(kb, km))
+        await eventually(lambda: refused(1))
+        # A forged statement: Alice's key "hands over" to Mallory's, signatures swapped.
+        honest = sc.decode_succession(statement(ka, km))
+        forged = sc.Succession(honest.old_fp, honest.new_fp, honest.new_key_pem, 1,
+                               honest.time_ms, honest.sig_new, honest.sig_old)  # fmt: skip
+        _inject(a, b.fingerprint, sc.encode_succession(forged))
+        await eventually(lambda: refused(2))
+        # Garbage, and a statement signed by a stranger's key (not Alice's).
+        _inject(a, b.fingerprint, b"\x98garbage")
+        _inject(a, b.fingerprint, statement(rsa_keys["carol"], km))
+        await eventually(lambda: refused(4))
+        assert fingerprints(b) == contacts and key_changes(rb) == []
+        [told] = problems(rb)  # the bad signature is the one the user must hear of
+        assert "not signed by their previous key" in told and "pair again" in told
+        await a.send("bob", "still served")
+        await rb.until(lambda r: "still served" in [m.body for m in r.received()])
+
+
+@pytest.mark.asyncio
+async def test_a_replayed_or_forking_statement_after_the_rotation_is_refused(rsa_keys, tmp_path):
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        a, rb = await _rotated_pair(tmp_path, rsa_keys, a, b)
+        try:
+            await eventually(lambda: a.store.handover_pending(b.fingerprint) is None)
+            await a.send("bob", "on the new key")
+            await rb.until(lambda r: "on the new key" in [m.body for m in r.received()])
+            before = b.sessions.successions.refused
+            _inject(a, b.fingerprint, statement(rsa_keys["alice"], rsa_keys["carol"]))
+            _inject(a, b.fingerprint, statement(rsa_keys["alice"], rsa_keys["mallory"]))
+            await eventually(lambda: b.sessions.successions.refused == before + 2)
+            assert fingerprints(b) == [a.fingerprint] and len(key_changes(rb)) == 1
+            [told] = problems(rb)  # the fork is told, the replay only logged
+            assert "fork" in told
+        finally:
+            await a.stop()
+
+
+def test_the_new_key_the_rotated_node_shows_is_its_public_key(rsa_keys, tmp_path):
+    node = Node(
+        tmp_path,
+        rsa_keys["carol"],
+        FAST,
+        retired=[(1, rsa_keys["alice"], statement(rsa_keys["alice"], rsa_keys["carol"]))],
+    )
+    assert node.public_key_pem() == public_pem(rsa_keys["carol"])
+
+
+@pytest.mark.asyncio
+async def test_a_running_node_rotates_and_its_open_sessions_hand_the_key_over(rsa_keys, tmp_path):
+    """``Node.rotate_key`` while sessions are open (presence keeps one to Bob): the files
+    rotate, the node takes the new key over, Bob switches on the open session and
+    messages go on both ways; a wrong password changes nothing."""
+    from enclave.errors import UserError
+    from enclave.identity import home as homes
+    from enclave.identity import keys
+
+    place = homes.Home(tmp_path / "a")
+    keys.save_identity(place, rsa_keys["alice"], "correct horse battery")
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        rb = Recorder(b)
+        await a.send("bob", "before")
+        await rb.until(lambda r: r.received())
+        old_fp = a.fingerprint
+        with pytest.raises(UserError):
+            await a.rotate_key("wrong password", new_key=rsa_keys["carol"])
+        assert a.fingerprint == old_fp and keys.read_public_identity(place).fingerprint == old_fp
+        done = await a.rotate_key("correct horse battery", new_key=rsa_keys["carol"])
+        assert (done.old_fp, done.new_fp, done.seq) == (old_fp, a.fingerprint, 1)
+        assert keys.read_public_identity(place).fingerprint == a.fingerprint != old_fp
+        assert (place.path / "revocation.cert").is_file()
+        await rb.until(lambda r: key_changes(r), what="Bob switching on the open session")
+        assert fingerprints(b) == [a.fingerprint]
+        await b.send("alice", "to the new key")
+        ra = Recorder(a)
+        await ra.until(lambda r: "to the new key" in [m.body for m in r.received()])
+        await a.send("bob", "from the new key")
+        await rb.until(lambda r: "from the new key" in [m.body for m in r.received()])
+        await eventually(lambda: a.store.handover_pending(b.fingerprint) is None)
+        # Restarted with the files as they are now: the new key, the old one retired.
+        unlocked = keys.load_identity(place, "correct horse battery")
+        assert unlocked.fingerprint == a.fingerprint
+        assert [(r.seq, Identity(r.private_key).fingerprint.hex()) for r in unlocked.retired] == [
+            (1, old_fp)
+        ]
