@@ -44,6 +44,10 @@ TARGETS = {
     # Pairing by code, join until both sides hold a verified contact: well inside the
     # pause a person leaves after typing the code (~100 ms reads as instant).
     "pairing_ms": 100,
+    # Key rotation on a running node: the contact applies the statement that came on
+    # the open session, and the first message under the new key (a new handshake) lands.
+    "rotation_handover_ms": 50,
+    "rotation_first_message_ms": 100,
 }
 REFS = ("raw", "raw-batch", "tls", "v1")
 REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
@@ -261,6 +265,26 @@ PAIRING_ROWS: tuple[Spec, ...] = (
     Spec("  same, slowest (ms)", "enclave.pairing", "max_ms"),
 )
 
+ROTATION_ROWS: tuple[Spec, ...] = (
+    Spec(
+        "key rotation: until the contact switched, median of {rounds} (ms)",
+        "enclave.rotation",
+        "handover_ms",
+        f"<= {T['rotation_handover_ms']}",
+        at_most(T["rotation_handover_ms"]),
+    ),
+    Spec(
+        "  same, until a message under the new key arrived (ms)",
+        "enclave.rotation",
+        "first_message_ms",
+        f"<= {T['rotation_first_message_ms']}",
+        at_most(T["rotation_first_message_ms"]),
+    ),
+    Spec(
+        "  rotate-key's own work: new key files, 2 scrypt runs (ms)", "enclave.rotation", "files_ms"
+    ),
+)
+
 
 NODE_ROWS: tuple[Spec, ...] = (
     _throughput("durable throughput, 100 B (msg/s)", "enclave.throughput"),
@@ -328,6 +352,7 @@ NODE_ROWS: tuple[Spec, ...] = (
     *FILE_ROWS,
     *GROUP_ROWS,
     *PAIRING_ROWS,
+    *ROTATION_ROWS,
 )
 
 

@@ -18,7 +18,18 @@ from collections import namedtuple
 from pathlib import Path
 
 import endtoend
-from endtoend import BENCH, crowds, everyday, files, floods, groups, pairing, probes, scenarios
+from endtoend import (
+    BENCH,
+    crowds,
+    everyday,
+    files,
+    floods,
+    groups,
+    pairing,
+    probes,
+    rotation,
+    scenarios,
+)
 from endtoend.micro import MICRO_FILES, microbenchmarks
 from endtoend.processes import introduce, make_keys, node, stop
 from endtoend.profiling import PROFILERS, print_profile
@@ -52,6 +63,7 @@ SIZES = {
     "burst_members": (10, 5),  # the group of the throughput case
     "burst_posts": (2_000, 50),  # its posts at once, and the direct messages beside them
     "pair_rounds": (20, 3),  # pairings by code, each from join to both contacts added
+    "rotate_rounds": (5, 2),  # key rotations on a running node, each handed over
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -86,6 +98,8 @@ def run(args) -> dict:
                 result["enclave"] = {"files": file_part(tmp, keys, size)}
             elif args.only == "pairing":
                 result["enclave"] = {"pairing": pairing_part(tmp, keys, size)}
+            elif args.only == "rotation":
+                result["enclave"] = {"rotation": rotation_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -182,7 +196,19 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out.update(everyday.presence_and_send(tmp, keys, rounds, runs))
     out["files"] = file_part(tmp, keys, size)
     out["pairing"] = pairing_part(tmp, keys, size)
+    out["rotation"] = rotation_part(tmp, keys, size)
     return out
+
+
+def rotation_part(tmp: Path, keys, size: Sizes) -> dict:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    rounds = size.rotate_rounds
+    say(f"key rotation: {rounds} rotations of a running node, each until its contact switched")
+    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    fresh = make_keys(tmp, [f"rot{i}" for i in range(rounds)])
+    new = [load_pem_private_key(fresh[f"rot{i}"][0].read_bytes(), None) for i in range(rounds)]
+    return rotation.rotation_case(tmp, a, b, new)
 
 
 def pairing_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -241,7 +267,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups", "pairing"],
+        choices=["files", "groups", "pairing", "rotation"],
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)

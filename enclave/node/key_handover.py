@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import NamedTuple
 
 from enclave.errors import PeerError
 from enclave.protocol import succession as sc
@@ -134,6 +135,10 @@ class Handover:
         return conn is not None and conn.identity.fingerprint in self.by_fp
 
 
+class Already(NamedTuple):
+    new_fp: bytes
+
+
 class Successions:
     """A contact's KEY_SUCCESSION, judged off the loop and applied (module docstring)."""
 
@@ -156,12 +161,31 @@ class Successions:
         try:
             return key_succession.accept_succession(self.store, sender, statement, time.time())
         except PeerError as err:
+            if err.reason == "succession_unknown_key" and self._applied(sender, statement):
+                return Already(sc.decode_succession(statement).new_fp)
             return err
+
+    def _applied(self, sender: str, statement: bytes) -> bool:
+        """The very hand-over of the session's own (old) key was applied already (it
+        came on another session of the same contact): not a refusal, a late copy."""
+        try:
+            s = sc.decode_succession(statement)
+        except PeerError:
+            return False
+        if s.old_fp.hex() != sender:
+            return False
+        applied = self.store.succession_statement(sender)
+        return applied is not None and sc.decode_succession(applied).new_fp == s.new_fp
 
     def _judged(self, link, peer: bytes, fut) -> None:
         if fut.cancelled():
             return
         result = fut.exception() or fut.result()
+        if isinstance(result, Already):
+            if link.conn is not None and link.conn.established:
+                link.conn.send_key_switched(result.new_fp)
+                link.schedule_flush()
+            return
         if isinstance(result, PeerError):
             self._refuse(peer, result)
             return
