@@ -28,3 +28,31 @@ def test_generate_writes_a_private_revocation_certificate(tmp_path, monkeypatch,
     cert = decode_revocation(cert_path.read_bytes())
     assert cert.fp.hex() == public.fingerprint
     judge_revocation(cert, Chain(PeerKey.from_pem(public.public_pem)))
+
+
+def test_revoke_tells_a_running_contact_which_refuses_the_key_from_then_on(tmp_path):
+    """``enclave revoke --yes`` with no password and no node of its own: Bob's running
+    node takes the certificate, lists Alice as revoked, and refuses her handshakes;
+    Alice's home no longer starts a node with that key."""
+    from test_cli_pairing import Home
+    from test_cli_processes import enclave
+    from test_cli_rotation import introduce, node
+
+    alice, bob = Home(tmp_path, "alice"), Home(tmp_path, "bob")
+    introduce(tmp_path, alice, bob)
+    asked = enclave(*alice.cmd("revoke"))  # no terminal, no --yes: nothing happens
+    assert asked.returncode == 2 and "--yes" in asked.stderr
+    b = node(bob)
+    try:
+        env_free = enclave(*alice.cmd("revoke", "--yes"))  # (ENCLAVE_PASSWORD is unused)
+        assert env_free.returncode == 0, env_free.stderr
+        assert "Told 1 contact: bob" in env_free.stdout
+        b.event("the contact revoked", type="contact", change="revoked")
+        assert "(revoked)" in enclave(*bob.cmd("peers")).stdout
+        refused = enclave(*bob.cmd("send", "alice", "to a revoked key"))
+        assert refused.returncode == 2 and "revoked this key" in refused.stderr
+    finally:
+        b.stop()
+    start = enclave(*alice.cmd("listen", *alice.network()))
+    assert start.returncode == 2 and "key is revoked" in start.stderr
+    assert len(start.stderr.strip().splitlines()) == 1

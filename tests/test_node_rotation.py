@@ -12,6 +12,7 @@ import pytest
 from support.nodes import FAST, NO_PRESENCE, Recorder, alice_and_bob, public_pem
 from support.waiting import eventually
 
+from enclave.errors import UserError
 from enclave.node import Node
 from enclave.node.events import KeyChanged, NodeProblem
 from enclave.protocol import succession as sc
@@ -170,7 +171,6 @@ async def test_a_running_node_rotates_and_its_open_sessions_hand_the_key_over(rs
     """``Node.rotate_key`` while sessions are open (presence keeps one to Bob): the files
     rotate, the node takes the new key over, Bob switches on the open session and
     messages go on both ways; a wrong password changes nothing."""
-    from enclave.errors import UserError
     from enclave.identity import home as homes
     from enclave.identity import keys
 
@@ -202,3 +202,62 @@ async def test_a_running_node_rotates_and_its_open_sessions_hand_the_key_over(rs
         assert [(r.seq, Identity(r.private_key).fingerprint.hex()) for r in unlocked.retired] == [
             (1, old_fp)
         ]
+
+
+async def _hand(port: int, payload: bytes) -> bytes:
+    """One connection to a node's port: ``payload`` as the first frame; its answer."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(len(payload).to_bytes(4, "big") + payload)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_revocation_makes_the_contact_a_stranger_and_forgeries_change_nothing(
+    rsa_keys, tmp_path
+):
+    from enclave.node.events import ContactChanged
+    from enclave.node.key_rotation import send_revocation
+
+    ka, km = rsa_keys["alice"], rsa_keys["mallory"]
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        rb = Recorder(b)
+        await a.send("bob", "before")
+        await rb.until(lambda r: r.received())
+        port = b.address[1]
+        received = sc.REVOKE_MAGIC + sc.RECEIVED
+        honest = sc.sign_revocation(Identity(ka), 1000)
+        forged = sc.Revocation(
+            honest.fp, honest.key_pem, 1000, sc.sign_revocation(Identity(km), 1000).sig
+        )
+        stranger = sc.encode_revocation(sc.sign_revocation(Identity(rsa_keys["carol"]), 1000))
+        # Every answer is the same "received": a prober learns nothing of the book.
+        for bad in (sc.encode_revocation(forged), stranger):
+            assert (await _hand(port, sc.REVOKE_MAGIC + bad))[4:] == received
+        garbage = await _hand(port, sc.REVOKE_MAGIC + b"\x95garbage")
+        assert garbage == b""  # not a certificate at all: closed unanswered
+        assert b.sessions.revocations.refused == 3
+        assert not b.resolve("alice").revoked and problems(rb) == []
+        await a.send("bob", "still served")
+        await rb.until(lambda r: "still served" in [m.body for m in r.received()])
+        told = await send_revocation(tmp_path / "a" / "enclave.db", sc.encode_revocation(honest), 5)
+        assert told.told == ["bob"] and told.unreachable == []
+        await rb.until(
+            lambda r: any(isinstance(e, ContactChanged) and e.change == "revoked" for e in r.events)
+        )
+        assert b.resolve("alice").revoked
+        [told_user] = problems(rb)
+        assert "alice revoked their key" in told_user and "pair again" in told_user
+        with pytest.raises(UserError, match="revoked this key"):
+            await b.send("alice", "to a revoked key")
+        ops = b.identity.private_ops
+        await a.send("bob", "from a revoked key")
+        await eventually(lambda: b.stats()["closed"].get("unknown_peer", 0) >= 1)
+        assert b.identity.private_ops == ops  # refused before any private-key work
+        assert "from a revoked key" not in [m.body for m in rb.received()]
+        replay = await _hand(port, sc.REVOKE_MAGIC + sc.encode_revocation(honest))
+        assert replay[4:] == received and b.sessions.revocations.refused == 4

@@ -142,3 +142,32 @@ def _as_pair(p: Rotated):
             return [e for e in evs if isinstance(e, kind)]
 
     return View()
+
+
+def test_a_revocation_connection_hands_over_one_certificate_and_answers_received(rsa_keys):
+    from support.protocol_pair import T0 as now
+
+    from enclave.protocol.events import ConnectionClosed, CryptoNeeded, RevocationFrame
+    from enclave.protocol.handshake_steps import _framed
+
+    conn = Connection(Identity(rsa_keys["bob"]), MemoryPolicy(), now, source="127.0.0.9")
+    events = conn.receive_data(_framed(sc.REVOKE_MAGIC + b"certificate bytes"), now)
+    assert [type(e) for e in events] == [RevocationFrame]  # no RSA work, no session
+    assert events[0].certificate == b"certificate bytes"
+    conn.send_revocation_received()
+    assert conn.data_to_send(now) == _framed(sc.REVOKE_MAGIC + sc.RECEIVED)
+    more = conn.receive_data(_framed(sc.REVOKE_MAGIC + b"a second one"), now)
+    closed = [e for e in more if isinstance(e, ConnectionClosed)]
+    assert closed and conn.closed and not any(isinstance(e, CryptoNeeded) for e in more)
+
+
+def test_a_revocation_frame_over_the_first_frame_limit_is_refused(rsa_keys):
+    from enclave.protocol.events import ConnectionClosed, RevocationFrame
+    from enclave.protocol.handshake_steps import _framed
+
+    conn = Connection(Identity(rsa_keys["bob"]), MemoryPolicy(), T0, source="127.0.0.9")
+    events = conn.receive_data(_framed(sc.REVOKE_MAGIC + b"x" * 5000), T0)
+    assert not any(isinstance(e, RevocationFrame) for e in events)
+    assert any(isinstance(e, ConnectionClosed) for e in events) and conn.closed
+    with pytest.raises(UsageError):
+        Connection(Identity(rsa_keys["bob"]), MemoryPolicy(), T0).send_revocation_received()

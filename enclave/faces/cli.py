@@ -287,6 +287,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
     rows = [("NAME", "FINGERPRINT", "ADDRESS", "VERIFIED", "PROTO")]
     for p in peers:
         name = (p.name or "-") + (" (blocked)" if p.blocked else "")
+        name += " (revoked)" if p.revoked else ""
         verified = "yes" if p.verified else "no"
         rows.append(
             (name, keys.group(p.fingerprint, 4), p.address_text or "-", verified, p.proto or "-")

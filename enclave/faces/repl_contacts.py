@@ -112,6 +112,8 @@ def render_change(event: ContactChanged, clock: str) -> str | None:
         " (/unblock to undo)",
         "unblocked": f"{label} is unblocked; messages queued for it go out when it is reachable",
         "removed": f"{label} was removed with its history",
+        "revoked": f"{label} revoked their key: messages to and from it are refused"
+        " (pair again if they have a new one)",
     }
     return f"[{clock}] {lines.get(event.change, f'{label}: {event.change}')}"
 

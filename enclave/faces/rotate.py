@@ -76,3 +76,38 @@ async def serve_rotation(node, request: dict, answer) -> None:
         await answer({"error": str(err)})
         return
     await answer({"old": done.old_fp, "new": done.new_fp, "seq": done.seq, "waiting": done.waiting})
+
+
+REVOKE_TIMEOUT = 5.0  # per contact address: connect, then the node's answer
+
+
+def revoke(args) -> int:
+    """``enclave revoke``: tell every reachable contact that the key is revoked."""
+    import asyncio
+
+    from enclave.identity import home
+    from enclave.node import key_rotation
+
+    place = cli.home_of(args)
+    path = args.certificate or key_rotation.revocation_path(place)
+    certificate = key_rotation.read_certificate(path)
+    if not place.db_path.exists():
+        raise UserError(f"no contacts in {place.path} to tell")
+    home.check(place)
+    if not args.yes:
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise UserError("revoking cannot be undone; add --yes to revoke without asking")
+        answer = input("Revoke this key for good? Contacts refuse it from then on. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise UserError("nothing revoked")
+    key_rotation.mark_revoked(place, certificate)
+    done = asyncio.run(key_rotation.send_revocation(place.db_path, certificate, REVOKE_TIMEOUT))
+    if done.told:
+        print(f"Told {len(done.told)} contact{'s' * (len(done.told) != 1)}: {', '.join(done.told)}")
+    if done.unreachable:
+        print(
+            f"Not reachable now: {', '.join(done.unreachable)}; run enclave revoke again"
+            " when they are online"
+        )
+        return 1
+    return 0

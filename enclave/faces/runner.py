@@ -131,10 +131,13 @@ def refuse_second_node(home: Path) -> None:
 async def start_node(home: Path, identity, config, args):
     """Start a node on ``args.host``/``args.port`` with its control socket, print where
     it listens; ``(node, control)`` for ``stop_node``."""
+    from enclave.identity.home import Home
     from enclave.node import Node
+    from enclave.node.key_rotation import refuse_revoked
 
     control_path = home / CONTROL_NAME
     _refuse_second_node(control_path)
+    refuse_revoked(Home(home))
     node = Node(home, identity.private_key, config, retired=identity.retired)
     host, port = await node.start(args.host, args.port)
     try:

@@ -52,7 +52,7 @@ from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: th
     rename_contact,
 )
 from enclave.node.delivery import Delivery
-from enclave.node.events import ContactChanged, DeliveryChanged
+from enclave.node.events import ContactChanged, DeliveryChanged, NodeProblem
 from enclave.node.filenames import UnsafeName, safe_name  # noqa: F401 - the faces' rule of names
 from enclave.node.files import Files
 from enclave.node.groups import Groups
@@ -61,6 +61,7 @@ from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out
 from enclave.node.pairing import Pairing, parse_code  # noqa: F401 - parse_code: the faces' rule
 from enclave.node.quotas import ReceiveQuotas
+from enclave.node.revocations import Revocations
 from enclave.node.sessions import Sessions
 from enclave.node.staging import Staging
 from enclave.protocol.crypto import Identity
@@ -146,6 +147,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi):
         self.sessions.successions = Successions(
             self.sessions, self.store, self._publish, self._contact_key_changed
         )
+        self.sessions.revocations = Revocations(self.sessions, self.store, self._contact_revoked)
         self.delivery = Delivery(
             self.store,
             self.identity.fingerprint,
@@ -396,6 +398,24 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi):
         self.delivery.take_back(new)
         self.sessions.contacts_changed()
 
+    def _contact_revoked(self, fingerprint: str) -> None:
+        """A contact's owner revoked its key: a stranger from now on (``revocations``)."""
+        fp = bytes.fromhex(fingerprint)
+        self.delivery.set_aside(fp)
+        self.sessions.policy.reload()
+        self.sessions.contacts_changed()
+        self.sessions.drop_peer(fp)
+        peer = self.store.get_peer(fingerprint)
+        name = peer.name if peer is not None else None
+        self._publish(ContactChanged(fingerprint, "revoked", name))
+        who = name or fingerprint[:16]
+        self._publish(
+            NodeProblem(
+                f"{who} revoked their key: messages to and from it are refused from now on."
+                f" If {who} has a new key, pair again (enclave invite / join)"
+            )
+        )
+
     def _protocol_changed(self, peer: bytes) -> None:
         """Send what is queued for ``peer`` by its new protocol. The v1 sender lets go of
         the queue at once, or, while an envelope is on the wire, right after it (an
@@ -462,6 +482,9 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi):
         if peer.blocked:
             label = peer.name or keys.group(peer.fingerprint, 4)
             raise UserError(f"{label} is blocked; unblock it to send (/unblock or enclave unblock)")
+        if peer.revoked:
+            label = peer.name or keys.group(peer.fingerprint, 4)
+            raise UserError(f"{label} revoked this key; pair again if they have a new one")
         out = await self.delivery.submit(bytes.fromhex(peer.fingerprint), text)
         return _sent(out)
 

@@ -103,3 +103,85 @@ def rotate_home(place: homes.Home, password: str, now_ms: int, new_key=None) -> 
         with Store.open(place.db_path) as store:
             waiting = store.begin_handover(rotation.seq, time.time())
     return HomeRotated(rotation.old_fp, rotation.new_fp, rotation.seq, waiting)
+
+
+class Told(NamedTuple):
+    told: list[str]  # contacts (names, else fingerprints) whose node took the certificate
+    unreachable: list[str]  # contacts with no address, or whose node did not answer
+
+
+def read_certificate(path) -> bytes:
+    """The revocation certificate in ``path`` (UserError if it is not one)."""
+    from enclave.errors import PeerError, UserError
+
+    data = homes.read_file(path, "revocation certificate", sc.MAX_STATEMENT_BYTES)
+    try:
+        sc.decode_revocation(data)
+    except PeerError as err:
+        raise UserError(f"{path} is not a revocation certificate ({err.detail})") from None
+    return data
+
+
+async def send_revocation(db_path, certificate: bytes, timeout: float) -> Told:
+    """``enclave revoke``: hand ``certificate`` to every contact's node at each of its
+    addresses, all at once; no password, no session (docs/PROTOCOL.md, "Revocation
+    certificates"). Each node answers "received" whatever it decides."""
+    import asyncio
+
+    from enclave.store import Store
+
+    with Store.open(db_path) as store:
+        peers = [p for p in store.list_peers() if not p.revoked]
+    results = await asyncio.gather(*(_tell(p.dial_addresses, certificate, timeout) for p in peers))
+    told = [p.name or p.fingerprint[:16] for p, ok in zip(peers, results, strict=True) if ok]
+    missed = [p.name or p.fingerprint[:16] for p, ok in zip(peers, results, strict=True) if not ok]
+    return Told(told, missed)
+
+
+async def _tell(addresses, certificate: bytes, timeout: float) -> bool:
+    import asyncio
+
+    frame = sc.REVOKE_MAGIC + certificate
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), timeout
+            )
+        except (OSError, TimeoutError, ValueError):
+            continue
+        try:
+            writer.write(len(frame).to_bytes(4, "big") + frame)
+            answer = await asyncio.wait_for(reader.readexactly(4 + 5), timeout)
+            if answer[4:] == sc.REVOKE_MAGIC + sc.RECEIVED:
+                return True
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+    return False
+
+
+REVOKED_NAME = "revoked"  # the home's own key was revoked: no node starts with it
+
+
+def mark_revoked(place: homes.Home, certificate: bytes) -> None:
+    """Remember that this home's key is revoked, when the certificate is its own."""
+    own = keys.read_public_identity(place).fingerprint if place.has_identity() else None
+    if own is not None and sc.decode_revocation(certificate).fp.hex() == own:
+        homes.write_atomic(place.path / REVOKED_NAME, certificate, homes.KEY_MODE)
+
+
+def refuse_revoked(place: homes.Home) -> None:
+    """UserError when this home's current key was revoked (``enclave revoke``)."""
+    from enclave.errors import UserError
+
+    marker = place.path / REVOKED_NAME
+    if not marker.is_file():
+        return
+    revoked = sc.decode_revocation(marker.read_bytes()).fp.hex()
+    if place.has_identity() and keys.read_public_identity(place).fingerprint == revoked:
+        raise UserError(
+            "this identity's key is revoked (enclave revoke); make a new one with"
+            " enclave generate --force, then pair again with your contacts"
+        )

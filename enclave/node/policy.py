@@ -97,6 +97,8 @@ class NodePolicy(Policy):
             fp = bytes.fromhex(peer.fingerprint)
             if not peer.contact and fp not in self.group_members:
                 continue  # a member of a group we no longer share: a stranger again
+            if peer.revoked:
+                continue  # its owner revoked the key: a stranger's from now on
             key = self._key(fp, peer.public_key)
             if key is None:
                 continue

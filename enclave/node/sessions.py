@@ -58,6 +58,7 @@ from enclave.protocol.events import (
     LegacyVerified,
     MessagesReceived,
     PairingFrame,
+    RevocationFrame,
     SlotWanted,
     SuccessionReceived,
     SwitchedReceived,
@@ -86,6 +87,7 @@ class Sessions:
         self.pairing = None  # the invitations (enclave.node.pairing), set by the node
         self.handover = None  # our rotations (enclave.node.key_handover), set by the node
         self.successions = None  # contacts' rotations (the same module), set by the node
+        self.revocations = None  # contacts' revocation certificates, set by the node
         now = time.monotonic()
         self.policy = NodePolicy(store, identity.fingerprint, settings, now)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
@@ -453,6 +455,8 @@ class Sessions:
             self.files.on_event(link, ev)
         elif kind is Established:
             self._session_up(link, ev.peer)
+        elif kind is RevocationFrame:
+            self.revocations.on_frame(link, ev.certificate)
         elif kind is SuccessionReceived:
             self.successions.on_statement(link, ev.statement)
         elif kind is SwitchedReceived:

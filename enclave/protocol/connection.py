@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from .._fast import FrameSplitter
 from ..errors import PeerError, UsageError
 from . import handshake as hs
-from . import legacy, pairing
+from . import legacy, pairing, succession
 from .crypto import Identity, PeerKey, X25519Keypair, random_bytes
-from .events import ConnectionClosed, CryptoNeeded, PairingFrame
+from .events import ConnectionClosed, CryptoNeeded, PairingFrame, RevocationFrame
 from .file_traffic import FileTraffic
 from .handshake_steps import HandshakeSteps, _framed, _Handshake
 from .inbound_v1 import _CHECKING, _V1_FIRST_BYTES, InboundV1
@@ -276,6 +276,13 @@ class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
             self._events.append(ConnectionClosed(reason, v1_dropped=dropped))
         return self._drain_events()
 
+    def send_revocation_received(self) -> None:
+        """Tell the sender of a revocation certificate it was judged (a REVOKING
+        connection only); the owner closes the connection after it."""
+        if self.state is not S.REVOKING:
+            raise UsageError(f"send_revocation_received() in state {self.state.value}")
+        self._out.append(_framed(succession.REVOKE_MAGIC + succession.RECEIVED))
+
     def send_pairing(self, message: bytes) -> None:
         """Queue one pairing message to the joiner (a PAIRING connection only)."""
         if self.state is not S.PAIRING:
@@ -450,6 +457,9 @@ class Connection(HandshakeSteps, InboundV1, Traffic, FileTraffic):
         elif self._v1_enabled and frame[:1] and frame[0] in _V1_FIRST_BYTES:
             self._legacy_env = _CHECKING
             self._on_v1(frame, now)
+        elif frame[:4] == succession.REVOKE_MAGIC:
+            self._set_state(S.REVOKING)  # one frame, then only our answer: no handler
+            self._events.append(RevocationFrame(frame[4:]))
         elif frame[:4] == pairing.MAGIC:
             self._set_state(S.PAIRING)
             self._splitter.max_frame = len(pairing.MAGIC) + pairing.MAX_MESSAGE_BYTES

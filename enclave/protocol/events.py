@@ -181,6 +181,15 @@ class PairingFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class RevocationFrame:
+    """A revocation certificate (``succession.decode_revocation`` reads it) on a
+    responder connection that opened with ``succession.REVOKE_MAGIC``; the owner judges
+    it and answers with ``send_revocation_received``. No session, no RSA work here."""
+
+    certificate: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     reason: str
     detail: str = ""

@@ -23,6 +23,7 @@ class State(enum.Enum):
     LEGACY_OPENING = "legacy_opening"  # responder, job: record and open a v1 envelope
     LEGACY_READY = "legacy_ready"  # handed over; the next envelope may follow
     PAIRING = "pairing"  # responder: a pairing exchange (pairing.py), never a session
+    REVOKING = "revoking"  # responder: one revocation certificate came; the owner answers
     ESTABLISHED = "established"
     CLOSED = "closed"
 
@@ -35,13 +36,14 @@ _TRANSITIONS = {
     S.SIGNING_HS1: {S.AWAIT_HS2, S.CLOSED},
     S.AWAIT_HS2: {S.FINISHING, S.CLOSED},
     S.FINISHING: {S.ESTABLISHED, S.CLOSED},
-    S.LISTEN: {S.RESPONDING, S.LEGACY_WAIT, S.LEGACY_OPENING, S.PAIRING, S.CLOSED},
+    S.LISTEN: {S.RESPONDING, S.LEGACY_WAIT, S.LEGACY_OPENING, S.PAIRING, S.REVOKING, S.CLOSED},
     S.RESPONDING: {S.AWAIT_HS3, S.CLOSED},
     S.AWAIT_HS3: {S.ESTABLISHED, S.CLOSED},
     S.LEGACY_WAIT: {S.LEGACY_OPENING, S.CLOSED},
     S.LEGACY_OPENING: {S.LEGACY_READY, S.CLOSED},
     S.LEGACY_READY: {S.LEGACY_WAIT, S.LEGACY_OPENING, S.CLOSED},
     S.PAIRING: {S.CLOSED},
+    S.REVOKING: {S.CLOSED},
     S.ESTABLISHED: {S.CLOSED},
     S.CLOSED: set(),
 }

@@ -56,6 +56,11 @@ _U64 = 1 << 64
 OLD_LABEL = b"\x20" * 64 + b"Enclave v2 key succession, by the old key" + b"\x00"
 NEW_LABEL = b"\x20" * 64 + b"Enclave v2 key succession, by the new key" + b"\x00"
 REVOKE_LABEL = b"\x20" * 64 + b"Enclave v2 key revocation" + b"\x00"
+# On a node's port, a connection whose first frame starts with this carries one
+# revocation certificate; the node answers REVOKE_MAGIC + RECEIVED once it has judged
+# it, whatever the outcome (a stranger learns nothing of the address book), and closes.
+REVOKE_MAGIC = b"ENCR"
+RECEIVED = b"\x01"
 
 
 @dataclass(frozen=True, slots=True)

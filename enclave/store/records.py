@@ -27,6 +27,9 @@ class Peer:
     # False: known only as a member of a group the user is in (schema 6), shown as "in
     # GROUP, not a contact"; no direct messages until the user adds it.
     contact: bool = True
+    # Its owner revoked this key (a revocation certificate, schema 7): refused like a
+    # stranger's from then on, shown as revoked.
+    revoked: bool = False
 
     @property
     def dial_addresses(self) -> list[str]:

@@ -75,3 +75,18 @@ def test_the_audit_line_shows_live_and_after_a_reload_and_the_chat_goes_on(pages
 
 def on_disk(node: WebNode) -> str:
     return keys.read_public_identity(home.Home(node.home)).fingerprint
+
+
+def test_a_revoked_contact_is_marked_and_told(pages, nodes):
+    """Bob revokes his key (the certificate, no password): Alice's page marks him
+    revoked and says what to do, without a reload."""
+    alice = pages["alice"]
+    done = subprocess.run(
+        [sys.executable, "-m", "enclave", "--home", str(nodes["bob"].home), "revoke", "--yes"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "ENCLAVE_PASSWORD"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = alice.locator("#peer-list li", has_text="bob")
+    expect(row.locator(".tag", has_text="revoked")).to_be_visible(timeout=WAIT)
+    expect(alice.locator(".toast", has_text="bob revoked their key")).to_be_visible(timeout=WAIT)

@@ -72,6 +72,7 @@ def peer(status, unread: int, last) -> dict:
         "legacy": p.proto == "v1",
         "protocol": p.protocol,
         "blocked": p.blocked,
+        "revoked": p.revoked,
         "unread": unread,
         "last": message(last) if last is not None else None,
     }

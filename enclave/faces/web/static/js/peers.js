@@ -64,6 +64,11 @@ function badges(peer) {
     t.title = "Blocked: its connections and messages are refused";
     out.push(t);
   }
+  if (peer.revoked) {
+    const t = el("span", "tag tag-blocked", "revoked");
+    t.title = "Its owner revoked this key: messages to and from it are refused; pair again if they have a new one";
+    out.push(t);
+  }
   if (peer.legacy) {
     const t = el("span", "tag tag-legacy", "legacy v1");
     t.title = "Original client: not forward-secret";
