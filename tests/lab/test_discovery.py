@@ -182,3 +182,48 @@ def test_without_a_node_nearby_and_find_inviter_listen_themselves(nodes, lab, tm
     assert "unknown (not a contact)" in listed.stdout
     assert f"{lab.address('carol')}:{PORT}  invites 7" in listed.stdout
     assert carol.fp[:4] in listed.stdout
+
+
+def test_enclave_join_finds_the_inviter_by_its_code_across_namespaces(lab, tmp_path, rsa_keys):
+    """Issue 19's pairing with no address typed: ``enclave invite`` runs in Carol's
+    namespace (no node of hers: the command listens on 0.0.0.0 and announces the code's
+    number), ``enclave join CODE`` in Bob's finds it on the bridge by that number and
+    pairs; both end with the other as a verified contact."""
+    from test_cli_processes import Lines
+
+    from enclave.identity import home, keys
+
+    password = "lab pairing password"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "ENCLAVE_PASSWORD": password}
+    argv = {}
+    for name in ("carol", "bob"):
+        lab.add(name)
+        keys.save_identity(home.Home(tmp_path / name), rsa_keys[name], password)
+        argv[name] = [*lab.exec_prefix(name), sys.executable, "-m", "enclave",
+                      "--home", str(tmp_path / name)]  # fmt: skip
+    network = ["--host", "0.0.0.0", "--port", str(PORT)]
+    inviting = Lines(
+        subprocess.Popen(
+            [*argv["carol"], "invite", *network, "--set", "display_name=carol"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
+    )
+    try:
+        code = inviting.wait(lambda s: s.startswith("Your code: "), "the code").split(": ")[1]
+        joined = subprocess.run(
+            [*argv["bob"], "join", code, *network, "--set", "display_name=bob"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90, env=env,
+        )  # fmt: skip
+        assert joined.returncode == 0, joined.stdout + joined.stderr
+        assert "Paired with carol" in joined.stdout
+        inviting.wait(lambda s: "Paired with bob" in s, "the inviter's end")
+        assert inviting.proc.wait(60) == 0
+    finally:
+        inviting.stop()
+    listed = subprocess.run([*argv["bob"], "peers"], capture_output=True, text=True, env=env)
+    row = [line.split() for line in listed.stdout.splitlines() if line.startswith("carol")]
+    assert row and "yes" in row[0] and f"{lab.address('carol')}:{PORT}" in row[0]
