@@ -173,6 +173,10 @@ def _announce(node, config, args, address: str) -> None:
         web=web == "on",
     )
     say(args, f"Your fingerprint: {keys.group(node.fingerprint)}", type=None)
+    if node.discovery_problem is not None:
+        # Found while the node started, before any face listened to its events.
+        problem = {"what": "problem", "text": node.discovery_problem}  # as jsonlines has it
+        say(args, f"note: {node.discovery_problem}", type="warning", **problem)
     if getattr(args, "verbose", False):
         say(args, config.summary(), type="settings", settings=_settings_dict(config))
 
@@ -183,13 +187,14 @@ def _settings_dict(config) -> dict:
     return {name: getattr(config, name) for name in KNOBS} | {"source": config.source}
 
 
-def say(args, text: str, *, type: str | None, **fields) -> None:
-    """A line for the person (``text``), or with ``--json`` one JSON object of ``type``
-    and ``fields`` (nothing when ``type`` is None: already in another object)."""
+def say(args, line: str, /, *, type: str | None, **fields) -> None:
+    """A line for the person (``line``), or with ``--json`` one JSON object of ``type``
+    and ``fields`` (its ``text`` when none; nothing when ``type`` is None: already in
+    another object)."""
     if not getattr(args, "json", False):
-        log(text)
+        log(line)
     elif type is not None:
-        log(json.dumps({"type": type, **(fields or {"text": text})}))
+        log(json.dumps({"type": type, **(fields or {"text": line})}))
 
 
 async def stop_node(node, control) -> None:

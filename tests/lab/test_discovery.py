@@ -11,6 +11,7 @@ lab's bridge (tests/lab/netns.py): real sockets, real multicast (mDNS on 224.0.0
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -227,3 +228,56 @@ def test_enclave_join_finds_the_inviter_by_its_code_across_namespaces(lab, tmp_p
     listed = subprocess.run([*argv["bob"], "peers"], capture_output=True, text=True, env=env)
     row = [line.split() for line in listed.stdout.splitlines() if line.startswith("carol")]
     assert row and "yes" in row[0] and f"{lab.address('carol')}:{PORT}" in row[0]
+
+
+def test_no_lan_interface_is_said_at_start_by_the_command(lab, tmp_path, rsa_keys):
+    """A namespace with loopback alone: the node finds no interface for mDNS while it
+    starts (before any face listens to its events); ``enclave listen`` says so once in
+    its start-up lines, and the node serves on."""
+    from test_cli_processes import Lines
+
+    from enclave.identity import home, keys
+
+    ns = f"encl{os.getpid()}bare"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        keys.save_identity(home.Home(tmp_path / "solo"), rsa_keys["carol"], "lab bare password")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+               "ENCLAVE_PASSWORD": "lab bare password"}  # fmt: skip
+        node = Lines(
+            subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    sys.executable,
+                    "-m",
+                    "enclave",
+                    "--home",
+                    str(tmp_path / "solo"),
+                    "listen",
+                    "--json",
+                    "--host",
+                    "0.0.0.0",
+                    "--port",
+                    str(PORT),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )  # fmt: skip
+        )
+        try:
+            node.event("the node up", type="started")
+            line = node.wait(lambda s: '"what": "problem"' in s, "the notice")
+            assert json.loads(line)["text"] == BLOCKED
+        finally:
+            code, _ = node.stop()
+        assert code == 0
+        assert sum('"what": "problem"' in line for line in node.seen) == 1
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
