@@ -1,6 +1,7 @@
 // The "Nearby" section: Enclave nodes heard on the LAN that are not contacts yet.
-// An unknown fingerprint is only listed; "pair" opens the add-contact dialog with its
-// address filled in, and the user still brings its key (pairing by code comes later).
+// An unknown fingerprint is only listed, never trusted; "pair" opens "I have a code"
+// with its address filled in: the person there reads their code to the user, and
+// pairing by code makes the contact (an announcement alone proves nothing).
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
 
@@ -32,10 +33,11 @@ function row(n) {
   item.appendChild(body);
   const pair = el("button", "ghost small-btn", "pair");
   pair.type = "button";
-  pair.title = "Add this node as a contact (you still need its key)";
+  pair.title = "Pair with this node: its owner reads you their code";
   pair.addEventListener("click", () => {
     $("btn-add").click();
-    $("add-address").value = n.addresses[0] || "";
+    $("btn-join-open").click();
+    $("join-address").value = n.addresses[0] || "";
   });
   item.appendChild(pair);
   return item;
