@@ -50,3 +50,41 @@ async def test_a_change_made_elsewhere_shows_in_the_repl(pair, tmp_path):
         await r.run("/fingerprint", "Your fingerprint")  # the REPL is listening
         a.block_contact("bob")  # as the page or ``enclave block`` would
         await r.screen.shows("bob is blocked")
+
+
+@pytest.mark.asyncio
+async def test_a_contacts_rotation_shows_the_audit_line_and_the_chat_follows(
+    pair, tmp_path, rsa_keys
+):
+    """Bob's node rotates its key while Alice's REPL is open on him: one audit line with
+    both fingerprints' starts, no warning, and /send bob goes to the new key."""
+    from enclave.identity import home, keys
+
+    a, b = pair
+    keys.save_identity(home.Home(b.home), rsa_keys["bob"], "repl rotation pw")
+    async with repl(a, tmp_path) as r:
+        await r.run("/fingerprint", "Your fingerprint")
+        old = keys.group(b.fingerprint, 2)
+        done = await b.rotate_key("repl rotation pw", new_key=rsa_keys["carol"])
+        new = keys.group(done.new_fp, 2)
+        out = await r.screen.shows("bob rotated their key, signed by their previous key")
+        assert f"({old}... -> {new}...)" in out and "warning" not in out
+        await r.run("/send bob on the new key", "you -> bob: on the new key")
+        assert a.resolve("bob").fingerprint == done.new_fp
+
+
+@pytest.mark.asyncio
+async def test_a_revoked_contact_shows_why_and_cannot_be_written_to(pair, tmp_path, rsa_keys):
+    from enclave.node.key_rotation import send_revocation
+    from enclave.protocol import succession as sc
+    from enclave.protocol.crypto import Identity
+
+    a, b = pair
+    cert = sc.encode_revocation(sc.sign_revocation(Identity(rsa_keys["bob"]), 1000))
+    async with repl(a, tmp_path) as r:
+        await r.run("/fingerprint", "Your fingerprint")
+        told = await send_revocation(b.home / "enclave.db", cert, 5)
+        assert told.told == ["alice"]
+        await r.screen.shows("bob revoked their key: messages to and from it are refused")
+        await r.run("/send bob anyone there", "error: bob revoked this key")
+        await r.run("/peers", "revoked")

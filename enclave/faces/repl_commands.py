@@ -230,7 +230,9 @@ class Commands:
             p = s.peer
             rows.append(
                 (
-                    _clean(p.name or "-", lines=False) + (" (blocked)" if p.blocked else ""),
+                    _clean(p.name or "-", lines=False)
+                    + (" (blocked)" if p.blocked else "")
+                    + (" (revoked)" if p.revoked else ""),
                     keys.group(p.fingerprint, 4),
                     _clean(p.address_text or "-", lines=False),
                     _presence(s),
