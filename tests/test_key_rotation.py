@@ -72,3 +72,28 @@ def test_wrong_password_changes_nothing(place, rsa_keys):
         kr.rotate(place, "wrong", rsa_keys["bob"], T0, kdf=FAST_KDF, min_kdf=FAST_KDF)
     assert place.key_path.read_bytes() == before
     assert kr.rotations(place) == []
+
+
+@pytest.mark.slow
+def test_change_password_reseals_the_retired_keys_too(tmp_path, rsa_keys, monkeypatch, capsys):
+    """The retired key answers contacts that have not switched: after change-password it
+    must open with the new password like the identity, or those contacts are lost."""
+    from enclave.faces import cli
+
+    place = home.Home(tmp_path / "h")
+    keys.save_identity(place, rsa_keys["alice"], PASSWORD)
+    kr.rotate(place, PASSWORD, rsa_keys["carol"], T0)
+    monkeypatch.setenv("ENCLAVE_HOME", str(place.path))
+    monkeypatch.setenv("ENCLAVE_PASSWORD", PASSWORD)
+    monkeypatch.setenv("ENCLAVE_NEW_PASSWORD", "a brand new password")
+    assert cli.main(["change-password"]) == 0
+    assert "and the 1 key it rotated away from" in capsys.readouterr().out
+    unlocked = keys.load_identity(place, "a brand new password")
+    [retired] = unlocked.retired
+    assert retired.seq == 1 and keys.fingerprint(
+        retired.private_key.public_key()
+    ) == keys.fingerprint(rsa_keys["alice"].public_key())
+    assert (
+        mode(place.path / "retired" / f"1-{keys.fingerprint(rsa_keys['alice'].public_key())}.key")
+        == 0o600
+    )
