@@ -24,10 +24,13 @@ def statement(old_key, new_key, seq=1) -> bytes:
     return sc.encode_succession(s)
 
 
-async def rotated(tmp_path, a: Node, old_key, new_key, settings=FAST) -> Node:
-    """Alice's node, stopped and started again on the same port with ``new_key``."""
+async def rotated(tmp_path, a: Node, old_key, new_key, settings=FAST, while_down=None) -> Node:
+    """Alice's node, stopped and started again on the same port with ``new_key``
+    (``while_down()`` is awaited in between)."""
     port = a.address[1]
     await a.stop()
+    if while_down is not None:
+        await while_down()
     again = Node(
         tmp_path / "a", new_key, settings, retired=[(1, old_key, statement(old_key, new_key))]
     )
@@ -58,7 +61,11 @@ async def test_after_a_rotation_messages_flow_both_ways_and_bob_lists_only_the_n
         await a.send("bob", "before")
         await rb.until(lambda r: len(r.received()) == 1)
         old_fp = a.fingerprint
-        a = await rotated(tmp_path, a, ka, kc, NO_PRESENCE)
+
+        async def queue_for_the_old_key():  # Bob writes while Alice is away
+            await b.send("alice", "queued for the old key")
+
+        a = await rotated(tmp_path, a, ka, kc, NO_PRESENCE, queue_for_the_old_key)
         try:
             ra = Recorder(a)
             assert a.fingerprint == Identity(kc).fingerprint.hex() != old_fp
@@ -75,6 +82,8 @@ async def test_after_a_rotation_messages_flow_both_ways_and_bob_lists_only_the_n
             await b.send("alice", "to the new key")
             await rb.until(lambda r: "under the new key" in [m.body for m in r.received()])
             await ra.until(lambda r: "to the new key" in [m.body for m in r.received()])
+            got = [m.body for m in ra.received()]
+            assert got.count("queued for the old key") == 1  # re-sent under the new key
             await eventually(lambda: a.store.handover_pending(b.fingerprint) is None)
             # Every session now is under the new key, and nobody was warned.
             await eventually(
