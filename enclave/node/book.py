@@ -188,6 +188,13 @@ class Book:
     def resolve(self, query: str) -> Peer:
         return resolve_peer(self._store, query)
 
+    def history(self, query: str, limit: int = 50):
+        """The last ``limit`` messages with a contact, oldest first, and its key changes
+        ((seq, old fp, new fp, applied at), the audit trail)."""
+        peer = resolve_peer(self._store, query)
+        rows = self._store.history(peer.fingerprint, limit, None)
+        return peer, rows, self._store.key_history(peer.fingerprint)
+
     def owed(self, query: str) -> int:
         """Messages still owed to a contact (what removing it drops)."""
         return self._store.owed_count(resolve_peer(self._store, query).fingerprint)

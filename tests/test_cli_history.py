@@ -1,0 +1,42 @@
+"""``enclave history PEER`` (issue 20, item 2) as a real process: one line per message,
+both directions, oldest first, the last 50 by default; ``--limit``, ``--json``; the
+password first, a mistake in one line."""
+
+import json
+
+from test_cli_pairing import Home
+from test_cli_processes import enclave
+from test_cli_rotation import chat_both_ways, introduce, node
+
+
+def test_history_prints_the_conversation_both_ways_oldest_first(tmp_path):
+    alice, bob = Home(tmp_path, "alice"), Home(tmp_path, "bob")
+    introduce(tmp_path, alice, bob)
+    a, b = node(alice), node(bob)
+    try:
+        chat_both_ways(alice, a, bob, b, "one")
+        chat_both_ways(alice, a, bob, b, "two <b>&\x1b[31m")
+        b.event("the last delivered", type="delivery", state="delivered")
+    finally:
+        a.stop()
+        b.stop()
+    done = enclave(*alice.cmd("history", "bob"))
+    assert done.returncode == 0, done.stderr
+    said = [line.split("  ", 1)[1] for line in done.stdout.splitlines()]
+    shown = "from bob two <b>&\u27e8U+001B\u27e9[31m"  # an escape is shown, never sent
+    assert said == [
+        "bob -> you: from bob one",
+        "you -> bob: from alice one",
+        f"bob -> you: {shown}",
+        f"you -> bob: {shown.replace('bob', 'alice', 1)}",
+    ]
+    assert "\x1b" not in done.stdout
+    last = enclave(*alice.cmd("history", "bob", "--limit", "1", "--json"))
+    [row] = [json.loads(line) for line in last.stdout.splitlines()]
+    assert row["type"] == "message" and row["direction"] == "out"
+    assert row["text"].startswith("from alice two")
+    nobody = enclave(*alice.cmd("history", "nobody"))
+    assert nobody.returncode == 2 and "no peer matches 'nobody'" in nobody.stderr
+    assert len(nobody.stderr.strip().splitlines()) == 1
+    bad = enclave(*alice.cmd("history", "bob", "--limit", "0"))
+    assert bad.returncode == 2 and "--limit" in bad.stderr
