@@ -40,3 +40,18 @@ def test_history_prints_the_conversation_both_ways_oldest_first(tmp_path):
     assert len(nobody.stderr.strip().splitlines()) == 1
     bad = enclave(*alice.cmd("history", "bob", "--limit", "0"))
     assert bad.returncode == 2 and "--limit" in bad.stderr
+
+
+def test_clear_erases_the_history_shown_and_asks_first(tmp_path):
+    alice, bob = Home(tmp_path, "alice"), Home(tmp_path, "bob")
+    introduce(tmp_path, alice, bob)
+    queued = enclave(*alice.cmd("send", "bob", "queued, then erased"))
+    assert queued.returncode == 0, queued.stderr
+    asked = enclave(*alice.cmd("clear", "bob"))  # no terminal: --yes is needed
+    assert asked.returncode == 2 and "--yes" in asked.stderr
+    assert "queued, then erased" in enclave(*alice.cmd("history", "bob")).stdout
+    done = enclave(*alice.cmd("clear", "bob", "--yes"))
+    assert done.returncode == 0, done.stderr
+    assert "Erased your history with bob on this device" in done.stdout
+    assert enclave(*alice.cmd("history", "bob")).stdout == ""
+    assert "bob" in enclave(*alice.cmd("peers")).stdout

@@ -132,3 +132,23 @@ async def test_remove_drops_sessions_history_and_outbox(rsa_keys, tmp_path):
         a.add_peer(public_pem(rsa_keys["bob"]), "127.0.0.1:9", "bob")
         assert a.history("bob") == [] and a.owed("bob") == 0
         assert [m.body for m in rb.received()] == ["hello"]
+
+
+@pytest.mark.asyncio
+async def test_clear_history_erases_it_from_the_file_and_keeps_the_contact(rsa_keys, tmp_path):
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        ra, rb = Recorder(a), Recorder(b)
+        await b.send("alice", "MARKERWORD from bob")
+        await ra.until(lambda r: r.received())
+        await a.send("bob", "MARKERWORD from alice")
+        await rb.until(lambda r: r.received())
+        kept = [m.body for m in b.history("alice")]  # the contact keeps its copy
+        await b.stop()
+        await a.send("bob", "MARKERWORD still owed")
+        assert a.owed("bob") == 1
+        assert a.clear_history("bob") == 3
+        assert a.history("bob") == [] and a.owed("bob") == 0 and a.resolve("bob")
+        assert ("cleared", "bob") in _changes(ra)
+        for path in (tmp_path / "a").glob("enclave.db*"):  # the database, WAL and SHM
+            assert b"MARKERWORD" not in path.read_bytes(), path.name
+        assert kept == ["MARKERWORD from bob", "MARKERWORD from alice"]

@@ -88,3 +88,21 @@ async def test_a_revoked_contact_shows_why_and_cannot_be_written_to(pair, tmp_pa
         await r.screen.shows("bob revoked their key: messages to and from it are refused")
         await r.run("/send bob anyone there", "error: bob revoked this key")
         await r.run("/peers", "revoked")
+
+
+@pytest.mark.asyncio
+async def test_clear_asks_then_erases_the_history_here(pair, tmp_path):
+    a, b = pair
+    rb = Recorder(b)
+    await a.send("bob", "soon forgotten")
+    await rb.until(lambda r: r.received())
+    async with repl(a, tmp_path) as r:
+        r.pipe.send_text("/clear bob\r")
+        r.pipe.send_text("n\r")
+        await r.screen.shows("the history with bob was kept")
+        assert [m.body for m in a.history("bob")] == ["soon forgotten"]
+        r.pipe.send_text("/clear bob\r")
+        r.pipe.send_text("y\r")
+        await r.screen.shows("the history with bob was erased on this device")
+        assert a.history("bob") == [] and a.resolve("bob")
+        await r.run("/clear", "error: usage: /clear PEER")

@@ -41,6 +41,7 @@ API_ROUTES = [
     ("POST", "/api/peers/" + "0" * 64 + "/blocked"),
     ("GET", "/api/peers/" + "0" * 64 + "/owed"),
     ("POST", "/api/peers/" + "0" * 64 + "/remove"),
+    ("POST", "/api/peers/" + "0" * 64 + "/clear"),
     ("POST", "/api/send"),
     ("POST", "/api/broadcast"),
     ("GET", "/api/search?q=x"),

@@ -25,6 +25,7 @@ async def test_contact_routes_validate_their_input(rsa_keys, tmp_path):
             ("POST", "/api/peers/xyz/blocked", {"blocked": True}, 400, "fingerprint"),
             ("GET", f"/api/peers/{nobody}/owed", None, 400, "no peer"),
             ("POST", f"/api/peers/{nobody}/remove", {}, 400, "no peer"),
+            ("POST", f"/api/peers/{nobody}/clear", {}, 400, "no peer"),
         ]
         for method, path, body, status, words in cases:
             got, answer = await call(alice, method, path, body)
@@ -60,3 +61,18 @@ async def test_rename_block_remove_reach_every_page(rsa_keys, tmp_path):
             event = await next_event(wa, "peers")
             assert (event["change"], event["peer"]) == ("removed", fp)
             assert (await call(alice, "GET", "/api/peers"))[1]["peers"] == []
+
+
+@pytest.mark.asyncio
+async def test_clear_erases_the_history_and_every_page_hears_it(rsa_keys, tmp_path):
+    async with two_pages(rsa_keys, tmp_path) as (alice, _, a, b):
+        fp = b.fingerprint
+        await b.stop()
+        await a.send("bob", "owed, then erased")
+        async with socket(alice) as wa:
+            await next_event(wa, "hello")
+            assert (await call(alice, "POST", f"/api/peers/{fp}/clear", {}))[1] == {"erased": 1}
+            event = await next_event(wa, "peers")
+            assert (event["change"], event["peer"]) == ("cleared", fp)
+        got = (await call(alice, "GET", f"/api/peers/{fp}/messages"))[1]
+        assert got["messages"] == [] and a.owed("bob") == 0 and a.resolve("bob")

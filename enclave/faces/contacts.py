@@ -127,6 +127,23 @@ def remove(args) -> int:
     return 0
 
 
+def clear(args) -> int:
+    """``enclave clear PEER``: erase the history with a contact on this device."""
+    owed = _change(args, "owed")["owed"]
+    if not args.yes:
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise UserError(
+                f"clearing erases your history with {args.peer}; add --yes to clear it without asking"
+            )
+        extra = f" and {owed} undelivered message{'s' * (owed != 1)}" if owed else ""
+        answer = input(f"Erase your history with {args.peer}{extra} on this device? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise UserError("nothing erased")
+    done = _change(args, "clear")
+    print(f"Erased your history with {_label(done)} on this device (they keep theirs)")
+    return 0
+
+
 def _confirm(peer: str, owed: int) -> None:
     what = (
         f"its history and {owed} undelivered message{'s' * (owed != 1)}" if owed else "its history"
@@ -163,6 +180,7 @@ def _in_store(place, action: str, peer: str, name: str | None) -> dict:
             "block": lambda: book.block(peer, True),
             "unblock": lambda: book.block(peer, False),
             "remove": lambda: book.remove(peer),
+            "clear": lambda: book.clear(peer),
         }
         done = changes[action]()
     return {"peer": done.fingerprint, "name": done.name}

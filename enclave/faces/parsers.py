@@ -268,6 +268,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "send-file": Sub("enclave.faces.send_file", "run", _send_file, "send files (queued if no node runs)", "enclave send-file bob report.pdf --wait"),
     "group": Sub("enclave.faces.groups", "run", _group, "group chat: create, add, remove, promote, rename, leave, list, send", 'enclave group create team bob carol; enclave group send team "Standup in 5"'),
     "remove": Sub(CONTACTS, "remove", _remove, "remove a peer from your contacts", "enclave remove bob --yes"),
+    "clear": Sub(CONTACTS, "clear", _remove, "erase your history with a peer on this device", "enclave clear bob --yes"),
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),
     "rename": Sub(CONTACTS, "rename", _rename, "give a peer a new name", "enclave rename bob robert"),

@@ -113,6 +113,7 @@ COMMANDS = (
     "/block",
     "/unblock",
     "/remove",
+    "/clear",
     "/nearby",
     "/stats",
     "/help",
@@ -127,6 +128,7 @@ PEER_COMMANDS = (
     "/block",
     "/unblock",
     "/remove",
+    "/clear",
 )
 
 Write = Callable[[str], None]

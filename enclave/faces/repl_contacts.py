@@ -1,5 +1,5 @@
 """The REPL's contact commands: ``/verify``, ``/rename``, ``/block``, ``/unblock``,
-``/remove``.
+``/remove``, ``/clear``.
 
 Rules:
 - Each calls one Node API method; the line it leaves on screen is the rendering of
@@ -8,7 +8,8 @@ Rules:
 - ``/verify`` shows the safety number (identity.safety) with its QR code and both
   fingerprints, and asks before it marks the contact verified.
 - ``/remove`` deletes history and what is still owed, so it asks first and says how
-  many undelivered messages go; without a terminal to ask on it refuses.
+  many undelivered messages go; without a terminal to ask on it refuses. ``/clear``
+  erases the history alone (the contact stays), asking the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ HELP = """\
   /rename PEER NEW       give a contact another name          /rename bob robert
   /block PEER            refuse its connections and messages  /block bob
   /unblock PEER          accept it again; its queue goes out  /unblock bob
-  /remove PEER           forget it, its history and outbox    /remove bob"""
+  /remove PEER           forget it, its history and outbox    /remove bob
+  /clear PEER            erase your history with it, here      /clear bob"""
 
 
 def _one_peer(rest: str, usage: str) -> str:
@@ -90,6 +92,20 @@ async def cmd_verify(commands, rest: str) -> None:
     commands.write(f"{label} is now marked verified")
 
 
+async def cmd_clear(commands, rest: str) -> None:
+    peer = commands.node.resolve(_one_peer(rest, "/clear PEER"))
+    label = commands.label(peer.fingerprint)
+    owed = commands.node.owed(peer.fingerprint)
+    what = " and its " + f"{owed} undelivered message{'s' * (owed != 1)}" if owed else ""
+    if commands.ask is None:
+        raise UserError("/clear needs a terminal to confirm")
+    answer = await commands.ask(f"Erase your history with {label}{what} on this device? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        commands.write(f"the history with {label} was kept")
+        return
+    commands.node.clear_history(peer.fingerprint)
+
+
 def terminal_qr(text: str) -> str:
     """A QR code of ``text`` in block characters, two rows of modules per line."""
     import io
@@ -112,6 +128,7 @@ def render_change(event: ContactChanged, clock: str) -> str | None:
         " (/unblock to undo)",
         "unblocked": f"{label} is unblocked; messages queued for it go out when it is reachable",
         "removed": f"{label} was removed with its history",
+        "cleared": f"the history with {label} was erased on this device",
         "revoked": f"{label} revoked their key: messages to and from it are refused"
         " (pair again if they have a new one)",
     }
@@ -131,4 +148,5 @@ HANDLERS = {
     "/block": cmd_block,
     "/unblock": cmd_unblock,
     "/remove": cmd_remove,
+    "/clear": cmd_clear,
 }

@@ -357,6 +357,7 @@ def _control_contact(node, request: dict) -> dict:
         "block": lambda: node.block_contact(peer, True),
         "unblock": lambda: node.block_contact(peer, False),
         "remove": lambda: node.remove_contact(peer),
+        "clear": lambda: _control_clear(node, peer),
         "add": lambda: _control_add(node, request, text),
     }
     if action not in changes:
@@ -374,6 +375,11 @@ def _control_contact(node, request: dict) -> dict:
     if action == "add":
         return done
     return {"peer": done.fingerprint, "name": done.name}
+
+
+def _control_clear(node, peer: str):
+    node.clear_history(peer)
+    return node.resolve(peer)
 
 
 def _control_add(node, request: dict, name: str | None) -> dict:

@@ -375,6 +375,17 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi):
         self._publish(ContactChanged(peer.fingerprint, "removed", peer.name))
         return peer
 
+    def clear_history(self, query: str) -> int:
+        """Erase the conversation with a contact here (bodies zeroed in the file, the
+        WAL checkpointed; ids kept so a late resend is not shown again); what was still
+        owed to it leaves the outbox. The contact keeps its copy. How many went."""
+        peer = self.resolve(query)
+        fp = bytes.fromhex(peer.fingerprint)
+        self.delivery.set_aside(fp)  # nothing of it is sent after this
+        erased = self.store.delete_history(peer.fingerprint)
+        self._publish(ContactChanged(peer.fingerprint, "cleared", peer.name))
+        return erased
+
     def set_protocol(self, query: str, proto: str, *, force: bool = False) -> Peer:
         """'v1' marks a peer legacy (the original client): it is sent v1 envelopes only.
         'auto' (the default) speaks v2 and accepts v1 until the peer first speaks v2.

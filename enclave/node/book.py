@@ -199,6 +199,12 @@ class Book:
         """Messages still owed to a contact (what removing it drops)."""
         return self._store.owed_count(resolve_peer(self._store, query).fingerprint)
 
+    def clear(self, query: str) -> Peer:
+        """Erase the history with a contact (``Store.delete_history``); the contact."""
+        peer = resolve_peer(self._store, query)
+        self._store.delete_history(peer.fingerprint)
+        return peer
+
     def rename(self, query: str, new_name: str | None) -> Peer:
         return rename_contact(self._store, query, new_name)
 

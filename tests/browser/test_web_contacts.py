@@ -100,6 +100,29 @@ def test_block_hides_what_the_contact_sends_until_unblocked(pages):
     expect(peer(alice, "robert").locator(".tag-blocked")).to_have_count(0)
 
 
+def test_clear_history_asks_then_empties_the_chat_here_only(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    open_chat(alice, "robert")
+    open_chat(bob, "alice")
+    send(alice, "erase me soon")
+    expect(bubble(bob, "in", "erase me soon")).to_be_visible(timeout=WAIT)
+    alice.locator("#btn-contact").click()
+    alice.locator("#btn-clear").click()
+    expect(alice.locator("#clear-text")).to_contain_text("keeps theirs", timeout=WAIT)
+    alice.locator("#btn-clear-cancel").click()
+    expect(alice.locator("#clear-confirm")).to_be_hidden()
+    expect(bubble(alice, "out", "erase me soon")).to_be_visible()
+    alice.locator("#btn-clear").click()
+    alice.locator("#btn-clear-yes").click()
+    expect(alice.locator("#dlg-contact")).to_be_hidden(timeout=WAIT)
+    expect(alice.locator("#message-list .msg")).to_have_count(0, timeout=WAIT)
+    expect(peer(alice, "robert")).to_be_visible()  # the contact stays
+    expect(bubble(bob, "in", "erase me soon")).to_be_visible()  # Bob keeps his copy
+    alice.reload()
+    open_chat(alice, "robert")
+    expect(alice.locator("#message-list .msg")).to_have_count(0, timeout=WAIT)
+
+
 def test_remove_asks_then_closes_the_chat(pages):
     alice = pages["alice"]
     open_chat(alice, "carol")

@@ -366,6 +366,13 @@ def _contact_routes(app: Quart, backend: Backend) -> None:
         peer = _peer(backend, fp)  # first: it says "unlock first" before the node runs
         return {"owed": backend.node.owed(peer.fingerprint)}
 
+    @app.post("/api/peers/<fp>/clear")
+    async def clear(fp: str):
+        peer = _peer(backend, fp)
+        erased = backend.node.clear_history(peer.fingerprint)
+        backend.mark_read(peer.fingerprint)
+        return {"erased": erased}
+
     @app.post("/api/peers/<fp>/remove")
     async def remove(fp: str):
         peer = _peer(backend, fp)

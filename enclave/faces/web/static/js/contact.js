@@ -1,10 +1,11 @@
-// The contact menu of the open chat: rename, block or unblock, remove.
+// The contact menu of the open chat: rename, block or unblock, clear history, remove.
 //
 // Rules:
 // - Each action is one POST; the server's "peers" event (sent to every page, and
 //   after changes made in the REPL or on the command line too) redraws the list.
 // - Removing deletes the history and what is still owed, so the dialog asks first
-//   and says how many undelivered messages go.
+//   and says how many undelivered messages go; clearing erases the history alone (on
+//   this device: the contact keeps its copy), asking the same way.
 // - A mistake (a taken or invalid name) shows inside the dialog, which stays open.
 
 import { api } from "./api.js";
@@ -20,6 +21,9 @@ export function wireContact() {
   $("btn-remove").addEventListener("click", askRemove);
   $("btn-remove-cancel").addEventListener("click", () => show($("remove-confirm"), false));
   $("btn-remove-yes").addEventListener("click", onRemove);
+  $("btn-clear").addEventListener("click", askClear);
+  $("btn-clear-cancel").addEventListener("click", () => show($("clear-confirm"), false));
+  $("btn-clear-yes").addEventListener("click", onClear);
 }
 
 function current() {
@@ -31,6 +35,7 @@ function openContact() {
   if (!peer) return;
   fill(peer);
   show($("remove-confirm"), false);
+  show($("clear-confirm"), false);
   show($("contact-error"), false);
   const dialog = $("dlg-contact");
   if (!dialog.open) dialog.showModal();
@@ -87,6 +92,31 @@ async function askRemove() {
     const undelivered = owed ? ` and ${owed} undelivered message${owed === 1 ? "" : "s"}` : "";
     $("remove-text").textContent = `Remove ${label(peer)}? This deletes its history${undelivered}. To talk again, add its key again.`;
     show($("remove-confirm"), true);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function askClear() {
+  const peer = current();
+  if (!peer) return;
+  try {
+    const { owed } = await api("GET", `/api/peers/${peer.fingerprint}/owed`);
+    const undelivered = owed ? ` and the ${owed} message${owed === 1 ? "" : "s"} not yet delivered` : "";
+    $("clear-text").textContent = `Erase your history with ${label(peer)}${undelivered} on this device? ${label(peer)} keeps theirs.`;
+    show($("clear-confirm"), true);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function onClear() {
+  const peer = current();
+  if (!peer) return;
+  try {
+    await api("POST", `/api/peers/${peer.fingerprint}/clear`, {});
+    $("dlg-contact").close();
+    toast(`Your history with ${label(peer)} was erased on this device`);
   } catch (err) {
     fail(err);
   }

@@ -67,6 +67,10 @@ function onPeers(event) {
     if (state.current === event.peer) leaveChat();
     state.convos.delete(event.peer);
   }
+  if (event.change === "cleared") {
+    state.convos.delete(event.peer); // its messages leave the page, here and on others
+    if (state.current === event.peer) loadOlder(event.peer, true);
+  }
   loadPeers().catch((err) => toast(err.message, { error: true }));
 }
 
