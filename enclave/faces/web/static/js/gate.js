@@ -8,6 +8,7 @@
 // - While the server works (key generation, scrypt), the gate's buttons and fields
 //   are disabled and say what is happening.
 
+import { refreshNearby } from "./nearby.js";
 import { api } from "./api.js";
 import { $, show } from "./dom.js";
 import { loadGroups } from "./groups.js";
@@ -128,4 +129,5 @@ export async function startApp() {
   $("listening").textContent = `Listening for peers on ${state.me.listening}`;
   show($("gate"), false);
   show($("app"), true);
+  refreshNearby();
 }

@@ -4,15 +4,17 @@
 // pairing by code makes the contact (an announcement alone proves nothing).
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
+import { state } from "./state.js";
 
 const EVERY_MS = 10000; // the list changes as nodes come and go; no event says so
 
 export function wireNearby() {
-  refresh();
-  setInterval(refresh, EVERY_MS);
+  setInterval(refreshNearby, EVERY_MS); // the first once the app starts (gate.js)
 }
 
-async function refresh() {
+export async function refreshNearby() {
+  // Not before the node runs: the API would refuse (and the console would say so).
+  if (!state.ready) return;
   let answer;
   try {
     answer = await api("GET", "/api/nearby");
