@@ -101,6 +101,10 @@ def _history(p) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _wipe(p) -> None:
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+
 def _import_key(p) -> None:
     p.add_argument(
         "import_key", metavar="FILE", help="the original client's private key PEM"
@@ -259,6 +263,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "rotate-key": Sub("enclave.faces.rotate", "run", _rotate_key, "replace your identity key; contacts switch to it without a warning", "enclave rotate-key"),
     "revoke": Sub("enclave.faces.rotate", "revoke", _revoke, "tell every contact your key is revoked (no password needed)", "enclave revoke --certificate /media/usb/revocation.cert"),
     "history": Sub("enclave.faces.history", "run", _history, "print a conversation (the last 50 messages by default)", "enclave history bob --limit 200"),
+    "wipe": Sub("enclave.faces.wipe", "run", _wipe, "erase this home: identity, contacts, messages, settings", "enclave wipe"),
     "peers": Sub(CLI, "cmd_peers", _nothing, "list known peers", "enclave peers"),
     "fingerprint": Sub(CLI, "cmd_fingerprint", _nothing, "print your fingerprint, to compare out of band", "enclave fingerprint"),
     "public-key": Sub(CLI, "cmd_public_key", _nothing, "print your public key (PEM) to share", "enclave public-key > alice.pem"),
