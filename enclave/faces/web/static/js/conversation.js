@@ -15,10 +15,11 @@
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { fileCard, wireFiles } from "./files.js";
+import { restoreDraft } from "./composer.js";
 import { closeGroup } from "./groups.js";
 import { loadPeers, renderHeader, renderPeers, tick } from "./peers.js";
 import { addToConvo, convo, keyOf, rank, state } from "./state.js";
-import { label, visible } from "./text.js";
+import { label, linked, visible } from "./text.js";
 import { UNKNOWN_TIME, clock, dayLabel, format, fullFormat, startOfDay, timeOf, validTime } from "./time.js";
 import { toast } from "./toasts.js";
 import { clearTyping, stopTyping } from "./typing.js";
@@ -48,11 +49,22 @@ export function wireConversation() {
   });
 }
 
+const OPEN_KEY = "enclave-open-chat";
+
+// The chat this tab had open before a reload, if its contact is still there.
+export function reopenChat() {
+  const fp = sessionStorage.getItem(OPEN_KEY);
+  if (fp && state.peers.has(fp)) openChat(fp);
+}
+
 export async function openChat(fp, focusKey) {
   const peer = state.peers.get(fp);
   if (!peer) return;
   if (state.current !== fp) stopTyping();
+  const switching = state.current !== fp;
   state.current = fp;
+  sessionStorage.setItem(OPEN_KEY, fp); // a reload of this tab comes back to this chat
+  if (switching) restoreDraft(fp);
   if (state.group) closeGroup();
   show($("chat-empty"), false);
   show($("chat-view"), true);
@@ -75,6 +87,7 @@ function closeChat() {
 export function leaveChat() {
   stopTyping();
   state.current = null;
+  sessionStorage.removeItem(OPEN_KEY);
   closeChat();
   show($("chat-view"), false);
   show($("chat-empty"), true);
@@ -203,7 +216,12 @@ function bubble(m, first) {
   if (m.direction === "out") li.dataset.state = m.state;
   const b = el("div", "bubble");
   if (m.file) b.appendChild(fileCard(m));
-  else b.appendChild(el("span", "body", m.body === null ? "(deleted)" : visible(m.body)));
+  else if (m.body === null) b.appendChild(el("span", "body", "(deleted)"));
+  else {
+    const body = el("span", "body");
+    body.appendChild(linked(m.body));
+    b.appendChild(body);
+  }
   const meta = el("span", "meta");
   if (m.legacy) meta.appendChild(el("span", "legacy-mark", "legacy v1"));
   meta.appendChild(timeStamp(m));
@@ -227,7 +245,11 @@ function bubble(m, first) {
 }
 
 function timeStamp(m) {
-  if (validTime(m.created_ms) !== null) return el("span", "time", clock.format(m.created_ms));
+  if (validTime(m.created_ms) !== null) {
+    const span = el("span", "time", clock.format(m.created_ms));
+    span.title = format(fullFormat, m.created_ms); // the full date and time on hover
+    return span;
+  }
   const span = el("span", "time unknown", UNKNOWN_TIME);
   span.title = `The sender gave no believable time. Received ${format(fullFormat, m.received_ms)}.`;
   return span;

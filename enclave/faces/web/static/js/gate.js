@@ -8,6 +8,7 @@
 // - While the server works (key generation, scrypt), the gate's buttons and fields
 //   are disabled and say what is happening.
 
+import { reopenChat } from "./conversation.js";
 import { refreshNearby } from "./nearby.js";
 import { api } from "./api.js";
 import { $, show } from "./dom.js";
@@ -130,4 +131,5 @@ export async function startApp() {
   show($("gate"), false);
   show($("app"), true);
   refreshNearby();
+  reopenChat();
 }

@@ -89,4 +89,10 @@ async function boot() {
   else gate("locked", "Enter the password of your identity to start your node.", answer.home);
 }
 
+// A new launch address pasted into this tab (Enclave restarted): take its token at
+// once; the drafts and the open chat come back after the reload (sessionStorage).
+window.addEventListener("hashchange", () => {
+  if (/(?:^#|&)token=/.test(location.hash)) location.reload();
+});
+
 document.addEventListener("DOMContentLoaded", boot);

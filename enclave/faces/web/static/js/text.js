@@ -29,6 +29,30 @@ function joinsPictographs(text, at) {
   return prev !== undefined && next !== undefined && PICTOGRAPH.test(prev) && PICTOGRAPH.test(String.fromCodePoint(next));
 }
 
+// Web addresses in a body become links: shown as the text they are (through visible),
+// opened in a new tab with no referrer and no opener, never fetched by the page itself
+// (no previews). Only http and https: a "javascript:" or "data:" text stays text.
+const LINK = /\bhttps?:\/\/[^\s<>"'\u27e8\u27e9]+[^\s<>"'.,;:!?)\]}\u27e8\u27e9]/giu;
+
+export function linked(text) {
+  const shown = visible(text);
+  const out = document.createDocumentFragment();
+  let at = 0;
+  for (const match of shown.matchAll(LINK)) {
+    if (match.index > at) out.append(shown.slice(at, match.index));
+    const a = document.createElement("a");
+    a.href = match[0];
+    a.textContent = match[0];
+    a.rel = "noopener noreferrer";
+    a.target = "_blank";
+    a.className = "link";
+    out.append(a);
+    at = match.index + match[0].length;
+  }
+  if (at < shown.length) out.append(shown.slice(at));
+  return out;
+}
+
 export function label(peer) {
   return visible(peer.name, false) || String(peer.grouped || peer.fingerprint).split(" ").slice(0, 2).join(" ");
 }

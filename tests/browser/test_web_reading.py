@@ -1,0 +1,119 @@
+"""Reading and writing on the page in Debian's Chromium, against two real ``enclave
+--web`` processes (issue 22, items 1 and 3): links in messages, the full date on
+hover, the character counter near the limit, drafts kept per chat and across a reload,
+and a new launch address pasted into a tab that shows "Enclave was restarted"."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+from test_web_browser import WAIT, bubble, open_chat, open_page, send
+from webnodes import WebNode, free_port
+
+
+@pytest.fixture(scope="module")
+def nodes(rsa_keys, tmp_path_factory):
+    base = tmp_path_factory.mktemp("reading")
+    made = {n: WebNode(n, base / n, key=rsa_keys[n]) for n in ("alice", "bob", "carol")}
+    alice, bob, carol = made.values()
+    for other in (bob, carol):
+        alice.add_peer(other, other.name)
+        other.add_peer(alice, "alice")
+    alice.web_port = free_port()  # kept across its restart: the same origin, as :5000 is
+    started = []
+    try:
+        for node in made.values():
+            node.start(web_args=("--web-port", str(node.web_port)) if node is alice else ())
+            started.append(node)
+        yield made
+    finally:
+        for node in started:
+            node.stop()
+
+
+@pytest.fixture(scope="module")
+def pages(browser, nodes):
+    out = {name: open_page(browser, nodes[name].url) for name in ("alice", "bob")}
+    yield out
+    for page in out.values():
+        assert page.watch.script_errors() == []
+        page.context.close()
+
+
+def test_links_open_in_a_new_tab_and_nothing_is_fetched(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    fetched = []
+    alice.on("request", lambda r: "example.org" in r.url and fetched.append(r.url))
+    open_chat(alice, "bob")
+    open_chat(bob, "alice")
+    send(bob, "see https://example.org/a?b=1, and javascript:alert(1) or <b>bold</b>")
+    got = bubble(alice, "in", "see https://example.org")
+    expect(got).to_be_visible(timeout=WAIT)
+    link = got.locator("a.link")
+    expect(link).to_have_count(1)
+    expect(link).to_have_attribute("href", "https://example.org/a?b=1")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    expect(link).to_have_attribute("target", "_blank")
+    expect(got.locator(".body")).to_contain_text("javascript:alert(1) or <b>bold</b>")
+    expect(got.locator("b")).to_have_count(0)
+    assert fetched == []
+
+
+def test_the_time_of_a_message_shows_the_full_date_on_hover(pages):
+    alice = pages["alice"]
+    stamp = bubble(alice, "in", "see https://example.org").locator(".time")
+    expect(stamp).to_have_attribute("title", re.compile(r"20\d\d"))
+
+
+def test_the_counter_shows_near_the_limit_and_a_long_paste_is_never_cut(pages):
+    alice = pages["alice"]
+    box, count = alice.locator("#input"), alice.locator("#input-count")
+    box.fill("x" * 8999)
+    expect(count).to_be_hidden()
+    box.fill("y" * 9500)
+    expect(count).to_have_text("9,500 / 10,000")
+    box.fill("z" * 10012)
+    expect(count).to_have_text("12 too many")
+    expect(count).to_have_class(re.compile(r"\bover\b"))
+    box.press("Enter")
+    expect(alice.locator(".toast.error", has_text="12 characters too long")).to_be_visible()
+    assert len(box.input_value()) == 10012  # kept whole: nothing cut, nothing sent
+    expect(alice.locator("#message-list .msg.out")).to_have_count(0)
+    box.fill("")
+    expect(count).to_be_hidden()
+
+
+def test_each_chat_keeps_its_draft_across_chats_and_a_reload(pages):
+    alice = pages["alice"]
+    open_chat(alice, "bob")
+    alice.locator("#input").fill("half a thought for bob")
+    open_chat(alice, "carol")
+    expect(alice.locator("#input")).to_have_value("")
+    alice.locator("#input").fill("for carol")
+    open_chat(alice, "bob")
+    expect(alice.locator("#input")).to_have_value("half a thought for bob")
+    alice.reload()
+    expect(alice.locator("#chat-name")).to_have_text("bob", timeout=WAIT)  # reopened
+    expect(alice.locator("#input")).to_have_value("half a thought for bob")
+
+
+def test_a_new_launch_address_pasted_into_the_tab_works_at_once(pages, nodes):
+    alice = pages["alice"]
+    node = nodes["alice"]
+    open_chat(alice, "bob")
+    alice.locator("#input").fill("typed before the restart")
+    node.stop()
+    url = node.start(web_args=("--web-port", str(node.web_port)))
+    expect(alice.locator("#gate")).to_be_visible(timeout=WAIT)  # "Enclave was restarted"
+    alice.goto(url)  # the new address, pasted: only its fragment differs
+    expect(alice.locator("#app")).to_be_visible(timeout=WAIT)
+    expect(alice.locator("#chat-name")).to_have_text("bob", timeout=WAIT)
+    expect(alice.locator("#input")).to_have_value("typed before the restart")
+    send(alice, "after the restart")
+    expect(bubble(pages["bob"], "in", "after the restart")).to_be_visible(timeout=WAIT)
+    # While the node was down the socket could not connect, then its old token was
+    # refused: the browser logs both, as it should. Nothing else may be there.
+    errors = alice.watch.errors
+    errors[:] = [e for e in errors if not e.startswith("WebSocket connection to")]
