@@ -117,3 +117,27 @@ def test_a_new_launch_address_pasted_into_the_tab_works_at_once(pages, nodes):
     # refused: the browser logs both, as it should. Nothing else may be there.
     errors = alice.watch.errors
     errors[:] = [e for e in errors if not e.startswith("WebSocket connection to")]
+
+
+def test_new_messages_while_scrolled_up_wait_behind_a_jump_button(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    open_chat(alice, "bob")
+    open_chat(bob, "alice")
+    for i in range(30):  # enough to scroll
+        send(bob, f"filler {i}")
+    expect(bubble(alice, "in", "filler 29")).to_be_visible(timeout=WAIT)
+    expect(alice).to_have_title("Enclave")  # at the bottom: read as they came
+    alice.evaluate("document.getElementById('messages').scrollTop = 0")
+    send(bob, "first while scrolled up")
+    send(bob, "second while scrolled up")
+    jump = alice.locator("#jump-new")
+    expect(jump).to_have_text("2 new messages ↓", timeout=WAIT)
+    expect(alice).to_have_title("(2) Enclave")  # not read: not seen yet
+    divider = alice.locator("#message-list .unread-divider")
+    expect(divider).to_have_count(1)
+    after = alice.locator("#message-list .unread-divider + li")
+    expect(after).to_contain_text("first while scrolled up")
+    jump.click()
+    expect(jump).to_be_hidden(timeout=WAIT)
+    expect(alice).to_have_title("Enclave", timeout=WAIT)
+    expect(bubble(alice, "in", "second while scrolled up")).to_be_in_viewport()

@@ -42,10 +42,11 @@ export function wireConversation() {
   setInterval(renderWaiting, 1000); // the countdown of "retrying in N s"
   $("messages").addEventListener("scroll", () => {
     if (state.current && $("messages").scrollTop < 80) loadOlder(state.current, false);
+    if (nearBottom()) seen();
   });
+  $("jump-new").addEventListener("click", jumpToNew);
   document.addEventListener("visibilitychange", () => {
-    const peer = state.peers.get(state.current);
-    if (document.visibilityState === "visible" && peer && peer.unread) markRead(peer.fingerprint);
+    if (document.visibilityState === "visible" && nearBottom()) seen();
   });
 }
 
@@ -62,6 +63,7 @@ export async function openChat(fp, focusKey) {
   if (!peer) return;
   if (state.current !== fp) stopTyping();
   const switching = state.current !== fp;
+  if (switching && state.current) convo(state.current).firstUnread = null; // read by now
   state.current = fp;
   sessionStorage.setItem(OPEN_KEY, fp); // a reload of this tab comes back to this chat
   if (switching) restoreDraft(fp);
@@ -73,10 +75,23 @@ export async function openChat(fp, focusKey) {
   renderPeers();
   const c = convo(fp);
   if (!c.loaded) await loadOlder(fp, true);
-  else renderMessages({ stick: "bottom" });
+  if (switching && peer.unread) c.firstUnread = firstUnreadKey(c, peer.unread);
+  renderMessages({ stick: "bottom" });
+  const divider = $("message-list").querySelector(".unread-divider");
+  if (switching && divider) divider.scrollIntoView({ block: "start" }); // the first new one
   if (focusKey) await reveal(fp, focusKey);
-  if (peer.unread) markRead(fp);
+  if (nearBottom()) seen(); // all of it on screen: read
+  else renderJump(); // more below: read as the user scrolls down to them
   if (window.matchMedia("(min-width: 721px)").matches) $("input").focus();
+}
+
+// The key of the first of the last ``n`` incoming messages: where "New messages" goes.
+function firstUnreadKey(c, n) {
+  let left = n;
+  for (let i = c.list.length - 1; i >= 0; i--) {
+    if (c.list[i].direction === "in" && --left === 0) return keyOf(c.list[i]);
+  }
+  return null;
 }
 
 function closeChat() {
@@ -147,6 +162,29 @@ async function reveal(fp, key) {
   }
 }
 
+// New messages are read once the user sees them: at the bottom of a visible chat.
+function seen() {
+  const peer = state.peers.get(state.current);
+  show($("jump-new"), false);
+  if (peer && peer.unread && document.visibilityState === "visible") markRead(peer.fingerprint);
+}
+
+function renderJump() {
+  const peer = state.peers.get(state.current);
+  const n = peer ? peer.unread || 0 : 0;
+  $("jump-new").textContent = `${n} new message${n === 1 ? "" : "s"} ↓`;
+  show($("jump-new"), n > 0);
+}
+
+// To the first unread message (its divider), or the bottom when there is none.
+function jumpToNew() {
+  const divider = $("message-list").querySelector(".unread-divider");
+  const box = $("messages");
+  if (divider) divider.scrollIntoView({ block: "start" });
+  if (!divider || nearBottom()) box.scrollTop = box.scrollHeight;
+  seen();
+}
+
 function nearBottom() {
   const box = $("messages");
   return box.scrollHeight - box.scrollTop - box.clientHeight < 120;
@@ -173,6 +211,10 @@ function renderMessages({ stick }) {
       if (day !== lastDay) {
         list.appendChild(el("li", "day", dayLabel(timeOf(m))));
         lastDay = day;
+        lastDir = null;
+      }
+      if (c.firstUnread && keyOf(m) === c.firstUnread) {
+        list.appendChild(el("li", "unread-divider", "New messages"));
         lastDir = null;
       }
       list.appendChild(bubble(m, m.direction !== lastDir));
@@ -298,9 +340,14 @@ export function onMessage(m, incoming) {
   if (peer && added) {
     peer.last = m;
     const open = state.current === m.peer && document.visibilityState === "visible";
+    const reading = open && nearBottom();
     if (incoming) {
-      if (open) markRead(m.peer);
-      else {
+      if (reading) markRead(m.peer);
+      else if (state.current === m.peer) {
+        // The chat is open but scrolled up (or the tab hidden): unread until seen.
+        peer.unread = (peer.unread || 0) + 1;
+        c.firstUnread = c.firstUnread || keyOf(m);
+      } else {
         peer.unread = (peer.unread || 0) + 1;
         toast(m.body, { who: label(peer), onClick: () => openChat(m.peer) });
       }
@@ -308,7 +355,10 @@ export function onMessage(m, incoming) {
     }
   }
   renderPeers();
-  if (state.current === m.peer) renderMessages({ stick: !incoming || nearBottom() ? "bottom" : null });
+  if (state.current === m.peer) {
+    renderMessages({ stick: !incoming || nearBottom() ? "bottom" : null });
+    renderJump();
+  }
 }
 
 export function onDelivery(event) {
