@@ -257,6 +257,7 @@ function bubble(m, first) {
   if (m.ref) li.dataset.ref = m.ref;
   if (m.direction === "out") li.dataset.state = m.state;
   const b = el("div", "bubble");
+  b.appendChild(el("span", "sr-only", spoken(m))); // who, when, and its fate, for screen readers
   if (m.file) b.appendChild(fileCard(m));
   else if (m.body === null) b.appendChild(el("span", "body", "(deleted)"));
   else {
@@ -284,6 +285,20 @@ function bubble(m, first) {
   }
   li.appendChild(b);
   return li;
+}
+
+function spoken(m) {
+  const peer = state.peers.get(m.peer);
+  const who = m.direction === "in" ? (peer ? label(peer) : "them") : "you";
+  const when = validTime(m.created_ms) !== null ? format(fullFormat, m.created_ms) : "at an unknown time";
+  const fate = m.direction === "out" && !m.file ? `, ${m.state}` : "";
+  return `${who}, ${when}${fate}: `;
+}
+
+// Only a new message is read out (the list itself is not a live region).
+function announce(m) {
+  const peer = state.peers.get(m.peer);
+  $("announcer").textContent = `${peer ? label(peer) : "A contact"}: ${visible(String(m.body ?? "a file"), false)}`;
 }
 
 function timeStamp(m) {
@@ -342,6 +357,7 @@ export function onMessage(m, incoming) {
     const open = state.current === m.peer && document.visibilityState === "visible";
     const reading = open && nearBottom();
     if (incoming) {
+      if (state.current === m.peer) announce(m);
       if (reading) markRead(m.peer);
       else if (state.current === m.peer) {
         // The chat is open but scrolled up (or the tab hidden): unread until seen.

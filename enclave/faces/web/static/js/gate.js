@@ -8,11 +8,11 @@
 // - While the server works (key generation, scrypt), the gate's buttons and fields
 //   are disabled and say what is happening.
 
-import { reopenChat } from "./conversation.js";
-import { refreshNearby } from "./nearby.js";
 import { api } from "./api.js";
+import { reopenChat } from "./conversation.js";
 import { $, show } from "./dom.js";
 import { loadGroups } from "./groups.js";
+import { refreshNearby } from "./nearby.js";
 import { loadPeers } from "./peers.js";
 import { state } from "./state.js";
 import { toast } from "./toasts.js";
@@ -107,9 +107,13 @@ async function onUnlock(event) {
     await startApp();
   } catch (err) {
     gateError(err.message);
-    $("unlock-password").select();
   } finally {
     gateBusy(null);
+  }
+  if (!state.ready) {
+    // A wrong password: the field is enabled again; the cursor goes back into it.
+    $("unlock-password").focus();
+    $("unlock-password").select();
   }
 }
 

@@ -99,7 +99,8 @@ function groupRow(g) {
   const li = el("li", `peer group-row${state.group === g.id ? " active" : ""}`);
   li.dataset.group = g.id;
   li.tabIndex = 0;
-  li.setAttribute("role", "button");
+  li.setAttribute("role", "option");
+  li.setAttribute("aria-selected", String(state.group === g.id));
   li.appendChild(el("div", `avatar hue${parseInt(g.id.slice(0, 2), 16) % 8}`, "#"));
   const main = el("div", "peer-main");
   const top = el("div", "peer-top");

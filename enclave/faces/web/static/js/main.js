@@ -38,6 +38,7 @@ import { fillIcons } from "./icons.js";
 import { wirePairing } from "./pairing.js";
 import { wireNearby } from "./nearby.js";
 import { wireSearch } from "./search.js";
+import { wireShortcuts } from "./shortcuts.js";
 import { state } from "./state.js";
 
 const NO_TOKEN =
@@ -57,6 +58,7 @@ function wire() {
   wireGroups();
   wireGroupMenu();
   wireNearby();
+  wireShortcuts();
 }
 
 const hooks = {

@@ -125,15 +125,27 @@ function showUnreadTotal() {
   document.title = total ? `(${total}) Enclave` : "Enclave";
 }
 
+// What a screen reader hears of a row after its visible text: online, unread...
+function rowStatus(peer) {
+  const parts = [peer.online ? "online" : "offline"];
+  if (peer.unread) parts.push(`${peer.unread} unread`);
+  if (peer.verified) parts.push("verified");
+  if (peer.blocked) parts.push("blocked");
+  if (peer.revoked) parts.push("key revoked");
+  return parts.join(", ");
+}
+
 function peerRow(peer) {
   const li = el("li", `peer${state.current === peer.fingerprint ? " active" : ""}${peer.blocked ? " peer-blocked" : ""}`);
   li.dataset.fp = peer.fingerprint;
   li.tabIndex = 0;
-  li.setAttribute("role", "button");
+  li.setAttribute("role", "option");
+  li.setAttribute("aria-selected", String(state.current === peer.fingerprint));
   li.appendChild(avatar(peer));
   const main = el("div", "peer-main");
   const top = el("div", "peer-top");
   top.appendChild(el("span", "peer-name", label(peer)));
+  top.appendChild(el("span", "sr-only", `, ${rowStatus(peer)}, `));
   badges(peer).forEach((b) => top.appendChild(b));
   if (peer.last) top.appendChild(el("span", `peer-time${peer.unread ? " fresh" : ""}`, shortTime(timeOf(peer.last))));
   const bottom = el("div", "peer-bottom");

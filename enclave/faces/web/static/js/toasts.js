@@ -12,10 +12,20 @@ export function toast(text, { who, error, long, onClick } = {}) {
   if (who) t.appendChild(el("span", "who", who));
   t.appendChild(el("span", "text", visible(text)));
   if (onClick) {
+    // Reachable by keyboard too: Tab to it, Enter or Space opens what it is about.
     t.classList.add("clickable");
-    t.addEventListener("click", () => {
+    t.tabIndex = 0;
+    t.setAttribute("role", "button");
+    const open = () => {
       onClick();
       t.remove();
+    };
+    t.addEventListener("click", open);
+    t.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        open();
+      }
     });
   }
   box.appendChild(t);
