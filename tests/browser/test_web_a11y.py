@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 from test_web_browser import DESKTOP, WAIT, Watch, bubble, open_chat, send
-from webnodes import WebNode
+from webnodes import WebNode, closed, running
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -29,15 +29,8 @@ def nodes(rsa_keys, tmp_path_factory):
     for other in (made["bob"], made["carol"]):
         alice.add_peer(other, other.name)
         other.add_peer(alice, "alice")
-    started = []
-    try:
-        for node in made.values():
-            node.start()
-            started.append(node)
+    with running(made):
         yield made
-    finally:
-        for node in started:
-            node.stop()
 
 
 def checked_page(browser, url: str):
@@ -64,9 +57,7 @@ def pages(browser, nodes):
     for page in out.values():
         expect(page.locator("#app")).to_be_visible(timeout=WAIT)
     yield out
-    for page in out.values():
-        assert page.watch.script_errors() == []
-        page.context.close()
+    closed(out)
 
 
 def test_the_chat_has_no_wcag_violation(pages):

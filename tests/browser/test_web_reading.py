@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 from test_web_browser import WAIT, bubble, open_chat, open_page, send
-from webnodes import WebNode, free_port
+from webnodes import WebNode, closed, free_port, running
 
 
 @pytest.fixture(scope="module")
@@ -22,24 +22,15 @@ def nodes(rsa_keys, tmp_path_factory):
         alice.add_peer(other, other.name)
         other.add_peer(alice, "alice")
     alice.web_port = free_port()  # kept across its restart: the same origin, as :5000 is
-    started = []
-    try:
-        for node in made.values():
-            node.start(web_args=("--web-port", str(node.web_port)) if node is alice else ())
-            started.append(node)
+    with running(made, {"alice": ("--web-port", str(alice.web_port))}):
         yield made
-    finally:
-        for node in started:
-            node.stop()
 
 
 @pytest.fixture(scope="module")
 def pages(browser, nodes):
     out = {name: open_page(browser, nodes[name].url) for name in ("alice", "bob")}
     yield out
-    for page in out.values():
-        assert page.watch.script_errors() == []
-        page.context.close()
+    closed(out)
 
 
 def test_links_open_in_a_new_tab_and_nothing_is_fetched(pages):

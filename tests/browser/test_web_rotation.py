@@ -12,7 +12,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 from test_web_browser import WAIT, bubble, open_chat, open_page, send
-from webnodes import PASSWORD, WebNode
+from webnodes import PASSWORD, WebNode, closed, running
 
 from enclave.identity import home, keys
 
@@ -26,24 +26,15 @@ def nodes(rsa_keys, tmp_path_factory):
     bob = WebNode("bob", base / "bob", key=rsa_keys["bob"])
     alice.add_peer(bob, "bob")
     bob.add_peer(alice, "alice")
-    started = []
-    try:
-        for node in (alice, bob):
-            node.start()
-            started.append(node)
-        yield {"alice": alice, "bob": bob}
-    finally:
-        for node in started:
-            node.stop()
+    with running({"alice": alice, "bob": bob}) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
 def pages(browser, nodes):
     out = {name: open_page(browser, node.url) for name, node in nodes.items()}
     yield out
-    for page in out.values():
-        assert page.watch.script_errors() == []
-        page.context.close()
+    closed(out)
 
 
 def test_the_audit_line_shows_live_and_after_a_reload_and_the_chat_goes_on(pages, nodes):

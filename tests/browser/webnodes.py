@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -107,6 +108,28 @@ class WebNode:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@contextlib.contextmanager
+def running(made: dict, web_args: dict | None = None):
+    """Start every node of ``made`` (name -> WebNode; ``web_args`` by name), yield
+    ``made``, and stop those that started."""
+    started = []
+    try:
+        for name, node in made.items():
+            node.start(web_args=(web_args or {}).get(name, ()))
+            started.append(node)
+        yield made
+    finally:
+        for node in started:
+            node.stop()
+
+
+def closed(pages: dict) -> None:
+    """A module's pages at its end: no script error on any, each context closed."""
+    for page in pages.values():
+        assert page.watch.script_errors() == []
+        page.context.close()
 
 
 def add_failed_message(home_dir: Path, peer_fp: str, body: str, reason: str, created_ms: int):
