@@ -48,18 +48,30 @@ async def cmd_unblock(commands, rest: str) -> None:
     commands.node.block_contact(_one_peer(rest, "/unblock PEER"), False)
 
 
-async def cmd_remove(commands, rest: str) -> None:
-    peer = commands.node.resolve(_one_peer(rest, "/remove PEER"))
+async def _owed_and_asked(commands, rest: str, command: str, question, kept: str):
+    """The contact ``rest`` names, once the user said yes to ``question(label, owed
+    text)``; None (and ``kept`` said) when not. Without a terminal it refuses."""
+    peer = commands.node.resolve(_one_peer(rest, f"{command} PEER"))
     label = commands.label(peer.fingerprint)
     owed = commands.node.owed(peer.fingerprint)
-    what = "its history" + (f" and {owed} undelivered message{'s' * (owed != 1)}" if owed else "")
+    undelivered = f"{owed} undelivered message{'s' * (owed != 1)}" if owed else ""
     if commands.ask is None:
-        raise UserError("/remove needs a terminal to confirm")
-    answer = await commands.ask(f"Remove {label}? This deletes {what}. [y/N] ")
+        raise UserError(f"{command} needs a terminal to confirm")
+    answer = await commands.ask(question(label, undelivered))
     if answer.strip().lower() not in ("y", "yes"):
-        commands.write(f"{label} was not removed")
-        return
-    commands.node.remove_contact(peer.fingerprint)
+        commands.write(kept.format(label=label))
+        return None
+    return peer
+
+
+async def cmd_remove(commands, rest: str) -> None:
+    def question(label: str, undelivered: str) -> str:
+        what = "its history" + (f" and {undelivered}" if undelivered else "")
+        return f"Remove {label}? This deletes {what}. [y/N] "
+
+    peer = await _owed_and_asked(commands, rest, "/remove", question, "{label} was not removed")
+    if peer is not None:
+        commands.node.remove_contact(peer.fingerprint)
 
 
 async def cmd_verify(commands, rest: str) -> None:
@@ -93,17 +105,14 @@ async def cmd_verify(commands, rest: str) -> None:
 
 
 async def cmd_clear(commands, rest: str) -> None:
-    peer = commands.node.resolve(_one_peer(rest, "/clear PEER"))
-    label = commands.label(peer.fingerprint)
-    owed = commands.node.owed(peer.fingerprint)
-    what = " and its " + f"{owed} undelivered message{'s' * (owed != 1)}" if owed else ""
-    if commands.ask is None:
-        raise UserError("/clear needs a terminal to confirm")
-    answer = await commands.ask(f"Erase your history with {label}{what} on this device? [y/N] ")
-    if answer.strip().lower() not in ("y", "yes"):
-        commands.write(f"the history with {label} was kept")
-        return
-    commands.node.clear_history(peer.fingerprint)
+    def question(label: str, undelivered: str) -> str:
+        what = f" and its {undelivered}" if undelivered else ""
+        return f"Erase your history with {label}{what} on this device? [y/N] "
+
+    kept = "the history with {label} was kept"
+    peer = await _owed_and_asked(commands, rest, "/clear", question, kept)
+    if peer is not None:
+        commands.node.clear_history(peer.fingerprint)
 
 
 def terminal_qr(text: str) -> str:

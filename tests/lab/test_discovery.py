@@ -185,13 +185,28 @@ def test_without_a_node_nearby_and_find_inviter_listen_themselves(nodes, lab, tm
     assert carol.fp[:4] in listed.stdout
 
 
+def running_enclave(argv: list[str], env: dict):
+    """``argv`` (a command of Enclave, maybe behind ``ip netns exec``) as a process whose
+    stdout is read line by line (``Lines``)."""
+    from test_cli_processes import Lines
+
+    return Lines(
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
+    )
+
+
 def test_enclave_join_finds_the_inviter_by_its_code_across_namespaces(lab, tmp_path, rsa_keys):
     """Issue 19's pairing with no address typed: ``enclave invite`` runs in Carol's
     namespace (no node of hers: the command listens on 0.0.0.0 and announces the code's
     number), ``enclave join CODE`` in Bob's finds it on the bridge by that number and
     pairs; both end with the other as a verified contact."""
-    from test_cli_processes import Lines
-
     from enclave.identity import home, keys
 
     password = "lab pairing password"
@@ -203,15 +218,8 @@ def test_enclave_join_finds_the_inviter_by_its_code_across_namespaces(lab, tmp_p
         argv[name] = [*lab.exec_prefix(name), sys.executable, "-m", "enclave",
                       "--home", str(tmp_path / name)]  # fmt: skip
     network = ["--host", "0.0.0.0", "--port", str(PORT)]
-    inviting = Lines(
-        subprocess.Popen(
-            [*argv["carol"], "invite", *network, "--set", "display_name=carol"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )  # fmt: skip
+    inviting = running_enclave(
+        [*argv["carol"], "invite", *network, "--set", "display_name=carol"], env
     )
     try:
         code = inviting.wait(lambda s: s.startswith("Your code: "), "the code").split(": ")[1]
@@ -234,8 +242,6 @@ def test_no_lan_interface_is_said_at_start_by_the_command(lab, tmp_path, rsa_key
     """A namespace with loopback alone: the node finds no interface for mDNS while it
     starts (before any face listens to its events); ``enclave listen`` says so once in
     its start-up lines, and the node serves on."""
-    from test_cli_processes import Lines
-
     from enclave.identity import home, keys
 
     ns = f"encl{os.getpid()}bare"
@@ -245,32 +251,10 @@ def test_no_lan_interface_is_said_at_start_by_the_command(lab, tmp_path, rsa_key
         keys.save_identity(home.Home(tmp_path / "solo"), rsa_keys["carol"], "lab bare password")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
                "ENCLAVE_PASSWORD": "lab bare password"}  # fmt: skip
-        node = Lines(
-            subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    sys.executable,
-                    "-m",
-                    "enclave",
-                    "--home",
-                    str(tmp_path / "solo"),
-                    "listen",
-                    "--json",
-                    "--host",
-                    "0.0.0.0",
-                    "--port",
-                    str(PORT),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )  # fmt: skip
-        )
+        argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "enclave", "--home",
+                str(tmp_path / "solo"), "listen", "--json", "--host", "0.0.0.0", "--port",
+                str(PORT)]  # fmt: skip
+        node = running_enclave(argv, env)
         try:
             node.event("the node up", type="started")
             line = node.wait(lambda s: '"what": "problem"' in s, "the notice")

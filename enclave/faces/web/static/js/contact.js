@@ -84,52 +84,48 @@ async function onBlock() {
   }
 }
 
-async function askRemove() {
+// Ask before a change that drops what is still owed: ``question(peer, undelivered)``
+// fills the dialog's confirm section ``part`` ("remove" or "clear").
+async function askFirst(part, question) {
   const peer = current();
   if (!peer) return;
   try {
     const { owed } = await api("GET", `/api/peers/${peer.fingerprint}/owed`);
-    const undelivered = owed ? ` and ${owed} undelivered message${owed === 1 ? "" : "s"}` : "";
-    $("remove-text").textContent = `Remove ${label(peer)}? This deletes its history${undelivered}. To talk again, add its key again.`;
-    show($("remove-confirm"), true);
+    const undelivered = owed ? `${owed} undelivered message${owed === 1 ? "" : "s"}` : "";
+    $(`${part}-text`).textContent = question(label(peer), undelivered);
+    show($(`${part}-confirm`), true);
   } catch (err) {
     fail(err);
   }
 }
 
-async function askClear() {
+// Then do it: one POST, the dialog closes, a toast says what happened.
+async function change(action, said) {
   const peer = current();
   if (!peer) return;
   try {
-    const { owed } = await api("GET", `/api/peers/${peer.fingerprint}/owed`);
-    const undelivered = owed ? ` and the ${owed} message${owed === 1 ? "" : "s"} not yet delivered` : "";
-    $("clear-text").textContent = `Erase your history with ${label(peer)}${undelivered} on this device? ${label(peer)} keeps theirs.`;
-    show($("clear-confirm"), true);
-  } catch (err) {
-    fail(err);
-  }
-}
-
-async function onClear() {
-  const peer = current();
-  if (!peer) return;
-  try {
-    await api("POST", `/api/peers/${peer.fingerprint}/clear`, {});
+    await api("POST", `/api/peers/${peer.fingerprint}/${action}`, {});
     $("dlg-contact").close();
-    toast(`Your history with ${label(peer)} was erased on this device`);
+    toast(said(label(peer)));
   } catch (err) {
     fail(err);
   }
 }
 
-async function onRemove() {
-  const peer = current();
-  if (!peer) return;
-  try {
-    await api("POST", `/api/peers/${peer.fingerprint}/remove`, {});
-    $("dlg-contact").close();
-    toast(`${label(peer)} was removed`);
-  } catch (err) {
-    fail(err);
-  }
+function askRemove() {
+  const question = (who, owed) => `Remove ${who}? This deletes its history${owed ? ` and ${owed}` : ""}. To talk again, add its key again.`;
+  return askFirst("remove", question);
+}
+
+function askClear() {
+  const question = (who, owed) => `Erase your history with ${who}${owed ? ` and its ${owed}` : ""} on this device? ${who} keeps theirs.`;
+  return askFirst("clear", question);
+}
+
+function onRemove() {
+  return change("remove", (who) => `${who} was removed`);
+}
+
+function onClear() {
+  return change("clear", (who) => `Your history with ${who} was erased on this device`);
 }
