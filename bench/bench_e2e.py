@@ -57,7 +57,10 @@ def test_e2e_quick(benchmark, tmp_path):
     assert send["shown"]["count"] == send["wall"]["count"] == send["runs"] == 2
     assert 0 < send["shown"]["max_ms"] < send["wall"]["max_ms"]  # shown before it exits
     assert send["imports"]["enclave_ms"] > 0 and send["interpreter_ms"] > 0
-    assert len(node_rows) == 48 and all(row["enclave"] is not None for row in node_rows)
+    rotation = enclave["rotation"]
+    assert rotation["rounds"] == 2 and 0 < rotation["handover_ms"] <= rotation["first_message_ms"]
+    assert enclave["pairing"]["rounds"] == 3 and enclave["pairing"]["median_ms"] > 0
+    assert len(node_rows) == 53 and all(row["enclave"] is not None for row in node_rows)
     check_file_rows(result)
     check_group_rows(result)
     check_micro_rows(result)
