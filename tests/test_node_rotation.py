@@ -270,3 +270,30 @@ async def test_a_revocation_makes_the_contact_a_stranger_and_forgeries_change_no
         assert "from a revoked key" not in [m.body for m in rb.received()]
         replay = await _hand(port, sc.REVOKE_MAGIC + sc.encode_revocation(honest))
         assert replay[4:] == received and b.sessions.revocations.refused == 4
+
+
+@pytest.mark.asyncio
+async def test_a_lost_key_switched_costs_one_refused_dial(rsa_keys, tmp_path):
+    """Bob applied the statement but his answer never reached Alice: her next dial shows
+    the retired key, Bob refuses it as unknown, and the dial after shows the current
+    one. The message gets through; nothing is sent twice."""
+    async with alice_and_bob(tmp_path, rsa_keys, NO_PRESENCE, NO_PRESENCE) as (a, b):
+        rb = Recorder(b)
+        a = await rotated(tmp_path, a, rsa_keys["alice"], rsa_keys["carol"], NO_PRESENCE)
+        try:
+            await a.send("bob", "first")
+            await rb.until(lambda r: key_changes(r) and r.received())
+            bob = bytes.fromhex(b.fingerprint)
+            await eventually(lambda: bob not in a.sessions.handover.pending)
+            a.sessions.handover.pending[bob] = 1  # as if KEY_SWITCHED was lost
+            a.sessions.drop_peer(bob)
+            b.sessions.drop_peer(bytes.fromhex(a.fingerprint))
+            await eventually(lambda: not a.sessions.online(bob))
+            refused = b.stats()["closed"].get("unknown_peer", 0)
+            await a.send("bob", "after a lost answer")
+            await rb.until(lambda r: "after a lost answer" in [m.body for m in r.received()])
+            assert b.stats()["closed"].get("unknown_peer", 0) == refused + 1
+            assert [m.body for m in rb.received()].count("after a lost answer") == 1
+            await eventually(lambda: bob not in a.sessions.handover.pending)
+        finally:
+            await a.stop()

@@ -3,8 +3,10 @@
 Our side (``Handover``): after a rotation, every contact of its time still knows us by
 the retired key. Until it says KEY_SWITCHED:
 - the retired key still answers its handshakes (``retired_identity``: HS1's fp_R picks
-  it), and our dials to it alternate: the retired key first, then the current one, so a
-  contact that switched while our ack was lost is reached either way;
+  it), and our dials to it show the retired key; after a handshake under one key that
+  the contact refused, the next dial shows the other (a contact that switched while
+  its KEY_SWITCHED was lost knows only the current key). A dial that never reached the
+  contact (a dead address) changes nothing;
 - every session under a retired key carries the statements from that key to the
   current one, oldest first;
 - its KEY_SWITCHED for the current key ends the hand-over: the retired-key sessions
@@ -54,7 +56,7 @@ class Handover:
         for seq, identity, statement in retired:
             self._retire(seq, identity, statement)
         self.pending: dict[bytes, int] = {}  # contact -> the oldest rotation it owes
-        self._tried_retired: set[bytes] = set()  # our last dial to it used a retired key
+        self._use_current: set[bytes] = set()  # it refused our retired key: try the current
 
     def _retire(self, seq: int, identity, statement: bytes) -> None:
         decoded = sc.decode_succession(statement)
@@ -90,11 +92,20 @@ class Handover:
     def identity_for_dial(self, peer: bytes):
         """The identity a new dial to ``peer`` shows (see the module docstring)."""
         seq = self.pending.get(peer)
-        if seq is None or peer in self._tried_retired:
-            self._tried_retired.discard(peer)
+        if seq is None or peer in self._use_current:
             return self.current
-        self._tried_retired.add(peer)
         return self.by_seq[seq]
+
+    def dial_ended(self, link) -> None:
+        """One of our dials closed: if the contact refused the key it showed before any
+        session came up, the next dial shows the other one."""
+        peer, conn = link.dialled, link.conn
+        if peer not in self.pending or conn is None or link.established.result():
+            return
+        if conn.identity.fingerprint in self.by_fp:
+            self._use_current.add(peer)
+        else:
+            self._use_current.discard(peer)
 
     def session_up(self, link, peer: bytes, background) -> None:
         seq = self.pending.get(peer)
@@ -104,7 +115,6 @@ class Handover:
         if identity.fingerprint == self.current.fingerprint:
             self._done(peer, None, background)
             return
-        self._tried_retired.discard(peer)
         first = self.by_fp.get(identity.fingerprint, seq)
         for k in range(first, self.last + 1):
             link.conn.send_key_succession(self.statements[k])
@@ -126,7 +136,7 @@ class Handover:
 
     def _done(self, peer: bytes, seq: int | None, background) -> None:
         self.pending.pop(peer, None)
-        self._tried_retired.discard(peer)
+        self._use_current.discard(peer)
         background(self.store.handover_done, peer.hex(), seq)
         log.info("contact %s knows our current key", peer.hex()[:16])
 

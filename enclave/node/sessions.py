@@ -349,6 +349,8 @@ class Sessions:
         self._forget_link(link)
         if self.pairing is not None:
             self.pairing.link_closed(link)
+        if link.dialled is not None and self.handover is not None:
+            self.handover.dial_ended(link)
         reason = link.close_reason or "closed"
         closed = self.stats["closed"]
         closed[reason] = closed.get(reason, 0) + 1
