@@ -297,3 +297,24 @@ async def test_a_lost_key_switched_costs_one_refused_dial(rsa_keys, tmp_path):
             await eventually(lambda: bob not in a.sessions.handover.pending)
         finally:
             await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_dial_whose_task_was_cancelled_leaves_the_pool_cleanly(rsa_keys, tmp_path):
+    """A dial cancelled because another session came first leaves its ``established``
+    future cancelled: closing that link must still take it out of the pool (a stale
+    entry would carry messages and file requests into a closed socket)."""
+    import asyncio
+
+    from enclave.node.key_handover import Handover
+
+    class Link:
+        dialled = b"\x01" * 32
+        conn = object()
+        established = asyncio.get_running_loop().create_future()
+
+    Link.established.cancel()
+    handover = Handover(None, Identity(rsa_keys["alice"]), [], lambda e: None)
+    handover.pending[Link.dialled] = 1
+    handover.dial_ended(Link())  # no CancelledError, nothing decided
+    assert Link.dialled not in handover._use_current

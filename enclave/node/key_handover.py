@@ -99,8 +99,12 @@ class Handover:
     def dial_ended(self, link) -> None:
         """One of our dials closed: if the contact refused the key it showed before any
         session came up, the next dial shows the other one."""
-        peer, conn = link.dialled, link.conn
-        if peer not in self.pending or conn is None or link.established.result():
+        peer, conn, up = link.dialled, link.conn, link.established
+        # ``up`` is cancelled when the dial's task was (another session came first):
+        # then nothing is known of the handshake.
+        if peer not in self.pending or conn is None or not up.done() or up.cancelled():
+            return
+        if up.result():
             return
         if conn.identity.fingerprint in self.by_fp:
             self._use_current.add(peer)

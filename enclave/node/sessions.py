@@ -349,12 +349,12 @@ class Sessions:
         self._forget_link(link)
         if self.pairing is not None:
             self.pairing.link_closed(link)
-        if link.dialled is not None and self.handover is not None:
-            self.handover.dial_ended(link)
         reason = link.close_reason or "closed"
         closed = self.stats["closed"]
         closed[reason] = closed.get(reason, 0) + 1
         self._leave_pool(link)
+        if link.dialled is not None and self.handover is not None:
+            self.handover.dial_ended(link)
 
     def _leave_pool(self, link: Link) -> None:
         peer = self.pool.remove(link.id)
