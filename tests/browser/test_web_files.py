@@ -231,8 +231,20 @@ def test_a_waiting_file_is_accepted_or_declined_from_the_page(asking):
     keep, drop = card(carol, "in", "keep.txt"), card(carol, "in", "drop.txt")
     expect(keep.locator(".file-state")).to_have_text("Offered to you", timeout=WAIT)
     expect(drop.locator("button.file-decline")).to_be_visible(timeout=WAIT)
+    # The answer to the accept is held back until the page has heard (over its
+    # WebSocket) that the file arrived: an answer that comes late, as on a busy machine,
+    # must not take the card back to "Accepted, starting".
+    held = []
+    carol.route("**/api/files/*/accept", lambda route: held.append((route, route.fetch())))
     keep.locator("button.file-accept").click()
     expect(keep.locator(".file-state")).to_have_text("Received", timeout=WAIT)
+    ((route, answer),) = held  # the accept reached the node: the file could not come else
+    assert answer.json()["file"]["state"] == "accepted"
+    with carol.expect_response("**/api/files/*/accept"):
+        route.fulfill(response=answer)
+    carol.evaluate("() => new Promise((done) => requestAnimationFrame(() => done()))")
+    expect(keep.locator(".file-state")).to_have_text("Received")
+    carol.unroute("**/api/files/*/accept")
     expect(card(alice, "out", "keep.txt").locator(".file-state")).to_have_text(
         "Delivered", timeout=WAIT
     )

@@ -400,6 +400,14 @@ export function onDelivery(event) {
   }
 }
 
+// How far a transfer has come: an answer to this page's own request (accept, upload)
+// can arrive after the event that told a later step, and must not take the card back.
+const FILE_STEP = { offered: 0, accepted: 1, transferring: 2, delivered: 3, failed: 3, cancelled: 3 };
+
+function staleFile(old, f) {
+  return Boolean(old) && (FILE_STEP[f.state] ?? 0) < (FILE_STEP[old.state] ?? 0);
+}
+
 // A file transfer changed (FileChanged), or this page just offered one: its card in
 // the conversation is added or updated.
 export function onFile(f) {
@@ -416,6 +424,7 @@ export function onFile(f) {
     waiting: f.waiting,
   };
   const m = c.byKey.get(`${f.direction}:${f.id}`);
+  if (m && staleFile(m.file, f)) return;
   if (m) {
     m.file = note;
     if (!m.rowid) m.rowid = f.rowid;
