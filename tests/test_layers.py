@@ -52,6 +52,7 @@ FACES = {
     "enclave.faces.send": "send",
     "enclave.faces.contacts": "contacts",
     "enclave.faces.web": "web",
+    "enclave.faces.web_sessions": "web",  # the page's sign-ins, from the command line
 }
 BELOW = {  # layer -> the Enclave layers it may import besides itself
     "__main__": {"faces"},  # python -m enclave: the command line

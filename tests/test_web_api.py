@@ -47,6 +47,8 @@ API_ROUTES = [
     ("GET", "/api/search?q=x"),
     ("POST", "/api/identity/create"),
     ("POST", "/api/identity/unlock"),
+    ("POST", "/api/device"),
+    ("POST", "/api/device/forget"),
 ]
 
 

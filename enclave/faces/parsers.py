@@ -105,6 +105,12 @@ def _wipe(p) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
 
+def _web_sessions(p) -> None:
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--revoke", metavar="ID", help="sign one browser out (its id as listed)")
+    which.add_argument("--revoke-all", action="store_true", help="sign every browser out")
+
+
 def _import_key(p) -> None:
     p.add_argument(
         "import_key", metavar="FILE", help="the original client's private key PEM"
@@ -264,6 +270,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "revoke": Sub("enclave.faces.rotate", "revoke", _revoke, "tell every contact your key is revoked (no password needed)", "enclave revoke --certificate /media/usb/revocation.cert"),
     "history": Sub("enclave.faces.history", "run", _history, "print a conversation (the last 50 messages by default)", "enclave history bob --limit 200"),
     "wipe": Sub("enclave.faces.wipe", "run", _wipe, "erase this home: identity, contacts, messages, settings", "enclave wipe"),
+    "web-sessions": Sub("enclave.faces.web_sessions", "run", _web_sessions, "list or sign out the browsers kept signed in to the page", "enclave web-sessions --revoke 3f2a"),
     "peers": Sub(CLI, "cmd_peers", _nothing, "list known peers", "enclave peers"),
     "fingerprint": Sub(CLI, "cmd_fingerprint", _nothing, "print your fingerprint, to compare out of band", "enclave fingerprint"),
     "public-key": Sub(CLI, "cmd_public_key", _nothing, "print your public key (PEM) to share", "enclave public-key > alice.pem"),

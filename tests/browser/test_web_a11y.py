@@ -33,9 +33,11 @@ def nodes(rsa_keys, tmp_path_factory):
         yield made
 
 
-def checked_page(browser, url: str):
-    """A page in a context that lets the test inject axe-core past the page's CSP."""
-    page = browser.new_context(viewport=DESKTOP, bypass_csp=True).new_page()
+def checked_page(browser, url: str, scheme: str = "dark"):
+    """A page in a context that lets the test inject axe-core past the page's CSP; the
+    system preference ``scheme`` picks the page's theme."""
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True, color_scheme=scheme)
+    page = context.new_page()
     page.watch = Watch(page)
     page.goto(url)
     return page
@@ -68,6 +70,30 @@ def test_the_chat_has_no_wcag_violation(pages):
     send(bob, "hello back")
     expect(bubble(alice, "in", "hello back")).to_be_visible(timeout=WAIT)
     assert violations(alice) == []
+
+
+DIALOGS = ("btn-settings", "btn-share", "btn-add", "btn-broadcast", "btn-verify", "btn-contact")
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_main_views_and_dialogs_have_no_violation_in_either_theme(pages, theme):
+    alice = pages["alice"]
+    alice.evaluate("(t) => localStorage.setItem('enclave-theme', t)", theme)
+    alice.reload()
+    expect(alice.locator("#app")).to_be_visible(timeout=WAIT)
+    expect(alice.locator("html")).to_have_attribute("data-theme", theme)
+    assert violations(alice) == []  # the chat list
+    open_chat(alice, "bob")
+    expect(bubble(alice, "in", "hello back")).to_be_visible(timeout=WAIT)
+    assert violations(alice) == []  # the conversation
+    for button in DIALOGS:
+        alice.locator(f"#{button}").click()
+        dialog = alice.locator("dialog[open]")
+        expect(dialog).to_have_count(1)
+        assert violations(alice) == [], button
+        alice.keyboard.press("Escape")
+        expect(dialog).to_have_count(0)
+    alice.evaluate("() => localStorage.removeItem('enclave-theme')")
 
 
 def test_a_screen_reader_hears_who_when_and_only_new_messages(pages):
@@ -115,13 +141,15 @@ def test_escape_closes_a_dialog_and_a_toast_is_reachable_by_keyboard(pages, node
     expect(alice.locator("#chat-name")).to_have_text("bob", timeout=WAIT)
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_unlock_screen_has_no_violation_and_keeps_focus_after_a_wrong_password(
-    browser, rsa_keys, tmp_path
+    browser, rsa_keys, tmp_path, scheme
 ):
     locked = WebNode("locked", tmp_path / "locked", key=rsa_keys["mallory"])
     locked.start(unlock=False)
     try:
-        page = checked_page(browser, locked.url)
+        page = checked_page(browser, locked.url, scheme)
+        expect(page.locator("html")).to_have_attribute("data-theme", scheme)
         expect(page.locator("#unlock-form")).to_be_visible(timeout=WAIT)
         assert violations(page) == []
         page.locator("#unlock-password").fill("not the password at all")

@@ -178,7 +178,12 @@ async def serve(home, config, args, identity, sock: socket.socket, tls=None) -> 
         if backend.state != "ready":
             what = "create your identity" if backend.state == "setup" else "unlock your identity"
             print(f"No node runs yet: {what} on that page.", flush=True)
-        await hypercorn_serve(app, _hypercorn_config(sock, tls), shutdown_trigger=stop.wait)
+
+        async def stopping() -> None:
+            await stop.wait()
+            backend.closing.set()  # open pages are told at once (app.py, the socket)
+
+        await hypercorn_serve(app, _hypercorn_config(sock, tls), shutdown_trigger=stopping)
         return 0
     finally:
         address_file.unlink(missing_ok=True)

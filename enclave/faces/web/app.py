@@ -3,7 +3,8 @@
 Rules:
 - ``security.Guard`` checks every request before a handler runs (``before_request``,
   ``before_websocket``): Host everywhere; the token on ``/api`` and ``/ws``; the Origin
-  on ``/ws`` and on every POST. The page shell and ``/static`` need no token: they hold
+  on ``/ws`` and on every POST (``/api/device/resume`` trades a device cookie for the
+  token instead, signin.py). The page shell and ``/static`` need no token: they hold
   nothing secret (the page reads its token from the URL fragment), so a browser can
   load them before it knows the token.
 - ``/static`` serves the page: ``index.html``'s ES modules under ``static/js`` (no build
@@ -30,7 +31,7 @@ from quart.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from enclave.errors import UserError
-from enclave.faces.web import files, groups, pairing, security, views
+from enclave.faces.web import files, groups, pairing, security, signin, views
 from enclave.faces.web.backend import Backend, NotReady
 from enclave.faces.web.events import FromPage, ToPage, make
 from enclave.faces.web.nearby import nearby_routes
@@ -89,6 +90,7 @@ def create_app(backend: Backend, guard: security.Guard) -> Quart:
     files.file_routes(app, backend, ApiError, _fingerprint)
     groups.group_routes(app, backend, ApiError, _body, _fingerprint, _message_text)
     pairing.pairing_routes(app, backend, ApiError, _body)
+    signin.device_routes(app, backend, guard, ApiError, _body)
     nearby_routes(app, backend)
     _websocket(app, backend)
 
@@ -110,8 +112,10 @@ def _guard_requests(app: Quart, guard: security.Guard) -> None:
             raise ApiError(403, "this page answers only to its own address (Host refused)")
         if request.method not in ("GET", "HEAD") and not _origin_ok(guard, host):
             raise ApiError(403, "request from another site refused (Origin)")
-        if request.path.startswith("/api/") and not guard.bearer_ok(
-            request.headers.get("Authorization")
+        if (
+            request.path.startswith("/api/")
+            and request.path != signin.RESUME
+            and not guard.bearer_ok(request.headers.get("Authorization"))
         ):
             raise ApiError(
                 401, "the launch token is missing or wrong; open the address Enclave printed"
@@ -449,10 +453,18 @@ def _websocket(app: Quart, backend: Backend) -> None:
         try:
             await _send(make(ToPage.HELLO, state=backend.state))
             reader = asyncio.ensure_future(_read_page(backend))
+            writer = asyncio.ensure_future(_write_page(queue, overflow))
+            closing = asyncio.ensure_future(backend.closing.wait())
             try:
-                await _write_page(queue, overflow)
+                await asyncio.wait((reader, writer, closing), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                reader.cancel()
+                for task in (reader, writer, closing):
+                    task.cancel()
+            for task in (reader, writer):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
+            if backend.closing.is_set():
+                await websocket.close(1001, "Enclave is stopping")
         finally:
             unsubscribe()
 

@@ -55,6 +55,9 @@ class Backend:
         self.unread: Counter[str] = Counter()
         self._listeners: list[Callable[[dict], None]] = []
         self._busy = asyncio.Lock()
+        # Set when Enclave stops: each open page's socket closes at once ("going away")
+        # instead of holding the stop up for the server's grace period.
+        self.closing = asyncio.Event()
         if node is not None:
             self._attach(node)
 

@@ -1,7 +1,7 @@
 """Who may talk to the local web page: the launch token, Host, Origin and headers.
 
 Rules:
-- A token is made per launch (``secrets.token_urlsafe``) and printed inside the URL's
+- A token is made per launch (``secrets.token_urlsafe`` and a check) and printed inside the URL's
   fragment (``#token=...``), which browsers never send: it stays out of request lines
   and logs. The page sends it as ``Authorization: Bearer`` on every API request and as
   an offered WebSocket subprotocol ``enclave.token.<token>``; the server answers the
@@ -53,8 +53,23 @@ HEADERS = {
 }
 
 
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_CHECK_MOD = 262139  # a prime below 2**18: the check fits three base64url characters
+
+
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    """256 random bits and three check characters: the page tells a mistyped or cut
+    address ("copy it again") from a whole one of an earlier launch without asking the
+    server (page: ``tokenWellFormed`` in api.js computes the same)."""
+    body = secrets.token_urlsafe(32)
+    return body + token_check(body)
+
+
+def token_check(body: str) -> str:
+    h = 0
+    for ch in body:
+        h = (h * 31 + ord(ch)) % _CHECK_MOD
+    return "".join(_B64URL[(h >> shift) & 63] for shift in (12, 6, 0))
 
 
 class Guard:

@@ -53,6 +53,40 @@ export function readToken() {
   return token;
 }
 
+// The check ``new_token`` (security.py) appends: a token that fails it was mistyped or
+// cut short, not issued by an earlier launch.
+const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+export function tokenWellFormed(value) {
+  if (!value || value.length < 4) return false;
+  const body = value.slice(0, -3);
+  let h = 0;
+  for (const ch of body) h = (h * 31 + ch.charCodeAt(0)) % 262139;
+  const check = [12, 6, 0].map((shift) => B64URL[(h >> shift) & 63]).join("");
+  return check === value.slice(-3);
+}
+
+// A browser kept signed in (devices.py): trade its cookie for this launch's token.
+// Null when it is not signed in here.
+export async function resumeDevice() {
+  try {
+    const response = await fetch("/api/device/resume", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: "{}",
+      cache: "no-store",
+    });
+    if (!response.ok) return null;
+    const data = await response.json();
+    if (typeof data.token !== "string") return null;
+    token = data.token;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    return token;
+  } catch {
+    return null;
+  }
+}
+
 export function currentToken() {
   return token;
 }

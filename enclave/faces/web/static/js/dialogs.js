@@ -144,7 +144,10 @@ function openVerify() {
   fpGrid($("verify-mine"), state.me.grouped);
   fpGrid($("verify-theirs"), peer.grouped);
   $("verify-theirs-label").textContent = `${label(peer)}'s fingerprint`;
-  $("btn-mark-verified").textContent = peer.verified ? "Remove verification" : "They match: mark verified";
+  const mark = $("btn-mark-verified");
+  mark.textContent = peer.verified ? "Remove verification" : "They match: mark verified";
+  // Taking a verification back is the lesser action here, not the one to press.
+  mark.className = peer.verified ? "ghost danger" : "primary";
   $("verify-safety").replaceChildren();
   openDialog("dlg-verify");
   showSafety(peer);
@@ -202,7 +205,8 @@ async function onBroadcast(event) {
   try {
     const data = await api("POST", "/api/broadcast", { text });
     $("dlg-broadcast").close();
-    toast(`Broadcast to ${data.messages.length} peer(s)`);
+    const n = data.messages.length;
+    toast(n ? `Broadcast to ${n} contact${n === 1 ? "" : "s"}` : "Nobody to broadcast to: you have no contact that is not blocked");
   } catch (err) {
     showError("broadcast-error", err.message);
   }

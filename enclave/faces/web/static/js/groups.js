@@ -17,7 +17,7 @@
 //   (conversation.js calls closeGroup).
 
 import { api } from "./api.js";
-import { $, el, show } from "./dom.js";
+import { $, el, show, tint } from "./dom.js";
 import { renderPeers } from "./peers.js";
 import { rank, state } from "./state.js";
 import { visible } from "./text.js";
@@ -101,7 +101,7 @@ function groupRow(g) {
   li.tabIndex = 0;
   li.setAttribute("role", "option");
   li.setAttribute("aria-selected", String(state.group === g.id));
-  li.appendChild(el("div", `avatar hue${parseInt(g.id.slice(0, 2), 16) % 8}`, "#"));
+  li.appendChild(tint(el("div", "avatar", "#"), g.id));
   const main = el("div", "peer-main");
   const top = el("div", "peer-top");
   top.appendChild(el("span", "peer-name", groupName(g)));

@@ -15,6 +15,7 @@
 //   groups.js       the groups list, the open group's posts, members and composer
 //   groupmenu.js    "New group", and the open group's menu: add, remove, leave
 //   gate.js         create or unlock the identity, or ask for the address with the token
+//   settings.js     the settings dialog: theme, this browser's sign-in (devices.py)
 //   toasts.js, dom.js, icons.js, text.js, time.js: shared helpers
 //
 // Rules for every module:
@@ -24,7 +25,7 @@
 //   saying so; the rest of the page still renders.
 // - One WebSocket brings every event; actions are JSON POSTs.
 
-import { api, forgetToken, readToken } from "./api.js";
+import { api, currentToken, forgetToken, readToken, resumeDevice, tokenWellFormed } from "./api.js";
 import { wireComposer } from "./composer.js";
 import { wireContact } from "./contact.js";
 import { connect } from "./connection.js";
@@ -38,12 +39,15 @@ import { fillIcons } from "./icons.js";
 import { wirePairing } from "./pairing.js";
 import { wireNearby } from "./nearby.js";
 import { wireSearch } from "./search.js";
+import { keepDevice, wireSettings } from "./settings.js";
 import { wireShortcuts } from "./shortcuts.js";
 import { state } from "./state.js";
 
 const NO_TOKEN =
   "This page needs the address Enclave printed when it started; it ends with #token=…. Start Enclave with enclave --web and open that address.";
 const OLD_TOKEN = "This address's key belongs to an earlier launch of Enclave. Open the address it printed this time.";
+const MISTYPED =
+  "This address is cut short or mistyped. Copy the whole address Enclave printed, to the end of #token=…, and open it.";
 const TOKEN_LOST = "Enclave was restarted, so this address's key no longer works. Open the address it printed this time.";
 
 function wire() {
@@ -59,6 +63,7 @@ function wire() {
   wireGroupMenu();
   wireNearby();
   wireShortcuts();
+  wireSettings();
 }
 
 const hooks = {
@@ -66,25 +71,41 @@ const hooks = {
   onReopen() {
     if (state.ready) resync();
   },
-  onTokenLost() {
+  async onTokenLost() {
     state.ready = false;
-    gate("token", TOKEN_LOST);
+    // A browser kept signed in takes the new launch's token itself; the reload keeps
+    // the drafts and the open chat (sessionStorage).
+    if (await resumeDevice()) location.reload();
+    else gate("token", TOKEN_LOST);
   },
 };
 
+// This launch's /api/state, with the token from the address, this tab, or the
+// browser's device cookie; or the one line that says why not.
+async function authorise() {
+  if (!readToken() && !(await resumeDevice())) return { why: NO_TOKEN };
+  try {
+    return { answer: await api("GET", "/api/state") };
+  } catch (err) {
+    if (err.status !== 401) return { why: err.message };
+  }
+  const refused = currentToken();
+  forgetToken();
+  if (await resumeDevice()) {
+    try {
+      return { answer: await api("GET", "/api/state") };
+    } catch (err) {
+      return { why: err.message };
+    }
+  }
+  return { why: tokenWellFormed(refused) ? OLD_TOKEN : MISTYPED };
+}
+
 async function boot() {
   wire();
-  if (!readToken()) return gate("token", NO_TOKEN);
-  let answer;
-  try {
-    answer = await api("GET", "/api/state");
-  } catch (err) {
-    if (err.status === 401) {
-      forgetToken();
-      return gate("token", OLD_TOKEN);
-    }
-    return gate("token", err.message);
-  }
+  const { answer, why } = await authorise();
+  if (!answer) return gate("token", why);
+  keepDevice();
   connect(hooks);
   if (answer.state === "ready") await startApp();
   else if (answer.state === "setup") gate("setup", "Choose a password to protect your new RSA-4096 key. Enclave asks for it each time it starts; it never leaves this computer.", answer.home);

@@ -9,7 +9,7 @@
 //   open chat's header, and in its row when it has no message yet).
 
 import { api } from "./api.js";
-import { $, el, show } from "./dom.js";
+import { $, el, show, tint } from "./dom.js";
 import { icon } from "./icons.js";
 import { state } from "./state.js";
 import { label, visible } from "./text.js";
@@ -32,13 +32,10 @@ export async function loadPeers() {
   if (state.current) renderHeader();
 }
 
-function hue(fp) {
-  return `hue${parseInt(fp.slice(0, 2), 16) % 8}`;
-}
-
 function avatar(peer, node) {
   const a = node || el("div");
-  a.className = `avatar ${hue(peer.fingerprint)} ${peer.online ? "dot-on" : "dot-off"}`;
+  a.className = `avatar ${peer.online ? "dot-on" : "dot-off"}`;
+  tint(a, peer.fingerprint);
   a.textContent = Array.from(label(peer))[0] || "";
   a.title = presence(peer);
   return a;

@@ -48,7 +48,8 @@ async function searchMessages(q) {
         list.appendChild(el("li", "result broken", "A message here could not be shown."));
       }
     }
-    show($("search-results"), data.messages.length > 0);
+    if (!data.messages.length) list.appendChild(el("li", "result none", `No messages contain “${visible(q, false)}”.`));
+    show($("search-results"), true);
   } catch (err) {
     toast(err.message, { error: true });
   }

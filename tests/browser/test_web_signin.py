@@ -1,0 +1,221 @@
+"""Staying signed in, themes and small faults of the page, in Debian's Chromium against
+real ``enclave --web`` processes (issue 22, items 1, 7 and 8):
+
+- a browser that opened the printed address keeps an HttpOnly device cookie: a tab left
+  open over a restart carries on by itself with its draft, a bookmark opens the page
+  after a restart, and signing out (the page or ``enclave web-sessions``) ends that;
+- an address cut short says so, an earlier launch's says that;
+- the theme follows the system until the user picks one, and is kept;
+- wording and small faults: broadcast counts, the verification button, an empty search,
+  avatar colours, a stop with a tab open."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import expect
+from test_web_browser import DESKTOP, WAIT, bubble, open_chat, open_page, peer, send
+from webnodes import WebNode, closed, free_port, running
+
+from enclave.faces.web import security
+
+
+@pytest.fixture(scope="module")
+def nodes(rsa_keys, tmp_path_factory):
+    base = tmp_path_factory.mktemp("signin")
+    made = {n: WebNode(n, base / n, key=rsa_keys[n]) for n in ("alice", "bob", "carol")}
+    alice = made["alice"]
+    for other in (made["bob"], made["carol"]):
+        alice.add_peer(other, other.name)
+        other.add_peer(alice, "alice")
+    alice.web_port = free_port()  # kept across its restarts: the same origin, as :5000 is
+    with running(made, {"alice": ("--web-port", str(alice.web_port))}):
+        yield made
+
+
+@pytest.fixture(scope="module")
+def pages(browser, nodes):
+    out = {name: open_page(browser, nodes[name].url) for name in ("alice", "bob")}
+    yield out
+    closed(out)
+
+
+def base(url: str) -> str:
+    return url.split("#", 1)[0]
+
+
+def restart(node: WebNode) -> str:
+    node.stop()
+    return node.start(web_args=("--web-port", str(node.web_port)))
+
+
+def web_sessions(node: WebNode, *argv: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "enclave", "--home", str(node.home), "web-sessions", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def device_cookies(page) -> list[dict]:
+    return [c for c in page.context.cookies() if c["name"].startswith("enclave-device-")]
+
+
+def test_the_device_cookie_is_httponly_strict_and_only_for_the_exchange(pages):
+    alice = pages["alice"]
+    expect(alice.locator("#app")).to_be_visible()
+    alice.wait_for_function("() => !document.getElementById('sign-in-note').hidden", timeout=WAIT)
+    (cookie,) = device_cookies(alice)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/api/device"
+    assert alice.evaluate("() => document.cookie") == ""  # page scripts never see it
+
+
+def test_a_tab_left_open_over_a_restart_carries_on_with_its_draft(pages, nodes):
+    alice, bob = pages["alice"], pages["bob"]
+    open_chat(bob, "alice")
+    open_chat(alice, "bob")
+    alice.locator("#input").fill("typed before the restart")
+    before = alice.evaluate("() => sessionStorage.getItem('enclave-token')")
+    restart(nodes["alice"])
+    # No new address pasted: the cookie brought the new launch's token.
+    alice.wait_for_function(
+        "(old) => (sessionStorage.getItem('enclave-token') || old) !== old",
+        arg=before,
+        timeout=WAIT,
+    )
+    expect(alice.locator("#conn-banner")).to_be_hidden(timeout=WAIT)
+    expect(alice.locator("#app")).to_be_visible(timeout=WAIT)
+    expect(alice.locator("#chat-name")).to_have_text("bob", timeout=WAIT)
+    expect(alice.locator("#input")).to_have_value("typed before the restart", timeout=WAIT)
+    expect(alice.locator("#gate")).to_be_hidden()
+    send(alice, "after a restart, no address pasted")
+    expect(bubble(bob, "in", "after a restart, no address pasted")).to_be_visible(timeout=WAIT)
+    # The socket could not connect while the node was down, then its old token was
+    # refused: the browser logs both, as it should. Nothing else may be there.
+    alice.watch.errors[:] = [
+        e for e in alice.watch.errors if not e.startswith("WebSocket connection to")
+    ]
+
+
+def test_a_bookmark_opens_the_page_after_a_restart_until_revoked(pages, nodes):
+    alice_node = nodes["alice"]
+    bookmark = base(alice_node.url)
+    tab = pages["alice"].context.new_page()  # a new tab of the same browser
+    tab.goto(bookmark)
+    expect(tab.locator("#app")).to_be_visible(timeout=WAIT)
+    expect(peer(tab, "bob")).to_be_visible()
+    listed = web_sessions(alice_node)
+    assert "1 browser kept signed in" in listed and "Chrome" in listed
+    assert web_sessions(alice_node, "--revoke-all").startswith("Signed out 1 browser")
+    later = pages["alice"].context.new_page()
+    later.goto(bookmark)
+    expect(later.locator("#gate-title")).to_have_text("Open Enclave's address", timeout=WAIT)
+    expect(later.locator("#gate")).to_contain_text("the address Enclave printed")
+    tab.close()
+    later.close()
+
+
+def test_signing_out_from_the_page_forgets_this_browser(browser, nodes):
+    page = open_page(browser, nodes["alice"].url)
+    page.wait_for_function("() => !document.getElementById('sign-in-note').hidden", timeout=WAIT)
+    assert len(device_cookies(page)) == 1
+    page.locator("#btn-settings").click()
+    page.locator("#btn-sign-out").click()
+    expect(page.locator(".toast", has_text="signed out")).to_be_visible(timeout=WAIT)
+    assert device_cookies(page) == []
+    again = page.context.new_page()
+    again.goto(base(nodes["alice"].url))
+    expect(again.locator("#gate-title")).to_have_text("Open Enclave's address", timeout=WAIT)
+    page.context.close()
+
+
+def test_a_cut_address_and_an_earlier_launchs_address_say_which(browser, nodes):
+    url = nodes["bob"].url
+    address, token = url.split("#token=")
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(f"{address}#token={token[:-1]}")
+    expect(page.locator("#gate")).to_contain_text("cut short or mistyped", timeout=WAIT)
+    page.goto("about:blank")
+    page.goto(f"{address}#token={security.new_token()}")  # whole, but not this launch's
+    expect(page.locator("#gate")).to_contain_text("an earlier launch", timeout=WAIT)
+    context.close()
+
+
+@pytest.mark.parametrize("system", ["light", "dark"])
+def test_the_theme_follows_the_system_until_one_is_chosen(browser, nodes, system):
+    page = open_page(browser, nodes["bob"].url, color_scheme=system)
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-theme", system)
+    other = "dark" if system == "light" else "light"
+    page.locator("#btn-settings").click()
+    page.locator("#theme-choice").select_option(other)
+    expect(html).to_have_attribute("data-theme", other)
+    light = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    page.reload()
+    expect(page.locator("#app")).to_be_visible(timeout=WAIT)
+    expect(html).to_have_attribute("data-theme", other)  # kept in this browser
+    assert page.evaluate("() => getComputedStyle(document.body).backgroundColor") == light
+    page.locator("#btn-settings").click()
+    page.locator("#theme-choice").select_option("system")
+    expect(html).to_have_attribute("data-theme", system)
+    assert page.evaluate("() => getComputedStyle(document.body).backgroundColor") != light
+    assert page.watch.script_errors() == []
+    page.context.close()
+
+
+def test_broadcast_wording_verification_button_and_an_empty_search(pages):
+    alice = pages["alice"]
+    alice.locator("#btn-broadcast").click()
+    alice.locator("#broadcast-input").fill("to both of you")
+    alice.locator("#broadcast-form button[type=submit]").click()
+    expect(alice.locator(".toast", has_text="Broadcast to 2 contacts")).to_be_visible(timeout=WAIT)
+    open_chat(alice, "bob")
+    alice.locator("#btn-verify").click()
+    mark = alice.locator("#btn-mark-verified")
+    expect(mark).to_have_class("primary")
+    mark.click()
+    alice.locator("#btn-verify").click()
+    expect(mark).to_have_text("Remove verification")
+    expect(mark).to_have_class("ghost danger")  # the lesser action does not look like the main one
+    alice.keyboard.press("Escape")
+    alice.locator("#search").fill("nothing like this was ever written")
+    expect(alice.locator("#result-list")).to_contain_text("No messages contain", timeout=WAIT)
+    alice.locator("#search").fill("")
+
+
+def test_contacts_get_avatar_colours_of_their_own(pages):
+    alice = pages["alice"]
+    colours = {
+        name: peer(alice, name)
+        .locator(".avatar")
+        .evaluate("(a) => getComputedStyle(a).backgroundColor")
+        for name in ("bob", "carol")
+    }
+    assert colours["bob"] != colours["carol"], colours
+
+
+def test_a_stop_with_a_page_open_is_quick_and_quiet(browser, rsa_keys, tmp_path):
+    node = WebNode("quiet", tmp_path / "quiet", key=rsa_keys["mallory"])
+    node.start()
+    try:
+        page = open_page(browser, node.url)
+        page.wait_for_function(
+            "() => !document.getElementById('sign-in-note').hidden", timeout=WAIT
+        )
+        node.stop()
+        assert node.proc.returncode == 0
+        said = "".join(node.output)
+        assert "internal problem" not in said and "Traceback" not in said
+        # The page was told the node went away (the socket closed as "going away").
+        expect(page.locator("#conn-banner")).to_be_visible(timeout=WAIT)
+        page.context.close()
+    finally:
+        node.stop()
