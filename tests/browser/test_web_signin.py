@@ -1,16 +1,19 @@
-"""Staying signed in, themes and small faults of the page, in Debian's Chromium against
-real ``enclave --web`` processes (issue 22, items 1, 7 and 8):
+"""Staying signed in, notifications, themes and small faults of the page, in Debian's
+Chromium against real ``enclave --web`` processes (issue 22, items 1, 2, 7 and 8):
 
 - a browser that opened the printed address keeps an HttpOnly device cookie: a tab left
   open over a restart carries on by itself with its draft, a bookmark opens the page
   after a restart, and signing out (the page or ``enclave web-sessions``) ends that;
 - an address cut short says so, an earlier launch's says that;
+- notifications only once chosen, naming the sender only unless chosen, never for a
+  muted contact; the unread total on the tab's icon;
 - the theme follows the system until the user picks one, and is kept;
 - wording and small faults: broadcast counts, the verification button, an empty search,
   avatar colours, a stop with a tab open."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -219,3 +222,60 @@ def test_a_stop_with_a_page_open_is_quick_and_quiet(browser, rsa_keys, tmp_path)
         page.context.close()
     finally:
         node.stop()
+
+
+# Every notification the page makes, recorded (and still shown by Chromium's own).
+RECORD_NOTIFICATIONS = """
+window.shown = [];
+const Real = window.Notification;
+window.Notification = class extends Real {
+  constructor(title, options) {
+    super(title, options);
+    window.shown.push({ title, body: options && options.body });
+  }
+};
+"""
+
+
+def shown(page) -> list[dict]:
+    return page.evaluate("() => window.shown")
+
+
+def test_notifications_name_the_sender_only_unless_chosen_and_respect_mute(browser, nodes, pages):
+    context = browser.new_context(viewport=DESKTOP, permissions=["notifications"])
+    context.add_init_script(RECORD_NOTIFICATIONS)
+    alice = context.new_page()
+    alice.goto(nodes["alice"].url)
+    expect(alice.locator("#app")).to_be_visible(timeout=WAIT)
+    bob = pages["bob"]
+    open_chat(bob, "alice")
+    open_chat(alice, "carol")  # bob's chat is not in view
+    send(bob, "nothing asked yet")
+    expect(peer(alice, "bob").locator(".unread")).to_be_visible(timeout=WAIT)
+    assert shown(alice) == []  # off until the user turns them on
+    # The unread total is on the tab's icon as well as in its title.
+    expect(alice.locator("link[rel=icon]")).to_have_attribute("href", re.compile("^blob:"))
+    alice.locator("#btn-settings").click()
+    alice.locator("#notify-on").check()
+    expect(alice.locator("#notify-text")).to_be_enabled()
+    alice.keyboard.press("Escape")
+    send(bob, "the secret plan")
+    alice.wait_for_function("() => window.shown.length === 1", timeout=WAIT)
+    assert shown(alice) == [{"title": "bob · Enclave", "body": "New message"}]
+    alice.locator("#btn-settings").click()
+    alice.locator("#notify-text").check()
+    alice.keyboard.press("Escape")
+    send(bob, "now with its text")
+    alice.wait_for_function("() => window.shown.length === 2", timeout=WAIT)
+    assert shown(alice)[1]["body"] == "now with its text"
+    open_chat(alice, "bob")
+    expect(alice.locator("link[rel=icon]")).to_have_attribute("href", "/static/icon.svg")
+    alice.locator("#btn-contact").click()
+    alice.locator("#btn-mute").click()
+    expect(alice.locator("#btn-mute")).to_have_text("Unmute notifications")
+    alice.keyboard.press("Escape")
+    open_chat(alice, "carol")
+    send(bob, "muted, so silent")
+    expect(peer(alice, "bob").locator(".unread")).to_have_text("1", timeout=WAIT)
+    assert len(shown(alice)) == 2
+    context.close()

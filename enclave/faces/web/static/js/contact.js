@@ -1,4 +1,5 @@
-// The contact menu of the open chat: rename, block or unblock, clear history, remove.
+// The contact menu of the open chat: rename, mute, block or unblock, clear history,
+// remove.
 //
 // Rules:
 // - Each action is one POST; the server's "peers" event (sent to every page, and
@@ -10,6 +11,7 @@
 
 import { api } from "./api.js";
 import { $, show } from "./dom.js";
+import { isMuted, setMuted } from "./notify.js";
 import { state } from "./state.js";
 import { label } from "./text.js";
 import { toast } from "./toasts.js";
@@ -18,6 +20,7 @@ export function wireContact() {
   $("btn-contact").addEventListener("click", openContact);
   $("rename-form").addEventListener("submit", onRename);
   $("btn-block").addEventListener("click", onBlock);
+  $("btn-mute").addEventListener("click", onMute);
   $("btn-remove").addEventListener("click", askRemove);
   $("btn-remove-cancel").addEventListener("click", () => show($("remove-confirm"), false));
   $("btn-remove-yes").addEventListener("click", onRemove);
@@ -47,9 +50,20 @@ function fill(peer) {
   $("contact-fp").textContent = peer.grouped;
   $("contact-name").value = peer.name || "";
   $("btn-block").textContent = peer.blocked ? "Unblock" : "Block";
+  $("btn-mute").textContent = isMuted(peer.fingerprint) ? "Unmute notifications" : "Mute notifications";
   $("block-text").textContent = peer.blocked
     ? "Blocked: its connections and messages are refused. Messages you queued for it wait."
     : "Blocking refuses its connections and messages; nothing it sends is shown or kept.";
+}
+
+// Muting is this browser's choice (notify.js): no notification, no sound.
+function onMute() {
+  const peer = current();
+  if (!peer) return;
+  const muted = !isMuted(peer.fingerprint);
+  setMuted(peer.fingerprint, muted);
+  fill(peer);
+  toast(muted ? `${label(peer)} is muted in this browser` : `${label(peer)} notifies again`);
 }
 
 function fail(err) {

@@ -23,6 +23,7 @@ import { label, linked, visible } from "./text.js";
 import { UNKNOWN_TIME, clock, dayLabel, format, fullFormat, startOfDay, timeOf, validTime } from "./time.js";
 import { toast } from "./toasts.js";
 import { clearTyping, stopTyping } from "./typing.js";
+import { notifyMessage } from "./notify.js";
 
 const PAGE = 50;
 
@@ -367,6 +368,7 @@ export function onMessage(m, incoming) {
         peer.unread = (peer.unread || 0) + 1;
         toast(m.body, { who: label(peer), onClick: () => openChat(m.peer) });
       }
+      if (!open) notifyMessage(label(peer), m.peer, m.body, () => openChat(m.peer));
       clearTyping(m.peer);
     }
   }

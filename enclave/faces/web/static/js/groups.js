@@ -24,6 +24,7 @@ import { visible } from "./text.js";
 import { UNKNOWN_TIME, clock } from "./time.js";
 import { toast } from "./toasts.js";
 import { stopTyping } from "./typing.js";
+import { notifyMessage } from "./notify.js";
 
 const LIMIT = 200;
 const HAVE = { delivered: true };
@@ -255,10 +256,13 @@ export function onGroupPost(post) {
   if (!post || typeof post.group !== "string") return;
   const t = talk(post.group);
   if (t.loaded) t.posts.set(post.id, post);
+  const g = state.groups.get(post.group);
+  const who = `${memberName(g, post.sender)} in ${g ? groupName(g) : "a group"}`;
+  const mine = state.me && post.sender === state.me.fingerprint;
   if (state.group === post.group) renderPosts(false);
-  else {
-    const g = state.groups.get(post.group);
-    toast(post.body, { who: `${memberName(g, post.sender)} in ${g ? groupName(g) : "a group"}`, onClick: () => openGroup(post.group) });
+  else toast(post.body, { who, onClick: () => openGroup(post.group) });
+  if (!mine && (state.group !== post.group || document.visibilityState !== "visible")) {
+    notifyMessage(who, post.sender, post.body, () => openGroup(post.group));
   }
 }
 

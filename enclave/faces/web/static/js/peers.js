@@ -14,6 +14,7 @@ import { icon } from "./icons.js";
 import { state } from "./state.js";
 import { label, visible } from "./text.js";
 import { ago, shortTime, timeOf } from "./time.js";
+import { showBadge } from "./notify.js";
 
 const TICK_WORDS = { queued: "Queued", sent: "Sent", delivered: "Delivered", failed: "Not delivered" };
 
@@ -120,6 +121,7 @@ function showUnreadTotal() {
   let total = 0;
   for (const p of state.peers.values()) total += Number(p.unread) || 0;
   document.title = total ? `(${total}) Enclave` : "Enclave";
+  showBadge(total);
 }
 
 // What a screen reader hears of a row after its visible text: online, unread...

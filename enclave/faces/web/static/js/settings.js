@@ -1,4 +1,5 @@
-// The settings dialog: the theme, and whether this browser stays signed in.
+// The settings dialog: the theme, notifications (notify.js), and whether this browser
+// stays signed in.
 //
 // Rules:
 // - The theme follows the system (prefers-color-scheme) until the user picks light or
@@ -10,6 +11,7 @@
 
 import { api } from "./api.js";
 import { $, show } from "./dom.js";
+import { fillNotifySettings, wireNotifySettings } from "./notify.js";
 import { toast } from "./toasts.js";
 
 const THEME_KEY = "enclave-theme";
@@ -36,10 +38,12 @@ export function wireSettings() {
   $("btn-settings").addEventListener("click", openSettings);
   $("theme-choice").addEventListener("change", onTheme);
   $("btn-sign-out").addEventListener("click", signOut);
+  wireNotifySettings();
 }
 
 function openSettings() {
   $("theme-choice").value = savedTheme();
+  fillNotifySettings();
   const dialog = $("dlg-settings");
   if (!dialog.open) dialog.showModal();
 }
