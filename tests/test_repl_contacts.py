@@ -1,5 +1,7 @@
 """The REPL's /rename, /block, /unblock, /remove, driven through prompt-toolkit."""
 
+import re
+
 import pytest
 import test_repl
 from support.nodes import Recorder
@@ -106,3 +108,21 @@ async def test_clear_asks_then_erases_the_history_here(pair, tmp_path):
         await r.screen.shows("the history with bob was erased on this device")
         assert a.history("bob") == [] and a.resolve("bob")
         await r.run("/clear", "error: usage: /clear PEER")
+
+
+@pytest.mark.asyncio
+async def test_delete_takes_one_message_by_the_reference_history_shows(pair, tmp_path):
+    a, b = pair
+    ra, rb = Recorder(a), Recorder(b)
+    await b.send("alice", "this one goes")
+    await b.send("alice", "this one stays")
+    await ra.until(lambda r: len(r.received()) == 2)
+    await rb.until(lambda r: len(r.states("delivered")) == 2)
+    async with repl(a, tmp_path) as r:
+        shown = await r.run("/history bob", "this one stays")
+        ref = re.search(r"bob: this one goes  \((#[0-9a-z]{4})\)", shown).group(1)
+        await r.run(f"/delete bob {ref}", f"{ref} was deleted from your history with bob")
+        assert [m.body for m in a.history("bob")] == ["this one stays"]
+        await r.run(f"/delete bob {ref}", f"error: no message {ref}")
+        await r.run("/delete bob", "error: usage: /delete PEER REF")
+        await r.run("/send bob still here", "you -> bob: still here")

@@ -620,3 +620,25 @@ async def test_the_page_sees_presence_last_seen_and_when_waiting_messages_are_tr
             assert bob["retry_in"] is None or bob["retry_in"] >= 0
             status, done = await call(alice, "POST", f"/api/peers/{b.fingerprint}/retry", {})
             assert status == 200 and done == {"retried": [], "waiting": 1, "tried": True}
+
+
+@pytest.mark.asyncio
+async def test_deleting_a_message_names_it_by_id_and_refuses_the_rest(rsa_keys, tmp_path):
+    async with two_pages(rsa_keys, tmp_path) as (alice, bob, a, b):
+        rb = Recorder(b)
+        await a.send("bob", "delete me from the page")
+        await rb.until(lambda r: r.received())
+        mid = rb.received()[0].id.hex()
+        base = f"/api/peers/{a.fingerprint}/messages"
+        for bad in ("xyz", "0" * 31, mid.upper()):
+            status, body = await call(bob, "POST", f"{base}/{bad}/delete", {})
+            assert status in (400, 404) and "error" in body, bad
+        status, body = await call(bob, "POST", f"{base}/{'0' * 32}/delete", {})
+        assert (status, body["error"]) == (400, "no such message in that conversation")
+        async with socket(bob) as ws:
+            assert (await call(bob, "POST", f"{base}/{mid}/delete", {}))[0] == 200
+            told = await next_event(ws, "message_deleted")
+            assert told == {"type": "message_deleted", "peer": a.fingerprint, "key": f"in:{mid}"}
+        assert b.history("alice") == []
+        status, _ = await call(bob, "POST", f"{base}/{mid}/delete", {}, Authorization=None)
+        assert status == 401

@@ -27,6 +27,7 @@ from enclave.node.events import (
     GroupChanged,
     GroupMessageReceived,
     KeyChanged,
+    MessageDeleted,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -103,6 +104,8 @@ def _other(event, name_of) -> dict | None:
         }
     if isinstance(event, NodeProblem):
         return {"type": "warning", "what": "problem", "text": event.text}
+    if isinstance(event, MessageDeleted):
+        return {"type": "message_deleted", **_peer(event.peer, name_of), "ref": event.ref}
     if isinstance(event, ContactChanged):
         return {"type": "contact", "peer": event.peer, "name": event.name, "change": event.change}
     if isinstance(event, KeyChanged):

@@ -40,6 +40,7 @@ from enclave.node.events import (
     GroupChanged,
     GroupMessageReceived,
     KeyChanged,
+    MessageDeleted,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -114,6 +115,7 @@ COMMANDS = (
     "/unblock",
     "/remove",
     "/clear",
+    "/delete",
     "/nearby",
     "/stats",
     "/help",
@@ -129,6 +131,7 @@ PEER_COMMANDS = (
     "/unblock",
     "/remove",
     "/clear",
+    "/delete",
 )
 
 Write = Callable[[str], None]
@@ -386,6 +389,8 @@ class Commands:
         if isinstance(event, KeyChanged):
             self._moved(event.old, event.peer)
             return repl_contacts.render_key_change(event, _clock())
+        if isinstance(event, MessageDeleted):
+            return repl_contacts.render_deleted(event, self.label(event.peer), _clock())
         if isinstance(event, ContactChanged):
             if event.change == "removed":
                 self.unread.pop(event.peer, None)
@@ -520,7 +525,7 @@ def _history_line(m, label: str) -> str:
     body = _indent(_clean(m.body or ""))
     if m.direction == "in":
         mark = " (legacy v1)" if m.legacy else ""
-        return f"[{when}] {label}{mark}: {body}"
+        return f"[{when}] {label}{mark}: {body}  ({message_ref(m.id)})"
     reason = f", {_one_line(m.reason)}" if m.reason else ""
     return f"[{when}] you -> {label}: {body}  ({message_ref(m.id)} {m.state}{reason})"
 

@@ -1,5 +1,5 @@
 """The REPL's contact commands: ``/verify``, ``/rename``, ``/block``, ``/unblock``,
-``/remove``, ``/clear``.
+``/remove``, ``/clear``, and ``/delete`` (one message).
 
 Rules:
 - Each calls one Node API method; the line it leaves on screen is the rendering of
@@ -17,14 +17,16 @@ from __future__ import annotations
 from enclave.errors import UserError
 from enclave.identity import keys, safety
 from enclave.node.display import key_change_line, visible
-from enclave.node.events import ContactChanged, KeyChanged
+from enclave.node.events import ContactChanged, KeyChanged, MessageDeleted
 
 HELP = """\
   /rename PEER NEW       give a contact another name          /rename bob robert
   /block PEER            refuse its connections and messages  /block bob
   /unblock PEER          accept it again; its queue goes out  /unblock bob
   /remove PEER           forget it, its history and outbox    /remove bob
-  /clear PEER            erase your history with it, here      /clear bob"""
+  /clear PEER            erase your history with it, here      /clear bob
+  /delete PEER REF       delete one message, here (/history    /delete bob #k3f9
+                         shows each message's reference)"""
 
 
 def _one_peer(rest: str, usage: str) -> str:
@@ -151,7 +153,19 @@ def render_key_change(event: KeyChanged, clock: str) -> str:
     return f"[{clock}] {key_change_line(label)} ({old}... -> {new}...)"
 
 
+async def cmd_delete(commands, rest: str) -> None:
+    parts = rest.split()
+    if len(parts) != 2:
+        raise UserError("usage: /delete PEER REF (the #ref /history shows beside the message)")
+    commands.node.delete_message(parts[0], parts[1])
+
+
+def render_deleted(event: MessageDeleted, label: str, clock: str) -> str:
+    return f"[{clock}] {event.ref} was deleted from your history with {label} (they keep theirs)"
+
+
 HANDLERS = {
+    "/delete": cmd_delete,
     "/verify": cmd_verify,
     "/rename": cmd_rename,
     "/block": cmd_block,

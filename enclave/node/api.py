@@ -38,6 +38,7 @@ from enclave.node.api_discovery import DiscoveryApi, Nearby, browse_nearby, find
 from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
 from enclave.node.api_groups import GroupInfo, GroupMember, GroupsApi, GroupSent  # noqa: F401
 from enclave.node.api_keys import KeyRotated, KeysApi  # noqa: F401
+from enclave.node.api_messages import MessagesApi
 from enclave.node.api_pairing import Invitation, Paired, PairingApi, PairingEnded  # noqa: F401
 from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: the faces' rules
     Added,
@@ -110,7 +111,7 @@ class Sent:
     id: bytes
 
 
-class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi):
+class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
     def __init__(self, home: str | Path, private_key, settings=None, retired=()) -> None:
         """``retired``: (seq, private key, encoded statement) of each key this home
         rotated away from (``identity.keys.Identity.retired``): they answer contacts

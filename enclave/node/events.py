@@ -84,6 +84,18 @@ class ContactChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageDeleted:
+    """The user deleted one message of a conversation on this device ("delete for me"):
+    every face drops it from what it shows. ``ref`` is its short reference."""
+
+    peer: str
+    rowid: int
+    ref: str
+    id: str  # the full message id, hex
+    direction: str
+
+
+@dataclass(frozen=True, slots=True)
 class KeyChanged:
     """A contact handed its key over to a new one, signed by the previous key (an audit
     line: "alice rotated their key, signed by their previous key"). ``peer`` is the new

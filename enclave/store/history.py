@@ -98,6 +98,35 @@ class HistoryMixin(StoreCore):
         self._scrub_wal()
         return erased
 
+    def message(self, fingerprint: str, rowid: int | None = None, mid: bytes | None = None):
+        """One direct message with this peer, by row id or by message id (None: no such
+        message, or deleted)."""
+        where, arg = ("m.rowid = ?", rowid) if mid is None else ("m.id = ?", mid)
+        sql = (
+            f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE {where} AND p.fingerprint = ?"
+            " AND m.state != 'deleted' AND m.grp IS NULL"
+        )
+        rows = self._rows(sql, (arg, fingerprint))
+        return _message(rows[0]) if rows else None
+
+    def delete_message(self, fingerprint: str, rowid: int) -> bool:
+        """Erase one settled direct message here (received, delivered or failed): its
+        body is zeroed and a (peer, id) tombstone stays, so a late resend is not shown
+        again. A message still on its way, or a file's row (its transfer has the file),
+        is left alone: False."""
+        with self._tx() as db:
+            pid = self._peer_id(db, fingerprint)
+            erased = db.execute(
+                "UPDATE messages SET body = NULL, state = 'deleted', reason = NULL, owed = NULL"
+                " WHERE rowid = ? AND peer = ? AND grp IS NULL"
+                " AND state IN ('received', 'delivered', 'failed')"
+                " AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.message = messages.rowid)",
+                (rowid, pid),
+            ).rowcount
+        if erased:
+            self._scrub_wal()
+        return bool(erased)
+
     def _scrub_wal(self) -> None:
         # secure_delete zeroes the freed text in the database pages; a truncating
         # checkpoint also drops the WAL's old copies. A busy reader may postpone that.

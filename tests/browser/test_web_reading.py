@@ -136,3 +136,37 @@ def test_new_messages_while_scrolled_up_wait_behind_a_jump_button(pages):
     expect(jump).to_be_hidden(timeout=WAIT)
     expect(alice).to_have_title("Enclave", timeout=WAIT)
     expect(bubble(alice, "in", "second while scrolled up")).to_be_in_viewport()
+
+
+def test_a_message_can_be_copied_and_deleted_here(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    open_chat(alice, "bob")
+    open_chat(bob, "alice")
+    alice.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    send(bob, "copy me\u202eexactly")
+    send(bob, "delete me here")
+    copied = bubble(alice, "in", "copy me")
+    expect(copied).to_be_visible(timeout=WAIT)
+    copied.hover()
+    copied.locator("button.msg-more").click()
+    menu = alice.locator("#msg-menu")
+    expect(menu).to_be_visible()
+    expect(alice.locator("#msg-copy")).to_be_focused()
+    alice.keyboard.press("Escape")  # closes, and focus goes back to the button
+    expect(menu).to_be_hidden()
+    expect(copied.locator("button.msg-more")).to_be_focused()
+    alice.keyboard.press("Enter")
+    alice.locator("#msg-copy").click()
+    # The clipboard gets the text as it arrived (the page shows the bidi mark visibly).
+    assert alice.evaluate("() => navigator.clipboard.readText()") == "copy me\u202eexactly"
+    gone = bubble(alice, "in", "delete me here")
+    gone.hover()
+    gone.locator("button.msg-more").click()
+    alice.locator("#msg-delete").click()
+    expect(gone).to_have_count(0, timeout=WAIT)
+    expect(alice.locator(".toast", has_text="your contact keeps their copy")).to_be_visible()
+    alice.reload()
+    expect(alice.locator("#chat-name")).to_have_text("bob", timeout=WAIT)
+    expect(bubble(alice, "in", "copy me")).to_be_visible(timeout=WAIT)
+    expect(bubble(alice, "in", "delete me here")).to_have_count(0)
+    expect(bubble(bob, "out", "delete me here")).to_be_visible()  # theirs stays

@@ -377,6 +377,14 @@ def _contact_routes(app: Quart, backend: Backend) -> None:
         backend.mark_read(peer.fingerprint)
         return {"erased": erased}
 
+    @app.post("/api/peers/<fp>/messages/<mid>/delete")
+    async def delete_message(fp: str, mid: str):
+        peer = _peer(backend, fp)
+        if len(mid) != 32 or not set(mid) <= _HEX:
+            raise ApiError(400, "a message is named by its id: 32 lowercase hex digits")
+        backend.node.delete_message(peer.fingerprint, mid)
+        return {"deleted": mid}
+
     @app.post("/api/peers/<fp>/remove")
     async def remove(fp: str):
         peer = _peer(backend, fp)

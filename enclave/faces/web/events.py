@@ -37,6 +37,7 @@ class ToPage(enum.StrEnum):
     GROUP_DELIVERY = "group_delivery"  # our post's copy to one member: {group, member, id, state}
     GROUP_CHANGED = "group_changed"  # a membership change was applied: {change}
     KEY_CHANGED = "key_changed"  # a contact rotated its key: {peer, old, change}
+    MESSAGE_DELETED = "message_deleted"  # deleted here, by any face: {peer, key}
     PAIRED = "paired"  # an invitation of this node ended: {nameplate, fingerprint, name, reason}
     ERROR = "error"  # the page's last socket message was refused: {text}
 

@@ -22,6 +22,7 @@ from enclave.node.events import (
     GroupChanged,
     GroupMessageReceived,
     KeyChanged,
+    MessageDeleted,
     MessageReceived,
     NodeProblem,
     PeerOffline,
@@ -198,6 +199,8 @@ def event(e) -> dict | None:
     if kind is KeyChanged:  # the contact is the same, its fingerprint is new
         change = key_change(e.old, e.peer, e.name, e.applied_ms)
         return make(ToPage.KEY_CHANGED, peer=e.peer, old=e.old, change=change)
+    if kind is MessageDeleted:
+        return make(ToPage.MESSAGE_DELETED, peer=e.peer, key=f"{e.direction}:{e.id}")
     if kind is ContactChanged:  # from this page, another one, the REPL or the CLI
         return make(ToPage.PEERS, peer=e.peer, change=e.change)
     if kind is PairingEnded:

@@ -24,6 +24,7 @@ import { UNKNOWN_TIME, clock, dayLabel, format, fullFormat, startOfDay, timeOf, 
 import { toast } from "./toasts.js";
 import { clearTyping, stopTyping } from "./typing.js";
 import { notifyMessage } from "./notify.js";
+import { actionButton, wireActions } from "./actions.js";
 
 const PAGE = 50;
 
@@ -39,6 +40,10 @@ export function wireConversation() {
   });
   $("btn-back").addEventListener("click", closeChat);
   wireFiles(onFile);
+  wireActions(() => {
+    renderMessages({});
+    renderPeers();
+  });
   $("btn-retry-now").addEventListener("click", () => state.current && retryPeer(state.current));
   setInterval(renderWaiting, 1000); // the countdown of "retrying in N s"
   $("messages").addEventListener("scroll", () => {
@@ -267,6 +272,7 @@ function bubble(m, first) {
     b.appendChild(body);
   }
   const meta = el("span", "meta");
+  if (!m.file && typeof m.body === "string") meta.appendChild(actionButton(m));
   if (m.legacy) meta.appendChild(el("span", "legacy-mark", "legacy v1"));
   meta.appendChild(timeStamp(m));
   if (m.direction === "out" && !m.file) {

@@ -18,6 +18,7 @@ import { state } from "./state.js";
 import { label } from "./text.js";
 import { toast } from "./toasts.js";
 import { clearTyping, onTyping } from "./typing.js";
+import { dropMessage } from "./actions.js";
 
 const HANDLERS = Object.freeze({
   hello: onState,
@@ -38,6 +39,7 @@ const HANDLERS = Object.freeze({
   group_delivery: onGroupDelivery,
   group_changed: (event) => onGroupChanged(event.change),
   key_changed: onKeyChanged,
+  message_deleted: (event) => dropMessage(event.peer, event.key),
   paired: onPaired,
   error: (event) => toast(event.text, { error: true }),
 });

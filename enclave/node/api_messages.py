@@ -1,0 +1,68 @@
+"""The Node API for single messages of a conversation: deleting one here ("delete for
+me").
+
+Rules:
+- A message is named by its row id, its full id (the page) or by the short reference every face
+  shows (``#k3f9``, ``display.message_ref``), looked for among the conversation's
+  newest ``REF_WINDOW`` messages; a reference that names several is refused with them.
+- Only a settled message can go: received, delivered or failed. One still on its way
+  (queued or sent) would be delivered anyway; the user is told to wait. A file's row
+  stays (its transfer is cancelled or kept from the files' commands).
+- Deleting is local: the contact keeps its copy. The body is zeroed in the database
+  file and the WAL checkpointed (store.delete_message); ``MessageDeleted`` tells every
+  face, which drops the message from what it shows.
+"""
+
+from __future__ import annotations
+
+from enclave.errors import UserError
+from enclave.node.display import message_ref
+from enclave.node.events import MessageDeleted
+
+REF_WINDOW = 500
+
+
+class MessagesApi:
+    """Mixed into ``Node``."""
+
+    def find_message(self, query: str, ref: str | int):
+        """The message of the conversation with ``query`` that ``ref`` names: its row
+        id, its full id (32 hex digits, as the page has it) or its short reference."""
+        peer = self.resolve(query)
+        found = False
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            found = self.store.message(peer.fingerprint, rowid=int(ref))
+        elif isinstance(ref, str) and len(ref) == 32 and _is_hex(ref):
+            found = self.store.message(peer.fingerprint, mid=bytes.fromhex(ref))
+        if found is None:
+            raise UserError("no such message in that conversation")
+        if found:
+            return found
+        want = str(ref).strip().lower()
+        want = want if want.startswith("#") else f"#{want}"
+        matches = [
+            m for m in self.store.history(peer.fingerprint, REF_WINDOW) if message_ref(m.id) == want
+        ]
+        if not matches:
+            raise UserError(f"no message {want} among the last {REF_WINDOW} with that contact")
+        if len(matches) > 1:
+            raise UserError(f"{want} names {len(matches)} messages; delete it from the page")
+        return matches[0]
+
+    def delete_message(self, query: str, ref: str | int):
+        """Delete one message of a conversation on this device; the message it was."""
+        m = self.find_message(query, ref)
+        if m.file is not None:
+            raise UserError("that is a file: cancel or decline it instead")
+        if m.direction == "out" and m.state in ("queued", "sent"):
+            raise UserError(
+                "that message is still on its way; delete it once it is delivered or failed"
+            )
+        if not self.store.delete_message(m.peer, m.rowid):
+            raise UserError("that message cannot be deleted now (it changed meanwhile)")
+        self._publish(MessageDeleted(m.peer, m.rowid, message_ref(m.id), m.id.hex(), m.direction))
+        return m
+
+
+def _is_hex(text: str) -> bool:
+    return all(ch in "0123456789abcdef" for ch in text.lower())
