@@ -40,7 +40,7 @@ def test_rename_block_unblock_without_a_node(with_carol, capsys):
     "argv, fragment",
     [
         (("rename", "nobody", "x"), "no peer matches 'nobody'"),
-        (("rename", "carol", "two words"), "invalid peer name"),
+        (("rename", "carol", "bidi\u202ename"), "invalid peer name"),
         (("rename", "carol"), "the following arguments are required: NEW"),
         (("block",), "the following arguments are required: PEER"),
         (("remove", "carol"), "add --yes"),  # no terminal to ask on

@@ -32,7 +32,11 @@ async def test_rename_keeps_history_and_refuses_a_taken_or_bad_name(rsa_keys, tm
         with pytest.raises(UserError, match="no peer matches 'bob'"):
             a.resolve("bob")
         with pytest.raises(UserError, match="invalid peer name"):
-            a.rename_contact("robert", "two words")
+            a.rename_contact("robert", "zero\u200bwidth")
+        # Spaces and any script are fine; runs of spaces become one.
+        assert a.rename_contact("robert", "  Ana   María ").name == "Ana María"
+        assert a.resolve("Ana María").fingerprint == b.fingerprint
+        assert a.rename_contact("Ana María", "robert").name == "robert"
         a.add_peer(public_pem(rsa_keys["carol"]), "127.0.0.1:9", "carol")
         with pytest.raises(UserError, match="already used"):
             a.rename_contact("robert", "carol")

@@ -314,7 +314,7 @@ async def test_add_cancelled_with_ctrl_c(alone, tmp_path):
         ("{alice} 127.0.0.1:9", "is your own public key"),
         ("{bob} nowhere", "invalid peer address 'nowhere'"),
         ("{bob}", "usage: /add FILE ADDRESS [NAME]"),
-        ("{bob} 127.0.0.1:9 'two words'", "invalid peer name"),
+        ("{bob} 127.0.0.1:9 'bidi\u202ename'", "invalid peer name"),
         ("{bob} 127.0.0.1:9 deadbeef00", "looks like a fingerprint prefix"),
         ("a b c d", "usage: /add"),
         ("'unclosed", "cannot read the arguments"),

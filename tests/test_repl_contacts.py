@@ -126,3 +126,23 @@ async def test_delete_takes_one_message_by_the_reference_history_shows(pair, tmp
         await r.run(f"/delete bob {ref}", f"error: no message {ref}")
         await r.run("/delete bob", "error: usage: /delete PEER REF")
         await r.run("/send bob still here", "you -> bob: still here")
+
+
+@pytest.mark.asyncio
+async def test_names_with_spaces_work_quoted_or_as_they_are(pair, tmp_path):
+    a, b = pair
+    rb = Recorder(b)
+    a.rename_contact("bob", "Bob Smith")
+    assert test_repl._complete(a, "/send Bo") == ['"Bob Smith" ']
+    async with repl(a, tmp_path) as r:
+        await r.run("/send Bob Smith hello  there", "you -> Bob Smith: hello  there")
+        await r.run('/send "Bob Smith" quoted', "you -> Bob Smith: quoted")
+        await rb.until(lambda rec: len(rec.received()) == 2)
+        assert [m.body for m in rb.received()] == ["hello  there", "quoted"]
+        await r.run('/rename "Bob Smith" Robert Smith Jr', "is now called Robert Smith Jr")
+        await r.run("/history Robert Smith Jr 1", "you -> Robert Smith Jr: quoted")
+        await r.run("/block Robert Smith Jr", "Robert Smith Jr is blocked")
+        await r.run('/unblock "Robert Smith Jr"', "Robert Smith Jr is unblocked")
+        await r.run('/send "Robert Smith hi', "error: a quoted name needs its closing quote")
+        await r.run("/rename Robert Smith Jr bad\u202ename", "error: invalid peer name")
+    assert a.resolve("Robert Smith Jr").fingerprint == b.fingerprint

@@ -191,7 +191,9 @@ class PeerCompleter(Completer):
 def _matching(choices: list[str], word: str):
     for choice in choices:
         if choice.lower().startswith(word.lower()):
-            yield Completion(choice + " ", start_position=-len(word))
+            # A name with spaces goes in quotes, as the commands read it.
+            shown = f'"{choice}"' if " " in choice else choice
+            yield Completion(shown + " ", start_position=-len(word))
 
 
 def private_history(path: Path):

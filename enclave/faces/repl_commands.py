@@ -193,8 +193,14 @@ class Commands:
 
     # --- commands ---------------------------------------------------------------------
 
+    def take_peer(self, rest: str) -> tuple[str, str]:
+        """The peer a command's text starts with, and the text after it: a word, a
+        quoted name ("Ana María"), or a contact's name with spaces as it is (the
+        longest contact name the words start with)."""
+        return take_peer(rest, {p.name for p in self.node.contacts() if p.name})
+
     async def cmd_send(self, rest: str) -> None:
-        peer, _, text = rest.partition(" ")
+        peer, text = self.take_peer(rest)
         if not peer:
             raise UserError("usage: /send PEER MESSAGE")
         check_text(text)
@@ -284,7 +290,8 @@ class Commands:
         return path.strip(), address.strip(), name.strip()
 
     async def cmd_history(self, rest: str) -> None:
-        parts = rest.split()
+        query, more = self.take_peer(rest)
+        parts = [query, *more.split()] if query else []
         if not parts or len(parts) > 2:
             raise UserError("usage: /history PEER [N]")
         limit = HISTORY_DEFAULT
@@ -487,6 +494,22 @@ _HANDLERS = {
 
 
 # --- helpers shared with ``enclave send`` ------------------------------------------------
+
+
+def take_peer(rest: str, names: set[str]) -> tuple[str, str]:
+    """``Commands.take_peer`` with the contacts' names given."""
+    text = rest.lstrip()
+    if text[:1] in ('"', "'"):
+        end = text.find(text[0], 1)
+        if end < 0:
+            raise UserError("a quoted name needs its closing quote")
+        return text[1:end], text[end + 1 :].lstrip(" ")
+    words = text.split(" ")
+    for n in range(len(words), 1, -1):
+        if " ".join(words[:n]) in names:
+            return " ".join(words[:n]), " ".join(words[n:])
+    first, _, after = text.partition(" ")
+    return first, after
 
 
 def add_peer_from_file(commands: Commands, path: str, address: str, name: str | None) -> None:

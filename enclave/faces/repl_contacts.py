@@ -29,31 +29,35 @@ HELP = """\
                          shows each message's reference)"""
 
 
-def _one_peer(rest: str, usage: str) -> str:
-    if not rest or len(rest.split()) != 1:
+def _one_peer(commands, rest: str, usage: str) -> str:
+    peer, more = commands.take_peer(rest)
+    if not peer or more.strip():
         raise UserError(f"usage: {usage}")
-    return rest
+    return peer
 
 
 async def cmd_rename(commands, rest: str) -> None:
-    parts = rest.split()
-    if len(parts) != 2:
-        raise UserError("usage: /rename PEER NEW (the new name is one word)")
-    commands.node.rename_contact(parts[0], parts[1])
+    peer, new = commands.take_peer(rest)
+    new = new.strip()
+    if new[:1] in ('"', "'") and len(new) > 1 and new.endswith(new[0]):
+        new = new[1:-1]
+    if not peer or not new:
+        raise UserError('usage: /rename PEER NEW (a name with spaces: /rename bob "Bob Smith")')
+    commands.node.rename_contact(peer, new)
 
 
 async def cmd_block(commands, rest: str) -> None:
-    commands.node.block_contact(_one_peer(rest, "/block PEER"), True)
+    commands.node.block_contact(_one_peer(commands, rest, "/block PEER"), True)
 
 
 async def cmd_unblock(commands, rest: str) -> None:
-    commands.node.block_contact(_one_peer(rest, "/unblock PEER"), False)
+    commands.node.block_contact(_one_peer(commands, rest, "/unblock PEER"), False)
 
 
 async def _owed_and_asked(commands, rest: str, command: str, question, kept: str):
     """The contact ``rest`` names, once the user said yes to ``question(label, owed
     text)``; None (and ``kept`` said) when not. Without a terminal it refuses."""
-    peer = commands.node.resolve(_one_peer(rest, f"{command} PEER"))
+    peer = commands.node.resolve(_one_peer(commands, rest, f"{command} PEER"))
     label = commands.label(peer.fingerprint)
     owed = commands.node.owed(peer.fingerprint)
     undelivered = f"{owed} undelivered message{'s' * (owed != 1)}" if owed else ""
@@ -77,9 +81,7 @@ async def cmd_remove(commands, rest: str) -> None:
 
 
 async def cmd_verify(commands, rest: str) -> None:
-    if not rest or " " in rest:
-        raise UserError("usage: /verify PEER")
-    peer = commands.node.resolve(rest)
+    peer = commands.node.resolve(_one_peer(commands, rest, "/verify PEER"))
     label = commands.label(peer.fingerprint)
     rows = [("You", commands.node.fingerprint), (label, peer.fingerprint)]
     width = max(len(who) for who, _ in rows)  # the groups line up, column under column
@@ -154,10 +156,10 @@ def render_key_change(event: KeyChanged, clock: str) -> str:
 
 
 async def cmd_delete(commands, rest: str) -> None:
-    parts = rest.split()
-    if len(parts) != 2:
+    peer, ref = commands.take_peer(rest)
+    if not peer or len(ref.split()) != 1:
         raise UserError("usage: /delete PEER REF (the #ref /history shows beside the message)")
-    commands.node.delete_message(parts[0], parts[1])
+    commands.node.delete_message(peer, ref.strip())
 
 
 def render_deleted(event: MessageDeleted, label: str, clock: str) -> str:

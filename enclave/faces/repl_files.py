@@ -38,7 +38,7 @@ def path_argument(text: str) -> str:
 
 
 async def cmd_file(commands, rest: str) -> None:
-    peer, _, path = rest.strip().partition(" ")
+    peer, path = commands.take_peer(rest.strip())
     path = path_argument(path)
     if not peer or not path:
         raise UserError("usage: /file PEER PATH")

@@ -5,7 +5,7 @@ Rules:
   ``Node.add_contact``, the command line with no node through ``open_book``): one set
   of checks, in one order. A person's mistake raises ``UserError`` in one line, and a
   refused change leaves the book as it was, the address included.
-- The checks: a one-word name (``check_name``), an address ``HOST:PORT``, a peer key
+- The checks: a name (``check_name``), an address ``HOST:PORT``, a peer key
   Enclave accepts (``keys.load_peer_key``), not our own key, and no silent downgrade
   (``check_protocol_change``: a peer that has spoken v2 becomes v1 only with ``force``).
 - Faces never open the store themselves: ``open_book`` is how a command that runs
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enclave.errors import UserError
 from enclave.identity import keys
 from enclave.node.addresses import parse_address
+from enclave.node.display import visible
 from enclave.node.lookup import resolve_peer
 from enclave.node.message_ids import new_id
 from enclave.protocol.messages import MAX_BODY_CHARS
@@ -59,17 +60,27 @@ class Added:
 
 
 def check_name(name: str | None) -> str | None:
-    """A peer's name, checked (None: no name). Names are one word, so ``/send NAME
-    text`` in the REPL stays unambiguous; every face asks this one rule."""
+    """A peer's name, checked and tidied (None: no name); every face asks this one rule.
+
+    Any printable text of any script, spaces included ("Ana María", "王小明"), up to
+    MAX_NAME_LENGTH characters; runs of spaces become one and the ends are trimmed.
+    Refused: control, bidi, zero-width and other hidden characters (a name must look
+    like what it is: ``display.visible`` would change it), and names that look like a
+    fingerprint prefix. The REPL takes a name with spaces in quotes, or as it is when
+    it is a contact's (``/send "Ana María" hi``, ``/send Ana María hi``)."""
     if name is None:
         return None
-    if not name or len(name) > MAX_NAME_LENGTH:
+    tidy = " ".join(part for part in str(name).split(" ") if part)
+    if not tidy or len(tidy) > MAX_NAME_LENGTH:
         raise UserError(f"a peer name must be 1 to {MAX_NAME_LENGTH} characters")
-    if not all(ch.isalnum() or ch in "._-" for ch in name):
-        raise UserError(f"invalid peer name {name!r}: use letters, digits, '.', '_' or '-'")
-    if len(name) >= 8 and all(ch in "0123456789abcdefABCDEF" for ch in name):
-        raise UserError(f"invalid peer name {name!r}: it looks like a fingerprint prefix")
-    return name
+    shown = visible(tidy, lines=False)
+    if not tidy.isprintable() or shown != tidy:
+        raise UserError(f"invalid peer name {shown!r}: no control, bidi or hidden characters")
+    if tidy[0] in "\"'":
+        raise UserError(f"invalid peer name {tidy!r}: it cannot start with a quote")
+    if len(tidy) >= 8 and all(ch in "0123456789abcdefABCDEF" for ch in tidy):
+        raise UserError(f"invalid peer name {tidy!r}: it looks like a fingerprint prefix")
+    return tidy
 
 
 def check_text(text: str) -> None:

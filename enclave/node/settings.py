@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -226,8 +225,19 @@ _CHOICES: dict[str, tuple[str, ...]] = {"store_sync": ("full", "normal")}
 # Text knobs that name a folder: empty (the default place), absolute, or ``~/...``.
 # ``--set downloads=/srv/in`` takes the path as written, without TOML quotes.
 _PATHS = frozenset({"downloads"})
-_NAME = re.compile(r"[\w.-]{0,32}")  # display_name: a peer name, as book.check_name has it
 DOWNLOADS_NAME = "downloads"
+
+
+def _name_problem(value: str) -> str | None:
+    """display_name is a peer name as the other side will see it: book.check_name's rule."""
+    from enclave.node.book import check_name
+
+    try:
+        check_name(value)
+    except UserError as err:
+        return str(err)
+    return None
+
 
 # Relations between knobs: (key, relation, other key). Checked after every key alone.
 _RELATIONS: tuple[tuple[str, str, str], ...] = (
@@ -431,8 +441,8 @@ def _check_all(values: dict[str, Any], origins: dict[str, str]) -> tuple[str, st
             problem = "expected one of " + ", ".join(f'"{c}"' for c in _CHOICES[key])
         if problem is None and key in _PATHS:
             problem = _path_problem(values[key])
-        if problem is None and key == "display_name" and not _NAME.fullmatch(values[key]):
-            problem = "a name of at most 32 letters, digits, '.', '_' or '-' (or \"\")"
+        if problem is None and key == "display_name" and values[key]:
+            problem = _name_problem(values[key])
         if problem is not None:
             return key, problem
     for key, relation, other in _RELATIONS:

@@ -1,5 +1,5 @@
 """Staying signed in, notifications, themes and small faults of the page, in Debian's
-Chromium against real ``enclave --web`` processes (issue 22, items 1, 2, 7 and 8):
+Chromium against real ``enclave --web`` processes (issue 22, items 1, 2, 5, 7 and 8):
 
 - a browser that opened the printed address keeps an HttpOnly device cookie: a tab left
   open over a restart carries on by itself with its draft, a bookmark opens the page
@@ -8,6 +8,7 @@ Chromium against real ``enclave --web`` processes (issue 22, items 1, 2, 7 and 8
 - notifications only once chosen, naming the sender only unless chosen, never for a
   muted contact; the unread total on the tab's icon;
 - the theme follows the system until the user picks one, and is kept;
+- a contact added on the command line shows at once; names take spaces and any script;
 - wording and small faults: broadcast counts, the verification button, an empty search,
   avatar colours, a stop with a tab open."""
 
@@ -19,6 +20,7 @@ import sys
 
 import pytest
 from playwright.sync_api import expect
+from support.nodes import public_pem
 from test_web_browser import DESKTOP, WAIT, bubble, open_chat, open_page, peer, send
 from webnodes import WebNode, closed, free_port, running
 
@@ -249,6 +251,7 @@ def test_notifications_name_the_sender_only_unless_chosen_and_respect_mute(brows
     expect(alice.locator("#app")).to_be_visible(timeout=WAIT)
     bob = pages["bob"]
     open_chat(bob, "alice")
+    open_chat(pages["alice"], "carol")  # the other tab would read bob's messages at once
     open_chat(alice, "carol")  # bob's chat is not in view
     send(bob, "nothing asked yet")
     expect(peer(alice, "bob").locator(".unread")).to_be_visible(timeout=WAIT)
@@ -279,3 +282,32 @@ def test_notifications_name_the_sender_only_unless_chosen_and_respect_mute(brows
     expect(peer(alice, "bob").locator(".unread")).to_have_text("1", timeout=WAIT)
     assert len(shown(alice)) == 2
     context.close()
+
+
+def test_a_contact_added_from_the_command_line_appears_with_a_spaced_name(pages, nodes, rsa_keys):
+    alice = pages["alice"]
+    node = nodes["alice"]
+    pem = node.home.parent / "dave.pem"
+    pem.write_text(public_pem(rsa_keys["mallory"]))
+    argv = ["add", str(pem), "--address", "127.0.0.1:9", "--name", "Dave  O'Brien Jr"]
+    done = subprocess.run(
+        [sys.executable, "-m", "enclave", "--home", str(node.home), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    # The open page shows it at once (the running node did the adding), no reload.
+    expect(peer(alice, "Dave O'Brien Jr")).to_be_visible(timeout=WAIT)
+    open_chat(alice, "Dave O'Brien Jr")
+    alice.locator("#btn-contact").click()
+    alice.locator("#contact-name").fill("Дэйв 王 Smith")
+    alice.locator("#btn-rename").click()
+    expect(peer(alice, "Дэйв 王 Smith")).to_be_visible(timeout=WAIT)
+    expect(alice.locator("#dlg-contact")).to_be_hidden()  # a rename closes it
+    alice.locator("#btn-contact").click()
+    alice.locator("#contact-name").fill("bad\u202ename")
+    alice.locator("#btn-rename").click()
+    expect(alice.locator("#contact-error")).to_contain_text("invalid peer name", timeout=WAIT)
+    alice.keyboard.press("Escape")
