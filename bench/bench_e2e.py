@@ -60,7 +60,10 @@ def test_e2e_quick(benchmark, tmp_path):
     rotation = enclave["rotation"]
     assert rotation["rounds"] == 2 and 0 < rotation["handover_ms"] <= rotation["first_message_ms"]
     assert enclave["pairing"]["rounds"] == 3 and enclave["pairing"]["median_ms"] > 0
-    assert len(node_rows) == 53 and all(row["enclave"] is not None for row in node_rows)
+    backup = enclave["backup"]
+    assert backup["messages"] == 5000 and not backup["full"] and backup["backup_mb"] > 0
+    assert backup["backup_mb_s"] > 0 and backup["restore_cli_s"] > 0
+    assert len(node_rows) == 57 and all(row["enclave"] is not None for row in node_rows)
     check_file_rows(result)
     check_group_rows(result)
     check_micro_rows(result)

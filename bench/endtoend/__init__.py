@@ -62,6 +62,10 @@ Everything runs on 127.0.0.1, each side in its own process on uvloop:
    at once (quick 50) until every copy is delivered, beside 2,000 direct messages to one
    member the same way; posts/s, copies/s, and copies/s over direct msg/s.
    ``--only groups`` runs these alone.
+12. Backup and restore (bench/endtoend/backups.py): a home whose store holds 100,000
+   messages (quick: 5,000) backed up and restored in this process, past the password's
+   scrypt runs (MB/s of the backup file), then ``enclave backup`` and ``enclave
+   restore`` as processes (wall, scrypt included). ``--only backup`` runs these alone.
 
 ``--profile`` adds one more throughput pass (not the one reported) with cProfile in
 both nodes' event-loop and store-writer threads, or py-spy sampling both processes, and
@@ -70,7 +74,7 @@ Nothing here asserts a time.
 
 The rooms: ``processes`` (the run's processes and keys), ``micro`` (the
 microbenchmarks), ``scenarios`` (two nodes: throughput, latency, handshakes),
-``crowds`` (one node and many peers), ``groups`` (group posts), ``floods`` (a node under abuse), ``everyday``
+``crowds`` (one node and many peers), ``groups`` (group posts), ``backups``, ``floods`` (a node under abuse), ``everyday``
 (presence, ``enclave send``), ``references``, ``profiling``, ``probes`` (the machine,
 the disk, the code), ``run`` (the order of the run and the command line) and
 ``report`` (the table, one spec per row). Nodes run

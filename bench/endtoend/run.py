@@ -20,6 +20,7 @@ from pathlib import Path
 import endtoend
 from endtoend import (
     BENCH,
+    backups,
     crowds,
     everyday,
     files,
@@ -64,6 +65,7 @@ SIZES = {
     "burst_posts": (2_000, 50),  # its posts at once, and the direct messages beside them
     "pair_rounds": (20, 3),  # pairings by code, each from join to both contacts added
     "rotate_rounds": (5, 2),  # key rotations on a running node, each handed over
+    "backup_n": (100_000, 5_000),  # messages in the store backed up and restored
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -100,6 +102,8 @@ def run(args) -> dict:
                 result["enclave"] = {"pairing": pairing_part(tmp, keys, size)}
             elif args.only == "rotation":
                 result["enclave"] = {"rotation": rotation_part(tmp, keys, size)}
+            elif args.only == "backup":
+                result["enclave"] = {"backup": backup_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -197,7 +201,13 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out["files"] = file_part(tmp, keys, size)
     out["pairing"] = pairing_part(tmp, keys, size)
     out["rotation"] = rotation_part(tmp, keys, size)
+    out["backup"] = backup_part(tmp, keys, size)
     return out
+
+
+def backup_part(tmp: Path, keys, size: Sizes) -> dict:
+    say(f"backup and restore of a home with {size.backup_n:,} messages, in process and as commands")
+    return backups.backup_case(tmp, keys["alice"][0], keys["bob"][1], size.backup_n)
 
 
 def rotation_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -267,7 +277,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups", "pairing", "rotation"],
+        choices=["files", "groups", "pairing", "rotation", "backup"],
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)

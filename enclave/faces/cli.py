@@ -196,13 +196,19 @@ def home_of(args: argparse.Namespace):
 
 def unlock(args: argparse.Namespace):
     """Ask for the password (or read it) and return the unlocked ``keys.Identity``."""
+    return unlock_with_password(args)[0]
+
+
+def unlock_with_password(args: argparse.Namespace):
+    """``unlock``, and the password that opened the identity (``enclave backup`` seals
+    with it): ``(identity, password)``."""
     from enclave.identity import home, keys, passwords
 
     place = home.require_identity(home_of(args))
     password = passwords.existing(
         f"Password for {place.key_path}: ", password_file=getattr(args, "password_file", None)
     )
-    return keys.load_identity(place, password)
+    return keys.load_identity(place, password), password
 
 
 # --- the commands -------------------------------------------------------------------

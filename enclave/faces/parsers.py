@@ -101,6 +101,34 @@ def _history(p) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _backup(p) -> None:
+    p.add_argument(
+        "file", metavar="FILE", help="the backup file to write (an older backup there is replaced)"
+    ).complete = FILE_COMPLETION
+    p.add_argument(
+        "--new-password",
+        action="store_true",
+        help="seal the backup under a password of its own, asked twice (default: your "
+        "identity's password)",
+    )
+    p.add_argument(
+        "--new-password-file",
+        metavar="FILE",
+        help="read the backup's own password from the first line of FILE (mode 600; or set "
+        "ENCLAVE_NEW_PASSWORD)",
+    ).complete = FILE_COMPLETION
+
+
+def _restore(p) -> None:
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        help="a file made by enclave backup; the password asked (or ENCLAVE_PASSWORD) is "
+        "the one it was sealed under, and the identity restored keeps its own password",
+    ).complete = FILE_COMPLETION
+    _force(p, "replace the identity in the home (the old home is moved aside, not erased)")
+
+
 def _wipe(p) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
@@ -270,6 +298,8 @@ SUBCOMMANDS: dict[str, Sub] = {
     "revoke": Sub("enclave.faces.rotate", "revoke", _revoke, "tell every contact your key is revoked (no password needed)", "enclave revoke --certificate /media/usb/revocation.cert"),
     "history": Sub("enclave.faces.history", "run", _history, "print a conversation (the last 50 messages by default)", "enclave history bob --limit 200"),
     "wipe": Sub("enclave.faces.wipe", "run", _wipe, "erase this home: identity, contacts, messages, settings", "enclave wipe"),
+    "backup": Sub("enclave.faces.backup", "backup", _backup, "write identity, contacts, history and settings to one encrypted file", "enclave backup ~/enclave-backup.bak"),
+    "restore": Sub("enclave.faces.backup", "restore", _restore, "rebuild a home from a backup file (asks the backup's password)", "enclave restore enclave-backup.bak --home ~/enclave-restored"),
     "web-sessions": Sub("enclave.faces.web_sessions", "run", _web_sessions, "list or sign out the browsers kept signed in to the page", "enclave web-sessions --revoke 3f2a"),
     "peers": Sub(CLI, "cmd_peers", _nothing, "list known peers", "enclave peers"),
     "fingerprint": Sub(CLI, "cmd_fingerprint", _nothing, "print your fingerprint, to compare out of band", "enclave fingerprint"),
@@ -378,8 +408,8 @@ environment:
   ENCLAVE_HOME          home folder (default: the platform's user data folder,
                         e.g. ~/.local/share/enclave)
   ENCLAVE_PASSWORD      identity password for scripts and services (or --password-file)
-  ENCLAVE_NEW_PASSWORD  the new password for change-password and import-key
-                        (or --new-password-file)
+  ENCLAVE_NEW_PASSWORD  the new password for change-password and import-key, a
+                        backup's own password (or --new-password-file)
 """
 # --web never prompts: its page asks (create or unlock); a file or variable may unlock at start.
 _PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen"}

@@ -92,7 +92,7 @@ def prepare(home: Home) -> Home:
             home.path.mkdir(mode=DIR_MODE, parents=True)
             os.chmod(home.path, DIR_MODE)  # mkdir's mode is filtered by the umask
         except OSError as err:
-            raise UserError(f"cannot create home folder {home.path}: {_reason(err)}") from None
+            raise UserError(f"cannot create home folder {home.path}: {os_reason(err)}") from None
     return check(home)
 
 
@@ -105,7 +105,7 @@ def check(home: Home) -> Home:
             f"no identity yet: {home.path} does not exist; run: {home.command('--generate')}"
         ) from None
     except OSError as err:
-        raise UserError(f"cannot open home folder {home.path}: {_reason(err)}") from None
+        raise UserError(f"cannot open home folder {home.path}: {os_reason(err)}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise UserError(f"home folder {home.path} is not a folder")
     if _CHECK_MODES:
@@ -158,7 +158,7 @@ def read_file(path: Path, what: str, limit: int) -> bytes:
     except IsADirectoryError:
         raise UserError(f"{what} {path} is a folder, not a file") from None
     except OSError as err:
-        raise UserError(f"cannot read {what} {path}: {_reason(err)}") from None
+        raise UserError(f"cannot read {what} {path}: {os_reason(err)}") from None
     if len(data) > limit:
         raise UserError(f"{what} {path} is too large ({limit} bytes at most)")
     return data
@@ -172,24 +172,24 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
         try:
             if hasattr(os, "fchmod"):
                 os.fchmod(fd, mode)  # the umask filtered the mode given to open()
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {_reason(err)}") from None
+        raise UserError(f"cannot write {path}: {os_reason(err)}") from None
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     if sys.platform == "win32":
         return
     fd = os.open(path, os.O_RDONLY)
@@ -203,5 +203,5 @@ def _mode(st: os.stat_result) -> str:
     return f"{stat.S_IMODE(st.st_mode):03o}"
 
 
-def _reason(err: OSError) -> str:
+def os_reason(err: OSError) -> str:
     return err.strerror or type(err).__name__

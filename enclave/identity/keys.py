@@ -191,7 +191,7 @@ def encrypt_identity(
 ) -> bytes:
     """The text of an ``identity.key`` file holding ``private_key``."""
     _check_identity_key(private_key, "the key")
-    _check_kdf(kdf, "the requested cost", floor=None)
+    check_kdf(kdf, "the requested cost", floor=None)
     header = KeyFileHeader(
         kdf, secrets.token_bytes(SALT_BYTES), fingerprint(private_key.public_key())
     )
@@ -438,7 +438,7 @@ def _parse_key_file(
     if doc["cipher"] != CIPHER:
         raise UserError(f"{source} uses an unknown cipher; expected {CIPHER}")
     kdf, salt = _parse_kdf(doc["kdf"], source)
-    _check_kdf(kdf, source, floor=min_kdf)
+    check_kdf(kdf, source, floor=min_kdf)
     fp = doc["fingerprint"]
     if not isinstance(fp, str) or not re.fullmatch(r"[0-9a-f]{64}", fp):
         raise UserError(f"{source} is damaged: bad fingerprint field")
@@ -462,7 +462,7 @@ def _parse_kdf(section: object, source: str) -> tuple[KdfCost, bytes]:
     return KdfCost(section["n"], section["r"], section["p"]), salt
 
 
-def _check_kdf(kdf: KdfCost, source: str, *, floor: KdfCost | None) -> None:
+def check_kdf(kdf: KdfCost, source: str, *, floor: KdfCost | None) -> None:
     """Refuse a cost below ``floor`` (a cheap, edited file) or absurdly high (a hang)."""
     if kdf.n < 2 or kdf.n & (kdf.n - 1) or kdf.r < 1 or kdf.p < 1:
         raise UserError(f"{source}: invalid scrypt parameters n={kdf.n}, r={kdf.r}, p={kdf.p}")
