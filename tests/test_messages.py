@@ -29,6 +29,7 @@ from enclave.protocol.messages import (
     GroupRecords,
     Ping,
     Pong,
+    Read,
     Throttle,
     Typing,
     decode_batch,
@@ -89,6 +90,8 @@ EVERY_TYPE = [
     GroupRecords(GROUP, 0, (b"r",)),
     GroupRecords(GROUP, U64_MAX, (b"last",)),
     GroupRecords(GROUP, 7, tuple(bytes([n]) * (n + 1) for n in range(MAX_GROUP_RECORDS))),
+    Read(ID),
+    Read(b"\xff" * 16),
 ]
 
 
@@ -337,6 +340,8 @@ BAD_LOCAL = {
     "ping-7": [Ping(b"x" * 7)],
     "pong-str": [Pong("x" * 8)],
     "typing-int": [Typing(1)],
+    "read-15": [Read(b"x" * 15)],
+    "read-str": [Read("x" * 16)],
     "throttle-reason-0": [Throttle(0, 0)],
     "throttle-reason-bool": [Throttle(True, 0)],
     "throttle-retry-negative": [Throttle(1, -1)],

@@ -146,3 +146,20 @@ async def test_names_with_spaces_work_quoted_or_as_they_are(pair, tmp_path):
         await r.run('/send "Robert Smith hi', "error: a quoted name needs its closing quote")
         await r.run("/rename Robert Smith Jr bad\u202ename", "error: invalid peer name")
     assert a.resolve("Robert Smith Jr").fingerprint == b.fingerprint
+
+
+@pytest.mark.asyncio
+async def test_receipts_on_both_sides_show_what_bob_read(pair, tmp_path):
+    a, b = pair
+    ra, rb = Recorder(a), Recorder(b)
+    b.set_receipts("alice", True)
+    async with repl(a, tmp_path) as r:
+        await r.run("/receipts bob on", "read receipts with bob are on")
+        await r.run("/send bob did you read this", "you -> bob: did you read this")
+        await rb.until(lambda rec: rec.received())
+        await ra.until(lambda rec: rec.states("delivered"))
+        b.mark_read("alice")
+        ref = re.search(r"\((#[0-9a-z]{4})\)", r.screen.text).group(1)
+        await r.screen.shows(f"bob read your messages up to {ref}")
+        await r.run("/receipts bob off", "read receipts with bob are off")
+        await r.run("/receipts bob maybe", "error: usage: /receipts PEER on|off")

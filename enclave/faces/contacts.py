@@ -112,6 +112,19 @@ def block(args) -> int:
     return 0
 
 
+def receipts(args) -> int:
+    on = args.choice == "on"
+    done = _change(args, "receipts_on" if on else "receipts_off")
+    if on:
+        print(
+            f"Read receipts with {_label(done)} are on: it learns what you read, and you what "
+            "it read, once it allows them too"
+        )
+    else:
+        print(f"Read receipts with {_label(done)} are off: neither side learns what the other read")
+    return 0
+
+
 def unblock(args) -> int:
     done = _change(args, "unblock")
     print(f"Unblocked {_label(done)}; messages queued for it go out when it is reachable")
@@ -181,6 +194,8 @@ def _in_store(place, action: str, peer: str, name: str | None) -> dict:
             "unblock": lambda: book.block(peer, False),
             "remove": lambda: book.remove(peer),
             "clear": lambda: book.clear(peer),
+            "receipts_on": lambda: book.receipts(peer, True),
+            "receipts_off": lambda: book.receipts(peer, False),
         }
         done = changes[action]()
     return {"peer": done.fingerprint, "name": done.name}

@@ -29,6 +29,7 @@ from enclave.node.events import (
     KeyChanged,
     MessageDeleted,
     MessageReceived,
+    MessagesRead,
     NodeProblem,
     PeerOffline,
     PeerOnline,
@@ -104,6 +105,9 @@ def _other(event, name_of) -> dict | None:
         }
     if isinstance(event, NodeProblem):
         return {"type": "warning", "what": "problem", "text": event.text}
+    if isinstance(event, MessagesRead):
+        ref = message_ref(bytes.fromhex(event.upto))
+        return {"type": "read", **_peer(event.peer, name_of), "upto": ref, "read_ms": event.read_ms}
     if isinstance(event, MessageDeleted):
         return {"type": "message_deleted", **_peer(event.peer, name_of), "ref": event.ref}
     if isinstance(event, ContactChanged):

@@ -249,6 +249,11 @@ def _peer(p) -> None:
     p.add_argument("peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)")
 
 
+def _receipts(p) -> None:
+    _peer(p)
+    p.add_argument("choice", choices=("on", "off"), help="on: allow them with this peer")
+
+
 def _remove(p) -> None:
     _peer(p)
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
@@ -312,6 +317,7 @@ SUBCOMMANDS: dict[str, Sub] = {
     "remove": Sub(CONTACTS, "remove", _remove, "remove a peer from your contacts", "enclave remove bob --yes"),
     "clear": Sub(CONTACTS, "clear", _remove, "erase your history with a peer on this device", "enclave clear bob --yes"),
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
+    "receipts": Sub(CONTACTS, "receipts", _receipts, "allow or stop read receipts with a peer (both must allow them)", "enclave receipts bob on"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),
     "rename": Sub(CONTACTS, "rename", _rename, "give a peer a new name", "enclave rename bob robert"),
     "nearby": Sub("enclave.faces.nearby", "run", _nothing, "Enclave nodes heard on the LAN (contacts and unknown)", "enclave nearby"),

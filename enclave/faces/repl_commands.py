@@ -42,6 +42,7 @@ from enclave.node.events import (
     KeyChanged,
     MessageDeleted,
     MessageReceived,
+    MessagesRead,
     NodeProblem,
     PeerOffline,
     PeerOnline,
@@ -116,6 +117,7 @@ COMMANDS = (
     "/remove",
     "/clear",
     "/delete",
+    "/receipts",
     "/nearby",
     "/stats",
     "/help",
@@ -132,6 +134,7 @@ PEER_COMMANDS = (
     "/remove",
     "/clear",
     "/delete",
+    "/receipts",
 )
 
 Write = Callable[[str], None]
@@ -396,6 +399,8 @@ class Commands:
         if isinstance(event, KeyChanged):
             self._moved(event.old, event.peer)
             return repl_contacts.render_key_change(event, _clock())
+        if isinstance(event, MessagesRead):
+            return repl_contacts.render_read(event, self.label(event.peer), _clock())
         if isinstance(event, MessageDeleted):
             return repl_contacts.render_deleted(event, self.label(event.peer), _clock())
         if isinstance(event, ContactChanged):
@@ -421,6 +426,7 @@ class Commands:
     def _open(self, fingerprint: str) -> None:
         self.open_peer = fingerprint
         self.unread.pop(fingerprint, None)
+        self.node.mark_read(fingerprint)  # a read receipt, where both sides allow them
 
     def _render_message(self, event: MessageReceived) -> str:
         if event.peer != self.open_peer:

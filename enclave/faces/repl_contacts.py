@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from enclave.errors import UserError
 from enclave.identity import keys, safety
-from enclave.node.display import key_change_line, visible
-from enclave.node.events import ContactChanged, KeyChanged, MessageDeleted
+from enclave.node.display import key_change_line, message_ref, visible
+from enclave.node.events import ContactChanged, KeyChanged, MessageDeleted, MessagesRead
 
 HELP = """\
   /rename PEER NEW       give a contact another name          /rename bob robert
@@ -26,7 +26,9 @@ HELP = """\
   /remove PEER           forget it, its history and outbox    /remove bob
   /clear PEER            erase your history with it, here      /clear bob
   /delete PEER REF       delete one message, here (/history    /delete bob #k3f9
-                         shows each message's reference)"""
+                         shows each message's reference)
+  /receipts PEER on|off  read receipts with it (both must     /receipts bob on
+                         allow them)"""
 
 
 def _one_peer(commands, rest: str, usage: str) -> str:
@@ -144,6 +146,8 @@ def render_change(event: ContactChanged, clock: str) -> str | None:
         "cleared": f"the history with {label} was erased on this device",
         "revoked": f"{label} revoked their key: messages to and from it are refused"
         " (pair again if they have a new one)",
+        "receipts_on": f"read receipts with {label} are on (they show once {label} allows them)",
+        "receipts_off": f"read receipts with {label} are off",
     }
     return f"[{clock}] {lines.get(event.change, f'{label}: {event.change}')}"
 
@@ -162,11 +166,24 @@ async def cmd_delete(commands, rest: str) -> None:
     commands.node.delete_message(peer, ref.strip())
 
 
+async def cmd_receipts(commands, rest: str) -> None:
+    peer, choice = commands.take_peer(rest)
+    if not peer or choice.strip().lower() not in ("on", "off"):
+        raise UserError("usage: /receipts PEER on|off")
+    commands.node.set_receipts(peer, choice.strip().lower() == "on")
+
+
+def render_read(event: MessagesRead, label: str, clock: str) -> str:
+    ref = message_ref(bytes.fromhex(event.upto))
+    return f"[{clock}] {label} read your messages up to {ref}"
+
+
 def render_deleted(event: MessageDeleted, label: str, clock: str) -> str:
     return f"[{clock}] {event.ref} was deleted from your history with {label} (they keep theirs)"
 
 
 HANDLERS = {
+    "/receipts": cmd_receipts,
     "/delete": cmd_delete,
     "/verify": cmd_verify,
     "/rename": cmd_rename,

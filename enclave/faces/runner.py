@@ -358,6 +358,8 @@ def _control_contact(node, request: dict) -> dict:
         "unblock": lambda: node.block_contact(peer, False),
         "remove": lambda: node.remove_contact(peer),
         "clear": lambda: _control_clear(node, peer),
+        "receipts_on": lambda: node.set_receipts(peer, True),
+        "receipts_off": lambda: node.set_receipts(peer, False),
         "add": lambda: _control_add(node, request, text),
     }
     if action not in changes:

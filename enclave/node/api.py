@@ -62,6 +62,7 @@ from enclave.node.lookup import resolve_peer
 from enclave.node.outgoing import Out
 from enclave.node.pairing import Pairing, parse_code  # noqa: F401 - parse_code: the faces' rule
 from enclave.node.quotas import ReceiveQuotas
+from enclave.node.receipts import Receipts
 from enclave.node.revocations import Revocations
 from enclave.node.sessions import Sessions
 from enclave.node.staging import Staging
@@ -149,6 +150,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
             self.sessions, self.store, self._publish, self._contact_key_changed
         )
         self.sessions.revocations = Revocations(self.sessions, self.store, self._contact_revoked)
+        self.sessions.receipts = self.receipts = Receipts(self.sessions, self.store, self._publish)
         self.delivery = Delivery(
             self.store,
             self.identity.fingerprint,
@@ -200,6 +202,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
             self._upkeep.cancel()  # before the writer thread goes away
             await asyncio.gather(self._upkeep, return_exceptions=True)
         self.pairing.close()
+        self.receipts.close()
         await self.delivery.legacy.close()  # before the crypto pool goes away
         await self.sessions.close()
         await self.files.close()
@@ -523,7 +526,12 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         else:
             targets = list({p.fingerprint: p for p in map(self.resolve, queries)}.values())
         futures = [self.delivery.submit(bytes.fromhex(p.fingerprint), text) for p in targets]
-        return [_sent(out) for out in await asyncio.gather(*futures)]
+        sent = [_sent(out) for out in await asyncio.gather(*futures)]
+        if sent:  # each chat shows it went to everyone (the store's broadcast mark)
+            await asyncio.get_running_loop().run_in_executor(
+                self.sessions.policy.writer, self.store.mark_broadcast, [s.rowid for s in sent]
+            )
+        return sent
 
     async def wait_sent(self, sent: list[Sent], timeout: float) -> int:
         """How many of ``sent`` were handed to a live session (or delivered) within

@@ -1,5 +1,5 @@
 """The Node API for single messages of a conversation: deleting one here ("delete for
-me").
+me"); and read receipts (receipts.py): allowing them per contact, telling what we read.
 
 Rules:
 - A message is named by its row id, its full id (the page) or by the short reference every face
@@ -17,13 +17,29 @@ from __future__ import annotations
 
 from enclave.errors import UserError
 from enclave.node.display import message_ref
-from enclave.node.events import MessageDeleted
+from enclave.node.events import ContactChanged, MessageDeleted
 
 REF_WINDOW = 500
 
 
 class MessagesApi:
     """Mixed into ``Node``."""
+
+    def set_receipts(self, query: str, allowed: bool):
+        """Allow (or stop) read receipts with a contact: we tell it what we read and
+        show what it read, once it allows them too. The contact as it is now."""
+        peer = self.resolve(query)
+        self.receipts.set_allowed(peer.fingerprint, bool(allowed))
+        change = "receipts_on" if allowed else "receipts_off"
+        self._publish(ContactChanged(peer.fingerprint, change, peer.name))
+        if allowed:
+            self.receipts.read_by_us(peer.fingerprint)  # what is read already: tell it
+        return self.store.get_peer(peer.fingerprint)
+
+    def mark_read(self, query: str) -> None:
+        """A face showed the chat with ``query`` to its user: a read receipt goes to the
+        contact where both allow them (nothing otherwise)."""
+        self.receipts.read_by_us(self.resolve(query).fingerprint)
 
     def find_message(self, query: str, ref: str | int):
         """The message of the conversation with ``query`` that ``ref`` names: its row

@@ -219,6 +219,12 @@ class Book:
     def rename(self, query: str, new_name: str | None) -> Peer:
         return rename_contact(self._store, query, new_name)
 
+    def receipts(self, query: str, allowed: bool) -> Peer:
+        """Allow or stop read receipts with a contact (the node reads it at start)."""
+        peer = resolve_peer(self._store, query)
+        self._store.set_receipts(peer.fingerprint, allowed)
+        return peer
+
     def block(self, query: str, blocked: bool = True) -> Peer:
         return block_contact(self._store, query, blocked)
 

@@ -84,6 +84,16 @@ class ContactChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagesRead:
+    """A contact read our direct messages up to the one with id ``upto`` (hex): a read
+    receipt, where both sides allow them (node/receipts.py)."""
+
+    peer: str
+    upto: str
+    read_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class MessageDeleted:
     """The user deleted one message of a conversation on this device ("delete for me"):
     every face drops it from what it shows. ``ref`` is its short reference."""

@@ -58,6 +58,7 @@ from enclave.protocol.events import (
     LegacyVerified,
     MessagesReceived,
     PairingFrame,
+    ReadReceived,
     RevocationFrame,
     SlotWanted,
     SuccessionReceived,
@@ -88,6 +89,7 @@ class Sessions:
         self.handover = None  # our rotations (enclave.node.key_handover), set by the node
         self.successions = None  # contacts' rotations (the same module), set by the node
         self.revocations = None  # contacts' revocation certificates, set by the node
+        self.receipts = None  # read receipts (receipts.py), set by the node
         now = time.monotonic()
         self.policy = NodePolicy(store, identity.fingerprint, settings, now)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_per_address)
@@ -251,6 +253,15 @@ class Sessions:
         if link is None or link.conn is None or not link.conn.established:
             return False
         link.conn.send_typing(active)
+        link.schedule_flush()
+        return True
+
+    def send_read(self, peer: bytes, upto: bytes) -> bool:
+        """A read receipt over a live session; False when there is none."""
+        link = self.pick(peer)
+        if link is None or link.conn is None or not link.conn.established:
+            return False
+        link.conn.send_read(upto)
         link.schedule_flush()
         return True
 
@@ -470,6 +481,9 @@ class Sessions:
                 self.pairing.on_frame(link, ev.message)
         elif kind is WireTyping:
             self.publish(TypingChanged(link.conn.peer.hex(), ev.active))
+        elif kind is ReadReceived:
+            if self.receipts is not None:
+                self.receipts.on_read(link.conn.peer, ev.upto)
         elif kind is Throttled:
             self.delivery.throttled(link, ev.reason, ev.retry_after_ms)
         elif kind is LegacyVerified:
@@ -530,6 +544,8 @@ class Sessions:
         self.groups.sync.session_up(link, peer)  # before any post: the peer hears our HEADs
         self.handover.session_up(link, peer, self.policy.background)
         self.delivery.session_up(link, peer)
+        if self.receipts is not None:
+            self.receipts.session_up(peer)
         self.files.session_up(link, peer)
         if link.dialled is None:
             self._learn_address(link, peer)

@@ -93,6 +93,13 @@ class SuccessionReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadReceived:
+    """The peer read our chats up to the one with id ``upto`` (a read receipt)."""
+
+    upto: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class SwitchedReceived:
     """The peer applied our succession and knows us by ``new_fp`` from now on."""
 

@@ -13,6 +13,7 @@ Rules:
       GROUP_HEAD    = [13, group_id bin16, count uint64, head bin32]
       GROUP_RECORDS = [14, group_id bin16, first uint64, [record bin, ...]]
       KEY_SUCCESSION = [15, statement bin]   KEY_SWITCHED = [16, new_fp bin32]
+      READ = [17, upto bin16]
   ``body`` is at most MAX_BODY_CHARS characters (code points), so at most 40,000 bytes.
 - A GROUP_HEAD's ``head`` is 32 zero bytes exactly when its ``count`` is 0 (no record
   held). A GROUP_RECORDS carries 1..MAX_GROUP_RECORDS records, numbered ``first``,
@@ -20,7 +21,9 @@ Rules:
   and opaque here: the node decodes them with ``group_log.decode_record``.
 - A KEY_SUCCESSION carries one succession statement of 1..MAX_STATEMENT_BIN bytes,
   opaque here (``succession.decode_succession`` decodes it, the node judges it); a
-  KEY_SWITCHED names the key its sender now knows us by. Both are uncounted.
+  KEY_SWITCHED names the key its sender now knows us by. Both are uncounted. A READ
+  says its sender read our chats up to the one with id ``upto`` (ids grow in creation
+  order); uncounted, sent only where its sender's user allows read receipts.
 - Decoding is strict: exact arity, exact types (a bool is not an int and an int is not
   a bool), exact byte lengths, non-negative integers within 64 bits, no maps, no ext
   types, nothing after the array, and nothing nested deeper than message fields.
@@ -57,7 +60,7 @@ from ..errors import PeerError, UsageError
 
 __all__ = [
     "ACK", "CHAT", "FP_LEN", "GROUP_HEAD", "GROUP_ID_LEN", "GROUP_POST", "GROUP_RECORDS",
-    "HASH_LEN", "ID_LEN", "KEY_SUCCESSION", "KEY_SWITCHED", "KeySuccession", "KeySwitched", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
+    "HASH_LEN", "ID_LEN", "KEY_SUCCESSION", "KEY_SWITCHED", "KeySuccession", "KeySwitched", "READ", "Read", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
     "MAX_GROUP_RECORD_BIN", "MAX_RETRY_AFTER_MS", "PING", "PING_LEN", "PONG", "THROTTLE",
     "THROTTLE_RATE", "THROTTLE_REASONS", "THROTTLE_STORAGE", "THROTTLE_VOLUME", "TYPING",
     "ZERO_HEAD", "Ack", "Chat", "GroupHead", "GroupPost", "GroupRecords", "Message", "Ping",
@@ -84,6 +87,7 @@ MAX_GROUP_RECORD_BIN = 768 * 1024
 # Key succession (docs/PROTOCOL.md, "Key succession and revocation"): as succession.py's
 # MAX_STATEMENT_BYTES (which imports this module, not the reverse).
 KEY_SUCCESSION, KEY_SWITCHED = 15, 16
+READ = 17
 MAX_STATEMENT_BIN = 8192
 _UINT64_END = 1 << 64
 
@@ -171,9 +175,16 @@ class KeySwitched:
     new_fp: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Its sender read our chats up to and including the one with id ``upto``."""
+
+    upto: bytes
+
+
 Message = (
     Chat | Ack | Ping | Pong | Typing | Throttle | GroupPost | GroupHead | GroupRecords
-    | KeySuccession | KeySwitched
+    | KeySuccession | KeySwitched | Read
 )  # fmt: skip
 
 
@@ -313,7 +324,14 @@ def _key_switched_fields(message: KeySwitched) -> list:
     return [KEY_SWITCHED, message.new_fp]
 
 
+def _read_fields(message: Read) -> list:
+    if not _is_bin(message.upto, ID_LEN):
+        raise UsageError("Read.upto must be 16 bytes")
+    return [READ, message.upto]
+
+
 _FIELDS = {
+    Read: _read_fields,
     Chat: _chat_fields,
     Ack: _ack_fields,
     Ping: _ping_fields,
@@ -519,6 +537,9 @@ def _decode_other(m: object, index: int) -> Message:
         elif code == KEY_SWITCHED:
             if type(value) is bytes and len(value) == FP_LEN:
                 return KeySwitched(value)
+        elif code == READ:
+            if type(value) is bytes and len(value) == ID_LEN:
+                return Read(value)
     elif type(m) is tuple and len(m) == 3 and type(m[0]) is int and m[0] == THROTTLE:
         if _is_reason(m[1]) and _is_retry_after(m[2]):
             return Throttle(m[1], m[2])
@@ -611,4 +632,5 @@ _SHAPES = {
     GROUP_RECORDS: (_bin(GROUP_ID_LEN), _uint64, _records),  # and numbers below 2**64
     KEY_SUCCESSION: (_is_statement,),
     KEY_SWITCHED: (_bin(FP_LEN),),
+    READ: (_bin(ID_LEN),),
 }

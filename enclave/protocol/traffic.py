@@ -19,6 +19,7 @@ from .events import (
     GroupHeadReceived,
     GroupRecordsReceived,
     MessagesReceived,
+    ReadReceived,
     SuccessionReceived,
     SwitchedReceived,
     Throttled,
@@ -36,6 +37,7 @@ from .messages import (
     KeySwitched,
     Ping,
     Pong,
+    Read,
     Throttle,
     Typing,
     _chat_fields,
@@ -161,6 +163,13 @@ class Traffic:
         _FIELDS[KeySwitched](message)
         self._pending.append(message)
 
+    def send_read(self, upto: bytes) -> None:
+        """A read receipt: we read the peer's chats up to the one with id ``upto``."""
+        self._require_established()
+        message = Read(upto)
+        _FIELDS[Read](message)
+        self._pending.append(message)
+
     # --- traffic ---------------------------------------------------------------------------
 
     def _on_record(self, frame: bytes, now: float) -> None:
@@ -237,6 +246,8 @@ class Traffic:
                 events.append(SuccessionReceived(msg.statement))
             elif kind is KeySwitched:
                 events.append(SwitchedReceived(msg.new_fp))
+            elif kind is Read:
+                events.append(ReadReceived(msg.upto))
 
     # --- output ----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from .records import FileNote, Message
 _MSG_COLS = (
     "m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms, m.stored_ms, m.state,"
     " m.delivered_ms, m.reason, m.legacy,"
-    " t.key, t.name, t.size, t.chunk_size, t.state, t.reason, c.done"
+    " t.key, t.name, t.size, t.chunk_size, t.state, t.reason, c.done, m.read_ms, m.broadcast"
 )
 _MSG_FROM = (
     "messages m JOIN peers p ON p.id = m.peer"
@@ -21,8 +21,11 @@ _MSG_FROM = (
 
 
 def _message(r: tuple) -> Message:
-    note = None if r[11] is None else _note(r[11:])
-    return Message(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), note)
+    note = None if r[11] is None else _note(r[11:18])
+    return Message(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), note,
+        r[18], bool(r[19]),
+    )  # fmt: skip
 
 
 def _note(r: tuple) -> FileNote:
@@ -126,6 +129,44 @@ class HistoryMixin(StoreCore):
         if erased:
             self._scrub_wal()
         return bool(erased)
+
+    # --- read receipts and broadcasts (schema 9) ------------------------------------------
+
+    def set_receipts(self, fingerprint: str, allowed: bool) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE peers SET receipts = ? WHERE fingerprint = ?", (int(allowed), fingerprint)
+            )
+
+    def newest_received_id(self, fingerprint: str) -> bytes | None:
+        """The id of the newest direct message this peer sent us over v2 (ids grow in
+        creation order: a read receipt names the last one read)."""
+        rows = self._rows(
+            "SELECT m.id FROM messages m JOIN peers p ON p.id = m.peer"
+            " WHERE p.fingerprint = ? AND m.direction = 'in' AND m.grp IS NULL"
+            " AND m.legacy = 0 AND length(m.id) = 16 ORDER BY m.rowid DESC LIMIT 1",
+            (fingerprint,),
+        )
+        return rows[0][0] if rows else None
+
+    def mark_read(self, fingerprint: str, upto: bytes, now_ms: int) -> int:
+        """Our direct messages to this peer up to id ``upto`` (byte order is creation
+        order) were read: those sent or delivered and not marked yet get ``now_ms``.
+        How many changed."""
+        with self._tx() as db:
+            pid = self._peer_id(db, fingerprint)
+            return db.execute(
+                "UPDATE messages SET read_ms = ? WHERE peer = ? AND direction = 'out'"
+                " AND grp IS NULL AND read_ms IS NULL AND state IN ('sent', 'delivered')"
+                " AND id <= ?",
+                (now_ms, pid, upto),
+            ).rowcount
+
+    def mark_broadcast(self, rowids: list[int]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE messages SET broadcast = 1 WHERE rowid = ?", [(r,) for r in rowids]
+            )
 
     def _scrub_wal(self) -> None:
         # secure_delete zeroes the freed text in the database pages; a truncating

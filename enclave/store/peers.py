@@ -12,7 +12,7 @@ from .records import PROTOS, Peer
 
 _PEER_COLS = (
     "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
-    "hwm_ms, added_at, last_seen, learned_address, contact, revoked IS NOT NULL"
+    "hwm_ms, added_at, last_seen, learned_address, contact, revoked IS NOT NULL, receipts"
 )
 
 
@@ -23,7 +23,8 @@ def _short(fp: str) -> str:
 
 def _peer(r: tuple) -> Peer:
     flags = bool(r[4]), r[5], bool(r[6]), bool(r[7])
-    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11], bool(r[12]), bool(r[13]))
+    tail = bool(r[12]), bool(r[13]), bool(r[14])
+    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11], *tail)
 
 
 def _check_pem(public_key: object) -> None:

@@ -30,6 +30,9 @@ class Peer:
     # Its owner revoked this key (a revocation certificate, schema 7): refused like a
     # stranger's from then on, shown as revoked.
     revoked: bool = False
+    # The user allows read receipts with this contact (schema 9): we tell it what we
+    # read, and show what it read (it must allow them too, or it tells nothing).
+    receipts: bool = False
 
     @property
     def dial_addresses(self) -> list[str]:
@@ -69,6 +72,8 @@ class Message:
     legacy: bool
     # A file message (schema 5): the transfer's name, size and state. None for a chat.
     file: FileNote | None = None
+    read_ms: int | None = None  # ours: when the contact said it read it (schema 9)
+    broadcast: bool = False  # ours: sent by a broadcast (schema 9)
 
 
 @dataclass(frozen=True)

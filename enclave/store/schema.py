@@ -285,6 +285,13 @@ V7 = (
 # with it still use the key that rotation retired, and carry the statement. A rotation
 # is in ``own_rotations`` once its rows were made, so a restart does not make them again
 # for contacts that switched meanwhile.
+# Schema 9: read receipts (a contact's own choice per peer, and when each of our
+# messages was read) and the broadcast mark of an outgoing message.
+V9 = (
+    "ALTER TABLE peers ADD COLUMN receipts INTEGER NOT NULL DEFAULT 0 CHECK (receipts IN (0, 1))",
+    "ALTER TABLE messages ADD COLUMN read_ms INTEGER",
+    "ALTER TABLE messages ADD COLUMN broadcast INTEGER NOT NULL DEFAULT 0",
+)
 V8 = (
     """CREATE TABLE own_rotations (
         seq        INTEGER PRIMARY KEY CHECK (seq >= 1),

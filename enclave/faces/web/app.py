@@ -313,7 +313,9 @@ def _conversation_routes(app: Quart, backend: Backend) -> None:
 
     @app.post("/api/peers/<fp>/read")
     async def read(fp: str):
-        backend.mark_read(_peer(backend, fp).fingerprint)
+        peer = _peer(backend, fp)
+        backend.mark_read(peer.fingerprint)
+        backend.node.mark_read(peer.fingerprint)  # a read receipt, where both allow them
         return {"ok": True}
 
 
@@ -376,6 +378,15 @@ def _contact_routes(app: Quart, backend: Backend) -> None:
         erased = backend.node.clear_history(peer.fingerprint)
         backend.mark_read(peer.fingerprint)
         return {"erased": erased}
+
+    @app.post("/api/peers/<fp>/receipts")
+    async def receipts(fp: str):
+        peer = _peer(backend, fp)
+        allowed = (await _body()).get("allowed")
+        if not isinstance(allowed, bool):
+            raise ApiError(400, "'allowed' must be true or false")
+        done = backend.node.set_receipts(peer.fingerprint, allowed)
+        return {"receipts": done.receipts}
 
     @app.post("/api/peers/<fp>/messages/<mid>/delete")
     async def delete_message(fp: str, mid: str):

@@ -38,6 +38,7 @@ class ToPage(enum.StrEnum):
     GROUP_CHANGED = "group_changed"  # a membership change was applied: {change}
     KEY_CHANGED = "key_changed"  # a contact rotated its key: {peer, old, change}
     MESSAGE_DELETED = "message_deleted"  # deleted here, by any face: {peer, key}
+    RECEIPT = "receipt"  # a contact read ours up to an id (hex): {peer, upto, read_ms}
     PAIRED = "paired"  # an invitation of this node ended: {nameplate, fingerprint, name, reason}
     ERROR = "error"  # the page's last socket message was refused: {text}
 

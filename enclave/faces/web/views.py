@@ -24,6 +24,7 @@ from enclave.node.events import (
     KeyChanged,
     MessageDeleted,
     MessageReceived,
+    MessagesRead,
     NodeProblem,
     PeerOffline,
     PeerOnline,
@@ -74,6 +75,7 @@ def peer(status, unread: int, last) -> dict:
         "protocol": p.protocol,
         "blocked": p.blocked,
         "revoked": p.revoked,
+        "receipts": p.receipts,
         "unread": unread,
         "last": message(last) if last is not None else None,
     }
@@ -94,6 +96,8 @@ def message(m) -> dict:
         "reason": m.reason,
         "legacy": m.legacy,
         "file": note(m.file, m.direction) if getattr(m, "file", None) is not None else None,
+        "read_ms": getattr(m, "read_ms", None),
+        "broadcast": getattr(m, "broadcast", False),
     }
 
 
@@ -199,6 +203,8 @@ def event(e) -> dict | None:
     if kind is KeyChanged:  # the contact is the same, its fingerprint is new
         change = key_change(e.old, e.peer, e.name, e.applied_ms)
         return make(ToPage.KEY_CHANGED, peer=e.peer, old=e.old, change=change)
+    if kind is MessagesRead:
+        return make(ToPage.RECEIPT, peer=e.peer, upto=e.upto, read_ms=e.read_ms)
     if kind is MessageDeleted:
         return make(ToPage.MESSAGE_DELETED, peer=e.peer, key=f"{e.direction}:{e.id}")
     if kind is ContactChanged:  # from this page, another one, the REPL or the CLI

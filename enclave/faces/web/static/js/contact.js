@@ -21,6 +21,7 @@ export function wireContact() {
   $("rename-form").addEventListener("submit", onRename);
   $("btn-block").addEventListener("click", onBlock);
   $("btn-mute").addEventListener("click", onMute);
+  $("btn-receipts").addEventListener("click", onReceipts);
   $("btn-remove").addEventListener("click", askRemove);
   $("btn-remove-cancel").addEventListener("click", () => show($("remove-confirm"), false));
   $("btn-remove-yes").addEventListener("click", onRemove);
@@ -51,9 +52,24 @@ function fill(peer) {
   $("contact-name").value = peer.name || "";
   $("btn-block").textContent = peer.blocked ? "Unblock" : "Block";
   $("btn-mute").textContent = isMuted(peer.fingerprint) ? "Unmute notifications" : "Mute notifications";
+  $("btn-receipts").textContent = peer.receipts ? "Turn read receipts off" : "Turn read receipts on";
+  $("btn-receipts").title = "Both sides must turn them on: then each sees what the other read (blue ticks)";
   $("block-text").textContent = peer.blocked
     ? "Blocked: its connections and messages are refused. Messages you queued for it wait."
     : "Blocking refuses its connections and messages; nothing it sends is shown or kept.";
+}
+
+async function onReceipts() {
+  const peer = current();
+  if (!peer) return;
+  try {
+    const data = await api("POST", `/api/peers/${peer.fingerprint}/receipts`, { allowed: !peer.receipts });
+    peer.receipts = data.receipts;
+    fill(peer);
+    toast(peer.receipts ? `Read receipts with ${label(peer)} are on: blue ticks once they turn them on too` : `Read receipts with ${label(peer)} are off`);
+  } catch (err) {
+    fail(err);
+  }
 }
 
 // Muting is this browser's choice (notify.js): no notification, no sound.

@@ -18,7 +18,7 @@ import { fileCard, wireFiles } from "./files.js";
 import { restoreDraft } from "./composer.js";
 import { closeGroup } from "./groups.js";
 import { loadPeers, renderHeader, renderPeers, tick } from "./peers.js";
-import { addToConvo, convo, keyOf, rank, state } from "./state.js";
+import { addToConvo, convo, keyOf, rank, shownState, state } from "./state.js";
 import { label, linked, visible } from "./text.js";
 import { UNKNOWN_TIME, clock, dayLabel, format, fullFormat, startOfDay, timeOf, validTime } from "./time.js";
 import { toast } from "./toasts.js";
@@ -273,10 +273,15 @@ function bubble(m, first) {
   }
   const meta = el("span", "meta");
   if (!m.file && typeof m.body === "string") meta.appendChild(actionButton(m));
+  if (m.direction === "out" && (m.broadcast || state.broadcasts.has(m.id))) {
+    const mark = el("span", "broadcast-mark", "broadcast");
+    mark.title = "Sent to every contact in one broadcast";
+    meta.appendChild(mark);
+  }
   if (m.legacy) meta.appendChild(el("span", "legacy-mark", "legacy v1"));
   meta.appendChild(timeStamp(m));
   if (m.direction === "out" && !m.file) {
-    const t = tick(m.state);
+    const t = tick(shownState(m));
     if (m.ref) t.title += ` · ${m.ref}`; // the short reference the REPL and the CLI show
     meta.appendChild(t);
   }
@@ -298,7 +303,7 @@ function spoken(m) {
   const peer = state.peers.get(m.peer);
   const who = m.direction === "in" ? (peer ? label(peer) : "them") : "you";
   const when = validTime(m.created_ms) !== null ? format(fullFormat, m.created_ms) : "at an unknown time";
-  const fate = m.direction === "out" && !m.file ? `, ${m.state}` : "";
+  const fate = m.direction === "out" && !m.file ? `, ${shownState(m)}` : "";
   return `${who}, ${when}${fate}: `;
 }
 
@@ -406,6 +411,19 @@ export function onDelivery(event) {
   if (event.state === "failed" && state.current !== event.peer && peer) {
     toast(`Not delivered to ${label(peer)}: ${event.reason || "failed"}`, { error: true });
   }
+}
+
+// A contact read our messages up to the one with id ``upto`` (a read receipt).
+export function onReceipt(event) {
+  const c = state.convos.get(event.peer);
+  if (!c || typeof event.upto !== "string") return;
+  for (const m of c.list) {
+    if (m.direction === "out" && !m.read_ms && m.id <= event.upto) m.read_ms = event.read_ms;
+  }
+  const peer = state.peers.get(event.peer);
+  if (peer && peer.last && peer.last.direction === "out" && peer.last.id <= event.upto) peer.last.read_ms = event.read_ms;
+  renderPeers();
+  if (state.current === event.peer) renderMessages({});
 }
 
 // How far a transfer has come: an answer to this page's own request (accept, upload)

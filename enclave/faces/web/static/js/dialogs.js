@@ -206,6 +206,7 @@ async function onBroadcast(event) {
     const data = await api("POST", "/api/broadcast", { text });
     $("dlg-broadcast").close();
     const n = data.messages.length;
+    for (const m of data.messages) if (m && typeof m.id === "string") state.broadcasts.add(m.id);
     toast(n ? `Broadcast to ${n} contact${n === 1 ? "" : "s"}` : "Nobody to broadcast to: you have no contact that is not blocked");
   } catch (err) {
     showError("broadcast-error", err.message);

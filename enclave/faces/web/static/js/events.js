@@ -18,6 +18,7 @@ import { state } from "./state.js";
 import { label } from "./text.js";
 import { toast } from "./toasts.js";
 import { clearTyping, onTyping } from "./typing.js";
+import { onReceipt } from "./conversation.js";
 import { dropMessage } from "./actions.js";
 
 const HANDLERS = Object.freeze({
@@ -40,6 +41,7 @@ const HANDLERS = Object.freeze({
   group_changed: (event) => onGroupChanged(event.change),
   key_changed: onKeyChanged,
   message_deleted: (event) => dropMessage(event.peer, event.key),
+  receipt: onReceipt,
   paired: onPaired,
   error: (event) => toast(event.text, { error: true }),
 });

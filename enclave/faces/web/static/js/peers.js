@@ -11,12 +11,12 @@
 import { api } from "./api.js";
 import { $, el, show, tint } from "./dom.js";
 import { icon } from "./icons.js";
-import { state } from "./state.js";
+import { shownState, state } from "./state.js";
 import { label, visible } from "./text.js";
 import { ago, shortTime, timeOf } from "./time.js";
 import { showBadge } from "./notify.js";
 
-const TICK_WORDS = { queued: "Queued", sent: "Sent", delivered: "Delivered", failed: "Not delivered" };
+const TICK_WORDS = { queued: "Queued", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Not delivered" };
 
 export async function loadPeers() {
   const data = await api("GET", "/api/peers");
@@ -79,7 +79,7 @@ export function tick(stateName) {
   const span = el("span", `tick ${stateName}`);
   span.title = TICK_WORDS[stateName] || stateName;
   span.dataset.state = stateName;
-  span.appendChild(icon(stateName === "delivered" ? "delivered" : stateName));
+  span.appendChild(icon(stateName === "read" ? "delivered" : stateName));
   return span;
 }
 
@@ -153,7 +153,7 @@ function peerRow(peer) {
     preview.classList.add("typing");
     preview.textContent = "typing…";
   } else if (peer.last) {
-    if (peer.last.direction === "out") preview.appendChild(tick(peer.last.state));
+    if (peer.last.direction === "out") preview.appendChild(tick(shownState(peer.last)));
     preview.appendChild(el("span", "text", visible(String(peer.last.body || "").split("\n")[0], false)));
   } else {
     preview.textContent = peer.online || peer.last_seen_ms ? presence(peer) : visible(peer.address, false);

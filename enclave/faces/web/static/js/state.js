@@ -20,7 +20,15 @@ export const state = {
   groups: new Map(), // group id (hex) -> group, as /api/groups gave it
   group: null, // the id of the open group (never with current: one view at a time)
   groupTalk: new Map(), // group id -> its posts and system lines (groups.js)
+  broadcasts: new Set(), // ids of messages this page broadcast (their rows say so after a reload)
 };
+
+// What an outgoing message's tick shows: "read" (blue) once the contact said so and
+// read receipts are on with it (both sides must allow them), else its state.
+export function shownState(m) {
+  const peer = state.peers.get(m.peer);
+  return m.state === "delivered" && m.read_ms && peer && peer.receipts ? "read" : m.state;
+}
 
 export function keyOf(m) {
   return `${m.direction}:${m.id}`;
