@@ -302,6 +302,22 @@ def test_restoring_onto_an_identity_needs_force_and_moves_the_old_home_aside(
     check_fresh_home_modes(carol.home)
 
 
+def test_a_folder_that_is_no_home_is_never_moved_aside_unasked(made, tmp_path):
+    *_, bak = made
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("someone's own work")
+    refused = run("restore", str(bak), "--home", str(documents))
+    one_line_error(refused, "is not empty and holds no Enclave identity", "--force")
+    assert [p.name for p in tmp_path.iterdir()] == ["Documents"]
+    assert (documents / "thesis.txt").read_text() == "someone's own work"
+    done = run("restore", str(bak), "--home", str(documents), "--force")
+    assert done.returncode == 0, done.stderr
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("Documents.before-restore-")]
+    assert (aside / "thesis.txt").read_text() == "someone's own work"
+    assert "nothing was erased" in done.stdout and "wipe" not in done.stdout
+
+
 def test_a_backup_password_from_the_environment_or_a_file(made, tmp_path):
     _, alice, bob, _ = made
     from_env = tmp_path / "env.bak"

@@ -41,6 +41,11 @@ async def test_rename_keeps_history_and_refuses_a_taken_or_bad_name(rsa_keys, tm
         with pytest.raises(UserError, match="already used"):
             a.rename_contact("robert", "carol")
         assert a.resolve("robert").name == "robert"  # a refused rename changes nothing
+        # Lookalikes of a contact's name are that name: refused for another contact.
+        for twin in ("ROBERT", "ｒｏｂｅｒｔ", "robert\u034f", "\u3164", "rob\u00adert"):
+            with pytest.raises(UserError, match="already used|invalid peer name"):
+                a.rename_contact("carol", twin)
+        assert a.rename_contact("carol", "Mari\u0301a").name == "María"  # one form: NFC
         assert ("renamed", "robert") in _changes(ra)
 
 

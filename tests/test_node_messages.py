@@ -105,3 +105,29 @@ async def test_a_contacts_resend_of_a_deleted_message_does_not_show_again(rsa_ke
         finally:
             await again.close()
         await eventually(lambda: _bodies(a, "mallory") == ["new"], 10, "the new one alone")
+
+
+@pytest.mark.asyncio
+async def test_a_contact_reusing_one_of_our_ids_cannot_make_us_delete_ours(rsa_keys, tmp_path):
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, _):
+        a.add_peer(public_pem(rsa_keys["mallory"]), "127.0.0.1:9", "mallory")
+        await a.send("mallory", "ours, queued for mallory")
+        ours = a.history("mallory")[0]
+        mallory = RawPeer(rsa_keys["mallory"], a, source="127.0.0.2")
+        try:
+            await mallory.handshake()
+            now = int(time.time() * 1000)
+            copy = Chat(ours.id, mallory.fingerprint, a.identity.fingerprint, now, "theirs")
+            mallory.send_chats([copy])
+            await mallory.until(lambda p: any(type(e) is Acked for e in p.events), 20)
+        finally:
+            await mallory.close()
+        await eventually(lambda: len(a.history("mallory")) == 2, 10, "both rows")
+        a.delete_message("mallory", ours.id.hex(), "in")  # the page names theirs
+        left = a.history("mallory")
+        assert [(m.direction, m.body) for m in left] == [("out", "ours, queued for mallory")]
+        with pytest.raises(UserError, match="needs its direction"):
+            a.delete_message("mallory", ours.id.hex())
+        # A reference made only of digits is a reference, never a row id.
+        with pytest.raises(UserError, match="no message #"):
+            a.delete_message("mallory", str(left[0].rowid))

@@ -4,7 +4,7 @@ import re
 
 import pytest
 import test_repl
-from support.nodes import Recorder
+from support.nodes import Recorder, public_pem
 from test_repl import repl
 
 pair = test_repl.pair  # the fixture, used by name
@@ -129,7 +129,7 @@ async def test_delete_takes_one_message_by_the_reference_history_shows(pair, tmp
 
 
 @pytest.mark.asyncio
-async def test_names_with_spaces_work_quoted_or_as_they_are(pair, tmp_path):
+async def test_names_with_spaces_work_quoted_or_as_they_are(pair, tmp_path, rsa_keys):
     a, b = pair
     rb = Recorder(b)
     a.rename_contact("bob", "Bob Smith")
@@ -145,7 +145,12 @@ async def test_names_with_spaces_work_quoted_or_as_they_are(pair, tmp_path):
         await r.run('/unblock "Robert Smith Jr"', "Robert Smith Jr is unblocked")
         await r.run('/send "Robert Smith hi', "error: a quoted name needs its closing quote")
         await r.run("/rename Robert Smith Jr bad\u202ename", "error: invalid peer name")
-    assert a.resolve("Robert Smith Jr").fingerprint == b.fingerprint
+        # Two contacts the words could name: the REPL asks for quotes, never guesses.
+        a.rename_contact("Robert Smith Jr", "Robert")
+        a.add_peer(public_pem(rsa_keys["carol"]), "127.0.0.1:9", "Robert Smith")
+        await r.run("/send Robert Smith hi", "error: the text fits more than one contact")
+        await r.run('/send "Robert" Smith hi', "you -> Robert: Smith hi")
+    assert a.resolve("Robert").fingerprint == b.fingerprint
 
 
 @pytest.mark.asyncio

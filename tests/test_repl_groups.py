@@ -96,3 +96,13 @@ async def test_gfile_offers_a_file_to_every_member(pair, tmp_path):
     await rb.until(
         lambda rec: any(isinstance(e, FileChanged) and e.state == "delivered" for e in rec.events)
     )
+
+
+@pytest.mark.asyncio
+async def test_a_contact_with_spaces_in_its_name_joins_a_group(pair, tmp_path):
+    a, _ = pair
+    a.rename_contact("bob", "Bob Smith")
+    async with repl(a, tmp_path) as r:
+        await r.run('/group create crew "Bob Smith"', "Created crew with 1 member(s)")
+        await r.run("/group remove crew Bob Smith", "you removed Bob Smith from crew")
+        await r.run('/group add crew "Bob Smith', "error: a quoted name needs its closing quote")

@@ -631,14 +631,23 @@ async def test_deleting_a_message_names_it_by_id_and_refuses_the_rest(rsa_keys, 
         mid = rb.received()[0].id.hex()
         base = f"/api/peers/{a.fingerprint}/messages"
         for bad in ("xyz", "0" * 31, mid.upper()):
-            status, body = await call(bob, "POST", f"{base}/{bad}/delete", {})
+            status, body = await call(bob, "POST", f"{base}/{bad}/delete", {"direction": "in"})
             assert status in (400, 404) and "error" in body, bad
-        status, body = await call(bob, "POST", f"{base}/{'0' * 32}/delete", {})
+        for direction in (None, "sideways", 1):
+            status, body = await call(bob, "POST", f"{base}/{mid}/delete", {"direction": direction})
+            assert status == 400 and "direction" in body["error"], direction
+        # The right id in the wrong direction names no message of this conversation.
+        status, body = await call(bob, "POST", f"{base}/{mid}/delete", {"direction": "out"})
+        assert (status, body["error"]) == (400, "no such message in that conversation")
+        status, body = await call(bob, "POST", f"{base}/{'0' * 32}/delete", {"direction": "in"})
         assert (status, body["error"]) == (400, "no such message in that conversation")
         async with socket(bob) as ws:
-            assert (await call(bob, "POST", f"{base}/{mid}/delete", {}))[0] == 200
+            done = await call(bob, "POST", f"{base}/{mid}/delete", {"direction": "in"})
+            assert done[0] == 200
             told = await next_event(ws, "message_deleted")
             assert told == {"type": "message_deleted", "peer": a.fingerprint, "key": f"in:{mid}"}
         assert b.history("alice") == []
-        status, _ = await call(bob, "POST", f"{base}/{mid}/delete", {}, Authorization=None)
+        status, _ = await call(
+            bob, "POST", f"{base}/{mid}/delete", {"direction": "in"}, Authorization=None
+        )
         assert status == 401

@@ -1,7 +1,8 @@
-"""Device sessions (enclave/faces/web/devices.py): a browser kept signed in trades its
-HttpOnly cookie for the launch token, and only that browser, only from the page's own
-origin, only while the session lives; the command line lists and revokes them; the
-launch token carries a check that tells a mistyped address from an earlier launch's."""
+"""Device sessions (enclave/faces/web/devices.py, signin.py): a browser kept signed in
+trades its HttpOnly cookie and the PIN only its origin can read for a token of its own,
+only from the page's own origin, only while the session lives (a revocation ends the
+traded token at once); the command line lists and revokes them; the launch token
+carries a check that tells a mistyped address from an earlier launch's."""
 
 from __future__ import annotations
 
@@ -40,12 +41,19 @@ def _value(set_cookie: str) -> str:
     return set_cookie.split(";", 1)[0].split("=", 1)[1]
 
 
-async def _resume(client, home, value, **changes):
+async def _resume(client, home, value, pin, **changes):
     hdrs = headers(Authorization=None, **changes)
     if value is not None:
         hdrs["Cookie"] = f"{devices.cookie_name(home)}={value}"
+    if pin is not None:
+        hdrs["X-Enclave-Pin"] = pin
     response = await client.post(RESUME, headers=hdrs, json={})
     return response.status_code, await response.get_json()
+
+
+async def _state_with(client, token) -> int:
+    response = await client.get("/api/state", headers=headers(Authorization=f"Bearer {token}"))
+    return response.status_code
 
 
 async def _keep(client, home, cookie=None):
@@ -57,50 +65,60 @@ async def _keep(client, home, cookie=None):
 
 
 @pytest.mark.asyncio
-async def test_a_token_visit_gets_a_strict_httponly_cookie_that_trades_for_the_token(tmp_path):
+async def test_a_kept_browser_gets_a_strict_cookie_and_a_pin_and_trades_both(tmp_path):
     home = tmp_path / "home"
     client = _app(home)
     response, body = await _keep(client, home)
-    assert response.status_code == 200 and body["new"] is True
+    assert response.status_code == 200 and len(body["pin"]) >= 40
     header = _cookie(response, home)
     attrs = [a.strip().lower() for a in header.split(";")]
     assert "httponly" in attrs and "samesite=strict" in attrs and "path=/api/device" in attrs
     assert any(a.startswith("max-age=") and int(a[8:]) == devices.IDLE_DAYS * 86400 for a in attrs)
-    value = _value(header)
-    # The file keeps a digest, never the secret, and only its owner reads it.
+    value, pin = _value(header), body["pin"]
+    # The file keeps digests, never the secret or the PIN, and only its owner reads it.
     stored = (home / devices.FILE).read_text()
-    assert value.split(".", 1)[1] not in stored
+    assert value.split(".", 1)[1] not in stored and pin not in stored
     assert stat.S_IMODE((home / devices.FILE).stat().st_mode) == 0o600
-    assert await _resume(client, home, value) == (200, {"token": TOKEN})
-    # The same browser again: no second session.
+    status, answer = await _resume(client, home, value, pin)
+    assert status == 200 and answer["token"] != TOKEN  # a token of this session's own
+    assert await _state_with(client, answer["token"]) == 200
+    # Keeping again replaces the session: one per browser.
     again, body = await _keep(client, home, value)
-    assert body == {"device": value.split(".")[0], "new": False} and _cookie(again, home) is None
     assert len(devices.Devices(home).load()) == 1
+    assert (await _resume(client, home, value, pin))[0] == 401
+    assert (await _resume(client, home, _value(_cookie(again, home)), body["pin"]))[0] == 200
 
 
 @pytest.mark.asyncio
 async def test_the_exchange_refuses_everything_but_the_signed_in_page(tmp_path):
     home = tmp_path / "home"
     client = _app(home)
-    value = _value(_cookie((await _keep(client, home))[0], home))
+    response, body = await _keep(client, home)
+    value, pin = _value(_cookie(response, home)), body["pin"]
     ident, secret = value.split(".", 1)
-    for wrong in (None, "", ident, f"{ident}.", f"{ident}.{secret[:-1]}x", f"{'0' * 32}.{secret}"):
-        status, body = await _resume(client, home, wrong)
-        assert status == 401 and "token" not in body, wrong
+    bad_cookies = (None, "", ident, f"{ident}.", f"{ident}.{secret[:-1]}x", f"{'0' * 32}.{secret}")
+    for wrong in bad_cookies:
+        status, answer = await _resume(client, home, wrong, pin)
+        assert status == 401 and "token" not in answer, wrong
+    # The cookie alone, as a page on another port of this host would send it: no PIN.
+    for wrong_pin in (None, "", pin[:-1], "x" * len(pin)):
+        status, answer = await _resume(client, home, value, wrong_pin)
+        assert status == 401 and "token" not in answer, wrong_pin
     # Another site, no Origin, a rebinding Host: refused before the cookie is looked at.
     for changes in (
         {"Origin": "http://evil.example"},
         {"Origin": None},
         {"Host": "evil.example:5000"},
     ):
-        status, body = await _resume(client, home, value, **changes)
-        assert status == 403 and "token" not in body, changes
+        status, answer = await _resume(client, home, value, pin, **changes)
+        assert status == 403 and "token" not in answer, changes
     # A form post (no JSON) is refused too.
     hdrs = headers(Authorization=None)
     hdrs["Cookie"] = f"{devices.cookie_name(home)}={value}"
+    hdrs["X-Enclave-Pin"] = pin
     response = await client.post(RESUME, headers=hdrs, form={"a": "b"})
     assert response.status_code == 415
-    # Keeping a device needs the token; the cookie alone opens nothing else.
+    # Keeping a device needs a token; the cookie and PIN open nothing else.
     jsonish = dict(hdrs, **{"Content-Type": "application/json"})
     for method, path in (("POST", "/api/device"), ("POST", "/api/device/forget"),
                          ("POST", "/api/peers"), ("GET", "/api/state")):  # fmt: skip
@@ -109,31 +127,38 @@ async def test_the_exchange_refuses_everything_but_the_signed_in_page(tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_signing_out_and_revoking_end_the_session_at_once(tmp_path):
+async def test_signing_out_and_revoking_end_the_traded_token_at_once(tmp_path):
     home = tmp_path / "home"
     client = _app(home)
-    first = _value(_cookie((await _keep(client, home))[0], home))
-    second = _value(_cookie((await _keep(client, home))[0], home))
-    hdrs = headers()
+    kept = []
+    for _ in range(2):
+        response, body = await _keep(client, home)
+        value = _value(_cookie(response, home))
+        token = (await _resume(client, home, value, body["pin"]))[1]["token"]
+        kept.append((value, body["pin"], token))
+    (first, _, first_token), (second, second_pin, second_token) = kept
+    hdrs = headers(Authorization=f"Bearer {first_token}")
     hdrs["Cookie"] = f"{devices.cookie_name(home)}={first}"
     response = await client.post("/api/device/forget", headers=hdrs, json={})
     assert (await response.get_json()) == {"forgotten": True}
     assert "max-age=0" in _cookie(response, home).lower()
-    assert (await _resume(client, home, first))[0] == 401
-    assert (await _resume(client, home, second))[0] == 200
-    # The command line, while the page runs: the next exchange is refused.
+    assert await _state_with(client, first_token) == 401  # its traded token ended with it
+    assert await _state_with(client, second_token) == 200
+    # The command line, while the page runs: the next request with its token is refused.
     out = _cli(home, "web-sessions")
     assert "1 browser kept signed in" in out and second.split(".")[0][:8] in out
     out = _cli(home, "web-sessions", "--revoke", second.split(".")[0][:6])
     assert out.startswith("Signed out 1 browser:")
-    assert (await _resume(client, home, second))[0] == 401
+    assert await _state_with(client, second_token) == 401
+    assert (await _resume(client, home, second, second_pin))[0] == 401
+    assert await _state_with(client, TOKEN) == 200  # the launch token is the launch's
     assert "No browser is kept signed in" in _cli(home, "web-sessions")
 
 
 def test_sessions_expire_unused_and_are_capped(tmp_path):
     now = [1_000_000_000_000]
     book = devices.Devices(tmp_path, clock=lambda: now[0])
-    _, old = book.issue("Chromium")
+    _, old, _ = book.issue("Chromium")
     now[0] += devices.IDLE_DAYS * 86_400_000 - 1
     assert book.check(old) is not None  # used just in time: the idle clock starts again
     now[0] += devices.IDLE_DAYS * 86_400_000 + 1

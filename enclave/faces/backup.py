@@ -95,11 +95,13 @@ def restore(args) -> int:
     )
     if replaced is not None:
         print(f"It replaced the identity {keys.group(replaced, 4)}... that was there")
-    if done.aside is not None:
+    if done.aside is not None and replaced is not None:  # it was an Enclave home
         print(
             f"What was in {place.path} before is now in {done.aside}; erase it once you no "
             f"longer need it: {home.Home(done.aside).command('wipe')}"
         )
+    elif done.aside is not None:
+        print(f"What was in {place.path} before is now in {done.aside} (nothing was erased)")
     if done.separate:
         print("Unlock it with the identity's own password (the one it had), not the backup's")
     print(f"Start it: {place.command('listen')}")

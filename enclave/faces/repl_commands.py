@@ -511,9 +511,14 @@ def take_peer(rest: str, names: set[str]) -> tuple[str, str]:
             raise UserError("a quoted name needs its closing quote")
         return text[1:end], text[end + 1 :].lstrip(" ")
     words = text.split(" ")
-    for n in range(len(words), 1, -1):
-        if " ".join(words[:n]) in names:
-            return " ".join(words[:n]), " ".join(words[n:])
+    fits = [n for n in range(len(words), 1, -1) if " ".join(words[:n]) in names]
+    if len(fits) > 1 or (fits and words[0] in names):
+        shown = ", ".join(
+            f'"{" ".join(words[:n])}"' for n in (*fits, 1) if n > 1 or words[0] in names
+        )
+        raise UserError(f"the text fits more than one contact ({shown}): put the name in quotes")
+    if fits:
+        return " ".join(words[: fits[0]]), " ".join(words[fits[0] :])
     first, _, after = text.partition(" ")
     return first, after
 

@@ -42,23 +42,47 @@ def _words(rest: str, count: int, usage: str) -> list[str]:
     return words
 
 
+def _group_and_peer(commands, rest: str, usage: str) -> tuple[str, str]:
+    """GROUP (one word) then a contact, whose name may hold spaces (quoted or not)."""
+    group, _, after = rest.strip().partition(" ")
+    peer, more = commands.take_peer(after)
+    if not group or not peer or more.strip():
+        raise UserError(f"usage: {usage}")
+    return group, peer
+
+
+def _peers(commands, text: str) -> list[str]:
+    """Contacts one after another, each a word or a quoted name."""
+    found = []
+    rest = text.strip()
+    while rest:
+        peer, rest = commands.take_peer(rest)
+        found.append(peer)
+        rest = rest.strip()
+    return found
+
+
 async def cmd_group(commands, rest: str) -> None:
     sub, _, args = rest.strip().partition(" ")
     node = commands.node
     if sub == "create":
-        words = args.split()
-        if len(words) < 2:
-            raise UserError("usage: /group create NAME PEER... (the name is one word here)")
-        info = await node.create_group(words[0], words[1:])
+        name, _, members = args.strip().partition(" ")
+        peers = _peers(commands, members)
+        if not name or not peers:
+            raise UserError(
+                "usage: /group create NAME PEER... (the name is one word here; a contact "
+                'with spaces in its name goes in quotes: "Ana María")'
+            )
+        info = await node.create_group(name, peers)
         commands.write(f"Created {_name(info.name)} with {len(info.members) - 1} member(s)")
     elif sub == "add":
-        group, peer = _words(args, 2, "/group add GROUP PEER")
+        group, peer = _group_and_peer(commands, args, "/group add GROUP PEER")
         await node.group_add(group, peer)
     elif sub == "remove":
-        group, peer = _words(args, 2, "/group remove GROUP PEER")
+        group, peer = _group_and_peer(commands, args, "/group remove GROUP PEER")
         await node.group_remove(group, peer)
     elif sub == "promote":
-        group, peer = _words(args, 2, "/group promote GROUP PEER")
+        group, peer = _group_and_peer(commands, args, "/group promote GROUP PEER")
         await node.group_promote(group, peer)
     elif sub == "rename":
         group, new = _words(args, 2, "/group rename GROUP NEW (the new name is one word here)")

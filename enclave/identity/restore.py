@@ -247,6 +247,12 @@ def check_destination(place: homes.Home, force: bool) -> None:
             f"{path} already holds an identity; restore into another folder (--home DIR), "
             "or add --force to replace it (the old home is moved aside, not erased)"
         )
+    if not force and not place.has_identity() and any(path.iterdir()):
+        # Not a home (or not one we know): someone's folder, never moved aside unasked.
+        raise UserError(
+            f"{path} is not empty and holds no Enclave identity; restore into a new or "
+            "empty folder (--home DIR), or add --force to move it aside first"
+        )
 
 
 def _unpack(reader: _Reader, root: Path) -> tuple[dict, int]:

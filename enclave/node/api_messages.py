@@ -41,15 +41,21 @@ class MessagesApi:
         contact where both allow them (nothing otherwise)."""
         self.receipts.read_by_us(self.resolve(query).fingerprint)
 
-    def find_message(self, query: str, ref: str | int):
-        """The message of the conversation with ``query`` that ``ref`` names: its row
-        id, its full id (32 hex digits, as the page has it) or its short reference."""
+    def find_message(self, query: str, ref: str | int, direction: str | None = None):
+        """The message of the conversation with ``query`` that ``ref`` names: its row id
+        (an int), its full id (32 hex digits, as the page has it, with its direction:
+        a contact chooses its own ids and may reuse one of ours) or its short
+        reference (text, with or without the "#": never taken for a row id)."""
         peer = self.resolve(query)
         found = False
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            found = self.store.message(peer.fingerprint, rowid=int(ref))
-        elif isinstance(ref, str) and len(ref) == 32 and _is_hex(ref):
-            found = self.store.message(peer.fingerprint, mid=bytes.fromhex(ref))
+        if isinstance(ref, int):
+            found = self.store.message(peer.fingerprint, rowid=ref)
+        elif len(ref) == 32 and _is_hex(ref):
+            if direction not in ("in", "out"):
+                raise UserError("a message named by its id needs its direction (in or out)")
+            found = self.store.message(
+                peer.fingerprint, mid=bytes.fromhex(ref), direction=direction
+            )
         if found is None:
             raise UserError("no such message in that conversation")
         if found:
@@ -65,9 +71,9 @@ class MessagesApi:
             raise UserError(f"{want} names {len(matches)} messages; delete it from the page")
         return matches[0]
 
-    def delete_message(self, query: str, ref: str | int):
+    def delete_message(self, query: str, ref: str | int, direction: str | None = None):
         """Delete one message of a conversation on this device; the message it was."""
-        m = self.find_message(query, ref)
+        m = self.find_message(query, ref, direction)
         if m.file is not None:
             raise UserError("that is a file: cancel or decline it instead")
         if m.direction == "out" and m.state in ("queued", "sent"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from enclave.errors import UserError
@@ -59,6 +60,24 @@ class Added:
         }
 
 
+# Default-ignorable code points (Unicode's DerivedCoreProperties) that display.visible
+# lets through: fillers and joiners that draw nothing, so "bob" and "bob" + one of
+# them would look alike.
+_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0),
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+
+
+def _ignorable(ch: str) -> bool:
+    n = ord(ch)
+    # (U+200D inside an emoji sequence is kept, as display.visible keeps it.)
+    return any(lo <= n <= hi for lo, hi in _IGNORABLE) or (
+        unicodedata.category(ch) == "Cf" and ch != "\u200d"
+    )
+
+
 def check_name(name: str | None) -> str | None:
     """A peer's name, checked and tidied (None: no name); every face asks this one rule.
 
@@ -70,11 +89,11 @@ def check_name(name: str | None) -> str | None:
     it is a contact's (``/send "Ana María" hi``, ``/send Ana María hi``)."""
     if name is None:
         return None
-    tidy = " ".join(part for part in str(name).split(" ") if part)
+    tidy = unicodedata.normalize("NFC", " ".join(part for part in str(name).split(" ") if part))
     if not tidy or len(tidy) > MAX_NAME_LENGTH:
         raise UserError(f"a peer name must be 1 to {MAX_NAME_LENGTH} characters")
     shown = visible(tidy, lines=False)
-    if not tidy.isprintable() or shown != tidy:
+    if not tidy.isprintable() or shown != tidy or any(map(_ignorable, tidy)):
         raise UserError(f"invalid peer name {shown!r}: no control, bidi or hidden characters")
     if tidy[0] in "\"'":
         raise UserError(f"invalid peer name {tidy!r}: it cannot start with a quote")

@@ -101,15 +101,20 @@ class HistoryMixin(StoreCore):
         self._scrub_wal()
         return erased
 
-    def message(self, fingerprint: str, rowid: int | None = None, mid: bytes | None = None):
-        """One direct message with this peer, by row id or by message id (None: no such
-        message, or deleted)."""
-        where, arg = ("m.rowid = ?", rowid) if mid is None else ("m.id = ?", mid)
+    def message(
+        self, fingerprint: str, rowid: int | None = None, mid: bytes | None = None, direction=None
+    ):
+        """One direct message with this peer, by row id or by message id and direction
+        (None: no such message, or deleted)."""
+        if mid is None:
+            where, args = "m.rowid = ?", (rowid,)
+        else:
+            where, args = "m.id = ? AND m.direction = ?", (mid, direction)
         sql = (
             f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE {where} AND p.fingerprint = ?"
             " AND m.state != 'deleted' AND m.grp IS NULL"
         )
-        rows = self._rows(sql, (arg, fingerprint))
+        rows = self._rows(sql, (*args, fingerprint))
         return _message(rows[0]) if rows else None
 
     def delete_message(self, fingerprint: str, rowid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import unicodedata
 
 from enclave.errors import UserError
 
@@ -14,6 +15,10 @@ _PEER_COLS = (
     "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
     "hwm_ms, added_at, last_seen, learned_address, contact, revoked IS NOT NULL, receipts"
 )
+
+
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def _short(fp: str) -> str:
@@ -97,11 +102,16 @@ class PeersMixin(StoreCore):
     def _check_name_free(db: sqlite3.Connection, name: str | None, fp: str) -> None:
         if name is None:
             return
-        row = db.execute(
-            "SELECT fingerprint FROM peers WHERE name = ? AND fingerprint != ?", (name, fp)
-        ).fetchone()
-        if row is not None:
-            raise UserError(f"the name '{name}' is already used by peer {_short(row[0])}…")
+        # Names that only look different (case, compatibility forms: "Bob", "ｂｏｂ") are
+        # one name: a second contact may not pose as the first.
+        want = _folded(name)
+        rows = db.execute(
+            "SELECT fingerprint, name FROM peers WHERE name IS NOT NULL AND fingerprint != ?",
+            (fp,),
+        ).fetchall()
+        for other_fp, other in rows:
+            if _folded(other) == want:
+                raise UserError(f"the name '{name}' is already used by peer {_short(other_fp)}…")
 
     def get_peer(self, fingerprint: str) -> Peer | None:
         rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE fingerprint = ?", (fingerprint,))

@@ -94,10 +94,7 @@ def test_a_new_launch_address_pasted_into_the_tab_works_at_once(pages, nodes):
     alice = pages["alice"]
     node = nodes["alice"]
     open_chat(alice, "bob")
-    # A browser not kept signed in (test_web_signin.py has the one that is).
-    alice.locator("#btn-settings").click()
-    alice.locator("#btn-sign-out").click()
-    expect(alice.locator("#dlg-settings")).to_be_hidden()
+    # A browser not kept signed in (the default; test_web_signin.py has one that is).
     alice.locator("#input").fill("typed before the restart")
     node.stop()
     url = node.start(web_args=("--web-port", str(node.web_port)))

@@ -72,14 +72,24 @@ def device_cookies(page) -> list[dict]:
     return [c for c in page.context.cookies() if c["name"].startswith("enclave-device-")]
 
 
-def test_the_device_cookie_is_httponly_strict_and_only_for_the_exchange(pages):
+def keep_signed_in(page) -> None:
+    page.locator("#btn-settings").click()
+    page.locator("#keep-signed-in").check()
+    expect(page.locator(".toast", has_text="stays signed in")).to_be_visible(timeout=WAIT)
+    page.keyboard.press("Escape")
+
+
+def test_signing_in_is_a_choice_and_sets_a_strict_cookie_and_a_pin(pages):
     alice = pages["alice"]
     expect(alice.locator("#app")).to_be_visible()
-    alice.wait_for_function("() => !document.getElementById('sign-in-note').hidden", timeout=WAIT)
+    assert device_cookies(alice) == []  # nothing until the user chooses it
+    keep_signed_in(alice)
     (cookie,) = device_cookies(alice)
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert cookie["path"] == "/api/device"
     assert alice.evaluate("() => document.cookie") == ""  # page scripts never see it
+    # The other half lives in this origin's storage: another port's page cannot read it.
+    assert len(alice.evaluate("() => localStorage.getItem('enclave-device-pin')")) >= 40
 
 
 def test_a_tab_left_open_over_a_restart_carries_on_with_its_draft(pages, nodes):
@@ -111,30 +121,38 @@ def test_a_tab_left_open_over_a_restart_carries_on_with_its_draft(pages, nodes):
 
 def test_a_bookmark_opens_the_page_after_a_restart_until_revoked(pages, nodes):
     alice_node = nodes["alice"]
+    alice = pages["alice"]
     bookmark = base(alice_node.url)
-    tab = pages["alice"].context.new_page()  # a new tab of the same browser
+    tab = alice.context.new_page()  # a new tab of the same browser
     tab.goto(bookmark)
     expect(tab.locator("#app")).to_be_visible(timeout=WAIT)
     expect(peer(tab, "bob")).to_be_visible()
     listed = web_sessions(alice_node)
     assert "1 browser kept signed in" in listed and "Chrome" in listed
     assert web_sessions(alice_node, "--revoke-all").startswith("Signed out 1 browser")
-    later = pages["alice"].context.new_page()
+    # At once: the open tab's token was this session's, and it ended with it.
+    tab.reload()
+    expect(tab.locator("#gate")).to_contain_text("was signed out", timeout=WAIT)
+    later = alice.context.new_page()
     later.goto(bookmark)
-    expect(later.locator("#gate-title")).to_have_text("Open Enclave's address", timeout=WAIT)
-    expect(later.locator("#gate")).to_contain_text("the address Enclave printed")
+    expect(later.locator("#gate")).to_contain_text("the address Enclave printed", timeout=WAIT)
     tab.close()
     later.close()
+    alice.goto(alice_node.url)  # the launch's own address still opens it
+    expect(alice.locator("#app")).to_be_visible(timeout=WAIT)
+    alice.watch.errors[:] = [e for e in alice.watch.errors if "401" not in e]
 
 
 def test_signing_out_from_the_page_forgets_this_browser(browser, nodes):
     page = open_page(browser, nodes["alice"].url)
-    page.wait_for_function("() => !document.getElementById('sign-in-note').hidden", timeout=WAIT)
+    keep_signed_in(page)
     assert len(device_cookies(page)) == 1
     page.locator("#btn-settings").click()
-    page.locator("#btn-sign-out").click()
+    expect(page.locator("#keep-signed-in")).to_be_checked()
+    page.locator("#keep-signed-in").uncheck()
     expect(page.locator(".toast", has_text="signed out")).to_be_visible(timeout=WAIT)
     assert device_cookies(page) == []
+    assert page.evaluate("() => localStorage.getItem('enclave-device-pin')") is None
     again = page.context.new_page()
     again.goto(base(nodes["alice"].url))
     expect(again.locator("#gate-title")).to_have_text("Open Enclave's address", timeout=WAIT)
@@ -212,9 +230,6 @@ def test_a_stop_with_a_page_open_is_quick_and_quiet(browser, rsa_keys, tmp_path)
     node.start()
     try:
         page = open_page(browser, node.url)
-        page.wait_for_function(
-            "() => !document.getElementById('sign-in-note').hidden", timeout=WAIT
-        )
         node.stop()
         assert node.proc.returncode == 0
         said = "".join(node.output)

@@ -393,7 +393,10 @@ def _contact_routes(app: Quart, backend: Backend) -> None:
         peer = _peer(backend, fp)
         if len(mid) != 32 or not set(mid) <= _HEX:
             raise ApiError(400, "a message is named by its id: 32 lowercase hex digits")
-        backend.node.delete_message(peer.fingerprint, mid)
+        direction = (await _body()).get("direction")
+        if direction not in ("in", "out"):
+            raise ApiError(400, '\'direction\' must be "in" or "out"')
+        backend.node.delete_message(peer.fingerprint, mid, direction)
         return {"deleted": mid}
 
     @app.post("/api/peers/<fp>/remove")

@@ -85,6 +85,9 @@ class Guard:
         also: tuple[str, ...] = (),
     ) -> None:
         self.token = token
+        # Tokens besides the launch token (signin.py: those traded by signed-in browsers
+        # while their session lives); none until the page's routes set it.
+        self.also_ok = lambda given: False
         self.port = port
         self.names = {"localhost", host.lower().strip("[]"), *(n.lower() for n in also)}
         self.scheme = scheme
@@ -106,7 +109,9 @@ class Guard:
         return origin.strip().lower() == f"{self.scheme}://{host_header.strip().lower()}"
 
     def token_ok(self, given: str | None) -> bool:
-        return bool(given) and secrets.compare_digest(given.encode(), self.token.encode())
+        if not given:
+            return False
+        return secrets.compare_digest(given.encode(), self.token.encode()) or self.also_ok(given)
 
     def bearer_ok(self, authorization: str | None) -> bool:
         scheme, _, value = (authorization or "").partition(" ")

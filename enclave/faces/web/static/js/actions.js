@@ -91,7 +91,7 @@ async function deleteMessage() {
   closeMenu();
   if (!m) return;
   try {
-    await api("POST", `/api/peers/${m.peer}/messages/${m.id}/delete`, {});
+    await api("POST", `/api/peers/${m.peer}/messages/${m.id}/delete`, { direction: m.direction });
     dropMessage(m.peer, keyOf(m));
     toast("Deleted here; your contact keeps their copy");
   } catch (err) {

@@ -66,16 +66,41 @@ export function tokenWellFormed(value) {
   return check === value.slice(-3);
 }
 
-// A browser kept signed in (devices.py): trade its cookie for this launch's token.
-// Null when it is not signed in here.
+// A browser kept signed in (devices.py): its PIN, kept in this origin's storage (no
+// other port's page can read it), and its HttpOnly cookie trade for a token.
+const PIN_KEY = "enclave-device-pin";
+
+export function devicePin() {
+  return localStorage.getItem(PIN_KEY);
+}
+
+export function keepPin(pin) {
+  if (pin) localStorage.setItem(PIN_KEY, pin);
+  else localStorage.removeItem(PIN_KEY);
+}
+
+let signedOut = false;
+
+// Whether the last try found this browser's session ended.
+export function wasSignedOut() {
+  return signedOut;
+}
+
+// Null when this browser is not signed in here.
 export async function resumeDevice() {
+  const pin = devicePin();
+  if (!pin) return null;
   try {
     const response = await fetch("/api/device/resume", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "X-Enclave-Pin": pin },
       body: "{}",
       cache: "no-store",
     });
+    if (response.status === 401) {
+      keepPin(null); // signed out (here, elsewhere or with enclave web-sessions)
+      signedOut = true;
+    }
     if (!response.ok) return null;
     const data = await response.json();
     if (typeof data.token !== "string") return null;

@@ -25,7 +25,7 @@
 //   saying so; the rest of the page still renders.
 // - One WebSocket brings every event; actions are JSON POSTs.
 
-import { api, currentToken, forgetToken, readToken, resumeDevice, tokenWellFormed } from "./api.js";
+import { api, currentToken, forgetToken, readToken, resumeDevice, tokenWellFormed, wasSignedOut } from "./api.js";
 import { wireComposer } from "./composer.js";
 import { wireContact } from "./contact.js";
 import { connect } from "./connection.js";
@@ -39,13 +39,15 @@ import { fillIcons } from "./icons.js";
 import { wirePairing } from "./pairing.js";
 import { wireNearby } from "./nearby.js";
 import { wireSearch } from "./search.js";
-import { keepDevice, wireSettings } from "./settings.js";
+import { wireSettings } from "./settings.js";
 import { wireShortcuts } from "./shortcuts.js";
 import { state } from "./state.js";
 
 const NO_TOKEN =
   "This page needs the address Enclave printed when it started; it ends with #token=…. Start Enclave with enclave --web and open that address.";
 const OLD_TOKEN = "This address's key belongs to an earlier launch of Enclave. Open the address it printed this time.";
+const SIGNED_OUT =
+  "This browser was signed out of Enclave. Open the address Enclave printed (its settings can keep the browser signed in again).";
 const MISTYPED =
   "This address is cut short or mistyped. Copy the whole address Enclave printed, to the end of #token=…, and open it.";
 const TOKEN_LOST = "Enclave was restarted, so this address's key no longer works. Open the address it printed this time.";
@@ -76,14 +78,14 @@ const hooks = {
     // A browser kept signed in takes the new launch's token itself; the reload keeps
     // the drafts and the open chat (sessionStorage).
     if (await resumeDevice()) location.reload();
-    else gate("token", TOKEN_LOST);
+    else gate("token", wasSignedOut() ? SIGNED_OUT : TOKEN_LOST);
   },
 };
 
 // This launch's /api/state, with the token from the address, this tab, or the
 // browser's device cookie; or the one line that says why not.
 async function authorise() {
-  if (!readToken() && !(await resumeDevice())) return { why: NO_TOKEN };
+  if (!readToken() && !(await resumeDevice())) return { why: wasSignedOut() ? SIGNED_OUT : NO_TOKEN };
   try {
     return { answer: await api("GET", "/api/state") };
   } catch (err) {
@@ -98,6 +100,7 @@ async function authorise() {
       return { why: err.message };
     }
   }
+  if (wasSignedOut()) return { why: SIGNED_OUT };
   return { why: tokenWellFormed(refused) ? OLD_TOKEN : MISTYPED };
 }
 
@@ -105,7 +108,6 @@ async function boot() {
   wire();
   const { answer, why } = await authorise();
   if (!answer) return gate("token", why);
-  keepDevice();
   connect(hooks);
   if (answer.state === "ready") await startApp();
   else if (answer.state === "setup") gate("setup", "Choose a password to protect your new RSA-4096 key. Enclave asks for it each time it starts; it never leaves this computer.", answer.home);

@@ -87,7 +87,7 @@ async function onChoice() {
 export function notifyMessage(from, muteKey, text, open) {
   if (isMuted(muteKey)) return;
   const p = prefs();
-  if (p.sound) beep();
+  if (p.on && p.sound) beep(); // the sound is part of notifications: off with them
   if (!p.on || !("Notification" in window) || Notification.permission !== "granted") return;
   const body = p.text ? visible(String(text || ""), false).slice(0, 200) : "New message";
   try {

@@ -4,13 +4,14 @@
 // Rules:
 // - The theme follows the system (prefers-color-scheme) until the user picks light or
 //   dark; the choice is kept in this browser (localStorage), never sent anywhere.
-// - A page opened with a launch token asks Enclave to keep this browser signed in
-//   (an HttpOnly device cookie, enclave/faces/web/devices.py): a bookmark and a tab
-//   left open over a restart then work without the new address. The user can sign
-//   this browser out here; `enclave web-sessions` lists and revokes every browser.
+// - "Keep this browser signed in" is the user's choice, off until ticked: Enclave sets
+//   an HttpOnly device cookie and this page keeps a PIN in its origin's storage
+//   (enclave/faces/web/devices.py); a bookmark and a tab left open over a restart then
+//   work without the new address. Unticking signs this browser out; `enclave
+//   web-sessions` lists and revokes every browser.
 
-import { api } from "./api.js";
-import { $, show } from "./dom.js";
+import { api, devicePin, keepPin } from "./api.js";
+import { $ } from "./dom.js";
 import { fillNotifySettings, wireNotifySettings } from "./notify.js";
 import { toast } from "./toasts.js";
 
@@ -37,12 +38,13 @@ applyTheme(); // before the first render, so the page does not flash the other t
 export function wireSettings() {
   $("btn-settings").addEventListener("click", openSettings);
   $("theme-choice").addEventListener("change", onTheme);
-  $("btn-sign-out").addEventListener("click", signOut);
+  $("keep-signed-in").addEventListener("change", onKeep);
   wireNotifySettings();
 }
 
 function openSettings() {
   $("theme-choice").value = savedTheme();
+  $("keep-signed-in").checked = Boolean(devicePin());
   fillNotifySettings();
   const dialog = $("dlg-settings");
   if (!dialog.open) dialog.showModal();
@@ -56,23 +58,20 @@ function onTheme() {
   applyTheme(theme);
 }
 
-// Called once the token worked: keep this browser signed in (a no-op when it is).
-export async function keepDevice() {
+async function onKeep() {
+  const keep = $("keep-signed-in").checked;
   try {
-    const data = await api("POST", "/api/device", {});
-    show($("sign-in-note"), true);
-    if (data.new) toast("This browser stays signed in to this Enclave: bookmarks work after a restart. Settings signs it out.");
-  } catch {
-    // not kept: the launch address keeps working as before
-  }
-}
-
-async function signOut() {
-  try {
-    await api("POST", "/api/device/forget", {});
-    $("dlg-settings").close();
-    toast("This browser is signed out: after the next restart it needs the address Enclave prints.");
+    if (keep) {
+      const data = await api("POST", "/api/device", {});
+      keepPin(data.pin);
+      toast("This browser stays signed in to this Enclave: bookmarks work after a restart.");
+    } else {
+      await api("POST", "/api/device/forget", {});
+      keepPin(null);
+      toast("This browser is signed out: after the next restart it needs the address Enclave prints.");
+    }
   } catch (err) {
+    $("keep-signed-in").checked = !keep;
     toast(err.message, { error: true });
   }
 }
