@@ -167,3 +167,46 @@ def test_a_message_can_be_copied_and_deleted_here(pages):
     expect(bubble(alice, "in", "copy me")).to_be_visible(timeout=WAIT)
     expect(bubble(alice, "in", "delete me here")).to_have_count(0)
     expect(bubble(bob, "out", "delete me here")).to_be_visible()  # theirs stays
+
+
+def allow_receipts(page, other: str) -> None:
+    open_chat(page, other)
+    page.locator("#btn-contact").click()
+    expect(page.locator("#btn-receipts")).to_have_text("Turn read receipts on")
+    page.locator("#btn-receipts").click()
+    expect(page.locator("#btn-receipts")).to_have_text("Turn read receipts off", timeout=WAIT)
+    page.keyboard.press("Escape")
+
+
+def test_read_receipts_turn_the_ticks_blue_once_both_allow_them(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    open_chat(bob, "alice")
+    allow_receipts(alice, "bob")
+    send(alice, "will you read this")
+    expect(bubble(bob, "in", "will you read this")).to_be_visible(timeout=WAIT)  # read
+    mine = bubble(alice, "out", "will you read this")
+    # Delivered (grey), and read but not told: bob does not allow receipts yet.
+    expect(mine.locator(".tick")).to_have_attribute("data-state", "delivered", timeout=WAIT)
+    allow_receipts(bob, "alice")  # allowing tells what bob read already
+    expect(mine.locator(".tick")).to_have_attribute("data-state", "read", timeout=WAIT)
+    expect(mine.locator(".sr-only")).to_contain_text(", read")
+    alice.reload()
+    expect(alice.locator("#chat-name")).to_have_text("bob", timeout=WAIT)
+    again = bubble(alice, "out", "will you read this").locator(".tick")
+    expect(again).to_have_attribute("data-state", "read", timeout=WAIT)
+
+
+def test_a_broadcast_is_marked_in_each_chat(pages):
+    alice = pages["alice"]
+    open_chat(alice, "bob")
+    alice.locator("#btn-broadcast").click()
+    alice.locator("#broadcast-input").fill("one for everyone")
+    alice.locator("#broadcast-form button[type=submit]").click()
+    copy = bubble(alice, "out", "one for everyone")
+    expect(copy.locator(".broadcast-mark")).to_have_text("broadcast", timeout=WAIT)
+    alice.reload()
+    expect(alice.locator("#chat-name")).to_have_text("bob", timeout=WAIT)
+    expect(bubble(alice, "out", "one for everyone").locator(".broadcast-mark")).to_be_visible(
+        timeout=WAIT
+    )
+    expect(bubble(alice, "out", "will you read this").locator(".broadcast-mark")).to_have_count(0)

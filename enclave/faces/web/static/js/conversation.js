@@ -413,6 +413,11 @@ export function onDelivery(event) {
   }
 }
 
+// Draw the open chat again (something about its messages changed elsewhere).
+export function redrawChat() {
+  if (state.current) renderMessages({});
+}
+
 // A contact read our messages up to the one with id ``upto`` (a read receipt).
 export function onReceipt(event) {
   const c = state.convos.get(event.peer);

@@ -8,7 +8,7 @@
 //   compare fingerprints.
 
 import { api } from "./api.js";
-import { openChat } from "./conversation.js";
+import { openChat, redrawChat } from "./conversation.js";
 import { $, el, show } from "./dom.js";
 import { broadcastFile } from "./files.js";
 import { loadPeers } from "./peers.js";
@@ -207,6 +207,7 @@ async function onBroadcast(event) {
     $("dlg-broadcast").close();
     const n = data.messages.length;
     for (const m of data.messages) if (m && typeof m.id === "string") state.broadcasts.add(m.id);
+    redrawChat();
     toast(n ? `Broadcast to ${n} contact${n === 1 ? "" : "s"}` : "Nobody to broadcast to: you have no contact that is not blocked");
   } catch (err) {
     showError("broadcast-error", err.message);
