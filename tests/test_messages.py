@@ -92,6 +92,8 @@ EVERY_TYPE = [
     GroupRecords(GROUP, 7, tuple(bytes([n]) * (n + 1) for n in range(MAX_GROUP_RECORDS))),
     Read(ID),
     Read(b"\xff" * 16),
+    Chat(ID, ALICE, BOB, 5, "a reply", b"q" * 16),
+    Chat(ID, ALICE, BOB, U64_MAX, "", ID),
 ]
 
 
@@ -124,9 +126,12 @@ def test_chat_fields_are_what_the_fast_decoder_sets():
         "recipient",
         "created_ms",
         "body",
+        "reply_to",  # set to None by the fast path (a REPLY is decoded apart)
     ]
     assert not hasattr(Chat, "__post_init__")
-    assert Chat.__slots__ == ("id", "sender", "recipient", "created_ms", "body")
+    assert Chat.__slots__ == ("id", "sender", "recipient", "created_ms", "body", "reply_to")
+    (fast,) = decode_batch(encode_batch([chat("plain")]))
+    assert fast.reply_to is None  # the fast path sets the default itself
 
 
 def test_wire_layout():
@@ -341,6 +346,8 @@ BAD_LOCAL = {
     "pong-str": [Pong("x" * 8)],
     "typing-int": [Typing(1)],
     "read-15": [Read(b"x" * 15)],
+    "reply-to-15": [Chat(ID, ALICE, BOB, 0, "", b"x" * 15)],
+    "reply-to-str": [Chat(ID, ALICE, BOB, 0, "", "x" * 16)],
     "read-str": [Read("x" * 16)],
     "throttle-reason-0": [Throttle(0, 0)],
     "throttle-reason-bool": [Throttle(True, 0)],

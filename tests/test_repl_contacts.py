@@ -5,7 +5,10 @@ import re
 import pytest
 import test_repl
 from support.nodes import Recorder, public_pem
+from support.waiting import eventually
 from test_repl import repl
+
+from enclave.node.display import message_ref
 
 pair = test_repl.pair  # the fixture, used by name
 
@@ -168,3 +171,23 @@ async def test_receipts_on_both_sides_show_what_bob_read(pair, tmp_path):
         await r.screen.shows(f"bob read your messages up to {ref}")
         await r.run("/receipts bob off", "read receipts with bob are off")
         await r.run("/receipts bob maybe", "error: usage: /receipts PEER on|off")
+
+
+@pytest.mark.asyncio
+async def test_reply_quotes_a_message_by_the_reference_history_shows(pair, tmp_path):
+    a, b = pair
+    ra = Recorder(a)
+    await b.send("alice", "coffee later?")
+    await ra.until(lambda rec: rec.received())
+    async with repl(a, tmp_path) as r:
+        shown = await r.run("/history bob", "coffee later?")
+        ref = re.search(r"bob: coffee later\?  \((#[0-9a-z]{4})\)", shown).group(1)
+        await r.run(f"/reply bob {ref} sure, at four", "you -> bob: sure, at four")
+        await eventually(lambda: b.history("alice")[-1].body == "sure, at four", 10, "it")
+        assert b.history("alice")[-1].reply_to == a.history("bob")[0].id
+        await r.run("/history bob", f"(re {ref}) sure, at four")
+        await r.run("/reply bob #zzzz hello", "error: no message #zzzz")
+        await r.run("/reply bob", "error: usage: /reply PEER REF MESSAGE")
+        mine = a.history("bob")[-1].id  # bob answers alice's reply: shown live, quoted
+        await b.send("alice", "and you?", reply=message_ref(mine))
+        await r.screen.shows(f"bob: (re {message_ref(mine)}) and you?")

@@ -651,3 +651,28 @@ async def test_deleting_a_message_names_it_by_id_and_refuses_the_rest(rsa_keys, 
             bob, "POST", f"{base}/{mid}/delete", {"direction": "in"}, Authorization=None
         )
         assert status == 401
+
+
+@pytest.mark.asyncio
+async def test_a_reply_from_the_page_names_the_quoted_message_by_id(rsa_keys, tmp_path):
+    async with two_pages(rsa_keys, tmp_path) as (alice, bob, a, b):
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send("bob", "which day?")
+        await rb.until(lambda r: r.received())
+        mid = rb.received()[0].id.hex()
+        send = {"peer": a.fingerprint, "text": "friday"}
+        for bad in ({"reply_to": "xyz"}, {"reply_to": mid.upper()}, {"reply_to": 7},
+                    {"reply_to": mid}, {"reply_to": mid, "reply_direction": "up"}):  # fmt: skip
+            status, body = await call(bob, "POST", "/api/send", {**send, **bad})
+            assert status == 400 and "reply" in body["error"], bad
+        status, body = await call(bob, "POST", "/api/send", {**send, "reply_to": "0" * 32,
+                                                             "reply_direction": "in"})  # fmt: skip
+        assert (status, body["error"]) == (400, "no such message in that conversation")
+        status, body = await call(
+            bob, "POST", "/api/send", {**send, "reply_to": mid, "reply_direction": "in"}
+        )
+        assert status == 200 and body["message"]["reply_to"] == mid
+        await ra.until(lambda r: r.received())
+        assert ra.received()[0].reply_to.hex() == mid
+        status, page = await call(alice, "GET", f"/api/peers/{b.fingerprint}/messages")
+        assert [m.get("reply_to") for m in page["messages"]] == [None, mid]

@@ -50,6 +50,7 @@ def encode(event, name_of) -> dict | None:
             "timestamp": sent,
             "received": round(time.time(), 3),
             "legacy": event.legacy,
+            "reply_to": message_ref(event.reply_to) if event.reply_to else None,
         }
     if isinstance(event, DeliveryChanged):
         line = {

@@ -65,6 +65,7 @@ HELP = f"""\
 Commands (Tab completes commands and contacts; PEER is a name or 8+ hex digits of a
 fingerprint):
   /send PEER MESSAGE     send to one contact                  /send bob See you at 5
+  /reply PEER REF MSG    answer one message (quoting it)       /reply bob #k3f9 Yes
   /broadcast MESSAGE     send to every contact (not blocked)  /broadcast Lunch is here
 {repl_files.HELP}
 {repl_groups.HELP}
@@ -91,6 +92,7 @@ weaker sender binding than Enclave's own protocol."""
 
 COMMANDS = (
     "/send",
+    "/reply",
     "/broadcast",
     "/peers",
     "/unread",
@@ -125,6 +127,7 @@ COMMANDS = (
 )
 PEER_COMMANDS = (
     "/send",
+    "/reply",
     "/file",
     "/history",
     "/verify",
@@ -201,6 +204,16 @@ class Commands:
         quoted name ("Ana María"), or a contact's name with spaces as it is (the
         longest contact name the words start with)."""
         return take_peer(rest, {p.name for p in self.node.contacts() if p.name})
+
+    async def cmd_reply(self, rest: str) -> None:
+        """``/reply PEER REF MESSAGE``: a message that quotes another of the conversation."""
+        peer, after = self.take_peer(rest)
+        ref, _, text = after.strip().partition(" ")
+        if not peer or not ref or not text.strip():
+            raise UserError("usage: /reply PEER REF MESSAGE (the #ref /history shows)")
+        check_text(text)
+        sent = await self.node.send(peer, text, reply=ref)
+        self._open(sent.peer)
 
     async def cmd_send(self, rest: str) -> None:
         peer, text = self.take_peer(rest)
@@ -434,7 +447,8 @@ class Commands:
         label = self.label(event.peer)
         mark = " (legacy v1)" if event.legacy else ""
         when = _clock(event.created_ms) if event.created_ms is not None else _unknown(_clock())
-        line = f"[{when}] {label}{mark}: {_indent(_clean(event.body))}"
+        quote = f"(re {message_ref(event.reply_to)}) " if event.reply_to else ""
+        line = f"[{when}] {label}{mark}: {quote}{_indent(_clean(event.body))}"
         if event.legacy and event.peer not in self._legacy_noted:
             self._legacy_noted.add(event.peer)
             line += (
@@ -480,6 +494,7 @@ class Commands:
 
 _HANDLERS = {
     "/send": Commands.cmd_send,
+    "/reply": Commands.cmd_reply,
     "/broadcast": Commands.cmd_broadcast,
     "/peers": Commands.cmd_peers,
     "/unread": Commands.cmd_unread,
@@ -557,6 +572,8 @@ def _history_lines(messages, label: str):
 def _history_line(m, label: str) -> str:
     when = _when(m)
     body = _indent(_clean(m.body or ""))
+    if m.reply_to:
+        body = f"(re {message_ref(m.reply_to)}) {body}"
     if m.direction == "in":
         mark = " (legacy v1)" if m.legacy else ""
         return f"[{when}] {label}{mark}: {body}  ({message_ref(m.id)})"

@@ -486,8 +486,12 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
 
     # --- sending --------------------------------------------------------------------------
 
-    async def send(self, query: str, text: str) -> Sent:
-        """Queue ``text`` for one peer; returns once it is durable in the outbox."""
+    async def send(
+        self, query: str, text: str, reply: str | None = None, reply_direction: str | None = None
+    ) -> Sent:
+        """Queue ``text`` for one peer; returns once it is durable in the outbox.
+        ``reply`` names a message of this conversation that it quotes (its #ref, or its
+        full id with ``reply_direction``, as ``find_message`` takes them)."""
         check_text(text)
         peer = self.resolve(query)
         if not peer.contact:
@@ -500,7 +504,14 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         if peer.revoked:
             label = peer.name or keys.group(peer.fingerprint, 4)
             raise UserError(f"{label} revoked this key; pair again if they have a new one")
-        out = await self.delivery.submit(bytes.fromhex(peer.fingerprint), text)
+        quoted = None
+        if reply is not None:
+            if peer.protocol == "v1":
+                raise UserError("replies need Enclave's own protocol; this peer speaks only v1")
+            quoted = self.find_message(peer.fingerprint, reply, reply_direction).id
+            if len(quoted) != 16:
+                raise UserError("that message came from the original client: it cannot be quoted")
+        out = await self.delivery.submit(bytes.fromhex(peer.fingerprint), text, reply=quoted)
         return _sent(out)
 
     def submit(self, peer_fp: bytes, text: str) -> asyncio.Future:

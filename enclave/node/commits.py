@@ -57,7 +57,10 @@ def incoming_rows(incoming, ring, now_ms: int):
                 where.append(-1)
             elif type(c) is Chat:
                 where.append(len(rows))
-                rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
+                if c.reply_to is None:
+                    rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
+                else:  # a REPLY: its quote goes with it
+                    rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, None, c.reply_to))
             else:  # a group post (PROTOCOL.md "Groups"): stored with its group fields
                 where.append(len(rows))
                 group = (c.group_id, c.epoch, c.lamport, c.seq)

@@ -159,11 +159,14 @@ class Delivery:
 
     # --- sending ---------------------------------------------------------------------------
 
-    def submit(self, peer: bytes, body: str, created_ms: int | None = None) -> asyncio.Future:
-        """Queue one message; the future gives its ``Out`` once it is durable."""
+    def submit(
+        self, peer: bytes, body: str, created_ms: int | None = None, reply: bytes | None = None
+    ) -> asyncio.Future:
+        """Queue one message (``reply``: the id it quotes); the future gives its ``Out``
+        once it is durable."""
         created = int(time.time() * 1000) if created_ms is None else created_ms
         fut = asyncio.get_running_loop().create_future()
-        out = Out(self.store.reserve_rowid(), peer, new_id(), body, created, False)
+        out = Out(self.store.reserve_rowid(), peer, new_id(), body, created, False, reply=reply)
         self._next.enqueue.append((out, fut))
         self._list_early(peer, (out,))  # first: its dispatch runs before the commit starts
         self._wake.set()
@@ -274,7 +277,8 @@ class Delivery:
         for m in failed:
             peer = bytes.fromhex(m.peer)
             self.queues.setdefault(peer, deque()).append(
-                Out(m.rowid, peer, m.id, m.body, m.created_ms)  # direct only (failed_messages)
+                # direct only (failed_messages)
+                Out(m.rowid, peer, m.id, m.body, m.created_ms, reply=m.reply_to)
             )
             touched.add(peer)
             self.publish(DeliveryChanged(m.peer, m.rowid, m.id, "queued"))
@@ -347,7 +351,10 @@ class Delivery:
 
     def _owed(self, peer: bytes) -> deque:
         items = self.store.outbox_for(peer.hex())
-        return deque(Out(i.rowid, peer, i.id, i.body, i.created_ms, group=i.group) for i in items)
+        return deque(
+            Out(i.rowid, peer, i.id, i.body, i.created_ms, group=i.group, reply=i.reply)
+            for i in items
+        )
 
     def link_writable(self, link) -> None:
         if isinstance(link.state, Carried):
@@ -452,9 +459,9 @@ class Delivery:
         try:
             now_ms = int(time.time() * 1000)
             enqueue = [
-                (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms, o.group)
-                if o.group is not None
-                else (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms)
+                (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms)
+                if o.group is None and o.reply is None
+                else (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms, o.group, o.reply)
                 for o, _ in batch.enqueue
             ]
             rows, where, keys = incoming_rows(batch.incoming, self.ring, now_ms)
@@ -543,7 +550,9 @@ class Delivery:
                     insert(keys[k])
                     shown = created_time(c.created_ms, now_ms)
                     if type(c) is Chat:
-                        publish(MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy))
+                        publish(
+                            MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy, c.reply_to)
+                        )
                     else:
                         self.on_post(c, shown)
                 else:

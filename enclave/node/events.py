@@ -10,6 +10,7 @@ class MessageReceived:
     body: str  # as sent: show it through display.visible
     created_ms: int | None  # display.created_time: None when the sender's time is not believable
     legacy: bool = False
+    reply_to: bytes | None = None  # the id of the message it quotes (a REPLY)
 
 
 @dataclass(frozen=True, slots=True)

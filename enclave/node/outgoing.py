@@ -15,6 +15,7 @@ class Out:
 
     __slots__ = (
         "rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken", "group",
+        "reply",
     )  # fmt: skip
 
     def __init__(
@@ -26,6 +27,7 @@ class Out:
         created_ms: int,
         durable: bool = True,
         group: tuple | None = None,
+        reply: bytes | None = None,
     ) -> None:
         self.rowid = rowid
         self.peer = peer
@@ -38,6 +40,7 @@ class Out:
         self.taken = durable  # its enqueue is in a commit already running (or done)
         # A group post's (group_id, epoch, lamport, seq) (PROTOCOL.md "Groups"); None: a chat.
         self.group = group
+        self.reply = reply  # the id of the message a chat quotes (a REPLY); None: none
 
 
 def group_hex(o: Out) -> str | None:

@@ -14,6 +14,8 @@ Rules:
       GROUP_RECORDS = [14, group_id bin16, first uint64, [record bin, ...]]
       KEY_SUCCESSION = [15, statement bin]   KEY_SWITCHED = [16, new_fp bin32]
       READ = [17, upto bin16]
+      REPLY  = [18, id bin16, from bin32, to bin32, created_ms uint64, body str,
+                reply_to bin16]
   ``body`` is at most MAX_BODY_CHARS characters (code points), so at most 40,000 bytes.
 - A GROUP_HEAD's ``head`` is 32 zero bytes exactly when its ``count`` is 0 (no record
   held). A GROUP_RECORDS carries 1..MAX_GROUP_RECORDS records, numbered ``first``,
@@ -23,7 +25,9 @@ Rules:
   opaque here (``succession.decode_succession`` decodes it, the node judges it); a
   KEY_SWITCHED names the key its sender now knows us by. Both are uncounted. A READ
   says its sender read our chats up to the one with id ``upto`` (ids grow in creation
-  order); uncounted, sent only where its sender's user allows read receipts.
+  order); uncounted, sent only where its sender's user allows read receipts. A REPLY
+  is a CHAT that quotes an earlier message of the same conversation by its id
+  (``Chat.reply_to``): counted, acked and stored exactly as a CHAT.
 - Decoding is strict: exact arity, exact types (a bool is not an int and an int is not
   a bool), exact byte lengths, non-negative integers within 64 bits, no maps, no ext
   types, nothing after the array, and nothing nested deeper than message fields.
@@ -60,7 +64,7 @@ from ..errors import PeerError, UsageError
 
 __all__ = [
     "ACK", "CHAT", "FP_LEN", "GROUP_HEAD", "GROUP_ID_LEN", "GROUP_POST", "GROUP_RECORDS",
-    "HASH_LEN", "ID_LEN", "KEY_SUCCESSION", "KEY_SWITCHED", "KeySuccession", "KeySwitched", "READ", "Read", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
+    "HASH_LEN", "ID_LEN", "KEY_SUCCESSION", "KEY_SWITCHED", "KeySuccession", "KeySwitched", "READ", "REPLY", "Read", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
     "MAX_GROUP_RECORD_BIN", "MAX_RETRY_AFTER_MS", "PING", "PING_LEN", "PONG", "THROTTLE",
     "THROTTLE_RATE", "THROTTLE_REASONS", "THROTTLE_STORAGE", "THROTTLE_VOLUME", "TYPING",
     "ZERO_HEAD", "Ack", "Chat", "GroupHead", "GroupPost", "GroupRecords", "Message", "Ping",
@@ -88,6 +92,7 @@ MAX_GROUP_RECORD_BIN = 768 * 1024
 # MAX_STATEMENT_BYTES (which imports this module, not the reverse).
 KEY_SUCCESSION, KEY_SWITCHED = 15, 16
 READ = 17
+REPLY = 18
 MAX_STATEMENT_BIN = 8192
 _UINT64_END = 1 << 64
 
@@ -99,6 +104,7 @@ class Chat:
     recipient: bytes  # raw 32-byte fingerprint
     created_ms: int  # display only
     body: str
+    reply_to: bytes | None = None  # a REPLY: the id of the message it quotes
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +215,11 @@ def _chat_fields(chat: Chat) -> list:
         and len(chat.body) <= MAX_BODY_CHARS
     ):
         raise UsageError(f"malformed Chat (id {chat.id!r:.40})")
+    if chat.reply_to is not None:
+        if not _is_bin(chat.reply_to, ID_LEN):
+            raise UsageError("Chat.reply_to must be 16 bytes or None")
+        fields = [REPLY, chat.id, chat.sender, chat.recipient, chat.created_ms, chat.body]
+        return [*fields, chat.reply_to]
     return [CHAT, chat.id, chat.sender, chat.recipient, chat.created_ms, chat.body]
 
 
@@ -377,10 +388,13 @@ def encode_fields(batch: Sequence[list]) -> bytes:
 
 
 def outgoing_chat_fields(
-    mid: object, sender: bytes, recipient: bytes, created_ms: object, body: object
+    mid: object, sender: bytes, recipient: bytes, created_ms: object, body: object, reply=None
 ) -> list:
     """The fields of our own Chat, checked as ``_chat_fields`` checks them, without
-    building a Chat first (``sender`` and ``recipient`` are the session's own)."""
+    building a Chat first (``sender`` and ``recipient`` are the session's own). A
+    ``reply`` (the quoted message's id) makes it a REPLY."""
+    if reply is not None:
+        return _chat_fields(Chat(mid, sender, recipient, created_ms, body, reply))
     if (
         type(mid) is bytes
         and len(mid) == ID_LEN
@@ -427,6 +441,7 @@ def encode_chat_batch(chats: Sequence[Chat]) -> bytes:
             and 0 <= created_ms < _UINT64_END
             and type(body) is str
             and len(body) <= MAX_BODY_CHARS
+            and chat.reply_to is None
         ):
             append([CHAT, mid, sender, recipient, created_ms, body])
         else:  # subclasses and errors alike take the general path, which explains
@@ -476,6 +491,7 @@ _SET_SENDER = Chat.sender.__set__  # type: ignore[attr-defined]
 _SET_RECIPIENT = Chat.recipient.__set__  # type: ignore[attr-defined]
 _SET_CREATED = Chat.created_ms.__set__  # type: ignore[attr-defined]
 _SET_BODY = Chat.body.__set__  # type: ignore[attr-defined]
+_SET_REPLY = Chat.reply_to.__set__  # type: ignore[attr-defined]
 
 
 def decode_batch(body: bytes) -> list[Message]:
@@ -512,6 +528,7 @@ def decode_batch(body: bytes) -> list[Message]:
                 _SET_RECIPIENT(chat, recipient)
                 _SET_CREATED(chat, created_ms)
                 _SET_BODY(chat, text)
+                _SET_REPLY(chat, None)
                 append(chat)
                 continue
         append(_decode_other(m, len(out)))
@@ -559,6 +576,12 @@ def _decode_group_post(m: tuple) -> GroupPost | None:
     return None
 
 
+def _decode_reply(m: tuple) -> Chat | None:
+    if len(m) == 7 and all(check(v) for check, v in zip(_REPLY_SHAPE, m[1:], strict=True)):
+        return Chat(*m[1:])
+    return None
+
+
 def _decode_group_head(m: tuple) -> GroupHead | None:
     if len(m) == 4 and _is_bin(m[1], GROUP_ID_LEN) and _is_head(m[2], m[3]):
         return GroupHead(m[1], m[2], m[3])
@@ -572,6 +595,7 @@ def _decode_group_records(m: tuple) -> GroupRecords | None:
 
 
 _GROUP_DECODERS = {
+    REPLY: _decode_reply,
     GROUP_POST: _decode_group_post,
     GROUP_HEAD: _decode_group_head,
     GROUP_RECORDS: _decode_group_records,
@@ -616,6 +640,7 @@ def _bool(value: object) -> bool:
     return type(value) is bool
 
 
+_REPLY_SHAPE = (_bin(ID_LEN), _bin(FP_LEN), _bin(FP_LEN), _uint64, _text, _bin(ID_LEN))
 _POST_SHAPE = (_bin(ID_LEN), _bin(FP_LEN), _bin(FP_LEN), _uint64, _bin(GROUP_ID_LEN),
                _uint64, _uint64, _uint64, _text)  # fmt: skip
 # Element checks per type code, used to explain a refusal; the fast paths above must
@@ -628,6 +653,7 @@ _SHAPES = {
     TYPING: (_bool,),
     THROTTLE: (_is_reason, _is_retry_after),
     GROUP_POST: _POST_SHAPE,
+    REPLY: _REPLY_SHAPE,
     GROUP_HEAD: (_bin(GROUP_ID_LEN), _uint64, _bin(HASH_LEN)),  # and count 0 iff ZERO_HEAD
     GROUP_RECORDS: (_bin(GROUP_ID_LEN), _uint64, _records),  # and numbers below 2**64
     KEY_SUCCESSION: (_is_statement,),

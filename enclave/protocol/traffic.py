@@ -89,12 +89,12 @@ class Traffic:
         """``send_chats`` for our own messages given as objects with ``id``,
         ``created_ms``, ``body`` and ``group`` (the outbox's rows): no Chat is built for
         them. ``group`` is None for a chat, or ``(group_id, epoch, lamport, seq)`` for a
-        post to this session's peer."""
+        post to this session's peer; ``reply`` None, or the id a chat quotes (a REPLY)."""
         self._require_established()
         own, peer = self.identity.fingerprint, self.peer
         return self._queue_chats(
             [
-                outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body)
+                outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body, o.reply)
                 if o.group is None
                 else outgoing_group_post_fields(o.id, own, peer, o.created_ms, o.group, o.body)
                 for o in items

@@ -56,7 +56,8 @@ class MessagesMixin(OutboxMixin):
 
         A group post's row carries one more element (the 6th of an ``enqueue`` row, the
         7th of an ``incoming`` one): ``group`` = (group_id, epoch, lamport, seq), or None
-        for a direct message. A group id the store does not hold fails the transaction
+        for a direct message. A reply's row carries one more after it (7th, 8th): the
+        16-byte id of the message it quotes (schema 10). A group id the store does not hold fails the transaction
         (``sqlite3.IntegrityError``).
         """
         incoming, enqueue = list(incoming), list(enqueue)
@@ -95,23 +96,27 @@ class MessagesMixin(OutboxMixin):
         return _new_flags(db, flat[:: _INCOMING.width])
 
     def _insert_incoming_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
-        plain, grouped, rowids, keys = [], [], [], {}
+        plain, grouped, rowids, keys, replies = [], [], [], {}, []
         for row in rows:
-            if len(row) not in (6, 7):
-                raise ValueError(f"an incoming row has 6 or 7 elements, not {len(row)}")
+            if len(row) not in (6, 7, 8):
+                raise ValueError(f"an incoming row has 6, 7 or 8 elements, not {len(row)}")
             fp, mid, body, created, stored, legacy = row[:6]
             explain_row(mid, body, created, stored)
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
             rowid = next(self._rowids)
             rowids.append(rowid)
             values = (rowid, pid, mid, body, created, stored, 1 if legacy else 0)
-            group = row[6] if len(row) == 7 else None
+            group = row[6] if len(row) >= 7 else None
             if group is None:
                 plain += values
             else:
                 grouped += (*values, *_group_values(db, group, keys))
+            if len(row) == 8 and row[7] is not None:
+                replies.append((_reply_id(row[7]), rowid))
         _insert_rows(db, _INCOMING, plain)
         _insert_rows(db, _INCOMING_GROUP, grouped)
+        # A duplicate was not inserted: its row id names no row, and nothing changes.
+        db.executemany("UPDATE messages SET reply_to = ? WHERE rowid = ?", replies)
         return _new_flags(db, rowids)
 
     def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
@@ -135,24 +140,27 @@ class MessagesMixin(OutboxMixin):
         _insert_rows(db, _OUTGOING, flat)  # owed = rowid: the back of its peer's queue
 
     def _insert_outgoing_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
-        plain, grouped, seen, keys = [], [], set(), {}
+        plain, grouped, seen, keys, replies = [], [], set(), {}, []
         for row in rows:
-            if len(row) not in (5, 6):
-                raise ValueError(f"an outgoing row has 5 or 6 elements, not {len(row)}")
+            if len(row) not in (5, 6, 7):
+                raise ValueError(f"an outgoing row has 5, 6 or 7 elements, not {len(row)}")
             rowid, fp, mid, body, created = row[:5]
             explain_row(mid, body, created, 0)
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
             seen.add((pid, mid))  # a post has one id for all members: one row each
             values = (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
-            group = row[5] if len(row) == 6 else None
+            group = row[5] if len(row) >= 6 else None
             if group is None:
                 plain += values
             else:
                 grouped += (*values, *_group_values(db, group, keys))
+            if len(row) == 7 and row[6] is not None:
+                replies.append((_reply_id(row[6]), rowid))
         if len(seen) < len(rows):
             raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
         _insert_rows(db, _OUTGOING, plain)
         _insert_rows(db, _OUTGOING_GROUP, grouped)
+        db.executemany("UPDATE messages SET reply_to = ? WHERE rowid = ?", replies)
 
 
 def _new_flags(db: sqlite3.Connection, rowids: list[int]) -> list[bool]:
@@ -161,6 +169,12 @@ def _new_flags(db: sqlite3.Connection, rowids: list[int]) -> list[bool]:
     sql = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
     new = {r[0] for r in db.execute(sql, (rowids[0], rowids[-1]))}
     return [r in new for r in rowids]
+
+
+def _reply_id(reply: object) -> bytes:
+    if type(reply) is not bytes or len(reply) != 16:
+        raise ValueError("a reply quotes a message id of 16 bytes")
+    return reply
 
 
 def _group_values(db: sqlite3.Connection, group: object, keys: dict[bytes, int]) -> tuple:

@@ -74,6 +74,7 @@ class Message:
     file: FileNote | None = None
     read_ms: int | None = None  # ours: when the contact said it read it (schema 9)
     broadcast: bool = False  # ours: sent by a broadcast (schema 9)
+    reply_to: bytes | None = None  # the id of the message it quotes (schema 10)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class OutboxItem:
     # A group post's row (schema 6): (group id, epoch, lamport, seq), carried unchanged
     # by every resend. None for a direct message.
     group: tuple[bytes, int, int, int] | None = None
+    reply: bytes | None = None  # the id a chat quotes (schema 10)
 
 
 # -- file transfers (schema 5) --------------------------------------------------------------

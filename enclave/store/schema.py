@@ -292,6 +292,8 @@ V9 = (
     "ALTER TABLE messages ADD COLUMN read_ms INTEGER",
     "ALTER TABLE messages ADD COLUMN broadcast INTEGER NOT NULL DEFAULT 0",
 )
+# Schema 10: a reply's quote (the id of the message it answers, either direction).
+V10 = ("ALTER TABLE messages ADD COLUMN reply_to BLOB",)
 V8 = (
     """CREATE TABLE own_rotations (
         seq        INTEGER PRIMARY KEY CHECK (seq >= 1),

@@ -210,3 +210,37 @@ def test_a_broadcast_is_marked_in_each_chat(pages):
         timeout=WAIT
     )
     expect(bubble(alice, "out", "will you read this").locator(".broadcast-mark")).to_have_count(0)
+
+
+def test_a_reply_quotes_the_message_on_both_pages(pages):
+    alice, bob = pages["alice"], pages["bob"]
+    open_chat(alice, "bob")
+    open_chat(bob, "alice")
+    send(bob, "shall we meet at the station?")
+    asked = bubble(alice, "in", "shall we meet at the station?")
+    expect(asked).to_be_visible(timeout=WAIT)
+    asked.hover()
+    asked.locator("button.msg-more").click()
+    alice.locator("#msg-reply").click()
+    expect(alice.locator("#reply-bar")).to_be_visible()
+    expect(alice.locator("#reply-text")).to_have_text("bob: shall we meet at the station?")
+    expect(alice.locator("#input")).to_be_focused()
+    send(alice, "yes, at the north exit")
+    expect(alice.locator("#reply-bar")).to_be_hidden(timeout=WAIT)
+    mine = bubble(alice, "out", "yes, at the north exit").locator(".quote")
+    expect(mine).to_contain_text("shall we meet at the station?", timeout=WAIT)
+    theirs = bubble(bob, "in", "yes, at the north exit").locator(".quote")
+    expect(theirs).to_contain_text("You", timeout=WAIT)
+    expect(theirs).to_contain_text("shall we meet at the station?")
+    bob.reload()  # from the store too
+    expect(bob.locator("#chat-name")).to_have_text("alice", timeout=WAIT)
+    again = bubble(bob, "in", "yes, at the north exit").locator(".quote")
+    expect(again).to_contain_text("shall we meet at the station?", timeout=WAIT)
+    # A reply that is not sent can be dropped: the next message quotes nothing.
+    asked.hover()
+    asked.locator("button.msg-more").click()
+    alice.locator("#msg-reply").click()
+    alice.locator("#btn-reply-cancel").click()
+    send(alice, "no quote here")
+    expect(bubble(alice, "out", "no quote here")).to_be_visible(timeout=WAIT)
+    expect(bubble(alice, "out", "no quote here").locator(".quote")).to_have_count(0)

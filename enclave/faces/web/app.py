@@ -202,6 +202,19 @@ def _text(data: dict, key: str, limit: int, *, required: bool = True) -> str | N
     return value
 
 
+def _reply(data: dict) -> tuple[str | None, str | None]:
+    """The message a new one quotes: (its id, its direction), or (None, None)."""
+    reply = data.get("reply_to")
+    if reply is None:
+        return None, None
+    if not isinstance(reply, str) or len(reply) != 32 or not set(reply) <= _HEX:
+        raise ApiError(400, "'reply_to' is the quoted message's id: 32 lowercase hex digits")
+    direction = data.get("reply_direction")
+    if direction not in ("in", "out"):
+        raise ApiError(400, '\'reply_direction\' must be "in" or "out"')
+    return reply, direction
+
+
 def _fingerprint(value: object) -> str:
     if not isinstance(value, str) or len(value) != 64 or not _HEX.issuperset(value):
         raise ApiError(400, "a peer is named by its fingerprint: 64 lowercase hex digits")
@@ -421,9 +434,10 @@ def _message_routes(app: Quart, backend: Backend) -> None:
         data = await _body()
         fp = _fingerprint(data.get("peer"))
         text = _message_text(data)
-        sent = await node.send(fp, text)
+        reply, direction = _reply(data)
+        sent = await node.send(fp, text, reply, direction)
         # Every page (this one too) got it as a "sent" event from the node's "queued".
-        return {"message": views.sent(sent, text)}
+        return {"message": views.sent(sent, text, reply)}
 
     @app.post("/api/broadcast")
     async def broadcast():

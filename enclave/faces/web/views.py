@@ -98,6 +98,7 @@ def message(m) -> dict:
         "file": note(m.file, m.direction) if getattr(m, "file", None) is not None else None,
         "read_ms": getattr(m, "read_ms", None),
         "broadcast": getattr(m, "broadcast", False),
+        "reply_to": m.reply_to.hex() if getattr(m, "reply_to", None) else None,
     }
 
 
@@ -135,10 +136,10 @@ def file(f: FileChanged) -> dict:
     }
 
 
-def sent(s, body: str) -> dict:
-    """A message this page just queued (``node.Sent``)."""
+def sent(s, body: str, reply_to: str | None = None) -> dict:
+    """A message this page just queued (``node.Sent``); ``reply_to``: the id it quotes."""
     now = int(time.time() * 1000)
-    return outgoing(s.peer, s.id, s.rowid, body, now)
+    return {**outgoing(s.peer, s.id, s.rowid, body, now), "reply_to": reply_to}
 
 
 def outgoing(peer: str, message_id: bytes, rowid: int, body: str, created_ms: int) -> dict:
@@ -241,6 +242,7 @@ def received(e) -> dict:
         "state": "received",
         "reason": None,
         "legacy": e.legacy,
+        "reply_to": e.reply_to.hex() if e.reply_to else None,
     }
 
 

@@ -1,5 +1,5 @@
 // A message's actions: a ⋯ button on each bubble (shown on hover and keyboard focus)
-// opens a small menu: Copy, Delete for me.
+// opens a small menu: Reply, Copy, Delete for me.
 //
 // Rules:
 // - Copy puts the message's text on the clipboard exactly as it arrived (the page
@@ -13,6 +13,8 @@
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { keyOf, state } from "./state.js";
+import { startReply } from "./composer.js";
+import { label } from "./text.js";
 import { toast } from "./toasts.js";
 
 let target = null; // the message the open menu is about
@@ -22,6 +24,7 @@ let onDeleted = () => {};
 export function wireActions(rerender) {
   const menu = $("msg-menu");
   $("msg-copy").addEventListener("click", copyMessage);
+  $("msg-reply").addEventListener("click", replyTo);
   $("msg-delete").addEventListener("click", deleteMessage);
   menu.addEventListener("keydown", (event) => {
     if (event.key === "Escape") {
@@ -57,6 +60,7 @@ function openMenu(m, button) {
   menu.style.top = `${Math.min(place.bottom + 4, window.innerHeight - 110)}px`;
   menu.style.left = `${Math.max(8, Math.min(place.left - 120, window.innerWidth - 200))}px`;
   show($("msg-copy"), typeof m.body === "string" && !m.file);
+  show($("msg-reply"), typeof m.body === "string" && !m.file && !m.legacy);
   show($("msg-delete"), !m.file);
   show(menu, true);
   button.setAttribute("aria-expanded", "true");
@@ -72,6 +76,14 @@ function closeMenu() {
   }
   target = null;
   opener = null;
+}
+
+function replyTo() {
+  const m = target;
+  closeMenu();
+  if (!m) return;
+  const peer = state.peers.get(m.peer);
+  startReply(m, m.direction === "out" ? "you" : peer ? label(peer) : "them");
 }
 
 async function copyMessage() {

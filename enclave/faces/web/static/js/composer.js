@@ -13,16 +13,34 @@
 
 import { api } from "./api.js";
 import { onMessage } from "./conversation.js";
-import { $ } from "./dom.js";
+import { $, show } from "./dom.js";
 import { state } from "./state.js";
+import { visible } from "./text.js";
 import { toast } from "./toasts.js";
 import { noteTyping, stopTyping } from "./typing.js";
 
 export const MAX_CHARS = 10000;
+
+// The message the next send answers (actions.js "Reply"): it travels as that
+// message's id, and both faces show the quote from their own copy of it.
+let replying = null;
+
+export function startReply(m, who) {
+  replying = { peer: m.peer, id: m.id, direction: m.direction };
+  $("reply-text").textContent = `${who}: ${visible(String(m.body || ""), false).slice(0, 120)}`;
+  show($("reply-bar"), true);
+  $("input").focus();
+}
+
+export function cancelReply() {
+  replying = null;
+  show($("reply-bar"), false);
+}
 const COUNT_FROM = 9000;
 const DRAFT_KEY = "enclave-draft:";
 
 export function wireComposer() {
+  $("btn-reply-cancel").addEventListener("click", cancelReply);
   $("composer").addEventListener("submit", onSend);
   $("input").addEventListener("input", onComposerInput);
   $("input").addEventListener("keydown", onComposerKey);
@@ -80,8 +98,12 @@ async function onSend(event) {
   stopTyping();
   input.value = "";
   onComposerInput();
+  const quoted = replying && replying.peer === fp ? replying : null;
+  const body = { peer: fp, text };
+  if (quoted) Object.assign(body, { reply_to: quoted.id, reply_direction: quoted.direction });
   try {
-    const data = await api("POST", "/api/send", { peer: fp, text });
+    const data = await api("POST", "/api/send", body);
+    if (quoted) cancelReply();
     onMessage(data.message, false);
   } catch (err) {
     input.value = text;

@@ -264,6 +264,7 @@ function bubble(m, first) {
   if (m.direction === "out") li.dataset.state = m.state;
   const b = el("div", "bubble");
   b.appendChild(el("span", "sr-only", spoken(m))); // who, when, and its fate, for screen readers
+  if (m.reply_to) b.appendChild(quoteOf(m));
   if (m.file) b.appendChild(fileCard(m));
   else if (m.body === null) b.appendChild(el("span", "body", "(deleted)"));
   else {
@@ -297,6 +298,30 @@ function bubble(m, first) {
   }
   li.appendChild(b);
   return li;
+}
+
+// The message a reply quotes, from this page's own copy of it (the wire carries only
+// its id); clicking the quote shows it in the conversation.
+function quoteOf(m) {
+  const c = convo(m.peer);
+  const quoted = c.byKey.get(`in:${m.reply_to}`) || c.byKey.get(`out:${m.reply_to}`);
+  const box = el("div", "quote");
+  if (!quoted || typeof quoted.body !== "string") {
+    box.textContent = "↪ a message not shown here";
+    return box;
+  }
+  const peer = state.peers.get(m.peer);
+  const who = quoted.direction === "out" ? "You" : peer ? label(peer) : "Them";
+  box.append(el("span", "quote-who", who), el("span", "quote-body", visible(quoted.body, false).slice(0, 160)));
+  box.tabIndex = 0;
+  box.setAttribute("role", "button");
+  box.title = "Show the message this answers";
+  const show_ = () => reveal(m.peer, keyOf(quoted));
+  box.addEventListener("click", show_);
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") show_();
+  });
+  return box;
 }
 
 function spoken(m) {

@@ -49,6 +49,7 @@ export function addToConvo(c, m, atStart) {
   const known = c.byKey.get(key);
   if (known) {
     if (m.rowid && !known.rowid) known.rowid = m.rowid;
+    if (m.reply_to && !known.reply_to) known.reply_to = m.reply_to; // the sender's answer says it
     return false;
   }
   const pending = m.direction === "out" ? c.states.get(m.id) : null;
