@@ -93,6 +93,16 @@ def test_the_main_views_and_dialogs_have_no_violation_in_either_theme(pages, the
         assert violations(alice) == [], button
         alice.keyboard.press("Escape")
         expect(dialog).to_have_count(0)
+    # A message's menu, and the reply bar it opens.
+    theirs = bubble(alice, "in", "hello back")
+    theirs.hover()
+    theirs.locator("button.msg-more").click()
+    expect(alice.locator("#msg-menu")).to_be_visible()
+    assert violations(alice) == [], "message menu"
+    alice.locator("#msg-reply").click()
+    expect(alice.locator("#reply-bar")).to_be_visible()
+    assert violations(alice) == [], "reply bar"
+    alice.locator("#btn-reply-cancel").click()
     alice.evaluate("() => localStorage.removeItem('enclave-theme')")
 
 

@@ -279,7 +279,7 @@ def test_notifications_name_the_sender_only_unless_chosen_and_respect_mute(brows
     alice.keyboard.press("Escape")
     send(bob, "the secret plan")
     alice.wait_for_function("() => window.shown.length === 1", timeout=WAIT)
-    assert shown(alice) == [{"title": "bob · Enclave", "body": "New message"}]
+    assert shown(alice) == [{"title": "\u2068bob\u2069 · Enclave", "body": "New message"}]
     alice.locator("#btn-settings").click()
     alice.locator("#notify-text").check()
     alice.keyboard.press("Escape")

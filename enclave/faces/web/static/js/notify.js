@@ -91,7 +91,9 @@ export function notifyMessage(from, muteKey, text, open) {
   if (!p.on || !("Notification" in window) || Notification.permission !== "granted") return;
   const body = p.text ? visible(String(text || ""), false).slice(0, 200) : "New message";
   try {
-    const note = new Notification(`${visible(from, false)} · Enclave`, { body, tag: muteKey, silent: true });
+    // The name isolated (FSI ... PDI): a right-to-left name cannot reorder the title.
+    const title = `\u2068${visible(from, false)}\u2069 · Enclave`;
+    const note = new Notification(title, { body, tag: muteKey, silent: true });
     note.addEventListener("click", () => {
       window.focus();
       open();
