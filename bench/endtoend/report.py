@@ -51,6 +51,10 @@ TARGETS = {
     # A backup of a store of 100,000 messages: the store's snapshot, sealing and writing
     # the file, past the password's scrypt runs (MB/s of the backup file, 10^6 bytes).
     "backup_mb_s": 50,
+    # A reply is a chat (the same path, one quote id more); a read receipt goes out when
+    # the reader's face marks the chat read and is applied at once by the sender.
+    "reply_ms": 50,
+    "read_receipt_ms": 50,
 }
 REFS = ("raw", "raw-batch", "tls", "v1")
 REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
@@ -302,6 +306,25 @@ BACKUP_ROWS: tuple[Spec, ...] = (
 )
 
 
+RECEIPT_ROWS: tuple[Spec, ...] = (
+    Spec(
+        "reply: sent until the other side has it, quote and all, median of {rounds} (ms)",
+        "enclave.receipts",
+        "reply_ms",
+        f"<= {T['reply_ms']}",
+        at_most(T["reply_ms"]),
+    ),
+    Spec(
+        "read receipt: chat read until the sender shows it read, median (ms)",
+        "enclave.receipts",
+        "read_ms",
+        f"<= {T['read_receipt_ms']}",
+        at_most(T["read_receipt_ms"]),
+    ),
+    Spec("  same, slowest (ms)", "enclave.receipts", "read_max_ms"),
+)
+
+
 NODE_ROWS: tuple[Spec, ...] = (
     _throughput("durable throughput, 100 B (msg/s)", "enclave.throughput"),
     *(_latency(f"one-way latency @1,000 msg/s, {q} (us)", "enclave.latency", q) for q in QUANTILES),
@@ -370,6 +393,7 @@ NODE_ROWS: tuple[Spec, ...] = (
     *PAIRING_ROWS,
     *ROTATION_ROWS,
     *BACKUP_ROWS,
+    *RECEIPT_ROWS,
 )
 
 

@@ -28,6 +28,7 @@ from endtoend import (
     groups,
     pairing,
     probes,
+    receipts,
     rotation,
     scenarios,
 )
@@ -66,6 +67,7 @@ SIZES = {
     "pair_rounds": (20, 3),  # pairings by code, each from join to both contacts added
     "rotate_rounds": (5, 2),  # key rotations on a running node, each handed over
     "backup_n": (100_000, 5_000),  # messages in the store backed up and restored
+    "receipt_rounds": (20, 3),  # a reply, then a read receipt, each round
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -104,6 +106,8 @@ def run(args) -> dict:
                 result["enclave"] = {"rotation": rotation_part(tmp, keys, size)}
             elif args.only == "backup":
                 result["enclave"] = {"backup": backup_part(tmp, keys, size)}
+            elif args.only == "receipts":
+                result["enclave"] = {"receipts": receipts_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -202,7 +206,16 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out["pairing"] = pairing_part(tmp, keys, size)
     out["rotation"] = rotation_part(tmp, keys, size)
     out["backup"] = backup_part(tmp, keys, size)
+    out["receipts"] = receipts_part(tmp, keys, size)
     return out
+
+
+def receipts_part(tmp: Path, keys, size: Sizes) -> dict:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    say(f"replies and read receipts: {size.receipt_rounds} rounds of each")
+    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    return receipts.receipts_case(tmp, a, b, size.receipt_rounds)
 
 
 def backup_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -277,7 +290,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups", "pairing", "rotation", "backup"],
+        choices=["files", "groups", "pairing", "rotation", "backup", "receipts"],
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)

@@ -9,9 +9,10 @@ Rules:
   face marks that chat read: at once over a live session, else at its next session.
   An untold receipt is kept in memory only: it is a courtesy, not a delivery, and a
   restart may forget it (the next reading tells it again).
-- A contact's READ: its ``upto`` only ever grows, and what it says is applied once per
-  FLUSH_S per contact (the newest ``upto``, one UPDATE off the loop), so a contact that
-  floods READs costs one small write a second. A READ naming a message we never sent
+- A contact's READ: its ``upto`` only ever grows, and what it says is applied at once,
+  then at most once per FLUSH_S (the newest ``upto`` of the contacts heard meanwhile,
+  one UPDATE each off the loop), so a contact that floods READs costs one small write
+  a second. A READ naming a message we never sent
   marks at most the ones before it: nothing it could say harms more than a lie.
 - What changed reaches every face as ``MessagesRead``.
 """
@@ -36,6 +37,7 @@ class Receipts:
         self._heard: dict[str, bytes] = {}  # fp -> the newest upto heard, not yet applied
         self._seen: dict[str, bytes] = {}  # fp -> the newest upto applied
         self._timer: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")  # loop time of the last flush
 
     # --- the user's choice ------------------------------------------------------------
 
@@ -79,11 +81,14 @@ class Receipts:
         if upto <= newest:
             return  # nothing new: a repeat costs nothing
         self._heard[fp] = upto
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.flush_s, self._flush)
+        if self._timer is None:  # the first at once, then one flush per FLUSH_S at most
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._last_flush + self.flush_s - loop.time())
+            self._timer = loop.call_later(delay, self._flush)
 
     def _flush(self) -> None:
         self._timer = None
+        self._last_flush = asyncio.get_running_loop().time()
         batch, self._heard = self._heard, {}
         now = int(time.time() * 1000)
 
