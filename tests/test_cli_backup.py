@@ -369,6 +369,28 @@ def test_backup_checks_its_file_and_the_identity_password_first(made, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.bak", "notes.txt"]
 
 
+def test_a_killed_runs_plaintext_scratch_is_erased_by_the_next_run(made, tmp_path):
+    base, alice, _, bak = made
+    dead = subprocess.Popen(["true"])  # a process that has ended: its pid is free
+    dead.wait()
+    stale = alice.home / f".backup-{dead.pid}-x1y2"
+    stale.mkdir()
+    (stale / "enclave.db").write_bytes(b"a plaintext snapshot")
+    live = alice.home / f".backup-{os.getpid()}-z3"  # a run that is still going: kept
+    live.mkdir()
+    done = run("--home", str(alice.home), "backup", str(tmp_path / "again.bak"))
+    assert done.returncode == 0, done.stderr
+    assert not stale.exists() and live.exists()
+    live.rmdir()
+    home = tmp_path / "home"
+    left = tmp_path / f".home.restore-{dead.pid}-q9"
+    left.mkdir()
+    (left / "enclave.db").write_bytes(b"a decrypted store")
+    done = run("restore", str(bak), "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    assert not left.exists()
+
+
 def test_a_progress_line_only_on_a_terminal(made, tmp_path):
     _, alice, *_ = made
     controller, terminal = pty.openpty()

@@ -298,12 +298,34 @@ def snapshot_store(db_path: Path, snapshot: Path) -> None:
         raise UserError(f"cannot read the message store {db_path}: {err}") from None
 
 
+def scratch_folder(parent: Path, prefix: str) -> Path:
+    """A new private folder ``PREFIX<pid>-<random>`` in ``parent``, after erasing the
+    ones a killed run of ours left there (their process is gone): they hold decrypted
+    copies (a store snapshot, a restored home) that nothing else would remove."""
+    for old in parent.glob(f"{prefix}*"):
+        pid = old.name[len(prefix) :].partition("-")[0]
+        if old.is_dir() and not old.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                wiping.erase(old)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True
+
+
 @contextlib.contextmanager
 def _scratch(home: Path) -> Iterator[Path]:
     # Inside the home (0700), beside the store it copies: the snapshot is exposed to no
     # one the store is not. Plainly removed after: the same bytes stay in the store.
     try:
-        path = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=home))
+        path = scratch_folder(home, _SCRATCH_PREFIX)
     except OSError as err:
         raise UserError(f"cannot write in {home}: {homes.os_reason(err)}") from None
     try:

@@ -30,7 +30,6 @@ import hmac
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from .backup import (
     Sealing,
     chunk_aad,
     chunk_nonce,
+    scratch_folder,
 )
 
 CUT_SHORT = "this backup is damaged or incomplete (it was cut short); nothing was restored"
@@ -215,7 +215,7 @@ def restore(opened: Opened, place: homes.Home, *, force: bool, progress=None) ->
     made = [p for p in (parent, *parent.parents) if not p.exists()]  # to undo on refusal
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staged = Path(tempfile.mkdtemp(prefix=f".{place.path.name}.restore-", dir=parent))
+        staged = scratch_folder(parent, f".{place.path.name}.restore-")
     except OSError as err:
         raise UserError(f"cannot write in {parent}: {homes.os_reason(err)}") from None
     try:

@@ -44,6 +44,11 @@ def wipe(place: homes.Home) -> list[str]:
     return removed
 
 
+def erase(path: Path) -> None:
+    """Erase one file or folder as ``wipe`` does (files zeroed first, links unlinked)."""
+    _erase(path)
+
+
 def _erase(path: Path) -> None:
     st = path.lstat()
     if stat.S_ISDIR(st.st_mode):
