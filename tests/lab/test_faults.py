@@ -337,11 +337,12 @@ def fill(disk: Path) -> Path:
     """Write a filler file until the disk refuses (ENOSPC)."""
     filler = disk / "filler"
     chunk = b"\0" * 65536
-    with open(filler, "wb") as f:
+    # Unbuffered: a write the full disk cut short leaves nothing in a buffer for the
+    # close to try again (that retry raised ENOSPC at the close, now and then).
+    with open(filler, "wb", buffering=0) as f:
         with contextlib.suppress(OSError):
             for _ in range(4096):  # bounded: 256 MiB at most
                 f.write(chunk)
-                f.flush()
                 os.fsync(f.fileno())
     probe = disk / "probe"
     try:
