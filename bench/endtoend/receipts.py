@@ -15,6 +15,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from endtoend.inprocess import contacts
 from endtoend.measure import percentiles_us
 
 
@@ -23,18 +24,10 @@ def receipts_case(tmp: Path, a_key, b_key, rounds: int) -> dict:
 
 
 async def _rounds(tmp: Path, a_key, b_key, rounds: int) -> dict:
-    from cryptography.hazmat.primitives import serialization
-
-    from enclave.node import Node
     from enclave.node.events import MessageReceived, MessagesRead
     from enclave.node.receipts import FLUSH_S
 
-    a, b = Node(tmp / "rcpt-a", a_key), Node(tmp / "rcpt-b", b_key)
-    await a.start("127.0.0.1", 0)
-    await b.start("127.0.0.1", 0)
-    pem = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    a.add_peer(b_key.public_key().public_bytes(*pem).decode(), f"127.0.0.1:{b.address[1]}", "bob")
-    b.add_peer(a_key.public_key().public_bytes(*pem).decode(), f"127.0.0.1:{a.address[1]}", "alice")
+    a, b = await contacts(tmp, a_key, b_key, "rcpt")
     a.set_receipts("bob", True)
     b.set_receipts("alice", True)
     got_b: asyncio.Queue = asyncio.Queue()

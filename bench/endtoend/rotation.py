@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from endtoend.inprocess import contacts
 from endtoend.measure import percentiles_us
 
 PASSWORD = "bench rotation password"
@@ -25,19 +26,11 @@ def rotation_case(tmp: Path, a_key, b_key, new_keys) -> dict:
 
 
 async def _rounds(tmp: Path, a_key, b_key, new_keys) -> dict:
-    from cryptography.hazmat.primitives import serialization
-
     from enclave.identity import home, keys
-    from enclave.node import Node
     from enclave.node.events import KeyChanged, MessageReceived
 
-    keys.save_identity(home.Home(tmp / "rot-a"), a_key, PASSWORD)
-    a, b = Node(tmp / "rot-a", a_key), Node(tmp / "rot-b", b_key)
-    await a.start("127.0.0.1", 0)
-    await b.start("127.0.0.1", 0)
-    pem = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    a.add_peer(b_key.public_key().public_bytes(*pem).decode(), f"127.0.0.1:{b.address[1]}", "bob")
-    b.add_peer(a_key.public_key().public_bytes(*pem).decode(), f"127.0.0.1:{a.address[1]}", "alice")
+    keys.save_identity(home.Home(tmp / "rot-a"), a_key, PASSWORD)  # rotate_key re-reads it
+    a, b = await contacts(tmp, a_key, b_key, "rot")
     switched, received = asyncio.Event(), asyncio.Event()
 
     def on_b(event) -> None:

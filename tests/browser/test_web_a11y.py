@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-from test_web_browser import DESKTOP, WAIT, Watch, bubble, open_chat, send
-from webnodes import WebNode, closed, running
+from test_web_browser import DESKTOP, WAIT, Watch, bubble, open_chat, open_menu, send
+from webnodes import WebNode, alice_bob_and_carol, closed, running
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -23,13 +23,7 @@ pytestmark = pytest.mark.skipif(not AXE.exists(), reason="axe-core is installed 
 
 @pytest.fixture(scope="module")
 def nodes(rsa_keys, tmp_path_factory):
-    base = tmp_path_factory.mktemp("a11y")
-    made = {n: WebNode(n, base / n, key=rsa_keys[n]) for n in ("alice", "bob", "carol")}
-    alice = made["alice"]
-    for other in (made["bob"], made["carol"]):
-        alice.add_peer(other, other.name)
-        other.add_peer(alice, "alice")
-    with running(made):
+    with running(alice_bob_and_carol(rsa_keys, tmp_path_factory.mktemp("a11y"))) as made:
         yield made
 
 
@@ -95,8 +89,7 @@ def test_the_main_views_and_dialogs_have_no_violation_in_either_theme(pages, the
         expect(dialog).to_have_count(0)
     # A message's menu, and the reply bar it opens.
     theirs = bubble(alice, "in", "hello back")
-    theirs.hover()
-    theirs.locator("button.msg-more").click()
+    open_menu(theirs)
     expect(alice.locator("#msg-menu")).to_be_visible()
     assert violations(alice) == [], "message menu"
     alice.locator("#msg-reply").click()

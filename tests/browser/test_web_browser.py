@@ -109,6 +109,12 @@ def send(page, text: str) -> None:
     page.locator("#input").press("Enter")
 
 
+def open_menu(message) -> None:
+    """A message's ⋯ menu, as a mouse opens it (the button shows on hover)."""
+    message.hover()
+    message.locator("button.msg-more").click()
+
+
 def bubble(page, direction: str, text: str):
     return page.locator(f"#message-list .msg.{direction}").filter(
         has=page.locator(".body", has_text=text)

@@ -9,20 +9,14 @@ import re
 
 import pytest
 from playwright.sync_api import expect
-from test_web_browser import WAIT, bubble, open_chat, open_page, send
-from webnodes import WebNode, closed, free_port, running
+from test_web_browser import WAIT, bubble, open_chat, open_menu, open_page, send
+from webnodes import alice_bob_and_carol, alice_web_args, closed, running
 
 
 @pytest.fixture(scope="module")
 def nodes(rsa_keys, tmp_path_factory):
-    base = tmp_path_factory.mktemp("reading")
-    made = {n: WebNode(n, base / n, key=rsa_keys[n]) for n in ("alice", "bob", "carol")}
-    alice, bob, carol = made.values()
-    for other in (bob, carol):
-        alice.add_peer(other, other.name)
-        other.add_peer(alice, "alice")
-    alice.web_port = free_port()  # kept across its restart: the same origin, as :5000 is
-    with running(made, {"alice": ("--web-port", str(alice.web_port))}):
+    made = alice_bob_and_carol(rsa_keys, tmp_path_factory.mktemp("reading"), fixed_port=True)
+    with running(made, alice_web_args(made)):
         yield made
 
 
@@ -144,8 +138,7 @@ def test_a_message_can_be_copied_and_deleted_here(pages):
     send(bob, "delete me here")
     copied = bubble(alice, "in", "copy me")
     expect(copied).to_be_visible(timeout=WAIT)
-    copied.hover()
-    copied.locator("button.msg-more").click()
+    open_menu(copied)
     menu = alice.locator("#msg-menu")
     expect(menu).to_be_visible()
     expect(alice.locator("#msg-reply")).to_be_focused()  # the first item
@@ -157,8 +150,7 @@ def test_a_message_can_be_copied_and_deleted_here(pages):
     # The clipboard gets the text as it arrived (the page shows the bidi mark visibly).
     assert alice.evaluate("() => navigator.clipboard.readText()") == "copy me\u202eexactly"
     gone = bubble(alice, "in", "delete me here")
-    gone.hover()
-    gone.locator("button.msg-more").click()
+    open_menu(gone)
     alice.locator("#msg-delete").click()
     expect(gone).to_have_count(0, timeout=WAIT)
     expect(alice.locator(".toast", has_text="your contact keeps their copy")).to_be_visible()
@@ -219,8 +211,7 @@ def test_a_reply_quotes_the_message_on_both_pages(pages):
     send(bob, "shall we meet at the station?")
     asked = bubble(alice, "in", "shall we meet at the station?")
     expect(asked).to_be_visible(timeout=WAIT)
-    asked.hover()
-    asked.locator("button.msg-more").click()
+    open_menu(asked)
     alice.locator("#msg-reply").click()
     expect(alice.locator("#reply-bar")).to_be_visible()
     expect(alice.locator("#reply-text")).to_have_text("bob: shall we meet at the station?")
@@ -237,8 +228,7 @@ def test_a_reply_quotes_the_message_on_both_pages(pages):
     again = bubble(bob, "in", "yes, at the north exit").locator(".quote")
     expect(again).to_contain_text("shall we meet at the station?", timeout=WAIT)
     # A reply that is not sent can be dropped: the next message quotes nothing.
-    asked.hover()
-    asked.locator("button.msg-more").click()
+    open_menu(asked)
     alice.locator("#msg-reply").click()
     alice.locator("#btn-reply-cancel").click()
     send(alice, "no quote here")

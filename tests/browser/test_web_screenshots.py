@@ -8,20 +8,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 from test_web_browser import DESKTOP, WAIT, bubble, open_chat, open_page, send
-from webnodes import WebNode, closed, running
+from webnodes import alice_bob_and_carol, closed, running
 
 PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
 def nodes(rsa_keys, tmp_path_factory):
-    base = tmp_path_factory.mktemp("shots")
-    made = {n: WebNode(n, base / n, key=rsa_keys[n]) for n in ("alice", "bob", "carol")}
-    alice = made["alice"]
-    for other in (made["bob"], made["carol"]):
-        alice.add_peer(other, other.name)
-        other.add_peer(alice, "alice")
-    with running(made):
+    with running(alice_bob_and_carol(rsa_keys, tmp_path_factory.mktemp("shots"))) as made:
         yield made
 
 

@@ -22,21 +22,15 @@ import pytest
 from playwright.sync_api import expect
 from support.nodes import public_pem
 from test_web_browser import DESKTOP, WAIT, bubble, open_chat, open_page, peer, send
-from webnodes import WebNode, closed, free_port, running
+from webnodes import WebNode, alice_bob_and_carol, alice_web_args, closed, running
 
 from enclave.faces.web import security
 
 
 @pytest.fixture(scope="module")
 def nodes(rsa_keys, tmp_path_factory):
-    base = tmp_path_factory.mktemp("signin")
-    made = {n: WebNode(n, base / n, key=rsa_keys[n]) for n in ("alice", "bob", "carol")}
-    alice = made["alice"]
-    for other in (made["bob"], made["carol"]):
-        alice.add_peer(other, other.name)
-        other.add_peer(alice, "alice")
-    alice.web_port = free_port()  # kept across its restarts: the same origin, as :5000 is
-    with running(made, {"alice": ("--web-port", str(alice.web_port))}):
+    made = alice_bob_and_carol(rsa_keys, tmp_path_factory.mktemp("signin"), fixed_port=True)
+    with running(made, alice_web_args(made)):
         yield made
 
 

@@ -125,6 +125,24 @@ def running(made: dict, web_args: dict | None = None):
             node.stop()
 
 
+def alice_bob_and_carol(rsa_keys, base: Path, *, fixed_port: bool = False) -> dict:
+    """Three WebNodes, not started: alice has bob and carol as contacts, each has alice.
+    ``fixed_port``: alice's page keeps one port across restarts (``alice_web_args``)."""
+    made = {n: WebNode(n, base / n, key=rsa_keys[n]) for n in ("alice", "bob", "carol")}
+    alice = made["alice"]
+    for other in (made["bob"], made["carol"]):
+        alice.add_peer(other, other.name)
+        other.add_peer(alice, "alice")
+    if fixed_port:
+        alice.web_port = free_port()  # kept across its restarts: the same origin, as :5000 is
+    return made
+
+
+def alice_web_args(made: dict) -> dict:
+    """``running``'s web_args that keep alice's page on its one port."""
+    return {"alice": ("--web-port", str(made["alice"].web_port))}
+
+
 def closed(pages: dict) -> None:
     """A module's pages at its end: no script error on any, each context closed."""
     for page in pages.values():
