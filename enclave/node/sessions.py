@@ -249,19 +249,18 @@ class Sessions:
     def send_typing(self, peer: bytes, active: bool) -> bool:
         """Tell a peer we are (not) typing over a live session; False when there is none.
         Typing is a hint: it is never queued for a peer that is offline."""
-        link = self.pick(peer)
-        if link is None or link.conn is None or not link.conn.established:
-            return False
-        link.conn.send_typing(active)
-        link.schedule_flush()
-        return True
+        return self._hint(peer, lambda conn: conn.send_typing(active))
 
     def send_read(self, peer: bytes, upto: bytes) -> bool:
         """A read receipt over a live session; False when there is none."""
+        return self._hint(peer, lambda conn: conn.send_read(upto))
+
+    def _hint(self, peer: bytes, send) -> bool:
+        """An uncounted control on the peer's live session, flushed soon; False: none."""
         link = self.pick(peer)
         if link is None or link.conn is None or not link.conn.established:
             return False
-        link.conn.send_read(upto)
+        send(link.conn)
         link.schedule_flush()
         return True
 

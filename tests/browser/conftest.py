@@ -42,3 +42,25 @@ def browser():
 def shots() -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     return SHOTS
+
+
+@pytest.fixture(scope="module")
+def trio(rsa_keys, tmp_path_factory):
+    """alice (her page on one port across restarts), bob and carol, running: alice has
+    the other two as contacts, each has alice (webnodes.alice_bob_and_carol)."""
+    from webnodes import alice_bob_and_carol, alice_web_args, running
+
+    made = alice_bob_and_carol(rsa_keys, tmp_path_factory.mktemp("trio"), fixed_port=True)
+    with running(made, alice_web_args(made)):
+        yield made
+
+
+@pytest.fixture(scope="module")
+def trio_pages(browser, trio):
+    """alice's and bob's pages on the trio, each in a browser context of its own."""
+    from test_web_browser import open_page
+    from webnodes import closed
+
+    out = {name: open_page(browser, trio[name].url) for name in ("alice", "bob")}
+    yield out
+    closed(out)

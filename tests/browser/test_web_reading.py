@@ -9,22 +9,17 @@ import re
 
 import pytest
 from playwright.sync_api import expect
-from test_web_browser import WAIT, bubble, open_chat, open_menu, open_page, send
-from webnodes import alice_bob_and_carol, alice_web_args, closed, running
+from test_web_browser import WAIT, bubble, open_chat, open_menu, send
 
 
 @pytest.fixture(scope="module")
-def nodes(rsa_keys, tmp_path_factory):
-    made = alice_bob_and_carol(rsa_keys, tmp_path_factory.mktemp("reading"), fixed_port=True)
-    with running(made, alice_web_args(made)):
-        yield made
+def nodes(trio):
+    return trio
 
 
 @pytest.fixture(scope="module")
-def pages(browser, nodes):
-    out = {name: open_page(browser, nodes[name].url) for name in ("alice", "bob")}
-    yield out
-    closed(out)
+def pages(trio_pages):
+    return trio_pages
 
 
 def test_links_open_in_a_new_tab_and_nothing_is_fetched(pages):

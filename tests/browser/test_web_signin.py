@@ -22,23 +22,19 @@ import pytest
 from playwright.sync_api import expect
 from support.nodes import public_pem
 from test_web_browser import DESKTOP, WAIT, bubble, open_chat, open_page, peer, send
-from webnodes import WebNode, alice_bob_and_carol, alice_web_args, closed, running
+from webnodes import WebNode
 
 from enclave.faces.web import security
 
 
 @pytest.fixture(scope="module")
-def nodes(rsa_keys, tmp_path_factory):
-    made = alice_bob_and_carol(rsa_keys, tmp_path_factory.mktemp("signin"), fixed_port=True)
-    with running(made, alice_web_args(made)):
-        yield made
+def nodes(trio):
+    return trio
 
 
 @pytest.fixture(scope="module")
-def pages(browser, nodes):
-    out = {name: open_page(browser, nodes[name].url) for name in ("alice", "bob")}
-    yield out
-    closed(out)
+def pages(trio_pages):
+    return trio_pages
 
 
 def base(url: str) -> str:
