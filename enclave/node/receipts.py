@@ -28,9 +28,9 @@ FLUSH_S = 1.0
 
 
 class Receipts:
-    def __init__(self, sessions, store, publish, writer=None, flush_s: float = FLUSH_S) -> None:
+    def __init__(self, sessions, store, publish, flush_s: float = FLUSH_S) -> None:
         self.sessions, self.store, self.publish = sessions, store, publish
-        self.writer, self.flush_s = writer, flush_s
+        self.flush_s = flush_s
         self.allowed = {p.fingerprint for p in store.list_peers() if p.receipts}
         self._owed: dict[str, bytes] = {}  # fp -> upto we still have to tell
         self._told: dict[str, bytes] = {}  # fp -> the last upto we told
@@ -100,7 +100,7 @@ class Receipts:
             for fp in changed:
                 self.publish(MessagesRead(fp, batch[fp].hex(), now))
 
-        writer = self.writer or getattr(getattr(self.sessions, "policy", None), "writer", None)
+        writer = self.sessions.policy.writer  # the store's writer thread (None: not started)
         if writer is None:
             applied(apply())
             return

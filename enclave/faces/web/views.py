@@ -96,9 +96,9 @@ def message(m) -> dict:
         "reason": m.reason,
         "legacy": m.legacy,
         "file": note(m.file, m.direction) if getattr(m, "file", None) is not None else None,
-        "read_ms": getattr(m, "read_ms", None),
-        "broadcast": getattr(m, "broadcast", False),
-        "reply_to": m.reply_to.hex() if getattr(m, "reply_to", None) else None,
+        "read_ms": m.read_ms,
+        "broadcast": m.broadcast,
+        "reply_to": m.reply_to.hex() if m.reply_to else None,
     }
 
 
