@@ -131,7 +131,7 @@ class Tmux:
         return eventually_blocking(
             lambda: (s := self.screen(name)).count(text) >= count and s,
             TIMEOUT,
-            f"{text!r} on {name}'s screen",
+            lambda: f"{text!r} on {name}'s screen; it shows:\n{self.screen(name)}",
         )
 
     def exit_status(self, name: str) -> int:
@@ -141,8 +141,23 @@ class Tmux:
             screen = self.screen(name)
             return screen if "[exit status " in screen else None
 
-        screen = eventually_blocking(ended, TIMEOUT, f"{name}'s enclave to exit")
+        screen = eventually_blocking(ended, TIMEOUT, lambda: self._stuck(name))
         return int(screen.rsplit("[exit status ", 1)[1].split("]", 1)[0])
+
+    def _stuck(self, name: str) -> str:
+        """What a failed wait for an exit says: the screen, with every thread's stack
+        (the node prints them on SIGUSR1)."""
+        shell = self("display-message", "-p", "-t", f"t:{name}", "#{pane_pid}").strip()
+        children = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True)
+        for pid in children.stdout.split():
+            os.kill(int(pid), signal.SIGUSR1)
+        time.sleep(1)  # the stacks are printed by the stuck process: nothing to wait on
+        deadline = time.monotonic() + 5  # until the stacks show (a failing test's report)
+        while "most recent call first" not in (screen := self.screen(name)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return f"{name}'s enclave to exit; its screen shows:\n{screen}"
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)

@@ -71,9 +71,14 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 def run_on_uvloop(main: Awaitable[int]) -> int:
+    import faulthandler
+
     import uvloop
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # A node that seems stuck says where each thread is: ``kill -USR1 PID`` prints their
+    # stacks to stderr (it keeps running).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 
