@@ -27,6 +27,7 @@ from support.keyfactory import (
     public_pem,
     small_rsa,
 )
+from support.stores import unlocked_store
 
 import enclave
 from enclave.faces import cli, parsers
@@ -232,12 +233,15 @@ def test_change_password_at_a_terminal(real_identity, tmp_path, capsys, monkeypa
     place = tmp_path / "copy"
     shutil.copytree(real_identity[0], place)
     old_fp = keys.read_public_identity(home.Home(place)).fingerprint
+    store_key = keys.load_identity(home.Home(place), PASSWORD).store_key
     answers = iter([PASSWORD, "a brand new password", "a brand new password"])
     at_terminal(monkeypatch, answers)
     code, out, err = run(capsys, "--change-password", "--home", str(place))
     assert code == 0, err
     assert "re-encrypted" in out and "brand new" not in out + err
-    assert keys.load_identity(home.Home(place), "a brand new password").fingerprint == old_fp
+    now = keys.load_identity(home.Home(place), "a brand new password")
+    assert now.fingerprint == old_fp
+    assert now.store_key == store_key  # the history stays readable
 
 
 def at_terminal(monkeypatch, answers) -> None:
@@ -797,11 +801,13 @@ def test_a_readable_password_file_is_refused_by_the_command(alice_home, tmp_path
 
 @pytest.fixture
 def other_home(tmp_path, monkeypatch, rsa_keys) -> Path:
-    """Alice's home in a folder chosen only by --home (no ENCLAVE_HOME), knowing bob."""
+    """Alice's home in a folder chosen only by --home (no ENCLAVE_HOME), knowing bob.
+    Queueing with no node running seals the text: the password comes from the
+    environment (or --password-file)."""
     monkeypatch.delenv("ENCLAVE_HOME", raising=False)
-    monkeypatch.delenv("ENCLAVE_PASSWORD", raising=False)
+    monkeypatch.setenv("ENCLAVE_PASSWORD", PASSWORD)
     path = tmp_path / "alice's home"
-    make_identity(path, rsa_keys["alice"])
+    make_identity(path, rsa_keys["alice"], kdf=keys.DEFAULT_KDF)  # the CLI unlocks it
     with Store.open(home.Home(path).db_path) as store:
         bob_pem = public_pem(rsa_keys["bob"]).decode()
         store.upsert_peer(
@@ -811,7 +817,7 @@ def other_home(tmp_path, monkeypatch, rsa_keys) -> Path:
 
 
 def outbox_bodies(path: Path) -> list[str]:
-    with Store.open(home.Home(path).db_path) as store:
+    with unlocked_store(path, PASSWORD) as store:
         return [m.body for m in store.history(store.find_peers("bob")[0].fingerprint, 10)]
 
 
@@ -837,15 +843,19 @@ def test_global_options_go_before_or_after_send(other_home, tmp_path, capsys, ar
 
 
 def test_home_before_send_as_a_process(other_home):
-    result = run_process("--home", str(other_home), "send", "bob", "See you at 5")
+    result = run_process(
+        "--home", str(other_home), "send", "bob", "See you at 5",
+        env_extra={"ENCLAVE_PASSWORD": PASSWORD},
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert outbox_bodies(other_home) == ["See you at 5"]
 
 
 def test_a_home_folder_named_like_the_subcommand(tmp_path, monkeypatch, rsa_keys, capsys):
     monkeypatch.delenv("ENCLAVE_HOME", raising=False)
+    monkeypatch.setenv("ENCLAVE_PASSWORD", PASSWORD)
     monkeypatch.chdir(tmp_path)
-    make_identity(tmp_path / "send", rsa_keys["alice"])
+    make_identity(tmp_path / "send", rsa_keys["alice"], kdf=keys.DEFAULT_KDF)
     with Store.open(tmp_path / "send" / "enclave.db") as store:
         bob_pem = public_pem(rsa_keys["bob"]).decode()
         store.upsert_peer(keys.fingerprint(rsa_keys["bob"].public_key()), bob_pem, None, "bob", 0)
@@ -1012,7 +1022,7 @@ def test_node_hints_work_as_printed(tmp_path, rsa_keys):
         store.upsert_peer(
             keys.fingerprint(rsa_keys["bob"].public_key()), bob_pem, "127.0.0.1:9", "bob", 0
         )
-    queued = sh(f"enclave --home {q(place)} send bob first")
+    queued = sh(f"enclave --home {q(place)} send bob first", ENCLAVE_PASSWORD=PASSWORD)
     listen = hint(queued.stdout, "leaves when the node runs: ")
     assert listen == f"enclave --home {q(place)} listen"
     # As printed, in a network namespace of its own, where port 8000 is surely free.

@@ -10,6 +10,7 @@ from test_cli import assert_one_line_error, run, run_process
 
 from enclave.faces import runner
 from enclave.identity.home import Home
+from enclave.identity.keys import save_identity
 from enclave.node.book import open_book
 from enclave.node.events import ContactChanged
 
@@ -62,7 +63,9 @@ def test_remove_asks_at_a_terminal(with_carol, capsys, monkeypatch):
     assert code == 0 and out == "Removed carol with its history\n" and _peers(with_carol) == {}
 
 
-def test_remove_yes_counts_undelivered(with_carol, capsys):
+def test_remove_yes_counts_undelivered(with_carol, capsys, rsa_keys):
+    # Queueing with no node seals the text: the identity must unlock at the real cost.
+    save_identity(Home(with_carol), rsa_keys["alice"], test_cli.PASSWORD, force=True)
     assert run(capsys, "send", "carol", "one")[0] == 0
     assert run(capsys, "send", "carol", "two")[0] == 0
     code, out, _ = run(capsys, "remove", "--yes", "carol")

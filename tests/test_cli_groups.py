@@ -4,7 +4,8 @@
 import time
 
 import pytest
-from test_cli_processes import Person, enclave
+from support.stores import unlocked_store
+from test_cli_processes import PASSWORD, Person, enclave
 
 from enclave.protocol import group_log as gl
 from enclave.protocol.crypto import Identity, spki_pem
@@ -57,7 +58,7 @@ def test_list_and_send_without_a_node(alice, rsa_keys):
     assert "crew" in listing.stdout and "you" in listing.stdout and "bob" in listing.stdout
     done = run(alice, "send", "crew", "see", "you", "at", "5")
     assert done.returncode == 0 and "queued in the outbox" in done.stdout, done.stderr
-    with Store.open(alice.home / "enclave.db") as store:
+    with unlocked_store(alice.home, PASSWORD) as store:  # the post is sealed
         owed = store.outbox_for(alice_peer(store, "bob"))
     assert [(o.body, o.group[0], o.group[1]) for o in owed] == [("see you at 5", gid, 0)]
     direct = enclave("--home", str(alice.home), "send", "bob", "a direct one")

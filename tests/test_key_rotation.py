@@ -46,6 +46,7 @@ def test_rotate_keeps_the_password_and_retires_the_old_key(place, rsa_keys):
     assert (r.old_fp, r.seq) == (old.fingerprint, 1)
     now = keys.load_identity(place, PASSWORD, min_kdf=FAST_KDF)
     assert now.fingerprint == r.new_fp != old.fingerprint
+    assert now.store_key == old.store_key is not None  # the same history
     retired = place.path / "retired" / f"1-{old.fingerprint}.key"
     assert mode(retired) == 0o600 and mode(retired.parent) == 0o700
     back = keys.decrypt_identity(retired.read_bytes(), PASSWORD, source="t", min_kdf=FAST_KDF)

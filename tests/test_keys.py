@@ -180,7 +180,7 @@ def test_floor_is_enforced_at_the_real_default(sealed, monkeypatch):
         (lambda d: d["kdf"].update(salt="not base64!"), "bad salt"),
         (lambda d: d["kdf"].pop("p"), "bad kdf section"),
         (lambda d: d.update(cipher="AES-128-CBC"), "unknown cipher"),
-        (lambda d: d.update(version=2), "newer Enclave"),
+        (lambda d: d.update(version=3), "newer Enclave"),
         (lambda d: d.update(version="1"), "unknown key file version"),
         (lambda d: d.update(extra=1), "unexpected or missing fields"),
         (lambda d: d.pop("nonce"), "unexpected or missing fields"),
@@ -484,3 +484,68 @@ def test_peer_key_2048_is_accepted_but_weak():
 )
 def test_peer_key_refusals(make, why):
     assert why in one_line_error(keys.load_peer_key, make(), source="p.pem")
+
+
+# --- version 2: the store key (docs/KEYFILE.md) ------------------------------------------
+
+
+def test_an_identity_file_carries_a_store_key(tmp_path, alice):
+    place = home.Home(tmp_path / "h")
+    made = keys.save_identity(place, alice, PASSWORD, kdf=FAST_KDF)
+    doc = json.loads(place.key_path.read_text())
+    assert doc["version"] == 2 and len(base64.b64decode(doc["store_key"])) == 12 + 32 + 16
+    assert len(made.store_key) == 32
+    assert keys.load_identity(place, PASSWORD, min_kdf=FAST_KDF).store_key == made.store_key
+    again = keys.save_identity(place, alice, PASSWORD, kdf=FAST_KDF, force=True)
+    assert again.store_key != made.store_key  # a new identity: a new store key
+    kept = keys.save_identity(
+        place, alice, "another", kdf=FAST_KDF, force=True, store_key=again.store_key
+    )
+    assert keys.load_identity(place, "another", min_kdf=FAST_KDF).store_key == kept.store_key
+
+
+def test_a_version_1_file_gets_its_store_key_at_the_first_unlock(tmp_path, alice, sealed):
+    place = home.Home(tmp_path / "h")
+    keys.save_identity(place, alice, PASSWORD, kdf=FAST_KDF)
+    home.write_atomic(place.key_path, sealed, 0o600)  # as an older Enclave wrote it
+    assert json.loads(place.key_path.read_text())["version"] == 1
+    first = keys.load_identity(place, PASSWORD, min_kdf=FAST_KDF)
+    doc = json.loads(place.key_path.read_text())
+    assert first.store_key is not None and doc["version"] == 2
+    assert doc["kdf"]["n"] == FAST_KDF.n  # the cost the file had
+    assert keys.load_identity(place, PASSWORD, min_kdf=FAST_KDF).store_key == first.store_key
+
+
+def test_two_programs_upgrading_at_once_agree_on_one_store_key(tmp_path, alice, sealed):
+    from concurrent.futures import ThreadPoolExecutor
+
+    place = home.Home(tmp_path / "h")
+    keys.save_identity(place, alice, PASSWORD, kdf=FAST_KDF)
+    home.write_atomic(place.key_path, sealed, 0o600)
+    with ThreadPoolExecutor(4) as pool:
+        found = list(
+            pool.map(lambda _: keys.load_identity(place, PASSWORD, min_kdf=FAST_KDF), range(4))
+        )
+    assert len({i.store_key for i in found}) == 1
+    assert keys.load_identity(place, PASSWORD, min_kdf=FAST_KDF).store_key == found[0].store_key
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.update(store_key=base64.b64encode(b"\0" * 60).decode()),
+        lambda d: d.update(version=1, store_key=d["store_key"]),  # downgrade with the key
+    ],
+)
+def test_an_altered_store_key_is_refused(tmp_path, alice, change):
+    data = keys.encrypt_identity(alice, PASSWORD, kdf=FAST_KDF, store_key=bytes(32))
+    why = one_line_error(keys.decrypt_identity, edit(data, change), PASSWORD, min_kdf=FAST_KDF)
+    assert "wrong password" in why or "unexpected or missing fields" in why
+
+
+def test_a_version_2_file_without_its_store_key_is_refused(alice):
+    data = keys.encrypt_identity(alice, PASSWORD, kdf=FAST_KDF, store_key=bytes(32))
+    why = one_line_error(
+        keys.decrypt_identity, edit(data, lambda d: d.pop("store_key")), PASSWORD, min_kdf=FAST_KDF
+    )
+    assert "unexpected or missing fields" in why

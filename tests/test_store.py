@@ -36,9 +36,18 @@ def db_path(tmp_path):
     return tmp_path / "enclave.db"
 
 
-@pytest.fixture
-def store(db_path):
-    with Store.open(db_path) as s:
+KEY = bytes(range(32))  # the store key of the sealed runs
+
+
+def key_of(store) -> bytes | None:
+    """The key to open the fixture's file again with."""
+    return KEY if store.sealed else None
+
+
+@pytest.fixture(params=["clear", "sealed"])
+def store(db_path, request):
+    """The same tests run on a store in clear and on one that seals (store/sealing.py)."""
+    with Store.open(db_path, key=KEY if request.param == "sealed" else None) as s:
         for fp, name in ((A, "alice"), (B, "bob"), (C, None)):
             s.upsert_peer(fp, pem(fp), "127.0.0.1:7000", name, 1000.0)
         yield s
@@ -105,7 +114,7 @@ def test_empty_file_is_a_new_store(db_path):
 
 
 def test_second_connection_sees_commits(db_path, store):
-    with Store.open(db_path) as other:
+    with Store.open(db_path, key=key_of(store)) as other:
         other.store_incoming([incoming(A, 1)])
         assert store.history(A)[0].body == "msg 1"
 
@@ -215,7 +224,7 @@ def test_version_1_store_with_data_migrates_to_integer_peer_ids(db_path):
     db.close()
 
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 10
+        assert s.schema_version == SCHEMA_VERSION == 11
         alice = s.get_peer(A)
         assert (alice.name, alice.verified, alice.hwm_ms) == ("alice", True, 77)
         assert [(m.rowid, m.direction, m.body, m.state) for m in s.history(A)] == [
@@ -294,7 +303,7 @@ def test_version_3_address_is_kept_as_given_and_learning_keeps_it_as_fallback(db
     )
     db.close()
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 10
+        assert s.schema_version == SCHEMA_VERSION == 11
         alice = s.get_peer(A)
         assert (alice.address, alice.learned_address) == ("10.0.0.1:7000", None)
         assert alice.dial_addresses == ["10.0.0.1:7000"]

@@ -34,9 +34,18 @@ def db_path(tmp_path):
     return tmp_path / "enclave.db"
 
 
-@pytest.fixture
-def store(db_path):
-    with Store.open(db_path) as s:
+KEY = bytes(range(32))  # the store key of the sealed runs
+
+
+def key_of(store) -> bytes | None:
+    """The key to open the fixture's file again with."""
+    return KEY if store.sealed else None
+
+
+@pytest.fixture(params=["clear", "sealed"])
+def store(db_path, request):
+    """The same tests run on a store in clear and on one that seals (store/sealing.py)."""
+    with Store.open(db_path, key=KEY if request.param == "sealed" else None) as s:
         for fp, name in ((A, "alice"), (B, "bob"), (C, None)):
             s.upsert_peer(fp, pem(fp), "127.0.0.1:7000", name, 1000.0)
         s.add_member_peer(M, pem(M), 1000.0)
@@ -92,7 +101,7 @@ def test_version_5_store_with_data_migrates_to_groups(db_path):
         )
     db.close()
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 10
+        assert s.schema_version == SCHEMA_VERSION == 11
         assert [(p.fingerprint, p.name, p.contact) for p in s.list_peers()] == [
             (A, "alice", True),
             (B, None, True),
@@ -296,8 +305,9 @@ def test_a_post_id_is_once_per_member_but_not_twice_for_one(store):
 def test_outbox_carries_the_group_after_reopening(db_path, store):
     [direct] = store.enqueue_outgoing([(A, mid(1), "direct", 10)])
     [to_a, to_m] = post_out(store, [A, M], 2, lamport=9, seq=4, epoch=3)
+    key = key_of(store)
     store.close()
-    with Store.open(db_path) as s:
+    with Store.open(db_path, key=key) as s:
         items = s.outbox_for(A)
         assert [(o.rowid, o.group) for o in items] == [(direct, None), (to_a, (G, 3, 9, 4))]
         assert (items[1].id, items[1].body, items[1].created_ms) == (mid(2), "mine 2", 90)

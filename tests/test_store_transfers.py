@@ -36,9 +36,18 @@ def db_path(tmp_path):
     return tmp_path / "enclave.db"
 
 
-@pytest.fixture
-def store(db_path):
-    with Store.open(db_path) as s:
+KEY = bytes(range(32))  # the store key of the sealed runs
+
+
+def key_of(store) -> bytes | None:
+    """The key to open the fixture's file again with."""
+    return KEY if store.sealed else None
+
+
+@pytest.fixture(params=["clear", "sealed"])
+def store(db_path, request):
+    """The same tests run on a store in clear and on one that seals (store/sealing.py)."""
+    with Store.open(db_path, key=KEY if request.param == "sealed" else None) as s:
         for fp, name in ((A, "alice"), (B, "bob")):
             s.upsert_peer(fp, pem(fp), "127.0.0.1:7000", name, 1000.0)
         yield s
@@ -390,7 +399,7 @@ def test_version_4_store_with_data_migrates_to_transfers(db_path):
         )
     db.close()
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 10
+        assert s.schema_version == SCHEMA_VERSION == 11
         assert [(m.rowid, m.body, m.state, m.file) for m in s.history(A)] == [
             (1, "hello", "received", None),
             (2, "delivered one", "delivered", None),

@@ -27,10 +27,16 @@ FLEET_WORKER = BENCH / "fleet_worker.py"
 
 
 def node(
-    name: str, tmp: Path, key_file: Path, settings: dict | None = None, port: int = 0
+    name: str,
+    tmp: Path,
+    key_file: Path,
+    settings: dict | None = None,
+    port: int = 0,
+    sealed: bool = True,
 ) -> NodeProc:
     """A node with its home in ``tmp``, listening on 127.0.0.1 (on ``port``, or any free
-    one), once it is ready."""
+    one), once it is ready. Its history is sealed, as a user's node keeps it, unless
+    ``sealed`` is False (the previous version's clear store, for a side by side)."""
     return NodeProc.start(
         name,
         tmp / name,
@@ -41,6 +47,7 @@ def node(
         settings=settings,
         timeout=60,
         reply_timeout=60,
+        sealed=sealed,
     )
 
 

@@ -55,6 +55,11 @@ TARGETS = {
     # the reader's face marks the chat read and is applied at once by the sender.
     "reply_ms": 50,
     "read_receipt_ms": 50,
+    # The history sealed at rest: durable throughput at least this share of the same
+    # pair with the history in clear (the previous version), measured in the same run;
+    # and sealing a store the previous version wrote, at first unlock.
+    "sealed_share": 0.90,
+    "seal_rate": 100_000,  # msg/s
 }
 REFS = ("raw", "raw-batch", "tls", "v1")
 REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
@@ -325,6 +330,30 @@ RECEIPT_ROWS: tuple[Spec, ...] = (
 )
 
 
+SEALING_ROWS: tuple[Spec, ...] = (
+    _throughput("durable throughput, history in clear (previous version)", "enclave.sealing.clear.throughput"),
+    _throughput("durable throughput, history sealed", "enclave.sealing.sealed.throughput"),
+    Spec(
+        "  sealed / clear (ratio)",
+        "enclave.sealing",
+        "throughput_ratio",
+        f">= {T['sealed_share']:.2f}",
+        at_least(T["sealed_share"]),
+    ),
+    _latency("one-way latency @1,000 msg/s, p50, history in clear (us)", "enclave.sealing.clear.latency", "p50"),
+    _latency("one-way latency @1,000 msg/s, p50, history sealed (us)", "enclave.sealing.sealed.latency", "p50"),
+    Spec("  sealed / clear, p50 (ratio)", "enclave.sealing", "p50_ratio"),
+    Spec(
+        "sealing a store of {messages:,} msgs the previous version wrote (msg/s)",
+        "enclave.sealing.old",
+        "seal_rate",
+        f">= {T['seal_rate']:,}",
+        at_least(T["seal_rate"]),
+    ),
+    Spec("  search opening every sealed body of it (ms)", "enclave.sealing.old", "search_all_ms"),
+)  # fmt: skip
+
+
 NODE_ROWS: tuple[Spec, ...] = (
     _throughput("durable throughput, 100 B (msg/s)", "enclave.throughput"),
     *(_latency(f"one-way latency @1,000 msg/s, {q} (us)", "enclave.latency", q) for q in QUANTILES),
@@ -394,6 +423,7 @@ NODE_ROWS: tuple[Spec, ...] = (
     *ROTATION_ROWS,
     *BACKUP_ROWS,
     *RECEIPT_ROWS,
+    *SEALING_ROWS,
 )
 
 

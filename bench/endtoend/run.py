@@ -31,6 +31,7 @@ from endtoend import (
     receipts,
     rotation,
     scenarios,
+    sealing,
 )
 from endtoend.micro import MICRO_FILES, microbenchmarks
 from endtoend.processes import introduce, make_keys, node, stop
@@ -68,6 +69,9 @@ SIZES = {
     "rotate_rounds": (5, 2),  # key rotations on a running node, each handed over
     "backup_n": (100_000, 5_000),  # messages in the store backed up and restored
     "receipt_rounds": (20, 3),  # a reply, then a read receipt, each round
+    "seal_n": (50_000, 2_000),  # throughput messages, sealed pair and clear pair each
+    "seal_lat_n": (2_000, 200),  # their latency messages at 1,000 msg/s
+    "old_n": (1_000_000, 5_000),  # messages an older Enclave left in clear, then sealed
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -108,6 +112,8 @@ def run(args) -> dict:
                 result["enclave"] = {"backup": backup_part(tmp, keys, size)}
             elif args.only == "receipts":
                 result["enclave"] = {"receipts": receipts_part(tmp, keys, size)}
+            elif args.only == "sealing":
+                result["enclave"] = {"sealing": sealing_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -207,7 +213,13 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out["rotation"] = rotation_part(tmp, keys, size)
     out["backup"] = backup_part(tmp, keys, size)
     out["receipts"] = receipts_part(tmp, keys, size)
+    out["sealing"] = sealing_part(tmp, keys, size)
     return out
+
+
+def sealing_part(tmp: Path, keys, size: Sizes) -> dict:
+    say(f"history sealed vs in clear: {size.seal_n:,} messages each; sealing {size.old_n:,}")
+    return sealing.sealing_case(tmp, keys, size.seal_n, size.seal_lat_n, size.old_n)
 
 
 def receipts_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -290,7 +302,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups", "pairing", "rotation", "backup", "receipts"],
+        choices=["files", "groups", "pairing", "rotation", "backup", "receipts", "sealing"],
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)

@@ -266,7 +266,9 @@ def cmd_change_password(args: argparse.Namespace) -> int:
     identity = unlock(args)
     password = passwords.replacement(password_file=args.new_password_file)
     place = home.require_identity(home_of(args))
-    keys.save_identity(place, identity.private_key, password, force=True)
+    keys.save_identity(
+        place, identity.private_key, password, force=True, store_key=identity.store_key
+    )
     # The keys it rotated away from still answer contacts that have not switched.
     resealed = retired.reseal(place, identity.retired, lambda k: keys.encrypt_identity(k, password))
     print(f"Identity {keys.group(identity.fingerprint, 4)}... re-encrypted under the new password")

@@ -86,10 +86,12 @@ def _offline(place, args) -> int:
             return 0
         raise UserError("no groups yet: start a node and create one (/group create)")
     own = keys.read_public_identity(place)
-    with open_book(place.db_path, own.fingerprint) as book:
-        if action == "list":
+    if action == "list":
+        with open_book(place.db_path, own.fingerprint) as book:
             _print_groups([_as_dict(i) for i in book.groups()])
-            return 0
+        return 0
+    # The post is sealed in the outbox: that takes the password.
+    with open_book(place.db_path, own.fingerprint, cli.unlock(args).store_key) as book:
         name, copies = book.queue_group(args.group, " ".join(args.message))
     print(
         f"No node is running; the post to {name} ({copies} copies) is queued in the outbox"

@@ -143,7 +143,14 @@ async def start_node(home: Path, identity, config, args):
     control_path = home / CONTROL_NAME
     _refuse_second_node(control_path)
     refuse_revoked(Home(home))
-    node = Node(home, identity.private_key, config, retired=identity.retired)
+    node = Node(
+        home,
+        identity.private_key,
+        config,
+        retired=identity.retired,
+        store_key=identity.store_key,
+        sealing=sealing_progress,
+    )
     host, port = await node.start(args.host, args.port)
     try:
         control = await start_control(node, control_path)
@@ -159,6 +166,19 @@ async def start_node(home: Path, identity, config, args):
             type="warning",
         )
     return node, control
+
+
+def sealing_progress(done: int, total: int) -> None:
+    """What a person sees while the history an older Enclave kept in clear is sealed
+    (once, at the first start; a large history takes seconds)."""
+    if total < SEALING_SHOWN:
+        return
+    end = "\n" if done >= total else ""
+    print(f"\rEncrypting the stored history: {done * 100 // total}% of {total:,} messages",
+          end=end, file=sys.stderr, flush=True)  # fmt: skip
+
+
+SEALING_SHOWN = 10_000  # fewer messages are sealed too fast to need a line
 
 
 def _announce(node, config, args, address: str) -> None:

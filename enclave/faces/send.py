@@ -34,7 +34,7 @@ def run(args) -> int:
     request = {"op": "send", "peer": args.peer, "text": args.message}
     answers = control.ask(runner.control_path(place.path), request, ANSWER_TIMEOUT)
     if answers is None:
-        return _into_outbox(place, args.peer, args.message)
+        return _into_outbox(place, args)
     return _report(answers)
 
 
@@ -54,13 +54,14 @@ def _report(answers: list[dict]) -> int:
     return 0
 
 
-def _into_outbox(place, peer: str, text: str) -> int:
+def _into_outbox(place, args) -> int:
     from enclave.node.book import open_book
 
     if not place.db_path.exists():
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
-    with open_book(place.db_path) as book:
-        target, message_id = book.queue(peer, text)
+    # The outbox seals the text: that takes the password, as the node would have.
+    with open_book(place.db_path, store_key=cli.unlock(args).store_key) as book:
+        target, message_id = book.queue(args.peer, args.message)
     label = target.name or keys.group(target.fingerprint, 4)
     print(
         f"No node is running; the message to {label} ({message_ref(message_id)}) is queued "

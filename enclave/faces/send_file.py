@@ -36,7 +36,7 @@ def run(args) -> int:
         answers = control.ask(runner.control_path(place.path), request, runner.DELIVERY_WAIT + 10.0,
                               each=bar.answer if args.wait else None)  # fmt: skip
         if answers is None:
-            return _queue(place, args.peer, paths)
+            return _queue(place, args, paths)
         status = max(status, _report(answers, bar))
     return status
 
@@ -60,15 +60,16 @@ def _report(answers: list[dict], bar: Progress) -> int:
     return 0
 
 
-def _queue(place, peer: str, paths: list[str]) -> int:
+def _queue(place, args, paths: list[str]) -> int:
     from enclave.node.book import open_book
     from enclave.node.display import message_ref
 
     if not place.db_path.exists():
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
-    with open_book(place.db_path) as book:
+    # The file's name is sealed in the history: that takes the password.
+    with open_book(place.db_path, store_key=cli.unlock(args).store_key) as book:
         for path in paths:
-            target, t = book.queue_file(peer, path)
+            target, t = book.queue_file(args.peer, path)
             label = target.name or keys.group(target.fingerprint, 4)
             print(f"No node is running; {message_ref(t.offer.id)} {t.offer.name} to {label} is queued "
                   f"and leaves when the node runs: {place.command('listen')}")  # fmt: skip

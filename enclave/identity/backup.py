@@ -79,8 +79,9 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # Top-level names a backup never holds: received files are the user's; the store goes
 # in as one snapshot, and a -wal beside it would replay other pages into it.
 _STORE_COMPANIONS = {homes.DB_NAME + s for s in ("-wal", "-shm", "-journal")}
-# web.url: the running page's address with this launch's token (removed at stop).
-NEVER_HELD = {*wiping.KEPT, *_STORE_COMPANIONS, "web.url"}
+# web.url: the running page's address with this launch's token (removed at stop); the
+# identity lock only orders programs running on this machine.
+NEVER_HELD = {*wiping.KEPT, *_STORE_COMPANIONS, "web.url", homes.LOCK_NAME}
 _SCRATCH_PREFIX = ".backup-"  # the snapshot's folder while a backup is written
 
 

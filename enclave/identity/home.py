@@ -19,10 +19,13 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
 import stat
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from enclave.errors import UserError
 KEY_NAME = "identity.key"
 PUB_NAME = "identity.pub"
 DB_NAME = "enclave.db"
+LOCK_NAME = "identity.lock"  # held while the key file is upgraded (keys._upgrade)
 DIR_MODE = 0o700
 KEY_MODE = 0o600
 PUB_MODE = 0o644
@@ -162,6 +166,18 @@ def read_file(path: Path, what: str, limit: int) -> bytes:
     if len(data) > limit:
         raise UserError(f"{what} {path} is too large ({limit} bytes at most)")
     return data
+
+
+@contextlib.contextmanager
+def locked(home: Home) -> Iterator[None]:
+    """Hold the home's identity lock (another program's read-and-rewrite of the key
+    file waits for ours)."""
+    fd = os.open(home.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, KEY_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, mode: int) -> None:

@@ -17,6 +17,11 @@ Rules:
   "wrong password for PATH".
 - Peer keys are RSA, e = 65537, at least 2048 bits (under 3072 earns a warning).
   A private key given where a public key belongs is refused without being parsed.
+- Version 2 of the file also holds the store key (the key that seals the history,
+  ``enclave.store.sealing``), sealed under the same file key. A version 1 file is
+  upgraded the first time it is unlocked (``load_identity``), under a lock, so two
+  programs unlocking at once agree on one store key. A retired key's file stays version
+  1: it seals no store.
 - The ``kdf``/``min_kdf`` keywords exist so tests can use a cheap cost; Enclave itself
   always uses the defaults.
 """
@@ -43,7 +48,7 @@ from enclave.identity import home as homes
 from enclave.identity import retired as retired_keys
 
 FORMAT = "enclave-identity"
-VERSION = 1
+VERSION = 2  # the newest this Enclave reads and writes; 1 has no store key
 CIPHER = "AES-256-GCM"
 KDF_NAME = "scrypt"
 KEY_BITS = 4096
@@ -54,7 +59,8 @@ MAX_PEER_BITS = 8192  # larger keys would not fit a handshake in the 4 KiB pre-a
 MAX_FILE_BYTES = 64 * 1024
 SALT_BYTES = 16
 NONCE_BYTES = 12
-_AAD_PREFIX = b"enclave-identity/1\n"
+STORE_KEY_BYTES = 32
+_STORE_KEY_AAD = b"enclave-store-key\n"
 _PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
 
 
@@ -88,14 +94,15 @@ class KeyFileHeader:
     kdf: KdfCost
     salt: bytes
     fingerprint: str
+    version: int = VERSION
 
     def aad(self) -> bytes:
-        return _AAD_PREFIX + _canonical(self.as_dict())
+        return f"enclave-identity/{self.version}\n".encode() + _canonical(self.as_dict())
 
     def as_dict(self) -> dict:
         return {
             "format": FORMAT,
-            "version": VERSION,
+            "version": self.version,
             "kdf": {
                 "name": KDF_NAME,
                 "n": self.kdf.n,
@@ -117,6 +124,8 @@ class Identity:
     fingerprint: str
     # The keys this home rotated away from (``retired.Retired``), unlocked with it.
     retired: tuple = field(default=(), repr=False)
+    # The key that seals the home's history (key file version 2; None in version 1).
+    store_key: bytes | None = field(default=None, repr=False)
 
     @property
     def public_key(self) -> rsa.RSAPublicKey:
@@ -187,13 +196,23 @@ def identity_from_key(private_key: rsa.RSAPrivateKey) -> Identity:
 
 
 def encrypt_identity(
-    private_key: rsa.RSAPrivateKey, password: str, *, kdf: KdfCost = DEFAULT_KDF
+    private_key: rsa.RSAPrivateKey,
+    password: str,
+    *,
+    kdf: KdfCost = DEFAULT_KDF,
+    store_key: bytes | None = None,
 ) -> bytes:
-    """The text of an ``identity.key`` file holding ``private_key``."""
+    """The text of an ``identity.key`` file holding ``private_key`` (version 2 with
+    ``store_key``, else version 1)."""
     _check_identity_key(private_key, "the key")
     check_kdf(kdf, "the requested cost", floor=None)
+    if store_key is not None and (type(store_key) is not bytes or len(store_key) != 32):
+        raise ValueError(f"a store key is {STORE_KEY_BYTES} bytes")
     header = KeyFileHeader(
-        kdf, secrets.token_bytes(SALT_BYTES), fingerprint(private_key.public_key())
+        kdf,
+        secrets.token_bytes(SALT_BYTES),
+        fingerprint(private_key.public_key()),
+        1 if store_key is None else 2,
     )
     nonce = secrets.token_bytes(NONCE_BYTES)
     plaintext = private_key.private_bytes(
@@ -201,12 +220,14 @@ def encrypt_identity(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    sealed = AESGCM(derive_key(password, header.salt, kdf)).encrypt(nonce, plaintext, header.aad())
+    aead = AESGCM(derive_key(password, header.salt, kdf))
+    sealed = aead.encrypt(nonce, plaintext, header.aad())
     document = header.as_dict() | {"nonce": _b64(nonce), "ciphertext": _b64(sealed)}
-    ordered = {
-        k: document[k]
-        for k in ("format", "version", "kdf", "cipher", "nonce", "ciphertext", "fingerprint")
-    }
+    if store_key is not None:
+        key_nonce = secrets.token_bytes(NONCE_BYTES)
+        wrapped = aead.encrypt(key_nonce, store_key, _STORE_KEY_AAD + header.aad())
+        document["store_key"] = _b64(key_nonce + wrapped)
+    ordered = {k: document[k] for k in _FIELDS[header.version]}
     return (json.dumps(ordered, indent=2) + "\n").encode("ascii")
 
 
@@ -214,20 +235,25 @@ def decrypt_identity(
     data: bytes, password: str, *, source: str = homes.KEY_NAME, min_kdf: KdfCost = MIN_KDF
 ) -> Identity:
     """Open an ``identity.key`` file; every failure is a one-line ``UserError``."""
-    header, nonce, sealed = _parse_key_file(data, source, min_kdf)
+    header, nonce, sealed, wrapped = _parse_key_file(data, source, min_kdf)
+    aead = AESGCM(derive_key(password, header.salt, header.kdf))
     try:
-        plaintext = AESGCM(derive_key(password, header.salt, header.kdf)).decrypt(
-            nonce, sealed, header.aad()
-        )
+        plaintext = aead.decrypt(nonce, sealed, header.aad())
+        store_key = None
+        if wrapped is not None:
+            aad = _STORE_KEY_AAD + header.aad()
+            store_key = aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], aad)
     except InvalidTag:
         raise UserError(f"wrong password for {source}") from None
+    if store_key is not None and len(store_key) != STORE_KEY_BYTES:
+        raise UserError(f"{source} is damaged: bad store key")
     # The tag just proved Enclave wrote these bytes under this password, so the
     # ~260 ms consistency check of the RSA key adds nothing.
     private_key = serialization.load_der_private_key(
         plaintext, password=None, unsafe_skip_rsa_key_validation=True
     )
     _check_identity_key(private_key, source)
-    identity = identity_from_key(private_key)
+    identity = replace(identity_from_key(private_key), store_key=store_key)
     if identity.fingerprint != header.fingerprint:
         raise UserError(f"{source} is damaged: its key does not match its fingerprint")
     return identity
@@ -260,13 +286,17 @@ def save_identity(
     *,
     force: bool = False,
     kdf: KdfCost = DEFAULT_KDF,
+    store_key: bytes | None = None,
 ) -> Identity:
-    """Write ``identity.key`` (0600) and ``identity.pub`` (0644) into a checked home."""
+    """Write ``identity.key`` (0600) and ``identity.pub`` (0644) into a checked home.
+    ``store_key``: the home's store key, kept when the same home gets a new password or
+    a new key (a rotation); None makes a new one (a new identity)."""
     homes.prepare(home)
     if home.has_identity() and not force:
         raise UserError(f"an identity already exists in {home.path}; use --force to replace it")
-    sealed = encrypt_identity(private_key, password, kdf=kdf)
-    identity = identity_from_key(private_key)
+    store_key = store_key or secrets.token_bytes(STORE_KEY_BYTES)
+    sealed = encrypt_identity(private_key, password, kdf=kdf, store_key=store_key)
+    identity = replace(identity_from_key(private_key), store_key=store_key)
     homes.write_atomic(home.key_path, sealed, homes.KEY_MODE)
     homes.write_atomic(home.pub_path, identity.public_pem, homes.PUB_MODE)
     return identity
@@ -281,6 +311,8 @@ def load_identity(home: homes.Home, password: str, *, min_kdf: KdfCost = MIN_KDF
     public = read_public_identity(home)
     if public.fingerprint != identity.fingerprint:
         raise UserError(_mismatch(home))
+    if identity.store_key is None:
+        identity = _upgrade(home, identity, password, read_header(data).kdf, min_kdf)
     if retired_keys.key_files(home):
 
         def open_key(data: bytes, secret: str, source: str) -> Identity:
@@ -288,6 +320,23 @@ def load_identity(home: homes.Home, password: str, *, min_kdf: KdfCost = MIN_KDF
 
         identity = replace(identity, retired=retired_keys.load(home, password, open_key))
     return identity
+
+
+def _upgrade(
+    home: homes.Home, identity: Identity, password: str, kdf: KdfCost, min_kdf: KdfCost
+) -> Identity:
+    """A version 1 file gets a store key (version 2) at the same cost. Under the home's
+    lock the file is read again: another program may have upgraded it meanwhile, and its
+    store key is the one."""
+    with homes.locked(home):
+        data = homes.read_file(home.key_path, "private key", MAX_FILE_BYTES)
+        current = decrypt_identity(data, password, source=str(home.key_path), min_kdf=min_kdf)
+        if current.store_key is not None:
+            return replace(identity, store_key=current.store_key)
+        store_key = secrets.token_bytes(STORE_KEY_BYTES)
+        sealed = encrypt_identity(identity.private_key, password, kdf=kdf, store_key=store_key)
+        homes.write_atomic(home.key_path, sealed, homes.KEY_MODE)
+    return replace(identity, store_key=store_key)
 
 
 def read_public_identity(home: homes.Home) -> PublicIdentity:
@@ -413,9 +462,15 @@ def load_peer_key(data: bytes, *, source: str) -> PeerKey:
 # --- the key file format ------------------------------------------------------------
 
 
+_FIELDS = {
+    1: ("format", "version", "kdf", "cipher", "nonce", "ciphertext", "fingerprint"),
+    2: ("format", "version", "kdf", "cipher", "nonce", "ciphertext", "store_key", "fingerprint"),
+}
+
+
 def _parse_key_file(
     data: bytes, source: str, min_kdf: KdfCost | None
-) -> tuple[KeyFileHeader, bytes, bytes]:
+) -> tuple[KeyFileHeader, bytes, bytes, bytes | None]:
     if len(data) > MAX_FILE_BYTES:
         raise UserError(f"{source} is too large to be an Enclave key file")
     try:
@@ -430,10 +485,9 @@ def _parse_key_file(
             f"{source} was written by a newer Enclave (key file version {version}); "
             "upgrade Enclave to use it"
         )
-    if not _int(version) or version != VERSION:
+    if not _int(version) or version not in _FIELDS:
         raise UserError(f"{source} has an unknown key file version {version!r}")
-    expected = {"format", "version", "kdf", "cipher", "nonce", "ciphertext", "fingerprint"}
-    if set(doc) != expected:
+    if set(doc) != set(_FIELDS[version]):
         raise UserError(f"{source} is damaged: unexpected or missing fields")
     if doc["cipher"] != CIPHER:
         raise UserError(f"{source} uses an unknown cipher; expected {CIPHER}")
@@ -446,7 +500,12 @@ def _parse_key_file(
     sealed = _unb64(doc["ciphertext"], source, "ciphertext")
     if len(nonce) != NONCE_BYTES or len(sealed) <= 16:
         raise UserError(f"{source} is damaged: bad nonce or ciphertext length")
-    return KeyFileHeader(kdf, salt, fp), nonce, sealed
+    wrapped = None
+    if version >= 2:
+        wrapped = _unb64(doc["store_key"], source, "store_key")
+        if len(wrapped) != NONCE_BYTES + STORE_KEY_BYTES + 16:
+            raise UserError(f"{source} is damaged: bad store key length")
+    return KeyFileHeader(kdf, salt, fp, version), nonce, sealed, wrapped
 
 
 def _parse_kdf(section: object, source: str) -> tuple[KdfCost, bytes]:

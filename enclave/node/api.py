@@ -113,11 +113,17 @@ class Sent:
 
 
 class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
-    def __init__(self, home: str | Path, private_key, settings=None, retired=()) -> None:
+    def __init__(
+        self, home: str | Path, private_key, settings=None, retired=(), store_key=None, sealing=None
+    ) -> None:
         """``retired``: (seq, private key, encoded statement) of each key this home
         rotated away from (``identity.keys.Identity.retired``): they answer contacts
-        that have not switched yet."""
+        that have not switched yet. ``store_key`` (``Identity.store_key``) seals the
+        history on disk (store/sealing.py; None: kept in clear, for tests and tools);
+        ``sealing(done, total)`` hears the progress of sealing what an older Enclave
+        left in clear, at start."""
         self.home = Path(home)
+        self._store_key, self._sealing = store_key, sealing
         self.identity = Identity(private_key)
         self._retired = [(seq, Identity(key), statement) for seq, key, statement in retired]
         self.fingerprint = self.identity.fingerprint.hex()
@@ -141,7 +147,12 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         from enclave.identity.home import Home, prepare
 
         allocator.tune()  # file pieces: no page faults per buffer (allocator.py)
-        self.store = Store.open(prepare(Home(self.home)).db_path, self.settings.store_sync)
+        self.store = Store.open(
+            prepare(Home(self.home)).db_path,
+            self.settings.store_sync,
+            key=self._store_key,
+            progress=self._sealing,
+        )
         self.sessions = Sessions(self.identity, self.store, self.settings, self._publish)
         handover = Handover(self.store, self.identity, self._retired, self._publish)
         handover.start(time.time())

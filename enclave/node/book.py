@@ -285,7 +285,9 @@ class Book:
 
 
 @contextlib.contextmanager
-def open_book(db_path, own_fingerprint: str = ""):
-    """The book of a home with no node running (the store opened for this block)."""
-    with Store.open(db_path) as store:
+def open_book(db_path, own_fingerprint: str = "", store_key: bytes | None = None):
+    """The book of a home with no node running (the store opened for this block).
+    ``store_key`` (``Identity.store_key``): what the book reads or writes of what people
+    wrote needs it once the history is sealed."""
+    with Store.open(db_path, key=store_key) as store:
         yield Book(store, own_fingerprint)

@@ -76,7 +76,9 @@ def rotate(
     sealed = homes.read_file(place.key_path, "private key", keys.MAX_FILE_BYTES)
     homes.write_atomic(stem.with_suffix(".key"), sealed, homes.KEY_MODE)
     homes.write_atomic(stem.with_suffix(".succession"), data, homes.KEY_MODE)
-    new = keys.save_identity(place, new_key, password, force=True, kdf=kdf or keys.DEFAULT_KDF)
+    new = keys.save_identity(
+        place, new_key, password, force=True, kdf=kdf or keys.DEFAULT_KDF, store_key=old.store_key
+    )  # the same history: the same store key
     return Rotation(old.fingerprint, new.fingerprint, seq, data)
 
 

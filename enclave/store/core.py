@@ -21,6 +21,7 @@ from enclave.errors import UserError
 
 from .dbfile import BUSY_TIMEOUT_S, SYNC_MODES, check_file, configure, create_private
 from .migrations import migrate, user_version
+from .sealing import Clear, Locked, Sealer, file_name_ad, for_store, group_name_ad, message_ad
 
 _NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named peers by text
 
@@ -28,8 +29,11 @@ _NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named p
 class StoreCore:
     """Open with ``open(path)``; close with ``close()`` or a ``with`` block."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, sealer=None) -> None:
         self._db = db
+        # What people wrote is sealed under the store key (sealing.py); ``Clear`` for a
+        # store never opened with it.
+        self._sealer: Sealer | Clear | Locked = sealer or Clear()
         self._lock = threading.RLock()
         self.path = path
         self._ids: dict[str, int] = {}  # fingerprint -> peers.id, filled on use
@@ -46,9 +50,13 @@ class StoreCore:
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike, sync: str = "full") -> Self:
+    def open(
+        cls, path: str | os.PathLike, sync: str = "full", key: bytes | None = None, progress=None
+    ) -> Self:
         """``sync``: "full" (each commit survives power loss) or "normal" (survives a
-        crash of Enclave, not power loss)."""
+        crash of Enclave, not power loss). ``key``: the store key (``Identity.store_key``);
+        with it, what an older Enclave (or a store opened without it) wrote in clear is
+        sealed now, ``progress(done, total)`` told after each batch."""
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
         path = Path(path)
@@ -63,13 +71,21 @@ class StoreCore:
         try:
             configure(db, path, sync)
             migrate(db)
+            sealer = _sealer(db, path, key)
         except sqlite3.OperationalError as err:
             db.close()
             raise UserError(f"cannot write {path}: {err}") from None
         except BaseException:
             db.close()
             raise
-        return cls(db, path)
+        store = cls(db, path, sealer)
+        if sealer.sealed:
+            try:
+                store.seal_clear(progress)
+            except BaseException:
+                store.close()
+                raise
+        return store
 
     def close(self) -> None:
         with self._lock:
@@ -134,6 +150,98 @@ class StoreCore:
             raise sqlite3.IntegrityError(_NO_PEER)
         return pid
 
+    @property
+    def sealed(self) -> bool:
+        """Whether new values are written sealed (the store was opened with its key)."""
+        return self._sealer.sealed
+
+    def _seal_body(self, body: str, rowid: int, peer: int, direction: str):
+        return self._sealer.seal(body, message_ad(rowid, peer, direction))
+
+    def _seal_file_name(self, name: str, rowid: int, peer: int, direction: str):
+        return self._sealer.seal(name, file_name_ad(rowid, peer, direction))
+
+    def _open_file_name(self, name, rowid: int, peer: int, direction: str):
+        if type(name) is not bytes:
+            return name
+        return self._sealer.open(name, file_name_ad(rowid, peer, direction))
+
+    def _seal_group_name(self, name: str, group_id: bytes):
+        return self._sealer.seal(name, group_name_ad(group_id))
+
+    def _open_group_name(self, name, group_id: bytes):
+        return self._sealer.open(name, group_name_ad(group_id)) if type(name) is bytes else name
+
+    def _open_body(self, body, rowid: int, peer: int, direction: str):
+        if type(body) is not bytes:
+            return body  # clear (or erased): no associated data to build
+        return self._sealer.open(body, message_ad(rowid, peer, direction))
+
+    def seal_clear(self, progress=None, batch: int = 2048) -> int:
+        """Seal the message bodies still in clear, ``batch`` rows per transaction (a
+        crash keeps what was done; the next open goes on), then drop the WAL's old
+        copies. How many were sealed."""
+        self._seal_clear_names()
+        seal, done, after = self._sealer.seal, 0, 0
+        with self._lock:
+            total = self._db.execute(
+                "SELECT count(*) FROM messages WHERE typeof(body) = 'text'"
+            ).fetchone()[0]
+        while done < total:
+            with self._tx() as db:
+                rows = db.execute(
+                    "SELECT rowid, peer, direction, body FROM messages"
+                    " WHERE rowid > ? AND typeof(body) = 'text' ORDER BY rowid LIMIT ?",
+                    (after, batch),
+                ).fetchall()
+                db.executemany(
+                    "UPDATE messages SET body = ? WHERE rowid = ?",
+                    [(seal(b, message_ad(r, p, d)), r) for r, p, d, b in rows],
+                )
+            if not rows:
+                break
+            after, done = rows[-1][0], done + len(rows)
+            if progress is not None:
+                progress(done, total)
+        if done:
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return done
+
+    def _seal_clear_names(self) -> None:
+        """File and group names in clear (few: one transaction)."""
+        seal = self._sealer.seal
+        with self._tx() as db:
+            files = db.execute(
+                "SELECT key, name, message, peer, direction FROM transfers"
+                " WHERE typeof(name) = 'text'"
+            ).fetchall()
+            db.executemany(
+                "UPDATE transfers SET name = ? WHERE key = ?",
+                [(seal(n, file_name_ad(m, p, d)), k) for k, n, m, p, d in files],
+            )
+            groups = db.execute(
+                "SELECT key, id, name FROM groups WHERE typeof(name) = 'text'"
+            ).fetchall()
+            db.executemany(
+                "UPDATE groups SET name = ? WHERE key = ?",
+                [(seal(n, group_name_ad(g)), k) for k, g, n in groups],
+            )
+
     def reserve_rowid(self) -> int:
         """The rowid the next outgoing message will be written with (any thread)."""
         return next(self._rowids)
+
+
+def _sealer(db: sqlite3.Connection, path: Path, key: bytes | None):
+    """The store's sealer; the first open with a key writes the key's check."""
+    row = db.execute("SELECT key_check FROM sealing").fetchone()
+    sealer = for_store(key, None if row is None else row[0], path)
+    if row is None and sealer.sealed:
+        db.execute(
+            "INSERT OR IGNORE INTO sealing (one, key_check) VALUES (1, ?)", (sealer.key_check(),)
+        )
+        # Two processes opening with two keys at once: the first check written holds.
+        stored = db.execute("SELECT key_check FROM sealing").fetchone()[0]
+        sealer = for_store(key, stored, path)
+    return sealer

@@ -70,7 +70,7 @@ class GroupsMixin(HistoryMixin):
         with self._tx() as db:
             key = db.execute(
                 "INSERT INTO groups (id, name, state, created_ms) VALUES (?, ?, 'member', ?)",
-                (gid, name, now_ms),
+                (gid, self._seal_group_name(name, gid), now_ms),
             ).lastrowid
             db.executemany(
                 "INSERT INTO group_records (grp, epoch, record) VALUES (?, ?, ?)",
@@ -97,7 +97,7 @@ class GroupsMixin(HistoryMixin):
         if type(first_epoch) is not int or first_epoch < 0:
             raise ValueError(f"first_epoch must be an integer >= 0, not {first_epoch!r}")
         if name is not None:
-            _check_group_name(name)
+            name = self._seal_group_name(_check_group_name(name), gid)
         if state is not None:
             _check_state(state)
         with self._tx() as db:
@@ -127,7 +127,10 @@ class GroupsMixin(HistoryMixin):
                 "SELECT grp, record FROM group_records ORDER BY grp, epoch"
             ):
                 records.setdefault(key, []).append(record)
-        return [GroupRow(*g, tuple(records.get(g[0], ()))) for g in groups]
+        return [
+            GroupRow(k, g, self._open_group_name(n, g), st, at, tuple(records.get(k, ())))
+            for k, g, n, st, at in groups
+        ]
 
     def get_group(self, group_id: bytes) -> GroupRow | None:
         gid = _check_group_id(group_id)
@@ -140,7 +143,9 @@ class GroupsMixin(HistoryMixin):
             records = self._db.execute(
                 "SELECT record FROM group_records WHERE grp = ? ORDER BY epoch", (row[0],)
             ).fetchall()
-        return GroupRow(*row, tuple(r[0] for r in records))
+        key, gid, name, state, created = row
+        name = self._open_group_name(name, gid)
+        return GroupRow(key, gid, name, state, created, tuple(r[0] for r in records))
 
     def delete_group(self, group_id: bytes) -> bool:
         """Forget a group with its records and posts (queued ones leave the outbox).
@@ -185,7 +190,7 @@ class GroupsMixin(HistoryMixin):
             top, top_sender = before
         sql = (
             "SELECT m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms,"
-            " m.stored_ms, m.state, m.lamport, m.epoch, m.gseq"
+            " m.stored_ms, m.state, m.lamport, m.epoch, m.gseq, m.peer"
             " FROM messages m JOIN peers p ON p.id = m.peer"
             " WHERE m.grp = ? AND m.lamport <= ? AND m.state != 'deleted'"
             " ORDER BY m.lamport DESC"
@@ -194,7 +199,8 @@ class GroupsMixin(HistoryMixin):
             row = self._db.execute("SELECT key FROM groups WHERE id = ?", (gid,)).fetchone()
             if row is None or limit <= 0:
                 return []
-            posts = _page(self._db.execute(sql, (row[0], top)), own_fp, top, top_sender, limit)
+            rows = self._db.execute(sql, (row[0], top))
+            posts = _page(rows, own_fp, top, top_sender, limit, self._open_body)
         page = sorted(posts.items())[-limit:]
         return [GroupLine(*p[:10], tuple(sorted(p[10]))) for _, p in page]
 
@@ -240,7 +246,7 @@ def _new_records(db, key: int, gid: bytes, first_epoch: int, records) -> list[tu
     return new
 
 
-def _page(rows, own_fp: str, top: int, top_sender: str | None, limit: int) -> dict:
+def _page(rows, own_fp: str, top: int, top_sender: str | None, limit: int, open_body) -> dict:
     """(lamport, sender, id) -> the fields of a GroupLine, from ``rows`` newest first:
     as far as the page reaches, and every row of its oldest Lamport time (the ties)."""
     posts: dict[tuple, list] = {}
@@ -254,6 +260,7 @@ def _page(rows, own_fp: str, top: int, top_sender: str | None, limit: int) -> di
             continue
         post = posts.get((lamport, sender, mid))
         if post is None:
+            body = open_body(body, rowid, r[11], direction)  # every copy holds the same text
             post = [mid, sender, direction, body, created, stored, lamport, r[9], r[10], {}, []]
             posts[(lamport, sender, mid)] = post
             if last is None and len(posts) >= limit:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .core import StoreCore
 from .records import FileNote, Message
+from .sealing import OVERHEAD
+
+_SEARCH_PAGE = 1024  # rows read per query of a search
 
 # A file message is a row a transfer points at (schema 5): the page carries its name,
 # size, state and progress. The joins go through transfers' UNIQUE (message) index and
@@ -12,7 +15,7 @@ _MSG_COLS = (
     "m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms, m.stored_ms, m.state,"
     " m.delivered_ms, m.reason, m.legacy,"
     " t.key, t.name, t.size, t.chunk_size, t.state, t.reason, c.done, m.read_ms, m.broadcast,"
-    " m.reply_to"
+    " m.reply_to, m.peer"
 )
 _MSG_FROM = (
     "messages m JOIN peers p ON p.id = m.peer"
@@ -21,16 +24,17 @@ _MSG_FROM = (
 )
 
 
-def _message(r: tuple) -> Message:
-    note = None if r[11] is None else _note(r[11:18])
+def _message(r: tuple, open_body, open_name) -> Message:
+    note = None if r[11] is None else _note(r[11:18], open_name(r[12], r[0], r[21], r[2]))
+    body = open_body(r[4], r[0], r[21], r[2])
     return Message(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), note,
+        r[0], r[1], r[2], r[3], body, r[5], r[6], r[7], r[8], r[9], bool(r[10]), note,
         r[18], bool(r[19]), r[20],
     )  # fmt: skip
 
 
-def _note(r: tuple) -> FileNote:
-    key, name, size, chunk_size, state, reason, done = r
+def _note(r: tuple, name: str) -> FileNote:
+    key, _, size, chunk_size, state, reason, done = r
     chunks = -(-size // chunk_size)
     percent = done * 100 // chunks if chunks else 100 if state == "delivered" else 0
     return FileNote(key, name, size, state, reason, percent)
@@ -46,9 +50,12 @@ class HistoryMixin(StoreCore):
     def failed_messages(self, fingerprint: str | None = None) -> list[Message]:
         sql = f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.state = 'failed' AND m.grp IS NULL"
         if fingerprint is None:
-            return [_message(r) for r in self._rows(sql + " ORDER BY m.rowid")]
+            return self._messages(self._rows(sql + " ORDER BY m.rowid"))
         sql += " AND p.fingerprint = ? ORDER BY m.rowid"
-        return [_message(r) for r in self._rows(sql, (fingerprint,))]
+        return self._messages(self._rows(sql, (fingerprint,)))
+
+    def _messages(self, rows) -> list[Message]:
+        return [_message(r, self._open_body, self._open_file_name) for r in rows]
 
     def history(
         self, fingerprint: str, limit: int = 50, before_rowid: int | None = None
@@ -61,16 +68,30 @@ class HistoryMixin(StoreCore):
         )
         before = (1 << 63) - 1 if before_rowid is None else before_rowid
         rows = self._rows(sql, (fingerprint, before, limit))
-        return [_message(r) for r in reversed(rows)]
+        return self._messages(reversed(rows))
 
     def search_messages(self, text: str, limit: int = 50) -> list[Message]:
-        """The newest ``limit`` messages containing ``text`` (ASCII case ignored), oldest first."""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        """The newest ``limit`` direct messages containing ``text`` (case ignored), oldest
+        first. Bodies are sealed, so SQL cannot look inside them: this opens them newest
+        first, a page of rows at a time, until ``limit`` match (PERFORMANCE.md measures
+        the cost of a search that reaches the oldest message)."""
+        wanted, found, before = text.casefold(), [], (1 << 63) - 1
         sql = (
-            f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.body LIKE ? ESCAPE '\\'"
-            " AND m.grp IS NULL ORDER BY m.rowid DESC LIMIT ?"
+            f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE m.rowid < ? AND m.grp IS NULL"
+            " AND m.body IS NOT NULL ORDER BY m.rowid DESC LIMIT ?"
         )
-        return [_message(r) for r in reversed(self._rows(sql, (pattern, limit)))]
+        while len(found) < limit:
+            rows = self._rows(sql, (before, _SEARCH_PAGE))
+            for r in rows:
+                body = self._open_body(r[4], r[0], r[21], r[2])
+                if wanted in body.casefold():
+                    found.append(_message(r, lambda *_: body, self._open_file_name))  # noqa: B023
+                    if len(found) == limit:
+                        break
+            if len(rows) < _SEARCH_PAGE:
+                break
+            before = rows[-1][0]
+        return found[::-1]
 
     def incoming_size(self, fingerprint: str) -> tuple[int, int]:
         """(messages, UTF-8 bytes of their bodies) this peer sent us that the store still
@@ -80,8 +101,11 @@ class HistoryMixin(StoreCore):
             pid = self._peer_id(self._db, fingerprint)
             if pid is None:
                 return 0, 0
+            # A sealed body is its UTF-8 bytes and OVERHEAD more (sealing.py).
             sql = (
-                "SELECT count(*), coalesce(sum(length(CAST(body AS BLOB))), 0) FROM messages"
+                "SELECT count(*), coalesce(sum(CASE typeof(body) WHEN 'blob'"
+                f" THEN length(body) - {OVERHEAD} ELSE length(CAST(body AS BLOB)) END), 0)"
+                " FROM messages"
                 " WHERE peer = ? AND direction = 'in' AND body IS NOT NULL AND grp IS NULL"
             )
             count, size = self._db.execute(sql, (pid,)).fetchone()
@@ -116,7 +140,7 @@ class HistoryMixin(StoreCore):
             " AND m.state != 'deleted' AND m.grp IS NULL"
         )
         rows = self._rows(sql, (*args, fingerprint))
-        return _message(rows[0]) if rows else None
+        return _message(rows[0], self._open_body, self._open_file_name) if rows else None
 
     def delete_message(self, fingerprint: str, rowid: int) -> bool:
         """Erase one settled direct message here (received, delivered or failed): its

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from .checks import explain_row
 from .outbox import OutboxMixin
+from .sealing import message_ad
 
 
 class MessagesMixin(OutboxMixin):
@@ -77,7 +78,7 @@ class MessagesMixin(OutboxMixin):
     # per row. (Any other ValueError of the loop is raised again there.)
 
     def _insert_incoming(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
-        flat, ids, rowid = [], self._ids, self._rowids.__next__
+        flat, ids, rowid, seal = [], self._ids, self._rowids.__next__, self._sealer.seal
         try:
             for fp, mid, body, created, stored, legacy in rows:
                 if not (
@@ -89,7 +90,9 @@ class MessagesMixin(OutboxMixin):
                 ):
                     explain_row(mid, body, created, stored)
                 pid = ids.get(fp) or self._known_peer_id(db, fp)
-                flat += (rowid(), pid, mid, body, created, stored, 1 if legacy else 0)
+                r = rowid()
+                body = seal(body, message_ad(r, pid, "in"))
+                flat += (r, pid, mid, body, created, stored, 1 if legacy else 0)
         except ValueError:
             return self._insert_incoming_mixed(db, rows)
         _insert_rows(db, _INCOMING, flat)
@@ -105,6 +108,7 @@ class MessagesMixin(OutboxMixin):
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
             rowid = next(self._rowids)
             rowids.append(rowid)
+            body = self._sealer.seal(body, message_ad(rowid, pid, "in"))
             values = (rowid, pid, mid, body, created, stored, 1 if legacy else 0)
             group = row[6] if len(row) >= 7 else None
             if group is None:
@@ -120,7 +124,7 @@ class MessagesMixin(OutboxMixin):
         return _new_flags(db, rowids)
 
     def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
-        flat, ids, seen = [], self._ids, set()
+        flat, ids, seen, seal = [], self._ids, set(), self._sealer.seal
         try:
             for rowid, fp, mid, body, created in rows:
                 if not (
@@ -132,6 +136,7 @@ class MessagesMixin(OutboxMixin):
                     explain_row(mid, body, created, 0)
                 pid = ids.get(fp) or self._known_peer_id(db, fp)
                 seen.add((pid, mid))
+                body = seal(body, message_ad(rowid, pid, "out"))
                 flat += (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
         except ValueError:
             return self._insert_outgoing_mixed(db, rows)
@@ -148,6 +153,7 @@ class MessagesMixin(OutboxMixin):
             explain_row(mid, body, created, 0)
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
             seen.add((pid, mid))  # a post has one id for all members: one row each
+            body = self._sealer.seal(body, message_ad(rowid, pid, "out"))
             values = (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
             group = row[5] if len(row) >= 6 else None
             if group is None:

@@ -294,6 +294,14 @@ V9 = (
 )
 # Schema 10: a reply's quote (the id of the message it answers, either direction).
 V10 = ("ALTER TABLE messages ADD COLUMN reply_to BLOB",)
+# Schema 11: the check of the key that seals what people wrote (store/sealing.py). One
+# row once the store was opened with its key; none while it was only ever in clear.
+V11 = (
+    """CREATE TABLE sealing (
+        one       INTEGER PRIMARY KEY CHECK (one = 1),
+        key_check BLOB NOT NULL
+    )""",
+)
 V8 = (
     """CREATE TABLE own_rotations (
         seq        INTEGER PRIMARY KEY CHECK (seq >= 1),

@@ -51,13 +51,14 @@ _COLS = (
     "t.key, p.fingerprint, t.direction, t.message, t.id, t.name, t.size, t.chunk_size,"
     " t.algorithm, t.digest, t.chunk_digests, t.compress, t.state, t.reason, c.done,"
     " t.source_path, t.source_size, t.source_mtime_ns, t.part_path, t.final_path,"
-    " t.created_ms, t.updated_ms"
+    " t.created_ms, t.updated_ms, t.peer"
 )
 _FROM = "transfers t JOIN peers p ON p.id = t.peer JOIN transfer_chunks c ON c.transfer = t.key"
 
 
-def _transfer(r: tuple) -> Transfer:
-    offer = FileOffer(r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]))
+def _transfer(r: tuple, open_name) -> Transfer:
+    name = open_name(r[5], r[3], r[22], r[2])
+    offer = FileOffer(r[4], name, r[6], r[7], r[8], r[9], r[10], bool(r[11]))
     source = SourceFile(r[15], r[16], r[17]) if r[15] is not None else None
     return Transfer(r[0], r[1], r[2], r[3], offer, r[12], r[13], r[14], source, *r[18:22])
 
@@ -81,9 +82,17 @@ class TransfersMixin(StoreCore):
             db.execute(
                 "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
                 " state) VALUES (?, ?, 'out', ?, ?, ?, ?, 'sent')",
-                (rowid, pid, offer.id, offer.name, now_ms, now_ms),
+                (
+                    rowid,
+                    pid,
+                    offer.id,
+                    self._seal_body(offer.name, rowid, pid, "out"),
+                    now_ms,
+                    now_ms,
+                ),
             )
-            key = self._insert_transfer(db, pid, "out", rowid, offer, now_ms, source)
+            name = self._seal_file_name(offer.name, rowid, pid, "out")
+            key = self._insert_transfer(db, pid, "out", rowid, offer, name, now_ms, source)
         return self._get(key)
 
     def create_incoming(
@@ -111,9 +120,17 @@ class TransfersMixin(StoreCore):
                 db.execute(
                     "INSERT INTO messages (rowid, peer, direction, id, body, created_ms,"
                     " stored_ms, state) VALUES (?, ?, 'in', ?, ?, ?, ?, 'received')",
-                    (rowid, pid, offer.id, offer.name, created_ms, now_ms),
+                    (
+                        rowid,
+                        pid,
+                        offer.id,
+                        self._seal_body(offer.name, rowid, pid, "in"),
+                        created_ms,
+                        now_ms,
+                    ),
                 )
-                key = self._insert_transfer(db, pid, "in", rowid, offer, now_ms, None)
+                name = self._seal_file_name(offer.name, rowid, pid, "in")
+                key = self._insert_transfer(db, pid, "in", rowid, offer, name, now_ms, None)
         return (self._get(key), True) if known is None else (self._get(known[0]), False)
 
     @staticmethod
@@ -123,6 +140,7 @@ class TransfersMixin(StoreCore):
         direction: str,
         rowid: int,
         offer: FileOffer,
+        name,
         now_ms: int,
         source: SourceFile | None,
     ) -> int:
@@ -132,7 +150,7 @@ class TransfersMixin(StoreCore):
             " algorithm, digest, chunk_digests, compress, source_path, source_size,"
             " source_mtime_ns, state, created_ms, updated_ms)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'offered', ?, ?)",
-            (pid, direction, offer.id, rowid, offer.name, offer.size, offer.chunk_size)
+            (pid, direction, offer.id, rowid, name, offer.size, offer.chunk_size)
             + (offer.algorithm, offer.digest, offer.chunk_digests, int(bool(offer.compress)))
             + (path, size, mtime, now_ms, now_ms),
         ).lastrowid
@@ -149,7 +167,7 @@ class TransfersMixin(StoreCore):
 
     def get_transfer(self, key: int) -> Transfer | None:
         rows = self._rows(f"SELECT {_COLS} FROM {_FROM} WHERE t.key = ?", (int(key),))
-        return _transfer(rows[0]) if rows else None
+        return _transfer(rows[0], self._open_file_name) if rows else None
 
     def find_transfer(
         self, fingerprint: str, direction: str, transfer_id: bytes
@@ -159,7 +177,7 @@ class TransfersMixin(StoreCore):
             f"SELECT {_COLS} FROM {_FROM} WHERE p.fingerprint = ? AND t.direction = ? AND t.id = ?"
         )
         rows = self._rows(sql, (fingerprint, direction, transfer_id))
-        return _transfer(rows[0]) if rows else None
+        return _transfer(rows[0], self._open_file_name) if rows else None
 
     def open_transfers(
         self, fingerprint: str | None = None, direction: str | None = None
@@ -172,7 +190,9 @@ class TransfersMixin(StoreCore):
             sql, args = sql + " AND p.fingerprint = ?", (fingerprint,)
         if direction is not None:
             sql, args = sql + " AND t.direction = ?", (*args, direction)
-        return [_transfer(r) for r in self._rows(sql + " ORDER BY t.key", args)]
+        return [
+            _transfer(r, self._open_file_name) for r in self._rows(sql + " ORDER BY t.key", args)
+        ]
 
     def open_sources(self) -> set[str]:
         """The source paths of open outgoing transfers: the files still read for them."""
@@ -189,7 +209,7 @@ class TransfersMixin(StoreCore):
         if fingerprint is not None:
             sql, args = sql + " WHERE p.fingerprint = ?", (fingerprint,)
         rows = self._rows(sql + " ORDER BY t.key DESC LIMIT ?", (*args, int(limit)))
-        return [_transfer(r) for r in reversed(rows)]
+        return [_transfer(r, self._open_file_name) for r in reversed(rows)]
 
     def open_offers(self, fingerprint: str) -> int:
         """Open incoming transfers from this peer: what its quota of offers counts."""

@@ -418,7 +418,9 @@ async def read_commands(worker: Worker) -> None:
 async def amain(args) -> int:
     key = serialization.load_pem_private_key(Path(args.key_file).read_bytes(), None)
     settings = settings_mod.load(Path(args.home), settings_mod.overrides_from(args))
-    node = Node(args.home, key, settings)
+    # --sealed: the history sealed under a store key, as a user's node keeps it.
+    store_key = os.urandom(32) if args.sealed else None
+    node = Node(args.home, key, settings, store_key=store_key)
     worker = Worker(node, args.each, args.progress_every)
     tally = worker.tally
     if args.quiet:
@@ -455,6 +457,7 @@ def main(argv=None) -> int:
     mode.add_argument("--quiet", action="store_true", help="replies only (benchmarks)")
     parser.add_argument("--progress-every", type=int, default=1000)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--sealed", action="store_true", help="seal the history (a store key)")
     settings_mod.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -260,7 +260,8 @@ class NodeProc(Proc):
     """One running node (``node_worker.py``): ``start`` it, then ``wait``/``request``.
 
     ``each``: every message event is a line; ``quiet``: replies only, for a node that is
-    being measured (see node_worker.py). ``settings``: ``--set`` overrides, as text
+    being measured (see node_worker.py). ``sealed``: the history sealed under a store
+    key, as a user's node keeps it. ``settings``: ``--set`` overrides, as text
     ("0.1", "normal") or as numbers."""
 
     def __init__(
@@ -278,8 +279,10 @@ class NodeProc(Proc):
         prefix: list[str] | None = None,
         host: str | None = None,
         reply_timeout: float = 30.0,
+        sealed: bool = False,
     ) -> None:
         argv = [NODE_WORKER, "--home", home, "--key-file", key_file, "--port", port]
+        argv += ["--sealed"] * sealed
         if host:
             argv += ["--host", host]
         argv += ["--each"] * each + ["--quiet"] * quiet

@@ -1,0 +1,180 @@
+"""What people wrote is sealed in the store file (store/sealing.py): the bytes on disk,
+rows altered or swapped by someone holding the file, the wrong key, no key, and sealing
+a store an older Enclave wrote in clear (resumable)."""
+
+import hashlib
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+from enclave.errors import UserError
+from enclave.store import Store
+from enclave.store.records import FileOffer, SourceFile
+from enclave.store.sealing import DAMAGED, LOCKED, OVERHEAD
+
+A, B = "a1" * 32, "b2" * 32
+KEY, OTHER_KEY = bytes(range(32)), bytes(range(1, 33))
+MARKER = "Zanzibar-marker-7f3"
+G = b"g" * 16
+
+
+def pem(tag: str) -> str:
+    return f"-----BEGIN PUBLIC KEY-----\n{hashlib.sha256(tag.encode()).hexdigest()}\n-----END PUBLIC KEY-----\n"
+
+
+def mid(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def with_peers(store: Store) -> Store:
+    store.upsert_peer(A, pem(A), "127.0.0.1:7000", "alice", 1.0)
+    store.upsert_peer(B, pem(B), "127.0.0.1:7001", "bob", 1.0)
+    return store
+
+
+def chat(store: Store, n: int = 1) -> None:
+    """Direct messages both ways, a group post both ways and a file offer, each with the
+    marker word."""
+    store.store_incoming([(A, mid(n), f"in {MARKER} {n}", n, n + 1, False)])
+    store.enqueue_outgoing([(A, mid(n + 1000), f"out {MARKER} {n}", n)])
+    if store.get_group(G) is None:
+        store.create_group(G, f"crew {MARKER}", [b"r0"], 5)
+    store.store_incoming([(B, mid(n + 2000), f"post {MARKER}", 7, 8, False, (G, 0, n, n))])
+    store.enqueue_outgoing([(B, mid(n + 3000), f"mine {MARKER}", 9, (G, 0, n, n))])
+    size = 1 << 20
+    digest = hashlib.sha256(b"0").digest()
+    offer = FileOffer(mid(n + 4000), f"{MARKER}.pdf", size, size, "sha256", digest, digest)
+    store.create_outgoing(A, offer, SourceFile("/tmp/x.pdf", size, 1), 10)
+
+
+def on_disk(path) -> bytes:
+    """Every byte Enclave's store keeps: the database, its WAL and shared memory."""
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+def bodies(store: Store) -> list[str]:
+    return [m.body for fp in (A,) for m in store.history(fp)]
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "enclave.db"
+
+
+def test_sealed_text_never_reaches_the_file_and_reads_back(db_path):
+    with with_peers(Store.open(db_path, key=KEY)) as store:
+        chat(store)
+        assert MARKER.encode() not in on_disk(db_path)  # the WAL holds the new pages
+        assert bodies(store) == [f"in {MARKER} 1", f"out {MARKER} 1", f"{MARKER}.pdf"]
+        assert [o.body for o in store.outbox_for(A)] == [f"out {MARKER} 1"]
+        posts = store.group_history(G, B)
+        assert {p.body for p in posts} == {f"post {MARKER}", f"mine {MARKER}"}
+        assert store.get_group(G).name == store.list_groups()[0].name == f"crew {MARKER}"
+        [t] = store.transfers_of(A)
+        assert store.get_transfer(t.key).offer.name == t.offer.name == f"{MARKER}.pdf"
+        assert [m.file.name for m in store.history(A) if m.file] == [f"{MARKER}.pdf"]
+        assert [m.body for m in store.search_messages(MARKER.upper())] == bodies(store)
+    with closing(sqlite3.connect(db_path)) as raw:
+        kinds = {t for (t,) in raw.execute("SELECT DISTINCT typeof(body) FROM messages")}
+    assert kinds == {"blob"}
+    assert MARKER.encode() not in on_disk(db_path)
+
+
+def test_quota_counts_the_text_not_the_seal(db_path, tmp_path):
+    sizes = []
+    for key, path in ((None, db_path), (KEY, tmp_path / "sealed.db")):
+        with with_peers(Store.open(path, key=key)) as store:
+            store.store_incoming([(A, mid(i), "é" * i, i, i, False) for i in range(1, 20)])
+            sizes.append(store.incoming_size(A))
+    assert sizes[0] == sizes[1] == (19, 2 * sum(range(1, 20)))
+    assert OVERHEAD == 28
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        # Another row's sealed body pasted over this one.
+        ("UPDATE messages SET body = (SELECT body FROM messages WHERE rowid = {other})"
+         " WHERE rowid = {row}", "swapped"),
+        # The row moved to another contact, or to the other direction.
+        ("UPDATE messages SET peer = (SELECT id FROM peers WHERE fingerprint = '" + B + "')"
+         " WHERE rowid = {row}", "moved"),
+        ("UPDATE messages SET direction = 'out' WHERE rowid = {row}", "turned"),
+        ("UPDATE messages SET body = substr(body, 1, 20) WHERE rowid = {row}", "truncated"),
+        ("UPDATE messages SET body = x'00' WHERE rowid = {row}", "shorter than a tag"),
+        ("UPDATE messages SET body = CAST(body || x'00' AS BLOB) WHERE rowid = {row}", "grown"),
+    ],
+)  # fmt: skip
+def test_an_altered_row_reads_as_damaged_and_the_rest_still_reads(db_path, change, what):
+    with with_peers(Store.open(db_path, key=KEY)) as store:
+        store.store_incoming(
+            [(A, mid(1), "first", 1, 1, False), (A, mid(2), "second", 2, 2, False)]
+        )
+        row, other = (m.rowid for m in store.history(A))
+    with closing(sqlite3.connect(db_path)) as raw:
+        raw.execute(change.format(row=row, other=other))
+        raw.commit()
+    with Store.open(db_path, key=KEY) as store:
+        everything = [m.body for fp in (A, B) for m in store.history(fp)]
+    assert sorted(everything) == [DAMAGED, "second"], what
+
+
+def test_the_wrong_key_is_refused_and_the_file_left_as_it_was(db_path):
+    with with_peers(Store.open(db_path, key=KEY)) as store:
+        chat(store)
+    before = hashlib.sha256(db_path.read_bytes()).hexdigest()
+    with pytest.raises(UserError, match="encrypted under another identity's key file"):
+        Store.open(db_path, key=OTHER_KEY)
+    assert hashlib.sha256(db_path.read_bytes()).hexdigest() == before
+
+
+def test_without_the_key_a_sealed_store_reads_locked_and_writes_nothing_in_clear(db_path):
+    with with_peers(Store.open(db_path, key=KEY)) as store:
+        chat(store)
+    with Store.open(db_path) as store:
+        assert not store.sealed
+        assert set(bodies(store)) == {LOCKED}
+        assert [p.name for p in store.list_peers()] == ["alice", "bob"]  # the rest works
+        with pytest.raises(UserError, match="needs the password"):
+            store.enqueue_outgoing([(A, mid(77), f"clear {MARKER}", 5)])
+        with pytest.raises(UserError, match="needs the password"):
+            store.store_incoming([(A, mid(78), f"clear {MARKER}", 5, 5, False)])
+    assert MARKER.encode() not in on_disk(db_path)
+
+
+def test_a_clear_store_is_sealed_at_the_first_open_with_the_key(db_path):
+    with with_peers(Store.open(db_path)) as store:  # as an older Enclave wrote it
+        for n in range(1, 40):
+            chat(store, n)
+        clear = {fp: [(m.rowid, m.body) for m in store.history(fp, 500)] for fp in (A, B)}
+        posts = store.group_history(G, B, 500)
+    assert MARKER.encode() in on_disk(db_path)
+    seen = []
+    with Store.open(db_path, key=KEY, progress=lambda d, t: seen.append((d, t))) as store:
+        assert {fp: [(m.rowid, m.body) for m in store.history(fp, 500)] for fp in (A, B)} == clear
+        assert store.group_history(G, B, 500) == posts
+        assert store.seal_clear() == 0  # nothing left
+    assert seen[-1] == (39 * 5, 39 * 5)  # five rows a chat: two direct, two posts, a file
+    assert MARKER.encode() not in on_disk(db_path)  # nor in the WAL or freed pages
+
+
+def test_sealing_an_old_store_resumes_after_a_crash(db_path):
+    count = 5000  # three batches
+    with with_peers(Store.open(db_path)) as store:
+        store.store_incoming([(A, mid(i), f"{MARKER} {i}", i, i, False) for i in range(count)])
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_the_first_batch(done, total):
+        raise Killed
+
+    with pytest.raises(Killed):
+        Store.open(db_path, key=KEY, progress=killed_after_the_first_batch)
+    with closing(sqlite3.connect(db_path)) as raw:
+        kinds = dict(raw.execute("SELECT typeof(body), count(*) FROM messages GROUP BY 1"))
+    assert kinds == {"blob": 2048, "text": count - 2048}  # the first batch holds
+    with Store.open(db_path, key=KEY) as store:
+        assert [m.body for m in store.history(A, count)] == [f"{MARKER} {i}" for i in range(count)]
+    assert MARKER.encode() not in on_disk(db_path)
