@@ -174,6 +174,11 @@ class HistoryMixin(StoreCore):
                 "UPDATE messages SET broadcast = 1 WHERE rowid = ?", [(r,) for r in rowids]
             )
 
+    def scrub(self) -> None:
+        """Overwrite what erased bodies left in the WAL (``_scrub_wal``); the node calls
+        it after a commit erased messages of a conversation with history off."""
+        self._scrub_wal()
+
     def _scrub_wal(self) -> None:
         # secure_delete zeroes the freed text in the database pages; a truncating
         # checkpoint also drops the WAL's old copies. A busy reader may postpone that.

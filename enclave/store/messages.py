@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import NamedTuple
 
 from .checks import explain_row
@@ -45,6 +45,7 @@ class MessagesMixin(OutboxMixin):
         incoming: Iterable[tuple] = (),
         delivered: Iterable[tuple[str, list[int]]] = (),
         now_ms: int = 0,
+        forget: Container[str] = (),
     ) -> list[bool]:
         """One transaction for everything a commit cycle of the node writes; returns
         the ``store_incoming`` flags of ``incoming``.
@@ -59,6 +60,11 @@ class MessagesMixin(OutboxMixin):
         for a direct message. A reply's row carries one more after it (7th, 8th): the
         16-byte id of the message it quotes (schema 10). A group id the store does not hold fails the transaction
         (``sqlite3.IntegrityError``).
+
+        History off (schema 11): an ``incoming`` row whose body is None is stored as a
+        tombstone straight away (state ``deleted``, no body, no quote: only what dedupe
+        needs), so its text never reaches the file; ``forget`` names the recipients
+        whose acked rows are erased as they settle (``_delivered``).
         """
         incoming, enqueue = list(incoming), list(enqueue)
         with self._tx() as db:
@@ -66,7 +72,7 @@ class MessagesMixin(OutboxMixin):
             if enqueue:
                 self._insert_outgoing(db, enqueue)
             for fp, rowids in delivered:
-                self._delivered(db, fp, rowids, now_ms)
+                self._delivered(db, fp, rowids, now_ms, fp in forget)
         return flags
 
     # Rows are checked here (once each, in one expression: the hot path) instead of by
@@ -87,6 +93,8 @@ class MessagesMixin(OutboxMixin):
                     and type(created) is int
                     and type(stored) is int
                 ):
+                    if body is None:  # a tombstone (history off): the _mixed variant
+                        raise ValueError
                     explain_row(mid, body, created, stored)
                 pid = ids.get(fp) or self._known_peer_id(db, fp)
                 flat += (rowid(), pid, mid, body, created, stored, 1 if legacy else 0)
@@ -96,17 +104,21 @@ class MessagesMixin(OutboxMixin):
         return _new_flags(db, flat[:: _INCOMING.width])
 
     def _insert_incoming_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
-        plain, grouped, rowids, keys, replies = [], [], [], {}, []
+        plain, grouped, gone, rowids, keys, replies = [], [], [], [], {}, []
         for row in rows:
             if len(row) not in (6, 7, 8):
                 raise ValueError(f"an incoming row has 6, 7 or 8 elements, not {len(row)}")
             fp, mid, body, created, stored, legacy = row[:6]
-            explain_row(mid, body, created, stored)
+            group = row[6] if len(row) >= 7 else None
+            tombstone = body is None and group is None  # history off (schema 11)
+            explain_row(mid, "" if tombstone else body, created, stored)
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
             rowid = next(self._rowids)
             rowids.append(rowid)
             values = (rowid, pid, mid, body, created, stored, 1 if legacy else 0)
-            group = row[6] if len(row) >= 7 else None
+            if tombstone:
+                gone += values
+                continue  # no quote either: nothing of the message but its key
             if group is None:
                 plain += values
             else:
@@ -115,6 +127,7 @@ class MessagesMixin(OutboxMixin):
                 replies.append((_reply_id(row[7]), rowid))
         _insert_rows(db, _INCOMING, plain)
         _insert_rows(db, _INCOMING_GROUP, grouped)
+        _insert_rows(db, _INCOMING_GONE, gone)
         # A duplicate was not inserted: its row id names no row, and nothing changes.
         db.executemany("UPDATE messages SET reply_to = ? WHERE rowid = ?", replies)
         return _new_flags(db, rowids)
@@ -225,6 +238,10 @@ _OUTGOING = _Insert(
     "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
     "",
     8,
+)
+# History off (schema 11): the row is a tombstone from the start (body NULL).
+_INCOMING_GONE = _Insert(
+    _INCOMING.head, "(?, ?, 'in', ?, ?, ?, ?, 'deleted', ?)", _INCOMING.tail, _INCOMING.width
 )
 # Group posts (schema 6): the same rows with the group's columns.
 _INCOMING_GROUP = _Insert(

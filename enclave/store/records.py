@@ -33,6 +33,9 @@ class Peer:
     # The user allows read receipts with this contact (schema 9): we tell it what we
     # read, and show what it read (it must allow them too, or it tells nothing).
     receipts: bool = False
+    # False: history is off with this contact (schema 11): its messages are shown as
+    # they come and go, and the store keeps only tombstones of them.
+    keep_history: bool = True
 
     @property
     def dial_addresses(self) -> list[str]:

@@ -294,6 +294,12 @@ V9 = (
 )
 # Schema 10: a reply's quote (the id of the message it answers, either direction).
 V10 = ("ALTER TABLE messages ADD COLUMN reply_to BLOB",)
+# Schema 11: history off for a conversation (keep_history = 0): its messages are shown,
+# then kept only as what dedupe needs (a tombstone row: id and times, no body).
+V11 = (
+    "ALTER TABLE peers ADD COLUMN keep_history INTEGER NOT NULL DEFAULT 1"
+    " CHECK (keep_history IN (0, 1))",
+)
 V8 = (
     """CREATE TABLE own_rotations (
         seq        INTEGER PRIMARY KEY CHECK (seq >= 1),
