@@ -369,6 +369,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         peer = self.resolve(query)
         fp = bytes.fromhex(peer.fingerprint)
         self.delivery.set_aside(fp)
+        self.delivery.keep_history(fp, True)  # the row and its setting go
         remove_contact(self.store, peer.fingerprint)
         self.sessions.policy.reload()
         if any(fp in g.log.members for g in self.groups.groups.values()):
@@ -408,6 +409,9 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         """A contact's row moved to its successor key (``key_handover.Successions``):
         whatever knew the old fingerprint forgets it, and the new one is sent to."""
         self.delivery.set_aside(old)
+        if old in self.delivery.unkept:  # the setting is the row's: it moves with it
+            self.delivery.keep_history(old, True)
+            self.delivery.keep_history(new, False)
         self.sessions.policy.reload()
         self.sessions.drop_peer(old)
         self.delivery.take_back(new)

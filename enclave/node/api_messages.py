@@ -1,5 +1,6 @@
 """The Node API for single messages of a conversation: deleting one here ("delete for
-me"); and read receipts (receipts.py): allowing them per contact, telling what we read.
+me"); read receipts (receipts.py): allowing them per contact, telling what we read; and
+history off per conversation (``set_keep_history``).
 
 Rules:
 - A message is named by its row id, its full id (the page) or by the short reference every face
@@ -11,6 +12,12 @@ Rules:
 - Deleting is local: the contact keeps its copy. The body is zeroed in the database
   file and the WAL checkpointed (store.delete_message); ``MessageDeleted`` tells every
   face, which drops the message from what it shows.
+- History off with a contact (``set_keep_history``, schema 11): its messages are shown
+  and acked as before, but the store keeps only tombstones of them (delivery's rules):
+  what it sends is never written, what we send is erased once delivered (or given up).
+  Only new messages are concerned: what is kept stays until ``clear_history``. The
+  setting is local and the contact is not told: like a screenshot, nothing could make
+  its side forget, so a wire message would promise what it cannot keep.
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ class MessagesApi:
         self._publish(ContactChanged(peer.fingerprint, change, peer.name))
         if allowed:
             self.receipts.read_by_us(peer.fingerprint)  # what is read already: tell it
+        return self.store.get_peer(peer.fingerprint)
+
+    def set_keep_history(self, query: str, keep: bool):
+        """Turn the history with a contact on or off (see the rules); the contact as
+        it is now. ``ContactChanged`` ("history_on" / "history_off") tells every face."""
+        peer = self.resolve(query)
+        self.store.set_keep_history(peer.fingerprint, bool(keep))
+        self.delivery.keep_history(bytes.fromhex(peer.fingerprint), bool(keep))
+        change = "history_on" if keep else "history_off"
+        self._publish(ContactChanged(peer.fingerprint, change, peer.name))
         return self.store.get_peer(peer.fingerprint)
 
     def mark_read(self, query: str) -> None:

@@ -244,6 +244,12 @@ class Book:
         self._store.set_receipts(peer.fingerprint, allowed)
         return peer
 
+    def keep_history(self, query: str, keep: bool) -> Peer:
+        """Turn the history with a contact on or off (the node reads it at start)."""
+        peer = resolve_peer(self._store, query)
+        self._store.set_keep_history(peer.fingerprint, keep)
+        return self._store.get_peer(peer.fingerprint)
+
     def block(self, query: str, blocked: bool = True) -> Peer:
         return block_contact(self._store, query, blocked)
 
