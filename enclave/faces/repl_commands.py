@@ -72,6 +72,9 @@ fingerprint):
   /peers                 contacts: address, online or last seen, verified, protocol, unread
   /unread                conversations with messages you have not seen
   /history PEER [N]      the last N messages with a contact   /history bob 50
+  /history PEER off|on   off: its messages are shown, then    /history bob off
+                         kept nowhere here (new ones only;
+                         /clear PEER erases what is kept)
   /add [FILE ADDRESS [NAME]]
                          add a contact from its public key    /add bob.pem 10.0.0.2:8000 bob
   /fingerprint           your fingerprint, to read aloud
@@ -309,23 +312,29 @@ class Commands:
         query, more = self.take_peer(rest)
         parts = [query, *more.split()] if query else []
         if not parts or len(parts) > 2:
-            raise UserError("usage: /history PEER [N]")
+            raise UserError("usage: /history PEER [N], or /history PEER off|on")
+        if len(parts) == 2 and parts[1].lower() in ("on", "off"):
+            self.node.set_keep_history(parts[0], parts[1].lower() == "on")
+            return  # the line is the rendering of its ContactChanged
         limit = HISTORY_DEFAULT
         if len(parts) == 2:
             if (
                 not (parts[1].isascii() and parts[1].isdigit())
                 or not 1 <= int(parts[1]) <= HISTORY_MAX
             ):
-                raise UserError(f"N must be a whole number from 1 to {HISTORY_MAX}")
+                raise UserError(
+                    f"N must be a whole number from 1 to {HISTORY_MAX} (or on|off: keep history)"
+                )
             limit = int(parts[1])
         peer = self.node.resolve(parts[0])
         messages = self.node.history(peer.fingerprint, limit)
         self._open(peer.fingerprint)
         label = self.label(peer.fingerprint)
-        if not messages:
-            self.write(f"No messages with {label} yet")
-            return
-        self.write("\n".join(_history_lines(messages, label)))
+        none = f"No messages with {label} {'yet' if peer.keep_history else 'kept'}"
+        lines = list(_history_lines(messages, label)) or [none]
+        if not peer.keep_history:
+            lines.insert(0, history_off_line(label))
+        self.write("\n".join(lines))
 
     async def cmd_fingerprint(self, rest: str) -> None:
         self.write(f"Your fingerprint: {keys.group(self.node.fingerprint)}")
@@ -647,3 +656,11 @@ def _indent(text: str) -> str:
 
 def _one_line(text: str) -> str:
     return visible(" ".join(str(text).split()), lines=False)
+
+
+def history_off_line(label: str) -> str:
+    """The one line /history shows above a conversation with history off."""
+    return (
+        f"-- history is off with {label}: messages are shown, then kept nowhere here"
+        f" (/history {label} on to keep new ones)"
+    )

@@ -148,6 +148,9 @@ def render_change(event: ContactChanged, clock: str) -> str | None:
         " (pair again if they have a new one)",
         "receipts_on": f"read receipts with {label} are on (they show once {label} allows them)",
         "receipts_off": f"read receipts with {label} are off",
+        "history_off": f"history with {label} is off: new messages are shown, then kept"
+        f" nowhere here ({label} is not told; /clear erases what is kept)",
+        "history_on": f"history with {label} is on: new messages are kept",
     }
     return f"[{clock}] {lines.get(event.change, f'{label}: {event.change}')}"
 

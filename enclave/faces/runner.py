@@ -360,6 +360,8 @@ def _control_contact(node, request: dict) -> dict:
         "clear": lambda: _control_clear(node, peer),
         "receipts_on": lambda: node.set_receipts(peer, True),
         "receipts_off": lambda: node.set_receipts(peer, False),
+        "history_on": lambda: node.set_keep_history(peer, True),
+        "history_off": lambda: node.set_keep_history(peer, False),
         "add": lambda: _control_add(node, request, text),
     }
     if action not in changes:
