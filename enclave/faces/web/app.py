@@ -401,6 +401,14 @@ def _contact_routes(app: Quart, backend: Backend) -> None:
         done = backend.node.set_receipts(peer.fingerprint, allowed)
         return {"receipts": done.receipts}
 
+    @app.post("/api/peers/<fp>/history")
+    async def keep_history(fp: str):
+        peer = _peer(backend, fp)
+        keep = (await _body()).get("keep")
+        if not isinstance(keep, bool):
+            raise ApiError(400, "'keep' must be true or false")
+        return {"keep_history": backend.node.set_keep_history(peer.fingerprint, keep).keep_history}
+
     @app.post("/api/peers/<fp>/messages/<mid>/delete")
     async def delete_message(fp: str, mid: str):
         peer = _peer(backend, fp)

@@ -76,6 +76,7 @@ def peer(status, unread: int, last) -> dict:
         "blocked": p.blocked,
         "revoked": p.revoked,
         "receipts": p.receipts,
+        "keep_history": p.keep_history,
         "unread": unread,
         "last": message(last) if last is not None else None,
     }

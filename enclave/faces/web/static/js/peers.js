@@ -67,6 +67,11 @@ function badges(peer) {
     t.title = "Its owner revoked this key: messages to and from it are refused; pair again if they have a new one";
     out.push(t);
   }
+  if (peer.keep_history === false) {
+    const t = el("span", "tag tag-nohistory", "history off");
+    t.title = "History is off: messages are shown, then kept nowhere on this device";
+    out.push(t);
+  }
   if (peer.legacy) {
     const t = el("span", "tag tag-legacy", "legacy v1");
     t.title = "Original client: not forward-secret";
@@ -178,6 +183,7 @@ export function renderHeader() {
   const address = visible(peer.address, false);
   status.textContent = typing ? "typing…" : `${presence(peer)} · ${address || "no address"}`;
   show($("legacy-note"), peer.legacy);
+  show($("history-note"), peer.keep_history === false);
   $("btn-verify").title = peer.verified ? "Verified: see fingerprints" : "Verify fingerprints";
 }
 
