@@ -55,6 +55,9 @@ TARGETS = {
     # the reader's face marks the chat read and is applied at once by the sender.
     "reply_ms": 50,
     "read_receipt_ms": 50,
+    # History off: the receiver writes tombstones, the sender erases at the ack (one
+    # UPDATE either way) and truncates the WAL when idle: no slower than history on.
+    "nohistory_share": 0.9,
 }
 REFS = ("raw", "raw-batch", "tls", "v1")
 REF_NAMES = {"raw": "raw/frame", "raw-batch": "raw/batch", "tls": "TLS 1.3", "v1": "seed v1"}
@@ -325,6 +328,18 @@ RECEIPT_ROWS: tuple[Spec, ...] = (
 )
 
 
+NOHISTORY_ROWS: tuple[Spec, ...] = (
+    Spec(
+        "durable throughput, history off, {n:,} x 100 B in process (msg/s)",
+        "enclave.nohistory",
+        "off_rate",
+        f">= {T['nohistory_share']:.0%} of history on",
+        at_least(lambda case, r: T["nohistory_share"] * case["on_rate"]),
+    ),
+    Spec("  same, history on (msg/s)", "enclave.nohistory", "on_rate"),
+)
+
+
 NODE_ROWS: tuple[Spec, ...] = (
     _throughput("durable throughput, 100 B (msg/s)", "enclave.throughput"),
     *(_latency(f"one-way latency @1,000 msg/s, {q} (us)", "enclave.latency", q) for q in QUANTILES),
@@ -394,6 +409,7 @@ NODE_ROWS: tuple[Spec, ...] = (
     *ROTATION_ROWS,
     *BACKUP_ROWS,
     *RECEIPT_ROWS,
+    *NOHISTORY_ROWS,
 )
 
 

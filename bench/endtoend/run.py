@@ -26,6 +26,7 @@ from endtoend import (
     files,
     floods,
     groups,
+    nohistory,
     pairing,
     probes,
     receipts,
@@ -68,6 +69,7 @@ SIZES = {
     "rotate_rounds": (5, 2),  # key rotations on a running node, each handed over
     "backup_n": (100_000, 5_000),  # messages in the store backed up and restored
     "receipt_rounds": (20, 3),  # a reply, then a read receipt, each round
+    "nohistory_n": (50_000, 2_000),  # messages of each history on / off run
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -108,6 +110,8 @@ def run(args) -> dict:
                 result["enclave"] = {"backup": backup_part(tmp, keys, size)}
             elif args.only == "receipts":
                 result["enclave"] = {"receipts": receipts_part(tmp, keys, size)}
+            elif args.only == "nohistory":
+                result["enclave"] = {"nohistory": nohistory_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -207,7 +211,16 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out["rotation"] = rotation_part(tmp, keys, size)
     out["backup"] = backup_part(tmp, keys, size)
     out["receipts"] = receipts_part(tmp, keys, size)
+    out["nohistory"] = nohistory_part(tmp, keys, size)
     return out
+
+
+def nohistory_part(tmp: Path, keys, size: Sizes) -> dict:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    say(f"history off beside on: {size.nohistory_n:,} messages at once, each way of it")
+    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    return nohistory.nohistory_case(tmp, a, b, size.nohistory_n)
 
 
 def receipts_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -290,7 +303,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups", "pairing", "rotation", "backup", "receipts"],
+        choices=["files", "groups", "pairing", "rotation", "backup", "receipts", "nohistory"],
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)
