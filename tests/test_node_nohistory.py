@@ -180,3 +180,43 @@ async def test_the_setting_follows_the_contact_and_is_refused_for_an_unknown_one
         assert bob not in a.delivery.unkept
         a.add_peer(public_pem(rsa_keys["bob"]), "127.0.0.1:9", "bob")
         assert a.resolve("bob").keep_history is True
+
+
+@pytest.mark.asyncio
+async def test_legacy_v1_both_ways_with_history_off(rsa_keys, tmp_path):
+    """The original client's envelopes: one received is shown and kept as a tombstone
+    (its replay is still refused), one sent is erased once handed to the socket."""
+    import asyncio
+
+    from support import seed_client
+    from test_node_legacy import SeedReceiver, seed_send
+
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    seed = SeedReceiver(kb, ka.public_key())
+    server = await asyncio.start_server(seed.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    a = await start(tmp_path / "a", ka)
+    try:
+        ra = Recorder(a)
+        a.add_peer(public_pem(kb), f"127.0.0.1:{port}", "bob")
+        a.set_protocol("bob", "v1")
+        a.set_keep_history("bob", False)
+        envelope = seed_client.seal(kb, ka.public_key(), f"{MARK} from the seed")
+        await seed_send(a.address[1], envelope)
+        await ra.until(lambda r: r.received())
+        await seed_send(a.address[1], envelope)  # a replay: not shown again
+        await a.send("bob", f"{MARK} to the seed")
+        await asyncio.wait_for(seed.got.wait(), 20)
+        await ra.until(lambda r: any(e.reason == "legacy, unconfirmed" for e in r.states("sent")))
+        await a.delivery.flush()
+        assert [e.body for e in ra.received()] == [f"{MARK} from the seed"]
+        assert seed.texts == [f"{MARK} to the seed"]
+        assert a.history("bob") == []
+        assert sorted(_rows(a, a.resolve("bob").fingerprint)) == [
+            ("in", None, "deleted"),
+            ("out", None, "deleted"),
+        ]
+    finally:
+        await a.stop()
+        server.close()
+    assert MARK.encode() not in _on_disk(tmp_path / "a")
