@@ -57,10 +57,22 @@ def incoming_rows(incoming, ring, now_ms: int):
                 where.append(-1)
             elif type(c) is Chat:
                 where.append(len(rows))
-                if c.reply_to is None:
+                if c.reply_to is None and c.timer_s is None:
                     rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
-                else:  # a REPLY: its quote goes with it
-                    rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, None, c.reply_to))
+                else:  # a REPLY: its quote goes with it; a TIMER: its seconds
+                    rows.append(
+                        (
+                            peer_hex,
+                            c.id,
+                            c.body,
+                            created,
+                            now_ms,
+                            legacy,
+                            None,
+                            c.reply_to,
+                            c.timer_s,
+                        )
+                    )
             else:  # a group post (PROTOCOL.md "Groups"): stored with its group fields
                 where.append(len(rows))
                 group = (c.group_id, c.epoch, c.lamport, c.seq)
