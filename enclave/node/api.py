@@ -52,7 +52,7 @@ from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: th
     remove_contact,
     rename_contact,
 )
-from enclave.node.clock import Clock
+from enclave.node.clock import from_environment as clock_from_environment
 from enclave.node.delivery import Delivery
 from enclave.node.disappear import Disappearing
 from enclave.node.events import ContactChanged, DeliveryChanged, NodeProblem
@@ -135,7 +135,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         self.groups: Groups | None = None
         self.pairing: Pairing | None = None
         self.discovery = None  # api_discovery: the LAN announcement and what it hears
-        self.clock = clock if clock is not None else Clock()
+        self.clock = clock if clock is not None else clock_from_environment()
         self.disappearing: Disappearing | None = None
         self._subscribers: list = []
         self._quiet: list = []  # subscribers that skip per-message "queued"/"sent"

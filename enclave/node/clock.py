@@ -29,3 +29,59 @@ class Clock:
         """Tell the watchers that ``now_ms`` moved by more than the time that passed."""
         for callback in list(self._watchers):
             callback()
+
+
+# A test of separate processes (the browser tests) moves a node's clock through a file
+# named by this variable: it holds a forward offset in ms (never negative: moving the
+# clock can only make messages expire sooner, never keep them longer). Read when the
+# node starts and checked every OFFSET_POLL_S while it runs.
+OFFSET_FILE_ENV = "ENCLAVE_TEST_CLOCK_OFFSET_FILE"
+OFFSET_POLL_S = 0.2
+
+
+class OffsetFileClock(Clock):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.offset_ms = self._read()
+        self._poll = None
+
+    def _read(self) -> int:
+        try:
+            with open(self.path, encoding="ascii") as f:
+                return max(0, int(f.read().strip() or 0))
+        except (OSError, ValueError):
+            return 0
+
+    def now_ms(self) -> int:
+        return super().now_ms() + self.offset_ms
+
+    def watch(self, callback) -> None:
+        super().watch(callback)
+        if self._poll is None:
+            import asyncio
+
+            self._poll = asyncio.get_running_loop().call_later(OFFSET_POLL_S, self._check)
+
+    def unwatch(self, callback) -> None:
+        super().unwatch(callback)
+        if not self._watchers and self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+
+    def _check(self) -> None:
+        import asyncio
+
+        offset = self._read()
+        if offset != self.offset_ms:
+            self.offset_ms = offset
+            self.jumped()
+        self._poll = asyncio.get_running_loop().call_later(OFFSET_POLL_S, self._check)
+
+
+def from_environment() -> Clock:
+    """The real clock, or a test's (``OFFSET_FILE_ENV``)."""
+    import os
+
+    path = os.environ.get(OFFSET_FILE_ENV)
+    return OffsetFileClock(path) if path else Clock()

@@ -10,6 +10,7 @@
 // - A mistake (a taken or invalid name) shows inside the dialog, which stays open.
 
 import { api } from "./api.js";
+import { fillDisappear, wireDisappear } from "./disappear.js";
 import { $, show } from "./dom.js";
 import { isMuted, setMuted } from "./notify.js";
 import { state } from "./state.js";
@@ -22,6 +23,7 @@ export function wireContact() {
   $("btn-block").addEventListener("click", onBlock);
   $("btn-mute").addEventListener("click", onMute);
   $("btn-receipts").addEventListener("click", onReceipts);
+  wireDisappear();
   $("btn-remove").addEventListener("click", askRemove);
   $("btn-remove-cancel").addEventListener("click", () => show($("remove-confirm"), false));
   $("btn-remove-yes").addEventListener("click", onRemove);
@@ -54,6 +56,7 @@ function fill(peer) {
   $("btn-mute").textContent = isMuted(peer.fingerprint) ? "Unmute notifications" : "Mute notifications";
   $("btn-receipts").textContent = peer.receipts ? "Turn read receipts off" : "Turn read receipts on";
   $("btn-receipts").title = "Both sides must turn them on: then each sees what the other read (blue ticks)";
+  fillDisappear(peer);
   $("block-text").textContent = peer.blocked
     ? "Blocked: its connections and messages are refused. Messages you queued for it wait."
     : "Blocking refuses its connections and messages; nothing it sends is shown or kept.";
