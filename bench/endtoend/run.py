@@ -22,6 +22,7 @@ from endtoend import (
     BENCH,
     backups,
     crowds,
+    disappear,
     everyday,
     files,
     floods,
@@ -68,6 +69,7 @@ SIZES = {
     "rotate_rounds": (5, 2),  # key rotations on a running node, each handed over
     "backup_n": (100_000, 5_000),  # messages in the store backed up and restored
     "receipt_rounds": (20, 3),  # a reply, then a read receipt, each round
+    "disappear_n": (2000, 200),  # messages sent with a timer off, then on; then erased
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -108,6 +110,8 @@ def run(args) -> dict:
                 result["enclave"] = {"backup": backup_part(tmp, keys, size)}
             elif args.only == "receipts":
                 result["enclave"] = {"receipts": receipts_part(tmp, keys, size)}
+            elif args.only == "disappear":
+                result["enclave"] = {"disappear": disappear_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -207,7 +211,16 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out["rotation"] = rotation_part(tmp, keys, size)
     out["backup"] = backup_part(tmp, keys, size)
     out["receipts"] = receipts_part(tmp, keys, size)
+    out["disappear"] = disappear_part(tmp, keys, size)
     return out
+
+
+def disappear_part(tmp: Path, keys, size: Sizes) -> dict:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    say(f"disappearing messages: {size.disappear_n:,} sent with a timer off, then on; erased")
+    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    return disappear.disappear_case(tmp, a, b, size.disappear_n)
 
 
 def receipts_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -290,7 +303,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups", "pairing", "rotation", "backup", "receipts"],
+        choices=["files", "groups", "pairing", "rotation", "backup", "receipts", "disappear"],
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)
