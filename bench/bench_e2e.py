@@ -63,7 +63,7 @@ def test_e2e_quick(benchmark, tmp_path):
     backup = enclave["backup"]
     assert backup["messages"] == 5000 and not backup["full"] and backup["backup_mb"] > 0
     assert backup["backup_mb_s"] > 0 and backup["restore_cli_s"] > 0
-    assert len(node_rows) == 62 and all(row["enclave"] is not None for row in node_rows)
+    assert len(node_rows) == 65 and all(row["enclave"] is not None for row in node_rows)
     check_file_rows(result)
     check_group_rows(result)
     check_micro_rows(result)

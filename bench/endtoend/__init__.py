@@ -91,7 +91,3 @@ REPO = BENCH.parent
 # The process harness (tests/support/procs.py) is the tests' own: import it as they do.
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
-# The in-process cases import this checkout's ``enclave``, as the node processes do
-# (procs.py puts it on their PYTHONPATH), whatever else is installed.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))

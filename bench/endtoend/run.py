@@ -22,6 +22,7 @@ from endtoend import (
     BENCH,
     backups,
     crowds,
+    disappear,
     everyday,
     files,
     floods,
@@ -70,6 +71,7 @@ SIZES = {
     "backup_n": (100_000, 5_000),  # messages in the store backed up and restored
     "receipt_rounds": (20, 3),  # a reply, then a read receipt, each round
     "nohistory_n": (50_000, 2_000),  # messages of each history on / off run
+    "disappear_n": (2000, 200),  # messages sent with a timer off, then on; then erased
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -112,6 +114,8 @@ def run(args) -> dict:
                 result["enclave"] = {"receipts": receipts_part(tmp, keys, size)}
             elif args.only == "nohistory":
                 result["enclave"] = {"nohistory": nohistory_part(tmp, keys, size)}
+            elif args.only == "disappear":
+                result["enclave"] = {"disappear": disappear_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -212,6 +216,7 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out["backup"] = backup_part(tmp, keys, size)
     out["receipts"] = receipts_part(tmp, keys, size)
     out["nohistory"] = nohistory_part(tmp, keys, size)
+    out["disappear"] = disappear_part(tmp, keys, size)
     return out
 
 
@@ -221,6 +226,14 @@ def nohistory_part(tmp: Path, keys, size: Sizes) -> dict:
     say(f"history off beside on: {size.nohistory_n:,} messages at once, each way of it")
     a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
     return nohistory.nohistory_case(tmp, a, b, size.nohistory_n)
+
+
+def disappear_part(tmp: Path, keys, size: Sizes) -> dict:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    say(f"disappearing messages: {size.disappear_n:,} sent with a timer off, then on; erased")
+    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    return disappear.disappear_case(tmp, a, b, size.disappear_n)
 
 
 def receipts_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -303,7 +316,16 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups", "pairing", "rotation", "backup", "receipts", "nohistory"],
+        choices=[
+            "files",
+            "groups",
+            "pairing",
+            "rotation",
+            "backup",
+            "receipts",
+            "nohistory",
+            "disappear",
+        ],  # fmt: skip
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)

@@ -32,7 +32,7 @@ from enclave.errors import UserError
 from enclave.faces import nearby, repl_contacts, repl_files, repl_groups, repl_pairing
 from enclave.identity import keys
 from enclave.node import PairingEnded, check_text
-from enclave.node.display import message_ref, message_time, visible
+from enclave.node.display import message_ref, message_time, timer_line, visible
 from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
@@ -42,11 +42,13 @@ from enclave.node.events import (
     KeyChanged,
     MessageDeleted,
     MessageReceived,
+    MessagesExpired,
     MessagesRead,
     NodeProblem,
     PeerOffline,
     PeerOnline,
     Throttled,
+    TimerChanged,
 )
 
 MAX_PEER_KEY_BYTES = 64 * 1024
@@ -123,6 +125,7 @@ COMMANDS = (
     "/clear",
     "/delete",
     "/receipts",
+    "/disappear",
     "/nearby",
     "/stats",
     "/help",
@@ -141,6 +144,7 @@ PEER_COMMANDS = (
     "/clear",
     "/delete",
     "/receipts",
+    "/disappear",
 )
 
 Write = Callable[[str], None]
@@ -423,6 +427,10 @@ class Commands:
             return repl_contacts.render_key_change(event, _clock())
         if isinstance(event, MessagesRead):
             return repl_contacts.render_read(event, self.label(event.peer), _clock())
+        if isinstance(event, TimerChanged):
+            return repl_contacts.render_timer(event, self.label(event.peer), _clock())
+        if isinstance(event, MessagesExpired):
+            return repl_contacts.render_expired(event, self.label(event.peer), _clock())
         if isinstance(event, MessageDeleted):
             return repl_contacts.render_deleted(event, self.label(event.peer), _clock())
         if isinstance(event, ContactChanged):
@@ -580,7 +588,12 @@ def _history_lines(messages, label: str):
 
 def _history_line(m, label: str) -> str:
     when = _when(m)
+    if m.timer_s is not None:  # a TIMER's row: the system line
+        who = "you" if m.direction == "out" else label
+        return f"[{when}] {timer_line(who, m.timer_s)}"
     body = _indent(_clean(m.body or ""))
+    if m.expires_ms is not None:
+        body = f"{body}  (disappears {_local(m.expires_ms, '%Y-%m-%d %H:%M')})"
     if m.reply_to:
         body = f"(re {message_ref(m.reply_to)}) {body}"
     if m.direction == "in":

@@ -324,6 +324,11 @@ async def _handle_control(node, reader, writer) -> None:
 
             await serve_rotation(node, request, partial(_answer, writer))
             return
+        if op == "disappear":  # enclave disappear PEER TIME: the running node sends the TIMER
+            from enclave.faces.disappear import serve
+
+            await serve(node, request, partial(_answer, writer))
+            return
         if op == "nearby":  # enclave nearby: what LAN discovery heard
             from enclave.faces.nearby import serve
 

@@ -1,6 +1,7 @@
 """The Node API for single messages of a conversation: deleting one here ("delete for
 me"); read receipts (receipts.py): allowing them per contact, telling what we read; and
-history off per conversation (``set_keep_history``).
+history off per conversation (``set_keep_history``); disappearing messages
+(disappear.py): setting a conversation's timer.
 
 Rules:
 - A message is named by its row id, its full id (the page) or by the short reference every face
@@ -23,8 +24,9 @@ Rules:
 from __future__ import annotations
 
 from enclave.errors import UserError
-from enclave.node.display import message_ref
-from enclave.node.events import ContactChanged, MessageDeleted
+from enclave.node.display import duration_text, message_ref
+from enclave.node.events import ContactChanged, MessageDeleted, TimerChanged
+from enclave.protocol.messages import MAX_TIMER_S, MIN_TIMER_S, timer_allowed
 
 REF_WINDOW = 500
 
@@ -52,6 +54,24 @@ class MessagesApi:
         change = "history_on" if keep else "history_off"
         self._publish(ContactChanged(peer.fingerprint, change, peer.name))
         return self.store.get_peer(peer.fingerprint)
+
+    async def set_disappearing(self, query: str, seconds: int) -> TimerChanged:
+        """Set the disappearing-messages timer with a contact (0: off; else 30 s to 4
+        weeks): a TIMER goes to the contact, and the newest TIMER of either side holds on
+        both. Returns once it is durable; every face hears ``TimerChanged``."""
+        peer = self.resolve(query)
+        if not peer.contact or peer.blocked or peer.revoked:
+            raise UserError("disappearing messages are set with a contact you can write to")
+        if peer.protocol == "v1":
+            raise UserError(
+                "disappearing messages need Enclave's own protocol; this peer speaks only v1"
+            )
+        if not timer_allowed(seconds):
+            raise UserError(
+                f"a timer is off or between {duration_text(MIN_TIMER_S)}"
+                f" and {duration_text(MAX_TIMER_S)}, not {duration_text(seconds)}"
+            )
+        return await self.disappearing.set(peer.fingerprint, seconds)
 
     def mark_read(self, query: str) -> None:
         """A face showed the chat with ``query`` to its user: a read receipt goes to the

@@ -65,10 +65,22 @@ def incoming_rows(incoming, ring, now_ms: int, forget=frozenset()):
                 where.append(-1)
             elif type(c) is Chat:
                 where.append(len(rows))
-                if c.reply_to is None:
+                if c.reply_to is None and c.timer_s is None:
                     rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
-                else:  # a REPLY: its quote goes with it
-                    rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, None, c.reply_to))
+                else:  # a REPLY: its quote goes with it; a TIMER: its seconds
+                    rows.append(
+                        (
+                            peer_hex,
+                            c.id,
+                            c.body,
+                            created,
+                            now_ms,
+                            legacy,
+                            None,
+                            c.reply_to,
+                            c.timer_s,
+                        )
+                    )
             else:  # a group post (PROTOCOL.md "Groups"): stored with its group fields
                 where.append(len(rows))
                 group = (c.group_id, c.epoch, c.lamport, c.seq)
@@ -87,7 +99,10 @@ def _tombstones(chats, peer_hex: str, legacy, ring, now_ms: int, rows, where, ke
             where.append(-1)
             continue
         where.append(len(rows))
-        if type(c) is Chat:
+        if type(c) is Chat and c.timer_s is not None:
+            # A TIMER holds no words of anyone's, and both sides must agree on it.
+            rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, None, None, c.timer_s))
+        elif type(c) is Chat:
             rows.append((peer_hex, c.id, None, created, now_ms, legacy))
         else:
             group = (c.group_id, c.epoch, c.lamport, c.seq)

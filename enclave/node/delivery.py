@@ -128,6 +128,10 @@ class Delivery:
         # stored post's event, and group writes on their way that a commit must not pass.
         self.before_send = self.on_post = None
         self.writes_pending = 0
+        # Disappearing messages (disappear.py): a stored TIMER's hook, and the rowids of
+        # our messages erased while a link carried them (not resent, not shown delivered).
+        self.on_timer = None
+        self.expired: set[int] = set()
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -182,13 +186,24 @@ class Delivery:
     # --- sending ---------------------------------------------------------------------------
 
     def submit(
-        self, peer: bytes, body: str, created_ms: int | None = None, reply: bytes | None = None
+        self,
+        peer: bytes,
+        body: str,
+        created_ms: int | None = None,
+        reply: bytes | None = None,
+        timer: int | None = None,
+        lasts_s: int = 0,
     ) -> asyncio.Future:
-        """Queue one message (``reply``: the id it quotes); the future gives its ``Out``
-        once it is durable."""
+        """Queue one message (``reply``: the id it quotes; ``timer``: a TIMER's seconds;
+        ``lasts_s``: the disappearing-messages timer it is sent under, 0: none); the
+        future gives its ``Out`` once it is durable."""
         created = int(time.time() * 1000) if created_ms is None else created_ms
         fut = asyncio.get_running_loop().create_future()
-        out = Out(self.store.reserve_rowid(), peer, new_id(), body, created, False, reply=reply)
+        expires = created + 1000 * lasts_s if lasts_s else None
+        out = Out(
+            self.store.reserve_rowid(), peer, new_id(), body, created, False,
+            reply=reply, timer=timer, expires=expires,
+        )  # fmt: skip
         self._next.enqueue.append((out, fut))
         self._list_early(peer, (out,))  # first: its dispatch runs before the commit starts
         self._wake.set()
@@ -300,7 +315,7 @@ class Delivery:
             peer = bytes.fromhex(m.peer)
             self.queues.setdefault(peer, deque()).append(
                 # direct only (failed_messages)
-                Out(m.rowid, peer, m.id, m.body, m.created_ms, reply=m.reply_to)
+                Out(m.rowid, peer, m.id, m.body, m.created_ms, reply=m.reply_to, timer=m.timer_s)
             )
             touched.add(peer)
             self.publish(DeliveryChanged(m.peer, m.rowid, m.id, "queued"))
@@ -316,7 +331,7 @@ class Delivery:
                 if not o.durable:
                     continue  # announced after "queued", in _enqueued
                 announced.add(o.rowid)
-                if progress:
+                if progress and o.timer is None:  # a TIMER's fate is no face's business
                     peer_hex = peer_hex or peer.hex()
                     self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent", group=_gid(o)))
 
@@ -349,7 +364,12 @@ class Delivery:
         if self.carriers.get(peer) is link:
             del self.carriers[peer]
         if carried.items:
-            # Unacked: back to the front of the queue, in order, for the next session.
+            # Unacked: back to the front of the queue, in order, for the next session
+            # (but for what expired meanwhile: it goes no further).
+            if self.expired:
+                kept = [o for o in carried.items if o.rowid not in self.expired]
+                self.expired.difference_update(o.rowid for o in carried.items)
+                carried.items = deque(kept)
             self.queues.setdefault(peer, deque()).extendleft(reversed(carried.items))
             carried.items.clear()
         self._paused.discard(link)
@@ -371,10 +391,29 @@ class Delivery:
             self.queues[peer] = owed
             self.dispatch(peer)
 
+    def drop_expired(self, peer: bytes, rowids: set[int]) -> None:
+        """Our messages to ``peer`` erased by their timer: out of its queue; one a link
+        carries already stays there (the session's count needs it) but is not resent."""
+        queue = self.queues.get(peer)
+        if queue:
+            self.queues[peer] = deque(o for o in queue if o.rowid not in rowids)
+        carrier = self.carriers.get(peer)
+        if carrier is not None:
+            self.expired.update(o.rowid for o in carrier.state.items if o.rowid in rowids)
+
     def _owed(self, peer: bytes) -> deque:
         items = self.store.outbox_for(peer.hex())
         return deque(
-            Out(i.rowid, peer, i.id, i.body, i.created_ms, group=i.group, reply=i.reply)
+            Out(
+                i.rowid,
+                peer,
+                i.id,
+                i.body,
+                i.created_ms,
+                group=i.group,
+                reply=i.reply,
+                timer=i.timer,
+            )
             for i in items
         )
 
@@ -503,8 +542,18 @@ class Delivery:
             now_ms = int(time.time() * 1000)
             enqueue = [
                 (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms)
-                if o.group is None and o.reply is None
-                else (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms, o.group, o.reply)
+                if o.group is None and o.reply is None and o.timer is None and o.expires is None
+                else (
+                    o.rowid,
+                    o.peer.hex(),
+                    o.id,
+                    o.body,
+                    o.created_ms,
+                    o.group,
+                    o.reply,
+                    o.timer,
+                    o.expires,
+                )  # fmt: skip
                 for o, _ in batch.enqueue
             ]
             forget = batch.forget
@@ -541,6 +590,9 @@ class Delivery:
             peer_hex = peer.hex()
             for o in outs:
                 announced.discard(o.rowid)
+                if o.timer is not None or (self.expired and o.rowid in self.expired):
+                    self.expired.discard(o.rowid)  # a TIMER, or erased on its way: not shown
+                    continue
                 self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "delivered", group=_gid(o)))
         if self._store_error is not None:
             self._store_error = None
@@ -564,6 +616,8 @@ class Delivery:
                 touched.add(o.peer)
             if fut is not None and not fut.done():
                 fut.set_result(o if type(fut) is not Many else fut.outs)
+            if o.timer is not None:
+                continue  # a TIMER: the faces hear of it as TimerChanged (disappear.py)
             if progress:
                 peer_hex = o.peer.hex()
                 self.publish(
@@ -597,12 +651,14 @@ class Delivery:
                 if flags[k]:
                     insert(keys[k])
                     shown = created_time(c.created_ms, now_ms)
-                    if type(c) is Chat:
+                    if type(c) is not Chat:
+                        self.on_post(c, shown)
+                    elif c.timer_s is None:
                         publish(
                             MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy, c.reply_to)
                         )
-                    else:
-                        self.on_post(c, shown)
+                    else:  # a TIMER (disappear.py): a system line, not a message
+                        self.on_timer(c, shown)
                 else:
                     self.stats["dupes"] += 1
                 k += 1

@@ -12,7 +12,7 @@ _MSG_COLS = (
     "m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms, m.stored_ms, m.state,"
     " m.delivered_ms, m.reason, m.legacy,"
     " t.key, t.name, t.size, t.chunk_size, t.state, t.reason, c.done, m.read_ms, m.broadcast,"
-    " m.reply_to"
+    " m.reply_to, m.timer_s, m.expires_ms"
 )
 _MSG_FROM = (
     "messages m JOIN peers p ON p.id = m.peer"
@@ -25,7 +25,7 @@ def _message(r: tuple) -> Message:
     note = None if r[11] is None else _note(r[11:18])
     return Message(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), note,
-        r[18], bool(r[19]), r[20],
+        r[18], bool(r[19]), r[20], r[21], r[22],
     )  # fmt: skip
 
 

@@ -9,10 +9,11 @@ from collections.abc import Container, Iterable
 from typing import NamedTuple
 
 from .checks import explain_row
+from .disappear import DisappearMixin
 from .outbox import OutboxMixin
 
 
-class MessagesMixin(OutboxMixin):
+class MessagesMixin(DisappearMixin, OutboxMixin):
     """New rows in ``messages``. Built on the outbox's methods because a commit cycle
     also marks what recipients acked (``OutboxMixin._delivered``)."""
 
@@ -65,6 +66,12 @@ class MessagesMixin(OutboxMixin):
         tombstone straight away (state ``deleted``, no body, no quote: only what dedupe
         needs), so its text never reaches the file; ``forget`` names the recipients
         whose acked rows are erased as they settle (``_delivered``).
+
+        Disappearing messages (schema 12, ``DisappearMixin``): an ``incoming`` row's 9th
+        element is a TIMER's seconds (its row is the TIMER's); an ``enqueue`` row's 8th a
+        TIMER's seconds and its 9th the message's ``expires_ms``. A TIMER changes its
+        conversation's timer when it is the newest by (created_ms, id); a new incoming
+        chat from a contact with a timer gets its expiry in the same transaction.
         """
         incoming, enqueue = list(incoming), list(enqueue)
         with self._tx() as db:
@@ -101,13 +108,18 @@ class MessagesMixin(OutboxMixin):
         except ValueError:
             return self._insert_incoming_mixed(db, rows)
         _insert_rows(db, _INCOMING, flat)
-        return _new_flags(db, flat[:: _INCOMING.width])
+        rowids = flat[:: _INCOMING.width]
+        flags = _new_flags(db, rowids)
+        if self._timers_of(db):  # a contact has a timer: its new chats expire
+            self._disappearing_in(db, rows, rowids, flags)
+        return flags
 
     def _insert_incoming_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
         plain, grouped, gone, rowids, keys, replies = [], [], [], [], {}, []
+        timers = False
         for row in rows:
-            if len(row) not in (6, 7, 8):
-                raise ValueError(f"an incoming row has 6, 7 or 8 elements, not {len(row)}")
+            if len(row) not in (6, 7, 8, 9):
+                raise ValueError(f"an incoming row has 6 to 9 elements, not {len(row)}")
             fp, mid, body, created, stored, legacy = row[:6]
             group = row[6] if len(row) >= 7 else None
             tombstone = body is None and group is None  # history off (schema 11)
@@ -123,14 +135,19 @@ class MessagesMixin(OutboxMixin):
                 plain += values
             else:
                 grouped += (*values, *_group_values(db, group, keys))
-            if len(row) == 8 and row[7] is not None:
+            if len(row) >= 8 and row[7] is not None:
                 replies.append((_reply_id(row[7]), rowid))
+            if len(row) == 9 and row[8] is not None:
+                timers = True
         _insert_rows(db, _INCOMING, plain)
         _insert_rows(db, _INCOMING_GROUP, grouped)
         _insert_rows(db, _INCOMING_GONE, gone)
         # A duplicate was not inserted: its row id names no row, and nothing changes.
         db.executemany("UPDATE messages SET reply_to = ? WHERE rowid = ?", replies)
-        return _new_flags(db, rowids)
+        flags = _new_flags(db, rowids)
+        if timers or self._timers_of(db):
+            self._disappearing_in(db, rows, rowids, flags)
+        return flags
 
     def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
         flat, ids, seen = [], self._ids, set()
@@ -153,10 +170,10 @@ class MessagesMixin(OutboxMixin):
         _insert_rows(db, _OUTGOING, flat)  # owed = rowid: the back of its peer's queue
 
     def _insert_outgoing_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
-        plain, grouped, seen, keys, replies = [], [], set(), {}, []
+        plain, grouped, seen, keys, replies, timed = [], [], set(), {}, [], []
         for row in rows:
-            if len(row) not in (5, 6, 7):
-                raise ValueError(f"an outgoing row has 5, 6 or 7 elements, not {len(row)}")
+            if len(row) not in (5, 6, 7, 8, 9):
+                raise ValueError(f"an outgoing row has 5 to 9 elements, not {len(row)}")
             rowid, fp, mid, body, created = row[:5]
             explain_row(mid, body, created, 0)
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
@@ -167,13 +184,17 @@ class MessagesMixin(OutboxMixin):
                 plain += values
             else:
                 grouped += (*values, *_group_values(db, group, keys))
-            if len(row) == 7 and row[6] is not None:
+            if len(row) >= 7 and row[6] is not None:
                 replies.append((_reply_id(row[6]), rowid))
+            if len(row) >= 8:
+                timed.append(row)
         if len(seen) < len(rows):
             raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
         _insert_rows(db, _OUTGOING, plain)
         _insert_rows(db, _OUTGOING_GROUP, grouped)
         db.executemany("UPDATE messages SET reply_to = ? WHERE rowid = ?", replies)
+        if timed:
+            self._disappearing_out(db, timed)
 
 
 def _new_flags(db: sqlite3.Connection, rowids: list[int]) -> list[bool]:

@@ -19,7 +19,7 @@ Rules:
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from .schema import V1, V2_COPY, V2_SWAP, V2_TABLES, V3, V4, V5, V6, V7, V8, V9, V10, V11
+from .schema import V1, V2_COPY, V2_SWAP, V2_TABLES, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -46,6 +46,7 @@ MIGRATIONS: list[Migration] = [
     sql_step(*V9),  # 8 -> 9: read receipts, the broadcast mark
     sql_step(*V10),  # 9 -> 10: replies quote a message by its id
     sql_step(*V11),  # 10 -> 11: history off per conversation (peers.keep_history)
+    sql_step(*V12),  # 11 -> 12: disappearing messages (timers, expiry)
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes

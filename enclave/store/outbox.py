@@ -66,14 +66,18 @@ class OutboxMixin(StoreCore):
         id, epoch, Lamport time and seq as stored, so a resend is the same post."""
         sql = (
             "SELECT m.rowid, p.fingerprint, m.id, m.body, m.created_ms, m.state, m.legacy,"
-            " g.id, m.epoch, m.lamport, m.gseq, m.reply_to"
+            " g.id, m.epoch, m.lamport, m.gseq, m.reply_to, m.timer_s"
             f" FROM {_OWED_FROM} LEFT JOIN groups g ON g.key = m.grp"
             " WHERE m.owed IS NOT NULL AND p.fingerprint = ? ORDER BY m.owed LIMIT ?"
         )
         rows = self._rows(sql, (fingerprint, -1 if limit is None else limit))
         return [
             OutboxItem(
-                *r[:6], bool(r[6]), None if r[7] is None else (r[7], r[8], r[9], r[10]), r[11]
+                *r[:6],
+                bool(r[6]),
+                None if r[7] is None else (r[7], r[8], r[9], r[10]),
+                r[11],
+                r[12],
             )
             for r in rows
         ]

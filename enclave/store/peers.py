@@ -14,7 +14,7 @@ from .records import PROTOS, Peer
 _PEER_COLS = (
     "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
     "hwm_ms, added_at, last_seen, learned_address, contact, revoked IS NOT NULL, receipts,"
-    " keep_history"
+    " keep_history, disappear_s"
 )
 
 
@@ -30,7 +30,7 @@ def _short(fp: str) -> str:
 def _peer(r: tuple) -> Peer:
     flags = bool(r[4]), r[5], bool(r[6]), bool(r[7])
     tail = bool(r[12]), bool(r[13]), bool(r[14]), bool(r[15])
-    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11], *tail)
+    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11], *tail, r[16])
 
 
 def _check_pem(public_key: object) -> None:

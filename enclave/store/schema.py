@@ -300,6 +300,18 @@ V11 = (
     "ALTER TABLE peers ADD COLUMN keep_history INTEGER NOT NULL DEFAULT 1"
     " CHECK (keep_history IN (0, 1))",
 )
+# Schema 12: disappearing messages (docs/STORE.md). A conversation's timer in force
+# (seconds, 0 = off) and the TIMER that set it (its created_ms and id: the newest by
+# (created_ms, id) holds on both sides); a TIMER's own row (``timer_s``: a system line,
+# body ""), and when a message is erased (``expires_ms``, indexed only where set).
+V12 = (
+    "ALTER TABLE peers ADD COLUMN disappear_s INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE peers ADD COLUMN disappear_ms INTEGER",
+    "ALTER TABLE peers ADD COLUMN disappear_id BLOB",
+    "ALTER TABLE messages ADD COLUMN timer_s INTEGER",
+    "ALTER TABLE messages ADD COLUMN expires_ms INTEGER",
+    "CREATE INDEX messages_expiring ON messages (expires_ms) WHERE expires_ms IS NOT NULL",
+)
 V8 = (
     """CREATE TABLE own_rotations (
         seq        INTEGER PRIMARY KEY CHECK (seq >= 1),

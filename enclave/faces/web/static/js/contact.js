@@ -13,6 +13,7 @@
 // - A mistake (a taken or invalid name) shows inside the dialog, which stays open.
 
 import { api } from "./api.js";
+import { fillDisappear, wireDisappear } from "./disappear.js";
 import { $, show } from "./dom.js";
 import { isMuted, setMuted } from "./notify.js";
 import { state } from "./state.js";
@@ -26,6 +27,7 @@ export function wireContact() {
   $("btn-mute").addEventListener("click", onMute);
   $("btn-receipts").addEventListener("click", onReceipts);
   $("btn-keep-history").addEventListener("click", onKeepHistory);
+  wireDisappear();
   $("btn-remove").addEventListener("click", askRemove);
   $("btn-remove-cancel").addEventListener("click", () => show($("remove-confirm"), false));
   $("btn-remove-yes").addEventListener("click", onRemove);
@@ -60,6 +62,7 @@ function fill(peer) {
   $("btn-receipts").title = "Both sides must turn them on: then each sees what the other read (blue ticks)";
   $("btn-keep-history").textContent = peer.keep_history ? "Turn history off" : "Turn history on";
   $("btn-keep-history").title = "Off: new messages are shown, then kept nowhere on this device (the contact is not told)";
+  fillDisappear(peer);
   $("block-text").textContent = peer.blocked
     ? "Blocked: its connections and messages are refused. Messages you queued for it wait."
     : "Blocking refuses its connections and messages; nothing it sends is shown or kept.";

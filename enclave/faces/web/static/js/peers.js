@@ -8,6 +8,7 @@
 // - Presence: a peer is "online", else "last seen 5 min ago" (under its name in the
 //   open chat's header, and in its row when it has no message yet).
 
+import { timerLine } from "./disappear.js";
 import { api } from "./api.js";
 import { $, el, show, tint } from "./dom.js";
 import { icon } from "./icons.js";
@@ -159,7 +160,8 @@ function peerRow(peer) {
     preview.textContent = "typing…";
   } else if (peer.last) {
     if (peer.last.direction === "out") preview.appendChild(tick(shownState(peer.last)));
-    preview.appendChild(el("span", "text", visible(String(peer.last.body || "").split("\n")[0], false)));
+    const text = peer.last.timer_s !== null && peer.last.timer_s !== undefined ? timerLine(peer.last) : String(peer.last.body || "").split("\n")[0];
+    preview.appendChild(el("span", "text", visible(text, false)));
   } else {
     preview.textContent = peer.online || peer.last_seen_ms ? presence(peer) : visible(peer.address, false);
   }
