@@ -68,10 +68,32 @@ def test_e2e_quick(benchmark, tmp_path):
         assert sealing[side]["throughput"]["n"] == 2000 and sealing[side]["latency"]["count"] == 200
     assert sealing["throughput_ratio"] > 0 and sealing["old"]["messages"] == 5000
     assert sealing["old"]["seal_rate"] > 0 and sealing["old"]["search_all_ms"] > 0
-    assert len(node_rows) == 68 and all(row["enclave"] is not None for row in node_rows)
+    assert len(node_rows) == 73 and all(row["enclave"] is not None for row in node_rows)
     check_file_rows(result)
     check_group_rows(result)
     check_micro_rows(result)
+
+
+def test_e2e_only_nohistory(benchmark, tmp_path):
+    """``--only nohistory --quick``: history off beside on, both rows, nothing kept of
+    the history-off runs (only the "on" runs and the warm-up message are in B's history)."""
+    out = tmp_path / "nohistory.json"
+
+    def run():
+        subprocess.run(
+            [sys.executable, str(E2E), "--quick", "--only", "nohistory", "--out", str(out)],
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+        return json.loads(out.read_text())
+
+    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    case = result["enclave"]["nohistory"]
+    assert case["n"] == 2000 and case["on_rate"] > 0 and case["off_rate"] > 0
+    assert case["kept"] == case["runs"] * case["n"] + 1
+    rows = [row for row in result["figures"] if "history" in row["figure"]]
+    assert len(rows) == 2 and all(row["enclave"] > 0 for row in rows)
 
 
 def check_file_rows(result):

@@ -116,3 +116,32 @@ async def test_changes_go_through_the_running_node(rsa_keys, tmp_path):
         finally:
             server.close()
             await server.wait_closed()
+
+
+def test_keep_history_without_a_node(with_carol, capsys):
+    code, out, _ = run(capsys, "keep-history", "carol", "off")
+    assert code == 0 and out.startswith("History with carol is off: new messages are shown")
+    assert "clear carol" in out and not _peers(with_carol)["carol"].keep_history
+    code, out, _ = run(capsys, "keep-history", "carol", "on")
+    assert out == "History with carol is on: new messages are kept\n"
+    assert _peers(with_carol)["carol"].keep_history
+    assert_one_line_error(*run(capsys, "keep-history", "carol", "maybe"), "invalid choice")
+    assert_one_line_error(*run(capsys, "keep-history", "nobody", "off"), "no peer matches")
+
+
+@pytest.mark.asyncio
+async def test_keep_history_goes_through_the_running_node(rsa_keys, tmp_path):
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        server = await runner.start_control(a, runner.control_path(a.home))
+        try:
+            ra = Recorder(a)
+            done = await asyncio.to_thread(
+                run_process, "--home", str(a.home), "keep-history", "bob", "off"
+            )
+            assert done.returncode == 0 and "is off" in done.stdout, done.stderr
+            assert bytes.fromhex(b.fingerprint) in a.delivery.unkept  # the node follows
+            changes = [e.change for e in ra.events if isinstance(e, ContactChanged)]
+            assert changes == ["history_off"]
+        finally:
+            server.close()
+            await server.wait_closed()

@@ -55,3 +55,27 @@ def test_clear_erases_the_history_shown_and_asks_first(tmp_path):
     assert "Erased your history with bob on this device" in done.stdout
     assert enclave(*alice.cmd("history", "bob")).stdout == ""
     assert "bob" in enclave(*alice.cmd("peers")).stdout
+
+
+def test_history_off_shows_the_chat_live_and_keeps_none_of_it(tmp_path):
+    alice, bob = Home(tmp_path, "alice"), Home(tmp_path, "bob")
+    introduce(tmp_path, alice, bob)
+    off = enclave(*alice.cmd("keep-history", "bob", "off"))  # no node runs: the store
+    assert off.returncode == 0 and "History with bob is off" in off.stdout, off.stderr
+    a, b = node(alice), node(bob)
+    try:
+        chat_both_ways(alice, a, bob, b, "QUAGGAMARK")  # alice's node shows bob's, live
+        a.event("alice's delivered", type="delivery", state="delivered")
+    finally:
+        a.stop()
+        b.stop()
+    done = enclave(*alice.cmd("history", "bob"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "-- history is off with bob: messages are shown, then kept nowhere here"
+    ]
+    rows = enclave(*alice.cmd("history", "bob", "--json")).stdout.splitlines()
+    assert [json.loads(line)["type"] for line in rows] == ["history_off"]
+    assert "QUAGGAMARK" in enclave(*bob.cmd("history", "alice")).stdout  # bob keeps his
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("alice/**/enclave.db*"))
+    assert stored and b"QUAGGAMARK" not in stored

@@ -94,7 +94,12 @@ def test_send_outgoing_makes_group_posts_of_items_with_a_group(rsa_keys):
 
     def item(k: int, group):
         return SimpleNamespace(
-            id=k.to_bytes(16, "big"), created_ms=500 + k, body=f"m{k}", group=group, reply=None
+            id=k.to_bytes(16, "big"),
+            created_ms=500 + k,
+            body=f"m{k}",
+            group=group,
+            reply=None,
+            timer=None,
         )
 
     items = [
@@ -130,8 +135,8 @@ def test_send_outgoing_makes_group_posts_of_items_with_a_group(rsa_keys):
 )
 def test_send_outgoing_refuses_a_bad_group_and_queues_nothing(rsa_keys, group):
     p = Pair(rsa_keys).handshake()
-    good = SimpleNamespace(id=ID, created_ms=1, body="ok", group=None, reply=None)
-    bad = SimpleNamespace(id=ID, created_ms=1, body="ok", group=group, reply=None)
+    good = SimpleNamespace(id=ID, created_ms=1, body="ok", group=None, reply=None, timer=None)
+    bad = SimpleNamespace(id=ID, created_ms=1, body="ok", group=group, reply=None, timer=None)
     with pytest.raises(UsageError):
         p.i.send_outgoing([good, bad])
     assert p.i.chats_sent == 0 and p.i.data_to_send(T0) == b""

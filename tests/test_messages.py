@@ -94,6 +94,8 @@ EVERY_TYPE = [
     Read(b"\xff" * 16),
     Chat(ID, ALICE, BOB, 5, "a reply", b"q" * 16),
     Chat(ID, ALICE, BOB, U64_MAX, "", ID),
+    Chat(ID, ALICE, BOB, 5, "", None, 0),
+    Chat(ID, ALICE, BOB, U64_MAX, "", None, 86400),
 ]
 
 
@@ -127,11 +129,14 @@ def test_chat_fields_are_what_the_fast_decoder_sets():
         "created_ms",
         "body",
         "reply_to",  # set to None by the fast path (a REPLY is decoded apart)
+        "timer_s",  # likewise (a TIMER is decoded apart)
     ]
     assert not hasattr(Chat, "__post_init__")
-    assert Chat.__slots__ == ("id", "sender", "recipient", "created_ms", "body", "reply_to")
+    assert Chat.__slots__ == (
+        "id", "sender", "recipient", "created_ms", "body", "reply_to", "timer_s",
+    )  # fmt: skip
     (fast,) = decode_batch(encode_batch([chat("plain")]))
-    assert fast.reply_to is None  # the fast path sets the default itself
+    assert fast.reply_to is None and fast.timer_s is None  # the fast path sets the defaults
 
 
 def test_wire_layout():
@@ -197,6 +202,20 @@ BAD_MESSAGES = {
     "chat-body-long-2byte": chat_fields(body="é" * (MAX_BODY_CHARS + 1)),
     "chat-nested-body": chat_fields(body=["hi"]),
     "chat-nested-id": chat_fields(id=[ID]),
+    # TIMER: exact arity, 0 or 30 s..4 weeks, an int (not a bool or a float)
+    "timer-5": [19, ID, ALICE, BOB, 0],
+    "timer-7": [19, ID, ALICE, BOB, 0, 60, ""],
+    "timer-29": [19, ID, ALICE, BOB, 0, 29],
+    "timer-1": [19, ID, ALICE, BOB, 0, 1],
+    "timer-over-4-weeks": [19, ID, ALICE, BOB, 0, 28 * 86400 + 1],
+    "timer-2^64-1": [19, ID, ALICE, BOB, 0, U64_MAX],
+    "timer-negative": [19, ID, ALICE, BOB, 0, -60],
+    "timer-true": [19, ID, ALICE, BOB, 0, True],
+    "timer-float": [19, ID, ALICE, BOB, 0, 60.0],
+    "timer-str": [19, ID, ALICE, BOB, 0, "1d"],
+    "timer-nil": [19, ID, ALICE, BOB, 0, None],
+    "timer-id-15": [19, b"x" * 15, ALICE, BOB, 0, 60],
+    "timer-ms-negative": [19, ID, ALICE, BOB, -1, 60],
     # ACK
     "ack-0": [2],
     "ack-2": [2, 1, 2],
@@ -349,6 +368,12 @@ BAD_LOCAL = {
     "reply-to-15": [Chat(ID, ALICE, BOB, 0, "", b"x" * 15)],
     "reply-to-str": [Chat(ID, ALICE, BOB, 0, "", "x" * 16)],
     "read-str": [Read("x" * 16)],
+    "timer-29s": [Chat(ID, ALICE, BOB, 0, "", None, 29)],
+    "timer-over-4-weeks": [Chat(ID, ALICE, BOB, 0, "", None, 28 * 86400 + 1)],
+    "timer-negative": [Chat(ID, ALICE, BOB, 0, "", None, -1)],
+    "timer-bool": [Chat(ID, ALICE, BOB, 0, "", None, True)],
+    "timer-with-body": [Chat(ID, ALICE, BOB, 0, "hi", None, 60)],
+    "timer-with-quote": [Chat(ID, ALICE, BOB, 0, "", ID, 60)],
     "throttle-reason-0": [Throttle(0, 0)],
     "throttle-reason-bool": [Throttle(True, 0)],
     "throttle-retry-negative": [Throttle(1, -1)],

@@ -191,3 +191,23 @@ async def test_reply_quotes_a_message_by_the_reference_history_shows(pair, tmp_p
         mine = a.history("bob")[-1].id  # bob answers alice's reply: shown live, quoted
         await b.send("alice", "and you?", reply=message_ref(mine))
         await r.screen.shows(f"bob: (re {message_ref(mine)}) and you?")
+
+
+@pytest.mark.asyncio
+async def test_history_off_shows_messages_live_and_keeps_none(pair, tmp_path):
+    a, b = pair
+    ra, rb = Recorder(a), Recorder(b)
+    async with repl(a, tmp_path) as r:
+        await r.run("/history bob off", "history with bob is off: new messages are shown")
+        assert a.resolve("bob").keep_history is False
+        await b.send("alice", "seen once, then gone")
+        await r.screen.shows("bob: seen once, then gone")  # shown live
+        await r.run("/send bob mine too", "you -> bob: mine too")
+        await rb.until(lambda rec: rec.received())
+        await ra.until(lambda rec: rec.states("delivered"))
+        out = await r.run("/history bob", "-- history is off with bob")
+        assert "No messages with bob kept" in out.split("-- history is off with bob")[-1]
+        await r.run("/history bob on", "history with bob is on: new messages are kept")
+        await r.run("/history bob sometimes", "error: N must be a whole number")
+        await r.run("/history bob off extra", "error: usage: /history PEER [N], or /history")
+        await r.run("/history nobody off", "error: no peer matches 'nobody'")

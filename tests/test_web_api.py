@@ -42,6 +42,7 @@ API_ROUTES = [
     ("GET", "/api/peers/" + "0" * 64 + "/owed"),
     ("POST", "/api/peers/" + "0" * 64 + "/remove"),
     ("POST", "/api/peers/" + "0" * 64 + "/clear"),
+    ("POST", "/api/peers/" + "0" * 64 + "/history"),
     ("POST", "/api/send"),
     ("POST", "/api/broadcast"),
     ("GET", "/api/search?q=x"),

@@ -79,3 +79,25 @@ async def test_clear_erases_the_history_and_every_page_hears_it(rsa_keys, tmp_pa
             assert (event["change"], event["peer"]) == ("cleared", fp)
         got = (await call(alice, "GET", f"/api/peers/{fp}/messages"))[1]
         assert got["messages"] == [] and a.owed("bob") == 0 and a.resolve("bob")
+
+
+@pytest.mark.asyncio
+async def test_history_off_from_the_page_reaches_every_page_and_checks_its_input(
+    rsa_keys, tmp_path
+):
+    async with two_pages(rsa_keys, tmp_path) as (alice, _, a, b):
+        fp, nobody = b.fingerprint, "ab" * 32
+        for body, words in (({"keep": "no"}, "true or false"), ({}, "true or false")):
+            got, answer = await call(alice, "POST", f"/api/peers/{fp}/history", body)
+            assert got == 400 and words in answer["error"]
+        got, answer = await call(alice, "POST", f"/api/peers/{nobody}/history", {"keep": False})
+        assert got == 400 and "no peer" in answer["error"]
+        async with socket(alice) as wa:
+            await next_event(wa, "hello")
+            got, answer = await call(alice, "POST", f"/api/peers/{fp}/history", {"keep": False})
+            assert (got, answer) == (200, {"keep_history": False})
+            assert (await next_event(wa, "peers"))["change"] == "history_off"
+            peers = (await call(alice, "GET", "/api/peers"))[1]["peers"]
+            assert [p["keep_history"] for p in peers] == [False]
+            a.set_keep_history("bob", True)  # from the REPL: the page hears of it
+            assert (await next_event(wa, "peers"))["change"] == "history_on"

@@ -6,13 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
-async def contacts(tmp: Path, a_key, b_key, tag: str):
-    """(alice, bob), started, in ``tmp/TAG-a`` and ``tmp/TAG-b``; the caller stops them."""
+async def contacts(tmp: Path, a_key, b_key, tag: str, settings=None, clocks=(None, None)):
+    """(alice, bob), started, in ``tmp/TAG-a`` and ``tmp/TAG-b``; the caller stops them.
+    ``settings`` (a ``Settings``, both nodes; None: their defaults); ``clocks``: each
+    node's clock (``enclave.node.clock.Clock``; None: the real one)."""
     from cryptography.hazmat.primitives import serialization
 
     from enclave.node import Node
 
-    a, b = Node(tmp / f"{tag}-a", a_key), Node(tmp / f"{tag}-b", b_key)
+    a = Node(tmp / f"{tag}-a", a_key, settings, clock=clocks[0])
+    b = Node(tmp / f"{tag}-b", b_key, settings, clock=clocks[1])
     await a.start("127.0.0.1", 0)
     await b.start("127.0.0.1", 0)
     pem = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

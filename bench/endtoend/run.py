@@ -22,10 +22,12 @@ from endtoend import (
     BENCH,
     backups,
     crowds,
+    disappear,
     everyday,
     files,
     floods,
     groups,
+    nohistory,
     pairing,
     probes,
     receipts,
@@ -72,6 +74,8 @@ SIZES = {
     "seal_n": (50_000, 2_000),  # throughput messages, sealed pair and clear pair each
     "seal_lat_n": (2_000, 200),  # their latency messages at 1,000 msg/s
     "old_n": (1_000_000, 5_000),  # messages an older Enclave left in clear, then sealed
+    "nohistory_n": (50_000, 2_000),  # messages of each history on / off run
+    "disappear_n": (2000, 200),  # messages sent with a timer off, then on; then erased
 }
 Sizes = namedtuple("Sizes", SIZES)
 
@@ -114,6 +118,10 @@ def run(args) -> dict:
                 result["enclave"] = {"receipts": receipts_part(tmp, keys, size)}
             elif args.only == "sealing":
                 result["enclave"] = {"sealing": sealing_part(tmp, keys, size)}
+            elif args.only == "nohistory":
+                result["enclave"] = {"nohistory": nohistory_part(tmp, keys, size)}
+            elif args.only == "disappear":
+                result["enclave"] = {"disappear": disappear_part(tmp, keys, size)}
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -213,6 +221,8 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     out["rotation"] = rotation_part(tmp, keys, size)
     out["backup"] = backup_part(tmp, keys, size)
     out["receipts"] = receipts_part(tmp, keys, size)
+    out["nohistory"] = nohistory_part(tmp, keys, size)
+    out["disappear"] = disappear_part(tmp, keys, size)
     out["sealing"] = sealing_part(tmp, keys, size)
     return out
 
@@ -220,6 +230,22 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
 def sealing_part(tmp: Path, keys, size: Sizes) -> dict:
     say(f"history sealed vs in clear: {size.seal_n:,} messages each; sealing {size.old_n:,}")
     return sealing.sealing_case(tmp, keys, size.seal_n, size.seal_lat_n, size.old_n)
+
+
+def nohistory_part(tmp: Path, keys, size: Sizes) -> dict:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    say(f"history off beside on: {size.nohistory_n:,} messages at once, each way of it")
+    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    return nohistory.nohistory_case(tmp, a, b, size.nohistory_n)
+
+
+def disappear_part(tmp: Path, keys, size: Sizes) -> dict:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    say(f"disappearing messages: {size.disappear_n:,} sent with a timer off, then on; erased")
+    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    return disappear.disappear_case(tmp, a, b, size.disappear_n)
 
 
 def receipts_part(tmp: Path, keys, size: Sizes) -> dict:
@@ -302,7 +328,17 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["files", "groups", "pairing", "rotation", "backup", "receipts", "sealing"],
+        choices=[
+            "sealing",
+            "files",
+            "groups",
+            "pairing",
+            "rotation",
+            "backup",
+            "receipts",
+            "nohistory",
+            "disappear",
+        ],  # fmt: skip
         help="only these node cases (no microbenchmarks, no references): their rows",
     )
     args = parser.parse_args(argv)

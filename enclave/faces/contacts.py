@@ -1,4 +1,5 @@
-"""``enclave add / rename / block / unblock / remove``: the address book from the command line.
+"""``enclave add / rename / block / unblock / remove / clear / receipts / keep-history``:
+the address book from the command line.
 
 Rules:
 - If a node runs on this home folder, the change is made by that node (its control
@@ -14,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 from enclave.errors import UserError
@@ -125,6 +127,23 @@ def receipts(args) -> int:
     return 0
 
 
+def keep_history(args) -> int:
+    """``enclave keep-history PEER on|off``: history off keeps nothing new of the
+    conversation on this device (the contact is not told); what is kept stays."""
+    on = args.choice == "on"
+    done = _change(args, "history_on" if on else "history_off")
+    who = _label(done)
+    if on:
+        print(f"History with {who} is on: new messages are kept")
+    else:
+        print(
+            f"History with {who} is off: new messages are shown, then kept nowhere on this "
+            f"device ({who} is not told). What is kept stays: {_place(args).command('clear', shlex.quote(who))}"
+            " erases it"
+        )
+    return 0
+
+
 def unblock(args) -> int:
     done = _change(args, "unblock")
     print(f"Unblocked {_label(done)}; messages queued for it go out when it is reachable")
@@ -196,6 +215,8 @@ def _in_store(place, action: str, peer: str, name: str | None) -> dict:
             "clear": lambda: book.clear(peer),
             "receipts_on": lambda: book.receipts(peer, True),
             "receipts_off": lambda: book.receipts(peer, False),
+            "history_on": lambda: book.keep_history(peer, True),
+            "history_off": lambda: book.keep_history(peer, False),
         }
         done = changes[action]()
     return {"peer": done.fingerprint, "name": done.name}

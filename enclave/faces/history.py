@@ -7,6 +7,8 @@ Rules:
   a contact's key rotations show as audit lines where they happened. Text goes through
   ``display.visible`` (no control characters, one line per message).
 - ``--json``: one JSON object per line instead (``type`` "message" or "key_change").
+- History off with the contact (``enclave keep-history PEER off``): a first line says
+  so (``type`` "history_off" in JSON), since what it said is shown nowhere afterwards.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def _lines(peer, rows, changes, as_json: bool) -> list[str]:
     timeline = [t for t in timeline if not rows or t[0] >= first]
     timeline += [(message_time(m) or m.stored_ms, "msg", m) for m in rows]
     out = []
+    if not peer.keep_history:
+        if as_json:
+            out.append(json.dumps({"type": "history_off", "peer": peer.fingerprint}))
+        else:
+            out.append(f"-- history is off with {name}: messages are shown, then kept nowhere here")
     for when, kind, item in sorted(timeline, key=lambda t: t[0]):
         if kind == "key":
             old, new = item

@@ -29,11 +29,13 @@ from enclave.node.events import (
     KeyChanged,
     MessageDeleted,
     MessageReceived,
+    MessagesExpired,
     MessagesRead,
     NodeProblem,
     PeerOffline,
     PeerOnline,
     Throttled,
+    TimerChanged,
     TypingChanged,
 )
 
@@ -111,6 +113,11 @@ def _other(event, name_of) -> dict | None:
         return {"type": "read", **_peer(event.peer, name_of), "upto": ref, "read_ms": event.read_ms}
     if isinstance(event, MessageDeleted):
         return {"type": "message_deleted", **_peer(event.peer, name_of), "ref": event.ref}
+    if isinstance(event, TimerChanged):
+        return {"type": "timer", **_peer(event.peer, name_of), "by": event.by,
+                "seconds": event.seconds, "in_force": event.in_force}  # fmt: skip
+    if isinstance(event, MessagesExpired):
+        return {"type": "expired", **_peer(event.peer, name_of), "refs": list(event.refs)}
     if isinstance(event, ContactChanged):
         return {"type": "contact", "peer": event.peer, "name": event.name, "change": event.change}
     if isinstance(event, KeyChanged):

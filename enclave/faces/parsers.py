@@ -254,6 +254,18 @@ def _receipts(p) -> None:
     p.add_argument("choice", choices=("on", "off"), help="on: allow them with this peer")
 
 
+def _keep_history(p) -> None:
+    _peer(p)
+    p.add_argument(
+        "choice", choices=("on", "off"), help="off: its messages are shown, then kept nowhere"
+    )
+
+
+def _disappear(p) -> None:
+    _peer(p)
+    p.add_argument("time", metavar="TIME", help="30s, 5m, 1h, 1d, 1w (up to 4w), or off")
+
+
 def _remove(p) -> None:
     _peer(p)
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
@@ -318,6 +330,8 @@ SUBCOMMANDS: dict[str, Sub] = {
     "clear": Sub(CONTACTS, "clear", _remove, "erase your history with a peer on this device", "enclave clear bob --yes"),
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "receipts": Sub(CONTACTS, "receipts", _receipts, "allow or stop read receipts with a peer (both must allow them)", "enclave receipts bob on"),
+    "keep-history": Sub(CONTACTS, "keep_history", _keep_history, "keep the history with a peer (on) or only show its messages (off)", "enclave keep-history bob off"),
+    "disappear": Sub("enclave.faces.disappear", "run", _disappear, "messages with a peer vanish after a time, on both sides", "enclave disappear bob 1d"),
     "unblock": Sub(CONTACTS, "unblock", _peer, "accept a blocked peer again", "enclave unblock bob"),
     "rename": Sub(CONTACTS, "rename", _rename, "give a peer a new name", "enclave rename bob robert"),
     "nearby": Sub("enclave.faces.nearby", "run", _nothing, "Enclave nodes heard on the LAN (contacts and unknown)", "enclave nearby"),

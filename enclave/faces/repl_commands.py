@@ -32,7 +32,7 @@ from enclave.errors import UserError
 from enclave.faces import nearby, repl_contacts, repl_files, repl_groups, repl_pairing
 from enclave.identity import keys
 from enclave.node import PairingEnded, check_text
-from enclave.node.display import message_ref, message_time, visible
+from enclave.node.display import message_ref, message_time, timer_line, visible
 from enclave.node.events import (
     ContactChanged,
     DeliveryChanged,
@@ -42,11 +42,13 @@ from enclave.node.events import (
     KeyChanged,
     MessageDeleted,
     MessageReceived,
+    MessagesExpired,
     MessagesRead,
     NodeProblem,
     PeerOffline,
     PeerOnline,
     Throttled,
+    TimerChanged,
 )
 
 MAX_PEER_KEY_BYTES = 64 * 1024
@@ -72,6 +74,9 @@ fingerprint):
   /peers                 contacts: address, online or last seen, verified, protocol, unread
   /unread                conversations with messages you have not seen
   /history PEER [N]      the last N messages with a contact   /history bob 50
+  /history PEER off|on   off: its messages are shown, then    /history bob off
+                         kept nowhere here (new ones only;
+                         /clear PEER erases what is kept)
   /add [FILE ADDRESS [NAME]]
                          add a contact from its public key    /add bob.pem 10.0.0.2:8000 bob
   /fingerprint           your fingerprint, to read aloud
@@ -120,6 +125,7 @@ COMMANDS = (
     "/clear",
     "/delete",
     "/receipts",
+    "/disappear",
     "/nearby",
     "/stats",
     "/help",
@@ -138,6 +144,7 @@ PEER_COMMANDS = (
     "/clear",
     "/delete",
     "/receipts",
+    "/disappear",
 )
 
 Write = Callable[[str], None]
@@ -309,23 +316,29 @@ class Commands:
         query, more = self.take_peer(rest)
         parts = [query, *more.split()] if query else []
         if not parts or len(parts) > 2:
-            raise UserError("usage: /history PEER [N]")
+            raise UserError("usage: /history PEER [N], or /history PEER off|on")
+        if len(parts) == 2 and parts[1].lower() in ("on", "off"):
+            self.node.set_keep_history(parts[0], parts[1].lower() == "on")
+            return  # the line is the rendering of its ContactChanged
         limit = HISTORY_DEFAULT
         if len(parts) == 2:
             if (
                 not (parts[1].isascii() and parts[1].isdigit())
                 or not 1 <= int(parts[1]) <= HISTORY_MAX
             ):
-                raise UserError(f"N must be a whole number from 1 to {HISTORY_MAX}")
+                raise UserError(
+                    f"N must be a whole number from 1 to {HISTORY_MAX} (or on|off: keep history)"
+                )
             limit = int(parts[1])
         peer = self.node.resolve(parts[0])
         messages = self.node.history(peer.fingerprint, limit)
         self._open(peer.fingerprint)
         label = self.label(peer.fingerprint)
-        if not messages:
-            self.write(f"No messages with {label} yet")
-            return
-        self.write("\n".join(_history_lines(messages, label)))
+        none = f"No messages with {label} {'yet' if peer.keep_history else 'kept'}"
+        lines = list(_history_lines(messages, label)) or [none]
+        if not peer.keep_history:
+            lines.insert(0, history_off_line(label))
+        self.write("\n".join(lines))
 
     async def cmd_fingerprint(self, rest: str) -> None:
         self.write(f"Your fingerprint: {keys.group(self.node.fingerprint)}")
@@ -414,6 +427,10 @@ class Commands:
             return repl_contacts.render_key_change(event, _clock())
         if isinstance(event, MessagesRead):
             return repl_contacts.render_read(event, self.label(event.peer), _clock())
+        if isinstance(event, TimerChanged):
+            return repl_contacts.render_timer(event, self.label(event.peer), _clock())
+        if isinstance(event, MessagesExpired):
+            return repl_contacts.render_expired(event, self.label(event.peer), _clock())
         if isinstance(event, MessageDeleted):
             return repl_contacts.render_deleted(event, self.label(event.peer), _clock())
         if isinstance(event, ContactChanged):
@@ -571,7 +588,12 @@ def _history_lines(messages, label: str):
 
 def _history_line(m, label: str) -> str:
     when = _when(m)
+    if m.timer_s is not None:  # a TIMER's row: the system line
+        who = "you" if m.direction == "out" else label
+        return f"[{when}] {timer_line(who, m.timer_s)}"
     body = _indent(_clean(m.body or ""))
+    if m.expires_ms is not None:
+        body = f"{body}  (disappears {_local(m.expires_ms, '%Y-%m-%d %H:%M')})"
     if m.reply_to:
         body = f"(re {message_ref(m.reply_to)}) {body}"
     if m.direction == "in":
@@ -647,3 +669,11 @@ def _indent(text: str) -> str:
 
 def _one_line(text: str) -> str:
     return visible(" ".join(str(text).split()), lines=False)
+
+
+def history_off_line(label: str) -> str:
+    """The one line /history shows above a conversation with history off."""
+    return (
+        f"-- history is off with {label}: messages are shown, then kept nowhere here"
+        f" (/history {label} on to keep new ones)"
+    )

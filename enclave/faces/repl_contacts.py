@@ -1,5 +1,6 @@
 """The REPL's contact commands: ``/verify``, ``/rename``, ``/block``, ``/unblock``,
-``/remove``, ``/clear``, and ``/delete`` (one message).
+``/remove``, ``/clear``, ``/delete`` (one message), ``/receipts`` and ``/disappear``
+(the conversation's disappearing-messages timer).
 
 Rules:
 - Each calls one Node API method; the line it leaves on screen is the rendering of
@@ -16,8 +17,22 @@ from __future__ import annotations
 
 from enclave.errors import UserError
 from enclave.identity import keys, safety
-from enclave.node.display import key_change_line, message_ref, visible
-from enclave.node.events import ContactChanged, KeyChanged, MessageDeleted, MessagesRead
+from enclave.node.display import (
+    duration_text,
+    key_change_line,
+    message_ref,
+    parse_duration,
+    timer_line,
+    visible,
+)
+from enclave.node.events import (
+    ContactChanged,
+    KeyChanged,
+    MessageDeleted,
+    MessagesExpired,
+    MessagesRead,
+    TimerChanged,
+)
 
 HELP = """\
   /rename PEER NEW       give a contact another name          /rename bob robert
@@ -28,7 +43,9 @@ HELP = """\
   /delete PEER REF       delete one message, here (/history    /delete bob #k3f9
                          shows each message's reference)
   /receipts PEER on|off  read receipts with it (both must     /receipts bob on
-                         allow them)"""
+                         allow them)
+  /disappear PEER TIME   messages vanish after TIME on both   /disappear bob 1d
+                         sides: 30s..4w (s m h d w), or off"""
 
 
 def _one_peer(commands, rest: str, usage: str) -> str:
@@ -148,6 +165,9 @@ def render_change(event: ContactChanged, clock: str) -> str | None:
         " (pair again if they have a new one)",
         "receipts_on": f"read receipts with {label} are on (they show once {label} allows them)",
         "receipts_off": f"read receipts with {label} are off",
+        "history_off": f"history with {label} is off: new messages are shown, then kept"
+        f" nowhere here ({label} is not told; /clear erases what is kept)",
+        "history_on": f"history with {label} is on: new messages are kept",
     }
     return f"[{clock}] {lines.get(event.change, f'{label}: {event.change}')}"
 
@@ -182,7 +202,37 @@ def render_deleted(event: MessageDeleted, label: str, clock: str) -> str:
     return f"[{clock}] {event.ref} was deleted from your history with {label} (they keep theirs)"
 
 
+async def cmd_disappear(commands, rest: str) -> None:
+    peer, when = commands.take_peer(rest)
+    if not peer or len(when.split()) != 1:
+        raise UserError("usage: /disappear PEER TIME (30s, 5m, 1h, 1d, 1w, or off)")
+    try:
+        seconds = parse_duration(when)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    await commands.node.set_disappearing(peer, seconds)  # the line: its TimerChanged
+
+
+def render_timer(event: TimerChanged, label: str, clock: str) -> str:
+    """The system line of a TIMER, ours or the contact's, the same in every face."""
+    line = timer_line("you" if event.by == "us" else label, event.seconds)
+    if event.by == "us":
+        line += f" with {label}"
+    if event.in_force != event.seconds:  # an older change: the newer one still holds
+        line += f" (a newer change holds: {duration_text(event.in_force)})"
+    return f"[{clock}] {line}"
+
+
+def render_expired(event: MessagesExpired, label: str, clock: str) -> str:
+    count = len(event.keys)
+    refs = ", ".join(event.refs[:5]) + (", ..." if count > 5 else "")
+    what = "message" if count == 1 else "messages"
+    was = "was" if count == 1 else "were"
+    return f"[{clock}] {count} disappearing {what} with {label} expired and {was} erased ({refs})"
+
+
 HANDLERS = {
+    "/disappear": cmd_disappear,
     "/receipts": cmd_receipts,
     "/delete": cmd_delete,
     "/verify": cmd_verify,

@@ -349,6 +349,11 @@ async def _handle_control(node, reader, writer) -> None:
 
             await serve_rotation(node, request, partial(_answer, writer))
             return
+        if op == "disappear":  # enclave disappear PEER TIME: the running node sends the TIMER
+            from enclave.faces.disappear import serve
+
+            await serve(node, request, partial(_answer, writer))
+            return
         if op == "nearby":  # enclave nearby: what LAN discovery heard
             from enclave.faces.nearby import serve
 
@@ -385,6 +390,8 @@ def _control_contact(node, request: dict) -> dict:
         "clear": lambda: _control_clear(node, peer),
         "receipts_on": lambda: node.set_receipts(peer, True),
         "receipts_off": lambda: node.set_receipts(peer, False),
+        "history_on": lambda: node.set_keep_history(peer, True),
+        "history_off": lambda: node.set_keep_history(peer, False),
         "add": lambda: _control_add(node, request, text),
     }
     if action not in changes:

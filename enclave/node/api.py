@@ -52,7 +52,9 @@ from enclave.node.book import (  # noqa: F401 - check_name, DowngradeRefused: th
     remove_contact,
     rename_contact,
 )
+from enclave.node.clock import from_environment as clock_from_environment
 from enclave.node.delivery import Delivery
+from enclave.node.disappear import Disappearing
 from enclave.node.events import ContactChanged, DeliveryChanged, NodeProblem
 from enclave.node.filenames import UnsafeName, safe_name  # noqa: F401 - the faces' rule of names
 from enclave.node.files import Files
@@ -114,14 +116,22 @@ class Sent:
 
 class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
     def __init__(
-        self, home: str | Path, private_key, settings=None, retired=(), store_key=None, sealing=None
+        self,
+        home: str | Path,
+        private_key,
+        settings=None,
+        retired=(),
+        store_key=None,
+        sealing=None,
+        clock=None,
     ) -> None:
         """``retired``: (seq, private key, encoded statement) of each key this home
         rotated away from (``identity.keys.Identity.retired``): they answer contacts
         that have not switched yet. ``store_key`` (``Identity.store_key``) seals the
         history on disk (store/sealing.py; None: kept in clear, for tests and tools);
         ``sealing(done, total)`` hears the progress of sealing what an older Enclave
-        left in clear, at start."""
+        left in clear, at start. ``clock``: the wall time disappearing messages
+        expire by (``clock.Clock``; a test passes one it moves)."""
         self.home = Path(home)
         self._store_key, self._sealing = store_key, sealing
         self.identity = Identity(private_key)
@@ -136,6 +146,8 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         self.groups: Groups | None = None
         self.pairing: Pairing | None = None
         self.discovery = None  # api_discovery: the LAN announcement and what it hears
+        self.clock = clock if clock is not None else clock_from_environment()
+        self.disappearing: Disappearing | None = None
         self._subscribers: list = []
         self._quiet: list = []  # subscribers that skip per-message "queued"/"sent"
         self._started = 0.0
@@ -171,6 +183,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
             quotas=ReceiveQuotas.from_settings(self.settings),
         )
         self.sessions.delivery = self.delivery
+        self.disappearing = Disappearing(self.store, self.delivery, self._publish, self.clock)
         downloads = settings_mod.downloads_folder(self.settings, self.home)
         staging = Staging(self.home, self.store)
         self.files = Files(
@@ -196,6 +209,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         self.pairing = Pairing(self._own_card, self._add_paired, self._publish, self.set_invites)
         self.sessions.pairing = self.pairing
         self.delivery.start()
+        self.disappearing.start()
         self.sessions.contacts_changed()  # presence: a session to every contact
         await self._start_discovery(host)
         self._started = time.monotonic()
@@ -214,6 +228,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
             await asyncio.gather(self._upkeep, return_exceptions=True)
         self.pairing.close()
         self.receipts.close()
+        await self.disappearing.close()
         await self.delivery.legacy.close()  # before the crypto pool goes away
         await self.sessions.close()
         await self.files.close()
@@ -380,6 +395,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         peer = self.resolve(query)
         fp = bytes.fromhex(peer.fingerprint)
         self.delivery.set_aside(fp)
+        self.delivery.keep_history(fp, True)  # the row and its setting go
         remove_contact(self.store, peer.fingerprint)
         self.sessions.policy.reload()
         if any(fp in g.log.members for g in self.groups.groups.values()):
@@ -419,6 +435,9 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         """A contact's row moved to its successor key (``key_handover.Successions``):
         whatever knew the old fingerprint forgets it, and the new one is sent to."""
         self.delivery.set_aside(old)
+        if old in self.delivery.unkept:  # the setting is the row's: it moves with it
+            self.delivery.keep_history(old, True)
+            self.delivery.keep_history(new, False)
         self.sessions.policy.reload()
         self.sessions.drop_peer(old)
         self.delivery.take_back(new)
@@ -522,7 +541,10 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
             quoted = self.find_message(peer.fingerprint, reply, reply_direction).id
             if len(quoted) != 16:
                 raise UserError("that message came from the original client: it cannot be quoted")
-        out = await self.delivery.submit(bytes.fromhex(peer.fingerprint), text, reply=quoted)
+        lasts = self.disappearing.lasts_s(peer.fingerprint)
+        out = await self.delivery.submit(
+            bytes.fromhex(peer.fingerprint), text, reply=quoted, lasts_s=lasts
+        )
         return _sent(out)
 
     def submit(self, peer_fp: bytes, text: str) -> asyncio.Future:
@@ -547,7 +569,11 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
             targets = [p for p in self.store.list_peers() if not p.blocked]
         else:
             targets = list({p.fingerprint: p for p in map(self.resolve, queries)}.values())
-        futures = [self.delivery.submit(bytes.fromhex(p.fingerprint), text) for p in targets]
+        lasts = self.disappearing.lasts_s
+        futures = [
+            self.delivery.submit(bytes.fromhex(p.fingerprint), text, lasts_s=lasts(p.fingerprint))
+            for p in targets
+        ]
         sent = [_sent(out) for out in await asyncio.gather(*futures)]
         if sent:  # each chat shows it went to everyone (the store's broadcast mark)
             await asyncio.get_running_loop().run_in_executor(

@@ -1,5 +1,7 @@
 """The Node API for single messages of a conversation: deleting one here ("delete for
-me"); and read receipts (receipts.py): allowing them per contact, telling what we read.
+me"); read receipts (receipts.py): allowing them per contact, telling what we read; and
+history off per conversation (``set_keep_history``); disappearing messages
+(disappear.py): setting a conversation's timer.
 
 Rules:
 - A message is named by its row id, its full id (the page) or by the short reference every face
@@ -11,13 +13,20 @@ Rules:
 - Deleting is local: the contact keeps its copy. The body is zeroed in the database
   file and the WAL checkpointed (store.delete_message); ``MessageDeleted`` tells every
   face, which drops the message from what it shows.
+- History off with a contact (``set_keep_history``, schema 11): its messages are shown
+  and acked as before, but the store keeps only tombstones of them (delivery's rules):
+  what it sends is never written, what we send is erased once delivered (or given up).
+  Only new messages are concerned: what is kept stays until ``clear_history``. The
+  setting is local and the contact is not told: like a screenshot, nothing could make
+  its side forget, so a wire message would promise what it cannot keep.
 """
 
 from __future__ import annotations
 
 from enclave.errors import UserError
-from enclave.node.display import message_ref
-from enclave.node.events import ContactChanged, MessageDeleted
+from enclave.node.display import duration_text, message_ref
+from enclave.node.events import ContactChanged, MessageDeleted, TimerChanged
+from enclave.protocol.messages import MAX_TIMER_S, MIN_TIMER_S, timer_allowed
 
 REF_WINDOW = 500
 
@@ -35,6 +44,34 @@ class MessagesApi:
         if allowed:
             self.receipts.read_by_us(peer.fingerprint)  # what is read already: tell it
         return self.store.get_peer(peer.fingerprint)
+
+    def set_keep_history(self, query: str, keep: bool):
+        """Turn the history with a contact on or off (see the rules); the contact as
+        it is now. ``ContactChanged`` ("history_on" / "history_off") tells every face."""
+        peer = self.resolve(query)
+        self.store.set_keep_history(peer.fingerprint, bool(keep))
+        self.delivery.keep_history(bytes.fromhex(peer.fingerprint), bool(keep))
+        change = "history_on" if keep else "history_off"
+        self._publish(ContactChanged(peer.fingerprint, change, peer.name))
+        return self.store.get_peer(peer.fingerprint)
+
+    async def set_disappearing(self, query: str, seconds: int) -> TimerChanged:
+        """Set the disappearing-messages timer with a contact (0: off; else 30 s to 4
+        weeks): a TIMER goes to the contact, and the newest TIMER of either side holds on
+        both. Returns once it is durable; every face hears ``TimerChanged``."""
+        peer = self.resolve(query)
+        if not peer.contact or peer.blocked or peer.revoked:
+            raise UserError("disappearing messages are set with a contact you can write to")
+        if peer.protocol == "v1":
+            raise UserError(
+                "disappearing messages need Enclave's own protocol; this peer speaks only v1"
+            )
+        if not timer_allowed(seconds):
+            raise UserError(
+                f"a timer is off or between {duration_text(MIN_TIMER_S)}"
+                f" and {duration_text(MAX_TIMER_S)}, not {duration_text(seconds)}"
+            )
+        return await self.disappearing.set(peer.fingerprint, seconds)
 
     def mark_read(self, query: str) -> None:
         """A face showed the chat with ``query`` to its user: a read receipt goes to the

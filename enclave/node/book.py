@@ -244,6 +244,12 @@ class Book:
         self._store.set_receipts(peer.fingerprint, allowed)
         return peer
 
+    def keep_history(self, query: str, keep: bool) -> Peer:
+        """Turn the history with a contact on or off (the node reads it at start)."""
+        peer = resolve_peer(self._store, query)
+        self._store.set_keep_history(peer.fingerprint, keep)
+        return self._store.get_peer(peer.fingerprint)
+
     def block(self, query: str, blocked: bool = True) -> Peer:
         return block_contact(self._store, query, blocked)
 
@@ -262,6 +268,25 @@ class Book:
         now_ms, message_id = int(time.time() * 1000), new_id()
         self._store.enqueue_outgoing([(target.fingerprint, message_id, text, now_ms)])
         return target, message_id
+
+    def queue_timer(self, query: str, seconds: int) -> Peer:
+        """Leave a TIMER (disappearing messages) in the outbox, applied here at once as
+        the node would; it goes to the contact when the node next runs."""
+        from enclave.protocol.messages import timer_allowed
+
+        target = resolve_peer(self._store, query)
+        if not target.contact or target.blocked or target.revoked:
+            raise UserError("disappearing messages are set with a contact you can write to")
+        if target.protocol == "v1":
+            raise UserError(
+                "disappearing messages need Enclave's own protocol; this peer speaks only v1"
+            )
+        if not timer_allowed(seconds):
+            raise UserError("a timer is off or between 30 seconds and 4 weeks")
+        now_ms, message_id = int(time.time() * 1000), new_id()
+        row = (target.fingerprint, message_id, "", now_ms, None, None, seconds)
+        self._store.enqueue_outgoing([row])
+        return self._store.get_peer(target.fingerprint)
 
     def groups(self) -> list:
         """Every group kept here (``GroupInfo``), its log checked whole."""

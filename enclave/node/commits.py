@@ -20,12 +20,15 @@ INT64_MAX = (1 << 63) - 1  # SQLite's largest integer (see delivery's rules on c
 class Batch:
     """Everything one commit writes."""
 
-    __slots__ = ("enqueue", "incoming", "delivered")
+    __slots__ = ("enqueue", "incoming", "delivered", "forget")
 
     def __init__(self) -> None:
         self.enqueue: list[tuple[Out, asyncio.Future | None]] = []
         self.incoming: list[tuple] = []  # (link, chats, upto or None, legacy, size)
         self.delivered: dict[bytes, list[Out]] = {}
+        # Peers with history off when the commit was taken (``Delivery.unkept``): their
+        # chats are stored as tombstones, their acked rows erased.
+        self.forget: frozenset[bytes] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.enqueue or self.incoming or self.delivered)
@@ -40,15 +43,20 @@ def row_count(batch: Batch) -> int:
     )
 
 
-def incoming_rows(incoming, ring, now_ms: int):
+def incoming_rows(incoming, ring, now_ms: int, forget=frozenset()):
     """The rows to store; a chat whose key is in ``ring`` is a known duplicate and
     costs no SQL. Only committed keys ever enter the ring (in ``Delivery._received``),
     and each chat's key is computed once, here: a hash of the store's own dedupe key
     (peer, created_ms as stored, id), so the ring never calls a chat a duplicate that
-    the store would take as new. Runs on the writer thread, inside ``Delivery._write``."""
+    the store would take as new. A chat from a peer in ``forget`` (history off) goes
+    without its body: the store keeps it as a tombstone. Runs on the writer thread,
+    inside ``Delivery._write``."""
     rows, where, keys = [], [], []
     for _, chats, _, legacy, _ in incoming:
         peer_hex = chats[0].sender.hex() if chats else ""
+        if chats and chats[0].sender in forget:
+            _tombstones(chats, peer_hex, legacy, ring, now_ms, rows, where, keys)
+            continue
         for c in chats:
             created = min(c.created_ms, INT64_MAX)
             key = _sha256(c.sender + _stamp(created) + c.id).digest()[:16]
@@ -57,12 +65,45 @@ def incoming_rows(incoming, ring, now_ms: int):
                 where.append(-1)
             elif type(c) is Chat:
                 where.append(len(rows))
-                if c.reply_to is None:
+                if c.reply_to is None and c.timer_s is None:
                     rows.append((peer_hex, c.id, c.body, created, now_ms, legacy))
-                else:  # a REPLY: its quote goes with it
-                    rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, None, c.reply_to))
+                else:  # a REPLY: its quote goes with it; a TIMER: its seconds
+                    rows.append(
+                        (
+                            peer_hex,
+                            c.id,
+                            c.body,
+                            created,
+                            now_ms,
+                            legacy,
+                            None,
+                            c.reply_to,
+                            c.timer_s,
+                        )
+                    )
             else:  # a group post (PROTOCOL.md "Groups"): stored with its group fields
                 where.append(len(rows))
                 group = (c.group_id, c.epoch, c.lamport, c.seq)
                 rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, group))
     return rows, where, keys
+
+
+def _tombstones(chats, peer_hex: str, legacy, ring, now_ms: int, rows, where, keys) -> None:
+    """``incoming_rows`` for a peer with history off: its chats' keys only. Its group
+    posts are kept (history off is a setting of the direct conversation)."""
+    for c in chats:
+        created = min(c.created_ms, INT64_MAX)
+        key = _sha256(c.sender + _stamp(created) + c.id).digest()[:16]
+        keys.append(key)
+        if key in ring:
+            where.append(-1)
+            continue
+        where.append(len(rows))
+        if type(c) is Chat and c.timer_s is not None:
+            # A TIMER holds no words of anyone's, and both sides must agree on it.
+            rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, None, None, c.timer_s))
+        elif type(c) is Chat:
+            rows.append((peer_hex, c.id, None, created, now_ms, legacy))
+        else:
+            group = (c.group_id, c.epoch, c.lamport, c.seq)
+            rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, group))

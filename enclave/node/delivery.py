@@ -36,6 +36,13 @@ Rules:
 - "sent" (handed to a session, not yet acked) is a state of this process, not of the
   file: it is announced once per message and kept in ``announced`` for history; after
   a restart the outbox is resent anyway, so the file says queued until delivered.
+- History off (``unkept``, the peers whose ``keep_history`` is off, held in memory): a
+  commit snapshots the set when it is taken. Their chats are published and acked as any
+  others but stored as tombstones (no body: the store never sees the text); what we
+  sent them is in the outbox with its body until their ack, then the commit that marks
+  it delivered erases it. Once the commits go idle after an erasure (at most every
+  ``SCRUB_EVERY`` while busy, and before stopping) the WAL is truncated
+  (``Store.scrub``), so no copy of an erased body stays in the files.
 """
 
 import asyncio
@@ -54,7 +61,7 @@ from enclave.node.legacy_send import LegacySender
 from enclave.node.message_ids import new_id, new_ids
 from enclave.node.outgoing import Carried, Many, Out
 from enclave.node.outgoing import group_hex as _gid
-from enclave.node.quotas import Intake, PeerThrottles, ReceiveQuotas, size_of
+from enclave.node.quotas import ROW_OVERHEAD, Intake, PeerThrottles, ReceiveQuotas, size_of
 from enclave.node.settings import Settings
 from enclave.protocol.messages import Chat
 
@@ -63,6 +70,7 @@ log = logging.getLogger("enclave.node.delivery")
 MAX_UNACKED = 32768  # messages in flight on one link before waiting for acks
 DISPATCH_CHUNK = 4096  # messages handed to a link per loop iteration
 RETRY_DELAY = 1.0  # seconds between attempts at a commit that failed (disk full)
+SCRUB_EVERY = 1.0  # seconds: the WAL is truncated at most this often after erasures
 
 
 class Delivery:
@@ -102,7 +110,12 @@ class Delivery:
         self._idle.set()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="enclave-store")
         sessions.policy.writer = self._writer
-        self.legacy = LegacySender(sessions.identity, store, sessions.crypto, self._writer, publish)
+        self.unkept: set[bytes] = set()  # peers with history off (see the rules)
+        self._scrub_due = False  # a commit erased bodies: the WAL still has them
+        self._last_scrub = float("-inf")
+        self.legacy = LegacySender(
+            sessions.identity, store, sessions.crypto, self._writer, publish, self.unkept
+        )
         self._paused: set = set()
         self._store_error: Exception | None = None  # the last commit failed with this
         self._task: asyncio.Task | None = None
@@ -115,6 +128,10 @@ class Delivery:
         # stored post's event, and group writes on their way that a commit must not pass.
         self.before_send = self.on_post = None
         self.writes_pending = 0
+        # Disappearing messages (disappear.py): a stored TIMER's hook, and the rowids of
+        # our messages erased while a link carried them (not resent, not shown delivered).
+        self.on_timer = None
+        self.expired: set[int] = set()
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -128,7 +145,9 @@ class Delivery:
     # --- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        blocked = {p.fingerprint for p in self.store.list_peers(members=True) if p.blocked}
+        peers = self.store.list_peers(members=True)
+        blocked = {p.fingerprint for p in peers if p.blocked}
+        self.unkept.update(bytes.fromhex(p.fingerprint) for p in peers if not p.keep_history)
         for peer_hex in set(self.store.outbox_peers()) - blocked:
             self.queues[bytes.fromhex(peer_hex)] = self._owed(bytes.fromhex(peer_hex))
         self._task = asyncio.get_running_loop().create_task(
@@ -157,16 +176,34 @@ class Delivery:
             await self._idle.wait()
             await asyncio.sleep(0)
 
+    def keep_history(self, peer: bytes, keep: bool) -> None:
+        """The user turned history with ``peer`` on or off (the next commit follows)."""
+        if keep:
+            self.unkept.discard(peer)
+        else:
+            self.unkept.add(peer)
+
     # --- sending ---------------------------------------------------------------------------
 
     def submit(
-        self, peer: bytes, body: str, created_ms: int | None = None, reply: bytes | None = None
+        self,
+        peer: bytes,
+        body: str,
+        created_ms: int | None = None,
+        reply: bytes | None = None,
+        timer: int | None = None,
+        lasts_s: int = 0,
     ) -> asyncio.Future:
-        """Queue one message (``reply``: the id it quotes); the future gives its ``Out``
-        once it is durable."""
+        """Queue one message (``reply``: the id it quotes; ``timer``: a TIMER's seconds;
+        ``lasts_s``: the disappearing-messages timer it is sent under, 0: none); the
+        future gives its ``Out`` once it is durable."""
         created = int(time.time() * 1000) if created_ms is None else created_ms
         fut = asyncio.get_running_loop().create_future()
-        out = Out(self.store.reserve_rowid(), peer, new_id(), body, created, False, reply=reply)
+        expires = created + 1000 * lasts_s if lasts_s else None
+        out = Out(
+            self.store.reserve_rowid(), peer, new_id(), body, created, False,
+            reply=reply, timer=timer, expires=expires,
+        )  # fmt: skip
         self._next.enqueue.append((out, fut))
         self._list_early(peer, (out,))  # first: its dispatch runs before the commit starts
         self._wake.set()
@@ -278,7 +315,7 @@ class Delivery:
             peer = bytes.fromhex(m.peer)
             self.queues.setdefault(peer, deque()).append(
                 # direct only (failed_messages)
-                Out(m.rowid, peer, m.id, m.body, m.created_ms, reply=m.reply_to)
+                Out(m.rowid, peer, m.id, m.body, m.created_ms, reply=m.reply_to, timer=m.timer_s)
             )
             touched.add(peer)
             self.publish(DeliveryChanged(m.peer, m.rowid, m.id, "queued"))
@@ -294,7 +331,7 @@ class Delivery:
                 if not o.durable:
                     continue  # announced after "queued", in _enqueued
                 announced.add(o.rowid)
-                if progress:
+                if progress and o.timer is None:  # a TIMER's fate is no face's business
                     peer_hex = peer_hex or peer.hex()
                     self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent", group=_gid(o)))
 
@@ -327,7 +364,12 @@ class Delivery:
         if self.carriers.get(peer) is link:
             del self.carriers[peer]
         if carried.items:
-            # Unacked: back to the front of the queue, in order, for the next session.
+            # Unacked: back to the front of the queue, in order, for the next session
+            # (but for what expired meanwhile: it goes no further).
+            if self.expired:
+                kept = [o for o in carried.items if o.rowid not in self.expired]
+                self.expired.difference_update(o.rowid for o in carried.items)
+                carried.items = deque(kept)
             self.queues.setdefault(peer, deque()).extendleft(reversed(carried.items))
             carried.items.clear()
         self._paused.discard(link)
@@ -349,10 +391,29 @@ class Delivery:
             self.queues[peer] = owed
             self.dispatch(peer)
 
+    def drop_expired(self, peer: bytes, rowids: set[int]) -> None:
+        """Our messages to ``peer`` erased by their timer: out of its queue; one a link
+        carries already stays there (the session's count needs it) but is not resent."""
+        queue = self.queues.get(peer)
+        if queue:
+            self.queues[peer] = deque(o for o in queue if o.rowid not in rowids)
+        carrier = self.carriers.get(peer)
+        if carrier is not None:
+            self.expired.update(o.rowid for o in carrier.state.items if o.rowid in rowids)
+
     def _owed(self, peer: bytes) -> deque:
         items = self.store.outbox_for(peer.hex())
         return deque(
-            Out(i.rowid, peer, i.id, i.body, i.created_ms, group=i.group, reply=i.reply)
+            Out(
+                i.rowid,
+                peer,
+                i.id,
+                i.body,
+                i.created_ms,
+                group=i.group,
+                reply=i.reply,
+                timer=i.timer,
+            )
             for i in items
         )
 
@@ -422,13 +483,34 @@ class Delivery:
                     if self._stopping:
                         return  # the store refuses writes: what waits is still the sender's
                     await asyncio.sleep(RETRY_DELAY)
+            if self._scrub_due:
+                await self._scrub(loop)
             if self._stopping:
                 return
+
+    async def _scrub(self, loop) -> None:
+        """Truncate the WAL after erasures (see the rules): now if the last scrub is
+        SCRUB_EVERY old (or the node stops), else when it will be."""
+        wait = self._last_scrub + SCRUB_EVERY - loop.time()
+        if wait > 0 and not self._stopping:
+            loop.call_later(wait, self._wake.set)
+            return
+        self._scrub_due = False
+        self._last_scrub = loop.time()
+        self._idle.clear()
+        try:
+            await loop.run_in_executor(self._writer, self.store.scrub)
+        except sqlite3.Error as err:  # busy or failing: the next erasure tries again
+            log.warning("truncating the WAL after erasing messages failed: %s", err)
+        finally:
+            self._idle.set()
 
     def _take(self, cap: int) -> Batch:
         """The next commit: at most ``cap`` new messages each way (so the first ones
         go out and get acked while later ones wait), and every state update."""
         batch, rest = self._next, Batch()
+        if self.unkept:
+            batch.forget = frozenset(self.unkept)
         if len(batch.enqueue) > cap:
             batch.enqueue, rest.enqueue = batch.enqueue[:cap], batch.enqueue[cap:]
         for o, _ in batch.enqueue:
@@ -460,13 +542,26 @@ class Delivery:
             now_ms = int(time.time() * 1000)
             enqueue = [
                 (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms)
-                if o.group is None and o.reply is None
-                else (o.rowid, o.peer.hex(), o.id, o.body, o.created_ms, o.group, o.reply)
+                if o.group is None and o.reply is None and o.timer is None and o.expires is None
+                else (
+                    o.rowid,
+                    o.peer.hex(),
+                    o.id,
+                    o.body,
+                    o.created_ms,
+                    o.group,
+                    o.reply,
+                    o.timer,
+                    o.expires,
+                )  # fmt: skip
                 for o, _ in batch.enqueue
             ]
-            rows, where, keys = incoming_rows(batch.incoming, self.ring, now_ms)
+            forget = batch.forget
+            rows, where, keys = incoming_rows(batch.incoming, self.ring, now_ms, forget)
             delivered = [(p.hex(), [o.rowid for o in outs]) for p, outs in batch.delivered.items()]
-            flags = self.store.write_cycle(enqueue, rows, delivered, now_ms)
+            erase = {p.hex() for p in batch.delivered if p in forget} if forget else ()
+            flags = self.store.write_cycle(enqueue, rows, delivered, now_ms, erase)
+            done["erased"] = bool(erase)
             done["incoming"] = [w >= 0 and flags[w] for w in where]
             done["keys"] = keys
             done["now_ms"] = now_ms
@@ -487,12 +582,17 @@ class Delivery:
             self._stalled(batch, done["error"])
             return
         self._enqueued(batch.enqueue)
-        self._received(batch.incoming, done["incoming"], done["keys"], done["now_ms"])
+        self._received(batch, done["incoming"], done["keys"], done["now_ms"])
+        if done["erased"]:
+            self._scrub_due = True
         announced = self.announced
         for peer, outs in batch.delivered.items():
             peer_hex = peer.hex()
             for o in outs:
                 announced.discard(o.rowid)
+                if o.timer is not None or (self.expired and o.rowid in self.expired):
+                    self.expired.discard(o.rowid)  # a TIMER, or erased on its way: not shown
+                    continue
                 self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "delivered", group=_gid(o)))
         if self._store_error is not None:
             self._store_error = None
@@ -516,6 +616,8 @@ class Delivery:
                 touched.add(o.peer)
             if fut is not None and not fut.done():
                 fut.set_result(o if type(fut) is not Many else fut.outs)
+            if o.timer is not None:
+                continue  # a TIMER: the faces hear of it as TimerChanged (disappear.py)
             if progress:
                 peer_hex = o.peer.hex()
                 self.publish(
@@ -534,11 +636,11 @@ class Delivery:
         for peer in touched:  # after the senders hear "queued"
             loop.call_soon(self.dispatch, peer)
 
-    def _received(self, incoming, flags: list[bool], keys: list[bytes], now_ms: int) -> None:
+    def _received(self, batch: Batch, flags: list[bool], keys: list[bytes], now_ms: int) -> None:
         k = 0
         insert, publish = self.ring.check_and_insert, self.publish
         committed = self.intake.quotas.committed
-        for link, chats, upto, legacy, size in incoming:
+        for link, chats, upto, legacy, size in batch.incoming:
             if not chats:  # only refused group posts: nothing stored, the ack still goes
                 self.sessions.stored(link, upto)
                 if upto is not None:
@@ -549,17 +651,21 @@ class Delivery:
                 if flags[k]:
                     insert(keys[k])
                     shown = created_time(c.created_ms, now_ms)
-                    if type(c) is Chat:
+                    if type(c) is not Chat:
+                        self.on_post(c, shown)
+                    elif c.timer_s is None:
                         publish(
                             MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy, c.reply_to)
                         )
-                    else:
-                        self.on_post(c, shown)
+                    else:  # a TIMER (disappear.py): a system line, not a message
+                        self.on_timer(c, shown)
                 else:
                     self.stats["dupes"] += 1
                 k += 1
             new = flags[first:k]
-            if not all(new):  # duplicates take no new room
+            if chats[0].sender in batch.forget:  # tombstones: a row each, no body
+                size_new = ROW_OVERHEAD * sum(new)
+            elif not all(new):  # duplicates take no new room
                 size_new = size_of([c for c, f in zip(chats, new, strict=True) if f])
             else:
                 size_new = size

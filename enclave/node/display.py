@@ -136,3 +136,42 @@ def key_change_line(who: str) -> str:
     """The audit line of a contact's key rotation, the same in every face (``who`` as
     the face shows the contact: its visible name, or its fingerprint's first groups)."""
     return f"{who} rotated their key, signed by their previous key"
+
+
+# --- disappearing messages (a TIMER's system line; durations as people write them) ----------
+
+_UNITS = (("w", 7 * 86400, "week"), ("d", 86400, "day"), ("h", 3600, "hour"),
+          ("m", 60, "minute"), ("s", 1, "second"))  # fmt: skip
+_OFF = ("off", "0", "none", "never")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of a timer as people write it: ``30s``, ``5m``, ``1h``, ``1d``, ``1w``
+    (or ``off``: 0). ``ValueError`` with a one-line reason otherwise; the range is the
+    Node's to check (``Node.set_disappearing``)."""
+    word = text.strip().lower()
+    if word in _OFF:
+        return 0
+    units = {u: size for u, size, _ in _UNITS}
+    number, unit = word[:-1], word[-1:]
+    if unit not in units or not number.isascii() or not number.isdigit() or len(number) > 6:
+        raise ValueError(f"{text.strip()!r} is no duration: write 30s, 5m, 1h, 1d, 1w or off")
+    return int(number) * units[unit]
+
+
+def duration_text(seconds: int) -> str:
+    """``1 day``, ``90 minutes``, ``off``: the largest unit that divides it."""
+    if not seconds:
+        return "off"
+    for _, size, name in _UNITS:
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {name}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"  # pragma: no cover - every whole number of seconds divides
+
+
+def timer_line(who: str, seconds: int) -> str:
+    """A TIMER as a conversation shows it: "alice set disappearing messages to 1 day"."""
+    if not seconds:
+        return f"{who} turned disappearing messages off"
+    return f"{who} set disappearing messages to {duration_text(seconds)}"

@@ -174,3 +174,29 @@ class GroupChanged:
     subjects: tuple
     epoch: int
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerChanged:
+    """A conversation's disappearing-messages timer was set (a TIMER, ours or the
+    contact's): every face shows a system line (``display.timer_line``). ``seconds`` is
+    what this TIMER set (0: off); ``in_force`` the timer now agreed (the newest TIMER's:
+    an older one changes nothing). ``by``: "us" or "them"."""
+
+    peer: str
+    seconds: int
+    in_force: int
+    by: str
+    created_ms: int | None
+    id: str  # the TIMER's id, hex
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpired:
+    """Disappearing messages of a conversation reached their time and were erased here:
+    every face drops them. ``keys``: "direction:id hex" of each; ``refs``: their short
+    references, in the same order."""
+
+    peer: str
+    keys: tuple[str, ...]
+    refs: tuple[str, ...]

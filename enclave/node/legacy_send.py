@@ -27,8 +27,9 @@ CONNECT_TIMEOUT = 5.0
 
 
 class LegacySender:
-    def __init__(self, identity, store, crypto, writer, publish) -> None:
+    def __init__(self, identity, store, crypto, writer, publish, unkept=frozenset()) -> None:
         self.identity = identity
+        self.unkept = unkept  # peers with history off: a settled envelope is erased
         self.store = store
         self.crypto = crypto  # executor for the RSA signature
         self.writer = writer  # delivery's store writer thread
@@ -109,14 +110,17 @@ class LegacySender:
         return self._sealed[out.rowid]
 
     async def _settle(self, out, peer: bytes, ok: bool, loop) -> None:
+        erase = peer in self.unkept
         if ok:
-            await loop.run_in_executor(self.writer, self.store.mark_legacy_sent, [out.rowid])
+            await loop.run_in_executor(self.writer, self.store.mark_legacy_sent, [out.rowid], erase)
             self.publish(
                 DeliveryChanged(peer.hex(), out.rowid, out.id, "sent", "legacy, unconfirmed")
             )
         else:
             reason = "legacy peer unreachable for 5 minutes; resend it if you wish"
-            await loop.run_in_executor(self.writer, self.store.mark_failed, [out.rowid], reason)
+            await loop.run_in_executor(
+                self.writer, self.store.mark_failed, [out.rowid], reason, erase
+            )
             self.publish(DeliveryChanged(peer.hex(), out.rowid, out.id, "failed", reason))
 
 

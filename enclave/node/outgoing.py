@@ -15,7 +15,7 @@ class Out:
 
     __slots__ = (
         "rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken", "group",
-        "reply",
+        "reply", "timer", "expires",
     )  # fmt: skip
 
     def __init__(
@@ -28,6 +28,8 @@ class Out:
         durable: bool = True,
         group: tuple | None = None,
         reply: bytes | None = None,
+        timer: int | None = None,
+        expires: int | None = None,
     ) -> None:
         self.rowid = rowid
         self.peer = peer
@@ -41,6 +43,10 @@ class Out:
         # A group post's (group_id, epoch, lamport, seq) (PROTOCOL.md "Groups"); None: a chat.
         self.group = group
         self.reply = reply  # the id of the message a chat quotes (a REPLY); None: none
+        # A TIMER's seconds (disappearing messages: a control row, shown as a system
+        # line; its fate is not published as DeliveryChanged); None: a message.
+        self.timer = timer
+        self.expires = expires  # when the row is erased (epoch ms; disappear.py); None: never
 
 
 def group_hex(o: Out) -> str | None:

@@ -16,6 +16,7 @@ Rules:
       READ = [17, upto bin16]
       REPLY  = [18, id bin16, from bin32, to bin32, created_ms uint64, body str,
                 reply_to bin16]
+      TIMER  = [19, id bin16, from bin32, to bin32, created_ms uint64, seconds uint]
   ``body`` is at most MAX_BODY_CHARS characters (code points), so at most 40,000 bytes.
 - A GROUP_HEAD's ``head`` is 32 zero bytes exactly when its ``count`` is 0 (no record
   held). A GROUP_RECORDS carries 1..MAX_GROUP_RECORDS records, numbered ``first``,
@@ -27,7 +28,10 @@ Rules:
   says its sender read our chats up to the one with id ``upto`` (ids grow in creation
   order); uncounted, sent only where its sender's user allows read receipts. A REPLY
   is a CHAT that quotes an earlier message of the same conversation by its id
-  (``Chat.reply_to``): counted, acked and stored exactly as a CHAT.
+  (``Chat.reply_to``): counted, acked and stored exactly as a CHAT. A TIMER sets the
+  conversation's disappearing-messages timer (``Chat.timer_s``, body ""): 0 (off) or
+  MIN_TIMER_S..MAX_TIMER_S seconds, anything else refused; counted, acked and stored
+  as a CHAT, so it arrives once and in order with the chats around it.
 - Decoding is strict: exact arity, exact types (a bool is not an int and an int is not
   a bool), exact byte lengths, non-negative integers within 64 bits, no maps, no ext
   types, nothing after the array, and nothing nested deeper than message fields.
@@ -64,7 +68,7 @@ from ..errors import PeerError, UsageError
 
 __all__ = [
     "ACK", "CHAT", "FP_LEN", "GROUP_HEAD", "GROUP_ID_LEN", "GROUP_POST", "GROUP_RECORDS",
-    "HASH_LEN", "ID_LEN", "KEY_SUCCESSION", "KEY_SWITCHED", "KeySuccession", "KeySwitched", "READ", "REPLY", "Read", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
+    "HASH_LEN", "ID_LEN", "KEY_SUCCESSION", "KEY_SWITCHED", "KeySuccession", "KeySwitched", "READ", "REPLY", "Read", "TIMER", "MAX_TIMER_S", "MIN_TIMER_S", "timer_allowed", "MAX_BATCH", "MAX_BODY_CHARS", "MAX_GROUP_RECORDS",
     "MAX_GROUP_RECORD_BIN", "MAX_RETRY_AFTER_MS", "PING", "PING_LEN", "PONG", "THROTTLE",
     "THROTTLE_RATE", "THROTTLE_REASONS", "THROTTLE_STORAGE", "THROTTLE_VOLUME", "TYPING",
     "ZERO_HEAD", "Ack", "Chat", "GroupHead", "GroupPost", "GroupRecords", "Message", "Ping",
@@ -93,6 +97,8 @@ MAX_GROUP_RECORD_BIN = 768 * 1024
 KEY_SUCCESSION, KEY_SWITCHED = 15, 16
 READ = 17
 REPLY = 18
+TIMER = 19
+MIN_TIMER_S, MAX_TIMER_S = 30, 28 * 86400  # a disappearing-messages timer: off, or 30 s..4 weeks
 MAX_STATEMENT_BIN = 8192
 _UINT64_END = 1 << 64
 
@@ -105,6 +111,12 @@ class Chat:
     created_ms: int  # display only
     body: str
     reply_to: bytes | None = None  # a REPLY: the id of the message it quotes
+    timer_s: int | None = None  # a TIMER: the conversation's new timer (0: off; body "")
+
+
+def timer_allowed(seconds: object) -> bool:
+    """A disappearing-messages timer a TIMER may carry: 0 (off) or 30 s..4 weeks."""
+    return type(seconds) is int and (seconds == 0 or MIN_TIMER_S <= seconds <= MAX_TIMER_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +227,10 @@ def _chat_fields(chat: Chat) -> list:
         and len(chat.body) <= MAX_BODY_CHARS
     ):
         raise UsageError(f"malformed Chat (id {chat.id!r:.40})")
+    if chat.timer_s is not None:
+        if not timer_allowed(chat.timer_s) or chat.body != "" or chat.reply_to is not None:
+            raise UsageError("a TIMER carries 0 or 30..2419200 seconds, no body and no quote")
+        return [TIMER, chat.id, chat.sender, chat.recipient, chat.created_ms, chat.timer_s]
     if chat.reply_to is not None:
         if not _is_bin(chat.reply_to, ID_LEN):
             raise UsageError("Chat.reply_to must be 16 bytes or None")
@@ -388,13 +404,19 @@ def encode_fields(batch: Sequence[list]) -> bytes:
 
 
 def outgoing_chat_fields(
-    mid: object, sender: bytes, recipient: bytes, created_ms: object, body: object, reply=None
+    mid: object,
+    sender: bytes,
+    recipient: bytes,
+    created_ms: object,
+    body: object,
+    reply=None,
+    timer=None,
 ) -> list:
     """The fields of our own Chat, checked as ``_chat_fields`` checks them, without
     building a Chat first (``sender`` and ``recipient`` are the session's own). A
-    ``reply`` (the quoted message's id) makes it a REPLY."""
-    if reply is not None:
-        return _chat_fields(Chat(mid, sender, recipient, created_ms, body, reply))
+    ``reply`` (the quoted message's id) makes it a REPLY; a ``timer`` (seconds) a TIMER."""
+    if reply is not None or timer is not None:
+        return _chat_fields(Chat(mid, sender, recipient, created_ms, body, reply, timer))
     if (
         type(mid) is bytes
         and len(mid) == ID_LEN
@@ -442,6 +464,7 @@ def encode_chat_batch(chats: Sequence[Chat]) -> bytes:
             and type(body) is str
             and len(body) <= MAX_BODY_CHARS
             and chat.reply_to is None
+            and chat.timer_s is None
         ):
             append([CHAT, mid, sender, recipient, created_ms, body])
         else:  # subclasses and errors alike take the general path, which explains
@@ -492,6 +515,7 @@ _SET_RECIPIENT = Chat.recipient.__set__  # type: ignore[attr-defined]
 _SET_CREATED = Chat.created_ms.__set__  # type: ignore[attr-defined]
 _SET_BODY = Chat.body.__set__  # type: ignore[attr-defined]
 _SET_REPLY = Chat.reply_to.__set__  # type: ignore[attr-defined]
+_SET_TIMER = Chat.timer_s.__set__  # type: ignore[attr-defined]
 
 
 def decode_batch(body: bytes) -> list[Message]:
@@ -529,6 +553,7 @@ def decode_batch(body: bytes) -> list[Message]:
                 _SET_CREATED(chat, created_ms)
                 _SET_BODY(chat, text)
                 _SET_REPLY(chat, None)
+                _SET_TIMER(chat, None)
                 append(chat)
                 continue
         append(_decode_other(m, len(out)))
@@ -582,6 +607,12 @@ def _decode_reply(m: tuple) -> Chat | None:
     return None
 
 
+def _decode_timer(m: tuple) -> Chat | None:
+    if len(m) == 6 and all(check(v) for check, v in zip(_TIMER_SHAPE, m[1:], strict=True)):
+        return Chat(m[1], m[2], m[3], m[4], "", None, m[5])
+    return None
+
+
 def _decode_group_head(m: tuple) -> GroupHead | None:
     if len(m) == 4 and _is_bin(m[1], GROUP_ID_LEN) and _is_head(m[2], m[3]):
         return GroupHead(m[1], m[2], m[3])
@@ -596,6 +627,7 @@ def _decode_group_records(m: tuple) -> GroupRecords | None:
 
 _GROUP_DECODERS = {
     REPLY: _decode_reply,
+    TIMER: _decode_timer,
     GROUP_POST: _decode_group_post,
     GROUP_HEAD: _decode_group_head,
     GROUP_RECORDS: _decode_group_records,
@@ -641,6 +673,7 @@ def _bool(value: object) -> bool:
 
 
 _REPLY_SHAPE = (_bin(ID_LEN), _bin(FP_LEN), _bin(FP_LEN), _uint64, _text, _bin(ID_LEN))
+_TIMER_SHAPE = (_bin(ID_LEN), _bin(FP_LEN), _bin(FP_LEN), _uint64, timer_allowed)
 _POST_SHAPE = (_bin(ID_LEN), _bin(FP_LEN), _bin(FP_LEN), _uint64, _bin(GROUP_ID_LEN),
                _uint64, _uint64, _uint64, _text)  # fmt: skip
 # Element checks per type code, used to explain a refusal; the fast paths above must
@@ -654,6 +687,7 @@ _SHAPES = {
     THROTTLE: (_is_reason, _is_retry_after),
     GROUP_POST: _POST_SHAPE,
     REPLY: _REPLY_SHAPE,
+    TIMER: _TIMER_SHAPE,
     GROUP_HEAD: (_bin(GROUP_ID_LEN), _uint64, _bin(HASH_LEN)),  # and count 0 iff ZERO_HEAD
     GROUP_RECORDS: (_bin(GROUP_ID_LEN), _uint64, _records),  # and numbers below 2**64
     KEY_SUCCESSION: (_is_statement,),

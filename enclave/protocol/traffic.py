@@ -89,12 +89,13 @@ class Traffic:
         """``send_chats`` for our own messages given as objects with ``id``,
         ``created_ms``, ``body`` and ``group`` (the outbox's rows): no Chat is built for
         them. ``group`` is None for a chat, or ``(group_id, epoch, lamport, seq)`` for a
-        post to this session's peer; ``reply`` None, or the id a chat quotes (a REPLY)."""
+        post to this session's peer; ``reply`` None, or the id a chat quotes (a REPLY);
+        ``timer`` None, or a TIMER's seconds."""
         self._require_established()
         own, peer = self.identity.fingerprint, self.peer
         return self._queue_chats(
             [
-                outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body, o.reply)
+                outgoing_chat_fields(o.id, own, peer, o.created_ms, o.body, o.reply, o.timer)
                 if o.group is None
                 else outgoing_group_post_fields(o.id, own, peer, o.created_ms, o.group, o.body)
                 for o in items
@@ -263,7 +264,8 @@ class Traffic:
         start, size = 0, 0
         for i, msg in enumerate(pending):
             if type(msg) is list:  # a Chat's or GroupPost's checked fields, body last
-                size += _CONTROL_BYTES + 4 * len(msg[-1])
+                last = msg[-1]  # (a TIMER's last field is its seconds)
+                size += _CONTROL_BYTES + (4 * len(last) if type(last) is not int else 0)
             else:
                 pending[i] = _FIELDS[type(msg)](msg)
                 cost = _CONTROL_BYTES

@@ -37,6 +37,9 @@ class StoreCore:
         self._lock = threading.RLock()
         self.path = path
         self._ids: dict[str, int] = {}  # fingerprint -> peers.id, filled on use
+        # peers.id -> its disappearing-messages timer (seconds), for the peers that have
+        # one (schema 12); loaded on the first commit that needs it (disappear.py).
+        self._timed: dict[int, int] | None = None
         # Rowids of new messages come from here (the store is the file's one writer), so
         # a caller can know a message's rowid before the row is written (``reserve_rowid``).
         # Queue places (``owed``) come from the same counter: new and retried messages
@@ -116,6 +119,7 @@ class StoreCore:
             except BaseException:
                 if db.in_transaction:  # SQLite rolls back by itself on some errors
                     db.execute("ROLLBACK")
+                self._timed = None  # what the transaction changed of it is gone: reload
                 raise
 
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:

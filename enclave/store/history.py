@@ -15,7 +15,7 @@ _MSG_COLS = (
     "m.rowid, p.fingerprint, m.direction, m.id, m.body, m.created_ms, m.stored_ms, m.state,"
     " m.delivered_ms, m.reason, m.legacy,"
     " t.key, t.name, t.size, t.chunk_size, t.state, t.reason, c.done, m.read_ms, m.broadcast,"
-    " m.reply_to, m.peer"
+    " m.reply_to, m.timer_s, m.expires_ms, m.peer"
 )
 _MSG_FROM = (
     "messages m JOIN peers p ON p.id = m.peer"
@@ -25,11 +25,11 @@ _MSG_FROM = (
 
 
 def _message(r: tuple, open_body, open_name) -> Message:
-    note = None if r[11] is None else _note(r[11:18], open_name(r[12], r[0], r[21], r[2]))
-    body = open_body(r[4], r[0], r[21], r[2])
+    note = None if r[11] is None else _note(r[11:18], open_name(r[12], r[0], r[23], r[2]))
+    body = open_body(r[4], r[0], r[23], r[2])
     return Message(
         r[0], r[1], r[2], r[3], body, r[5], r[6], r[7], r[8], r[9], bool(r[10]), note,
-        r[18], bool(r[19]), r[20],
+        r[18], bool(r[19]), r[20], r[21], r[22],
     )  # fmt: skip
 
 
@@ -83,7 +83,7 @@ class HistoryMixin(StoreCore):
         while len(found) < limit:
             rows = self._rows(sql, (before, _SEARCH_PAGE))
             for r in rows:
-                body = self._open_body(r[4], r[0], r[21], r[2])
+                body = self._open_body(r[4], r[0], r[23], r[2])
                 if wanted in body.casefold():
                     found.append(_message(r, lambda *_: body, self._open_file_name))  # noqa: B023
                     if len(found) == limit:
@@ -197,6 +197,11 @@ class HistoryMixin(StoreCore):
             db.executemany(
                 "UPDATE messages SET broadcast = 1 WHERE rowid = ?", [(r,) for r in rowids]
             )
+
+    def scrub(self) -> None:
+        """Overwrite what erased bodies left in the WAL (``_scrub_wal``); the node calls
+        it after a commit erased messages of a conversation with history off."""
+        self._scrub_wal()
 
     def _scrub_wal(self) -> None:
         # secure_delete zeroes the freed text in the database pages; a truncating

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import NamedTuple
 
 from .checks import explain_row
+from .disappear import DisappearMixin
 from .outbox import OutboxMixin
 from .sealing import message_ad
 
 
-class MessagesMixin(OutboxMixin):
+class MessagesMixin(DisappearMixin, OutboxMixin):
     """New rows in ``messages``. Built on the outbox's methods because a commit cycle
     also marks what recipients acked (``OutboxMixin._delivered``)."""
 
@@ -46,6 +47,7 @@ class MessagesMixin(OutboxMixin):
         incoming: Iterable[tuple] = (),
         delivered: Iterable[tuple[str, list[int]]] = (),
         now_ms: int = 0,
+        forget: Container[str] = (),
     ) -> list[bool]:
         """One transaction for everything a commit cycle of the node writes; returns
         the ``store_incoming`` flags of ``incoming``.
@@ -60,6 +62,17 @@ class MessagesMixin(OutboxMixin):
         for a direct message. A reply's row carries one more after it (7th, 8th): the
         16-byte id of the message it quotes (schema 10). A group id the store does not hold fails the transaction
         (``sqlite3.IntegrityError``).
+
+        History off (schema 11): an ``incoming`` row whose body is None is stored as a
+        tombstone straight away (state ``deleted``, no body, no quote: only what dedupe
+        needs), so its text never reaches the file; ``forget`` names the recipients
+        whose acked rows are erased as they settle (``_delivered``).
+
+        Disappearing messages (schema 12, ``DisappearMixin``): an ``incoming`` row's 9th
+        element is a TIMER's seconds (its row is the TIMER's); an ``enqueue`` row's 8th a
+        TIMER's seconds and its 9th the message's ``expires_ms``. A TIMER changes its
+        conversation's timer when it is the newest by (created_ms, id); a new incoming
+        chat from a contact with a timer gets its expiry in the same transaction.
         """
         incoming, enqueue = list(incoming), list(enqueue)
         with self._tx() as db:
@@ -67,7 +80,7 @@ class MessagesMixin(OutboxMixin):
             if enqueue:
                 self._insert_outgoing(db, enqueue)
             for fp, rowids in delivered:
-                self._delivered(db, fp, rowids, now_ms)
+                self._delivered(db, fp, rowids, now_ms, fp in forget)
         return flags
 
     # Rows are checked here (once each, in one expression: the hot path) instead of by
@@ -88,6 +101,8 @@ class MessagesMixin(OutboxMixin):
                     and type(created) is int
                     and type(stored) is int
                 ):
+                    if body is None:  # a tombstone (history off): the _mixed variant
+                        raise ValueError
                     explain_row(mid, body, created, stored)
                 pid = ids.get(fp) or self._known_peer_id(db, fp)
                 r = rowid()
@@ -96,32 +111,48 @@ class MessagesMixin(OutboxMixin):
         except ValueError:
             return self._insert_incoming_mixed(db, rows)
         _insert_rows(db, _INCOMING, flat)
-        return _new_flags(db, flat[:: _INCOMING.width])
+        rowids = flat[:: _INCOMING.width]
+        flags = _new_flags(db, rowids)
+        if self._timers_of(db):  # a contact has a timer: its new chats expire
+            self._disappearing_in(db, rows, rowids, flags)
+        return flags
 
     def _insert_incoming_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
-        plain, grouped, rowids, keys, replies = [], [], [], {}, []
+        plain, grouped, gone, rowids, keys, replies = [], [], [], [], {}, []
+        timers = False
         for row in rows:
-            if len(row) not in (6, 7, 8):
-                raise ValueError(f"an incoming row has 6, 7 or 8 elements, not {len(row)}")
+            if len(row) not in (6, 7, 8, 9):
+                raise ValueError(f"an incoming row has 6 to 9 elements, not {len(row)}")
             fp, mid, body, created, stored, legacy = row[:6]
-            explain_row(mid, body, created, stored)
+            group = row[6] if len(row) >= 7 else None
+            tombstone = body is None and group is None  # history off (schema 11)
+            explain_row(mid, "" if tombstone else body, created, stored)
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
             rowid = next(self._rowids)
             rowids.append(rowid)
-            body = self._sealer.seal(body, message_ad(rowid, pid, "in"))
+            if not tombstone:
+                body = self._sealer.seal(body, message_ad(rowid, pid, "in"))
             values = (rowid, pid, mid, body, created, stored, 1 if legacy else 0)
-            group = row[6] if len(row) >= 7 else None
+            if tombstone:
+                gone += values
+                continue  # no quote either: nothing of the message but its key
             if group is None:
                 plain += values
             else:
                 grouped += (*values, *_group_values(db, group, keys))
-            if len(row) == 8 and row[7] is not None:
+            if len(row) >= 8 and row[7] is not None:
                 replies.append((_reply_id(row[7]), rowid))
+            if len(row) == 9 and row[8] is not None:
+                timers = True
         _insert_rows(db, _INCOMING, plain)
         _insert_rows(db, _INCOMING_GROUP, grouped)
+        _insert_rows(db, _INCOMING_GONE, gone)
         # A duplicate was not inserted: its row id names no row, and nothing changes.
         db.executemany("UPDATE messages SET reply_to = ? WHERE rowid = ?", replies)
-        return _new_flags(db, rowids)
+        flags = _new_flags(db, rowids)
+        if timers or self._timers_of(db):
+            self._disappearing_in(db, rows, rowids, flags)
+        return flags
 
     def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
         flat, ids, seen, seal = [], self._ids, set(), self._sealer.seal
@@ -145,10 +176,10 @@ class MessagesMixin(OutboxMixin):
         _insert_rows(db, _OUTGOING, flat)  # owed = rowid: the back of its peer's queue
 
     def _insert_outgoing_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
-        plain, grouped, seen, keys, replies = [], [], set(), {}, []
+        plain, grouped, seen, keys, replies, timed = [], [], set(), {}, [], []
         for row in rows:
-            if len(row) not in (5, 6, 7):
-                raise ValueError(f"an outgoing row has 5, 6 or 7 elements, not {len(row)}")
+            if len(row) not in (5, 6, 7, 8, 9):
+                raise ValueError(f"an outgoing row has 5 to 9 elements, not {len(row)}")
             rowid, fp, mid, body, created = row[:5]
             explain_row(mid, body, created, 0)
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
@@ -160,13 +191,17 @@ class MessagesMixin(OutboxMixin):
                 plain += values
             else:
                 grouped += (*values, *_group_values(db, group, keys))
-            if len(row) == 7 and row[6] is not None:
+            if len(row) >= 7 and row[6] is not None:
                 replies.append((_reply_id(row[6]), rowid))
+            if len(row) >= 8:
+                timed.append(row)
         if len(seen) < len(rows):
             raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
         _insert_rows(db, _OUTGOING, plain)
         _insert_rows(db, _OUTGOING_GROUP, grouped)
         db.executemany("UPDATE messages SET reply_to = ? WHERE rowid = ?", replies)
+        if timed:
+            self._disappearing_out(db, timed)
 
 
 def _new_flags(db: sqlite3.Connection, rowids: list[int]) -> list[bool]:
@@ -231,6 +266,10 @@ _OUTGOING = _Insert(
     "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
     "",
     8,
+)
+# History off (schema 11): the row is a tombstone from the start (body NULL).
+_INCOMING_GONE = _Insert(
+    _INCOMING.head, "(?, ?, 'in', ?, ?, ?, ?, 'deleted', ?)", _INCOMING.tail, _INCOMING.width
 )
 # Group posts (schema 6): the same rows with the group's columns.
 _INCOMING_GROUP = _Insert(

@@ -13,7 +13,8 @@ from .records import PROTOS, Peer
 
 _PEER_COLS = (
     "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
-    "hwm_ms, added_at, last_seen, learned_address, contact, revoked IS NOT NULL, receipts"
+    "hwm_ms, added_at, last_seen, learned_address, contact, revoked IS NOT NULL, receipts,"
+    " keep_history, disappear_s"
 )
 
 
@@ -28,8 +29,8 @@ def _short(fp: str) -> str:
 
 def _peer(r: tuple) -> Peer:
     flags = bool(r[4]), r[5], bool(r[6]), bool(r[7])
-    tail = bool(r[12]), bool(r[13]), bool(r[14])
-    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11], *tail)
+    tail = bool(r[12]), bool(r[13]), bool(r[14]), bool(r[15])
+    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11], *tail, r[16])
 
 
 def _check_pem(public_key: object) -> None:
@@ -172,6 +173,11 @@ class PeersMixin(StoreCore):
         """The user forced a peer that spoke v2 back to v1 (enclave.node.record_protocol):
         from now on it is treated as one that never spoke v2, until it does again."""
         self._set_user_flag(fingerprint, "v2_seen", 0)
+
+    def set_keep_history(self, fingerprint: str, keep: bool) -> None:
+        """History on (the default) or off with this peer (schema 11): with it off the
+        node stores what it receives as tombstones and erases what it sent once settled."""
+        self._set_user_flag(fingerprint, "keep_history", int(bool(keep)))
 
     def set_blocked(self, fingerprint: str, blocked: bool) -> None:
         self._set_user_flag(fingerprint, "blocked", int(bool(blocked)))

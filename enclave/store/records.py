@@ -33,6 +33,11 @@ class Peer:
     # The user allows read receipts with this contact (schema 9): we tell it what we
     # read, and show what it read (it must allow them too, or it tells nothing).
     receipts: bool = False
+    # False: history is off with this contact (schema 11): its messages are shown as
+    # they come and go, and the store keeps only tombstones of them.
+    keep_history: bool = True
+    # The disappearing-messages timer agreed with this contact, seconds (0: off; schema 12).
+    disappear_s: int = 0
 
     @property
     def dial_addresses(self) -> list[str]:
@@ -75,6 +80,10 @@ class Message:
     read_ms: int | None = None  # ours: when the contact said it read it (schema 9)
     broadcast: bool = False  # ours: sent by a broadcast (schema 9)
     reply_to: bytes | None = None  # the id of the message it quotes (schema 10)
+    # A TIMER's row (schema 12): the timer it set, seconds (0: off); shown as a system
+    # line, not a bubble. None for every other message.
+    timer_s: int | None = None
+    expires_ms: int | None = None  # when it is erased (a disappearing message; schema 12)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class OutboxItem:
     # by every resend. None for a direct message.
     group: tuple[bytes, int, int, int] | None = None
     reply: bytes | None = None  # the id a chat quotes (schema 10)
+    timer: int | None = None  # a TIMER's seconds (schema 12)
 
 
 # -- file transfers (schema 5) --------------------------------------------------------------

@@ -294,9 +294,27 @@ V9 = (
 )
 # Schema 10: a reply's quote (the id of the message it answers, either direction).
 V10 = ("ALTER TABLE messages ADD COLUMN reply_to BLOB",)
-# Schema 11: the check of the key that seals what people wrote (store/sealing.py). One
-# row once the store was opened with its key; none while it was only ever in clear.
+# Schema 11: history off for a conversation (keep_history = 0): its messages are shown,
+# then kept only as what dedupe needs (a tombstone row: id and times, no body).
 V11 = (
+    "ALTER TABLE peers ADD COLUMN keep_history INTEGER NOT NULL DEFAULT 1"
+    " CHECK (keep_history IN (0, 1))",
+)
+# Schema 12: disappearing messages (docs/STORE.md). A conversation's timer in force
+# (seconds, 0 = off) and the TIMER that set it (its created_ms and id: the newest by
+# (created_ms, id) holds on both sides); a TIMER's own row (``timer_s``: a system line,
+# body ""), and when a message is erased (``expires_ms``, indexed only where set).
+V12 = (
+    "ALTER TABLE peers ADD COLUMN disappear_s INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE peers ADD COLUMN disappear_ms INTEGER",
+    "ALTER TABLE peers ADD COLUMN disappear_id BLOB",
+    "ALTER TABLE messages ADD COLUMN timer_s INTEGER",
+    "ALTER TABLE messages ADD COLUMN expires_ms INTEGER",
+    "CREATE INDEX messages_expiring ON messages (expires_ms) WHERE expires_ms IS NOT NULL",
+)
+# Schema 13: the check of the key that seals what people wrote (store/sealing.py). One
+# row once the store was opened with its key; none while it was only ever in clear.
+V13 = (
     """CREATE TABLE sealing (
         one       INTEGER PRIMARY KEY CHECK (one = 1),
         key_check BLOB NOT NULL

@@ -11,7 +11,7 @@ Rules:
 - A value is sealed or clear by its SQLite type: TEXT is clear (written before sealing
   existed, or by a store opened without the key), BLOB is sealed. So sealing an old
   store is resumable: each batch seals the next clear rows in one transaction.
-- A store that was ever opened with its key holds a key check (schema 11): opening it
+- A store that was ever opened with its key holds a key check (schema 13): opening it
   with another key is refused, and opening it without a key gives a ``Locked`` sealer,
   which reads every sealed value as ``LOCKED`` and refuses to write a new one.
 - A value that fails to open (a tampered or swapped row) reads as ``DAMAGED``: one bad

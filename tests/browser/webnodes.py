@@ -43,6 +43,7 @@ class WebNode:
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self.output: list[str] = []
+        self.env: dict[str, str] = {}  # more environment for its process
 
     def public_pem_file(self) -> Path:
         path = self.home.parent / f"{self.name}.pem"
@@ -72,6 +73,7 @@ class WebNode:
         env = {k: v for k, v in os.environ.items() if k != "ENCLAVE_PASSWORD"}
         if self.key is not None and unlock:
             env["ENCLAVE_PASSWORD"] = PASSWORD
+        env.update(self.env)
         argv = [sys.executable, "-m", "enclave", "--web", "--home", str(self.home)]
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
         argv += ["--web-port", str(free_port()), "--set", "reconnect_max=1.0", *web_args]

@@ -49,8 +49,8 @@ class Recorder(Watched):
         return [e for e in self.events if isinstance(e, DeliveryChanged) and e.state == state]
 
 
-async def start(home, key, settings=FAST) -> Node:
-    node = Node(home, key, settings)
+async def start(home, key, settings=FAST, clock=None) -> Node:
+    node = Node(home, key, settings, clock=clock)
     await node.start("127.0.0.1", 0)
     return node
 

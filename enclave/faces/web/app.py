@@ -401,6 +401,23 @@ def _contact_routes(app: Quart, backend: Backend) -> None:
         done = backend.node.set_receipts(peer.fingerprint, allowed)
         return {"receipts": done.receipts}
 
+    @app.post("/api/peers/<fp>/history")
+    async def keep_history(fp: str):
+        peer = _peer(backend, fp)
+        keep = (await _body()).get("keep")
+        if not isinstance(keep, bool):
+            raise ApiError(400, "'keep' must be true or false")
+        return {"keep_history": backend.node.set_keep_history(peer.fingerprint, keep).keep_history}
+
+    @app.post("/api/peers/<fp>/disappear")
+    async def disappear(fp: str):
+        peer = _peer(backend, fp)
+        seconds = (await _body()).get("seconds")
+        if type(seconds) is not int:
+            raise ApiError(400, "'seconds' must be a whole number (0: off)")
+        changed = await backend.node.set_disappearing(peer.fingerprint, seconds)
+        return {"disappear_s": changed.in_force}
+
     @app.post("/api/peers/<fp>/messages/<mid>/delete")
     async def delete_message(fp: str, mid: str):
         peer = _peer(backend, fp)

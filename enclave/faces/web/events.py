@@ -39,6 +39,8 @@ class ToPage(enum.StrEnum):
     KEY_CHANGED = "key_changed"  # a contact rotated its key: {peer, old, change}
     MESSAGE_DELETED = "message_deleted"  # deleted here, by any face: {peer, key}
     RECEIPT = "receipt"  # a contact read ours up to an id (hex): {peer, upto, read_ms}
+    TIMER = "timer"  # a disappearing-messages timer was set, by either side: {message, in_force}
+    EXPIRED = "expired"  # disappearing messages were erased here: {peer, keys}
     PAIRED = "paired"  # an invitation of this node ended: {nameplate, fingerprint, name, reason}
     ERROR = "error"  # the page's last socket message was refused: {text}
 

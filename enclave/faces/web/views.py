@@ -24,12 +24,14 @@ from enclave.node.events import (
     KeyChanged,
     MessageDeleted,
     MessageReceived,
+    MessagesExpired,
     MessagesRead,
     NodeProblem,
     PeerOffline,
     PeerOnline,
     Retrying,
     Throttled,
+    TimerChanged,
     TypingChanged,
 )
 
@@ -76,6 +78,8 @@ def peer(status, unread: int, last) -> dict:
         "blocked": p.blocked,
         "revoked": p.revoked,
         "receipts": p.receipts,
+        "keep_history": p.keep_history,
+        "disappear_s": p.disappear_s,
         "unread": unread,
         "last": message(last) if last is not None else None,
     }
@@ -99,6 +103,26 @@ def message(m) -> dict:
         "read_ms": m.read_ms,
         "broadcast": m.broadcast,
         "reply_to": m.reply_to.hex() if m.reply_to else None,
+        "timer_s": m.timer_s,  # a TIMER's row: the page shows a system line
+        "expires_ms": m.expires_ms,
+    }
+
+
+def timer(e: TimerChanged) -> dict:
+    """A TIMER as the conversation shows it (a message with ``timer_s``: a system line)."""
+    mid = bytes.fromhex(e.id)
+    return {
+        "peer": e.peer,
+        "id": e.id,
+        "ref": message_ref(mid),
+        "rowid": None,
+        "direction": "out" if e.by == "us" else "in",
+        "body": "",
+        "created_ms": e.created_ms,
+        "state": "queued" if e.by == "us" else "received",
+        "reason": None,
+        "legacy": False,
+        "timer_s": e.seconds,
     }
 
 
@@ -206,6 +230,10 @@ def event(e) -> dict | None:
         return make(ToPage.KEY_CHANGED, peer=e.peer, old=e.old, change=change)
     if kind is MessagesRead:
         return make(ToPage.RECEIPT, peer=e.peer, upto=e.upto, read_ms=e.read_ms)
+    if kind is TimerChanged:
+        return make(ToPage.TIMER, message=timer(e), in_force=e.in_force)
+    if kind is MessagesExpired:
+        return make(ToPage.EXPIRED, peer=e.peer, keys=list(e.keys))
     if kind is MessageDeleted:
         return make(ToPage.MESSAGE_DELETED, peer=e.peer, key=f"{e.direction}:{e.id}")
     if kind is ContactChanged:  # from this page, another one, the REPL or the CLI

@@ -1,5 +1,5 @@
-// The contact menu of the open chat: rename, mute, block or unblock, clear history,
-// remove.
+// The contact menu of the open chat: rename, mute, read receipts, history on or off,
+// block or unblock, clear history, remove.
 //
 // Rules:
 // - Each action is one POST; the server's "peers" event (sent to every page, and
@@ -7,9 +7,13 @@
 // - Removing deletes the history and what is still owed, so the dialog asks first
 //   and says how many undelivered messages go; clearing erases the history alone (on
 //   this device: the contact keeps its copy), asking the same way.
+// - History off is local and concerns new messages only: they are shown, then kept
+//   nowhere on this device; the contact is not told. Nothing is asked: what is kept
+//   stays (Clear history erases it).
 // - A mistake (a taken or invalid name) shows inside the dialog, which stays open.
 
 import { api } from "./api.js";
+import { fillDisappear, wireDisappear } from "./disappear.js";
 import { $, show } from "./dom.js";
 import { isMuted, setMuted } from "./notify.js";
 import { state } from "./state.js";
@@ -22,6 +26,8 @@ export function wireContact() {
   $("btn-block").addEventListener("click", onBlock);
   $("btn-mute").addEventListener("click", onMute);
   $("btn-receipts").addEventListener("click", onReceipts);
+  $("btn-keep-history").addEventListener("click", onKeepHistory);
+  wireDisappear();
   $("btn-remove").addEventListener("click", askRemove);
   $("btn-remove-cancel").addEventListener("click", () => show($("remove-confirm"), false));
   $("btn-remove-yes").addEventListener("click", onRemove);
@@ -54,6 +60,9 @@ function fill(peer) {
   $("btn-mute").textContent = isMuted(peer.fingerprint) ? "Unmute notifications" : "Mute notifications";
   $("btn-receipts").textContent = peer.receipts ? "Turn read receipts off" : "Turn read receipts on";
   $("btn-receipts").title = "Both sides must turn them on: then each sees what the other read (blue ticks)";
+  $("btn-keep-history").textContent = peer.keep_history ? "Turn history off" : "Turn history on";
+  $("btn-keep-history").title = "Off: new messages are shown, then kept nowhere on this device (the contact is not told)";
+  fillDisappear(peer);
   $("block-text").textContent = peer.blocked
     ? "Blocked: its connections and messages are refused. Messages you queued for it wait."
     : "Blocking refuses its connections and messages; nothing it sends is shown or kept.";
@@ -67,6 +76,19 @@ async function onReceipts() {
     peer.receipts = data.receipts;
     fill(peer);
     toast(peer.receipts ? `Read receipts with ${label(peer)} are on: blue ticks once they turn them on too` : `Read receipts with ${label(peer)} are off`);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function onKeepHistory() {
+  const peer = current();
+  if (!peer) return;
+  try {
+    const data = await api("POST", `/api/peers/${peer.fingerprint}/history`, { keep: !peer.keep_history });
+    peer.keep_history = data.keep_history;
+    fill(peer);
+    toast(peer.keep_history ? `History with ${label(peer)} is on: new messages are kept` : `History with ${label(peer)} is off: new messages are shown, then kept nowhere here`);
   } catch (err) {
     fail(err);
   }

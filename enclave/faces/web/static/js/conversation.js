@@ -25,6 +25,7 @@ import { toast } from "./toasts.js";
 import { clearTyping, stopTyping } from "./typing.js";
 import { notifyMessage } from "./notify.js";
 import { actionButton, wireActions } from "./actions.js";
+import { timerLine } from "./disappear.js";
 
 const PAGE = 50;
 
@@ -213,6 +214,13 @@ function renderMessages({ stick }) {
       lastDir = null;
     }
     try {
+      if (m.timer_s !== null && m.timer_s !== undefined) {
+        const line = el("li", "day system timer-line", timerLine(m)); // a TIMER: no bubble
+        line.dataset.key = keyOf(m);
+        list.appendChild(line);
+        lastDir = null;
+        continue;
+      }
       const day = startOfDay(timeOf(m));
       if (day !== lastDay) {
         list.appendChild(el("li", "day", dayLabel(timeOf(m))));
@@ -280,6 +288,11 @@ function bubble(m, first) {
     meta.appendChild(mark);
   }
   if (m.legacy) meta.appendChild(el("span", "legacy-mark", "legacy v1"));
+  if (m.expires_ms) {
+    const mark = el("span", "disappear-mark", "⏱");
+    mark.title = `Disappears ${fullFormat.format(new Date(m.expires_ms))}`;
+    meta.appendChild(mark);
+  }
   meta.appendChild(timeStamp(m));
   if (m.direction === "out" && !m.file) {
     const t = tick(shownState(m));
@@ -413,6 +426,18 @@ export function onMessage(m, incoming) {
     renderMessages({ stick: !incoming || nearBottom() ? "bottom" : null });
     renderJump();
   }
+}
+
+// A disappearing-messages timer was set (here, by the contact, or in another face): its
+// system line joins the chat, and the contact's timer in force is what the event says.
+export function onTimer(event) {
+  const m = event.message;
+  const peer = state.peers.get(m.peer);
+  if (peer) peer.disappear_s = event.in_force;
+  const c = convo(m.peer);
+  if (c.loading) c.buffer.push(m);
+  else if (c.loaded) addToConvo(c, m, false);
+  if (state.current === m.peer) renderMessages({ stick: nearBottom() ? "bottom" : null });
 }
 
 export function onDelivery(event) {

@@ -18,7 +18,7 @@ import { state } from "./state.js";
 import { label } from "./text.js";
 import { toast } from "./toasts.js";
 import { clearTyping, onTyping } from "./typing.js";
-import { onReceipt } from "./conversation.js";
+import { onReceipt, onTimer } from "./conversation.js";
 import { dropMessage } from "./actions.js";
 
 const HANDLERS = Object.freeze({
@@ -42,6 +42,8 @@ const HANDLERS = Object.freeze({
   key_changed: onKeyChanged,
   message_deleted: (event) => dropMessage(event.peer, event.key),
   receipt: onReceipt,
+  timer: onTimer,
+  expired: (event) => event.keys.forEach((key) => dropMessage(event.peer, key)),
   paired: onPaired,
   error: (event) => toast(event.text, { error: true }),
 });

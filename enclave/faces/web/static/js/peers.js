@@ -8,6 +8,7 @@
 // - Presence: a peer is "online", else "last seen 5 min ago" (under its name in the
 //   open chat's header, and in its row when it has no message yet).
 
+import { timerLine } from "./disappear.js";
 import { api } from "./api.js";
 import { $, el, show, tint } from "./dom.js";
 import { icon } from "./icons.js";
@@ -65,6 +66,11 @@ function badges(peer) {
   if (peer.revoked) {
     const t = el("span", "tag tag-blocked", "revoked");
     t.title = "Its owner revoked this key: messages to and from it are refused; pair again if they have a new one";
+    out.push(t);
+  }
+  if (peer.keep_history === false) {
+    const t = el("span", "tag tag-nohistory", "history off");
+    t.title = "History is off: messages are shown, then kept nowhere on this device";
     out.push(t);
   }
   if (peer.legacy) {
@@ -154,7 +160,8 @@ function peerRow(peer) {
     preview.textContent = "typing…";
   } else if (peer.last) {
     if (peer.last.direction === "out") preview.appendChild(tick(shownState(peer.last)));
-    preview.appendChild(el("span", "text", visible(String(peer.last.body || "").split("\n")[0], false)));
+    const text = peer.last.timer_s !== null && peer.last.timer_s !== undefined ? timerLine(peer.last) : String(peer.last.body || "").split("\n")[0];
+    preview.appendChild(el("span", "text", visible(text, false)));
   } else {
     preview.textContent = peer.online || peer.last_seen_ms ? presence(peer) : visible(peer.address, false);
   }
@@ -178,6 +185,7 @@ export function renderHeader() {
   const address = visible(peer.address, false);
   status.textContent = typing ? "typing…" : `${presence(peer)} · ${address || "no address"}`;
   show($("legacy-note"), peer.legacy);
+  show($("history-note"), peer.keep_history === false);
   $("btn-verify").title = peer.verified ? "Verified: see fingerprints" : "Verify fingerprints";
 }
 
