@@ -45,7 +45,9 @@ async def test_create_post_ticks_history_and_a_reply(pair, tmp_path):
 async def test_group_mistakes_are_one_line_errors(pair, tmp_path):
     a, _ = pair
     async with repl(a, tmp_path) as r:
-        await r.run("/group", "error: usage: /group create|add|remove|promote|rename|leave")
+        await r.run(
+            "/group", "error: usage: /group create|add|remove|promote|rename|disappear|leave"
+        )
         await r.run("/group create team", "error: usage: /group create NAME PEER...")
         await r.run("/group create team nobody", "error: no peer matches 'nobody'")
         await r.run("/g nowhere hello", "error: no group matches 'nowhere'")

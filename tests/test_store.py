@@ -224,7 +224,7 @@ def test_version_1_store_with_data_migrates_to_integer_peer_ids(db_path):
     db.close()
 
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 13
+        assert s.schema_version == SCHEMA_VERSION == 14
         alice = s.get_peer(A)
         assert (alice.name, alice.verified, alice.hwm_ms) == ("alice", True, 77)
         assert [(m.rowid, m.direction, m.body, m.state) for m in s.history(A)] == [
@@ -303,7 +303,7 @@ def test_version_3_address_is_kept_as_given_and_learning_keeps_it_as_fallback(db
     )
     db.close()
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 13
+        assert s.schema_version == SCHEMA_VERSION == 14
         alice = s.get_peer(A)
         assert (alice.address, alice.learned_address) == ("10.0.0.1:7000", None)
         assert alice.dial_addresses == ["10.0.0.1:7000"]

@@ -99,9 +99,9 @@ def test_expire_due_erases_bodies_and_takes_them_out_of_the_outbox(store, db_pat
     store.write_cycle(enqueue=[chat_out(store, A, 4, "stays", 100)])
     assert store.expire_due(4_999) == []
     gone = store.expire_due(5_000)
-    assert gone == [(A, gone[0][1], mid(1), "out")]
+    assert gone == [(A, gone[0][1], mid(1), "out", None)]
     assert [m.id for m in store.outbox_for(A)] == [mid(4)]  # queued and expired: never sent
-    assert [(fp, mid_, d) for fp, _, mid_, d in store.expire_due(200 + HOUR * 1000)] == [
+    assert [(e.peer, e.id, e.direction) for e in store.expire_due(200 + HOUR * 1000)] == [
         (A, mid(3), "in")
     ]
     assert [m.body for m in store.history(A)] == ["", "stays"]  # the system line stays

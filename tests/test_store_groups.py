@@ -101,7 +101,7 @@ def test_version_5_store_with_data_migrates_to_groups(db_path):
         )
     db.close()
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 13
+        assert s.schema_version == SCHEMA_VERSION == 14
         assert [(p.fingerprint, p.name, p.contact) for p in s.list_peers()] == [
             (A, "alice", True),
             (B, None, True),

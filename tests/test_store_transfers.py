@@ -399,7 +399,7 @@ def test_version_4_store_with_data_migrates_to_transfers(db_path):
         )
     db.close()
     with Store.open(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 13
+        assert s.schema_version == SCHEMA_VERSION == 14
         assert [(m.rowid, m.body, m.state, m.file) for m in s.history(A)] == [
             (1, "hello", "received", None),
             (2, "delivered one", "delivered", None),

@@ -245,7 +245,12 @@ def disappear_part(tmp: Path, keys, size: Sizes) -> dict:
 
     say(f"disappearing messages: {size.disappear_n:,} sent with a timer off, then on; erased")
     a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
-    return disappear.disappear_case(tmp, a, b, size.disappear_n)
+    out = disappear.disappear_case(tmp, a, b, size.disappear_n)
+    say(f"  and in a group of 5: {size.disappear_n:,} posts with a timer off, then on; erased")
+    hub = load_pem_private_key(keys["hub"][0].read_bytes(), None)
+    small = [load_pem_private_key(f.read_bytes(), None) for f in crowds.fleet_keys(tmp, 2)]
+    out["group"] = disappear.group_disappear_case(tmp, [a, b, hub, *small], size.disappear_n)
+    return out
 
 
 def receipts_part(tmp: Path, keys, size: Sizes) -> dict:

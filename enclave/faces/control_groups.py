@@ -2,7 +2,7 @@
 
 Request: {"op": "group", "action": A, "group": NAME, "peers": [PEER, ...], "text": TEXT}
 with A one of create (group = the new name, peers), add / remove / promote (one
-peer), leave,
+peer), disappear ("seconds": 0 or 30..2419200), leave,
 list and send (text). Answers: {"groups": [...]} for list; {"group": {...}} after a
 change; for send {"state": "queued", "group", "ref", "copies"} and then, within
 ``DELIVERY_WAIT`` seconds, {"delivered": N, "copies": M} once all copies are delivered
@@ -17,12 +17,13 @@ from enclave.errors import UserError
 from enclave.node.display import message_ref
 from enclave.node.events import DeliveryChanged
 
-ACTIONS = ("create", "add", "remove", "promote", "rename", "leave", "list", "send")
+ACTIONS = ("create", "add", "remove", "promote", "rename", "disappear", "leave", "list", "send")
 
 
 def info_dict(info) -> dict:
     return {
         "id": info.id, "name": info.name, "state": info.state, "epoch": info.epoch,
+        "disappear_s": info.disappear_s,
         "members": [
             {"fingerprint": m.fingerprint, "name": m.name, "admin": m.admin,
              "contact": m.contact, "you": m.you}
@@ -41,6 +42,11 @@ async def serve_group(node, request: dict, answer, wait: float) -> None:
             await answer({"groups": [info_dict(i) for i in node.groups_list()]})
         elif action == "send":
             await _send(node, group, text, answer, wait)
+        elif action == "disappear":
+            seconds = request.get("seconds")
+            if type(seconds) is not int:
+                raise UserError("bad control request (group disappear needs seconds)")
+            await answer({"group": info_dict(await node.group_disappearing(group, seconds))})
         else:
             await answer({"group": info_dict(await _change(node, action, group, peers))})
     except UserError as err:

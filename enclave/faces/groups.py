@@ -1,4 +1,5 @@
-"""``enclave group create|add|remove|promote|rename|leave|list|send``: group chat from the command line.
+"""``enclave group create|add|remove|promote|rename|disappear|leave|list|send``: group
+chat from the command line.
 
 Rules:
 - If a node runs on this home folder, the command is the node's (its control socket,
@@ -8,7 +9,9 @@ Rules:
 - With no node: ``list`` reads the store (each log checked whole), ``send`` leaves the
   post in the outbox for the next ``enclave listen``, as ``enclave send`` does. A
   change (create, add, remove, leave) is signed by the identity key, so it needs the
-  running node: the command says how to start one.
+  running node: the command says how to start one. ``disappear`` (an admin's timer)
+  is signed here with the unlocked key, which takes the password; the members hear
+  of it when the node runs.
 - Mistakes are one line, exit 2, and nothing changes.
 """
 
@@ -31,6 +34,8 @@ def run(args) -> int:
     action = args.group_action
     if action == "send":
         check_text(" ".join(args.message))
+    if action == "disappear":
+        args.seconds = _seconds(args.time)
     request = _request(args)
     answers = control.ask(runner.control_path(place.path), request, ANSWER_TIMEOUT)
     if answers is None:
@@ -40,6 +45,8 @@ def run(args) -> int:
         _print_groups(first["groups"])
     elif action == "send":
         _report_send(first, answers[-1])
+    elif action == "disappear":
+        print(f"{_timer_said(first['group'], args.seconds)}; the running node told the members")
     else:
         _print_groups([first["group"]])
     return 0
@@ -54,6 +61,8 @@ def _request(args) -> dict:
         request["peers"] = args.peers if action == "create" else [args.peer]
     if action == "rename":
         request["peers"] = [args.new_name]
+    if action == "disappear":
+        request["seconds"] = args.seconds
     if action == "send":
         request["text"] = " ".join(args.message)
     return request
@@ -76,6 +85,8 @@ def _offline(place, args) -> int:
     from enclave.node.book import open_book
 
     action = args.group_action
+    if action == "disappear":
+        return _offline_timer(place, args)
     if action in CHANGES:
         raise UserError(
             f"group {action} needs the running node (it signs the change): {place.command('listen')}"
@@ -100,23 +111,61 @@ def _offline(place, args) -> int:
     return 0
 
 
+def _seconds(text: str) -> int:
+    from enclave.node.display import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _offline_timer(place, args) -> int:
+    from enclave.node.book import open_book
+
+    if not place.db_path.exists():
+        raise UserError("no groups yet: start a node and create one (/group create)")
+    own = keys.read_public_identity(place)
+    # A record of the group's log, signed with the identity key: that takes the password.
+    identity = cli.unlock(args)
+    with open_book(place.db_path, own.fingerprint, identity.store_key) as book:
+        info = book.set_group_timer(args.group, args.seconds, identity.private_key)
+    print(
+        f"{_timer_said(_as_dict(info), args.seconds)}; no node is running, so the members"
+        f" learn it when the node runs: {place.command('listen')}"
+    )
+    return 0
+
+
+def _timer_said(group: dict, seconds: int) -> str:
+    from enclave.node.display import duration_text, visible
+
+    name = visible(group["name"], False)
+    if not seconds:
+        return f"Disappearing messages in {name} are off"
+    return f"Posts in {name} now disappear after {duration_text(seconds)}"
+
+
 def _as_dict(info) -> dict:
     return {
         "id": info.id, "name": info.name, "state": info.state,
+        "disappear_s": info.disappear_s,
         "members": [{"fingerprint": m.fingerprint, "name": m.name, "admin": m.admin,
                      "contact": m.contact, "you": m.you} for m in info.members],
     }  # fmt: skip
 
 
 def _print_groups(groups: list[dict]) -> None:
-    from enclave.node.display import visible
+    from enclave.node.display import duration_text, visible
 
     if not groups:
         print("No groups yet")
         return
     for g in groups:
         state = "" if g["state"] == "member" else f" ({g['state']})"
-        print(f"{visible(g['name'], False)}  {g['id'][:8]}{state}")
+        timer = g.get("disappear_s") or 0
+        timer = f"  disappearing: {duration_text(timer)}" if timer else ""
+        print(f"{visible(g['name'], False)}  {g['id'][:8]}{state}{timer}")
         for m in g["members"]:
             role = "admin" if m["admin"] else "member"
             note = "" if m["contact"] else f" (in {visible(g['name'], False)}, not a contact)"

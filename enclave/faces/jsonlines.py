@@ -26,6 +26,7 @@ from enclave.node.events import (
     FileChanged,
     GroupChanged,
     GroupMessageReceived,
+    GroupMessagesExpired,
     KeyChanged,
     MessageDeleted,
     MessageReceived,
@@ -88,6 +89,7 @@ def _group(event, name_of) -> dict | None:
             "type": "group", "group": event.group, "group_name": event.group_name,
             "change": event.kind, "by": event.author, "members": list(event.subjects),
             "epoch": event.epoch,
+            **({} if event.seconds is None else {"seconds": event.seconds}),
         }  # fmt: skip
     return None
 
@@ -118,6 +120,8 @@ def _other(event, name_of) -> dict | None:
                 "seconds": event.seconds, "in_force": event.in_force}  # fmt: skip
     if isinstance(event, MessagesExpired):
         return {"type": "expired", **_peer(event.peer, name_of), "refs": list(event.refs)}
+    if isinstance(event, GroupMessagesExpired):
+        return {"type": "group_expired", "group": event.group, "refs": list(event.refs)}
     if isinstance(event, ContactChanged):
         return {"type": "contact", "peer": event.peer, "name": event.name, "change": event.change}
     if isinstance(event, KeyChanged):

@@ -294,6 +294,11 @@ def _group(p) -> None:
     rename = actions.add_parser("rename", help="give a group another name (admins)")
     rename.add_argument("group", metavar="GROUP", help=group_help)
     rename.add_argument("new_name", metavar="NEW", help="the new name")
+    disappear = actions.add_parser(
+        "disappear", help="posts vanish after TIME: 30s..4w or off (admins)"
+    )
+    disappear.add_argument("group", metavar="GROUP", help=group_help)
+    disappear.add_argument("time", metavar="TIME", help="30s, 5m, 1h, 1d, 1w (up to 4w) or off")
     leave = actions.add_parser("leave", help="leave a group")
     leave.add_argument("group", metavar="GROUP", help=group_help)
     actions.add_parser("list", help="your groups, their members and roles")

@@ -39,6 +39,7 @@ from enclave.node.events import (
     FileChanged,
     GroupChanged,
     GroupMessageReceived,
+    GroupMessagesExpired,
     KeyChanged,
     MessageDeleted,
     MessageReceived,
@@ -412,6 +413,8 @@ class Commands:
             return self._groups.received(event, _clock())
         if isinstance(event, GroupChanged):
             return self._groups.changed(event, _clock())
+        if isinstance(event, GroupMessagesExpired):
+            return self._groups.expired(event, _clock())
         if isinstance(event, FileChanged):
             return self._files.render(event, _clock())
         if isinstance(event, PeerOnline):

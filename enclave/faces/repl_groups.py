@@ -17,7 +17,14 @@ Rules:
 from __future__ import annotations
 
 from enclave.errors import UserError
-from enclave.node.display import message_ref, message_time, visible
+from enclave.node.display import (
+    duration_text,
+    message_ref,
+    message_time,
+    parse_duration,
+    timer_line,
+    visible,
+)
 
 HELP = """\
   /group create NAME PEER...  a group of you and these contacts  /group create team bob carol
@@ -25,13 +32,14 @@ HELP = """\
   /group remove GROUP PEER    take a member out (admins)         /group remove team dave
   /group promote GROUP PEER   make a member an admin (admins)    /group promote team bob
   /group rename GROUP NEW     give the group another name        /group rename team crew
+  /group disappear GROUP TIME posts vanish after TIME (admins)   /group disappear team 1d
   /group leave GROUP          leave (the last admin promotes one first) /group leave team
   /groups                     your groups, their members and roles
   /g GROUP MESSAGE            write to a group                   /g team Standup in 5
   /ghistory GROUP [N]         the last N posts, in the group's order
   /gfile GROUP PATH           offer a file to every other member /gfile team notes.pdf"""
 
-SUBCOMMANDS = ("create", "add", "remove", "promote", "rename", "leave")
+SUBCOMMANDS = ("create", "add", "remove", "promote", "rename", "disappear", "leave")
 HISTORY_DEFAULT = 20
 
 
@@ -87,11 +95,20 @@ async def cmd_group(commands, rest: str) -> None:
     elif sub == "rename":
         group, new = _words(args, 2, "/group rename GROUP NEW (the new name is one word here)")
         await node.group_rename(group, new)
+    elif sub == "disappear":
+        group, when = _words(args, 2, "/group disappear GROUP TIME (30s, 5m, 1h, 1d, 1w, or off)")
+        try:
+            seconds = parse_duration(when)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        await node.group_disappearing(group, seconds)  # the line: its GroupChanged
     elif sub == "leave":
         (group,) = _words(args, 1, "/group leave GROUP")
         await node.group_leave(group)
     else:
-        raise UserError("usage: /group create|add|remove|promote|rename|leave ... (see /help)")
+        raise UserError(
+            "usage: /group create|add|remove|promote|rename|disappear|leave ... (see /help)"
+        )
 
 
 async def cmd_groups(commands, rest: str) -> None:
@@ -106,7 +123,8 @@ async def cmd_groups(commands, rest: str) -> None:
         state = (
             "" if g.state == "member" else f" ({'you left' if g.state == 'left' else 'removed'})"
         )
-        lines.append(f"{_name(g.name)}  {g.id[:8]}{state}")
+        timer = f"  disappearing: {duration_text(g.disappear_s)}" if g.disappear_s else ""
+        lines.append(f"{_name(g.name)}  {g.id[:8]}{state}{timer}")
         for m in g.members:
             role = "admin" if m.admin else "member"
             note = "" if m.contact else f" — in {_name(g.name)}, not a contact"
@@ -205,8 +223,16 @@ class GroupLines:
             "leave": f"{who} left {group}",
             "promote": f"{who} made {names} admin of {group}",
             "rename": f"{who} renamed the group to {group}",
+            "timer": f"{timer_line(who, e.seconds or 0)} in {group}",
         }.get(e.kind, f"{group}: {e.kind} by {who}")
         return f"[{clock}] {text}"
+
+    def expired(self, e, clock: str) -> str:
+        count = len(e.ids)
+        refs = ", ".join(e.refs[:5]) + (", ..." if count > 5 else "")
+        what, was = ("post", "was") if count == 1 else ("posts", "were")
+        name = self._group_name(e.group)
+        return f"[{clock}] {count} disappearing {what} in {name} expired and {was} erased ({refs})"
 
     def _member(self, fp: str) -> str:
         return "you" if fp == self.commands.node.fingerprint else self.commands.label(fp)

@@ -8,6 +8,8 @@ Rules:
 - A member who is not a contact is shown by the name the group's log gives it, with
   ``contact`` False: the faces say "in GROUP, not a contact", and a direct message
   to it is refused until the user adds it.
+- A group's disappearing-messages timer is set by an admin (a TIMER record of its
+  log, like its name): 0 (off) or 30 s..4 weeks, as a conversation's.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class GroupInfo:
     state: str  # member | left | removed
     epoch: int
     members: tuple  # GroupMember, admins first, then by name
+    disappear_s: int = 0  # the disappearing-messages timer in force (0: off)
 
     @property
     def admins(self) -> list[str]:
@@ -117,6 +120,17 @@ class GroupsApi:
         await self.groups.change(gid, lambda log: log.rename(self.identity, new_name, _now_ms()))
         return self._group_info(gid)
 
+    async def group_disappearing(self, group: str, seconds: int) -> GroupInfo:
+        """Set a group's disappearing-messages timer (admins; 0: off, else 30 s to 4
+        weeks): a TIMER record every member applies, so all agree on it; a post sent
+        from then on is erased everywhere at its time. Every face hears
+        ``GroupChanged`` (kind "timer")."""
+        gid = self.groups.resolve(group)
+        g = self.groups.mine(gid)
+        check_group_timer(g.log, self.identity.fingerprint, seconds)
+        await self.groups.change(gid, lambda log: log.set_timer(self.identity, seconds, _now_ms()))
+        return self._group_info(gid)
+
     async def group_leave(self, group: str) -> GroupInfo:
         gid = self.groups.resolve(group)
         await self.groups.change(gid, lambda log: log.leave(self.identity, _now_ms()))
@@ -179,7 +193,32 @@ def group_info(store, own: bytes, gid: bytes, glog: gl.GroupLog, state: str) -> 
     """What the faces show of a group: admins first, then us, then by name."""
     members = [_member(store, own, fp, m) for fp, m in glog.members.items()]
     members.sort(key=lambda m: (not m.admin, not m.you, m.name.casefold(), m.fingerprint))
-    return GroupInfo(gid.hex(), glog.name, state, glog.epoch, tuple(members))
+    return GroupInfo(gid.hex(), glog.name, state, glog.epoch, tuple(members), glog.timer_s)
+
+
+def check_group_timer(glog: gl.GroupLog, own: bytes, seconds: object) -> None:
+    """UserError unless we may set ``seconds`` as the group's timer: the rules the log
+    applies, said the way a person reads them."""
+    from enclave.node.display import duration_text
+    from enclave.protocol.messages import MAX_TIMER_S, MIN_TIMER_S, timer_allowed
+
+    if not timer_allowed(seconds):
+        raise UserError(
+            f"a timer is off or between {duration_text(MIN_TIMER_S)}"
+            f" and {duration_text(MAX_TIMER_S)}, not {_seconds_text(seconds)}"
+        )
+    if not glog.is_admin(own):
+        raise UserError(f"only an admin of {glog.name} sets its disappearing messages")
+    if seconds == glog.timer_s:
+        raise UserError(
+            f"disappearing messages in {glog.name} are {duration_text(seconds)} already"
+        )
+
+
+def _seconds_text(seconds: object) -> str:
+    if type(seconds) is int and seconds > 0:
+        return f"{seconds} seconds"
+    return repr(seconds)[:40]
 
 
 def _member(store, own: bytes, fp: bytes, m: gl.Member) -> GroupMember:

@@ -301,6 +301,13 @@ class Book:
         check_text(text)
         return queue_post(self._store, self.own, query, text)
 
+    def set_group_timer(self, query: str, seconds: int, private_key):
+        """Set a group's disappearing-messages timer with no node running (an admin's
+        record, signed with ``private_key``); the group's ``GroupInfo``."""
+        from enclave.node.group_book import set_timer
+
+        return set_timer(self._store, private_key, query, seconds)
+
     def queue_file(self, query: str, path: str):
         """Offer a file with no node running; the node offers it when it next runs."""
         from enclave.node.api_files import queue_file

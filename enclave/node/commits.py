@@ -43,19 +43,21 @@ def row_count(batch: Batch) -> int:
     )
 
 
-def incoming_rows(incoming, ring, now_ms: int, forget=frozenset()):
+def incoming_rows(incoming, ring, now_ms: int, forget=frozenset(), post_lasts=None):
     """The rows to store; a chat whose key is in ``ring`` is a known duplicate and
     costs no SQL. Only committed keys ever enter the ring (in ``Delivery._received``),
     and each chat's key is computed once, here: a hash of the store's own dedupe key
     (peer, created_ms as stored, id), so the ring never calls a chat a duplicate that
     the store would take as new. A chat from a peer in ``forget`` (history off) goes
-    without its body: the store keeps it as a tombstone. Runs on the writer thread,
-    inside ``Delivery._write``."""
+    without its body: the store keeps it as a tombstone. ``post_lasts(group_id,
+    epoch)`` gives a post's group timer at its epoch (disappearing posts; None: no group
+    has one), which its row carries for the store to set its expiry. Runs on the writer
+    thread, inside ``Delivery._write``."""
     rows, where, keys = [], [], []
     for _, chats, _, legacy, _ in incoming:
         peer_hex = chats[0].sender.hex() if chats else ""
         if chats and chats[0].sender in forget:
-            _tombstones(chats, peer_hex, legacy, ring, now_ms, rows, where, keys)
+            _tombstones(chats, peer_hex, legacy, ring, now_ms, rows, where, keys, post_lasts)
             continue
         for c in chats:
             created = min(c.created_ms, INT64_MAX)
@@ -83,12 +85,19 @@ def incoming_rows(incoming, ring, now_ms: int, forget=frozenset()):
                     )
             else:  # a group post (PROTOCOL.md "Groups"): stored with its group fields
                 where.append(len(rows))
-                group = (c.group_id, c.epoch, c.lamport, c.seq)
-                rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, group))
+                rows.append(_post_row(c, peer_hex, created, now_ms, legacy, post_lasts))
     return rows, where, keys
 
 
-def _tombstones(chats, peer_hex: str, legacy, ring, now_ms: int, rows, where, keys) -> None:
+def _post_row(c, peer_hex: str, created: int, now_ms: int, legacy, post_lasts) -> tuple:
+    group = (c.group_id, c.epoch, c.lamport, c.seq)
+    seconds = post_lasts(c.group_id, c.epoch) if post_lasts is not None else 0
+    if seconds:  # the group's timer at the post's epoch: the store sets its expiry
+        return (peer_hex, c.id, c.body, created, now_ms, legacy, group, None, None, seconds)
+    return (peer_hex, c.id, c.body, created, now_ms, legacy, group)
+
+
+def _tombstones(chats, peer_hex, legacy, ring, now_ms: int, rows, where, keys, post_lasts) -> None:
     """``incoming_rows`` for a peer with history off: its chats' keys only. Its group
     posts are kept (history off is a setting of the direct conversation)."""
     for c in chats:
@@ -105,5 +114,4 @@ def _tombstones(chats, peer_hex: str, legacy, ring, now_ms: int, rows, where, ke
         elif type(c) is Chat:
             rows.append((peer_hex, c.id, None, created, now_ms, legacy))
         else:
-            group = (c.group_id, c.epoch, c.lamport, c.seq)
-            rows.append((peer_hex, c.id, c.body, created, now_ms, legacy, group))
+            rows.append(_post_row(c, peer_hex, created, now_ms, legacy, post_lasts))

@@ -127,6 +127,9 @@ class Delivery:
         # Group chat's hooks (enclave.node.groups): records before posts on a link, a
         # stored post's event, and group writes on their way that a commit must not pass.
         self.before_send = self.on_post = None
+        # Disappearing posts (groups.py): (group_id, epoch) -> the group's timer then, or
+        # None while no group has one. Called on the writer thread.
+        self.post_lasts = None
         self.writes_pending = 0
         # Disappearing messages (disappear.py): a stored TIMER's hook, and the rowids of
         # our messages erased while a link carried them (not resent, not shown delivered).
@@ -230,14 +233,18 @@ class Delivery:
         self._wake.set()
         return fut
 
-    def submit_post(self, peers, body: str, group: tuple, created_ms: int | None = None):
+    def submit_post(
+        self, peers, body: str, group: tuple, created_ms: int | None = None, lasts_s: int = 0
+    ):
         """Queue one group post for every peer of ``peers`` (one outbox row each, one id
-        for all); ``group`` is (group_id, epoch, lamport, seq). One future gives the
-        ``Out``s once all are durable."""
+        for all); ``group`` is (group_id, epoch, lamport, seq); ``lasts_s`` the group's
+        disappearing-messages timer (every copy expires at created + timer; 0: none).
+        One future gives the ``Out``s once all are durable."""
         created = int(time.time() * 1000) if created_ms is None else created_ms
         fut = asyncio.get_running_loop().create_future()
         mid, reserve = new_id(), self.store.reserve_rowid
-        outs = [Out(reserve(), p, mid, body, created, False, group) for p in peers]
+        expires = created + 1000 * lasts_s if lasts_s else None
+        outs = [Out(reserve(), p, mid, body, created, False, group, expires=expires) for p in peers]
         if not outs:
             fut.set_result([])
             return fut
@@ -557,7 +564,9 @@ class Delivery:
                 for o, _ in batch.enqueue
             ]
             forget = batch.forget
-            rows, where, keys = incoming_rows(batch.incoming, self.ring, now_ms, forget)
+            rows, where, keys = incoming_rows(
+                batch.incoming, self.ring, now_ms, forget, self.post_lasts
+            )
             delivered = [(p.hex(), [o.rowid for o in outs]) for p, outs in batch.delivered.items()]
             erase = {p.hex() for p in batch.delivered if p in forget} if forget else ()
             flags = self.store.write_cycle(enqueue, rows, delivered, now_ms, erase)

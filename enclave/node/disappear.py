@@ -14,7 +14,8 @@ Rules:
   goes within its timer + NAP_S), and at once when the clock jumps (``Clock.jumped``:
   tests move time, nothing sleeps). Each check erases what is due on the writer thread
   (store.expire_due), tells delivery (what waits in a queue is never sent; what a link
-  carries is not resent), and publishes ``MessagesExpired`` per conversation.
+  carries is not resent), and publishes ``MessagesExpired`` per conversation and
+  ``GroupMessagesExpired`` per group (a post of ours once, whatever its copies).
 - A message still queued when its time comes is erased and never sent: its timer runs
   from when it was written, wherever it is. One already on the wire is erased by the
   contact by the same clock (from its created_ms).
@@ -26,7 +27,7 @@ import asyncio
 import logging
 
 from enclave.node.display import message_ref
-from enclave.node.events import MessagesExpired, TimerChanged
+from enclave.node.events import GroupMessagesExpired, MessagesExpired, TimerChanged
 
 log = logging.getLogger("enclave.node.disappear")
 
@@ -108,12 +109,21 @@ class Disappearing:
 
     def _expired(self, due: list) -> None:
         by_peer: dict[str, list] = {}
-        for fp, rowid, mid, direction in due:
-            by_peer.setdefault(fp, []).append((rowid, mid, direction))
+        by_group: dict[bytes, dict[bytes, None]] = {}  # a post of ours: one row per member
+        for fp, rowid, mid, direction, group in due:
+            by_peer.setdefault(fp, []).append((rowid, mid, direction, group))
+            if group is not None:
+                by_group.setdefault(group, {})[mid] = None
         for fp, rows in by_peer.items():
-            ours = {rowid for rowid, _, direction in rows if direction == "out"}
+            ours = {rowid for rowid, _, direction, _ in rows if direction == "out"}
             if ours:
                 self.delivery.drop_expired(bytes.fromhex(fp), ours)
-            keys = tuple(f"{d}:{mid.hex()}" for _, mid, d in rows)
-            refs = tuple(message_ref(mid) for _, mid, _ in rows)
-            self.publish(MessagesExpired(fp, keys, refs))
+            direct = [(mid, d) for _, mid, d, group in rows if group is None]
+            if direct:
+                keys = tuple(f"{d}:{mid.hex()}" for mid, d in direct)
+                refs = tuple(message_ref(mid) for mid, _ in direct)
+                self.publish(MessagesExpired(fp, keys, refs))
+        for gid, mids in by_group.items():
+            ids = tuple(mid.hex() for mid in mids)
+            refs = tuple(message_ref(mid) for mid in mids)
+            self.publish(GroupMessagesExpired(gid.hex(), ids, refs))

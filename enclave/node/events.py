@@ -164,8 +164,9 @@ class GroupMessageReceived:
 @dataclass(frozen=True, slots=True)
 class GroupChanged:
     """A membership record was applied: ``author`` did ``kind`` (create, add, remove,
-    leave, promote, rename) to ``subjects`` ("bob added carol"); ``detail`` is the
-    group's name for create and rename."""
+    leave, promote, rename, timer) to ``subjects`` ("bob added carol"); ``detail`` is the
+    group's name for create and rename; ``seconds`` the disappearing-messages timer a
+    timer record set (0: off), None for every other kind."""
 
     group: str
     group_name: str
@@ -174,6 +175,7 @@ class GroupChanged:
     subjects: tuple
     epoch: int
     detail: str | None = None
+    seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,4 +201,15 @@ class MessagesExpired:
 
     peer: str
     keys: tuple[str, ...]
+    refs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessagesExpired:
+    """Disappearing posts of a group reached their time and were erased here (every
+    copy of ours, each member's one): every face drops them. ``ids``: each post's id,
+    hex; ``refs``: their short references, in the same order."""
+
+    group: str
+    ids: tuple[str, ...]
     refs: tuple[str, ...]

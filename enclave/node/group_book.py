@@ -6,8 +6,11 @@ Rules:
   left out, never shown as if it held.
 - A post queued here is what the node would queue: one outbox row per other member
   (blocked contacts left out), the group's epoch, our next sequence number and the
-  next Lamport time after everything stored. It leaves when the node runs. Changes to
-  a group (create, add, remove, leave) are signed, so they need the running node.
+  next Lamport time after everything stored, and the expiry of the group's timer. It
+  leaves when the node runs. Changes to a group (create, add, remove, leave) are
+  signed, so they need the running node; but for the disappearing-messages timer,
+  which an admin may sign here with the unlocked key (``set_timer``): the members
+  hear of it by catch-up once the node runs, like any record it holds.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import time
 
 from enclave.errors import PeerError, UserError
-from enclave.node.api_groups import GroupInfo, group_info
+from enclave.node.api_groups import GroupInfo, check_group_timer, group_info
 from enclave.node.groups import resolve_group
 from enclave.node.message_ids import new_id
 from enclave.protocol import group_log as gl
@@ -56,5 +59,24 @@ def queue_post(store, own_hex: str, query: str, text: str) -> tuple[str, int]:
     lamport, seq = store.group_post_counters(gid, own_hex)
     group = (gid, glog.epoch, lamport + 1, seq + 1)
     mid, created = new_id(), int(time.time() * 1000)
-    store.enqueue_outgoing([(fp, mid, text, created, group) for fp in targets])
+    expires = created + 1000 * glog.timer_s if glog.timer_s else None
+    store.enqueue_outgoing([(fp, mid, text, created, group, None, None, expires) for fp in targets])
     return glog.name, len(targets)
+
+
+def set_timer(store, private_key, query: str, seconds: int) -> GroupInfo:
+    """Sign and store a TIMER record for the group ``query`` names (admins): what the
+    node's ``group_disappearing`` does, for a home with no node running."""
+    from enclave.protocol.crypto import Identity
+
+    signer = Identity(private_key)
+    logs = _logs(store)
+    gid = resolve_group({g: entry[0].name for g, entry in logs.items()}, query)
+    glog, state = logs[gid]
+    if state != "member":
+        raise UserError(f"you are no longer in {glog.name} ({state})")
+    check_group_timer(glog, signer.fingerprint, seconds)
+    record = glog.set_timer(signer, seconds, int(time.time() * 1000))
+    glog.apply(record)
+    store.add_group_records(gid, record.epoch, [glog.encoded[record.epoch]], disappear_s=seconds)
+    return group_info(store, signer.fingerprint, gid, glog, state)

@@ -19,6 +19,12 @@ Rules:
   start. Blocked contacts are left out of a post.
 - Faces hear ``GroupChanged`` for every applied record and ``GroupMessageReceived``
   for every new post, once it is stored.
+- Disappearing posts: a group's timer is its log's (a TIMER record, an admin's). A post
+  is sent under the timer at the log's head (every copy expires at created + timer) and
+  a member's post expires by the timer at the epoch it was written at
+  (``lasts_at``, asked by the commit for each post it stores): every member gives a
+  post the same timer, whatever order records and posts reached it in. The store
+  mirrors the head's timer with the records (``groups.disappear_s``).
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ class Groups:
         self.stats = {"group_posts_refused": 0, "group_records_refused": 0}
         delivery.before_send = self.sync.before_send
         delivery.on_post = self._post_stored
+        delivery.post_lasts = self.lasts_at
 
     # --- life -----------------------------------------------------------------------
 
@@ -152,7 +159,7 @@ class Groups:
             glog = gl.GroupLog.create(self.identity, gid, name, entries, now_ms(), self.max_members)
         except (PeerError, UsageError) as err:
             raise UserError(f"cannot create {name}: {_why(err)}") from None
-        await self._store(self.store.create_group, gid, name, glog.encoded, now_ms())
+        await self._store(self.store.create_group, gid, name, glog.encoded, now_ms(), glog.timer_s)
         self.groups[gid] = Group(glog, "member")
         self._begin(gid)
         await self._then(None, gid, glog.records)
@@ -167,9 +174,22 @@ class Groups:
         except (PeerError, UsageError) as err:
             raise UserError(f"{g.log.name}: {_why(err)}") from None
         self._begin(gid)
-        stored = self._store(self.store.add_group_records, gid, record.epoch, [g.log.encoded[-1]])
+        stored = self._store_records(gid, g.log, record.epoch, [g.log.encoded[record.epoch]])
         await self._then(stored, gid, [record])
         return record
+
+    def _store_records(self, gid: bytes, glog: gl.GroupLog, first: int, encoded: list):
+        """Records handed to the writer, with the timer in force at the last of them."""
+        last = first + len(encoded) - 1
+        return self._store(
+            self.store.add_group_records, gid, first, encoded, None, None, glog.timer_at(last)
+        )
+
+    def lasts_at(self, gid: bytes, epoch: int) -> int:
+        """A post's timer: its group's at the epoch it was written at (0: it stays). Read
+        on the writer thread: a held epoch's timer never changes."""
+        g = self.groups.get(gid)
+        return g.log.timer_at(epoch) if g is not None else 0
 
     async def post(self, gid: bytes, text: str) -> list:
         """Queue ``text`` for every other member; the ``Out``s once durable."""
@@ -185,7 +205,8 @@ class Groups:
             raise UserError(f"nobody else is in {g.log.name} to read it")
         g.lamport += 1
         g.seq += 1
-        return await self.delivery.submit_post(targets, text, (gid, g.log.epoch, g.lamport, g.seq))
+        group = (gid, g.log.epoch, g.lamport, g.seq)
+        return await self.delivery.submit_post(targets, text, group, lasts_s=g.log.timer_s)
 
     # --- what records change ------------------------------------------------------------
 
@@ -196,16 +217,16 @@ class Groups:
         first = records[0].epoch
         encoded = g.log.encoded[first : first + len(records)]
         self._begin(gid)
-        return self._then(
-            self._store(self.store.add_group_records, gid, first, encoded), gid, records
-        )
+        return self._then(self._store_records(gid, g.log, first, encoded), gid, records)
 
     def adopt(self, gid: bytes, glog: gl.GroupLog):
         """A whole log naming us a member, sent by a member: we are in a new group from
         now (posts behind it in the same batch are judged against it)."""
         self.groups[gid] = Group(glog, "member")
         self._begin(gid)
-        stored = self._store(self.store.create_group, gid, glog.name, glog.encoded, now_ms())
+        stored = self._store(
+            self.store.create_group, gid, glog.name, glog.encoded, now_ms(), glog.timer_s
+        )
         return self._then(stored, gid, glog.records)
 
     async def _then(self, stored: asyncio.Future | None, gid: bytes, records) -> None:
@@ -338,6 +359,8 @@ def describe(gid: bytes, glog: gl.GroupLog, r: gl.Record) -> GroupChanged:
     else:
         subjects = ()
     detail = r.body[0] if r.kind in (gl.RENAME, gl.CREATE) else None
+    seconds = r.body[0] if r.kind == gl.TIMER else None
     return GroupChanged(
-        gid.hex(), glog.name, gl.KIND_NAMES[r.kind], r.author.hex(), subjects, r.epoch, detail
-    )
+        gid.hex(), glog.name, gl.KIND_NAMES[r.kind], r.author.hex(), subjects, r.epoch, detail,
+        seconds,
+    )  # fmt: skip

@@ -6,7 +6,7 @@ Rules:
       [kind uint, group_id bin16, epoch uint, prev bin32, author bin32, time_ms uint,
        body array, signature bin]
   bodies: CREATE [name, [member, ...]]   ADD [[member, ...]]   REMOVE [[fp, ...]]
-          LEAVE []   PROMOTE [[fp, ...]]   RENAME [name]
+          LEAVE []   PROMOTE [[fp, ...]]   RENAME [name]   TIMER [seconds]
   member = [fp bin32, key_pem bin, name str, [hint str, ...]]
 - The signature is RSA-PSS-SHA256 (``sign_v2``) over SIGN_LABEL followed by the
   canonical encoding of the first seven fields. ``record_hash`` is SHA-256 of those same
@@ -32,6 +32,11 @@ Rules:
 - LEAVE: the last admin may leave only as the last member (an admin first promotes a
   successor), so a group with members always has an admin. REMOVE may not name its
   author (that is LEAVE, with its rule). A group whose last member left is over.
+- TIMER sets the group's disappearing-messages timer (an admin's, like RENAME): 0 (off)
+  or messages.MIN_TIMER_S..MAX_TIMER_S seconds, an int (not a bool), anything else a
+  ``bad_group_record``; the same value again is ``group_no_change``. The timer in force
+  at each epoch is a function of the log (``timer_at``), so every member gives a post
+  written at an epoch the same timer, whatever order it met the records and posts in.
 - Building our own records (``sign_record`` and the GroupLog helpers) raises
   ``UsageError`` for a record the codec would refuse; the helpers do not judge
   authority: the caller applies its own record, and ``apply`` is the one judge.
@@ -47,11 +52,11 @@ import msgpack
 
 from ..errors import PeerError, UsageError
 from .crypto import PeerKey, key_problem, sha256
-from .messages import strict_unpack_options
+from .messages import strict_unpack_options, timer_allowed
 
-CREATE, ADD, REMOVE, LEAVE, PROMOTE, RENAME = 1, 2, 3, 4, 5, 6
+CREATE, ADD, REMOVE, LEAVE, PROMOTE, RENAME, TIMER = 1, 2, 3, 4, 5, 6, 7
 KIND_NAMES = {CREATE: "create", ADD: "add", REMOVE: "remove", LEAVE: "leave",
-              PROMOTE: "promote", RENAME: "rename"}  # fmt: skip
+              PROMOTE: "promote", RENAME: "rename", TIMER: "timer"}  # fmt: skip
 
 # Domain separation in the handshake's form (handshake.CTX_SIG_I/R): 64 spaces, a
 # context string naming this use, a zero byte; no other Enclave signature covers it.
@@ -185,10 +190,12 @@ def _body_problem(kind: int, body: tuple) -> str | None:
         return _list_problem(body[0], _fp_problem)
     if kind == RENAME:
         return name_problem(body[0])
+    if kind == TIMER:
+        return None if timer_allowed(body[0]) else "a timer is 0 or 30..2419200 seconds"
     return None  # LEAVE: nothing
 
 
-_BODY_ARITY = {CREATE: 2, ADD: 1, REMOVE: 1, LEAVE: 0, PROMOTE: 1, RENAME: 1}
+_BODY_ARITY = {CREATE: 2, ADD: 1, REMOVE: 1, LEAVE: 0, PROMOTE: 1, RENAME: 1, TIMER: 1}
 
 
 def problem(record: object, signed: bool = True) -> str | None:
@@ -329,6 +336,7 @@ class GroupLog:
         # were sent at, and a member removed since still wrote those before it.
         self._spans: dict[bytes, list[int]] = {}
         self.encoded: list[bytes] = []  # each record as the wire carries it, by epoch
+        self._timers: list[int] = []  # the disappearing-messages timer in force, by epoch
 
     @property
     def epoch(self) -> int:
@@ -337,6 +345,16 @@ class GroupLog:
     @property
     def head(self) -> bytes:
         return self._hashes[-1] if self._hashes else ZERO_HASH
+
+    @property
+    def timer_s(self) -> int:
+        """The disappearing-messages timer in force now, seconds (0: off)."""
+        return self._timers[-1] if self._timers else 0
+
+    def timer_at(self, epoch: int) -> int:
+        """The timer in force once record ``epoch`` was applied: what a post written at
+        that epoch lasts (0: it stays). An epoch not held has none."""
+        return self._timers[epoch] if 0 <= epoch < len(self._timers) else 0
 
     def is_member(self, fp: bytes) -> bool:
         return fp in self.members
@@ -408,6 +426,9 @@ class GroupLog:
     def rename(self, identity, name: str, now_ms: int) -> Record:
         return self._next(identity, RENAME, (name,), now_ms)
 
+    def set_timer(self, identity, seconds: int, now_ms: int) -> Record:
+        return self._next(identity, TIMER, (seconds,), now_ms)
+
     # --- judging ------------------------------------------------------------------------
 
     def apply(self, record: Record) -> None:
@@ -428,6 +449,7 @@ class GroupLog:
         self.records.append(record)
         self._hashes.append(record_hash(record))
         self.encoded.append(encode_record(record))
+        self._timers.append(record.body[0] if record.kind == TIMER else self.timer_s)
         _EFFECTS[record.kind](self, record)
 
     def _check_create(self, record: Record) -> None:
@@ -507,6 +529,11 @@ def _rule_rename(log: GroupLog, r: Record) -> None:
         raise _refuse("no_change", "the same name")
 
 
+def _rule_timer(log: GroupLog, r: Record) -> None:
+    if r.body[0] == log.timer_s:
+        raise _refuse("no_change", "the same timer")
+
+
 def _all_members(log: GroupLog, fps: tuple) -> None:
     strangers = [fp for fp in fps if fp not in log.members]
     if strangers:
@@ -547,9 +574,10 @@ def _no_rule(log: GroupLog, r: Record) -> None:
 
 
 _RULES = {CREATE: _no_rule, ADD: _rule_add, REMOVE: _rule_remove, LEAVE: _rule_leave,
-          PROMOTE: _rule_promote, RENAME: _rule_rename}  # fmt: skip
+          PROMOTE: _rule_promote, RENAME: _rule_rename, TIMER: _rule_timer}  # fmt: skip
 _EFFECTS = {CREATE: _effect_create, ADD: _effect_add, REMOVE: _effect_remove,
-            LEAVE: _effect_leave, PROMOTE: _effect_promote, RENAME: _effect_rename}  # fmt: skip
+            LEAVE: _effect_leave, PROMOTE: _effect_promote, RENAME: _effect_rename,
+            TIMER: _no_rule}  # fmt: skip
 
 
 def entry(key_pem: bytes, name: str, hints=()) -> Entry:

@@ -10,7 +10,11 @@ Rules:
   ours from when we sent it (the node passes it: ``created_ms`` + timer), a contact's
   from ``min(created_ms, stored_ms)`` + the timer (a sender's clock ahead of ours
   cannot keep a message longer). Rows of a batch are taken in order, so a chat after
-  a TIMER in the same commit gets the new timer. TIMER rows and group posts never expire.
+  a TIMER in the same commit gets the new timer. TIMER rows never expire.
+- A group's timer is its log's (a TIMER record, schema 14: ``groups.disappear_s``
+  mirrors the one at the head). A post expires by the timer at the epoch it was
+  written at: ours from ``created_ms`` (every member's copy of it alike), a member's
+  from ``min(created_ms, stored_ms)`` + the timer the node passes with the row.
 - The commit pays nothing while no contact has a timer (``_timed`` is empty); otherwise
   one dict lookup per new incoming row, and one UPDATE per batch for the expiring ones.
 - Erasing (``expire_due``) is "delete for me" for every row due: body NULL, state
@@ -21,8 +25,20 @@ Rules:
 from __future__ import annotations
 
 import sqlite3
+from typing import NamedTuple
 
 from .core import StoreCore
+
+
+class Expired(NamedTuple):
+    """A row ``expire_due`` erased: its peer (for a post of ours, the member it was
+    owed to), rowid, id, direction, and its group's id (None for a direct message)."""
+
+    peer: str
+    rowid: int
+    id: bytes
+    direction: str
+    group: bytes | None = None
 
 
 class DisappearMixin(StoreCore):
@@ -68,8 +84,10 @@ class DisappearMixin(StoreCore):
             if not new:
                 continue  # a duplicate: applied when it was new
             pid = ids.get(row[0]) or self._known_peer_id(db, row[0])
-            timer = row[8] if len(row) == 9 else None
-            if timer is not None:
+            timer = row[8] if len(row) >= 9 else None
+            if len(row) == 10 and row[9]:  # a post, with its group's timer at its epoch
+                expiring.append((min(row[3], row[4]) + 1000 * row[9], rowid))
+            elif timer is not None:
                 self._apply_timer(db, pid, timer, row[3], row[1])
                 timer_rows.append((timer, rowid))
             elif (len(row) < 7 or row[6] is None) and (seconds := timed.get(pid)):
@@ -99,13 +117,12 @@ class DisappearMixin(StoreCore):
         rows = self._rows("SELECT min(expires_ms) FROM messages WHERE expires_ms IS NOT NULL")
         return rows[0][0]
 
-    def expire_due(self, now_ms: int, limit: int = 1000) -> list[tuple[str, int, bytes, str]]:
-        """Erase up to ``limit`` messages due by ``now_ms``; (peer fingerprint, rowid,
-        id, direction) of each."""
+    def expire_due(self, now_ms: int, limit: int = 1000) -> list[Expired]:
+        """Erase up to ``limit`` messages due by ``now_ms``; each one's ``Expired``."""
         with self._tx() as db:
             due = db.execute(
-                "SELECT m.rowid, p.fingerprint, m.id, m.direction FROM messages m"
-                " JOIN peers p ON p.id = m.peer"
+                "SELECT m.rowid, p.fingerprint, m.id, m.direction, g.id FROM messages m"
+                " JOIN peers p ON p.id = m.peer LEFT JOIN groups g ON g.key = m.grp"
                 " WHERE m.expires_ms IS NOT NULL AND m.expires_ms <= ?"
                 " ORDER BY m.expires_ms LIMIT ?",
                 (now_ms, limit),
@@ -118,4 +135,10 @@ class DisappearMixin(StoreCore):
         if due:
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        return [(fp, rowid, mid, direction) for rowid, fp, mid, direction in due]
+        return [Expired(fp, rowid, mid, direction, gid) for rowid, fp, mid, direction, gid in due]
+
+    # --- a group's timer (the log decides it; schema 14 mirrors it) ---------------------------
+
+    def group_timers(self) -> dict[bytes, int]:
+        """Every group's timer that is on, as stored with its records: id -> seconds."""
+        return dict(self._rows("SELECT id, disappear_s FROM groups WHERE disappear_s > 0"))

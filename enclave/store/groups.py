@@ -12,6 +12,9 @@ Rules:
   our post once, with the state of each member's row.
 - Posts are ordered by (Lamport time, sender fingerprint), the order every member sees.
 - Deleting a group takes its records and its posts with it (their queued rows too).
+- ``disappear_s`` (schema 14) mirrors the disappearing-messages timer at the log's head:
+  the node passes it with the records that change it. A post's own expiry is fixed
+  when its row is written (disappear.py), from the timer at the post's epoch.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ def _check_state(state: object) -> str:
     return state
 
 
+def _check_timer(seconds: object) -> int:
+    if type(seconds) is not int or seconds < 0:
+        raise ValueError(f"a group's timer is seconds >= 0, not {seconds!r}")
+    return seconds
+
+
 def _check_records(records: Iterable[bytes]) -> list[bytes]:
     records = list(records)
     for record in records:
@@ -59,18 +68,25 @@ class GroupsMixin(HistoryMixin):
     # -- groups and their records -------------------------------------------------------
 
     def create_group(
-        self, group_id: bytes, name: str, records: Iterable[bytes], now_ms: int
+        self,
+        group_id: bytes,
+        name: str,
+        records: Iterable[bytes],
+        now_ms: int,
+        disappear_s: int = 0,
     ) -> int:
-        """A group the user is a member of, with its records from epoch 0; its key.
-        A group id already stored raises ``sqlite3.IntegrityError``."""
+        """A group the user is a member of, with its records from epoch 0 (and the
+        disappearing-messages timer they set, schema 14); its key. A group id already
+        stored raises ``sqlite3.IntegrityError``."""
         gid, name = _check_group_id(group_id), _check_group_name(name)
         records = _check_records(records)
         if type(now_ms) is not int:
             raise TypeError("now_ms must be integer milliseconds")
         with self._tx() as db:
             key = db.execute(
-                "INSERT INTO groups (id, name, state, created_ms) VALUES (?, ?, 'member', ?)",
-                (gid, self._seal_group_name(name, gid), now_ms),
+                "INSERT INTO groups (id, name, state, created_ms, disappear_s)"
+                " VALUES (?, ?, 'member', ?, ?)",
+                (gid, self._seal_group_name(name, gid), now_ms, _check_timer(disappear_s)),
             ).lastrowid
             db.executemany(
                 "INSERT INTO group_records (grp, epoch, record) VALUES (?, ?, ?)",
@@ -85,9 +101,11 @@ class GroupsMixin(HistoryMixin):
         records: Sequence[bytes],
         name: str | None = None,
         state: str | None = None,
+        disappear_s: int | None = None,
     ) -> int:
         """Append records ``first_epoch``, ``first_epoch + 1``... in one transaction, and
-        set the name and state if given; returns how many records were new.
+        set the name, state and disappearing-messages timer (the log's at its new head,
+        schema 14) if given; returns how many records were new.
 
         A record for an epoch already stored must be the same bytes; a different one,
         or a gap after the last stored epoch, raises ``ValueError`` and nothing of the
@@ -100,14 +118,16 @@ class GroupsMixin(HistoryMixin):
             name = self._seal_group_name(_check_group_name(name), gid)
         if state is not None:
             _check_state(state)
+        if disappear_s is not None:
+            _check_timer(disappear_s)
         with self._tx() as db:
             key = self._group_key(db, gid)
             new = _new_records(db, key, gid, first_epoch, records)
             db.executemany("INSERT INTO group_records (grp, epoch, record) VALUES (?, ?, ?)", new)
             db.execute(
-                "UPDATE groups SET name = coalesce(?, name), state = coalesce(?, state)"
-                " WHERE key = ?",
-                (name, state, key),
+                "UPDATE groups SET name = coalesce(?, name), state = coalesce(?, state),"
+                " disappear_s = coalesce(?, disappear_s) WHERE key = ?",
+                (name, state, disappear_s, key),
             )
         return len(new)
 
@@ -120,7 +140,8 @@ class GroupsMixin(HistoryMixin):
         """Every group, the oldest first, each with its records in epoch order."""
         with self._lock:
             groups = self._db.execute(
-                "SELECT key, id, name, state, created_ms FROM groups ORDER BY created_ms, key"
+                "SELECT key, id, name, state, created_ms, disappear_s FROM groups"
+                " ORDER BY created_ms, key"
             ).fetchall()
             records: dict[int, list[bytes]] = {}
             for key, record in self._db.execute(
@@ -128,24 +149,25 @@ class GroupsMixin(HistoryMixin):
             ):
                 records.setdefault(key, []).append(record)
         return [
-            GroupRow(k, g, self._open_group_name(n, g), st, at, tuple(records.get(k, ())))
-            for k, g, n, st, at in groups
+            GroupRow(k, g, self._open_group_name(n, g), st, at, tuple(records.get(k, ())), t)
+            for k, g, n, st, at, t in groups
         ]
 
     def get_group(self, group_id: bytes) -> GroupRow | None:
         gid = _check_group_id(group_id)
         with self._lock:
             row = self._db.execute(
-                "SELECT key, id, name, state, created_ms FROM groups WHERE id = ?", (gid,)
+                "SELECT key, id, name, state, created_ms, disappear_s FROM groups WHERE id = ?",
+                (gid,),
             ).fetchone()
             if row is None:
                 return None
             records = self._db.execute(
                 "SELECT record FROM group_records WHERE grp = ? ORDER BY epoch", (row[0],)
             ).fetchall()
-        key, gid, name, state, created = row
+        key, gid, name, state, created, timer = row
         name = self._open_group_name(name, gid)
-        return GroupRow(key, gid, name, state, created, tuple(r[0] for r in records))
+        return GroupRow(key, gid, name, state, created, tuple(r[0] for r in records), timer)
 
     def delete_group(self, group_id: bytes) -> bool:
         """Forget a group with its records and posts (queued ones leave the outbox).

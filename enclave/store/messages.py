@@ -73,6 +73,9 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
         TIMER's seconds and its 9th the message's ``expires_ms``. A TIMER changes its
         conversation's timer when it is the newest by (created_ms, id); a new incoming
         chat from a contact with a timer gets its expiry in the same transaction.
+        A group post's ``incoming`` row may carry a 10th element (schema 14): its group's
+        timer at the post's epoch, in seconds (the log's, passed by the node), from
+        which the post's expiry is set as a chat's is.
         """
         incoming, enqueue = list(incoming), list(enqueue)
         with self._tx() as db:
@@ -121,8 +124,8 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
         plain, grouped, gone, rowids, keys, replies = [], [], [], [], {}, []
         timers = False
         for row in rows:
-            if len(row) not in (6, 7, 8, 9):
-                raise ValueError(f"an incoming row has 6 to 9 elements, not {len(row)}")
+            if len(row) not in (6, 7, 8, 9, 10):
+                raise ValueError(f"an incoming row has 6 to 10 elements, not {len(row)}")
             fp, mid, body, created, stored, legacy = row[:6]
             group = row[6] if len(row) >= 7 else None
             tombstone = body is None and group is None  # history off (schema 11)
@@ -142,8 +145,8 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
                 grouped += (*values, *_group_values(db, group, keys))
             if len(row) >= 8 and row[7] is not None:
                 replies.append((_reply_id(row[7]), rowid))
-            if len(row) == 9 and row[8] is not None:
-                timers = True
+            if len(row) >= 9 and (row[8] is not None or row[-1] is not None):
+                timers = True  # a TIMER, or a post with its group's timer (10th)
         _insert_rows(db, _INCOMING, plain)
         _insert_rows(db, _INCOMING_GROUP, grouped)
         _insert_rows(db, _INCOMING_GONE, gone)

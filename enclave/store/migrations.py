@@ -19,7 +19,24 @@ Rules:
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from .schema import V1, V2_COPY, V2_SWAP, V2_TABLES, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13
+from .schema import (
+    V1,
+    V2_COPY,
+    V2_SWAP,
+    V2_TABLES,
+    V3,
+    V4,
+    V5,
+    V6,
+    V7,
+    V8,
+    V9,
+    V10,
+    V11,
+    V12,
+    V13,
+    V14,
+)
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -48,6 +65,7 @@ MIGRATIONS: list[Migration] = [
     sql_step(*V11),  # 10 -> 11: history off per conversation (peers.keep_history)
     sql_step(*V12),  # 11 -> 12: disappearing messages (timers, expiry)
     sql_step(*V13),  # 12 -> 13: the store key's check (sealed history)
+    sql_step(*V14),  # 13 -> 14: a group's disappearing-messages timer
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)  # what this release writes

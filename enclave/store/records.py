@@ -191,6 +191,9 @@ class GroupRow:
     state: str  # one of GROUP_STATES
     created_ms: int
     records: tuple[bytes, ...]  # the signed membership log, record i is epoch i
+    # The disappearing-messages timer in force at the log's head, seconds (0: off;
+    # schema 14): a mirror of the log's TIMER records, kept with them.
+    disappear_s: int = 0
 
 
 @dataclass(frozen=True)

@@ -320,6 +320,10 @@ V13 = (
         key_check BLOB NOT NULL
     )""",
 )
+# Schema 14: a group's disappearing-messages timer (docs/STORE.md). The signed log
+# decides it (a TIMER record, PROTOCOL.md); this column mirrors the timer in force at the
+# log's head, written in the transaction that stores the records, as groups.name is.
+V14 = ("ALTER TABLE groups ADD COLUMN disappear_s INTEGER NOT NULL DEFAULT 0",)
 V8 = (
     """CREATE TABLE own_rotations (
         seq        INTEGER PRIMARY KEY CHECK (seq >= 1),

@@ -41,6 +41,7 @@ class ToPage(enum.StrEnum):
     RECEIPT = "receipt"  # a contact read ours up to an id (hex): {peer, upto, read_ms}
     TIMER = "timer"  # a disappearing-messages timer was set, by either side: {message, in_force}
     EXPIRED = "expired"  # disappearing messages were erased here: {peer, keys}
+    GROUP_EXPIRED = "group_expired"  # disappearing posts of a group were erased here: {group, ids}
     PAIRED = "paired"  # an invitation of this node ended: {nameplate, fingerprint, name, reason}
     ERROR = "error"  # the page's last socket message was refused: {text}
 

@@ -34,7 +34,7 @@ def group_routes(app: Quart, backend, api_error, body, fingerprint, message_text
     def group_id(gid: str) -> str:
         return _group_id(backend, api_error, gid)
 
-    _member_routes(app, backend, body, fingerprint, group_id)
+    _member_routes(app, backend, body, fingerprint, group_id, api_error)
 
     @app.get("/api/groups")
     async def group_list():
@@ -82,8 +82,9 @@ def _group_id(backend, api_error, gid: str) -> str:
     return node.group(gid).id  # UserError: no such group, or two match
 
 
-def _member_routes(app: Quart, backend, body, fingerprint, group_id) -> None:
-    """Adding, removing and leaving: the changes to a group's members."""
+def _member_routes(app: Quart, backend, body, fingerprint, group_id, api_error) -> None:
+    """Adding, removing and leaving: the changes to a group's members; and its
+    disappearing-messages timer (admins)."""
 
     async def member(gid: str) -> tuple[str, str]:
         return group_id(gid), fingerprint((await body()).get("peer"))
@@ -97,6 +98,14 @@ def _member_routes(app: Quart, backend, body, fingerprint, group_id) -> None:
     async def group_remove(gid: str):
         gid, fp = await member(gid)
         return {"group": views.group(await backend.node.group_remove(gid, fp))}
+
+    @app.post("/api/groups/<gid>/disappear")
+    async def group_disappear(gid: str):
+        gid = group_id(gid)
+        seconds = (await body()).get("seconds")
+        if type(seconds) is not int:
+            raise api_error(400, "'seconds' must be a whole number (0: off)")
+        return {"group": views.group(await backend.node.group_disappearing(gid, seconds))}
 
     @app.post("/api/groups/<gid>/leave")
     async def group_leave(gid: str):

@@ -21,6 +21,7 @@ from enclave.node.events import (
     FileChanged,
     GroupChanged,
     GroupMessageReceived,
+    GroupMessagesExpired,
     KeyChanged,
     MessageDeleted,
     MessageReceived,
@@ -234,6 +235,8 @@ def event(e) -> dict | None:
         return make(ToPage.TIMER, message=timer(e), in_force=e.in_force)
     if kind is MessagesExpired:
         return make(ToPage.EXPIRED, peer=e.peer, keys=list(e.keys))
+    if kind is GroupMessagesExpired:
+        return make(ToPage.GROUP_EXPIRED, group=e.group, ids=list(e.ids))
     if kind is MessageDeleted:
         return make(ToPage.MESSAGE_DELETED, peer=e.peer, key=f"{e.direction}:{e.id}")
     if kind is ContactChanged:  # from this page, another one, the REPL or the CLI
@@ -284,6 +287,7 @@ def group(g) -> dict:
         "name": g.name,
         "state": g.state,
         "epoch": g.epoch,
+        "disappear_s": g.disappear_s,
         "members": [
             {
                 "fingerprint": m.fingerprint,
@@ -343,4 +347,5 @@ def group_change(e: GroupChanged) -> dict:
         "subjects": list(e.subjects),
         "epoch": e.epoch,
         "detail": e.detail,
+        "seconds": e.seconds,
     }

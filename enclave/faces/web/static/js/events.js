@@ -11,7 +11,7 @@
 
 import { leaveChat, loadOlder, onDelivery, onFile, onKeyChanged, onMessage, renderWaiting } from "./conversation.js";
 import { startApp } from "./gate.js";
-import { loadGroups, loadPosts, onGroupChanged, onGroupDelivery, onGroupPost } from "./groups.js";
+import { loadGroups, loadPosts, onGroupChanged, onGroupDelivery, onGroupExpired, onGroupPost } from "./groups.js";
 import { onPaired } from "./pairing.js";
 import { loadPeers, renderPeer, renderPeers } from "./peers.js";
 import { state } from "./state.js";
@@ -39,6 +39,7 @@ const HANDLERS = Object.freeze({
   group_post: (event) => onGroupPost(event.post),
   group_delivery: onGroupDelivery,
   group_changed: (event) => onGroupChanged(event.change),
+  group_expired: (event) => onGroupExpired(event),
   key_changed: onKeyChanged,
   message_deleted: (event) => dropMessage(event.peer, event.key),
   receipt: onReceipt,

@@ -7,8 +7,11 @@
 //   which stays open.
 // - Adding and removing are offered to admins only; leaving, to every member. What
 //   changed shows from the node's "group_changed" event, on every page.
+// - The disappearing-messages timer shows to every member, and only an admin may
+//   change it: a record every member applies, shown as a system line on every page.
 
 import { api } from "./api.js";
+import { durationText } from "./disappear.js";
 import { $, el, show } from "./dom.js";
 import { loadGroups, memberName, openGroup } from "./groups.js";
 import { state } from "./state.js";
@@ -21,6 +24,31 @@ export function wireGroupMenu() {
   $("btn-group-menu").addEventListener("click", openMenu);
   $("group-add-form").addEventListener("submit", onAdd);
   $("btn-group-leave").addEventListener("click", onLeave);
+  $("group-disappear-select").addEventListener("change", onTimer);
+}
+
+function fillTimer(g, admin) {
+  const select = $("group-disappear-select");
+  const value = String(g.disappear_s || 0);
+  if (![...select.options].some((o) => o.value === value)) {
+    select.appendChild(new Option(durationText(g.disappear_s), value));
+  }
+  select.value = value;
+  select.disabled = !admin;
+}
+
+async function onTimer() {
+  const gid = state.group;
+  const seconds = Number($("group-disappear-select").value);
+  try {
+    await api("POST", `/api/groups/${gid}/disappear`, { seconds });
+    $("dlg-group").close();
+    await loadGroups();
+  } catch (err) {
+    failure("group-menu-error", err.message);
+    const g = state.groups.get(gid);
+    if (g) fillTimer(g, true);
+  }
 }
 
 function reachable() {
@@ -100,6 +128,7 @@ function openMenu() {
     list.appendChild(li);
   }
   show($("btn-group-leave"), g.state === "member");
+  fillTimer(g, admin);
   $("dlg-group").showModal();
 }
 

@@ -17,6 +17,7 @@
 //   (conversation.js calls closeGroup).
 
 import { api } from "./api.js";
+import { durationText } from "./disappear.js";
 import { $, el, show, tint } from "./dom.js";
 import { renderPeers } from "./peers.js";
 import { rank, state } from "./state.js";
@@ -298,10 +299,21 @@ function systemLine(g, t, change) {
   if (change.kind === "create") text = `${who} created ${visible(change.detail || change.group_name, false)}`;
   else if (change.kind === "rename") text = `${who} renamed the group to ${visible(change.detail, false)}`;
   else if (change.kind === "leave") text = `${who} left`;
+  else if (change.kind === "timer") {
+    text = change.seconds ? `${who} set disappearing messages to ${durationText(change.seconds)}` : `${who} turned disappearing messages off`;
+  }
   else text = `${who} ${DID[change.kind] || change.kind} ${whom}`.trim();
   const before = [...t.posts.values()].filter((p) => !(p.epoch >= change.epoch));
   const last = Math.max(0, ...before.map((p) => p.lamport));
   return { text, key: [last, "\uffff", change.epoch] };
+}
+
+// Disappearing posts erased here (every copy of ours, a member's one): off the page.
+export function onGroupExpired(event) {
+  if (!event || typeof event.group !== "string" || !Array.isArray(event.ids)) return;
+  const t = talk(event.group);
+  for (const id of event.ids) t.posts.delete(id);
+  if (state.group === event.group) renderPosts(false);
 }
 
 export async function onGroupChanged(change) {
