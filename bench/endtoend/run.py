@@ -30,6 +30,7 @@ from endtoend import (
     nohistory,
     pairing,
     probes,
+    processes,
     receipts,
     rotation,
     scenarios,
@@ -248,7 +249,8 @@ def disappear_part(tmp: Path, keys, size: Sizes) -> dict:
     out = disappear.disappear_case(tmp, a, b, size.disappear_n)
     say(f"  and in a group of 5: {size.disappear_n:,} posts with a timer off, then on; erased")
     hub = load_pem_private_key(keys["hub"][0].read_bytes(), None)
-    small = [load_pem_private_key(f.read_bytes(), None) for f in crowds.fleet_keys(tmp, 2)]
+    made = processes.small_keys(tmp / "disappear-keys", 2, "d")  # a folder of its own
+    small = [load_pem_private_key(f.read_bytes(), None) for f, _ in made]
     out["group"] = disappear.group_disappear_case(tmp, [a, b, hub, *small], size.disappear_n)
     return out
 

@@ -415,11 +415,24 @@ async def read_commands(worker: Worker) -> None:
             loop.create_task(worker.command(req))
 
 
+def _store_key(key) -> bytes:
+    import hashlib
+
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return hashlib.sha256(b"enclave test store key\n" + der).digest()
+
+
 async def amain(args) -> int:
     key = serialization.load_pem_private_key(Path(args.key_file).read_bytes(), None)
     settings = settings_mod.load(Path(args.home), settings_mod.overrides_from(args))
-    # --sealed: the history sealed under a store key, as a user's node keeps it.
-    store_key = os.urandom(32) if args.sealed else None
+    # --sealed: the history sealed under a store key, as a user's node keeps it; the
+    # same key at every start on this home (a user's comes from identity.key), here
+    # derived from the worker's private key.
+    store_key = _store_key(key) if args.sealed else None
     node = Node(args.home, key, settings, store_key=store_key)
     worker = Worker(node, args.each, args.progress_every)
     tally = worker.tally
