@@ -134,6 +134,6 @@ def test_version_10_store_migrates_with_history_on_everywhere(tmp_path):
     )
     db.close()
     with closing(Store.open(path)) as s:
-        assert s.schema_version == SCHEMA_VERSION == 12
+        assert s.schema_version == SCHEMA_VERSION == 13
         peer = s.get_peer(A)
         assert peer.keep_history is True and peer.receipts is True
