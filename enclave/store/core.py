@@ -168,6 +168,12 @@ class StoreCore:
         """Whether new values are written sealed (the store was opened with its key)."""
         return self._sealer.sealed
 
+    @property
+    def locked(self) -> bool:
+        """Whether the store holds sealed values it cannot open: it was opened without
+        its key (names read as ``LOCKED``, new text is refused)."""
+        return isinstance(self._sealer, Locked)
+
     def _seal_body(self, body: str, rowid: int, peer: int, direction: str):
         return self._sealer.seal(body, message_ad(rowid, peer, direction))
 
