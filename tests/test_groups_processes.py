@@ -12,10 +12,9 @@ import json
 from collections import Counter
 
 import pytest
+from support.stores import unlocked_store
 from support.waiting import eventually_blocking
-from test_cli_processes import Person, enclave
-
-from enclave.store import Store
+from test_cli_processes import PASSWORD, Person, enclave
 
 FAST = ("--json", "--set", "reconnect_min=0.1", "--set", "reconnect_max=1.0")
 
@@ -40,7 +39,7 @@ def listed(person: Person) -> str:
 
 
 def history(person: Person, gid: bytes) -> list[str]:
-    with Store.open(person.home / "enclave.db") as store:
+    with unlocked_store(person.home, PASSWORD) as store:  # the posts are sealed
         return [line.body for line in store.group_history(gid, person.fingerprint, 1000)]
 
 

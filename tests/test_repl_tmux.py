@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.stores import unlocked_store
 from support.waiting import eventually_blocking
 
 from enclave.identity import home, keys
@@ -307,7 +308,7 @@ def test_headless_node_keeps_its_outbox_through_sigterm(people):
     assert "Stopping; 2 message(s) stay queued in the outbox" in out
     assert "Traceback" not in err
     assert not (alice.home / "control.sock").exists()
-    with Store.open(alice.home / "enclave.db") as store:
+    with unlocked_store(alice.home, PASSWORD) as store:  # the outbox is sealed
         queued = store.outbox_for(bob.fingerprint)
     assert [(m.body, m.state) for m in queued] == [
         ("written while no node runs", "queued"),
