@@ -107,6 +107,8 @@ async def test_changes_go_through_the_running_node(rsa_keys, tmp_path):
                 return done.stdout
 
             assert await cli("rename", "bob", "robert") == "Renamed bob to robert\n"
+            listed = (await cli("peers")).splitlines()  # the node's list: no password
+            assert listed[0].split()[0] == "NAME" and listed[1].split()[0] == "robert"
             assert (await cli("block", "robert")).startswith("Blocked robert")
             assert (
                 a.resolve("robert").blocked
