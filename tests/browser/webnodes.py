@@ -155,11 +155,12 @@ def closed(pages: dict) -> None:
         page.context.close()
 
 
-def add_failed_message(home_dir: Path, peer_fp: str, body: str, reason: str, created_ms: int):
-    """A message that already failed, as the store keeps one (the node is not running)."""
+def add_failed_message(node: WebNode, peer_fp: str, body: str, reason: str, created_ms: int):
+    """A message that already failed, as the store keeps one (the node is not running),
+    sealed under the node's store key."""
     from enclave.store import Store
 
-    with Store.open(home_dir / "enclave.db") as store:
+    with Store.open(node.home / "enclave.db", key=node.store_key) as store:
         (rowid,) = store.enqueue_outgoing([(peer_fp, os.urandom(16), body, created_ms)])
         store.mark_failed([rowid], reason)
 
