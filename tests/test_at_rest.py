@@ -1,7 +1,8 @@
 """Issue 20's at-rest check as a person would run it: after a chat between two real
-nodes, no file in either home holds a word of it (``grep -a -c MARKER`` over every file
-prints 0); and a home written by the previous version (key file version 1, history in
-clear) is sealed at its first unlock, after which the same holds."""
+nodes, no file in either home holds a word of it, nor the name a contact goes by
+(``grep -a -c MARKER`` over every file prints 0); and a home written by the previous
+version (key file version 1, history and names in clear) is sealed at its first
+unlock, after which the same holds."""
 
 import json
 import time
@@ -13,6 +14,7 @@ from enclave.identity import home, keys
 from enclave.store import Store
 
 MARKER = "Quokka-marker-5c1"
+BOB = f"Bob {MARKER}"  # the name alice gives bob
 
 
 def holding(place: Path, word: str) -> dict[str, int]:
@@ -34,11 +36,13 @@ def history(person: Person, peer: str) -> list[str]:
 
 def test_after_a_chat_no_file_of_either_home_holds_its_words(pair):  # noqa: F811
     alice, bob = pair
+    renamed = enclave("--home", str(alice.home), "rename", "bob", BOB)  # no node: sealed
+    assert renamed.returncode == 0, renamed.stderr
     nodes = {p.name: p.listen("--json") for p in (bob, alice)}
     try:
         for p in (bob, alice):
             nodes[p.name].event(f"{p.name}'s start", type="started")
-        sent = enclave("send", "bob", f"Lunch at {MARKER}?", "--home", str(alice.home))
+        sent = enclave("send", BOB, f"Lunch at {MARKER}?", "--home", str(alice.home))
         assert sent.returncode == 0, sent.stderr
         nodes["bob"].event("the message", type="message", text=f"Lunch at {MARKER}?")
         sent = enclave("send", "alice", f"Yes, {MARKER} at noon", "--home", str(bob.home))
@@ -51,7 +55,9 @@ def test_after_a_chat_no_file_of_either_home_holds_its_words(pair):  # noqa: F81
             assert code == 0, err
     for p in (alice, bob):
         assert holding(p.home, MARKER) == {}, p.name
-    lines = history(alice, "bob")
+    peers = enclave("--home", str(alice.home), "peers")
+    assert peers.returncode == 0 and BOB in peers.stdout, peers.stderr
+    lines = history(alice, BOB)
     assert any(f"Lunch at {MARKER}?" in line for line in lines), lines
     assert any(f"Yes, {MARKER} at noon" in line for line in lines), lines
     for p in (alice, bob):
@@ -70,8 +76,9 @@ def test_a_home_of_the_previous_version_is_sealed_at_its_first_unlock(pair):  # 
              for i in range(1, 201)]
         )  # fmt: skip
         store.enqueue_outgoing([(bob.fingerprint, b"o" * 16, f"queued {MARKER}", now + 500)])
+        store.set_name(bob.fingerprint, BOB)
     assert holding(alice.home, MARKER)  # in clear until then
-    lines = history(alice, "bob")
+    lines = history(alice, BOB)
     assert json.loads(place.key_path.read_text())["version"] == 2
     assert sum(MARKER in line for line in lines) == 50  # the last 50 of 201
     assert holding(alice.home, MARKER) == {}

@@ -2,7 +2,8 @@
 
 Identities are written with the tests' cheap KDF cost (tests/support/keyfactory.py) except in
 the few tests marked ``slow``, which go through the real ``--generate``,
-``--import-key`` and ``--change-password`` paths at Enclave's real cost.
+``--import-key`` and ``--change-password`` paths at Enclave's real cost, and the tests
+whose command reads or writes a contact name (``alice``: sealed names take the password).
 """
 
 import os
@@ -25,6 +26,7 @@ from support.keyfactory import (
     make_identity,
     private_pem,
     public_pem,
+    real_cost_identity,
     small_rsa,
 )
 from support.stores import unlocked_store
@@ -33,6 +35,7 @@ import enclave
 from enclave.faces import cli, parsers
 from enclave.identity import home, keys, passwords
 from enclave.store import Store
+from enclave.store.sealing import LOCKED
 
 ROOT = Path(__file__).resolve().parent.parent
 BOB_ADDRESS = "192.168.1.101:8000"
@@ -125,19 +128,22 @@ def key_files(tmp_path, rsa_keys) -> dict[str, str]:
 
 
 @pytest.fixture
-def with_carol(alice_home, key_files, capsys) -> Path:
-    """Alice's home with one peer, carol, so the database exists."""
-    code, _, _ = run(
-        capsys,
-        "--add-peer",
-        key_files["carol"],
-        "--peer-address",
-        "10.0.0.3:8000",
-        "--name",
-        "carol",
-    )
-    assert code == 0
-    return alice_home
+def alice(home_dir, rsa_keys) -> keys.Identity:
+    """Alice's identity at Enclave's real cost: the commands that read or write contact
+    names unlock it (the names are sealed in the store)."""
+    return real_cost_identity(home_dir, rsa_keys["alice"])
+
+
+@pytest.fixture
+def with_carol(alice, home_dir, key_files) -> Path:
+    """Alice's home with one peer, carol, so the database exists (added as ``enclave
+    add`` does, with the store key at hand: no password to pay for)."""
+    from enclave.node.book import open_book
+
+    carol = Path(key_files["carol"]).read_bytes()
+    with open_book(home.Home(home_dir).db_path, alice.fingerprint, alice.store_key) as book:
+        book.add(carol, "10.0.0.3:8000", "carol")
+    return home_dir
 
 
 # --- help and version -----------------------------------------------------------------
@@ -394,7 +400,8 @@ def test_readable_private_key_is_refused(alice_home, capsys):
 # --- adding and listing peers -------------------------------------------------------------
 
 
-def test_add_peer_and_readd_updates_address(alice_home, key_files, capsys, rsa_keys):
+def test_add_peer_and_readd_updates_address(alice, home_dir, key_files, capsys, rsa_keys):
+    alice_home = home_dir
     bob_fp = keys.fingerprint(rsa_keys["bob"].public_key())
     code, out, err = run(
         capsys, "--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS, "--name", "bob"
@@ -405,24 +412,28 @@ def test_add_peer_and_readd_updates_address(alice_home, key_files, capsys, rsa_k
     code, out, err = run(capsys, "--add-peer", key_files["bob"], "--peer-address", "[FE80::1]:8001")
     assert code == 0, err
     assert "Updated peer bob at [fe80::1]:8001" in out
-    with Store.open(alice_home / "enclave.db") as store:
+    with Store.open(alice_home / "enclave.db", key=alice.store_key) as store:
         peers = store.list_peers()
     assert [(p.fingerprint, p.name, p.address) for p in peers] == [
         (bob_fp, "bob", "[fe80::1]:8001")
     ]
+    with Store.open(alice_home / "enclave.db") as store:  # the name is sealed
+        assert [p.name for p in store.list_peers()] == [LOCKED]
     assert peers[0].public_key == public_pem(rsa_keys["bob"]).decode()
     assert stat.S_IMODE((alice_home / "enclave.db").stat().st_mode) == 0o600
 
 
-def test_add_peer_as_a_process(alice_home, key_files):
+def test_add_peer_as_a_process(alice, home_dir, key_files, tmp_path):
+    secret = secret_file(tmp_path / "password", PASSWORD)  # a script's way to unlock
     result = run_process(
-        "--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS, "--home", str(alice_home)
-    )
+        "--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS, "--home", str(home_dir),
+        "--password-file", str(secret),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Added peer" in result.stdout and result.stderr == ""
 
 
-def test_add_weak_peer_warns(alice_home, key_files, capsys):
+def test_add_weak_peer_warns(alice, key_files, capsys):
     code, out, err = run(capsys, "--add-peer", key_files["weak"], "--peer-address", BOB_ADDRESS)
     assert code == 0
     assert "warning" in err and "2048-bit" in err
@@ -459,12 +470,12 @@ BAD_ADD_PEER = [
 
 
 @pytest.mark.parametrize(("argv", "why"), BAD_ADD_PEER)
-def test_bad_add_peer_input_changes_nothing(with_carol, key_files, capsys, argv, why):
+def test_bad_add_peer_input_changes_nothing(alice, with_carol, key_files, capsys, argv, why):
     before = snapshot(with_carol)
     argv = [arg.format(**key_files) for arg in argv]
     assert_one_line_error(*run(capsys, *argv), why)
     assert snapshot(with_carol) == before
-    with Store.open(with_carol / "enclave.db") as store:
+    with Store.open(with_carol / "enclave.db", key=alice.store_key) as store:
         assert [p.name for p in store.list_peers()] == ["carol"]
 
 
@@ -610,8 +621,9 @@ def test_unlock_helper_for_later_parts(alice_home):
     assert cli.home_of(args).path == alice_home
 
 
-def test_add_peer_can_mark_a_legacy_peer(alice_home, key_files, capsys):
+def test_add_peer_can_mark_a_legacy_peer(alice, home_dir, key_files, capsys):
     """--protocol v1 marks a peer that runs only the original client; auto undoes it."""
+    alice_home = home_dir
     base = ["--add-peer", key_files["bob"], "--peer-address", "127.0.0.1:8000"]
     code, out, _ = run(capsys, *base, "--protocol", "v1")
     assert code == 0 and "Marked legacy" in out
@@ -957,7 +969,8 @@ def test_hints_for_a_new_home_work_as_printed(tmp_path, rsa_keys):
         sh(f"enclave --home {q(place)} send bob hi"),
     ):
         add = hint(listing.stdout + listing.stderr, "dd one: ")
-        added = sh(add.replace("FILE", q(bob)).replace("HOST:PORT", "127.0.0.1:9"))
+        add = add.replace("FILE", q(bob)).replace("HOST:PORT", "127.0.0.1:9")
+        added = sh(add, ENCLAVE_PASSWORD=PASSWORD)  # the name is sealed: the password
         assert added.returncode == 0 and "peer" in added.stdout, added.stderr
         (place / "enclave.db").unlink()  # the second hint starts from no peers again
         for extra in place.glob("enclave.db-*"):
@@ -1049,7 +1062,10 @@ def test_node_hints_work_as_printed(tmp_path, rsa_keys):
 # --- no silent downgrade (issue 14, item 6) -----------------------------------------------
 
 
-def test_readding_a_peer_that_spoke_v2_as_v1_needs_force(alice_home, key_files, capsys, rsa_keys):
+def test_readding_a_peer_that_spoke_v2_as_v1_needs_force(
+    alice, home_dir, key_files, capsys, rsa_keys
+):
+    alice_home = home_dir
     bob_fp = keys.fingerprint(rsa_keys["bob"].public_key())
     base = ["--add-peer", key_files["bob"], "--peer-address", BOB_ADDRESS, "--name", "bob"]
     assert run(capsys, *base)[0] == 0
@@ -1057,7 +1073,9 @@ def test_readding_a_peer_that_spoke_v2_as_v1_needs_force(alice_home, key_files, 
         store.mark_v2_seen(bob_fp)  # what the node records once bob speaks v2
     before = snapshot(alice_home)
     again = ["--add-peer", key_files["bob"], "--peer-address", "10.0.0.9:8000", "--protocol", "v1"]
-    result = run_process(*again, "--home", str(alice_home))
+    result = run_process(
+        *again, "--home", str(alice_home), env_extra={"ENCLAVE_PASSWORD": PASSWORD}
+    )
     assert_one_line_error(
         result.returncode,
         result.stdout,

@@ -1,7 +1,6 @@
 """``enclave disappear PEER TIME`` with and without a running node."""
 
 import asyncio
-from pathlib import Path
 
 import pytest
 import test_cli
@@ -10,40 +9,38 @@ from test_cli import assert_one_line_error, run, run_process
 
 from enclave.faces import runner
 from enclave.identity.home import Home
-from enclave.identity.keys import save_identity
 from enclave.node.book import open_book
 from enclave.node.events import TimerChanged
 
 # test_cli's fixtures, used by name here too
-home_dir, alice_home = test_cli.home_dir, test_cli.alice_home
-key_files = test_cli.key_files
+# test_cli's home with carol, its identity at the real cost (``alice``): with no node
+# running the TIMER joins the sealed outbox, and carol's name is sealed.
+home_dir, alice = test_cli.home_dir, test_cli.alice
+key_files, with_carol = test_cli.key_files, test_cli.with_carol
 
 
 @pytest.fixture
-def with_carol(alice_home, key_files, capsys, rsa_keys):
-    """test_cli's home with carol, its identity at the real cost: with no node running
-    the TIMER joins the sealed outbox, which takes the password."""
-    home = test_cli.with_carol.__wrapped__(alice_home, key_files, capsys)
-    save_identity(Home(home), rsa_keys["alice"], test_cli.PASSWORD, force=True)
-    return home
+def carol(alice, with_carol):
+    """carol as stored, and what is owed to her, read with the store key."""
+
+    def read():
+        with open_book(Home(with_carol).db_path, store_key=alice.store_key) as book:
+            (carol,) = [p for p in book.contacts() if p.name == "carol"]
+            return carol, book._store.outbox_for(carol.fingerprint)
+
+    return read
 
 
-def _carol(home: Path):
-    with open_book(Home(home).db_path) as book:
-        (carol,) = [p for p in book.contacts() if p.name == "carol"]
-        return carol, book._store.outbox_for(carol.fingerprint)
-
-
-def test_without_a_node_the_timer_waits_in_the_outbox(with_carol, capsys):
+def test_without_a_node_the_timer_waits_in_the_outbox(carol, capsys):
     code, out, _ = run(capsys, "disappear", "carol", "1d")
     assert code == 0 and out.startswith("Messages with carol now disappear after 1 day;")
     assert "no node is running" in out
-    carol, owed = _carol(with_carol)
-    assert carol.disappear_s == 86400 and [o.timer for o in owed] == [86400]
+    peer, owed = carol()
+    assert peer.disappear_s == 86400 and [o.timer for o in owed] == [86400]
     code, out, _ = run(capsys, "disappear", "carol", "off")
     assert code == 0 and out.startswith("Disappearing messages with carol are off")
-    carol, owed = _carol(with_carol)
-    assert carol.disappear_s == 0 and [o.timer for o in owed] == [86400, 0]
+    peer, owed = carol()
+    assert peer.disappear_s == 0 and [o.timer for o in owed] == [86400, 0]
 
 
 @pytest.mark.parametrize(
@@ -56,10 +53,10 @@ def test_without_a_node_the_timer_waits_in_the_outbox(with_carol, capsys):
         (("disappear", "carol"), "the following arguments are required: TIME"),
     ],
 )
-def test_mistakes_are_one_line_and_change_nothing(with_carol, capsys, argv, fragment):
+def test_mistakes_are_one_line_and_change_nothing(carol, capsys, argv, fragment):
     assert_one_line_error(*run(capsys, *argv), fragment)
-    carol, owed = _carol(with_carol)
-    assert carol.disappear_s == 0 and owed == []
+    peer, owed = carol()
+    assert peer.disappear_s == 0 and owed == []
 
 
 @pytest.mark.asyncio

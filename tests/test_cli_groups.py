@@ -63,6 +63,10 @@ def test_list_and_send_without_a_node(alice, rsa_keys):
     assert [(o.body, o.group[0], o.group[1]) for o in owed] == [("see you at 5", gid, 0)]
     direct = enclave("--home", str(alice.home), "send", "bob", "a direct one")
     assert direct.returncode == 0
+    # The store is sealed now, bob's name too: the list unlocks to show it.
+    listing = run(alice, "list")
+    assert listing.returncode == 0 and "bob" in listing.stdout, listing.stderr
+    assert "encrypted" not in listing.stdout
 
 
 def alice_peer(store, name: str) -> str:

@@ -99,6 +99,15 @@ def test_a_key_swapped_without_a_statement_is_refused(tmp_path):
     old = fingerprint(alice)
     swapped = enclave(*alice.cmd("generate", "--force"))  # a new key, nothing signed
     assert swapped.returncode == 0, swapped.stderr
+    # The store is sealed under the old identity's key: the new one starts its own, and
+    # adds bob again (bob's name was sealed in the old one).
+    for path in alice.home.glob("enclave.db*"):
+        path.rename(path.with_name("old-" + path.name))
+    pem = tmp_path / "bob.pem"
+    added = enclave(
+        *alice.cmd("add", str(pem), "--address", f"127.0.0.1:{bob.port}", "--name", "bob")
+    )
+    assert added.returncode == 0, added.stderr
     queued = enclave(*alice.cmd("send", "bob", "from a key bob never saw"))
     assert queued.returncode == 0, queued.stderr  # no node of alice's runs: queued
     b = node(bob)

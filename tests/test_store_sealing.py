@@ -13,7 +13,7 @@ from enclave.store import Store
 from enclave.store.records import FileOffer, SourceFile
 from enclave.store.sealing import DAMAGED, LOCKED, OVERHEAD
 
-A, B = "a1" * 32, "b2" * 32
+A, B, C, D = "a1" * 32, "b2" * 32, "c3" * 32, "d4" * 32
 KEY, OTHER_KEY = bytes(range(32)), bytes(range(1, 33))
 MARKER = "Zanzibar-marker-7f3"
 G = b"g" * 16
@@ -135,7 +135,16 @@ def test_without_the_key_a_sealed_store_reads_locked_and_writes_nothing_in_clear
     with Store.open(db_path) as store:
         assert not store.sealed
         assert set(bodies(store)) == {LOCKED}
-        assert [p.name for p in store.list_peers()] == ["alice", "bob"]  # the rest works
+        assert [p.name for p in store.list_peers()] == [LOCKED, LOCKED]
+        assert [p.fingerprint for p in store.list_peers()] == [A, B]  # the rest works
+        assert store.find_peers("alice") == store.find_peers(LOCKED) == []
+        assert [p.fingerprint for p in store.find_peers(A[:8])] == [A]
+        store.set_blocked(B, True)
+        with pytest.raises(UserError, match="needs the password"):
+            store.set_name(A, f"clear {MARKER}")
+        with pytest.raises(UserError, match="needs the password"):
+            store.upsert_peer(C, pem(C), None, f"clear {MARKER}", 2.0)
+        assert store.get_peer(C) is None  # nothing of it was written
         with pytest.raises(UserError, match="needs the password"):
             store.enqueue_outgoing([(A, mid(77), f"clear {MARKER}", 5)])
         with pytest.raises(UserError, match="needs the password"):
@@ -145,6 +154,7 @@ def test_without_the_key_a_sealed_store_reads_locked_and_writes_nothing_in_clear
 
 def test_a_clear_store_is_sealed_at_the_first_open_with_the_key(db_path):
     with with_peers(Store.open(db_path)) as store:  # as an older Enclave wrote it
+        store.upsert_peer(C, pem(C), None, f"Dr {MARKER}", 1.0)
         for n in range(1, 40):
             chat(store, n)
         clear = {fp: [(m.rowid, m.body) for m in store.history(fp, 500)] for fp in (A, B)}
@@ -154,9 +164,103 @@ def test_a_clear_store_is_sealed_at_the_first_open_with_the_key(db_path):
     with Store.open(db_path, key=KEY, progress=lambda d, t: seen.append((d, t))) as store:
         assert {fp: [(m.rowid, m.body) for m in store.history(fp, 500)] for fp in (A, B)} == clear
         assert store.group_history(G, B, 500) == posts
+        assert [p.name for p in store.list_peers()] == ["alice", "bob", f"Dr {MARKER}"]
         assert store.seal_clear() == 0  # nothing left
     assert seen[-1] == (39 * 5, 39 * 5)  # five rows a chat: two direct, two posts, a file
     assert MARKER.encode() not in on_disk(db_path)  # nor in the WAL or freed pages
+    with closing(sqlite3.connect(db_path)) as raw:
+        assert {t for (t,) in raw.execute("SELECT DISTINCT typeof(name) FROM peers")} == {"blob"}
+
+
+def test_names_alone_in_clear_are_sealed_at_the_first_open(db_path):
+    """A store of the first sealed version: bodies sealed, contact names in clear."""
+    with with_peers(Store.open(db_path, key=KEY)) as store:
+        chat(store)
+    with closing(sqlite3.connect(db_path)) as raw:
+        raw.execute("UPDATE peers SET name = ? WHERE fingerprint = ?", (f"Dr {MARKER}", A))
+        raw.commit()
+    assert MARKER.encode() in on_disk(db_path)
+    with Store.open(db_path, key=KEY) as store:
+        assert MARKER.encode() not in on_disk(db_path)  # while it is open: checkpointed
+        assert store.get_peer(A).name == f"Dr {MARKER}"
+
+
+def named(store: Store) -> Store:
+    """``with_peers``, a contact whose name is the marker, and a group member with none."""
+    with_peers(store).upsert_peer(C, pem(C), None, MARKER, 1.0)
+    store.add_member_peer(D, pem(D), 1.0)
+    return store
+
+
+def test_contact_names_are_sealed_and_still_found_listed_and_renamed(db_path):
+    with named(Store.open(db_path, key=KEY)) as store:
+        assert MARKER.encode() not in on_disk(db_path)
+        everyone = store.list_peers(members=True)
+        assert [p.name for p in everyone] == ["alice", "bob", MARKER, None]
+        assert [p.name for p in store.list_peers()] == ["alice", "bob", MARKER]
+        assert store.find_peers(f"  {MARKER.upper()} ") == [store.get_peer(C)]
+        assert [p.fingerprint for p in store.find_peers("Alice")] == [A]
+        assert [p.fingerprint for p in store.find_peers(C[:8].upper())] == [C]
+        assert store.find_peers("carol") == []
+        store.set_name(C, f"Aardvark {MARKER}")  # now first in the list
+        store.upsert_peer(B, pem(B), None, f"Bob {MARKER}", 2.0)  # a known peer renamed
+        assert store.upsert_peer(D, pem(D), None, None, 2.0) is False  # made a contact
+        assert [p.fingerprint for p in store.list_peers()] == [C, A, B, D]
+        for lookalike in ("ALICE", "ａｌｉｃｅ", f"aardvark {MARKER.lower()}"):
+            with pytest.raises(UserError, match="already used"):
+                store.set_name(D, lookalike)
+            with pytest.raises(UserError, match="already used"):
+                store.upsert_peer(D, pem(D), None, lookalike, 3.0)
+        store.set_name(A, "ALICE")  # its own name, in another case
+        store.set_name(B, None)
+        assert MARKER.encode() not in on_disk(db_path)
+    with closing(sqlite3.connect(db_path)) as raw:
+        kinds = dict(raw.execute("SELECT fingerprint, typeof(name) FROM peers"))
+    assert kinds == {A: "blob", B: "null", C: "blob", D: "null"}
+    with Store.open(db_path, key=KEY) as store:
+        assert [p.name for p in store.list_peers()] == [f"Aardvark {MARKER}", "ALICE", None, None]
+    assert MARKER.encode() not in on_disk(db_path)
+
+
+def test_a_name_keeps_its_peer_across_a_key_rotation(db_path):
+    new = "e5" * 32
+    with named(Store.open(db_path, key=KEY)) as store:
+        store.apply_succession(C, new, pem(new), 1, b"statement", 2.0)
+    with Store.open(db_path, key=KEY) as store:
+        assert store.get_peer(new).name == MARKER
+        assert [p.fingerprint for p in store.find_peers(MARKER)] == [new]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # alice's and carol's sealed names swapped (names are unique: through NULL).
+        (
+            "UPDATE peers SET name = NULL WHERE fingerprint = '{A}'",
+            "UPDATE peers SET name = x'{a}' WHERE fingerprint = '{C}'",
+            "UPDATE peers SET name = x'{c}' WHERE fingerprint = '{A}'",
+        ),
+        # alice's row (and her name) moved to another id.
+        ("UPDATE peers SET id = 77 WHERE fingerprint = '{A}'",),
+        ("UPDATE peers SET name = substr(name, 1, 20) WHERE fingerprint = '{A}'",),
+    ],
+)
+def test_a_swapped_or_moved_name_reads_as_damaged(db_path, change):
+    with named(Store.open(db_path, key=KEY)) as store:
+        pass
+    with closing(sqlite3.connect(db_path)) as raw:
+        sealed = dict(raw.execute("SELECT fingerprint, name FROM peers"))
+        for sql in change:
+            raw.execute(sql.format(A=A, C=C, a=sealed[A].hex(), c=sealed[C].hex()))
+        raw.commit()
+    with Store.open(db_path, key=KEY) as store:
+        names = {p.fingerprint: p.name for p in store.list_peers(members=True)}
+        swapped = len(change) > 1
+        assert names == {A: DAMAGED, B: "bob", C: DAMAGED if swapped else MARKER, D: None}
+        assert [p.fingerprint for p in store.find_peers("bob")] == [B]
+        assert store.find_peers("alice") == store.find_peers(DAMAGED) == []
+        store.set_name(A, "alice")  # renaming mends it
+        assert store.get_peer(A).name == "alice"
 
 
 def test_sealing_an_old_store_resumes_after_a_crash(db_path):

@@ -211,6 +211,15 @@ def unlock_with_password(args: argparse.Namespace):
     return keys.load_identity(place, password), password
 
 
+def store_key(args: argparse.Namespace) -> bytes:
+    """The store key (``unlock``): what reads and writes contact names and history with
+    no node running. A command that opens the store twice asks the password once."""
+    key = getattr(args, "unlocked_store_key", None)
+    if key is None:
+        key = args.unlocked_store_key = unlock(args).store_key
+    return key
+
+
 # --- the commands -------------------------------------------------------------------
 
 
@@ -278,6 +287,9 @@ def cmd_change_password(args: argparse.Namespace) -> int:
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
+    """``enclave peers``: the running node lists them (no password); with none running,
+    the store does, after the password once names are sealed (docs/STORE.md)."""
+    from enclave.faces import control, runner
     from enclave.identity import home, keys
 
     place = home_of(args)
@@ -285,23 +297,50 @@ def cmd_peers(args: argparse.Namespace) -> int:
         print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
     home.check(place)
-    from enclave.node.book import open_book
-
-    with open_book(place.db_path) as book:
-        peers = book.contacts()
+    request = {"op": "contact", "action": "list", "peer": ""}
+    answers = control.ask(runner.control_path(place.path), request)
+    if answers is not None:
+        peers = control.first_answer(answers)["peers"]
+    else:
+        peers = _peers_in_store(args, place)
     if not peers:
         print(f"No peers yet. Add one: {add_peer_hint(place)}")
         return 0
     rows = [("NAME", "FINGERPRINT", "ADDRESS", "VERIFIED", "PROTO")]
     for p in peers:
-        name = (p.name or "-") + (" (blocked)" if p.blocked else "")
-        name += " (revoked)" if p.revoked else ""
-        verified = "yes" if p.verified else "no"
+        name = (p["name"] or "-") + (" (blocked)" if p["blocked"] else "")
+        name += " (revoked)" if p["revoked"] else ""
+        verified = "yes" if p["verified"] else "no"
         rows.append(
-            (name, keys.group(p.fingerprint, 4), p.address_text or "-", verified, p.proto or "-")
+            (
+                name,
+                keys.group(p["fingerprint"], 4),
+                p["address"] or "-",
+                verified,
+                p["proto"] or "-",
+            )
         )
     _print_table(rows)
     return 0
+
+
+def listed_peer(p) -> dict:
+    """A contact as ``enclave peers`` shows it (the control socket carries it as JSON)."""
+    return {
+        "fingerprint": p.fingerprint, "name": p.name, "address": p.address_text,
+        "verified": p.verified, "proto": p.proto, "blocked": p.blocked, "revoked": p.revoked,
+    }  # fmt: skip
+
+
+def _peers_in_store(args: argparse.Namespace, place) -> list[dict]:
+    from enclave.node.book import open_book
+
+    with open_book(place.db_path) as book:
+        peers, locked = book.contacts(), book.locked
+    if peers and locked:  # the names are sealed: no password, no names
+        with open_book(place.db_path, store_key=store_key(args)) as book:
+            peers = book.contacts()
+    return [listed_peer(p) for p in peers]
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:

@@ -8,7 +8,10 @@ Rules:
 - ``remove`` deletes the contact's history and what is still owed to it, so it asks
   first (saying how many undelivered messages go), unless ``--yes``. Without a terminal
   to ask on and without ``--yes`` it refuses, and nothing changes.
-- No password is needed: nothing here uses the identity key.
+- With a node running, no password is needed: the node has the store key. With none,
+  each command asks it once (``ENCLAVE_PASSWORD`` or ``--password-file`` in scripts):
+  contact names are sealed in the store (docs/STORE.md), and every command here
+  matches or shows one.
 - ``add`` (``--add-peer``) checks the key file and the address before it asks anyone;
   a refused downgrade says how to force it.
 """
@@ -57,11 +60,13 @@ def add(args) -> int:
 
 
 def _add_in_store(args, data: bytes) -> dict:
-    from enclave.node.book import DowngradeRefused, open_book
+    from enclave.node.book import DowngradeRefused, check_addition, open_book
 
     place = _place(args)
     own = keys.read_public_identity(place)
-    with open_book(place.db_path, own.fingerprint) as book:
+    # A mistake is told before the password is asked (the name is sealed: it needs it).
+    check_addition(own.fingerprint, data, args.peer_address, args.name, args.add_peer)
+    with open_book(place.db_path, own.fingerprint, cli.store_key(args)) as book:
         try:
             done = book.add(
                 data,
@@ -99,6 +104,9 @@ def _say_added(done: dict) -> None:
 
 
 def rename(args) -> int:
+    from enclave.node import check_name
+
+    check_name(args.new_name)  # a mistake is told before the password is asked
     done = _change(args, "rename", args.new_name)
     print(f"Renamed {args.peer} to {done['name']}")
     return 0
@@ -194,17 +202,18 @@ def _change(args, action: str, name: str | None = None) -> dict:
     answers = control.ask(runner.control_path(place.path), request)
     if answers is not None:
         return control.first_answer(answers)
-    return _in_store(place, action, args.peer, name)
+    return _in_store(args, place, action, name)
 
 
-def _in_store(place, action: str, peer: str, name: str | None) -> dict:
+def _in_store(args, place, action: str, name: str | None) -> dict:
     from enclave.identity import home
     from enclave.node.book import open_book
 
     if not place.db_path.exists():
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
     home.check(place)
-    with open_book(place.db_path) as book:
+    peer = args.peer
+    with open_book(place.db_path, store_key=cli.store_key(args)) as book:
         if action == "owed":
             return {"owed": book.owed(peer)}
         changes = {

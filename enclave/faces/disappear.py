@@ -4,8 +4,8 @@ Rules:
 - With a node running on this home, it sets the timer (``Node.set_disappearing``): the
   TIMER goes to the contact at once and every face shows the change.
 - With none running, the TIMER is written to the outbox and applied here (as the node
-  would); it leaves when the node next runs. No password is needed either way, as for
-  ``enclave send``: the node encrypts when it sends.
+  would); it leaves when the node next runs. That asks the password, as ``enclave
+  send`` does with no node: the outbox and the contact names are sealed in the store.
 - TIME is 30s, 5m, 1h, 1d, 1w (30 s to 4 weeks) or off; a mistake is one line, exit 2.
 """
 

@@ -6,7 +6,8 @@ Rules:
   ``control_groups``): changes are signed with the unlocked identity and reach the
   members at once; ``send`` waits a few seconds to report how many copies were
   delivered, like ``enclave send``.
-- With no node: ``list`` reads the store (each log checked whole), ``send`` leaves the
+- With no node: ``list`` reads the store (each log checked whole; the password is
+  asked when a group holds a contact, whose name is sealed), ``send`` leaves the
   post in the outbox for the next ``enclave listen``, as ``enclave send`` does. A
   change (create, add, remove, leave) is signed by the identity key, so it needs the
   running node: the command says how to start one. ``disappear`` (an admin's timer)
@@ -99,7 +100,11 @@ def _offline(place, args) -> int:
     own = keys.read_public_identity(place)
     if action == "list":
         with open_book(place.db_path, own.fingerprint) as book:
-            _print_groups([_as_dict(i) for i in book.groups()])
+            groups, locked = book.groups(), book.locked
+        if locked and any(m.contact for g in groups for m in g.members):  # sealed names
+            with open_book(place.db_path, own.fingerprint, cli.store_key(args)) as book:
+                groups = book.groups()
+        _print_groups([_as_dict(i) for i in groups])
         return 0
     # The post is sealed in the outbox: that takes the password.
     with open_book(place.db_path, own.fingerprint, cli.unlock(args).store_key) as book:

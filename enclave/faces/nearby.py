@@ -4,7 +4,9 @@ Rules:
 - With a node running on the home, it is asked (control request ``{"op": "nearby"}``,
   answered by ``serve``); without one, the command listens ``LISTEN_SECONDS`` itself.
 - A contact is shown by its name; any other fingerprint as "unknown": listed, never
-  trusted (pairing or ``enclave add`` makes a contact).
+  trusted (pairing or ``enclave add`` makes a contact). With no node running, naming a
+  contact that was heard takes the password (names are sealed in the store); nothing
+  heard, or no contact among it, asks nothing.
 - Discovery that is off or blocked is said in one line.
 """
 
@@ -68,12 +70,12 @@ def run(args) -> int:
         first = control.first_answer(answers)
         entries, state = first["nearby"], first["state"]
     else:
-        entries, state = _listen(place, home), "on"
+        entries, state = _listen(args, place, home), "on"
     print("\n".join(lines(entries, state)))
     return 0
 
 
-def _listen(place, home) -> list[dict]:
+def _listen(args, place, home) -> list[dict]:
     """No node: listen a few seconds here, and name the contacts from the store."""
     import asyncio
 
@@ -83,18 +85,23 @@ def _listen(place, home) -> list[dict]:
     if place.path.exists() and place.has_identity():
         own = keys.read_public_identity(place).fingerprint
     heard = asyncio.run(browse_nearby(LISTEN_SECONDS, own))
-    names = _contact_names(place, home)
+    names = _contact_names(args, place, home, {n.fingerprint for n in heard})
     return [
         entry_dict(n) | {"contact": names.get(n.fingerprint), "known": n.fingerprint in names}
         for n in heard
     ]
 
 
-def _contact_names(place, home) -> dict:
-    if not place.db_path.exists():
+def _contact_names(args, place, home, heard: set[str]) -> dict:
+    if not heard or not place.db_path.exists():
         return {}
     home.check(place)
+    from enclave.faces import cli
     from enclave.node.book import open_book
 
     with open_book(place.db_path) as book:
-        return {p.fingerprint: p.name for p in book.contacts()}
+        contacts, locked = book.contacts(), book.locked
+    if locked and any(p.fingerprint in heard for p in contacts):  # sealed names
+        with open_book(place.db_path, store_key=cli.store_key(args)) as book:
+            contacts = book.contacts()
+    return {p.fingerprint: p.name for p in contacts}

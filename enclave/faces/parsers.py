@@ -437,7 +437,7 @@ environment:
                         backup's own password (or --new-password-file)
 """
 # --web never prompts: its page asks (create or unlock); a file or variable may unlock at start.
-_PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen"}
+_PASSWORD_ACTIONS = {"generate", "import_key", "change_password", "listen", "add_peer", "peers"}
 # seed modifier (dest) -> (flag, the seed actions it goes with)
 MODIFIERS = {
     "peer_address": ("--peer-address", {"add_peer"}),

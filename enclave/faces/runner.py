@@ -379,7 +379,8 @@ async def _handle_control(node, reader, writer) -> None:
 
 def _control_contact(node, request: dict) -> dict:
     """A change to the address book (``enclave add/rename/block/unblock/remove``), made
-    by the running node so that its sessions, queues and faces follow at once."""
+    by the running node so that its sessions, queues and faces follow at once; or the
+    list of contacts (``enclave peers``: the node has the key that opens their names)."""
     action, peer, text = request.get("action"), request["peer"], request.get("text") or None
     changes = {
         "owed": lambda: node.owed(peer),
@@ -393,6 +394,7 @@ def _control_contact(node, request: dict) -> dict:
         "history_on": lambda: node.set_keep_history(peer, True),
         "history_off": lambda: node.set_keep_history(peer, False),
         "add": lambda: _control_add(node, request, text),
+        "list": node.contacts,  # enclave peers
     }
     if action not in changes:
         return {"error": f"bad control request (unknown contact action {action!r})"}
@@ -406,6 +408,10 @@ def _control_contact(node, request: dict) -> dict:
         return {"error": str(err)}
     if action == "owed":
         return {"owed": done}
+    if action == "list":
+        from enclave.faces.cli import listed_peer
+
+        return {"peers": [listed_peer(p) for p in done]}
     if action == "add":
         return done
     return {"peer": done.fingerprint, "name": done.name}

@@ -5,8 +5,8 @@ Rules:
   (``runner``): the node resolves the peer, queues it durably and sends it at once.
   The command waits a few seconds to report "delivered", else says it is on its way.
 - If none runs, the message is written to the store's outbox and leaves at the next
-  ``enclave --listen``; the command says so. No password is needed either way: the
-  node encrypts when it sends.
+  ``enclave --listen``; the command says so. Through the node no password is needed;
+  into the outbox it is asked, since the store seals the text and the contact names.
 - Mistakes (unknown or ambiguous peer, empty or over-long text) are one line, exit 2,
   and nothing is queued.
 """

@@ -156,12 +156,7 @@ def add_contact(
     source: str = "the public key",
 ) -> Added:
     """Add or update a peer from its public key PEM (``source`` names it in errors)."""
-    name = check_name(name)
-    canonical = str(parse_address(address)) if address else None
-    data = pem.encode("utf-8", "replace") if isinstance(pem, str) else pem
-    key = keys.load_peer_key(data, source=source)
-    if key.fingerprint == own_fingerprint:
-        raise UserError(f"{source} is your own public key; add your peer's key instead")
+    name, canonical, key = check_addition(own_fingerprint, pem, address, name, source)
     before = store.get_peer(key.fingerprint)
     if protocol is not None:
         check_protocol_change(before, protocol, force=force)
@@ -178,6 +173,24 @@ def add_contact(
         weak = f"{source} is a {key.bits}-bit key; {keys.WARN_PEER_BITS} or more is recommended"
     downgraded = before is not None and before.protocol == "v2" and saved.proto == "v1"
     return Added(saved, bool(added), weak, downgraded)
+
+
+def check_addition(
+    own_fingerprint: str,
+    pem: bytes | str,
+    address: str | None,
+    name: str | None,
+    source: str = "the public key",
+):
+    """The checks of ``add_contact`` that need no store (a command runs them before it
+    asks the password): the name, the address and the peer key, tidied."""
+    name = check_name(name)
+    canonical = str(parse_address(address)) if address else None
+    data = pem.encode("utf-8", "replace") if isinstance(pem, str) else pem
+    key = keys.load_peer_key(data, source=source)
+    if key.fingerprint == own_fingerprint:
+        raise UserError(f"{source} is your own public key; add your peer's key instead")
+    return name, canonical, key
 
 
 def rename_contact(store: Store, query: str, new_name: str | None) -> Peer:
@@ -211,6 +224,12 @@ class Book:
 
     def contacts(self) -> list[Peer]:
         return self._store.list_peers()
+
+    @property
+    def locked(self) -> bool:
+        """Opened without the store key while what people wrote is sealed: names read
+        as a placeholder and cannot be matched or written (``open_book`` with the key)."""
+        return self._store.locked
 
     def add(self, pem: bytes | str, address: str | None, name=None, protocol=None, **kw) -> Added:
         return add_contact(self._store, self.own, pem, address, name, protocol, **kw)

@@ -134,9 +134,11 @@ async def send_revocation(db_path, certificate: bytes, timeout: float) -> Told:
 
     with Store.open(db_path) as store:
         peers = [p for p in store.list_peers() if not p.revoked]
+        # No password: sealed names cannot be read, so those contacts go by fingerprint.
+        labels = [p.fingerprint[:16] if store.locked or not p.name else p.name for p in peers]
     results = await asyncio.gather(*(_tell(p.dial_addresses, certificate, timeout) for p in peers))
-    told = [p.name or p.fingerprint[:16] for p, ok in zip(peers, results, strict=True) if ok]
-    missed = [p.name or p.fingerprint[:16] for p, ok in zip(peers, results, strict=True) if not ok]
+    told = [label for label, ok in zip(labels, results, strict=True) if ok]
+    missed = [label for label, ok in zip(labels, results, strict=True) if not ok]
     return Told(told, missed)
 
 

@@ -21,7 +21,16 @@ from enclave.errors import UserError
 
 from .dbfile import BUSY_TIMEOUT_S, SYNC_MODES, check_file, configure, create_private
 from .migrations import migrate, user_version
-from .sealing import Clear, Locked, Sealer, file_name_ad, for_store, group_name_ad, message_ad
+from .sealing import (
+    Clear,
+    Locked,
+    Sealer,
+    file_name_ad,
+    for_store,
+    group_name_ad,
+    message_ad,
+    peer_name_ad,
+)
 
 _NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named peers by text
 
@@ -159,6 +168,12 @@ class StoreCore:
         """Whether new values are written sealed (the store was opened with its key)."""
         return self._sealer.sealed
 
+    @property
+    def locked(self) -> bool:
+        """Whether the store holds sealed values it cannot open: it was opened without
+        its key (names read as ``LOCKED``, new text is refused)."""
+        return isinstance(self._sealer, Locked)
+
     def _seal_body(self, body: str, rowid: int, peer: int, direction: str):
         return self._sealer.seal(body, message_ad(rowid, peer, direction))
 
@@ -176,16 +191,22 @@ class StoreCore:
     def _open_group_name(self, name, group_id: bytes):
         return self._sealer.open(name, group_name_ad(group_id)) if type(name) is bytes else name
 
+    def _seal_peer_name(self, name: str | None, peer: int):
+        return None if name is None else self._sealer.seal(name, peer_name_ad(peer))
+
+    def _open_peer_name(self, name, peer: int):
+        return self._sealer.open(name, peer_name_ad(peer)) if type(name) is bytes else name
+
     def _open_body(self, body, rowid: int, peer: int, direction: str):
         if type(body) is not bytes:
             return body  # clear (or erased): no associated data to build
         return self._sealer.open(body, message_ad(rowid, peer, direction))
 
     def seal_clear(self, progress=None, batch: int = 2048) -> int:
-        """Seal the message bodies still in clear, ``batch`` rows per transaction (a
-        crash keeps what was done; the next open goes on), then drop the WAL's old
-        copies. How many were sealed."""
-        self._seal_clear_names()
+        """Seal the names and message bodies still in clear, ``batch`` bodies per
+        transaction (a crash keeps what was done; the next open goes on), then drop the
+        WAL's old copies. How many bodies were sealed."""
+        names = self._seal_clear_names()
         seal, done, after = self._sealer.seal, 0, 0
         with self._lock:
             total = self._db.execute(
@@ -207,13 +228,13 @@ class StoreCore:
             after, done = rows[-1][0], done + len(rows)
             if progress is not None:
                 progress(done, total)
-        if done:
+        if done or names:
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return done
 
-    def _seal_clear_names(self) -> None:
-        """File and group names in clear (few: one transaction)."""
+    def _seal_clear_names(self) -> int:
+        """File, group and contact names in clear (few: one transaction); how many."""
         seal = self._sealer.seal
         with self._tx() as db:
             files = db.execute(
@@ -231,6 +252,12 @@ class StoreCore:
                 "UPDATE groups SET name = ? WHERE key = ?",
                 [(seal(n, group_name_ad(g)), k) for k, g, n in groups],
             )
+            peers = db.execute("SELECT id, name FROM peers WHERE typeof(name) = 'text'").fetchall()
+            db.executemany(
+                "UPDATE peers SET name = ? WHERE id = ?",
+                [(seal(n, peer_name_ad(i)), i) for i, n in peers],
+            )
+        return len(files) + len(groups) + len(peers)
 
     def reserve_rowid(self) -> int:
         """The rowid the next outgoing message will be written with (any thread)."""

@@ -10,9 +10,12 @@ from enclave.errors import UserError
 from .checks import HEX, check_address, check_fingerprint, check_name
 from .core import StoreCore
 from .records import PROTOS, Peer
+from .sealing import DAMAGED, LOCKED
+
+_UNNAMED = (LOCKED, DAMAGED)  # what a sealed name reads as when it cannot be read
 
 _PEER_COLS = (
-    "fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
+    "id, fingerprint, name, public_key, address, verified, proto, v2_seen, blocked, "
     "hwm_ms, added_at, last_seen, learned_address, contact, revoked IS NOT NULL, receipts,"
     " keep_history, disappear_s"
 )
@@ -27,10 +30,9 @@ def _short(fp: str) -> str:
     return f"{fp[:4]} {fp[4:8]}"
 
 
-def _peer(r: tuple) -> Peer:
-    flags = bool(r[4]), r[5], bool(r[6]), bool(r[7])
-    tail = bool(r[12]), bool(r[13]), bool(r[14]), bool(r[15])
-    return Peer(r[0], r[1], r[2], r[3], *flags, r[8], r[9], r[10], r[11], *tail, r[16])
+def _listed(p: Peer) -> tuple:
+    """The order of ``list_peers``: named first, by name in any case, then fingerprint."""
+    return p.name is None, (p.name or "").casefold(), p.fingerprint
 
 
 def _check_pem(public_key: object) -> None:
@@ -44,7 +46,21 @@ def _check_same_key(fp: str, stored: str, public_key: str) -> None:
 
 
 class PeersMixin(StoreCore):
-    """Adding, finding and marking peers; the node's per-peer bookkeeping."""
+    """Adding, finding and marking peers; the node's per-peer bookkeeping.
+
+    A name is sealed like what people wrote (``peers.name``, bound to ``peers.id``):
+    so the lookups by name and the order by name are made here, on the opened names
+    (contacts are few), not by SQL."""
+
+    def _peer(self, r: tuple) -> Peer:
+        """A ``_PEER_COLS`` row as a ``Peer``, its name opened."""
+        name = self._open_peer_name(r[2], r[0])
+        flags = bool(r[5]), r[6], bool(r[7]), bool(r[8])
+        tail = bool(r[13]), bool(r[14]), bool(r[15]), bool(r[16])
+        return Peer(r[1], name, r[3], r[4], *flags, r[9], r[10], r[11], r[12], *tail, r[17])
+
+    def _peers(self, sql: str, args: tuple = ()) -> list[Peer]:
+        return [self._peer(r) for r in self._rows(sql, args)]
 
     def upsert_peer(
         self, fingerprint: str, public_key: str, address: str | None, name: str | None, now: float
@@ -60,20 +76,27 @@ class PeersMixin(StoreCore):
         _check_pem(public_key)
         with self._tx() as db:
             self._check_name_free(db, name, fp)
-            row = db.execute("SELECT public_key FROM peers WHERE fingerprint = ?", (fp,)).fetchone()
+            row = db.execute(
+                "SELECT id, public_key FROM peers WHERE fingerprint = ?", (fp,)
+            ).fetchone()
             if row is None:
-                db.execute(
-                    "INSERT INTO peers (fingerprint, name, public_key, address, added_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (fp, name, public_key, address, now),
-                )
+                # The name is sealed under the row's id: the row comes first.
+                pid = db.execute(
+                    "INSERT INTO peers (fingerprint, public_key, address, added_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (fp, public_key, address, now),
+                ).lastrowid
+                if name is not None:
+                    sealed = self._seal_peer_name(name, pid)
+                    db.execute("UPDATE peers SET name = ? WHERE id = ?", (sealed, pid))
                 return True
-            _check_same_key(fp, row[0], public_key)
+            pid, stored = row
+            _check_same_key(fp, stored, public_key)
             db.execute(
                 "UPDATE peers SET address = coalesce(?1, address), name = coalesce(?2, name),"
                 " learned_address = CASE WHEN ?1 IS NULL THEN learned_address END, contact = 1"
-                " WHERE fingerprint = ?3",
-                (address, name, fp),
+                " WHERE id = ?3",
+                (address, self._seal_peer_name(name, pid), pid),
             )
             return False
 
@@ -99,43 +122,42 @@ class PeersMixin(StoreCore):
             )
             return True
 
-    @staticmethod
-    def _check_name_free(db: sqlite3.Connection, name: str | None, fp: str) -> None:
+    def _check_name_free(self, db: sqlite3.Connection, name: str | None, fp: str) -> None:
         if name is None:
             return
         # Names that only look different (case, compatibility forms: "Bob", "ｂｏｂ") are
         # one name: a second contact may not pose as the first.
         want = _folded(name)
         rows = db.execute(
-            "SELECT fingerprint, name FROM peers WHERE name IS NOT NULL AND fingerprint != ?",
+            "SELECT id, fingerprint, name FROM peers WHERE name IS NOT NULL AND fingerprint != ?",
             (fp,),
         ).fetchall()
-        for other_fp, other in rows:
-            if _folded(other) == want:
+        for pid, other_fp, other in rows:
+            if _folded(self._open_peer_name(other, pid)) == want:
                 raise UserError(f"the name '{name}' is already used by peer {_short(other_fp)}…")
 
     def get_peer(self, fingerprint: str) -> Peer | None:
-        rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE fingerprint = ?", (fingerprint,))
-        return _peer(rows[0]) if rows else None
+        peers = self._peers(f"SELECT {_PEER_COLS} FROM peers WHERE fingerprint = ?", (fingerprint,))
+        return peers[0] if peers else None
 
     def list_peers(self, members: bool = False) -> list[Peer]:
         """The contacts; with ``members`` also the group members that are not contacts."""
         where = "" if members else " WHERE contact = 1"
-        sql = f"SELECT {_PEER_COLS} FROM peers{where} ORDER BY name IS NULL, name, fingerprint"
-        return [_peer(r) for r in self._rows(sql)]
+        return sorted(self._peers(f"SELECT {_PEER_COLS} FROM peers{where}"), key=_listed)
 
     def find_peers(self, query: str) -> list[Peer]:
         """The peer named ``query`` (any case); else peers whose fingerprint starts with
         it (at least 8 hex digits, any case, spaces and colons ignored); else []."""
         query = query.strip()
-        rows = self._rows(f"SELECT {_PEER_COLS} FROM peers WHERE name = ?", (query,))
-        if rows:
-            return [_peer(rows[0])]
+        wanted = query.casefold()
+        for peer in self._peers(f"SELECT {_PEER_COLS} FROM peers WHERE name IS NOT NULL"):
+            if peer.name not in _UNNAMED and peer.name.casefold() == wanted:
+                return [peer]
         prefix = "".join(query.split()).replace(":", "").lower()
         if len(prefix) < 8 or len(prefix) > 64 or not HEX.issuperset(prefix):
             return []
         sql = f"SELECT {_PEER_COLS} FROM peers WHERE substr(fingerprint, 1, ?) = ? ORDER BY fingerprint"
-        return [_peer(r) for r in self._rows(sql, (len(prefix), prefix))]
+        return self._peers(sql, (len(prefix), prefix))
 
     def remove_peer(self, fingerprint: str) -> bool:
         """Forget a peer together with its history and outbox. True if it existed."""
@@ -148,10 +170,13 @@ class PeersMixin(StoreCore):
         name = check_name(name)
         with self._tx() as db:
             self._check_name_free(db, name, fingerprint)
-            if not db.execute(
-                "UPDATE peers SET name = ? WHERE fingerprint = ?", (name, fingerprint)
-            ).rowcount:
+            row = db.execute(
+                "SELECT id FROM peers WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            if row is None:
                 raise UserError(f"no peer {_short(fingerprint)}… (was it removed?)")
+            sealed = self._seal_peer_name(name, row[0])
+            db.execute("UPDATE peers SET name = ? WHERE id = ?", (sealed, row[0]))
 
     def owed_count(self, fingerprint: str) -> int:
         """Outgoing messages not yet delivered to this peer (what removing it drops)."""

@@ -36,6 +36,7 @@ DAMAGED = "(this message could not be decrypted: the store was altered)"
 _CHECK = b"enclave store key check"
 _CHECK_AD = b"enclave-store/check"
 _ROW = struct.Struct(">cqqc")  # table, rowid, peer id, direction
+_PEER = struct.Struct(">cq")  # "p", peers.id
 _DIRECTIONS = {"in": b"i", "out": b"o"}
 
 
@@ -52,6 +53,12 @@ def file_name_ad(message: int, peer: int, direction: str) -> bytes:
 def group_name_ad(group_id: bytes) -> bytes:
     """The associated data of a ``groups.name`` (named by the group's random id)."""
     return b"g" + group_id
+
+
+def peer_name_ad(peer: int) -> bytes:
+    """The associated data of a ``peers.name``: named by ``peers.id``, which a key
+    rotation keeps (the fingerprint changes in place)."""
+    return _PEER.pack(b"p", peer)
 
 
 class Sealer:

@@ -38,7 +38,7 @@ def nodes(rsa_keys, tmp_path_factory):
     alice.add_peer(None, "erin", key=erin, port=free_port(), legacy=True)
     yesterday = int((time.time() - 86400) * 1000)
     add_failed_message(
-        alice.home,
+        alice,
         keys.fingerprint(erin.public_key()),
         "Erin, are you still on the old client?",
         "legacy peer unreachable for 5 minutes; resend it if you wish",

@@ -38,9 +38,11 @@ def pages(browser, nodes):
 
 
 def _bodies(node) -> list:
-    with Store.open(Home(node.home).db_path) as store:
+    """Every body the store keeps (none erased yet), opened with the store key."""
+    with Store.open(Home(node.home).db_path, key=node.store_key) as store:
         with store._lock:
-            return [r[0] for r in store._db.execute("SELECT body FROM messages")]
+            rows = store._db.execute("SELECT rowid, peer, direction, body FROM messages")
+            return [store._open_body(b, rowid, p, d) for rowid, p, d, b in rows.fetchall()]
 
 
 def test_the_timer_shows_on_both_pages_and_the_message_vanishes_from_both(pages, nodes):

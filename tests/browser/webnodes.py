@@ -14,7 +14,6 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from enclave.faces import cli
 from enclave.identity import home, keys
 
 PASSWORD = "browser test password 1"
@@ -38,8 +37,9 @@ class WebNode:
         self.home = home_dir
         self.port = free_port()
         self.key = key
+        self.store_key: bytes | None = None  # what seals its store (contact names too)
         if key is not None:
-            keys.save_identity(home.Home(home_dir), key, PASSWORD)
+            self.store_key = keys.save_identity(home.Home(home_dir), key, PASSWORD).store_key
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self.output: list[str] = []
@@ -54,14 +54,17 @@ class WebNode:
         return path
 
     def add_peer(self, other: WebNode | None, name: str, *, key=None, port=None, legacy=False):
-        """Add a peer with the CLI (before start): another WebNode, or a bare key."""
+        """Add a peer as ``enclave add`` does (before start): another WebNode, or a bare
+        key. The name is sealed in the store: the book is opened with the store key the
+        identity was written with (no password to unlock at scrypt's cost)."""
+        from enclave.node.book import open_book
+
         pem = other.public_pem_file() if other else _pem_file(self.home.parent, name, key)
         port = other.port if other else port
-        argv = ["--home", str(self.home), "--add-peer", str(pem)]
-        argv += ["--peer-address", f"127.0.0.1:{port}", "--name", name]
-        if legacy:
-            argv += ["--protocol", "v1"]
-        assert cli.main(argv) == 0
+        db_path = home.Home(self.home).db_path
+        with open_book(db_path, self.fingerprint, self.store_key) as book:
+            protocol = "v1" if legacy else None
+            book.add(pem.read_bytes(), f"127.0.0.1:{port}", name, protocol, source=str(pem))
 
     @property
     def fingerprint(self) -> str:
@@ -152,11 +155,12 @@ def closed(pages: dict) -> None:
         page.context.close()
 
 
-def add_failed_message(home_dir: Path, peer_fp: str, body: str, reason: str, created_ms: int):
-    """A message that already failed, as the store keeps one (the node is not running)."""
+def add_failed_message(node: WebNode, peer_fp: str, body: str, reason: str, created_ms: int):
+    """A message that already failed, as the store keeps one (the node is not running),
+    sealed under the node's store key."""
     from enclave.store import Store
 
-    with Store.open(home_dir / "enclave.db") as store:
+    with Store.open(node.home / "enclave.db", key=node.store_key) as store:
         (rowid,) = store.enqueue_outgoing([(peer_fp, os.urandom(16), body, created_ms)])
         store.mark_failed([rowid], reason)
 
