@@ -3,10 +3,13 @@ both directions, oldest first, the last 50 by default; ``--limit``, ``--json``; 
 password first, a mistake in one line."""
 
 import json
+import re
 
 from test_cli_pairing import Home
 from test_cli_processes import enclave
 from test_cli_rotation import chat_both_ways, introduce, node
+
+from enclave.node.display import message_ref
 
 
 def test_history_prints_the_conversation_both_ways_oldest_first(tmp_path):
@@ -23,18 +26,25 @@ def test_history_prints_the_conversation_both_ways_oldest_first(tmp_path):
     done = enclave(*alice.cmd("history", "bob"))
     assert done.returncode == 0, done.stderr
     said = [line.split("  ", 1)[1] for line in done.stdout.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in enclave(*alice.cmd("history", "bob", "--json")).stdout.splitlines()
+    ]
+    refs = [row["ref"] for row in rows]  # each line ends with the #ref /history shows
+    assert refs == [message_ref(bytes.fromhex(row["id"])) for row in rows]
+    assert all(re.fullmatch(r"#[0-9a-z]{4}", ref) for ref in refs)
     shown = "from bob two <b>&\u27e8U+001B\u27e9[31m"  # an escape is shown, never sent
     assert said == [
-        "bob -> you: from bob one",
-        "you -> bob: from alice one",
-        f"bob -> you: {shown}",
-        f"you -> bob: {shown.replace('bob', 'alice', 1)}",
+        f"bob -> you: from bob one  ({refs[0]})",
+        f"you -> bob: from alice one  ({refs[1]})",
+        f"bob -> you: {shown}  ({refs[2]})",
+        f"you -> bob: {shown.replace('bob', 'alice', 1)}  ({refs[3]})",
     ]
     assert "\x1b" not in done.stdout
     last = enclave(*alice.cmd("history", "bob", "--limit", "1", "--json"))
     [row] = [json.loads(line) for line in last.stdout.splitlines()]
     assert row["type"] == "message" and row["direction"] == "out"
-    assert row["text"].startswith("from alice two")
+    assert row["text"].startswith("from alice two") and row["reply_to"] is None
     nobody = enclave(*alice.cmd("history", "nobody"))
     assert nobody.returncode == 2 and "no peer matches 'nobody'" in nobody.stderr
     assert len(nobody.stderr.strip().splitlines()) == 1
@@ -49,7 +59,9 @@ def test_clear_erases_the_history_shown_and_asks_first(tmp_path):
     assert queued.returncode == 0, queued.stderr
     asked = enclave(*alice.cmd("clear", "bob"))  # no terminal: --yes is needed
     assert asked.returncode == 2 and "--yes" in asked.stderr
-    assert "queued, then erased" in enclave(*alice.cmd("history", "bob")).stdout
+    ref = re.search(r"\((#[0-9a-z]{4})\)", queued.stdout).group(1)  # what send printed
+    shown = enclave(*alice.cmd("history", "bob")).stdout
+    assert shown.endswith(f"you -> bob: queued, then erased  ({ref} queued)\n")
     done = enclave(*alice.cmd("clear", "bob", "--yes"))
     assert done.returncode == 0, done.stderr
     assert "Erased your history with bob on this device" in done.stdout

@@ -5,8 +5,12 @@ Rules:
   will be sealed under it, docs/SECURITY.md), whether or not a node runs on the home.
 - One line per message, both directions, oldest first, the last 50 unless ``--limit``;
   a contact's key rotations show as audit lines where they happened. Text goes through
-  ``display.visible`` (no control characters, one line per message).
-- ``--json``: one JSON object per line instead (``type`` "message" or "key_change").
+  ``display.visible`` (no control characters, one line per message). Each line ends
+  with the message's ``#ref`` as the REPL's ``/history`` shows it (and the state of one
+  of ours not delivered yet): what ``enclave reply`` and ``enclave delete`` take. A
+  reply starts with the #ref it quotes, ``(re #k3f9)``.
+- ``--json``: one JSON object per line instead (``type`` "message" or "key_change");
+  a message has its full ``id``, its ``ref`` and the id it quotes (``reply_to``, or null).
 - History off with the contact (``enclave keep-history PEER off``): a first line says
   so (``type`` "history_off" in JSON), since what it said is shown nowhere afterwards.
 """
@@ -68,16 +72,22 @@ def _lines(peer, rows, changes, as_json: bool) -> list[str]:
 
 
 def _message(m, name: str, when: int, as_json: bool, visible) -> str:
+    from enclave.node.display import message_ref
+
     text = m.body if m.body is not None else "(deleted)"
     if m.file is not None:
         text = f"[file] {m.file.name} ({m.file.size:,} bytes, {m.file.state})"
+    ref = message_ref(m.id)
     if as_json:
+        quoted = m.reply_to.hex() if m.reply_to else None
         return json.dumps({"type": "message", "time_ms": when, "direction": m.direction,
                            "peer": m.peer, "text": text, "state": m.state,
-                           "id": m.id.hex()})  # fmt: skip
+                           "id": m.id.hex(), "ref": ref, "reply_to": quoted})  # fmt: skip
     who = f"{name} -> you" if m.direction == "in" else f"you -> {name}"
-    state = f"  ({m.state})" if m.direction == "out" and m.state != "delivered" else ""
-    return f"{_clock(when)}  {who}: {visible(text, False)}{state}"
+    # The #ref that enclave reply and enclave delete take, as the REPL's /history shows it.
+    state = f" {m.state}" if m.direction == "out" and m.state != "delivered" else ""
+    quote = f"(re {message_ref(m.reply_to)}) " if m.reply_to else ""
+    return f"{_clock(when)}  {who}: {quote}{visible(text, False)}  ({ref}{state})"
 
 
 def _clock(ms: int) -> str:
