@@ -84,7 +84,7 @@ def _run(argv: list[str]) -> int:
     sub = SUBCOMMANDS[name]
     if name in ("listen", "web"):
         _normalize_network_flags(args, name)
-    if name == "send":
+    if name in ("send", "reply"):
         args.message = " ".join(args.message)
     return _run_later(sub.module, typed, args, sub.function)
 
@@ -218,6 +218,22 @@ def store_key(args: argparse.Namespace) -> bytes:
     if key is None:
         key = args.unlocked_store_key = unlock(args).store_key
     return key
+
+
+def message_named(text: str) -> tuple[str, str | None]:
+    """A message as a command's REF names it: ``(ref, direction)`` for the node's
+    ``find_message`` (a full id's direction is "either": the one that has it). Anything
+    else is a one-line mistake before any password is asked."""
+    from enclave.node.display import ref_kind
+
+    kind = ref_kind(text)
+    if kind is None:
+        shown = _printable(text[:40])
+        raise UserError(
+            f"{shown!r} names no message: REF is the #ref enclave history shows (like "
+            "k3f9 or '#k3f9') or a message's full id (32 hex digits, enclave history --json)"
+        )
+    return text.lower(), ("either" if kind == "id" else None)
 
 
 # --- the commands -------------------------------------------------------------------

@@ -217,6 +217,38 @@ def _send(p) -> None:
     p.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
 
 
+def _message_ref(p) -> None:
+    p.add_argument(
+        "ref",
+        metavar="REF",
+        help="the message's #ref as enclave history shows it, with or without the # (k3f9, "
+        "or '#k3f9' quoted: a shell takes # for a comment), or its full id (32 hex digits, "
+        "enclave history --json)",
+    )
+
+
+def _direction(p) -> None:
+    p.add_argument(
+        "--direction",
+        choices=("in", "out"),
+        help="with a full id: whose message it is (in: theirs, out: yours); needed only when "
+        "both sides used that id",
+    )
+
+
+def _reply(p) -> None:
+    _peer(p)
+    _message_ref(p)
+    p.add_argument("message", metavar="MESSAGE", nargs="+", help="the text to send")
+    _direction(p)
+
+
+def _delete(p) -> None:
+    _peer(p)
+    _message_ref(p)
+    _direction(p)
+
+
 def _send_file(p) -> None:
     p.add_argument("peer", metavar="PEER", help="peer name or fingerprint prefix (8+ hex digits)")
     p.add_argument("paths", metavar="PATH", nargs="+", help="the files to send")
@@ -329,10 +361,12 @@ SUBCOMMANDS: dict[str, Sub] = {
     "listen": Sub("enclave.faces.repl", "run", _listen, "chat in the terminal (headless without one)", "enclave listen --host 127.0.0.1 --port 8000"),
     "web": Sub("enclave.faces.web", "run", _web, "chat in the browser (prints the address to open)", "enclave web --web-port 5000"),
     "send": Sub("enclave.faces.send", "run", _send, "send one message and exit", 'enclave send bob "See you at 5"'),
+    "reply": Sub("enclave.faces.send", "reply", _reply, "send one message quoting another of the conversation, and exit", 'enclave reply bob k3f9 "Yes, at five"'),
     "send-file": Sub("enclave.faces.send_file", "run", _send_file, "send files (queued if no node runs)", "enclave send-file bob report.pdf --wait"),
     "group": Sub("enclave.faces.groups", "run", _group, "group chat: create, add, remove, promote, rename, leave, list, send", 'enclave group create team bob carol; enclave group send team "Standup in 5"'),
     "remove": Sub(CONTACTS, "remove", _remove, "remove a peer from your contacts", "enclave remove bob --yes"),
     "clear": Sub(CONTACTS, "clear", _remove, "erase your history with a peer on this device", "enclave clear bob --yes"),
+    "delete": Sub("enclave.faces.delete", "run", _delete, "delete one message on this device (the peer keeps its copy)", "enclave delete bob k3f9"),
     "block": Sub(CONTACTS, "block", _peer, "refuse a peer's messages", "enclave block bob"),
     "receipts": Sub(CONTACTS, "receipts", _receipts, "allow or stop read receipts with a peer (both must allow them)", "enclave receipts bob on"),
     "keep-history": Sub(CONTACTS, "keep_history", _keep_history, "keep the history with a peer (on) or only show its messages (off)", "enclave keep-history bob off"),

@@ -359,16 +359,22 @@ async def _handle_control(node, reader, writer) -> None:
 
             await serve(node, partial(_answer, writer))
             return
-        if op not in ("send", "contact", "file"):
+        if op == "delete":  # enclave delete PEER REF: every open face drops the message
+            from enclave.faces.delete import serve
+
+            await serve(node, request, partial(_answer, writer))
+            return
+        if op not in ("send", "reply", "contact", "file"):
             raise UserError("unknown request")
         peer, text = request.get("peer"), request.get("text", "")
         if not isinstance(peer, str) or not isinstance(text, str):
             raise UserError(f"a {op} request needs peer and text")
+        quote = _quote(request) if op == "reply" else {}
     except (ValueError, UserError, asyncio.LimitOverrunError) as err:
         await _answer(writer, {"error": f"bad control request ({err})"})
         return
-    if op == "send":
-        await _control_send(node, peer, text, writer)
+    if op in ("send", "reply"):
+        await _control_send(node, peer, text, writer, **quote)
     elif op == "file":
         from enclave.faces.control_files import serve_file
 
@@ -433,7 +439,18 @@ def _control_add(node, request: dict, name: str | None) -> dict:
     return done.summary()
 
 
-async def _control_send(node, peer: str, text: str, writer) -> None:
+def _quote(request: dict) -> dict:
+    """What a "reply" request quotes (``enclave reply PEER REF``): the message's #ref or
+    full id, and the id's direction (in, out, either; none for a #ref)."""
+    ref, direction = request.get("ref"), request.get("direction")
+    if not isinstance(ref, str) or not ref or direction not in (None, "in", "out", "either"):
+        raise UserError("a reply request needs ref (and direction: in, out or either)")
+    return {"reply": ref, "reply_direction": direction}
+
+
+async def _control_send(
+    node, peer: str, text: str, writer, reply: str | None = None, reply_direction=None
+) -> None:
     from enclave.node.display import message_ref
     from enclave.node.events import DeliveryChanged
 
@@ -452,7 +469,7 @@ async def _control_send(node, peer: str, text: str, writer) -> None:
     unsubscribe = node.subscribe(watch)
     try:
         try:
-            sent = await node.send(peer, text)
+            sent = await node.send(peer, text, reply=reply, reply_direction=reply_direction)
         except UserError as err:
             await _answer(writer, {"error": str(err)})
             return

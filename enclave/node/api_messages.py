@@ -6,13 +6,15 @@ history off per conversation (``set_keep_history``); disappearing messages
 Rules:
 - A message is named by its row id, its full id (the page) or by the short reference every face
   shows (``#k3f9``, ``display.message_ref``), looked for among the conversation's
-  newest ``REF_WINDOW`` messages; a reference that names several is refused with them.
+  newest ``lookup.REF_WINDOW`` messages; a reference that names several is refused.
+  ``lookup.find_message`` finds it, for the node and the command line with no node.
 - Only a settled message can go: received, delivered or failed. One still on its way
   (queued or sent) would be delivered anyway; the user is told to wait. A file's row
   stays (its transfer is cancelled or kept from the files' commands).
 - Deleting is local: the contact keeps its copy. The body is zeroed in the database
   file and the WAL checkpointed (store.delete_message); ``MessageDeleted`` tells every
-  face, which drops the message from what it shows.
+  face, which drops the message from what it shows. With no node running the command
+  line deletes through ``delete_one`` too (``Book.delete_message``), by the same rules.
 - History off with a contact (``set_keep_history``, schema 11): its messages are shown
   and acked as before, but the store keeps only tombstones of them (delivery's rules):
   what it sends is never written, what we send is erased once delivered (or given up).
@@ -26,9 +28,8 @@ from __future__ import annotations
 from enclave.errors import UserError
 from enclave.node.display import duration_text, message_ref
 from enclave.node.events import ContactChanged, MessageDeleted, TimerChanged
+from enclave.node.lookup import find_message
 from enclave.protocol.messages import MAX_TIMER_S, MIN_TIMER_S, timer_allowed
-
-REF_WINDOW = 500
 
 
 class MessagesApi:
@@ -81,47 +82,29 @@ class MessagesApi:
     def find_message(self, query: str, ref: str | int, direction: str | None = None):
         """The message of the conversation with ``query`` that ``ref`` names: its row id
         (an int), its full id (32 hex digits, as the page has it, with its direction:
-        a contact chooses its own ids and may reuse one of ours) or its short
-        reference (text, with or without the "#": never taken for a row id)."""
-        peer = self.resolve(query)
-        found = False
-        if isinstance(ref, int):
-            found = self.store.message(peer.fingerprint, rowid=ref)
-        elif len(ref) == 32 and _is_hex(ref):
-            if direction not in ("in", "out"):
-                raise UserError("a message named by its id needs its direction (in or out)")
-            found = self.store.message(
-                peer.fingerprint, mid=bytes.fromhex(ref), direction=direction
-            )
-        if found is None:
-            raise UserError("no such message in that conversation")
-        if found:
-            return found
-        want = str(ref).strip().lower()
-        want = want if want.startswith("#") else f"#{want}"
-        matches = [
-            m for m in self.store.history(peer.fingerprint, REF_WINDOW) if message_ref(m.id) == want
-        ]
-        if not matches:
-            raise UserError(f"no message {want} among the last {REF_WINDOW} with that contact")
-        if len(matches) > 1:
-            raise UserError(f"{want} names {len(matches)} messages; delete it from the page")
-        return matches[0]
+        a contact chooses its own ids and may reuse one of ours; "either" when only one
+        direction has it) or its short reference (text, with or without the "#": never
+        taken for a row id). ``lookup.find_message`` has the rules."""
+        return find_message(self.store, self.resolve(query).fingerprint, ref, direction)
 
     def delete_message(self, query: str, ref: str | int, direction: str | None = None):
         """Delete one message of a conversation on this device; the message it was."""
-        m = self.find_message(query, ref, direction)
-        if m.file is not None:
-            raise UserError("that is a file: cancel or decline it instead")
-        if m.direction == "out" and m.state in ("queued", "sent"):
-            raise UserError(
-                "that message is still on its way; delete it once it is delivered or failed"
-            )
-        if not self.store.delete_message(m.peer, m.rowid):
-            raise UserError("that message cannot be deleted now (it changed meanwhile)")
+        m = delete_one(self.store, self.resolve(query).fingerprint, ref, direction)
         self._publish(MessageDeleted(m.peer, m.rowid, message_ref(m.id), m.id.hex(), m.direction))
         return m
 
 
-def _is_hex(text: str) -> bool:
-    return all(ch in "0123456789abcdef" for ch in text.lower())
+def delete_one(store, fingerprint: str, ref: str | int, direction: str | None = None):
+    """Delete one settled message of the conversation with ``fingerprint`` in ``store``
+    (see the rules); the message it was. The running node and the command line with no
+    node (``Book.delete_message``) delete through here alike."""
+    m = find_message(store, fingerprint, ref, direction)
+    if m.file is not None:
+        raise UserError("that is a file: cancel or decline it instead")
+    if m.direction == "out" and m.state in ("queued", "sent"):
+        raise UserError(
+            "that message is still on its way; delete it once it is delivered or failed"
+        )
+    if not store.delete_message(m.peer, m.rowid):
+        raise UserError("that message cannot be deleted now (it changed meanwhile)")
+    return m

@@ -23,7 +23,7 @@ from enclave.errors import UserError
 from enclave.identity import keys
 from enclave.node.addresses import parse_address
 from enclave.node.display import visible
-from enclave.node.lookup import resolve_peer
+from enclave.node.lookup import find_message, resolve_peer
 from enclave.node.message_ids import new_id
 from enclave.protocol.messages import MAX_BODY_CHARS
 from enclave.store import PROTOS, Peer, Store
@@ -288,6 +288,31 @@ class Book:
         self._store.enqueue_outgoing([(target.fingerprint, message_id, text, now_ms)])
         return target, message_id
 
+    def queue_reply(
+        self, query: str, text: str, ref: str, direction: str | None = None
+    ) -> tuple[Peer, bytes, bytes]:
+        """Leave in the outbox a message that quotes the one ``ref`` names in the
+        conversation (``lookup.find_message``), as ``Node.send`` with ``reply`` would.
+        The peer, the new message's id and the quoted one's."""
+        check_text(text)
+        target = _writable(resolve_peer(self._store, query))
+        if target.protocol == "v1":
+            raise UserError("replies need Enclave's own protocol; this peer speaks only v1")
+        quoted = find_message(self._store, target.fingerprint, ref, direction).id
+        if len(quoted) != 16:
+            raise UserError("that message came from the original client: it cannot be quoted")
+        now_ms, message_id = int(time.time() * 1000), new_id()
+        self._store.enqueue_outgoing([(target.fingerprint, message_id, text, now_ms, None, quoted)])
+        return target, message_id, quoted
+
+    def delete_message(self, query: str, ref: str, direction: str | None = None):
+        """Delete one settled message here (``api_messages.delete_one``: the node's
+        rules); the peer and the message it was."""
+        from enclave.node.api_messages import delete_one
+
+        peer = resolve_peer(self._store, query)
+        return peer, delete_one(self._store, peer.fingerprint, ref, direction)
+
     def queue_timer(self, query: str, seconds: int) -> Peer:
         """Leave a TIMER (disappearing messages) in the outbox, applied here at once as
         the node would; it goes to the contact when the node next runs."""
@@ -333,6 +358,20 @@ class Book:
 
         target = resolve_peer(self._store, query)
         return target, queue_file(self._store, target, path)
+
+
+def _writable(peer: Peer) -> Peer:
+    """``peer``, when a message may be written to it (``Node.send``'s checks)."""
+    label = peer.name or keys.group(peer.fingerprint, 4)
+    if not peer.contact:
+        raise UserError(
+            f"{peer.fingerprint[:8]} is in a group with you, not a contact; add them to write directly"
+        )
+    if peer.blocked:
+        raise UserError(f"{label} is blocked; unblock it to send (/unblock or enclave unblock)")
+    if peer.revoked:
+        raise UserError(f"{label} revoked this key; pair again if they have a new one")
+    return peer
 
 
 @contextlib.contextmanager

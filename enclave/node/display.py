@@ -98,6 +98,18 @@ def message_ref(message_id: bytes) -> str:
     return "#" + "".join(_REF_ALPHABET[(n >> shift) & 31] for shift in (15, 10, 5, 0))
 
 
+def ref_kind(text: str) -> str | None:
+    """How ``text`` names a message, as a person types it: "ref" (a short reference,
+    ``#k3f9``, with or without the "#", any case), "id" (its full id, 32 hex digits) or
+    None (neither: no message could have it)."""
+    if len(text) == 32 and all(ch in "0123456789abcdef" for ch in text.lower()):
+        return "id"
+    ref = text.lower().removeprefix("#")
+    if len(ref) == 4 and all(ch in _REF_ALPHABET for ch in ref):
+        return "ref"
+    return None
+
+
 def visible(text: str, lines: bool = True) -> str:
     """``text`` with every hidden or layout-changing character shown as ``⟨U+XXXX⟩``."""
 
