@@ -28,6 +28,15 @@ def holding(place: Path, word: str) -> dict[str, int]:
     return found
 
 
+def stopped_and_clean(nodes: dict, people) -> None:
+    """Stop the nodes (each exits 0), then no file of any home holds the marker."""
+    for node in nodes.values():
+        code, err = node.stop()
+        assert code == 0, err
+    for p in people:
+        assert holding(p.home, MARKER) == {}, p.name
+
+
 def history(person: Person, peer: str) -> list[str]:
     done = enclave("--home", str(person.home), "history", peer)
     assert done.returncode == 0, done.stderr
@@ -50,11 +59,7 @@ def test_after_a_chat_no_file_of_either_home_holds_its_words(pair):  # noqa: F81
         nodes["alice"].event("the answer", type="message", text=f"Yes, {MARKER} at noon")
         nodes["bob"].event("delivered", type="delivery", state="delivered")
     finally:
-        for node in nodes.values():
-            code, err = node.stop()
-            assert code == 0, err
-    for p in (alice, bob):
-        assert holding(p.home, MARKER) == {}, p.name
+        stopped_and_clean(nodes, (alice, bob))
     peers = enclave("--home", str(alice.home), "peers")
     assert peers.returncode == 0 and BOB in peers.stdout, peers.stderr
     lines = history(alice, BOB)
@@ -87,8 +92,4 @@ def test_a_home_of_the_previous_version_is_sealed_at_its_first_unlock(pair):  # 
     try:
         nodes["bob"].event("the queued message", type="message", text=f"queued {MARKER}")
     finally:
-        for node in nodes.values():
-            code, err = node.stop()
-            assert code == 0, err
-    for p in (alice, bob):
-        assert holding(p.home, MARKER) == {}, p.name
+        stopped_and_clean(nodes, (alice, bob))

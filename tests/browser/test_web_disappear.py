@@ -9,10 +9,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 from test_web_browser import WAIT, bubble, open_chat, open_page, send
-from webnodes import WebNode, closed, running
+from webnodes import WebNode, closed, movable_clocks, running
 
 from enclave.identity.home import Home
-from enclave.node.clock import OFFSET_FILE_ENV
 from enclave.store import Store
 
 
@@ -22,10 +21,7 @@ def nodes(rsa_keys, tmp_path_factory):
     made = {n: WebNode(n, base / n, key=rsa_keys[n]) for n in ("alice", "bob")}
     made["alice"].add_peer(made["bob"], "bob")
     made["bob"].add_peer(made["alice"], "alice")
-    for node in made.values():
-        node.offset = base / f"{node.name}.offset"
-        node.offset.write_text("0")
-        node.env[OFFSET_FILE_ENV] = str(node.offset)
+    movable_clocks(made, base)
     with running(made):
         yield made
 

@@ -11,10 +11,9 @@ import pytest
 from playwright.sync_api import expect
 from test_web_browser import WAIT, open_page
 from test_web_groups import open_group, post, write
-from webnodes import WebNode, closed, running
+from webnodes import WebNode, closed, movable_clocks, running
 
 from enclave.identity.home import Home
-from enclave.node.clock import OFFSET_FILE_ENV
 from enclave.store import Store
 
 
@@ -25,10 +24,7 @@ def nodes(rsa_keys, tmp_path_factory):
     for name in ("bob", "carol"):
         made["alice"].add_peer(made[name], name)
         made[name].add_peer(made["alice"], "alice")
-    for node in made.values():
-        node.offset = base / f"{node.name}.offset"
-        node.offset.write_text("0")
-        node.env[OFFSET_FILE_ENV] = str(node.offset)
+    movable_clocks(made, base)
     with running(made):
         yield made
 

@@ -143,6 +143,17 @@ def alice_bob_and_carol(rsa_keys, base: Path, *, fixed_port: bool = False) -> di
     return made
 
 
+def movable_clocks(made: dict, base: Path) -> None:
+    """Each node's clock moves when the test writes a forward offset (ms) into
+    ``node.offset`` (``enclave.node.clock.OFFSET_FILE_ENV``); it starts at 0."""
+    from enclave.node.clock import OFFSET_FILE_ENV
+
+    for node in made.values():
+        node.offset = base / f"{node.name}.offset"
+        node.offset.write_text("0")
+        node.env[OFFSET_FILE_ENV] = str(node.offset)
+
+
 def alice_web_args(made: dict) -> dict:
     """``running``'s web_args that keep alice's page on its one port."""
     return {"alice": ("--web-port", str(made["alice"].web_port))}
