@@ -496,8 +496,11 @@ def test_an_identity_file_carries_a_store_key(tmp_path, alice):
     assert doc["version"] == 2 and len(base64.b64decode(doc["store_key"])) == 12 + 32 + 16
     assert len(made.store_key) == 32
     assert keys.load_identity(place, PASSWORD, min_kdf=FAST_KDF).store_key == made.store_key
+    before = place.key_path.read_bytes()
     again = keys.save_identity(place, alice, PASSWORD, kdf=FAST_KDF, force=True)
     assert again.store_key != made.store_key  # a new identity: a new store key
+    [kept] = place.path.glob("identity.key.replaced-*")  # the old store's only way in
+    assert kept.read_bytes() == before and mode(kept) == 0o600
     kept = keys.save_identity(
         place, alice, "another", kdf=FAST_KDF, force=True, store_key=again.store_key
     )

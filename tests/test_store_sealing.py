@@ -11,7 +11,7 @@ import pytest
 from enclave.errors import UserError
 from enclave.store import Store
 from enclave.store.records import FileOffer, SourceFile
-from enclave.store.sealing import DAMAGED, LOCKED, OVERHEAD
+from enclave.store.sealing import DAMAGED, LOCKED, OVERHEAD, RECORD_MAGIC
 
 A, B, C, D = "a1" * 32, "b2" * 32, "c3" * 32, "d4" * 32
 KEY, OTHER_KEY = bytes(range(32)), bytes(range(1, 33))
@@ -282,3 +282,22 @@ def test_sealing_an_old_store_resumes_after_a_crash(db_path):
     with Store.open(db_path, key=KEY) as store:
         assert [m.body for m in store.history(A, count)] == [f"{MARKER} {i}" for i in range(count)]
     assert MARKER.encode() not in on_disk(db_path)
+
+
+def test_a_groups_membership_records_are_sealed_and_read_back(db_path):
+    """The records hold the group's name and its members' names (group_log.py)."""
+    first, second = b"\x92\xa4" + MARKER.encode(), b"\x92\xa5" + MARKER.encode() + b"2"
+    with with_peers(Store.open(db_path)) as store:  # an older store: records in clear
+        store.create_group(G, "crew", [first], 5)
+    assert MARKER.encode() in on_disk(db_path)
+    with Store.open(db_path, key=KEY) as store:
+        assert store.get_group(G).records == (first,)
+        assert store.add_group_records(G, 0, [first, second]) == 1  # the same first: kept
+        with pytest.raises(ValueError, match="another record for epoch 1"):
+            store.add_group_records(G, 1, [first])
+        assert store.get_group(G).records == store.list_groups()[0].records == (first, second)
+    assert MARKER.encode() not in on_disk(db_path)
+    with Store.open(db_path) as store:  # no key: nothing of them reads
+        assert all(r.startswith(RECORD_MAGIC) for r in store.get_group(G).records)
+        with pytest.raises(UserError, match="needs the password"):
+            store.add_group_records(G, 2, [b"\x90"])

@@ -100,8 +100,9 @@ def _offline(place, args) -> int:
     own = keys.read_public_identity(place)
     if action == "list":
         with open_book(place.db_path, own.fingerprint) as book:
-            groups, locked = book.groups(), book.locked
-        if locked and any(m.contact for g in groups for m in g.members):  # sealed names
+            locked = book.locked
+            groups = [] if locked else book.groups()
+        if locked:  # the membership records are sealed: they hold names
             with open_book(place.db_path, own.fingerprint, cli.store_key(args)) as book:
                 groups = book.groups()
         _print_groups([_as_dict(i) for i in groups])

@@ -20,8 +20,9 @@ Rules:
 - Version 2 of the file also holds the store key (the key that seals the history,
   ``enclave.store.sealing``), sealed under the same file key. A version 1 file is
   upgraded the first time it is unlocked (``load_identity``), under a lock, so two
-  programs unlocking at once agree on one store key. A retired key's file stays version
-  1: it seals no store.
+  programs unlocking at once agree on one store key. A retired key's file is the key
+  file as it was (the store key in it stays under the same password); a new password
+  rewrites it as version 1, which seals no store.
 - The ``kdf``/``min_kdf`` keywords exist so tests can use a cheap cost; Enclave itself
   always uses the defaults.
 """
@@ -294,12 +295,24 @@ def save_identity(
     homes.prepare(home)
     if home.has_identity() and not force:
         raise UserError(f"an identity already exists in {home.path}; use --force to replace it")
+    if store_key is None and home.key_path.exists():
+        _keep_replaced(home)  # a new identity: the old file still opens the old store
     store_key = store_key or secrets.token_bytes(STORE_KEY_BYTES)
     sealed = encrypt_identity(private_key, password, kdf=kdf, store_key=store_key)
     identity = replace(identity_from_key(private_key), store_key=store_key)
     homes.write_atomic(home.key_path, sealed, homes.KEY_MODE)
     homes.write_atomic(home.pub_path, identity.public_pem, homes.PUB_MODE)
     return identity
+
+
+def _keep_replaced(home: homes.Home) -> None:
+    """Keep a key file a new identity replaces (``identity.key.replaced-TIME``): its
+    store key is the only way into the history it sealed."""
+    import time
+
+    data = homes.read_file(home.key_path, "private key", MAX_FILE_BYTES)
+    kept = home.key_path.with_name(f"{home.key_path.name}.replaced-{time.time_ns()}")
+    homes.write_atomic(kept, data, homes.KEY_MODE)
 
 
 def load_identity(home: homes.Home, password: str, *, min_kdf: KdfCost = MIN_KDF) -> Identity:

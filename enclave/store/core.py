@@ -22,6 +22,7 @@ from enclave.errors import UserError
 from .dbfile import BUSY_TIMEOUT_S, SYNC_MODES, check_file, configure, create_private
 from .migrations import migrate, user_version
 from .sealing import (
+    RECORD_MAGIC,
     Clear,
     Locked,
     Sealer,
@@ -30,6 +31,7 @@ from .sealing import (
     group_name_ad,
     message_ad,
     peer_name_ad,
+    record_ad,
 )
 
 _NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named peers by text
@@ -197,6 +199,12 @@ class StoreCore:
     def _open_peer_name(self, name, peer: int):
         return self._sealer.open(name, peer_name_ad(peer)) if type(name) is bytes else name
 
+    def _seal_record(self, record: bytes, group_id: bytes, epoch: int) -> bytes:
+        return self._sealer.seal_record(record, record_ad(group_id, epoch))
+
+    def _open_record(self, record: bytes, group_id: bytes, epoch: int) -> bytes:
+        return self._sealer.open_record(record, record_ad(group_id, epoch))
+
     def _open_body(self, body, rowid: int, peer: int, direction: str):
         if type(body) is not bytes:
             return body  # clear (or erased): no associated data to build
@@ -257,7 +265,17 @@ class StoreCore:
                 "UPDATE peers SET name = ? WHERE id = ?",
                 [(seal(n, peer_name_ad(i)), i) for i, n in peers],
             )
-        return len(files) + len(groups) + len(peers)
+            # The membership records hold the group's name and its members' names.
+            records = db.execute(
+                "SELECT r.grp, g.id, r.epoch, r.record FROM group_records r"
+                " JOIN groups g ON g.key = r.grp WHERE substr(r.record, 1, ?) != ?",
+                (len(RECORD_MAGIC), RECORD_MAGIC),
+            ).fetchall()
+            db.executemany(
+                "UPDATE group_records SET record = ? WHERE grp = ? AND epoch = ?",
+                [(self._sealer.seal_record(r, record_ad(g, e)), k, e) for k, g, e, r in records],
+            )
+        return len(files) + len(groups) + len(peers) + len(records)
 
     def reserve_rowid(self) -> int:
         """The rowid the next outgoing message will be written with (any thread)."""

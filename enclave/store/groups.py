@@ -90,7 +90,7 @@ class GroupsMixin(HistoryMixin):
             ).lastrowid
             db.executemany(
                 "INSERT INTO group_records (grp, epoch, record) VALUES (?, ?, ?)",
-                [(key, epoch, record) for epoch, record in enumerate(records)],
+                [(key, e, self._seal_record(r, gid, e)) for e, r in enumerate(records)],
             )
         return key
 
@@ -122,8 +122,11 @@ class GroupsMixin(HistoryMixin):
             _check_timer(disappear_s)
         with self._tx() as db:
             key = self._group_key(db, gid)
-            new = _new_records(db, key, gid, first_epoch, records)
-            db.executemany("INSERT INTO group_records (grp, epoch, record) VALUES (?, ?, ?)", new)
+            new = _new_records(db, key, gid, first_epoch, records, self._open_record)
+            db.executemany(
+                "INSERT INTO group_records (grp, epoch, record) VALUES (?, ?, ?)",
+                [(k, e, self._seal_record(r, gid, e)) for k, e, r in new],
+            )
             db.execute(
                 "UPDATE groups SET name = coalesce(?, name), state = coalesce(?, state),"
                 " disappear_s = coalesce(?, disappear_s) WHERE key = ?",
@@ -143,11 +146,12 @@ class GroupsMixin(HistoryMixin):
                 "SELECT key, id, name, state, created_ms, disappear_s FROM groups"
                 " ORDER BY created_ms, key"
             ).fetchall()
+            ids = {g[0]: g[1] for g in groups}
             records: dict[int, list[bytes]] = {}
-            for key, record in self._db.execute(
-                "SELECT grp, record FROM group_records ORDER BY grp, epoch"
+            for key, epoch, record in self._db.execute(
+                "SELECT grp, epoch, record FROM group_records ORDER BY grp, epoch"
             ):
-                records.setdefault(key, []).append(record)
+                records.setdefault(key, []).append(self._open_record(record, ids[key], epoch))
         return [
             GroupRow(k, g, self._open_group_name(n, g), st, at, tuple(records.get(k, ())), t)
             for k, g, n, st, at, t in groups
@@ -163,11 +167,12 @@ class GroupsMixin(HistoryMixin):
             if row is None:
                 return None
             records = self._db.execute(
-                "SELECT record FROM group_records WHERE grp = ? ORDER BY epoch", (row[0],)
+                "SELECT epoch, record FROM group_records WHERE grp = ? ORDER BY epoch", (row[0],)
             ).fetchall()
         key, gid, name, state, created, timer = row
         name = self._open_group_name(name, gid)
-        return GroupRow(key, gid, name, state, created, tuple(r[0] for r in records), timer)
+        opened = tuple(self._open_record(r, gid, e) for e, r in records)
+        return GroupRow(key, gid, name, state, created, opened, timer)
 
     def delete_group(self, group_id: bytes) -> bool:
         """Forget a group with its records and posts (queued ones leave the outbox).
@@ -245,15 +250,16 @@ class GroupsMixin(HistoryMixin):
         return lamport, seq
 
 
-def _new_records(db, key: int, gid: bytes, first_epoch: int, records) -> list[tuple]:
+def _new_records(db, key: int, gid: bytes, first_epoch: int, records, open_record) -> list[tuple]:
     """The (grp, epoch, record) rows of ``records`` not stored yet; ValueError for a
     gap after the last stored epoch or another record at a stored one."""
-    stored = dict(
-        db.execute(
+    stored = {
+        epoch: open_record(record, gid, epoch)
+        for epoch, record in db.execute(
             "SELECT epoch, record FROM group_records WHERE grp = ? AND epoch >= ?",
             (key, first_epoch),
         )
-    )
+    }
     count = db.execute("SELECT count(*) FROM group_records WHERE grp = ?", (key,)).fetchone()[0]
     if first_epoch > count:
         raise ValueError(

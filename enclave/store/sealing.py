@@ -50,6 +50,16 @@ def file_name_ad(message: int, peer: int, direction: str) -> bytes:
     return _ROW.pack(b"t", message, peer, _DIRECTIONS[direction])
 
 
+def record_ad(group_id: bytes, epoch: int) -> bytes:
+    """The associated data of a ``group_records.record`` (its group and epoch)."""
+    return b"r" + group_id + epoch.to_bytes(8, "big")
+
+
+# A group's membership records are bytes either way: a sealed one starts with this
+# (an encoded record is a msgpack array, which never starts with 0xff).
+RECORD_MAGIC = b"\xffENC"
+
+
 def group_name_ad(group_id: bytes) -> bytes:
     """The associated data of a ``groups.name`` (named by the group's random id)."""
     return b"g" + group_id
@@ -84,6 +94,21 @@ class Sealer:
         except (InvalidTag, ValueError):  # ValueError: too short to hold a tag
             return DAMAGED
 
+    def seal_record(self, record: bytes, ad: bytes) -> bytes:
+        nonce = os.urandom(NONCE)
+        return RECORD_MAGIC + nonce + self._aead.encrypt(nonce, record, ad)
+
+    def open_record(self, value: bytes, ad: bytes) -> bytes:
+        """A record as stored: a clear one as it is; a sealed one opened (one that does
+        not open is returned as stored: the group's log check refuses it)."""
+        if not value.startswith(RECORD_MAGIC):
+            return value
+        body = value[len(RECORD_MAGIC) :]
+        try:
+            return self._aead.decrypt(body[:NONCE], body[NONCE:], ad)
+        except (InvalidTag, ValueError):
+            return value
+
     def key_check(self) -> bytes:
         return self.seal(_CHECK.decode(), _CHECK_AD)
 
@@ -102,6 +127,12 @@ class Clear:
     def open(self, value, ad: bytes):
         return value
 
+    def seal_record(self, record: bytes, ad: bytes) -> bytes:
+        return record
+
+    def open_record(self, value: bytes, ad: bytes) -> bytes:
+        return value
+
 
 class Locked(Clear):
     """A sealed store opened without its key: it reads what is in clear and refuses to
@@ -112,6 +143,9 @@ class Locked(Clear):
 
     def open(self, value, ad: bytes):
         return LOCKED if type(value) is bytes else value
+
+    def seal_record(self, record: bytes, ad: bytes) -> bytes:
+        raise UserError("the history is encrypted: this needs the password")
 
 
 def for_store(key: bytes | None, stored_check: bytes | None, path) -> Sealer | Clear:
