@@ -228,38 +228,38 @@ def other_cases(tmp: Path, keys, size: Sizes) -> dict:
     return out
 
 
+def private_keys(*files: Path) -> list:
+    """The private keys in these PEM files (the in-process cases' nodes take keys)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return [load_pem_private_key(f.read_bytes(), None) for f in files]
+
+
 def sealing_part(tmp: Path, keys, size: Sizes) -> dict:
     say(f"history sealed vs in clear: {size.seal_n:,} messages each; sealing {size.old_n:,}")
     return sealing.sealing_case(tmp, keys, size.seal_n, size.seal_lat_n, size.old_n)
 
 
 def nohistory_part(tmp: Path, keys, size: Sizes) -> dict:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     say(f"history off beside on: {size.nohistory_n:,} messages at once, each way of it")
-    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    a, b = private_keys(keys["alice"][0], keys["bob"][0])
     return nohistory.nohistory_case(tmp, a, b, size.nohistory_n)
 
 
 def disappear_part(tmp: Path, keys, size: Sizes) -> dict:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     say(f"disappearing messages: {size.disappear_n:,} sent with a timer off, then on; erased")
-    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    a, b = private_keys(keys["alice"][0], keys["bob"][0])
     out = disappear.disappear_case(tmp, a, b, size.disappear_n)
     say(f"  and in a group of 5: {size.disappear_n:,} posts with a timer off, then on; erased")
-    hub = load_pem_private_key(keys["hub"][0].read_bytes(), None)
     made = processes.small_keys(tmp / "disappear-keys", 2, "d")  # a folder of its own
-    small = [load_pem_private_key(f.read_bytes(), None) for f, _ in made]
+    hub, *small = private_keys(keys["hub"][0], *(f for f, _ in made))
     out["group"] = disappear.group_disappear_case(tmp, [a, b, hub, *small], size.disappear_n)
     return out
 
 
 def receipts_part(tmp: Path, keys, size: Sizes) -> dict:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     say(f"replies and read receipts: {size.receipt_rounds} rounds of each")
-    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    a, b = private_keys(keys["alice"][0], keys["bob"][0])
     return receipts.receipts_case(tmp, a, b, size.receipt_rounds)
 
 
@@ -269,21 +269,17 @@ def backup_part(tmp: Path, keys, size: Sizes) -> dict:
 
 
 def rotation_part(tmp: Path, keys, size: Sizes) -> dict:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     rounds = size.rotate_rounds
     say(f"key rotation: {rounds} rotations of a running node, each until its contact switched")
-    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    a, b = private_keys(keys["alice"][0], keys["bob"][0])
     fresh = make_keys(tmp, [f"rot{i}" for i in range(rounds)])
-    new = [load_pem_private_key(fresh[f"rot{i}"][0].read_bytes(), None) for i in range(rounds)]
+    new = private_keys(*(fresh[f"rot{i}"][0] for i in range(rounds)))
     return rotation.rotation_case(tmp, a, b, new)
 
 
 def pairing_part(tmp: Path, keys, size: Sizes) -> dict:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     say(f"pairing by code: {size.pair_rounds} rounds, join until both contacts are added")
-    a, b = (load_pem_private_key(keys[n][0].read_bytes(), None) for n in ("alice", "bob"))
+    a, b = private_keys(keys["alice"][0], keys["bob"][0])
     return pairing.pairing_case(tmp, a, b, size.pair_rounds)
 
 

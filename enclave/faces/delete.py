@@ -67,6 +67,6 @@ def _in_store(place, args, ref: str, direction: str | None) -> dict:
     if not place.db_path.exists():
         raise UserError(f"no peer matches {args.peer!r}")
     # The conversation is read to find the message: the password, as history asks it.
-    with open_book(place.db_path, store_key=cli.unlock(args).store_key) as book:
+    with open_book(place.db_path, store_key=cli.store_key(args)) as book:
         peer, gone = book.delete_message(args.peer, ref, direction)
     return {"peer": peer.fingerprint, "name": peer.name, "ref": message_ref(gone.id)}

@@ -55,7 +55,7 @@ def _into_outbox(place, args, seconds: int) -> int:
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
     home.check(place)
     # The TIMER's row joins the sealed outbox: that takes the password, as a message does.
-    with open_book(place.db_path, store_key=cli.unlock(args).store_key) as book:
+    with open_book(place.db_path, store_key=cli.store_key(args)) as book:
         target = book.queue_timer(args.peer, seconds)
     done = {"peer": target.fingerprint, "name": target.name, "in_force": target.disappear_s}
     print(

@@ -108,7 +108,7 @@ def _offline(place, args) -> int:
         _print_groups([_as_dict(i) for i in groups])
         return 0
     # The post is sealed in the outbox: that takes the password.
-    with open_book(place.db_path, own.fingerprint, cli.unlock(args).store_key) as book:
+    with open_book(place.db_path, own.fingerprint, cli.store_key(args)) as book:
         name, copies = book.queue_group(args.group, " ".join(args.message))
     print(
         f"No node is running; the post to {name} ({copies} copies) is queued in the outbox"

@@ -33,10 +33,10 @@ def run(args) -> int:
     if not 1 <= args.limit <= MAX_LIMIT:
         raise UserError(f"--limit is 1 to {MAX_LIMIT:,}, not {args.limit}")
     place = home.require_identity(cli.home_of(args))
-    identity = cli.unlock(args)  # the password, like every command that reads the store
+    store_key = cli.store_key(args)  # the password, like every command that reads the store
     if not place.db_path.exists():
         raise UserError(f"no peer matches {args.peer!r}")
-    with open_book(place.db_path, store_key=identity.store_key) as book:
+    with open_book(place.db_path, store_key=store_key) as book:
         peer, rows, changes = book.history(args.peer, args.limit)
     for line in _lines(peer, rows, changes, args.json):
         print(line)

@@ -95,7 +95,7 @@ def _into_outbox(place, args, quote: tuple[str, str | None] | None = None) -> in
     if not place.db_path.exists():
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
     # The outbox seals the text: that takes the password, as the node would have.
-    with open_book(place.db_path, store_key=cli.unlock(args).store_key) as book:
+    with open_book(place.db_path, store_key=cli.store_key(args)) as book:
         if quote is None:
             target, message_id = book.queue(args.peer, args.message)
             quoting = ""

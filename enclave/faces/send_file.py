@@ -67,7 +67,7 @@ def _queue(place, args, paths: list[str]) -> int:
     if not place.db_path.exists():
         raise UserError(f"no peers yet; add one: {cli.add_peer_hint(place)}")
     # The file's name is sealed in the history: that takes the password.
-    with open_book(place.db_path, store_key=cli.unlock(args).store_key) as book:
+    with open_book(place.db_path, store_key=cli.store_key(args)) as book:
         for path in paths:
             target, t = book.queue_file(args.peer, path)
             label = target.name or keys.group(target.fingerprint, 4)

@@ -78,20 +78,7 @@ class TransfersMixin(StoreCore):
             raise TypeError("source must be a SourceFile")
         with self._tx() as db:
             pid = self._known_peer_id(db, check_fingerprint(fingerprint))
-            rowid = self.reserve_rowid()
-            db.execute(
-                "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
-                " state) VALUES (?, ?, 'out', ?, ?, ?, ?, 'sent')",
-                (
-                    rowid,
-                    pid,
-                    offer.id,
-                    self._seal_body(offer.name, rowid, pid, "out"),
-                    now_ms,
-                    now_ms,
-                ),
-            )
-            name = self._seal_file_name(offer.name, rowid, pid, "out")
+            rowid, name = self._file_row(db, pid, "out", offer, now_ms, now_ms)
             key = self._insert_transfer(db, pid, "out", rowid, offer, name, now_ms, source)
         return self._get(key)
 
@@ -116,22 +103,22 @@ class TransfersMixin(StoreCore):
             if known is None:
                 if _open_count(db, pid, "in") >= max_open:
                     raise OfferRefused(f"too many pending offers (at most {max_open})")
-                rowid = self.reserve_rowid()
-                db.execute(
-                    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms,"
-                    " stored_ms, state) VALUES (?, ?, 'in', ?, ?, ?, ?, 'received')",
-                    (
-                        rowid,
-                        pid,
-                        offer.id,
-                        self._seal_body(offer.name, rowid, pid, "in"),
-                        created_ms,
-                        now_ms,
-                    ),
-                )
-                name = self._seal_file_name(offer.name, rowid, pid, "in")
+                rowid, name = self._file_row(db, pid, "in", offer, created_ms, now_ms)
                 key = self._insert_transfer(db, pid, "in", rowid, offer, name, now_ms, None)
         return (self._get(key), True) if known is None else (self._get(known[0]), False)
+
+    def _file_row(self, db, pid: int, direction: str, offer: FileOffer, created: int, stored: int):
+        """A file's history row (its body: the file's name, sealed); (its rowid, the name
+        sealed for the transfer's own row)."""
+        rowid = self.reserve_rowid()
+        state = "sent" if direction == "out" else "received"
+        db.execute(
+            "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms,"
+            " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (rowid, pid, direction, offer.id, self._seal_body(offer.name, rowid, pid, direction),
+             created, stored, state),
+        )  # fmt: skip
+        return rowid, self._seal_file_name(offer.name, rowid, pid, direction)
 
     @staticmethod
     def _insert_transfer(
