@@ -1,5 +1,6 @@
 """ReplayRing: every test body runs against the compiled and the pure twin."""
 
+import hashlib
 import uuid
 from collections import deque
 
@@ -189,3 +190,164 @@ def test_full_ring_of_uuid_ids(twin):
     assert len(ring) == 10000
     assert not any(i in ring for i in ids[:15000])
     assert all(i in ring for i in ids[15000:])
+
+
+# --- digests=True: keys that are already secret hashes ----------------------------------
+# The node's keys: SHA-256 over a per-process secret and the chat's (sender, created_ms,
+# id), cut to 16 bytes. The compiled twin then takes a key's first 8 bytes as its table
+# hash; these tests hold both twins to the same answers as with digests=False.
+
+SECRET = b"\x5a" * 16  # stands in for the node's random per-process secret
+
+
+def digest(n: int) -> bytes:
+    return hashlib.sha256(SECRET + n.to_bytes(8, "big")).digest()[:16]
+
+
+def test_digests_is_off_unless_asked(twin):
+    assert twin.ReplayRing(10).digests is False
+    ring = twin.ReplayRing(10, digests=True)
+    assert ring.digests is True
+    with pytest.raises(AttributeError):
+        ring.digests = False
+    with pytest.raises(TypeError):
+        twin.ReplayRing(10, True)  # keyword only
+
+
+def test_digests_new_key_is_inserted_once(twin):
+    ring = twin.ReplayRing(10, digests=True)
+    key = digest(1)
+    assert key not in ring
+    assert ring.check_and_insert(key) is True
+    assert ring.check_and_insert(bytes(bytearray(key))) is False  # an equal, fresh object
+    assert key in ring and digest(2) not in ring and len(ring) == 1
+
+
+def test_digests_key_lengths(twin):
+    ring = twin.ReplayRing(10, digests=True)
+    assert ring.check_and_insert(b"k" * twin.MIN_DIGEST_LEN)
+    assert ring.check_and_insert(b"k" * twin.MAX_KEY_LEN)
+    assert twin.MIN_DIGEST_LEN == 8
+    for bad in (b"", b"k", b"k" * 7, b"k" * 65):
+        with pytest.raises(ValueError, match=r"8\.\.64 bytes \(digests=True\)"):
+            ring.check_and_insert(bad)
+        with pytest.raises(ValueError, match=r"8\.\.64 bytes \(digests=True\)"):
+            bad in ring  # noqa: B015
+    assert len(ring) == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "0123456789abcdef",  # a str: no UTF-8 key in this mode
+        bytearray(b"0123456789abcdef"),
+        memoryview(b"0123456789abcdef"),
+        OddBytes(b"0123456789abcdef"),  # a subclass: it may hash or compare otherwise
+        OddBytes(b"short"),  # the type is checked first
+        12,
+        None,
+    ],
+)
+def test_digests_are_exact_bytes(twin, bad):
+    ring = twin.ReplayRing(10, digests=True)
+    ring.check_and_insert(b"0123456789abcdef")
+    with pytest.raises(TypeError, match=r"must be bytes \(digests=True\)"):
+        ring.check_and_insert(bad)
+    with pytest.raises(TypeError, match=r"must be bytes \(digests=True\)"):
+        bad in ring  # noqa: B015
+    assert len(ring) == 1
+
+
+def test_digests_full_ring_evicts_oldest_first(twin):
+    ring = twin.ReplayRing(3, digests=True)
+    a, b, c, d = (digest(i) for i in range(4))
+    for key in (a, b, c, d):
+        assert ring.check_and_insert(key)
+    assert [k in ring for k in (a, b, c, d)] == [False, True, True, True]
+    assert ring.check_and_insert(b) is False  # not refreshed: b stays the oldest
+    assert ring.check_and_insert(a)  # forgotten, so new again; evicts b
+    assert [k in ring for k in (b, c, d, a)] == [False, True, True, True]
+    ring.clear()
+    assert len(ring) == 0 and a not in ring and ring.check_and_insert(a)
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3, 5, 8, 100, 10000])
+def test_digests_long_churn_matches_a_model(twin, capacity):
+    ring = twin.ReplayRing(capacity, digests=True)
+    model: deque[bytes] = deque()
+    for i in range(20_000):
+        key = digest(i % (capacity * 3 + 1))  # repeats, so duplicates happen
+        fresh = key not in model
+        assert (key in ring) is not fresh
+        assert ring.check_and_insert(key) is fresh
+        if fresh:
+            if len(model) == capacity:
+                model.popleft()
+            model.append(key)
+    assert len(ring) == len(model)
+    assert all(k in ring for k in model)
+
+
+# A colliding-prefix flood: every key below has the same first 8 bytes, so in the
+# compiled twin every one has the same table hash and all of them share one probe run.
+# Answers must stay exact (only the probe runs grow). A peer cannot make such keys: the
+# node derives each key as SHA-256(secret || sender || created_ms || id)[:16], with a
+# random 16-byte secret that never leaves the process, so the peer's choice of
+# (created_ms, id) gives it no control over, nor any view of, a key's first 8 bytes; to
+# collide two keys on them it would need SHA-256 outputs under a 128-bit key it does not
+# know (and it cannot even test a guess offline). Only a caller holding the secret could
+# build this flood, which is what the test does.
+PREFIX = b"\xa5" * 8
+
+
+@pytest.mark.parametrize("capacity", [1, 3, 64, 1000])
+def test_digests_colliding_prefix_flood_matches_a_model(twin, capacity):
+    ring = twin.ReplayRing(capacity, digests=True)
+    model: deque[bytes] = deque()
+    span = capacity * 2 + 1  # repeats, so duplicates happen
+    for i in range(min(20_000, 20 * span)):
+        n = (i * 7) % span
+        key = PREFIX + n.to_bytes(8, "little")  # keys differing in their last bytes only
+        fresh = key not in model
+        assert (key in ring) is not fresh
+        assert ring.check_and_insert(key) is fresh
+        if fresh:
+            if len(model) == capacity:
+                model.popleft()
+            model.append(key)
+        assert len(ring) == len(model)
+    assert all(k in ring for k in model)
+    assert not any(PREFIX + n.to_bytes(8, "little") in ring for n in range(span, span + 100))
+
+
+def test_digests_colliding_prefix_of_other_lengths(twin):
+    # Same first 8 bytes, different lengths or last byte: all different keys.
+    keys = [PREFIX, PREFIX + b"\x00", PREFIX + b"\x00" * 8, PREFIX + b"\x00" * 7 + b"\x01"]
+    keys += [PREFIX + b"\x00" * 56, PREFIX + b"\x00" * 55 + b"\x01"]  # 64 bytes each
+    ring = twin.ReplayRing(len(keys), digests=True)
+    for i, key in enumerate(keys):
+        assert all(k not in ring for k in keys[i:])
+        assert ring.check_and_insert(key)
+        assert all(k in ring for k in keys[: i + 1])
+    other = digest(0)
+    assert ring.check_and_insert(other)  # evicts PREFIX alone
+    assert PREFIX not in ring and all(k in ring for k in keys[1:]) and other in ring
+    assert not ring.check_and_insert(PREFIX + b"\x00")
+
+
+def test_digests_colliding_and_ordinary_keys_mixed(twin):
+    ring = twin.ReplayRing(500, digests=True)
+    model: deque[bytes] = deque()
+    for i in range(5000):
+        n = (i * 13) % 1500
+        key = PREFIX + n.to_bytes(8, "big") if n % 2 else digest(n)
+        fresh = key not in model
+        assert ring.check_and_insert(key) is fresh
+        if fresh:
+            if len(model) == 500:
+                model.popleft()
+            model.append(key)
+    assert all(k in ring for k in model)
+    assert sum(digest(n) in ring for n in range(0, 1500, 2)) == sum(
+        not k.startswith(PREFIX) for k in model
+    )

@@ -125,6 +125,62 @@ def test_ring_twins_agree(capacity, ops):
         assert len(native) == len(pure)
 
 
+class SubBytes(bytes):
+    pass
+
+
+# digests=True: valid keys are exact bytes of 8..64. All of DIGEST_KEYS share their first
+# 8 bytes (the compiled twin's table hash), so they collide; pairs of the same length
+# differ in their last byte only. Invalid keys by length or type, among them the right
+# bytes in another type.
+DIGEST_KEYS = [
+    b"\xa5" * 8 + tail
+    for tail in (b"", b"\x00", b"\x00" * 8, b"\x00" * 7 + b"\x01", b"\x00" * 56, b"\x01" * 56)
+]
+NOT_DIGESTS = [b"", b"k" * 7, b"k" * 65, "\xa5" * 8, SubBytes(DIGEST_KEYS[2]), 7, None]
+NOT_DIGESTS += [bytearray(DIGEST_KEYS[2]), memoryview(DIGEST_KEYS[2])]
+digest_keys = st.one_of(
+    st.sampled_from(DIGEST_KEYS),
+    st.binary(min_size=8, max_size=16),
+    st.sampled_from(NOT_DIGESTS),
+)
+digest_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["insert"] * 4 + ["contains"] * 4 + ["clear"]),
+        digest_keys,
+        st.booleans(),  # True: an equal copy, a new object with no hash cached
+    ),
+    min_size=10,  # long enough for colliding keys to meet (lists average 5 otherwise)
+    max_size=60,
+)
+
+
+@AGREE
+@given(capacity=st.integers(1, 6), ops=digest_ops)
+def test_ring_twins_agree_on_digests(capacity, ops):
+    # Both twins with digests=True, and beside them a digests=False ring given only the
+    # keys both modes accept: the mode changes which keys are accepted, never an answer.
+    native, pure = (mod.ReplayRing(capacity, digests=True) for mod in both("ring"))
+    plain = load_twin("ring", "native").ReplayRing(capacity)
+    for name, key, copy in ops:
+        key = bytes(bytearray(key)) if copy and type(key) is bytes else key
+        if name == "insert":
+            got = outcome(native.check_and_insert, key)
+            assert got == outcome(pure.check_and_insert, key)
+            if got[0] == "ok":
+                assert got == outcome(plain.check_and_insert, key)
+        elif name == "contains":
+            got = outcome(native.__contains__, key)
+            assert got == outcome(pure.__contains__, key)
+            if got[0] == "ok":
+                assert got == outcome(plain.__contains__, key)
+        else:
+            native.clear()
+            pure.clear()
+            plain.clear()
+        assert len(native) == len(pure) == len(plain)
+
+
 # --- one API ---------------------------------------------------------------------------
 
 API = [("frames", "FrameSplitter"), ("ring", "ReplayRing")]
@@ -142,7 +198,8 @@ def test_twins_expose_the_same_api(stem, name):
 
 
 @pytest.mark.parametrize(
-    "stem, constants", [("frames", ["MAX_FRAME_LIMIT"]), ("ring", ["MAX_KEY_LEN", "MAX_CAPACITY"])]
+    "stem, constants",
+    [("frames", ["MAX_FRAME_LIMIT"]), ("ring", ["MAX_KEY_LEN", "MAX_CAPACITY", "MIN_DIGEST_LEN"])],
 )
 def test_twins_share_their_constants(stem, constants):
     native, pure = both(stem)

@@ -14,6 +14,13 @@ Rules of the module are those of ``_ring_py`` (read its header); this twin adds:
   For a bytes key that is exactly ``hash(key)``, which the object caches: the node
   asks ``key in ring`` and later inserts the same object, and hashes it once.
   Each entry keeps 32 bits of that hash to skip most key comparisons.
+- With ``digests=True`` a key is already a secret, uniformly random hash (the caller
+  promises it: a truncated SHA-256 over a per-process secret and the ID, which no
+  peer can predict or grind), so the key is its own hash: its first 8 bytes read as
+  a native uint64, of which entries keep the low 32 bits as they keep SipHash's. No
+  SipHash on either call. Mixing the bits with a multiply first measured the same:
+  they are uniform already. The full key is still compared; keys that share their
+  first 8 bytes only make their probe runs longer.
 - bytes and str keys are read in place (a str through its cached UTF-8 form); no
   key is copied except into its slot.
 - ``binding=False`` makes the methods plain C methods, and ``check_and_insert`` takes
@@ -32,12 +39,15 @@ from cpython.bytes cimport (
 )
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_Check
-from libc.stdint cimport int32_t, uint32_t
+from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 from enclave._fast._ring_py import (
     MAX_CAPACITY,
     MAX_KEY_LEN,
+    MIN_DIGEST_LEN,
+    bad_digest_length,
+    bad_digest_type,
     bad_key_length,
     bad_key_type,
     check_capacity,
@@ -57,6 +67,7 @@ cdef enum:
     EMPTY = -1
 
 cdef Py_ssize_t WIDTH = MAX_KEY_LEN  # slot width, fixed by the Python constant
+cdef Py_ssize_t DIGEST_MIN = MIN_DIGEST_LEN
 
 
 cdef inline uint32_t key_hash(const unsigned char* raw, Py_ssize_t size) noexcept:
@@ -72,6 +83,13 @@ cdef inline uint32_t object_hash(object key, const unsigned char* raw,
     if PyBytes_CheckExact(key):  # a subclass may hash otherwise
         return <uint32_t>bytes_hash(key)
     return <uint32_t>_Py_HashBytes(raw, size)
+
+
+cdef inline uint32_t digest_hash(const unsigned char* raw) noexcept:
+    # digests=True: the key's first 8 bytes are already a secret random hash.
+    cdef uint64_t head
+    memcpy(&head, raw, 8)  # one unaligned load
+    return <uint32_t>head
 
 
 cdef size_t table_size(Py_ssize_t capacity) noexcept:
@@ -90,6 +108,16 @@ cdef inline const unsigned char* borrow(object key, Py_ssize_t* size) except? NU
     if PyUnicode_Check(key):
         return <const unsigned char*>PyUnicode_AsUTF8AndSize(key, size)
     return NULL
+
+
+cdef inline const unsigned char* digest(object key, Py_ssize_t* size) except NULL:
+    """The bytes of a digests=True key, in place: exact bytes, DIGEST_MIN..WIDTH long."""
+    if not PyBytes_CheckExact(key):
+        raise bad_digest_type(key)
+    size[0] = PyBytes_GET_SIZE(key)
+    if size[0] < DIGEST_MIN or size[0] > WIDTH:
+        raise bad_digest_length(size[0])
+    return <const unsigned char*>PyBytes_AS_STRING(key)
 
 
 cdef inline int check_size(Py_ssize_t size) except -1:
@@ -111,9 +139,11 @@ cdef class ReplayRing:
     cdef Py_ssize_t _capacity
     cdef Py_ssize_t _head       # the oldest slot
     cdef Py_ssize_t _count
+    cdef bint _digests          # keys are secret random digests: hash = first 8 bytes
 
-    def __cinit__(self, capacity=10000):
+    def __cinit__(self, capacity=10000, *, digests=False):
         self._capacity = check_capacity(capacity)
+        self._digests = bool(digests)
         self._mask = table_size(self._capacity) - 1
         self._table = <Entry*>PyMem_Malloc((self._mask + 1) * sizeof(Entry))
         self._keys = <unsigned char*>PyMem_Malloc(self._capacity * WIDTH)
@@ -133,6 +163,10 @@ cdef class ReplayRing:
     def capacity(self):
         return self._capacity
 
+    @property
+    def digests(self):
+        return self._digests
+
     def __len__(self):
         return self._count
 
@@ -146,7 +180,11 @@ cdef class ReplayRing:
 
     def __contains__(self, key):
         cdef Py_ssize_t size
-        cdef const unsigned char* raw = borrow(key, &size)
+        cdef const unsigned char* raw
+        if self._digests:
+            raw = digest(key, &size)
+            return self._has(raw, size, digest_hash(raw))
+        raw = borrow(key, &size)
         if raw == NULL:
             return self._via_buffer(key, False)
         check_size(size)
@@ -154,7 +192,11 @@ cdef class ReplayRing:
 
     def check_and_insert(self, key, /):
         cdef Py_ssize_t size
-        cdef const unsigned char* raw = borrow(key, &size)
+        cdef const unsigned char* raw
+        if self._digests:
+            raw = digest(key, &size)
+            return self._insert(raw, size, digest_hash(raw))
+        raw = borrow(key, &size)
         if raw == NULL:
             return self._via_buffer(key, True)
         check_size(size)
