@@ -19,8 +19,8 @@ Rules of the module are those of ``_ring_py`` (read its header); this twin adds:
   peer can predict or grind), so the key is its own hash: its first 8 bytes read as
   a native uint64, of which entries keep the low 32 bits as they keep SipHash's. No
   SipHash on either call. Mixing the bits with a multiply first measured the same:
-  they are uniform already. The full key is still compared; keys that share their
-  first 8 bytes only make their probe runs longer.
+  they are uniform already. The full key is still compared (a 16-byte one inline, as
+  two words); keys that share their first 8 bytes only make their probe runs longer.
 - bytes and str keys are read in place (a str through its cached UTF-8 form); no
   key is copied except into its slot.
 - ``binding=False`` makes the methods plain C methods, and ``check_and_insert`` takes
@@ -92,6 +92,13 @@ cdef inline uint32_t digest_hash(const unsigned char* raw) noexcept:
     return <uint32_t>head
 
 
+cdef inline bint same_bytes(const unsigned char* a, const unsigned char* b,
+                            Py_ssize_t size) noexcept:
+    if size == 16:  # the node's keys: a constant size, compared inline as two words
+        return memcmp(a, b, 16) == 0
+    return memcmp(a, b, size) == 0
+
+
 cdef size_t table_size(Py_ssize_t capacity) noexcept:
     # A power of two, at least four times the capacity: load factor at most 1/4.
     cdef size_t size = 8
@@ -112,12 +119,18 @@ cdef inline const unsigned char* borrow(object key, Py_ssize_t* size) except? NU
 
 cdef inline const unsigned char* digest(object key, Py_ssize_t* size) except NULL:
     """The bytes of a digests=True key, in place: exact bytes, DIGEST_MIN..WIDTH long."""
+    if PyBytes_CheckExact(key):
+        size[0] = PyBytes_GET_SIZE(key)
+        if DIGEST_MIN <= size[0] <= WIDTH:
+            return <const unsigned char*>PyBytes_AS_STRING(key)
+    return refuse_digest(key)
+
+
+cdef const unsigned char* refuse_digest(object key) except NULL:
+    # Kept out of ``digest`` so that the check above stays small enough to inline.
     if not PyBytes_CheckExact(key):
         raise bad_digest_type(key)
-    size[0] = PyBytes_GET_SIZE(key)
-    if size[0] < DIGEST_MIN or size[0] > WIDTH:
-        raise bad_digest_length(size[0])
-    return <const unsigned char*>PyBytes_AS_STRING(key)
+    raise bad_digest_length(PyBytes_GET_SIZE(key))
 
 
 cdef inline int check_size(Py_ssize_t size) except -1:
@@ -246,7 +259,8 @@ cdef class ReplayRing:
         self._table[pos].hash = h
         self._count += 1
 
-    cdef size_t _probe(self, const unsigned char* raw, Py_ssize_t size, uint32_t h) noexcept:
+    cdef inline size_t _probe(self, const unsigned char* raw, Py_ssize_t size,
+                              uint32_t h) noexcept:
         """The table position holding the key, or the empty one where it belongs."""
         cdef size_t pos = h & self._mask
         cdef Entry* entry
@@ -255,7 +269,7 @@ cdef class ReplayRing:
             if entry.slot == EMPTY:
                 return pos
             if (entry.hash == h and self._lens[entry.slot] == size
-                    and memcmp(self._keys + entry.slot * WIDTH, raw, size) == 0):
+                    and same_bytes(self._keys + entry.slot * WIDTH, raw, size)):
                 return pos
             pos = (pos + 1) & self._mask
 
