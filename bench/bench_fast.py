@@ -6,15 +6,18 @@ CI smoke: pytest bench/ --benchmark-disable   (each case runs once, checks its r
 Each case sets ``benchmark.group`` so the twins sit side by side, and
 ``extra_info["ops"]`` so the summary can print a per-operation median and the
 speed-up (pure time ÷ native time). The ring cases make the calls
-enclave/node/commits.py and delivery.py make, in a plain loop like theirs; both twins
+enclave/node/commits.py and delivery.py make, in a plain loop like theirs, on a
+``ReplayRing(capacity, digests=True)`` with keys made as the node makes them; both twins
 pay that loop, as they do in the node, so the times are what a caller pays. (``Pool``
 has no compiled twin any more: see PERFORMANCE.md, "_fast twins".)
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections import deque
+from hashlib import sha256
 from itertools import count
 
 FRAME = struct.Struct(">I")
@@ -56,25 +59,24 @@ def test_splitter_byte_at_a_time(benchmark, request, frames):
 
 # --- ReplayRing ------------------------------------------------------------------------
 # What enclave/node/commits.py and delivery.py do per received chat: its key is a fresh
-# 16 B object (a digest slice, so no hash is cached yet); ``key in ring`` decides whether
-# it costs SQL, and once committed ``check_and_insert`` records it. Each round gets fresh
-# key objects from ``pedantic``'s setup, untimed.
+# 16 B object, SHA-256 over the node's per-process secret and the chat's (sender,
+# created_ms, id), truncated; the ring takes it with ``digests=True``. ``key in ring``
+# decides whether it costs SQL, and once committed ``check_and_insert`` records it.
+# Each round gets fresh key objects from ``pedantic``'s setup, untimed.
 
 RING = 10000
 ROUNDS = 300
+SECRET = os.urandom(16)  # the node's per-process secret
 
 
-def _ids(n: int, start: int = 0) -> list[bytes]:
-    return [(start + i).to_bytes(16, "big") for i in range(n)]
-
-
-def _fresh_copies(keys: list[bytes]) -> list[bytes]:
-    return [bytes(bytearray(k)) for k in keys]  # equal keys, new objects, no cached hash
+def _digests(n: int, start: int = 0) -> list[bytes]:
+    """Keys as the node makes them: each a new object, a slice of a salted digest."""
+    return [sha256(SECRET + (start + i).to_bytes(16, "big")).digest()[:16] for i in range(n)]
 
 
 def _full_ring(module):
-    replay = module.ReplayRing(RING)
-    consume(map(replay.check_and_insert, _ids(RING, 1 << 40)))
+    replay = module.ReplayRing(RING, digests=True)
+    consume(map(replay.check_and_insert, _digests(RING, 1 << 40)))
     return replay
 
 
@@ -84,7 +86,7 @@ def test_ring_received_chat(benchmark, request, ring):
     rounds = count()
 
     def fresh_batch():
-        return (_ids(BATCH, next(rounds) * BATCH),), {}
+        return (_digests(BATCH, next(rounds) * BATCH),), {}
 
     def received(keys):
         # commits.py: incoming_rows asks, delivery.py: _received inserts what was committed
@@ -102,10 +104,10 @@ def test_ring_received_chat(benchmark, request, ring):
 def test_ring_duplicate_chat(benchmark, request, ring):
     _label(benchmark, request, "ring: duplicate chat: `key in ring` (present)", BATCH)
     replay = _full_ring(ring)
-    present = _ids(RING, 1 << 40)[::10]
+    present = range(1 << 40, (1 << 40) + RING, 10)
 
-    def copies():
-        return (_fresh_copies(present),), {}
+    def resent():  # the same chats again: the node computes their keys afresh
+        return ([_digests(1, i)[0] for i in present],), {}
 
     def duplicates(keys):
         dupes = 0
@@ -114,4 +116,4 @@ def test_ring_duplicate_chat(benchmark, request, ring):
                 dupes += 1
         return dupes
 
-    assert benchmark.pedantic(duplicates, setup=copies, rounds=ROUNDS, warmup_rounds=5) == BATCH
+    assert benchmark.pedantic(duplicates, setup=resent, rounds=ROUNDS, warmup_rounds=5) == BATCH
