@@ -231,7 +231,8 @@ cdef class ReplayRing:
         finally:
             PyBuffer_Release(&view)
 
-    cdef bint _has(self, const unsigned char* raw, Py_ssize_t size, uint32_t h) noexcept:
+    cdef inline bint _has(self, const unsigned char* raw, Py_ssize_t size,
+                          uint32_t h) noexcept:
         return self._table[self._probe(raw, size, h)].slot != EMPTY
 
     cdef bint _insert(self, const unsigned char* raw, Py_ssize_t size, uint32_t h) noexcept:
