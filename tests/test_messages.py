@@ -19,6 +19,7 @@ from enclave.protocol.messages import (
     MAX_GROUP_RECORD_BIN,
     MAX_GROUP_RECORDS,
     MAX_RETRY_AFTER_MS,
+    MAX_STATEMENT_BIN,
     THROTTLE_RATE,
     THROTTLE_STORAGE,
     THROTTLE_VOLUME,
@@ -27,6 +28,7 @@ from enclave.protocol.messages import (
     GroupHead,
     GroupPost,
     GroupRecords,
+    KeySuccession,
     Ping,
     Pong,
     Read,
@@ -531,6 +533,8 @@ def expected(message):
         return (Ping if code == 3 else Pong)(fields[0])
     elif code == 5 and type(fields[0]) is bool:
         return Typing(fields[0])
+    elif code == 15 and type(fields[0]) is bytes and 0 < len(fields[0]) <= MAX_STATEMENT_BIN:
+        return KeySuccession(fields[0])
     return None
 
 
