@@ -3,6 +3,7 @@ rows altered or swapped by someone holding the file, the wrong key, no key, and 
 a store an older Enclave wrote in clear (resumable)."""
 
 import hashlib
+import itertools
 import sqlite3
 from contextlib import closing
 
@@ -11,7 +12,7 @@ import pytest
 from enclave.errors import UserError
 from enclave.store import Store
 from enclave.store.records import FileOffer, SourceFile
-from enclave.store.sealing import DAMAGED, LOCKED, OVERHEAD, RECORD_MAGIC
+from enclave.store.sealing import DAMAGED, LOCKED, NONCE, OVERHEAD, RECORD_MAGIC, Sealer
 
 A, B, C, D = "a1" * 32, "b2" * 32, "c3" * 32, "d4" * 32
 KEY, OTHER_KEY = bytes(range(32)), bytes(range(1, 33))
@@ -301,3 +302,27 @@ def test_a_groups_membership_records_are_sealed_and_read_back(db_path):
         assert all(r.startswith(RECORD_MAGIC) for r in store.get_group(G).records)
         with pytest.raises(UserError, match="needs the password"):
             store.add_group_records(G, 2, [b"\x90"])
+
+
+def test_nonces_never_repeat_within_an_opening_and_openings_start_apart():
+    """Nonces count up from a random start (sealing.py's rules): every value sealed by
+    one ``Sealer`` has its own nonce, from the loop and the writer alike, and wrapping
+    past 2^96 stays unique."""
+    key = bytes(range(32))
+    first, second = Sealer(key), Sealer(key)
+    values = [first.seal("x", b"ad") for _ in range(5000)]
+    values += [first.seal_record(b"r", b"ad")[len(RECORD_MAGIC) :] for _ in range(5000)]
+    nonces = [v[:NONCE] for v in values]
+    assert len(set(nonces)) == len(nonces)
+    assert all(first.open(v, b"ad") == "x" for v in values[:5000])
+    assert second.seal("x", b"ad")[:NONCE] not in set(nonces)
+
+    near_end = Sealer(key)
+    near_end._count = itertools.count((1 << 96) - 2).__next__
+    wrapped = [near_end.seal("x", b"ad")[:NONCE] for _ in range(4)]
+    assert wrapped == [
+        ((1 << 96) - 2).to_bytes(NONCE, "big"),
+        ((1 << 96) - 1).to_bytes(NONCE, "big"),
+        bytes(NONCE),
+        (1).to_bytes(NONCE, "big"),
+    ]

@@ -16,10 +16,17 @@ Rules:
   which reads every sealed value as ``LOCKED`` and refuses to write a new one.
 - A value that fails to open (a tampered or swapped row) reads as ``DAMAGED``: one bad
   row must not make a conversation unreadable.
+- Nonces count up from a random 96-bit start, drawn each time a store is opened: unique
+  within an opening (``itertools.count`` is atomic, so the loop and the writer thread
+  may both seal), and two openings' ranges overlap only if their starts fall within
+  the count of values sealed, a chance of about 2^-60 for a billion values over a
+  million openings. It spares a system call per value (the hot path seals every
+  message on the writer thread).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 
@@ -38,6 +45,7 @@ _CHECK_AD = b"enclave-store/check"
 _ROW = struct.Struct(">cqqc")  # table, rowid, peer id, direction
 _PEER = struct.Struct(">cq")  # "p", peers.id
 _DIRECTIONS = {"in": b"i", "out": b"o"}
+_NONCE_MASK = (1 << 8 * NONCE) - 1
 
 
 def message_ad(rowid: int, peer: int, direction: str) -> bytes:
@@ -80,9 +88,13 @@ class Sealer:
         if type(key) is not bytes or len(key) != KEY_BYTES:
             raise ValueError(f"a store key is {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
+        self._count = itertools.count(int.from_bytes(os.urandom(NONCE), "big")).__next__
+
+    def _nonce(self) -> bytes:
+        return (self._count() & _NONCE_MASK).to_bytes(NONCE, "big")
 
     def seal(self, text: str, ad: bytes) -> bytes:
-        nonce = os.urandom(NONCE)
+        nonce = (self._count() & _NONCE_MASK).to_bytes(NONCE, "big")  # _nonce, inlined
         return nonce + self._aead.encrypt(nonce, text.encode("utf-8"), ad)
 
     def open(self, value, ad: bytes):
@@ -95,7 +107,7 @@ class Sealer:
             return DAMAGED
 
     def seal_record(self, record: bytes, ad: bytes) -> bytes:
-        nonce = os.urandom(NONCE)
+        nonce = self._nonce()
         return RECORD_MAGIC + nonce + self._aead.encrypt(nonce, record, ad)
 
     def open_record(self, value: bytes, ad: bytes) -> bytes:
