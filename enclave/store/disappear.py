@@ -85,9 +85,7 @@ class DisappearMixin(StoreCore):
                 continue  # a duplicate: applied when it was new
             pid = ids.get(row[0]) or self._known_peer_id(db, row[0])
             timer = row[8] if len(row) >= 9 else None
-            if len(row) == 10 and row[9]:  # a post, with its group's timer at its epoch
-                expiring.append((min(row[3], row[4]) + 1000 * row[9], rowid))
-            elif timer is not None:
+            if timer is not None:
                 self._apply_timer(db, pid, timer, row[3], row[1])
                 timer_rows.append((timer, rowid))
             elif (len(row) < 7 or row[6] is None) and (seconds := timed.get(pid)):
@@ -96,19 +94,15 @@ class DisappearMixin(StoreCore):
         db.executemany("UPDATE messages SET expires_ms = ? WHERE rowid = ?", expiring)
 
     def _disappearing_out(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
-        """Our rows with a TIMER's seconds (8th) or an expiry (9th), in order."""
-        timer_rows, expiring = [], []
+        """Our TIMERs (their seconds are the 8th element), in order; an expiry (9th) was
+        written with its row."""
+        timer_rows = []
         for row in rows:
             rowid, fp, mid, _, created = row[:5]
-            timer = row[7]
-            if timer is not None:
-                pid = self._ids.get(fp) or self._known_peer_id(db, fp)
-                self._apply_timer(db, pid, timer, created, mid)
-                timer_rows.append((timer, rowid))
-            if len(row) == 9 and row[8] is not None:
-                expiring.append((row[8], rowid))
+            pid = self._ids.get(fp) or self._known_peer_id(db, fp)
+            self._apply_timer(db, pid, row[7], created, mid)
+            timer_rows.append((row[7], rowid))
         db.executemany("UPDATE messages SET timer_s = ? WHERE rowid = ?", timer_rows)
-        db.executemany("UPDATE messages SET expires_ms = ? WHERE rowid = ?", expiring)
 
     # --- erasing what expired -----------------------------------------------------------------
 

@@ -141,12 +141,14 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
                 continue  # no quote either: nothing of the message but its key
             if group is None:
                 plain += values
-            else:
-                grouped += (*values, *_group_values(db, group, keys))
+            else:  # with its group's timer at its epoch (10th), its expiry: one write
+                lasts = row[9] if len(row) == 10 else None
+                expires = min(created, stored) + 1000 * lasts if lasts else None
+                grouped += (*values, *_group_values(db, group, keys), expires)
             if len(row) >= 8 and row[7] is not None:
                 replies.append((_reply_id(row[7]), rowid))
-            if len(row) >= 9 and (row[8] is not None or row[-1] is not None):
-                timers = True  # a TIMER, or a post with its group's timer (10th)
+            if len(row) >= 9 and row[8] is not None:
+                timers = True  # a TIMER
         _insert_rows(db, _INCOMING, plain)
         _insert_rows(db, _INCOMING_GROUP, grouped)
         _insert_rows(db, _INCOMING_GONE, gone)
@@ -188,7 +190,8 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
             seen.add((pid, mid))  # a post has one id for all members: one row each
             body = self._sealer.seal(body, message_ad(rowid, pid, "out"))
-            values = (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
+            expires = row[8] if len(row) == 9 else None  # in the INSERT: one write
+            values = (rowid, pid, mid, body, created, created, len(mid) == 36, rowid, expires)
             group = row[5] if len(row) >= 6 else None
             if group is None:
                 plain += values
@@ -196,11 +199,11 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
                 grouped += (*values, *_group_values(db, group, keys))
             if len(row) >= 7 and row[6] is not None:
                 replies.append((_reply_id(row[6]), rowid))
-            if len(row) >= 8:
+            if len(row) >= 8 and row[7] is not None:
                 timed.append(row)
         if len(seen) < len(rows):
             raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
-        _insert_rows(db, _OUTGOING, plain)
+        _insert_rows(db, _OUTGOING_EXPIRING, plain)
         _insert_rows(db, _OUTGOING_GROUP, grouped)
         db.executemany("UPDATE messages SET reply_to = ? WHERE rowid = ?", replies)
         if timed:
@@ -274,20 +277,29 @@ _OUTGOING = _Insert(
 _INCOMING_GONE = _Insert(
     _INCOMING.head, "(?, ?, 'in', ?, ?, ?, ?, 'deleted', ?)", _INCOMING.tail, _INCOMING.width
 )
-# Group posts (schema 6): the same rows with the group's columns.
+# Group posts (schema 6): the same rows with the group's columns, and the expiry its
+# group's timer gives (schema 14; NULL: none). Outgoing rows of the ``_mixed`` path
+# carry their expiry too (disappearing messages), so no second write sets it.
 _INCOMING_GROUP = _Insert(
     "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
-    " legacy, grp, lamport, epoch, gseq)",
-    "(?, ?, 'in', ?, ?, ?, ?, 'received', ?, ?, ?, ?, ?)",
+    " legacy, grp, lamport, epoch, gseq, expires_ms)",
+    "(?, ?, 'in', ?, ?, ?, ?, 'received', ?, ?, ?, ?, ?, ?)",
     _INCOMING.tail,
-    11,
+    12,
+)
+_OUTGOING_EXPIRING = _Insert(
+    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
+    " legacy, owed, expires_ms)",
+    "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?, ?)",
+    "",
+    9,
 )
 _OUTGOING_GROUP = _Insert(
     "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
-    " legacy, owed, grp, lamport, epoch, gseq)",
-    "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+    " legacy, owed, expires_ms, grp, lamport, epoch, gseq)",
+    "(?, ?, 'out', ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
     "",
-    12,
+    13,
 )
 
 
