@@ -177,6 +177,8 @@ async def test_a_switch_during_a_v1_write_sends_that_message_once(
         else:
             await rb.until(lambda r: len(r.received()) >= 2)
             expected = [("after the switch", False), ("on the wire", False)]
+        # (Bob shows a chat before its commit: Alice hears "delivered" once it is stored.)
+        await ra.until(lambda r: len(r.states("delivered")) == (1 if written else 2))
         await a.delivery.flush()
         await b.delivery.flush()
         assert received(rb) == expected and held.calls == 1

@@ -6,6 +6,7 @@ rows together (see enclave.node.delivery's rules).
 
 import asyncio
 import hashlib
+import os
 import struct
 
 from enclave.node.outgoing import Out
@@ -15,6 +16,9 @@ _sha256 = hashlib.sha256
 _stamp = struct.Struct(">q").pack  # created_ms in a ring key (cheaper than to_bytes)
 
 INT64_MAX = (1 << 63) - 1  # SQLite's largest integer (see delivery's rules on created_ms)
+# Secret to this process: no contact can tell where its chats' keys fall in the ring's
+# table, so none can grind ids to crowd one slot (the keys never leave the process).
+_SALT = os.urandom(16)
 
 
 class Batch:
@@ -24,7 +28,8 @@ class Batch:
 
     def __init__(self) -> None:
         self.enqueue: list[tuple[Out, asyncio.Future | None]] = []
-        self.incoming: list[tuple] = []  # (link, chats, upto or None, legacy, size)
+        # (link, chats, upto or None, legacy, size, each chat's dedupe key)
+        self.incoming: list[tuple] = []
         self.delivered: dict[bytes, list[Out]] = {}
         # Peers with history off when the commit was taken (``Delivery.unkept``): their
         # chats are stored as tombstones, their acked rows erased.
@@ -43,26 +48,32 @@ def row_count(batch: Batch) -> int:
     )
 
 
+def chat_keys(chats) -> list[bytes]:
+    """Each chat's dedupe key, computed once when it arrives: a salted hash of the
+    store's own dedupe key (peer, created_ms as stored, id), so the ring never calls a
+    chat a duplicate that the store would take as new."""
+    return [
+        _sha256(_SALT + c.sender + _stamp(min(c.created_ms, INT64_MAX)) + c.id).digest()[:16]
+        for c in chats
+    ]
+
+
 def incoming_rows(incoming, ring, now_ms: int, forget=frozenset(), post_lasts=None):
-    """The rows to store; a chat whose key is in ``ring`` is a known duplicate and
-    costs no SQL. Only committed keys ever enter the ring (in ``Delivery._received``),
-    and each chat's key is computed once, here: a hash of the store's own dedupe key
-    (peer, created_ms as stored, id), so the ring never calls a chat a duplicate that
-    the store would take as new. A chat from a peer in ``forget`` (history off) goes
-    without its body: the store keeps it as a tombstone. ``post_lasts(group_id,
+    """The rows to store, and where each chat's row is (-1: none); a chat whose key is
+    in ``ring`` is a known duplicate and costs no SQL. Only committed keys ever enter
+    the ring (in ``Delivery._received``). A chat from a peer in ``forget`` (history
+    off) goes without its body: the store keeps it as a tombstone. ``post_lasts(group_id,
     epoch)`` gives a post's group timer at its epoch (disappearing posts; None: no group
     has one), which its row carries for the store to set its expiry. Runs on the writer
     thread, inside ``Delivery._write``."""
-    rows, where, keys = [], [], []
-    for _, chats, _, legacy, _ in incoming:
+    rows, where = [], []
+    for _, chats, _, legacy, _, keys in incoming:
         peer_hex = chats[0].sender.hex() if chats else ""
         if chats and chats[0].sender in forget:
-            _tombstones(chats, peer_hex, legacy, ring, now_ms, rows, where, keys, post_lasts)
+            _tombstones(chats, keys, peer_hex, legacy, ring, now_ms, rows, where, post_lasts)
             continue
-        for c in chats:
+        for c, key in zip(chats, keys, strict=True):
             created = min(c.created_ms, INT64_MAX)
-            key = _sha256(c.sender + _stamp(created) + c.id).digest()[:16]
-            keys.append(key)
             if key in ring:
                 where.append(-1)
             elif type(c) is Chat:
@@ -86,7 +97,7 @@ def incoming_rows(incoming, ring, now_ms: int, forget=frozenset(), post_lasts=No
             else:  # a group post (PROTOCOL.md "Groups"): stored with its group fields
                 where.append(len(rows))
                 rows.append(_post_row(c, peer_hex, created, now_ms, legacy, post_lasts))
-    return rows, where, keys
+    return rows, where
 
 
 def _post_row(c, peer_hex: str, created: int, now_ms: int, legacy, post_lasts) -> tuple:
@@ -97,13 +108,11 @@ def _post_row(c, peer_hex: str, created: int, now_ms: int, legacy, post_lasts) -
     return (peer_hex, c.id, c.body, created, now_ms, legacy, group)
 
 
-def _tombstones(chats, peer_hex, legacy, ring, now_ms: int, rows, where, keys, post_lasts) -> None:
+def _tombstones(chats, keys, peer_hex, legacy, ring, now_ms: int, rows, where, post_lasts) -> None:
     """``incoming_rows`` for a peer with history off: its chats' keys only. Its group
     posts are kept (history off is a setting of the direct conversation)."""
-    for c in chats:
+    for c, key in zip(chats, keys, strict=True):
         created = min(c.created_ms, INT64_MAX)
-        key = _sha256(c.sender + _stamp(created) + c.id).digest()[:16]
-        keys.append(key)
         if key in ring:
             where.append(-1)
             continue

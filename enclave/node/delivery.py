@@ -16,6 +16,16 @@ Rules:
   only after the commit that stored its chats. A duplicate (same peer, creation time
   and ID: the store's dedupe key, which the ring in front of it shares) is acked and
   never published twice.
+- Shown before stored: a chat is shown (``MessageReceived``) as soon as it is decrypted
+  once its link is "fresh", i.e. a commit stored a new chat from it: a sender resends
+  what was unacked at the start of a session, in order, before anything new, so from
+  then on a chat the ring does not know and no other copy waits for is new. The ack
+  still waits for the commit: a chat shown and then lost in a crash is unacked, comes
+  back from the sender's outbox and is shown again by the next life (its history holds
+  it once). Before its link is fresh, and for group posts, TIMERs and v1 envelopes (a
+  v1 sender never resends), a chat is shown by its commit. Only a contact that resends
+  on purpose a chat older than the ring's memory can have one shown twice: no more than
+  sending it again under a new id would.
 - A failed commit (disk full) acks nothing, pauses reading on the links whose chats
   wait, tells the user, and is retried until it succeeds; nothing waiting is dropped.
 - Received chats enter through ``intake`` (enclave.node.quotas): only a batch within its
@@ -54,7 +64,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from enclave._fast import ReplayRing
 from enclave.errors import UserError
-from enclave.node.commits import Batch, incoming_rows, row_count
+from enclave.node.commits import Batch, chat_keys, incoming_rows, row_count
 from enclave.node.display import created_time
 from enclave.node.events import DeliveryChanged, MessageReceived, NodeProblem
 from enclave.node.legacy_send import LegacySender
@@ -101,7 +111,7 @@ class Delivery:
         self.inline_rows = 0
         self.queues: dict[bytes, deque[Out]] = {}
         self.carriers: dict[bytes, object] = {}
-        self.ring = ReplayRing(ring_capacity)
+        self.ring = ReplayRing(ring_capacity, digests=True)  # salted keys (commits.py)
         self.commit_batch = commit_batch
         self.stats = {"commits": 0, "rows_in": 0, "rows_out": 0, "acks": 0, "dupes": 0}
         self._next = Batch()
@@ -135,6 +145,14 @@ class Delivery:
         # our messages erased while a link carried them (not resent, not shown delivered).
         self.on_timer = None
         self.expired: set[int] = set()
+        # Shown before their commit (see the rules): the links that have stored a new
+        # chat this session, the dedupe keys of chats waiting for a commit (copies
+        # each), the keys of those already shown, and per contact the id of the newest
+        # chat shown so (a read receipt may name it before it is committed).
+        self._fresh: set = set()
+        self._pending: dict[bytes, int] = {}
+        self._early: set[bytes] = set()
+        self.newest_shown: dict[str, bytes] = {}
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -364,6 +382,7 @@ class Delivery:
 
     def session_down(self, link) -> None:
         self.intake.forget(link)
+        self._fresh.discard(link)
         carried: Carried | None = link.state
         if not isinstance(carried, Carried):
             return
@@ -451,8 +470,38 @@ class Delivery:
         ``upto`` None); ``size`` is what they count against their sender's quota."""
         if size is None:
             size = size_of(chats)
-        self._next.incoming.append((link, chats, upto, legacy, size))
+        keys = chat_keys(chats)
+        pending = self._pending
+        if link in self._fresh:
+            self._show_early(chats, keys)
+        for key in keys:
+            pending[key] = pending.get(key, 0) + 1
+        self._next.incoming.append((link, chats, upto, legacy, size, keys))
         self._wake.set()
+
+    def _show_early(self, chats, keys, waiting: int = 0) -> None:
+        """Show the chats of a fresh link as soon as they are decrypted (see the rules):
+        each one neither committed (the ring) nor waiting for a commit in another copy
+        (``waiting``: copies of each that are these chats themselves, already counted)."""
+        ring, pending, early, publish = self.ring, self._pending, self._early, self.publish
+        now_ms, last = int(time.time() * 1000), None
+        for c, key in zip(chats, keys, strict=True):
+            if type(c) is not Chat or c.timer_s is not None:
+                continue  # group posts and TIMERs change state: shown by their commit
+            if key in early or pending.get(key, 0) > waiting:
+                continue  # another copy is shown, or waits for its commit
+            if key in ring:
+                continue  # stored already
+            early.add(key)
+            last = c
+            publish(
+                MessageReceived(
+                    c.sender.hex(), c.id, c.body, created_time(c.created_ms, now_ms),
+                    False, c.reply_to,
+                )
+            )  # fmt: skip
+        if last is not None:
+            self.newest_shown[last.sender.hex()] = last.id
 
     # --- being throttled ---------------------------------------------------------------------
 
@@ -564,15 +613,12 @@ class Delivery:
                 for o, _ in batch.enqueue
             ]
             forget = batch.forget
-            rows, where, keys = incoming_rows(
-                batch.incoming, self.ring, now_ms, forget, self.post_lasts
-            )
+            rows, where = incoming_rows(batch.incoming, self.ring, now_ms, forget, self.post_lasts)
             delivered = [(p.hex(), [o.rowid for o in outs]) for p, outs in batch.delivered.items()]
             erase = {p.hex() for p in batch.delivered if p in forget} if forget else ()
             flags = self.store.write_cycle(enqueue, rows, delivered, now_ms, erase)
             done["erased"] = bool(erase)
             done["incoming"] = [w >= 0 and flags[w] for w in where]
-            done["keys"] = keys
             done["now_ms"] = now_ms
         except Exception as err:  # noqa: BLE001 - any failure: nothing acked, retried later
             if not isinstance(err, sqlite3.Error):
@@ -591,7 +637,7 @@ class Delivery:
             self._stalled(batch, done["error"])
             return
         self._enqueued(batch.enqueue)
-        self._received(batch, done["incoming"], done["keys"], done["now_ms"])
+        self._received(batch, done["incoming"], done["now_ms"])
         if done["erased"]:
             self._scrub_due = True
         announced = self.announced
@@ -645,20 +691,29 @@ class Delivery:
         for peer in touched:  # after the senders hear "queued"
             loop.call_soon(self.dispatch, peer)
 
-    def _received(self, batch: Batch, flags: list[bool], keys: list[bytes], now_ms: int) -> None:
+    def _received(self, batch: Batch, flags: list[bool], now_ms: int) -> None:
         k = 0
         insert, publish = self.ring.check_and_insert, self.publish
+        pending, early, fresh = self._pending, self._early, self._fresh
         committed = self.intake.quotas.committed
-        for link, chats, upto, legacy, size in batch.incoming:
+        freshened = []
+        for link, chats, upto, legacy, size, keys in batch.incoming:
             if not chats:  # only refused group posts: nothing stored, the ack still goes
                 self.sessions.stored(link, upto)
                 if upto is not None:
                     self.intake.stored(link, upto)
                 continue
             first = k
-            for c in chats:
-                if flags[k]:
-                    insert(keys[k])
+            for c, key in zip(chats, keys, strict=True):
+                left = pending.pop(key) - 1
+                if left:
+                    pending[key] = left
+                if key in early:  # shown when it arrived: this copy was the first
+                    early.discard(key)
+                    if flags[k]:
+                        insert(key)
+                elif flags[k]:
+                    insert(key)
                     shown = created_time(c.created_ms, now_ms)
                     if type(c) is not Chat:
                         self.on_post(c, shown)
@@ -668,10 +723,13 @@ class Delivery:
                         )
                     else:  # a TIMER (disappear.py): a system line, not a message
                         self.on_timer(c, shown)
-                else:
+                if not flags[k]:
                     self.stats["dupes"] += 1
                 k += 1
             new = flags[first:k]
+            if upto is not None and link not in fresh and any(new):
+                fresh.add(link)  # its sender resends only before its first new chat
+                freshened.append(link)
             if chats[0].sender in batch.forget:  # tombstones: a row each, no body
                 size_new = ROW_OVERHEAD * sum(new)
             elif not all(new):  # duplicates take no new room
@@ -683,6 +741,10 @@ class Delivery:
             self.sessions.stored(link, upto)
             if upto is not None:
                 self.intake.stored(link, upto)
+        for link in freshened:  # what came after, waiting for a later commit: now, in order
+            for entry in self._next.incoming:
+                if entry[0] is link:
+                    self._show_early(entry[1], entry[5], waiting=1)
 
     def _unlist(self, o: Out) -> None:
         queue = self.queues.get(o.peer)

@@ -38,6 +38,7 @@ class Receipts:
         self._seen: dict[str, bytes] = {}  # fp -> the newest upto applied
         self._timer: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")  # loop time of the last flush
+        self.shown: dict[str, bytes] = {}  # fp -> newest id shown, maybe not committed yet
 
     # --- the user's choice ------------------------------------------------------------
 
@@ -56,6 +57,9 @@ class Receipts:
         if fp not in self.allowed:
             return
         upto = self.store.newest_received_id(fp)
+        shown = self.shown.get(fp)  # shown before its commit (delivery's rules)
+        if shown is not None and (upto is None or shown > upto):
+            upto = shown
         if upto is None or upto == self._told.get(fp):
             return
         self._owed[fp] = upto
