@@ -172,6 +172,11 @@ class Counters:
         return eventually_blocking(check, timeout, lambda: f"Bob's counters to settle: {last}")
 
 
+def whole_sessions(stats: dict) -> bool:
+    """At least one handshake done, and none counted halfway (two private ops each)."""
+    return stats["handshakes"] >= 1 and stats["private_ops"] == 2 * stats["handshakes"]
+
+
 def no_unauthenticated_work(d: dict) -> None:
     """Two private operations per genuine handshake (Alice reconnecting), none else."""
     assert d["private_ops"] == 2 * d["handshakes"], d
@@ -448,6 +453,13 @@ def test_attacks_on_a_node_process_while_an_honest_peer_chats(rsa_keys, tmp_path
         )
         cluster.procs.append(bob)
         honest.bob = bob
+        # Bob's own dial to Alice at start-up (presence) signs as it goes: the baseline
+        # waits until his first session is whole, so no handshake is counted halfway.
+        eventually_blocking(
+            lambda: whole_sessions(bob.request("stats")["node"]),
+            30,
+            lambda: f"Bob's start-up handshakes to finish: {bob.request('stats')['node']}",
+        )
         c = Counters(bob)
         assert asyncio.run(read_reply(bob.port, "127.0.0.7", recording[:HS1_LEN])) == ALERT_GENERIC
         # Alice reconnects to the new Bob meanwhile: wait for her handshake to be whole

@@ -123,6 +123,10 @@ def test_shortcuts_move_between_chats_and_to_search(pages):
     expect(alice.locator("#chat-name")).not_to_have_text("bob", timeout=WAIT)
     alice.keyboard.press("Alt+ArrowUp")
     expect(alice.locator("#chat-name")).to_have_text("bob", timeout=WAIT)
+    # The chat's row takes the focus once the chat has opened (its history loaded): a
+    # search shortcut pressed before then would lose the focus to it.
+    row = alice.locator("#peer-list li[data-fp]").filter(has_text="bob")
+    expect(row).to_be_focused(timeout=WAIT)
     alice.keyboard.press("Control+k")
     expect(alice.locator("#search")).to_be_focused()
     alice.keyboard.press("Escape")
