@@ -68,7 +68,7 @@ def test_e2e_quick(benchmark, tmp_path):
         assert sealing[side]["throughput"]["n"] == 2000 and sealing[side]["latency"]["count"] == 200
     assert sealing["throughput_ratio"] > 0 and sealing["old"]["messages"] == 5000
     assert sealing["old"]["seal_rate"] > 0 and sealing["old"]["search_all_ms"] > 0
-    assert len(node_rows) == 76 and all(row["enclave"] is not None for row in node_rows)
+    assert len(node_rows) == 77 and all(row["enclave"] is not None for row in node_rows)
     check_file_rows(result)
     check_group_rows(result)
     check_micro_rows(result)

@@ -49,16 +49,20 @@ def enclave_throughput(a: NodeProc, b: NodeProc, n: int) -> dict:
     received = stats_b["received"] - received_before
     if received != n:
         raise RuntimeError(f"B showed {received} of {n} messages")
+    shares = {
+        "A": cpu_delta(cpu_a, a.request("cpu")["threads"], seconds),
+        "B": cpu_delta(cpu_b, b.request("cpu")["threads"], seconds),
+    }
+    cores = sum(sum(threads.values()) for threads in shares.values())
     return {
         "n": n,
         "seconds": seconds,
         "rate": n / seconds,
         "durable_seconds": r["durable_seconds"],
         "submit_seconds": r["submit_seconds"],
-        "cpu_share": {
-            "A": cpu_delta(cpu_a, a.request("cpu")["threads"], seconds),
-            "B": cpu_delta(cpu_b, b.request("cpu")["threads"], seconds),
-        },
+        "cpu_share": shares,
+        # every thread of both processes, harness included (it idles while it waits)
+        "cpu_us_per_msg": cores * seconds / n * 1e6,
         "node_stats": {"A": a.request("stats")["node"], "B": stats_b["node"]},
     }
 
