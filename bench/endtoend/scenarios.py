@@ -142,4 +142,25 @@ def handshakes(tmp: Path, b: NodeProc, keys, seconds: float, concurrency: int) -
     r["rate"] = r["node_handshakes"] / r["seconds"]
     r["cpu_share_B"] = cpu_delta(cpu_b, b.request("cpu")["threads"], r["seconds"])
     r["concurrency"] = concurrency
+    if r["node_handshakes"] and r["ok"]:
+        r["cpu_per_handshake"] = cpu_per_handshake(r)
     return r
+
+
+def cpu_per_handshake(r: dict) -> dict:
+    """CPU milliseconds per handshake: B's threads, the initiator process, and of their
+    sum the share its 4 private operations took (B's crypto threads' time per operation,
+    counted for both sides). With both processes on the same cores and the cores full,
+    that share is the most the handshake rate can be of what the RSA rate allows."""
+    ms = 1000 * r["seconds"]
+    b = {k: round(v * ms / r["node_handshakes"], 3) for k, v in r["cpu_share_B"].items()}
+    initiator = r["initiator_cpu_share"] * ms / r["ok"]
+    private_op = sum(v for k, v in b.items() if k.startswith("enclave-crypto")) / 2
+    total = sum(b.values()) + initiator
+    return {
+        "B": b,
+        "initiator": round(initiator, 3),
+        "total": round(total, 3),
+        "private_op": round(private_op, 3),
+        "private_share": round(4 * private_op / total, 3),
+    }
