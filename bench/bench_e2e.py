@@ -115,6 +115,7 @@ def test_e2e_only_handshakes(benchmark, tmp_path):
     assert hs["node_handshakes"] > 0 and result["rsa"]["ops_per_s_2_threads"] > 0
     per = hs["cpu_per_handshake"]
     assert per["initiator"] > 0 and per["private_op"] > 0 and 0 < per["private_share"] < 1
+    assert hs["machine_busy"] > 0
     rows = result["figures"]
     assert [row["figure"] for row in rows] == ["new sessions per second (handshakes/s)"]
     assert rows[0]["refs"]["rsa_allowed"] > 0

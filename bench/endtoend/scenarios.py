@@ -13,7 +13,7 @@ from pathlib import Path
 
 from support.procs import BULK_RECEIVER, NodeProc
 
-from endtoend.measure import cpu_delta, percentiles_us
+from endtoend.measure import cpu_delta, machine_busy, machine_cpu, percentiles_us
 from endtoend.processes import introduce, node, ref, stop
 
 # Node B also takes the handshake run. Its abuse budgets (per-address verifies, per-peer
@@ -121,6 +121,7 @@ def rsa_summary(before: dict, after: dict) -> dict:
 def handshakes(tmp: Path, b: NodeProc, keys, seconds: float, concurrency: int) -> dict:
     before = b.request("stats")["node"]["handshakes"]
     cpu_b = b.request("cpu")["threads"]
+    machine = machine_cpu()
     args = ["dial", "--key-file", keys["dialer"][0], "--peer-pem", keys["bob"][1]]
     args += ["--port", b.port, "--seconds", seconds, "--concurrency", concurrency]
     p = ref("dial", tmp, *args)
@@ -129,6 +130,7 @@ def handshakes(tmp: Path, b: NodeProc, keys, seconds: float, concurrency: int) -
     finally:
         p.close()
     r.pop("ev")
+    r["machine_busy"] = machine_busy(machine, machine_cpu())  # cores, anyone's
     # The figure is what the node established (it verified each initiator's Finished);
     # the last few HS3 may still be in flight when the dialer reports.
     deadline = time.monotonic() + 5
