@@ -96,6 +96,31 @@ def test_e2e_only_nohistory(benchmark, tmp_path):
     assert len(rows) == 2 and all(row["enclave"] > 0 for row in rows)
 
 
+def test_e2e_only_handshakes(benchmark, tmp_path):
+    """``--only handshakes --quick``: the new-sessions row between its two RSA rate runs,
+    and the CPU each handshake took on both sides."""
+    out = tmp_path / "handshakes.json"
+
+    def run():
+        subprocess.run(
+            [sys.executable, str(E2E), "--quick", "--only", "handshakes", "--out", str(out)],
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+        return json.loads(out.read_text())
+
+    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    hs = result["enclave"]["handshakes"]
+    assert hs["node_handshakes"] > 0 and result["rsa"]["ops_per_s_2_threads"] > 0
+    per = hs["cpu_per_handshake"]
+    assert per["initiator"] > 0 and per["private_op"] > 0 and 0 < per["private_share"] < 1
+    assert hs["machine_busy"] > 0
+    rows = result["figures"]
+    assert [row["figure"] for row in rows] == ["new sessions per second (handshakes/s)"]
+    assert rows[0]["refs"]["rsa_allowed"] > 0
+
+
 def check_file_rows(result):
     """The file cases ran at their quick sizes and every one gave a figure (not judged)."""
     files = result["enclave"]["files"]

@@ -505,6 +505,18 @@ def test_peer_flags(store):
     assert not store.get_peer(A).verified and not store.get_peer(A).blocked
 
 
+def test_mark_peers_in_one_transaction(store):
+    """The node's bookkeeping of several peers at once: the high-water mark only rises,
+    None leaves a mark as it was, a peer removed meanwhile is ignored."""
+    store.raise_hwm(A, 500)
+    store.touch_peer(B, 7.0)
+    store.mark_peers({A: (400, 12.5), B: (900, None), "e5" * 32: (1, 1.0)})
+    a, b = store.get_peer(A), store.get_peer(B)
+    assert (a.hwm_ms, a.last_seen, b.hwm_ms, b.last_seen) == (500, 12.5, 900, 7.0)
+    store.mark_peers({A: (None, 13.0)})
+    assert (store.get_peer(A).hwm_ms, store.get_peer(A).last_seen) == (500, 13.0)
+
+
 def test_flags_on_a_removed_peer(store):
     gone = "e5" * 32
     with pytest.raises(UserError, match="no peer e5e5 e5e5"):

@@ -13,7 +13,9 @@ Everything runs on 127.0.0.1, each side in its own process on uvloop:
    subscriber (the same clock: both processes run on this machine). p50/p99/p999.
 3. Handshakes per second for new sessions: initiator Connections (bench/ref_worker.py
    ``dial``) against node B, each closed once established, next to the same run's
-   RSA-4096 private-operation rate (sign, thread pool of 2).
+   RSA-4096 private-operation rate (sign, thread pool of 2). ``--only handshakes`` runs
+   this case alone (node B, the RSA rate before and after); with ``--profile cprofile``
+   it adds one more handshake pass with cProfile in B's loop thread.
 4. References, same run, same message count: (a) the seed's method, one v1 envelope
    per message (``legacy.seal`` + one TCP connection each, opened on the other side),
    capped at 500 messages; (b) TLS 1.3 (Python ssl on uvloop) carrying the same framed

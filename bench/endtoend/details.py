@@ -17,9 +17,20 @@ def cpu_throughput(tp: dict) -> str:
 
 
 def cpu_handshakes(hs: dict) -> str:
-    return (
+    line = (
         f"CPU share during handshakes: B {json.dumps(hs['cpu_share_B'])},"
         f" initiator process {hs['initiator_cpu_share']}"
+    )
+    per = hs.get("cpu_per_handshake")
+    if per is None:
+        return line
+    ours = sum(hs["cpu_share_B"].values()) + hs["initiator_cpu_share"]
+    return (
+        f"{line}\nCPU per handshake (ms): B {json.dumps(per['B'])}, initiator process"
+        f" {per['initiator']:.3f}; total {per['total']:.3f}, of it 4 private ops of"
+        f" {per['private_op']:.3f}: {per['private_share']:.0%} (the most the rate can be"
+        f" of RSA-allowed when the two processes fill the cores); the machine's CPUs were"
+        f" busy {hs['machine_busy']:.2f} cores meanwhile, B and the initiator {ours:.2f} of them"
     )
 
 
@@ -140,6 +151,8 @@ def groups(g: dict) -> str:
         f" {b['n']:,} direct in {b['direct_seconds']:.2f} s"
     )
 
+
+HANDSHAKE_DETAILS = (("enclave.handshakes", cpu_handshakes), ("", rsa))  # --only handshakes
 
 DETAILS = (
     ("enclave.throughput", cpu_throughput),

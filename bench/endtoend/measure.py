@@ -34,6 +34,20 @@ def cpu_delta(before: dict, after: dict, seconds: float) -> dict:
     }
 
 
+def machine_cpu() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU of the machine so far (/proc/stat): what
+    every process used, this run's and anyone else's (steal counts as busy)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def machine_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Cores busy on average between two ``machine_cpu`` readings."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return round((os.cpu_count() or 1) * busy / total, 3) if total else 0.0
+
+
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a whole process so far (all its threads)."""
     stat = Path(f"/proc/{pid}/stat").read_text()

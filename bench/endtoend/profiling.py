@@ -31,6 +31,26 @@ def profile_cprofile(a, b, n: int, tmp: Path) -> dict:
     return out
 
 
+def profile_handshakes(tmp: Path, b, keys, size, args) -> dict:
+    """One more handshake pass (``--only handshakes --profile cprofile``) with cProfile in
+    B's loop thread: where B's loop spends its share of a handshake."""
+    from endtoend import scenarios
+
+    b.request("profile", on=True)
+    r = scenarios.handshakes(tmp, b, keys, size.hs_seconds, args.hs_concurrency)
+    files = b.request("profile", on=False, out=str(tmp / "B-hs"))["files"]
+    return {
+        "tool": "cprofile",
+        "case": "handshakes",
+        "n": r["node_handshakes"],
+        "seconds": r["seconds"],
+        "rate": r["rate"],
+        "cpu_share_B": r["cpu_share_B"],
+        "initiator_cpu_share": r["initiator_cpu_share"],
+        "B loop": top_cprofile(files["loop"], r["seconds"], 25),
+    }
+
+
 def top_cprofile(path: str, seconds: float, count: int = 15) -> list[dict]:
     stats = pstats.Stats(path)
     rows = []
@@ -103,9 +123,14 @@ def top_pyspy(path: Path, count: int = 18) -> dict:
 
 
 def print_profile(p: dict) -> None:
-    print(
-        f"\nprofile ({p['tool']}) of a throughput pass: {p['n']:,} messages at {p['rate']:,.0f} msg/s"
-    )
+    if p.get("case") == "handshakes":
+        print(f"\nprofile ({p['tool']}) of a handshake pass: {p['n']:,} at {p['rate']:,.0f}/s")
+        print(f"   CPU (share of a core): B {p['cpu_share_B']}, dialer {p['initiator_cpu_share']}")
+    else:
+        print(
+            f"\nprofile ({p['tool']}) of a throughput pass: {p['n']:,} messages"
+            f" at {p['rate']:,.0f} msg/s"
+        )
     for key, value in p.items():
         if isinstance(value, list):
             print(f"-- {key}: top self time (s, share of the pass's wall time)")

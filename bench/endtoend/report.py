@@ -19,7 +19,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from endtoend.details import DETAILS
+from endtoend.details import DETAILS, HANDSHAKE_DETAILS
 
 TARGETS = {
     # Round 2 (issue 21): durable throughput, CPU per message, latency tails, handshakes,
@@ -579,6 +579,9 @@ def print_table(r: dict) -> None:
         for path, detail in DETAILS:
             print(detail(at(r, path)))
         print_micro(r)
+    elif "rsa" in r:  # --only handshakes
+        for path, detail in HANDSHAKE_DETAILS:
+            print(detail(at(r, path)))
     parts = ", ".join(f"{name} {s:.0f} s" for name, s in r["parts_seconds"].items())
     print(f"whole run: {r['seconds']} s ({parts})")
 

@@ -38,7 +38,7 @@ from endtoend import (
 )
 from endtoend.micro import MICRO_FILES, microbenchmarks
 from endtoend.processes import introduce, make_keys, node, stop
-from endtoend.profiling import PROFILERS, print_profile
+from endtoend.profiling import PROFILERS, print_profile, profile_handshakes
 from endtoend.references import STREAMS, stream_reference, v1_reference
 from endtoend.report import figures, print_table
 
@@ -106,7 +106,8 @@ def run(args) -> dict:
         tmp = Path(tmp_name)
         if args.only is not None:
             t_only = time.monotonic()
-            keys = make_keys(tmp, ["alice", "bob", "hub"])
+            names = ["alice", "bob", "dialer" if args.only == "handshakes" else "hub"]
+            keys = make_keys(tmp, names)
             if args.only == "files":
                 result["enclave"] = {"files": file_part(tmp, keys, size)}
             elif args.only == "pairing":
@@ -123,6 +124,8 @@ def run(args) -> dict:
                 result["enclave"] = {"nohistory": nohistory_part(tmp, keys, size)}
             elif args.only == "disappear":
                 result["enclave"] = {"disappear": disappear_part(tmp, keys, size)}
+            elif args.only == "handshakes":
+                result["enclave"] = handshake_part(tmp, keys, size, args, result)
             else:
                 key_files = crowds.fleet_keys(tmp, max(size.group_members, size.burst_members))
                 result["enclave"] = {"groups": group_part(tmp, keys, key_files, size)}
@@ -184,13 +187,34 @@ def pair_cases(tmp: Path, a, b, keys, size: Sizes, args, result: dict) -> dict:
     enclave["throughput"] = scenarios.enclave_throughput(a, b, size.n)
     say(f"enclave latency, {size.lat_n:,} messages at 1,000 msg/s")
     enclave["latency"] = scenarios.enclave_latency(a, b, LATENCY_RATE, size.lat_n)
+    enclave["handshakes"] = handshake_case(tmp, b, keys, size, args, result)
+    return enclave
+
+
+def handshake_case(tmp: Path, b, keys, size: Sizes, args, result: dict) -> dict:
+    """Handshakes to B between two RSA rate runs (the machine is shared: its rate
+    drifts; the target uses their mean), into ``result["rsa"]``; the handshakes' figures."""
     say("RSA-4096 private-op rate, then handshakes, then the rate again")
     rsa_before = scenarios.rsa_rate(tmp, keys["alice"][0], size.rsa_seconds)
     say(f"enclave handshakes, {size.hs_seconds:.0f} s")
     hs = scenarios.handshakes(tmp, b, keys, size.hs_seconds, args.hs_concurrency)
-    enclave["handshakes"] = hs
     rsa_after = scenarios.rsa_rate(tmp, keys["alice"][0], size.rsa_seconds)
     result["rsa"] = scenarios.rsa_summary(rsa_before, rsa_after)
+    return hs
+
+
+def handshake_part(tmp: Path, keys, size: Sizes, args, result: dict) -> dict:
+    """``--only handshakes``: node B alone, the handshake case between its RSA rate
+    runs; with ``--profile cprofile``, one more handshake pass with B's loop profiled."""
+    b = node("B", tmp, keys["bob"][0], scenarios.B_SETTINGS)
+    try:
+        b.request("add_peer", pem=keys["dialer"][1].read_text(), address=None)
+        enclave = {"handshakes": handshake_case(tmp, b, keys, size, args, result)}
+        if args.profile == "cprofile":
+            say(f"profile (cprofile), handshakes, {size.hs_seconds:.0f} s")
+            result["profile"] = profile_handshakes(tmp, b, keys, size, args)
+    finally:
+        stop(b)
     return enclave
 
 
@@ -341,6 +365,7 @@ def main(argv=None) -> int:
             "receipts",
             "nohistory",
             "disappear",
+            "handshakes",
         ],  # fmt: skip
         help="only these node cases (no microbenchmarks, no references): their rows",
     )

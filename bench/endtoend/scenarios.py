@@ -13,7 +13,7 @@ from pathlib import Path
 
 from support.procs import BULK_RECEIVER, NodeProc
 
-from endtoend.measure import cpu_delta, percentiles_us
+from endtoend.measure import cpu_delta, machine_busy, machine_cpu, percentiles_us
 from endtoend.processes import introduce, node, ref, stop
 
 # Node B also takes the handshake run. Its abuse budgets (per-address verifies, per-peer
@@ -125,6 +125,7 @@ def rsa_summary(before: dict, after: dict) -> dict:
 def handshakes(tmp: Path, b: NodeProc, keys, seconds: float, concurrency: int) -> dict:
     before = b.request("stats")["node"]["handshakes"]
     cpu_b = b.request("cpu")["threads"]
+    machine = machine_cpu()
     args = ["dial", "--key-file", keys["dialer"][0], "--peer-pem", keys["bob"][1]]
     args += ["--port", b.port, "--seconds", seconds, "--concurrency", concurrency]
     p = ref("dial", tmp, *args)
@@ -133,6 +134,7 @@ def handshakes(tmp: Path, b: NodeProc, keys, seconds: float, concurrency: int) -
     finally:
         p.close()
     r.pop("ev")
+    r["machine_busy"] = machine_busy(machine, machine_cpu())  # cores, anyone's
     # The figure is what the node established (it verified each initiator's Finished);
     # the last few HS3 may still be in flight when the dialer reports.
     deadline = time.monotonic() + 5
@@ -146,4 +148,25 @@ def handshakes(tmp: Path, b: NodeProc, keys, seconds: float, concurrency: int) -
     r["rate"] = r["node_handshakes"] / r["seconds"]
     r["cpu_share_B"] = cpu_delta(cpu_b, b.request("cpu")["threads"], r["seconds"])
     r["concurrency"] = concurrency
+    if r["node_handshakes"] and r["ok"]:
+        r["cpu_per_handshake"] = cpu_per_handshake(r)
     return r
+
+
+def cpu_per_handshake(r: dict) -> dict:
+    """CPU milliseconds per handshake: B's threads, the initiator process, and of their
+    sum the share its 4 private operations took (B's crypto threads' time per operation,
+    counted for both sides). With both processes on the same cores and the cores full,
+    that share is the most the handshake rate can be of what the RSA rate allows."""
+    ms = 1000 * r["seconds"]
+    b = {k: round(v * ms / r["node_handshakes"], 3) for k, v in r["cpu_share_B"].items()}
+    initiator = r["initiator_cpu_share"] * ms / r["ok"]
+    private_op = sum(v for k, v in b.items() if k.startswith("enclave-crypto")) / 2
+    total = sum(b.values()) + initiator
+    return {
+        "B": b,
+        "initiator": round(initiator, 3),
+        "total": round(total, 3),
+        "private_op": round(private_op, 3),
+        "private_share": round(4 * private_op / total, 3),
+    }

@@ -14,12 +14,15 @@ Rules:
 - v1 envelopes seen since start are kept in memory as the cheap front of the store's seen
   table; the store decides, on a crypto thread, never on the event loop.
 - Store writes that nothing waits for run on the store's writer thread (``background``).
+  A peer's bookkeeping (its handshake high-water mark, its last-seen time) is made
+  with ``mark``: the marks made while an earlier write of them waits or runs go into
+  one transaction, one row update per peer (the highest mark, the latest time).
 """
 
-import asyncio
 import ipaddress
 import logging
 import sqlite3
+import threading
 import time
 
 from enclave.errors import LocalFailure, PeerError
@@ -33,6 +36,13 @@ V1_RECENT = 65_536  # v1 ids kept in memory as the cheap front of the seen table
 VOUCH_TTL = 6 * 3600.0  # an authenticated (address, contact) pair keeps its share this long
 VOUCH_MAX = 4096  # pairs remembered (oldest forgotten first)
 VOUCHED_SHARE = 40  # a vouched pair's verify budget, in multiples of an address's
+
+
+def _log_failure(fut) -> None:
+    """A background write's end (on the writer thread): a failure is logged."""
+    err = None if fut.cancelled() else fut.exception()
+    if err is not None:
+        log.error("background store write failed: %s: %s", type(err).__name__, err)
 
 
 def _hosts(addresses) -> set[str]:
@@ -78,6 +88,8 @@ class NodePolicy(Policy):
         )
         self.slots = Slots(settings.crypto_queue)
         self.writer = None  # the store's writer thread, set by the node
+        self._marks: dict[str, tuple[int | None, float | None]] = {}  # not yet written
+        self._marks_lock = threading.Lock()  # taken by the loop and the writer thread
         # Members of our groups who are not contacts (enclave.node.groups): their
         # handshakes are taken while we share a group, for the group's traffic only.
         self.group_members: set[bytes] = set()
@@ -176,7 +188,7 @@ class NodePolicy(Policy):
 
     def record_handshake(self, fp, hs_id, ts_ms):
         self.seen[(fp, hs_id)] = ts_ms + HANDSHAKE_SEEN_TTL_MS
-        self.background(self.store.raise_hwm, fp.hex(), ts_ms)
+        self.mark(fp, hwm_ms=ts_ms)
 
     def admit_private_op(self, fp):
         if not self.slots.try_acquire():
@@ -187,11 +199,35 @@ class NodePolicy(Policy):
         return True
 
     def background(self, fn, *args) -> None:
-        """A store write that nothing waits for, off the event loop (on the writer)."""
+        """A store write that nothing waits for, off the event loop (on the writer): the
+        loop hears nothing back (a failure is logged there)."""
         if self.writer is None:
             fn(*args)
         else:
-            asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
+            self.writer.submit(fn, *args).add_done_callback(_log_failure)
+
+    def mark(self, fp: bytes, hwm_ms: int | None = None, seen: float | None = None) -> None:
+        """Raise ``fp``'s handshake high-water mark to ``hwm_ms`` and/or set its last-seen
+        time, in the background: joined to the marks not yet written (see the rules)."""
+        key = fp.hex()
+        with self._marks_lock:
+            first = not self._marks
+            old = self._marks.get(key)
+            if old is not None:
+                if hwm_ms is None or (old[0] is not None and old[0] > hwm_ms):
+                    hwm_ms = old[0]
+                if seen is None:
+                    seen = old[1]
+            self._marks[key] = (hwm_ms, seen)
+        if first:  # else the write that takes them is queued already
+            self.background(self._write_marks)
+
+    def _write_marks(self) -> None:
+        """On the writer: every mark made so far, one transaction."""
+        with self._marks_lock:
+            marks, self._marks = self._marks, {}
+        if marks:
+            self.store.mark_peers(marks)
 
     def release_private_op(self, fp):
         self.slots.release()

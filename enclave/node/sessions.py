@@ -392,7 +392,7 @@ class Sessions:
     def _seen(self, peer: bytes) -> None:
         """Store that ``peer`` was online just now (its "last seen")."""
         if not self.closing:  # (``close`` stored it for every peer still online)
-            self.policy.background(self.store.touch_peer, peer.hex(), time.time())
+            self.policy.mark(peer, seen=time.time())
 
     def read(self, nbytes: int) -> None:
         self.stats["bytes_in"] += nbytes

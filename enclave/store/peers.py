@@ -235,3 +235,13 @@ class PeersMixin(StoreCore):
     def raise_hwm(self, fingerprint: str, ts_ms: int) -> None:
         sql = "UPDATE peers SET hwm_ms = max(hwm_ms, ?) WHERE fingerprint = ?"
         self._update(sql, (int(ts_ms), fingerprint))
+
+    def mark_peers(self, marks: dict[str, tuple[int | None, float | None]]) -> None:
+        """The node's bookkeeping of several peers in one transaction: fingerprint ->
+        (handshake high-water mark to raise to, last-seen time); None leaves that one
+        as it is. A peer removed meanwhile is ignored, as by ``raise_hwm`` and ``touch_peer``."""
+        hwm = [(int(h), fp) for fp, (h, _seen) in marks.items() if h is not None]
+        seen = [(t, fp) for fp, (_h, t) in marks.items() if t is not None]
+        with self._tx() as db:
+            db.executemany("UPDATE peers SET hwm_ms = max(hwm_ms, ?) WHERE fingerprint = ?", hwm)
+            db.executemany("UPDATE peers SET last_seen = ? WHERE fingerprint = ?", seen)
