@@ -332,6 +332,7 @@ class Commands:
                 )
             limit = int(parts[1])
         peer = self.node.resolve(parts[0])
+        await self.node.settled()
         messages = self.node.history(peer.fingerprint, limit)
         self._open(peer.fingerprint)
         label = self.label(peer.fingerprint)

@@ -500,6 +500,13 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         waiting = sum(self.delivery.queued_for(p) for p in peers)
         return Retried(requeued, waiting, tried)
 
+    async def settled(self) -> None:
+        """Wait until the chats already shown are stored: a face calls it before it reads
+        a conversation or looks a message up by its reference (a chat is shown as soon
+        as it is decrypted, and stored a commit later: see delivery's rules)."""
+        if self.delivery is not None:
+            await self.delivery.settled()
+
     def history(self, query: str, limit: int = 50, before_rowid: int | None = None):
         """Messages with a peer, oldest first. An outgoing row the file still calls
         queued is shown as sent once this node handed it to a session (see delivery)."""
@@ -540,6 +547,7 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         if reply is not None:
             if peer.protocol == "v1":
                 raise UserError("replies need Enclave's own protocol; this peer speaks only v1")
+            await self.settled()  # the quoted chat may have been shown a moment ago
             quoted = self.find_message(peer.fingerprint, reply, reply_direction).id
             if len(quoted) != 16:
                 raise UserError("that message came from the original client: it cannot be quoted")

@@ -16,16 +16,20 @@ Rules:
   only after the commit that stored its chats. A duplicate (same peer, creation time
   and ID: the store's dedupe key, which the ring in front of it shares) is acked and
   never published twice.
-- Shown before stored: a chat is shown (``MessageReceived``) as soon as it is decrypted
-  once its link is "fresh", i.e. a commit stored a new chat from it: a sender resends
-  what was unacked at the start of a session, in order, before anything new, so from
-  then on a chat the ring does not know and no other copy waits for is new. The ack
-  still waits for the commit: a chat shown and then lost in a crash is unacked, comes
-  back from the sender's outbox and is shown again by the next life (its history holds
-  it once). Before its link is fresh, and for group posts, TIMERs and v1 envelopes (a
-  v1 sender never resends), a chat is shown by its commit. Only a contact that resends
-  on purpose a chat older than the ring's memory can have one shown twice: no more than
-  sending it again under a new id would.
+- Shown before stored: a direct chat is shown (``MessageReceived``) as soon as it is
+  decrypted when it is certainly new and in order: its (created_ms, id) is above the
+  highest its sender ever had stored here (the "mark", read from the store at the
+  sender's first commit of this run, then kept up to date by each commit), no copy of
+  it waits for a commit, and nothing of that sender waits unshown before it. The ack
+  still waits for the commit. Anything else is shown by its commit, as before: a resend
+  of a stored chat, a sender's first chats of the run, group posts, TIMERs and v1
+  envelopes (their order with the chats around them holds), and whatever follows one of
+  those until it is stored. So a chat is shown once per run, in its sender's order, and
+  a contact cannot show a text the history would not keep (a replay of a stored id is
+  never shown early). A chat shown and then lost in a crash was never acked: it comes
+  back from the sender's outbox and the next run shows it again; its history holds it
+  once. An honest sender's chats go up in (created_ms, id) (message_ids.py): only a
+  clock set back makes its next chats wait for their commit.
 - A failed commit (disk full) acks nothing, pauses reading on the links whose chats
   wait, tells the user, and is retried until it succeeds; nothing waiting is dropped.
 - Received chats enter through ``intake`` (enclave.node.quotas): only a batch within its
@@ -64,7 +68,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from enclave._fast import ReplayRing
 from enclave.errors import UserError
-from enclave.node.commits import Batch, chat_keys, incoming_rows, row_count
+from enclave.node.commits import INT64_MAX, Batch, chat_keys, incoming_rows, row_count
 from enclave.node.display import created_time
 from enclave.node.events import DeliveryChanged, MessageReceived, NodeProblem
 from enclave.node.legacy_send import LegacySender
@@ -145,13 +149,14 @@ class Delivery:
         # our messages erased while a link carried them (not resent, not shown delivered).
         self.on_timer = None
         self.expired: set[int] = set()
-        # Shown before their commit (see the rules): the links that have stored a new
-        # chat this session, the dedupe keys of chats waiting for a commit (copies
-        # each), the keys of those already shown, and per contact the id of the newest
-        # chat shown so (a read receipt may name it before it is committed).
-        self._fresh: set = set()
+        # Shown before their commit (see the rules): the dedupe keys of chats waiting for
+        # a commit (copies each) and of those already shown; per sender its mark (the
+        # highest (created_ms, id) stored) and how many of its chats wait unshown; and
+        # the id of the newest chat shown early (a read receipt may name it).
         self._pending: dict[bytes, int] = {}
         self._early: set[bytes] = set()
+        self._marks: dict[bytes, tuple[int, bytes]] = {}
+        self._held: dict[bytes, int] = {}
         self.newest_shown: dict[str, bytes] = {}
 
     @property
@@ -196,6 +201,12 @@ class Delivery:
             self._wake.set()
             await self._idle.wait()
             await asyncio.sleep(0)
+
+    async def settled(self) -> None:
+        """Return once every chat shown before its commit so far is stored (a face that
+        reads the history right after showing one finds it there)."""
+        if self._early:
+            await self.flush()
 
     def keep_history(self, peer: bytes, keep: bool) -> None:
         """The user turned history with ``peer`` on or off (the next commit follows)."""
@@ -382,7 +393,6 @@ class Delivery:
 
     def session_down(self, link) -> None:
         self.intake.forget(link)
-        self._fresh.discard(link)
         carried: Carried | None = link.state
         if not isinstance(carried, Carried):
             return
@@ -472,36 +482,40 @@ class Delivery:
             size = size_of(chats)
         keys = chat_keys(chats)
         pending = self._pending
-        if link in self._fresh:
-            self._show_early(chats, keys)
+        shown = self._show_early(chats, keys) if chats and upto is not None else 0
+        if len(chats) > shown:  # these wait for their commit: so does what follows them
+            sender = chats[0].sender
+            self._held[sender] = self._held.get(sender, 0) + len(chats) - shown
         for key in keys:
             pending[key] = pending.get(key, 0) + 1
         self._next.incoming.append((link, chats, upto, legacy, size, keys))
         self._wake.set()
 
-    def _show_early(self, chats, keys, waiting: int = 0) -> None:
-        """Show the chats of a fresh link as soon as they are decrypted (see the rules):
-        each one neither committed (the ring) nor waiting for a commit in another copy
-        (``waiting``: copies of each that are these chats themselves, already counted)."""
-        ring, pending, early, publish = self.ring, self._pending, self._early, self.publish
-        now_ms, last = int(time.time() * 1000), None
+    def _show_early(self, chats, keys) -> int:
+        """Show what of these chats (one frame of one sender, not yet counted) is new and
+        in order (see the rules); how many of the first ones that is."""
+        sender = chats[0].sender
+        mark = self._marks.get(sender)
+        if mark is None or self._held.get(sender):
+            return 0  # its mark is not read yet, or something before them waits
+        early, pending, ring = self._early, self._pending, self.ring
+        now_ms, shown = int(time.time() * 1000), 0
         for c, key in zip(chats, keys, strict=True):
             if type(c) is not Chat or c.timer_s is not None:
-                continue  # group posts and TIMERs change state: shown by their commit
-            if key in early or pending.get(key, 0) > waiting:
-                continue  # another copy is shown, or waits for its commit
-            if key in ring:
-                continue  # stored already
+                break  # group posts and TIMERs change state: shown by their commit
+            if key in early or key in pending or key in ring:
+                break  # another copy is shown or waits; or stored: the commit decides
+            if (min(c.created_ms, INT64_MAX), c.id) <= mark:
+                break  # not above what it had stored: maybe a resend, or a replay
             early.add(key)
-            last = c
-            publish(
-                MessageReceived(
-                    c.sender.hex(), c.id, c.body, created_time(c.created_ms, now_ms),
-                    False, c.reply_to,
-                )
-            )  # fmt: skip
-        if last is not None:
-            self.newest_shown[last.sender.hex()] = last.id
+            shown += 1
+            self._publish_received(c, created_time(c.created_ms, now_ms))
+        if shown:
+            self.newest_shown[sender.hex()] = chats[shown - 1].id
+        return shown
+
+    def _publish_received(self, c: Chat, shown: int | None, legacy: bool = False) -> None:
+        self.publish(MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy, c.reply_to))
 
     # --- being throttled ---------------------------------------------------------------------
 
@@ -617,6 +631,7 @@ class Delivery:
             delivered = [(p.hex(), [o.rowid for o in outs]) for p, outs in batch.delivered.items()]
             erase = {p.hex() for p in batch.delivered if p in forget} if forget else ()
             flags = self.store.write_cycle(enqueue, rows, delivered, now_ms, erase)
+            done["marks"] = self._read_marks(batch)
             done["erased"] = bool(erase)
             done["incoming"] = [w >= 0 and flags[w] for w in where]
             done["now_ms"] = now_ms
@@ -625,6 +640,16 @@ class Delivery:
                 log.exception("store write failed")
             done["error"] = err
         return done
+
+    def _read_marks(self, batch: Batch) -> dict[bytes, tuple[int, bytes]]:
+        """On the writer, after a commit: the mark of each sender in it whose mark this
+        run has not read yet (the store's highest key of it, this commit's rows in)."""
+        marks, known = {}, self._marks
+        for _, chats, _, _, _, _ in batch.incoming:
+            if chats and chats[0].sender not in known and chats[0].sender not in marks:
+                sender = chats[0].sender
+                marks[sender] = self.store.highest_received(sender.hex()) or (-1, b"")
+        return marks
 
     def _apply(self, batch: Batch, done: dict) -> None:
         self.stats["commits"] += 1
@@ -637,7 +662,7 @@ class Delivery:
             self._stalled(batch, done["error"])
             return
         self._enqueued(batch.enqueue)
-        self._received(batch, done["incoming"], done["now_ms"])
+        self._received(batch, done["incoming"], done["now_ms"], done["marks"])
         if done["erased"]:
             self._scrub_due = True
         announced = self.announced
@@ -691,12 +716,11 @@ class Delivery:
         for peer in touched:  # after the senders hear "queued"
             loop.call_soon(self.dispatch, peer)
 
-    def _received(self, batch: Batch, flags: list[bool], now_ms: int) -> None:
+    def _received(self, batch: Batch, flags: list[bool], now_ms: int, marks: dict) -> None:
+        early = self._settle_keys(batch, flags, marks)
         k = 0
-        insert, publish = self.ring.check_and_insert, self.publish
-        pending, early, fresh = self._pending, self._early, self._fresh
+        insert = self.ring.check_and_insert
         committed = self.intake.quotas.committed
-        freshened = []
         for link, chats, upto, legacy, size, keys in batch.incoming:
             if not chats:  # only refused group posts: nothing stored, the ack still goes
                 self.sessions.stored(link, upto)
@@ -705,31 +729,14 @@ class Delivery:
                 continue
             first = k
             for c, key in zip(chats, keys, strict=True):
-                left = pending.pop(key) - 1
-                if left:
-                    pending[key] = left
-                if key in early:  # shown when it arrived: this copy was the first
-                    early.discard(key)
-                    if flags[k]:
-                        insert(key)
-                elif flags[k]:
+                if flags[k]:
                     insert(key)
-                    shown = created_time(c.created_ms, now_ms)
-                    if type(c) is not Chat:
-                        self.on_post(c, shown)
-                    elif c.timer_s is None:
-                        publish(
-                            MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy, c.reply_to)
-                        )
-                    else:  # a TIMER (disappear.py): a system line, not a message
-                        self.on_timer(c, shown)
-                if not flags[k]:
+                    if not early[k]:
+                        self._show_stored(c, created_time(c.created_ms, now_ms), legacy)
+                else:
                     self.stats["dupes"] += 1
                 k += 1
             new = flags[first:k]
-            if upto is not None and link not in fresh and any(new):
-                fresh.add(link)  # its sender resends only before its first new chat
-                freshened.append(link)
             if chats[0].sender in batch.forget:  # tombstones: a row each, no body
                 size_new = ROW_OVERHEAD * sum(new)
             elif not all(new):  # duplicates take no new room
@@ -741,10 +748,83 @@ class Delivery:
             self.sessions.stored(link, upto)
             if upto is not None:
                 self.intake.stored(link, upto)
-        for link in freshened:  # what came after, waiting for a later commit: now, in order
-            for entry in self._next.incoming:
-                if entry[0] is link:
-                    self._show_early(entry[1], entry[5], waiting=1)
+        self._catch_up()
+
+    def _settle_keys(self, batch: Batch, flags: list[bool], marks: dict) -> list[bool]:
+        """The shown-early bookkeeping of a commit, before any hook runs (one that fails
+        must not leave keys behind): which chats were shown already; the senders' marks."""
+        pending, early, held, own = self._pending, self._early, self._held, self._marks
+        for sender, mark in marks.items():  # read by this commit, its own rows included
+            own.setdefault(sender, mark)
+        shown, k = [], 0
+        for _, chats, _, _, _, keys in batch.incoming:
+            sender = chats[0].sender if chats else None
+            mark = own.get(sender)
+            for c, key in zip(chats, keys, strict=True):
+                left = pending.pop(key) - 1
+                if left:
+                    pending[key] = left
+                if key in early:  # shown when it arrived: this copy was the first
+                    early.discard(key)
+                    shown.append(True)
+                else:
+                    shown.append(False)
+                    waiting = held[sender] - 1
+                    if waiting:
+                        held[sender] = waiting
+                    else:
+                        del held[sender]
+                if flags[k] and mark is not None:
+                    stamp = (min(c.created_ms, INT64_MAX), c.id)
+                    if stamp > mark:
+                        own[sender] = mark = stamp
+                k += 1
+        return shown
+
+    def _catch_up(self) -> None:
+        """After a commit: chats that waited behind ones now stored are shown, in order,
+        where the rules allow (each sender's first one that may not stops its turn)."""
+        if not self._held:
+            return
+        early, held, marks = self._early, self._held, self._marks
+        stopped: set[bytes] = set()
+        now_ms = int(time.time() * 1000)
+        for _, chats, upto, _, _, keys in self._next.incoming:
+            sender = chats[0].sender if chats else None
+            if sender is None or sender in stopped or sender not in held:
+                continue
+            mark = marks.get(sender)
+            if mark is None or upto is None:
+                stopped.add(sender)
+                continue
+            for c, key in zip(chats, keys, strict=True):
+                if key in early:
+                    continue  # this copy, or one before it, is shown
+                if (
+                    type(c) is not Chat
+                    or c.timer_s is not None
+                    or (min(c.created_ms, INT64_MAX), c.id) <= mark
+                ):
+                    stopped.add(sender)
+                    break
+                early.add(key)
+                self._publish_received(c, created_time(c.created_ms, now_ms))
+                self.newest_shown[sender.hex()] = c.id
+                left = held[sender] - 1
+                if not left:
+                    del held[sender]
+                    stopped.add(sender)
+                    break
+                held[sender] = left
+
+    def _show_stored(self, c, shown: int | None, legacy: bool) -> None:
+        """A new chat shown by its commit."""
+        if type(c) is not Chat:
+            self.on_post(c, shown)
+        elif c.timer_s is None:
+            self._publish_received(c, shown, legacy)
+        else:  # a TIMER (disappear.py): a system line, not a message
+            self.on_timer(c, shown)
 
     def _unlist(self, o: Out) -> None:
         queue = self.queues.get(o.peer)

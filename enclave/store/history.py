@@ -93,6 +93,21 @@ class HistoryMixin(StoreCore):
             before = rows[-1][0]
         return found[::-1]
 
+    def highest_received(self, fingerprint: str) -> tuple[int, bytes] | None:
+        """The highest (created_ms, id) of what this peer ever had stored here, erased
+        rows included (they keep their dedupe key), or None: a chat above it is new.
+        One step down messages_in_id; call it off the event loop."""
+        with self._lock:
+            pid = self._peer_id(self._db, fingerprint)
+            if pid is None:
+                return None
+            row = self._db.execute(
+                "SELECT created_ms, id FROM messages WHERE peer = ? AND direction = 'in'"
+                " ORDER BY created_ms DESC, id DESC LIMIT 1",
+                (pid,),
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def incoming_size(self, fingerprint: str) -> tuple[int, int]:
         """(messages, UTF-8 bytes of their bodies) this peer sent us that the store still
         holds (deleted ones not counted): the base of its stored-bytes quota. It reads the

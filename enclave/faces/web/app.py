@@ -313,6 +313,7 @@ def _conversation_routes(app: Quart, backend: Backend) -> None:
         peer = _peer(backend, fp)
         limit = _int_arg("limit", 1, HISTORY_MAX, HISTORY_PAGE)
         before = _int_arg("before", 1, (1 << 63) - 1, None)
+        await backend.node.settled()  # every chat the page was shown is in the history
         rows = backend.node.history(peer.fingerprint, limit, before)
         changes = [
             views.key_change(old, new, peer.name, int(at * 1000))
@@ -426,6 +427,7 @@ def _contact_routes(app: Quart, backend: Backend) -> None:
         direction = (await _body()).get("direction")
         if direction not in ("in", "out"):
             raise ApiError(400, '\'direction\' must be "in" or "out"')
+        await backend.node.settled()
         backend.node.delete_message(peer.fingerprint, mid, direction)
         return {"deleted": mid}
 
