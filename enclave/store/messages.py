@@ -94,6 +94,9 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
     # per row. (Any other ValueError of the loop is raised again there.)
 
     def _insert_incoming(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
+        timed = self._timers_of(db)
+        if timed:  # a contact has a timer: its new chats expire (written with them)
+            return self._insert_incoming_timed(db, rows, timed)
         flat, ids, rowid, seal = [], self._ids, self._rowids.__next__, self._sealer.seal
         try:
             for fp, mid, body, created, stored, legacy in rows:
@@ -114,11 +117,34 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
         except ValueError:
             return self._insert_incoming_mixed(db, rows)
         _insert_rows(db, _INCOMING, flat)
-        rowids = flat[:: _INCOMING.width]
-        flags = _new_flags(db, rowids)
-        if self._timers_of(db):  # a contact has a timer: its new chats expire
-            self._disappearing_in(db, rows, rowids, flags)
-        return flags
+        return _new_flags(db, flat[:: _INCOMING.width])
+
+    def _insert_incoming_timed(self, db: sqlite3.Connection, rows: list[tuple], timed: dict):
+        """``_insert_incoming`` while some contact has a timer: each chat of a timed
+        contact carries its expiry in its INSERT (no TIMER in the batch changes it)."""
+        flat, ids, rowid, seal = [], self._ids, self._rowids.__next__, self._sealer.seal
+        try:
+            for fp, mid, body, created, stored, legacy in rows:
+                if not (
+                    type(mid) is bytes
+                    and (len(mid) == 16 or len(mid) == 36)
+                    and type(body) is str
+                    and type(created) is int
+                    and type(stored) is int
+                ):
+                    if body is None:  # a tombstone (history off): the _mixed variant
+                        raise ValueError
+                    explain_row(mid, body, created, stored)
+                pid = ids.get(fp) or self._known_peer_id(db, fp)
+                seconds = timed.get(pid)
+                r = rowid()
+                body = seal(body, message_ad(r, pid, "in"))
+                expires = min(created, stored) + 1000 * seconds if seconds else None
+                flat += (r, pid, mid, body, created, stored, 1 if legacy else 0, expires)
+        except ValueError:
+            return self._insert_incoming_mixed(db, rows)
+        _insert_rows(db, _INCOMING_EXPIRING, flat)
+        return _new_flags(db, flat[:: _INCOMING_EXPIRING.width])
 
     def _insert_incoming_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
         plain, grouped, gone, rowids, keys, replies = [], [], [], [], {}, []
@@ -286,6 +312,13 @@ _INCOMING_GROUP = _Insert(
     "(?, ?, 'in', ?, ?, ?, ?, 'received', ?, ?, ?, ?, ?, ?)",
     _INCOMING.tail,
     12,
+)
+_INCOMING_EXPIRING = _Insert(
+    "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
+    " legacy, expires_ms)",
+    "(?, ?, 'in', ?, ?, ?, ?, 'received', ?, ?)",
+    _INCOMING.tail,
+    8,
 )
 _OUTGOING_EXPIRING = _Insert(
     "INSERT INTO messages (rowid, peer, direction, id, body, created_ms, stored_ms, state,"
