@@ -280,7 +280,7 @@ async def test_idle_expiry_keeps_the_last_session_and_the_peer_online(rsa_keys, 
 
 @pytest.mark.asyncio
 async def test_store_sync_normal_delivers_everything_once_both_ways(rsa_keys, tmp_path):
-    """With store_sync "normal" small commits run on the loop: the same outcome."""
+    """With store_sync "normal" (no fsync per commit): the same outcome."""
     from enclave.node.settings import Settings
 
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
@@ -289,8 +289,7 @@ async def test_store_sync_normal_delivers_everything_once_both_ways(rsa_keys, tm
     try:
         introduce(a, b, ka, kb)
         ra, rb = Recorder(a), Recorder(b)
-        assert a.delivery.inline_rows > 0
-        for k in range(150):  # one at a time (inline commits), then a burst (the writer)
+        for k in range(150):  # one at a time, then a burst
             await a.send("bob", f"a{k}")
             await b.send("alice", f"b{k}")
         await a.submit_many(bytes.fromhex(b.fingerprint), [f"a{k}" for k in range(150, 3000)])

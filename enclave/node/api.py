@@ -73,7 +73,6 @@ from enclave.protocol.legacy import MAX_SKEW
 from enclave.store import Peer, Store
 
 log = logging.getLogger("enclave.node")
-INLINE_ROWS = 64  # small commits on the loop when they need no fsync (delivery.inline_rows)
 # A v1 envelope is accepted up to MAX_SKEW seconds after its timestamp; its seen entry is
 # kept 15 minutes longer (PROTOCOL.md d, step 9), which outlasts a backward clock step
 # of that size. UPKEEP_EVERY: seconds between prunes; PRUNE_STEP: most entries of each
@@ -198,8 +197,6 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         self.sessions.groups = self.groups
         self.groups.load()
         self.delivery.progress = self._wants_progress
-        if self.settings.store_sync == "normal":
-            self.delivery.inline_rows = INLINE_ROWS
         try:
             self.address = await self.sessions.listen(host, port)
         except OSError as err:

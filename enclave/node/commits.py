@@ -39,15 +39,6 @@ class Batch:
         return bool(self.enqueue or self.incoming or self.delivered)
 
 
-def row_count(batch: Batch) -> int:
-    """The rows a commit writes (a small one may run on the loop: ``inline_rows``)."""
-    return (
-        len(batch.enqueue)
-        + sum(len(chats) for _, chats, *_ in batch.incoming)
-        + sum(len(outs) for outs in batch.delivered.values())
-    )
-
-
 def chat_keys(chats) -> list[bytes]:
     """Each chat's dedupe key, computed once when it arrives: a salted hash of the
     store's own dedupe key (peer, created_ms as stored, id), so the ring never calls a

@@ -39,9 +39,10 @@ Rules:
   messages and not dialled until its retry time has passed; what it was sent stays
   unacked in flight (or back in the queue if the session ends); the user hears of it
   (``quotas.PeerThrottles``).
-- Every store write runs on the writer thread; the event loop never waits on SQLite,
-  except for a small commit without fsync (``inline_rows``, store_sync "normal").
-  One commit cycle is one transaction: new outgoing rows, incoming rows and acked rows
+- Every store write runs on the writer thread; the event loop never waits on SQLite
+  (a small commit without fsync once ran on the loop, which the next message's
+  decrypt then waited for: 158 against 105 us p50 one-way with store_sync "normal",
+  PERFORMANCE.md "Second round"). One commit cycle is one transaction: new outgoing rows, incoming rows and acked rows
   together (one fsync per cycle).
 - A peer's ``created_ms`` (any uint64 on the wire) is stored clamped to SQLite's
   integer range only: it is part of the dedupe key, so every resend must store the
@@ -68,7 +69,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from enclave._fast import ReplayRing
 from enclave.errors import UserError
-from enclave.node.commits import INT64_MAX, Batch, chat_keys, incoming_rows, row_count
+from enclave.node.commits import INT64_MAX, Batch, chat_keys, incoming_rows
 from enclave.node.display import created_time
 from enclave.node.events import DeliveryChanged, MessageReceived, NodeProblem
 from enclave.node.legacy_send import LegacySender
@@ -108,11 +109,6 @@ class Delivery:
         self.progress = lambda: True
         self.announced: set[int] = set()  # rowids announced "sent", not yet delivered
         self._dispatching: set[bytes] = set()  # peers with a dispatch scheduled
-        # Commits of at most this many rows run on the event loop itself: without an
-        # fsync (store_sync "normal") such a commit costs less than the two thread
-        # hand-offs around it, which are most of a message's latency. 0: never (with
-        # "full" each commit waits for the disk, so it always runs on the writer).
-        self.inline_rows = 0
         self.queues: dict[bytes, deque[Out]] = {}
         self.carriers: dict[bytes, object] = {}
         self.ring = ReplayRing(ring_capacity, digests=True)  # salted keys (commits.py)
@@ -138,13 +134,12 @@ class Delivery:
             quotas = ReceiveQuotas.from_settings(Settings())
         self.intake = Intake(quotas, self)
         self.throttles = PeerThrottles(publish, self._throttle_over)  # peers that throttle us
-        # Group chat's hooks (enclave.node.groups): records before posts on a link, a
-        # stored post's event, and group writes on their way that a commit must not pass.
+        # Group chat's hooks (enclave.node.groups): records before posts on a link, and
+        # a stored post's event.
         self.before_send = self.on_post = None
         # Disappearing posts (groups.py): (group_id, epoch) -> the group's timer then, or
         # None while no group has one. Called on the writer thread.
         self.post_lasts = None
-        self.writes_pending = 0
         # Disappearing messages (disappear.py): a stored TIMER's hook, and the rowids of
         # our messages erased while a link carried them (not resent, not shown delivered).
         self.on_timer = None
@@ -535,14 +530,7 @@ class Delivery:
                 batch = self._take(self.commit_batch)
                 self._idle.clear()
                 try:
-                    if (
-                        self.inline_rows
-                        and not self.writes_pending
-                        and row_count(batch) <= self.inline_rows
-                    ):
-                        done = self._write(batch)  # see ``inline_rows``
-                    else:
-                        done = await loop.run_in_executor(self._writer, self._write, batch)
+                    done = await loop.run_in_executor(self._writer, self._write, batch)
                 finally:
                     self._idle.set()
                 try:

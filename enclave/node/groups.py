@@ -291,17 +291,8 @@ class Groups:
 
     def _store(self, fn, *args) -> asyncio.Future:
         """``fn(*args)`` handed to the store's writer thread now, so it runs after every
-        write handed to it before and before any handed after; commits do not run on the
-        loop meanwhile (``Delivery.writes_pending``)."""
-        d = self.delivery
-        d.writes_pending += 1
-
-        def done(_fut) -> None:
-            d.writes_pending -= 1
-
-        fut = asyncio.get_running_loop().run_in_executor(d.writer, fn, *args)
-        fut.add_done_callback(done)
-        return fut
+        write handed to it before (commits included) and before any handed after."""
+        return asyncio.get_running_loop().run_in_executor(self.delivery.writer, fn, *args)
 
     # --- posts -------------------------------------------------------------------------
 

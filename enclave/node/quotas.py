@@ -12,9 +12,8 @@ The design (docs/PROTOCOL.md, "Receive quotas and THROTTLE"):
   store on the writer thread (never on the loop) the first time it sends after start,
   and its first batch waits for that read, its link unread; ``stored`` counts what
   commits stored since the read, ``pending`` what was admitted and is not committed
-  yet. Commits and the read run in order on the writer, so each row is counted once
-  (an inline commit of a few rows, with store_sync "normal", may race the read and
-  be missed). Deleting history does not lower the count before the next start.
+  yet. Commits and the read run in order on the writer, so each row is counted once.
+  Deleting history does not lower the count before the next start.
 - A refused batch is neither stored nor acked (``Intake``). The sender is told why
   (THROTTLE, with the time after which the batch would pass). For a short wait (at
   most ``HOLD_MAX``, and at most half of ``dead_after``: an unread link must not look
