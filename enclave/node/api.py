@@ -32,7 +32,7 @@ from pathlib import Path
 
 from enclave.errors import UserError
 from enclave.identity import keys
-from enclave.node import allocator, collector
+from enclave.node import allocator
 from enclave.node import settings as settings_mod
 from enclave.node.api_discovery import DiscoveryApi, Nearby, browse_nearby, find_inviter  # noqa: F401
 from enclave.node.api_files import FilesApi, check_source  # noqa: F401 - check_source: the faces' rule
@@ -214,7 +214,6 @@ class Node(FilesApi, GroupsApi, PairingApi, DiscoveryApi, KeysApi, MessagesApi):
         self._upkeep = asyncio.get_running_loop().create_task(
             self._store_upkeep(), name="enclave-store-upkeep"
         )
-        collector.settle()  # what start-up made stays out of later collections (tails)
         return self.address
 
     async def stop(self) -> None:
