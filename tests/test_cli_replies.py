@@ -153,6 +153,7 @@ async def test_through_the_running_node(rsa_keys, tmp_path):
             assert done.stdout.startswith(f"{message_ref(answer.id)} ")
             assert done.stdout.endswith(f"(quoting {ref})\n")
             await rb.until(lambda r: len(r.received()) == 1)
+            await b.settled()  # shown as soon as it arrived; stored a commit later
             assert b.history("alice")[-1].body == "yes, at noon"
             assert b.history("alice")[-1].reply_to == question.id
 

@@ -76,6 +76,7 @@ async def test_blocked_contact_is_refused_before_private_work_and_unblock_restor
         assert not a.resolve("bob").blocked
         b.sessions.dial(bytes.fromhex(a.fingerprint))  # Bob's next try, without his backoff
         await ra.until(lambda r: len(r.received()) == 2, what="the held message after unblock")
+        await a.settled()  # shown as soon as it arrived; stored a commit later
         assert [m.body for m in a.history("bob")] == ["first", "while blocked"]
         await rb.until(lambda r: len(r.states("delivered")) == 2, what="Bob's second tick")
 

@@ -359,6 +359,7 @@ class Worker:
 
     async def cmd_check_history(self, req: dict) -> dict:
         peer = self.node.resolve(req["peer"])
+        await self.node.settled()  # what it showed is stored, as a face reading it waits
         return await asyncio.to_thread(
             history_report, self.node.store, peer.fingerprint, req["prefix"]
         )
