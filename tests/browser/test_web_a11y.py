@@ -118,6 +118,9 @@ def test_a_screen_reader_hears_who_when_and_only_new_messages(pages):
 
 def test_shortcuts_move_between_chats_and_to_search(pages):
     alice = pages["alice"]
+    # Keys go to the page that has the window's focus: another test may have left it
+    # on Bob's page (a focused element also needs its document focused).
+    alice.bring_to_front()
     open_chat(alice, "bob")
     alice.locator("#input").press("Alt+ArrowDown")
     expect(alice.locator("#chat-name")).not_to_have_text("bob", timeout=WAIT)
