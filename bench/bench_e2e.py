@@ -74,21 +74,26 @@ def test_e2e_quick(benchmark, tmp_path):
     check_micro_rows(result)
 
 
-def test_e2e_only_nohistory(benchmark, tmp_path):
-    """``--only nohistory --quick``: history off beside on, both rows, nothing kept of
-    the history-off runs (only the "on" runs and the warm-up message are in B's history)."""
-    out = tmp_path / "nohistory.json"
+def run_only(benchmark, tmp_path, case: str) -> dict:
+    """``bench/e2e.py --quick --only CASE`` once, in a process of its own; its results."""
+    out = tmp_path / f"{case}.json"
 
     def run():
         subprocess.run(
-            [sys.executable, str(E2E), "--quick", "--only", "nohistory", "--out", str(out)],
+            [sys.executable, str(E2E), "--quick", "--only", case, "--out", str(out)],
             check=True,
             timeout=300,
             capture_output=True,
         )
         return json.loads(out.read_text())
 
-    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    return benchmark.pedantic(run, rounds=1, iterations=1)
+
+
+def test_e2e_only_nohistory(benchmark, tmp_path):
+    """``--only nohistory --quick``: history off beside on, both rows, nothing kept of
+    the history-off runs (only the "on" runs and the warm-up message are in B's history)."""
+    result = run_only(benchmark, tmp_path, "nohistory")
     case = result["enclave"]["nohistory"]
     assert case["n"] == 2000 and case["on_rate"] > 0 and case["off_rate"] > 0
     assert case["kept"] == case["runs"] * case["n"] + 1
@@ -99,18 +104,7 @@ def test_e2e_only_nohistory(benchmark, tmp_path):
 def test_e2e_only_handshakes(benchmark, tmp_path):
     """``--only handshakes --quick``: the new-sessions row between its two RSA rate runs,
     and the CPU each handshake took on both sides."""
-    out = tmp_path / "handshakes.json"
-
-    def run():
-        subprocess.run(
-            [sys.executable, str(E2E), "--quick", "--only", "handshakes", "--out", str(out)],
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
-        return json.loads(out.read_text())
-
-    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    result = run_only(benchmark, tmp_path, "handshakes")
     hs = result["enclave"]["handshakes"]
     assert hs["node_handshakes"] > 0 and result["rsa"]["ops_per_s_2_threads"] > 0
     per = hs["cpu_per_handshake"]

@@ -170,16 +170,8 @@ def test_long_churn_matches_a_model(twin, capacity):
     # Many evictions with a small table: probe runs wrap around the table end and
     # deletions shift entries back; the ring must still agree with a plain FIFO set.
     ring = twin.ReplayRing(capacity)
-    model: deque[bytes] = deque()
-    for i in range(20_000):
-        key = str(i % (capacity * 3 + 1)).encode()  # repeats, so duplicates happen
-        fresh = key not in model
-        assert ring.check_and_insert(key) is fresh
-        if fresh:
-            if len(model) == capacity:
-                model.popleft()
-            model.append(key)
-    assert len(ring) == len(model)
+    keys = (str(i % (capacity * 3 + 1)).encode() for i in range(20_000))  # repeats
+    model = agrees_with_a_model(ring, capacity, keys)
     assert all(k in ring for k in model)
 
 
@@ -274,9 +266,16 @@ def test_digests_full_ring_evicts_oldest_first(twin):
 @pytest.mark.parametrize("capacity", [1, 2, 3, 5, 8, 100, 10000])
 def test_digests_long_churn_matches_a_model(twin, capacity):
     ring = twin.ReplayRing(capacity, digests=True)
+    keys = (digest(i % (capacity * 3 + 1)) for i in range(20_000))  # repeats: duplicates
+    model = agrees_with_a_model(ring, capacity, keys)
+    assert all(k in ring for k in model)
+
+
+def agrees_with_a_model(ring, capacity: int, keys) -> deque:
+    """Feed ``keys`` to ``ring`` as the node does (``in``, then ``check_and_insert``),
+    checking each answer against a plain FIFO of ``capacity``; the FIFO at the end."""
     model: deque[bytes] = deque()
-    for i in range(20_000):
-        key = digest(i % (capacity * 3 + 1))  # repeats, so duplicates happen
+    for key in keys:
         fresh = key not in model
         assert (key in ring) is not fresh
         assert ring.check_and_insert(key) is fresh
@@ -284,8 +283,8 @@ def test_digests_long_churn_matches_a_model(twin, capacity):
             if len(model) == capacity:
                 model.popleft()
             model.append(key)
-    assert len(ring) == len(model)
-    assert all(k in ring for k in model)
+        assert len(ring) == len(model)
+    return model
 
 
 # A colliding-prefix flood: every key below has the same first 8 bytes, so in the
@@ -303,19 +302,10 @@ PREFIX = b"\xa5" * 8
 @pytest.mark.parametrize("capacity", [1, 3, 64, 1000])
 def test_digests_colliding_prefix_flood_matches_a_model(twin, capacity):
     ring = twin.ReplayRing(capacity, digests=True)
-    model: deque[bytes] = deque()
     span = capacity * 2 + 1  # repeats, so duplicates happen
-    for i in range(min(20_000, 20 * span)):
-        n = (i * 7) % span
-        key = PREFIX + n.to_bytes(8, "little")  # keys differing in their last bytes only
-        fresh = key not in model
-        assert (key in ring) is not fresh
-        assert ring.check_and_insert(key) is fresh
-        if fresh:
-            if len(model) == capacity:
-                model.popleft()
-            model.append(key)
-        assert len(ring) == len(model)
+    # keys differing in their last bytes only
+    keys = (PREFIX + ((i * 7) % span).to_bytes(8, "little") for i in range(min(20_000, 20 * span)))
+    model = agrees_with_a_model(ring, capacity, keys)
     assert all(k in ring for k in model)
     assert not any(PREFIX + n.to_bytes(8, "little") in ring for n in range(span, span + 100))
 

@@ -60,24 +60,32 @@ async def waiting(node, count: int) -> None:
     raise AssertionError(f"{count} chats never reached delivery")
 
 
-@pytest_asyncio.fixture
-async def bob_and_carol(rsa_keys, tmp_path):
-    bob = await start(tmp_path / "b", rsa_keys["bob"])
-    bob.add_peer(public_pem(rsa_keys["carol"]), "127.0.0.1:9", "carol")
+@contextlib.asynccontextmanager
+async def bob_run(rsa_keys, home):
+    """One run of Bob (a node process's life) and Carol's sessions to it."""
+    bob = await start(home, rsa_keys["bob"])
+    if not any(p.name == "carol" for p in bob.contacts()):
+        bob.add_peer(public_pem(rsa_keys["carol"]), "127.0.0.1:9", "carol")
     peers: list[RawPeer] = []
 
-    async def carol() -> RawPeer:
+    async def session() -> RawPeer:
         peer = RawPeer(rsa_keys["carol"], bob, source="127.0.0.3")
         peers.append(peer)
         await peer.handshake()
         return peer
 
     try:
-        yield bob, carol
+        yield bob, session
     finally:
         for p in peers:
             await p.close()
         await bob.stop()
+
+
+@pytest_asyncio.fixture
+async def bob_and_carol(rsa_keys, tmp_path):
+    async with bob_run(rsa_keys, tmp_path / "b") as (bob, carol):
+        yield bob, carol
 
 
 async def opened(carol_session, to) -> RawPeer:
@@ -105,28 +113,6 @@ async def test_a_chat_is_shown_before_its_commit_and_acked_after(bob_and_carol):
     assert [m.body for m in shown.received()] == ["opening", "second", "third"]
     assert [m.body for m in bob.history("carol")] == ["opening", "second", "third"]
     assert not (bob.delivery._pending or bob.delivery._early or bob.delivery._held)
-
-
-@contextlib.asynccontextmanager
-async def bob_run(rsa_keys, home):
-    """One run of Bob (a node process's life) and Carol's sessions to it."""
-    bob = await start(home, rsa_keys["bob"])
-    if not any(p.name == "carol" for p in bob.contacts()):
-        bob.add_peer(public_pem(rsa_keys["carol"]), "127.0.0.1:9", "carol")
-    peers: list[RawPeer] = []
-
-    async def session() -> RawPeer:
-        peer = RawPeer(rsa_keys["carol"], bob, source="127.0.0.3")
-        peers.append(peer)
-        await peer.handshake()
-        return peer
-
-    try:
-        yield bob, session
-    finally:
-        for p in peers:
-            await p.close()
-        await bob.stop()
 
 
 @pytest.mark.asyncio

@@ -94,9 +94,10 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
     # per row. (Any other ValueError of the loop is raised again there.)
 
     def _insert_incoming(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
+        # While a contact has a timer, each of its new chats carries its expiry in its
+        # INSERT (no TIMER is in such a batch: a TIMER goes the _mixed way).
         timed = self._timers_of(db)
-        if timed:  # a contact has a timer: its new chats expire (written with them)
-            return self._insert_incoming_timed(db, rows, timed)
+        kind = _INCOMING_EXPIRING if timed else _INCOMING
         flat, ids, rowid, seal = [], self._ids, self._rowids.__next__, self._sealer.seal
         try:
             for fp, mid, body, created, stored, legacy in rows:
@@ -114,37 +115,13 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
                 r = rowid()
                 body = seal(body, message_ad(r, pid, "in"))
                 flat += (r, pid, mid, body, created, stored, 1 if legacy else 0)
+                if timed:
+                    seconds = timed.get(pid)
+                    flat.append(min(created, stored) + 1000 * seconds if seconds else None)
         except ValueError:
             return self._insert_incoming_mixed(db, rows)
-        _insert_rows(db, _INCOMING, flat)
-        return _new_flags(db, flat[:: _INCOMING.width])
-
-    def _insert_incoming_timed(self, db: sqlite3.Connection, rows: list[tuple], timed: dict):
-        """``_insert_incoming`` while some contact has a timer: each chat of a timed
-        contact carries its expiry in its INSERT (no TIMER in the batch changes it)."""
-        flat, ids, rowid, seal = [], self._ids, self._rowids.__next__, self._sealer.seal
-        try:
-            for fp, mid, body, created, stored, legacy in rows:
-                if not (
-                    type(mid) is bytes
-                    and (len(mid) == 16 or len(mid) == 36)
-                    and type(body) is str
-                    and type(created) is int
-                    and type(stored) is int
-                ):
-                    if body is None:  # a tombstone (history off): the _mixed variant
-                        raise ValueError
-                    explain_row(mid, body, created, stored)
-                pid = ids.get(fp) or self._known_peer_id(db, fp)
-                seconds = timed.get(pid)
-                r = rowid()
-                body = seal(body, message_ad(r, pid, "in"))
-                expires = min(created, stored) + 1000 * seconds if seconds else None
-                flat += (r, pid, mid, body, created, stored, 1 if legacy else 0, expires)
-        except ValueError:
-            return self._insert_incoming_mixed(db, rows)
-        _insert_rows(db, _INCOMING_EXPIRING, flat)
-        return _new_flags(db, flat[:: _INCOMING_EXPIRING.width])
+        _insert_rows(db, kind, flat)
+        return _new_flags(db, flat[:: kind.width])
 
     def _insert_incoming_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
         plain, grouped, gone, rowids, keys, replies = [], [], [], [], {}, []
