@@ -49,6 +49,7 @@ async def serve(node, request: dict, answer) -> None:
     ):
         await answer({"error": "bad control request (a delete request needs peer and ref)"})
         return
+    await node.settled()  # a chat shown a moment ago is stored first
     try:
         gone = node.delete_message(peer, ref, direction)
     except UserError as err:

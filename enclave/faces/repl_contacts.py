@@ -183,6 +183,7 @@ async def cmd_delete(commands, rest: str) -> None:
     peer, ref = commands.take_peer(rest)
     if not peer or len(ref.split()) != 1:
         raise UserError("usage: /delete PEER REF (the #ref /history shows beside the message)")
+    await commands.node.settled()  # a chat shown a moment ago is stored first
     commands.node.delete_message(peer, ref.strip())
 
 
