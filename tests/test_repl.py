@@ -333,12 +333,16 @@ async def test_add_errors(alone, key_files, tmp_path, args, error):
 @pytest.mark.asyncio
 async def test_history_and_its_errors(pair, tmp_path):
     a, b = pair
-    rb = Recorder(b)
+    ra, rb = Recorder(a), Recorder(b)
     async with repl(a, tmp_path) as r:
         await r.run("/history bob", "No messages with bob yet")
         for k in range(3):
             await r.run(f"/send bob m{k}", f"you -> bob: m{k}")
         await rb.until(lambda rec: len(rec.received()) == 3)
+        # Bob shows them before storing them: their "delivered" lines come after, and
+        # must be on the screen before /history, whose lines alone are counted below.
+        await ra.until(lambda rec: len(rec.states("delivered")) == 3)
+        await r.screen.shows("to bob: delivered", count=3)
         await b.send("alice", "reply")
         await r.screen.shows("bob: reply")
         out = await r.run("/history bob 2", "bob: reply")
