@@ -21,15 +21,40 @@ def banner(text: str) -> None:
     print(f"{line}\n* Enclave build: {text}\n{line}", file=sys.stderr)
 
 
+# A module that calls a C library names it here (the store's sealing calls OpenSSL's
+# libcrypto, whose headers come with Debian's libssl-dev).
+LIBRARIES = {"_gcm_c": ["crypto"]}
+HEADERS = {"_gcm_c": ("openssl/evp.h", "libssl-dev (Debian) or openssl-devel (Fedora)")}
+
+
+def check_headers(stem: str) -> None:
+    """Fail with one plain line when a C library's headers are missing."""
+    if stem not in HEADERS:
+        return
+    header, package = HEADERS[stem]
+    import sysconfig
+
+    places = [Path("/usr/include"), Path("/usr/local/include")]
+    places += [Path(p) for p in (sysconfig.get_config_var("INCLUDEDIR"),) if p]
+    if not any((place / header).exists() for place in places):
+        sys.exit(
+            f"Enclave build: {header} is missing: install {package}, or build pure "
+            "Python with ENCLAVE_PURE_BUILD=1"
+        )
+
+
 def native_extensions() -> list[Extension]:
     from Cython.Build import cythonize
 
     sources = sorted(FAST.glob("*.pyx"))
+    for src in sources:
+        check_headers(src.stem)
     extensions = [
         Extension(
             f"enclave._fast.{src.stem}",
             [str(src.relative_to(HERE))],
             extra_compile_args=["-O2"],
+            libraries=LIBRARIES.get(src.stem, []),
         )
         for src in sources
     ]

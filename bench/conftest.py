@@ -3,7 +3,7 @@
 - ``pytest bench/`` collects ``bench_*.py`` as test modules (``pytest
   bench/bench_fast.py`` already does, since pytest collects files named on the command
   line whatever their name).
-- The ``frames`` and ``ring`` fixtures give the compiled module (``native``)
+- The ``frames``, ``ring`` and ``gcm`` fixtures give the compiled module (``native``)
   and the pure one (``pure``) of an ``enclave._fast`` pair, imported directly.
 - A benchmark that sets ``extra_info["ops"]`` (operations per timed call) and
   ``extra_info["twin"]`` gets a line in the summary: the per-operation median of each
@@ -45,6 +45,11 @@ def frames(request):
 @pytest.fixture(params=TWINS)
 def ring(request):
     return _load("ring", request.param)
+
+
+@pytest.fixture(params=TWINS)
+def gcm(request):
+    return _load("gcm", request.param)
 
 
 def _per_op_medians(session) -> dict[str, dict[str, float]]:

@@ -181,9 +181,61 @@ def test_ring_twins_agree_on_digests(capacity, ops):
         assert len(native) == len(pure) == len(plain)
 
 
+# --- CountedGcm ------------------------------------------------------------------------
+
+int64s = st.integers(-(1 << 63), (1 << 63) - 1)
+gcm_rows = st.lists(st.tuples(int64s, int64s, st.text(max_size=20)), max_size=70)
+# One value of one row made invalid, or none.
+spoils = st.none() | st.tuples(
+    st.integers(0, 69), st.integers(0, 2), st.sampled_from([1 << 63, "1", b"b", None, "\ud800"])
+)
+gcm_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("seal"), st.binary(max_size=40), st.binary(max_size=20)),
+        st.tuples(
+            st.just("rows"),
+            gcm_rows,
+            spoils,
+            st.sampled_from([4, 5, 5, 3]),
+            st.sampled_from([b"i", b"o", b"i", b"o", b"", "i"]),
+        ),
+        st.tuples(st.just("open"), st.integers(0, 40), st.integers(-1, 40)),
+    ),
+    max_size=20,
+)
+
+
+@AGREE
+@given(start=st.integers(0, (1 << 96) - 1), ops=gcm_ops)
+def test_gcm_twins_agree(start, ops):
+    # Same key, same start: every sealed value, error and opened value is identical.
+    native, pure = (mod.CountedGcm(bytes(range(32)), start) for mod in both("gcm"))
+    sealed = []
+    for op in ops:
+        if op[0] == "seal":
+            got = outcome(native.seal, op[1], op[2])
+            assert got == outcome(pure.seal, op[1], op[2])
+            sealed.append((got[1], op[2]))
+        elif op[0] == "rows":
+            _, rows, spoil, width, direction = op
+            if spoil and rows:
+                row = list(rows[spoil[0] % len(rows)])
+                row[spoil[1]] = spoil[2]
+                rows[spoil[0] % len(rows)] = tuple(row)
+            flats = [[v for r in rows for v in (r[0], r[1], b"id", r[2], 0)[:width]] for _ in "ab"]
+            got = outcome(native.seal_rows, flats[0], width, direction)
+            assert got == outcome(pure.seal_rows, flats[1], width, direction)
+            assert flats[0] == flats[1]
+        elif sealed:
+            value, ad = sealed[op[1] % len(sealed)]
+            if 0 <= op[2] < len(value):  # flip one bit: it must not open in either
+                value = value[: op[2]] + bytes([value[op[2]] ^ 1]) + value[op[2] + 1 :]
+            assert outcome(native.open, value, ad) == outcome(pure.open, value, ad)
+
+
 # --- one API ---------------------------------------------------------------------------
 
-API = [("frames", "FrameSplitter"), ("ring", "ReplayRing")]
+API = [("frames", "FrameSplitter"), ("ring", "ReplayRing"), ("gcm", "CountedGcm")]
 SLOTS = ("__len__", "__contains__", "__sizeof__")
 
 
@@ -199,7 +251,11 @@ def test_twins_expose_the_same_api(stem, name):
 
 @pytest.mark.parametrize(
     "stem, constants",
-    [("frames", ["MAX_FRAME_LIMIT"]), ("ring", ["MAX_KEY_LEN", "MAX_CAPACITY", "MIN_DIGEST_LEN"])],
+    [
+        ("frames", ["MAX_FRAME_LIMIT"]),
+        ("ring", ["MAX_KEY_LEN", "MAX_CAPACITY", "MIN_DIGEST_LEN"]),
+        ("gcm", ["KEY_BYTES", "NONCE", "TAG"]),
+    ],
 )
 def test_twins_share_their_constants(stem, constants):
     native, pure = both(stem)
@@ -222,7 +278,9 @@ def test_native_loaded():
         assert enclave._fast.NATIVE is True, "compiled enclave._fast twins did not load"
 
 
-@pytest.mark.parametrize("name, stem", [("FrameSplitter", "frames"), ("ReplayRing", "ring")])
+@pytest.mark.parametrize(
+    "name, stem", [("FrameSplitter", "frames"), ("ReplayRing", "ring"), ("CountedGcm", "gcm")]
+)
 def test_selector_exports_the_loaded_twin(name, stem):
     twin = "native" if enclave._fast.NATIVE else "pure"
     assert getattr(enclave._fast, name) is getattr(load_twin(stem, twin), name)

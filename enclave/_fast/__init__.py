@@ -17,6 +17,7 @@ NATIVE = False
 if os.environ.get("ENCLAVE_PURE", "") in ("", "0"):
     try:
         from ._frames_c import FrameSplitter
+        from ._gcm_c import CountedGcm
         from ._ring_c import ReplayRing
 
         NATIVE = True
@@ -25,6 +26,7 @@ if os.environ.get("ENCLAVE_PURE", "") in ("", "0"):
 
 if not NATIVE:
     from ._frames_py import FrameSplitter  # type: ignore[assignment]
+    from ._gcm_py import CountedGcm  # type: ignore[assignment]
     from ._ring_py import ReplayRing  # type: ignore[assignment]
 
-__all__ = ["NATIVE", "FrameSplitter", "Pool", "ReplayRing"]
+__all__ = ["NATIVE", "CountedGcm", "FrameSplitter", "Pool", "ReplayRing"]

@@ -98,7 +98,7 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
         # INSERT (no TIMER is in such a batch: a TIMER goes the _mixed way).
         timed = self._timers_of(db)
         kind = _INCOMING_EXPIRING if timed else _INCOMING
-        flat, ids, rowid, seal = [], self._ids, self._rowids.__next__, self._sealer.seal
+        flat, ids, rowid = [], self._ids, self._rowids.__next__
         try:
             for fp, mid, body, created, stored, legacy in rows:
                 if not (
@@ -112,14 +112,13 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
                         raise ValueError
                     explain_row(mid, body, created, stored)
                 pid = ids.get(fp) or self._known_peer_id(db, fp)
-                r = rowid()
-                body = seal(body, message_ad(r, pid, "in"))
-                flat += (r, pid, mid, body, created, stored, 1 if legacy else 0)
+                flat += (rowid(), pid, mid, body, created, stored, 1 if legacy else 0)
                 if timed:
                     seconds = timed.get(pid)
                     flat.append(min(created, stored) + 1000 * seconds if seconds else None)
         except ValueError:
             return self._insert_incoming_mixed(db, rows)
+        self._sealer.seal_rows(flat, kind.width, "in")  # all bodies in one call
         _insert_rows(db, kind, flat)
         return _new_flags(db, flat[:: kind.width])
 
@@ -163,7 +162,7 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
         return flags
 
     def _insert_outgoing(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
-        flat, ids, seen, seal = [], self._ids, set(), self._sealer.seal
+        flat, ids, seen = [], self._ids, set()
         try:
             for rowid, fp, mid, body, created in rows:
                 if not (
@@ -175,12 +174,12 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
                     explain_row(mid, body, created, 0)
                 pid = ids.get(fp) or self._known_peer_id(db, fp)
                 seen.add((pid, mid))
-                body = seal(body, message_ad(rowid, pid, "out"))
                 flat += (rowid, pid, mid, body, created, created, len(mid) == 36, rowid)
         except ValueError:
             return self._insert_outgoing_mixed(db, rows)
         if len(seen) < len(rows):  # a caller's bug: say so
             raise sqlite3.IntegrityError("the same outgoing message id twice in a batch")
+        self._sealer.seal_rows(flat, _OUTGOING.width, "out")  # all bodies in one call
         _insert_rows(db, _OUTGOING, flat)  # owed = rowid: the back of its peer's queue
 
     def _insert_outgoing_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
