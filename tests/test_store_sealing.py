@@ -89,6 +89,31 @@ def test_sealed_text_never_reaches_the_file_and_reads_back(db_path):
     assert MARKER.encode() not in on_disk(db_path)
 
 
+@pytest.mark.parametrize("count", [3, 300])  # 300: the compiled twin lets the GIL go
+def test_a_batch_is_sealed_row_by_row_and_each_row_reads_alone(db_path, count):
+    texts = [f"{MARKER} {i} " + "é✓" * (i % 5) for i in range(count)]
+    with with_peers(Store.open(db_path, key=KEY)) as store:
+        store.write_cycle(
+            enqueue=[(store.reserve_rowid(), A, mid(i), t, i) for i, t in enumerate(texts)],
+            incoming=[(B, mid(i), t, i, i, False) for i, t in enumerate(texts)],
+        )
+        assert [m.body for m in store.history(A, count)] == texts
+        assert [m.body for m in store.history(B, count)] == texts
+    with closing(sqlite3.connect(db_path)) as raw:
+        nonces = [bytes(b[:NONCE]) for (b,) in raw.execute("SELECT body FROM messages")]
+        raw.execute(  # one outgoing body moved onto another row: it must not open there
+            "UPDATE messages SET body = (SELECT body FROM messages WHERE direction = 'out'"
+            " ORDER BY rowid LIMIT 1 OFFSET 1) WHERE rowid = (SELECT min(rowid) FROM"
+            " messages WHERE direction = 'out')"
+        )
+        raw.commit()
+    assert len(set(nonces)) == len(nonces) == 2 * count
+    assert MARKER.encode() not in on_disk(db_path)
+    with Store.open(db_path, key=KEY) as store:
+        got = [m.body for m in store.history(A, count)]
+    assert got == [DAMAGED] + texts[1:]
+
+
 def test_quota_counts_the_text_not_the_seal(db_path, tmp_path):
     sizes = []
     for key, path in ((None, db_path), (KEY, tmp_path / "sealed.db")):
