@@ -21,6 +21,8 @@ Rules of the module are those of ``_gcm_py`` (read its header); this twin adds:
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from cpython.unicode cimport PyUnicode_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -90,6 +92,19 @@ cdef inline void put_nonce(unsigned char* out, uint32_t hi, uint64_t lo) noexcep
     for i in range(4):
         out[3 - i] = <unsigned char>(hi >> (8 * i))
     put_be64(out + 4, lo)
+
+
+cdef inline bint as_int64(object value, int64_t* out) except -1:
+    """True, with ``out`` set, for an exact int that fits 64 bits signed."""
+    cdef int overflow = 0
+    cdef long long number
+    if not PyLong_CheckExact(value):
+        return False
+    number = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow:
+        return False
+    out[0] = number
+    return True
 
 
 cdef int gcm_seal(EVP_CIPHER_CTX* ctx, const unsigned char* nonce, const unsigned char* ad,
@@ -227,9 +242,6 @@ cdef class CountedGcm:
         cdef uint64_t lo
         cdef int ok = 1
         cdef unsigned char way = direction[0]
-        for at in range(0, rows * step, step):
-            check_row(<object>PyList_GET_ITEM(flat, at), <object>PyList_GET_ITEM(flat, at + 1),
-                      <object>PyList_GET_ITEM(flat, at + 3))
         if rows == 0:
             return None
         # The bodies' UTF-8 is read in place; this list keeps each str alive while the
@@ -243,12 +255,17 @@ cdef class CountedGcm:
         try:
             if texts == NULL or sizes == NULL or ids == NULL or outs == NULL:
                 raise MemoryError()
-            for i in range(rows):
+            for i in range(rows):  # every row is checked before anything is made
                 at = i * step
+                rowid = <object>PyList_GET_ITEM(flat, at)
+                peer = <object>PyList_GET_ITEM(flat, at + 1)
+                body = <object>PyList_GET_ITEM(bodies, i)
+                if not (as_int64(rowid, &ids[2 * i]) and as_int64(peer, &ids[2 * i + 1])
+                        and PyUnicode_CheckExact(body)):
+                    check_row(rowid, peer, body)  # raises what the pure twin raises
+            for i in range(rows):
                 texts[i] = PyUnicode_AsUTF8AndSize(<object>PyList_GET_ITEM(bodies, i),
                                                    &sizes[i])
-                ids[2 * i] = <object>PyList_GET_ITEM(flat, at)
-                ids[2 * i + 1] = <object>PyList_GET_ITEM(flat, at + 1)
                 value = PyBytes_FromStringAndSize(NULL, NONCE_LEN + sizes[i] + TAG_LEN)
                 outs[i] = <unsigned char*>PyBytes_AS_STRING(value)
                 sealed[i] = value

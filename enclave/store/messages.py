@@ -119,7 +119,8 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
         except ValueError:
             return self._insert_incoming_mixed(db, rows)
         self._sealer.seal_rows(flat, kind.width, "in")  # all bodies in one call
-        _insert_rows(db, kind, flat)
+        if _insert_rows(db, kind, flat) == len(rows):
+            return [True] * len(rows)  # every row went in: no duplicate to look for
         return _new_flags(db, flat[:: kind.width])
 
     def _insert_incoming_mixed(self, db: sqlite3.Connection, rows: list[tuple]) -> list[bool]:
@@ -312,14 +313,18 @@ _OUTGOING_GROUP = _Insert(
 )
 
 
-def _insert_rows(db: sqlite3.Connection, kind: _Insert, flat: list) -> None:
-    width = kind.width
+def _insert_rows(db: sqlite3.Connection, kind: _Insert, flat: list) -> int:
+    """Insert the flat rows in statements of up to ``_INSERT_CHUNK`` rows; returns how
+    many went in (a duplicate's ``DO NOTHING`` does not count)."""
+    width, inserted = kind.width, 0
     rows, start, size = len(flat) // width, 0, _INSERT_CHUNK
     while start < rows:
         while size > rows - start:
             size //= 2
-        db.execute(_values_sql(kind, size), flat[start * width : (start + size) * width])
+        sql = _values_sql(kind, size)
+        inserted += db.execute(sql, flat[start * width : (start + size) * width]).rowcount
         start += size
+    return inserted
 
 
 @functools.lru_cache(maxsize=32)
