@@ -51,14 +51,12 @@ cdef extern from "openssl/evp.h" nogil:
     const EVP_CIPHER* EVP_aes_256_gcm()
     int EVP_EncryptInit_ex(EVP_CIPHER_CTX* ctx, const EVP_CIPHER* cipher, ENGINE* impl,
                            const unsigned char* key, const unsigned char* iv)
-    int EVP_EncryptUpdate(EVP_CIPHER_CTX* ctx, unsigned char* out, int* outl,
-                          const unsigned char* data, int inl)
     int EVP_EncryptFinal_ex(EVP_CIPHER_CTX* ctx, unsigned char* out, int* outl)
     int EVP_DecryptInit_ex(EVP_CIPHER_CTX* ctx, const EVP_CIPHER* cipher, ENGINE* impl,
                            const unsigned char* key, const unsigned char* iv)
-    int EVP_DecryptUpdate(EVP_CIPHER_CTX* ctx, unsigned char* out, int* outl,
-                          const unsigned char* data, int inl)
     int EVP_DecryptFinal_ex(EVP_CIPHER_CTX* ctx, unsigned char* out, int* outl)
+    int EVP_CipherUpdate(EVP_CIPHER_CTX* ctx, unsigned char* out, int* outl,
+                         const unsigned char* data, int inl)
     int EVP_CIPHER_CTX_ctrl(EVP_CIPHER_CTX* ctx, int type, int arg, void* ptr)
     int EVP_CTRL_GCM_GET_TAG
     int EVP_CTRL_GCM_SET_TAG
@@ -107,27 +105,32 @@ cdef inline bint as_int64(object value, int64_t* out) except -1:
     return True
 
 
+cdef int cipher_update(EVP_CIPHER_CTX* ctx, unsigned char* out, const unsigned char* data,
+                       Py_ssize_t size) noexcept nogil:
+    """Pass ``size`` bytes through the context (``out`` NULL: they are associated data),
+    in chunks EVP's int lengths can hold; 1 on success. GCM writes as many bytes as it
+    reads."""
+    cdef int n = 0
+    cdef Py_ssize_t done = 0, step
+    while done < size:
+        step = min(size - done, <Py_ssize_t>CHUNK)
+        if EVP_CipherUpdate(ctx, NULL if out == NULL else out + done, &n, data + done,
+                            <int>step) != 1:
+            return 0
+        done += step
+    return 1
+
+
 cdef int gcm_seal(EVP_CIPHER_CTX* ctx, const unsigned char* nonce, const unsigned char* ad,
                   Py_ssize_t ad_len, const unsigned char* data, Py_ssize_t size,
                   unsigned char* out) noexcept nogil:
     """Write ``nonce || ciphertext || tag`` of ``data`` to ``out``; 1 on success."""
     cdef int n = 0
-    cdef Py_ssize_t done = 0, step
     memcpy(out, nonce, NONCE_LEN)
-    if EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1:
-        return 0
-    while done < ad_len:
-        step = min(ad_len - done, <Py_ssize_t>CHUNK)
-        if EVP_EncryptUpdate(ctx, NULL, &n, ad + done, <int>step) != 1:
-            return 0
-        done += step
-    done = 0
-    while done < size:
-        step = min(size - done, <Py_ssize_t>CHUNK)
-        if EVP_EncryptUpdate(ctx, out + NONCE_LEN + done, &n, data + done, <int>step) != 1:
-            return 0
-        done += n
-    if EVP_EncryptFinal_ex(ctx, out + NONCE_LEN + done, &n) != 1:
+    if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1
+            or not cipher_update(ctx, NULL, ad, ad_len)
+            or not cipher_update(ctx, out + NONCE_LEN, data, size)
+            or EVP_EncryptFinal_ex(ctx, out + NONCE_LEN + size, &n) != 1):
         return 0
     return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, out + NONCE_LEN + size)
 
@@ -137,24 +140,14 @@ cdef int gcm_open(EVP_CIPHER_CTX* ctx, const unsigned char* value, Py_ssize_t si
                   unsigned char* out) noexcept nogil:
     """Open ``nonce || ciphertext || tag`` into ``out``; 1 when the tag checks."""
     cdef int n = 0
-    cdef Py_ssize_t done = 0, step, body = size - NONCE_LEN - TAG_LEN
-    if EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, value) != 1:
+    cdef Py_ssize_t body = size - NONCE_LEN - TAG_LEN
+    if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, value) != 1
+            or not cipher_update(ctx, NULL, ad, ad_len)
+            or not cipher_update(ctx, out, value + NONCE_LEN, body)
+            or EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
+                                   <void*>(value + NONCE_LEN + body)) != 1):
         return 0
-    while done < ad_len:
-        step = min(ad_len - done, <Py_ssize_t>CHUNK)
-        if EVP_DecryptUpdate(ctx, NULL, &n, ad + done, <int>step) != 1:
-            return 0
-        done += step
-    done = 0
-    while done < body:
-        step = min(body - done, <Py_ssize_t>CHUNK)
-        if EVP_DecryptUpdate(ctx, out + done, &n, value + NONCE_LEN + done, <int>step) != 1:
-            return 0
-        done += n
-    if EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
-                           <void*>(value + NONCE_LEN + body)) != 1:
-        return 0
-    return EVP_DecryptFinal_ex(ctx, out + done, &n)
+    return EVP_DecryptFinal_ex(ctx, out + body, &n)
 
 
 cdef EVP_CIPHER_CTX* keyed_context(const unsigned char* key, bint decrypt) nogil:
