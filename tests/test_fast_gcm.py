@@ -130,6 +130,7 @@ def test_an_empty_batch_changes_nothing(twin):
     gcm = twin.CountedGcm(KEY, 3)
     flat = []
     assert gcm.seal_rows(flat, WIDTH, b"i") is None
+    assert gcm.seal_rows(flat, 1 << 70, b"i") is None  # any width holds no row
     assert flat == [] and nonce_of(gcm.seal(b"", b"")) == 3
 
 
@@ -294,3 +295,61 @@ def test_a_batch_survives_another_thread_replacing_its_bodies(twin):
         if type(value) is bytes:
             value = gcm.open(value, row_ad(1 + i, 7, b"i")).decode()
         assert value in (text(i, "a"), text(i, "b"))
+
+
+@pytest.fixture(scope="module")
+def huge_text():
+    """A body of 2 GiB + 1 characters, made once for both twins (writing it takes
+    seconds; no test changes it)."""
+    text = "b" * (1 << 31)
+    yield text
+    del text
+
+
+def test_a_value_over_2_gib_is_refused_before_anything_is_sealed(twin, huge_text):
+    gcm = twin.CountedGcm(KEY, 0)
+    huge = bytes(twin.MAX_VALUE + 1)  # calloc'd: no page is touched
+    for data, ad in ((huge, b""), (b"x", huge)):
+        with pytest.raises(OverflowError, match="over 2 GiB"):
+            gcm.seal(data, ad)
+        with pytest.raises(OverflowError, match="over 2 GiB"):
+            gcm.open(data, ad)
+    flat = rows("small", huge_text)
+    with pytest.raises(OverflowError, match="over 2 GiB"):
+        gcm.seal_rows(flat, WIDTH, b"i")
+    assert flat[3] == "small" and nonce_of(gcm.seal(b"", b"")) == 0
+
+
+def test_a_list_that_changes_size_meanwhile_raises_and_never_crashes(twin):
+    # Another thread empties and refills each list while it is sealed (the compiled
+    # twin seals without the GIL): each call seals the rows it copied and puts them
+    # back, or raises ValueError; it never reads past the list's end.
+    gcm = twin.CountedGcm(KEY, 0)
+    template = rows(*["body"] * 200)
+    current = [list(template)]
+    stop = threading.Event()
+
+    def meddle():
+        while not stop.is_set():
+            flat = current[0]
+            flat.clear()
+            flat.extend(template)
+
+    other = threading.Thread(target=meddle)
+    other.start()
+    outcomes = set()
+    try:
+        for _ in range(300):
+            current[0] = flat = list(template)
+            try:
+                gcm.seal_rows(flat, WIDTH, b"i")
+                outcomes.add("sealed")
+            except ValueError:
+                outcomes.add("refused")
+    finally:
+        stop.set()
+        other.join()
+    assert outcomes <= {"sealed", "refused"} and outcomes
+    flat = list(template)
+    gcm.seal_rows(flat, WIDTH, b"i")  # left alone, a list seals as ever
+    assert all(type(v) is bytes for v in flat[3::WIDTH])

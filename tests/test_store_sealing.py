@@ -114,6 +114,18 @@ def test_a_batch_is_sealed_row_by_row_and_each_row_reads_alone(db_path, count):
     assert got == [DAMAGED] + texts[1:]
 
 
+@pytest.mark.parametrize("key", [None, KEY], ids=["clear", "sealed"])
+@pytest.mark.parametrize("group", [None, (G, 0, 1, 1)], ids=["chat", "post"])
+def test_a_rowid_not_an_int_is_refused_alike_in_clear_and_sealed(db_path, key, group):
+    with with_peers(Store.open(db_path, key=key)) as store:
+        store.create_group(G, "crew", [b"r0"], 5)
+        good = (store.reserve_rowid(), A, mid(1), "fine", 1)
+        bad = (True, A, mid(2), "not fine", 2) + ((group,) if group else ())
+        with pytest.raises(TypeError, match="rowid is an int"):
+            store.write_cycle(enqueue=[good, bad])
+        assert store.history(A) == []  # nothing of the batch was written
+
+
 def test_quota_counts_the_text_not_the_seal(db_path, tmp_path):
     sizes = []
     for key, path in ((None, db_path), (KEY, tmp_path / "sealed.db")):

@@ -22,7 +22,7 @@ Rules of the module are those of ``_gcm_py`` (read its header); this twin adds:
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
-from cpython.unicode cimport PyUnicode_CheckExact
+from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_GET_LENGTH
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -30,9 +30,11 @@ from libc.string cimport memcpy
 from enclave._fast._gcm_py import (
     bad_value,
     check_bytes,
+    check_copy,
     check_key,
     check_layout,
     check_row,
+    check_size,
     check_start,
 )
 
@@ -69,11 +71,12 @@ cdef enum:
     NONCE_LEN = 12
     TAG_LEN = 16
     ROW_AD_LEN = 18  # b"m", rowid, peer id, direction
-    CHUNK = 1 << 30  # EVP counts in int: longer data goes through in chunks
+    MAX_LEN = 0x7FFFFFFF  # EVP counts in int: a longer value is refused (OverflowError)
 
 KEY_BYTES = KEY_LEN
 NONCE = NONCE_LEN
 TAG = TAG_LEN
+MAX_VALUE = MAX_LEN
 
 # Measured with bench/bench_store.py: below this a batch seals faster under the GIL.
 _NOGIL_ROWS = 64
@@ -105,20 +108,14 @@ cdef inline bint as_int64(object value, int64_t* out) except -1:
     return True
 
 
-cdef int cipher_update(EVP_CIPHER_CTX* ctx, unsigned char* out, const unsigned char* data,
-                       Py_ssize_t size) noexcept nogil:
-    """Pass ``size`` bytes through the context (``out`` NULL: they are associated data),
-    in chunks EVP's int lengths can hold; 1 on success. GCM writes as many bytes as it
-    reads."""
+cdef inline int cipher_update(EVP_CIPHER_CTX* ctx, unsigned char* out,
+                              const unsigned char* data, Py_ssize_t size) noexcept nogil:
+    """Pass ``size`` bytes (at most ``MAX_LEN``: checked before) through the context
+    (``out`` NULL: they are associated data); 1 on success."""
     cdef int n = 0
-    cdef Py_ssize_t done = 0, step
-    while done < size:
-        step = min(size - done, <Py_ssize_t>CHUNK)
-        if EVP_CipherUpdate(ctx, NULL if out == NULL else out + done, &n, data + done,
-                            <int>step) != 1:
-            return 0
-        done += step
-    return 1
+    if size == 0:
+        return 1
+    return EVP_CipherUpdate(ctx, out, &n, data, <int>size) == 1
 
 
 cdef int gcm_seal(EVP_CIPHER_CTX* ctx, const unsigned char* nonce, const unsigned char* ad,
@@ -226,7 +223,7 @@ cdef class CountedGcm:
 
     def seal_rows(self, flat, width, direction):
         cdef Py_ssize_t rows = check_layout(flat, width, direction)
-        cdef Py_ssize_t step = width, i, at
+        cdef Py_ssize_t step, i, at
         cdef const char** texts = NULL
         cdef Py_ssize_t* sizes = NULL
         cdef int64_t* ids = NULL
@@ -237,9 +234,12 @@ cdef class CountedGcm:
         cdef unsigned char way = direction[0]
         if rows == 0:
             return None
-        # The bodies' UTF-8 is read in place; this list keeps each str alive while the
-        # batch seals without the GIL, whatever another thread does to ``flat``.
-        bodies = flat[3::width]
+        step = width
+        # Everything is read from one copy: another thread (or a collection the
+        # allocations below set off) changing ``flat`` meanwhile cannot move a row or
+        # free a body, whose UTF-8 is read in place and sealed without the GIL.
+        copy = flat[:]
+        check_copy(copy, rows, step)
         sealed = [None] * rows
         texts = <const char**>PyMem_Malloc(rows * sizeof(char*))
         sizes = <Py_ssize_t*>PyMem_Malloc(rows * sizeof(Py_ssize_t))
@@ -250,15 +250,18 @@ cdef class CountedGcm:
                 raise MemoryError()
             for i in range(rows):  # every row is checked before anything is made
                 at = i * step
-                rowid = <object>PyList_GET_ITEM(flat, at)
-                peer = <object>PyList_GET_ITEM(flat, at + 1)
-                body = <object>PyList_GET_ITEM(bodies, i)
+                rowid = <object>PyList_GET_ITEM(copy, at)
+                peer = <object>PyList_GET_ITEM(copy, at + 1)
+                body = <object>PyList_GET_ITEM(copy, at + 3)
                 if not (as_int64(rowid, &ids[2 * i]) and as_int64(peer, &ids[2 * i + 1])
-                        and PyUnicode_CheckExact(body)):
+                        and PyUnicode_CheckExact(body) and PyUnicode_GET_LENGTH(body) <= MAX_LEN):
                     check_row(rowid, peer, body)  # raises what the pure twin raises
             for i in range(rows):
-                texts[i] = PyUnicode_AsUTF8AndSize(<object>PyList_GET_ITEM(bodies, i),
+                texts[i] = PyUnicode_AsUTF8AndSize(<object>PyList_GET_ITEM(copy, i * step + 3),
                                                    &sizes[i])
+            for i in range(rows):
+                if sizes[i] > MAX_LEN:
+                    check_size(sizes[i])
                 value = PyBytes_FromStringAndSize(NULL, NONCE_LEN + sizes[i] + TAG_LEN)
                 outs[i] = <unsigned char*>PyBytes_AS_STRING(value)
                 sealed[i] = value

@@ -15,6 +15,12 @@ Rules of the module (both twins):
   and the list changes only when all of them sealed: all or nothing.
 - ``open`` raises ``ValueError`` for anything that does not open (too short to hold a
   tag, a wrong tag, other data): the caller decides what a damaged value reads as.
+- A value, its associated data or a body's UTF-8 over ``MAX_VALUE`` bytes (2 GiB, the
+  most OpenSSL's calls take at once) raises ``OverflowError`` before anything is
+  sealed (the store's values are capped far below by SQLite's 1 GB).
+- ``seal_rows`` reads the rows from one copy of ``flat`` taken after its layout is
+  checked: a list that another thread changes meanwhile never mixes two states (the
+  compiled twin seals without the GIL).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 KEY_BYTES = 32
 NONCE = 12
 TAG = 16
+MAX_VALUE = (1 << 31) - 1
 _MASK = (1 << 8 * NONCE) - 1
 _ROW_AD = struct.Struct(">cqq")
 _INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -46,6 +53,19 @@ def check_start(start) -> None:
 def check_bytes(data, ad) -> None:
     if type(data) is not bytes or type(ad) is not bytes:
         raise TypeError("a value and its associated data are bytes")
+    check_size(len(data))
+    check_size(len(ad))
+
+
+def check_size(size: int) -> None:
+    if size > MAX_VALUE:
+        raise OverflowError("a value or its associated data is over 2 GiB")
+
+
+def check_copy(rows: list, count: int, width: int) -> None:
+    """The copy of a batch's list still holds the rows its layout was checked for."""
+    if len(rows) != count * width:
+        raise ValueError("the flat list changed while it was being sealed")
 
 
 def check_layout(flat, width, direction) -> int:
@@ -67,6 +87,7 @@ def check_row(rowid, peer, body) -> None:
             raise ValueError("a message row's rowid and peer id are 64-bit ints")
     if type(body) is not str:
         raise TypeError("a message body to seal is a str")
+    check_size(len(body))  # its UTF-8 is at least as long: refused before encoding
 
 
 def bad_value() -> ValueError:
@@ -105,13 +126,19 @@ class CountedGcm:
 
     def seal_rows(self, flat: list, width: int, direction: bytes) -> None:
         rows = check_layout(flat, width, direction)
-        for at in range(0, len(flat), width):
-            check_row(flat[at], flat[at + 1], flat[at + 3])
-        plain = [flat[at + 3].encode("utf-8") for at in range(0, len(flat), width)]
+        if rows == 0:
+            return
+        copy = flat[:]
+        check_copy(copy, rows, width)
+        for at in range(0, len(copy), width):
+            check_row(copy[at], copy[at + 1], copy[at + 3])
+        plain = [copy[at + 3].encode("utf-8") for at in range(0, len(copy), width)]
+        for body in plain:
+            check_size(len(body))
         first, encrypt, pack = self._reserve(rows), self._aead.encrypt, _ROW_AD.pack
         sealed = []
-        for i, at in enumerate(range(0, len(flat), width)):
+        for i, at in enumerate(range(0, len(copy), width)):
             nonce = ((first + i) & _MASK).to_bytes(NONCE, "big")
-            ad = pack(b"m", flat[at], flat[at + 1]) + direction
+            ad = pack(b"m", copy[at], copy[at + 1]) + direction
             sealed.append(nonce + encrypt(nonce, plain[i], ad))
         flat[3::width] = sealed

@@ -70,6 +70,13 @@ def explain_row(mid: bytes, body: str, created: int, stored: int) -> None:
     check_ms(stored)
 
 
+def check_rowid(value: int) -> None:
+    # A bool or another int type would pass SQLite and a clear store, and not a sealed
+    # one's sealer: refused alike.
+    if type(value) is not int:
+        raise TypeError(f"an outgoing row's rowid is an int from reserve_rowid, not {value!r:.40}")
+
+
 def check_ms(value: int) -> int:
     if type(value) is not int:  # bool is refused too; SQLite would store a float or text
         raise TypeError(f"a time must be integer milliseconds, not {value!r:.40}")

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Container, Iterable
 from typing import NamedTuple
 
-from .checks import explain_row
+from .checks import check_rowid, explain_row
 from .disappear import DisappearMixin
 from .outbox import OutboxMixin
 from .sealing import message_ad
@@ -171,7 +171,9 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
                     and (len(mid) == 16 or len(mid) == 36)
                     and type(body) is str
                     and type(created) is int
+                    and type(rowid) is int
                 ):
+                    check_rowid(rowid)
                     explain_row(mid, body, created, 0)
                 pid = ids.get(fp) or self._known_peer_id(db, fp)
                 seen.add((pid, mid))
@@ -189,6 +191,7 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
             if len(row) not in (5, 6, 7, 8, 9):
                 raise ValueError(f"an outgoing row has 5 to 9 elements, not {len(row)}")
             rowid, fp, mid, body, created = row[:5]
+            check_rowid(rowid)
             explain_row(mid, body, created, 0)
             pid = self._ids.get(fp) or self._known_peer_id(db, fp)
             seen.add((pid, mid))  # a post has one id for all members: one row each
