@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-from test_web_browser import DESKTOP, WAIT, Watch, bubble, open_chat, open_menu, send
+from test_web_browser import (
+    DESKTOP,
+    WAIT,
+    Watch,
+    bubble,
+    open_chat,
+    open_menu,
+    send,
+    take_focus,
+)
 from webnodes import WebNode, alice_bob_and_carol, closed, running
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
@@ -120,7 +129,7 @@ def test_shortcuts_move_between_chats_and_to_search(pages):
     alice = pages["alice"]
     # Keys go to the page that has the window's focus: another test may have left it
     # on Bob's page (a focused element also needs its document focused).
-    alice.bring_to_front()
+    take_focus(alice)
     open_chat(alice, "bob")
     alice.locator("#input").press("Alt+ArrowDown")
     expect(alice.locator("#chat-name")).not_to_have_text("bob", timeout=WAIT)

@@ -99,6 +99,14 @@ def open_page(browser, url: str, **context):
     return page
 
 
+def take_focus(page) -> None:
+    """Give ``page`` the window's focus and wait until its document has it: keys go to
+    the focused page, and several pages share one browser (another test, or a loaded
+    machine, may leave the focus elsewhere for a while)."""
+    page.bring_to_front()
+    page.wait_for_function("document.hasFocus()", timeout=WAIT)
+
+
 def open_chat(page, name: str) -> None:
     peer(page, name).click()
     expect(page.locator("#chat-name")).to_have_text(name)

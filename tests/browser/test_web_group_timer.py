@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
-from test_web_browser import WAIT, open_page
+from test_web_browser import WAIT, open_page, take_focus
 from test_web_groups import open_group, post, write
 from webnodes import WebNode, closed, movable_clocks, running
 
@@ -56,9 +56,11 @@ def test_the_admin_sets_the_timer_and_posts_vanish_from_every_page(pages, nodes)
     write(alice, "kept: before the timer")
     expect(post(carol, "in", "kept: before the timer")).to_be_visible(timeout=WAIT)
 
+    take_focus(bob)  # its Escape must reach its page: keys go to the focused one
     bob.locator("#btn-group-menu").click()  # a member sees the timer, cannot change it
     expect(bob.locator("#group-disappear-select")).to_be_disabled()
     bob.keyboard.press("Escape")
+    expect(bob.locator("#dlg-group")).to_be_hidden(timeout=WAIT)  # Bob can write again
     alice.locator("#btn-group-menu").click()
     alice.locator("#group-disappear-select").select_option("3600")
     expect(alice.locator("#dlg-group")).to_be_hidden(timeout=WAIT)
