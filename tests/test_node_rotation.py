@@ -318,3 +318,28 @@ async def test_a_dial_whose_task_was_cancelled_leaves_the_pool_cleanly(rsa_keys,
     handover.pending[Link.dialled] = 1
     handover.dial_ended(Link())  # no CancelledError, nothing decided
     assert Link.dialled not in handover._use_current
+
+
+@pytest.mark.asyncio
+async def test_a_session_closed_behind_the_event_being_handled_is_not_written_to(
+    rsa_keys, tmp_path
+):
+    """The hand-over's race: Bob's KEY_SWITCHED and CLOSE arrive in one read, so Alice's
+    session is closed while she handles KEY_SWITCHED, its ConnectionClosed queued behind
+    it and the link still pooled; closing her other retired session then dispatches
+    her queue. Here that moment is made directly: the session's connection is closed
+    (as the CLOSE record closes it) and its events are held back while a message is
+    sent. Nothing is written to the closed session; once its ConnectionClosed is
+    handled, the message goes out on a new one, once."""
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        rb = Recorder(b)
+        await a.send("bob", "first")
+        await rb.until(lambda r: r.received())
+        sessions, bob = a.sessions, bytes.fromhex(b.fingerprint)
+        link = sessions.links[sessions.pool.connections(bob)[0]]
+        held = link.conn.close(time.time(), "peer_close")
+        assert link.conn.closed and link.id in sessions.pool.connections(bob)
+        await a.send("bob", "second")  # durable; its dispatch met the closed link
+        link.handle(held)  # the ConnectionClosed that was queued behind
+        await rb.until(lambda r: [m.body for m in r.received()] == ["first", "second"])
+        assert link.id not in sessions.pool.connections(bob)

@@ -314,6 +314,12 @@ class Delivery:
         if link is None:
             self.sessions.dial(peer)
             return
+        if not link.conn.established:
+            # Closed, its ConnectionClosed still queued behind the event being handled
+            # (a contact's KEY_SWITCHED and CLOSE in one read, while another session is
+            # closed): it is still pooled. Its session_down puts back what it carried
+            # and dispatches again, in order.
+            return
         carried: Carried = link.state
         room = min(DISPATCH_CHUNK, MAX_UNACKED - len(carried.items))
         if not link.writable or room <= 0:
