@@ -343,3 +343,40 @@ async def test_a_session_closed_behind_the_event_being_handled_is_not_written_to
         link.handle(held)  # the ConnectionClosed that was queued behind
         await rb.until(lambda r: [m.body for m in r.received()] == ["first", "second"])
         assert link.id not in sessions.pool.connections(bob)
+
+
+@pytest.mark.asyncio
+async def test_every_picker_passes_over_a_session_closed_behind_the_event_being_handled(
+    rsa_keys, tmp_path
+):
+    """The same moment with more than one session to Bob: the pickers for messages,
+    chats, file requests (also the session earlier requests were asked on, and the one
+    file data took before) and hints take a session still up, never the closed one
+    still pooled; with every session in that state they find none."""
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
+        rb = Recorder(b)
+        s, bob = a.sessions, bytes.fromhex(b.fingerprint)
+        if s.pool.count(bob) < 2:
+            assert await s.dialer._dial_at(bob, s.policy.keys[bob], f"127.0.0.1:{b.address[1]}")
+        await eventually(lambda: s.pool.count(bob) >= 2, what="two sessions pooled")
+        ids = s.pool.connections(bob)
+        closed = ids[0]  # the pool's own pick: the earliest of equally idle sessions
+        s._bulk[bob] = closed
+        held = {closed: s.links[closed].conn.close(time.time(), "peer_close")}
+        assert s.pool.pick(bob) == closed and closed in s.pool.connections(bob)
+
+        def up(link) -> bool:
+            return link is not None and link.id != closed and link.conn.established
+
+        assert up(s.pick(bob)) and up(s.pick_chat(bob))
+        assert up(s.pick_bulk(bob)) and up(s.pick_bulk(bob, asked_on=closed))
+        assert s.send_typing(bob, True)
+        for conn_id in ids[1:]:
+            held[conn_id] = s.links[conn_id].conn.close(time.time(), "peer_close")
+        assert s.pick(bob) is None and s.pick_chat(bob) is None
+        assert s.pick_bulk(bob) is None and s.pick_bulk(bob, asked_on=ids[-1]) is None
+        assert not s.send_typing(bob, True)
+        for conn_id, events in held.items():
+            s.links[conn_id].handle(events)
+        await a.send("bob", "after")
+        await rb.until(lambda r: [m.body for m in r.received()] == ["after"])

@@ -188,18 +188,36 @@ class Sessions:
         """The peers a dial is under way to (read-only)."""
         return frozenset(self.dialer.tasks)
 
+    def _live(self, peer: bytes) -> list[int]:
+        """The peer's pooled sessions that can be written to, in pool order. A session
+        whose CLOSE came in the same read as the event being handled (a contact's
+        KEY_SWITCHED then CLOSE) is closed but stays pooled until its ConnectionClosed
+        is handled; nothing is picked to write to it meanwhile."""
+        links = self.links
+        return [
+            conn_id
+            for conn_id in self.pool.connections(peer)
+            if (link := links.get(conn_id)) is not None and link.conn.established
+        ]
+
     def pick(self, peer: bytes) -> Link | None:
         conn_id = self.pool.pick(peer)
-        return None if conn_id is None else self.links.get(conn_id)
+        if conn_id is None:
+            return None
+        link = self.links.get(conn_id)
+        if link is not None and link.conn.established:
+            return link
+        live = self._live(peer)
+        return self.links[live[0]] if live else None
 
     def pick_chat(self, peer: bytes) -> Link | None:
         """A session for chats: one that carries no file data when the peer has one, so
         a chat never waits behind pieces already in a transport or socket buffer."""
-        ids = self.pool.connections(peer)
+        ids = self._live(peer)
         if len(ids) > 1:
             for conn_id in ids:
-                link = self.links.get(conn_id)
-                if link is not None and not self.files.bulky(link):
+                link = self.links[conn_id]
+                if not self.files.bulky(link):
                     return link
         return self.pick(peer)
 
@@ -213,16 +231,17 @@ class Sessions:
         ids = self.pool.connections(peer)
         if len(ids) == 1 and self.pool.max_per_peer >= 2:
             self.dialer.extra(peer)
-        if asked_on in ids:
-            return self.links.get(asked_on)
-        if len(ids) < 2:
+        live = self._live(peer)
+        if asked_on in live:
+            return self.links[asked_on]
+        if len(live) < 2:
             return self.pick(peer)
         carrier = self.delivery.carriers.get(peer)
         chat_id = carrier.id if carrier is not None else None
         chosen = self._bulk.get(peer)
-        if chosen not in ids or chosen == chat_id:
+        if chosen not in live or chosen == chat_id:
             # The newest: pick_chat takes the oldest of those without file data.
-            chosen = next(c for c in reversed(ids) if c != chat_id)
+            chosen = next(c for c in reversed(live) if c != chat_id)
             self._bulk[peer] = chosen
         return self.links.get(chosen)
 
