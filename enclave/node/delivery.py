@@ -71,7 +71,12 @@ from enclave._fast import ReplayRing
 from enclave.errors import UserError
 from enclave.node.commits import INT64_MAX, Batch, chat_keys, incoming_rows
 from enclave.node.display import created_time
-from enclave.node.events import DeliveryChanged, MessageReceived, NodeProblem
+from enclave.node.events import (
+    DeliveryChanged,
+    NodeProblem,
+    delivery_changed,
+    message_received,
+)
 from enclave.node.legacy_send import LegacySender
 from enclave.node.message_ids import new_id, new_ids
 from enclave.node.outgoing import Carried, Many, Out
@@ -370,7 +375,7 @@ class Delivery:
                 announced.add(o.rowid)
                 if progress and o.timer is None:  # a TIMER's fate is no face's business
                     peer_hex = peer_hex or peer.hex()
-                    self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "sent", group=_gid(o)))
+                    self.publish(delivery_changed(peer_hex, o.rowid, o.id, "sent", group=_gid(o)))
 
     def queued_for(self, peer: bytes) -> int:
         """Messages to ``peer`` not yet acked (waiting or in flight)."""
@@ -516,7 +521,7 @@ class Delivery:
         return shown
 
     def _publish_received(self, c: Chat, shown: int | None, legacy: bool = False) -> None:
-        self.publish(MessageReceived(c.sender.hex(), c.id, c.body, shown, legacy, c.reply_to))
+        self.publish(message_received(c.sender.hex(), c.id, c.body, shown, legacy, c.reply_to))
 
     # --- being throttled ---------------------------------------------------------------------
 
@@ -667,7 +672,7 @@ class Delivery:
                 if o.timer is not None or (self.expired and o.rowid in self.expired):
                     self.expired.discard(o.rowid)  # a TIMER, or erased on its way: not shown
                     continue
-                self.publish(DeliveryChanged(peer_hex, o.rowid, o.id, "delivered", group=_gid(o)))
+                self.publish(delivery_changed(peer_hex, o.rowid, o.id, "delivered", group=_gid(o)))
         if self._store_error is not None:
             self._store_error = None
             for link in self._paused:
@@ -695,7 +700,7 @@ class Delivery:
             if progress:
                 peer_hex = o.peer.hex()
                 self.publish(
-                    DeliveryChanged(
+                    delivery_changed(
                         peer_hex, o.rowid, o.id, "queued", None, o.body, o.created_ms, _gid(o)
                     )
                 )
@@ -703,7 +708,7 @@ class Delivery:
                 announced.add(o.rowid)
                 if progress:
                     self.publish(
-                        DeliveryChanged(o.peer.hex(), o.rowid, o.id, "sent", group=_gid(o))
+                        delivery_changed(o.peer.hex(), o.rowid, o.id, "sent", group=_gid(o))
                     )
         self.stats["rows_out"] += len(entries)
         loop = asyncio.get_running_loop()
