@@ -95,6 +95,7 @@ class Tmux:
 
     def __init__(self, tmp_path: Path) -> None:
         self.socket = str(tmp_path / f"tmux-{uuid.uuid4().hex[:8]}")
+        self.folder = tmp_path
 
     def __call__(self, *args: str) -> str:
         done = subprocess.run(
@@ -107,9 +108,12 @@ class Tmux:
     def start(self, name: str, argv: list[str], env: dict) -> None:
         command = " ".join(_quote(a) for a in argv)
         envs = [f"{k}={_quote(v)}" for k, v in env.items() if k in _PASSED]
-        # tmux may notice a dead pane late; the shell reports the status at once.
+        # tmux may notice a dead pane late; the shell reports the status at once, in a
+        # file (a line on the screen once went missing while the pane's shell exited 0).
+        status = _quote(str(self._status_file(name)))
         script = (
-            f'cd {_quote(str(ROOT))} && env {" ".join(envs)} {command}; echo "[exit status $?]"'
+            f"cd {_quote(str(ROOT))} && env {' '.join(envs)} {command}; s=$?;"
+            f' echo "$s" > {status}.new && mv {status}.new {status}; echo "[exit status $s]"'
         )
         if not hasattr(self, "_started"):
             self("new-session", "-d", "-s", "t", "-n", name, "-x", "160", "-y", "50", script)
@@ -135,15 +139,15 @@ class Tmux:
             lambda: f"{text!r} on {name}'s screen; it shows:\n{self.screen(name)}",
         )
 
+    def _status_file(self, name: str) -> Path:
+        return self.folder / f"{name}.exit-status"
+
     def exit_status(self, name: str) -> int:
-        """The exit status the pane's shell printed once enclave ended."""
-
-        def ended():
-            screen = self.screen(name)
-            return screen if "[exit status " in screen else None
-
-        screen = eventually_blocking(ended, TIMEOUT, lambda: self._stuck(name))
-        return int(screen.rsplit("[exit status ", 1)[1].split("]", 1)[0])
+        """The exit status the pane's shell wrote once enclave ended (its file is
+        renamed into place whole)."""
+        path = self._status_file(name)
+        eventually_blocking(path.exists, TIMEOUT, lambda: self._stuck(name))
+        return int(path.read_text())
 
     def _stuck(self, name: str) -> str:
         """What a failed wait for an exit says: the screen, with every thread's stack

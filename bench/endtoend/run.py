@@ -72,8 +72,9 @@ SIZES = {
     "rotate_rounds": (5, 2),  # key rotations on a running node, each handed over
     "backup_n": (100_000, 5_000),  # messages in the store backed up and restored
     "receipt_rounds": (20, 3),  # a reply, then a read receipt, each round
-    "seal_n": (50_000, 2_000),  # throughput messages, sealed pair and clear pair each
+    "seal_n": (100_000, 2_000),  # messages of one throughput pass, sealed pair and clear pair
     "seal_lat_n": (2_000, 200),  # their latency messages at 1,000 msg/s
+    "seal_rounds": (4, 2),  # rounds of fresh pairs, each with 2 passes of each kind
     "old_n": (1_000_000, 5_000),  # messages an older Enclave left in clear, then sealed
     "nohistory_n": (50_000, 2_000),  # messages of each history on / off run
     "disappear_n": (2000, 200),  # messages sent with a timer off, then on; then erased
@@ -260,8 +261,15 @@ def private_keys(*files: Path) -> list:
 
 
 def sealing_part(tmp: Path, keys, size: Sizes) -> dict:
-    say(f"history sealed vs in clear: {size.seal_n:,} messages each; sealing {size.old_n:,}")
-    return sealing.sealing_case(tmp, keys, size.seal_n, size.seal_lat_n, size.old_n)
+    say(
+        f"history sealed vs in clear: {size.seal_rounds} rounds of a fresh pair of each kind,"
+        f" 2 passes of {size.seal_n:,} messages each; sealing {size.old_n:,}"
+    )
+    clear = make_keys(tmp, ["clear-a", "clear-b"])  # a pair of its own beside alice's
+    sides = ((clear["clear-a"], clear["clear-b"]), (keys["alice"], keys["bob"]))
+    return sealing.sealing_case(
+        tmp, sides, size.seal_n, size.seal_lat_n, size.old_n, size.seal_rounds
+    )
 
 
 def nohistory_part(tmp: Path, keys, size: Sizes) -> dict:
