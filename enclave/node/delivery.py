@@ -7,7 +7,11 @@ Rules:
   delivered only once the recipient acked it AND a commit after its own marked it so.
   It leaves the outbox only when that recipient acks it (or the user gives up on it):
   delivered exactly once in effect, never silently lost once reported queued. A v1
-  (legacy) recipient gets its envelope only after the commit.
+  (legacy) recipient gets its envelope only after the commit. The price of sending
+  first: a process killed after a message went to its link and before that commit
+  leaves it with the recipient but not in the history here, and no face was told it
+  was queued; the user sending it again makes a second message, with its own id (the
+  fault lab's kill -9 scenario counts such copies apart).
 - For each peer at most one link carries unacked messages at a time (the "carrier"),
   so the receiver gets them in outbox order; a new carrier is a session without file
   data when the peer has one (``Sessions.pick_chat``). When a carrier dies, its unacked

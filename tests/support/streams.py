@@ -34,15 +34,19 @@ def history_report(store, peer_fp: str, prefix: str) -> dict:
     rows = store.history(peer_fp, limit=1 << 62)
     incoming = [m for m in rows if m.direction == "in"]
     outgoing = [m for m in rows if m.direction == "out"]
-    ids, bodies = set(), set()
+    ids, bodies = set(), {}
     dup_ids = dup_bodies = order_errors = other = 0
-    seqs = []
+    seqs, twice = [], []
     for m in incoming:
         dup_ids += m.id in ids
         ids.add(m.id)
-        dup_bodies += m.body in bodies
-        bodies.add(m.body)
         parsed = parse_body(m.body or "")
+        first = bodies.get(m.body)
+        if first is not None:
+            dup_bodies += 1
+            seq = parsed[1] if parsed else None
+            twice.append({"seq": seq, "ids": [first.id.hex(), m.id.hex()]})
+        bodies.setdefault(m.body, m)
         if parsed is None or parsed[0] != prefix:
             other += 1
             continue
@@ -58,6 +62,7 @@ def history_report(store, peer_fp: str, prefix: str) -> dict:
         "other": other,
         "duplicate_ids": dup_ids,
         "duplicate_bodies": dup_bodies,
+        "twice": twice,  # each body stored again: its seq, and the ids of its first copy and this one
         "order_errors": order_errors,
         "first": seqs[0] if seqs else None,
         "last": seqs[-1] if seqs else None,
