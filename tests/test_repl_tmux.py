@@ -110,6 +110,7 @@ class Tmux:
         envs = [f"{k}={_quote(v)}" for k, v in env.items() if k in _PASSED]
         # tmux may notice a dead pane late; the shell reports the status at once, in a
         # file (a line on the screen once went missing while the pane's shell exited 0).
+        self._status_file(name).unlink(missing_ok=True)  # a name started again
         status = _quote(str(self._status_file(name)))
         script = (
             f"cd {_quote(str(ROOT))} && env {' '.join(envs)} {command}; s=$?;"
@@ -144,9 +145,15 @@ class Tmux:
 
     def exit_status(self, name: str) -> int:
         """The exit status the pane's shell wrote once enclave ended (its file is
-        renamed into place whole)."""
+        renamed into place whole), once tmux has read the pane to its end (the pane
+        is dead only then), so the screen shows everything enclave printed."""
         path = self._status_file(name)
         eventually_blocking(path.exists, TIMEOUT, lambda: self._stuck(name))
+        eventually_blocking(
+            lambda: self("display-message", "-p", "-t", f"t:{name}", "#{pane_dead}").strip() == "1",
+            TIMEOUT,
+            lambda: f"tmux to see {name}'s pane end; it shows:\n{self.screen(name)}",
+        )
         return int(path.read_text())
 
     def _stuck(self, name: str) -> str:

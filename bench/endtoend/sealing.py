@@ -26,17 +26,34 @@ def _pair(tmp: Path, keys, sealed: bool, tag: str):
     """A warmed pair of node processes, A sending to B, sealing its history or not."""
     tag = ("S" if sealed else "C") + tag
     a = node(f"A{tag}", tmp, keys[0][0], sealed=sealed)
-    b = node(f"B{tag}", tmp, keys[1][0], scenarios.B_SETTINGS, sealed=sealed)
+    pair = [a]
     try:
-        introduce(a, keys[0][1], b, keys[1][1])
-        scenarios.warm_up(a, b, 2000)
+        pair.append(node(f"B{tag}", tmp, keys[1][0], scenarios.B_SETTINGS, sealed=sealed))
+        introduce(a, keys[0][1], pair[1], keys[1][1])
+        scenarios.warm_up(a, pair[1], 2000)
     except BaseException:
-        stop(a, b)
+        _stop_all([pair])
         raise
-    return a, b
+    return tuple(pair)
 
 
-def side_by_side(tmp: Path, keys, n: int, lat_n: int, rounds: int = 3) -> dict:
+def _stop_all(pairs) -> None:
+    """Stop every node of ``pairs``; the nodes of a pair that fails to stop (one died
+    meanwhile) are killed, and the first such error is raised once all are down."""
+    error = None
+    for pair in pairs:
+        try:
+            stop(*pair)
+        except Exception as err:  # noqa: BLE001 - the others must still be stopped
+            error = error or err
+            for p in pair:
+                if not p.reaped:
+                    p.kill()
+    if error is not None:
+        raise error
+
+
+def side_by_side(tmp: Path, keys, n: int, lat_n: int, rounds: int = 4) -> dict:
     """Clear and sealing pairs side by side, ``rounds`` times. Each round starts a
     fresh pair of each kind, both up at once (each kind with keys of its own, so
     neither reaches the other's nodes; the kind started first alternates), runs two
@@ -63,8 +80,7 @@ def side_by_side(tmp: Path, keys, n: int, lat_n: int, rounds: int = 3) -> dict:
             for side in order:
                 latency[side].append(scenarios.enclave_latency(*pairs[side], 1000.0, lat_n))
         finally:
-            for a, b in pairs.values():
-                stop(a, b)
+            _stop_all(pairs.values())
         for side in SIDES:
             passes[side] += got[side]
         # Each clear pass with the sealed one next to it: the 1st with the 2nd, the 4th with the 3rd.
