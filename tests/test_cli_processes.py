@@ -11,7 +11,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.ports import listen_port
 
 from enclave.identity import home, keys
 from enclave.node.settings import KNOBS
@@ -30,9 +30,7 @@ TIMEOUT = 60.0
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 def _env() -> dict:

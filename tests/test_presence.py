@@ -4,11 +4,11 @@ contacts are dialled with growing pauses; blocked and v1 contacts are never dial
 
 import asyncio
 import dataclasses
-import socket
 import time
 
 import pytest
 from support.nodes import FAST, NO_PRESENCE, Recorder, introduce, public_pem, start
+from support.ports import listen_port
 from support.waiting import eventually
 
 from enclave.node import Node
@@ -27,9 +27,7 @@ def _presence(recorder: Recorder, fp: str) -> list[bool]:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 @pytest.mark.asyncio

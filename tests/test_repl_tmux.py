@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.ports import listen_port
 from support.stores import unlocked_store
 from support.waiting import eventually_blocking
 
@@ -39,9 +40,7 @@ def _env(extra: dict | None = None) -> dict:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 class Person:

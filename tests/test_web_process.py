@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.ports import listen_port
 from support.tls_helpers import self_signed
 
 # Output that is not a terminal (these tests read a pipe) names the file with the token.
@@ -32,9 +33,7 @@ TOKEN = re.compile(r"#token=([A-Za-z0-9_-]{40,})$")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 LAUNCHED: list[subprocess.Popen] = []

@@ -6,13 +6,13 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from support.ports import listen_port
 
 from enclave.identity import home, keys
 
@@ -24,9 +24,7 @@ URL = re.compile(
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 class WebNode:
