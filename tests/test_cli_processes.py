@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.ports import listen_port
+from support.ports import listen_port as _free_port  # below the ephemeral range
 
 from enclave.identity import home, keys
 from enclave.node.settings import KNOBS
@@ -27,10 +27,6 @@ from enclave.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 TIMEOUT = 60.0
-
-
-def _free_port() -> int:
-    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 def _env() -> dict:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from support.nodes import FAST, NO_PRESENCE, Recorder, introduce, public_pem, start
-from support.ports import listen_port
+from support.ports import listen_port as _free_port  # below the ephemeral range
 from support.waiting import eventually
 
 from enclave.node import Node
@@ -24,10 +24,6 @@ def _presence(recorder: Recorder, fp: str) -> list[bool]:
         for e in recorder.events
         if isinstance(e, PeerOnline | PeerOffline) and e.peer == fp
     ]
-
-
-def _free_port() -> int:
-    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 @pytest.mark.asyncio

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.ports import listen_port
+from support.ports import listen_port as _free_port  # below the ephemeral range
 from support.stores import unlocked_store
 from support.waiting import eventually_blocking
 
@@ -37,10 +37,6 @@ def _env(extra: dict | None = None) -> dict:
     env.update(PYTHONPATH=str(ROOT), ENCLAVE_PASSWORD=PASSWORD, TERM="xterm-256color")
     env.update(extra or {})
     return env
-
-
-def _free_port() -> int:
-    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 class Person:

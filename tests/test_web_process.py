@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support.ports import listen_port
+from support.ports import listen_port as free_port  # below the ephemeral range
 from support.tls_helpers import self_signed
 
 # Output that is not a terminal (these tests read a pipe) names the file with the token.
@@ -30,10 +30,6 @@ PIPED = re.compile(
     r"is in (\S+), readable only by you\)$"
 )
 TOKEN = re.compile(r"#token=([A-Za-z0-9_-]{40,})$")
-
-
-def free_port() -> int:
-    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 LAUNCHED: list[subprocess.Popen] = []

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from support.ports import listen_port
+from support.ports import listen_port as free_port  # below the ephemeral range
 
 from enclave.identity import home, keys
 
@@ -21,10 +21,6 @@ PASSWORD = "browser test password 1"
 URL = re.compile(
     r"Enclave web page: https?://\S+/ \(its address with this launch's token is in (\S+),"
 )
-
-
-def free_port() -> int:
-    return listen_port()  # below the ephemeral range (support/ports.py says why)
 
 
 class WebNode:

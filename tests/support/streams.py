@@ -41,12 +41,11 @@ def history_report(store, peer_fp: str, prefix: str) -> dict:
         dup_ids += m.id in ids
         ids.add(m.id)
         parsed = parse_body(m.body or "")
-        first = bodies.get(m.body)
-        if first is not None:
+        first = bodies.setdefault(m.body, m)
+        if first is not m:
             dup_bodies += 1
             seq = parsed[1] if parsed else None
             twice.append({"seq": seq, "ids": [first.id.hex(), m.id.hex()]})
-        bodies.setdefault(m.body, m)
         if parsed is None or parsed[0] != prefix:
             other += 1
             continue
