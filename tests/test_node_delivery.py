@@ -3,6 +3,8 @@ tombstones, a full disk, and broadcast to 20 peers."""
 
 import asyncio
 import os
+import shutil
+import threading
 import time
 
 import pytest
@@ -361,5 +363,102 @@ async def test_sent_before_its_commit_is_reported_delivered_only_once_stored(rsa
         assert {m.state for m in a.history("bob", 500)} == {"delivered"}
         assert len(rb.received()) == 1 + len(futures)  # each shown once
     finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_message_sent_before_its_commit_survives_its_sender_crashing(rsa_keys, tmp_path):
+    """Alice's message reaches Bob while her commit of it is held back. Her home as a
+    crash leaves it then (copied as it is), started again, puts the message back in her
+    outbox with its id and sends it again: Bob's dedupe acks it and shows nothing twice."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    loop = asyncio.get_running_loop()
+    entered, gate = threading.Event(), threading.Event()
+    again = None
+    try:
+        introduce(a, b, ka, kb)
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send("bob", "warm")
+        await ra.until(lambda r: len(r.states("delivered")) == 1)
+
+        def hold():
+            entered.set()
+            gate.wait(30)
+
+        held = loop.run_in_executor(a.delivery.writer, hold)
+        await loop.run_in_executor(None, entered.wait)
+        sent = a.submit(bytes.fromhex(b.fingerprint), "typed just before the crash")
+        await rb.until(lambda r: len(r.received()) == 2)  # shown at Bob, not stored at Alice
+        shutil.copytree(tmp_path / "a", tmp_path / "crashed")  # the files a kill -9 leaves
+        gate.set()
+        await held
+        message = await asyncio.wait_for(sent, 10)
+        await a.stop()
+        a = None
+
+        again = await start(tmp_path / "crashed", ka)
+        mine = [m for m in again.history("bob") if m.direction == "out"]
+        assert [(m.body, m.id) for m in mine] == [("warm", mine[0].id), (message.body, message.id)]
+        await Recorder(again).until(lambda r: len(r.states("delivered")) == 1)
+        assert [m.state for m in again.history("bob")] == ["delivered", "delivered"]
+        assert [m.body for m in rb.received()] == ["warm", "typed just before the crash"]
+        assert [m.body for m in b.history("alice")] == ["warm", "typed just before the crash"]
+        assert b.stats()["dupes"] == 1  # the resend, taken as the same message
+    finally:
+        gate.set()
+        for node in (a, again, b):
+            if node is not None:
+                await node.stop()
+
+
+@pytest.mark.asyncio
+async def test_while_the_sending_log_fails_new_messages_wait_for_their_commit(rsa_keys, tmp_path):
+    """Nothing goes out ahead of its commit unless it is in the sending log: with the log
+    refusing writes, a new message is held until its row is committed, then delivered."""
+    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
+    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
+    loop = asyncio.get_running_loop()
+    entered, gate = threading.Event(), threading.Event()
+    try:
+        introduce(a, b, ka, kb)
+        ra, rb = Recorder(a), Recorder(b)
+        await a.send("bob", "warm")
+        await ra.until(lambda r: len(r.states("delivered")) == 1)
+        log = a.store.sending
+        fd, log._fd = log._fd, os.open(os.devnull, os.O_RDONLY)  # writes fail (EBADF)
+
+        def hold():
+            entered.set()
+            gate.wait(30)
+
+        held = loop.run_in_executor(a.delivery.writer, hold)
+        await loop.run_in_executor(None, entered.wait)
+        bob = bytes.fromhex(b.fingerprint)
+        sent = a.submit(bob, "held for its commit")
+        assert a.delivery.queued_for(bob) == 0  # not listed: nothing on the link
+        gate.set()
+        await held
+        await asyncio.wait_for(sent, 10)
+        await ra.until(lambda r: len(r.states("delivered")) == 2)
+        os.close(log._fd)
+        log._fd = fd  # the log writes again: the next message goes out at once
+        gate.clear()
+        entered.clear()
+        held = loop.run_in_executor(a.delivery.writer, hold)
+        await loop.run_in_executor(None, entered.wait)
+        sent = a.submit(bob, "ahead of its commit")
+        assert a.delivery.queued_for(bob) == 1  # on the link before its commit
+        await rb.until(lambda r: len(r.received()) == 3)
+        gate.set()
+        await held
+        await asyncio.wait_for(sent, 10)
+        await ra.until(lambda r: len(r.states("delivered")) == 3)
+        assert [m.body for m in b.history("alice")] == [
+            "warm", "held for its commit", "ahead of its commit"
+        ]  # fmt: skip
+    finally:
+        gate.set()
         await a.stop()
         await b.stop()

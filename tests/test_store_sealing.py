@@ -57,7 +57,7 @@ def chat(store: Store, n: int = 1) -> None:
 
 
 def on_disk(path) -> bytes:
-    """Every byte Enclave's store keeps: the database, its WAL and shared memory."""
+    """Every byte Enclave's store keeps: the database, its WAL, shared memory, sending log."""
     return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
 
 

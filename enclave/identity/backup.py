@@ -8,7 +8,7 @@ Rules:
   consistent snapshot made with SQLite's online backup API, never as a byte copy of a
   live WAL database. Left out: received files (``downloads/``, the user's own, as
   ``wipe`` keeps them), the store's ``-wal``/``-shm``/``-journal`` (the snapshot holds
-  what they held), the running page's ``web.url`` (a launch token), sockets, links
+  what they held) and ``-sending`` (the running store's log), the running page's ``web.url`` (a launch token), sockets, links
   and temporary files.
 - The password becomes keys with scrypt at the identity key file's own cost
   (``keys.DEFAULT_KDF``: n = 2^17, r = 8, p = 1, 128 MiB), so a guess at a backup costs
@@ -77,8 +77,11 @@ PRIVATE = 0o600
 _BINARY = getattr(os, "O_BINARY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # Top-level names a backup never holds: received files are the user's; the store goes
-# in as one snapshot, and a -wal beside it would replay other pages into it.
-_STORE_COMPANIONS = {homes.DB_NAME + s for s in ("-wal", "-shm", "-journal")}
+# in as one snapshot, and a -wal beside it would replay other pages into it; its
+# -sending log names rows of the running store (store/sending.py), not the snapshot's.
+_STORE_COMPANIONS = {
+    homes.DB_NAME + s for s in ("-wal", "-shm", "-journal", "-sending", "-sending.tmp")
+}
 # web.url: the running page's address with this launch's token (removed at stop); the
 # identity lock only orders programs running on this machine.
 NEVER_HELD = {*wiping.KEPT, *_STORE_COMPANIONS, "web.url", homes.LOCK_NAME}

@@ -7,11 +7,12 @@ Rules:
   delivered only once the recipient acked it AND a commit after its own marked it so.
   It leaves the outbox only when that recipient acks it (or the user gives up on it):
   delivered exactly once in effect, never silently lost once reported queued. A v1
-  (legacy) recipient gets its envelope only after the commit. The price of sending
-  first: a process killed after a message went to its link and before that commit
-  leaves it with the recipient but not in the history here, and no face was told it
-  was queued; the user sending it again makes a second message, with its own id (the
-  fault lab's kill -9 scenario counts such copies apart).
+  (legacy) recipient gets its envelope only after the commit. Sending first is safe
+  through a kill: before a message goes out ahead of its commit, its row is in the
+  store's sending log (store/sending.py, one write per dispatch, no fsync), and the next
+  run puts back in the outbox what no commit stored, with its id, so the recipient's
+  dedupe takes the resend as the same message. While that log cannot be written (a
+  full disk), new messages wait for their commit before going out.
 - For each peer at most one link carries unacked messages at a time (the "carrier"),
   so the receiver gets them in outbox order; a new carrier is a session without file
   data when the peer has one (``Sessions.pick_chat``). When a carrier dies, its unacked
@@ -162,6 +163,9 @@ class Delivery:
         self._marks: dict[bytes, tuple[int, bytes]] = {}
         self._held: dict[bytes, int] = {}
         self.newest_shown: dict[str, bytes] = {}
+        # Sending first (see the rules) is off while the store's sending log cannot be
+        # written, until a commit succeeds.
+        self._send_first = True
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -292,8 +296,8 @@ class Delivery:
     def _list_early(self, peer: bytes, outs) -> None:
         """Queue new messages for their link before their commit (see the rules); one
         dispatch per peer per loop iteration takes whole bursts at once."""
-        if self.sessions.legacy_target(peer) is not None:
-            return  # v1 envelopes go out only after the commit (``_enqueued``)
+        if self.sessions.legacy_target(peer) is not None or not self._send_first:
+            return  # after the commit (``_enqueued``): v1 envelopes; all, if unlogged
         queue = self.queues.get(peer)
         if queue is None:
             queue = self.queues[peer] = deque()
@@ -334,6 +338,11 @@ class Delivery:
         if not link.writable or room <= 0:
             return
         take = [queue.popleft() for _ in range(min(room, len(queue)))]
+        early = [o for o in take if not o.logged and not o.durable]
+        if early and not self._log_sending(peer, early):
+            take = self._hold_back(queue, take)
+            if not take:
+                return
         if self.before_send is not None:
             self.before_send(link, take)
         first = link.conn.send_outgoing(take)
@@ -348,6 +357,48 @@ class Delivery:
         self._announce_sent(peer, take)
         if queue:
             asyncio.get_running_loop().call_soon(self.dispatch, peer)
+
+    def _log_sending(self, peer: bytes, outs: list[Out]) -> bool:
+        """Put messages about to go out ahead of their commit in the store's sending log
+        (see the rules); False if it cannot take them: sending first stops until a
+        commit succeeds."""
+        extras = [
+            (k, o.group, o.reply, o.timer, o.expires)
+            for k, o in enumerate(outs)
+            if o.group is not None
+            or o.reply is not None
+            or o.timer is not None
+            or o.expires is not None
+        ]
+        logged = self.store.sending.append(
+            peer,
+            [o.rowid for o in outs],
+            [o.id for o in outs],
+            [o.body for o in outs],
+            [o.created_ms for o in outs],
+            extras,
+        )
+        if logged:
+            for o in outs:
+                o.logged = True
+            return True
+        self._send_first = False
+        return False
+
+    def _hold_back(self, queue: deque, take: list[Out]) -> list[Out]:
+        """The sending log refused: every message of this peer not yet committed leaves
+        its queue to wait for its commit (``_enqueued`` lists it again, in commit order);
+        what is committed goes on. Returns the part of ``take`` that may go."""
+        for o in take:
+            if not o.durable:
+                o.listed = False
+        rest = [o for o in queue if o.durable or o.logged]
+        for o in queue:
+            if not (o.durable or o.logged):
+                o.listed = False
+        queue.clear()
+        queue.extend(rest)
+        return [o for o in take if o.durable or o.logged]
 
     async def retry_failed(self, fingerprint: str | None) -> list[int]:
         """failed -> queued (the user's retry): back in the outbox, then on their way."""
@@ -664,6 +715,7 @@ class Delivery:
                 nxt.delivered.setdefault(peer, [])[:0] = outs
             self._stalled(batch, done["error"])
             return
+        self._send_first = True
         self._enqueued(batch.enqueue)
         self._received(batch, done["incoming"], done["now_ms"], done["marks"])
         if done["erased"]:

@@ -15,7 +15,7 @@ class Out:
 
     __slots__ = (
         "rowid", "peer", "id", "body", "created_ms", "sent", "durable", "listed", "taken", "group",
-        "reply", "timer", "expires",
+        "reply", "timer", "expires", "logged",
     )  # fmt: skip
 
     def __init__(
@@ -40,6 +40,7 @@ class Out:
         self.durable = durable  # its outbox row is committed
         self.listed = durable  # in its peer's queue (or carried)
         self.taken = durable  # its enqueue is in a commit already running (or done)
+        self.logged = False  # in the store's sending log (sent ahead of its commit)
         # A group post's (group_id, epoch, lamport, seq) (PROTOCOL.md "Groups"); None: a chat.
         self.group = group
         self.reply = reply  # the id of the message a chat quotes (a REPLY); None: none

@@ -3,6 +3,7 @@ groups (SQLite, WAL).
 
 Rules:
 - One store: nothing else in Enclave writes state to disk, and nothing else speaks SQL.
+  Its files are the database, SQLite's companions and the sending log.
 - Short transactions. Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT``; batch
   methods take many rows in one transaction (multi-row INSERTs for new messages,
   ``executemany`` or rowid ranges for updates; no per-row commit, no per-row query), so
@@ -33,6 +34,8 @@ Modules:
   ``core.StoreCore``.
 - ``checks``: argument checks.
 - ``dbfile``: creating the file, refusing one we must not write, connection settings.
+- ``sending``: the log of new outgoing rows sent before their commit (``<store>-sending``),
+  put back into the outbox by the next opening after a kill.
 - ``schema``: the SQL of each schema version; ``migrations``: applying it in order.
 """
 

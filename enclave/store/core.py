@@ -9,6 +9,7 @@ it. The methods by table are mixins over ``StoreCore`` (``peers``, ``messages``,
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from typing import Self
 
 from enclave.errors import UserError
 
+from . import sending
 from .dbfile import BUSY_TIMEOUT_S, SYNC_MODES, check_file, configure, create_private
 from .migrations import migrate, user_version
 from .sealing import (
@@ -33,6 +35,9 @@ from .sealing import (
     peer_name_ad,
     record_ad,
 )
+from .sending import SendingLog
+
+log = logging.getLogger("enclave.store")
 
 _NO_PEER = "FOREIGN KEY constraint failed"  # what SQLite said when rows named peers by text
 
@@ -55,11 +60,9 @@ class StoreCore:
         # a caller can know a message's rowid before the row is written (``reserve_rowid``).
         # Queue places (``owed``) come from the same counter: new and retried messages
         # go behind everything queued before (a migrated outbox kept its own numbers).
-        last = db.execute(
-            "SELECT max(coalesce((SELECT max(rowid) FROM messages), 0),"
-            " coalesce((SELECT max(owed) FROM messages WHERE owed IS NOT NULL), 0))"
-        ).fetchone()[0]
-        self._rowids = itertools.count(last + 1)
+        self._rowids = itertools.count(_last_rowid(db) + 1)
+        # New messages sent before their commit (sending.py); taken by ``open``.
+        self.sending = SendingLog(sending.path_for(path), self._sealer)
 
     # -- opening -------------------------------------------------------------------
 
@@ -93,17 +96,64 @@ class StoreCore:
             db.close()
             raise
         store = cls(db, path, sealer)
-        if sealer.sealed:
-            try:
+        try:
+            if sealer.sealed:
                 store.seal_clear(progress)
-            except BaseException:
-                store.close()
-                raise
+            store._take_sending_log()
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def close(self) -> None:
         with self._lock:
+            self.sending.close()
             self._db.close()
+
+    def _take_sending_log(self) -> int:
+        """Hold the sending log and put back into the outbox what it holds that no
+        commit stored (sending.py); how many rows went back. A store opened without its
+        key leaves the log alone: what it holds is sealed."""
+        if isinstance(self._sealer, Locked) or not self.sending.lock():
+            return 0
+        rows, mark = sending.read(self.sending.path, self._sealer)
+        back = self._put_back([r for r in rows if _logged_row(r) and r[0] >= mark])
+        if back:
+            log.warning("%d message(s) sent just before Enclave stopped were put back in the"
+                        " outbox", back)  # fmt: skip
+        self.sending.compact()  # emptied: all of it is in the store now, or never will be
+        return back
+
+    def _put_back(self, rows: list[list]) -> int:
+        """Write logged rows the store does not hold, to peers it knows, as queued."""
+        if not rows:
+            return 0
+        with self._lock:
+            db = self._db
+            lo, hi = min(r[0] for r in rows), max(r[0] for r in rows)
+            held = {r[0] for r in db.execute(_HELD, (lo, hi))}
+            new = {}
+            for rowid, peer, mid, body, created, group, reply, timer, expires in rows:
+                if rowid not in held and self._peer_id(db, peer.hex()) is not None:
+                    group = None if group is None else tuple(group)
+                    row = (rowid, peer.hex(), mid, body, created, group, reply, timer, expires)
+                    new[rowid] = row
+        rows = [new[r] for r in sorted(new)]
+        try:
+            self.write_cycle(enqueue=rows)
+        except (sqlite3.IntegrityError, ValueError, TypeError):
+            rows = [r for r in rows if self._put_back_one(r)]  # one bad row spoils no other
+        with self._lock:
+            self._rowids = itertools.count(_last_rowid(self._db) + 1)
+        return len(rows)
+
+    def _put_back_one(self, row: tuple) -> bool:
+        try:
+            self.write_cycle(enqueue=[row])
+        except (sqlite3.IntegrityError, ValueError, TypeError) as err:
+            log.warning("a logged message could not be put back: %s", err)
+            return False
+        return True
 
     def __enter__(self) -> Self:
         return self
@@ -132,6 +182,15 @@ class StoreCore:
                     db.execute("ROLLBACK")
                 self._timed = None  # what the transaction changed of it is gone: reload
                 raise
+
+    def _scrub_wal(self) -> None:
+        """After an erasure: no copy of an erased body stays in the store's files."""
+        # secure_delete zeroes the freed text in the database pages; a truncating
+        # checkpoint also drops the WAL's old copies. A busy reader may postpone that.
+        # The sending log keeps only what waits for a commit (sending.py).
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self.sending.compact()
 
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -280,6 +339,35 @@ class StoreCore:
     def reserve_rowid(self) -> int:
         """The rowid the next outgoing message will be written with (any thread)."""
         return next(self._rowids)
+
+
+_HELD = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
+
+
+def _last_rowid(db: sqlite3.Connection) -> int:
+    return db.execute(
+        "SELECT max(coalesce((SELECT max(rowid) FROM messages), 0),"
+        " coalesce((SELECT max(owed) FROM messages WHERE owed IS NOT NULL), 0))"
+    ).fetchone()[0]
+
+
+def _logged_row(row) -> bool:
+    """A row as ``SendingLog.append`` wrote it (a record that opened is ours; a store
+    without its key reads its log in clear, so the shape is checked)."""
+    if not (type(row) is list and len(row) == 9):
+        return False
+    rowid, peer, mid, body, created, group, reply, timer, expires = row
+    return (
+        type(rowid) is int
+        and type(peer) is bytes
+        and type(mid) is bytes
+        and type(body) is str
+        and type(created) is int
+        and (group is None or (type(group) is list and len(group) == 4))
+        and (reply is None or type(reply) is bytes)
+        and (timer is None or type(timer) is int)
+        and (expires is None or type(expires) is int)
+    )
 
 
 def _sealer(db: sqlite3.Connection, path: Path, key: bytes | None):

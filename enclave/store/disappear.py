@@ -127,8 +127,7 @@ class DisappearMixin(StoreCore):
                 [(r[0],) for r in due],
             )
         if due:
-            with self._lock:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._scrub_wal()
         return [Expired(fp, rowid, mid, direction, gid) for rowid, fp, mid, direction, gid in due]
 
     # --- a group's timer (the log decides it; schema 14 mirrors it) ---------------------------

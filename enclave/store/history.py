@@ -214,12 +214,7 @@ class HistoryMixin(StoreCore):
             )
 
     def scrub(self) -> None:
-        """Overwrite what erased bodies left in the WAL (``_scrub_wal``); the node calls
-        it after a commit erased messages of a conversation with history off."""
+        """Overwrite what erased bodies left in the WAL and the sending log
+        (``_scrub_wal``); the node calls it after a commit erased messages of a
+        conversation with history off."""
         self._scrub_wal()
-
-    def _scrub_wal(self) -> None:
-        # secure_delete zeroes the freed text in the database pages; a truncating
-        # checkpoint also drops the WAL's old copies. A busy reader may postpone that.
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -78,12 +78,15 @@ class MessagesMixin(DisappearMixin, OutboxMixin):
         which the post's expiry is set as a chat's is.
         """
         incoming, enqueue = list(incoming), list(enqueue)
-        with self._tx() as db:
-            flags = self._insert_incoming(db, incoming) if incoming else []
+        with self._lock:  # the sending log's mark in the same hold as the COMMIT
+            with self._tx() as db:
+                flags = self._insert_incoming(db, incoming) if incoming else []
+                if enqueue:
+                    self._insert_outgoing(db, enqueue)
+                for fp, rowids in delivered:
+                    self._delivered(db, fp, rowids, now_ms, fp in forget)
             if enqueue:
-                self._insert_outgoing(db, enqueue)
-            for fp, rowids in delivered:
-                self._delivered(db, fp, rowids, now_ms, fp in forget)
+                self.sending.committed(enqueue[-1][0])  # rowids ascend (sending.py)
         return flags
 
     # Rows are checked here (once each, in one expression: the hot path) instead of by

@@ -105,6 +105,16 @@ class Sealer:
     def seal_record(self, record: bytes, ad: bytes) -> bytes:
         return RECORD_MAGIC + self._gcm.seal(record, ad)
 
+    def seal_bytes(self, data: bytes, ad: bytes) -> bytes:
+        return self._gcm.seal(data, ad)
+
+    def open_bytes(self, value: bytes, ad: bytes) -> bytes | None:
+        """``value`` opened; None when it does not open (altered, another key)."""
+        try:
+            return self._gcm.open(value, ad)
+        except ValueError:
+            return None
+
     def open_record(self, value: bytes, ad: bytes) -> bytes:
         """A record as stored: a clear one as it is; a sealed one opened (one that does
         not open is returned as stored: the group's log check refuses it)."""
@@ -142,6 +152,12 @@ class Clear:
     def open_record(self, value: bytes, ad: bytes) -> bytes:
         return value
 
+    def seal_bytes(self, data: bytes, ad: bytes) -> bytes:
+        return data
+
+    def open_bytes(self, value: bytes, ad: bytes) -> bytes | None:
+        return value
+
 
 class Locked(Clear):
     """A sealed store opened without its key: it reads what is in clear and refuses to
@@ -157,6 +173,9 @@ class Locked(Clear):
         return LOCKED if type(value) is bytes else value
 
     def seal_record(self, record: bytes, ad: bytes) -> bytes:
+        raise UserError("the history is encrypted: this needs the password")
+
+    def seal_bytes(self, data: bytes, ad: bytes) -> bytes:
         raise UserError("the history is encrypted: this needs the password")
 
 
