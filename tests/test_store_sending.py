@@ -5,6 +5,7 @@ one process logs at a time; the file stays small, private and sealed."""
 import hashlib
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from enclave.errors import UserError
 from enclave.store import Store, sending
 
 A, B = "a1" * 32, "b2" * 32
@@ -125,17 +127,18 @@ def test_a_kill_9_right_after_logging_loses_nothing(tmp_path):
         assert owed(store) == [(rowid, b"k" * 16, "typed, then killed", 5, "queued")]
 
 
-def test_committed_rows_never_come_back_even_once_deleted(tmp_path):
+def test_committed_rows_never_come_back_even_once_their_contact_was_removed(tmp_path):
+    """Removing a contact deletes its rows outright (no tombstone); added again, a kill
+    must not bring back what was sent to it before: the mark says it was committed."""
     store = opened(tmp_path / "s.db")
     done, waiting = [row(store, 1)], [row(store, 2)]
     assert log(store, done) and log(store, waiting)
     commit(store, done)  # a mark: everything below row 2 is committed
-    store.mark_delivered(A, [done[0][0]], 2000)
-    assert store.delete_message(A, done[0][0])
-    store.close()
+    assert store.remove_peer(A)
+    store.upsert_peer(A, pem(A), "127.0.0.1:7000", "alice", 1.0)
+    store.close()  # row 2 still waits: the log stays
     with opened(tmp_path / "s.db") as store:
-        assert [o[0] for o in owed(store)] == [waiting[0][0]]
-        assert store.message(A, done[0][0]) is None  # the deleted one stays deleted
+        assert [o[0] for o in owed(store)] == [waiting[0][0]]  # only the uncommitted one
 
 
 def test_a_row_the_store_holds_is_not_written_twice(tmp_path):
@@ -266,12 +269,13 @@ def test_compaction_keeps_what_waits_and_scrub_drops_erased_bodies(tmp_path, mon
         store = opened(tmp_path / "s.db")
         assert [o[2] for o in owed(store)][-1] == "still waiting"
         assert len(owed(store)) == 11  # the committed ones, and the one put back
-        erased = [row(store, 20, body="history off")]
+        erased = [row(store, 20, body="deleted by its user")]
         assert log(store, erased)
         commit(store, erased)
         later = [row(store, 21, body="later")]
-        assert log(store, later)
-        store.scrub()
+        assert log(store, later)  # waits: the log cannot be emptied
+        store.mark_delivered(A, [erased[0][0]], 2000)
+        assert store.delete_message(A, erased[0][0])  # an erasure compacts the log
         rows, mark = sending.read(log_path(tmp_path), store._sealer)
         assert [r[3] for r in rows] == ["later"] and mark > erased[0][0]
     finally:
@@ -306,15 +310,28 @@ _VALUES = st.recursive(
 )
 
 
-# A record of the right outer shape (peer, then columns) with anything in the columns.
-_SHAPED = st.tuples(
-    st.sampled_from([bytes.fromhex(A), bytes.fromhex(B), b""]),
-    st.lists(st.integers(-5, 2**63 - 1), max_size=3),
-    st.lists(st.binary(min_size=15, max_size=17) | st.binary(max_size=40), max_size=3),
-    st.lists(st.text(max_size=10), max_size=3),
-    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3),
-    st.lists(st.tuples(st.integers(-2, 4), _VALUES, _VALUES, _VALUES, _VALUES), max_size=2),
-).map(list)
+# A record of the right outer shape (peer, then columns): mostly columns of one length
+# and sound values, among lengths and values that are not.
+@st.composite
+def _shaped(draw) -> list:
+    n = draw(st.integers(0, 3))
+
+    def column(values):
+        return draw(st.lists(values, min_size=n, max_size=n) | st.lists(_VALUES, max_size=3))
+
+    return [
+        draw(st.sampled_from([bytes.fromhex(A), bytes.fromhex(B), b""])),
+        column(st.integers(1, 1000) | st.integers(-5, 0) | st.integers(2**63 - 2**33, 2**64 - 1)),
+        column(st.binary(min_size=16, max_size=16) | st.binary(max_size=40)),
+        column(st.text(max_size=10)),
+        column(st.integers(0, 2**41) | st.integers(-(2**63), 2**64 - 1)),
+        draw(
+            st.lists(st.tuples(st.integers(-2, 4), _VALUES, _VALUES, _VALUES, _VALUES), max_size=2)
+        ),
+    ]
+
+
+_SHAPED = _shaped()
 
 
 @settings(
@@ -364,5 +381,52 @@ def test_rows_logged_after_their_commit_are_not_kept(tmp_path):
         assert log(store, rows) and not store.sending.waiting
         store.scrub()
         assert log_path(tmp_path).stat().st_size == 0
+    finally:
+        store.close()
+
+
+def test_a_put_back_the_disk_refuses_fails_the_opening_and_keeps_the_log(tmp_path, monkeypatch):
+    store = opened(tmp_path / "s.db")
+    rows = [row(store, 1)]
+    assert log(store, rows)
+    store.close()
+    before = log_path(tmp_path).read_bytes()
+
+    def full(self, *args, **kw):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as m:
+        m.setattr(Store, "write_cycle", full)
+        with pytest.raises(UserError, match="disk is full"):
+            Store.open(tmp_path / "s.db", key=KEY)
+    assert log_path(tmp_path).read_bytes() == before  # kept for the next opening
+    with opened(tmp_path / "s.db") as store:
+        assert [o[0] for o in owed(store)] == [rows[0][0]]
+
+
+def test_a_link_in_place_of_the_log_is_left_alone(tmp_path, caplog):
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"someone else's file")
+    opened(tmp_path / "s.db").close()
+    log_path(tmp_path).symlink_to(target)
+    with opened(tmp_path / "s.db") as store:
+        assert not store.sending.usable and not log(store, [row(store, 1)])
+    assert target.read_bytes() == b"someone else's file"
+    assert "cannot open" in caplog.text
+
+
+def test_a_mark_that_could_not_be_written_is_written_at_the_next_commit(tmp_path):
+    store = opened(tmp_path / "s.db")
+    try:
+        first, second = [row(store, 1)], [row(store, 2)]
+        assert log(store, first) and log(store, second)
+        fd, store.sending._fd = store.sending._fd, os.open(os.devnull, os.O_RDONLY)
+        commit(store, first)  # its mark fails
+        os.close(store.sending._fd)
+        store.sending._fd = fd
+        assert sending.read(log_path(tmp_path), store._sealer)[1] == 0
+        third = [row(store, 3)]
+        commit(store, second + third)  # (row 3 never logged)
+        assert sending.read(log_path(tmp_path), store._sealer)[1] == third[0][0] + 1
     finally:
         store.close()

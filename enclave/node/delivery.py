@@ -164,8 +164,14 @@ class Delivery:
         self._held: dict[bytes, int] = {}
         self.newest_shown: dict[str, bytes] = {}
         # Sending first (see the rules) is off while the store's sending log cannot be
-        # written, until a commit succeeds.
-        self._send_first = True
+        # written, until a commit succeeds; and for good if this process does not hold it.
+        self._send_first = store.sending.usable
+        if not self._send_first:
+            log.warning(
+                "%s is not this node's (another process holds it): new messages wait for"
+                " their commit before going out",
+                store.sending.path,
+            )
 
     @property
     def writer(self) -> ThreadPoolExecutor:
@@ -342,6 +348,8 @@ class Delivery:
         if early and not self._log_sending(peer, early):
             take = self._hold_back(queue, take)
             if not take:
+                if queue:  # committed ones behind those held back
+                    asyncio.get_running_loop().call_soon(self.dispatch, peer)
                 return
         if self.before_send is not None:
             self.before_send(link, take)
@@ -715,7 +723,7 @@ class Delivery:
                 nxt.delivered.setdefault(peer, [])[:0] = outs
             self._stalled(batch, done["error"])
             return
-        self._send_first = True
+        self._send_first = self.store.sending.usable
         self._enqueued(batch.enqueue)
         self._received(batch, done["incoming"], done["now_ms"], done["marks"])
         if done["erased"]:

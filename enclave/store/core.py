@@ -113,35 +113,44 @@ class StoreCore:
     def _take_sending_log(self) -> int:
         """Hold the sending log and put back into the outbox what it holds that no
         commit stored (sending.py); how many rows went back. A store opened without its
-        key leaves the log alone: what it holds is sealed."""
+        key leaves the log alone: what it holds is sealed. If the rows cannot be written
+        (a full disk), the log stays as it is for the next opening."""
         if isinstance(self._sealer, Locked) or not self.sending.lock():
             return 0
-        rows, mark = sending.read(self.sending.path, self._sealer)
-        back = self._put_back([r for r in rows if _logged_row(r) and r[0] >= mark])
+        rows, mark = self.sending.read()
+        try:
+            back = self._put_back([r for r in rows if _logged_row(r) and r[0] >= mark])
+        except sqlite3.Error as err:
+            raise UserError(f"cannot write {self.path}: {err}") from None
         if back:
             log.warning("%d message(s) sent just before Enclave stopped were put back in the"
                         " outbox", back)  # fmt: skip
-        self.sending.compact()  # emptied: all of it is in the store now, or never will be
+        self.sending.taken()  # emptied: all of it is in the store now, or never will be
         return back
 
     def _put_back(self, rows: list[list]) -> int:
-        """Write logged rows the store does not hold, to peers it knows, as queued."""
+        """Write logged rows the store does not hold (by rowid, or by peer and id), to
+        peers it knows, as queued."""
         if not rows:
             return 0
         with self._lock:
             db = self._db
             lo, hi = min(r[0] for r in rows), max(r[0] for r in rows)
             held = {r[0] for r in db.execute(_HELD, (lo, hi))}
-            new = {}
+            new, seen = {}, set()
             for rowid, peer, mid, body, created, group, reply, timer, expires in rows:
-                if rowid not in held and self._peer_id(db, peer.hex()) is not None:
-                    group = None if group is None else tuple(group)
-                    row = (rowid, peer.hex(), mid, body, created, group, reply, timer, expires)
-                    new[rowid] = row
+                pid = self._peer_id(db, peer.hex())
+                if rowid in held or pid is None or (pid, mid) in seen:
+                    continue
+                if group is None and db.execute(_SENT, (pid, mid)).fetchone():
+                    continue  # its row is there under another rowid: nothing to put back
+                seen.add((pid, mid))
+                group = None if group is None else tuple(group)
+                new[rowid] = (rowid, peer.hex(), mid, body, created, group, reply, timer, expires)
         rows = [new[r] for r in sorted(new)]
         try:
             self.write_cycle(enqueue=rows)
-        except (sqlite3.IntegrityError, ValueError, TypeError):
+        except (sqlite3.IntegrityError, ValueError, TypeError, OverflowError):
             rows = [r for r in rows if self._put_back_one(r)]  # one bad row spoils no other
         with self._lock:
             self._rowids = itertools.count(_last_rowid(self._db) + 1)
@@ -150,7 +159,7 @@ class StoreCore:
     def _put_back_one(self, row: tuple) -> bool:
         try:
             self.write_cycle(enqueue=[row])
-        except (sqlite3.IntegrityError, ValueError, TypeError) as err:
+        except (sqlite3.IntegrityError, ValueError, TypeError, OverflowError) as err:
             log.warning("a logged message could not be put back: %s", err)
             return False
         return True
@@ -342,6 +351,8 @@ class StoreCore:
 
 
 _HELD = "SELECT rowid FROM messages WHERE rowid BETWEEN ? AND ?"
+_SENT = "SELECT 1 FROM messages WHERE peer = ? AND id = ? AND direction = 'out' LIMIT 1"
+_INT64 = 1 << 63
 
 
 def _last_rowid(db: sqlite3.Connection) -> int:
@@ -358,16 +369,23 @@ def _logged_row(row) -> bool:
         return False
     rowid, peer, mid, body, created, group, reply, timer, expires = row
     return (
-        type(rowid) is int
+        _count(rowid)
+        and rowid > 0
         and type(peer) is bytes
         and type(mid) is bytes
+        and len(mid) == 16  # a new message's id (a v1 envelope is never sent ahead)
         and type(body) is str
-        and type(created) is int
+        and _count(created)
         and (group is None or (type(group) is list and len(group) == 4))
         and (reply is None or type(reply) is bytes)
-        and (timer is None or type(timer) is int)
-        and (expires is None or type(expires) is int)
+        and (timer is None or _count(timer))
+        and (expires is None or _count(expires))
     )
+
+
+def _count(value) -> bool:
+    """An int SQLite stores as it is (a rowid below 2^63 - 1 leaves the counter room)."""
+    return type(value) is int and 0 <= value < _INT64 - (1 << 32)
 
 
 def _sealer(db: sqlite3.Connection, path: Path, key: bytes | None):
