@@ -2,10 +2,12 @@
 tombstones, a full disk, and broadcast to 20 peers."""
 
 import asyncio
+import contextlib
 import os
 import shutil
 import threading
 import time
+from collections import deque
 
 import pytest
 from support.attackers import RawPeer
@@ -367,6 +369,25 @@ async def test_sent_before_its_commit_is_reported_delivered_only_once_stored(rsa
         await b.stop()
 
 
+@contextlib.asynccontextmanager
+async def writer_held(node):
+    """The node's store writer is busy (its commits wait) until the block ends."""
+    loop = asyncio.get_running_loop()
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold():
+        entered.set()
+        gate.wait(30)
+
+    job = loop.run_in_executor(node.delivery.writer, hold)
+    try:
+        await loop.run_in_executor(None, entered.wait)
+        yield
+    finally:
+        gate.set()
+        await job
+
+
 @pytest.mark.asyncio
 async def test_a_message_sent_before_its_commit_survives_its_sender_crashing(rsa_keys, tmp_path):
     """Alice's message reaches Bob while her commit of it is held back. Her home as a
@@ -374,26 +395,16 @@ async def test_a_message_sent_before_its_commit_survives_its_sender_crashing(rsa
     outbox with its id and sends it again: Bob's dedupe acks it and shows nothing twice."""
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
-    loop = asyncio.get_running_loop()
-    entered, gate = threading.Event(), threading.Event()
     again = None
     try:
         introduce(a, b, ka, kb)
         ra, rb = Recorder(a), Recorder(b)
         await a.send("bob", "warm")
         await ra.until(lambda r: len(r.states("delivered")) == 1)
-
-        def hold():
-            entered.set()
-            gate.wait(30)
-
-        held = loop.run_in_executor(a.delivery.writer, hold)
-        await loop.run_in_executor(None, entered.wait)
-        sent = a.submit(bytes.fromhex(b.fingerprint), "typed just before the crash")
-        await rb.until(lambda r: len(r.received()) == 2)  # shown at Bob, not stored at Alice
-        shutil.copytree(tmp_path / "a", tmp_path / "crashed")  # the files a kill -9 leaves
-        gate.set()
-        await held
+        async with writer_held(a):
+            sent = a.submit(bytes.fromhex(b.fingerprint), "typed just before the crash")
+            await rb.until(lambda r: len(r.received()) == 2)  # shown at Bob, not stored at Alice
+            shutil.copytree(tmp_path / "a", tmp_path / "crashed")  # the files a kill -9 leaves
         message = await asyncio.wait_for(sent, 10)
         await a.stop()
         a = None
@@ -407,7 +418,6 @@ async def test_a_message_sent_before_its_commit_survives_its_sender_crashing(rsa
         assert [m.body for m in b.history("alice")] == ["warm", "typed just before the crash"]
         assert b.stats()["dupes"] == 1  # the resend, taken as the same message
     finally:
-        gate.set()
         for node in (a, again, b):
             if node is not None:
                 await node.stop()
@@ -419,8 +429,6 @@ async def test_while_the_sending_log_fails_new_messages_wait_for_their_commit(rs
     refusing writes, a new message is held until its row is committed, then delivered."""
     ka, kb = rsa_keys["alice"], rsa_keys["bob"]
     a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
-    loop = asyncio.get_running_loop()
-    entered, gate = threading.Event(), threading.Event()
     try:
         introduce(a, b, ka, kb)
         ra, rb = Recorder(a), Recorder(b)
@@ -428,37 +436,44 @@ async def test_while_the_sending_log_fails_new_messages_wait_for_their_commit(rs
         await ra.until(lambda r: len(r.states("delivered")) == 1)
         log = a.store.sending
         fd, log._fd = log._fd, os.open(os.devnull, os.O_RDONLY)  # writes fail (EBADF)
-
-        def hold():
-            entered.set()
-            gate.wait(30)
-
-        held = loop.run_in_executor(a.delivery.writer, hold)
-        await loop.run_in_executor(None, entered.wait)
         bob = bytes.fromhex(b.fingerprint)
-        sent = a.submit(bob, "held for its commit")
-        assert a.delivery.queued_for(bob) == 0  # not listed: nothing on the link
-        gate.set()
-        await held
+        async with writer_held(a):
+            sent = a.submit(bob, "held for its commit")
+            assert a.delivery.queued_for(bob) == 0  # not listed: nothing on the link
         await asyncio.wait_for(sent, 10)
         await ra.until(lambda r: len(r.states("delivered")) == 2)
         os.close(log._fd)
         log._fd = fd  # the log writes again: the next message goes out at once
-        gate.clear()
-        entered.clear()
-        held = loop.run_in_executor(a.delivery.writer, hold)
-        await loop.run_in_executor(None, entered.wait)
-        sent = a.submit(bob, "ahead of its commit")
-        assert a.delivery.queued_for(bob) == 1  # on the link before its commit
-        await rb.until(lambda r: len(r.received()) == 3)
-        gate.set()
-        await held
+        async with writer_held(a):
+            sent = a.submit(bob, "ahead of its commit")
+            assert a.delivery.queued_for(bob) == 1  # on the link before its commit
+            await rb.until(lambda r: len(r.received()) == 3)
         await asyncio.wait_for(sent, 10)
         await ra.until(lambda r: len(r.states("delivered")) == 3)
         assert [m.body for m in b.history("alice")] == [
             "warm", "held for its commit", "ahead of its commit"
         ]  # fmt: skip
     finally:
-        gate.set()
         await a.stop()
         await b.stop()
+
+
+def test_held_back_are_only_the_messages_neither_committed_nor_logged():
+    """When the log refuses, what was committed or logged before still goes, and stays
+    listed (else its commit would list it a second time); the rest waits, unlisted."""
+    from enclave.node.delivery import hold_back
+    from enclave.node.outgoing import Out
+
+    def out(rowid, durable=False, logged=False):
+        o = Out(rowid, b"p" * 32, os.urandom(16), f"m{rowid}", 1, durable)
+        o.listed, o.logged = True, logged
+        return o
+
+    committed, logged, fresh = out(1, durable=True), out(2, logged=True), out(3)
+    later_committed, later_fresh = out(4, durable=True), out(5)
+    queue = deque([later_fresh, later_committed])
+    assert hold_back(queue, [committed, logged, fresh]) == [committed, logged]
+    assert list(queue) == [later_committed]
+    assert [o.listed for o in (committed, logged, fresh, later_committed, later_fresh)] == [
+        True, True, False, True, False
+    ]  # fmt: skip

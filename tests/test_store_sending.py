@@ -234,7 +234,7 @@ def test_the_file_is_private_sealed_and_removed_once_nothing_waits(tmp_path):
         assert store.sending.waiting  # row 2 waits (behind a mark)
         commit(store, rows[1:])
         assert not store.sending.waiting
-        assert sending.read(path, store._sealer)[1] == rows[1][0] + 1  # the last mark
+        assert store.sending.read()[1] == rows[1][0] + 1  # the last mark
     finally:
         store.close()
     assert not path.exists()
@@ -263,7 +263,7 @@ def test_compaction_keeps_what_waits_and_scrub_drops_erased_bodies(tmp_path, mon
             rows = ahead
         data = log_path(tmp_path).read_bytes()
         assert len(data) < 600 + 200  # compacted on the way: ten records and marks are more
-        logged, _ = sending.read(log_path(tmp_path), store._sealer)
+        logged, _ = store.sending.read()
         assert logged[-1][3] == "still waiting" and len(logged) < 5
         store.close()
         store = opened(tmp_path / "s.db")
@@ -276,7 +276,7 @@ def test_compaction_keeps_what_waits_and_scrub_drops_erased_bodies(tmp_path, mon
         assert log(store, later)  # waits: the log cannot be emptied
         store.mark_delivered(A, [erased[0][0]], 2000)
         assert store.delete_message(A, erased[0][0])  # an erasure compacts the log
-        rows, mark = sending.read(log_path(tmp_path), store._sealer)
+        rows, mark = store.sending.read()
         assert [r[3] for r in rows] == ["later"] and mark > erased[0][0]
     finally:
         store.close()
@@ -424,9 +424,9 @@ def test_a_mark_that_could_not_be_written_is_written_at_the_next_commit(tmp_path
         commit(store, first)  # its mark fails
         os.close(store.sending._fd)
         store.sending._fd = fd
-        assert sending.read(log_path(tmp_path), store._sealer)[1] == 0
+        assert store.sending.read()[1] == 0
         third = [row(store, 3)]
         commit(store, second + third)  # (row 3 never logged)
-        assert sending.read(log_path(tmp_path), store._sealer)[1] == third[0][0] + 1
+        assert store.sending.read()[1] == third[0][0] + 1
     finally:
         store.close()

@@ -8,8 +8,8 @@ Rules:
   consistent snapshot made with SQLite's online backup API, never as a byte copy of a
   live WAL database. Left out: received files (``downloads/``, the user's own, as
   ``wipe`` keeps them), the store's ``-wal``/``-shm``/``-journal`` (the snapshot holds
-  what they held) and ``-sending`` (the running store's log), the running page's ``web.url`` (a launch token), sockets, links
-  and temporary files.
+  what they held) and ``-sending`` (the running store's log), the running page's
+  ``web.url`` (a launch token), sockets, links and temporary files.
 - The password becomes keys with scrypt at the identity key file's own cost
   (``keys.DEFAULT_KDF``: n = 2^17, r = 8, p = 1, 128 MiB), so a guess at a backup costs
   what a guess at the ``identity.key`` inside it costs. It is memory-hard and already

@@ -66,6 +66,7 @@ Rules:
 """
 
 import asyncio
+import itertools
 import logging
 import sqlite3
 import time
@@ -168,8 +169,7 @@ class Delivery:
         self._send_first = store.sending.usable
         if not self._send_first:
             log.warning(
-                "%s is not this node's (another process holds it): new messages wait for"
-                " their commit before going out",
+                "this node does not hold %s: new messages wait for their commit before going out",
                 store.sending.path,
             )
 
@@ -346,7 +346,7 @@ class Delivery:
         take = [queue.popleft() for _ in range(min(room, len(queue)))]
         early = [o for o in take if not o.logged and not o.durable]
         if early and not self._log_sending(peer, early):
-            take = self._hold_back(queue, take)
+            take = hold_back(queue, take)
             if not take:
                 if queue:  # committed ones behind those held back
                     asyncio.get_running_loop().call_soon(self.dispatch, peer)
@@ -392,21 +392,6 @@ class Delivery:
             return True
         self._send_first = False
         return False
-
-    def _hold_back(self, queue: deque, take: list[Out]) -> list[Out]:
-        """The sending log refused: every message of this peer not yet committed leaves
-        its queue to wait for its commit (``_enqueued`` lists it again, in commit order);
-        what is committed goes on. Returns the part of ``take`` that may go."""
-        for o in take:
-            if not o.durable:
-                o.listed = False
-        rest = [o for o in queue if o.durable or o.logged]
-        for o in queue:
-            if not (o.durable or o.logged):
-                o.listed = False
-        queue.clear()
-        queue.extend(rest)
-        return [o for o in take if o.durable or o.logged]
 
     async def retry_failed(self, fingerprint: str | None) -> list[int]:
         """failed -> queued (the user's retry): back in the outbox, then on their way."""
@@ -926,3 +911,16 @@ class Delivery:
                     f"cannot write to the message store ({err}); receiving is paused and nothing is acknowledged until it can"
                 )
             )
+
+
+def hold_back(queue: deque, take: list[Out]) -> list[Out]:
+    """The sending log refused: every message of this peer neither committed nor logged
+    leaves its queue to wait for its commit (``_enqueued`` lists it again, in commit
+    order); the others go on. Returns the part of ``take`` that may go."""
+    for o in itertools.chain(take, queue):
+        if not (o.durable or o.logged):
+            o.listed = False
+    kept = [o for o in queue if o.durable or o.logged]
+    queue.clear()
+    queue.extend(kept)
+    return [o for o in take if o.durable or o.logged]

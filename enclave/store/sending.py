@@ -118,7 +118,8 @@ class SendingLog:
         return True
 
     def read(self) -> tuple[list[list], int]:
-        """What the held file holds: see ``read``."""
+        """The rows of every record of the held file that opens, and its highest mark,
+        from its start to its end or its first torn record."""
         if self._fd is None:
             return [], 0
         with open(os.dup(self._fd), "rb") as f:
@@ -134,7 +135,10 @@ class SendingLog:
             try:
                 os.ftruncate(self._fd, 0)
             except OSError as err:
-                self._warn(f"cannot write {self.path}: {err.strerror}")
+                self._warn(
+                    f"cannot write {self.path}: {err.strerror}"
+                    " (new messages wait for their commit before going out)"
+                )
                 return
             self._taken = True
 
@@ -183,10 +187,8 @@ class SendingLog:
         try:
             packed = msgpack.packb([peer, rowids, ids, bodies, created, extras])
             record = _framed(_ROWS + self._sealer.seal_bytes(packed, AD))
-        except UserError:  # a store opened without its key writes no text
-            return False
-        except ValueError:  # a body that is no text (a lone surrogate): its commit fails too
-            return False
+        except (UserError, ValueError):  # no key to seal with; a body that is no text
+            return False  # (a lone surrogate: its commit fails too)
         with self._lock:
             if self._fd is None:
                 return False
@@ -196,7 +198,10 @@ class SendingLog:
                 _write_all(self._fd, record)
             except OSError as err:
                 self._cut_back()
-                self._warn(f"cannot write {self.path}: {err.strerror}")
+                self._warn(
+                    f"cannot write {self.path}: {err.strerror}"
+                    " (new messages wait for their commit before going out)"
+                )
                 return False
             self._pending.append((highest, record))
             self._size += len(record)
@@ -276,19 +281,10 @@ class SendingLog:
             pass
 
     def _warn(self, text: str) -> None:
+        """Say the first failure of this log (the rest are the same disk's)."""
         if not self._warned:
             self._warned = True
-            log.warning("%s (new messages wait for their commit before going out)", text)
-
-
-def read(path: Path, sealer) -> tuple[list[list], int]:
-    """The rows of every record that opens and the highest mark, from the start of the
-    file to its end or its first torn record."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], 0
-    return _parse(data, sealer, path)
+            log.warning("%s", text)
 
 
 def _parse(data: bytes, sealer, path: Path) -> tuple[list[list], int]:
