@@ -11,9 +11,11 @@ from collections import deque
 
 import pytest
 from support.attackers import RawPeer
-from support.nodes import Recorder, introduce, public_pem, small_key, start
+from support.nodes import Recorder, alice_and_bob, introduce, public_pem, small_key, start
 
+from enclave.node.delivery import hold_back
 from enclave.node.events import NodeProblem
+from enclave.node.outgoing import Out
 from enclave.protocol.events import Acked
 from enclave.protocol.messages import Chat
 
@@ -427,10 +429,7 @@ async def test_a_message_sent_before_its_commit_survives_its_sender_crashing(rsa
 async def test_while_the_sending_log_fails_new_messages_wait_for_their_commit(rsa_keys, tmp_path):
     """Nothing goes out ahead of its commit unless it is in the sending log: with the log
     refusing writes, a new message is held until its row is committed, then delivered."""
-    ka, kb = rsa_keys["alice"], rsa_keys["bob"]
-    a, b = await start(tmp_path / "a", ka), await start(tmp_path / "b", kb)
-    try:
-        introduce(a, b, ka, kb)
+    async with alice_and_bob(tmp_path, rsa_keys) as (a, b):
         ra, rb = Recorder(a), Recorder(b)
         await a.send("bob", "warm")
         await ra.until(lambda r: len(r.states("delivered")) == 1)
@@ -453,16 +452,11 @@ async def test_while_the_sending_log_fails_new_messages_wait_for_their_commit(rs
         assert [m.body for m in b.history("alice")] == [
             "warm", "held for its commit", "ahead of its commit"
         ]  # fmt: skip
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 def test_held_back_are_only_the_messages_neither_committed_nor_logged():
     """When the log refuses, what was committed or logged before still goes, and stays
     listed (else its commit would list it a second time); the rest waits, unlisted."""
-    from enclave.node.delivery import hold_back
-    from enclave.node.outgoing import Out
 
     def out(rowid, durable=False, logged=False):
         o = Out(rowid, b"p" * 32, os.urandom(16), f"m{rowid}", 1, durable)
